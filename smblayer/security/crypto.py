@@ -1,0 +1,144 @@
+"""SMB 3.x transform (encryption) ([MS-SMB2] 2.2.41, 3.1.4.3, 3.2.5.1.1.1).
+
+Theory of operation: an encrypted SMB2 message travels as a 52-byte
+TRANSFORM_HEADER followed by the AEAD ciphertext of the plain message(s):
+
+    0  ProtocolId fd 'SMB'      4
+    4  Signature (AEAD tag)    16
+    20 Nonce                   16  (CCM uses the first 11 bytes, GCM 12)
+    36 OriginalMessageSize      4
+    40 Reserved                 2
+    42 Flags/EncryptionAlgorithm 2 (always 0x0001)
+    44 SessionId                8
+
+The AAD is bytes 20..51 exactly as transmitted (peers may leave garbage in
+the unused nonce tail, so it is never rebuilt on receive).  A nonce must never
+repeat under one key, so each TransformCipher draws nonces from its own
+64-bit counter followed by a random salt; share one TransformCipher between
+all channels of a session.  Encrypted messages are not signed.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import struct
+from typing import List, Sequence, Union
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM
+
+__all__ = [
+    "AES_128_CCM", "AES_128_GCM", "AES_256_CCM", "AES_256_GCM", "DecryptError",
+    "TRANSFORM_HEADER_SIZE", "TransformCipher", "transform_session_id",
+]
+
+Buffer = Union[bytes, bytearray, memoryview]
+
+# Cipher ids of the 3.1.1 SMB2_ENCRYPTION_CAPABILITIES context.
+AES_128_CCM = 1
+AES_128_GCM = 2
+AES_256_CCM = 3
+AES_256_GCM = 4
+
+PROTOCOL_ID = b"\xfdSMB"
+TRANSFORM_HEADER_SIZE = 52
+TAG_SIZE = 16
+_ENCRYPTED = 0x0001     # 3.1.1 Flags "Encrypted" == 3.0 EncryptionAlgorithm AES-128-CCM
+_AAD_START = 20
+
+# ProtocolId, Signature, Nonce, OriginalMessageSize, Reserved, Flags, SessionId
+_HEADER = struct.Struct("<4s16s16sIHHQ")
+_AAD = struct.Struct("<16sIHHQ")
+_U64 = struct.Struct("<Q")
+_SESSION_ID_OFFSET = 44
+
+# cipher id -> (key length, nonce length)
+_CIPHERS = {
+    AES_128_CCM: (16, 11),
+    AES_128_GCM: (16, 12),
+    AES_256_CCM: (32, 11),
+    AES_256_GCM: (32, 12),
+}
+
+
+class DecryptError(ValueError):
+    """A transformed message is malformed or fails authentication."""
+
+
+def _aead(cipher_id: int, key: bytes) -> Union[AESCCM, AESGCM]:
+    key_len = _CIPHERS[cipher_id][0]
+    if len(key) != key_len:
+        raise ValueError(f"cipher {cipher_id} needs a {key_len}-byte key, got {len(key)}")
+    if cipher_id in (AES_128_CCM, AES_256_CCM):
+        return AESCCM(bytes(key), tag_length=TAG_SIZE)
+    return AESGCM(bytes(key))
+
+
+def transform_session_id(frame: Buffer) -> int:
+    """The SessionId of a transformed message (to pick the session's cipher)."""
+    if len(frame) < TRANSFORM_HEADER_SIZE or bytes(frame[:4]) != PROTOCOL_ID:
+        raise DecryptError("not an SMB2 TRANSFORM_HEADER message")
+    return _U64.unpack_from(frame, _SESSION_ID_OFFSET)[0]
+
+
+class TransformCipher:
+    """Encrypts client->server and decrypts server->client messages of one session."""
+
+    __slots__ = ("cipher_id", "dialect", "_encryptor", "_decryptor", "_nonce_len",
+                 "_salt", "_counter")
+
+    def __init__(self, cipher_id: int, encryption_key: bytes, decryption_key: bytes,
+                 dialect: int) -> None:
+        if cipher_id not in _CIPHERS:
+            raise ValueError(f"unknown cipher id {cipher_id!r}")
+        if dialect < 0x0300:
+            raise ValueError(f"dialect 0x{dialect:04x} has no encryption")
+        if dialect < 0x0311 and cipher_id != AES_128_CCM:
+            raise ValueError("SMB 3.0/3.0.2 only support AES-128-CCM")
+        self.cipher_id = cipher_id
+        self.dialect = dialect
+        self._encryptor = _aead(cipher_id, encryption_key)
+        self._decryptor = _aead(cipher_id, decryption_key)
+        self._nonce_len = _CIPHERS[cipher_id][1]
+        self._salt = os.urandom(self._nonce_len - 8)
+        self._counter = itertools.count()   # next() is atomic under the GIL
+
+    def __repr__(self) -> str:
+        return f"TransformCipher(cipher_id={self.cipher_id}, dialect=0x{self.dialect:04x})"
+
+    def encrypt(self, message_parts: Sequence[Buffer], session_id: int) -> List[Buffer]:
+        """Encrypt the concatenation of ``message_parts``.
+
+        Returns ``[transform_header, ciphertext]`` ready to send after the
+        transport length prefix.
+        """
+        counter = next(self._counter)
+        if counter >> 64:
+            raise OverflowError("nonce counter exhausted; re-key the session")
+        nonce = _U64.pack(counter) + self._salt
+        return self._seal(nonce.ljust(16, b"\x00"), b"".join(message_parts), session_id)
+
+    def _seal(self, nonce_field: bytes, plaintext: bytes, session_id: int) -> List[Buffer]:
+        aad = _AAD.pack(nonce_field, len(plaintext), 0, _ENCRYPTED, session_id)
+        sealed = self._encryptor.encrypt(nonce_field[:self._nonce_len], plaintext, aad)
+        ciphertext = memoryview(sealed)[:-TAG_SIZE]
+        return [PROTOCOL_ID + sealed[-TAG_SIZE:] + aad, ciphertext]
+
+    def decrypt(self, frame: Buffer) -> bytes:
+        """Authenticate and decrypt one transformed message; raise DecryptError."""
+        view = memoryview(frame).cast("B")
+        if view.nbytes < TRANSFORM_HEADER_SIZE:
+            raise DecryptError("transformed message shorter than its header")
+        protocol, tag, nonce, size, _reserved, flags, _sid = _HEADER.unpack_from(view)
+        if protocol != PROTOCOL_ID:
+            raise DecryptError("not an SMB2 TRANSFORM_HEADER message")
+        if flags != _ENCRYPTED:
+            raise DecryptError(f"unsupported transform flags 0x{flags:04x}")
+        ciphertext = view[TRANSFORM_HEADER_SIZE:]
+        if size != ciphertext.nbytes:
+            raise DecryptError("OriginalMessageSize does not match the ciphertext length")
+        try:
+            return self._decryptor.decrypt(nonce[:self._nonce_len], b"".join((ciphertext, tag)),
+                                           view[_AAD_START:TRANSFORM_HEADER_SIZE])
+        except InvalidTag:
+            raise DecryptError("transformed message failed authentication") from None
