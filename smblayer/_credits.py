@@ -1,0 +1,69 @@
+"""The credit gate: requests wait here, first come first served, until the
+server has granted enough credits ([MS-SMB2] 3.2.4.1.5).  SMB1 uses the same
+gate with the server's MaxMpxCount as a fixed pool.
+
+One credit is kept back for priority requests (echo probes, break
+acknowledgements), which also skip the queue, so a client that has spent
+its window can still prove the server alive and answer a break.
+"""
+from __future__ import annotations
+
+import collections
+import threading
+from typing import Callable, Deque
+
+
+class CreditsAborted(Exception):
+    """The wait was abandoned (connection lost, task cancelled, client closed)."""
+
+
+class CreditGate:
+    def __init__(self):
+        self._cond = threading.Condition(threading.Lock())
+        self._available = 0
+        self._queue: Deque[object] = collections.deque()
+
+    @property
+    def available(self) -> int:
+        return self._available
+
+    def take(self, need: int, priority: bool, abort: Callable[[], bool]) -> None:
+        """Take ``need`` credits, waiting FIFO; ``abort()`` is checked on
+        every wake-up and raises CreditsAborted when true."""
+        reserve = 0 if priority else 1
+        with self._cond:
+            if (priority or not self._queue) and self._available - reserve >= need:
+                self._available -= need
+                return
+            me = object()
+            self._queue.append(me)
+            try:
+                while True:
+                    if abort():
+                        raise CreditsAborted()
+                    if (priority or self._queue[0] is me) and \
+                            self._available - reserve >= need:
+                        self._available -= need
+                        return
+                    self._cond.wait()
+            finally:
+                self._queue.remove(me)
+                if self._queue:
+                    self._cond.notify_all()
+
+    def grant(self, count: int) -> None:
+        with self._cond:
+            self._available += count
+            if self._queue:
+                self._cond.notify_all()
+
+    def reset(self, count: int) -> None:
+        """A new connection generation starts with what NEGOTIATE granted."""
+        with self._cond:
+            self._available = count
+            self._cond.notify_all()
+
+    def wake_all(self) -> None:
+        """Make every waiter re-check its abort condition."""
+        with self._cond:
+            self._cond.notify_all()

@@ -1,0 +1,138 @@
+"""The per-dialect wire operations table (sunrpc's rpc_xprt_ops, cifs's
+smb_version_operations): how a family of dialects builds headers, reads
+the routing fields of a reply, probes with ECHO and cancels.
+
+``Smb2Wire`` serves 2.0.2 through 3.1.1; ``Smb1Wire`` serves NT LM 0.12.
+The client picks one after NEGOTIATE and never branches on the dialect
+elsewhere in the hot path.
+"""
+from __future__ import annotations
+
+import struct
+from typing import Optional, Tuple
+
+from .config import Dialect
+from .proto import credits as credit_math
+from .proto import smb1, smb2
+from .proto.negotiate import NegotiateResult
+from .proto.status import NtStatus
+
+# Routed reply: (message_id, status, credits granted, is_interim, async_id, body offset)
+Route = Tuple[int, int, int, bool, Optional[int], int]
+
+
+class Smb2Wire:
+    """SMB 2.0.2 .. 3.1.1."""
+
+    is_smb1 = False
+    unsolicited_id = smb2.UNSOLICITED_MESSAGE_ID
+    echo_command = smb2.Command.ECHO
+    header_size = smb2.HEADER_SIZE
+
+    def __init__(self, negotiated: NegotiateResult):
+        self.dialect = negotiated.dialect
+        self.multi_credit = negotiated.multi_credit
+        self.replay_flag = smb2.Flags.REPLAY_OPERATION if self.dialect.is_smb3 else 0
+
+    def charge(self, command: int, payload: int, expected: int) -> int:
+        """(CreditCharge in the header, credits consumed)."""
+        if command in credit_math.MULTI_CREDIT_COMMANDS:
+            charge = credit_math.credit_charge(payload, expected, self.multi_credit)
+        else:
+            charge = 1 if self.multi_credit else 0
+        return charge
+
+    def build_header(self, task, message_id: int, credit_request: int) -> bytearray:
+        flags = task.flags | task.header_flags
+        if task.sends > 1:
+            flags |= self.replay_flag
+        return smb2.pack_header(task.command, message_id, credit_charge=task.credit_charge,
+                                credit_request=credit_request, flags=flags,
+                                tree_id=task.tree_id, session_id=task.session_id)
+
+    @staticmethod
+    def route(message, offset: int = 0) -> Route:
+        charge, status, command, credits, flags, nxt, mid = smb2.route(message, offset)
+        if not flags & smb2.Flags.SERVER_TO_REDIR:
+            raise smb2.MalformedMessage(f"request (not response) for MessageId {mid}")
+        interim = status == NtStatus.PENDING and bool(flags & smb2.Flags.ASYNC_COMMAND)
+        aid = smb2.async_id(message, offset) if flags & smb2.Flags.ASYNC_COMMAND else None
+        return mid, status, credits, interim, aid, smb2.HEADER_SIZE
+
+    @staticmethod
+    def parse_header(message, offset: int = 0):
+        return smb2.parse_header(message, offset)
+
+    @staticmethod
+    def echo_body() -> Tuple[bytes, ...]:
+        return (smb2.ECHO_BODY,)
+
+    def cancel_message(self, task) -> Tuple[bytes, ...]:
+        """An SMB2 CANCEL for ``task`` ([MS-SMB2] 3.2.4.24): same MessageId,
+        the AsyncId if the server went async, no credits consumed."""
+        header = smb2.pack_header(smb2.Command.CANCEL, task.message_id, credit_charge=0,
+                                  credit_request=0, session_id=task.session_id,
+                                  tree_id=task.tree_id, async_id=task.async_id)
+        return (header, smb2.CANCEL_BODY)
+
+    @staticmethod
+    def is_break(message) -> bool:
+        return len(message) >= 16 and struct.unpack_from("<H", message, 12)[0] == \
+            smb2.Command.OPLOCK_BREAK
+
+
+class Smb1Wire:
+    """NT LM 0.12.  "Credits" are the server's MaxMpxCount; MIDs are 16-bit."""
+
+    is_smb1 = True
+    unsolicited_id = 0xFFFF
+    echo_command = smb1.Command.ECHO
+    header_size = smb1.HEADER_SIZE
+    replay_flag = 0
+    multi_credit = False
+
+    def __init__(self, negotiated: NegotiateResult):
+        self.dialect = Dialect.SMB1
+        self.capabilities = negotiated.capabilities
+
+    @staticmethod
+    def charge(command: int, payload: int, expected: int) -> int:
+        return 1
+
+    @staticmethod
+    def build_header(task, message_id: int, credit_request: int) -> bytearray:
+        flags2 = smb1.DEFAULT_FLAGS2 | task.header_flags
+        return smb1.pack_header(task.command, message_id, tid=task.tree_id,
+                                uid=task.session_id, flags2=flags2)
+
+    @staticmethod
+    def route(message, offset: int = 0) -> Route:
+        command, status, flags, flags2, mid = smb1.route(message)
+        if not flags & smb1.Flags.REPLY:
+            if command == smb1.Command.LOCKING_ANDX:      # server oplock break
+                return 0xFFFF, status, 0, False, None, smb1.HEADER_SIZE
+            raise smb2.MalformedMessage(f"SMB1 request (not reply) for MID {mid}")
+        return mid, status, 1, False, None, smb1.HEADER_SIZE
+
+    @staticmethod
+    def parse_header(message, offset: int = 0):
+        return smb1.parse_header(message)
+
+    @staticmethod
+    def echo_body() -> Tuple[bytes, ...]:
+        return smb1.pack_echo(b"smblayer")
+
+    @staticmethod
+    def cancel_message(task) -> Tuple[bytes, ...]:
+        header = smb1.pack_header(smb1.Command.NT_CANCEL, task.message_id, tid=task.tree_id,
+                                  uid=task.session_id)
+        return (header,) + smb1.pack_nt_cancel()
+
+    @staticmethod
+    def is_break(message) -> bool:
+        return len(message) > 4 and message[4] == smb1.Command.LOCKING_ANDX
+
+
+def wire_for(negotiated: NegotiateResult):
+    """The operations table for the negotiated dialect."""
+    return Smb1Wire(negotiated) if negotiated.dialect is Dialect.SMB1 else Smb2Wire(negotiated)

@@ -1,0 +1,122 @@
+"""Frozen policy objects: which dialects, how to time out, how to reconnect.
+
+Policies replace loose keyword arguments (the urllib3 way): they are
+immutable, hashable (part of the shared-client key) and validated when built,
+so a bad value raises before anything is sent.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, replace
+from typing import Optional
+
+
+class Dialect(enum.IntEnum):
+    """SMB dialects, ordered by version. The value is the wire DialectRevision
+    (SMB1 has none on the wire; 0x0100 only orders it below SMB 2.0.2)."""
+
+    SMB1 = 0x0100
+    SMB2_0_2 = 0x0202
+    SMB2_1 = 0x0210
+    SMB3_0 = 0x0300
+    SMB3_0_2 = 0x0302
+    SMB3_1_1 = 0x0311
+
+    @property
+    def is_smb1(self) -> bool:
+        return self is Dialect.SMB1
+
+    @property
+    def is_smb3(self) -> bool:
+        return self >= Dialect.SMB3_0
+
+    def __str__(self) -> str:
+        if self is Dialect.SMB1:
+            return "NT LM 0.12"
+        v = int(self)
+        return f"{v >> 8}.{(v >> 4) & 0xF}.{v & 0xF}"
+
+
+@dataclass(frozen=True)
+class DialectRange:
+    """The dialects the caller accepts, inclusive: ``DialectRange(min, max)``."""
+
+    min: Dialect = Dialect.SMB2_0_2
+    max: Dialect = Dialect.SMB3_1_1
+
+    def __post_init__(self):
+        for name in ("min", "max"):
+            value = getattr(self, name)
+            if not isinstance(value, int):
+                raise TypeError(f"DialectRange.{name} must be a Dialect, not {value!r}")
+            object.__setattr__(self, name, Dialect(value))
+        if self.min > self.max:
+            raise ValueError(f"DialectRange: min {self.min.name} > max {self.max.name}")
+
+    def __contains__(self, dialect: object) -> bool:
+        return isinstance(dialect, int) and self.min <= dialect <= self.max
+
+    def smb2_dialects(self) -> list:
+        """The SMB2+ dialects in range, highest first."""
+        return [d for d in sorted(Dialect, reverse=True) if d in self and not d.is_smb1]
+
+
+@dataclass(frozen=True)
+class TimeoutPolicy:
+    """Per-request timer policy (sunrpc's rpc_timeout plus hard/soft).
+
+    ``timeout``: seconds without a reply before the layer probes with ECHO.
+    ``echo_interval``: seconds between probes (at most one outstanding).
+    ``soft_timeout``: soft mode only; seconds of unanswered probing before the
+    layer disconnects, reconnects and, if that fails, raises SmbTimeoutError.
+    ``connect_timeout``: bound on one TCP connect + negotiate attempt.
+    """
+
+    mode: str = "soft"
+    timeout: float = 10.0
+    echo_interval: float = 2.0
+    soft_timeout: float = 30.0
+    connect_timeout: float = 10.0
+
+    def __post_init__(self):
+        if self.mode not in ("hard", "soft"):
+            raise ValueError(f"TimeoutPolicy.mode must be 'hard' or 'soft', not {self.mode!r}")
+        for name in ("timeout", "echo_interval", "soft_timeout", "connect_timeout"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise TypeError(f"TimeoutPolicy.{name} must be a number, not {value!r}")
+            if value <= 0:
+                raise ValueError(f"TimeoutPolicy.{name} must be > 0, not {value!r}")
+
+    @property
+    def hard(self) -> bool:
+        return self.mode == "hard"
+
+    def with_(self, **changes) -> "TimeoutPolicy":
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class ReconnectPolicy:
+    """Backoff for the connect worker: ``initial_delay`` doubling up to
+    ``max_delay``; ``max_attempts`` (None = forever) gives up after that many
+    failed attempts in a row, failing the waiting requests."""
+
+    initial_delay: float = 0.1
+    max_delay: float = 30.0
+    max_attempts: Optional[int] = None
+
+    def __post_init__(self):
+        if self.initial_delay < 0 or self.max_delay < self.initial_delay:
+            raise ValueError("ReconnectPolicy: need 0 <= initial_delay <= max_delay")
+        if self.max_attempts is not None and self.max_attempts < 1:
+            raise ValueError("ReconnectPolicy.max_attempts must be >= 1 or None")
+
+    def delays(self):
+        """Yield the successive delays before each reconnect attempt."""
+        delay = self.initial_delay
+        attempt = 0
+        while self.max_attempts is None or attempt < self.max_attempts:
+            yield delay
+            attempt += 1
+            delay = min(self.max_delay, max(delay * 2, 0.05))

@@ -1,0 +1,124 @@
+"""The smblayer exception hierarchy.
+
+Every error the layer raises derives from :class:`SmbError`.  Errors carry
+context (server, command, NTSTATUS) as attributes so callers never have to
+parse messages.  File errors also derive from the matching builtin, so
+``except FileNotFoundError`` works on an SMB path.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from .proto.status import NtStatus, status_name
+
+
+class SmbError(Exception):
+    """Base class of every smblayer error."""
+
+
+class SmbConnectionError(SmbError, ConnectionError):
+    """The transport failed: refused, reset, unreachable or closed by the peer."""
+
+
+class SmbTimeoutError(SmbError, TimeoutError):
+    """A soft-mode request timed out and the server could not be reached again."""
+
+
+class SmbCancelledError(SmbError):
+    """The request was cancelled by the caller (task.cancel(), future.cancel())."""
+
+
+class SmbClosedError(SmbError):
+    """The client was closed while the request was waiting or before it started."""
+
+
+class SmbNegotiateError(SmbError):
+    """No dialect within the caller's bounds could be agreed with the server."""
+
+
+class SmbProtocolError(SmbError):
+    """The server sent something malformed, hostile or out of protocol."""
+
+
+class SmbStatusError(SmbError):
+    """The server answered with an error NTSTATUS.
+
+    ``status`` is the NTSTATUS value (an :class:`NtStatus` member when known),
+    ``command`` the SMB command name, ``path`` the file path if any.
+    """
+
+    def __init__(self, status: int, command: str = "", path: Optional[str] = None,
+                 message: str = ""):
+        self.status = NtStatus.coerce(status)
+        self.command = command
+        self.path = path
+        self.strerror = message or status_name(status)
+        text = f"{status_name(status)} (0x{int(status):08x})"
+        if command:
+            text = f"{command}: {text}"
+        if path:
+            text = f"{text}: {path!r}"
+        if message:
+            text = f"{text}: {message}"
+        Exception.__init__(self, text)
+
+    def __reduce__(self):
+        return (type(self), (int(self.status), self.command, self.path))
+
+
+class SmbAuthError(SmbStatusError):
+    """Authentication failed (wrong password, unknown user, account locked...)."""
+
+
+class SmbFileNotFoundError(SmbStatusError, FileNotFoundError):
+    pass
+
+
+class SmbFileExistsError(SmbStatusError, FileExistsError):
+    pass
+
+
+class SmbPermissionError(SmbStatusError, PermissionError):
+    pass
+
+
+class SmbIsADirectoryError(SmbStatusError, IsADirectoryError):
+    pass
+
+
+class SmbNotADirectoryError(SmbStatusError, NotADirectoryError):
+    pass
+
+
+class SmbDirectoryNotEmptyError(SmbStatusError, OSError):
+    pass
+
+
+_BY_STATUS = {
+    NtStatus.OBJECT_NAME_NOT_FOUND: SmbFileNotFoundError,
+    NtStatus.OBJECT_PATH_NOT_FOUND: SmbFileNotFoundError,
+    NtStatus.NO_SUCH_FILE: SmbFileNotFoundError,
+    NtStatus.NOT_FOUND: SmbFileNotFoundError,
+    NtStatus.BAD_NETWORK_NAME: SmbFileNotFoundError,
+    NtStatus.OBJECT_NAME_COLLISION: SmbFileExistsError,
+    NtStatus.ACCESS_DENIED: SmbPermissionError,
+    NtStatus.SHARING_VIOLATION: SmbPermissionError,
+    NtStatus.CANNOT_DELETE: SmbPermissionError,
+    NtStatus.DELETE_PENDING: SmbPermissionError,
+    NtStatus.FILE_IS_A_DIRECTORY: SmbIsADirectoryError,
+    NtStatus.NOT_A_DIRECTORY: SmbNotADirectoryError,
+    NtStatus.DIRECTORY_NOT_EMPTY: SmbDirectoryNotEmptyError,
+    NtStatus.LOGON_FAILURE: SmbAuthError,
+    NtStatus.ACCOUNT_DISABLED: SmbAuthError,
+    NtStatus.ACCOUNT_RESTRICTION: SmbAuthError,
+    NtStatus.PASSWORD_EXPIRED: SmbAuthError,
+    NtStatus.WRONG_PASSWORD: SmbAuthError,
+    NtStatus.NO_SUCH_USER: SmbAuthError,
+}
+
+
+def status_error(status: int, command: str = "", path: Optional[str] = None,
+                 message: str = "") -> SmbStatusError:
+    """Build the most specific :class:`SmbStatusError` subclass for ``status``."""
+    cls = _BY_STATUS.get(status, SmbStatusError)
+    return cls(status, command, path, message)

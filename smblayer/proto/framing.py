@@ -1,0 +1,104 @@
+"""Direct-TCP framing ([MS-SMB2] 2.1): a 4-byte big-endian length, then
+the SMB message.  The first byte is zero; the next three are the length, so a
+frame is at most 0xFFFFFF bytes.
+
+Theory of operation
+-------------------
+``FrameReader`` is an incremental, sans-I/O parser built for ``recv_into``:
+the caller asks for a buffer to fill (``buffer()``), reads into it, and
+reports how much arrived (``feed(n)``), which returns the frames completed.
+Small frames are parsed out of one reusable buffer (several per read); a
+frame too large for it gets a buffer of its own that the socket fills
+directly, so a multi-megabyte READ response is never copied.
+"""
+from __future__ import annotations
+
+import struct
+from typing import List, Union
+
+MAX_FRAME = 0xFFFFFF
+_LENGTH = struct.Struct(">I")
+
+Buffer = Union[bytes, bytearray, memoryview]
+
+
+class FramingError(ValueError):
+    """The byte stream is not a valid direct-TCP frame sequence."""
+
+
+def frame_prefix(length: int) -> bytes:
+    """The 4-byte direct-TCP prefix for a message of ``length`` bytes."""
+    if not 0 < length <= MAX_FRAME:
+        raise FramingError(f"frame length {length} outside 1..{MAX_FRAME}")
+    return _LENGTH.pack(length)
+
+
+class FrameReader:
+    """Incremental frame parser; see the module docstring."""
+
+    def __init__(self, buffer_size: int = 256 * 1024):
+        self._buf = bytearray(buffer_size)
+        self._view = memoryview(self._buf)
+        self._start = 0          # first unparsed byte in _buf
+        self._end = 0            # one past the last received byte in _buf
+        self._big: Union[bytearray, None] = None   # a frame that has its own buffer
+        self._big_filled = 0
+
+    def buffer(self) -> memoryview:
+        """The writable memoryview to receive into next."""
+        if self._big is not None:
+            return memoryview(self._big)[self._big_filled:]
+        if self._end == len(self._buf):
+            self._compact()
+        return self._view[self._end:]
+
+    def feed(self, nbytes: int) -> List[Buffer]:
+        """Account ``nbytes`` received into ``buffer()``; return complete frames
+        (SMB messages without the length prefix)."""
+        if self._big is not None:
+            self._big_filled += nbytes
+            if self._big_filled < len(self._big):
+                return []
+            frame, self._big = self._big, None
+            return [frame]
+        self._end += nbytes
+        return self._parse()
+
+    @property
+    def pending(self) -> int:
+        """Bytes of an incomplete frame held (0 at a frame boundary)."""
+        if self._big is not None:
+            return 4 + self._big_filled
+        return self._end - self._start
+
+    def _parse(self) -> List[Buffer]:
+        frames: List[Buffer] = []
+        buf = self._buf
+        while self._end - self._start >= 4:
+            start = self._start
+            if buf[start] != 0:
+                raise FramingError(f"bad direct-TCP frame type 0x{buf[start]:02x}")
+            (length,) = _LENGTH.unpack_from(buf, start)
+            if length == 0:
+                raise FramingError("zero-length frame")
+            body = start + 4
+            if body + length <= self._end:
+                frames.append(bytes(self._view[body:body + length]))
+                self._start = body + length
+                continue
+            if length > len(buf) // 2:
+                # Large frame: give it its own buffer and move what we have.
+                have = self._end - body
+                self._big = bytearray(length)
+                self._big[:have] = self._view[body:self._end]
+                self._big_filled = have
+                self._start = self._end = 0
+            break
+        if self._start == self._end:
+            self._start = self._end = 0
+        return frames
+
+    def _compact(self) -> None:
+        live = self._end - self._start
+        self._buf[:live] = self._view[self._start:self._end]
+        self._start, self._end = 0, live

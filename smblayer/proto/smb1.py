@@ -1,0 +1,228 @@
+"""SMB1 (CIFS, "NT LM 0.12") codecs ([MS-CIFS] 2.2): the 32-byte header,
+the multi-protocol NEGOTIATE (negprot) and ECHO.
+
+An SMB1 message is header + WordCount (1 byte) + words + ByteCount (2) +
+bytes.  ``pack_message`` builds the three parts as separate buffers.
+"""
+from __future__ import annotations
+
+import enum
+import struct
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+from .smb2 import MalformedMessage
+
+PROTOCOL_ID = b"\xffSMB"
+HEADER_SIZE = 32
+
+# Protocol, Command, Status, Flags, Flags2, PIDHigh, SecurityFeatures(8),
+# Reserved, TID, PIDLow, UID, MID
+HEADER = struct.Struct("<4sBIBHH8sHHHHH")
+_ROUTE = struct.Struct("<4xBIBH")          # command, status, flags, flags2
+_MID = struct.Struct("<H")
+
+
+class Command(enum.IntEnum):
+    CREATE_DIRECTORY = 0x00
+    DELETE_DIRECTORY = 0x01
+    CLOSE = 0x04
+    FLUSH = 0x05
+    DELETE = 0x06
+    RENAME = 0x07
+    QUERY_INFORMATION = 0x08
+    ECHO = 0x2B
+    LOCKING_ANDX = 0x24
+    TRANSACTION = 0x25
+    READ_ANDX = 0x2E
+    WRITE_ANDX = 0x2F
+    TRANSACTION2 = 0x32
+    FIND_CLOSE2 = 0x34
+    TREE_DISCONNECT = 0x71
+    NEGOTIATE = 0x72
+    SESSION_SETUP_ANDX = 0x73
+    LOGOFF_ANDX = 0x74
+    TREE_CONNECT_ANDX = 0x75
+    NT_TRANSACT = 0xA0
+    NT_CREATE_ANDX = 0xA2
+    NT_CANCEL = 0xA4
+    NO_ANDX_COMMAND = 0xFF
+
+
+class Flags(enum.IntFlag):
+    CASE_INSENSITIVE = 0x08
+    CANONICALIZED_PATHS = 0x10
+    REPLY = 0x80
+
+
+class Flags2(enum.IntFlag):
+    LONG_NAMES = 0x0001
+    EAS = 0x0002
+    SMB_SECURITY_SIGNATURE = 0x0004
+    IS_LONG_NAME = 0x0040
+    EXTENDED_SECURITY = 0x0800
+    DFS = 0x1000
+    NT_STATUS = 0x4000
+    UNICODE = 0x8000
+
+
+class Capabilities(enum.IntFlag):
+    RAW_MODE = 0x00000001
+    MPX_MODE = 0x00000002
+    UNICODE = 0x00000004
+    LARGE_FILES = 0x00000008
+    NT_SMBS = 0x00000010
+    RPC_REMOTE_APIS = 0x00000020
+    STATUS32 = 0x00000040
+    LEVEL_II_OPLOCKS = 0x00000080
+    LOCK_AND_READ = 0x00000100
+    NT_FIND = 0x00000200
+    DFS = 0x00001000
+    INFOLEVEL_PASSTHRU = 0x00002000
+    LARGE_READX = 0x00004000
+    LARGE_WRITEX = 0x00008000
+    UNIX = 0x00800000
+    EXTENDED_SECURITY = 0x80000000
+
+
+DEFAULT_FLAGS2 = (Flags2.LONG_NAMES | Flags2.NT_STATUS | Flags2.UNICODE
+                  | Flags2.EXTENDED_SECURITY | Flags2.IS_LONG_NAME)
+CLIENT_CAPABILITIES = (Capabilities.UNICODE | Capabilities.LARGE_FILES | Capabilities.NT_SMBS
+                       | Capabilities.STATUS32 | Capabilities.LEVEL_II_OPLOCKS
+                       | Capabilities.NT_FIND | Capabilities.LARGE_READX
+                       | Capabilities.LARGE_WRITEX | Capabilities.EXTENDED_SECURITY)
+
+NT_LM_DIALECT = "NT LM 0.12"
+SMB2_002_DIALECT = "SMB 2.002"
+SMB2_WILDCARD_DIALECT = "SMB 2.???"
+
+
+def pack_header(command: int, mid: int, *, tid: int = 0, uid: int = 0, pid: int = 0xFEFF,
+                flags: int = Flags.CASE_INSENSITIVE | Flags.CANONICALIZED_PATHS,
+                flags2: int = DEFAULT_FLAGS2, status: int = 0) -> bytearray:
+    return bytearray(HEADER.pack(PROTOCOL_ID, command, status, flags, flags2,
+                                 (pid >> 16) & 0xFFFF, bytes(8), 0, tid, pid & 0xFFFF,
+                                 uid, mid))
+
+
+def set_mid(header: bytearray, mid: int) -> None:
+    _MID.pack_into(header, 30, mid)
+
+
+def pack_params(words: bytes, data: bytes = b"") -> Tuple[bytes, bytes]:
+    """WordCount+words and ByteCount+data, the two halves after the header."""
+    if len(words) % 2:
+        raise ValueError("SMB1 parameter words must be an even number of bytes")
+    return bytes([len(words) // 2]) + words, struct.pack("<H", len(data)) + data
+
+
+@dataclass
+class Header:
+    command: int
+    status: int
+    flags: int
+    flags2: int
+    tid: int
+    pid: int
+    uid: int
+    mid: int
+    signature: bytes = b""
+
+    @property
+    def is_response(self) -> bool:
+        return bool(self.flags & Flags.REPLY)
+
+
+def parse_header(message) -> Header:
+    if len(message) < HEADER_SIZE:
+        raise MalformedMessage(f"SMB1 header truncated ({len(message)} bytes)")
+    (proto, cmd, status, flags, flags2, pid_high, sig, _r, tid, pid_low, uid,
+     mid) = HEADER.unpack_from(message)
+    if proto != PROTOCOL_ID:
+        raise MalformedMessage(f"not an SMB1 header: {bytes(proto)!r}")
+    return Header(cmd, status, flags, flags2, tid, (pid_high << 16) | pid_low, uid, mid,
+                  bytes(sig))
+
+
+def route(message) -> Tuple[int, int, int, int, int]:
+    """(command, status, flags, flags2, mid) for the demultiplexer."""
+    if len(message) < HEADER_SIZE or message[:4] != PROTOCOL_ID:
+        raise MalformedMessage("not an SMB1 message")
+    cmd, status, flags, flags2 = _ROUTE.unpack_from(message)
+    return cmd, status, flags, flags2, _MID.unpack_from(message, 30)[0]
+
+
+def parse_params(message, offset: int = HEADER_SIZE) -> Tuple[memoryview, memoryview]:
+    """(words, data) of the SMB1 message body at ``offset``; bounds checked."""
+    view = memoryview(message)
+    if len(view) < offset + 3:
+        raise MalformedMessage("SMB1 parameter block truncated")
+    wc = view[offset]
+    words_end = offset + 1 + 2 * wc
+    if len(view) < words_end + 2:
+        raise MalformedMessage("SMB1 words truncated")
+    (bc,) = struct.unpack_from("<H", view, words_end)
+    data = view[words_end + 2:words_end + 2 + bc]
+    if len(data) != bc:
+        # Some servers send a ByteCount larger than the data for large reads.
+        data = view[words_end + 2:]
+    return view[offset + 1:words_end], data
+
+
+# --- NEGOTIATE ([MS-CIFS] 2.2.4.52) ----------------------------------------
+
+def pack_negotiate(dialects: List[str]) -> Tuple[bytes, bytes]:
+    data = b"".join(b"\x02" + d.encode("ascii") + b"\x00" for d in dialects)
+    return pack_params(b"", data)
+
+
+NT_NEGOTIATE_WORDS = struct.Struct("<HBHHIIIIQhB")
+
+
+@dataclass
+class NegotiateResponse:
+    dialect_index: int
+    security_mode: int = 0
+    max_mpx_count: int = 0
+    max_number_vcs: int = 0
+    max_buffer_size: int = 0
+    max_raw_size: int = 0
+    session_key: int = 0
+    capabilities: int = 0
+    system_time: int = 0
+    server_time_zone: int = 0
+    challenge: bytes = b""
+    server_guid: bytes = b""
+    security_blob: bytes = b""
+
+
+def parse_negotiate_response(message) -> NegotiateResponse:
+    words, data = parse_params(message)
+    if len(words) < 2:
+        raise MalformedMessage("SMB1 NEGOTIATE response without a dialect index")
+    (index,) = struct.unpack_from("<H", words)
+    if len(words) != NT_NEGOTIATE_WORDS.size:
+        return NegotiateResponse(index)
+    (index, sec_mode, mpx, vcs, max_buf, max_raw, skey, caps, systime, tz,
+     chal_len) = NT_NEGOTIATE_WORDS.unpack_from(words)
+    resp = NegotiateResponse(index, sec_mode, mpx, vcs, max_buf, max_raw, skey, caps,
+                             systime, tz)
+    if caps & Capabilities.EXTENDED_SECURITY:
+        if len(data) < 16:
+            raise MalformedMessage("SMB1 NEGOTIATE response without a server GUID")
+        resp.server_guid = bytes(data[:16])
+        resp.security_blob = bytes(data[16:])
+    else:
+        resp.challenge = bytes(data[:chal_len])
+    return resp
+
+
+# --- ECHO ([MS-CIFS] 2.2.4.39) ----------------------------------------------
+
+def pack_echo(data: bytes = b"", count: int = 1) -> Tuple[bytes, bytes]:
+    return pack_params(struct.pack("<H", count), data)
+
+
+def pack_nt_cancel() -> Tuple[bytes, bytes]:
+    return pack_params(b"")
+

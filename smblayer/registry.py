@@ -1,0 +1,94 @@
+"""The client registry: the one global of smblayer.
+
+``get_client()`` returns the existing client for the same (host, port,
+options) with its refcount raised, or builds one.  The registry is fork-safe:
+in a child process every inherited client is detached (its socket is
+forgotten, never shut down, so the parent's connection lives on) and the
+child builds its own.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from typing import Dict, Optional, Tuple
+
+from .config import DialectRange, ReconnectPolicy, TimeoutPolicy
+
+
+class Registry:
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._clients: Dict[Tuple, object] = {}
+        self._all = weakref.WeakSet()
+
+    def get(self, host: str, port: int, **options):
+        from .client import ClientState, SmbClient
+        key = (host.lower(), int(port), tuple(sorted(options.items())))
+        with self._lock:
+            client = self._clients.get(key)
+            if client is not None and client.state is not ClientState.CLOSED:
+                client.refcount += 1
+                return client
+            client = SmbClient(host, port, _registry=self, _key=key, **options)
+            self._clients[key] = client
+            self._all.add(client)
+            return client
+
+    def release(self, client) -> bool:
+        """Drop one reference; True if it was the last (caller closes)."""
+        with self._lock:
+            client.refcount -= 1
+            if client.refcount > 0:
+                return False
+            if self._clients.get(client._key) is client:
+                del self._clients[client._key]
+            return True
+
+    def forget(self, client) -> None:
+        with self._lock:
+            if self._clients.get(client._key) is client:
+                del self._clients[client._key]
+
+    def clients(self):
+        with self._lock:
+            return list(self._clients.values())
+
+    # fork safety
+    def _before_fork(self) -> None:
+        self._lock.acquire()
+
+    def _after_fork_parent(self) -> None:
+        self._lock.release()
+
+    def _after_fork_child(self) -> None:
+        self._lock = threading.Lock()
+        self._clients = {}
+        for client in list(self._all):
+            client._after_fork_in_child()
+
+
+_registry = Registry()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_registry._before_fork,
+                        after_in_parent=_registry._after_fork_parent,
+                        after_in_child=_registry._after_fork_child)
+
+
+def get_client(host: str, port: int = 445, *,
+               dialects: Optional[DialectRange] = None,
+               timeouts: Optional[TimeoutPolicy] = None,
+               reconnect: Optional[ReconnectPolicy] = None,
+               **options):
+    """A shared, refcounted SmbClient for (host, port, options): connects and
+    negotiates on first use.  Release it with ``client.release()`` or use it
+    as a context manager."""
+    if not isinstance(host, str) or not host:
+        raise TypeError("host must be a non-empty string")
+    if not isinstance(port, int) or not 0 < port < 65536:
+        raise ValueError(f"port must be 1..65535, not {port!r}")
+    return _registry.get(host, port,
+                         dialects=dialects if dialects is not None else DialectRange(),
+                         timeouts=timeouts if timeouts is not None else TimeoutPolicy(),
+                         reconnect=reconnect if reconnect is not None else ReconnectPolicy(),
+                         **options)

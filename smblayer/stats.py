@@ -1,0 +1,61 @@
+"""Per-command counters in the spirit of NFS mountstats.
+
+Send-side counters are updated under the client's send lock and receive-side
+ones by the demux thread alone, so no extra lock is taken on the hot path.
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional, Tuple
+
+from .proto import smb1, smb2
+
+
+class CommandStats:
+    __slots__ = ("name", "ops", "errors", "retransmissions", "timeouts", "cancels",
+                 "bytes_sent", "bytes_recv", "queue_time", "rtt", "exec_time")
+
+    def __init__(self, name: str):
+        self.name = name
+        self.ops = self.errors = self.retransmissions = self.timeouts = self.cancels = 0
+        self.bytes_sent = self.bytes_recv = 0
+        self.queue_time = self.rtt = self.exec_time = 0.0
+
+    def as_dict(self) -> dict:
+        d = {k: getattr(self, k) for k in self.__slots__ if k != "name"}
+        done = max(1, self.ops)
+        d["avg_rtt_ms"] = 1000.0 * self.rtt / done
+        d["avg_exec_ms"] = 1000.0 * self.exec_time / done
+        return d
+
+
+def command_name(is_smb1: bool, command: int) -> str:
+    try:
+        return (smb1.Command(command) if is_smb1 else smb2.Command(command)).name
+    except ValueError:
+        return f"0x{command:02x}"
+
+
+class ClientStats:
+    def __init__(self):
+        self._commands: Dict[Tuple[bool, int], CommandStats] = {}
+        self.reconnects = 0
+        self.unmatched = 0
+        self.not_responding_time = 0.0
+
+    def command(self, wire, command: int) -> CommandStats:
+        key = (wire.is_smb1, command)
+        stats = self._commands.get(key)
+        if stats is None:
+            stats = self._commands.setdefault(key, CommandStats(command_name(*key)))
+        return stats
+
+    def snapshot(self, extra: dict, not_responding_since: Optional[float], now: float) -> dict:
+        result = {s.name: s.as_dict() for s in list(self._commands.values())}
+        nr = self.not_responding_time
+        if not_responding_since is not None:
+            nr += now - not_responding_since
+        result["_client"] = dict(extra, reconnects=self.reconnects,
+                                 unmatched_replies=self.unmatched,
+                                 not_responding_time=nr,
+                                 not_responding=not_responding_since is not None)
+        return result

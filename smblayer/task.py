@@ -1,0 +1,143 @@
+"""SmbTask: one request, its timer, its waiter, its future, its generation.
+
+A task is created by the upper layer, handed to ``client.run_task`` or
+``client.run_task_async`` and may be sent more than once (reissued after a
+reconnect).  The demultiplexer completes it: a sync waiter is woken through
+the task's parking lock, an async task's completion goes to smbiod.
+
+Life cycle::
+
+    NEW -> QUEUED (waiting for credits / an ACTIVE client) -> SENT
+        -> INTERIM (STATUS_PENDING received, still waiting)
+        -> DONE (reply) | FAILED (error) | CANCELLED
+    SENT/INTERIM -> REISSUE (connection lost) -> QUEUED ...
+"""
+from __future__ import annotations
+
+import enum
+import threading
+from concurrent.futures import Future
+from typing import Any, Optional, Sequence
+
+from .config import TimeoutPolicy
+
+
+class TaskState(enum.Enum):
+    NEW = "new"
+    QUEUED = "queued"
+    SENT = "sent"
+    INTERIM = "interim"
+    REISSUE = "reissue"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+FINAL_STATES = frozenset({TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED})
+
+
+class Reply:
+    """A response message: ``header`` (parsed), ``message`` (the whole SMB
+    message as received) and ``body`` (a memoryview after the header)."""
+
+    __slots__ = ("header", "message", "body", "encrypted")
+
+    def __init__(self, header, message, body_offset: int, encrypted: bool = False):
+        self.header = header
+        self.message = message
+        self.body = memoryview(message)[body_offset:]
+        self.encrypted = encrypted
+
+    @property
+    def status(self) -> int:
+        return self.header.status
+
+    def __repr__(self) -> str:
+        return f"<Reply {self.header!r} {len(self.message)} bytes>"
+
+
+class SmbTask:
+    """One SMB request.
+
+    ``command``: the SMB2 (or SMB1) command code.  ``body``: the buffers that
+    follow the header (the fixed body, then payloads kept separate so they
+    are never concatenated).  ``tree_id``/``session_id`` go into the header
+    (SMB1: TID and UID).  ``security`` is the session object that signs or
+    encrypts the request and verifies the reply (None before a session).
+    ``expected_response`` is the response payload size for CreditCharge.
+    ``replayable``: safe to resend after a reconnect (with the replay flag on
+    3.x); a task that is not fails with SmbConnectionError instead.
+    ``timeouts`` overrides the client's TimeoutPolicy for this task.
+    ``ok_statuses``: NTSTATUS values that complete the task normally; any
+    other error status raises SmbStatusError from run_task.
+    """
+
+    __slots__ = ("command", "body", "tree_id", "session_id", "flags", "security",
+                 "expected_response", "replayable", "timeouts", "ok_statuses", "path",
+                 "priority", "credit_charge", "state", "message_id", "async_id",
+                 "generation", "deadline", "sends", "reply", "error", "future",
+                 "_parking", "t_queued", "t_sent", "t_done", "cancel_requested",
+                 "timed_out", "context", "send_credits", "_stats", "sign_seq",
+                 "header_flags", "on_late_reply", "context_client", "is_probe", "__weakref__")
+
+    def __init__(self, command: int, body: Sequence = (), *, tree_id: int = 0,
+                 session_id: int = 0, flags: int = 0, security: Any = None,
+                 expected_response: int = 0, replayable: bool = True,
+                 timeouts: Optional[TimeoutPolicy] = None,
+                 ok_statuses: Sequence[int] = (0,), path: Optional[str] = None,
+                 priority: bool = False, on_late_reply: Any = None):
+        self.command = command
+        self.body = tuple(body)
+        self.tree_id = tree_id
+        self.session_id = session_id
+        self.flags = flags
+        self.security = security
+        self.expected_response = expected_response
+        self.replayable = replayable
+        self.timeouts = timeouts
+        self.ok_statuses = frozenset(ok_statuses)
+        self.path = path
+        self.priority = priority          # may use the reserved credit (echo, break ack)
+        self.on_late_reply = on_late_reply  # called with the reply of an abandoned task
+        self.credit_charge = 0
+        self.send_credits = 0
+        self.state = TaskState.NEW
+        self.message_id = -1
+        self.async_id: Optional[int] = None
+        self.generation = -1
+        self.deadline = 0.0
+        self.sends = 0
+        self.reply: Optional[Reply] = None
+        self.error: Optional[BaseException] = None
+        self.future: Optional[Future] = None
+        self._parking: Optional[threading.Lock] = None
+        self.t_queued = self.t_sent = self.t_done = 0.0
+        self.cancel_requested = False
+        self.timed_out = False
+        self.context: Any = None          # free for the upper layer
+        self._stats = None
+        self.sign_seq = 0
+        self.header_flags = 0
+        self.context_client = None        # the client it is running on
+        self.is_probe = False             # an internal echo probe: no timer
+
+    @property
+    def payload_size(self) -> int:
+        return sum(len(b) for b in self.body)
+
+    @property
+    def done(self) -> bool:
+        return self.state in FINAL_STATES
+
+    def cancel(self) -> bool:
+        """Ask the client to cancel this task (from any thread).  The waiter
+        gets SmbCancelledError; the server gets an SMB CANCEL."""
+        client = self.context_client
+        if client is None:
+            self.cancel_requested = True
+            return not self.done
+        return client.cancel_task(self)
+
+    def __repr__(self) -> str:
+        return (f"<SmbTask cmd=0x{self.command:02x} mid={self.message_id} "
+                f"state={self.state.value} gen={self.generation}>")
