@@ -1,0 +1,35 @@
+"""Test helpers for smblayer and the packages built on it.
+
+* :class:`~smblayer.testing.samba.SambaServer` - a private Samba smbd
+* :class:`~smblayer.testing.proxy.FaultProxy` - a fault-injecting TCP proxy
+* :mod:`smblayer.testing.pytest_plugin` - fixtures ``samba``, ``samba_nt1``,
+  ``samba_smb3`` and ``samba_factory``
+
+Imports are lazy so that ``import smblayer.testing`` stays cheap and does not
+pull in pytest.
+"""
+
+__all__ = ["SambaServer", "FaultProxy", "find_smbd"]
+
+_LAZY = {
+    "SambaServer": ("smblayer.testing.samba", "SambaServer"),
+    "find_smbd": ("smblayer.testing.samba", "find_smbd"),
+    "FaultProxy": ("smblayer.testing.proxy", "FaultProxy"),
+}
+
+
+def __getattr__(name):
+    try:
+        module_name, attr = _LAZY[name]
+    except KeyError:
+        raise AttributeError(
+            "module %r has no attribute %r" % (__name__, name)) from None
+    import importlib
+
+    value = getattr(importlib.import_module(module_name), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

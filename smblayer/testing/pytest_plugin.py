@@ -1,0 +1,129 @@
+"""pytest plugin: private Samba servers as fixtures.
+
+Registered as the ``smblayer`` pytest11 entry point; without the installed
+package use ``pytest -p smblayer.testing.pytest_plugin``.
+
+Fixtures:
+
+``samba``          session-scoped :class:`SambaServer`, dialects NT1..SMB3_11
+``samba_nt1``      session-scoped, SMB1 only (min = max = NT1)
+``samba_smb3``     session-scoped, SMB3 only (SMB3_00..SMB3_11)
+``samba_factory``  function-scoped callable ``factory(**SambaServer kwargs)``
+                   returning a fresh, started server; every server it made is
+                   stopped at teardown (for tests that kill or stop smbd).
+
+When smbd is not installed (PATH, /usr/sbin) the fixtures skip the test, but
+under ``CI=true`` they fail it, so a CI image missing Samba cannot pass green.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Callable, Iterator, List
+
+import pytest
+
+from smblayer.testing.samba import SambaServer, find_smbd
+
+_MISSING = ("Samba's smbd was not found on PATH or in /usr/sbin; install the "
+            "'samba' package (Debian/Ubuntu: apt-get install samba smbclient) "
+            "to run the Samba integration tests")
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def require_smbd() -> str:
+    """Return smbd's path, or skip (fail under CI=true) the current test."""
+    path = find_smbd()
+    if path is None:
+        if _in_ci():
+            pytest.fail(_MISSING + " (CI=true: a missing smbd is an error)",
+                        pytrace=False)
+        pytest.skip(_MISSING)
+    return path
+
+
+class _EntryPointAlias:
+    """Stands in for the ``smblayer`` pytest11 entry point when this module
+    was already loaded with ``-p smblayer.testing.pytest_plugin``.
+
+    pytest refuses to register one module under two names, so without it
+    ``-p smblayer.testing.pytest_plugin`` fails once the package is installed
+    (the entry point then loads the same module as "smblayer")."""
+
+
+def pytest_plugin_registered(plugin, manager) -> None:
+    if plugin is not sys.modules.get(__name__):
+        return
+    if manager.get_name(plugin) == "smblayer":
+        return
+    if manager.get_plugin("smblayer") is None and not manager.is_blocked("smblayer"):
+        manager.register(_EntryPointAlias(), name="smblayer")
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "integration: needs a real Samba smbd (started privately by the fixture)")
+    config.addinivalue_line(
+        "markers", "fault: fault injection against loopback servers")
+
+
+def _session_server(**kwargs) -> Iterator[SambaServer]:
+    require_smbd()
+    server = SambaServer(**kwargs)
+    try:
+        server.start()
+    except Exception:
+        server.stop()
+        raise
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def samba() -> Iterator[SambaServer]:
+    """Private smbd allowing NT1 (SMB1) up to SMB3_11."""
+    yield from _session_server(min_protocol="NT1", max_protocol="SMB3_11")
+
+
+@pytest.fixture(scope="session")
+def samba_nt1() -> Iterator[SambaServer]:
+    """Private smbd speaking SMB1 (NT LM 0.12) only."""
+    yield from _session_server(min_protocol="NT1", max_protocol="NT1")
+
+
+@pytest.fixture(scope="session")
+def samba_smb3() -> Iterator[SambaServer]:
+    """Private smbd speaking SMB 3.0 .. 3.1.1 only."""
+    yield from _session_server(min_protocol="SMB3", max_protocol="SMB3_11")
+
+
+@pytest.fixture
+def samba_factory() -> Iterator[Callable[..., SambaServer]]:
+    """Build fresh private servers for one test: ``samba_factory(**kwargs)``
+    takes :class:`SambaServer`'s arguments and returns it started."""
+    require_smbd()
+    servers: List[SambaServer] = []
+
+    def factory(**kwargs) -> SambaServer:
+        server = SambaServer(**kwargs)
+        servers.append(server)
+        return server.start()
+
+    try:
+        yield factory
+    finally:
+        errors = []
+        for server in reversed(servers):
+            try:
+                server.stop()
+            except Exception as exc:  # keep stopping the others
+                errors.append(exc)
+        if errors:
+            raise errors[0]
