@@ -2,9 +2,11 @@
 server has granted enough credits ([MS-SMB2] 3.2.4.1.5).  SMB1 uses the same
 gate with the server's MaxMpxCount as a fixed pool.
 
-One credit is kept back for priority requests (echo probes, break
-acknowledgements), which also skip the queue, so a client that has spent
-its window can still prove the server alive and answer a break.
+While requests are in flight (their replies will grant more), one credit
+is kept back for priority requests (echo probes, break acknowledgements),
+which also skip the queue, so a client that has spent its window can still
+prove the server alive and answer a break.  With nothing in flight the last
+credit may go to anyone: right after NEGOTIATE the server grants just one.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ class CreditGate:
     def __init__(self):
         self._cond = threading.Condition(threading.Lock())
         self._available = 0
+        self._in_flight = 0
         self._queue: Deque[object] = collections.deque()
 
     @property
@@ -30,10 +33,11 @@ class CreditGate:
     def take(self, need: int, priority: bool, abort: Callable[[], bool]) -> None:
         """Take ``need`` credits, waiting FIFO; ``abort()`` is checked on
         every wake-up and raises CreditsAborted when true."""
-        reserve = 0 if priority else 1
         with self._cond:
-            if (priority or not self._queue) and self._available - reserve >= need:
+            if (priority or not self._queue) and \
+                    self._available - self._reserve(priority) >= need:
                 self._available -= need
+                self._in_flight += need
                 return
             me = object()
             self._queue.append(me)
@@ -42,8 +46,9 @@ class CreditGate:
                     if abort():
                         raise CreditsAborted()
                     if (priority or self._queue[0] is me) and \
-                            self._available - reserve >= need:
+                            self._available - self._reserve(priority) >= need:
                         self._available -= need
+                        self._in_flight += need
                         return
                     self._cond.wait()
             finally:
@@ -51,9 +56,15 @@ class CreditGate:
                 if self._queue:
                     self._cond.notify_all()
 
-    def grant(self, count: int) -> None:
+    def _reserve(self, priority: bool) -> int:
+        return 0 if priority or not self._in_flight else 1
+
+    def grant(self, count: int, retired: int = 0) -> None:
+        """A reply granted ``count`` credits and completed a request that had
+        taken ``retired``."""
         with self._cond:
             self._available += count
+            self._in_flight = max(0, self._in_flight - retired)
             if self._queue:
                 self._cond.notify_all()
 
@@ -61,6 +72,7 @@ class CreditGate:
         """A new connection generation starts with what NEGOTIATE granted."""
         with self._cond:
             self._available = count
+            self._in_flight = 0
             self._cond.notify_all()
 
     def wake_all(self) -> None:

@@ -46,9 +46,11 @@ class Smb2Wire:
         flags = task.flags | task.header_flags
         if task.sends > 1:
             flags |= self.replay_flag
+        tree = task.tree
         return smb2.pack_header(task.command, message_id, credit_charge=task.credit_charge,
                                 credit_request=credit_request, flags=flags,
-                                tree_id=task.tree_id, session_id=task.session_id)
+                                tree_id=tree.tree_id if tree is not None else task.tree_id,
+                                session_id=task.session_id)
 
     @staticmethod
     def route(message, offset: int = 0) -> Route:
@@ -102,7 +104,9 @@ class Smb1Wire:
     @staticmethod
     def build_header(task, message_id: int, credit_request: int) -> bytearray:
         flags2 = smb1.DEFAULT_FLAGS2 | task.header_flags
-        return smb1.pack_header(task.command, message_id, tid=task.tree_id,
+        tree = task.tree
+        return smb1.pack_header(task.command, message_id,
+                                tid=tree.tree_id if tree is not None else task.tree_id,
                                 uid=task.session_id, flags2=flags2)
 
     @staticmethod

@@ -420,7 +420,7 @@ class SmbClient:
         stats = self._stats.command(wire, task.command)
         with self._send_lock:
             if conn.lost or conn is not self._conn:
-                self._credits.grant(task.send_credits)
+                self._credits.grant(task.send_credits, task.send_credits)
                 raise _Retry()
             now = time.monotonic()
             with self._mid_lock:
@@ -611,6 +611,7 @@ class SmbClient:
             self._iod.call_soon(self._deliver_break, Reply(header, message, body, encrypted))
             return
         now = time.monotonic()
+        retired = 0
         with self._mid_lock:
             task = self._pending.get(mid)
             if task is None or task.generation != conn.generation:
@@ -627,8 +628,9 @@ class SmbClient:
                         self._arm_timer(task, self._effective(task), now)
                 else:
                     del self._pending[mid]
-        if granted:
-            self._credits.grant(granted)
+                    retired = task.send_credits
+        if granted or retired:
+            self._credits.grant(granted, retired)
         if unmatched:
             log.warning("smblayer: %s:%s sent a reply for unknown MessageId %d; dropped",
                         self.host, self.port, mid)

@@ -67,6 +67,8 @@ class SmbTask:
     ``expected_response`` is the response payload size for CreditCharge.
     ``replayable``: safe to resend after a reconnect (with the replay flag on
     3.x); a task that is not fails with SmbConnectionError instead.
+    ``tree``: if given, its ``tree_id`` is read when the header is built, so a
+    task reissued after a reconnect carries the new TreeId.
     ``timeouts`` overrides the client's TimeoutPolicy for this task.
     ``ok_statuses``: NTSTATUS values that complete the task normally; any
     other error status raises SmbStatusError from run_task.
@@ -78,14 +80,14 @@ class SmbTask:
                  "generation", "deadline", "sends", "reply", "error", "future",
                  "_parking", "t_queued", "t_sent", "t_done", "cancel_requested",
                  "timed_out", "context", "send_credits", "_stats", "sign_seq",
-                 "header_flags", "on_late_reply", "context_client", "is_probe", "__weakref__")
+                 "header_flags", "on_late_reply", "context_client", "is_probe", "tree", "__weakref__")
 
     def __init__(self, command: int, body: Sequence = (), *, tree_id: int = 0,
                  session_id: int = 0, flags: int = 0, security: Any = None,
                  expected_response: int = 0, replayable: bool = True,
                  timeouts: Optional[TimeoutPolicy] = None,
                  ok_statuses: Sequence[int] = (0,), path: Optional[str] = None,
-                 priority: bool = False, on_late_reply: Any = None):
+                 priority: bool = False, on_late_reply: Any = None, tree: Any = None):
         self.command = command
         self.body = tuple(body)
         self.tree_id = tree_id
@@ -120,6 +122,7 @@ class SmbTask:
         self.header_flags = 0
         self.context_client = None        # the client it is running on
         self.is_probe = False             # an internal echo probe: no timer
+        self.tree = tree                  # object whose .tree_id is read at send time
 
     @property
     def payload_size(self) -> int:

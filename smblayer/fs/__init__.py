@@ -1,0 +1,38 @@
+"""smblayer.fs: the reference file client built on the transport layer.
+
+    with fs.connect("127.0.0.1", "share", username="u", password="p") as tree:
+        with tree.open("dir/a.bin", "wb") as f:
+            f.write(data)
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from ..registry import get_client
+from .session import Session
+from .tree import Tree
+
+
+def connect(host: str, share: str, username: Optional[str] = None,
+            password: Optional[str] = None, *, port: int = 445, encrypt: bool = False,
+            domain: Optional[str] = None, require_signing: Optional[bool] = None,
+            **client_options) -> Tree:
+    """Get a (shared) client, set up a session and connect to ``share``.
+    Closing the returned Tree logs off and releases the client."""
+    client = get_client(host, port, **client_options)
+    try:
+        session = Session(client, username, password, domain=domain, encrypt=encrypt,
+                          require_signing=require_signing)
+        try:
+            tree = session.tree_connect(share)
+        except BaseException:
+            session.logoff()
+            raise
+    except BaseException:
+        client.release()
+        raise
+    tree._owns_session = True
+    return tree
+
+
+__all__ = ["connect", "Session", "Tree"]

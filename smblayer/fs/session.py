@@ -1,0 +1,531 @@
+"""Authenticated sessions: SESSION_SETUP through pyspnego, then signing and
+encryption of every request and verification of every response.
+
+Theory of operation
+-------------------
+A ``Session`` is the ``security`` object of the tasks it sends.  The client
+calls ``protect(task, header, parts)`` under its send lock once the
+MessageId is in the header (so signatures and SMB1 sequence numbers follow
+wire order) and ``verify(task, reply)`` in the waiting thread; the demux
+calls ``decrypt(frame)`` for transform frames.
+
+Setup: pyspnego produces tokens; each leg is a SESSION_SETUP task that
+is *not* replayable (a reconnect mid-setup fails it; the reconnect handler
+starts over).  For 3.1.1 the preauth hash runs from the connection's
+NEGOTIATE hash over every SESSION_SETUP request and every non-final
+response; the keys come from the hash before the final response, which is
+then verified with the new signing key.
+
+Per-dialect differences live in two small operation tables,
+``_Smb2Auth`` and ``_Smb1Auth``; Session itself never branches on the dialect.
+
+After a reconnect the client runs ``_on_reconnect`` on smbiod: a new
+SESSION_SETUP (new SessionId and keys), then the trees reconnect; the
+requests waiting meanwhile are reissued with the new ids because the
+header's SessionId/TreeId are read from the live objects at send time.
+"""
+from __future__ import annotations
+
+import logging
+import struct
+import threading
+from typing import Dict, Optional
+
+from ..client import SmbClient
+from ..config import Dialect
+from ..errors import SmbAuthError, SmbError, SmbProtocolError, status_error
+from ..proto import smb1, smb2
+from ..proto.status import NtStatus, status_name
+from ..security import (AES_128_CCM, AES_CMAC, HMAC_SHA256, Authenticator, PreauthHash,
+                        Smb1Signer, Smb2Signer, TransformCipher, derive_session_keys)
+from ..task import Reply, SmbTask
+
+log = logging.getLogger("smblayer")
+
+SESSION_FLAG_IS_GUEST = 0x0001
+SESSION_FLAG_IS_NULL = 0x0002
+SESSION_FLAG_ENCRYPT_DATA = 0x0004
+
+_SMB2_SETUP_REQUEST = struct.Struct("<HBBIIHHQ")
+_SMB2_SETUP_RESPONSE = struct.Struct("<HHHH")
+_SMB2_TREE_CONNECT = struct.Struct("<HHHH")
+_SMB2_TREE_RESPONSE = struct.Struct("<HBBIII")
+_SMB1_SETUP_WORDS = struct.Struct("<BBHHHHIHII")
+_SMB1_SETUP_RESPONSE_WORDS = struct.Struct("<BBHHH")
+
+SHARE_FLAG_ENCRYPT_DATA = 0x00008000
+_MORE = NtStatus.MORE_PROCESSING_REQUIRED
+
+
+def _utf16(text: str) -> bytes:
+    return text.encode("utf-16-le")
+
+
+class _Smb2Auth:
+    """SESSION_SETUP / LOGOFF / TREE_CONNECT for SMB 2.0.2 .. 3.1.1."""
+
+    def __init__(self, session: "Session"):
+        self.s = session
+
+    def setup_task(self, token: bytes, session_id: int) -> SmbTask:
+        security_mode = 2 if self.s.require_signing else 1
+        body = _SMB2_SETUP_REQUEST.pack(25, 0, security_mode, 0x1, 0,
+                                        smb2.HEADER_SIZE + _SMB2_SETUP_REQUEST.size,
+                                        len(token), 0)
+        return SmbTask(smb2.Command.SESSION_SETUP, (body, token), session_id=session_id)
+
+    @staticmethod
+    def parse_setup(reply: Reply):
+        if len(reply.body) < _SMB2_SETUP_RESPONSE.size:
+            raise SmbProtocolError("SESSION_SETUP response truncated")
+        _size, flags, off, length = _SMB2_SETUP_RESPONSE.unpack_from(reply.body)
+        token = _security_buffer(reply.message, off, length)
+        return reply.header.session_id, flags, token
+
+    def logoff_task(self) -> SmbTask:
+        return SmbTask(smb2.Command.LOGOFF, (b"\x04\x00\x00\x00",), replayable=False)
+
+    def tree_connect_task(self, share: str) -> SmbTask:
+        path = _utf16(f"\\\\{self.s.client.host}\\{share}")
+        body = _SMB2_TREE_CONNECT.pack(9, 0, smb2.HEADER_SIZE + 8, len(path))
+        return SmbTask(smb2.Command.TREE_CONNECT, (body, path), path=share)
+
+    @staticmethod
+    def parse_tree_connect(reply: Reply):
+        if len(reply.body) < _SMB2_TREE_RESPONSE.size:
+            raise SmbProtocolError("TREE_CONNECT response truncated")
+        _size, share_type, _r, flags, caps, access = _SMB2_TREE_RESPONSE.unpack_from(reply.body)
+        return reply.header.tree_id, share_type, flags, access
+
+    def tree_disconnect_task(self, tree) -> SmbTask:
+        return SmbTask(smb2.Command.TREE_DISCONNECT, (b"\x04\x00\x00\x00",), tree=tree,
+                       replayable=False)
+
+    def make_keys(self, gss_key: bytes, preauth: Optional[bytes]) -> None:
+        s = self.s
+        negotiated = s.client.negotiated
+        dialect = negotiated.dialect
+        cipher = negotiated.cipher_id if dialect is Dialect.SMB3_1_1 else (
+            AES_128_CCM if negotiated.supports_encryption else 0)
+        keys = derive_session_keys(gss_key[:16].ljust(16, b"\0"), int(dialect),
+                                   preauth if dialect is Dialect.SMB3_1_1 else None,
+                                   cipher or None, full_session_key=gss_key)
+        if dialect < Dialect.SMB3_0:
+            algorithm = HMAC_SHA256
+        elif dialect is Dialect.SMB3_1_1 and negotiated.signing_algorithm is not None:
+            algorithm = negotiated.signing_algorithm
+        else:
+            algorithm = AES_CMAC
+        s.signer = Smb2Signer(algorithm, keys.signing_key)
+        s.cipher = (TransformCipher(cipher, keys.encryption_key, keys.decryption_key,
+                                    int(dialect)) if cipher else None)
+        s.application_key = keys.application_key
+
+    def protect(self, task: SmbTask, header: bytearray, parts: list) -> list:
+        s = self.s
+        struct.pack_into("<Q", header, 40, s.session_id)
+        if s.preauth is not None:
+            s.preauth.update(parts)
+        if s.cipher is not None and (s.encrypt or (task.tree is not None and task.tree.encrypt)):
+            task.header_flags = 0
+            return s.cipher.encrypt(parts, s.session_id)
+        if s.signer is not None and (s.signing or self._must_sign(task)):
+            s.signer.sign_parts(header, parts[1:])
+        return parts
+
+    def _must_sign(self, task: SmbTask) -> bool:
+        """3.1.1 signs TREE_CONNECT even when signing is not required
+        ([MS-SMB2] 3.2.4.1.1)."""
+        return task.command == smb2.Command.TREE_CONNECT and \
+            self.s.client.negotiated.dialect is Dialect.SMB3_1_1
+
+    def verify(self, task: SmbTask, reply: Reply) -> None:
+        s = self.s
+        must_encrypt = s.cipher is not None and (
+            s.encrypt or (task.tree is not None and task.tree.encrypt))
+        if reply.encrypted:
+            return
+        if must_encrypt and s.encrypt_verified:
+            raise SmbProtocolError(
+                f"unencrypted {smb2.Command(task.command).name} response on an encrypted "
+                "session; rejected")
+        if reply.header.flags & smb2.Flags.SIGNED:
+            if s.signer is not None and not s.signer.verify(reply.message):
+                raise SmbProtocolError(
+                    f"bad signature on the {smb2.Command(task.command).name} response; rejected")
+        elif s.signing and s.signer is not None and task.command != smb2.Command.SESSION_SETUP \
+                and reply.header.status not in _UNSIGNED_OK:
+            raise SmbProtocolError(
+                f"unsigned {smb2.Command(task.command).name} response on a signed session; "
+                "rejected")
+
+    def protect_cancel(self, task: SmbTask, parts) -> list:
+        header = bytearray(parts[0])
+        return self.protect(task, header, [header, *parts[1:]])
+
+    def decrypt(self, frame) -> bytes:
+        cipher = self.s.cipher
+        if cipher is None:
+            raise SmbProtocolError("encrypted frame on a session without encryption keys")
+        return cipher.decrypt(frame)
+
+
+# Responses a server may send unsigned even on a signed session.
+_UNSIGNED_OK = frozenset({NtStatus.PENDING, NtStatus.USER_SESSION_DELETED,
+                          NtStatus.NETWORK_SESSION_EXPIRED})
+
+
+class _Smb1Auth:
+    """SESSION_SETUP_ANDX (extended security), LOGOFF_ANDX, TREE_CONNECT_ANDX."""
+
+    def __init__(self, session: "Session"):
+        self.s = session
+        self._seq = 0
+
+    def setup_task(self, token: bytes, session_id: int) -> SmbTask:
+        n = self.s.client.negotiated
+        caps = smb1.CLIENT_CAPABILITIES & n.capabilities | smb1.Capabilities.EXTENDED_SECURITY
+        words = _SMB1_SETUP_WORDS.pack(0xFF, 0, 0, 0xFFFF, min(n.max_mpx_count, 0xFFFF), 0,
+                                       n.smb1_session_key, len(token), 0, caps)
+        pad = b"\0" if (smb1.HEADER_SIZE + 1 + len(words) + 2 + len(token)) % 2 else b""
+        data = token + pad + _utf16("Linux\0") + _utf16("smblayer\0")
+        wc_words, bc_data = smb1.pack_params(words, data)
+        task = SmbTask(smb1.Command.SESSION_SETUP_ANDX, (wc_words, bc_data),
+                       session_id=session_id)
+        if self.s.require_signing:
+            task.header_flags = smb1.Flags2.SMB_SECURITY_SIGNATURE
+        return task
+
+    @staticmethod
+    def parse_setup(reply: Reply):
+        words, data = smb1.parse_params(reply.message)
+        if len(words) < _SMB1_SETUP_RESPONSE_WORDS.size:
+            raise SmbProtocolError("SESSION_SETUP_ANDX response truncated")
+        _c, _r, _o, action, blob_len = _SMB1_SETUP_RESPONSE_WORDS.unpack_from(words)
+        token = bytes(data[:blob_len])
+        return reply.header.uid, (SESSION_FLAG_IS_GUEST if action & 1 else 0), token
+
+    def logoff_task(self) -> SmbTask:
+        words, data = smb1.pack_params(struct.pack("<BBH", 0xFF, 0, 0))
+        return SmbTask(smb1.Command.LOGOFF_ANDX, (words, data), replayable=False)
+
+    def tree_connect_task(self, share: str) -> SmbTask:
+        path = _utf16(f"\\\\{self.s.client.host}\\{share.upper()}\0")
+        # AndX (none), Flags (extended response), PasswordLength 1
+        words = struct.pack("<BBHHH", 0xFF, 0, 0, 0x0008, 1)
+        # Password (one NUL), then the Unicode path aligned to 2 bytes.
+        data = b"\0" + path + b"?????\0"
+        wc_words, bc_data = smb1.pack_params(words, data)
+        return SmbTask(smb1.Command.TREE_CONNECT_ANDX, (wc_words, bc_data), path=share)
+
+    @staticmethod
+    def parse_tree_connect(reply: Reply):
+        return reply.header.tid, 0, 0, 0
+
+    def tree_disconnect_task(self, tree) -> SmbTask:
+        words, data = smb1.pack_params(b"")
+        return SmbTask(smb1.Command.TREE_DISCONNECT, (words, data), tree=tree,
+                       replayable=False)
+
+    def make_keys(self, gss_key: bytes, preauth: Optional[bytes]) -> None:
+        s = self.s
+        if s.signing:
+            s.signer = Smb1Signer(gss_key)
+            # The final SESSION_SETUP request/response pair used 0 and 1.
+            self._seq = 2
+
+    def protect(self, task: SmbTask, header: bytearray, parts: list) -> list:
+        s = self.s
+        struct.pack_into("<H", header, 28, s.session_id)
+        if s.signer is not None:
+            task.sign_seq = self._seq
+            # NT_CANCEL has no response, so it takes one number, others two.
+            self._seq += 1 if task.command == smb1.Command.NT_CANCEL else 2
+            message = bytearray(b"".join(parts))
+            s.signer.sign(message, task.sign_seq)
+            return [message]
+        return parts
+
+    def verify(self, task: SmbTask, reply: Reply) -> None:
+        s = self.s
+        if s.signer is not None and not s.signer.verify(reply.message, task.sign_seq + 1):
+            raise SmbProtocolError(
+                f"bad signature on the {smb1.Command(task.command).name} response; rejected")
+
+    def protect_cancel(self, task: SmbTask, parts) -> list:
+        header = bytearray(parts[0])
+        cancel = SmbTask(smb1.Command.NT_CANCEL, ())
+        return self.protect(cancel, header, [header, *parts[1:]])
+
+    @staticmethod
+    def decrypt(frame) -> bytes:
+        raise SmbProtocolError("SMB1 has no encryption")
+
+
+class Session:
+    """An authenticated SMB session on ``client`` (any dialect).
+
+    ``encrypt=True`` encrypts every request after setup (SMB 3.x only);
+    a share that requires encryption is encrypted automatically.
+    ``require_signing`` defaults to what the server or client demands.
+    """
+
+    def __init__(self, client: SmbClient, username: Optional[str] = None,
+                 password: Optional[str] = None, *, domain: Optional[str] = None,
+                 encrypt: bool = False, require_signing: Optional[bool] = None,
+                 auth_protocol: str = "negotiate"):
+        if not isinstance(client, SmbClient):
+            raise TypeError("Session needs an SmbClient")
+        self.client = client
+        self.username = username
+        self._password = password
+        self.domain = domain
+        self.auth_protocol = auth_protocol
+        self.encrypt = bool(encrypt)
+        self._require_signing_arg = require_signing
+        self.session_id = 0
+        self.signer = None
+        self.cipher = None
+        self.application_key = b""
+        self.signing = False
+        self.encrypt_verified = False
+        self.is_guest = False
+        self.preauth: Optional[PreauthHash] = None
+        self.trees: Dict[int, object] = {}
+        self._trees_lock = threading.Lock()
+        self._closed = False
+        self._setup_lock = threading.Lock()
+        self._setup()
+        client.add_reconnect_handler(self._on_reconnect)
+
+    def __repr__(self) -> str:
+        return (f"<Session {self.username!r}@{self.client.host}:{self.client.port} "
+                f"id=0x{self.session_id:x} signing={self.signing} encrypt={self.encrypt}>")
+
+    # -- setup -----------------------------------------------------------------
+
+    @property
+    def require_signing(self) -> bool:
+        n = self.client.negotiated
+        if self._require_signing_arg is not None:
+            return self._require_signing_arg or n.signing_required
+        return self.client.require_signing or n.signing_required
+
+    def _setup(self) -> None:
+        with self._setup_lock:
+            negotiated = self.client.negotiated
+            if negotiated is None:
+                raise SmbError("client is not connected")
+            self._ops = _Smb1Auth(self) if negotiated.dialect is Dialect.SMB1 else _Smb2Auth(self)
+            if self.encrypt and not negotiated.supports_encryption:
+                raise SmbError(f"encryption requested but {negotiated.dialect.name} with this "
+                               "server does not support it")
+            self.signer = self.cipher = None
+            self.signing = False
+            self.encrypt_verified = False
+            self.session_id = 0
+            self.preauth = None
+            if negotiated.dialect is Dialect.SMB3_1_1:
+                self.preauth = PreauthHash()
+                self.preauth.update(negotiated.negotiate_messages[0])
+                self.preauth.update(negotiated.negotiate_messages[1])
+            self._authenticate()
+
+    def _authenticate(self) -> None:
+        ops = self._ops
+        try:
+            auth = Authenticator(self.username, self._password, self.client.host,
+                                 protocol=self.auth_protocol, domain=self.domain)
+            token = auth.step(None)
+        except ValueError as exc:
+            raise SmbAuthError(NtStatus.LOGON_FAILURE, "SESSION_SETUP",
+                               message=str(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - pyspnego raises many types
+            raise SmbAuthError(NtStatus.LOGON_FAILURE, "SESSION_SETUP",
+                               message=f"cannot start authentication: {type(exc).__name__}") \
+                from None
+        session_id = 0
+        while True:
+            task = ops.setup_task(token or b"", session_id)
+            task.security = self
+            task.replayable = False
+            task.ok_statuses = frozenset({0, _MORE})
+            try:
+                reply = self.client.run_task(task)
+            except SmbAuthError:
+                raise
+            except SmbError as exc:
+                status = getattr(exc, "status", None)
+                if status is not None:
+                    raise SmbAuthError(status, "SESSION_SETUP",
+                                       message=f"authentication as {self.username!r} "
+                                               "failed") from None
+                raise
+            session_id, flags, in_token = ops.parse_setup(reply)
+            self.session_id = session_id
+            status = reply.header.status
+            if status == _MORE:
+                if self.preauth is not None:
+                    self.preauth.update(reply.message)
+                try:
+                    token = auth.step(in_token)
+                except Exception as exc:  # noqa: BLE001
+                    raise SmbAuthError(NtStatus.LOGON_FAILURE, "SESSION_SETUP",
+                                       message=f"authentication failed: "
+                                               f"{type(exc).__name__}") from None
+                continue
+            # Success: finish the mechanism (mutual auth token), derive keys.
+            if in_token and not auth.complete:
+                try:
+                    auth.step(in_token)
+                except Exception as exc:  # noqa: BLE001
+                    raise SmbAuthError(NtStatus.LOGON_FAILURE, "SESSION_SETUP",
+                                       message=f"server authentication failed: "
+                                               f"{type(exc).__name__}") from None
+            self._established(auth, flags, reply, task)
+            return
+
+    def _established(self, auth: Authenticator, flags: int, reply: Reply, task: SmbTask) -> None:
+        self.is_guest = bool(flags & (SESSION_FLAG_IS_GUEST | SESSION_FLAG_IS_NULL))
+        preauth = self.preauth.value if self.preauth is not None else None
+        self.preauth = None
+        if flags & SESSION_FLAG_ENCRYPT_DATA:
+            self.encrypt = True
+        if self.is_guest:
+            if self.require_signing or self.encrypt:
+                raise SmbAuthError(NtStatus.LOGON_FAILURE, "SESSION_SETUP",
+                                   message="server made this a guest session, which cannot "
+                                           "sign or encrypt")
+            return
+        try:
+            gss_key = auth.session_key
+        except Exception:  # noqa: BLE001
+            gss_key = b""
+        if not gss_key:
+            return
+        # Sign when either side requires it ([MS-SMB2] 3.2.5.3.1); signed
+        # responses are verified either way.
+        self.signing = self.require_signing
+        self._ops.make_keys(gss_key, preauth)
+        self.client.register_session(self.session_id, self)
+        if self.client.negotiated.dialect is Dialect.SMB1:
+            if self.signer is not None:
+                if not self.signer.verify(reply.message, 1):
+                    raise SmbProtocolError("bad signature on the final SESSION_SETUP_ANDX "
+                                           "response")
+                self.client.default_security = self
+            return
+        # The final response is signed with the new key (3.x always, 2.x if signing).
+        if reply.header.flags & smb2.Flags.SIGNED and not self.signer.verify(reply.message):
+            raise SmbProtocolError("bad signature on the final SESSION_SETUP response")
+        if self.encrypt and self.cipher is None:
+            raise SmbError("server requires encryption but no cipher was negotiated")
+        self.encrypt_verified = True
+
+    # -- the client's security hooks ----------------------------------------------
+
+    def protect(self, task: SmbTask, header: bytearray, parts: list) -> list:
+        return self._ops.protect(task, header, parts)
+
+    def verify(self, task: SmbTask, reply: Reply) -> None:
+        self._ops.verify(task, reply)
+
+    def protect_cancel(self, task: SmbTask, parts) -> list:
+        return self._ops.protect_cancel(task, parts)
+
+    def decrypt(self, frame) -> bytes:
+        return self._ops.decrypt(frame)
+
+    # -- trees -----------------------------------------------------------------------
+
+    def tree_connect(self, share: str):
+        """Connect to ``share`` and return a :class:`~smblayer.fs.tree.Tree`."""
+        from .tree import Tree
+        if not share or "\\" in share or "/" in share:
+            raise ValueError(f"bad share name {share!r}")
+        tree = Tree(self, share)
+        tree._connect()
+        with self._trees_lock:
+            self.trees[id(tree)] = tree
+        return tree
+
+    def _tree_connect_raw(self, tree):
+        """(tree_id, share flags, maximal access) for ``tree`` (used by Tree)."""
+        task = self._ops.tree_connect_task(tree.share)
+        task.security = self
+        task.tree = tree
+        task.replayable = False
+        reply = self.client.run_task(task)
+        tree_id, _type, flags, access = self._ops.parse_tree_connect(reply)
+        return tree_id, flags, access
+
+    def _tree_disconnect_raw(self, tree) -> None:
+        task = self._ops.tree_disconnect_task(tree)
+        task.security = self
+        self.client.run_task(task)
+
+    def _forget_tree(self, tree) -> None:
+        with self._trees_lock:
+            self.trees.pop(id(tree), None)
+
+    # -- lifetime ----------------------------------------------------------------------
+
+    def _on_reconnect(self, client: SmbClient) -> None:
+        """Reconnect handler (smbiod): new session, then reconnect the trees."""
+        if self._closed:
+            return
+        old = self.session_id
+        client.unregister_session(old)
+        self._setup()
+        log.info("smblayer: session re-established on %s:%s (0x%x -> 0x%x)",
+                 client.host, client.port, old, self.session_id)
+        with self._trees_lock:
+            trees = list(self.trees.values())
+        for tree in trees:
+            tree._reconnect()
+
+    def logoff(self) -> None:
+        """Disconnect the trees and log off (errors on a dead link are ignored)."""
+        if self._closed:
+            return
+        self._closed = True
+        self.client.remove_reconnect_handler(self._on_reconnect)
+        with self._trees_lock:
+            trees = list(self.trees.values())
+        for tree in trees:
+            tree.disconnect()
+        try:
+            task = self._ops.logoff_task()
+            task.security = self
+            self.client.run_task(task)
+        except SmbError as exc:
+            log.debug("smblayer: LOGOFF failed: %s", exc)
+        finally:
+            self.client.unregister_session(self.session_id)
+            if self.client.default_security is self:
+                self.client.default_security = None
+
+    close = logoff
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.logoff()
+
+
+def _security_buffer(message, offset: int, length: int) -> bytes:
+    if length == 0:
+        return b""
+    if offset < smb2.HEADER_SIZE or offset + length > len(message):
+        raise SmbProtocolError(f"security buffer out of bounds ({offset}+{length})")
+    return bytes(message[offset:offset + length])
+
+
+def check_status(reply: Reply, command: str, path: Optional[str] = None) -> None:
+    status = reply.header.status
+    if status:
+        raise status_error(status, command, path)
+
+
+__all__ = ["Session", "check_status", "status_name"]
