@@ -1,0 +1,242 @@
+"""The per-dialect file operations table (cifs's smb_version_operations).
+
+``Tree`` holds one ``FileOps`` chosen by the negotiated dialect
+(``ops_for(tree)``): ``Smb2FileOps`` for 2.0.2..3.1.1, ``Smb1FileOps`` for
+NT LM 0.12.  Tree and SmbFile implement everything generic (paths, modes,
+buffering, pipelining, error mapping) on top of these primitives and never
+branch on the dialect.
+
+Contract for implementations:
+* paths arrive relative to the share, with backslashes, no leading slash
+  ("" is the share root);
+* every method raises the SmbStatusError subclass from
+  ``smblayer.errors.status_error`` (FileNotFoundError etc.) on an error
+  status, with the path attached;
+* ``read_task``/``write_task`` build tasks only; the Tree runs many of them
+  at once with ``client.run_task_async`` and parses replies with
+  ``parse_read``/``parse_write`` (zero-copy: parse_read returns a
+  memoryview into the reply);
+* tasks carry ``security=tree.session`` and ``tree=tree``.
+"""
+from __future__ import annotations
+
+import stat as stat_module
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Optional, Tuple
+
+# Windows FILETIME: 100 ns ticks since 1601-01-01.
+_EPOCH_DELTA = 116444736000000000
+
+FILE_ATTRIBUTE_READONLY = 0x01
+FILE_ATTRIBUTE_HIDDEN = 0x02
+FILE_ATTRIBUTE_DIRECTORY = 0x10
+FILE_ATTRIBUTE_ARCHIVE = 0x20
+FILE_ATTRIBUTE_NORMAL = 0x80
+
+# CreateDisposition
+FILE_SUPERSEDE = 0
+FILE_OPEN = 1
+FILE_CREATE = 2
+FILE_OPEN_IF = 3
+FILE_OVERWRITE = 4
+FILE_OVERWRITE_IF = 5
+
+# CreateOptions
+FILE_DIRECTORY_FILE = 0x00000001
+FILE_WRITE_THROUGH = 0x00000002
+FILE_NON_DIRECTORY_FILE = 0x00000040
+FILE_DELETE_ON_CLOSE = 0x00001000
+FILE_OPEN_REPARSE_POINT = 0x00200000
+
+# Access masks
+FILE_READ_DATA = 0x00000001
+FILE_WRITE_DATA = 0x00000002
+FILE_APPEND_DATA = 0x00000004
+FILE_READ_ATTRIBUTES = 0x00000080
+FILE_WRITE_ATTRIBUTES = 0x00000100
+DELETE = 0x00010000
+READ_CONTROL = 0x00020000
+SYNCHRONIZE = 0x00100000
+GENERIC_READ = 0x80000000
+GENERIC_WRITE = 0x40000000
+MAXIMUM_ALLOWED = 0x02000000
+FILE_LIST_DIRECTORY = 0x00000001
+
+# ShareAccess
+FILE_SHARE_READ = 1
+FILE_SHARE_WRITE = 2
+FILE_SHARE_DELETE = 4
+FILE_SHARE_ALL = 7
+
+# Oplock levels (SMB2 values; SMB1 implementations translate)
+OPLOCK_NONE = 0x00
+OPLOCK_LEVEL_II = 0x01
+OPLOCK_EXCLUSIVE = 0x08
+OPLOCK_BATCH = 0x09
+OPLOCK_LEASE = 0xFF
+OPLOCK_BY_NAME = {None: OPLOCK_NONE, "none": OPLOCK_NONE, "level2": OPLOCK_LEVEL_II,
+                  "exclusive": OPLOCK_EXCLUSIVE, "batch": OPLOCK_BATCH, "lease": OPLOCK_LEASE}
+
+# Lease states
+LEASE_READ = 0x01
+LEASE_HANDLE = 0x02
+LEASE_WRITE = 0x04
+
+
+def filetime_to_unix(ft: int) -> float:
+    return (ft - _EPOCH_DELTA) / 1e7 if ft else 0.0
+
+
+def unix_to_filetime(t: float) -> int:
+    return int(t * 1e7) + _EPOCH_DELTA
+
+
+@dataclass
+class FileInfo:
+    """What SMB tells about a file; ``to_stat()`` gives an os.stat_result-like view."""
+
+    name: str = ""
+    size: int = 0
+    allocation_size: int = 0
+    attributes: int = 0
+    creation_time: int = 0       # FILETIME
+    last_access_time: int = 0
+    last_write_time: int = 0
+    change_time: int = 0
+    file_index: int = 0
+
+    @property
+    def is_dir(self) -> bool:
+        return bool(self.attributes & FILE_ATTRIBUTE_DIRECTORY)
+
+    def to_stat(self) -> "StatResult":
+        mode = (stat_module.S_IFDIR | 0o755) if self.is_dir else (stat_module.S_IFREG | 0o644)
+        if self.attributes & FILE_ATTRIBUTE_READONLY:
+            mode &= ~0o222
+        return StatResult(mode, self.file_index, self.size,
+                          filetime_to_unix(self.last_access_time),
+                          filetime_to_unix(self.last_write_time),
+                          filetime_to_unix(self.change_time or self.last_write_time),
+                          filetime_to_unix(self.creation_time), self.attributes,
+                          self.allocation_size)
+
+
+@dataclass(frozen=True)
+class StatResult:
+    st_mode: int
+    st_ino: int
+    st_size: int
+    st_atime: float
+    st_mtime: float
+    st_ctime: float
+    st_birthtime: float
+    st_file_attributes: int
+    st_allocation_size: int
+    st_nlink: int = 1
+    st_uid: int = 0
+    st_gid: int = 0
+    st_dev: int = 0
+
+    @property
+    def is_dir(self) -> bool:
+        return stat_module.S_ISDIR(self.st_mode)
+
+
+@dataclass
+class Handle:
+    """An open file: ``fid`` is opaque to the Tree (16 bytes on SMB2, an int
+    on SMB1)."""
+
+    fid: Any
+    path: str
+    info: FileInfo
+    oplock_level: int = OPLOCK_NONE
+    lease_key: Optional[bytes] = None
+    lease_state: int = 0
+    granted_access: int = 0
+    closed: bool = False
+    file: Any = field(default=None, repr=False)   # the SmbFile using it, for breaks
+
+
+class FileOps:
+    """Abstract base: see the module docstring."""
+
+    def __init__(self, tree):
+        self.tree = tree
+        self.client = tree.client
+        self.session = tree.session
+
+    # sizes
+    @property
+    def max_read(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def max_write(self) -> int:
+        raise NotImplementedError
+
+    # handles
+    def open(self, path: str, *, access: int, disposition: int, create_options: int = 0,
+             share_access: int = FILE_SHARE_ALL, oplock: int = OPLOCK_NONE,
+             lease_key: Optional[bytes] = None, lease_state: int = 0,
+             attributes: int = 0) -> Handle:
+        raise NotImplementedError
+
+    def close(self, handle: Handle) -> None:
+        raise NotImplementedError
+
+    # data
+    def read_task(self, handle: Handle, offset: int, length: int):
+        raise NotImplementedError
+
+    def parse_read(self, reply) -> memoryview:
+        raise NotImplementedError
+
+    def write_task(self, handle: Handle, offset: int, data):
+        raise NotImplementedError
+
+    def parse_write(self, reply) -> int:
+        raise NotImplementedError
+
+    def flush(self, handle: Handle) -> None:
+        raise NotImplementedError
+
+    # metadata
+    def query_info(self, handle: Handle) -> FileInfo:
+        raise NotImplementedError
+
+    def stat(self, path: str) -> FileInfo:
+        raise NotImplementedError
+
+    def listdir(self, path: str) -> Iterator[FileInfo]:
+        """FileInfo (with .name) of each entry, without "." and ".."."""
+        raise NotImplementedError
+
+    def set_end_of_file(self, handle: Handle, size: int) -> None:
+        raise NotImplementedError
+
+    def rename(self, path: str, new_path: str, replace: bool = False) -> None:
+        raise NotImplementedError
+
+    def delete(self, path: str, directory: bool = False) -> None:
+        raise NotImplementedError
+
+    def mkdir(self, path: str) -> None:
+        raise NotImplementedError
+
+    # oplocks and leases
+    def parse_break(self, notification) -> Tuple[str, Any, int]:
+        """("oplock", fid, new_level) or ("lease", lease_key, new_state)."""
+        raise NotImplementedError
+
+    def ack_break(self, handle: Handle, new_level: int) -> None:
+        raise NotImplementedError
+
+
+def ops_for(tree) -> FileOps:
+    """The FileOps for the tree's negotiated dialect."""
+    if tree.client.dialect.is_smb1:
+        from .smb1ops import Smb1FileOps
+        return Smb1FileOps(tree)
+    from .smb2ops import Smb2FileOps
+    return Smb2FileOps(tree)
