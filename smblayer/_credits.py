@@ -21,7 +21,8 @@ class CreditsAborted(Exception):
 
 class CreditGate:
     def __init__(self):
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._available = 0
         self._in_flight = 0
         self._queue: Deque[object] = collections.deque()
@@ -33,12 +34,13 @@ class CreditGate:
     def take(self, need: int, priority: bool, abort: Callable[[], bool]) -> None:
         """Take ``need`` credits, waiting FIFO; ``abort()`` is checked on
         every wake-up and raises CreditsAborted when true."""
-        with self._cond:
+        with self._lock:
             if (priority or not self._queue) and \
                     self._available - self._reserve(priority) >= need:
                 self._available -= need
                 self._in_flight += need
                 return
+        with self._cond:
             me = object()
             self._queue.append(me)
             try:
@@ -62,7 +64,7 @@ class CreditGate:
     def grant(self, count: int, retired: int = 0) -> None:
         """A reply granted ``count`` credits and completed a request that had
         taken ``retired``."""
-        with self._cond:
+        with self._lock:
             self._available += count
             self._in_flight = max(0, self._in_flight - retired)
             if self._queue:

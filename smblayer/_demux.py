@@ -10,7 +10,7 @@ the connect worker and exits, one thread per socket generation.
 from __future__ import annotations
 
 import logging
-import selectors
+import select
 import socket
 import threading
 
@@ -58,15 +58,16 @@ class Demux:
         reader = self._reader
         recv_into = sock.recv_into
         dispatch = client._dispatch
-        sel = selectors.DefaultSelector()
+        service_timers = client._service_timers
+        poller = _Poller()
+        sock_fd = sock.fileno()
         error = None
         try:
-            sel.register(sock, selectors.EVENT_READ, True)
-            sel.register(self._wake_r, selectors.EVENT_READ, False)
+            poller.register(sock_fd)
+            poller.register(self._wake_r.fileno())
             while not self._stopping:
-                events = sel.select(client._service_timers())
-                for key, _mask in events:
-                    if not key.data:
+                for fd in poller.poll(service_timers()):
+                    if fd != sock_fd:
                         self._drain_wake()
                         continue
                     try:
@@ -88,7 +89,7 @@ class Demux:
             log.exception("smblayer: demux thread failed")
             error = exc
         finally:
-            sel.close()
+            poller.close()
             self._wake_r.close()
             self._wake_w.close()
         if not self._stopping:
@@ -101,3 +102,25 @@ class Demux:
                 pass
         except OSError:
             pass
+
+
+class _Poller:
+    """The smallest readable-fd poller: epoll where there is one, else poll."""
+
+    def __init__(self):
+        self._epoll = getattr(select, "epoll", None)
+        self._p = self._epoll() if self._epoll else select.poll()
+
+    def register(self, fd: int) -> None:
+        self._p.register(fd, select.EPOLLIN if self._epoll else select.POLLIN)
+
+    def poll(self, timeout):
+        if self._epoll:
+            events = self._p.poll(-1 if timeout is None else timeout)
+        else:
+            events = self._p.poll(None if timeout is None else timeout * 1000.0)
+        return [fd for fd, _mask in events]
+
+    def close(self) -> None:
+        if self._epoll:
+            self._p.close()

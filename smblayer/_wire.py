@@ -17,6 +17,15 @@ from .proto import smb1, smb2
 from .proto.negotiate import NegotiateResult
 from .proto.status import NtStatus
 
+_SYNC_HEADER_PACK = smb2.SYNC_HEADER.pack
+_SMB2_ID = smb2.PROTOCOL_ID
+_ZERO16 = bytes(16)
+_SERVER_TO_REDIR = smb2.FLAG_SERVER_TO_REDIR
+_ASYNC_COMMAND = smb2.FLAG_ASYNC_COMMAND
+_PENDING = int(NtStatus.PENDING)
+_SMB2_HEADER = smb2.HEADER_SIZE
+_SMB1_REPLY = int(smb1.Flags.REPLY)
+
 # Routed reply: (message_id, status, credits granted, is_interim, async_id, body offset)
 Route = Tuple[int, int, int, bool, Optional[int], int]
 
@@ -32,7 +41,7 @@ class Smb2Wire:
     def __init__(self, negotiated: NegotiateResult):
         self.dialect = negotiated.dialect
         self.multi_credit = negotiated.multi_credit
-        self.replay_flag = smb2.Flags.REPLAY_OPERATION if self.dialect.is_smb3 else 0
+        self.replay_flag = smb2.FLAG_REPLAY_OPERATION if self.dialect.is_smb3 else 0
 
     def charge(self, command: int, payload: int, expected: int) -> int:
         """(CreditCharge in the header, credits consumed)."""
@@ -47,19 +56,20 @@ class Smb2Wire:
         if task.sends > 1:
             flags |= self.replay_flag
         tree = task.tree
-        return smb2.pack_header(task.command, message_id, credit_charge=task.credit_charge,
-                                credit_request=credit_request, flags=flags,
-                                tree_id=tree.tree_id if tree is not None else task.tree_id,
-                                session_id=task.session_id)
+        return bytearray(_SYNC_HEADER_PACK(
+            _SMB2_ID, 64, task.credit_charge, 0, task.command, credit_request, flags, 0,
+            message_id, 0, tree.tree_id if tree is not None else task.tree_id,
+            task.session_id, _ZERO16))
 
     @staticmethod
     def route(message, offset: int = 0) -> Route:
         charge, status, command, credits, flags, nxt, mid = smb2.route(message, offset)
-        if not flags & smb2.Flags.SERVER_TO_REDIR:
+        if not flags & _SERVER_TO_REDIR:
             raise smb2.MalformedMessage(f"request (not response) for MessageId {mid}")
-        interim = status == NtStatus.PENDING and bool(flags & smb2.Flags.ASYNC_COMMAND)
-        aid = smb2.async_id(message, offset) if flags & smb2.Flags.ASYNC_COMMAND else None
-        return mid, status, credits, interim, aid, smb2.HEADER_SIZE
+        if flags & _ASYNC_COMMAND:
+            return (mid, status, credits, status == _PENDING, smb2.async_id(message, offset),
+                    _SMB2_HEADER)
+        return mid, status, credits, False, None, _SMB2_HEADER
 
     @staticmethod
     def parse_header(message, offset: int = 0):
@@ -112,7 +122,7 @@ class Smb1Wire:
     @staticmethod
     def route(message, offset: int = 0) -> Route:
         command, status, flags, flags2, mid = smb1.route(message)
-        if not flags & smb1.Flags.REPLY:
+        if not flags & _SMB1_REPLY:
             if command == smb1.Command.LOCKING_ANDX:      # server oplock break
                 return 0xFFFF, status, 0, False, None, smb1.HEADER_SIZE
             raise smb2.MalformedMessage(f"SMB1 request (not reply) for MID {mid}")

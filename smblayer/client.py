@@ -64,6 +64,7 @@ from .task import FINAL_STATES, Reply, SmbTask, TaskState
 
 log = logging.getLogger("smblayer")
 
+_NEVER = float("inf")
 CREDIT_TARGET = 512          # credits we try to hold (SMB2)
 CREDIT_ASK = 64              # extra credits asked per request while below target
 
@@ -132,7 +133,7 @@ class SmbClient:
         self.refcount = 1
         self._registry = _registry
         self._key = _key
-        self._pid = os.getpid()
+        self._forked = False
 
         self._state_cond = threading.Condition()
         self._send_lock = threading.Lock()
@@ -326,6 +327,7 @@ class SmbClient:
 
     def _after_fork_in_child(self) -> None:
         """The child must not use the parent's socket or threads."""
+        self._forked = True
         self.state = ClientState.CLOSED
         conn, self._conn = self._conn, None
         self._state_cond = threading.Condition()
@@ -344,11 +346,11 @@ class SmbClient:
     def _check_task(self, task: SmbTask) -> None:
         if not isinstance(task, SmbTask):
             raise TypeError(f"expected an SmbTask, not {type(task).__name__}")
-        if task.state not in (TaskState.NEW,) and not task.done:
+        if task.state is not TaskState.NEW and task.state not in FINAL_STATES:
             raise ValueError("task is already running")
         if task.payload_size + 256 > MAX_FRAME:
             raise ValueError(f"request of {task.payload_size} bytes exceeds the frame limit")
-        if self._pid != os.getpid():
+        if self._forked:
             raise SmbClosedError("client belongs to the parent process (fork); "
                                  "call get_client() again in the child")
         task.state = TaskState.NEW
@@ -361,6 +363,10 @@ class SmbClient:
 
     def _wait_sendable(self, task: SmbTask) -> _Connection:
         """Block until the client can carry ``task``; returns the connection."""
+        conn = self._conn
+        if self.state is ClientState.ACTIVE and conn is not None and not conn.lost and \
+                task.state not in FINAL_STATES:
+            return conn          # the common case, without the state lock
         with self._state_cond:
             while True:
                 if task.state in FINAL_STATES:
@@ -383,7 +389,8 @@ class SmbClient:
         return task.timeouts or self.timeouts
 
     def _take_credits(self, conn: _Connection, task: SmbTask) -> None:
-        charge = conn.wire.charge(task.command, task.payload_size, task.expected_response)
+        charge = conn.wire.charge(task.command, task.payload_size if task.body else 0,
+                                  task.expected_response)
         task.credit_charge = charge
         task.send_credits = max(1, charge)
 
@@ -440,12 +447,14 @@ class SmbClient:
             credit_request = self._credit_request(wire, task.send_credits)
             header = wire.build_header(task, mid, credit_request)
             security = task.security
-            parts = [header, *task.body]
             if security is not None:
-                parts = security.protect(task, header, parts)
-            size = sum(len(p) for p in parts)
+                parts = security.protect(task, header, [header, *task.body])
+                size = sum(map(len, parts))
+            else:
+                parts = (header, *task.body)
+                size = len(header) + task.payload_size
             try:
-                _sendmsg_all(conn.sock, [frame_prefix(size), *parts])
+                _sendmsg_all(conn.sock, (frame_prefix(size), *parts), size + 4)
             except OSError as exc:
                 # Make the demux see the broken socket; it starts the reconnect
                 # and this task is reissued with the others.
@@ -468,7 +477,10 @@ class SmbClient:
         if queue is None:
             queue = self._timers[policy.timeout] = collections.deque()
         queue.append((deadline, task))
-        return deadline < self._timer_wake_at
+        if deadline < self._timer_wake_at:
+            self._timer_wake_at = deadline
+            return True
+        return False
 
     def _allocate_mid(self, wire, count: int) -> int:
         if wire.is_smb1:
@@ -506,7 +518,7 @@ class SmbClient:
         security = task.security
         if security is not None:
             security.verify(task, reply)
-        status = reply.header.status
+        status = reply.status
         if status and status not in task.ok_statuses and is_error(status):
             raise status_error(status, _command_name(self, task.command), task.path)
         return reply
@@ -574,7 +586,7 @@ class SmbClient:
             if conn.lost or conn is not self._conn:
                 return
             try:
-                _sendmsg_all(conn.sock, [frame_prefix(size), *parts])
+                _sendmsg_all(conn.sock, (frame_prefix(size), *parts), size + 4)
             except OSError:
                 pass
         self._stats.command(conn.wire, task.command).cancels += 1
@@ -584,13 +596,12 @@ class SmbClient:
     def _dispatch(self, conn: _Connection, message) -> None:
         """Complete the task(s) a frame answers (demux thread)."""
         encrypted = False
-        if message[:4] == smb2.TRANSFORM_PROTOCOL_ID:
+        if message[0] == 0xFD:             # b"\xfdSMB": a transform header
             message = self._decrypt(message)
-            if message is None:
-                return
             encrypted = True
         wire = conn.wire
-        if not wire.is_smb1 and len(message) >= 24 and message[20:24] != b"\0\0\0\0":
+        if not wire.is_smb1 and len(message) >= 24 and (
+                message[20] or message[21] or message[22] or message[23]):
             try:
                 parts = smb2.split_compound(message)
             except smb2.MalformedMessage as exc:
@@ -607,8 +618,8 @@ class SmbClient:
         except (smb2.MalformedMessage, ValueError) as exc:
             raise SmbProtocolError(f"malformed message from server: {exc}") from None
         if mid == wire.unsolicited_id:
-            header = wire.parse_header(message)
-            self._iod.call_soon(self._deliver_break, Reply(header, message, body, encrypted))
+            self._iod.call_soon(self._deliver_break,
+                                Reply(wire.parse_header, message, body, status, encrypted))
             return
         now = time.monotonic()
         retired = 0
@@ -637,16 +648,12 @@ class SmbClient:
             return
         if interim:
             return
-        try:
-            header = wire.parse_header(message)
-        except smb2.MalformedMessage as exc:
-            raise SmbProtocolError(str(exc)) from None
-        reply = Reply(header, message, body, encrypted)
+        reply = Reply(wire.parse_header, message, body, status, encrypted)
         stats = self._stats.command(wire, task.command)
         stats.bytes_recv += len(message) + 4
         stats.rtt += now - task.t_sent
         stats.exec_time += now - task.t_queued
-        if header.status != 0 and (header.status >> 30) == 3:
+        if status and is_error(status):
             stats.errors += 1
         if task.state is TaskState.CANCELLED:
             # A late reply to an abandoned request: discard it, but let the
@@ -685,7 +692,11 @@ class SmbClient:
     def _service_timers(self) -> Optional[float]:
         """Fire expired timers; return the seconds until the next one (demux)."""
         now = time.monotonic()
-        earliest = float("inf")
+        wake_at = self._timer_wake_at
+        if now < wake_at:
+            # Nothing can have expired: new timers only lower _timer_wake_at.
+            return None if wake_at == _NEVER else wake_at - now
+        earliest = _NEVER
         expired = []
         with self._mid_lock:
             for queue in self._timers.values():
@@ -711,7 +722,7 @@ class SmbClient:
                 self._stats.command(conn.wire, task.command).timeouts += 1
         if start:
             self._iod.call_soon(self._probe_loop)
-        return None if earliest == float("inf") else max(0.0, earliest - now)
+        return None if earliest == _NEVER else max(0.0, earliest - now)
 
     def _expired_tasks(self) -> List[SmbTask]:
         with self._mid_lock:
@@ -1035,11 +1046,13 @@ class _Retry(Exception):
     """Internal: the connection changed under a sender; start over."""
 
 
-def _sendmsg_all(sock: socket.socket, parts: list) -> None:
+def _sendmsg_all(sock: socket.socket, parts, total: int) -> None:
     """sendmsg every buffer, resuming after partial sends, without joining."""
+    sent = sock.sendmsg(parts)
+    if sent == total:
+        return
     views = [memoryview(p).cast("B") for p in parts]
-    while views:
-        sent = sock.sendmsg(views)
+    while True:
         while sent:
             first = views[0]
             if sent >= len(first):
@@ -1048,6 +1061,9 @@ def _sendmsg_all(sock: socket.socket, parts: list) -> None:
             else:
                 views[0] = first[sent:]
                 sent = 0
+        if not views:
+            return
+        sent = sock.sendmsg(views)
 
 
 def _shutdown(sock: socket.socket) -> None:

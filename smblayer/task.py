@@ -33,24 +33,36 @@ class TaskState(enum.Enum):
     CANCELLED = "cancelled"
 
 
+_OK_ONLY = frozenset({0})
 FINAL_STATES = frozenset({TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED})
 
 
 class Reply:
-    """A response message: ``header`` (parsed), ``message`` (the whole SMB
-    message as received) and ``body`` (a memoryview after the header)."""
+    """A response message: ``header`` (parsed on first use), ``message`` (the
+    whole SMB message as received), ``body`` (a memoryview after the header)
+    and ``status`` (the NTSTATUS)."""
 
-    __slots__ = ("header", "message", "body", "encrypted")
+    __slots__ = ("_header", "_parse", "message", "body", "encrypted", "status")
 
-    def __init__(self, header, message, body_offset: int, encrypted: bool = False):
-        self.header = header
+    def __init__(self, parse, message, body_offset: int, status: int,
+                 encrypted: bool = False):
+        self._header = None
+        self._parse = parse
         self.message = message
         self.body = memoryview(message)[body_offset:]
+        self.status = status
         self.encrypted = encrypted
 
     @property
-    def status(self) -> int:
-        return self.header.status
+    def header(self):
+        header = self._header
+        if header is None:
+            try:
+                header = self._header = self._parse(self.message)
+            except ValueError as exc:
+                from .errors import SmbProtocolError
+                raise SmbProtocolError(f"malformed reply header: {exc}") from None
+        return header
 
     def __repr__(self) -> str:
         return f"<Reply {self.header!r} {len(self.message)} bytes>"
@@ -80,7 +92,8 @@ class SmbTask:
                  "generation", "deadline", "sends", "reply", "error", "future",
                  "_parking", "t_queued", "t_sent", "t_done", "cancel_requested",
                  "timed_out", "context", "send_credits", "_stats", "sign_seq",
-                 "header_flags", "on_late_reply", "context_client", "is_probe", "tree", "__weakref__")
+                 "header_flags", "on_late_reply", "context_client", "is_probe", "tree",
+                 "payload_size", "__weakref__")
 
     def __init__(self, command: int, body: Sequence = (), *, tree_id: int = 0,
                  session_id: int = 0, flags: int = 0, security: Any = None,
@@ -89,7 +102,8 @@ class SmbTask:
                  ok_statuses: Sequence[int] = (0,), path: Optional[str] = None,
                  priority: bool = False, on_late_reply: Any = None, tree: Any = None):
         self.command = command
-        self.body = tuple(body)
+        self.body = body = tuple(body)
+        self.payload_size = sum(map(len, body))
         self.tree_id = tree_id
         self.session_id = session_id
         self.flags = flags
@@ -97,7 +111,7 @@ class SmbTask:
         self.expected_response = expected_response
         self.replayable = replayable
         self.timeouts = timeouts
-        self.ok_statuses = frozenset(ok_statuses)
+        self.ok_statuses = _OK_ONLY if ok_statuses == (0,) else frozenset(ok_statuses)
         self.path = path
         self.priority = priority          # may use the reserved credit (echo, break ack)
         self.on_late_reply = on_late_reply  # called with the reply of an abandoned task
@@ -123,10 +137,6 @@ class SmbTask:
         self.context_client = None        # the client it is running on
         self.is_probe = False             # an internal echo probe: no timer
         self.tree = tree                  # object whose .tree_id is read at send time
-
-    @property
-    def payload_size(self) -> int:
-        return sum(len(b) for b in self.body)
 
     @property
     def done(self) -> bool:

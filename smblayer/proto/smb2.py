@@ -53,6 +53,13 @@ class Flags(enum.IntFlag):
     REPLAY_OPERATION = 0x20000000
 
 
+# Plain ints for the hot path (IntFlag arithmetic is slow).
+FLAG_SERVER_TO_REDIR = 0x00000001
+FLAG_ASYNC_COMMAND = 0x00000002
+FLAG_SIGNED = 0x00000008
+FLAG_REPLAY_OPERATION = 0x20000000
+
+
 class Capabilities(enum.IntFlag):
     DFS = 0x01
     LEASING = 0x02
@@ -87,11 +94,11 @@ def pack_header(command: int, message_id: int, *, credit_charge: int = 1,
                 tree_id: int = 0, session_id: int = 0, channel_sequence: int = 0,
                 async_id: Optional[int] = None, status: int = 0) -> bytearray:
     """A request (or, with ``flags`` SERVER_TO_REDIR, a response) header."""
-    first = status if flags & Flags.SERVER_TO_REDIR else channel_sequence
+    first = status if flags & FLAG_SERVER_TO_REDIR else channel_sequence
     if async_id is not None:
         return bytearray(ASYNC_HEADER.pack(
             PROTOCOL_ID, HEADER_SIZE, credit_charge, first, command, credit_request,
-            flags | Flags.ASYNC_COMMAND, next_command, message_id, async_id,
+            flags | FLAG_ASYNC_COMMAND, next_command, message_id, async_id,
             session_id, bytes(16)))
     return bytearray(SYNC_HEADER.pack(
         PROTOCOL_ID, HEADER_SIZE, credit_charge, first, command, credit_request,
@@ -124,15 +131,15 @@ class Header:
 
     @property
     def is_response(self) -> bool:
-        return bool(self.flags & Flags.SERVER_TO_REDIR)
+        return bool(self.flags & FLAG_SERVER_TO_REDIR)
 
     @property
     def is_async(self) -> bool:
-        return bool(self.flags & Flags.ASYNC_COMMAND)
+        return bool(self.flags & FLAG_ASYNC_COMMAND)
 
     @property
     def is_signed(self) -> bool:
-        return bool(self.flags & Flags.SIGNED)
+        return bool(self.flags & FLAG_SIGNED)
 
 
 class MalformedMessage(ValueError):
@@ -148,7 +155,7 @@ def parse_header(message, offset: int = 0) -> Header:
     if proto != PROTOCOL_ID or size != HEADER_SIZE:
         raise MalformedMessage(f"not an SMB2 header: {bytes(proto)!r} size {size}")
     h = Header(command, status, flags, mid, charge, credits, nxt, 0, None, session, sig)
-    if flags & Flags.ASYNC_COMMAND:
+    if flags & FLAG_ASYNC_COMMAND:
         h.async_id = word1 | (word2 << 32)
     else:
         h.tree_id = word2
@@ -345,4 +352,4 @@ CANCEL_BODY = b"\x04\x00\x00\x00"
 
 def is_pending_interim(status: int, flags: int) -> bool:
     """STATUS_PENDING with the async flag: an interim response."""
-    return status == NtStatus.PENDING and bool(flags & Flags.ASYNC_COMMAND)
+    return status == NtStatus.PENDING and bool(flags & FLAG_ASYNC_COMMAND)
