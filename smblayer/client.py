@@ -380,10 +380,25 @@ class SmbClient:
                 if (getattr(_in_handshake, "client", None) is self and conn is not None
                         and not conn.lost):
                     return conn
+                policy = self._effective(task)
+                if policy.hard:
+                    self._state_cond.wait()        # hard: wait for the server forever
+                    continue
+                # Soft: a request that already hit its soft timeout waits for the
+                # reconnect attempt (bounded by connect_timeout) and fails if it
+                # fails; a new request waits at most timeout + soft_timeout.
                 error = self._reconnect_pending_error
-                if error is not None and not self._effective(task).hard:
-                    raise error
-                self._state_cond.wait()
+                if task.timed_out:
+                    if error is not None:
+                        raise error
+                    self._state_cond.wait()
+                    continue
+                budget = policy.timeout + policy.soft_timeout
+                remaining = task.t_queued + budget - time.monotonic()
+                if remaining <= 0:
+                    raise error or SmbTimeoutError(
+                        f"server {self.host}:{self.port} not reachable within {budget:g} s")
+                self._state_cond.wait(remaining)
 
     def _effective(self, task: SmbTask) -> TimeoutPolicy:
         return task.timeouts or self.timeouts
@@ -575,6 +590,41 @@ class SmbClient:
         with self._state_cond:
             self._state_cond.notify_all()
         self._wake(task)
+        return True
+
+    def send_oneway(self, task: SmbTask) -> bool:
+        """Send a small SMB1 request that has no reply (an oplock break
+        acknowledgement) once, like NT_CANCEL: it gets a MID and is signed
+        by ``task.security`` under the send lock, but is not registered in
+        the MID table, has no timer, takes no credit and is never reissued.
+        Returns False (nothing sent) unless the client is ACTIVE."""
+        conn = self._conn
+        if self.state is not ClientState.ACTIVE or conn is None or conn.lost:
+            return False
+        wire = conn.wire
+        if not wire.is_smb1:
+            raise ValueError("send_oneway is for SMB1 requests without a response")
+        with self._send_lock:
+            if conn.lost or conn is not self._conn:
+                return False
+            with self._mid_lock:
+                mid = self._allocate_mid(wire, 1)
+            task.message_id = mid
+            task.generation = conn.generation
+            header = wire.build_header(task, mid, 0)
+            parts = [header, *task.body]
+            if task.security is not None:
+                parts = task.security.protect(task, header, parts)
+            message = b"".join(parts)
+            try:
+                conn.sock.sendall(frame_prefix(len(message)) + message)
+            except OSError:
+                _shutdown(conn.sock)       # the demux sees it and reconnects
+                return False
+        task.state = TaskState.DONE
+        stats = self._stats.command(wire, task.command)
+        stats.ops += 1
+        stats.bytes_sent += len(message) + 4
         return True
 
     def _send_cancel(self, conn: _Connection, task: SmbTask) -> None:
