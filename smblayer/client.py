@@ -213,11 +213,18 @@ class SmbClient:
         reconnect).  Raises SmbStatusError for an error status, and the
         SmbError subclass that describes any other failure."""
         self._check_task(task)
-        while True:
-            self._send(task)
-            self._park(task)
-            if task.state is not TaskState.REISSUE:
-                return self._finish(task)
+        try:
+            while True:
+                self._send(task)
+                task._parking.acquire()          # woken by demux/close/cancel/reconnect
+                if task.state is not TaskState.REISSUE:
+                    break
+        except BaseException:
+            # Ctrl-C or an error while waiting: stop waiting, keep the MID
+            # reserved for the late reply, tell the server (CANCEL).
+            self._abandon(task, SmbCancelledError("request interrupted"))
+            raise
+        return self._finish(task)
 
     def run_task_async(self, task: SmbTask) -> Future:
         """Send ``task`` and return a Future completed on smbiod."""
@@ -355,6 +362,7 @@ class SmbClient:
                                  "call get_client() again in the child")
         task.state = TaskState.NEW
         task.reply = task.error = None
+        task._parking = None
         task.sends = 0
         task.context_client = self
         task.t_queued = time.monotonic()
@@ -475,6 +483,11 @@ class SmbClient:
                 # and this task is reissued with the others.
                 log.debug("smblayer: send failed on %s:%s: %s", self.host, self.port, exc)
                 _shutdown(conn.sock)
+            except BaseException:
+                # Interrupted (Ctrl-C) possibly mid-frame: the stream can't be
+                # trusted; reconnect, and the other requests are reissued.
+                _shutdown(conn.sock)
+                raise
             stats.ops += 1
             stats.bytes_sent += size + 4
             stats.queue_time += now - task.t_queued
@@ -516,15 +529,6 @@ class SmbClient:
         return used
 
     # -- waiting and finishing --------------------------------------------------
-
-    def _park(self, task: SmbTask) -> None:
-        """Wait for the demux (or close/cancel/reconnect) to wake us."""
-        parking = task._parking
-        try:
-            parking.acquire()
-        except BaseException:
-            self._abandon(task, SmbCancelledError("request interrupted"))
-            raise
 
     def _finish(self, task: SmbTask) -> Reply:
         if task.state is not TaskState.DONE:
