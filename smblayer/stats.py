@@ -59,3 +59,37 @@ class ClientStats:
                                  not_responding_time=nr,
                                  not_responding=not_responding_since is not None)
         return result
+
+
+def snapshot_all() -> dict:
+    """``stats()`` of every live client of this process, keyed "host:port"."""
+    from .registry import _registry
+    result = {}
+    for client in _registry.clients():
+        key = f"{client.host}:{client.port}"
+        if key in result:
+            key = f"{key}#{id(client):x}"
+        result[key] = client.stats()
+    return result
+
+
+def stats_path(pid: int) -> str:
+    import os
+    import tempfile
+    return os.path.join(tempfile.gettempdir(), f"smblayer-stats-{pid}.json")
+
+
+def install_stats_signal(signum: Optional[int] = None) -> None:
+    """On ``signum`` (default SIGUSR2) write :func:`snapshot_all` as JSON to
+    ``stats_path(os.getpid())``: ``tools/smbstat.py --pid`` reads it live."""
+    import json
+    import os
+    import signal
+
+    def dump(_sig, _frame):
+        path = stats_path(os.getpid())
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(snapshot_all(), f)
+        os.replace(tmp, path)
+    signal.signal(signum if signum is not None else signal.SIGUSR2, dump)
