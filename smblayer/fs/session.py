@@ -33,7 +33,7 @@ from typing import Dict, Optional
 
 from ..client import SmbClient
 from ..config import Dialect
-from ..errors import SmbAuthError, SmbError, SmbProtocolError, status_error
+from ..errors import SmbAuthError, SmbError, SmbNegotiateError, SmbProtocolError, status_error
 from ..proto import smb1, smb2
 from ..proto.status import NtStatus, status_name
 from ..security import (AES_128_CCM, AES_CMAC, HMAC_SHA256, Authenticator, PreauthHash,
@@ -54,6 +54,11 @@ _SMB1_SETUP_WORDS = struct.Struct("<BBHHHHIHII")
 _SMB1_SETUP_RESPONSE_WORDS = struct.Struct("<BBHHH")
 
 SHARE_FLAG_ENCRYPT_DATA = 0x00008000
+FSCTL_VALIDATE_NEGOTIATE_INFO = 0x00140204
+_IOCTL_REQUEST = struct.Struct("<HHI16sIIIIIIII")
+_IOCTL_RESPONSE = struct.Struct("<HHI16sIIIIII")
+_VALIDATE_IN = struct.Struct("<I16sHH")
+_VALIDATE_OUT = struct.Struct("<I16sHH")
 _MORE = NtStatus.MORE_PROCESSING_REQUIRED
 
 
@@ -135,9 +140,50 @@ class _Smb2Auth:
 
     def _must_sign(self, task: SmbTask) -> bool:
         """3.1.1 signs TREE_CONNECT even when signing is not required
-        ([MS-SMB2] 3.2.4.1.1)."""
+        ([MS-SMB2] 3.2.4.1.1); a task may ask for a signature itself."""
+        if task.header_flags & smb2.FLAG_SIGNED:
+            return True
         return task.command == smb2.Command.TREE_CONNECT and \
             self.s.client.negotiated.dialect is Dialect.SMB3_1_1
+
+    def validate_negotiate(self, tree) -> None:
+        """FSCTL_VALIDATE_NEGOTIATE_INFO ([MS-SMB2] 3.2.5.5): a signed echo
+        of what was negotiated, so a downgrade by a man in the middle shows."""
+        n = self.s.client.negotiated
+        dialects = n.request_dialects
+        data = _VALIDATE_IN.pack(n.request_capabilities, n.client_guid,
+                                 n.request_security_mode, len(dialects)) + \
+            struct.pack(f"<{len(dialects)}H", *dialects)
+        body = _IOCTL_REQUEST.pack(57, 0, FSCTL_VALIDATE_NEGOTIATE_INFO, b"\xff" * 16,
+                                   smb2.HEADER_SIZE + _IOCTL_REQUEST.size, len(data), 0,
+                                   0, 0, _VALIDATE_OUT.size, 1, 0)
+        task = SmbTask(smb2.Command.IOCTL, (body, data), tree=tree, security=self.s,
+                       expected_response=_VALIDATE_OUT.size)
+        task.header_flags = smb2.FLAG_SIGNED
+        try:
+            reply = self.s.client.run_task(task)
+        except SmbError as exc:
+            if getattr(exc, "status", None) in (NtStatus.NOT_SUPPORTED,
+                                                NtStatus.INVALID_DEVICE_REQUEST,
+                                                NtStatus.FILE_CLOSED):
+                log.info("smblayer: server does not validate negotiate: %s", exc)
+                return
+            raise
+        if not reply.header.flags & smb2.FLAG_SIGNED:
+            raise SmbProtocolError("VALIDATE_NEGOTIATE_INFO response is not signed")
+        if len(reply.body) < _IOCTL_RESPONSE.size:
+            raise SmbProtocolError("VALIDATE_NEGOTIATE_INFO response truncated")
+        fields = _IOCTL_RESPONSE.unpack_from(reply.body)
+        out_offset, out_count = fields[6], fields[7]
+        out = _security_buffer(reply.message, out_offset, out_count)
+        if len(out) < _VALIDATE_OUT.size:
+            raise SmbProtocolError("VALIDATE_NEGOTIATE_INFO output truncated")
+        caps, guid, mode, dialect = _VALIDATE_OUT.unpack_from(out)
+        if (caps, guid, mode, dialect) != (n.capabilities, n.server_guid, n.security_mode,
+                                           int(n.dialect)):
+            self.s.client.close()
+            raise SmbNegotiateError("VALIDATE_NEGOTIATE_INFO mismatch: the negotiate was "
+                                    "tampered with; connection closed")
 
     def verify(self, task: SmbTask, reply: Reply) -> None:
         s = self.s
@@ -321,6 +367,7 @@ class Session:
                 raise SmbError(f"encryption requested but {negotiated.dialect.name} with this "
                                "server does not support it")
             self.signer = self.cipher = None
+            self.negotiate_validated = False
             self.signing = False
             self.encrypt_verified = False
             self.session_id = 0
@@ -457,6 +504,12 @@ class Session:
         task.replayable = False
         reply = self.client.run_task(task)
         tree_id, _type, flags, access = self._ops.parse_tree_connect(reply)
+        tree.tree_id = tree_id
+        dialect = self.client.negotiated.dialect
+        if dialect in (Dialect.SMB3_0, Dialect.SMB3_0_2) and not self.negotiate_validated \
+                and self.signer is not None:
+            self._ops.validate_negotiate(tree)
+            self.negotiate_validated = True
         return tree_id, flags, access
 
     def _tree_disconnect_raw(self, tree) -> None:

@@ -75,6 +75,11 @@ class NegotiateResult:
     negotiate_messages: List[bytes] = field(default_factory=list, repr=False)
     credits_granted: int = 1
     next_message_id: int = 1
+    # What our SMB2 NEGOTIATE request said (FSCTL_VALIDATE_NEGOTIATE_INFO
+    # repeats it for 3.0/3.0.2).
+    request_capabilities: int = 0
+    request_security_mode: int = 0
+    request_dialects: List[int] = field(default_factory=list)
     # SMB1 only
     max_mpx_count: int = 0
     max_buffer_size: int = 0
@@ -121,6 +126,7 @@ class Negotiator:
         self.state = State.START
         self._smb1_dialects: List[str] = []
         self._smb2_offered: List[int] = []
+        self._smb2_request_fields = (0, 0)
         self._smb2_request = b""
 
     # -- transitions --------------------------------------------------------
@@ -166,6 +172,7 @@ class Negotiator:
     def _send_smb2(self, message_id: int) -> Outgoing:
         offered = [int(d) for d in self.range.smb2_dialects()]
         self._smb2_offered = offered
+        self._smb2_request_fields = (0, 0)
         contexts = None
         capabilities = 0
         if max(offered) >= Dialect.SMB3_0:
@@ -183,6 +190,7 @@ class Negotiator:
         header = smb2.pack_header(smb2.Command.NEGOTIATE, message_id, credit_charge=0,
                                   credit_request=1 if message_id == 0 else 31)
         self._smb2_request = bytes(header) + body
+        self._smb2_request_fields = (capabilities, int(self.security_mode))
         self.state = State.WAIT_SMB2
         return Outgoing(False, message_id, (bytes(header), body))
 
@@ -243,7 +251,10 @@ class Negotiator:
             max_read_size=resp.max_read_size, max_write_size=resp.max_write_size,
             system_time=resp.system_time, server_start_time=resp.server_start_time,
             security_buffer=resp.security_buffer, client_guid=self.client_guid,
-            credits_granted=max(hdr.credits, 1), next_message_id=hdr.message_id + 1)
+            credits_granted=max(hdr.credits, 1), next_message_id=hdr.message_id + 1,
+            request_capabilities=self._smb2_request_fields[0],
+            request_security_mode=self._smb2_request_fields[1],
+            request_dialects=list(offered))
         if dialect is Dialect.SMB3_1_1:
             self._apply_contexts(result, resp)
             result.negotiate_messages = [self._smb2_request, bytes(message)]
