@@ -35,11 +35,13 @@ def open_socket(host: str, port: int, timeout: float) -> socket.socket:
 
 
 def negotiate(sock: socket.socket, dialects, deadline: float, *,
-              require_signing: bool = False, client_guid: bytes) -> NegotiateResult:
+              require_signing: bool = False, client_guid: bytes,
+              ciphers=None, signing_algorithms=None) -> NegotiateResult:
     """Run the negotiate exchange on a fresh socket (blocking, bounded by
     ``deadline``, a time.monotonic() value)."""
     negotiator = Negotiator(dialects, client_guid=client_guid, salt=os.urandom(32),
-                            require_signing=require_signing)
+                            require_signing=require_signing, ciphers=ciphers,
+                            signing_algorithms=signing_algorithms)
     reader = FrameReader(65536)
     step = negotiator.start()
     try:

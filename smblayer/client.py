@@ -115,7 +115,8 @@ class SmbClient:
                  dialects: DialectRange = DialectRange(),
                  timeouts: TimeoutPolicy = TimeoutPolicy(),
                  reconnect: ReconnectPolicy = ReconnectPolicy(),
-                 require_signing: bool = False, iod_workers: int = 4,
+                 require_signing: bool = False, ciphers: Optional[tuple] = None,
+                 signing_algorithms: Optional[tuple] = None, iod_workers: int = 4,
                  _registry=None, _key=None):
         if not isinstance(dialects, DialectRange):
             raise TypeError("dialects must be a DialectRange")
@@ -129,6 +130,9 @@ class SmbClient:
         self.timeouts = timeouts
         self.reconnect = reconnect
         self.require_signing = require_signing
+        # 3.1.1 negotiate contexts, in preference order (wire ids); None = all.
+        self.ciphers = tuple(ciphers) if ciphers else None
+        self.signing_algorithms = tuple(signing_algorithms) if signing_algorithms else None
         self.client_guid = os.urandom(16)
         self.refcount = 1
         self._registry = _registry
@@ -993,6 +997,8 @@ class SmbClient:
         try:
             negotiated = _connect.negotiate(sock, self.dialects, deadline,
                                             require_signing=self.require_signing,
+                                            ciphers=self.ciphers,
+                                            signing_algorithms=self.signing_algorithms,
                                             client_guid=self.client_guid)
         except BaseException:
             sock.close()

@@ -115,9 +115,18 @@ class Negotiator:
     """See the module docstring."""
 
     def __init__(self, dialects: DialectRange, *, client_guid: bytes, salt: bytes,
-                 require_signing: bool = False):
+                 require_signing: bool = False, ciphers=None, signing_algorithms=None):
         if len(client_guid) != 16 or len(salt) != 32:
             raise ValueError("client_guid must be 16 bytes and salt 32 bytes")
+        self.ciphers = tuple(ciphers) if ciphers else smb2.CIPHERS_PREFERRED
+        self.signing_algorithms = tuple(signing_algorithms) if signing_algorithms \
+            else smb2.SIGNING_PREFERRED
+        for value in self.ciphers:
+            if value not in smb2.CIPHERS_PREFERRED:
+                raise ValueError(f"unknown cipher id {value!r}")
+        for value in self.signing_algorithms:
+            if value not in (0,) + smb2.SIGNING_PREFERRED:
+                raise ValueError(f"unknown signing algorithm id {value!r}")
         self.range = dialects
         self.client_guid = client_guid
         self.salt = salt
@@ -181,8 +190,9 @@ class Negotiator:
         elif max(offered) >= Dialect.SMB2_1:
             capabilities = smb2.Capabilities.DFS | smb2.Capabilities.LEASING | smb2.Capabilities.LARGE_MTU
         if Dialect.SMB3_1_1 in offered:
-            contexts = [smb2.preauth_context(self.salt), smb2.encryption_context(),
-                        smb2.signing_context()]
+            contexts = [smb2.preauth_context(self.salt),
+                        smb2.encryption_context(self.ciphers),
+                        smb2.signing_context(self.signing_algorithms)]
         guid = self.client_guid if max(offered) > Dialect.SMB2_0_2 else bytes(16)
         body = smb2.pack_negotiate_request(offered, client_guid=guid,
                                            security_mode=self.security_mode,
@@ -261,8 +271,7 @@ class Negotiator:
         self.state = State.DONE
         return result
 
-    @staticmethod
-    def _apply_contexts(result: NegotiateResult, resp: smb2.NegotiateResponse) -> None:
+    def _apply_contexts(self, result: NegotiateResult, resp: smb2.NegotiateResponse) -> None:
         seen_preauth = False
         for ctx in resp.contexts:
             if ctx.type == smb2.ContextType.PREAUTH_INTEGRITY_CAPABILITIES:
@@ -271,12 +280,12 @@ class Negotiator:
                 seen_preauth = True
             elif ctx.type == smb2.ContextType.ENCRYPTION_CAPABILITIES:
                 ciphers = smb2.context_values(ctx)
-                if len(ciphers) != 1 or ciphers[0] not in (0,) + smb2.CIPHERS_PREFERRED:
+                if len(ciphers) != 1 or ciphers[0] not in (0,) + self.ciphers:
                     raise NegotiateFailed(f"server chose unoffered ciphers {ciphers}")
                 result.cipher_id = ciphers[0]
             elif ctx.type == smb2.ContextType.SIGNING_CAPABILITIES:
                 algorithms = smb2.context_values(ctx)
-                if len(algorithms) != 1 or algorithms[0] not in smb2.SIGNING_PREFERRED:
+                if len(algorithms) != 1 or algorithms[0] not in self.signing_algorithms:
                     raise NegotiateFailed(f"server chose unoffered signing {algorithms}")
                 result.signing_algorithm = algorithms[0]
         if not seen_preauth:

@@ -1,0 +1,140 @@
+"""Sessions and security against the real Samba: SESSION_SETUP on every
+dialect, signing, every cipher and signing algorithm, clear errors, and
+tampered responses rejected."""
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+import smblayer
+from smblayer import (Dialect, DialectRange, ReconnectPolicy, SmbAuthError, SmbProtocolError,
+                      TimeoutPolicy, fs)
+from smblayer.proto import smb2
+from smblayer.security import AES_128_CCM, AES_128_GCM, AES_256_CCM, AES_256_GCM
+from smblayer.task import Reply, SmbTask
+from smblayer.testing.proxy import FaultProxy
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+ALL_DIALECTS = [Dialect.SMB1, Dialect.SMB2_0_2, Dialect.SMB2_1, Dialect.SMB3_0,
+                Dialect.SMB3_0_2, Dialect.SMB3_1_1]
+SMB3 = [Dialect.SMB3_0, Dialect.SMB3_0_2, Dialect.SMB3_1_1]
+
+
+def connect(samba, share="share", dialect=Dialect.SMB3_1_1, **options):
+    return fs.connect(samba.host, share, samba.username, samba.password, port=samba.port,
+                      dialects=DialectRange(dialect, dialect), **options)
+
+
+@pytest.mark.parametrize("dialect", ALL_DIALECTS, ids=lambda d: d.name)
+@pytest.mark.parametrize("sign", [False, True], ids=["plain", "signed"])
+def test_session_and_tree_on_every_dialect(samba, dialect, sign):
+    with connect(samba, dialect=dialect, require_signing=sign) as tree:
+        session = tree.session
+        assert tree.client.dialect is dialect
+        assert session.session_id and tree.tree_id
+        assert session.signing is sign
+        if sign:
+            assert session.signer is not None
+        # A second tree on the same session, then traffic on the connection.
+        tree.session.tree_connect("readonly").disconnect()
+        for _ in range(5):
+            tree.client.echo()
+        if dialect in (Dialect.SMB3_0, Dialect.SMB3_0_2):
+            assert session.negotiate_validated
+
+
+@pytest.mark.parametrize("dialect", [Dialect.SMB3_0, Dialect.SMB3_0_2], ids=lambda d: d.name)
+def test_encrypted_share_smb30(samba, dialect):
+    with connect(samba, "encrypted", dialect=dialect, encrypt=True) as tree:
+        assert tree.session.cipher is not None
+        assert tree.client.negotiated.supports_encryption
+        tree.session.tree_connect("share").disconnect()
+
+
+@pytest.mark.parametrize("cipher", [AES_128_CCM, AES_128_GCM, AES_256_CCM, AES_256_GCM],
+                         ids=["aes128ccm", "aes128gcm", "aes256ccm", "aes256gcm"])
+@pytest.mark.parametrize("signing", [0, 1, 2], ids=["hmac", "cmac", "gmac"])
+def test_every_cipher_and_signing_algorithm_311(samba, cipher, signing):
+    with connect(samba, "encrypted", encrypt=True, require_signing=True,
+                 ciphers=(cipher,), signing_algorithms=(signing,)) as tree:
+        n = tree.client.negotiated
+        assert (n.cipher_id, n.signing_algorithm) == (cipher, signing)
+        for _ in range(3):
+            tree.session.tree_connect("share").disconnect()
+
+
+def test_encrypted_share_is_encrypted_without_asking(samba):
+    with connect(samba, "encrypted") as tree:
+        assert tree.encrypt          # the share said SMB2_SHAREFLAG_ENCRYPT_DATA
+        tree.session.tree_connect("readonly").disconnect()
+
+
+def test_wrong_password_is_a_clear_auth_error_without_the_password(samba, caplog):
+    secret = "Wr0ng-Secret-Pw!"
+    caplog.set_level(logging.DEBUG, logger="smblayer")
+    with pytest.raises(SmbAuthError) as info:
+        fs.connect(samba.host, "share", samba.username, secret, port=samba.port)
+    err = info.value
+    assert err.status == smblayer.NtStatus.LOGON_FAILURE
+    assert "STATUS_LOGON_FAILURE" in str(err)
+    assert secret not in str(err) and secret not in repr(err)
+    assert secret not in caplog.text
+    for record in caplog.records:
+        assert secret not in record.getMessage()
+
+
+def test_unknown_share(samba):
+    with pytest.raises(FileNotFoundError) as info:
+        connect(samba, "no-such-share")
+    assert info.value.status == smblayer.NtStatus.BAD_NETWORK_NAME
+
+
+def test_unencrypted_response_on_encrypted_session_is_rejected(samba):
+    with connect(samba, "encrypted", encrypt=True) as tree:
+        session = tree.session
+        task = SmbTask(smb2.Command.ECHO, (smb2.ECHO_BODY,), security=session)
+        header = smb2.pack_header(smb2.Command.ECHO, 7, flags=smb2.Flags.SERVER_TO_REDIR,
+                                  session_id=session.session_id)
+        forged = Reply(smb2.parse_header, bytes(header) + b"\x04\x00\x00\x00", 64, 0,
+                       encrypted=False)
+        with pytest.raises(SmbProtocolError, match="unencrypted"):
+            session.verify(task, forged)
+
+
+def test_bad_signature_is_rejected(samba):
+    with connect(samba, require_signing=True) as tree:
+        session = tree.session
+        task = SmbTask(smb2.Command.ECHO, (smb2.ECHO_BODY,), security=session)
+        header = smb2.pack_header(smb2.Command.ECHO, 9, flags=smb2.Flags.SERVER_TO_REDIR,
+                                  session_id=session.session_id)
+        message = bytearray(bytes(header) + b"\x04\x00\x00\x00")
+        session.signer.sign(message)
+        good = Reply(smb2.parse_header, bytes(message), 64, 0)
+        session.verify(task, good)                       # a correct signature passes
+        message[66] ^= 0x01
+        with pytest.raises(SmbProtocolError, match="signature"):
+            session.verify(task, Reply(smb2.parse_header, bytes(message), 64, 0))
+
+
+@pytest.mark.parametrize("mode", ["signed", "encrypted"])
+def test_tampered_response_through_proxy_is_rejected(samba, mode):
+    """A proxy flips one bit in the server's next reply: the signed or
+    encrypted session refuses it instead of returning the data."""
+    with FaultProxy(samba.host, samba.port) as proxy:
+        share, options = ("share", {"require_signing": True}) if mode == "signed" else \
+            ("encrypted", {"encrypt": True})
+        tree = fs.connect(samba.host, share, samba.username, samba.password, port=proxy.port,
+                          timeouts=TimeoutPolicy(timeout=5.0, connect_timeout=5.0),
+                          reconnect=ReconnectPolicy(initial_delay=0.05, max_delay=0.2),
+                          **options)
+        try:
+            tree.session.tree_connect("readonly").disconnect()
+            # Byte 4 + 64 + 2 is inside the TREE_CONNECT response body; for a
+            # transform frame it is inside the ciphertext.
+            proxy.corrupt_next("s2c", offset=4 + 70, xor=0x01)
+            with pytest.raises(SmbProtocolError):
+                tree.session.tree_connect("readonly")
+        finally:
+            tree.client.close()
