@@ -14,6 +14,7 @@ from typing import Optional, Tuple
 from .config import Dialect
 from .proto import credits as credit_math
 from .proto import smb1, smb2
+from .proto.framing import MAX_FRAME
 from .proto.negotiate import NegotiateResult
 from .proto.status import NtStatus
 
@@ -34,6 +35,7 @@ class Smb2Wire:
     """SMB 2.0.2 .. 3.1.1."""
 
     is_smb1 = False
+    max_request = MAX_FRAME
     unsolicited_id = smb2.UNSOLICITED_MESSAGE_ID
     echo_command = smb2.Command.ECHO
     header_size = smb2.HEADER_SIZE
@@ -97,6 +99,8 @@ class Smb1Wire:
     """NT LM 0.12.  "Credits" are the server's MaxMpxCount; MIDs are 16-bit."""
 
     is_smb1 = True
+    # Samba (and Windows) read an SMB1 request length in 17 bits.
+    max_request = 0x1FFFF
     unsolicited_id = 0xFFFF
     echo_command = smb1.Command.ECHO
     header_size = smb1.HEADER_SIZE

@@ -359,8 +359,11 @@ class SmbClient:
             raise TypeError(f"expected an SmbTask, not {type(task).__name__}")
         if task.state is not TaskState.NEW and task.state not in FINAL_STATES:
             raise ValueError("task is already running")
-        if task.payload_size + 256 > MAX_FRAME:
-            raise ValueError(f"request of {task.payload_size} bytes exceeds the frame limit")
+        conn = self._conn
+        limit = conn.wire.max_request if conn is not None else MAX_FRAME
+        if task.payload_size + 256 > limit:
+            raise ValueError(f"request of {task.payload_size} bytes exceeds the "
+                             f"{limit}-byte frame limit of this dialect")
         if self._forked:
             raise SmbClosedError("client belongs to the parent process (fork); "
                                  "call get_client() again in the child")
