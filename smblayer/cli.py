@@ -228,29 +228,32 @@ def _write_all(f, view: memoryview) -> None:
         view = view[n:]
 
 
-def upload(tree, local: BinaryIO, path: str, size: Optional[int], label: str) -> int:
-    """Copy ``local`` to ``path`` in large pipelined writes; return the bytes."""
+def upload(tree, local: BinaryIO, path: str, size: Optional[int], label: str,
+           progress: Optional[bool] = None) -> int:
+    """Copy ``local`` to ``path`` in large pipelined writes; return the bytes.
+    ``progress``: show a bar (default: on a terminal, for 1 MiB and more)."""
     buf = memoryview(bytearray(_chunk_size(tree)))
     total = 0
     with tree.open(path, "wb", buffering=0) as f, \
-            Progress(label, size, enabled=_progress_enabled(size)) as progress:
+            Progress(label, size, enabled=_progress_enabled(size, progress)) as bar:
         while True:
             n = _fill(local.readinto, buf)
             if not n:
                 return total
             _write_all(f, buf[:n])
             total += n
-            progress.update(n)
+            bar.update(n)
 
 
-def download(tree, path: str, local: BinaryIO, label: str) -> int:
+def download(tree, path: str, local: BinaryIO, label: str,
+             progress: Optional[bool] = None) -> int:
     """Copy ``path`` to ``local`` in large pipelined reads; return the bytes."""
     chunk = _chunk_size(tree)
     buf = memoryview(bytearray(chunk))
     total = 0
     with tree.open(path, "rb", buffering=0) as f:
         size = f.handle.info.size
-        with Progress(label, size, enabled=_progress_enabled(size)) as progress:
+        with Progress(label, size, enabled=_progress_enabled(size, progress)) as bar:
             while True:
                 # Near the end ask for one request's worth only, so EOF is
                 # confirmed without a burst of READs past it.
@@ -260,10 +263,12 @@ def download(tree, path: str, local: BinaryIO, label: str) -> int:
                     return total
                 local.write(buf[:n])
                 total += n
-                progress.update(n)
+                bar.update(n)
 
 
-def _progress_enabled(size: Optional[int]) -> Optional[bool]:
+def _progress_enabled(size: Optional[int], wanted: Optional[bool] = None) -> Optional[bool]:
+    if wanted is not None:
+        return wanted
     if size is not None and size < PROGRESS_MIN:
         return False
     return None        # Progress decides: stderr is a TTY
@@ -401,7 +406,7 @@ def cmd_cat(args) -> int:
     for text, url in zip(args.urls, urls):
         args.current_url = text
         with open_tree(args, url) as tree:
-            download(tree, _smb_path(url.path), out, "")
+            download(tree, _smb_path(url.path), out, "", progress=False)
         out.flush()
     return 0
 

@@ -93,8 +93,14 @@ def server_from_args(args, **samba_kwargs) -> Iterator[Server]:
         yield Server(samba.host, samba.port, "share", samba.username, samba.password, samba)
 
 
-def interleave(rounds: int, contenders: Dict[str, Callable[[], float]],
-               progress: bool = True) -> Dict[str, List[float]]:
+def _fmt(value) -> str:
+    if isinstance(value, dict):
+        return "  ".join(f"{k} {v:.2f}" for k, v in value.items())
+    return f"{value:.2f}"
+
+
+def interleave(rounds: int, contenders: Dict[str, Callable[[], object]],
+               progress: bool = True) -> Dict[str, list]:
     """Run every contender once per round, rotating the order each round;
     return name -> the values they returned, one per round."""
     names = list(contenders)
@@ -105,7 +111,7 @@ def interleave(rounds: int, contenders: Dict[str, Callable[[], float]],
             value = contenders[name]()
             results[name].append(value)
             if progress:
-                print(f"#   round {r + 1}/{rounds} {name}: {value:.2f}", file=sys.stderr,
+                print(f"#   round {r + 1}/{rounds} {name}: {_fmt(value)}", file=sys.stderr,
                       flush=True)
     return results
 
