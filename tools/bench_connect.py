@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import socket
-import subprocess
 import sys
 import time
 import uuid
