@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from typing import Optional
 
-import spnego
-
 __all__ = ["Authenticator"]
 
 
@@ -32,6 +30,7 @@ class Authenticator:
         self.username = username
         self.hostname = hostname
         self.protocol = protocol
+        import spnego         # imported on first use: it costs ~50 ms at start-up
         self._ctx = spnego.client(username, password, hostname=hostname, service="cifs",
                                   protocol=protocol)
 
