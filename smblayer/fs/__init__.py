@@ -9,8 +9,10 @@ from __future__ import annotations
 from typing import Optional
 
 from ..registry import get_client
+from .file import SmbRawFile
+from .ops import FileInfo, StatResult
 from .session import Session
-from .tree import Tree
+from .tree import DirEntry, Tree, normpath
 
 
 def connect(host: str, share: str, username: Optional[str] = None,
@@ -35,4 +37,5 @@ def connect(host: str, share: str, username: Optional[str] = None,
     return tree
 
 
-__all__ = ["connect", "Session", "Tree"]
+__all__ = ["connect", "Session", "Tree", "SmbRawFile", "DirEntry", "FileInfo", "StatResult",
+           "normpath"]

@@ -1,18 +1,122 @@
-"""Tree: a connected share, and the file API on it (see DESIGN.md)."""
+"""Tree: a connected share, and the file API on it (see DESIGN.md).
+
+Everything here is dialect-neutral: the Tree normalises paths, parses open
+modes, wraps ``SmbRawFile`` in the io buffering classes, runs large reads
+and writes as pipelines of chunk requests, and handles oplock/lease breaks.
+The wire work is done by the ``FileOps`` chosen for the dialect
+(``ops_for``).
+
+Pipelining: a large read or write is split into ``io_read_size`` /
+``io_write_size`` chunks, up to ``max_in_flight`` of them are sent with
+``client.run_task_async`` and the replies are consumed in order.  On an
+smbiod thread (break callbacks) chunks go one at a time with ``run_task``:
+an smbiod worker must never wait for a Future that smbiod completes.
+
+Breaks: the first open with an oplock registers one break handler on the
+client.  It runs on smbiod: it finds the open file (by FileId or LeaseKey,
+waiting briefly if a CREATE is still being answered), flushes the file's
+buffered writes, acknowledges the break, then calls the user's
+``on_break(file, new_level)``.
+"""
 from __future__ import annotations
 
+import collections
+import io
 import logging
+import os
 import threading
-from typing import Optional
+import time
+import weakref
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from ..errors import SmbError
+from .file import SmbRawFile
+from .ops import (FILE_APPEND_DATA, FILE_CREATE, FILE_NON_DIRECTORY_FILE, FILE_OPEN,
+                  FILE_OPEN_IF, FILE_OVERWRITE_IF, FILE_READ_ATTRIBUTES, FILE_READ_DATA,
+                  FILE_WRITE_ATTRIBUTES, FILE_WRITE_DATA, LEASE_HANDLE, LEASE_READ, LEASE_WRITE,
+                  OPLOCK_BATCH, OPLOCK_BY_NAME, OPLOCK_EXCLUSIVE, OPLOCK_LEASE, OPLOCK_NONE,
+                  SYNCHRONIZE, FileInfo, FileOps, Handle, StatResult, ops_for)
 from .session import SHARE_FLAG_ENCRYPT_DATA
 
 log = logging.getLogger("smblayer")
 
+MAX_IO_CHUNK = 1 << 20          # chunk cap: more, smaller requests pipeline better
+MAX_IN_FLIGHT = 8
+_BREAK_WAIT = 5.0               # how long a break waits for a CREATE being answered
+
+_DISPOSITION = {"r": FILE_OPEN, "w": FILE_OVERWRITE_IF, "a": FILE_OPEN_IF, "x": FILE_CREATE}
+
+
+def normpath(path) -> str:
+    """Share-relative SMB path: backslashes, no leading/trailing or doubled
+    separators, no "." components ("" is the share root)."""
+    path = os.fspath(path)
+    if isinstance(path, bytes):
+        path = path.decode("utf-8")
+    return "\\".join(p for p in path.replace("/", "\\").split("\\") if p and p != ".")
+
+
+def _parse_mode(mode: str) -> Tuple[bool, bool, bool, bool, int]:
+    """(readable, writable, append, binary, disposition) for an open() mode."""
+    chars = set(mode)
+    kinds = [c for c in mode if c in "rwax"]
+    if len(chars) != len(mode) or chars - set("rwaxbt+") or len(kinds) != 1 or \
+            {"b", "t"} <= chars:
+        raise ValueError(f"invalid mode: {mode!r}")
+    kind = kinds[0]
+    plus = "+" in chars
+    return (kind == "r" or plus, kind != "r" or plus, kind == "a", "b" in chars,
+            _DISPOSITION[kind])
+
+
+def _write_caching(handle: Handle) -> bool:
+    """Whether the server lets ``handle`` cache writes (so a break must
+    wait for them)."""
+    if handle.oplock_level == OPLOCK_LEASE:
+        return bool(handle.lease_state & LEASE_WRITE)
+    return handle.oplock_level in (OPLOCK_EXCLUSIVE, OPLOCK_BATCH)
+
+
+def _on_smbiod() -> bool:
+    return threading.current_thread().name.startswith("smbiod-")
+
+
+class DirEntry:
+    """One entry of ``Tree.scandir``, like ``os.DirEntry``."""
+
+    __slots__ = ("name", "path", "info")
+
+    def __init__(self, name: str, path: str, info: FileInfo):
+        self.name = name
+        self.path = path
+        self.info = info
+
+    def is_dir(self) -> bool:
+        return self.info.is_dir
+
+    def is_file(self) -> bool:
+        return not self.info.is_dir
+
+    def is_symlink(self) -> bool:
+        return False
+
+    def stat(self) -> StatResult:
+        return self.info.to_stat()
+
+    def inode(self) -> int:
+        return self.info.file_index
+
+    def __fspath__(self) -> str:
+        return self.path
+
+    def __repr__(self) -> str:
+        return f"<DirEntry {self.name!r}>"
+
 
 class Tree:
     """A connected share.  Built by ``Session.tree_connect(share)``."""
+
+    max_in_flight = MAX_IN_FLIGHT
 
     def __init__(self, session, share: str):
         self.session = session
@@ -22,8 +126,15 @@ class Tree:
         self.encrypt = False
         self.maximal_access = 0
         self.connected = False
+        self.ops: Optional[FileOps] = None
         self._lock = threading.Lock()
         self._owns_session = False
+        # open files, for breaks and close(); _opening counts CREATEs in flight
+        self._files_cond = threading.Condition()
+        self._by_fid: Dict[object, Handle] = {}
+        self._by_lease: Dict[bytes, Handle] = {}
+        self._opening = 0
+        self._break_handler: Optional[Callable] = None
 
     def __repr__(self) -> str:
         return f"<Tree \\\\{self.client.host}\\{self.share} id={self.tree_id}>"
@@ -34,6 +145,7 @@ class Tree:
         self.encrypt = bool(flags & SHARE_FLAG_ENCRYPT_DATA)
         self.maximal_access = access
         self.connected = True
+        self.ops = ops_for(self)
 
     def _reconnect(self) -> None:
         if self.connected:
@@ -42,6 +154,7 @@ class Tree:
     def disconnect(self) -> None:
         if not self.connected:
             return
+        self._close_all_files()
         self.connected = False
         self.session._forget_tree(self)
         try:
@@ -50,9 +163,12 @@ class Tree:
             log.debug("smblayer: TREE_DISCONNECT failed: %s", exc)
 
     def close(self) -> None:
-        """Disconnect; a tree made by fs.connect() also logs off and releases
-        its client."""
+        """Close the open files and disconnect; a tree made by fs.connect()
+        also logs off and releases its client."""
         self.disconnect()
+        if self._break_handler is not None:
+            self.client.remove_break_handler(self._break_handler)
+            self._break_handler = None
         if self._owns_session:
             self._owns_session = False
             try:
@@ -65,3 +181,340 @@ class Tree:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    # -- sizes ----------------------------------------------------------------------
+
+    @property
+    def io_read_size(self) -> int:
+        """Bytes per READ request."""
+        return min(self.ops.max_read, MAX_IO_CHUNK)
+
+    @property
+    def io_write_size(self) -> int:
+        """Bytes per WRITE request."""
+        return min(self.ops.max_write, MAX_IO_CHUNK)
+
+    # -- files --------------------------------------------------------------------------
+
+    def open(self, path, mode: str = "rb", *, oplock: Optional[str] = None,
+             on_break: Optional[Callable[[object, int], None]] = None, buffering: int = -1,
+             encoding: Optional[str] = None, errors: Optional[str] = None,
+             newline: Optional[str] = None):
+        """Open ``path`` like the builtin ``open`` ("rb", "wb", "ab", "xb",
+        "r+b", "w+b", "a+b", "x+b"; text modes wrap io.TextIOWrapper).
+
+        ``oplock``: None, "level2", "exclusive", "batch" or "lease" (a lease
+        with read/handle/write caching; a batch oplock where the dialect has
+        no leases).  Breaks are flushed and acknowledged automatically, then
+        ``on_break(file, new_level)`` runs on smbiod (new_level: the oplock
+        level, or the lease state for a lease).
+        """
+        readable, writable, append, binary, disposition = _parse_mode(mode)
+        if binary and (encoding or errors or newline):
+            raise ValueError("binary mode doesn't take an encoding, errors or newline")
+        if buffering == 0 and not binary:
+            raise ValueError("can't have unbuffered text I/O")
+        try:
+            level = OPLOCK_BY_NAME[oplock]
+        except (KeyError, TypeError):
+            raise ValueError(f"unknown oplock {oplock!r}") from None
+        if on_break is not None and not callable(on_break):
+            raise TypeError("on_break must be callable")
+        self._check_connected()
+        path = normpath(path)
+        access = SYNCHRONIZE | FILE_READ_ATTRIBUTES
+        if readable:
+            access |= FILE_READ_DATA
+        if writable:
+            access |= FILE_WRITE_DATA | FILE_APPEND_DATA | FILE_WRITE_ATTRIBUTES
+        lease_state = LEASE_READ | LEASE_HANDLE | LEASE_WRITE if level == OPLOCK_LEASE else 0
+        if level != OPLOCK_NONE:
+            self._ensure_break_handler()
+        with self._files_cond:
+            self._opening += 1
+        try:
+            handle = self.ops.open(path, access=access, disposition=disposition,
+                                   create_options=FILE_NON_DIRECTORY_FILE, oplock=level,
+                                   lease_state=lease_state)
+            raw = SmbRawFile(self, handle, mode.replace("t", ""), readable=readable,
+                             writable=writable, append=append, on_break=on_break)
+            self._register(handle)
+        finally:
+            with self._files_cond:
+                self._opening -= 1
+                self._files_cond.notify_all()
+        try:
+            return self._wrap(raw, buffering, readable, writable, binary, encoding, errors,
+                              newline)
+        except BaseException:
+            raw.close()
+            raise
+
+    def _wrap(self, raw: SmbRawFile, buffering: int, readable: bool, writable: bool,
+              binary: bool, encoding, errors, newline):
+        if buffering == 0:
+            return raw
+        if buffering < 0 or buffering == 1:
+            size = max(self.io_read_size if readable else 0,
+                       self.io_write_size if writable else 0)
+        else:
+            size = buffering
+        if readable and writable:
+            f = io.BufferedRandom(raw, size)
+        elif writable:
+            f = io.BufferedWriter(raw, size)
+        else:
+            f = io.BufferedReader(raw, size)
+        if not binary:
+            f = io.TextIOWrapper(f, encoding or "utf-8", errors, newline,
+                                 line_buffering=buffering == 1)
+            f.mode = raw.mode
+        raw._owner = weakref.ref(f)
+        return f
+
+    def read_bytes(self, path) -> bytes:
+        """The whole file, read with pipelined READs."""
+        with self.open(path, "rb", buffering=0) as f:
+            return f.readall()
+
+    def write_bytes(self, path, data) -> int:
+        """Create or overwrite ``path`` with ``data`` (pipelined WRITEs)."""
+        with self.open(path, "wb", buffering=0) as f:
+            return f.write(data)
+
+    # -- names -------------------------------------------------------------------------
+
+    def stat(self, path="") -> StatResult:
+        self._check_connected()
+        return self.ops.stat(normpath(path)).to_stat()
+
+    def exists(self, path) -> bool:
+        try:
+            self.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        return True
+
+    def isdir(self, path) -> bool:
+        try:
+            return self.stat(path).is_dir
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+
+    def isfile(self, path) -> bool:
+        try:
+            return not self.stat(path).is_dir
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+
+    def scandir(self, path="") -> Iterator[DirEntry]:
+        """Entries of directory ``path`` (without "." and "..")."""
+        self._check_connected()
+        path = normpath(path)
+        prefix = path + "\\" if path else ""
+        return iter([DirEntry(info.name, prefix + info.name, info)
+                     for info in self.ops.listdir(path)])
+
+    def listdir(self, path="") -> List[str]:
+        self._check_connected()
+        return [info.name for info in self.ops.listdir(normpath(path))]
+
+    def mkdir(self, path) -> None:
+        self._check_connected()
+        self.ops.mkdir(normpath(path))
+
+    def makedirs(self, path, exist_ok: bool = False) -> None:
+        parts = normpath(path).split("\\")
+        for i in range(1, len(parts) + 1):
+            try:
+                self.mkdir("\\".join(parts[:i]))
+            except FileExistsError:
+                if i == len(parts) and not exist_ok:
+                    raise
+
+    def rmdir(self, path) -> None:
+        self._check_connected()
+        self.ops.delete(normpath(path), directory=True)
+
+    def remove(self, path) -> None:
+        self._check_connected()
+        self.ops.delete(normpath(path), directory=False)
+
+    unlink = remove
+
+    def rename(self, src, dst) -> None:
+        """Rename ``src`` to ``dst``; FileExistsError if ``dst`` exists."""
+        self._check_connected()
+        self.ops.rename(normpath(src), normpath(dst), replace=False)
+
+    def replace(self, src, dst) -> None:
+        """Rename ``src`` to ``dst``, overwriting a file ``dst``."""
+        self._check_connected()
+        self.ops.rename(normpath(src), normpath(dst), replace=True)
+
+    def _check_connected(self) -> None:
+        if not self.connected:
+            raise ValueError(f"{self!r} is not connected")
+
+    # -- pipelined I/O (used by SmbRawFile) ---------------------------------------------------
+
+    def _pipeline(self, items: Iterable[Tuple[object, int]],
+                  consume: Callable[[object, int], None]) -> None:
+        """Send the (task, length) ``items`` with up to ``max_in_flight`` in
+        flight; ``consume(reply, length)`` runs for each, in order."""
+        client = self.client
+        if _on_smbiod():
+            for task, length in items:
+                consume(client.run_task(task), length)
+            return
+        pending: collections.deque = collections.deque()
+        try:
+            for task, length in items:
+                pending.append((client.run_task_async(task), length))
+                if len(pending) >= self.max_in_flight:
+                    future, n = pending.popleft()
+                    consume(future.result(), n)
+            while pending:
+                future, n = pending.popleft()
+                consume(future.result(), n)
+        finally:
+            for future, _n in pending:      # only on an error: give up the rest
+                future.cancel()
+
+    def _read_chunks(self, handle: Handle, offset: int, length: int,
+                     sink: Callable[[int, memoryview], None]) -> int:
+        """READ [offset, offset+length) pipelined; ``sink(pos, data)`` gets
+        each chunk in order until the first short one (end of file)."""
+        ops, step = self.ops, self.io_read_size
+        state = [0, False]            # bytes delivered, end of file seen
+
+        def items():
+            for start in range(0, length, step):
+                if state[1]:
+                    return
+                n = min(step, length - start)
+                yield ops.read_task(handle, offset + start, n), n
+
+        def consume(reply, n: int) -> None:
+            if state[1]:
+                return
+            data = ops.parse_read(reply)
+            got = min(len(data), n)
+            if got:
+                sink(state[0], data[:got])
+                state[0] += got
+            if got < n:
+                state[1] = True
+
+        self._pipeline(items(), consume)
+        return state[0]
+
+    def _pread_into(self, handle: Handle, offset: int, view: memoryview) -> int:
+        def sink(pos: int, data: memoryview) -> None:
+            view[pos:pos + len(data)] = data
+        return self._read_chunks(handle, offset, len(view), sink)
+
+    def _pread_bytes(self, handle: Handle, offset: int, length: int) -> bytes:
+        chunks: List[memoryview] = []
+        self._read_chunks(handle, offset, length, lambda _pos, data: chunks.append(data))
+        return bytes(chunks[0]) if len(chunks) == 1 else b"".join(chunks)
+
+    def _pwrite(self, handle: Handle, offset: int, view: memoryview) -> int:
+        """WRITE ``view`` at ``offset`` pipelined; returns the bytes written
+        up to the first short write."""
+        ops, step = self.ops, self.io_write_size
+        state = [0, False]
+
+        def items():
+            for start in range(0, len(view), step):
+                chunk = view[start:start + step]
+                yield ops.write_task(handle, offset + start, chunk), len(chunk)
+
+        def consume(reply, n: int) -> None:
+            written = ops.parse_write(reply)
+            if not state[1]:
+                state[0] += min(written, n)
+                state[1] = written < n
+
+        self._pipeline(items(), consume)
+        return state[0]
+
+    # -- open files and breaks ---------------------------------------------------------------
+
+    def _register(self, handle: Handle) -> None:
+        with self._files_cond:
+            self._by_fid[handle.fid] = handle
+            if handle.lease_key is not None:
+                self._by_lease[handle.lease_key] = handle
+            self._files_cond.notify_all()
+
+    def _close_file(self, raw: SmbRawFile) -> None:
+        """CLOSE the file's handle (SmbRawFile.close)."""
+        handle = raw.handle
+        with self._files_cond:
+            self._by_fid.pop(handle.fid, None)
+            if handle.lease_key is not None:
+                self._by_lease.pop(handle.lease_key, None)
+        if not self.connected or handle.closed:
+            handle.closed = True
+            return
+        self.ops.close(handle)
+
+    def _close_all_files(self) -> None:
+        with self._files_cond:
+            files = [h.file for h in self._by_fid.values() if h.file is not None]
+        for raw in files:
+            try:
+                owner = raw.owner
+                owner.close()
+            except Exception as exc:  # noqa: BLE001 - closing the rest matters more
+                log.debug("smblayer: closing %r failed: %s", raw, exc)
+
+    def _ensure_break_handler(self) -> None:
+        with self._lock:
+            if self._break_handler is None:
+                self._break_handler = self._on_break
+                self.client.add_break_handler(self._break_handler)
+
+    def _find_handle(self, kind: str, key) -> Optional[Handle]:
+        table = self._by_lease if kind == "lease" else self._by_fid
+        deadline = time.monotonic() + _BREAK_WAIT
+        with self._files_cond:
+            while True:
+                handle = table.get(key)
+                if handle is not None or not self._opening:
+                    return handle
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self._files_cond.wait(remaining)
+
+    def _on_break(self, note) -> None:
+        """The client's break handler (smbiod): flush, acknowledge, notify."""
+        try:
+            kind, key, new_level = self.ops.parse_break(note)
+        except SmbError as exc:
+            log.warning("smblayer: bad break notification: %s", exc)
+            return
+        handle = self._find_handle(kind, key)
+        if handle is None:
+            return              # another tree's file, or closed already
+        raw: Optional[SmbRawFile] = handle.file
+        log.debug("smblayer: %s break on %r to 0x%x", kind, handle.path, new_level)
+        if raw is not None and _write_caching(handle):
+            raw._on_break()
+        try:
+            self.ops.ack_break(handle, new_level)
+        except SmbError as exc:
+            log.warning("smblayer: acknowledging the break on %r failed: %s",
+                        handle.path, exc)
+        if kind == "lease":
+            handle.lease_state = new_level
+        else:
+            handle.oplock_level = new_level
+        callback = raw.on_break if raw is not None else None
+        if callback is not None:
+            try:
+                callback(raw.owner, new_level)
+            except Exception:  # noqa: BLE001
+                log.exception("smblayer: on_break callback %r failed", callback)

@@ -1,0 +1,386 @@
+"""FileOps for SMB 2.0.2 .. 3.1.1 ([MS-SMB2] 2.2.13 - 2.2.40).
+
+Every request is one ``SmbTask`` built from precompiled structs; payloads
+(write data, names) stay separate buffers.  Replies are parsed with
+``unpack_from`` on the reply's memoryview, so READ data is never copied here.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import struct
+from typing import Iterator, List, Optional, Tuple
+
+from ..config import Dialect
+from ..errors import SmbError, SmbProtocolError, status_error
+from ..proto import smb2
+from ..proto.status import NtStatus
+from ..task import Reply, SmbTask
+from .ops import (DELETE, FILE_ATTRIBUTE_DIRECTORY, FILE_CREATE, FILE_DELETE_ON_CLOSE,
+                  FILE_DIRECTORY_FILE, FILE_LIST_DIRECTORY, FILE_NON_DIRECTORY_FILE, FILE_OPEN,
+                  FILE_READ_ATTRIBUTES, FILE_SHARE_ALL, LEASE_HANDLE, LEASE_WRITE, OPLOCK_BATCH,
+                  OPLOCK_LEASE, OPLOCK_LEVEL_II, OPLOCK_NONE, SYNCHRONIZE, FileInfo, FileOps,
+                  Handle)
+
+log = logging.getLogger("smblayer")
+
+Command = smb2.Command
+_BODY = smb2.HEADER_SIZE            # offsets in SMB2 bodies count from the header
+
+# CREATE ([MS-SMB2] 2.2.13, 2.2.14)
+_CREATE = struct.Struct("<HBBIQQIIIIIHHII")
+_CREATE_RESP = struct.Struct("<HBBIQQQQQQII16sII")
+_CONTEXT = struct.Struct("<IHHHHI")           # Next, NameOffset, NameLength, Reserved, DataOffset, DataLength
+_LEASE_V1 = struct.Struct("<16sIIQ")          # LeaseKey, LeaseState, LeaseFlags, LeaseDuration
+_LEASE_V2 = struct.Struct("<16sIIQ16sHH")     # ... ParentLeaseKey, Epoch, Reserved
+IMPERSONATION = 2
+# CLOSE (2.2.15, 2.2.16)
+_CLOSE = struct.Struct("<HHI16s")
+_CLOSE_RESP = struct.Struct("<HHIQQQQQQI")
+CLOSE_FLAG_POSTQUERY_ATTRIB = 0x0001
+# FLUSH (2.2.17)
+_FLUSH = struct.Struct("<HHI16s")
+# READ (2.2.19, 2.2.20)
+_READ = struct.Struct("<HBBIQ16sIIIHHx")
+_READ_RESP = struct.Struct("<HBBIII")
+# WRITE (2.2.21, 2.2.22)
+_WRITE = struct.Struct("<HHIQ16sIIHHI")
+_WRITE_RESP = struct.Struct("<HHIIHH")
+# QUERY_DIRECTORY (2.2.33, 2.2.34)
+_QUERY_DIR = struct.Struct("<HBBI16sHHI")
+_QUERY_DIR_RESP = struct.Struct("<HHI")
+FILE_ID_BOTH_DIRECTORY_INFORMATION = 0x25
+SMB2_RESTART_SCANS = 0x01
+# FileIdBothDirectoryInformation entry ([MS-FSCC] 2.4.17)
+_DIR_ENTRY = struct.Struct("<IIQQQQQQIIIBx24s2xQ")
+# QUERY_INFO / SET_INFO (2.2.37 - 2.2.40)
+_QUERY_INFO = struct.Struct("<HBBIHHIII16sx")
+_QUERY_INFO_RESP = struct.Struct("<HHI")
+_SET_INFO = struct.Struct("<HBBIHHI16s")
+INFO_FILE = 0x01
+FILE_ALL_INFORMATION = 18
+FILE_END_OF_FILE_INFORMATION = 20
+FILE_RENAME_INFORMATION = 10
+FILE_DISPOSITION_INFORMATION = 13
+# FileAllInformation: Basic (times, attributes), Standard, Internal ([MS-FSCC] 2.4.2)
+_ALL_INFO = struct.Struct("<QQQQI4xQQIBB2xQ")
+_RENAME = struct.Struct("<B7xQI")
+_U64 = struct.Struct("<Q")
+# OPLOCK_BREAK notifications and acknowledgements (2.2.23 - 2.2.25)
+_OPLOCK_BREAK = struct.Struct("<HBBI16s")
+_LEASE_BREAK = struct.Struct("<HHI16sIIIII")
+_LEASE_ACK = struct.Struct("<HHI16sIQ")
+LEASE_BREAK_ACK_REQUIRED = 0x01
+
+_QUERY_INFO_BUFFER = 4096
+_NOT_ERRORS_READ = frozenset({0, NtStatus.END_OF_FILE})
+_NOT_ERRORS_DIR = frozenset({0, NtStatus.NO_MORE_FILES})
+
+
+def _utf16(path: str) -> bytes:
+    return path.encode("utf-16-le")
+
+
+def _pad8(n: int) -> int:
+    return -n % 8
+
+
+def _check_size(reply: Reply, layout: struct.Struct, what: str) -> None:
+    if len(reply.body) < layout.size:
+        raise SmbProtocolError(f"{what} response truncated ({len(reply.body)} bytes)")
+
+
+class Smb2FileOps(FileOps):
+    """The SMB2/3 FileOps: see ``smblayer.fs.ops``."""
+
+    def __init__(self, tree):
+        super().__init__(tree)
+        n = self.client.negotiated
+        self._multi_credit = n.multi_credit
+        self._leasing = bool(n.capabilities & smb2.Capabilities.LEASING) and \
+            n.dialect >= Dialect.SMB2_1
+        self._lease_v2 = n.dialect >= Dialect.SMB3_0
+        cap = None if self._multi_credit else 65536
+        self._max_read = min(n.max_read_size, cap or n.max_read_size)
+        self._max_write = min(n.max_write_size, cap or n.max_write_size)
+        self._dir_buffer = min(n.max_transact_size, 262144 if self._multi_credit else 65536)
+
+    # -- sizes --------------------------------------------------------------------
+
+    @property
+    def max_read(self) -> int:
+        return self._max_read
+
+    @property
+    def max_write(self) -> int:
+        return self._max_write
+
+    def _task(self, command: int, body, path: Optional[str] = None, **kwargs) -> SmbTask:
+        return SmbTask(command, body, security=self.session, tree=self.tree, path=path,
+                       **kwargs)
+
+    def _run(self, command: int, body, path: Optional[str] = None, **kwargs) -> Reply:
+        return self.client.run_task(self._task(command, body, path, **kwargs))
+
+    # -- handles -------------------------------------------------------------------
+
+    def open(self, path: str, *, access: int, disposition: int, create_options: int = 0,
+             share_access: int = FILE_SHARE_ALL, oplock: int = OPLOCK_NONE,
+             lease_key: Optional[bytes] = None, lease_state: int = 0,
+             attributes: int = 0) -> Handle:
+        if oplock == OPLOCK_LEASE and not self._leasing:
+            log.debug("smblayer: server/dialect without leasing; asking a batch oplock")
+            oplock = OPLOCK_BATCH
+        name = _utf16(path)
+        contexts = b""
+        if oplock == OPLOCK_LEASE:
+            lease_key = lease_key or os.urandom(16)
+            if self._lease_v2:
+                data = _LEASE_V2.pack(lease_key, lease_state, 0, 0, bytes(16), 0, 0)
+            else:
+                data = _LEASE_V1.pack(lease_key, lease_state, 0, 0)
+            contexts = _CONTEXT.pack(0, _CONTEXT.size, 4, 0, _CONTEXT.size + 8,
+                                     len(data)) + b"RqLs\0\0\0\0" + data
+        name_off = _BODY + _CREATE.size
+        buffer = name or b"\0"
+        ctx_off = 0
+        if contexts:
+            buffer += bytes(_pad8(len(buffer)))
+            ctx_off = name_off + len(buffer)
+        body = _CREATE.pack(57, 0, oplock, IMPERSONATION, 0, 0, access, attributes,
+                            share_access, disposition, create_options, name_off, len(name),
+                            ctx_off, len(contexts))
+        task = self._task(Command.CREATE, (body, buffer, contexts) if contexts else (body, buffer),
+                          path, on_late_reply=self._close_late_create)
+        reply = self.client.run_task(task)
+        return self._parse_create(reply, path, oplock, lease_key)
+
+    def _parse_create(self, reply: Reply, path: str, oplock: int,
+                      lease_key: Optional[bytes]) -> Handle:
+        _check_size(reply, _CREATE_RESP, "CREATE")
+        (_s, level, _f, _action, ctime, atime, wtime, chtime, alloc, eof, attrs, _r, fid,
+         ctx_off, ctx_len) = _CREATE_RESP.unpack_from(reply.body)
+        info = FileInfo(path.rpartition("\\")[2], eof, alloc, attrs, ctime, atime, wtime,
+                        chtime)
+        handle = Handle(bytes(fid), path, info, level)
+        if level == OPLOCK_LEASE:
+            granted = self._find_lease(reply.message, ctx_off, ctx_len)
+            if granted is not None:
+                handle.lease_key, handle.lease_state = granted
+            else:
+                handle.oplock_level = OPLOCK_NONE
+        return handle
+
+    @staticmethod
+    def _find_lease(message, offset: int, length: int) -> Optional[Tuple[bytes, int]]:
+        """(LeaseKey, LeaseState) from the response's "RqLs" context, if any."""
+        end = offset + length
+        if not length or end > len(message):
+            return None
+        pos = offset
+        while pos + _CONTEXT.size <= end:
+            nxt, name_off, name_len, _r, data_off, data_len = _CONTEXT.unpack_from(message, pos)
+            if bytes(message[pos + name_off:pos + name_off + name_len]) == b"RqLs" and \
+                    data_len >= _LEASE_V1.size and pos + data_off + data_len <= end:
+                key, state, _flags, _dur = _LEASE_V1.unpack_from(message, pos + data_off)
+                return bytes(key), state
+            if not nxt:
+                return None
+            pos += nxt
+        return None
+
+    def _close_late_create(self, reply: Reply) -> None:
+        """A CREATE we stopped waiting for succeeded late: close the handle."""
+        if reply.header.status == 0 and len(reply.body) >= _CREATE_RESP.size:
+            fid = bytes(_CREATE_RESP.unpack_from(reply.body)[12])
+            task = self._task(Command.CLOSE, (_CLOSE.pack(24, 0, 0, fid),))
+            self.client.run_task_async(task)
+
+    def close(self, handle: Handle) -> None:
+        if handle.closed:
+            return
+        handle.closed = True
+        reply = self._run(Command.CLOSE, (_CLOSE.pack(24, CLOSE_FLAG_POSTQUERY_ATTRIB, 0,
+                                                      handle.fid),), handle.path)
+        _check_size(reply, _CLOSE_RESP, "CLOSE")
+        (_s, flags, _r, ctime, atime, wtime, chtime, alloc, eof,
+         attrs) = _CLOSE_RESP.unpack_from(reply.body)
+        if flags & CLOSE_FLAG_POSTQUERY_ATTRIB:
+            info = handle.info
+            info.creation_time, info.last_access_time = ctime, atime
+            info.last_write_time, info.change_time = wtime, chtime
+            info.allocation_size, info.size, info.attributes = alloc, eof, attrs
+
+    # -- data ------------------------------------------------------------------------
+
+    def read_task(self, handle: Handle, offset: int, length: int) -> SmbTask:
+        body = _READ.pack(49, 0x50, 0, length, offset, handle.fid, 0, 0, 0, 0, 0)
+        return self._task(Command.READ, (body,), handle.path, expected_response=length,
+                          ok_statuses=_NOT_ERRORS_READ)
+
+    def parse_read(self, reply: Reply) -> memoryview:
+        if reply.header.status == NtStatus.END_OF_FILE:
+            return memoryview(b"")
+        _check_size(reply, _READ_RESP, "READ")
+        _s, data_off, _r, length, _rem, _r2 = _READ_RESP.unpack_from(reply.body)
+        if length == 0:
+            return memoryview(b"")
+        if data_off < _BODY or data_off + length > len(reply.message):
+            raise SmbProtocolError(f"READ data out of bounds ({data_off}+{length})")
+        return memoryview(reply.message)[data_off:data_off + length]
+
+    def write_task(self, handle: Handle, offset: int, data) -> SmbTask:
+        body = _WRITE.pack(49, _BODY + _WRITE.size, len(data), offset, handle.fid, 0, 0, 0,
+                           0, 0)
+        return self._task(Command.WRITE, (body, data), handle.path)
+
+    def parse_write(self, reply: Reply) -> int:
+        _check_size(reply, _WRITE_RESP, "WRITE")
+        return _WRITE_RESP.unpack_from(reply.body)[2]
+
+    def flush(self, handle: Handle) -> None:
+        self._run(Command.FLUSH, (_FLUSH.pack(24, 0, 0, handle.fid),), handle.path)
+
+    # -- metadata --------------------------------------------------------------------
+
+    def query_info(self, handle: Handle) -> FileInfo:
+        body = _QUERY_INFO.pack(41, INFO_FILE, FILE_ALL_INFORMATION, _QUERY_INFO_BUFFER,
+                                0, 0, 0, 0, 0, handle.fid)
+        reply = self._run(Command.QUERY_INFO, (body,), handle.path)
+        _check_size(reply, _QUERY_INFO_RESP, "QUERY_INFO")
+        _s, off, length = _QUERY_INFO_RESP.unpack_from(reply.body)
+        if length < _ALL_INFO.size or off + _ALL_INFO.size > len(reply.message):
+            raise SmbProtocolError("FileAllInformation truncated")
+        (ctime, atime, wtime, chtime, attrs, alloc, eof, _links, _pending, _isdir,
+         index) = _ALL_INFO.unpack_from(reply.message, off)
+        info = handle.info
+        info.creation_time, info.last_access_time = ctime, atime
+        info.last_write_time, info.change_time = wtime, chtime
+        info.attributes, info.allocation_size, info.size, info.file_index = \
+            attrs, alloc, eof, index
+        return info
+
+    def stat(self, path: str) -> FileInfo:
+        # CREATE returns times, size and attributes: no QUERY_INFO needed.
+        handle = self.open(path, access=FILE_READ_ATTRIBUTES | SYNCHRONIZE,
+                           disposition=FILE_OPEN)
+        info = handle.info
+        self.close(handle)
+        return info
+
+    def listdir(self, path: str) -> Iterator[FileInfo]:
+        handle = self.open(path, access=FILE_LIST_DIRECTORY | FILE_READ_ATTRIBUTES | SYNCHRONIZE,
+                           disposition=FILE_OPEN, create_options=FILE_DIRECTORY_FILE)
+        entries: List[FileInfo] = []
+        try:
+            pattern = _utf16("*")
+            flags = SMB2_RESTART_SCANS
+            while True:
+                body = _QUERY_DIR.pack(33, FILE_ID_BOTH_DIRECTORY_INFORMATION, flags, 0,
+                                       handle.fid, _BODY + _QUERY_DIR.size, len(pattern),
+                                       self._dir_buffer)
+                reply = self._run(Command.QUERY_DIRECTORY, (body, pattern), path,
+                                  expected_response=self._dir_buffer,
+                                  ok_statuses=_NOT_ERRORS_DIR)
+                if reply.header.status == NtStatus.NO_MORE_FILES:
+                    break
+                flags = 0
+                _check_size(reply, _QUERY_DIR_RESP, "QUERY_DIRECTORY")
+                _s, off, length = _QUERY_DIR_RESP.unpack_from(reply.body)
+                if not length:
+                    break
+                if off < _BODY or off + length > len(reply.message):
+                    raise SmbProtocolError("QUERY_DIRECTORY buffer out of bounds")
+                entries.extend(_parse_dir_entries(reply.message, off, off + length))
+        finally:
+            self.close(handle)
+        return iter(entries)
+
+    def _set_info(self, handle: Handle, info_class: int, data: bytes,
+                  path: Optional[str] = None) -> None:
+        body = _SET_INFO.pack(33, INFO_FILE, info_class, len(data), _BODY + _SET_INFO.size,
+                              0, 0, handle.fid)
+        self._run(Command.SET_INFO, (body, data), path or handle.path)
+
+    def set_end_of_file(self, handle: Handle, size: int) -> None:
+        self._set_info(handle, FILE_END_OF_FILE_INFORMATION, _U64.pack(size))
+        handle.info.size = size
+
+    def rename(self, path: str, new_path: str, replace: bool = False) -> None:
+        handle = self.open(path, access=DELETE | FILE_READ_ATTRIBUTES | SYNCHRONIZE,
+                           disposition=FILE_OPEN)
+        try:
+            name = _utf16(new_path)
+            self._set_info(handle, FILE_RENAME_INFORMATION,
+                           _RENAME.pack(1 if replace else 0, 0, len(name)) + name, new_path)
+        finally:
+            self.close(handle)
+
+    def delete(self, path: str, directory: bool = False) -> None:
+        options = FILE_DELETE_ON_CLOSE | (FILE_DIRECTORY_FILE if directory
+                                          else FILE_NON_DIRECTORY_FILE)
+        handle = self.open(path, access=DELETE | FILE_READ_ATTRIBUTES | SYNCHRONIZE,
+                           disposition=FILE_OPEN, create_options=options)
+        try:
+            if directory:
+                # Samba accepts DELETE_ON_CLOSE on a non-empty directory and
+                # then keeps it; setting the disposition reports the error.
+                self._set_info(handle, FILE_DISPOSITION_INFORMATION, b"\x01")
+        finally:
+            self.close(handle)
+
+    def mkdir(self, path: str) -> None:
+        handle = self.open(path, access=FILE_READ_ATTRIBUTES | SYNCHRONIZE,
+                           disposition=FILE_CREATE, create_options=FILE_DIRECTORY_FILE,
+                           attributes=FILE_ATTRIBUTE_DIRECTORY)
+        self.close(handle)
+
+    # -- oplocks and leases --------------------------------------------------------------
+
+    def parse_break(self, notification) -> Tuple[str, object, int]:
+        body = notification.reply.body
+        if len(body) >= _LEASE_BREAK.size and body[0] == 44:
+            (_s, _epoch, _flags, key, _current, new_state, _reason, _am,
+             _sm) = _LEASE_BREAK.unpack_from(body)
+            return "lease", bytes(key), new_state
+        if len(body) >= _OPLOCK_BREAK.size and body[0] == 24:
+            _s, level, _r, _r2, fid = _OPLOCK_BREAK.unpack_from(body)
+            return "oplock", bytes(fid), level
+        raise SmbProtocolError(f"unknown OPLOCK_BREAK notification ({len(body)} bytes)")
+
+    def ack_break(self, handle: Handle, new_level: int) -> None:
+        """Acknowledge a break, unless the server expects none (level II to
+        none; a lease keeping neither write nor handle caching)."""
+        if handle.oplock_level == OPLOCK_LEASE:
+            if not handle.lease_state & (LEASE_WRITE | LEASE_HANDLE):
+                return
+            body = _LEASE_ACK.pack(36, 0, 0, handle.lease_key, new_level, 0)
+        else:
+            if handle.oplock_level in (OPLOCK_NONE, OPLOCK_LEVEL_II):
+                return
+            body = _OPLOCK_BREAK.pack(24, new_level, 0, 0, handle.fid)
+        try:
+            self._run(Command.OPLOCK_BREAK, (body,), handle.path, priority=True)
+        except SmbError:
+            if not handle.closed:
+                raise
+
+
+def _parse_dir_entries(message, pos: int, end: int) -> Iterator[FileInfo]:
+    while True:
+        if pos + _DIR_ENTRY.size > end:
+            raise SmbProtocolError("directory entry truncated")
+        (nxt, index, ctime, atime, wtime, chtime, eof, alloc, attrs, name_len, _ea,
+         _short_len, _short, file_id) = _DIR_ENTRY.unpack_from(message, pos)
+        start = pos + _DIR_ENTRY.size
+        if start + name_len > end:
+            raise SmbProtocolError("directory entry name out of bounds")
+        name = bytes(message[start:start + name_len]).decode("utf-16-le", "replace")
+        if name not in (".", ".."):
+            yield FileInfo(name, eof, alloc, attrs, ctime, atime, wtime, chtime, file_id)
+        if not nxt:
+            return
+        pos += nxt
+
+
+__all__ = ["Smb2FileOps", "status_error"]
