@@ -53,7 +53,10 @@ class SmbIod:
             self._queue.append(item)
             if self._idle:
                 self._cond.notify()
-            elif self._workers < self._max_workers:
+            # A notified worker counts as idle until it wakes: start another
+            # one whenever the queue outgrows the idle workers, or an item
+            # can wait forever behind a blocked one.
+            if len(self._queue) > self._idle and self._workers < self._max_workers:
                 self._workers += 1
                 threading.Thread(target=self._work, name=f"{self._name}-{self._workers}",
                                  daemon=True).start()
