@@ -393,6 +393,31 @@ def test_reconnect_gives_up_after_max_attempts(servers, clients, watch):
     assert srv.accepted == 3
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "core: after ReconnectPolicy.max_attempts the connect worker gives up and exits but "
+    "the client stays RECONNECTING and registered: nothing ever reconnects again, new "
+    "requests fail with the stale error (hard ones wait for ever) and get_client() keeps "
+    "returning the dead client even when the server is back"))
+def test_client_recovers_after_giving_up(servers, watch):
+    import smblayer
+    srv = servers(handler=fake.reset_connection(times=1), max_connections=1)
+    client = smblayer.get_client(srv.host, srv.port, timeouts=TP, reconnect=RP)
+    try:
+        with pytest.raises(SmbConnectionError):
+            client.echo()
+        _wait_connector_done(client)
+        assert client.state is ClientState.RECONNECTING
+        srv.max_connections = None                  # the server is back
+        again = smblayer.get_client(srv.host, srv.port, timeouts=TP, reconnect=RP)
+        try:
+            _, exc, _ = _timed(again.echo)
+            assert exc is None, f"{exc!r} (same client: {again is client})"
+        finally:
+            again.release()
+    finally:
+        client.close()
+
+
 # ---------------------------------------------------------------------------
 # unknown MessageId
 
