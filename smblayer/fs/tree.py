@@ -12,15 +12,19 @@ Pipelining: a large read or write is split into ``io_read_size`` /
 smbiod thread (break callbacks) chunks go one at a time with ``run_task``:
 an smbiod worker must never wait for a Future that smbiod completes.
 
-Breaks: the first open with an oplock registers one break handler on the
-client.  It runs on smbiod: it finds the open file (by FileId or LeaseKey,
-waiting briefly if a CREATE is still being answered), flushes the file's
-buffered writes, acknowledges the break, then calls the user's
-``on_break(file, new_level)``.
+Breaks: the first open with an oplock attaches the tree to its client's
+``_BreakRouter``, the client's one break handler (shared by every Tree on
+that client).  On smbiod it finds the open file (by FileId or LeaseKey,
+waiting briefly if a CREATE is still being answered); the file's Tree then
+flushes its buffered writes (when it held write caching), acknowledges the
+break and calls the user's ``on_break(file, new_level)``.  A flush waits
+for the buffer's lock, i.e. for an I/O call in progress on that file, which
+needs a free smbiod worker to complete its Futures.
 """
 from __future__ import annotations
 
 import collections
+import contextlib
 import io
 import logging
 import os
@@ -129,12 +133,8 @@ class Tree:
         self.ops: Optional[FileOps] = None
         self._lock = threading.Lock()
         self._owns_session = False
-        # open files, for breaks and close(); _opening counts CREATEs in flight
-        self._files_cond = threading.Condition()
-        self._by_fid: Dict[object, Handle] = {}
-        self._by_lease: Dict[bytes, Handle] = {}
-        self._opening = 0
-        self._break_handler: Optional[Callable] = None
+        self._files: Dict[int, SmbRawFile] = {}      # open files, closed with the tree
+        self._breaks: Optional[_BreakRouter] = None
 
     def __repr__(self) -> str:
         return f"<Tree \\\\{self.client.host}\\{self.share} id={self.tree_id}>"
@@ -166,9 +166,9 @@ class Tree:
         """Close the open files and disconnect; a tree made by fs.connect()
         also logs off and releases its client."""
         self.disconnect()
-        if self._break_handler is not None:
-            self.client.remove_break_handler(self._break_handler)
-            self._break_handler = None
+        breaks, self._breaks = self._breaks, None
+        if breaks is not None:
+            breaks.detach(self)
         if self._owns_session:
             self._owns_session = False
             try:
@@ -228,21 +228,17 @@ class Tree:
         if writable:
             access |= FILE_WRITE_DATA | FILE_APPEND_DATA | FILE_WRITE_ATTRIBUTES
         lease_state = LEASE_READ | LEASE_HANDLE | LEASE_WRITE if level == OPLOCK_LEASE else 0
-        if level != OPLOCK_NONE:
-            self._ensure_break_handler()
-        with self._files_cond:
-            self._opening += 1
-        try:
+        breaks = self._break_router() if level != OPLOCK_NONE else None
+        with breaks.opening() if breaks is not None else contextlib.nullcontext():
             handle = self.ops.open(path, access=access, disposition=disposition,
                                    create_options=FILE_NON_DIRECTORY_FILE, oplock=level,
                                    lease_state=lease_state)
             raw = SmbRawFile(self, handle, mode.replace("t", ""), readable=readable,
                              writable=writable, append=append, on_break=on_break)
-            self._register(handle)
-        finally:
-            with self._files_cond:
-                self._opening -= 1
-                self._files_cond.notify_all()
+            with self._lock:
+                self._files[id(raw)] = raw
+            if breaks is not None:
+                breaks.add(self, handle)
         try:
             return self._wrap(raw, buffering, readable, writable, binary, encoding, errors,
                               newline)
@@ -368,17 +364,22 @@ class Tree:
                 consume(client.run_task(task), length)
             return
         pending: collections.deque = collections.deque()
+
+        def complete_oldest() -> None:
+            future, n = pending[0]
+            reply = future.result()
+            pending.popleft()
+            consume(reply, n)
+
         try:
             for task, length in items:
                 pending.append((client.run_task_async(task), length))
                 if len(pending) >= self.max_in_flight:
-                    future, n = pending.popleft()
-                    consume(future.result(), n)
+                    complete_oldest()
             while pending:
-                future, n = pending.popleft()
-                consume(future.result(), n)
+                complete_oldest()
         finally:
-            for future, _n in pending:      # only on an error: give up the rest
+            for future, _n in pending:      # only on an error or interrupt: give up the rest
                 future.cancel()
 
     def _read_chunks(self, handle: Handle, offset: int, length: int,
@@ -441,64 +442,36 @@ class Tree:
 
     # -- open files and breaks ---------------------------------------------------------------
 
-    def _register(self, handle: Handle) -> None:
-        with self._files_cond:
-            self._by_fid[handle.fid] = handle
-            if handle.lease_key is not None:
-                self._by_lease[handle.lease_key] = handle
-            self._files_cond.notify_all()
-
     def _close_file(self, raw: SmbRawFile) -> None:
         """CLOSE the file's handle (SmbRawFile.close)."""
         handle = raw.handle
-        with self._files_cond:
-            self._by_fid.pop(handle.fid, None)
-            if handle.lease_key is not None:
-                self._by_lease.pop(handle.lease_key, None)
+        with self._lock:
+            self._files.pop(id(raw), None)
+        if self._breaks is not None:
+            self._breaks.remove(handle)
         if not self.connected or handle.closed:
             handle.closed = True
             return
         self.ops.close(handle)
 
     def _close_all_files(self) -> None:
-        with self._files_cond:
-            files = [h.file for h in self._by_fid.values() if h.file is not None]
+        with self._lock:
+            files = list(self._files.values())
         for raw in files:
             try:
-                owner = raw.owner
-                owner.close()
+                raw.owner.close()
             except Exception as exc:  # noqa: BLE001 - closing the rest matters more
                 log.debug("smblayer: closing %r failed: %s", raw, exc)
 
-    def _ensure_break_handler(self) -> None:
+    def _break_router(self) -> "_BreakRouter":
         with self._lock:
-            if self._break_handler is None:
-                self._break_handler = self._on_break
-                self.client.add_break_handler(self._break_handler)
+            if self._breaks is None:
+                self._breaks = _BreakRouter.attach(self)
+            return self._breaks
 
-    def _find_handle(self, kind: str, key) -> Optional[Handle]:
-        table = self._by_lease if kind == "lease" else self._by_fid
-        deadline = time.monotonic() + _BREAK_WAIT
-        with self._files_cond:
-            while True:
-                handle = table.get(key)
-                if handle is not None or not self._opening:
-                    return handle
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return None
-                self._files_cond.wait(remaining)
-
-    def _on_break(self, note) -> None:
-        """The client's break handler (smbiod): flush, acknowledge, notify."""
-        try:
-            kind, key, new_level = self.ops.parse_break(note)
-        except SmbError as exc:
-            log.warning("smblayer: bad break notification: %s", exc)
-            return
-        handle = self._find_handle(kind, key)
-        if handle is None:
-            return              # another tree's file, or closed already
+    def _on_break(self, kind: str, handle: Handle, new_level: int) -> None:
+        """A break for one of this tree's files (smbiod): flush, acknowledge,
+        notify."""
         raw: Optional[SmbRawFile] = handle.file
         log.debug("smblayer: %s break on %r to 0x%x", kind, handle.path, new_level)
         if raw is not None and _write_caching(handle):
@@ -518,3 +491,99 @@ class Tree:
                 callback(raw.owner, new_level)
             except Exception:  # noqa: BLE001
                 log.exception("smblayer: on_break callback %r failed", callback)
+
+
+class _BreakRouter:
+    """The one break handler of a client: routes each oplock/lease break to
+    the open file (of any Tree on that client) it is for.
+
+    A break can overtake the opener: the CREATE response wakes the opening
+    thread, the break right behind it goes to smbiod, and the handle may not
+    be registered yet.  So while opens asking for an oplock are in flight,
+    an unknown FileId/LeaseKey waits (at most _BREAK_WAIT) for them.
+    """
+
+    _lock = threading.Lock()
+    _by_client: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+    def __init__(self, client):
+        self.client = client
+        self.trees: List[Tree] = []
+        self._cond = threading.Condition()
+        self._handles: Dict[Tuple[str, object], Tuple[Tree, Handle]] = {}
+        self._opening = 0
+
+    @classmethod
+    def attach(cls, tree: Tree) -> "_BreakRouter":
+        with cls._lock:
+            router = cls._by_client.get(tree.client)
+            if router is None:
+                router = cls._by_client[tree.client] = cls(tree.client)
+                tree.client.add_break_handler(router)
+            router.trees.append(tree)
+            return router
+
+    def detach(self, tree: Tree) -> None:
+        with self._lock:
+            if tree in self.trees:
+                self.trees.remove(tree)
+            if not self.trees and self._by_client.get(self.client) is self:
+                del self._by_client[self.client]
+                self.client.remove_break_handler(self)
+
+    @contextlib.contextmanager
+    def opening(self):
+        with self._cond:
+            self._opening += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._opening -= 1
+                self._cond.notify_all()
+
+    @staticmethod
+    def _keys(handle: Handle):
+        yield "oplock", handle.fid
+        if handle.lease_key is not None:
+            yield "lease", handle.lease_key
+
+    def add(self, tree: Tree, handle: Handle) -> None:
+        with self._cond:
+            for key in self._keys(handle):
+                self._handles[key] = (tree, handle)
+            self._cond.notify_all()
+
+    def remove(self, handle: Handle) -> None:
+        with self._cond:
+            for key in self._keys(handle):
+                if self._handles.get(key, (None, None))[1] is handle:
+                    del self._handles[key]
+
+    def _find(self, key) -> Optional[Tuple[Tree, Handle]]:
+        deadline = time.monotonic() + _BREAK_WAIT
+        with self._cond:
+            while True:
+                entry = self._handles.get(key)
+                remaining = deadline - time.monotonic()
+                if entry is not None or not self._opening or remaining <= 0:
+                    return entry
+                self._cond.wait(remaining)
+
+    def __call__(self, note) -> None:
+        """The client's break handler (smbiod)."""
+        with self._lock:
+            trees = list(self.trees)
+        if not trees or trees[0].ops is None:
+            return
+        try:
+            kind, key, new_level = trees[0].ops.parse_break(note)
+        except SmbError as exc:
+            log.warning("smblayer: bad break notification: %s", exc)
+            return
+        entry = self._find((kind, key))
+        if entry is None:
+            log.debug("smblayer: %s break for no open file; ignored", kind)
+            return
+        tree, handle = entry
+        tree._on_break(kind, handle, new_level)

@@ -412,7 +412,8 @@ def test_readonly_share_permission_errors(samba):
                        lambda: tree.remove("hello.txt")):
             with pytest.raises(PermissionError) as ei:
                 action()
-            assert isinstance(ei.value, SmbStatusError) and ei.value.status
+            assert isinstance(ei.value, SmbStatusError)
+            assert ei.value.status == NtStatus.ACCESS_DENIED
 
 
 def test_tree_close_closes_open_files(samba):

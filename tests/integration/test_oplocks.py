@@ -213,3 +213,26 @@ def test_break_for_one_tree_only(pair_factory, samba):
             fb.close()
     finally:
         a2.close()
+
+
+@pytest.mark.parametrize("kind", ["batch", "lease"])
+def test_break_between_trees_of_one_client(pair_factory, samba, kind):
+    """Tree A2 on A's own connection opens (asking an oplock itself) a file
+    A holds: the break for A is routed past A2's pending open, promptly."""
+    pair = pair_factory(D.SMB3_1_1)
+    a2 = fs.connect(samba.host, "share", samba.username, samba.password, port=samba.port,
+                    dialects=DialectRange(D.SMB3_1_1, D.SMB3_1_1), timeouts=A_TIMEOUTS)
+    try:
+        assert a2.client is pair.a.client
+        path = pair.p("f.bin")
+        pair.a.write_bytes(path, b"")
+        fa = pair.a.open(path, "r+b", oplock=kind, on_break=pair.on_break)
+        fa.write(b"from A")
+        start = time.monotonic()
+        with a2.open(path, "rb", oplock=kind) as f2:
+            assert time.monotonic() - start < 2.0
+            assert pair.broken.wait(1.0)
+            assert f2.read() == b"from A"
+        fa.close()
+    finally:
+        a2.close()
