@@ -15,7 +15,8 @@ import threading
 import time
 from typing import Optional
 
-from .errors import SmbConnectionError, SmbNegotiateError, SmbProtocolError
+from .errors import (SmbConnectionError, SmbError, SmbNegotiateError,
+                     SmbNegotiateRefusedError, SmbProtocolError)
 from .proto import smb2
 from .proto.framing import FrameReader, FramingError, frame_prefix
 from .proto.negotiate import NegotiateFailed, NegotiateResult, Negotiator, Outgoing
@@ -47,10 +48,17 @@ def negotiate(sock: socket.socket, dialects, deadline: float, *,
     try:
         while True:
             _send_outgoing(sock, step, deadline)
-            message = _read_frame(sock, reader, deadline)
+            try:
+                message = _read_frame(sock, reader, deadline)
+            except (SmbConnectionError, ConnectionResetError) as exc:
+                raise SmbNegotiateRefusedError(
+                    f"{dialects.min}..{dialects.max}: the server closed the connection in "
+                    f"answer to NEGOTIATE ({exc}); it speaks none of these dialects") from None
             step = negotiator.receive(message)
             if not isinstance(step, Outgoing):
                 return step
+    except SmbError:
+        raise
     except NegotiateFailed as exc:
         raise SmbNegotiateError(str(exc)) from None
     except (smb2.MalformedMessage, FramingError) as exc:

@@ -58,6 +58,15 @@ class CreditGate:
                 if self._queue:
                     self._cond.notify_all()
 
+    def try_take(self, need: int) -> bool:
+        """Take ``need`` credits now (priority: may use the reserve) or not at all."""
+        with self._lock:
+            if self._available >= need:
+                self._available -= need
+                self._in_flight += need
+                return True
+            return False
+
     def _reserve(self, priority: bool) -> int:
         return 0 if priority or not self._in_flight else 1
 

@@ -65,6 +65,7 @@ from .task import FINAL_STATES, Reply, SmbTask, TaskState
 log = logging.getLogger("smblayer")
 
 _NEVER = float("inf")
+MAX_SENDS = 5                # a request is sent at most this often across reconnects
 CREDIT_TARGET = 512          # credits we try to hold (SMB2)
 CREDIT_ASK = 64              # extra credits asked per request while below target
 
@@ -99,6 +100,7 @@ class _Connection:
         self.demux: Optional[Demux] = None
         self.lost = False
         self.lost_error: Optional[BaseException] = None
+        self.replies = 0          # demux thread only: did this connection ever answer?
 
 
 _in_handshake = threading.local()
@@ -165,6 +167,8 @@ class SmbClient:
         self._sessions: Dict[int, object] = {}      # SessionId -> session (decrypt)
         self.default_security = None                # SMB1 connection signer
         self._probing = False
+        self._gave_up = 0                      # bumped each time reconnecting gives up
+        self._last_conn_useful = True
         self._not_responding_since: Optional[float] = None
         self._soft_expired = False
 
@@ -236,12 +240,15 @@ class SmbClient:
         future: Future = Future()
         task.future = future
         future.add_done_callback(lambda f, t=task: f.cancelled() and self.cancel_task(t))
-        if self.state is ClientState.ACTIVE:
+        conn = self._conn
+        if self.state is ClientState.ACTIVE and conn is not None and \
+                self._credits.available > 1:
             try:
                 self._send(task)
             except BaseException as exc:  # noqa: BLE001
                 self._settle_future(task, exc)
         else:
+            # Not connected or short of credits: wait on smbiod, not here.
             self._iod.call_soon(self._send_async, task)
         return future
 
@@ -383,11 +390,16 @@ class SmbClient:
                 task.state not in FINAL_STATES:
             return conn          # the common case, without the state lock
         with self._state_cond:
+            gave_up = self._gave_up
             while True:
                 if task.state in FINAL_STATES:
                     raise task.error or SmbCancelledError("request cancelled")
+                if self._gave_up != gave_up:
+                    raise self._reconnect_pending_error
                 state = self.state
                 conn = self._conn
+                if state is ClientState.RECONNECTING and not self._connector.running:
+                    self._connector.kick()      # reconnecting gave up earlier: retry
                 if state is ClientState.ACTIVE and conn is not None and not conn.lost:
                     return conn
                 if state is ClientState.CLOSED:
@@ -722,6 +734,7 @@ class SmbClient:
             if task.on_late_reply is not None:
                 self._iod.call_soon(task.on_late_reply, reply)
             return
+        conn.replies += 1
         task.reply = reply
         task.t_done = now
         task.state = TaskState.DONE
@@ -844,8 +857,11 @@ class SmbClient:
         task.is_probe = True
         task.context_client = self
         task.t_queued = time.monotonic()
+        task.send_credits = 1
+        task.credit_charge = conn.wire.charge(task.command, 0, 0)
+        if not self._credits.try_take(1):
+            return None      # no credit: counts as an unanswered probe
         try:
-            self._take_credits(conn, task)
             self._transmit(conn, task)
         except (_Retry, SmbError):
             return None
@@ -902,6 +918,7 @@ class SmbClient:
                 return
             conn.lost = True
             conn.lost_error = error
+            self._last_conn_useful = conn.replies > 0
             if self.state is ClientState.CLOSED:
                 return
             self.state = ClientState.RECONNECTING
@@ -927,6 +944,12 @@ class SmbClient:
                 if isinstance(error, SmbProtocolError):
                     # The server broke the protocol: repeating would not help.
                     task.state, task.error = TaskState.FAILED, error
+                elif task.sends >= MAX_SENDS:
+                    task.state = TaskState.FAILED
+                    task.error = (SmbTimeoutError if task.timed_out else SmbConnectionError)(
+                        f"{_command_name(self, task.command)} to {self.host}:{self.port} was "
+                        f"sent {task.sends} times and each time the connection was lost "
+                        "before the reply; giving up")
                 elif not task.replayable:
                     task.state = TaskState.FAILED
                     task.error = SmbConnectionError(
@@ -949,15 +972,20 @@ class SmbClient:
         if demux is not None:
             demux.stop()
         _shutdown(conn.sock)
-        if join and demux is not None and demux.thread is not threading.current_thread():
+        if join and demux is not None and demux.thread.ident is not None and \
+                demux.thread is not threading.current_thread():
             demux.thread.join(5.0)
         conn.sock.close()
 
     def _connect_loop(self) -> None:
         """Connect (or reconnect) until ACTIVE, closed, or given up (worker)."""
         first = self.state is ClientState.CONNECTING
-        delays = iter(self.reconnect.delays())
-        attempt = 0
+        policy = self.reconnect
+        delays = iter(policy.delays())
+        # A connection that died before answering anything does not reset the
+        # backoff: a server that accepts and drops at once is not hammered.
+        attempt = 0 if self._last_conn_useful else 1
+        failures = 0
         while True:
             if self.state is ClientState.CLOSED:
                 return
@@ -965,13 +993,13 @@ class SmbClient:
             if not first and conn_now is not None and not conn_now.lost and \
                     self.state is ClientState.ACTIVE:
                 return
+            if failures and policy.max_attempts is not None and failures >= policy.max_attempts:
+                self._give_up(SmbConnectionError(
+                    f"cannot reconnect to {self.host}:{self.port} after "
+                    f"{failures} attempt{'s' if failures > 1 else ''}"))
+                return
             if attempt:
-                delay = next(delays, None)
-                if delay is None:
-                    self._give_up(SmbConnectionError(
-                        f"cannot reconnect to {self.host}:{self.port} after "
-                        f"{attempt} attempts"))
-                    return
+                delay = next(delays, policy.max_delay)
                 with self._state_cond:
                     self._state_cond.wait_for(lambda: self.state is ClientState.CLOSED, delay)
                 if self.state is ClientState.CLOSED:
@@ -986,12 +1014,14 @@ class SmbClient:
                         self.state = ClientState.CLOSED
                         self._state_cond.notify_all()
                     return
+                failures += 1
                 log.warning("smblayer: reconnect to %s:%s failed (attempt %d): %s",
-                            self.host, self.port, attempt, exc)
+                            self.host, self.port, failures, exc)
                 self._reconnect_failed(exc)
                 continue
             if self._activate(conn, first):
                 return
+            failures += 1
 
     def _open_connection(self) -> _Connection:
         policy = self.timeouts
@@ -1014,21 +1044,24 @@ class SmbClient:
         """Install ``conn``, run reconnect handlers, go ACTIVE.  False if
         the connection broke again during the handshake."""
         negotiated = conn.negotiated
+        # The demux runs before the connection is published, so close() always
+        # finds a started thread to stop.
+        conn.demux = Demux(self, conn)
+        conn.demux.start()
         with self._state_cond:
             if self.state is ClientState.CLOSED:
-                conn.sock.close()
+                self._close_connection(conn, join=True)
                 return True
             old = self._conn
             with self._send_lock, self._mid_lock:
                 self._conn = conn
                 self._next_mid = negotiated.next_message_id
                 self._timers = {}
+                self._timer_wake_at = _NEVER
                 self._credits.reset(negotiated.credits_granted)
             self._state_cond.notify_all()
         if old is not None and old is not conn:
             old.lost = True
-        conn.demux = Demux(self, conn)
-        conn.demux.start()
         if not first:
             self._stats.reconnects += 1
             log.warning("smblayer: reconnected to %s:%s (%s)", self.host, self.port,
@@ -1085,8 +1118,14 @@ class SmbClient:
             self._wake(task)
 
     def _give_up(self, error: SmbError) -> None:
+        """ReconnectPolicy.max_attempts reached: everyone waiting now fails
+        (hard mode too); the next new request starts a fresh reconnect."""
+        if self._soft_expired:
+            error = SmbTimeoutError(f"server {self.host}:{self.port} timed out and "
+                                    f"reconnecting failed: {error}")
         with self._state_cond:
             self._reconnect_pending_error = error
+            self._gave_up += 1
             self._state_cond.notify_all()
         self._fail_everything(error, keep_state=True)
 

@@ -36,6 +36,11 @@ class SmbNegotiateError(SmbError):
     """No dialect within the caller's bounds could be agreed with the server."""
 
 
+class SmbNegotiateRefusedError(SmbNegotiateError, SmbConnectionError):
+    """The server closed the connection in answer to NEGOTIATE: it speaks
+    none of the offered dialects (e.g. an SMB1-only server asked for SMB2)."""
+
+
 class SmbProtocolError(SmbError):
     """The server sent something malformed, hostile or out of protocol."""
 

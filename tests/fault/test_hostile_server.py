@@ -328,11 +328,6 @@ def test_eof_mid_frame_once_is_reissued(servers, clients, watch):
     watch.check()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core: SmbClient._activate publishes the new connection (self._conn) before its "
-    "demux thread is created and started; a close() in that window joins an unstarted "
-    "thread (RuntimeError) or leaves a demux to start on a closed socket ('demux thread "
-    "failed')"))
 def test_close_during_reconnect_activation(servers, watch):
     # A deliberate race: spin until the reconnected connection is published,
     # then close at once.  A tiny switch interval interleaves the threads finely.
@@ -362,9 +357,6 @@ def test_close_during_reconnect_activation(servers, watch):
     watch.check()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core: a request whose every send ends in EOF mid-frame is reissued forever, "
-    "with no backoff between reconnects (hot loop) and no limit on retransmissions"))
 def test_eof_mid_frame_every_time_is_bounded(servers, clients, watch):
     srv = servers(handler=fake.eof_mid_frame())
     client = clients(srv, reconnect=ReconnectPolicy(initial_delay=0.02, max_delay=0.1))
@@ -378,10 +370,6 @@ def test_eof_mid_frame_every_time_is_bounded(servers, clients, watch):
     assert isinstance(exc, SmbError)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core: _connect_loop makes the first reconnect attempt without a delay and then one "
-    "more per delay; ReconnectPolicy.delays() yields max_attempts delays, so "
-    "max_attempts + 1 attempts are made"))
 def test_reconnect_gives_up_after_max_attempts(servers, clients, watch):
     srv = servers(handler=fake.reset_connection(), max_connections=1)
     client = clients(srv, reconnect=ReconnectPolicy(initial_delay=0.01, max_delay=0.02,
@@ -393,11 +381,6 @@ def test_reconnect_gives_up_after_max_attempts(servers, clients, watch):
     assert srv.accepted == 3
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core: after ReconnectPolicy.max_attempts the connect worker gives up and exits but "
-    "the client stays RECONNECTING and registered: nothing ever reconnects again, new "
-    "requests fail with the stale error (hard ones wait for ever) and get_client() keeps "
-    "returning the dead client even when the server is back"))
 def test_client_recovers_after_giving_up(servers, watch):
     import smblayer
     srv = servers(handler=fake.reset_connection(times=1), max_connections=1)
@@ -530,9 +513,6 @@ def test_stall_hard_mode_close_wakes_caller(servers, clients, watch):
     watch.check()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core: SmbClient._send_probe blocks in _take_credits on smbiod when priority "
-    "requests (echo) hold every credit, so the probe loop never reaches the soft timeout"))
 def test_stall_soft_timeout_when_out_of_credits(servers, clients, watch):
     srv = servers(handler=fake.stall(), max_connections=1, credits=2)
     client = clients(srv)
@@ -557,9 +537,6 @@ def test_stall_soft_timeout_when_out_of_credits(servers, clients, watch):
             t.join(5)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core: run_task_async sends in the caller's thread when the client is ACTIVE and "
-    "blocks there waiting for credits instead of returning the Future"))
 def test_run_task_async_returns_without_credits(servers, clients, watch):
     srv = servers(handler=fake.stall(), credits=2)
     client = clients(srv, timeouts=TP.with_(mode="hard", timeout=10.0))

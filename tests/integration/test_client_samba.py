@@ -121,9 +121,6 @@ def test_smb2_only_against_nt1_server_is_an_error(samba_nt1):
     assert not leftovers
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core: an NT1-only Samba closes the TCP connection on an SMB2 NEGOTIATE; "
-    "_connect.negotiate reports that as SmbConnectionError, not SmbNegotiateError"))
 def test_smb2_only_against_nt1_server_is_a_negotiate_error(samba_nt1):
     with pytest.raises(SmbNegotiateError):
         smblayer.get_client(samba_nt1.host, samba_nt1.port,
