@@ -118,7 +118,7 @@ class SmbClient:
                  timeouts: TimeoutPolicy = TimeoutPolicy(),
                  reconnect: ReconnectPolicy = ReconnectPolicy(),
                  require_signing: bool = False, ciphers: Optional[tuple] = None,
-                 signing_algorithms: Optional[tuple] = None, iod_workers: int = 4,
+                 signing_algorithms: Optional[tuple] = None, iod_workers: int = 16,
                  _registry=None, _key=None):
         if not isinstance(dialects, DialectRange):
             raise TypeError("dialects must be a DialectRange")
@@ -431,7 +431,10 @@ class SmbClient:
         return task.timeouts or self.timeouts
 
     def _take_credits(self, conn: _Connection, task: SmbTask) -> None:
-        charge = conn.wire.charge(task.command, task.payload_size if task.body else 0,
+        # The send payload is what follows the fixed body (body[0]): the
+        # WRITE data, the IOCTL input ([MS-SMB2] 3.2.4.1.5).
+        body = task.body
+        charge = conn.wire.charge(task.command, task.payload_size - len(body[0]) if body else 0,
                                   task.expected_response)
         task.credit_charge = charge
         task.send_credits = max(1, charge)
