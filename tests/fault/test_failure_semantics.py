@@ -281,3 +281,32 @@ def test_proxy_delay_is_slow_not_dead(server):
             assert stats["_client"]["reconnects"] == 0     # ...but the server was alive
         finally:
             client.close()
+
+
+def test_abandoned_create_that_succeeds_later_is_closed(server):
+    """Ctrl-C during CREATE on a stalled server: when the server wakes up and
+    the open succeeds, the layer closes the orphaned handle by itself, so a
+    later exclusive open does not hit a sharing violation."""
+    from smblayer.fs import ops as fsops
+    tree = connect(server, timeouts=FAST_HARD)
+    other = connect(server, timeouts=FAST_HARD.with_(timeout=0.6))
+    try:
+        client = tree.client
+        closes_before = client.stats().get("CLOSE", {}).get("ops", 0)
+        child = serving_child(server, client)
+        with stopped(child):
+            timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+            timer.start()
+            with pytest.raises(KeyboardInterrupt):
+                tree.open("orphan.bin", "wb")
+            timer.join()
+        wait_for(lambda: client.stats().get("CLOSE", {}).get("ops", 0) > closes_before, 10,
+                 "the orphaned handle to be closed")
+        wait_for(lambda: client.stats()["_client"]["in_flight"] == 0, 10, "the CLOSE reply")
+        handle = fsops.ops_for(other).open(
+            "orphan.bin", access=fsops.GENERIC_READ | fsops.GENERIC_WRITE,
+            disposition=fsops.FILE_OPEN, share_access=0)
+        fsops.ops_for(other).close(handle)
+    finally:
+        other.close()
+        tree.close()
