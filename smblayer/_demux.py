@@ -15,6 +15,7 @@ import socket
 import threading
 
 from .errors import SmbProtocolError
+from ._wire import PLACEMENT_HEAD
 from .proto.framing import FrameReader, FramingError
 
 log = logging.getLogger("smblayer")
@@ -26,7 +27,9 @@ class Demux:
     def __init__(self, client, conn):
         self._client = client
         self._conn = conn
-        self._reader = FrameReader()
+        self._reader = FrameReader(
+            claim=lambda head, length: client._claim_placement(conn, head, length),
+            claim_head=PLACEMENT_HEAD)
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)

@@ -18,6 +18,10 @@ from .proto.framing import MAX_FRAME
 from .proto.negotiate import NegotiateResult
 from .proto.status import NtStatus
 
+# SMB2 header + the fixed part of a READ response: where READ data starts.
+PLACEMENT_HEAD = 80
+READ = int(smb2.Command.READ)
+_U32 = struct.Struct("<I")
 _SYNC_HEADER_PACK = smb2.SYNC_HEADER.pack
 _SMB2_ID = smb2.PROTOCOL_ID
 _ZERO16 = bytes(16)
@@ -76,6 +80,22 @@ class Smb2Wire:
     @staticmethod
     def parse_header(message, offset: int = 0):
         return smb2.parse_header(message, offset)
+
+    @staticmethod
+    def placement(head, length: int) -> Optional[Tuple[int, int]]:
+        """(MessageId, data length) if the frame starting with ``head`` is a
+        plain successful READ response whose data follows the 80-byte head
+        exactly, so it can be received straight into the caller's buffer."""
+        if len(head) < PLACEMENT_HEAD or bytes(head[:4]) != _SMB2_ID:
+            return None
+        _charge, status, command, _credits, flags, nxt, mid = smb2.route(head)
+        if command != READ or status or nxt or flags & smb2.FLAG_SIGNED:
+            return None
+        data_offset = head[_SMB2_HEADER + 2]
+        (data_len,) = _U32.unpack_from(head, _SMB2_HEADER + 4)
+        if data_offset != PLACEMENT_HEAD or PLACEMENT_HEAD + data_len != length:
+            return None
+        return mid, data_len
 
     @staticmethod
     def echo_body() -> Tuple[bytes, ...]:
@@ -139,6 +159,10 @@ class Smb1Wire:
     @staticmethod
     def echo_body() -> Tuple[bytes, ...]:
         return smb1.pack_echo(b"smblayer")
+
+    @staticmethod
+    def placement(head, length: int) -> None:
+        return None
 
     @staticmethod
     def cancel_message(task) -> Tuple[bytes, ...]:

@@ -56,7 +56,7 @@ from .config import Dialect, DialectRange, ReconnectPolicy, TimeoutPolicy
 from .errors import (SmbCancelledError, SmbClosedError, SmbConnectionError, SmbError,
                      SmbNegotiateError, SmbProtocolError, SmbTimeoutError, status_error)
 from .proto import smb2
-from .proto.framing import MAX_FRAME, frame_prefix
+from .proto.framing import MAX_FRAME, PlacedFrame, frame_prefix
 from .proto.negotiate import NegotiateResult
 from .proto.status import is_error
 from .stats import ClientStats, command_name
@@ -669,8 +669,28 @@ class SmbClient:
 
     # -- the demux side ------------------------------------------------------------
 
+    def _claim_placement(self, conn: _Connection, head, length: int) -> Optional[memoryview]:
+        """FrameReader's placement hook (demux thread): the caller's buffer
+        for a READ response's data, if its task offered one."""
+        found = conn.wire.placement(head, length)
+        if found is None:
+            return None
+        mid, data_len = found
+        with self._mid_lock:
+            task = self._pending.get(mid)
+            if task is None or task.generation != conn.generation or \
+                    task.state not in (TaskState.SENT, TaskState.INTERIM):
+                return None
+            buffer = task.recv_buffer
+        if buffer is None or len(buffer) < data_len:
+            return None
+        return buffer[:data_len]
+
     def _dispatch(self, conn: _Connection, message) -> None:
         """Complete the task(s) a frame answers (demux thread)."""
+        if type(message) is PlacedFrame:
+            self._dispatch_one(conn, conn.wire, message.head, False, message.tail)
+            return
         encrypted = False
         if message[0] == 0xFD:             # b"\xfdSMB": a transform header
             message = self._decrypt(message)
@@ -688,7 +708,8 @@ class SmbClient:
         else:
             self._dispatch_one(conn, wire, message, encrypted)
 
-    def _dispatch_one(self, conn: _Connection, wire, message, encrypted: bool) -> None:
+    def _dispatch_one(self, conn: _Connection, wire, message, encrypted: bool,
+                      placed: Optional[memoryview] = None) -> None:
         try:
             mid, status, granted, interim, async_id, body = wire.route(message)
         except (smb2.MalformedMessage, ValueError) as exc:
@@ -727,6 +748,9 @@ class SmbClient:
         reply = Reply(wire.parse_header, message, body, status, encrypted)
         stats = self._stats.command(wire, task.command)
         stats.bytes_recv += len(message) + 4
+        if placed is not None:
+            reply.placed = placed
+            stats.bytes_recv += len(placed)
         stats.rtt += now - task.t_sent
         stats.exec_time += now - task.t_queued
         if status and is_error(status):

@@ -42,7 +42,7 @@ class Reply:
     whole SMB message as received), ``body`` (a memoryview after the header)
     and ``status`` (the NTSTATUS)."""
 
-    __slots__ = ("_header", "_parse", "message", "body", "encrypted", "status")
+    __slots__ = ("_header", "_parse", "message", "body", "encrypted", "status", "placed")
 
     def __init__(self, parse, message, body_offset: int, status: int,
                  encrypted: bool = False):
@@ -52,6 +52,7 @@ class Reply:
         self.body = memoryview(message)[body_offset:]
         self.status = status
         self.encrypted = encrypted
+        self.placed: Optional[memoryview] = None   # data received into task.recv_buffer
 
     @property
     def header(self):
@@ -93,7 +94,7 @@ class SmbTask:
                  "_parking", "t_queued", "t_sent", "t_done", "cancel_requested",
                  "timed_out", "context", "send_credits", "_stats", "sign_seq",
                  "header_flags", "on_late_reply", "context_client", "is_probe", "tree",
-                 "payload_size", "__weakref__")
+                 "payload_size", "recv_buffer", "__weakref__")
 
     def __init__(self, command: int, body: Sequence = (), *, tree_id: int = 0,
                  session_id: int = 0, flags: int = 0, security: Any = None,
@@ -137,6 +138,7 @@ class SmbTask:
         self.context_client = None        # the client it is running on
         self.is_probe = False             # an internal echo probe: no timer
         self.tree = tree                  # object whose .tree_id is read at send time
+        self.recv_buffer: Optional[memoryview] = None   # READ data may land here directly
 
     @property
     def done(self) -> bool:

@@ -213,12 +213,20 @@ class Smb2FileOps(FileOps):
 
     # -- data ------------------------------------------------------------------------
 
-    def read_task(self, handle: Handle, offset: int, length: int) -> SmbTask:
+    def read_task(self, handle: Handle, offset: int, length: int,
+                  into: Optional[memoryview] = None) -> SmbTask:
+        """``into``: a writable buffer the data may be received into directly
+        (then parse_read returns a view of it)."""
         body = _READ.pack(49, 0x50, 0, length, offset, handle.fid, 0, 0, 0, 0, 0)
-        return self._task(Command.READ, (body,), handle.path, expected_response=length,
+        task = self._task(Command.READ, (body,), handle.path, expected_response=length,
                           ok_statuses=_NOT_ERRORS_READ)
+        if into is not None:
+            task.recv_buffer = into
+        return task
 
     def parse_read(self, reply: Reply) -> memoryview:
+        if reply.placed is not None:
+            return reply.placed
         if reply.header.status == NtStatus.END_OF_FILE:
             return memoryview(b"")
         _check_size(reply, _READ_RESP, "READ")

@@ -383,18 +383,25 @@ class Tree:
                 future.cancel()
 
     def _read_chunks(self, handle: Handle, offset: int, length: int,
-                     sink: Callable[[int, memoryview], None]) -> int:
+                     sink: Callable[[int, memoryview], None],
+                     into: Optional[memoryview] = None) -> int:
         """READ [offset, offset+length) pipelined; ``sink(pos, data)`` gets
-        each chunk in order until the first short one (end of file)."""
+        each chunk in order until the first short one (end of file).  With
+        ``into``, the data may be received straight into it."""
         ops, step = self.ops, self.io_read_size
         state = [0, False]            # bytes delivered, end of file seen
+        placeable = into is not None and self._placement_ok()
 
         def items():
             for start in range(0, length, step):
                 if state[1]:
                     return
                 n = min(step, length - start)
-                yield ops.read_task(handle, offset + start, n), n
+                if placeable:
+                    yield ops.read_task(handle, offset + start, n,
+                                        into=into[start:start + n]), n
+                else:
+                    yield ops.read_task(handle, offset + start, n), n
 
         def consume(reply, n: int) -> None:
             if state[1]:
@@ -411,9 +418,19 @@ class Tree:
         return state[0]
 
     def _pread_into(self, handle: Handle, offset: int, view: memoryview) -> int:
+        view = view.cast("B") if view.format != "B" or view.ndim != 1 else view
+
         def sink(pos: int, data: memoryview) -> None:
-            view[pos:pos + len(data)] = data
-        return self._read_chunks(handle, offset, len(view), sink)
+            if data.obj is not view.obj:          # not received in place: copy
+                view[pos:pos + len(data)] = data
+        return self._read_chunks(handle, offset, len(view), sink, into=view)
+
+    def _placement_ok(self) -> bool:
+        """Data can be received in place only when nothing must check or
+        decrypt the whole message first."""
+        session = self.session
+        return not self.client.dialect.is_smb1 and not session.signing and \
+            not session.encrypt and not self.encrypt
 
     def _pread_bytes(self, handle: Handle, offset: int, length: int) -> bytes:
         chunks: List[memoryview] = []

@@ -10,6 +10,12 @@ reports how much arrived (``feed(n)``), which returns the frames completed.
 Small frames are parsed out of one reusable buffer (several per read); a
 frame too large for it gets a buffer of its own that the socket fills
 directly, so a multi-megabyte READ response is never copied.
+
+Placement: for a large frame the reader first offers its head (the first
+``claim_head`` bytes) to ``claim(head, length)``.  If that returns a
+writable memoryview for the rest of the frame (the READ payload, say, into
+the caller's own buffer), the socket fills it directly and the frame comes
+out as a ``PlacedFrame``: no allocation, no copy.
 """
 from __future__ import annotations
 
@@ -33,10 +39,27 @@ def frame_prefix(length: int) -> bytes:
     return _LENGTH.pack(length)
 
 
+class PlacedFrame:
+    """A frame whose tail went straight into a claimed buffer: ``head`` is
+    the first bytes (bytes), ``tail`` the memoryview that holds the rest."""
+
+    __slots__ = ("head", "tail")
+
+    def __init__(self, head: bytes, tail: memoryview):
+        self.head = head
+        self.tail = tail
+
+    def __len__(self) -> int:
+        return len(self.head) + len(self.tail)
+
+
 class FrameReader:
     """Incremental frame parser; see the module docstring."""
 
-    def __init__(self, buffer_size: int = 256 * 1024):
+    def __init__(self, buffer_size: int = 256 * 1024, claim=None, claim_head: int = 80):
+        self._claim = claim
+        self._claim_head = claim_head
+        self._placed_head = b""
         self._buf = bytearray(buffer_size)
         self._view = memoryview(self._buf)
         self._start = 0          # first unparsed byte in _buf
@@ -60,6 +83,9 @@ class FrameReader:
             if self._big_filled < len(self._big):
                 return []
             frame, self._big = self._big, None
+            if self._placed_head:
+                head, self._placed_head = self._placed_head, b""
+                return [PlacedFrame(head, frame)]
             return [frame]
         self._end += nbytes
         return self._parse()
@@ -87,8 +113,21 @@ class FrameReader:
                 self._start = body + length
                 continue
             if length > len(buf) // 2:
-                # Large frame: give it its own buffer and move what we have.
                 have = self._end - body
+                head = self._claim_head
+                if self._claim is not None and have >= head:
+                    tail = self._claim(self._view[body:body + head], length)
+                    if tail is not None and len(tail) == length - head:
+                        # Placement: the rest lands in the claimed buffer.
+                        tail[:have - head] = self._view[body + head:self._end]
+                        self._placed_head = bytes(self._view[body:body + head])
+                        self._big = tail
+                        self._big_filled = have - head
+                        self._start = self._end = 0
+                        break
+                elif self._claim is not None and have < head:
+                    break     # wait for the head before deciding
+                # Large frame: give it its own buffer and move what we have.
                 self._big = bytearray(length)
                 self._big[:have] = self._view[body:self._end]
                 self._big_filled = have

@@ -773,3 +773,45 @@ def test_reconnect_policy_validation():
         ReconnectPolicy(initial_delay=-1)
     with pytest.raises(ValueError):
         ReconnectPolicy(max_attempts=0)
+
+
+def test_frame_reader_places_a_large_frame_in_the_claimed_buffer():
+    """The head goes to claim(); the rest is received straight into the
+    returned buffer, and the frame comes out as a PlacedFrame."""
+    from smblayer.proto.framing import FrameReader, PlacedFrame
+    payload = bytes(range(256)) * 2048                  # 512 KiB
+    head = b"H" * 80
+    wire = struct.pack(">I", len(head) + len(payload)) + head + payload
+    target = bytearray(len(payload) + 100)
+    seen = []
+
+    def claim(h, length):
+        seen.append((bytes(h), length))
+        return memoryview(target)[:length - 80]
+    reader = FrameReader(64 * 1024, claim=claim, claim_head=80)
+    frames, pos = [], 0
+    while pos < len(wire):
+        buf = reader.buffer()
+        n = min(len(buf), 50000, len(wire) - pos)
+        buf[:n] = wire[pos:pos + n]
+        pos += n
+        frames += reader.feed(n)
+    assert seen == [(head, len(head) + len(payload))]
+    assert len(frames) == 1 and isinstance(frames[0], PlacedFrame)
+    assert frames[0].head == head and bytes(frames[0].tail) == payload
+    assert bytes(target[:len(payload)]) == payload
+
+
+def test_frame_reader_declined_claim_falls_back_to_own_buffer():
+    from smblayer.proto.framing import FrameReader
+    body = b"x" * 300000
+    wire = struct.pack(">I", len(body)) + body
+    reader = FrameReader(64 * 1024, claim=lambda h, n: None, claim_head=80)
+    frames, pos = [], 0
+    while pos < len(wire):
+        buf = reader.buffer()
+        n = min(len(buf), len(wire) - pos)
+        buf[:n] = wire[pos:pos + n]
+        pos += n
+        frames += reader.feed(n)
+    assert len(frames) == 1 and bytes(frames[0]) == body
