@@ -27,6 +27,7 @@ import re
 import statistics
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 import time
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
@@ -209,6 +210,50 @@ def _chunk_size(tree) -> int:
     return max(CHUNK, 16 * io_size)
 
 
+class _DoubleBuffer:
+    """Two buffers and one helper thread, so local disk I/O overlaps the
+    network I/O of a transfer (the network side stays in the caller)."""
+
+    def __init__(self, size: int):
+        self._buffers = [memoryview(bytearray(size)), memoryview(bytearray(size))]
+        self._turn = 0
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="smblayer-local-io")
+        self._pending = None
+
+    def __enter__(self) -> "_DoubleBuffer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._pool.shutdown(wait=True)
+
+    def free(self) -> memoryview:
+        """The buffer not being worked on by the helper."""
+        buf = self._buffers[self._turn]
+        self._turn ^= 1
+        return buf
+
+    def consume(self, view: memoryview, fn: Callable) -> None:
+        """Run ``fn(view)`` on the helper after the previous one finished."""
+        self.drain()
+        self._pending = self._pool.submit(fn, view)
+
+    def drain(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+
+    def produced(self, fill: Callable):
+        """Yield views filled by ``fill(buf)`` on the helper, one ahead."""
+        ahead = self._pool.submit(fill, self.free())
+        while True:
+            n = ahead.result()
+            if not n:
+                return
+            current = self._buffers[self._turn ^ 1]
+            ahead = self._pool.submit(fill, self.free())
+            yield current[:n]
+
+
 def _fill(read_into: Callable, view: memoryview) -> int:
     """readinto() until ``view`` is full or EOF (pipes return short reads)."""
     got = 0
@@ -231,37 +276,39 @@ def _write_all(f, view: memoryview) -> None:
 def upload(tree, local: BinaryIO, path: str, size: Optional[int], label: str,
            progress: Optional[bool] = None) -> int:
     """Copy ``local`` to ``path`` in large pipelined writes; return the bytes.
-    ``progress``: show a bar (default: on a terminal, for 1 MiB and more)."""
-    buf = memoryview(bytearray(_chunk_size(tree)))
+    ``progress``: show a bar (default: on a terminal, for 1 MiB and more).
+    The local file is read by a helper thread while the network writes."""
     total = 0
     with tree.open(path, "wb", buffering=0) as f, \
-            Progress(label, size, enabled=_progress_enabled(size, progress)) as bar:
-        while True:
-            n = _fill(local.readinto, buf)
-            if not n:
-                return total
-            _write_all(f, buf[:n])
-            total += n
-            bar.update(n)
+            Progress(label, size, enabled=_progress_enabled(size, progress)) as bar, \
+            _DoubleBuffer(_chunk_size(tree)) as buffers:
+        for view in buffers.produced(lambda buf: _fill(local.readinto, buf)):
+            _write_all(f, view)
+            total += len(view)
+            bar.update(len(view))
+        return total
 
 
 def download(tree, path: str, local: BinaryIO, label: str,
              progress: Optional[bool] = None) -> int:
-    """Copy ``path`` to ``local`` in large pipelined reads; return the bytes."""
+    """Copy ``path`` to ``local`` in large pipelined reads; return the bytes.
+    The local file is written by a helper thread while the network reads."""
     chunk = _chunk_size(tree)
-    buf = memoryview(bytearray(chunk))
     total = 0
     with tree.open(path, "rb", buffering=0) as f:
         size = f.handle.info.size
-        with Progress(label, size, enabled=_progress_enabled(size, progress)) as bar:
+        with Progress(label, size, enabled=_progress_enabled(size, progress)) as bar, \
+                _DoubleBuffer(chunk) as buffers:
             while True:
+                buf = buffers.free()
                 # Near the end ask for one request's worth only, so EOF is
                 # confirmed without a burst of READs past it.
                 ask = min(chunk, max(size - total, tree.io_read_size))
                 n = f.readinto(buf[:ask])
                 if not n:
+                    buffers.drain()
                     return total
-                local.write(buf[:n])
+                buffers.consume(buf[:n], local.write)
                 total += n
                 bar.update(n)
 

@@ -51,7 +51,7 @@ from typing import Callable, Dict, List, Optional
 from . import _connect
 from ._credits import CreditGate, CreditsAborted
 from ._demux import Demux
-from ._wire import wire_for
+from ._wire import PLACEMENT_HEAD, wire_for
 from .config import Dialect, DialectRange, ReconnectPolicy, TimeoutPolicy
 from .errors import (SmbCancelledError, SmbClosedError, SmbConnectionError, SmbError,
                      SmbNegotiateError, SmbProtocolError, SmbTimeoutError, status_error)
@@ -101,6 +101,7 @@ class _Connection:
         self.lost = False
         self.lost_error: Optional[BaseException] = None
         self.replies = 0          # demux thread only: did this connection ever answer?
+        self.scratch = memoryview(b"")   # demux thread only: large ciphertexts land here
 
 
 _in_handshake = threading.local()
@@ -671,11 +672,20 @@ class SmbClient:
 
     def _claim_placement(self, conn: _Connection, head, length: int) -> Optional[memoryview]:
         """FrameReader's placement hook (demux thread): the caller's buffer
-        for a READ response's data, if its task offered one."""
+        for a READ response's data, if its task offered one; for a large
+        encrypted frame, the connection's reusable ciphertext buffer (the
+        plaintext is then decrypted to where it belongs)."""
+        if head[0] == 0xFD:
+            if len(conn.scratch) < length:
+                conn.scratch = memoryview(bytearray(length))
+            return conn.scratch[:length - len(head)]
         found = conn.wire.placement(head, length)
         if found is None:
             return None
-        mid, data_len = found
+        return self._placement_target(conn, *found)
+
+    def _placement_target(self, conn: _Connection, mid: int,
+                          data_len: int) -> Optional[memoryview]:
         with self._mid_lock:
             task = self._pending.get(mid)
             if task is None or task.generation != conn.generation or \
@@ -688,11 +698,16 @@ class SmbClient:
 
     def _dispatch(self, conn: _Connection, message) -> None:
         """Complete the task(s) a frame answers (demux thread)."""
-        if type(message) is PlacedFrame:
-            self._dispatch_one(conn, conn.wire, message.head, False, message.tail)
-            return
         encrypted = False
-        if message[0] == 0xFD:             # b"\xfdSMB": a transform header
+        if type(message) is PlacedFrame:
+            if message.head[0] != 0xFD:
+                self._dispatch_one(conn, conn.wire, message.head, False, message.tail)
+                return
+            message = self._decrypt_placed(conn, message.head, message.tail)
+            if message is None:
+                return
+            encrypted = True
+        elif message[0] == 0xFD:             # b"\xfdSMB": a transform header
             message = self._decrypt(message)
             encrypted = True
         wire = conn.wire
@@ -767,14 +782,52 @@ class SmbClient:
         task.state = TaskState.DONE
         self._wake(task)
 
-    def _decrypt(self, message):
-        from .security.crypto import DecryptError, transform_session_id
+    def _decrypt_placed(self, conn: _Connection, head: bytes, tail: memoryview):
+        """Decrypt a large transform frame whose ciphertext sits in the
+        scratch buffer: a READ payload goes straight into the caller's
+        buffer (then None is returned: it is dispatched here); anything else
+        comes back as the plaintext message."""
+        from .security.crypto import TRANSFORM_HEADER_SIZE, DecryptError
+        session = self._session_for(head)
+        size = len(head) - TRANSFORM_HEADER_SIZE + len(tail)
+        cipher = getattr(session, "cipher", None)
         try:
-            session = self._sessions.get(transform_session_id(message))
+            stream = cipher.decrypt_stream(head, size) if cipher is not None else None
+            if stream is None:
+                return session.decrypt(bytes(head) + bytes(tail))
+            plain = bytearray(PLACEMENT_HEAD)
+            first = len(head) - TRANSFORM_HEADER_SIZE
+            stream.update_into(memoryview(head)[TRANSFORM_HEADER_SIZE:], memoryview(plain))
+            stream.update_into(tail[:PLACEMENT_HEAD - first], memoryview(plain)[first:])
+            rest = tail[PLACEMENT_HEAD - first:]
+            found = conn.wire.placement(plain, size)
+            target = self._placement_target(conn, *found) if found is not None else None
+            if target is None:
+                out = bytearray(size)
+                out[:PLACEMENT_HEAD] = plain
+                stream.update_into(rest, memoryview(out)[PLACEMENT_HEAD:])
+                stream.finalize()
+                return out
+            stream.update_into(rest, target)
+            stream.finalize()        # only now is the data authentic
+        except DecryptError as exc:
+            raise SmbProtocolError(f"cannot decrypt a frame: {exc}") from None
+        self._dispatch_one(conn, conn.wire, bytes(plain), True, target)
+        return None
+
+    def _session_for(self, frame):
+        from .security.crypto import transform_session_id
+        try:
+            session = self._sessions.get(transform_session_id(frame))
         except ValueError:
             session = None
         if session is None:
             raise SmbProtocolError("encrypted frame for an unknown session")
+        return session
+
+    def _decrypt(self, message):
+        from .security.crypto import DecryptError
+        session = self._session_for(message)
         try:
             return session.decrypt(message)
         except DecryptError as exc:

@@ -114,6 +114,7 @@ class SmbRawFile(io.RawIOBase):
 
     def readall(self) -> bytes:
         self._need(readable=True)
+        self._tree.check_handle(self._handle)
         size = self._tree.ops.query_info(self._handle).size
         parts = []
         want = max(size - self._pos, 0)
@@ -148,6 +149,7 @@ class SmbRawFile(io.RawIOBase):
         elif whence == io.SEEK_CUR:
             pos = self._pos + offset
         elif whence == io.SEEK_END:
+            self._tree.check_handle(self._handle)
             self._size = self._tree.ops.query_info(self._handle).size
             pos = self._size + offset
         else:
@@ -166,6 +168,7 @@ class SmbRawFile(io.RawIOBase):
         size = self._pos if size is None else int(size)
         if size < 0:
             raise OSError(22, "negative size")
+        self._tree.check_handle(self._handle)
         self._tree.ops.set_end_of_file(self._handle, size)
         self._size = size
         return size
@@ -173,11 +176,13 @@ class SmbRawFile(io.RawIOBase):
     def fsync(self) -> None:
         """SMB FLUSH: ask the server to commit the file to stable storage."""
         self._checkClosed()
+        self._tree.check_handle(self._handle)
         self._tree.ops.flush(self._handle)
 
     def stat(self):
         """A fresh StatResult of the open file (QUERY_INFO)."""
         self._checkClosed()
+        self._tree.check_handle(self._handle)
         return self._tree.ops.query_info(self._handle).to_stat()
 
     # -- lifetime -------------------------------------------------------------------

@@ -155,7 +155,8 @@ class Handle:
     lease_state: int = 0
     granted_access: int = 0
     closed: bool = False
-    file: Any = field(default=None, repr=False)   # the SmbFile using it, for breaks
+    file: Any = field(default=None, repr=False)
+    generation: int = 0          # the client connection generation it was opened on   # the SmbFile using it, for breaks
 
 
 class FileOps:

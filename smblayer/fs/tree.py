@@ -33,7 +33,8 @@ import time
 import weakref
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
-from ..errors import SmbError
+from ..errors import SmbConnectionError, SmbError, SmbStatusError
+from ..proto.status import NtStatus
 from .file import SmbRawFile
 from .ops import (FILE_APPEND_DATA, FILE_CREATE, FILE_NON_DIRECTORY_FILE, FILE_OPEN,
                   FILE_OPEN_IF, FILE_OVERWRITE_IF, FILE_READ_ATTRIBUTES, FILE_READ_DATA,
@@ -229,10 +230,12 @@ class Tree:
             access |= FILE_WRITE_DATA | FILE_APPEND_DATA | FILE_WRITE_ATTRIBUTES
         lease_state = LEASE_READ | LEASE_HANDLE | LEASE_WRITE if level == OPLOCK_LEASE else 0
         breaks = self._break_router() if level != OPLOCK_NONE else None
+        generation = self.client.generation
         with breaks.opening() if breaks is not None else contextlib.nullcontext():
             handle = self.ops.open(path, access=access, disposition=disposition,
                                    create_options=FILE_NON_DIRECTORY_FILE, oplock=level,
                                    lease_state=lease_state)
+            handle.generation = generation
             raw = SmbRawFile(self, handle, mode.replace("t", ""), readable=readable,
                              writable=writable, append=append, on_break=on_break)
             with self._lock:
@@ -388,6 +391,7 @@ class Tree:
         """READ [offset, offset+length) pipelined; ``sink(pos, data)`` gets
         each chunk in order until the first short one (end of file).  With
         ``into``, the data may be received straight into it."""
+        self.check_handle(handle)
         ops, step = self.ops, self.io_read_size
         state = [0, False]            # bytes delivered, end of file seen
         placeable = into is not None and self._placement_ok()
@@ -426,11 +430,12 @@ class Tree:
         return self._read_chunks(handle, offset, len(view), sink, into=view)
 
     def _placement_ok(self) -> bool:
-        """Data can be received in place only when nothing must check or
-        decrypt the whole message first."""
+        """Data can be received in place unless a signature must be checked
+        over the whole message first (encrypted replies are authenticated by
+        their decryption, which runs before the data counts as received)."""
         session = self.session
-        return not self.client.dialect.is_smb1 and not session.signing and \
-            not session.encrypt and not self.encrypt
+        encrypted = session.cipher is not None and (session.encrypt or self.encrypt)
+        return not self.client.dialect.is_smb1 and (encrypted or not session.signing)
 
     def _pread_bytes(self, handle: Handle, offset: int, length: int) -> bytes:
         chunks: List[memoryview] = []
@@ -440,6 +445,7 @@ class Tree:
     def _pwrite(self, handle: Handle, offset: int, view: memoryview) -> int:
         """WRITE ``view`` at ``offset`` pipelined; returns the bytes written
         up to the first short write."""
+        self.check_handle(handle)
         ops, step = self.ops, self.io_write_size
         state = [0, False]
 
@@ -466,10 +472,26 @@ class Tree:
             self._files.pop(id(raw), None)
         if self._breaks is not None:
             self._breaks.remove(handle)
-        if not self.connected or handle.closed:
-            handle.closed = True
+        if not self.connected or handle.closed or handle.generation != self.client.generation:
+            handle.closed = True        # a reconnect already closed it on the server
             return
-        self.ops.close(handle)
+        try:
+            self.ops.close(handle)
+        except SmbStatusError as exc:
+            # A reconnect raced with this close: the server dropped the
+            # handle with the old connection, which is what close wanted.
+            if exc.status not in (NtStatus.FILE_CLOSED, NtStatus.INVALID_HANDLE) or \
+                    handle.generation == self.client.generation:
+                raise
+            handle.closed = True
+
+    def check_handle(self, handle: Handle) -> None:
+        """Raise a clear error for a handle that did not survive a reconnect
+        (no durable handles): the server closed it with the old connection."""
+        if handle.generation != self.client.generation:
+            raise SmbConnectionError(
+                f"{handle.path!r}: the open file was lost when the connection to "
+                f"{self.client.host}:{self.client.port} was re-established; reopen it")
 
     def _close_all_files(self) -> None:
         with self._lock:

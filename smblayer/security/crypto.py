@@ -22,9 +22,10 @@ from __future__ import annotations
 import itertools
 import os
 import struct
-from typing import List, Sequence, Union
+from typing import List, Optional, Sequence, Union
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM
 
 __all__ = [
@@ -85,7 +86,7 @@ class TransformCipher:
     """Encrypts client->server and decrypts server->client messages of one session."""
 
     __slots__ = ("cipher_id", "dialect", "_encryptor", "_decryptor", "_nonce_len",
-                 "_salt", "_counter")
+                 "_salt", "_counter", "_decryption_key")
 
     def __init__(self, cipher_id: int, encryption_key: bytes, decryption_key: bytes,
                  dialect: int) -> None:
@@ -99,6 +100,7 @@ class TransformCipher:
         self.dialect = dialect
         self._encryptor = _aead(cipher_id, encryption_key)
         self._decryptor = _aead(cipher_id, decryption_key)
+        self._decryption_key = decryption_key
         self._nonce_len = _CIPHERS[cipher_id][1]
         self._salt = os.urandom(self._nonce_len - 8)
         self._counter = itertools.count()   # next() is atomic under the GIL
@@ -127,6 +129,16 @@ class TransformCipher:
     def decrypt(self, frame: Buffer) -> bytes:
         """Authenticate and decrypt one transformed message; raise DecryptError."""
         view = memoryview(frame).cast("B")
+        tag, nonce = self._check_header(view, view.nbytes - TRANSFORM_HEADER_SIZE)
+        ciphertext = view[TRANSFORM_HEADER_SIZE:]
+        try:
+            return self._decryptor.decrypt(nonce[:self._nonce_len], b"".join((ciphertext, tag)),
+                                           view[_AAD_START:TRANSFORM_HEADER_SIZE])
+        except InvalidTag:
+            raise DecryptError("transformed message failed authentication") from None
+
+    @staticmethod
+    def _check_header(view, ciphertext_size: int):
         if view.nbytes < TRANSFORM_HEADER_SIZE:
             raise DecryptError("transformed message shorter than its header")
         protocol, tag, nonce, size, _reserved, flags, _sid = _HEADER.unpack_from(view)
@@ -134,11 +146,52 @@ class TransformCipher:
             raise DecryptError("not an SMB2 TRANSFORM_HEADER message")
         if flags != _ENCRYPTED:
             raise DecryptError(f"unsupported transform flags 0x{flags:04x}")
-        ciphertext = view[TRANSFORM_HEADER_SIZE:]
-        if size != ciphertext.nbytes:
+        if size != ciphertext_size:
             raise DecryptError("OriginalMessageSize does not match the ciphertext length")
+        return tag, nonce
+
+    def decrypt_stream(self, header: Buffer, ciphertext_size: int) -> "Optional[GcmStream]":
+        """A streaming decryptor for the message after ``header`` (the 52-byte
+        transform header), so the plaintext can be written wherever it belongs
+        (a READ payload straight into the caller's buffer).  GCM only (CCM
+        is one-shot): None for CCM.  Nothing is authentic until
+        ``GcmStream.finalize()`` returned."""
+        if self.cipher_id not in (AES_128_GCM, AES_256_GCM):
+            return None
+        view = memoryview(header).cast("B")[:TRANSFORM_HEADER_SIZE]
+        tag, nonce = self._check_header(view, ciphertext_size)
+        decryptor = Cipher(algorithms.AES(self._decryption_key),
+                           modes.GCM(nonce[:self._nonce_len], tag)).decryptor()
+        decryptor.authenticate_additional_data(view[_AAD_START:TRANSFORM_HEADER_SIZE])
+        return GcmStream(decryptor)
+
+
+class GcmStream:
+    """Incremental AES-GCM decryption into caller-provided buffers."""
+
+    __slots__ = ("_decryptor",)
+
+    def __init__(self, decryptor):
+        self._decryptor = decryptor
+
+    def update_into(self, data: Buffer, out: memoryview) -> None:
+        """Decrypt ``data`` into ``out[:len(data)]``.  (cryptography wants 15
+        bytes of slack after the output; the last block goes through a small
+        scratch buffer so ``out`` may be exactly ``len(data)`` long.)"""
+        data = memoryview(data).cast("B")
+        n = data.nbytes
+        if len(out) < n:
+            raise ValueError("output buffer too small")
+        bulk = max(0, n - 16)
+        if bulk:
+            self._decryptor.update_into(data[:bulk], out[:bulk + 15])
+        scratch = bytearray(n - bulk + 15)
+        done = self._decryptor.update_into(data[bulk:], scratch)
+        out[bulk:n] = scratch[:done]
+
+    def finalize(self) -> None:
+        """Check the tag; DecryptError if the message is not authentic."""
         try:
-            return self._decryptor.decrypt(nonce[:self._nonce_len], b"".join((ciphertext, tag)),
-                                           view[_AAD_START:TRANSFORM_HEADER_SIZE])
+            self._decryptor.finalize()
         except InvalidTag:
             raise DecryptError("transformed message failed authentication") from None

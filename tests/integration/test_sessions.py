@@ -138,3 +138,27 @@ def test_tampered_response_through_proxy_is_rejected(samba, mode):
                 tree.session.tree_connect("readonly")
         finally:
             tree.client.close()
+
+
+@pytest.mark.parametrize("cipher", [AES_128_GCM, AES_128_CCM], ids=["gcm-streamed", "ccm"])
+def test_tampered_large_encrypted_read_is_rejected(samba, cipher):
+    """A large encrypted READ reply is decrypted straight into the caller's
+    buffer (GCM); a flipped bit in it must still fail the read."""
+    import os
+    data = os.urandom(3 << 20)
+    (samba.share_path("encrypted") / "tamper.bin").write_bytes(data)
+    with FaultProxy(samba.host, samba.port) as proxy:
+        tree = fs.connect(samba.host, "encrypted", samba.username, samba.password,
+                          port=proxy.port, encrypt=True, ciphers=(cipher,),
+                          timeouts=TimeoutPolicy(timeout=5.0, connect_timeout=5.0),
+                          reconnect=ReconnectPolicy(initial_delay=0.05, max_delay=0.2))
+        try:
+            buf = bytearray(len(data))
+            with tree.open("tamper.bin", "rb", buffering=0) as f:
+                assert f.readinto(buf) == len(data) and buf == data     # clean read
+            with tree.open("tamper.bin", "rb", buffering=0) as f:
+                proxy.corrupt_next("s2c", offset=4 + 52 + 80 + 5000, xor=0x04)
+                with pytest.raises(SmbProtocolError):
+                    f.readinto(bytearray(len(data)))
+        finally:
+            tree.client.close()
