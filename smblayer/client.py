@@ -166,7 +166,8 @@ class SmbClient:
         self._reconnect_handlers: List[Callable] = []
         self._break_handlers: List[Callable] = []
         self._sessions: Dict[int, object] = {}      # SessionId -> session (decrypt)
-        self.default_security = None                # SMB1 connection signer
+        self.default_security = None                # SMB1: the session that signs echoes
+        self.smb1_signing = None                    # SMB1: per-connection signing state
         self._probing = False
         self._gave_up = 0                      # bumped each time reconnecting gives up
         self._last_conn_useful = True
@@ -1135,6 +1136,8 @@ class SmbClient:
             old = self._conn
             with self._send_lock, self._mid_lock:
                 self._conn = conn
+                self.smb1_signing = None      # SMB1 signing starts over per connection
+                self.default_security = None
                 self._next_mid = negotiated.next_message_id
                 self._timers = {}
                 self._timer_wake_at = _NEVER

@@ -221,12 +221,23 @@ _UNSIGNED_OK = frozenset({NtStatus.PENDING, NtStatus.USER_SESSION_DELETED,
                           NtStatus.NETWORK_SESSION_EXPIRED})
 
 
+class _Smb1Signing:
+    """SMB1 signs per connection, not per session ([MS-CIFS] 3.2.4.1.1):
+    the first signed session's key and one sequence counter serve every
+    session on the connection.  Kept as ``client.smb1_signing`` (the client
+    drops it with the connection)."""
+
+    def __init__(self, signer: Smb1Signer):
+        self.signer = signer
+        # The final SESSION_SETUP request/response pair used 0 and 1.
+        self.seq = 2
+
+
 class _Smb1Auth:
     """SESSION_SETUP_ANDX (extended security), LOGOFF_ANDX, TREE_CONNECT_ANDX."""
 
     def __init__(self, session: "Session"):
         self.s = session
-        self._seq = 0
 
     def setup_task(self, token: bytes, session_id: int) -> SmbTask:
         n = self.s.client.negotiated
@@ -275,26 +286,31 @@ class _Smb1Auth:
 
     def make_keys(self, gss_key: bytes, preauth: Optional[bytes]) -> None:
         s = self.s
-        if s.signing:
+        client = s.client
+        if client.smb1_signing is not None:
+            s.signer = client.smb1_signing.signer      # the connection already signs
+        elif s.signing:
             s.signer = Smb1Signer(gss_key)
-            # The final SESSION_SETUP request/response pair used 0 and 1.
-            self._seq = 2
+            client.smb1_signing = _Smb1Signing(s.signer)
 
     def protect(self, task: SmbTask, header: bytearray, parts: list) -> list:
         s = self.s
         struct.pack_into("<H", header, 28, s.session_id)
-        if s.signer is not None:
-            task.sign_seq = self._seq
+        signing = s.client.smb1_signing
+        task.sign_seq = -1
+        if signing is not None:
+            task.sign_seq = signing.seq
             # NT_CANCEL has no response, so it takes one number, others two.
-            self._seq += 1 if task.command == smb1.Command.NT_CANCEL else 2
+            signing.seq += 1 if task.command == smb1.Command.NT_CANCEL else 2
             message = bytearray(b"".join(parts))
-            s.signer.sign(message, task.sign_seq)
+            signing.signer.sign(message, task.sign_seq)
             return [message]
         return parts
 
     def verify(self, task: SmbTask, reply: Reply) -> None:
-        s = self.s
-        if s.signer is not None and not s.signer.verify(reply.message, task.sign_seq + 1):
+        signing = self.s.client.smb1_signing
+        if task.sign_seq >= 0 and signing is not None and \
+                not signing.signer.verify(reply.message, task.sign_seq + 1):
             raise SmbProtocolError(
                 f"bad signature on the {smb1.Command(task.command).name} response; rejected")
 
@@ -457,10 +473,14 @@ class Session:
         self.client.register_session(self.session_id, self)
         if self.client.negotiated.dialect is Dialect.SMB1:
             if self.signer is not None:
-                if not self.signer.verify(reply.message, 1):
+                # Signing started with this session: its final response is the
+                # first signed message (sequence 1).  On a connection that
+                # already signed, run_task has verified it in sequence.
+                if task.sign_seq < 0 and not self.signer.verify(reply.message, 1):
                     raise SmbProtocolError("bad signature on the final SESSION_SETUP_ANDX "
                                            "response")
-                self.client.default_security = self
+                if self.client.default_security is None:
+                    self.client.default_security = self
             return
         # The final response is signed with the new key (3.x always, 2.x if signing).
         if reply.header.flags & smb2.Flags.SIGNED and not self.signer.verify(reply.message):

@@ -162,3 +162,26 @@ def test_tampered_large_encrypted_read_is_rejected(samba, cipher):
                     f.readinto(bytearray(len(data)))
         finally:
             tree.client.close()
+
+
+def test_two_signed_smb1_sessions_share_the_connection_signing(samba_factory):
+    """SMB1 signs per connection: a second session on a signing connection
+    keeps the connection's key and sequence numbers in step."""
+    from smblayer.fs.session import Session
+    server = samba_factory(extra_global={"server signing": "mandatory"})
+    client = smblayer.get_client(server.host, server.port,
+                                 dialects=DialectRange(Dialect.SMB1, Dialect.SMB1))
+    try:
+        first = Session(client, server.username, server.password, require_signing=True)
+        tree1 = first.tree_connect("share")
+        second = Session(client, server.username, server.password, require_signing=True)
+        tree2 = second.tree_connect("share")
+        for i in range(3):
+            tree1.write_bytes("shared.txt", b"%d" % i * 100)
+            assert tree2.read_bytes("shared.txt") == b"%d" % i * 100
+            client.echo()
+        second.logoff()
+        assert tree1.read_bytes("shared.txt") == b"2" * 100
+        first.logoff()
+    finally:
+        client.close()
