@@ -27,8 +27,8 @@ import re
 import statistics
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
 import time
+from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
 from typing import BinaryIO, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -458,41 +458,40 @@ def cmd_cat(args) -> int:
     return 0
 
 
-def cmd_rm(args) -> int:
+def _each_remote(args) -> Iterator[Tuple["fs.Tree", str]]:
+    """(tree, path) for each URL argument, each on its own connected tree."""
     for text in args.urls:
         args.current_url = text
         url = parse_url(text)
         with open_tree(args, url) as tree:
-            tree.remove(_smb_path(url.path))
+            yield tree, _smb_path(url.path)
+
+
+def cmd_rm(args) -> int:
+    for tree, path in _each_remote(args):
+        tree.remove(path)
     return 0
 
 
 def cmd_mkdir(args) -> int:
-    for text in args.urls:
-        args.current_url = text
-        url = parse_url(text)
-        with open_tree(args, url) as tree:
-            path = _smb_path(url.path)
-            if not args.parents:
-                tree.mkdir(path)
-                continue
-            parts = path.split("/")
-            for i in range(1, len(parts) + 1):
-                sub = "/".join(parts[:i])
-                try:
-                    tree.mkdir(sub)
-                except FileExistsError:
-                    if not tree.stat(sub).is_dir:
-                        raise
+    for tree, path in _each_remote(args):
+        if not args.parents:
+            tree.mkdir(path)
+            continue
+        parts = path.split("/")
+        for i in range(1, len(parts) + 1):
+            sub = "/".join(parts[:i])
+            try:
+                tree.mkdir(sub)
+            except FileExistsError:
+                if not tree.stat(sub).is_dir:
+                    raise
     return 0
 
 
 def cmd_rmdir(args) -> int:
-    for text in args.urls:
-        args.current_url = text
-        url = parse_url(text)
-        with open_tree(args, url) as tree:
-            tree.rmdir(_smb_path(url.path))
+    for tree, path in _each_remote(args):
+        tree.rmdir(path)
     return 0
 
 

@@ -54,7 +54,7 @@ from ._demux import Demux
 from ._wire import PLACEMENT_HEAD, wire_for
 from .config import Dialect, DialectRange, ReconnectPolicy, TimeoutPolicy
 from .errors import (SmbCancelledError, SmbClosedError, SmbConnectionError, SmbError,
-                     SmbNegotiateError, SmbProtocolError, SmbTimeoutError, status_error)
+                     SmbProtocolError, SmbTimeoutError, status_error)
 from .proto import smb2
 from .proto.framing import MAX_FRAME, PlacedFrame, frame_prefix
 from .proto.negotiate import NegotiateResult
@@ -1210,9 +1210,9 @@ class SmbClient:
             self._reconnect_pending_error = error
             self._gave_up += 1
             self._state_cond.notify_all()
-        self._fail_everything(error, keep_state=True)
+        self._fail_everything(error)
 
-    def _fail_everything(self, error: BaseException, keep_state: bool = False) -> None:
+    def _fail_everything(self, error: BaseException) -> None:
         with self._mid_lock:
             tasks = [t for t in self._pending.values() if t.state not in FINAL_STATES]
             tasks += [t for t in self._reissue if t.state not in FINAL_STATES]

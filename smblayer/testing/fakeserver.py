@@ -70,6 +70,7 @@ from typing import Callable, List, Optional, Sequence
 from ..proto import smb1, smb2
 from ..proto.framing import FrameReader, FramingError
 from ..proto.status import NtStatus
+from ._net import LISTEN, WAKE, open_listener
 
 __all__ = [
     "FakeSmbServer", "FakeConnection", "echo_responder", "garbage", "oversized_length",
@@ -84,8 +85,7 @@ ERROR_BODY = b"\x09\x00\x00\x00\x00\x00\x00\x00\x00"   # [MS-SMB2] 2.2.2, ByteCo
 CIPHER_AES_128_GCM = 0x0002
 SIGNING_AES_CMAC = 0x0001
 _RST_LINGER = struct.pack("ii", 1, 0)
-_LISTEN = object()
-_WAKE = object()
+_LISTEN, _WAKE = LISTEN, WAKE
 
 
 def _pad8(n: int) -> int:
@@ -323,18 +323,8 @@ class FakeSmbServer:
         self._stopping = False
         self._closed = False
 
-        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._listener.bind((host, 0))
-        self._listener.listen(64)
-        self._listener.setblocking(False)
+        self._listener, self._wake_r, self._wake_w, self._sel = open_listener(host, 0, 64)
         self.host, self.port = self._listener.getsockname()[:2]
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
-        self._sel = selectors.DefaultSelector()
-        self._sel.register(self._listener, selectors.EVENT_READ, _LISTEN)
-        self._sel.register(self._wake_r, selectors.EVENT_READ, _WAKE)
         self._deadline = time.monotonic() + self.max_lifetime
         self._thread = threading.Thread(target=self._run, daemon=True,
                                         name=f"fakesmb-{self.port}")

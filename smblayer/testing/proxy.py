@@ -31,12 +31,12 @@ import struct
 import threading
 import time
 from typing import Callable, Deque, Dict, List, Optional, Tuple
+from ._net import LISTEN, WAKE, open_listener
 
 __all__ = ["FaultProxy"]
 
 _DIRECTIONS = ("c2s", "s2c")
-_LISTEN = object()
-_WAKE = object()
+_LISTEN, _WAKE = LISTEN, WAKE
 _RST_LINGER = struct.pack("ii", 1, 0)
 
 
@@ -137,22 +137,9 @@ class FaultProxy:
         self._corruptions_applied = 0
         self.error: Optional[BaseException] = None
 
-        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            self._listener.bind((listen_host, listen_port))
-            self._listener.listen(128)
-            self._listener.setblocking(False)
-            self.host, self.port = self._listener.getsockname()[:2]
-            self._wake_r, self._wake_w = socket.socketpair()
-            self._wake_r.setblocking(False)
-            self._wake_w.setblocking(False)
-            self._sel = selectors.DefaultSelector()
-            self._sel.register(self._listener, selectors.EVENT_READ, _LISTEN)
-            self._sel.register(self._wake_r, selectors.EVENT_READ, _WAKE)
-        except BaseException:
-            self._listener.close()
-            raise
+        self._listener, self._wake_r, self._wake_w, self._sel = open_listener(
+            listen_host, listen_port, 128)
+        self.host, self.port = self._listener.getsockname()[:2]
         self._thread = threading.Thread(
             target=self._run, name="FaultProxy-%d" % self.port, daemon=True)
         self._thread.start()
