@@ -37,7 +37,8 @@ from ..errors import SmbAuthError, SmbError, SmbNegotiateError, SmbProtocolError
 from ..proto import smb1, smb2
 from ..proto.status import NtStatus, status_name
 from ..security import (AES_128_CCM, AES_CMAC, HMAC_SHA256, Authenticator, PreauthHash,
-                        Smb1Signer, Smb2Signer, TransformCipher, derive_session_keys)
+                        Smb1Signer, Smb2Signer, TransformCipher, authenticator,
+                        derive_session_keys)
 from ..task import Reply, SmbTask
 
 log = logging.getLogger("smblayer")
@@ -397,7 +398,7 @@ class Session:
     def _authenticate(self) -> None:
         ops = self._ops
         try:
-            auth = Authenticator(self.username, self._password, self.client.host,
+            auth = authenticator(self.username, self._password, self.client.host,
                                  protocol=self.auth_protocol, domain=self.domain)
             token = auth.step(None)
         except ValueError as exc:
@@ -449,7 +450,9 @@ class Session:
             return
 
     def _established(self, auth: Authenticator, flags: int, reply: Reply, task: SmbTask) -> None:
-        self.is_guest = bool(flags & (SESSION_FLAG_IS_GUEST | SESSION_FLAG_IS_NULL))
+        # Guest and anonymous (null) sessions have no session key: no signing.
+        self.is_guest = bool(flags & (SESSION_FLAG_IS_GUEST | SESSION_FLAG_IS_NULL)) or \
+            not self.username
         preauth = self.preauth.value if self.preauth is not None else None
         self.preauth = None
         if flags & SESSION_FLAG_ENCRYPT_DATA:
@@ -457,8 +460,8 @@ class Session:
         if self.is_guest:
             if self.require_signing or self.encrypt:
                 raise SmbAuthError(NtStatus.LOGON_FAILURE, "SESSION_SETUP",
-                                   message="server made this a guest session, which cannot "
-                                           "sign or encrypt")
+                                   message="a guest or anonymous session cannot sign or "
+                                           "encrypt")
             return
         try:
             gss_key = auth.session_key

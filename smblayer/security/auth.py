@@ -9,9 +9,10 @@ to pyspnego once and never stored, logged or shown here.
 """
 from __future__ import annotations
 
+import struct
 from typing import Optional
 
-__all__ = ["Authenticator"]
+__all__ = ["Authenticator", "AnonymousAuthenticator", "authenticator"]
 
 
 class Authenticator:
@@ -56,3 +57,60 @@ class Authenticator:
     def negotiated_protocol(self) -> str:
         """The mechanism actually in use, e.g. 'ntlm' or 'kerberos'."""
         return self._ctx.negotiated_protocol
+
+
+class AnonymousAuthenticator:
+    """An anonymous (null session) NTLM exchange ([MS-NLMP] 3.2.5.1.2):
+    NEGOTIATE with NTLMSSP_NEGOTIATE_ANONYMOUS, then an AUTHENTICATE with an
+    empty user and NT response and a one-byte LM response.  There is no
+    session key, so such a session can neither sign nor encrypt.  (pyspnego
+    has no anonymous initiator; the two messages are simple enough to pack.)"""
+
+    __slots__ = ("_state",)
+    negotiated_protocol = "ntlm"
+    session_key = b""
+    username = ""
+
+    _FLAGS = (0x00000001      # NEGOTIATE_UNICODE
+              | 0x00000004    # REQUEST_TARGET
+              | 0x00000200    # NEGOTIATE_NTLM
+              | 0x00000800    # NEGOTIATE_ANONYMOUS
+              | 0x00008000    # NEGOTIATE_ALWAYS_SIGN
+              | 0x00080000)   # NEGOTIATE_EXTENDED_SESSIONSECURITY
+    _SIGNATURE = b"NTLMSSP\0"
+
+    def __init__(self) -> None:
+        self._state = 0
+
+    def __repr__(self) -> str:
+        return "AnonymousAuthenticator()"
+
+    def step(self, in_token: Optional[bytes] = None) -> Optional[bytes]:
+        if self._state == 0:
+            self._state = 1
+            # Type 1: signature, type, flags, empty domain and workstation.
+            return struct.pack("<8sII8s8s", self._SIGNATURE, 1, self._FLAGS, bytes(8), bytes(8))
+        if self._state == 1:
+            if not in_token or in_token[:8] != self._SIGNATURE or \
+                    struct.unpack_from("<I", in_token, 8)[0] != 2:
+                raise ValueError("expected an NTLM CHALLENGE message")
+            self._state = 2
+            # Type 3: LM response is one zero byte; every other field empty.
+            payload_offset = 64
+            fields = struct.pack("<HHI", 1, 1, payload_offset)          # LM response
+            empty = struct.pack("<HHI", 0, 0, payload_offset + 1)
+            return (struct.pack("<8sI", self._SIGNATURE, 3) + fields + empty * 5
+                    + struct.pack("<I", self._FLAGS) + b"\0")
+        return None
+
+    @property
+    def complete(self) -> bool:
+        return self._state == 2
+
+
+def authenticator(username: Optional[str], password: Optional[str], hostname: str,
+                  protocol: str = "negotiate", domain: Optional[str] = None):
+    """An Authenticator, or an AnonymousAuthenticator when there is no user."""
+    if not username:
+        return AnonymousAuthenticator()
+    return Authenticator(username, password, hostname, protocol=protocol, domain=domain)

@@ -185,3 +185,40 @@ def test_two_signed_smb1_sessions_share_the_connection_signing(samba_factory):
         first.logoff()
     finally:
         client.close()
+
+
+@pytest.fixture(scope="module")
+def guest_samba():
+    """A server that maps unknown users to guest and lets guests (and null
+    sessions) read the share "public"; the guest account must be able to
+    reach the files, so they live in a world-readable temp dir."""
+    import pathlib
+    import shutil
+    import tempfile
+    from smblayer.testing.pytest_plugin import require_smbd
+    from smblayer.testing.samba import SambaServer
+    require_smbd()
+    public = pathlib.Path(tempfile.mkdtemp(prefix="smbl-public-"))
+    try:
+        public.chmod(0o755)
+        (public / "hello.txt").write_bytes(b"hi")
+        (public / "hello.txt").chmod(0o644)
+        with SambaServer(extra_global={"map to guest": "Bad User", "restrict anonymous": "0"},
+                         extra_shares={"public": {"path": str(public), "guest ok": "yes",
+                                                  "read only": "yes"}}) as server:
+            yield server
+    finally:
+        shutil.rmtree(public, ignore_errors=True)
+
+
+@pytest.mark.parametrize("dialect", ALL_DIALECTS, ids=lambda d: d.name)
+@pytest.mark.parametrize("who", ["guest", "anonymous"])
+def test_guest_and_anonymous_sessions_where_allowed(guest_samba, dialect, who):
+    user, password = ("no-such-user", "whatever") if who == "guest" else (None, None)
+    with fs.connect(guest_samba.host, "public", user, password, port=guest_samba.port,
+                    dialects=DialectRange(dialect, dialect)) as tree:
+        assert tree.session.is_guest and tree.session.signer is None
+        assert tree.read_bytes("hello.txt") == b"hi"
+    with pytest.raises(SmbAuthError):
+        fs.connect(guest_samba.host, "public", user, password, port=guest_samba.port,
+                   dialects=DialectRange(dialect, dialect), require_signing=True)
