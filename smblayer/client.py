@@ -114,6 +114,11 @@ class SmbClient:
     directly (private, refcount 1).
     """
 
+    #: ClientState: CONNECTING, ACTIVE, RECONNECTING or CLOSED
+    state: ClientState = ClientState.CONNECTING
+    #: references handed out by get_client() and not yet released
+    refcount: int = 0
+
     def __init__(self, host: str, port: int = 445, *,
                  dialects: DialectRange = DialectRange(),
                  timeouts: TimeoutPolicy = TimeoutPolicy(),
