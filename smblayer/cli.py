@@ -785,6 +785,14 @@ def build_parser() -> argparse.ArgumentParser:
 # main
 
 
+# Builtin class of an SmbStatusError -> the words a shell user expects.
+_ERROR_TEXT = ((FileNotFoundError, "No such file or directory"),
+               (FileExistsError, "File exists"),
+               (PermissionError, "Permission denied"),
+               (IsADirectoryError, "Is a directory"),
+               (NotADirectoryError, "Not a directory"))
+
+
 def describe_error(exc: BaseException, url: Optional[str] = None) -> str:
     """A one-line message for an error raised by a command."""
     if isinstance(exc, SmbStatusError):
@@ -792,16 +800,9 @@ def describe_error(exc: BaseException, url: Optional[str] = None) -> str:
         where = url or exc.path or ""
         if isinstance(exc, SmbAuthError):
             return f"authentication failed ({status})"
-        if isinstance(exc, FileNotFoundError):
-            return f"No such file or directory: {where} ({status})"
-        if isinstance(exc, FileExistsError):
-            return f"File exists: {where} ({status})"
-        if isinstance(exc, PermissionError):
-            return f"Permission denied: {where} ({status})"
-        if isinstance(exc, IsADirectoryError):
-            return f"Is a directory: {where} ({status})"
-        if isinstance(exc, NotADirectoryError):
-            return f"Not a directory: {where} ({status})"
+        for kind, text in _ERROR_TEXT:
+            if isinstance(exc, kind):
+                return f"{text}: {where} ({status})"
         return f"{where + ': ' if where else ''}{status}"
     if isinstance(exc, OSError) and exc.strerror and not isinstance(exc, SmbError):
         return f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror}"

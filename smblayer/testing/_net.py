@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import selectors
 import socket
+import struct
 from typing import Tuple
 
 #: selector keys' data for the listener and the wake-up socket
@@ -30,3 +31,18 @@ def open_listener(host: str, port: int, backlog: int) -> Tuple[
         listener.close()
         raise
     return listener, wake_r, wake_w, sel
+
+
+_RST_LINGER = struct.pack("ii", 1, 0)
+
+
+def rst_close(sock: socket.socket) -> None:
+    """Close ``sock`` sending a TCP RST instead of a FIN."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RST_LINGER)
+    except OSError:
+        pass
+    try:
+        sock.close()
+    except OSError:
+        pass

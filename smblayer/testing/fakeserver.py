@@ -71,6 +71,7 @@ from ..proto import smb1, smb2
 from ..proto.framing import FrameReader, FramingError
 from ..proto.status import NtStatus
 from ._net import LISTEN, WAKE, open_listener
+from ._net import rst_close as _rst_close
 
 __all__ = [
     "FakeSmbServer", "FakeConnection", "echo_responder", "garbage", "oversized_length",
@@ -84,7 +85,6 @@ WILDCARD_REVISION = 0x02FF
 ERROR_BODY = b"\x09\x00\x00\x00\x00\x00\x00\x00\x00"   # [MS-SMB2] 2.2.2, ByteCount 0
 CIPHER_AES_128_GCM = 0x0002
 SIGNING_AES_CMAC = 0x0001
-_RST_LINGER = struct.pack("ii", 1, 0)
 _LISTEN, _WAKE = LISTEN, WAKE
 
 
@@ -597,17 +597,6 @@ class FakeSmbServer:
                 pass
         self._sel.close()
         self._notify()
-
-
-def _rst_close(sock: socket.socket) -> None:
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RST_LINGER)
-    except OSError:
-        pass
-    try:
-        sock.close()
-    except OSError:
-        pass
 
 
 # ---------------------------------------------------------------------------

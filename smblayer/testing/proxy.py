@@ -27,29 +27,16 @@ import collections
 import errno
 import selectors
 import socket
-import struct
 import threading
 import time
 from typing import Callable, Deque, Dict, List, Optional, Tuple
 from ._net import LISTEN, WAKE, open_listener
+from ._net import rst_close as _rst_close
 
 __all__ = ["FaultProxy"]
 
 _DIRECTIONS = ("c2s", "s2c")
 _LISTEN, _WAKE = LISTEN, WAKE
-_RST_LINGER = struct.pack("ii", 1, 0)
-
-
-def _rst_close(sock: socket.socket) -> None:
-    """Close ``sock`` sending a TCP RST instead of a FIN."""
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RST_LINGER)
-    except OSError:
-        pass
-    try:
-        sock.close()
-    except OSError:
-        pass
 
 
 class _Dir:
