@@ -19,11 +19,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import getpass
+import io
 import json
 import logging
+import mmap
 import os
 import posixpath
 import re
+import stat
 import statistics
 import sys
 import threading
@@ -254,6 +257,37 @@ class _DoubleBuffer:
             yield current[:n]
 
 
+@contextlib.contextmanager
+def _mapping(local, access: int) -> Iterator[Optional[memoryview]]:
+    """A memoryview of ``local`` mapped with ``access``, or None where the
+    file can't be mapped (a pipe, a terminal, an empty file)."""
+    try:
+        fd = local.fileno()
+        if not stat.S_ISREG(os.fstat(fd).st_mode) or os.fstat(fd).st_size == 0:
+            raise OSError("not a mappable file")
+        mapped = mmap.mmap(fd, 0, access=access)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        yield None
+        return
+    view = memoryview(mapped)
+    try:
+        yield view
+    finally:
+        view.release()
+        try:
+            mapped.close()
+        except BufferError:
+            pass      # a request still holds a slice: unmapped when that goes
+
+
+def _can_map_for_write(local) -> bool:
+    try:
+        return stat.S_ISREG(os.fstat(local.fileno()).st_mode) and local.readable() and \
+            local.writable() and local.seekable()
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return False
+
+
 def _fill(read_into: Callable, view: memoryview) -> int:
     """readinto() until ``view`` is full or EOF (pipes return short reads)."""
     got = 0
@@ -277,26 +311,54 @@ def upload(tree, local: BinaryIO, path: str, size: Optional[int], label: str,
            progress: Optional[bool] = None) -> int:
     """Copy ``local`` to ``path`` in large pipelined writes; return the bytes.
     ``progress``: show a bar (default: on a terminal, for 1 MiB and more).
-    The local file is read by a helper thread while the network writes."""
+    A regular file is sent straight from a read-only mapping (no copy here);
+    anything else is read by a helper thread while the network writes."""
     total = 0
+    chunk = _chunk_size(tree)
     with tree.open(path, "wb", buffering=0) as f, \
-            Progress(label, size, enabled=_progress_enabled(size, progress)) as bar, \
-            _DoubleBuffer(_chunk_size(tree)) as buffers:
-        for view in buffers.produced(lambda buf: _fill(local.readinto, buf)):
-            _write_all(f, view)
-            total += len(view)
-            bar.update(len(view))
+            Progress(label, size, enabled=_progress_enabled(size, progress)) as bar:
+        with _mapping(local, mmap.ACCESS_READ) as mapped:
+            if mapped is not None:
+                for start in range(0, len(mapped), chunk):
+                    part = mapped[start:start + chunk]
+                    _write_all(f, part)
+                    total += len(part)
+                    bar.update(len(part))
+                    part.release()
+                return total
+        with _DoubleBuffer(chunk) as buffers:
+            for view in buffers.produced(lambda buf: _fill(local.readinto, buf)):
+                _write_all(f, view)
+                total += len(view)
+                bar.update(len(view))
         return total
 
 
 def download(tree, path: str, local: BinaryIO, label: str,
              progress: Optional[bool] = None) -> int:
     """Copy ``path`` to ``local`` in large pipelined reads; return the bytes.
-    The local file is written by a helper thread while the network reads."""
+    Into a regular file opened for reading and writing the data is received
+    straight into a shared mapping of it (no copy here); otherwise the local
+    file is written by a helper thread while the network reads."""
     chunk = _chunk_size(tree)
     total = 0
     with tree.open(path, "rb", buffering=0) as f:
         size = f.handle.info.size
+        if size and _can_map_for_write(local):
+            local.truncate(size)
+            with _mapping(local, mmap.ACCESS_WRITE) as mapped, \
+                    Progress(label, size, enabled=_progress_enabled(size, progress)) as bar:
+                while total < size:
+                    part = mapped[total:total + chunk]
+                    n = f.readinto(part)
+                    part.release()
+                    if not n:
+                        break
+                    total += n
+                    bar.update(n)
+            if total != size:             # the file shrank meanwhile
+                local.truncate(total)
+            return total
         with Progress(label, size, enabled=_progress_enabled(size, progress)) as bar, \
                 _DoubleBuffer(chunk) as buffers:
             while True:
@@ -411,7 +473,7 @@ def cmd_get(args) -> int:
             _stdout().flush()
         else:
             try:
-                with open(dest, "wb") as local:
+                with open(dest, "w+b") as local:       # readable too: it gets mapped
                     n = download(tree, path, local, label)
             except BaseException:
                 with contextlib.suppress(OSError):

@@ -107,7 +107,7 @@ def main() -> int:
                         t0 = time.perf_counter()
                         upload(tree, src, remote, size, "", progress=False)
                         t_write = time.perf_counter() - t0
-                    with open(local, "wb") as dst:
+                    with open(local, "w+b") as dst:         # as `smblayer get` opens it
                         t0 = time.perf_counter()
                         download(tree, remote, dst, "", progress=False)
                         t_read = time.perf_counter() - t0
