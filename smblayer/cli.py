@@ -265,7 +265,7 @@ def _mapping(local, access: int) -> Iterator[Optional[memoryview]]:
         fd = local.fileno()
         if not stat.S_ISREG(os.fstat(fd).st_mode) or os.fstat(fd).st_size == 0:
             raise OSError("not a mappable file")
-        mapped = mmap.mmap(fd, 0, access=access)
+        mapped = _mmap(fd, access)
     except (OSError, ValueError, io.UnsupportedOperation):
         yield None
         return
@@ -278,6 +278,17 @@ def _mapping(local, access: int) -> Iterator[Optional[memoryview]]:
             mapped.close()
         except BufferError:
             pass      # a request still holds a slice: unmapped when that goes
+
+
+def _mmap(fd: int, access: int) -> mmap.mmap:
+    """Map the whole file.  A file to read is pre-faulted where the platform
+    can (one kernel pass instead of a fault per page); a file being filled
+    is not (pre-faulting would zero every page before the first byte
+    arrives instead of as the data comes)."""
+    populate = getattr(mmap, "MAP_POPULATE", 0)
+    if populate and access == mmap.ACCESS_READ:
+        return mmap.mmap(fd, 0, flags=mmap.MAP_SHARED | populate, prot=mmap.PROT_READ)
+    return mmap.mmap(fd, 0, access=access)
 
 
 def _can_map_for_write(local) -> bool:
