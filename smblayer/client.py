@@ -46,7 +46,7 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
 from . import _connect
 from ._credits import CreditGate, CreditsAborted
@@ -483,18 +483,7 @@ class SmbClient:
                 raise _Retry()
             now = time.monotonic()
             with self._mid_lock:
-                mid = self._allocate_mid(wire, task.send_credits)
-                task.message_id = mid
-                task.generation = conn.generation
-                task.async_id = None
-                task.timed_out = False
-                task.sends += 1
-                task.t_sent = now
-                task.state = TaskState.SENT
-                if task.future is None and task._parking is None:
-                    task._parking = threading.Lock()
-                    task._parking.acquire()
-                self._pending[mid] = task
+                mid = self._register(conn, task, now)
                 wake = False if task.is_probe else self._arm_timer(task, policy, now)
             credit_request = self._credit_request(wire, task.send_credits)
             header = wire.build_header(task, mid, credit_request)
@@ -505,23 +494,144 @@ class SmbClient:
             else:
                 parts = (header, *task.body)
                 size = len(header) + task.payload_size
-            try:
-                _sendmsg_all(conn.sock, (frame_prefix(size), *parts), size + 4)
-            except OSError as exc:
-                # Make the demux see the broken socket; it starts the reconnect
-                # and this task is reissued with the others.
-                log.debug("smblayer: send failed on %s:%s: %s", self.host, self.port, exc)
-                _shutdown(conn.sock)
-            except BaseException:
-                # Interrupted (Ctrl-C) possibly mid-frame: the stream can't be
-                # trusted; reconnect, and the other requests are reissued.
-                _shutdown(conn.sock)
-                raise
+            self._put_on_wire(conn, parts, size)
             stats.ops += 1
             stats.bytes_sent += size + 4
             stats.queue_time += now - task.t_queued
             if task.sends > 1:
                 stats.retransmissions += 1
+        if wake and conn.demux is not None:
+            conn.demux.wake()
+
+    def _register(self, conn: _Connection, task: SmbTask, now: float) -> int:
+        """Give ``task`` its MessageId and enter it in the MID table (under
+        the send and MID locks)."""
+        mid = self._allocate_mid(conn.wire, task.send_credits)
+        task.message_id = mid
+        task.generation = conn.generation
+        task.async_id = None
+        task.timed_out = False
+        task.sends += 1
+        task.t_sent = now
+        task.state = TaskState.SENT
+        if task.future is None and task._parking is None:
+            task._parking = threading.Lock()
+            task._parking.acquire()
+        self._pending[mid] = task
+        return mid
+
+    def _put_on_wire(self, conn: _Connection, parts, size: int) -> None:
+        """sendmsg one frame (under the send lock)."""
+        try:
+            _sendmsg_all(conn.sock, (frame_prefix(size), *parts), size + 4)
+        except OSError as exc:
+            # Make the demux see the broken socket; it starts the reconnect
+            # and the requests in flight are reissued.
+            log.debug("smblayer: send failed on %s:%s: %s", self.host, self.port, exc)
+            _shutdown(conn.sock)
+        except BaseException:
+            # Interrupted (Ctrl-C) possibly mid-frame: the stream can't be
+            # trusted; reconnect, and the other requests are reissued.
+            _shutdown(conn.sock)
+            raise
+
+    # -- compound requests ----------------------------------------------------------
+
+    def run_compound(self, tasks: Sequence[SmbTask], related: bool = True) -> List[Reply]:
+        """Send ``tasks`` as one SMB2 compound request (one frame, one round
+        trip; [MS-SMB2] 3.2.4.1.4) and return their replies in order.  With
+        ``related`` the later requests work on the first one's handle (their
+        bodies carry FileId 0xFF..FF).  If a reconnect interrupts it, the
+        whole compound is sent again.  Errors raise as in run_task."""
+        tasks = list(tasks)
+        if not tasks:
+            raise ValueError("an empty compound")
+        conn = self._conn
+        if conn is not None and conn.wire.is_smb1:
+            raise ValueError("compound requests need SMB2 or later")
+        for task in tasks:
+            self._check_task(task)
+        try:
+            while True:
+                self._send_compound(tasks, related)
+                for task in tasks:
+                    task._parking.acquire()
+                if not any(t.state is TaskState.REISSUE for t in tasks):
+                    break
+                for task in tasks:          # resend the whole chain
+                    task.state, task.reply, task._parking = TaskState.NEW, None, None
+        except BaseException:
+            for task in tasks:
+                self._abandon(task, SmbCancelledError("request interrupted"))
+            raise
+        return [self._finish(task) for task in tasks]
+
+    def _send_compound(self, tasks: List[SmbTask], related: bool) -> None:
+        first = tasks[0]
+        while True:
+            conn = self._wait_sendable(first)
+            total = 0
+            for task in tasks:
+                task.state = TaskState.QUEUED
+                body = task.body
+                task.credit_charge = conn.wire.charge(
+                    task.command, task.payload_size - len(body[0]) if body else 0,
+                    task.expected_response)
+                task.send_credits = max(1, task.credit_charge)
+                total += task.send_credits
+            try:
+                self._credits.take(total, False, lambda: self.state is ClientState.CLOSED or
+                                   conn.lost)
+            except CreditsAborted:
+                if self.state is ClientState.CLOSED:
+                    raise SmbClosedError("client closed") from None
+                continue
+            try:
+                self._transmit_compound(conn, tasks, related, total)
+                return
+            except _Retry:
+                continue
+
+    def _transmit_compound(self, conn: _Connection, tasks: List[SmbTask], related: bool,
+                           credits: int) -> None:
+        wire = conn.wire
+        with self._send_lock:
+            if conn.lost or conn is not self._conn:
+                self._credits.grant(credits, credits)
+                raise _Retry()
+            now = time.monotonic()
+            wake = False
+            with self._mid_lock:
+                mids = [self._register(conn, task, now) for task in tasks]
+                for task in tasks:
+                    wake |= self._arm_timer(task, self._effective(task), now)
+            elements = []
+            last = len(tasks) - 1
+            for i, (task, mid) in enumerate(zip(tasks, mids)):
+                header = wire.build_header(task, mid, self._credit_request(wire,
+                                                                           task.send_credits))
+                parts = [header, *task.body]
+                if i != last:
+                    length = len(header) + task.payload_size
+                    pad = -length % 8
+                    if pad:
+                        parts.append(bytes(pad))
+                    smb2.set_next_command(header, length + pad)
+                if related and i:
+                    smb2.add_flags(header, smb2.FLAG_RELATED_OPERATIONS)
+                elements.append(parts)
+            security = tasks[0].security
+            if security is not None:
+                parts = security.protect_compound(tasks, elements)
+            else:
+                parts = [p for element in elements for p in element]
+            size = sum(map(len, parts))
+            self._put_on_wire(conn, parts, size)
+            for task in tasks:
+                stats = self._stats.command(wire, task.command)
+                stats.ops += 1
+                stats.queue_time += now - task.t_queued
+            self._stats.command(wire, tasks[0].command).bytes_sent += size + 4
         if wake and conn.demux is not None:
             conn.demux.wake()
 

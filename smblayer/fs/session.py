@@ -210,6 +210,21 @@ class _Smb2Auth:
         header = bytearray(parts[0])
         return self.protect(task, header, [header, *parts[1:]])
 
+    def protect_compound(self, tasks, elements) -> list:
+        """Sign each element of a compound over its own bytes (padding
+        included), or encrypt the whole chain as one message."""
+        s = self.s
+        for parts in elements:
+            struct.pack_into("<Q", parts[0], 40, s.session_id)
+        flat = [p for parts in elements for p in parts]
+        if s.cipher is not None and any(s.encrypt or (t.tree is not None and t.tree.encrypt)
+                                        for t in tasks):
+            return s.cipher.encrypt(flat, s.session_id)
+        if s.signer is not None and (s.signing or any(self._must_sign(t) for t in tasks)):
+            for parts in elements:
+                s.signer.sign_parts(parts[0], parts[1:])
+        return flat
+
     def decrypt(self, frame) -> bytes:
         cipher = self.s.cipher
         if cipher is None:
@@ -502,6 +517,11 @@ class Session:
 
     def protect_cancel(self, task: SmbTask, parts) -> list:
         return self._ops.protect_cancel(task, parts)
+
+    def protect_compound(self, tasks, elements) -> list:
+        if not hasattr(self._ops, "protect_compound"):
+            raise ValueError("compound requests need SMB2 or later")
+        return self._ops.protect_compound(tasks, elements)
 
     def decrypt(self, frame) -> bytes:
         return self._ops.decrypt(frame)

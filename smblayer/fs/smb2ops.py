@@ -36,6 +36,18 @@ _LEASE_V2 = struct.Struct("<16sIIQ16sHH")     # ... ParentLeaseKey, Epoch, Reser
 IMPERSONATION = 2
 # CLOSE (2.2.15, 2.2.16)
 _CLOSE = struct.Struct("<HHI16s")
+_RELATED_FID = b"\xff" * 16           # "the handle the first request of the compound opened"
+
+
+class _AnyStatus:
+    """ok_statuses that accept everything: the CLOSE of a compound stat
+    fails whenever its CREATE did, and the CREATE's status is what counts."""
+
+    def __contains__(self, status: object) -> bool:
+        return True
+
+
+_ANY_STATUS = _AnyStatus()
 _CLOSE_RESP = struct.Struct("<HHIQQQQQQI")
 CLOSE_FLAG_POSTQUERY_ATTRIB = 0x0001
 # FLUSH (2.2.17)
@@ -128,6 +140,18 @@ class Smb2FileOps(FileOps):
              share_access: int = FILE_SHARE_ALL, oplock: int = OPLOCK_NONE,
              lease_key: Optional[bytes] = None, lease_state: int = 0,
              attributes: int = 0) -> Handle:
+        task, oplock, lease_key = self._create_task(
+            path, access=access, disposition=disposition, create_options=create_options,
+            share_access=share_access, oplock=oplock, lease_key=lease_key,
+            lease_state=lease_state, attributes=attributes)
+        reply = self.client.run_task(task)
+        return self._parse_create(reply, path, oplock, lease_key)
+
+    def _create_task(self, path: str, *, access: int, disposition: int,
+                     create_options: int = 0, share_access: int = FILE_SHARE_ALL,
+                     oplock: int = OPLOCK_NONE, lease_key: Optional[bytes] = None,
+                     lease_state: int = 0, attributes: int = 0):
+        """(CREATE task, the oplock level asked, the lease key)."""
         if oplock == OPLOCK_LEASE and not self._leasing:
             log.debug("smblayer: server/dialect without leasing; asking a batch oplock")
             oplock = OPLOCK_BATCH
@@ -152,8 +176,7 @@ class Smb2FileOps(FileOps):
                             ctx_off, len(contexts))
         task = self._task(Command.CREATE, (body, buffer, contexts) if contexts else (body, buffer),
                           path, on_late_reply=self._close_late_create)
-        reply = self.client.run_task(task)
-        return self._parse_create(reply, path, oplock, lease_key)
+        return task, oplock, lease_key
 
     def _parse_create(self, reply: Reply, path: str, oplock: int,
                       lease_key: Optional[bytes]) -> Handle:
@@ -269,12 +292,14 @@ class Smb2FileOps(FileOps):
         return info
 
     def stat(self, path: str) -> FileInfo:
-        # CREATE returns times, size and attributes: no QUERY_INFO needed.
-        handle = self.open(path, access=FILE_READ_ATTRIBUTES | SYNCHRONIZE,
-                           disposition=FILE_OPEN)
-        info = handle.info
-        self.close(handle)
-        return info
+        """One round trip: CREATE and a related CLOSE in one compound (CREATE
+        returns times, size and attributes: no QUERY_INFO needed)."""
+        create, _level, _key = self._create_task(
+            path, access=FILE_READ_ATTRIBUTES | SYNCHRONIZE, disposition=FILE_OPEN)
+        close = self._task(Command.CLOSE, (_CLOSE.pack(24, 0, 0, _RELATED_FID),), path)
+        close.ok_statuses = _ANY_STATUS
+        created, _closed = self.client.run_compound((create, close))
+        return self._parse_create(created, path, OPLOCK_NONE, None).info
 
     def listdir(self, path: str) -> Iterator[FileInfo]:
         handle = self.open(path, access=FILE_LIST_DIRECTORY | FILE_READ_ATTRIBUTES | SYNCHRONIZE,

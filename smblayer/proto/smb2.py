@@ -56,6 +56,7 @@ class Flags(enum.IntFlag):
 # Plain ints for the hot path (IntFlag arithmetic is slow).
 FLAG_SERVER_TO_REDIR = 0x00000001
 FLAG_ASYNC_COMMAND = 0x00000002
+FLAG_RELATED_OPERATIONS = 0x00000004
 FLAG_SIGNED = 0x00000008
 FLAG_REPLAY_OPERATION = 0x20000000
 
@@ -111,6 +112,16 @@ def set_message_id(header: bytearray, message_id: int, credit_charge: int,
     struct.pack_into("<H", header, 6, credit_charge)
     struct.pack_into("<H", header, 14, credit_request)
     struct.pack_into("<Q", header, 24, message_id)
+
+
+def set_next_command(header: bytearray, offset: int) -> None:
+    """NextCommand: where the next element of a compound starts."""
+    _U32.pack_into(header, 20, offset)
+
+
+def add_flags(header: bytearray, flags: int) -> None:
+    (current,) = _U32.unpack_from(header, 16)
+    _U32.pack_into(header, 16, current | flags)
 
 
 @dataclass

@@ -503,3 +503,24 @@ def test_first_non_priority_request_after_negotiate(samba):
     finally:
         client.close()
         t.join(5)
+
+
+def test_compound_create_close_is_one_round_trip(samba):
+    """run_compound sends CREATE + related CLOSE in one frame: both replies
+    come back, and a missing file fails the CREATE (and the CLOSE with it)."""
+    from smblayer import fs
+    from smblayer.fs.ops import ops_for
+    (samba.share_path("share") / "compound.txt").write_bytes(b"c" * 77)
+    with fs.connect(samba.host, "share", samba.username, samba.password,
+                    port=samba.port) as tree:
+        client = tree.client
+        before = client.stats()["_client"]
+        info = ops_for(tree).stat("compound.txt")
+        assert info.size == 77
+        stats = client.stats()
+        assert stats["CREATE"]["ops"] >= 1 and stats["CLOSE"]["ops"] >= 1
+        assert stats["_client"]["unmatched_replies"] == before["unmatched_replies"]
+        with pytest.raises(FileNotFoundError):
+            ops_for(tree).stat("no-such-file.txt")
+        with pytest.raises(ValueError):
+            client.run_compound([])
