@@ -18,7 +18,7 @@ from ..proto.status import NtStatus
 from ..task import Reply, SmbTask
 from .ops import (DELETE, FILE_ATTRIBUTE_DIRECTORY, FILE_CREATE, FILE_DELETE_ON_CLOSE,
                   FILE_DIRECTORY_FILE, FILE_LIST_DIRECTORY, FILE_NON_DIRECTORY_FILE, FILE_OPEN,
-                  FILE_READ_ATTRIBUTES, FILE_SHARE_ALL, LEASE_HANDLE, LEASE_WRITE, OPLOCK_BATCH,
+                  FILE_OVERWRITE_IF, FILE_READ_ATTRIBUTES, FILE_READ_DATA, FILE_WRITE_DATA, FILE_SHARE_ALL, LEASE_HANDLE, LEASE_WRITE, OPLOCK_BATCH,
                   OPLOCK_LEASE, OPLOCK_LEVEL_II, OPLOCK_NONE, SYNCHRONIZE, FileInfo, FileOps,
                   Handle)
 
@@ -260,6 +260,39 @@ class Smb2FileOps(FileOps):
             raise SmbProtocolError(f"READ data out of bounds ({data_off}+{length})")
         return memoryview(reply.message)[data_off:data_off + length]
 
+    def read_whole(self, path: str, limit: int) -> Optional[bytes]:
+        """A small file in one round trip: CREATE + READ + CLOSE as one
+        related compound.  None if the file holds more than ``limit`` bytes
+        (the caller then reads it the normal way)."""
+        create, _level, _key = self._create_task(
+            path, access=FILE_READ_DATA | FILE_READ_ATTRIBUTES | SYNCHRONIZE,
+            disposition=FILE_OPEN, create_options=FILE_NON_DIRECTORY_FILE)
+        related = Handle(_RELATED_FID, path, FileInfo())
+        close = self._related_close(path)
+        created, data, _closed = self.client.run_compound(
+            (create, self.read_task(related, 0, limit), close))
+        if self._parse_create(created, path, OPLOCK_NONE, None).info.size > limit:
+            return None
+        return bytes(self.parse_read(data))
+
+    def write_whole(self, path: str, data) -> int:
+        """Create or overwrite ``path`` with ``data`` (at most one WRITE's
+        worth) in one round trip: CREATE + WRITE + CLOSE as one compound."""
+        create, _level, _key = self._create_task(
+            path, access=FILE_WRITE_DATA | FILE_READ_ATTRIBUTES | SYNCHRONIZE,
+            disposition=FILE_OVERWRITE_IF, create_options=FILE_NON_DIRECTORY_FILE)
+        related = Handle(_RELATED_FID, path, FileInfo())
+        tasks = [create, self._related_close(path)]
+        if len(data):
+            tasks.insert(1, self.write_task(related, 0, data))
+        replies = self.client.run_compound(tasks)
+        return self.parse_write(replies[1]) if len(data) else 0
+
+    def _related_close(self, path: str) -> SmbTask:
+        close = self._task(Command.CLOSE, (_CLOSE.pack(24, 0, 0, _RELATED_FID),), path)
+        close.ok_statuses = _ANY_STATUS
+        return close
+
     def write_task(self, handle: Handle, offset: int, data) -> SmbTask:
         body = _WRITE.pack(49, _BODY + _WRITE.size, len(data), offset, handle.fid, 0, 0, 0,
                            0, 0)
@@ -296,9 +329,7 @@ class Smb2FileOps(FileOps):
         returns times, size and attributes: no QUERY_INFO needed)."""
         create, _level, _key = self._create_task(
             path, access=FILE_READ_ATTRIBUTES | SYNCHRONIZE, disposition=FILE_OPEN)
-        close = self._task(Command.CLOSE, (_CLOSE.pack(24, 0, 0, _RELATED_FID),), path)
-        close.ok_statuses = _ANY_STATUS
-        created, _closed = self.client.run_compound((create, close))
+        created, _closed = self.client.run_compound((create, self._related_close(path)))
         return self._parse_create(created, path, OPLOCK_NONE, None).info
 
     def listdir(self, path: str) -> Iterator[FileInfo]:

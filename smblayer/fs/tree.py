@@ -272,12 +272,24 @@ class Tree:
         return f
 
     def read_bytes(self, path) -> bytes:
-        """The whole file, read with pipelined READs."""
+        """The whole file: one compound round trip for a small file where the
+        dialect has compounds, pipelined READs otherwise."""
+        read_whole = getattr(self.ops, "read_whole", None)
+        if read_whole is not None:
+            self._check_connected()
+            data = read_whole(normpath(path), self.io_read_size)
+            if data is not None:
+                return data
         with self.open(path, "rb", buffering=0) as f:
             return f.readall()
 
     def write_bytes(self, path, data) -> int:
-        """Create or overwrite ``path`` with ``data`` (pipelined WRITEs)."""
+        """Create or overwrite ``path`` with ``data``: one compound round trip
+        when it fits one WRITE, pipelined WRITEs otherwise."""
+        write_whole = getattr(self.ops, "write_whole", None)
+        if write_whole is not None and len(memoryview(data).cast("B")) <= self.io_write_size:
+            self._check_connected()
+            return write_whole(normpath(path), memoryview(data).cast("B"))
         with self.open(path, "wb", buffering=0) as f:
             return f.write(data)
 
