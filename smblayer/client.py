@@ -437,14 +437,20 @@ class SmbClient:
     def _effective(self, task: SmbTask) -> TimeoutPolicy:
         return task.timeouts or self.timeouts
 
-    def _take_credits(self, conn: _Connection, task: SmbTask) -> None:
-        # The send payload is what follows the fixed body (body[0]): the
-        # WRITE data, the IOCTL input ([MS-SMB2] 3.2.4.1.5).
+    @staticmethod
+    def _charge(conn: _Connection, task: SmbTask) -> int:
+        """Set the task's CreditCharge; return the credits it consumes.  The
+        send payload is what follows the fixed body (body[0]): the WRITE
+        data, the IOCTL input ([MS-SMB2] 3.2.4.1.5)."""
         body = task.body
-        charge = conn.wire.charge(task.command, task.payload_size - len(body[0]) if body else 0,
-                                  task.expected_response)
-        task.credit_charge = charge
-        task.send_credits = max(1, charge)
+        task.credit_charge = conn.wire.charge(
+            task.command, task.payload_size - len(body[0]) if body else 0,
+            task.expected_response)
+        task.send_credits = max(1, task.credit_charge)
+        return task.send_credits
+
+    def _take_credits(self, conn: _Connection, task: SmbTask) -> None:
+        self._charge(conn, task)
 
         def abort() -> bool:
             return self.state is ClientState.CLOSED or conn.lost or task.state in FINAL_STATES
@@ -573,12 +579,7 @@ class SmbClient:
             total = 0
             for task in tasks:
                 task.state = TaskState.QUEUED
-                body = task.body
-                task.credit_charge = conn.wire.charge(
-                    task.command, task.payload_size - len(body[0]) if body else 0,
-                    task.expected_response)
-                task.send_credits = max(1, task.credit_charge)
-                total += task.send_credits
+                total += self._charge(conn, task)
             try:
                 self._credits.take(total, False, lambda: self.state is ClientState.CLOSED or
                                    conn.lost)
@@ -1053,9 +1054,7 @@ class SmbClient:
         task.is_probe = True
         task.context_client = self
         task.t_queued = time.monotonic()
-        task.send_credits = 1
-        task.credit_charge = conn.wire.charge(task.command, 0, 0)
-        if not self._credits.try_take(1):
+        if not self._credits.try_take(self._charge(conn, task)):
             return None      # no credit: counts as an unanswered probe
         try:
             self._transmit(conn, task)
