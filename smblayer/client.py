@@ -7,7 +7,10 @@ Threads (DESIGN.md "Threads"): callers send; one demux thread per socket
 generation receives and completes; smbiod runs async completions, break and
 reconnect callbacks and echo probes; the connect worker (only while needed)
 connects, negotiates, reconnects and is the only writer of ``state`` and of
-the connection.
+the connection: the demux and the probe loop only *report* a lost
+connection (``_connection_lost``), the worker takes it down (``_take_down``:
+RECONNECTING, close the socket, requeue the requests in flight).  close()
+is the one exception, from any thread, by design.
 
 State machine (written only by the connect worker, and by close())::
 
@@ -101,10 +104,10 @@ class _Connection:
         self.lost = False
         self.lost_error: Optional[BaseException] = None
         self.replies = 0          # demux thread only: did this connection ever answer?
+        self.taken_down = False   # the connect worker has closed it and requeued its tasks
         self.scratch = memoryview(b"")   # demux thread only: large ciphertexts land here
 
 
-_in_handshake = threading.local()
 
 
 class SmbClient:
@@ -175,6 +178,7 @@ class SmbClient:
         self.smb1_signing = None                    # SMB1: per-connection signing state
         self._probing = False
         self._gave_up = 0                      # bumped each time reconnecting gives up
+        self._handshake_threads: set = set()   # smbiod threads running reconnect handlers
         self._last_conn_useful = True
         self._not_responding_since: Optional[float] = None
         self._soft_expired = False
@@ -411,7 +415,7 @@ class SmbClient:
                     return conn
                 if state is ClientState.CLOSED:
                     raise SmbClosedError("client closed")
-                if (getattr(_in_handshake, "client", None) is self and conn is not None
+                if (threading.get_ident() in self._handshake_threads and conn is not None
                         and not conn.lost):
                     return conn
                 policy = self._effective(task)
@@ -1107,23 +1111,34 @@ class SmbClient:
     # -- connection management (connect worker) ------------------------------------
 
     def _connection_lost(self, conn: _Connection, error: Optional[BaseException]) -> None:
-        """Called by the demux (or a soft timeout) when ``conn`` is unusable."""
+        """The demux (or a soft timeout) reports ``conn`` unusable: mark it
+        and hand over to the connect worker, the only writer of the socket
+        and of the client state."""
         with self._state_cond:
             if conn.lost:
                 return
             conn.lost = True
             conn.lost_error = error
             self._last_conn_useful = conn.replies > 0
-            if self.state is ClientState.CLOSED:
+            self._state_cond.notify_all()
+        self._credits.wake_all()        # senders waiting for credits see conn.lost
+        self._connector.kick()
+
+    def _take_down(self, conn: _Connection) -> None:
+        """Connect worker: leave ACTIVE, close the lost socket, wake the
+        requests that were in flight on it (to be reissued or failed)."""
+        with self._state_cond:
+            if conn.taken_down:
                 return
-            self.state = ClientState.RECONNECTING
+            conn.taken_down = True
+            if self.state is not ClientState.CLOSED:
+                self.state = ClientState.RECONNECTING
             self._state_cond.notify_all()
         log.warning("smblayer: connection to %s:%s lost: %s", self.host, self.port,
-                    error or "closed")
-        self._close_connection(conn, join=False)
-        self._requeue_in_flight(conn, error)
+                    conn.lost_error or "closed")
+        self._close_connection(conn, join=True)
+        self._requeue_in_flight(conn, conn.lost_error)
         self._credits.wake_all()
-        self._connector.kick()
 
     def _requeue_in_flight(self, conn: _Connection, error: Optional[BaseException]) -> None:
         """Wake every task sent on ``conn``: to be reissued, or failed when
@@ -1185,6 +1200,8 @@ class SmbClient:
             if self.state is ClientState.CLOSED:
                 return
             conn_now = self._conn
+            if conn_now is not None and conn_now.lost:
+                self._take_down(conn_now)
             if not first and conn_now is not None and not conn_now.lost and \
                     self.state is ClientState.ACTIVE:
                 return
@@ -1293,11 +1310,14 @@ class SmbClient:
         return not conn.lost
 
     def _in_handshake(self, fn: Callable) -> None:
-        _in_handshake.client = self
+        """Run a reconnect handler on smbiod; its requests may go out while the
+        client is still RECONNECTING."""
+        me = threading.get_ident()
+        self._handshake_threads.add(me)
         try:
             fn(self)
         finally:
-            _in_handshake.client = None
+            self._handshake_threads.discard(me)
 
     def _reconnect_failed(self, error: SmbError) -> None:
         """One reconnect attempt failed: soft requests stop waiting."""
