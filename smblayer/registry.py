@@ -23,17 +23,33 @@ class Registry:
         self._all = weakref.WeakSet()
 
     def get(self, host: str, port: int, **options):
-        from .client import ClientState, SmbClient
+        from .client import SmbClient
         key = (host.lower(), int(port), tuple(sorted(options.items())))
         with self._lock:
-            client = self._clients.get(key)
-            if client is not None and client.state is not ClientState.CLOSED:
-                client.refcount += 1
+            client = self._existing(key)
+            if client is not None:
                 return client
-            client = SmbClient(host, port, _registry=self, _key=key, **options)
-            self._clients[key] = client
-            self._all.add(client)
+        # Connect outside the lock: one slow server must not hold up
+        # get_client() for the others.  If two callers race, one client wins.
+        fresh = SmbClient(host, port, _registry=self, _key=key, **options)
+        with self._lock:
+            client = self._existing(key)
+            if client is None:
+                self._clients[key] = fresh
+                self._all.add(fresh)
+                return fresh
+        fresh._registry = None
+        fresh.close()
+        return client
+
+    def _existing(self, key):
+        """The live client for ``key`` with one more reference (under the lock)."""
+        from .client import ClientState
+        client = self._clients.get(key)
+        if client is not None and client.state is not ClientState.CLOSED:
+            client.refcount += 1
             return client
+        return None
 
     def release(self, client) -> bool:
         """Drop one reference; True if it was the last (caller closes)."""

@@ -524,3 +524,27 @@ def test_compound_create_close_is_one_round_trip(samba):
             ops_for(tree).stat("no-such-file.txt")
         with pytest.raises(ValueError):
             client.run_compound([])
+
+
+def test_concurrent_first_get_client_calls_share_one_client(samba):
+    """Clients are built outside the registry lock; callers racing for the
+    same key still end up sharing one client, and the loser is closed."""
+    barrier = threading.Barrier(8)
+    got = []
+
+    def grab():
+        barrier.wait(5)
+        got.append(smblayer.get_client(samba.host, samba.port,
+                                       timeouts=TimeoutPolicy(timeout=13.5)))
+    threads = [threading.Thread(target=grab) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(got) == 8 and len({id(c) for c in got}) == 1
+    client = got[0]
+    assert client.refcount == 8
+    for c in got:
+        c.echo()
+        c.release()
+    assert client.state is smblayer.ClientState.CLOSED
