@@ -310,3 +310,40 @@ def test_abandoned_create_that_succeeds_later_is_closed(server):
     finally:
         other.close()
         tree.close()
+
+
+def test_compound_requests_survive_a_reconnect(server):
+    """stat() and small read_bytes/write_bytes are compounds; a SIGKILL of the
+    serving child mid-stream makes the client resend whole compounds after
+    the reconnect, and every call still succeeds."""
+    (server.share_path("share") / "c.txt").write_bytes(b"z" * 321)
+    tree = connect(server, timeouts=FAST_SOFT.with_(timeout=5.0, soft_timeout=5.0),
+                   reconnect=QUICK_RECONNECT)
+    client = tree.client
+    errors, counts = [], [0, 0]
+    stop = threading.Event()
+
+    def work(i):
+        try:
+            while not stop.is_set():
+                assert tree.stat("c.txt").st_size == 321
+                tree.write_bytes(f"w{i}.bin", b"%d" % counts[i])
+                assert tree.read_bytes(f"w{i}.bin") == b"%d" % counts[i]
+                counts[i] += 1
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        wait_for(lambda: sum(counts) > 50, 10, "calls before the kill")
+        os.kill(serving_child(server, client), signal.SIGKILL)
+        wait_for(lambda: client.stats()["_client"]["reconnects"] == 1, 15, "the reconnect")
+        before = sum(counts)
+        wait_for(lambda: sum(counts) > before + 50, 10, "calls after the reconnect")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+    assert not errors, errors
+    tree.close()
