@@ -17,6 +17,7 @@ from smblayer import (ClientState, Dialect, DialectRange, ReconnectPolicy, SmbCl
                       SmbProtocolError, SmbTask, SmbTimeoutError, TimeoutPolicy)
 from smblayer.proto import smb2
 from smblayer.testing import fakeserver as fake
+from smblayer import get_client
 from smblayer.testing.fakeserver import FakeSmbServer
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(60)]
@@ -629,3 +630,30 @@ def test_bad_frame_length_during_negotiate(servers, watch):
     _, exc, _ = _timed(SmbClient, srv.host, srv.port, timeouts=TP, reconnect=RP)
     assert isinstance(exc, SmbProtocolError), exc
     watch.check()
+
+
+@pytest.mark.parametrize("dialect,flagged", [(0x0311, True), (0x0210, False)],
+                         ids=["3.1.1-replay-flag", "2.1-no-replay-flag"])
+def test_reissued_request_carries_the_replay_flag_on_3x(dialect, flagged):
+    """The first ECHO is answered with a reset; the client reconnects and
+    reissues it, with SMB2_FLAGS_REPLAY_OPERATION on 3.x only."""
+    seen = []
+
+    def handler(conn, header, request):
+        seen.append(header.flags)
+        if len(seen) == 1:
+            conn.reset()
+        else:
+            conn.reply(header)
+    with FakeSmbServer(dialect=dialect, handler=handler) as srv:
+        client = get_client("127.0.0.1", srv.port,
+                            timeouts=TimeoutPolicy(timeout=5.0, connect_timeout=2.0),
+                            reconnect=ReconnectPolicy(initial_delay=0.01, max_delay=0.1))
+        try:
+            client.echo()
+            assert len(seen) == 2
+            assert not seen[0] & smb2.FLAG_REPLAY_OPERATION
+            assert bool(seen[1] & smb2.FLAG_REPLAY_OPERATION) is flagged
+            assert client.stats()["ECHO"]["retransmissions"] == 1
+        finally:
+            client.close()
