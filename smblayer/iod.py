@@ -5,6 +5,10 @@ Like ``concurrent.futures.ThreadPoolExecutor`` but with two properties the
 layer needs: the queue is bounded (a flood of callbacks applies back-pressure
 instead of growing memory), and idle workers exit after ``idle_timeout`` so an
 idle client costs no pool threads.  Work items never run under a layer lock.
+
+The bound is far above what a connection can have outstanding (the server's
+credit window, 8192 for Samba): the demux thread queues completions here, and
+it must never wait for room while the workers wait for replies it delivers.
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ class SmbIod:
     """A small bounded pool; ``submit(fn, *args)`` returns a Future."""
 
     def __init__(self, name: str = "smbiod", max_workers: int = 4,
-                 max_queue: int = 4096, idle_timeout: float = 5.0):
+                 max_queue: int = 65536, idle_timeout: float = 5.0):
         self._name = name
         self._max_workers = max_workers
         self._max_queue = max_queue
