@@ -16,7 +16,6 @@ from .proto import credits as credit_math
 from .proto import smb1, smb2
 from .proto.framing import MAX_FRAME
 from .proto.negotiate import NegotiateResult
-from .proto.status import NtStatus
 
 # SMB2 header + the fixed part of a READ response: where READ data starts.
 PLACEMENT_HEAD = 80
@@ -27,7 +26,6 @@ _SMB2_ID = smb2.PROTOCOL_ID
 _ZERO16 = bytes(16)
 _SERVER_TO_REDIR = smb2.FLAG_SERVER_TO_REDIR
 _ASYNC_COMMAND = smb2.FLAG_ASYNC_COMMAND
-_PENDING = int(NtStatus.PENDING)
 _SMB2_HEADER = smb2.HEADER_SIZE
 _SMB1_REPLY = int(smb1.Flags.REPLY)
 
@@ -42,7 +40,6 @@ class Smb2Wire:
     max_request = MAX_FRAME
     unsolicited_id = smb2.UNSOLICITED_MESSAGE_ID
     echo_command = smb2.Command.ECHO
-    header_size = smb2.HEADER_SIZE
 
     def __init__(self, negotiated: NegotiateResult):
         self.dialect = negotiated.dialect
@@ -73,8 +70,8 @@ class Smb2Wire:
         if not flags & _SERVER_TO_REDIR:
             raise smb2.MalformedMessage(f"request (not response) for MessageId {mid}")
         if flags & _ASYNC_COMMAND:
-            return (mid, status, credits, status == _PENDING, smb2.async_id(message, offset),
-                    _SMB2_HEADER)
+            return (mid, status, credits, smb2.is_pending_interim(status, flags),
+                    smb2.async_id(message, offset), _SMB2_HEADER)
         return mid, status, credits, False, None, _SMB2_HEADER
 
     @staticmethod
@@ -109,11 +106,6 @@ class Smb2Wire:
                                   tree_id=task.tree_id, async_id=task.async_id)
         return (header, smb2.CANCEL_BODY)
 
-    @staticmethod
-    def is_break(message) -> bool:
-        return len(message) >= 16 and struct.unpack_from("<H", message, 12)[0] == \
-            smb2.Command.OPLOCK_BREAK
-
 
 class Smb1Wire:
     """NT LM 0.12.  "Credits" are the server's MaxMpxCount; MIDs are 16-bit."""
@@ -123,7 +115,6 @@ class Smb1Wire:
     max_request = 0x1FFFF
     unsolicited_id = 0xFFFF
     echo_command = smb1.Command.ECHO
-    header_size = smb1.HEADER_SIZE
     replay_flag = 0
     multi_credit = False
 
@@ -169,10 +160,6 @@ class Smb1Wire:
         header = smb1.pack_header(smb1.Command.NT_CANCEL, task.message_id, tid=task.tree_id,
                                   uid=task.session_id)
         return (header,) + smb1.pack_nt_cancel()
-
-    @staticmethod
-    def is_break(message) -> bool:
-        return len(message) > 4 and message[4] == smb1.Command.LOCKING_ANDX
 
 
 def wire_for(negotiated: NegotiateResult):

@@ -59,6 +59,7 @@ from .config import Dialect, DialectRange, ReconnectPolicy, TimeoutPolicy
 from .errors import (SmbCancelledError, SmbClosedError, SmbConnectionError, SmbError,
                      SmbProtocolError, SmbTimeoutError, status_error)
 from .proto import smb2
+from .proto.credits import credits_needed
 from .proto.framing import MAX_FRAME, PlacedFrame, frame_prefix
 from .proto.negotiate import NegotiateResult
 from .proto.status import is_error
@@ -450,7 +451,7 @@ class SmbClient:
         task.credit_charge = conn.wire.charge(
             task.command, task.payload_size - len(body[0]) if body else 0,
             task.expected_response)
-        task.send_credits = max(1, task.credit_charge)
+        task.send_credits = credits_needed(task.credit_charge)
         return task.send_credits
 
     def _take_credits(self, conn: _Connection, task: SmbTask) -> None:

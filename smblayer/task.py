@@ -92,7 +92,7 @@ class SmbTask:
                  "priority", "credit_charge", "state", "message_id", "async_id",
                  "generation", "deadline", "sends", "reply", "error", "future",
                  "_parking", "t_queued", "t_sent", "t_done", "cancel_requested",
-                 "timed_out", "context", "send_credits", "_stats", "sign_seq",
+                 "timed_out", "context", "send_credits", "sign_seq",
                  "header_flags", "on_late_reply", "context_client", "is_probe", "tree",
                  "payload_size", "recv_buffer", "__weakref__")
 
@@ -132,7 +132,6 @@ class SmbTask:
         self.cancel_requested = False
         self.timed_out = False
         self.context: Any = None          # free for the upper layer
-        self._stats = None
         self.sign_seq = 0
         self.header_flags = 0
         self.context_client = None        # the client it is running on

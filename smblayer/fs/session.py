@@ -33,9 +33,9 @@ from typing import Dict, Optional
 
 from ..client import SmbClient
 from ..config import Dialect
-from ..errors import SmbAuthError, SmbError, SmbNegotiateError, SmbProtocolError, status_error
+from ..errors import SmbAuthError, SmbError, SmbNegotiateError, SmbProtocolError
 from ..proto import smb1, smb2
-from ..proto.status import NtStatus, status_name
+from ..proto.status import NtStatus
 from ..security import (AES_128_CCM, AES_CMAC, HMAC_SHA256, Authenticator, PreauthHash,
                         Smb1Signer, Smb2Signer, TransformCipher, authenticator,
                         derive_session_keys)
@@ -618,10 +618,4 @@ def _security_buffer(message, offset: int, length: int) -> bytes:
     return bytes(message[offset:offset + length])
 
 
-def check_status(reply: Reply, command: str, path: Optional[str] = None) -> None:
-    status = reply.header.status
-    if status:
-        raise status_error(status, command, path)
-
-
-__all__ = ["Session", "check_status", "status_name"]
+__all__ = ["Session"]

@@ -105,10 +105,6 @@ def pack_header(command: int, mid: int, *, tid: int = 0, uid: int = 0, pid: int 
                                  uid, mid))
 
 
-def set_mid(header: bytearray, mid: int) -> None:
-    _MID.pack_into(header, 30, mid)
-
-
 def pack_params(words: bytes, data: bytes = b"") -> Tuple[bytes, bytes]:
     """WordCount+words and ByteCount+data, the two halves after the header."""
     if len(words) % 2:

@@ -106,14 +106,6 @@ def pack_header(command: int, message_id: int, *, credit_charge: int = 1,
         flags, next_command, message_id, 0, tree_id, session_id, bytes(16)))
 
 
-def set_message_id(header: bytearray, message_id: int, credit_charge: int,
-                   credit_request: int) -> None:
-    """Fill the fields known only at send time into a prebuilt header."""
-    struct.pack_into("<H", header, 6, credit_charge)
-    struct.pack_into("<H", header, 14, credit_request)
-    struct.pack_into("<Q", header, 24, message_id)
-
-
 def set_next_command(header: bytearray, offset: int) -> None:
     """NextCommand: where the next element of a compound starts."""
     _U32.pack_into(header, 20, offset)
@@ -207,11 +199,6 @@ def split_compound(message) -> List[Tuple[int, int]]:
         offset += nxt
         if len(parts) > 64:
             raise MalformedMessage("compound chain too long")
-
-
-# --- ERROR response ([MS-SMB2] 2.2.2) ---------------------------------------
-
-ERROR_RESPONSE = struct.Struct("<HBBI")   # StructureSize 9, ContextCount, Reserved, ByteCount
 
 
 # --- NEGOTIATE ([MS-SMB2] 2.2.3, 2.2.4) -------------------------------------

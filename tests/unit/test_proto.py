@@ -190,13 +190,6 @@ def test_smb2_async_response_header_round_trip():
     assert smb2.session_id(raw) == 7
 
 
-def test_set_message_id_patches_header():
-    raw = smb2.pack_header(smb2.Command.WRITE, 0)
-    smb2.set_message_id(raw, 1000, 4, 128)
-    h = smb2.parse_header(raw)
-    assert (h.message_id, h.credit_charge, h.credits) == (1000, 4, 128)
-
-
 @pytest.mark.parametrize("msg", [b"\xfeSMB" + bytes(26), b"\xffSMB" + bytes(60),
                                  b"\xfeSMB\x40\x00" + bytes(58)[:-1]])
 def test_smb2_parse_rejects_truncated_or_foreign(msg):
