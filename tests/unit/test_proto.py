@@ -619,7 +619,7 @@ def test_smb1_header_round_trip_and_params():
 
 def _vectors():
     override = os.environ.get("SMBLAYER_VECTORS")
-    path = Path(override) if override else Path(__file__).resolve().parents[3] / "shared" / "vectors"
+    path = Path(override) if override else Path(__file__).resolve().parents[1] / "vectors"
     path = path / "smb3-vectors.json" if path.is_dir() else path
     if not path.is_file():
         return []

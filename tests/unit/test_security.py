@@ -1,6 +1,6 @@
 """Known-answer and property tests for smblayer.security.
 
-Vectors come from /work/shared/vectors/smb3-vectors.json (override with the
+Vectors come from tests/vectors/smb3-vectors.json (vendored, sources in its README) (override with the
 SMBLAYER_VECTORS environment variable: a file or the directory holding it).
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ from smblayer.security import (
 
 def _vectors_path() -> Path:
     override = os.environ.get("SMBLAYER_VECTORS")
-    path = Path(override) if override else Path(__file__).resolve().parents[3] / "shared" / "vectors"
+    path = Path(override) if override else Path(__file__).resolve().parents[1] / "vectors"
     return path / "smb3-vectors.json" if path.is_dir() else path
 
 
