@@ -18,9 +18,11 @@ from .tree import DirEntry, Tree, normpath
 def connect(host: str, share: str, username: Optional[str] = None,
             password: Optional[str] = None, *, port: int = 445, encrypt: bool = False,
             domain: Optional[str] = None, require_signing: Optional[bool] = None,
-            **client_options) -> Tree:
+            durable: bool = True, **client_options) -> Tree:
     """Get a (shared) client, set up a session and connect to ``share``.
-    Closing the returned Tree logs off and releases the client."""
+    Closing the returned Tree logs off and releases the client.
+    ``durable=False``: open files ask no durable handles (they then do not
+    survive a reconnect, except read-only ones reopened by path)."""
     client = get_client(host, port, **client_options)
     try:
         session = Session(client, username, password, domain=domain, encrypt=encrypt,
@@ -34,6 +36,7 @@ def connect(host: str, share: str, username: Optional[str] = None,
         client.release()
         raise
     tree._owns_session = True
+    tree.durable = durable
     return tree
 
 

@@ -567,7 +567,8 @@ class Session:
     # -- lifetime ----------------------------------------------------------------------
 
     def _on_reconnect(self, client: SmbClient) -> None:
-        """Reconnect handler (smbiod): new session, then reconnect the trees."""
+        """Reconnect handler (smbiod): new session, then reconnect the trees,
+        then reclaim the open files' handles."""
         if self._closed:
             return
         old = self.session_id
@@ -579,6 +580,9 @@ class Session:
             trees = list(self.trees.values())
         for tree in trees:
             tree._reconnect()
+        # Then the open files: durable reclaim (DESIGN.md, recovery order).
+        for tree in trees:
+            tree._recover_files()
 
     def logoff(self) -> None:
         """Disconnect the trees and log off (errors on a dead link are ignored)."""
