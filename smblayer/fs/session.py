@@ -75,9 +75,11 @@ class _Smb2Auth:
 
     def setup_task(self, token: bytes, session_id: int) -> SmbTask:
         security_mode = 2 if self.s.require_signing else 1
+        # PreviousSessionId after a reconnect: the server drops the old
+        # session (and disconnects its durable opens for our reclaim).
         body = _SMB2_SETUP_REQUEST.pack(25, 0, security_mode, 0x1, 0,
                                         smb2.HEADER_SIZE + _SMB2_SETUP_REQUEST.size,
-                                        len(token), 0)
+                                        len(token), self.s.previous_session_id)
         return SmbTask(smb2.Command.SESSION_SETUP, (body, token), session_id=session_id)
 
     @staticmethod
@@ -101,7 +103,7 @@ class _Smb2Auth:
         if len(reply.body) < _SMB2_TREE_RESPONSE.size:
             raise SmbProtocolError("TREE_CONNECT response truncated")
         _size, share_type, _r, flags, caps, access = _SMB2_TREE_RESPONSE.unpack_from(reply.body)
-        return reply.header.tree_id, share_type, flags, access
+        return reply.header.tree_id, share_type, flags, access, caps
 
     def tree_disconnect_task(self, tree) -> SmbTask:
         return SmbTask(smb2.Command.TREE_DISCONNECT, (b"\x04\x00\x00\x00",), tree=tree,
@@ -293,7 +295,7 @@ class _Smb1Auth:
 
     @staticmethod
     def parse_tree_connect(reply: Reply):
-        return reply.header.tid, 0, 0, 0
+        return reply.header.tid, 0, 0, 0, 0
 
     def tree_disconnect_task(self, tree) -> SmbTask:
         words, data = smb1.pack_params(b"")
@@ -362,6 +364,7 @@ class Session:
         self.encrypt = bool(encrypt)
         self._require_signing_arg = require_signing
         self.session_id = 0
+        self.previous_session_id = 0    # sent in SESSION_SETUP after a reconnect
         self.signer = None
         self.cipher = None
         self.application_key = b""
@@ -546,8 +549,9 @@ class Session:
         task.tree = tree
         task.replayable = False
         reply = self.client.run_task(task)
-        tree_id, _type, flags, access = self._ops.parse_tree_connect(reply)
+        tree_id, _type, flags, access, caps = self._ops.parse_tree_connect(reply)
         tree.tree_id = tree_id
+        tree.capabilities = caps            # e.g. continuous availability (persistent handles)
         dialect = self.client.negotiated.dialect
         if dialect in (Dialect.SMB3_0, Dialect.SMB3_0_2) and not self.negotiate_validated \
                 and self.signer is not None:
@@ -573,7 +577,11 @@ class Session:
             return
         old = self.session_id
         client.unregister_session(old)
-        self._setup()
+        self.previous_session_id = old
+        try:
+            self._setup()
+        finally:
+            self.previous_session_id = 0
         log.info("smblayer: session re-established on %s:%s (0x%x -> 0x%x)",
                  client.host, client.port, old, self.session_id)
         with self._trees_lock:

@@ -256,9 +256,13 @@ class Tree:
         """Learn the file id of a handle that can't be durable (SMB1): it
         proves the file's identity if it must be reopened by path."""
         try:
-            self.ops.query_info(handle)
+            info = self.ops.query_info(handle)
         except SmbError as exc:
             log.debug("smblayer: no file id for %r: %s", handle.path, exc)
+            return
+        known = handle.info
+        known.file_index, known.size = info.file_index, info.size
+        known.last_write_time = info.last_write_time
 
     def _wrap(self, raw: SmbRawFile, buffering: int, readable: bool, writable: bool,
               binary: bool, encoding, errors, newline):
