@@ -83,14 +83,16 @@ class SmbRawFile(io.RawIOBase):
         self._lock = threading.Lock()          # the handle's fid, _tasks, _lost
         self._tasks: Set[SmbTask] = set()      # data requests not yet answered
         self._lost: Optional[SmbConnectionError] = None
+        self._lost_reported = False            # the caller has seen _lost: close quietly
         self._written = False                  # we changed the file: no reopen by path
         # write-behind (the writing thread's state)
         self._writes: Deque[Tuple[object, SmbTask, int]] = collections.deque()
         self._write_bytes = 0
         self._write_error: Optional[BaseException] = None
-        # read-ahead: (offset, length, future, task) in file order
-        self._ahead: Deque[Tuple[int, int, object, SmbTask]] = collections.deque()
+        # read-ahead: (offset, length, future, task, buffer) in file order
+        self._ahead: Deque[Tuple[int, int, object, SmbTask, bytearray]] = collections.deque()
         self._leftover: Optional[Tuple[int, bytes]] = None
+        self._ra_free: list = []              # read-ahead buffers free for reuse
         self._next_read = -1
         self._sequential = 0
         handle.file = self
@@ -162,6 +164,7 @@ class SmbRawFile(io.RawIOBase):
         """Raise the error of a handle that did not survive a reconnect."""
         lost = self._lost
         if lost is not None:
+            self._lost_reported = True
             raise lost
         if not self._tree.connected:
             raise ValueError(f"{self._tree!r} is not connected")
@@ -185,6 +188,11 @@ class SmbRawFile(io.RawIOBase):
         error if the handle died with the connection."""
         return self._lost if self._lost is not None and isinstance(exc, SmbError) else exc
 
+    def _raise(self, exc: BaseException) -> None:
+        if exc is self._lost:
+            self._lost_reported = True
+        raise exc
+
     def _start(self, build: Builder):
         """Send a data request without waiting: (task, Future)."""
         task = self._build(build)
@@ -198,7 +206,7 @@ class SmbRawFile(io.RawIOBase):
         try:
             return future.result()
         except BaseException as exc:
-            raise self._failure(exc) from None
+            self._raise(self._failure(exc))
         finally:
             self._settled(task)
 
@@ -208,7 +216,7 @@ class SmbRawFile(io.RawIOBase):
         try:
             return self._client.run_task(task)
         except BaseException as exc:
-            raise self._failure(exc) from None
+            self._raise(self._failure(exc))
         finally:
             self._settled(task)
 
@@ -326,17 +334,24 @@ class SmbRawFile(io.RawIOBase):
                     self._leftover = (start + done, data[done:])
         ops = self._ops
         while self._ahead and done < len(view):
-            start, length, future, task = self._ahead.popleft()
+            start, length, future, task, buf = self._ahead[0]
             if start != offset + done:
                 self._drop_read_ahead()
                 break
-            data = ops.parse_read(self._result(task, future))
+            self._ahead.popleft()
+            try:
+                data = ops.parse_read(self._result(task, future))
+            except BaseException:
+                self._drop_read_ahead()
+                raise
             got = min(len(data), length)
             take = min(got, len(view) - done)
             view[done:done + take] = data[:take]
             done += take
             if take < got:         # the rest of this chunk waits for the next call
                 self._leftover = (start + take, bytes(data[take:got]))
+            del data
+            self._ra_free.append(buf)     # answered: its buffer can take the next READ
             if got < length:
                 self._drop_read_ahead()
                 return done, True
@@ -349,15 +364,22 @@ class SmbRawFile(io.RawIOBase):
             offset = self._leftover[0] + len(self._leftover[1])
         end = self._ahead[-1][0] + self._ahead[-1][1] if self._ahead else offset
         ops = self._ops
+        placeable = self._tree._placement_ok()
         while len(self._ahead) < self.max_in_flight:
-            task, future = self._start(lambda h, o=end, n=step: ops.read_task(h, o, n))
-            self._ahead.append((end, step, future, task))
+            buf = self._ra_free.pop() if self._ra_free else bytearray(step)
+            into = memoryview(buf)[:step] if placeable and len(buf) >= step else None
+            task, future = self._start(
+                lambda h, o=end, n=step, into=into: ops.read_task(h, o, n, into=into)
+                if into is not None else ops.read_task(h, o, n))
+            self._ahead.append((end, step, future, task, buf))
             end += step
 
     def _drop_read_ahead(self) -> None:
+        """Forget the read-ahead (its buffers too: a late reply may still
+        land in them)."""
         self._leftover = None
         while self._ahead:
-            _start, _n, future, task = self._ahead.popleft()
+            _start, _n, future, task, _buf = self._ahead.popleft()
             future.cancel()
             self._settled(task)
 
@@ -462,11 +484,16 @@ class SmbRawFile(io.RawIOBase):
     def _raise_write_error(self) -> None:
         error, self._write_error = self._write_error, None
         if error is not None:
-            raise error
+            self._raise(error)
 
     def flush(self) -> None:
         """Wait until every write has reached the server (errors raise here)."""
         if self.closed:
+            return
+        if self._lost is not None and self._lost_reported:
+            self._writes.clear()        # cancelled with the lost handle, already reported
+            self._write_bytes = 0
+            self._write_error = None
             return
         self._drain_writes()
 
@@ -551,13 +578,17 @@ class SmbRawFile(io.RawIOBase):
 
     # -- recovery (reconnect handler thread) -------------------------------------------
 
-    def _recover(self) -> None:
+    def _recover(self, last_try: bool = True) -> bool:
         """After a reconnect (sessions and trees are back): reclaim the
         durable handle, or reopen the file when provably the same, or mark
-        it lost.  Requests waiting to be reissued are rebuilt or cancelled."""
+        it lost.  Requests waiting to be reissued are rebuilt or cancelled.
+
+        False (only when not ``last_try``): the server does not know the
+        durable handle yet; the old connection's smbd may still be
+        disconnecting it, so the caller retries a little later."""
         handle = self._handle
         if self.closed or handle.closed or self._lost is not None:
-            return
+            return True
         client = self._client
         ops = self._ops
         new: Optional[Handle] = None
@@ -566,6 +597,10 @@ class SmbRawFile(io.RawIOBase):
         if handle.durable and ops.durable_handles:
             try:
                 new = ops.reclaim(handle)
+            except SmbStatusError as exc:
+                if not last_try and exc.status == NtStatus.OBJECT_NAME_NOT_FOUND:
+                    return False
+                reason = f"the server refused to reclaim its durable handle ({exc})"
             except SmbError as exc:
                 reason = f"the server refused to reclaim its durable handle ({exc})"
         if new is None:
@@ -604,10 +639,11 @@ class SmbRawFile(io.RawIOBase):
             if breaks is not None and handle.oplock_level:
                 breaks.add(self._tree, handle)
             log.info("smblayer: %r %s after the reconnect", handle.path, how)
-            return
+            return True
         log.warning("smblayer: %s", self._lost)
         for task in tasks:
             task.cancel()
+        return True
 
     def _reopen(self) -> Handle:
         """Open the path again, only if it is provably the file we had

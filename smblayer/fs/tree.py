@@ -45,6 +45,7 @@ from .session import SHARE_FLAG_ENCRYPT_DATA
 log = logging.getLogger("smblayer")
 
 MAX_IO_CHUNK = 1 << 20          # chunk cap: more, smaller requests pipeline better
+_RECLAIM_RETRIES = (0, 0.05, 0.1, 0.2, 0.4, 0.8)   # pauses before each reclaim round
 _BREAK_WAIT = 5.0               # how long a break waits for a CREATE being answered
 
 _DISPOSITION = {"r": FILE_OPEN, "w": FILE_OVERWRITE_IF, "a": FILE_OPEN_IF, "x": FILE_CREATE}
@@ -418,11 +419,24 @@ class Tree:
         reopen each open file (see SmbRawFile._recover)."""
         with self._lock:
             files = list(self._files.values())
-        for raw in files:
-            try:
-                raw._recover()
-            except Exception:  # noqa: BLE001 - the other files still recover
-                log.exception("smblayer: recovering %r failed", raw)
+        # A reclaim can overtake the old connection's smbd still
+        # disconnecting the durable opens (Samba answers "not found" until
+        # it has): those files are tried again after short, growing pauses
+        # (a remote state; nothing local to wait on), the last time for good.
+        for attempt, delay in enumerate(_RECLAIM_RETRIES):
+            if delay:
+                time.sleep(delay)
+            last_try = attempt == len(_RECLAIM_RETRIES) - 1
+            again = []
+            for raw in files:
+                try:
+                    if not raw._recover(last_try):
+                        again.append(raw)
+                except Exception:  # noqa: BLE001 - the other files still recover
+                    log.exception("smblayer: recovering %r failed", raw)
+            files = again
+            if not files:
+                return
 
     def _close_all_files(self) -> None:
         with self._lock:
