@@ -38,11 +38,13 @@ import io
 import logging
 import threading
 import weakref
+from concurrent.futures import Future
 from typing import Callable, Deque, Iterable, Optional, Set, Tuple
 
-from ..errors import SmbConnectionError, SmbError, SmbStatusError
+from ..client import ClientState
+from ..errors import SmbCancelledError, SmbConnectionError, SmbError, SmbStatusError
 from ..proto.status import NtStatus
-from ..task import SmbTask
+from ..task import SmbTask, TaskState
 from .ops import FILE_OPEN, Handle
 
 log = logging.getLogger("smblayer")
@@ -50,6 +52,7 @@ log = logging.getLogger("smblayer")
 MAX_IN_FLIGHT = 8
 _STALE_HANDLE = frozenset({NtStatus.FILE_CLOSED, NtStatus.INVALID_HANDLE})
 _READ_AHEAD_AFTER = 2          # sequential reads before read-ahead starts
+_ON_THE_WIRE = frozenset({TaskState.SENT, TaskState.INTERIM, TaskState.DONE})
 
 Builder = Callable[[Handle], SmbTask]
 
@@ -84,6 +87,8 @@ class SmbRawFile(io.RawIOBase):
         self._tasks: Set[SmbTask] = set()      # data requests not yet answered
         self._lost: Optional[SmbConnectionError] = None
         self._lost_reported = False            # the caller has seen _lost: close quietly
+        self._closing = None                   # builder of a CLOSE sent behind writes
+        self._write_end = -1                   # where the last queued write ends
         self._written = False                  # we changed the file: no reopen by path
         # write-behind (the writing thread's state)
         self._writes: Deque[Tuple[object, SmbTask, int]] = collections.deque()
@@ -194,10 +199,21 @@ class SmbRawFile(io.RawIOBase):
         raise exc
 
     def _start(self, build: Builder):
-        """Send a data request without waiting: (task, Future)."""
+        """Send a data request without waiting: (task, Future).  While the
+        client reconnects, the caller's thread waits and gets a finished
+        Future: an async send made now would park an smbiod worker, which
+        the recovery itself needs."""
         task = self._build(build)
+        client = self._client
         try:
-            return task, self._client.run_task_async(task)
+            if client.state is ClientState.ACTIVE:
+                return task, client.run_task_async(task)
+            future: Future = Future()
+            try:
+                future.set_result(client.run_task(task))
+            except SmbError as exc:
+                future.set_exception(exc)
+            return task, future
         except BaseException:
             self._settled(task)
             raise
@@ -426,6 +442,10 @@ class SmbRawFile(io.RawIOBase):
         self._drop_read_ahead()
         self._next_read = -1
         offset = self._size if self._append else self._pos
+        if self._writes and offset != self._write_end:
+            # Requests in flight are not ordered (deferred sends, reissues):
+            # a write that may overlap earlier ones waits for them.
+            self._drain_writes()
         keep = isinstance(data, bytes)          # immutable: no copy needed
         step = self._tree.io_write_size
         ops = self._ops
@@ -436,7 +456,7 @@ class SmbRawFile(io.RawIOBase):
             self._queue_write(lambda h, o=offset + start, c=chunk: ops.write_task(h, o, c),
                               len(chunk))
         n = len(view)
-        self._pos = offset + n
+        self._pos = self._write_end = offset + n
         self._size = max(self._size, self._pos)
         return n
 
@@ -548,16 +568,55 @@ class SmbRawFile(io.RawIOBase):
     # -- lifetime -------------------------------------------------------------------
 
     def close(self) -> None:
-        """Flush (a failed write raises here), then CLOSE the handle."""
+        """Flush (a failed write raises here), then CLOSE the handle.  With
+        writes in flight the CLOSE is sent right behind them (the server
+        completes a handle's writes before closing it): one round trip."""
         with self._close_lock:
             if self.closed:
                 return
+            closing = None
             try:
-                super().close()            # calls flush()
+                if self._writes and not _on_smbiod() and self._open_on_server() and \
+                        all(task.state in _ON_THE_WIRE for _f, task, _n in self._writes):
+                    # Every write is on the wire already, so the CLOSE follows
+                    # them (a recovery cancels it: reissues are not ordered).
+                    self._closing = self._ops.close_task
+                    closing = self._start(self._closing)
+                super().close()            # calls flush(): waits for the writes
             finally:
                 self._drop_read_ahead()
                 self._writes.clear()
-                self._tree._close_file(self)
+                self._finish_close(closing)
+
+    def _open_on_server(self) -> bool:
+        return self._lost is None and not self._handle.closed and self._tree.connected
+
+    def _finish_close(self, closing) -> None:
+        handle = self._handle
+        try:
+            reply = None
+            if closing is not None:
+                try:
+                    reply = self._result(*closing)
+                except SmbCancelledError:
+                    if not self._open_on_server():
+                        raise
+            if reply is None and self._open_on_server():
+                reply = self._run(self._ops.close_task)
+            if reply is not None:
+                self._ops.close_done(handle, reply)
+        except SmbStatusError as exc:
+            # A reconnect without a reclaim raced with this close: the server
+            # dropped the handle with the old connection, as close wanted.
+            if exc.status not in _STALE_HANDLE:
+                raise
+        except (SmbConnectionError, SmbCancelledError):
+            if self._lost is None:
+                raise                      # lost while closing: nothing was pending
+        finally:
+            self._closing = None
+            handle.closed = True
+            self._tree._forget_file(self)
 
     def _on_break(self) -> None:
         """Before a break is acknowledged (smbiod): push the buffered
@@ -587,7 +646,7 @@ class SmbRawFile(io.RawIOBase):
         durable handle yet; the old connection's smbd may still be
         disconnecting it, so the caller retries a little later."""
         handle = self._handle
-        if self.closed or handle.closed or self._lost is not None:
+        if handle.closed or self._lost is not None:
             return True
         client = self._client
         ops = self._ops
@@ -623,10 +682,14 @@ class SmbRawFile(io.RawIOBase):
                 handle.durable = new.durable
                 handle.create_guid = new.create_guid or handle.create_guid
                 handle.generation = client.generation
+                tasks = []
                 for task in self._tasks:
-                    if not task.done:
+                    if task.done:
+                        continue
+                    if task.context is self._closing:
+                        tasks.append(task)
+                    else:
                         task.body = task.context(handle).body
-                tasks = ()
             else:
                 error = SmbConnectionError(
                     f"{handle.path!r}: the open file did not survive the reconnect to "
@@ -639,6 +702,10 @@ class SmbRawFile(io.RawIOBase):
             if breaks is not None and handle.oplock_level:
                 breaks.add(self._tree, handle)
             log.info("smblayer: %r %s after the reconnect", handle.path, how)
+            for task in tasks:
+                # A CLOSE sent behind writes: the reissued writes are not
+                # ordered, so close() sends it again once they are answered.
+                task.cancel()
             return True
         log.warning("smblayer: %s", self._lost)
         for task in tasks:
@@ -686,18 +753,29 @@ def _close_quietly(ops, handle: Handle) -> None:
         log.debug("smblayer: closing %r failed: %s", handle.path, exc)
 
 
-class BufferedWriter(io.BufferedWriter):
-    """io.BufferedWriter whose ``flush`` also waits for the raw file's
-    write-behind (so a failed WRITE raises from flush)."""
+class _WriteBehindBuffer:
+    """Mixin for the io buffered classes over an SmbRawFile: ``flush`` also
+    waits for the write-behind (a failed WRITE raises there); ``close``
+    hands the buffer to the raw file and lets it send the CLOSE right
+    behind the writes (the raw close waits for them and raises a failure)."""
 
     def flush(self) -> None:
         super().flush()
         self.raw.flush()
 
+    def close(self) -> None:
+        raw = self.raw
+        if raw.closed:
+            return
+        try:
+            super().flush()
+        finally:
+            raw.close()
 
-class BufferedRandom(io.BufferedRandom):
-    """io.BufferedRandom whose ``flush`` also waits for the write-behind."""
 
-    def flush(self) -> None:
-        super().flush()
-        self.raw.flush()
+class BufferedWriter(_WriteBehindBuffer, io.BufferedWriter):
+    """io.BufferedWriter with write-behind semantics (see _WriteBehindBuffer)."""
+
+
+class BufferedRandom(_WriteBehindBuffer, io.BufferedRandom):
+    """io.BufferedRandom with write-behind semantics (see _WriteBehindBuffer)."""

@@ -200,6 +200,14 @@ class FileOps:
     def close(self, handle: Handle) -> None:
         raise NotImplementedError
 
+    def close_task(self, handle: Handle):
+        """The CLOSE request (to send behind the file's last writes)."""
+        raise NotImplementedError
+
+    def close_done(self, handle: Handle, reply) -> None:
+        """Its reply arrived: the handle is closed."""
+        raise NotImplementedError
+
     @property
     def durable_handles(self) -> bool:
         """Whether this dialect has durable handles (``reclaim`` works)."""

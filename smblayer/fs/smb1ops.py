@@ -251,7 +251,13 @@ class Smb1FileOps(FileOps):
         if handle.closed:
             return
         handle.closed = True
-        self._run(Command.CLOSE, _CLOSE.pack(handle.fid, 0xFFFFFFFF), path=handle.path)
+        self.client.run_task(self.close_task(handle))
+
+    def close_task(self, handle: Handle) -> SmbTask:
+        return self._task(Command.CLOSE, _CLOSE.pack(handle.fid, 0xFFFFFFFF), path=handle.path)
+
+    def close_done(self, handle: Handle, reply) -> None:
+        handle.closed = True
 
     # -- data -----------------------------------------------------------------
 

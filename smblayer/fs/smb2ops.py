@@ -281,8 +281,15 @@ class Smb2FileOps(FileOps):
         if handle.closed:
             return
         handle.closed = True
-        reply = self._run(Command.CLOSE, (_CLOSE.pack(24, CLOSE_FLAG_POSTQUERY_ATTRIB, 0,
+        self.close_done(handle, self.client.run_task(self.close_task(handle)))
+
+    def close_task(self, handle: Handle) -> SmbTask:
+        return self._task(Command.CLOSE, (_CLOSE.pack(24, CLOSE_FLAG_POSTQUERY_ATTRIB, 0,
                                                       handle.fid),), handle.path)
+
+    def close_done(self, handle: Handle, reply: Reply) -> None:
+        """The handle is closed; its FileInfo gets the final attributes."""
+        handle.closed = True
         _check_size(reply, _CLOSE_RESP, "CLOSE")
         (_s, flags, _r, ctime, atime, wtime, chtime, alloc, eof,
          attrs) = _CLOSE_RESP.unpack_from(reply.body)

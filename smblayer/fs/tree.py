@@ -32,8 +32,7 @@ import time
 import weakref
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
-from ..errors import SmbError, SmbStatusError
-from ..proto.status import NtStatus
+from ..errors import SmbError
 from .file import BufferedRandom, BufferedWriter, SmbRawFile
 from .ops import (FILE_APPEND_DATA, FILE_CREATE, FILE_NON_DIRECTORY_FILE, FILE_OPEN,
                   FILE_OPEN_IF, FILE_OVERWRITE_IF, FILE_READ_ATTRIBUTES, FILE_READ_DATA,
@@ -45,7 +44,7 @@ from .session import SHARE_FLAG_ENCRYPT_DATA
 log = logging.getLogger("smblayer")
 
 MAX_IO_CHUNK = 1 << 20          # chunk cap: more, smaller requests pipeline better
-_RECLAIM_RETRIES = (0, 0.05, 0.1, 0.2, 0.4, 0.8)   # pauses before each reclaim round
+_RECLAIM_RETRIES = (0, 0.1, 0.25, 0.5)   # pauses before reclaim rounds
 _BREAK_WAIT = 5.0               # how long a break waits for a CREATE being answered
 
 _DISPOSITION = {"r": FILE_OPEN, "w": FILE_OVERWRITE_IF, "a": FILE_OPEN_IF, "x": FILE_CREATE}
@@ -394,25 +393,12 @@ class Tree:
 
     # -- open files and breaks ---------------------------------------------------------------
 
-    def _close_file(self, raw: SmbRawFile) -> None:
-        """CLOSE the file's handle (SmbRawFile.close)."""
-        handle = raw.handle
+    def _forget_file(self, raw: SmbRawFile) -> None:
+        """The file is closed (SmbRawFile.close)."""
         with self._lock:
             self._files.pop(id(raw), None)
         if self._breaks is not None:
-            self._breaks.remove(handle)
-        if not self.connected or handle.closed:
-            handle.closed = True        # a reconnect already closed it on the server
-            return
-        try:
-            self.ops.close(handle)
-        except SmbStatusError as exc:
-            # A reconnect raced with this close: the server dropped the
-            # handle with the old connection, which is what close wanted.
-            if exc.status not in (NtStatus.FILE_CLOSED, NtStatus.INVALID_HANDLE) or \
-                    handle.generation == self.client.generation:
-                raise
-            handle.closed = True
+            self._breaks.remove(raw.handle)
 
     def _recover_files(self) -> None:
         """Recovery, after the session and every tree are back: reclaim or

@@ -65,12 +65,18 @@ DEFAULT_PASSWORD = "smbl-Pass-123"
 # share modes, oplocks or POSIX locks (the defaults of SambaServer already).
 # A durable open survives a network blip (the serving smbd disconnects it
 # when its socket dies) but not the death of that smbd process.
+# "aio write size = 0": Samba 4.17 records the file's mtime in the durable
+# cookie when it disconnects the open, while threaded (aio) WRITEs of the
+# dead connection may still land; the reclaim then finds a newer mtime and
+# is refused ("stat_ex.st_ex_mtime differs").  Synchronous writes close that
+# window, so a write-heavy reset is reclaimable.
 DURABLE_OPTIONS = {
     "durable handles": "yes",
     "kernel share modes": "no",
     "kernel oplocks": "no",
     "posix locking": "no",
     "smb2 leases": "yes",
+    "aio write size": "0",
 }
 
 _SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
