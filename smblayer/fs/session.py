@@ -31,7 +31,7 @@ import struct
 import threading
 from typing import Dict, Optional
 
-from ..client import SmbClient
+from ..client import STAGE_SESSION, SmbClient
 from ..config import Dialect
 from ..errors import SmbAuthError, SmbError, SmbNegotiateError, SmbProtocolError
 from ..proto import smb1, smb2
@@ -374,7 +374,7 @@ class Session:
         self._closed = False
         self._setup_lock = threading.Lock()
         self._setup()
-        client.add_reconnect_handler(self._on_reconnect)
+        client.add_reconnect_handler(self._on_reconnect, stage=STAGE_SESSION)
 
     def __repr__(self) -> str:
         return (f"<Session {self.username!r}@{self.client.host}:{self.client.port} "
