@@ -375,6 +375,7 @@ class Session:
         self._setup_lock = threading.Lock()
         self._setup()
         client.add_reconnect_handler(self._on_reconnect, stage=STAGE_SESSION)
+        client.add_exit_handler(self._at_exit)
 
     def __repr__(self) -> str:
         return (f"<Session {self.username!r}@{self.client.host}:{self.client.port} "
@@ -580,12 +581,25 @@ class Session:
         for tree in trees:
             tree._reconnect()
 
+    def _at_exit(self, client: SmbClient) -> None:
+        """Interpreter exit: flush and close the open files, disconnect, log
+        off (the client bounds how long this may take)."""
+        with self._trees_lock:
+            trees = list(self.trees.values())
+        for tree in trees:
+            try:
+                tree.disconnect()
+            except Exception as exc:  # noqa: BLE001
+                log.debug("smblayer: closing %r at exit failed: %s", tree, exc)
+        self.logoff()
+
     def logoff(self) -> None:
         """Disconnect the trees and log off (errors on a dead link are ignored)."""
         if self._closed:
             return
         self._closed = True
         self.client.remove_reconnect_handler(self._on_reconnect)
+        self.client.remove_exit_handler(self._at_exit)
         with self._trees_lock:
             trees = list(self.trees.values())
         for tree in trees:
