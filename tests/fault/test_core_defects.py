@@ -135,3 +135,66 @@ def test_wait_for_state_after_reset(server):
             client.echo()
         finally:
             client.close()
+
+
+# ---------------------------------------------------------------------------
+# 2. Lost cancel
+
+
+@pytest.mark.xfail(strict=True, reason="issue 10: lost cancel - a task cancelled while it "
+                   "waits for the send lock is registered as SENT and sent anyway, and "
+                   "run_task returns its reply after cancel() returned True")
+def test_task_cancelled_while_another_holds_the_send_lock_is_never_sent(server):
+    """A proxy that stops reading makes an 8 MiB WRITE block in sendmsg
+    (holding the send lock: 8 MiB is more than the loopback socket buffers
+    take); an ECHO queued behind it is cancelled; when the proxy reads
+    again the WRITE completes and the ECHO must never reach the server."""
+    hard = TimeoutPolicy(mode="hard", timeout=30.0)   # no timer fires meanwhile: no probes
+    with FaultProxy(server.host, server.port) as proxy:
+        tree = connect(server, proxy.port, timeouts=hard)
+        client = tree.client
+        writer = waiter = None
+        try:
+            ops = tree.ops
+            assert ops.max_write >= 8 * 1024 * 1024, "needs a server taking 8 MiB WRITEs"
+            handle = ops.open("big.bin", access=fsops.GENERIC_READ | fsops.GENERIC_WRITE,
+                              disposition=fsops.FILE_OVERWRITE_IF)
+            log = FrameLog(directions=("c2s",))
+            proxy.tap(log)
+            proxy.pause()
+            written = []
+            writer = threading.Thread(target=lambda: written.append(client.run_task(
+                ops.write_task(handle, 0, bytes(8 * 1024 * 1024)))), daemon=True)
+            writer.start()
+            wait_for(lambda: client.stats()["_client"]["in_flight"] == 1, 10,
+                     "the WRITE to be on its way")
+            echo = SmbTask(smb2.Command.ECHO, (smb2.ECHO_BODY,))
+            outcome = []
+
+            def call():
+                try:
+                    outcome.append(client.run_task(echo))
+                except BaseException as exc:  # noqa: BLE001
+                    outcome.append(exc)
+            waiter = threading.Thread(target=call, daemon=True)
+            waiter.start()
+            wait_for(lambda: echo.state is not smblayer.TaskState.NEW, 5, "the ECHO to queue")
+            threading.Event().wait(0.3)        # let it reach the send lock
+            assert echo.cancel() is True
+            proxy.resume()
+            writer.join(20)
+            waiter.join(20)
+            assert not writer.is_alive() and written, "the WRITE did not complete"
+            assert not waiter.is_alive(), "run_task of the cancelled ECHO still blocked"
+            assert isinstance(outcome[0], SmbCancelledError), \
+                f"run_task returned {outcome[0]!r} after cancel() returned True"
+            client.echo()          # everything sent before this is through the proxy
+            echoes = log.messages("c2s", smb2.Command.ECHO)
+            assert len(echoes) == 1, "the cancelled ECHO was sent to the server"
+            ops.close(handle)
+        finally:
+            proxy.resume()
+            close_quietly(tree)
+            for t in (writer, waiter):
+                if t is not None:
+                    t.join(10)
