@@ -250,3 +250,84 @@ def test_soft_call_against_server_that_never_answers_fails_within_bound():
                 f"bound {SOFT_BOUND:g} s"
         finally:
             client.close()
+
+
+# ---------------------------------------------------------------------------
+# 4. Killable: interpreter exit with an open file, Ctrl-C of the CLI
+
+EXIT_BOUND = 5.0
+
+OPEN_AT_EXIT = """
+import os, sys
+from smblayer import fs
+tree = fs.connect(os.environ["T_HOST"], "share", os.environ["SMB_USER"],
+                  os.environ["SMB_PASSWORD"], port=int(os.environ["T_PORT"]))
+f = tree.open("open-at-exit.bin", "wb")
+f.write(b"x" * 100000)
+f.flush()
+print("READY", flush=True)
+sys.stdin.readline()
+print("EXITING", flush=True)
+# the script ends with the file (and the tree) still open
+"""
+
+
+def child_env(server, port=None) -> dict:
+    env = dict(os.environ, SMB_USER=server.username, SMB_PASSWORD=server.password,
+               T_HOST=server.host, T_PORT=str(server.port if port is None else port))
+    return env
+
+
+def exit_with_open_file(server, freeze: bool) -> None:
+    with PythonChild(["-c", OPEN_AT_EXIT], env=child_env(server)) as child:
+        child.wait_line("READY", 30)
+        with frozen(*(server_pids(server) if freeze else ())):
+            child.send_line("go")
+            child.wait_line("EXITING", 10)
+            start = time.monotonic()
+            code = child.wait_exit(EXIT_BOUND)
+            elapsed = time.monotonic() - start
+            child.kill()
+        assert code is not None, \
+            f"the interpreter did not exit within {EXIT_BOUND:g} s with a remote file open " \
+            f"({'frozen' if freeze else 'live'} server)"
+        assert elapsed < EXIT_BOUND
+
+
+@pytest.mark.xfail(strict=True, reason="issue 10: waits that cannot be killed - at interpreter "
+                   "exit the open file's CLOSE waits for a reply that never comes")
+def test_interpreter_exits_with_open_file_on_frozen_server(server):
+    exit_with_open_file(server, freeze=True)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 10: waits that cannot be killed - interpreter "
+                   "exit with an open remote file hangs even with the server alive")
+def test_interpreter_exits_with_open_file_on_live_server(server):
+    exit_with_open_file(server, freeze=False)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 10: waits that cannot be killed - after Ctrl-C "
+                   "the CLI closes the remote file and that CLOSE blocks on the frozen server")
+def test_cli_get_interrupted_on_frozen_server_exits(server, tmp_path):
+    size = 1024 * 1024 * 1024
+    with open(server.share_path("share") / "huge.bin", "wb") as f:
+        f.truncate(size)                         # sparse: costs no disk
+    with FaultProxy(server.host, server.port) as proxy:
+        url = f"//{server.host}:{proxy.port}/share/huge.bin"
+        with PythonChild(["-m", "smblayer", "get", url, str(tmp_path / "huge.bin")],
+                         env=child_env(server), stdin=False) as cli:
+            wait_for(lambda: proxy.bytes_s2c > 8 * 1024 * 1024 or cli.proc.poll() is not None,
+                     30, "the transfer to start")
+            with frozen(*server_pids(server)):
+                assert cli.proc.poll() is None, f"the CLI ended early: {cli.stderr[-2000:]}"
+                assert proxy.bytes_s2c < size // 2, "the transfer was nearly done"
+                threading.Event().wait(1.0)      # the CLI now waits for the frozen server
+                cli.signal(signal.SIGINT)
+                start = time.monotonic()
+                code = cli.wait_exit(EXIT_BOUND)
+                elapsed = time.monotonic() - start
+                cli.kill()
+            assert code is not None, \
+                f"the CLI did not exit within {EXIT_BOUND:g} s of Ctrl-C on a frozen server"
+            assert code == 130, (code, cli.stderr[-2000:])
+            assert elapsed < EXIT_BOUND
