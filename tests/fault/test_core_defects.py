@@ -331,3 +331,53 @@ def test_cli_get_interrupted_on_frozen_server_exits(server, tmp_path):
                 f"the CLI did not exit within {EXIT_BOUND:g} s of Ctrl-C on a frozen server"
             assert code == 130, (code, cli.stderr[-2000:])
             assert elapsed < EXIT_BOUND
+
+
+# ---------------------------------------------------------------------------
+# 5. Long-poll requests do not count as timeouts
+
+_CHANGE_NOTIFY = struct.Struct("<HHI16sII")   # [MS-SMB2] 2.2.35
+FILE_NOTIFY_CHANGE_FILE_NAME = 0x0001
+FILE_NOTIFY_CHANGE_DIR_NAME = 0x0002
+
+
+def long_poll_task(*args, **kwargs) -> SmbTask:
+    """An SmbTask marked long-poll where SmbTask has the flag (the fix adds
+    it); without it the layer must still not time the request out."""
+    if "long_poll" in inspect.signature(SmbTask).parameters:
+        kwargs["long_poll"] = True
+    return SmbTask(*args, **kwargs)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 10: long-poll requests count as timeouts - a "
+                   "pending CHANGE_NOTIFY is timed out and probed every `timeout` seconds")
+def test_pending_change_notify_is_not_a_timeout(server, caplog):
+    caplog.set_level("WARNING", logger="smblayer")
+    (server.share_path("share") / "watched").mkdir()
+    tree = connect(server, timeouts=SOFT)
+    client = tree.client
+    try:
+        ops = tree.ops
+        handle = ops.open("watched", access=fsops.FILE_LIST_DIRECTORY | fsops.SYNCHRONIZE,
+                          disposition=fsops.FILE_OPEN,
+                          create_options=fsops.FILE_DIRECTORY_FILE)
+        body = _CHANGE_NOTIFY.pack(32, 0, 4096, handle.fid, FILE_NOTIFY_CHANGE_FILE_NAME
+                                   | FILE_NOTIFY_CHANGE_DIR_NAME, 0)
+        task = long_poll_task(smb2.Command.CHANGE_NOTIFY, (body,), security=tree.session,
+                              tree=tree, path="watched", expected_response=4096)
+        future = client.run_task_async(task)
+        wait_for(lambda: task.state is smblayer.TaskState.INTERIM, 5,
+                 "the server's STATUS_PENDING")
+        threading.Event().wait(4 * SOFT.timeout)
+        stats = client.stats()
+        assert stats["CHANGE_NOTIFY"]["timeouts"] == 0, \
+            f"the pending CHANGE_NOTIFY timed out {stats['CHANGE_NOTIFY']['timeouts']} times"
+        assert not stats["_client"]["not_responding"]
+        assert stats["_client"]["reconnects"] == 0
+        assert not future.done()
+        tree.write_bytes("watched/new.txt", b"hello")      # the notify completes
+        assert future.result(10).status == 0
+        ops.close(handle)
+        assert "timed out" not in caplog.text and "not responding" not in caplog.text
+    finally:
+        close_quietly(tree)
