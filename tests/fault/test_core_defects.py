@@ -381,3 +381,53 @@ def test_pending_change_notify_is_not_a_timeout(server, caplog):
         assert "timed out" not in caplog.text and "not responding" not in caplog.text
     finally:
         close_quietly(tree)
+
+
+# ---------------------------------------------------------------------------
+# 6. Cancelled futures wake their waiters
+
+HARD_SLOW = TimeoutPolicy(mode="hard", timeout=30.0)
+
+
+@pytest.fixture
+def stalled_client(server):
+    """A client whose serving smbd child is SIGSTOPped (SIGCONT at the end)."""
+    client = smblayer.get_client(server.host, server.port, timeouts=HARD_SLOW)
+    try:
+        client.echo()
+        with frozen(*server.children()):
+            yield client
+    finally:
+        client.close()
+
+
+@pytest.mark.xfail(strict=True, reason="issue 10: cancelled futures never wake their waiters "
+                   "- the layer never calls set_running_or_notify_cancel(), so wait() does "
+                   "not see a cancelled echo_async() future")
+def test_cancelled_echo_future_wakes_wait(stalled_client):
+    client = stalled_client
+    future = client.echo_async()
+    wait_for(lambda: client.stats()["_client"]["in_flight"] == 1, 5, "the ECHO to be sent")
+    assert future.cancel() is True
+    start = time.monotonic()
+    done, _ = concurrent.futures.wait([future], timeout=3)
+    assert future in done, "wait() did not report the cancelled future as done"
+    assert time.monotonic() - start < 1
+    assert future.cancelled()
+
+
+@pytest.mark.xfail(strict=True, reason="issue 10: cancelled futures never wake their waiters "
+                   "- as_completed() does not yield a cancelled echo_async() future")
+def test_cancelled_echo_future_is_yielded_by_as_completed(stalled_client):
+    client = stalled_client
+    futures = [client.echo_async() for _ in range(3)]
+    wait_for(lambda: client.stats()["_client"]["in_flight"] == 3, 5, "the ECHOs to be sent")
+    for future in futures:
+        assert future.cancel() is True
+    seen = []
+    try:
+        for future in concurrent.futures.as_completed(futures, timeout=3):
+            seen.append(future)
+    except concurrent.futures.TimeoutError:
+        pass
+    assert len(seen) == 3, f"as_completed() yielded {len(seen)} of 3 cancelled futures"
