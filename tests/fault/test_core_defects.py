@@ -509,3 +509,93 @@ def test_finished_requests_are_released_under_mixed_load(server):
         for t in threads:
             t.join(10)
         close_quietly(tree)
+
+
+# ---------------------------------------------------------------------------
+# 8. Idle keepalive
+
+
+@pytest.mark.xfail(strict=True, reason="issue 10: no idle keepalive (TimeoutPolicy has no "
+                   "keepalive, an idle client sends nothing)")
+def test_idle_client_sends_keepalive_echoes(server):
+    client = smblayer.get_client(server.host, server.port,
+                                 timeouts=TimeoutPolicy(keepalive=1.0))
+    try:
+        before = client.stats().get("ECHO", {}).get("ops", 0)
+        threading.Event().wait(3.5)                  # idle
+        sent = client.stats().get("ECHO", {}).get("ops", 0) - before
+        assert sent >= 2, f"{sent} keepalive ECHOs in 3.5 s idle with keepalive=1"
+        assert client.stats()["_client"]["reconnects"] == 0
+    finally:
+        client.close()
+
+
+@pytest.mark.xfail(strict=True, reason="issue 10: no idle keepalive (TimeoutPolicy has no "
+                   "keepalive; none is sent, so none carries the session's id)")
+def test_keepalive_echo_carries_the_session_id(server):
+    with FaultProxy(server.host, server.port) as proxy:
+        tree = connect(server, proxy.port, timeouts=TimeoutPolicy(keepalive=1.0))
+        try:
+            log = FrameLog(directions=("c2s",))
+            proxy.tap(log)
+            threading.Event().wait(3.5)              # idle
+            echoes = log.messages("c2s", smb2.Command.ECHO)
+            assert len(echoes) >= 2, f"{len(echoes)} keepalive ECHOs on the wire in 3.5 s"
+            session_id = tree.session.session_id
+            assert all(m.header.session_id == session_id for m in echoes), \
+                [hex(m.header.session_id) for m in echoes]
+        finally:
+            close_quietly(tree)
+
+
+# ---------------------------------------------------------------------------
+# 9. Errors carry context as attributes
+
+
+@pytest.mark.xfail(strict=True, reason="issue 10: errors carry no context - SmbStatusError "
+                   "has no .host/.port")
+def test_status_error_carries_host_port_command_path(server):
+    (server.share_path("share") / "sub").mkdir()
+    tree = connect(server)
+    try:
+        with pytest.raises(FileNotFoundError) as info:
+            tree.stat("sub/missing.txt")
+        exc = info.value
+        assert isinstance(exc, smblayer.SmbStatusError)
+        assert (exc.host, exc.port) == (server.host, server.port)
+        assert exc.command == "CREATE"
+        assert exc.path.replace("\\", "/") == "sub/missing.txt"
+    finally:
+        tree.close()
+
+
+@pytest.mark.xfail(strict=True, reason="issue 10: errors carry no context - SmbTimeoutError "
+                   "has no .host/.port/.command/.sends")
+def test_timeout_error_carries_host_port_command_sends():
+    quick = TimeoutPolicy(mode="soft", timeout=0.3, echo_interval=0.1, soft_timeout=0.5,
+                          connect_timeout=2.0)
+    with FakeSmbServer(handler=fake.stall(), max_connections=1) as srv:
+        client = smblayer.SmbClient(srv.host, srv.port, timeouts=quick,
+                                    reconnect=ReconnectPolicy(initial_delay=0.02,
+                                                              max_delay=0.1, max_attempts=1))
+        try:
+            with pytest.raises(SmbTimeoutError) as info:
+                client.echo()
+            exc = info.value
+            assert (exc.host, exc.port) == (srv.host, srv.port)
+            assert exc.command == "ECHO"
+            assert exc.sends >= 1
+        finally:
+            client.close()
+
+
+@pytest.mark.xfail(strict=True, reason="issue 10: errors carry no context - a refused "
+                   "connection's SmbConnectionError has no .host/.port")
+def test_connection_error_carries_host_port():
+    import socket
+    with socket.socket() as s:             # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(smblayer.SmbConnectionError) as info:
+        smblayer.get_client("127.0.0.1", port)
+    assert (info.value.host, info.value.port) == ("127.0.0.1", port)
