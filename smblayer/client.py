@@ -69,7 +69,7 @@ from .iod import SmbIod
 from .proto.framing import MAX_FRAME
 from .proto.negotiate import NegotiateResult
 from .proto.status import is_error
-from .registry import _registry
+from .registry import _registry as _REGISTRY
 from .stats import ClientStats, command_name
 from .task import (FINAL_STATES, IN_FLIGHT, IllegalTransition, Reply, SmbTask, TaskState,
                    can_move, move)
@@ -199,13 +199,15 @@ class SmbClient:
         self._exit_handlers: List[Callable] = []
 
         self._iod = SmbIod(name=f"smbiod-{host}:{port}", max_workers=iod_workers)
-        _registry.track(self)
+        _REGISTRY.track(self)
         self._connector = ConnectWorker(self)
         self._connector.connect_first()
         if self.state is ClientState.CLOSED:
-            error = self._connect_error
+            error = self._connect_error or SmbClosedError("client closed")
             self._iod.shutdown(wait=False)
-            raise error if error is not None else SmbClosedError("client closed")
+            if error.host is None:
+                error.host, error.port = self.host, self.port
+            raise error
 
     # -- public properties ---------------------------------------------------
 
@@ -283,9 +285,6 @@ class SmbClient:
             while True:
                 self._send(task, limit)
                 if not self._park(task, limit):
-                    if self._is_teardown(task):
-                        self._teardown_stalled = (self._generation,
-                                                  self._liveness.last_rx)
                     raise SmbTimeoutError(f"{self.command_name(task.command)}: no reply "
                                           f"within {wait:g} s; abandoned")
                 if task.state is not TaskState.REISSUE:
@@ -295,6 +294,9 @@ class SmbClient:
             # waiting, keep the MID reserved for the late reply, tell the server.
             error = exc if isinstance(exc, SmbTimeoutError) else \
                 SmbCancelledError("request interrupted")
+            if wait is not None and isinstance(exc, SmbTimeoutError) and \
+                    self._is_teardown(task):
+                self._teardown_stalled = (self._generation, self._liveness.last_rx)
             self._abandon(task, error)
             raise self._annotate(exc, task) if isinstance(exc, SmbError) else exc
         return self._finish(task)
@@ -969,6 +971,14 @@ class SmbClient:
         if task.is_probe:
             return SmbConnectionError("probe lost")
         return None
+
+    def _earliest_waiting_deadline(self) -> float:
+        """The soonest soft deadline among the async requests waiting for a
+        connection (inf if none)."""
+        with self._state_cond:
+            bounds = [(t.t_first_sent or t.t_queued) + self._effective(t).soft_bound
+                      for t in self._waiting if not self._effective(t).hard]
+        return min(bounds, default=float("inf"))
 
     def _expire_waiting(self) -> None:
         """Fail the soft async requests waiting for a connection past their

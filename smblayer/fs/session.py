@@ -19,7 +19,8 @@ then verified with the new signing key.
 Per-dialect differences live in two small operation tables,
 ``_Smb2Auth`` and ``_Smb1Auth``; Session itself never branches on the dialect.
 
-After a reconnect the client runs ``_on_reconnect`` on smbiod: a new
+After a reconnect the connect worker runs ``_on_reconnect`` (its first
+recovery stage, STAGE_SESSION): a new
 SESSION_SETUP (new SessionId and keys), then the trees reconnect; the
 requests waiting meanwhile are reissued with the new ids because the
 header's SessionId/TreeId are read from the live objects at send time.
@@ -568,7 +569,8 @@ class Session:
     # -- lifetime ----------------------------------------------------------------------
 
     def _on_reconnect(self, client: SmbClient) -> None:
-        """Reconnect handler (smbiod): new session, then reconnect the trees."""
+        """Reconnect handler (connect worker, STAGE_SESSION): new session,
+        then reconnect the trees."""
         if self._closed:
             return
         old = self.session_id
