@@ -1,10 +1,25 @@
-"""The connect worker: the only writer of the socket and of client state.
+"""Connect, reconnect and recovery: the connect worker.
 
-It opens the TCP connection, negotiates within the caller's bounds, installs
-the new connection generation (starting its demux thread), runs the upper
-layers' reconnect handlers on smbiod and makes the client ACTIVE.  After a
-reset it does the same with ``ReconnectPolicy`` backoff.  The thread exists
-only while there is work: an idle, healthy client has none.
+Theory of operation
+-------------------
+The connect worker is the only writer of the socket and of the client state
+(``client._move`` through the client's transition table); close() from any
+thread is the one designed exception.  The demux and the probes only
+*report* a lost connection (``client._connection_lost``: the requests in
+flight are requeued at once); the worker takes it down.
+
+The first connect runs in the thread that builds the client (no thread
+start on the fast path).  Later ones run in a worker thread that exists only
+while there is work.  A connect attempt is bounded by ``connect_timeout``;
+failed attempts back off by ``ReconnectPolicy`` (with jitter).  After a
+successful negotiate the worker installs the new connection generation
+(its demux thread starts), then runs *recovery* itself, in this thread, so no
+user work can starve it: the reconnect handlers in stage order (sessions,
+trees, open handles, others; see ``client.add_reconnect_handler``), whose
+requests may go out while the client is still RECONNECTING.  Then the client
+is ACTIVE, the "active again" callbacks go to smbiod, and the requests that
+waited are reissued (each task's ``on_reissue`` hook may rebuild or decline
+it).  Soft requests waiting for a connection fail at their deadline.
 """
 from __future__ import annotations
 
@@ -13,15 +28,17 @@ import os
 import socket
 import threading
 import time
-from typing import Optional
+from typing import List, Optional
 
-from .errors import (SmbConnectionError, SmbError, SmbNegotiateError,
+from .errors import (SmbConnectionError, SmbError, SmbNegotiateError, SmbTimeoutError,
                      SmbNegotiateRefusedError, SmbProtocolError)
 from .proto import smb2
 from .proto.framing import FrameReader, FramingError, frame_prefix
 from .proto.negotiate import NegotiateFailed, NegotiateResult, Negotiator, Outgoing
 
 log = logging.getLogger("smblayer")
+
+MIN_ATTEMPT = 0.5      # the shortest connect attempt worth making (seconds)
 
 
 def open_socket(host: str, port: int, timeout: float) -> socket.socket:
@@ -89,14 +106,15 @@ def _read_frame(sock: socket.socket, reader: FrameReader, deadline: float) -> by
 
 
 class ConnectWorker:
-    """Runs connect/reconnect attempts in a thread that exists only while
-    needed.  ``kick()`` starts it (idempotent)."""
+    """Runs connect/reconnect attempts.  ``kick()`` starts the thread
+    (idempotent); ``connect_first()`` runs the first connect inline."""
 
     def __init__(self, client):
         self._client = client
         self._lock = threading.Lock()
         self._thread: Optional[threading.Thread] = None
         self._again = False
+        self.ident: Optional[int] = None       # the thread running recovery now
 
     @property
     def running(self) -> bool:
@@ -117,11 +135,24 @@ class ConnectWorker:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
 
+    def connect_first(self) -> None:
+        """The first connect, in the caller's thread."""
+        try:
+            self._connect_loop(first=True)
+        except BaseException as exc:  # noqa: BLE001
+            client = self._client
+            if client._connect_error is None:
+                client._connect_error = exc if isinstance(exc, SmbError) else \
+                    SmbConnectionError(f"connect failed: {exc!r}")
+            client._move_closed()
+            if not isinstance(exc, Exception):
+                raise
+
     def _run(self) -> None:
         client = self._client
         try:
             while True:
-                client._connect_loop()
+                self._connect_loop(first=False)
                 with self._lock:
                     if not self._again:
                         self._thread = None
@@ -132,3 +163,135 @@ class ConnectWorker:
             with self._lock:
                 self._thread = None
             client._fail_everything(SmbConnectionError("connect worker failed"))
+
+    # -- the loop ------------------------------------------------------------------
+
+    def _connect_loop(self, first: bool) -> None:
+        """Connect (or reconnect) until ACTIVE, closed, or given up."""
+        client = self._client
+        state = client.state.__class__
+        policy = client.reconnect
+        delays = iter(policy.delays())
+        # A connection that died before answering anything does not reset the
+        # backoff: a server that accepts and drops at once is not hammered.
+        attempt = 0 if client._last_conn_useful else 1
+        failures = 0
+        while True:
+            if client.state is state.CLOSED:
+                return
+            conn_now = client._conn
+            if conn_now is not None and conn_now.lost:
+                self._take_down(conn_now)
+            if not first and conn_now is not None and not conn_now.lost and \
+                    client.state is state.ACTIVE:
+                return
+            if failures and policy.max_attempts is not None and failures >= policy.max_attempts:
+                self._give_up(SmbConnectionError(
+                    f"cannot reconnect to {client.host}:{client.port} after "
+                    f"{failures} attempt{'s' if failures > 1 else ''}"))
+                return
+            if attempt:
+                delay = next(delays, policy.max_delay)
+                client.wait_for_state(state.CLOSED, delay)
+                if client.state is state.CLOSED:
+                    return
+            client._expire_waiting()
+            attempt += 1
+            try:
+                conn = self._open_connection()
+            except SmbError as exc:
+                if first:
+                    client._connect_error = exc
+                    client._move_closed()
+                    return
+                failures += 1
+                log.warning("smblayer: reconnect to %s:%s failed (attempt %d): %s",
+                            client.host, client.port, failures, exc)
+                self._reconnect_failed(exc)
+                continue
+            if self._activate(conn, first):
+                return
+            failures += 1
+
+    def _open_connection(self):
+        client = self._client
+        now = time.monotonic()
+        # An attempt never outlasts the soft deadline of a request waiting
+        # for it: that request must fail then, not when the attempt ends.
+        budget = min(client.timeouts.connect_timeout,
+                     max(MIN_ATTEMPT, client._earliest_waiting_deadline() - now))
+        deadline = now + budget
+        sock = open_socket(client.host, client.port, budget)
+        try:
+            negotiated = negotiate(sock, client.dialects, deadline,
+                                   require_signing=client.require_signing,
+                                   ciphers=client.ciphers,
+                                   signing_algorithms=client.signing_algorithms,
+                                   client_guid=client.client_guid)
+        except BaseException:
+            sock.close()
+            raise
+        sock.settimeout(None)
+        return client._new_connection(sock, negotiated)
+
+    def _activate(self, conn, first: bool) -> bool:
+        """Install ``conn``, run recovery, go ACTIVE, reissue.  False if the
+        connection broke again during recovery."""
+        client = self._client
+        if not client._install(conn):
+            return True                     # closed meanwhile
+        if not first:
+            client._stats.reconnects += 1
+            log.warning("smblayer: reconnected to %s:%s (%s)", client.host, client.port,
+                        conn.negotiated.dialect.name)
+            if not self._recover(conn):
+                return False
+        if not client._go_active(conn):
+            return client.state.value == "closed"
+        return True
+
+    def _recover(self, conn) -> bool:
+        """Run the reconnect handlers, in stage order, in this thread."""
+        client = self._client
+        self.ident = threading.get_ident()
+        try:
+            for _stage, fn in client._recovery_order():
+                try:
+                    fn(client)
+                except Exception as exc:  # noqa: BLE001
+                    log.warning("smblayer: reconnect handler %r failed: %s", fn, exc)
+                if conn.lost or client.state.value == "closed":
+                    return False
+        finally:
+            self.ident = None
+        return not conn.lost
+
+    def _take_down(self, conn) -> None:
+        """Leave ACTIVE, close the lost socket, requeue what was in flight."""
+        client = self._client
+        if not client._mark_taken_down(conn):
+            return
+        log.warning("smblayer: connection to %s:%s lost: %s", client.host, client.port,
+                    conn.lost_error or "closed")
+        client._close_connection(conn, join=True)
+        client._requeue_in_flight(conn, conn.lost_error)
+        client._credits.wake_all()
+
+    def _reconnect_failed(self, error: SmbError) -> None:
+        """One reconnect attempt failed: soft requests that timed out stop waiting."""
+        client = self._client
+        if client._liveness.soft_expired:
+            error = SmbTimeoutError(
+                f"server {client.host}:{client.port} timed out and reconnecting failed: {error}")
+        client._fail_waiting(error, soft_only=True)
+        client._expire_waiting()
+
+    def _give_up(self, error: SmbError) -> None:
+        """ReconnectPolicy.max_attempts reached: everyone waiting now fails
+        (hard mode too); the next new request starts a fresh reconnect."""
+        client = self._client
+        if client._liveness.soft_expired:
+            error = SmbTimeoutError(f"server {client.host}:{client.port} timed out and "
+                                    f"reconnecting failed: {error}")
+        client._fail_waiting(error, soft_only=False)
+        client._fail_everything(error)

@@ -1,11 +1,29 @@
-"""The per-socket receive thread (sunrpc's xprt receive path).
+"""The per-socket receive path (sunrpc's xprt receive side): read, decrypt,
+place, dispatch.
 
-It waits on a selector whose timeout is the next request deadline, reads
-into the ``FrameReader``'s buffer with ``recv_into`` and hands each complete
-frame to ``client._dispatch``, which finds the waiter by MessageId/MID and
-wakes it.  It also fires the request timers.  It never sends, never runs
-user code, and never touches client state: when the socket breaks it tells
-the connect worker and exits, one thread per socket generation.
+Theory of operation
+-------------------
+One thread per socket generation waits on a selector whose timeout is the
+next timer or keepalive (``Liveness.service``), reads into the
+``FrameReader``'s buffer with ``recv_into`` and dispatches each complete
+frame:
+
+* a transform (encrypted) frame is decrypted by its session; a large one is
+  read into the connection's reusable ciphertext buffer and a READ payload
+  is decrypted straight into the caller's buffer (placement);
+* a plain READ response's data is received straight into the caller's
+  buffer when its task offered one (``task.recv_buffer``);
+* compound responses are split; each reply finds its task in the in-flight
+  table by MessageId.  An interim STATUS_PENDING reply keeps it waiting; a
+  final one completes it: a sync waiter is woken, an async task's Future is
+  settled on smbiod; a late reply to an abandoned task goes to its
+  ``on_late_reply`` on smbiod;
+* unsolicited messages (oplock/lease breaks) go to the break handlers on
+  smbiod.
+
+It never sends, never runs user code, and never writes client state: when
+the socket breaks (or a frame breaks the protocol) it reports the loss to
+the connect worker and exits.
 """
 from __future__ import annotations
 
@@ -13,10 +31,15 @@ import logging
 import select
 import socket
 import threading
+import time
+from typing import Optional
 
 from .errors import SmbProtocolError
 from ._wire import PLACEMENT_HEAD
-from .proto.framing import FrameReader, FramingError
+from .proto import smb2
+from .proto.framing import FrameReader, FramingError, PlacedFrame
+from .proto.status import is_error
+from .task import FINAL_STATES, IN_FLIGHT, Reply, TaskState, move
 
 log = logging.getLogger("smblayer")
 
@@ -27,9 +50,9 @@ class Demux:
     def __init__(self, client, conn):
         self._client = client
         self._conn = conn
-        self._reader = FrameReader(
-            claim=lambda head, length: client._claim_placement(conn, head, length),
-            claim_head=PLACEMENT_HEAD)
+        self._reader = FrameReader(claim=self._claim_placement, claim_head=PLACEMENT_HEAD)
+        self._scratch = memoryview(b"")   # large ciphertexts land here
+        self.replies = 0                  # did this connection ever answer?
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -60,8 +83,11 @@ class Demux:
         sock = conn.sock
         reader = self._reader
         recv_into = sock.recv_into
-        dispatch = client._dispatch
-        service_timers = client._service_timers
+        dispatch = self._dispatch
+        liveness = client._liveness
+        service_timers = liveness.service
+        monotonic = time.monotonic
+        liveness.connection_started(monotonic())
         poller = _Poller()
         sock_fd = sock.fileno()
         error = None
@@ -80,8 +106,9 @@ class Demux:
                     if n == 0:
                         raise ConnectionResetError("server closed the connection (EOF)"
                                                    + (" mid-frame" if reader.pending else ""))
+                    liveness.last_rx = monotonic()
                     for frame in reader.feed(n):
-                        dispatch(conn, frame)
+                        dispatch(frame)
         except FramingError as exc:
             error = SmbProtocolError(f"bad frame from {client.host}:{client.port}: {exc}")
         except SmbProtocolError as exc:
@@ -97,6 +124,180 @@ class Demux:
             self._wake_w.close()
         if not self._stopping:
             client._connection_lost(conn, error)
+
+    # -- placement ---------------------------------------------------------------
+
+    def _claim_placement(self, head, length: int) -> Optional[memoryview]:
+        """FrameReader's placement hook: the caller's buffer for a READ
+        response's data, if its task offered one; for a large encrypted
+        frame, the reusable ciphertext buffer (the plaintext is then
+        decrypted to where it belongs)."""
+        if head[0] == 0xFD:
+            if len(self._scratch) < length:
+                self._scratch = memoryview(bytearray(length))
+            return self._scratch[:length - len(head)]
+        found = self._conn.wire.placement(head, length)
+        if found is None:
+            return None
+        return self._placement_target(*found)
+
+    def _placement_target(self, mid: int, data_len: int) -> Optional[memoryview]:
+        inflight = self._client._inflight
+        with inflight.lock:
+            task = inflight.find(mid, self._conn.generation)
+            if task is None or task.state not in IN_FLIGHT:
+                return None
+            buffer = task.recv_buffer
+        if buffer is None or len(buffer) < data_len:
+            return None
+        return buffer[:data_len]
+
+    # -- dispatch -----------------------------------------------------------------
+
+    def _dispatch(self, message) -> None:
+        """Complete the task(s) a frame answers."""
+        encrypted = False
+        wire = self._conn.wire
+        if type(message) is PlacedFrame:
+            if message.head[0] != 0xFD:
+                self._dispatch_one(wire, message.head, False, message.tail)
+                return
+            message = self._decrypt_placed(message.head, message.tail)
+            if message is None:
+                return
+            encrypted = True
+        elif message[0] == 0xFD:             # b"\xfdSMB": a transform header
+            message = self._decrypt(message)
+            encrypted = True
+        if not wire.is_smb1 and len(message) >= 24 and (
+                message[20] or message[21] or message[22] or message[23]):
+            try:
+                parts = smb2.split_compound(message)
+            except smb2.MalformedMessage as exc:
+                raise SmbProtocolError(f"bad compound response: {exc}") from None
+            view = memoryview(message)
+            for offset, length in parts:
+                self._dispatch_one(wire, view[offset:offset + length], encrypted)
+        else:
+            self._dispatch_one(wire, message, encrypted)
+
+    def _dispatch_one(self, wire, message, encrypted: bool,
+                      placed: Optional[memoryview] = None) -> None:
+        client = self._client
+        try:
+            mid, status, granted, interim, async_id, body = wire.route(message)
+        except (smb2.MalformedMessage, ValueError) as exc:
+            raise SmbProtocolError(f"malformed message from server: {exc}") from None
+        if mid == wire.unsolicited_id:
+            client._iod.call_soon(client._deliver_break,
+                                  Reply(wire.parse_header, message, body, status, encrypted))
+            return
+        now = time.monotonic()
+        retired = 0
+        inflight = client._inflight
+        generation = self._conn.generation
+        with inflight.lock:
+            if interim:
+                # STATUS_PENDING: the server is alive and working on it.
+                task = inflight.find(mid, generation)
+                if task is not None:
+                    task.async_id = async_id
+                    if task.state in IN_FLIGHT:
+                        move(task, TaskState.INTERIM)
+                        if task.long_poll:
+                            inflight.disarm(task)     # may wait for hours
+                        elif not task.is_probe:
+                            inflight.arm(task, client._liveness.deadline(task, now))
+            else:
+                task = inflight.retire(mid, generation)
+                if task is not None:
+                    retired = task.send_credits
+                    late = task.state in FINAL_STATES
+                    if not late:
+                        move(task, TaskState.DONE)
+        if granted or retired:
+            client._credits.grant(granted, retired)
+        if task is None:
+            client._stats.unmatched += 1
+            log.warning("smblayer: %s:%s sent a reply for unknown MessageId %d; dropped",
+                        client.host, client.port, mid)
+            return
+        if interim:
+            return
+        reply = Reply(wire.parse_header, message, body, status, encrypted)
+        stats = client._stats.command(wire, task.command)
+        stats.bytes_recv += len(message) + 4
+        if placed is not None:
+            reply.placed = placed
+            stats.bytes_recv += len(placed)
+        stats.rtt += now - task.t_sent
+        stats.exec_time += now - task.t_queued
+        if status and is_error(status):
+            stats.errors += 1
+        if late:
+            # A late reply to an abandoned request: discard it, but let the
+            # upper layer clean up (e.g. close the handle a CREATE opened).
+            if task.on_late_reply is not None:
+                client._iod.call_soon(task.on_late_reply, reply)
+            return
+        self.replies += 1
+        task.reply = reply
+        task.t_done = now
+        client._wake(task)
+
+    # -- decryption ---------------------------------------------------------------
+
+    def _decrypt_placed(self, head: bytes, tail: memoryview):
+        """Decrypt a large transform frame whose ciphertext sits in the
+        scratch buffer: a READ payload goes straight into the caller's
+        buffer (then None is returned: it is dispatched here); anything else
+        comes back as the plaintext message."""
+        from .security.crypto import TRANSFORM_HEADER_SIZE, DecryptError
+        session = self._session_for(head)
+        size = len(head) - TRANSFORM_HEADER_SIZE + len(tail)
+        cipher = getattr(session, "cipher", None)
+        wire = self._conn.wire
+        try:
+            stream = cipher.decrypt_stream(head, size) if cipher is not None else None
+            if stream is None:
+                return session.decrypt(bytes(head) + bytes(tail))
+            plain = bytearray(PLACEMENT_HEAD)
+            first = len(head) - TRANSFORM_HEADER_SIZE
+            stream.update_into(memoryview(head)[TRANSFORM_HEADER_SIZE:], memoryview(plain))
+            stream.update_into(tail[:PLACEMENT_HEAD - first], memoryview(plain)[first:])
+            rest = tail[PLACEMENT_HEAD - first:]
+            found = wire.placement(plain, size)
+            target = self._placement_target(*found) if found is not None else None
+            if target is None:
+                out = bytearray(size)
+                out[:PLACEMENT_HEAD] = plain
+                stream.update_into(rest, memoryview(out)[PLACEMENT_HEAD:])
+                stream.finalize()
+                return out
+            stream.update_into(rest, target)
+            stream.finalize()        # only now is the data authentic
+        except DecryptError as exc:
+            raise SmbProtocolError(f"cannot decrypt a frame: {exc}") from None
+        self._dispatch_one(wire, bytes(plain), True, target)
+        return None
+
+    def _session_for(self, frame):
+        from .security.crypto import transform_session_id
+        try:
+            session = self._client._sessions.get(transform_session_id(frame))
+        except ValueError:
+            session = None
+        if session is None:
+            raise SmbProtocolError("encrypted frame for an unknown session")
+        return session
+
+    def _decrypt(self, message):
+        from .security.crypto import DecryptError
+        session = self._session_for(message)
+        try:
+            return session.decrypt(message)
+        except DecryptError as exc:
+            raise SmbProtocolError(f"cannot decrypt a frame: {exc}") from None
 
     def _drain_wake(self) -> None:
         self._wake_pending = False

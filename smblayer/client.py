@@ -1,46 +1,50 @@
 """SmbClient: one shared connection to one server, and every request's
-well-defined behaviour on it.
+well-defined behaviour on it.  This module keeps the client's state, its
+public API and the orchestration; each responsibility lives in its module:
+
+==================  ==========================================================
+``_inflight.py``    MessageIds, the requests waiting for replies, their timers
+``_send.py``        the one send primitive (single, compound, one-way, CANCEL)
+``_demux.py``       the receive path: read, decrypt, place, dispatch
+``_probe.py``       liveness: timer expiry, ECHO probing, keepalive, hard/soft
+``_connect.py``     connect, reconnect and recovery (the connect worker)
+``_credits.py``     the credit gate
+``iod.py``          smbiod: async completions, break callbacks, probes
+``task.py``         one request and the task transition table
+==================  ==========================================================
 
 Theory of operation
 -------------------
-Threads (DESIGN.md "Threads"): callers send; one demux thread per socket
-generation receives and completes; smbiod runs async completions, break and
-reconnect callbacks and echo probes; the connect worker (only while needed)
-connects, negotiates, reconnects and is the only writer of ``state`` and of
-the connection: the demux and the probe loop only *report* a lost
-connection (``_connection_lost``), the worker takes it down (``_take_down``:
-RECONNECTING, close the socket, requeue the requests in flight).  close()
-is the one exception, from any thread, by design.
+Client state moves only through ``_move``, under ``_state_cond``, and the
+table below.  The connect worker makes every move but two: whoever finds a
+connection lost (demux, probe) moves ACTIVE to RECONNECTING as it reports
+it, and close() (any thread) moves to CLOSED::
 
-State machine (written only by the connect worker, and by close())::
-
-    CONNECTING --negotiated, handlers done--> ACTIVE
-    CONNECTING --first connect fails-------> CLOSED (get_client raises)
+    CONNECTING --negotiated----------------> ACTIVE
     ACTIVE --reset/EOF/bad frame/soft timeout--> RECONNECTING
-    RECONNECTING --reconnected, handlers done--> ACTIVE
-    any --close()--> CLOSED
+    RECONNECTING --reconnected, recovery done--> ACTIVE
+    any --close() / first connect failed--> CLOSED
 
-Sending (any thread): wait for ACTIVE, take credits (FIFO, one credit kept for
-echo and break acknowledgements), then under the send lock allocate the
-MessageId, build and protect (sign/encrypt) the header, register the task in
-the MID table, and ``sendmsg`` header and payload as separate buffers, so
-MessageIds reach the wire in order.
+A caller's request: wait until the client can carry it (ACTIVE; a soft
+request waits at most until its deadline), take credits (FIFO), then the
+sender puts it on the wire.  ``run_task`` parks on the task's lock until
+the demux completes it; ``run_task_async`` returns a Future settled on
+smbiod, and while the client is not ACTIVE the request waits in a list, not
+in a pool worker, so user work can never starve recovery.
 
-Timers: every sent task has a deadline on a heap; the demux selector wakes
-for the earliest.  An expired task starts the probe loop on smbiod: one ECHO
-at a time, every ``echo_interval``.  Echo answered: timers re-arm (the server
-is slow, not dead).  Unanswered: hard mode logs "not responding, still
-trying" once and keeps probing; soft mode, after ``soft_timeout``, asks the
-connect worker to reconnect; if that fails the task raises SmbTimeoutError,
-otherwise it is reissued.
+When a connection is lost the requests in flight are requeued at once:
+sync callers wait for ACTIVE and resend, async ones wait in the list and are
+resent by the connect worker after recovery (each task's ``on_reissue``
+hook may rebuild it first).  A request that is not safe to repeat, or was
+sent MAX_SENDS times, fails instead.
 
-Lock order: registry lock > _state (Condition) > _send_lock > _mid_lock >
-credit gate.  Futures are completed and callbacks run only after
-every lock is released.
+Lock order (take only downward): registry lock > _state_cond > send lock
+(Sender.lock) > MID-table lock (InFlight.lock) > credit gate.  The connect
+worker's and smbiod's own locks are leaves.  Futures are settled and
+callbacks run only after every lock is released, on smbiod.
 """
 from __future__ import annotations
 
-import collections
 import enum
 import logging
 import os
@@ -49,29 +53,33 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from . import _connect
+from ._connect import ConnectWorker
 from ._credits import CreditGate, CreditsAborted
 from ._demux import Demux
-from ._wire import PLACEMENT_HEAD, wire_for
+from ._inflight import InFlight
+from ._probe import Liveness
+from ._send import Retry, Sender, shutdown
+from ._wire import wire_for
 from .config import Dialect, DialectRange, ReconnectPolicy, TimeoutPolicy
 from .errors import (SmbCancelledError, SmbClosedError, SmbConnectionError, SmbError,
                      SmbProtocolError, SmbTimeoutError, status_error)
-from .proto import smb2
-from .proto.credits import credits_needed
-from .proto.framing import MAX_FRAME, PlacedFrame, frame_prefix
+from .iod import SmbIod
+from .proto.framing import MAX_FRAME
 from .proto.negotiate import NegotiateResult
 from .proto.status import is_error
+from .registry import _registry as _REGISTRY
 from .stats import ClientStats, command_name
-from .task import FINAL_STATES, Reply, SmbTask, TaskState
+from .task import (FINAL_STATES, IN_FLIGHT, IllegalTransition, Reply, SmbTask, TaskState,
+                   can_move, move)
 
 log = logging.getLogger("smblayer")
 
-_NEVER = float("inf")
 MAX_SENDS = 5                # a request is sent at most this often across reconnects
-CREDIT_TARGET = 512          # credits we try to hold (SMB2)
-CREDIT_ASK = 64              # extra credits asked per request while below target
+CLOSE_WAIT = 2.0             # how long close() waits for threads to stop
+TEARDOWN_WAIT = 2.0          # the longest a CLOSE / TREE_DISCONNECT / LOGOFF waits
+EXIT_WAIT = 3.0              # interpreter exit: time for the exit handlers in all
 
 
 class ClientState(enum.Enum):
@@ -79,6 +87,23 @@ class ClientState(enum.Enum):
     ACTIVE = "active"
     RECONNECTING = "reconnecting"
     CLOSED = "closed"
+
+
+_C = ClientState
+#: state -> the states the client may move to from there
+CLIENT_TRANSITIONS = {
+    _C.CONNECTING: frozenset({_C.ACTIVE, _C.CLOSED}),
+    _C.ACTIVE: frozenset({_C.RECONNECTING, _C.CLOSED}),
+    _C.RECONNECTING: frozenset({_C.ACTIVE, _C.CLOSED}),
+    _C.CLOSED: frozenset(),
+}
+del _C
+
+# Reconnect handler stages, run in this order (DESIGN.md "Threads").
+STAGE_SESSION = 10
+STAGE_TREE = 20
+STAGE_HANDLE = 30
+STAGE_OTHER = 50
 
 
 @dataclass
@@ -104,11 +129,7 @@ class _Connection:
         self.demux: Optional[Demux] = None
         self.lost = False
         self.lost_error: Optional[BaseException] = None
-        self.replies = 0          # demux thread only: did this connection ever answer?
         self.taken_down = False   # the connect worker has closed it and requeued its tasks
-        self.scratch = memoryview(b"")   # demux thread only: large ciphertexts land here
-
-
 
 
 class SmbClient:
@@ -145,55 +166,48 @@ class SmbClient:
         # 3.1.1 negotiate contexts, in preference order (wire ids); None = all.
         self.ciphers = tuple(ciphers) if ciphers else None
         self.signing_algorithms = tuple(signing_algorithms) if signing_algorithms else None
-        self.client_guid = os.urandom(16)
+        self.client_guid = os.urandom(16)      # stable across reconnects
         self.refcount = 1
         self._registry = _registry
         self._key = _key
         self._forked = False
 
         self._state_cond = threading.Condition()
-        self._send_lock = threading.Lock()
-        self._mid_lock = threading.Lock()
         self._credits = CreditGate()
+        self._inflight = InFlight()
+        self._sender = Sender(self)
+        self._liveness = Liveness(self)
+        self._stats = ClientStats()
 
         self.state = ClientState.CONNECTING
         self._conn: Optional[_Connection] = None
         self._generation = 0
         self._connect_error: Optional[BaseException] = None
         self._reconnect_pending_error: Optional[BaseException] = None
+        self._gave_up = 0                      # bumped each time reconnecting gives up
+        self._last_conn_useful = True
+        self._waiting: List[SmbTask] = []      # async tasks waiting for ACTIVE (_state_cond)
+        self._teardown_stalled: Optional[tuple] = None   # (generation, last_rx) of a stall
 
-        # MID table and timers (under _mid_lock).  Timers live in one FIFO
-        # queue per timeout value: deadlines in a queue only grow, so the
-        # head is the earliest and completed tasks are dropped from the head.
-        self._pending: Dict[int, SmbTask] = {}
-        self._timers: Dict[float, collections.deque] = {}
-        self._timer_wake_at = float("inf")     # when the demux plans to wake
-        self._next_mid = 0
-        self._reissue: List[SmbTask] = []      # async tasks to resend after reconnect
-
-        self._stats = ClientStats()
-        self._reconnect_handlers: List[Callable] = []
+        self._reconnect_handlers: List[Tuple[int, Callable]] = []
+        self._active_handlers: List[Callable] = []
         self._break_handlers: List[Callable] = []
-        self._sessions: Dict[int, object] = {}      # SessionId -> session (decrypt)
+        self._sessions: Dict[int, object] = {}      # SessionId -> session (decrypt, echo)
         self.default_security = None                # SMB1: the session that signs echoes
         self.smb1_signing = None                    # SMB1: per-connection signing state
-        self._probing = False
-        self._gave_up = 0                      # bumped each time reconnecting gives up
-        self._handshake_threads: set = set()   # smbiod threads running reconnect handlers
-        self._last_conn_useful = True
-        self._not_responding_since: Optional[float] = None
-        self._soft_expired = False
 
-        from .iod import SmbIod
+        self._exit_handlers: List[Callable] = []
+
         self._iod = SmbIod(name=f"smbiod-{host}:{port}", max_workers=iod_workers)
-        self._connector = _connect.ConnectWorker(self)
-        self._connector.kick()
-        with self._state_cond:
-            self._state_cond.wait_for(lambda: self.state is not ClientState.CONNECTING)
-            if self.state is ClientState.CLOSED:
-                error = self._connect_error
-                self._iod.shutdown(wait=False)
-                raise error if error is not None else SmbClosedError("client closed")
+        _REGISTRY.track(self)
+        self._connector = ConnectWorker(self)
+        self._connector.connect_first()
+        if self.state is ClientState.CLOSED:
+            error = self._connect_error or SmbClosedError("client closed")
+            self._iod.shutdown(wait=False)
+            if error.host is None:
+                error.host, error.port = self.host, self.port
+            raise error
 
     # -- public properties ---------------------------------------------------
 
@@ -209,15 +223,27 @@ class SmbClient:
 
     @property
     def generation(self) -> int:
+        """Bumped by every new connection (reconnects included)."""
         return self._generation
 
     @property
-    def iod(self):
+    def iod(self) -> SmbIod:
         """The smbiod pool: upper layers may run their callbacks here."""
         return self._iod
 
+    @property
+    def local_address(self) -> Optional[tuple]:
+        """The (host, port) of our end of the current connection, or None."""
+        conn = self._conn
+        if conn is None:
+            return None
+        try:
+            return conn.sock.getsockname()[:2]
+        except OSError:
+            return None
+
     def __repr__(self) -> str:
-        return (f"<SmbClient {self.host}:{self.port} {self.state.value} "
+        return (f"<{type(self).__name__} {self.host}:{self.port} {self.state.value} "
                 f"dialect={self.dialect.name if self.dialect else None} refs={self.refcount}>")
 
     def __enter__(self) -> "SmbClient":
@@ -226,41 +252,81 @@ class SmbClient:
     def __exit__(self, *exc) -> None:
         self.release()
 
+    def wait_for_state(self, state: ClientState, timeout: Optional[float] = None) -> bool:
+        """Block until the client is in ``state`` (True) or ``timeout`` seconds
+        passed (False).  Any thread."""
+        with self._state_cond:
+            return self._state_cond.wait_for(lambda: self.state is state, timeout)
+
+    def command_name(self, command: int) -> str:
+        conn = self._conn
+        return command_name(conn.wire.is_smb1 if conn is not None else False, command)
+
     # -- requests -------------------------------------------------------------
 
-    def run_task(self, task: SmbTask) -> Reply:
+    def run_task(self, task: SmbTask, *, wait: Optional[float] = None) -> Reply:
         """Send ``task`` and wait for its reply (reissuing it across a
         reconnect).  Raises SmbStatusError for an error status, and the
-        SmbError subclass that describes any other failure."""
+        SmbError subclass that describes any other failure.  With ``wait``
+        the caller waits at most that many seconds in all; then the request
+        is abandoned (CANCEL sent, its MessageId kept for the late reply)
+        and SmbTimeoutError raised: for close paths that must not hang."""
         self._check_task(task)
+        if wait is None and self._is_teardown(task):
+            wait = self._teardown_budget()
+        if wait is not None and wait <= 0:
+            raise self._annotate(SmbTimeoutError(
+                f"{self.command_name(task.command)} not sent: the server did not answer "
+                "the previous one"), task)
+        limit = None if wait is None else time.monotonic() + wait
+        task._parking = threading.Lock()
+        task._parking.acquire()
         try:
             while True:
-                self._send(task)
-                task._parking.acquire()          # woken by demux/close/cancel/reconnect
+                self._send(task, limit)
+                if not self._park(task, limit):
+                    raise SmbTimeoutError(f"{self.command_name(task.command)}: no reply "
+                                          f"within {wait:g} s; abandoned")
                 if task.state is not TaskState.REISSUE:
                     break
-        except BaseException:
-            # Ctrl-C or an error while waiting: stop waiting, keep the MID
-            # reserved for the late reply, tell the server (CANCEL).
-            self._abandon(task, SmbCancelledError("request interrupted"))
-            raise
+        except BaseException as exc:
+            # Ctrl-C, a bounded wait ran out, or an error while waiting: stop
+            # waiting, keep the MID reserved for the late reply, tell the server.
+            error = exc if isinstance(exc, SmbTimeoutError) else \
+                SmbCancelledError("request interrupted")
+            if wait is not None and isinstance(exc, SmbTimeoutError) and \
+                    self._is_teardown(task):
+                self._teardown_stalled = (self._generation, self._liveness.last_rx)
+            self._abandon(task, error)
+            raise self._annotate(exc, task) if isinstance(exc, SmbError) else exc
         return self._finish(task)
 
+    def _is_teardown(self, task: SmbTask) -> bool:
+        conn = self._conn
+        return conn is not None and task.command in conn.wire.teardown_commands
+
+    def _teardown_budget(self) -> float:
+        """How long a teardown request may wait: TEARDOWN_WAIT, or nothing
+        once one went unanswered on this connection and nothing came since
+        (closing ten files on a dead server takes 2 s, not 20)."""
+        stalled = self._teardown_stalled
+        if stalled is not None and stalled == (self._generation, self._liveness.last_rx):
+            return 0.0
+        return TEARDOWN_WAIT
+
     def run_task_async(self, task: SmbTask) -> Future:
-        """Send ``task`` and return a Future completed on smbiod."""
+        """Send ``task`` and return a Future settled on smbiod.  Cancelling
+        the Future cancels the request."""
         self._check_task(task)
         future: Future = Future()
         task.future = future
-        future.add_done_callback(lambda f, t=task: f.cancelled() and self.cancel_task(t))
+        future.add_done_callback(lambda f, t=task: self._future_done(f, t))
         conn = self._conn
-        if self.state is ClientState.ACTIVE and conn is not None and \
+        if self.state is ClientState.ACTIVE and conn is not None and not conn.lost and \
                 self._credits.available > 1:
-            try:
-                self._send(task)
-            except BaseException as exc:  # noqa: BLE001
-                self._settle_future(task, exc)
+            self._send_async(task)
         else:
-            # Not connected or short of credits: wait on smbiod, not here.
+            # Not connected or short of credits: never block the caller.
             self._iod.call_soon(self._send_async, task)
         return future
 
@@ -274,29 +340,70 @@ class SmbClient:
         return self.run_task_async(self._echo_task(timeouts))
 
     def _echo_task(self, timeouts=None) -> SmbTask:
+        """An ECHO carrying a session's id (and signed by it) when one exists:
+        some servers refuse an ECHO with SessionId 0 after SESSION_SETUP."""
         conn = self._conn
-        wire = conn.wire if conn is not None else None
-        if wire is None:
+        if conn is None:
             raise SmbClosedError("client is not connected")
+        wire = conn.wire
+        if wire.is_smb1:
+            return SmbTask(wire.echo_command, wire.echo_body(), timeouts=timeouts,
+                           priority=True, security=self.default_security)
+        session = next(iter(self._sessions.values()), None)
         return SmbTask(wire.echo_command, wire.echo_body(), timeouts=timeouts, priority=True,
-                       security=self.default_security if wire.is_smb1 else None)
+                       session_id=getattr(session, "session_id", 0), security=session)
 
     def cancel_task(self, task: SmbTask) -> bool:
-        """Cancel ``task`` from any thread; its waiter gets SmbCancelledError."""
+        """Cancel ``task`` from any thread; its waiter gets SmbCancelledError.
+        False if it had already finished."""
         return self._abandon(task, SmbCancelledError("request cancelled"))
 
     # -- handlers -------------------------------------------------------------
 
-    def add_reconnect_handler(self, fn: Callable[["SmbClient"], None]) -> None:
-        """``fn(client)`` runs on smbiod after every re-negotiate, before
-        waiting requests are reissued (redo SESSION_SETUP, tree connects)."""
-        self._reconnect_handlers.append(fn)
+    def add_reconnect_handler(self, fn: Callable[["SmbClient"], None],
+                              stage: int = STAGE_OTHER) -> None:
+        """``fn(client)`` runs after every re-negotiate, in the connect
+        worker, before waiting requests are reissued.  Handlers run by
+        ``stage`` (STAGE_SESSION, then STAGE_TREE, STAGE_HANDLE,
+        STAGE_OTHER), in registration order within a stage.  Their requests
+        go out while the client is still RECONNECTING."""
+        self._reconnect_handlers.append((stage, fn))
 
     def remove_reconnect_handler(self, fn: Callable) -> None:
+        self._reconnect_handlers = [(s, f) for s, f in self._reconnect_handlers if f != fn]
+
+    def _recovery_order(self) -> List[Tuple[int, Callable]]:
+        return sorted(self._reconnect_handlers, key=lambda item: item[0])
+
+    def add_active_handler(self, fn: Callable[["SmbClient"], None]) -> None:
+        """``fn(client)`` runs on smbiod each time the client is ACTIVE again
+        after a reconnect (after recovery)."""
+        self._active_handlers.append(fn)
+
+    def remove_active_handler(self, fn: Callable) -> None:
         try:
-            self._reconnect_handlers.remove(fn)
+            self._active_handlers.remove(fn)
         except ValueError:
             pass
+
+    def add_exit_handler(self, fn: Callable[["SmbClient"], None]) -> None:
+        """``fn(client)`` runs at interpreter exit, before the client closes
+        (fs flushes and closes its open files); all of them together get
+        EXIT_WAIT seconds, then every client closes regardless."""
+        self._exit_handlers.append(fn)
+
+    def remove_exit_handler(self, fn: Callable) -> None:
+        try:
+            self._exit_handlers.remove(fn)
+        except ValueError:
+            pass
+
+    def _run_exit_handlers(self) -> None:
+        for fn in list(self._exit_handlers):
+            try:
+                fn(self)
+            except Exception as exc:  # noqa: BLE001
+                log.debug("smblayer: exit handler %r failed: %s", fn, exc)
 
     def add_break_handler(self, fn: Callable[[BreakNotification], None]) -> None:
         """``fn(notification)`` runs on smbiod for every oplock/lease break."""
@@ -309,8 +416,8 @@ class SmbClient:
             pass
 
     def register_session(self, session_id: int, session) -> None:
-        """Make ``session.decrypt(frame)`` available to the demux for
-        transform (encrypted) frames carrying ``session_id``."""
+        """Make ``session`` known to the client: it decrypts transform frames
+        carrying ``session_id`` and signs the client's ECHOs."""
         self._sessions[session_id] = session
 
     def unregister_session(self, session_id: int) -> None:
@@ -321,8 +428,10 @@ class SmbClient:
         conn = self._conn
         extra = {"state": self.state.value, "generation": self._generation,
                  "dialect": conn.negotiated.dialect.name if conn else None,
-                 "credits": self._credits.available, "in_flight": len(self._pending)}
-        return self._stats.snapshot(extra, self._not_responding_since, time.monotonic())
+                 "credits": self._credits.available,
+                 "in_flight": len(self._inflight.pending)}
+        return self._stats.snapshot(extra, self._liveness.not_responding_since,
+                                    time.monotonic())
 
     # -- lifetime -------------------------------------------------------------
 
@@ -339,21 +448,22 @@ class SmbClient:
 
     def close(self) -> None:
         """Close now, whatever the refcount (any thread): every waiter gets
-        SmbClosedError, the threads stop, the socket closes."""
+        SmbClosedError, the threads stop, the socket closes.  Bounded: it
+        never waits long for a thread stuck on a dead server."""
         if self._registry is not None:
             self._registry.forget(self)
         with self._state_cond:
             if self.state is ClientState.CLOSED and self._conn is None:
                 return
-            self.state = ClientState.CLOSED
+            if self.state is not ClientState.CLOSED:
+                self._move(ClientState.CLOSED)
             conn, self._conn = self._conn, None
-            self._state_cond.notify_all()
         self._credits.wake_all()
         self._fail_everything(SmbClosedError("client closed"))
         if conn is not None:
             self._close_connection(conn, join=True)
-        self._connector.join(5.0)
-        self._iod.shutdown(wait=True)
+        self._connector.join(CLOSE_WAIT)
+        self._iod.shutdown(wait=True, timeout=CLOSE_WAIT)
 
     def _after_fork_in_child(self) -> None:
         """The child must not use the parent's socket or threads."""
@@ -361,23 +471,40 @@ class SmbClient:
         self.state = ClientState.CLOSED
         conn, self._conn = self._conn, None
         self._state_cond = threading.Condition()
-        self._send_lock = threading.Lock()
-        self._mid_lock = threading.Lock()
+        self._sender = Sender(self)
+        self._inflight = InFlight()
         self._credits = CreditGate()
-        self._pending = {}
+        self._waiting = []
         if conn is not None:
             try:
                 conn.sock.detach()       # never shutdown(): that would cut the parent
             except OSError:
                 pass
 
+    # -- state (under _state_cond) ----------------------------------------------
+
+    def _move(self, new: ClientState) -> None:
+        """The one place the client state changes (caller holds _state_cond)."""
+        old = self.state
+        if new not in CLIENT_TRANSITIONS[old]:
+            raise IllegalTransition("client", old, new)
+        self.state = new
+        self._state_cond.notify_all()
+
+    def _move_closed(self) -> None:
+        with self._state_cond:
+            if self.state is not ClientState.CLOSED:
+                self._move(ClientState.CLOSED)
+
     # -- sending --------------------------------------------------------------
 
     def _check_task(self, task: SmbTask) -> None:
         if not isinstance(task, SmbTask):
             raise TypeError(f"expected an SmbTask, not {type(task).__name__}")
-        if task.state is not TaskState.NEW and task.state not in FINAL_STATES:
-            raise ValueError("task is already running")
+        if task.state is not TaskState.NEW:
+            if task.state not in FINAL_STATES:
+                raise ValueError("task is already running")
+            move(task, TaskState.NEW)
         conn = self._conn
         limit = conn.wire.max_request if conn is not None else MAX_FRAME
         if task.payload_size + 256 > limit:
@@ -386,21 +513,28 @@ class SmbClient:
         if self._forked:
             raise SmbClosedError("client belongs to the parent process (fork); "
                                  "call get_client() again in the child")
-        task.state = TaskState.NEW
         task.reply = task.error = None
         task._parking = None
         task.sends = 0
+        task.t_first_sent = 0.0
         task.context_client = self
         task.t_queued = time.monotonic()
         if task.cancel_requested:
             raise SmbCancelledError("request cancelled before it was sent")
 
-    def _wait_sendable(self, task: SmbTask) -> _Connection:
-        """Block until the client can carry ``task``; returns the connection."""
+    def _effective(self, task: SmbTask) -> TimeoutPolicy:
+        return task.timeouts or self.timeouts
+
+    def _wait_sendable(self, task: SmbTask, limit: Optional[float] = None,
+                       park: bool = False) -> Optional[_Connection]:
+        """Block until the client can carry ``task``; return the connection.
+        With ``park`` (async tasks) never block: enter the waiting list and
+        return None instead."""
         conn = self._conn
         if self.state is ClientState.ACTIVE and conn is not None and not conn.lost and \
                 task.state not in FINAL_STATES:
             return conn          # the common case, without the state lock
+        in_recovery = threading.get_ident() == self._connector.ident
         with self._state_cond:
             gave_up = self._gave_up
             while True:
@@ -410,43 +544,46 @@ class SmbClient:
                     raise self._reconnect_pending_error
                 state = self.state
                 conn = self._conn
-                if state is ClientState.RECONNECTING and not self._connector.running:
-                    self._connector.kick()      # reconnecting gave up earlier: retry
                 if state is ClientState.ACTIVE and conn is not None and not conn.lost:
                     return conn
                 if state is ClientState.CLOSED:
                     raise SmbClosedError("client closed")
-                if (threading.get_ident() in self._handshake_threads and conn is not None
-                        and not conn.lost):
-                    return conn
+                if in_recovery:
+                    # Recovery's own requests (SESSION_SETUP, TREE_CONNECT...).
+                    if conn is not None and not conn.lost:
+                        return conn
+                    raise SmbConnectionError(f"connection to {self.host}:{self.port} lost "
+                                             "during recovery")
+                if state is ClientState.RECONNECTING and not self._connector.running:
+                    self._connector.kick()      # reconnecting gave up earlier: retry
                 policy = self._effective(task)
-                if policy.hard:
-                    self._state_cond.wait()        # hard: wait for the server forever
-                    continue
-                # Soft: a request that already hit its soft timeout waits for the
-                # reconnect attempt (bounded by connect_timeout) and fails if it
-                # fails; a new request waits at most timeout + soft_timeout.
-                error = self._reconnect_pending_error
-                if task.timed_out:
-                    if error is not None:
+                deadline = limit
+                if not policy.hard:
+                    error = self._reconnect_pending_error
+                    if task.timed_out and error is not None:
                         raise error
-                    self._state_cond.wait()
+                    bound = (task.t_first_sent or task.t_queued) + policy.soft_bound
+                    deadline = bound if deadline is None else min(deadline, bound)
+                if park:
+                    if task not in self._waiting:
+                        self._waiting.append(task)
+                    return None
+                if deadline is None:
+                    self._state_cond.wait()      # hard: wait for the server forever
                     continue
-                budget = policy.timeout + policy.soft_timeout
-                remaining = task.t_queued + budget - time.monotonic()
+                remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise error or SmbTimeoutError(
-                        f"server {self.host}:{self.port} not reachable within {budget:g} s")
+                    error = self._reconnect_pending_error
+                    raise SmbTimeoutError(
+                        f"server {self.host}:{self.port} not reachable in time"
+                        + (f" ({error})" if error is not None else ""))
                 self._state_cond.wait(remaining)
 
-    def _effective(self, task: SmbTask) -> TimeoutPolicy:
-        return task.timeouts or self.timeouts
-
-    @staticmethod
-    def _charge(conn: _Connection, task: SmbTask) -> int:
+    def _charge(self, conn: _Connection, task: SmbTask) -> int:
         """Set the task's CreditCharge; return the credits it consumes.  The
         send payload is what follows the fixed body (body[0]): the WRITE
         data, the IOCTL input ([MS-SMB2] 3.2.4.1.5)."""
+        from .proto.credits import credits_needed
         body = task.body
         task.credit_charge = conn.wire.charge(
             task.command, task.payload_size - len(body[0]) if body else 0,
@@ -454,97 +591,131 @@ class SmbClient:
         task.send_credits = credits_needed(task.credit_charge)
         return task.send_credits
 
-    def _take_credits(self, conn: _Connection, task: SmbTask) -> None:
-        self._charge(conn, task)
+    def _queue(self, conn: _Connection, tasks: Sequence[SmbTask]) -> int:
+        """Move ``tasks`` to QUEUED (a cancelled one raises) and charge them."""
+        with self._inflight.lock:
+            for task in tasks:
+                if not can_move(task, TaskState.QUEUED):
+                    raise task.error or SmbCancelledError("request cancelled")
+            for task in tasks:
+                move(task, TaskState.QUEUED)
+        return sum(self._charge(conn, task) for task in tasks)
 
+    def _take_credits(self, conn: _Connection, tasks: Sequence[SmbTask], need: int) -> None:
         def abort() -> bool:
-            return self.state is ClientState.CLOSED or conn.lost or task.state in FINAL_STATES
+            return self.state is ClientState.CLOSED or conn.lost or \
+                any(t.state in FINAL_STATES for t in tasks)
         try:
-            self._credits.take(task.send_credits, task.priority, abort)
+            self._credits.take(need, tasks[0].priority, abort)
         except CreditsAborted:
             if self.state is ClientState.CLOSED:
                 raise SmbClosedError("client closed") from None
-            raise _Retry() from None
-
-    def _send(self, task: SmbTask) -> None:
-        """Wait until sendable, take credits and put ``task`` on the wire."""
-        while True:
-            conn = self._wait_sendable(task)
-            if task.state in (TaskState.NEW, TaskState.REISSUE):
-                task.state = TaskState.QUEUED
-            try:
-                self._take_credits(conn, task)
-            except _Retry:
+            for task in tasks:
                 if task.state in FINAL_STATES:
                     raise task.error or SmbCancelledError("request cancelled") from None
-                continue
+            raise Retry() from None
+
+    def _send(self, task: SmbTask, limit: Optional[float] = None, park: bool = False) -> bool:
+        """Wait until sendable, take credits and put ``task`` on the wire.
+        False if it was parked in the waiting list (``park``)."""
+        return self._send_all((task,), False, limit, park)
+
+    def _send_all(self, tasks: Sequence[SmbTask], related: bool,
+                  limit: Optional[float] = None, park: bool = False) -> bool:
+        first = tasks[0]
+        while True:
+            conn = self._wait_sendable(first, limit, park)
+            if conn is None:
+                return False
+            for task in tasks:
+                if task.sends and task.generation != conn.generation:
+                    self._before_reissue(task)
+            need = self._queue(conn, tasks)
             try:
-                self._transmit(conn, task)
-                return
-            except _Retry:
+                self._take_credits(conn, tasks, need)
+                self._sender.transmit(conn, tasks, related, need)
+                return True
+            except Retry:
                 continue
 
-    def _transmit(self, conn: _Connection, task: SmbTask) -> None:
-        wire = conn.wire
-        policy = self._effective(task)
-        stats = self._stats.command(wire, task.command)
-        with self._send_lock:
-            if conn.lost or conn is not self._conn:
-                self._credits.grant(task.send_credits, task.send_credits)
-                raise _Retry()
-            now = time.monotonic()
-            with self._mid_lock:
-                mid = self._register(conn, task, now)
-                wake = False if task.is_probe else self._arm_timer(task, policy, now)
-            credit_request = self._credit_request(wire, task.send_credits)
-            header = wire.build_header(task, mid, credit_request)
-            security = task.security
-            if security is not None:
-                parts = security.protect(task, header, [header, *task.body])
-                size = sum(map(len, parts))
-            else:
-                parts = (header, *task.body)
-                size = len(header) + task.payload_size
-            self._put_on_wire(conn, parts, size)
-            stats.ops += 1
-            stats.bytes_sent += size + 4
-            stats.queue_time += now - task.t_queued
-            if task.sends > 1:
-                stats.retransmissions += 1
-        if wake and conn.demux is not None:
-            conn.demux.wake()
+    def _before_reissue(self, task: SmbTask) -> None:
+        """Give the task's ``on_reissue`` hook its say before a resend."""
+        hook = task.on_reissue
+        if hook is None:
+            return
+        if not hook(task):
+            raise SmbConnectionError(
+                f"{self.command_name(task.command)} to {self.host}:{self.port} was in "
+                "flight when the connection was lost and cannot be reissued")
+        task.body = tuple(task.body)
+        task.payload_size = sum(map(len, task.body))
 
-    def _register(self, conn: _Connection, task: SmbTask, now: float) -> int:
-        """Give ``task`` its MessageId and enter it in the MID table (under
-        the send and MID locks)."""
-        mid = self._allocate_mid(conn.wire, task.send_credits)
-        task.message_id = mid
-        task.generation = conn.generation
-        task.async_id = None
-        task.timed_out = False
-        task.sends += 1
-        task.t_sent = now
-        task.state = TaskState.SENT
-        if task.future is None and task._parking is None:
-            task._parking = threading.Lock()
-            task._parking.acquire()
-        self._pending[mid] = task
-        return mid
-
-    def _put_on_wire(self, conn: _Connection, parts, size: int) -> None:
-        """sendmsg one frame (under the send lock)."""
+    def _send_async(self, task: SmbTask) -> None:
+        """Send an async task; it waits in the list (not here) while the
+        client is not ACTIVE."""
         try:
-            _sendmsg_all(conn.sock, (frame_prefix(size), *parts), size + 4)
-        except OSError as exc:
-            # Make the demux see the broken socket; it starts the reconnect
-            # and the requests in flight are reissued.
-            log.debug("smblayer: send failed on %s:%s: %s", self.host, self.port, exc)
-            _shutdown(conn.sock)
-        except BaseException:
-            # Interrupted (Ctrl-C) possibly mid-frame: the stream can't be
-            # trusted; reconnect, and the other requests are reissued.
-            _shutdown(conn.sock)
-            raise
+            self._send(task, park=True)
+        except BaseException as exc:  # noqa: BLE001
+            self._fail_task(task, exc)
+
+    def _send_nowait(self, task: SmbTask) -> None:
+        """Send ``task`` now or not at all (keepalive): no credit wait."""
+        self._check_task(task)
+        conn = self._conn
+        if self.state is not ClientState.ACTIVE or conn is None or conn.lost:
+            return
+        need = self._queue(conn, (task,))
+        if not self._credits.try_take(need):
+            with self._inflight.lock:
+                move(task, TaskState.FAILED)
+            return
+        try:
+            self._sender.transmit(conn, (task,), False, need)
+        except (Retry, SmbError):
+            pass
+
+    def _send_probe(self) -> Optional[SmbTask]:
+        """Send one ECHO probe unless the socket is not writable (a sender is
+        stuck in sendmsg: then a probe would only queue behind it)."""
+        conn = self._conn
+        if conn is None or conn.lost or self.state is not ClientState.ACTIVE:
+            return None
+        if self._sender.lock.locked():
+            return None
+        task = self._echo_task()
+        task.is_probe = True
+        task.context_client = self
+        task.t_queued = time.monotonic()
+        task._parking = threading.Lock()
+        task._parking.acquire()
+        need = self._queue(conn, (task,))
+        if not self._credits.try_take(need):
+            return None      # no credit: counts as an unanswered probe
+        try:
+            self._sender.transmit(conn, (task,), False, need)
+        except (Retry, SmbError):
+            return None
+        return task
+
+    def send_oneway(self, task: SmbTask) -> bool:
+        """Send a small SMB1 request that has no reply (an oplock break
+        acknowledgement) once, like NT_CANCEL: it gets a MID and is signed
+        by ``task.security`` under the send lock, but is not registered in
+        the MID table, has no timer, takes no credit and is never reissued.
+        Returns False (nothing sent) unless the client is ACTIVE."""
+        conn = self._conn
+        if self.state is not ClientState.ACTIVE or conn is None or conn.lost:
+            return False
+        if not conn.wire.is_smb1:
+            raise ValueError("send_oneway is for SMB1 requests without a response")
+        size = self._sender.oneway(conn, task)
+        if not size:
+            return False
+        task.state = TaskState.DONE
+        stats = self._stats.command(conn.wire, task.command)
+        stats.ops += 1
+        stats.bytes_sent += size
+        return True
 
     # -- compound requests ----------------------------------------------------------
 
@@ -562,158 +733,96 @@ class SmbClient:
             raise ValueError("compound requests need SMB2 or later")
         for task in tasks:
             self._check_task(task)
+            task._parking = threading.Lock()
+            task._parking.acquire()
         try:
             while True:
-                self._send_compound(tasks, related)
+                self._send_all(tasks, related)
                 for task in tasks:
                     task._parking.acquire()
                 if not any(t.state is TaskState.REISSUE for t in tasks):
                     break
-                for task in tasks:          # resend the whole chain
-                    task.state, task.reply, task._parking = TaskState.NEW, None, None
-        except BaseException:
+                # A compound is one unit: resend the whole chain, the
+                # elements that did complete too.
+                with self._inflight.lock:
+                    for task in tasks:
+                        if task.state is TaskState.DONE:
+                            move(task, TaskState.NEW)
+                        task.reply = None
+        except BaseException as exc:
             for task in tasks:
                 self._abandon(task, SmbCancelledError("request interrupted"))
-            raise
+            raise self._annotate(exc, tasks[0]) if isinstance(exc, SmbError) else exc
         return [self._finish(task) for task in tasks]
-
-    def _send_compound(self, tasks: List[SmbTask], related: bool) -> None:
-        first = tasks[0]
-        while True:
-            conn = self._wait_sendable(first)
-            total = 0
-            for task in tasks:
-                task.state = TaskState.QUEUED
-                total += self._charge(conn, task)
-            try:
-                self._credits.take(total, False, lambda: self.state is ClientState.CLOSED or
-                                   conn.lost)
-            except CreditsAborted:
-                if self.state is ClientState.CLOSED:
-                    raise SmbClosedError("client closed") from None
-                continue
-            try:
-                self._transmit_compound(conn, tasks, related, total)
-                return
-            except _Retry:
-                continue
-
-    def _transmit_compound(self, conn: _Connection, tasks: List[SmbTask], related: bool,
-                           credits: int) -> None:
-        wire = conn.wire
-        with self._send_lock:
-            if conn.lost or conn is not self._conn:
-                self._credits.grant(credits, credits)
-                raise _Retry()
-            now = time.monotonic()
-            wake = False
-            with self._mid_lock:
-                mids = [self._register(conn, task, now) for task in tasks]
-                for task in tasks:
-                    wake |= self._arm_timer(task, self._effective(task), now)
-            elements = []
-            last = len(tasks) - 1
-            for i, (task, mid) in enumerate(zip(tasks, mids)):
-                header = wire.build_header(task, mid, self._credit_request(wire,
-                                                                           task.send_credits))
-                parts = [header, *task.body]
-                if i != last:
-                    length = len(header) + task.payload_size
-                    pad = -length % 8
-                    if pad:
-                        parts.append(bytes(pad))
-                    smb2.set_next_command(header, length + pad)
-                if related and i:
-                    smb2.add_flags(header, smb2.FLAG_RELATED_OPERATIONS)
-                elements.append(parts)
-            security = tasks[0].security
-            if security is not None:
-                parts = security.protect_compound(tasks, elements)
-            else:
-                parts = [p for element in elements for p in element]
-            size = sum(map(len, parts))
-            self._put_on_wire(conn, parts, size)
-            for task in tasks:
-                stats = self._stats.command(wire, task.command)
-                stats.ops += 1
-                stats.queue_time += now - task.t_queued
-            self._stats.command(wire, tasks[0].command).bytes_sent += size + 4
-        if wake and conn.demux is not None:
-            conn.demux.wake()
-
-    def _arm_timer(self, task: SmbTask, policy: TimeoutPolicy, now: float) -> bool:
-        """Start ``task``'s timer (under _mid_lock); True if the demux must
-        wake to shorten its wait."""
-        task.timed_out = False
-        task.deadline = deadline = now + policy.timeout
-        queue = self._timers.get(policy.timeout)
-        if queue is None:
-            queue = self._timers[policy.timeout] = collections.deque()
-        queue.append((deadline, task))
-        if deadline < self._timer_wake_at:
-            self._timer_wake_at = deadline
-            return True
-        return False
-
-    def _allocate_mid(self, wire, count: int) -> int:
-        if wire.is_smb1:
-            mid = self._next_mid
-            while mid in self._pending or mid == 0xFFFF:
-                mid = (mid + 1) & 0xFFFF
-            self._next_mid = (mid + 1) & 0xFFFF
-            return mid
-        mid = self._next_mid
-        self._next_mid += count
-        return mid
-
-    def _credit_request(self, wire, used: int) -> int:
-        if wire.is_smb1:
-            return 0
-        if self._credits.available + used < CREDIT_TARGET:
-            return used + CREDIT_ASK
-        return used
 
     # -- waiting and finishing --------------------------------------------------
 
+    def _park(self, task: SmbTask, limit: Optional[float]) -> bool:
+        """Wait for the task's wake-up; False when ``limit`` passed first."""
+        if limit is None:
+            task._parking.acquire()
+            return True
+        return task._parking.acquire(timeout=max(0.0, limit - time.monotonic()))
+
+    def _annotate(self, exc: SmbError, task: SmbTask) -> SmbError:
+        """Give an error the context of the request it ended."""
+        if exc.host is None:
+            exc.host, exc.port = self.host, self.port
+        if not exc.command:
+            exc.command = self.command_name(task.command)
+        if exc.path is None and task.path is not None:
+            exc.path = task.path
+        if exc.sends is None:
+            exc.sends = task.sends
+        return exc
+
     def _finish(self, task: SmbTask) -> Reply:
         if task.state is not TaskState.DONE:
-            raise task.error or SmbCancelledError("request cancelled")
+            raise self._annotate(task.error or SmbCancelledError("request cancelled"), task)
         reply = task.reply
         security = task.security
         if security is not None:
             security.verify(task, reply)
         status = reply.status
         if status and status not in task.ok_statuses and is_error(status):
-            raise status_error(status, _command_name(self, task.command), task.path)
+            raise self._annotate(status_error(status, self.command_name(task.command),
+                                              task.path), task)
         return reply
 
-    def _settle_future(self, task: SmbTask, error: Optional[BaseException]) -> None:
+    def _settle_future(self, task: SmbTask) -> None:
+        """Settle an async task's Future (smbiod; the one place that does)."""
         future = task.future
         if future is None or future.done():
             return
-        if error is None:
-            try:
-                result = self._finish(task)
-            except BaseException as exc:  # noqa: BLE001
-                future.set_exception(exc)
-            else:
-                future.set_result(result)
-        else:
-            future.set_exception(error)
-
-    def _send_async(self, task: SmbTask) -> None:
         try:
-            self._send(task)
+            result = self._finish(task)
         except BaseException as exc:  # noqa: BLE001
-            self._settle_future(task, exc)
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
+
+    def _future_done(self, future: Future, task: SmbTask) -> None:
+        if future.cancelled():
+            future.set_running_or_notify_cancel()   # wakes wait() / as_completed()
+            self.cancel_task(task)
+        task.future = None          # no cycle keeps the task alive
+
+    def _fail_task(self, task: SmbTask, error: BaseException) -> None:
+        """A send failed outside the MID table: fail the task and wake it."""
+        with self._inflight.lock:
+            if task.state in FINAL_STATES:
+                return self._wake(task)
+            move(task, TaskState.FAILED)
+            task.error = error
+        self._wake(task)
 
     def _wake(self, task: SmbTask) -> None:
         """Hand a task that changed state to whoever waits on it.  Never
         call under a layer lock for async tasks (futures complete on smbiod)."""
         if task.future is not None:
             if task.state is TaskState.REISSUE:
-                return        # the connect worker resends it after reconnect
-            self._iod.call_soon(self._settle_future, task, task.error)
+                return        # it waits in the list; the connect worker resends it
+            self._iod.call_soon(self._settle_future, task)
         else:
             parking = task._parking
             if parking is not None and parking.locked():
@@ -725,235 +834,23 @@ class SmbClient:
     def _abandon(self, task: SmbTask, error: SmbError) -> bool:
         """Stop waiting for ``task``: its MessageId stays reserved until the
         late reply arrives (then discarded), and the server gets a CANCEL."""
-        with self._mid_lock:
+        with self._inflight.lock:
             if task.state in FINAL_STATES:
                 return False
-            was_sent = task.state in (TaskState.SENT, TaskState.INTERIM)
-            task.state = TaskState.CANCELLED
+            was_sent = task.state in IN_FLIGHT
+            move(task, TaskState.CANCELLED)
             task.error = error
             task.cancel_requested = True
             conn = self._conn
         if was_sent and conn is not None and conn.generation == task.generation:
-            self._iod.call_soon(self._send_cancel, conn, task)
+            self._iod.call_soon(self._sender.cancel, conn, task)
         self._credits.wake_all()
         with self._state_cond:
+            if task in self._waiting:
+                self._waiting.remove(task)
             self._state_cond.notify_all()
         self._wake(task)
         return True
-
-    def send_oneway(self, task: SmbTask) -> bool:
-        """Send a small SMB1 request that has no reply (an oplock break
-        acknowledgement) once, like NT_CANCEL: it gets a MID and is signed
-        by ``task.security`` under the send lock, but is not registered in
-        the MID table, has no timer, takes no credit and is never reissued.
-        Returns False (nothing sent) unless the client is ACTIVE."""
-        conn = self._conn
-        if self.state is not ClientState.ACTIVE or conn is None or conn.lost:
-            return False
-        wire = conn.wire
-        if not wire.is_smb1:
-            raise ValueError("send_oneway is for SMB1 requests without a response")
-        with self._send_lock:
-            if conn.lost or conn is not self._conn:
-                return False
-            with self._mid_lock:
-                mid = self._allocate_mid(wire, 1)
-            task.message_id = mid
-            task.generation = conn.generation
-            header = wire.build_header(task, mid, 0)
-            parts = [header, *task.body]
-            if task.security is not None:
-                parts = task.security.protect(task, header, parts)
-            message = b"".join(parts)
-            try:
-                conn.sock.sendall(frame_prefix(len(message)) + message)
-            except OSError:
-                _shutdown(conn.sock)       # the demux sees it and reconnects
-                return False
-        task.state = TaskState.DONE
-        stats = self._stats.command(wire, task.command)
-        stats.ops += 1
-        stats.bytes_sent += len(message) + 4
-        return True
-
-    def _send_cancel(self, conn: _Connection, task: SmbTask) -> None:
-        parts = conn.wire.cancel_message(task)
-        if task.security is not None and hasattr(task.security, "protect_cancel"):
-            parts = task.security.protect_cancel(task, parts)
-        size = sum(len(p) for p in parts)
-        with self._send_lock:
-            if conn.lost or conn is not self._conn:
-                return
-            try:
-                _sendmsg_all(conn.sock, (frame_prefix(size), *parts), size + 4)
-            except OSError:
-                pass
-        self._stats.command(conn.wire, task.command).cancels += 1
-
-    # -- the demux side ------------------------------------------------------------
-
-    def _claim_placement(self, conn: _Connection, head, length: int) -> Optional[memoryview]:
-        """FrameReader's placement hook (demux thread): the caller's buffer
-        for a READ response's data, if its task offered one; for a large
-        encrypted frame, the connection's reusable ciphertext buffer (the
-        plaintext is then decrypted to where it belongs)."""
-        if head[0] == 0xFD:
-            if len(conn.scratch) < length:
-                conn.scratch = memoryview(bytearray(length))
-            return conn.scratch[:length - len(head)]
-        found = conn.wire.placement(head, length)
-        if found is None:
-            return None
-        return self._placement_target(conn, *found)
-
-    def _placement_target(self, conn: _Connection, mid: int,
-                          data_len: int) -> Optional[memoryview]:
-        with self._mid_lock:
-            task = self._pending.get(mid)
-            if task is None or task.generation != conn.generation or \
-                    task.state not in (TaskState.SENT, TaskState.INTERIM):
-                return None
-            buffer = task.recv_buffer
-        if buffer is None or len(buffer) < data_len:
-            return None
-        return buffer[:data_len]
-
-    def _dispatch(self, conn: _Connection, message) -> None:
-        """Complete the task(s) a frame answers (demux thread)."""
-        encrypted = False
-        if type(message) is PlacedFrame:
-            if message.head[0] != 0xFD:
-                self._dispatch_one(conn, conn.wire, message.head, False, message.tail)
-                return
-            message = self._decrypt_placed(conn, message.head, message.tail)
-            if message is None:
-                return
-            encrypted = True
-        elif message[0] == 0xFD:             # b"\xfdSMB": a transform header
-            message = self._decrypt(message)
-            encrypted = True
-        wire = conn.wire
-        if not wire.is_smb1 and len(message) >= 24 and (
-                message[20] or message[21] or message[22] or message[23]):
-            try:
-                parts = smb2.split_compound(message)
-            except smb2.MalformedMessage as exc:
-                raise SmbProtocolError(f"bad compound response: {exc}") from None
-            view = memoryview(message)
-            for offset, length in parts:
-                self._dispatch_one(conn, wire, view[offset:offset + length], encrypted)
-        else:
-            self._dispatch_one(conn, wire, message, encrypted)
-
-    def _dispatch_one(self, conn: _Connection, wire, message, encrypted: bool,
-                      placed: Optional[memoryview] = None) -> None:
-        try:
-            mid, status, granted, interim, async_id, body = wire.route(message)
-        except (smb2.MalformedMessage, ValueError) as exc:
-            raise SmbProtocolError(f"malformed message from server: {exc}") from None
-        if mid == wire.unsolicited_id:
-            self._iod.call_soon(self._deliver_break,
-                                Reply(wire.parse_header, message, body, status, encrypted))
-            return
-        now = time.monotonic()
-        retired = 0
-        with self._mid_lock:
-            task = self._pending.get(mid)
-            if task is None or task.generation != conn.generation:
-                self._stats.unmatched += 1
-                unmatched = True
-            else:
-                unmatched = False
-                if interim:
-                    # STATUS_PENDING: the server is alive and working on it.
-                    task.async_id = async_id
-                    if task.state is TaskState.SENT:
-                        task.state = TaskState.INTERIM
-                    if not task.is_probe:
-                        self._arm_timer(task, self._effective(task), now)
-                else:
-                    del self._pending[mid]
-                    retired = task.send_credits
-        if granted or retired:
-            self._credits.grant(granted, retired)
-        if unmatched:
-            log.warning("smblayer: %s:%s sent a reply for unknown MessageId %d; dropped",
-                        self.host, self.port, mid)
-            return
-        if interim:
-            return
-        reply = Reply(wire.parse_header, message, body, status, encrypted)
-        stats = self._stats.command(wire, task.command)
-        stats.bytes_recv += len(message) + 4
-        if placed is not None:
-            reply.placed = placed
-            stats.bytes_recv += len(placed)
-        stats.rtt += now - task.t_sent
-        stats.exec_time += now - task.t_queued
-        if status and is_error(status):
-            stats.errors += 1
-        if task.state is TaskState.CANCELLED:
-            # A late reply to an abandoned request: discard it, but let the
-            # upper layer clean up (e.g. close the handle a CREATE opened).
-            if task.on_late_reply is not None:
-                self._iod.call_soon(task.on_late_reply, reply)
-            return
-        conn.replies += 1
-        task.reply = reply
-        task.t_done = now
-        task.state = TaskState.DONE
-        self._wake(task)
-
-    def _decrypt_placed(self, conn: _Connection, head: bytes, tail: memoryview):
-        """Decrypt a large transform frame whose ciphertext sits in the
-        scratch buffer: a READ payload goes straight into the caller's
-        buffer (then None is returned: it is dispatched here); anything else
-        comes back as the plaintext message."""
-        from .security.crypto import TRANSFORM_HEADER_SIZE, DecryptError
-        session = self._session_for(head)
-        size = len(head) - TRANSFORM_HEADER_SIZE + len(tail)
-        cipher = getattr(session, "cipher", None)
-        try:
-            stream = cipher.decrypt_stream(head, size) if cipher is not None else None
-            if stream is None:
-                return session.decrypt(bytes(head) + bytes(tail))
-            plain = bytearray(PLACEMENT_HEAD)
-            first = len(head) - TRANSFORM_HEADER_SIZE
-            stream.update_into(memoryview(head)[TRANSFORM_HEADER_SIZE:], memoryview(plain))
-            stream.update_into(tail[:PLACEMENT_HEAD - first], memoryview(plain)[first:])
-            rest = tail[PLACEMENT_HEAD - first:]
-            found = conn.wire.placement(plain, size)
-            target = self._placement_target(conn, *found) if found is not None else None
-            if target is None:
-                out = bytearray(size)
-                out[:PLACEMENT_HEAD] = plain
-                stream.update_into(rest, memoryview(out)[PLACEMENT_HEAD:])
-                stream.finalize()
-                return out
-            stream.update_into(rest, target)
-            stream.finalize()        # only now is the data authentic
-        except DecryptError as exc:
-            raise SmbProtocolError(f"cannot decrypt a frame: {exc}") from None
-        self._dispatch_one(conn, conn.wire, bytes(plain), True, target)
-        return None
-
-    def _session_for(self, frame):
-        from .security.crypto import transform_session_id
-        try:
-            session = self._sessions.get(transform_session_id(frame))
-        except ValueError:
-            session = None
-        if session is None:
-            raise SmbProtocolError("encrypted frame for an unknown session")
-        return session
-
-    def _decrypt(self, message):
-        from .security.crypto import DecryptError
-        session = self._session_for(message)
-        try:
-            return session.decrypt(message)
-        except DecryptError as exc:
-            raise SmbProtocolError(f"cannot decrypt a frame: {exc}") from None
 
     def _deliver_break(self, reply: Reply) -> None:
         note = BreakNotification(self, reply)
@@ -963,300 +860,15 @@ class SmbClient:
             except Exception:  # noqa: BLE001
                 log.exception("smblayer: break handler %r failed", fn)
 
-    # -- timers and probing (demux drives, smbiod probes) ----------------------
+    # -- connection life (reported by demux/probes, run by the connect worker) -----
 
-    def _service_timers(self) -> Optional[float]:
-        """Fire expired timers; return the seconds until the next one (demux)."""
-        now = time.monotonic()
-        wake_at = self._timer_wake_at
-        if now < wake_at:
-            # Nothing can have expired: new timers only lower _timer_wake_at.
-            return None if wake_at == _NEVER else wake_at - now
-        earliest = _NEVER
-        expired = []
-        with self._mid_lock:
-            for queue in self._timers.values():
-                while queue:
-                    deadline, task = queue[0]
-                    if task.deadline != deadline or task.timed_out or \
-                            task.state not in (TaskState.SENT, TaskState.INTERIM):
-                        queue.popleft()           # completed or re-armed
-                    elif deadline <= now:
-                        queue.popleft()
-                        task.timed_out = True
-                        expired.append(task)
-                    else:
-                        earliest = min(earliest, deadline)
-                        break
-            self._timer_wake_at = earliest
-            start = bool(expired) and not self._probing
-            if start:
-                self._probing = True
-        conn = self._conn
-        for task in expired:
-            if conn is not None:
-                self._stats.command(conn.wire, task.command).timeouts += 1
-        if start:
-            self._iod.call_soon(self._probe_loop)
-        return None if earliest == _NEVER else max(0.0, earliest - now)
-
-    def _expired_tasks(self) -> List[SmbTask]:
-        with self._mid_lock:
-            return [t for t in self._pending.values()
-                    if t.timed_out and t.state in (TaskState.SENT, TaskState.INTERIM)]
-
-    def _probe_loop(self) -> None:
-        """Probe the server with ECHO while some request is overdue (smbiod)."""
-        unanswered_since: Optional[float] = None
-        probe: Optional[SmbTask] = None
-        try:
-            while self.state is not ClientState.CLOSED:
-                expired = self._expired_tasks()
-                if not expired:
-                    return
-                interval = min(self._effective(t).echo_interval for t in expired)
-                if probe is None or probe.done or probe.generation != self._generation:
-                    probe = self._send_probe()
-                answered = self._wait_probe(probe, interval)
-                now = time.monotonic()
-                if answered:
-                    probe = None
-                    unanswered_since = None
-                    self._server_ok()
-                    self._rearm(expired, now)
-                    continue
-                if unanswered_since is None:
-                    unanswered_since = now - interval
-                self._server_not_responding()
-                soft = [t for t in expired if not self._effective(t).hard]
-                if soft and any(now - unanswered_since >= self._effective(t).soft_timeout
-                                for t in soft):
-                    self._soft_timeout(soft)
-                    unanswered_since = None
-                    probe = None
-        finally:
-            with self._mid_lock:
-                self._probing = False
-            if self._expired_tasks() and self.state is not ClientState.CLOSED:
-                with self._mid_lock:
-                    if not self._probing:
-                        self._probing = True
-                        restart = True
-                    else:
-                        restart = False
-                if restart:
-                    self._iod.call_soon(self._probe_loop)
-
-    def _send_probe(self) -> Optional[SmbTask]:
-        """Send one ECHO unless the socket is not writable (a sender is stuck
-        in sendmsg holding the send lock): then no echo is queued."""
-        conn = self._conn
-        if conn is None or conn.lost or self.state is not ClientState.ACTIVE:
-            return None
-        if self._send_lock.locked():
-            return None
-        task = self._echo_task()
-        task.is_probe = True
-        task.context_client = self
-        task.t_queued = time.monotonic()
-        if not self._credits.try_take(self._charge(conn, task)):
-            return None      # no credit: counts as an unanswered probe
-        try:
-            self._transmit(conn, task)
-        except (_Retry, SmbError):
-            return None
-        return task
-
-    def _wait_probe(self, probe: Optional[SmbTask], interval: float) -> bool:
-        if probe is None:
-            # Nothing could be sent: wait one interval (close() cuts it short).
-            with self._state_cond:
-                self._state_cond.wait_for(lambda: self.state is ClientState.CLOSED, interval)
-            return False
-        if probe._parking.acquire(timeout=interval):
-            return probe.state is TaskState.DONE
-        return False
-
-    def _rearm(self, tasks: List[SmbTask], now: float) -> None:
-        with self._mid_lock:
-            for task in tasks:
-                if task.timed_out and task.state in (TaskState.SENT, TaskState.INTERIM):
-                    self._arm_timer(task, self._effective(task), now)
-        conn = self._conn
-        if conn is not None and conn.demux is not None:
-            conn.demux.wake()
-
-    def _server_not_responding(self) -> None:
-        if self._not_responding_since is None:
-            self._not_responding_since = time.monotonic()
-            log.warning("smblayer: server %s:%s not responding, still trying",
-                        self.host, self.port)
-
-    def _server_ok(self) -> None:
-        since = self._not_responding_since
-        if since is not None:
-            self._not_responding_since = None
-            self._stats.not_responding_time += time.monotonic() - since
-            log.warning("smblayer: server %s:%s OK", self.host, self.port)
-
-    def _soft_timeout(self, tasks: List[SmbTask]) -> None:
-        """Soft mode gave up probing: reconnect; if that fails the tasks get
-        SmbTimeoutError (the connect worker decides)."""
-        log.warning("smblayer: server %s:%s soft timeout; reconnecting", self.host, self.port)
-        conn = self._conn
-        self._soft_expired = True
-        if conn is not None:
-            self._connection_lost(conn, SmbTimeoutError(
-                f"server {self.host}:{self.port} did not answer within the soft timeout"))
-
-    # -- connection management (connect worker) ------------------------------------
-
-    def _connection_lost(self, conn: _Connection, error: Optional[BaseException]) -> None:
-        """The demux (or a soft timeout) reports ``conn`` unusable: mark it
-        and hand over to the connect worker, the only writer of the socket
-        and of the client state."""
-        with self._state_cond:
-            if conn.lost:
-                return
-            conn.lost = True
-            conn.lost_error = error
-            self._last_conn_useful = conn.replies > 0
-            self._state_cond.notify_all()
-        self._credits.wake_all()        # senders waiting for credits see conn.lost
-        self._connector.kick()
-
-    def _take_down(self, conn: _Connection) -> None:
-        """Connect worker: leave ACTIVE, close the lost socket, wake the
-        requests that were in flight on it (to be reissued or failed)."""
-        with self._state_cond:
-            if conn.taken_down:
-                return
-            conn.taken_down = True
-            if self.state is not ClientState.CLOSED:
-                self.state = ClientState.RECONNECTING
-            self._state_cond.notify_all()
-        log.warning("smblayer: connection to %s:%s lost: %s", self.host, self.port,
-                    conn.lost_error or "closed")
-        self._close_connection(conn, join=True)
-        self._requeue_in_flight(conn, conn.lost_error)
-        self._credits.wake_all()
-
-    def _requeue_in_flight(self, conn: _Connection, error: Optional[BaseException]) -> None:
-        """Wake every task sent on ``conn``: to be reissued, or failed when
-        it must not be repeated (protocol violation, not replayable)."""
-        woken = []
-        with self._mid_lock:
-            for mid, task in list(self._pending.items()):
-                if task.generation != conn.generation:
-                    continue
-                del self._pending[mid]
-                if task.state in FINAL_STATES:
-                    continue
-                if isinstance(error, SmbProtocolError):
-                    # The server broke the protocol: repeating would not help.
-                    task.state, task.error = TaskState.FAILED, error
-                elif task.sends >= MAX_SENDS:
-                    task.state = TaskState.FAILED
-                    task.error = (SmbTimeoutError if task.timed_out else SmbConnectionError)(
-                        f"{_command_name(self, task.command)} to {self.host}:{self.port} was "
-                        f"sent {task.sends} times and each time the connection was lost "
-                        "before the reply; giving up")
-                elif not task.replayable:
-                    task.state = TaskState.FAILED
-                    task.error = SmbConnectionError(
-                        f"connection to {self.host}:{self.port} lost while "
-                        f"{_command_name(self, task.command)} was in flight; the request "
-                        "is not safe to repeat and was not reissued")
-                elif task.is_probe:
-                    task.state, task.error = TaskState.FAILED, SmbConnectionError("probe lost")
-                else:
-                    task.state = TaskState.REISSUE
-                    if task.future is not None:
-                        self._reissue.append(task)
-                woken.append(task)
-            self._timers = {}
-        for task in woken:
-            self._wake(task)
-
-    def _close_connection(self, conn: _Connection, join: bool) -> None:
-        demux = conn.demux
-        if demux is not None:
-            demux.stop()
-        _shutdown(conn.sock)
-        if join and demux is not None and demux.thread.ident is not None and \
-                demux.thread is not threading.current_thread():
-            demux.thread.join(5.0)
-        conn.sock.close()
-
-    def _connect_loop(self) -> None:
-        """Connect (or reconnect) until ACTIVE, closed, or given up (worker)."""
-        first = self.state is ClientState.CONNECTING
-        policy = self.reconnect
-        delays = iter(policy.delays())
-        # A connection that died before answering anything does not reset the
-        # backoff: a server that accepts and drops at once is not hammered.
-        attempt = 0 if self._last_conn_useful else 1
-        failures = 0
-        while True:
-            if self.state is ClientState.CLOSED:
-                return
-            conn_now = self._conn
-            if conn_now is not None and conn_now.lost:
-                self._take_down(conn_now)
-            if not first and conn_now is not None and not conn_now.lost and \
-                    self.state is ClientState.ACTIVE:
-                return
-            if failures and policy.max_attempts is not None and failures >= policy.max_attempts:
-                self._give_up(SmbConnectionError(
-                    f"cannot reconnect to {self.host}:{self.port} after "
-                    f"{failures} attempt{'s' if failures > 1 else ''}"))
-                return
-            if attempt:
-                delay = next(delays, policy.max_delay)
-                with self._state_cond:
-                    self._state_cond.wait_for(lambda: self.state is ClientState.CLOSED, delay)
-                if self.state is ClientState.CLOSED:
-                    return
-            attempt += 1
-            try:
-                conn = self._open_connection()
-            except SmbError as exc:
-                if first:
-                    self._connect_error = exc
-                    with self._state_cond:
-                        self.state = ClientState.CLOSED
-                        self._state_cond.notify_all()
-                    return
-                failures += 1
-                log.warning("smblayer: reconnect to %s:%s failed (attempt %d): %s",
-                            self.host, self.port, failures, exc)
-                self._reconnect_failed(exc)
-                continue
-            if self._activate(conn, first):
-                return
-            failures += 1
-
-    def _open_connection(self) -> _Connection:
-        policy = self.timeouts
-        deadline = time.monotonic() + policy.connect_timeout
-        sock = _connect.open_socket(self.host, self.port, policy.connect_timeout)
-        try:
-            negotiated = _connect.negotiate(sock, self.dialects, deadline,
-                                            require_signing=self.require_signing,
-                                            ciphers=self.ciphers,
-                                            signing_algorithms=self.signing_algorithms,
-                                            client_guid=self.client_guid)
-        except BaseException:
-            sock.close()
-            raise
-        sock.settimeout(None)
+    def _new_connection(self, sock: socket.socket, negotiated: NegotiateResult) -> _Connection:
         self._generation += 1
         return _Connection(sock, self._generation, negotiated)
 
-    def _activate(self, conn: _Connection, first: bool) -> bool:
-        """Install ``conn``, run reconnect handlers, go ACTIVE.  False if
-        the connection broke again during the handshake."""
-        negotiated = conn.negotiated
+    def _install(self, conn: _Connection) -> bool:
+        """Publish a freshly negotiated connection (connect worker).  False
+        if the client was closed meanwhile."""
         # The demux runs before the connection is published, so close() always
         # finds a started thread to stop.
         conn.demux = Demux(self, conn)
@@ -1264,135 +876,165 @@ class SmbClient:
         with self._state_cond:
             if self.state is ClientState.CLOSED:
                 self._close_connection(conn, join=True)
-                return True
+                return False
             old = self._conn
-            with self._send_lock, self._mid_lock:
+            with self._sender.lock, self._inflight.lock:
                 self._conn = conn
                 self.smb1_signing = None      # SMB1 signing starts over per connection
                 self.default_security = None
-                self._next_mid = negotiated.next_message_id
-                self._timers = {}
-                self._timer_wake_at = _NEVER
-                self._credits.reset(negotiated.credits_granted)
+                self._inflight.reset(conn.negotiated.next_message_id)
+                self._credits.reset(conn.negotiated.credits_granted)
             self._state_cond.notify_all()
         if old is not None and old is not conn:
             old.lost = True
-        if not first:
-            self._stats.reconnects += 1
-            log.warning("smblayer: reconnected to %s:%s (%s)", self.host, self.port,
-                        negotiated.dialect.name)
-            if not self._run_reconnect_handlers(conn):
-                return False
-        with self._state_cond:
-            if self.state is ClientState.CLOSED:
-                return True
-            if conn.lost:
-                return False
-            self.state = ClientState.ACTIVE
-            self._reconnect_pending_error = None
-            self._soft_expired = False
-            self._state_cond.notify_all()
-        with self._mid_lock:
-            resend, self._reissue = self._reissue, []
-        for task in resend:
-            if task.state is TaskState.REISSUE:
-                self._iod.call_soon(self._send_async, task)
         return True
 
-    def _run_reconnect_handlers(self, conn: _Connection) -> bool:
-        for fn in list(self._reconnect_handlers):
-            future = self._iod.submit(self._in_handshake, fn)
-            try:
-                future.result()
-            except Exception as exc:  # noqa: BLE001
-                log.warning("smblayer: reconnect handler %r failed: %s", fn, exc)
-                if conn.lost:
-                    return False
-        return not conn.lost
-
-    def _in_handshake(self, fn: Callable) -> None:
-        """Run a reconnect handler on smbiod; its requests may go out while the
-        client is still RECONNECTING."""
-        me = threading.get_ident()
-        self._handshake_threads.add(me)
-        try:
-            fn(self)
-        finally:
-            self._handshake_threads.discard(me)
-
-    def _reconnect_failed(self, error: SmbError) -> None:
-        """One reconnect attempt failed: soft requests stop waiting."""
-        if self._soft_expired:
-            error = SmbTimeoutError(
-                f"server {self.host}:{self.port} timed out and reconnecting failed: {error}")
+    def _go_active(self, conn: _Connection) -> bool:
+        """Recovery is done: ACTIVE, then resend what waited (connect worker)."""
         with self._state_cond:
-            self._reconnect_pending_error = error
+            if self.state is ClientState.CLOSED or conn.lost:
+                return False
+            reconnected = self.state is ClientState.RECONNECTING
+            self._move(ClientState.ACTIVE)
+            self._reconnect_pending_error = None
+            self._liveness.soft_expired = False
+            waiting, self._waiting = self._waiting, []
+        for task in waiting:
+            if task.state not in FINAL_STATES:
+                self._iod.call_soon(self._send_async, task)
+        if reconnected:
+            for fn in list(self._active_handlers):
+                self._iod.call_soon(fn, self)
+        return True
+
+    def _connection_lost(self, conn: _Connection, error: Optional[BaseException]) -> None:
+        """The demux (or a soft timeout) reports ``conn`` unusable: mark it,
+        requeue its requests, and hand over to the connect worker."""
+        with self._state_cond:
+            if conn.lost:
+                return
+            conn.lost = True
+            conn.lost_error = error
+            self._last_conn_useful = conn.demux is not None and conn.demux.replies > 0
+            if self.state is ClientState.ACTIVE and conn is self._conn:
+                self._move(ClientState.RECONNECTING)
             self._state_cond.notify_all()
-        with self._mid_lock:
-            stuck = [t for t in self._reissue if not self._effective(t).hard]
-            self._reissue = [t for t in self._reissue if self._effective(t).hard]
-        for task in stuck:
-            task.state, task.error = TaskState.FAILED, error
+        self._requeue_in_flight(conn, error)
+        self._credits.wake_all()        # senders waiting for credits see conn.lost
+        self._connector.kick()
+
+    def _mark_taken_down(self, conn: _Connection) -> bool:
+        with self._state_cond:
+            if conn.taken_down:
+                return False
+            conn.taken_down = True
+            if self.state is ClientState.ACTIVE:
+                self._move(ClientState.RECONNECTING)
+            self._state_cond.notify_all()
+        return True
+
+    def _requeue_in_flight(self, conn: _Connection, error: Optional[BaseException]) -> None:
+        """Wake every task sent on ``conn``: to be reissued, or failed when
+        it must not be repeated (protocol violation, not replayable)."""
+        woken = []
+        with self._inflight.lock:
+            for task in self._inflight.take_generation(conn.generation):
+                if task.state in FINAL_STATES:
+                    continue
+                failure = self._reissue_refusal(task, error)
+                if failure is not None:
+                    move(task, TaskState.FAILED)
+                    task.error = failure
+                else:
+                    move(task, TaskState.REISSUE)
+                woken.append(task)
+        reissue = [t for t in woken if t.future is not None and t.state is TaskState.REISSUE]
+        if reissue:
+            with self._state_cond:
+                self._waiting.extend(reissue)
+        for task in woken:
             self._wake(task)
 
-    def _give_up(self, error: SmbError) -> None:
-        """ReconnectPolicy.max_attempts reached: everyone waiting now fails
-        (hard mode too); the next new request starts a fresh reconnect."""
-        if self._soft_expired:
-            error = SmbTimeoutError(f"server {self.host}:{self.port} timed out and "
-                                    f"reconnecting failed: {error}")
+    def _reissue_refusal(self, task: SmbTask, error: Optional[BaseException]):
+        """Why ``task`` must not be resent after losing its connection, or None."""
+        name = self.command_name(task.command)
+        if isinstance(error, SmbProtocolError):
+            return error          # the server broke the protocol: repeating won't help
+        if task.sends >= MAX_SENDS:
+            return (SmbTimeoutError if task.timed_out else SmbConnectionError)(
+                f"{name} to {self.host}:{self.port} was sent {task.sends} times and each "
+                "time the connection was lost before the reply; giving up")
+        if not task.replayable:
+            return SmbConnectionError(
+                f"connection to {self.host}:{self.port} lost while {name} was in flight; "
+                "the request is not safe to repeat and was not reissued")
+        if task.is_probe:
+            return SmbConnectionError("probe lost")
+        return None
+
+    def _earliest_waiting_deadline(self) -> float:
+        """The soonest soft deadline among the async requests waiting for a
+        connection (inf if none)."""
+        with self._state_cond:
+            bounds = [(t.t_first_sent or t.t_queued) + self._effective(t).soft_bound
+                      for t in self._waiting if not self._effective(t).hard]
+        return min(bounds, default=float("inf"))
+
+    def _expire_waiting(self) -> None:
+        """Fail the soft async requests waiting for a connection past their
+        deadline (connect worker, between attempts)."""
+        now = time.monotonic()
+        expired = []
+        with self._state_cond:
+            keep = []
+            for task in self._waiting:
+                policy = self._effective(task)
+                start = task.t_first_sent or task.t_queued
+                if not policy.hard and now >= start + policy.soft_bound:
+                    expired.append(task)
+                else:
+                    keep.append(task)
+            self._waiting = keep
+        for task in expired:
+            self._fail_task(task, SmbTimeoutError(
+                f"server {self.host}:{self.port} not reachable within "
+                f"{self._effective(task).soft_bound:g} s"))
+
+    def _fail_waiting(self, error: BaseException, soft_only: bool) -> None:
+        """A reconnect attempt failed: requests that already timed out (soft)
+        stop waiting; with ``soft_only`` False everyone does."""
         with self._state_cond:
             self._reconnect_pending_error = error
-            self._gave_up += 1
+            if not soft_only:
+                self._gave_up += 1
+            stuck = [t for t in self._waiting
+                     if not soft_only or (t.timed_out and not self._effective(t).hard)]
+            self._waiting = [t for t in self._waiting if t not in stuck]
             self._state_cond.notify_all()
-        self._fail_everything(error)
+        for task in stuck:
+            self._fail_task(task, error)
+
+    def _close_connection(self, conn: _Connection, join: bool) -> None:
+        demux = conn.demux
+        if demux is not None:
+            demux.stop()
+        shutdown(conn.sock)
+        if join and demux is not None and demux.thread.ident is not None and \
+                demux.thread is not threading.current_thread():
+            demux.thread.join(CLOSE_WAIT)
+        conn.sock.close()
 
     def _fail_everything(self, error: BaseException) -> None:
-        with self._mid_lock:
-            tasks = [t for t in self._pending.values() if t.state not in FINAL_STATES]
-            tasks += [t for t in self._reissue if t.state not in FINAL_STATES]
-            self._pending.clear()
-            self._reissue = []
-            self._timers = {}
+        with self._state_cond:
+            waiting, self._waiting = self._waiting, []
+            self._state_cond.notify_all()
+        with self._inflight.lock:
+            tasks = [t for t in self._inflight.take_all() if t.state not in FINAL_STATES]
+            tasks += [t for t in waiting if t.state not in FINAL_STATES]
             for task in tasks:
-                task.state, task.error = TaskState.FAILED, error
+                move(task, TaskState.FAILED)
+                task.error = error
         for task in tasks:
             self._wake(task)
         with self._state_cond:
             self._state_cond.notify_all()
-
-
-class _Retry(Exception):
-    """Internal: the connection changed under a sender; start over."""
-
-
-def _sendmsg_all(sock: socket.socket, parts, total: int) -> None:
-    """sendmsg every buffer, resuming after partial sends, without joining."""
-    sent = sock.sendmsg(parts)
-    if sent == total:
-        return
-    views = [memoryview(p).cast("B") for p in parts]
-    while True:
-        while sent:
-            first = views[0]
-            if sent >= len(first):
-                sent -= len(first)
-                views.pop(0)
-            else:
-                views[0] = first[sent:]
-                sent = 0
-        if not views:
-            return
-        sent = sock.sendmsg(views)
-
-
-def _shutdown(sock: socket.socket) -> None:
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-
-
-def _command_name(client: SmbClient, command: int) -> str:
-    conn = client._conn
-    return command_name(conn.wire.is_smb1 if conn is not None else False, command)

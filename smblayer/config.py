@@ -7,6 +7,7 @@ so a bad value raises before anything is sent.
 from __future__ import annotations
 
 import enum
+import random
 from dataclasses import dataclass, replace
 from typing import Optional
 
@@ -69,19 +70,31 @@ class TimeoutPolicy:
     ``echo_interval``: seconds between probes (at most one outstanding).
     ``soft_timeout``: soft mode only; seconds of unanswered probing before the
     layer disconnects, reconnects and, if that fails, raises SmbTimeoutError.
-    ``connect_timeout``: bound on one TCP connect + negotiate attempt.
+    ``connect_timeout``: bound on one TCP connect + negotiate attempt;
+    default min(10 s, timeout + soft_timeout).
+    ``keepalive``: an idle connection sends an ECHO this often (cifs: 60 s).
+
+    A soft request fails no later than ``soft_bound`` seconds after it was
+    first sent (timeout + soft_timeout + connect_timeout), however many
+    reconnects happen in between.  Hard requests wait as long as it takes.
     """
 
     mode: str = "soft"
     timeout: float = 10.0
     echo_interval: float = 2.0
     soft_timeout: float = 30.0
-    connect_timeout: float = 10.0
+    connect_timeout: Optional[float] = None
+    keepalive: float = 60.0
 
     def __post_init__(self):
         if self.mode not in ("hard", "soft"):
             raise ValueError(f"TimeoutPolicy.mode must be 'hard' or 'soft', not {self.mode!r}")
-        for name in ("timeout", "echo_interval", "soft_timeout", "connect_timeout"):
+        if self.connect_timeout is None and isinstance(self.timeout, (int, float)) and \
+                isinstance(self.soft_timeout, (int, float)):
+            object.__setattr__(self, "connect_timeout",
+                               min(10.0, self.timeout + self.soft_timeout))
+        for name in ("timeout", "echo_interval", "soft_timeout", "connect_timeout",
+                     "keepalive"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 raise TypeError(f"TimeoutPolicy.{name} must be a number, not {value!r}")
@@ -92,6 +105,11 @@ class TimeoutPolicy:
     def hard(self) -> bool:
         return self.mode == "hard"
 
+    @property
+    def soft_bound(self) -> float:
+        """Soft mode: the most a request may take from its first send."""
+        return self.timeout + self.soft_timeout + self.connect_timeout
+
     def with_(self, **changes) -> "TimeoutPolicy":
         return replace(self, **changes)
 
@@ -100,23 +118,28 @@ class TimeoutPolicy:
 class ReconnectPolicy:
     """Backoff for the connect worker: ``initial_delay`` doubling up to
     ``max_delay``; ``max_attempts`` (None = forever) gives up after that many
-    failed attempts in a row, failing the waiting requests."""
+    failed attempts in a row, failing the waiting requests.  ``jitter``
+    spreads each delay by up to that fraction either way, so many clients
+    cut off together do not come back in lock step."""
 
     initial_delay: float = 0.1
     max_delay: float = 30.0
     max_attempts: Optional[int] = None
+    jitter: float = 0.1
 
     def __post_init__(self):
         if self.initial_delay < 0 or self.max_delay < self.initial_delay:
             raise ValueError("ReconnectPolicy: need 0 <= initial_delay <= max_delay")
         if self.max_attempts is not None and self.max_attempts < 1:
             raise ValueError("ReconnectPolicy.max_attempts must be >= 1 or None")
+        if not 0 <= self.jitter < 1:
+            raise ValueError("ReconnectPolicy.jitter must be in [0, 1)")
 
     def delays(self):
         """Yield the successive delays before each reconnect attempt."""
         delay = self.initial_delay
         attempt = 0
         while self.max_attempts is None or attempt < self.max_attempts:
-            yield delay
+            yield delay * (1.0 + self.jitter * (2.0 * random.random() - 1.0))
             attempt += 1
             delay = min(self.max_delay, max(delay * 2, 0.05))

@@ -13,7 +13,17 @@ from .proto.status import NtStatus, status_name
 
 
 class SmbError(Exception):
-    """Base class of every smblayer error."""
+    """Base class of every smblayer error.
+
+    Context attributes, set where known (None otherwise): ``host`` and
+    ``port`` of the server, ``command`` (the SMB command name), ``path`` (the
+    file path), ``sends`` (how often the request went out)."""
+
+    host: Optional[str] = None
+    port: Optional[int] = None
+    command: Optional[str] = None
+    path: Optional[str] = None
+    sends: Optional[int] = None
 
 
 class SmbConnectionError(SmbError, ConnectionError):

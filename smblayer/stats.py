@@ -39,6 +39,7 @@ class ClientStats:
     def __init__(self):
         self._commands: Dict[Tuple[bool, int], CommandStats] = {}
         self.reconnects = 0
+        self.keepalives = 0
         self.unmatched = 0
         self.not_responding_time = 0.0
 
@@ -55,6 +56,7 @@ class ClientStats:
         if not_responding_since is not None:
             nr += now - not_responding_since
         result["_client"] = dict(extra, reconnects=self.reconnects,
+                                 keepalives=self.keepalives,
                                  unmatched_replies=self.unmatched,
                                  not_responding_time=nr,
                                  not_responding=not_responding_since is not None)

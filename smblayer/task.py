@@ -5,19 +5,23 @@ A task is created by the upper layer, handed to ``client.run_task`` or
 reconnect).  The demultiplexer completes it: a sync waiter is woken through
 the task's parking lock, an async task's completion goes to smbiod.
 
-Life cycle::
+Life cycle: every move goes through :func:`move`, which checks it against
+``TRANSITIONS`` (the h11 way) and raises :class:`IllegalTransition` for any
+other.  The client calls it under its MID-table lock, so a cancel and a send
+can never both win: a CANCELLED task is never sent::
 
     NEW -> QUEUED (waiting for credits / an ACTIVE client) -> SENT
         -> INTERIM (STATUS_PENDING received, still waiting)
         -> DONE (reply) | FAILED (error) | CANCELLED
     SENT/INTERIM -> REISSUE (connection lost) -> QUEUED ...
+    DONE/FAILED/CANCELLED -> NEW (the task object is run again)
 """
 from __future__ import annotations
 
 import enum
 import threading
 from concurrent.futures import Future
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from .config import TimeoutPolicy
 
@@ -35,6 +39,42 @@ class TaskState(enum.Enum):
 
 _OK_ONLY = frozenset({0})
 FINAL_STATES = frozenset({TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED})
+IN_FLIGHT = frozenset({TaskState.SENT, TaskState.INTERIM})
+
+_S = TaskState
+#: state -> the states a task may move to from there
+TRANSITIONS = {
+    _S.NEW: frozenset({_S.QUEUED, _S.FAILED, _S.CANCELLED}),
+    _S.QUEUED: frozenset({_S.QUEUED, _S.SENT, _S.FAILED, _S.CANCELLED}),
+    _S.SENT: frozenset({_S.INTERIM, _S.DONE, _S.FAILED, _S.CANCELLED, _S.REISSUE}),
+    _S.INTERIM: frozenset({_S.INTERIM, _S.DONE, _S.FAILED, _S.CANCELLED, _S.REISSUE}),
+    _S.REISSUE: frozenset({_S.QUEUED, _S.FAILED, _S.CANCELLED}),
+    _S.DONE: frozenset({_S.NEW}),
+    _S.FAILED: frozenset({_S.NEW}),
+    _S.CANCELLED: frozenset({_S.NEW}),
+}
+del _S
+
+
+class IllegalTransition(RuntimeError):
+    """A task (or client) state move that its transition table forbids."""
+
+    def __init__(self, what: str, old: enum.Enum, new: enum.Enum):
+        super().__init__(f"{what}: illegal move {old.name} -> {new.name}")
+        self.old, self.new = old, new
+
+
+def move(task: "SmbTask", new: TaskState) -> None:
+    """Move ``task`` to ``new`` or raise IllegalTransition (the client holds
+    its MID-table lock)."""
+    old = task.state
+    if new not in TRANSITIONS[old]:
+        raise IllegalTransition("task", old, new)
+    task.state = new
+
+
+def can_move(task: "SmbTask", new: TaskState) -> bool:
+    return new in TRANSITIONS[task.state]
 
 
 class Reply:
@@ -85,6 +125,13 @@ class SmbTask:
     ``timeouts`` overrides the client's TimeoutPolicy for this task.
     ``ok_statuses``: NTSTATUS values that complete the task normally; any
     other error status raises SmbStatusError from run_task.
+    ``long_poll``: the request may legitimately wait for a long time
+    (CHANGE_NOTIFY, a blocking LOCK): once the server has sent an interim
+    STATUS_PENDING reply its timer stops counting; the connection's
+    liveness is checked by keepalive ECHOs instead.
+    ``on_reissue``: ``fn(task) -> bool`` called before the task is resent
+    after a reconnect (e.g. to rebuild its body with a new FileId); returning
+    False fails it with SmbConnectionError instead.
     """
 
     __slots__ = ("command", "body", "tree_id", "session_id", "flags", "security",
@@ -94,14 +141,17 @@ class SmbTask:
                  "_parking", "t_queued", "t_sent", "t_done", "cancel_requested",
                  "timed_out", "context", "send_credits", "sign_seq",
                  "header_flags", "on_late_reply", "context_client", "is_probe", "tree",
-                 "payload_size", "recv_buffer", "__weakref__")
+                 "payload_size", "recv_buffer", "long_poll", "on_reissue", "timer",
+                 "t_first_sent", "__weakref__")
 
     def __init__(self, command: int, body: Sequence = (), *, tree_id: int = 0,
                  session_id: int = 0, flags: int = 0, security: Any = None,
                  expected_response: int = 0, replayable: bool = True,
                  timeouts: Optional[TimeoutPolicy] = None,
                  ok_statuses: Sequence[int] = (0,), path: Optional[str] = None,
-                 priority: bool = False, on_late_reply: Any = None, tree: Any = None):
+                 priority: bool = False, on_late_reply: Any = None, tree: Any = None,
+                 long_poll: bool = False,
+                 on_reissue: Optional[Callable[["SmbTask"], bool]] = None):
         self.command = command
         self.body = body = tuple(body)
         self.payload_size = sum(map(len, body))
@@ -138,6 +188,10 @@ class SmbTask:
         self.is_probe = False             # an internal echo probe: no timer
         self.tree = tree                  # object whose .tree_id is read at send time
         self.recv_buffer: Optional[memoryview] = None   # READ data may land here directly
+        self.long_poll = long_poll
+        self.on_reissue = on_reissue
+        self.timer: Optional[list] = None  # its live entry in the in-flight table's timer heap
+        self.t_first_sent = 0.0           # the first send: soft deadlines count from here
 
     @property
     def done(self) -> bool:

@@ -38,11 +38,12 @@ import io
 import logging
 import threading
 import weakref
-from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Callable, Deque, Iterable, Optional, Set, Tuple
 
-from ..client import ClientState
-from ..errors import SmbCancelledError, SmbConnectionError, SmbError, SmbStatusError
+from ..client import TEARDOWN_WAIT
+from ..errors import (SmbCancelledError, SmbConnectionError, SmbError, SmbStatusError,
+                      SmbTimeoutError)
 from ..proto.status import NtStatus
 from ..task import SmbTask, TaskState
 from .ops import FILE_OPEN, Handle
@@ -181,8 +182,18 @@ class SmbRawFile(io.RawIOBase):
             self._check_live()
             task = build(self._handle)
             task.context = build
+            task.on_reissue = self._on_reissue
             self._tasks.add(task)
         return task
+
+    def _on_reissue(self, task: SmbTask) -> bool:
+        """The client resends ``task`` after a reconnect: rebuild it with
+        the FileId the recovery left (False: the handle was lost)."""
+        with self._lock:
+            if self._lost is not None or task.context is self._closing:
+                return False
+            task.body = task.context(self._handle).body
+            return True
 
     def _settled(self, task: SmbTask) -> None:
         with self._lock:
@@ -199,21 +210,10 @@ class SmbRawFile(io.RawIOBase):
         raise exc
 
     def _start(self, build: Builder):
-        """Send a data request without waiting: (task, Future).  While the
-        client reconnects, the caller's thread waits and gets a finished
-        Future: an async send made now would park an smbiod worker, which
-        the recovery itself needs."""
+        """Send a data request without waiting: (task, Future)."""
         task = self._build(build)
-        client = self._client
         try:
-            if client.state is ClientState.ACTIVE:
-                return task, client.run_task_async(task)
-            future: Future = Future()
-            try:
-                future.set_result(client.run_task(task))
-            except SmbError as exc:
-                future.set_exception(exc)
-            return task, future
+            return task, self._client.run_task_async(task)
         except BaseException:
             self._settled(task)
             raise
@@ -596,15 +596,29 @@ class SmbRawFile(io.RawIOBase):
         try:
             reply = None
             if closing is not None:
+                task, future = closing
                 try:
-                    reply = self._result(*closing)
-                except SmbCancelledError:
+                    future.result(TEARDOWN_WAIT)     # a dead server: no longer than run_task
+                except FutureTimeout:
+                    future.cancel()
+                    raise SmbTimeoutError(f"CLOSE of {handle.path!r} unanswered") from None
+                except Exception:  # noqa: BLE001 - _result raises it as it should
+                    pass
+                try:
+                    reply = self._result(task, future)
+                except (SmbCancelledError, SmbConnectionError):
+                    # cancelled by a recovery (sent again below), or the
+                    # handle was lost meanwhile
                     if not self._open_on_server():
                         raise
             if reply is None and self._open_on_server():
                 reply = self._run(self._ops.close_task)
             if reply is not None:
                 self._ops.close_done(handle, reply)
+        except SmbTimeoutError as exc:
+            # A dead or frozen server: the handle is abandoned, like a
+            # cancelled request (the server drops it with the connection).
+            log.debug("smblayer: CLOSE of %r abandoned: %s", handle.path, exc)
         except SmbStatusError as exc:
             # A reconnect without a reclaim raced with this close: the server
             # dropped the handle with the old connection, as close wanted.
@@ -682,6 +696,8 @@ class SmbRawFile(io.RawIOBase):
                 handle.durable = new.durable
                 handle.create_guid = new.create_guid or handle.create_guid
                 handle.generation = client.generation
+                # Rebuild the requests built before this point (those not
+                # sent yet too: _on_reissue sees only resends).
                 tasks = []
                 for task in self._tasks:
                     if task.done:

@@ -19,7 +19,8 @@ then verified with the new signing key.
 Per-dialect differences live in two small operation tables,
 ``_Smb2Auth`` and ``_Smb1Auth``; Session itself never branches on the dialect.
 
-After a reconnect the client runs ``_on_reconnect`` on smbiod: a new
+After a reconnect the connect worker runs ``_on_reconnect`` (its first
+recovery stage, STAGE_SESSION): a new
 SESSION_SETUP (new SessionId and keys), then the trees reconnect; the
 requests waiting meanwhile are reissued with the new ids because the
 header's SessionId/TreeId are read from the live objects at send time.
@@ -31,7 +32,7 @@ import struct
 import threading
 from typing import Dict, Optional
 
-from ..client import SmbClient
+from ..client import STAGE_HANDLE, STAGE_SESSION, SmbClient
 from ..config import Dialect
 from ..errors import SmbAuthError, SmbError, SmbNegotiateError, SmbProtocolError
 from ..proto import smb1, smb2
@@ -377,7 +378,9 @@ class Session:
         self._closed = False
         self._setup_lock = threading.Lock()
         self._setup()
-        client.add_reconnect_handler(self._on_reconnect)
+        client.add_reconnect_handler(self._on_reconnect, stage=STAGE_SESSION)
+        client.add_reconnect_handler(self._reclaim_handles, stage=STAGE_HANDLE)
+        client.add_exit_handler(self._at_exit)
 
     def __repr__(self) -> str:
         return (f"<Session {self.username!r}@{self.client.host}:{self.client.port} "
@@ -571,8 +574,8 @@ class Session:
     # -- lifetime ----------------------------------------------------------------------
 
     def _on_reconnect(self, client: SmbClient) -> None:
-        """Reconnect handler (smbiod): new session, then reconnect the trees,
-        then reclaim the open files' handles."""
+        """Reconnect handler (connect worker, STAGE_SESSION): new session,
+        then reconnect the trees."""
         if self._closed:
             return
         old = self.session_id
@@ -588,9 +591,28 @@ class Session:
             trees = list(self.trees.values())
         for tree in trees:
             tree._reconnect()
-        # Then the open files: durable reclaim (DESIGN.md, recovery order).
+
+    def _reclaim_handles(self, client: SmbClient) -> None:
+        """Reconnect handler (STAGE_HANDLE, after every session and tree):
+        reclaim the open files' durable handles (or reopen, or mark lost)."""
+        if self._closed:
+            return
+        with self._trees_lock:
+            trees = list(self.trees.values())
         for tree in trees:
             tree._recover_files()
+
+    def _at_exit(self, client: SmbClient) -> None:
+        """Interpreter exit: flush and close the open files, disconnect, log
+        off (the client bounds how long this may take)."""
+        with self._trees_lock:
+            trees = list(self.trees.values())
+        for tree in trees:
+            try:
+                tree.disconnect()
+            except Exception as exc:  # noqa: BLE001
+                log.debug("smblayer: closing %r at exit failed: %s", tree, exc)
+        self.logoff()
 
     def logoff(self) -> None:
         """Disconnect the trees and log off (errors on a dead link are ignored)."""
@@ -598,6 +620,8 @@ class Session:
             return
         self._closed = True
         self.client.remove_reconnect_handler(self._on_reconnect)
+        self.client.remove_reconnect_handler(self._reclaim_handles)
+        self.client.remove_exit_handler(self._at_exit)
         with self._trees_lock:
             trees = list(self.trees.values())
         for tree in trees:

@@ -16,6 +16,11 @@ executed by the proxy thread and has taken effect when it returns:
                         forwarded next in ``direction`` ("c2s" or "s2c")
 ``pause()/resume()``    stop reading and writing (data waits, nothing lost)
 
+``tap(fn)`` observes the traffic without changing it: ``fn(connection,
+direction, data)`` runs on the proxy thread for every chunk read from either
+side (before any fault applies); ``connection`` numbers the accepted
+connections from 0.  :class:`smblayer.testing.capture.FrameLog` is such a tap.
+
 Memory is bounded: at most ``max_buffer`` bytes are queued per direction and
 connection; when that is reached the proxy stops reading from that side until
 the queue drains (TCP flow control then pushes back on the sender).
@@ -70,9 +75,10 @@ class _Dir:
 
 class _Pipe:
     __slots__ = ("client", "server", "connected", "c2s", "s2c", "masks",
-                 "closed")
+                 "closed", "index")
 
-    def __init__(self, client: socket.socket, server: socket.socket):
+    def __init__(self, client: socket.socket, server: socket.socket, index: int = 0):
+        self.index = index          # accepted connections count from 0
         self.client = client
         self.server = server
         self.connected = False
@@ -110,6 +116,7 @@ class FaultProxy:
         self._refuse = False
         self._delay = {"c2s": 0.0, "s2c": 0.0}
         self._corrupt: Dict[str, List[List[int]]] = {"c2s": [], "s2c": []}
+        self._tap: Optional[Callable[[int, str, bytes], None]] = None
 
         # shared state, under self._lock
         self._lock = threading.Lock()
@@ -254,6 +261,14 @@ class FaultProxy:
 
         def do() -> None:
             self._corrupt[direction].append([int(offset), int(xor)])
+        self._call(do)
+
+    def tap(self, fn: Optional[Callable[[int, str, bytes], None]]) -> None:
+        """Call ``fn(connection, direction, data)`` on the proxy thread with
+        every chunk read from now on (``tap(None)`` stops).  ``fn`` must be
+        quick and must not call the proxy's controls."""
+        def do() -> None:
+            self._tap = fn
         self._call(do)
 
     def pause(self) -> None:
@@ -445,12 +460,12 @@ class FaultProxy:
                 server.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass
-            pipe = _Pipe(client, server)
-            self._pipes.append(pipe)
             with self._cond:
+                pipe = _Pipe(client, server, self._total_connections)
                 self._conn_count += 1
                 self._total_connections += 1
                 self._cond.notify_all()
+            self._pipes.append(pipe)
             err = server.connect_ex(self.target)
             if err == 0:
                 pipe.connected = True
@@ -500,6 +515,8 @@ class FaultProxy:
             d.eof = True
             self._maybe_shutdown(pipe, d)
             return
+        if self._tap is not None:
+            self._tap(pipe.index, d.name, data)
         if self._blackhole:
             with self._lock:
                 self._bytes_dropped += len(data)

@@ -748,10 +748,15 @@ def test_dialect_range_validation():
 
 
 def test_reconnect_policy_delays_double_and_cap():
-    p = ReconnectPolicy(initial_delay=0.1, max_delay=1.0, max_attempts=7)
+    p = ReconnectPolicy(initial_delay=0.1, max_delay=1.0, max_attempts=7, jitter=0)
     delays = list(p.delays())
     assert delays == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0])
-    forever = ReconnectPolicy(initial_delay=0.5, max_delay=4.0)
+    jittered = [list(ReconnectPolicy(initial_delay=0.1, max_delay=1.0, max_attempts=7)
+                     .delays()) for _ in range(20)]
+    for run in jittered:
+        assert all(0.9 * d <= j <= 1.1 * d for j, d in zip(run, delays))
+    assert len({tuple(run) for run in jittered}) > 1      # spread, not lock step
+    forever = ReconnectPolicy(initial_delay=0.5, max_delay=4.0, jitter=0)
     first = list(itertools.islice(forever.delays(), 10))
     assert first == pytest.approx([0.5, 1, 2, 4, 4, 4, 4, 4, 4, 4])
     assert all(b >= a for a, b in zip(first, first[1:]))

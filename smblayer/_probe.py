@@ -1,0 +1,232 @@
+"""Liveness: request timers, ECHO probing, idle keepalive, hard and soft.
+
+Theory of operation
+-------------------
+Every request sent gets a timer (``deadline``: ``timeout`` after the send;
+for soft requests never later than their soft bound).  The demux thread
+calls :meth:`Liveness.service` whenever its selector times out; it pops the
+due timers and decides:
+
+* a soft request past its bound (``timeout + soft_timeout +
+  connect_timeout`` after its first send) while the server is not proven
+  alive fails with SmbTimeoutError, whatever reconnects happened;
+* any other overdue request is marked ``timed_out`` and the probe loop
+  starts on smbiod (at most one): one ECHO at a time every
+  ``echo_interval``.  Answered: the server is slow, not dead; overdue
+  timers re-arm.  Unanswered: *hard* logs "not responding, still trying"
+  once and keeps probing; *soft*, after ``soft_timeout``, reports the
+  connection lost so the connect worker reconnects.
+* Long-poll requests (``task.long_poll``) have no timer once the server
+  sent an interim reply: they may wait for hours.  The connection is then
+  watched by keepalive.
+* Keepalive: when nothing has been received for ``keepalive`` seconds an
+  ECHO goes out (with a session's id when there is one); it has a timer
+  like any request, so a dead idle connection is found and handled by the
+  same rules before the next call needs it.
+
+The demux never sends: probes and keepalives are sent from smbiod.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import List, Optional
+
+from .errors import SmbError, SmbTimeoutError
+from .task import IN_FLIGHT, SmbTask, TaskState, move
+
+log = logging.getLogger("smblayer")
+
+NEVER = float("inf")
+
+
+class Liveness:
+    def __init__(self, client) -> None:
+        self._client = client
+        self._probing = False                   # under the in-flight lock
+        self._keepalive_due = NEVER            # demux thread
+        self.not_responding_since: Optional[float] = None
+        self.soft_expired = False               # a soft timeout asked for this reconnect
+        self.last_rx = time.monotonic()         # written by the demux
+
+    # -- timers (demux thread) -----------------------------------------------
+
+    def deadline(self, task: SmbTask, now: float) -> float:
+        """When ``task``'s timer fires after a send or a re-arm at ``now``."""
+        policy = task.timeouts or self._client.timeouts
+        deadline = now + policy.timeout
+        if not policy.hard:
+            bound = task.t_first_sent + policy.soft_bound
+            if now < bound < deadline:
+                deadline = bound
+        return deadline
+
+    def connection_started(self, now: float) -> None:
+        self.last_rx = now
+        self._keepalive_due = now + self._client.timeouts.keepalive
+
+    def service(self) -> Optional[float]:
+        """Fire due timers and the keepalive; return the seconds until the
+        next one (None: nothing planned).  Demux thread."""
+        client = self._client
+        inflight = client._inflight
+        now = time.monotonic()
+        if now < inflight.wake_at and now < self._keepalive_due:
+            return self._until(inflight.wake_at, now)
+        expired: List[SmbTask] = []
+        failed: List[SmbTask] = []
+        with inflight.lock:
+            fired, _next = inflight.expire(now)
+            for task in fired:
+                if task.state not in IN_FLIGHT:
+                    continue
+                policy = task.timeouts or client.timeouts
+                bound = task.t_first_sent + policy.soft_bound
+                if not policy.hard and now >= bound and (
+                        task.timed_out or task.sends > 1 or
+                        self.not_responding_since is not None):
+                    move(task, TaskState.FAILED)       # the MID stays reserved
+                    task.error = SmbTimeoutError(
+                        f"{client.command_name(task.command)} to {client.host}:"
+                        f"{client.port}: no reply within the soft bound of "
+                        f"{policy.soft_bound:g} s")
+                    failed.append(task)
+                    continue
+                if task.timed_out:
+                    continue
+                task.timed_out = True
+                expired.append(task)
+                if not policy.hard and bound > now:
+                    inflight.arm(task, bound)
+            start = bool(expired) and not self._probing
+            if start:
+                self._probing = True
+            wake_at = inflight.wake_at
+        conn = client._conn
+        if conn is not None:
+            for task in expired + failed:
+                client._stats.command(conn.wire, task.command).timeouts += 1
+        for task in failed:
+            client._wake(task)
+        if start:
+            client._iod.call_soon(self.probe_loop)
+        if now >= self._keepalive_due:
+            keepalive = client.timeouts.keepalive
+            if now - self.last_rx >= keepalive * 0.999:
+                self._keepalive_due = now + keepalive
+                client._iod.call_soon(self.keepalive)
+            else:
+                self._keepalive_due = self.last_rx + keepalive
+        return self._until(wake_at, now)
+
+    def _until(self, wake_at: float, now: float) -> float:
+        return max(0.0, min(wake_at, self._keepalive_due) - now)
+
+    # -- keepalive and probing (smbiod) ------------------------------------------
+
+    def keepalive(self) -> None:
+        """Send one ECHO on an idle connection (smbiod); its timer does the rest."""
+        client = self._client
+        if client.state.value != "active":
+            return
+        try:
+            task = client._echo_task()
+            client._stats.keepalives += 1
+            client._send_nowait(task)
+        except SmbError as exc:
+            log.debug("smblayer: keepalive to %s:%s not sent: %s", client.host,
+                      client.port, exc)
+
+    def _overdue(self) -> List[SmbTask]:
+        inflight = self._client._inflight
+        with inflight.lock:
+            return [t for t in inflight.pending.values()
+                    if t.timed_out and t.state in IN_FLIGHT]
+
+    def probe_loop(self) -> None:
+        """Probe the server with ECHO while some request is overdue (smbiod)."""
+        client = self._client
+        unanswered_since: Optional[float] = None
+        probe: Optional[SmbTask] = None
+        try:
+            while client.state.value != "closed":
+                overdue = self._overdue()
+                if not overdue:
+                    return
+                policies = [t.timeouts or client.timeouts for t in overdue]
+                interval = min(p.echo_interval for p in policies)
+                if probe is None or probe.done or probe.generation != client.generation:
+                    probe = client._send_probe()
+                answered = self._wait_probe(probe, interval)
+                now = time.monotonic()
+                if answered:
+                    probe = None
+                    unanswered_since = None
+                    self.server_ok()
+                    self._rearm(overdue, now)
+                    continue
+                if unanswered_since is None:
+                    unanswered_since = now - interval
+                self.server_not_responding()
+                if any(not p.hard and now - unanswered_since >= p.soft_timeout
+                       for p in policies):
+                    self._soft_timeout()
+                    unanswered_since = None
+                    probe = None
+        finally:
+            inflight = client._inflight
+            with inflight.lock:
+                self._probing = False
+            if self._overdue() and client.state.value != "closed":
+                with inflight.lock:
+                    restart = not self._probing
+                    self._probing = True
+                if restart:
+                    client._iod.call_soon(self.probe_loop)
+
+    def _wait_probe(self, probe: Optional[SmbTask], interval: float) -> bool:
+        client = self._client
+        if probe is None:
+            # Nothing could be sent: wait one interval (close() cuts it short).
+            client.wait_for_state(client.state.__class__.CLOSED, interval)
+            return False
+        if probe._parking.acquire(timeout=interval):
+            return probe.state is TaskState.DONE
+        return False
+
+    def _rearm(self, tasks: List[SmbTask], now: float) -> None:
+        client = self._client
+        inflight = client._inflight
+        with inflight.lock:
+            for task in tasks:
+                if task.timed_out and task.state in IN_FLIGHT:
+                    task.timed_out = False
+                    inflight.arm(task, self.deadline(task, now))
+        conn = client._conn
+        if conn is not None and conn.demux is not None:
+            conn.demux.wake()
+
+    def server_not_responding(self) -> None:
+        if self.not_responding_since is None:
+            self.not_responding_since = time.monotonic()
+            log.warning("smblayer: server %s:%s not responding, still trying",
+                        self._client.host, self._client.port)
+
+    def server_ok(self) -> None:
+        since = self.not_responding_since
+        if since is not None:
+            self.not_responding_since = None
+            self._client._stats.not_responding_time += time.monotonic() - since
+            log.warning("smblayer: server %s:%s OK", self._client.host, self._client.port)
+
+    def _soft_timeout(self) -> None:
+        """Soft mode gave up probing: reconnect; if that fails the overdue
+        requests get SmbTimeoutError (the connect worker decides)."""
+        client = self._client
+        log.warning("smblayer: server %s:%s soft timeout; reconnecting", client.host,
+                    client.port)
+        self.soft_expired = True
+        conn = client._conn
+        if conn is not None:
+            client._connection_lost(conn, SmbTimeoutError(
+                f"server {client.host}:{client.port} did not answer within the soft timeout"))

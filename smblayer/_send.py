@@ -1,0 +1,199 @@
+"""The one send primitive: every frame the client writes goes through here.
+
+Theory of operation
+-------------------
+Under the send lock a request (or a compound of them) gets its MessageIds,
+enters the in-flight table, has its timer armed, gets its header built and
+protected (signed or encrypted by ``task.security``), and is written with
+``sendmsg`` of separate buffers (payloads are never concatenated).  Doing all
+of it under one lock makes MessageIds reach the wire in order.
+
+The tasks move to SENT under the in-flight lock, through the task transition
+table: a task cancelled before that point is not sent (its credits go back
+and the sender gets its SmbCancelledError); one cancelled after it is on the
+wire and gets an SMB CANCEL, sent here too, after the request itself.
+
+Also here: one-way SMB1 messages (an oplock break acknowledgement) and
+CANCEL, which have no reply, no MID-table entry and no timer.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from typing import List, Sequence
+
+from .errors import SmbCancelledError
+from .proto import smb2
+from .proto.framing import frame_prefix
+from .task import SmbTask, TaskState, can_move
+
+log = logging.getLogger("smblayer")
+
+CREDIT_TARGET = 512          # credits we try to hold (SMB2)
+CREDIT_ASK = 64              # extra credits asked per request while below target
+
+
+class Retry(Exception):
+    """The connection changed under a sender; start over."""
+
+
+class Sender:
+    """Owns the send lock; see the module docstring."""
+
+    def __init__(self, client) -> None:
+        self._client = client
+        self.lock = threading.Lock()
+
+    def transmit(self, conn, tasks: Sequence[SmbTask], related: bool, credits: int) -> None:
+        """Put one request, or a compound of several, on ``conn``.  ``credits``
+        were taken for them; they go back if nothing is sent."""
+        client = self._client
+        inflight = client._inflight
+        wire = conn.wire
+        with self.lock:
+            if conn.lost or conn is not client._conn:
+                client._credits.grant(credits, credits)
+                raise Retry()
+            now = time.monotonic()
+            wake = False
+            with inflight.lock:
+                cancelled = [t for t in tasks if not can_move(t, TaskState.SENT)]
+                if cancelled:
+                    client._credits.grant(credits, credits)
+                    raise cancelled[0].error or SmbCancelledError("request cancelled")
+                smb1 = wire.is_smb1
+                for task in tasks:
+                    mid = inflight.allocate(smb1, task.send_credits)
+                    inflight.register(task, mid, conn.generation, now)
+                    if not task.is_probe:
+                        wake |= inflight.arm(task, client._liveness.deadline(task, now))
+            parts = self._build(conn, tasks, related)
+            size = sum(map(len, parts))
+            self._write(conn, parts, size)
+            stats = client._stats
+            for task in tasks:
+                counters = stats.command(wire, task.command)
+                counters.ops += 1
+                counters.queue_time += now - task.t_queued
+                if task.sends > 1:
+                    counters.retransmissions += 1
+            stats.command(wire, tasks[0].command).bytes_sent += size + 4
+        if wake and conn.demux is not None:
+            conn.demux.wake()
+
+    def _build(self, conn, tasks: Sequence[SmbTask], related: bool) -> list:
+        wire = conn.wire
+        if len(tasks) == 1:
+            task = tasks[0]
+            header = wire.build_header(task, task.message_id,
+                                       self._credit_request(wire, task.send_credits))
+            if task.security is not None:
+                return task.security.protect(task, header, [header, *task.body])
+            return [header, *task.body]
+        elements: List[list] = []
+        last = len(tasks) - 1
+        for i, task in enumerate(tasks):
+            header = wire.build_header(task, task.message_id,
+                                       self._credit_request(wire, task.send_credits))
+            parts = [header, *task.body]
+            if i != last:
+                length = len(header) + task.payload_size
+                pad = -length % 8
+                if pad:
+                    parts.append(bytes(pad))
+                smb2.set_next_command(header, length + pad)
+            if related and i:
+                smb2.add_flags(header, smb2.FLAG_RELATED_OPERATIONS)
+            elements.append(parts)
+        security = tasks[0].security
+        if security is not None:
+            return security.protect_compound(tasks, elements)
+        return [p for element in elements for p in element]
+
+    def _credit_request(self, wire, used: int) -> int:
+        if wire.is_smb1:
+            return 0
+        if self._client._credits.available + used < CREDIT_TARGET:
+            return used + CREDIT_ASK
+        return used
+
+    def _write(self, conn, parts, size: int) -> None:
+        """sendmsg one frame (under the send lock)."""
+        try:
+            sendmsg_all(conn.sock, (frame_prefix(size), *parts), size + 4)
+        except OSError as exc:
+            # The demux sees the broken socket; the connect worker reconnects
+            # and the requests in flight are reissued.
+            log.debug("smblayer: send failed on %s:%s: %s", self._client.host,
+                      self._client.port, exc)
+            shutdown(conn.sock)
+        except BaseException:
+            # Interrupted (Ctrl-C) possibly mid-frame: the stream can't be
+            # trusted; reconnect, and the other requests are reissued.
+            shutdown(conn.sock)
+            raise
+
+    def oneway(self, conn, task: SmbTask) -> int:
+        """Send a request that has no reply (SMB1 break acknowledgement) once;
+        returns the bytes sent, 0 if the connection changed."""
+        client = self._client
+        wire = conn.wire
+        with self.lock:
+            if conn.lost or conn is not client._conn:
+                return 0
+            with client._inflight.lock:
+                mid = client._inflight.allocate(wire.is_smb1, 1)
+            task.message_id = mid
+            task.generation = conn.generation
+            header = wire.build_header(task, mid, 0)
+            parts = [header, *task.body]
+            if task.security is not None:
+                parts = task.security.protect(task, header, parts)
+            size = sum(map(len, parts))
+            self._write(conn, parts, size)
+        return size + 4
+
+    def cancel(self, conn, task: SmbTask) -> None:
+        """Send a CANCEL for ``task`` (which was sent on ``conn``)."""
+        client = self._client
+        parts = conn.wire.cancel_message(task)
+        if task.security is not None and hasattr(task.security, "protect_cancel"):
+            parts = task.security.protect_cancel(task, parts)
+        size = sum(len(p) for p in parts)
+        with self.lock:
+            if conn.lost or conn is not client._conn:
+                return
+            try:
+                sendmsg_all(conn.sock, (frame_prefix(size), *parts), size + 4)
+            except OSError:
+                return
+        client._stats.command(conn.wire, task.command).cancels += 1
+
+
+def sendmsg_all(sock: socket.socket, parts, total: int) -> None:
+    """sendmsg every buffer, resuming after partial sends, without joining."""
+    sent = sock.sendmsg(parts)
+    if sent == total:
+        return
+    views = [memoryview(p).cast("B") for p in parts]
+    while True:
+        while sent:
+            first = views[0]
+            if sent >= len(first):
+                sent -= len(first)
+                views.pop(0)
+            else:
+                views[0] = first[sent:]
+                sent = 0
+        if not views:
+            return
+        sent = sock.sendmsg(views)
+
+
+def shutdown(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
