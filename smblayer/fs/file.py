@@ -576,7 +576,8 @@ class SmbRawFile(io.RawIOBase):
                 return
             closing = None
             try:
-                if self._writes and not _on_smbiod() and self._open_on_server() and \
+                if self._writes and self._ops.close_behind_writes and not _on_smbiod() and \
+                        self._open_on_server() and \
                         all(task.state in _ON_THE_WIRE for _f, task, _n in self._writes):
                     # Every write is on the wire already, so the CLOSE follows
                     # them (a recovery cancels it: reissues are not ordered).

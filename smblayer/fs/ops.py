@@ -200,6 +200,10 @@ class FileOps:
     def close(self, handle: Handle) -> None:
         raise NotImplementedError
 
+    # Whether a CLOSE may follow WRITEs still in flight on the same handle
+    # (the server finishes the writes first).
+    close_behind_writes = False
+
     def close_task(self, handle: Handle):
         """The CLOSE request (to send behind the file's last writes)."""
         raise NotImplementedError

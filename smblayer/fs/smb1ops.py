@@ -253,6 +253,10 @@ class Smb1FileOps(FileOps):
         handle.closed = True
         self.client.run_task(self.close_task(handle))
 
+    # Samba 4.17 crashes (close_file_smb from an immediate handler) when an
+    # SMB1 CLOSE arrives while WRITE_ANDX requests on the file are pending.
+    close_behind_writes = False
+
     def close_task(self, handle: Handle) -> SmbTask:
         return self._task(Command.CLOSE, _CLOSE.pack(handle.fid, 0xFFFFFFFF), path=handle.path)
 

@@ -283,6 +283,8 @@ class Smb2FileOps(FileOps):
         handle.closed = True
         self.close_done(handle, self.client.run_task(self.close_task(handle)))
 
+    close_behind_writes = True      # Samba defers an SMB2 CLOSE until the writes are done
+
     def close_task(self, handle: Handle) -> SmbTask:
         return self._task(Command.CLOSE, (_CLOSE.pack(24, CLOSE_FLAG_POSTQUERY_ATTRIB, 0,
                                                       handle.fid),), handle.path)
