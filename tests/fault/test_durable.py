@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 
@@ -276,3 +277,18 @@ def test_full_disk_raises_at_write_flush_or_close(small_share, dialect):
         tree.remove("big.bin")              # the client is usable afterwards
         tree.write_bytes("ok.bin", b"fine")
         assert tree.read_bytes("ok.bin") == b"fine"
+
+
+def test_full_disk_through_the_cli(small_share, tmp_path):
+    """`smblayer put` of 40 MiB to a 16 MiB share: a clear error and a
+    non-zero exit, never a silent success."""
+    src = tmp_path / "big.bin"
+    src.write_bytes(DATA + DATA[:8 * MiB])
+    env = dict(os.environ, SMB_USER=small_share.username, SMB_PASSWORD=small_share.password)
+    proc = subprocess.run(
+        [sys.executable, "-m", "smblayer", "put", str(src),
+         f"//{small_share.host}:{small_share.port}/small/big.bin"],
+        capture_output=True, env=env, stdin=subprocess.DEVNULL, timeout=90)
+    assert proc.returncode != 0
+    assert b"DISK_FULL" in proc.stderr, proc.stderr
+    assert b"big.bin" in proc.stderr
