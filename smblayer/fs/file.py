@@ -23,8 +23,10 @@
   ``task.context``).  A file that cannot be recovered fails its next call
   with ``SmbConnectionError`` naming it, and closes quietly.
 
-Lock order: the buffered wrapper's lock > ``_lock`` (short sections only:
-never held while waiting for a reply, since the recovery takes it).
+Lock order: the buffered wrapper's lock > ``_write_lock`` (the write-behind
+state; held while waiting for WRITE replies) > ``_lock`` (the FileId and the
+requests in flight; short sections only, never held while waiting for a
+reply: the recovery takes it).
 
 Oplock and lease breaks reach the file through the Tree: ``_on_break``
 pushes what the buffered wrapper (``owner``) holds and waits for the
@@ -53,6 +55,7 @@ log = logging.getLogger("smblayer")
 MAX_IN_FLIGHT = 8
 _STALE_HANDLE = frozenset({NtStatus.FILE_CLOSED, NtStatus.INVALID_HANDLE})
 _READ_AHEAD_AFTER = 2          # sequential reads before read-ahead starts
+_READ_ALLOC = 64 << 20          # read(n) allocates n bytes up to this, more only if known there
 _ON_THE_WIRE = frozenset({TaskState.SENT, TaskState.INTERIM, TaskState.DONE})
 
 Builder = Callable[[Handle], SmbTask]
@@ -91,7 +94,8 @@ class SmbRawFile(io.RawIOBase):
         self._closing = None                   # builder of a CLOSE sent behind writes
         self._write_end = -1                   # where the last queued write ends
         self._written = False                  # we changed the file: no reopen by path
-        # write-behind (the writing thread's state)
+        # write-behind, under _write_lock (a writer and a break's flush may race)
+        self._write_lock = threading.RLock()
         self._writes: Deque[Tuple[object, SmbTask, int]] = collections.deque()
         self._write_bytes = 0
         self._write_error: Optional[BaseException] = None
@@ -293,7 +297,9 @@ class SmbRawFile(io.RawIOBase):
         if size is None or size < 0:
             return self.readall()
         self._need(readable=True)
-        buf = bytearray(size)
+        # no huge buffer for read(1 << 40) of a small file: beyond 64 MiB at
+        # most what is known to be there (a short read is fine for raw I/O)
+        buf = bytearray(min(size, max(self._size - self._pos, _READ_ALLOC)))
         n = self.readinto(buf)
         del buf[n:]
         return bytes(buf)
@@ -435,6 +441,10 @@ class SmbRawFile(io.RawIOBase):
 
     def write(self, data) -> int:
         self._need(readable=False)
+        with self._write_lock:
+            return self._write(data)
+
+    def _write(self, data) -> int:
         self._raise_write_error()
         view = memoryview(data).cast("B")
         if not len(view):
@@ -497,9 +507,10 @@ class SmbRawFile(io.RawIOBase):
 
     def _drain_writes(self) -> None:
         """Wait for every WRITE in flight; raise the first failure."""
-        while self._writes:
-            self._complete_write()
-        self._raise_write_error()
+        with self._write_lock:
+            while self._writes:
+                self._complete_write()
+            self._raise_write_error()
 
     def _raise_write_error(self) -> None:
         error, self._write_error = self._write_error, None
