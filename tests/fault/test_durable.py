@@ -292,3 +292,25 @@ def test_full_disk_through_the_cli(small_share, tmp_path):
     assert proc.returncode != 0
     assert b"DISK_FULL" in proc.stderr, proc.stderr
     assert b"big.bin" in proc.stderr
+
+
+def test_another_clients_open_during_the_outage_wins(samba_durable, proxy):
+    """While we are cut off, another client opens the file for writing:
+    Samba drops our disconnected durable open for it, the reclaim is
+    refused, and our writer fails clearly (never reopened onto the file the
+    other client changed)."""
+    with _connect(samba_durable, proxy.port) as tree:
+        f = tree.open("raced.bin", "wb")
+        f.write(DATA[:MiB])
+        f.flush()
+        proxy.refuse(True)
+        proxy.reset()
+        with _connect(samba_durable, samba_durable.port) as other:
+            with other.open("raced.bin", "r+b") as g:
+                g.write(b"theirs")
+        proxy.refuse(False)
+        with pytest.raises(SmbConnectionError, match="raced.bin"):
+            f.write(DATA[:MiB])
+            f.flush()
+        f.close()
+    assert _on_disk(samba_durable, "share", "raced.bin")[:6] == b"theirs"
