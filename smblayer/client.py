@@ -71,7 +71,7 @@ from .proto.negotiate import NegotiateResult
 from .proto.status import is_error
 from .registry import _registry as _REGISTRY
 from .stats import ClientStats, command_name
-from .task import (FINAL_STATES, IN_FLIGHT, IllegalTransition, Reply, SmbTask, TaskState,
+from .task import (IllegalTransition, Reply, SmbTask, TaskState,
                    can_move, move)
 
 log = logging.getLogger("smblayer")
@@ -283,7 +283,14 @@ class SmbClient:
         task._parking.acquire()
         try:
             while True:
-                self._send(task, limit)
+                reader = self._fast_reader(limit)
+                try:
+                    self._send(task, limit)
+                    if reader is not None and task.generation == reader.generation:
+                        reader.demux.read_for(task)
+                finally:
+                    if reader is not None:
+                        reader.demux.release_reader_role()
                 if not self._park(task, limit):
                     raise SmbTimeoutError(f"{self.command_name(task.command)}: no reply "
                                           f"within {wait:g} s; abandoned")
@@ -300,6 +307,15 @@ class SmbClient:
             self._abandon(task, error)
             raise self._annotate(exc, task) if isinstance(exc, SmbError) else exc
         return self._finish(task)
+
+    def _fast_reader(self, limit: Optional[float]) -> Optional[_Connection]:
+        """The connection whose reader role this caller took (caller fast
+        path: nothing else in flight), or None."""
+        conn = self._conn
+        if limit is not None or conn is None or conn.demux is None or conn.lost or \
+                self._inflight.pending or self.state is not ClientState.ACTIVE:
+            return None
+        return conn if conn.demux.take_reader_role() else None
 
     def _is_teardown(self, task: SmbTask) -> bool:
         conn = self._conn
@@ -502,7 +518,7 @@ class SmbClient:
         if not isinstance(task, SmbTask):
             raise TypeError(f"expected an SmbTask, not {type(task).__name__}")
         if task.state is not TaskState.NEW:
-            if task.state not in FINAL_STATES:
+            if not task.state.final:
                 raise ValueError("task is already running")
             move(task, TaskState.NEW)
         conn = self._conn
@@ -532,13 +548,13 @@ class SmbClient:
         return None instead."""
         conn = self._conn
         if self.state is ClientState.ACTIVE and conn is not None and not conn.lost and \
-                task.state not in FINAL_STATES:
+                not task.state.final:
             return conn          # the common case, without the state lock
         in_recovery = threading.get_ident() == self._connector.ident
         with self._state_cond:
             gave_up = self._gave_up
             while True:
-                if task.state in FINAL_STATES:
+                if task.state.final:
                     raise task.error or SmbCancelledError("request cancelled")
                 if self._gave_up != gave_up:
                     raise self._reconnect_pending_error
@@ -604,14 +620,14 @@ class SmbClient:
     def _take_credits(self, conn: _Connection, tasks: Sequence[SmbTask], need: int) -> None:
         def abort() -> bool:
             return self.state is ClientState.CLOSED or conn.lost or \
-                any(t.state in FINAL_STATES for t in tasks)
+                any(t.state.final for t in tasks)
         try:
             self._credits.take(need, tasks[0].priority, abort)
         except CreditsAborted:
             if self.state is ClientState.CLOSED:
                 raise SmbClosedError("client closed") from None
             for task in tasks:
-                if task.state in FINAL_STATES:
+                if task.state.final:
                     raise task.error or SmbCancelledError("request cancelled") from None
             raise Retry() from None
 
@@ -810,7 +826,7 @@ class SmbClient:
     def _fail_task(self, task: SmbTask, error: BaseException) -> None:
         """A send failed outside the MID table: fail the task and wake it."""
         with self._inflight.lock:
-            if task.state in FINAL_STATES:
+            if task.state.final:
                 return self._wake(task)
             move(task, TaskState.FAILED)
             task.error = error
@@ -835,15 +851,17 @@ class SmbClient:
         """Stop waiting for ``task``: its MessageId stays reserved until the
         late reply arrives (then discarded), and the server gets a CANCEL."""
         with self._inflight.lock:
-            if task.state in FINAL_STATES:
+            if task.state.final:
                 return False
-            was_sent = task.state in IN_FLIGHT
+            was_sent = task.state.in_flight
             move(task, TaskState.CANCELLED)
             task.error = error
             task.cancel_requested = True
             conn = self._conn
         if was_sent and conn is not None and conn.generation == task.generation:
             self._iod.call_soon(self._sender.cancel, conn, task)
+            if conn.demux is not None:
+                conn.demux.kick()           # a caller reading for it stops
         self._credits.wake_all()
         with self._state_cond:
             if task in self._waiting:
@@ -900,7 +918,7 @@ class SmbClient:
             self._liveness.soft_expired = False
             waiting, self._waiting = self._waiting, []
         for task in waiting:
-            if task.state not in FINAL_STATES:
+            if not task.state.final:
                 self._iod.call_soon(self._send_async, task)
         if reconnected:
             for fn in list(self._active_handlers):
@@ -939,7 +957,7 @@ class SmbClient:
         woken = []
         with self._inflight.lock:
             for task in self._inflight.take_generation(conn.generation):
-                if task.state in FINAL_STATES:
+                if task.state.final:
                     continue
                 failure = self._reissue_refusal(task, error)
                 if failure is not None:
@@ -1029,8 +1047,8 @@ class SmbClient:
             waiting, self._waiting = self._waiting, []
             self._state_cond.notify_all()
         with self._inflight.lock:
-            tasks = [t for t in self._inflight.take_all() if t.state not in FINAL_STATES]
-            tasks += [t for t in waiting if t.state not in FINAL_STATES]
+            tasks = [t for t in self._inflight.take_all() if not t.state.final]
+            tasks += [t for t in waiting if not t.state.final]
             for task in tasks:
                 move(task, TaskState.FAILED)
                 task.error = error
