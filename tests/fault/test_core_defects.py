@@ -1,8 +1,10 @@
 """The core defects of issue 10, each as a test against a real Samba (or a
 loopback fake server) through the public API and the public test helpers.
 
-Every test fails on the core as it was when the issue was filed, for the
-reason its xfail marker names; the marker goes when the defect is fixed.
+Every test failed, for its defect's reason, on the core as it was when the
+issue was filed (before "Core v2", f94096a).  Those still marked xfail fail
+on the current core for the reason the marker names; the marker goes when
+the defect is fixed.
 A test whose defect is a hang keeps the blocking part in a thread or a
 subprocess with a deadline, so it fails on time instead of hanging.
 """
@@ -68,9 +70,6 @@ def close_quietly(tree) -> None:
 # 1. Reconnect deadlock
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: reconnect deadlock - async calls made "
-                   "while RECONNECTING hold every smbiod worker, so the session's "
-                   "reconnect handler never runs and the client stays RECONNECTING")
 def test_reconnect_with_64_async_calls_and_a_session_completes(server):
     """fs session behind a proxy, hard mode: refuse + reset, 64 echo_async()
     and 4 threads of path-based calls while RECONNECTING, heal: everything
@@ -117,8 +116,6 @@ def test_reconnect_with_64_async_calls_and_a_session_completes(server):
                 t.join(10)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: no public way to wait for a client state "
-                   "(SmbClient.wait_for_state does not exist)")
 def test_wait_for_state_after_reset(server):
     with FaultProxy(server.host, server.port) as proxy:
         client = smblayer.get_client(server.host, proxy.port, reconnect=QUICK_RECONNECT)
@@ -142,9 +139,6 @@ def test_wait_for_state_after_reset(server):
 # 2. Lost cancel
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: lost cancel - a task cancelled while it "
-                   "waits for the send lock is registered as SENT and sent anyway, and "
-                   "run_task returns its reply after cancel() returned True")
 def test_task_cancelled_while_another_holds_the_send_lock_is_never_sent(server):
     """A proxy that stops reading makes an 8 MiB WRITE block in sendmsg
     (holding the send lock: 8 MiB is more than the loopback socket buffers
@@ -219,9 +213,6 @@ def timed_call(fn):
     return None, time.monotonic() - start
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: soft mode is not bounded - against a frozen "
-                   "server the reconnect's negotiate waits the full 10 s connect timeout "
-                   "(SmbTimeoutError after ~14 s, bound 8 s)")
 def test_soft_call_against_frozen_server_fails_within_bound(server):
     client = smblayer.get_client(server.host, server.port, timeouts=SOFT,
                                  reconnect=QUICK_RECONNECT)
@@ -236,9 +227,6 @@ def test_soft_call_against_frozen_server_fails_within_bound(server):
         client.close()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: soft mode is not bounded - against a server "
-                   "that negotiates but never answers, every reconnect succeeds and the "
-                   "request is resent up to 5 times before it fails")
 def test_soft_call_against_server_that_never_answers_fails_within_bound():
     with FakeSmbServer(handler=fake.stall(), max_lifetime=80) as srv:
         client = smblayer.SmbClient(srv.host, srv.port, timeouts=SOFT,
@@ -254,9 +242,10 @@ def test_soft_call_against_server_that_never_answers_fails_within_bound():
 
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: soft mode is not bounded - 'smblayer get "
-                   "--timeout 3' against a server frozen mid-transfer takes ~29 s to fail "
-                   "(reconnects, then every close waits its own timeout)")
+@pytest.mark.xfail(strict=True, reason="issue 10: not killable - 'smblayer get --timeout 3' "
+                   "on a server frozen mid-transfer: the READ fails in time, but then CLOSE, "
+                   "TREE_DISCONNECT and LOGOFF each wait the full soft bound (fs close "
+                   "paths do not bound their wait)")
 def test_cli_get_soft_timeout_on_frozen_server_fails_within_bound(server, tmp_path):
     """--timeout 3 means timeout = soft_timeout = connect_timeout = 3 s: the
     failing READ is bounded by 9 s; closing the file, the tree and the
@@ -325,19 +314,22 @@ def exit_with_open_file(server, freeze: bool) -> None:
 
 
 @pytest.mark.xfail(strict=True, reason="issue 10: waits that cannot be killed - at interpreter "
-                   "exit the open file's CLOSE waits for a reply that never comes")
+                   "exit the open file's CLOSE (fs/smb2ops.close: run_task without wait=) "
+                   "waits for a reply that never comes")
 def test_interpreter_exits_with_open_file_on_frozen_server(server):
     exit_with_open_file(server, freeze=True)
 
 
 @pytest.mark.xfail(strict=True, reason="issue 10: waits that cannot be killed - interpreter "
-                   "exit with an open remote file hangs even with the server alive")
+                   "exit with an open remote file hangs even with the server alive (the "
+                   "finalizer's CLOSE never gets its reply at shutdown)")
 def test_interpreter_exits_with_open_file_on_live_server(server):
     exit_with_open_file(server, freeze=False)
 
 
 @pytest.mark.xfail(strict=True, reason="issue 10: waits that cannot be killed - after Ctrl-C "
-                   "the CLI closes the remote file and that CLOSE blocks on the frozen server")
+                   "the CLI closes the remote file and that CLOSE blocks on the frozen server "
+                   "(fs close paths do not bound their wait)")
 def test_cli_get_interrupted_on_frozen_server_exits(server, tmp_path):
     size = 1024 * 1024 * 1024
     with open(server.share_path("share") / "huge.bin", "wb") as f:
@@ -379,8 +371,6 @@ def long_poll_task(*args, **kwargs) -> SmbTask:
     return SmbTask(*args, **kwargs)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: long-poll requests count as timeouts - a "
-                   "pending CHANGE_NOTIFY is timed out and probed every `timeout` seconds")
 def test_pending_change_notify_is_not_a_timeout(server, caplog):
     caplog.set_level("WARNING", logger="smblayer")
     (server.share_path("share") / "watched").mkdir()
@@ -431,9 +421,6 @@ def stalled_client(server):
         client.close()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: cancelled futures never wake their waiters "
-                   "- the layer never calls set_running_or_notify_cancel(), so wait() does "
-                   "not see a cancelled echo_async() future")
 def test_cancelled_echo_future_wakes_wait(stalled_client):
     client = stalled_client
     future = client.echo_async()
@@ -446,8 +433,6 @@ def test_cancelled_echo_future_wakes_wait(stalled_client):
     assert future.cancelled()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: cancelled futures never wake their waiters "
-                   "- as_completed() does not yield a cancelled echo_async() future")
 def test_cancelled_echo_future_is_yielded_by_as_completed(stalled_client):
     client = stalled_client
     futures = [client.echo_async() for _ in range(3)]
@@ -481,9 +466,6 @@ def live_tasks() -> int:
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.xfail(strict=True, reason="issue 10: memory held by finished requests - finished "
-                   "tasks with their payloads and replies stay referenced from the timer "
-                   "queues until their deadlines pass (every request of the last 10 s)")
 def test_finished_requests_are_released_under_mixed_load(server):
     share = server.share_path("share")
     (share / "load").mkdir()
@@ -544,8 +526,6 @@ def test_finished_requests_are_released_under_mixed_load(server):
 # 8. Idle keepalive
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: no idle keepalive (TimeoutPolicy has no "
-                   "keepalive, an idle client sends nothing)")
 def test_idle_client_sends_keepalive_echoes(server):
     client = smblayer.get_client(server.host, server.port,
                                  timeouts=TimeoutPolicy(keepalive=1.0))
@@ -559,8 +539,6 @@ def test_idle_client_sends_keepalive_echoes(server):
         client.close()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: no idle keepalive (TimeoutPolicy has no "
-                   "keepalive; none is sent, so none carries the session's id)")
 def test_keepalive_echo_carries_the_session_id(server):
     with FaultProxy(server.host, server.port) as proxy:
         tree = connect(server, proxy.port, timeouts=TimeoutPolicy(keepalive=1.0))
@@ -581,8 +559,6 @@ def test_keepalive_echo_carries_the_session_id(server):
 # 9. Errors carry context as attributes
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: errors carry no context - SmbStatusError "
-                   "has no .host/.port")
 def test_status_error_carries_host_port_command_path(server):
     (server.share_path("share") / "sub").mkdir()
     tree = connect(server)
@@ -598,8 +574,6 @@ def test_status_error_carries_host_port_command_path(server):
         tree.close()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: errors carry no context - SmbTimeoutError "
-                   "has no .host/.port/.command/.sends")
 def test_timeout_error_carries_host_port_command_sends():
     quick = TimeoutPolicy(mode="soft", timeout=0.3, echo_interval=0.1, soft_timeout=0.5,
                           connect_timeout=2.0)
@@ -618,8 +592,8 @@ def test_timeout_error_carries_host_port_command_sends():
             client.close()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: errors carry no context - a refused "
-                   "connection's SmbConnectionError has no .host/.port")
+@pytest.mark.xfail(strict=True, reason="issue 10: errors carry no context - the "
+                   "SmbConnectionError of a refused first connect has .host/.port None")
 def test_connection_error_carries_host_port():
     import socket
     with socket.socket() as s:             # a port nobody listens on
