@@ -92,18 +92,23 @@ def test_reconnect_with_64_async_calls_and_a_session_completes(server, mode):
             futures = [client.echo_async() for _ in range(64)]
             results, errors = [], []
 
-            def path_calls():
+            data = os.urandom(8 * 1024 * 1024)
+
+            def path_calls(i):
                 try:
                     results.append(tree.stat("here.txt").st_size)
                     results.append(len(tree.listdir("")))
+                    if i < 2:           # two 8 MiB writes, opened after the outage began
+                        tree.write_bytes(f"big{i}.bin", data)
                 except BaseException as exc:  # noqa: BLE001
                     errors.append(exc)
-            threads = [threading.Thread(target=path_calls, daemon=True) for _ in range(4)]
+            threads = [threading.Thread(target=path_calls, args=(i,), daemon=True)
+                       for i in range(4)]
             for t in threads:
                 t.start()
             proxy.refuse(False)
             done, not_done = concurrent.futures.wait(futures, timeout=20)
-            deadline = time.monotonic() + 5
+            deadline = time.monotonic() + 10
             for t in threads:
                 t.join(max(0.0, deadline - time.monotonic()))
             assert not not_done, (f"{len(not_done)} of 64 echo_async() calls never completed; "
@@ -112,6 +117,8 @@ def test_reconnect_with_64_async_calls_and_a_session_completes(server, mode):
             assert not any(t.is_alive() for t in threads), "path-based calls still blocked"
             assert not errors, errors
             assert results.count(10) == 4
+            for i in range(2):
+                assert (server.share_path("share") / f"big{i}.bin").read_bytes() == data
             assert client.stats()["_client"]["reconnects"] == 1
         finally:
             close_quietly(tree)
