@@ -38,6 +38,8 @@ from .proto.negotiate import NegotiateFailed, NegotiateResult, Negotiator, Outgo
 
 log = logging.getLogger("smblayer")
 
+MIN_ATTEMPT = 0.5      # the shortest connect attempt worth making (seconds)
+
 
 def open_socket(host: str, port: int, timeout: float) -> socket.socket:
     """A connected TCP socket with Nagle off and keepalive on."""
@@ -213,9 +215,13 @@ class ConnectWorker:
 
     def _open_connection(self):
         client = self._client
-        policy = client.timeouts
-        deadline = time.monotonic() + policy.connect_timeout
-        sock = open_socket(client.host, client.port, policy.connect_timeout)
+        now = time.monotonic()
+        # An attempt never outlasts the soft deadline of a request waiting
+        # for it: that request must fail then, not when the attempt ends.
+        budget = min(client.timeouts.connect_timeout,
+                     max(MIN_ATTEMPT, client._earliest_waiting_deadline() - now))
+        deadline = now + budget
+        sock = open_socket(client.host, client.port, budget)
         try:
             negotiated = negotiate(sock, client.dialects, deadline,
                                    require_signing=client.require_signing,
@@ -278,6 +284,7 @@ class ConnectWorker:
             error = SmbTimeoutError(
                 f"server {client.host}:{client.port} timed out and reconnecting failed: {error}")
         client._fail_waiting(error, soft_only=True)
+        client._expire_waiting()
 
     def _give_up(self, error: SmbError) -> None:
         """ReconnectPolicy.max_attempts reached: everyone waiting now fails

@@ -69,6 +69,7 @@ from .iod import SmbIod
 from .proto.framing import MAX_FRAME
 from .proto.negotiate import NegotiateResult
 from .proto.status import is_error
+from .registry import _registry as _REGISTRY
 from .stats import ClientStats, command_name
 from .task import (FINAL_STATES, IN_FLIGHT, IllegalTransition, Reply, SmbTask, TaskState,
                    can_move, move)
@@ -77,6 +78,8 @@ log = logging.getLogger("smblayer")
 
 MAX_SENDS = 5                # a request is sent at most this often across reconnects
 CLOSE_WAIT = 2.0             # how long close() waits for threads to stop
+TEARDOWN_WAIT = 2.0          # the longest a CLOSE / TREE_DISCONNECT / LOGOFF waits
+EXIT_WAIT = 3.0              # interpreter exit: time for the exit handlers in all
 
 
 class ClientState(enum.Enum):
@@ -184,6 +187,7 @@ class SmbClient:
         self._gave_up = 0                      # bumped each time reconnecting gives up
         self._last_conn_useful = True
         self._waiting: List[SmbTask] = []      # async tasks waiting for ACTIVE (_state_cond)
+        self._teardown_stalled: Optional[tuple] = None   # (generation, last_rx) of a stall
 
         self._reconnect_handlers: List[Tuple[int, Callable]] = []
         self._active_handlers: List[Callable] = []
@@ -192,13 +196,18 @@ class SmbClient:
         self.default_security = None                # SMB1: the session that signs echoes
         self.smb1_signing = None                    # SMB1: per-connection signing state
 
+        self._exit_handlers: List[Callable] = []
+
         self._iod = SmbIod(name=f"smbiod-{host}:{port}", max_workers=iod_workers)
+        _REGISTRY.track(self)
         self._connector = ConnectWorker(self)
         self._connector.connect_first()
         if self.state is ClientState.CLOSED:
-            error = self._connect_error
+            error = self._connect_error or SmbClosedError("client closed")
             self._iod.shutdown(wait=False)
-            raise error if error is not None else SmbClosedError("client closed")
+            if error.host is None:
+                error.host, error.port = self.host, self.port
+            raise error
 
     # -- public properties ---------------------------------------------------
 
@@ -263,6 +272,12 @@ class SmbClient:
         is abandoned (CANCEL sent, its MessageId kept for the late reply)
         and SmbTimeoutError raised: for close paths that must not hang."""
         self._check_task(task)
+        if wait is None and self._is_teardown(task):
+            wait = self._teardown_budget()
+        if wait is not None and wait <= 0:
+            raise self._annotate(SmbTimeoutError(
+                f"{self.command_name(task.command)} not sent: the server did not answer "
+                "the previous one"), task)
         limit = None if wait is None else time.monotonic() + wait
         task._parking = threading.Lock()
         task._parking.acquire()
@@ -279,9 +294,25 @@ class SmbClient:
             # waiting, keep the MID reserved for the late reply, tell the server.
             error = exc if isinstance(exc, SmbTimeoutError) else \
                 SmbCancelledError("request interrupted")
+            if wait is not None and isinstance(exc, SmbTimeoutError) and \
+                    self._is_teardown(task):
+                self._teardown_stalled = (self._generation, self._liveness.last_rx)
             self._abandon(task, error)
             raise self._annotate(exc, task) if isinstance(exc, SmbError) else exc
         return self._finish(task)
+
+    def _is_teardown(self, task: SmbTask) -> bool:
+        conn = self._conn
+        return conn is not None and task.command in conn.wire.teardown_commands
+
+    def _teardown_budget(self) -> float:
+        """How long a teardown request may wait: TEARDOWN_WAIT, or nothing
+        once one went unanswered on this connection and nothing came since
+        (closing ten files on a dead server takes 2 s, not 20)."""
+        stalled = self._teardown_stalled
+        if stalled is not None and stalled == (self._generation, self._liveness.last_rx):
+            return 0.0
+        return TEARDOWN_WAIT
 
     def run_task_async(self, task: SmbTask) -> Future:
         """Send ``task`` and return a Future settled on smbiod.  Cancelling
@@ -354,6 +385,25 @@ class SmbClient:
             self._active_handlers.remove(fn)
         except ValueError:
             pass
+
+    def add_exit_handler(self, fn: Callable[["SmbClient"], None]) -> None:
+        """``fn(client)`` runs at interpreter exit, before the client closes
+        (fs flushes and closes its open files); all of them together get
+        EXIT_WAIT seconds, then every client closes regardless."""
+        self._exit_handlers.append(fn)
+
+    def remove_exit_handler(self, fn: Callable) -> None:
+        try:
+            self._exit_handlers.remove(fn)
+        except ValueError:
+            pass
+
+    def _run_exit_handlers(self) -> None:
+        for fn in list(self._exit_handlers):
+            try:
+                fn(self)
+            except Exception as exc:  # noqa: BLE001
+                log.debug("smblayer: exit handler %r failed: %s", fn, exc)
 
     def add_break_handler(self, fn: Callable[[BreakNotification], None]) -> None:
         """``fn(notification)`` runs on smbiod for every oplock/lease break."""
@@ -921,6 +971,14 @@ class SmbClient:
         if task.is_probe:
             return SmbConnectionError("probe lost")
         return None
+
+    def _earliest_waiting_deadline(self) -> float:
+        """The soonest soft deadline among the async requests waiting for a
+        connection (inf if none)."""
+        with self._state_cond:
+            bounds = [(t.t_first_sent or t.t_queued) + self._effective(t).soft_bound
+                      for t in self._waiting if not self._effective(t).hard]
+        return min(bounds, default=float("inf"))
 
     def _expire_waiting(self) -> None:
         """Fail the soft async requests waiting for a connection past their

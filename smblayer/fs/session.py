@@ -19,7 +19,8 @@ then verified with the new signing key.
 Per-dialect differences live in two small operation tables,
 ``_Smb2Auth`` and ``_Smb1Auth``; Session itself never branches on the dialect.
 
-After a reconnect the client runs ``_on_reconnect`` on smbiod: a new
+After a reconnect the connect worker runs ``_on_reconnect`` (its first
+recovery stage, STAGE_SESSION): a new
 SESSION_SETUP (new SessionId and keys), then the trees reconnect; the
 requests waiting meanwhile are reissued with the new ids because the
 header's SessionId/TreeId are read from the live objects at send time.
@@ -375,6 +376,7 @@ class Session:
         self._setup_lock = threading.Lock()
         self._setup()
         client.add_reconnect_handler(self._on_reconnect, stage=STAGE_SESSION)
+        client.add_exit_handler(self._at_exit)
 
     def __repr__(self) -> str:
         return (f"<Session {self.username!r}@{self.client.host}:{self.client.port} "
@@ -567,7 +569,8 @@ class Session:
     # -- lifetime ----------------------------------------------------------------------
 
     def _on_reconnect(self, client: SmbClient) -> None:
-        """Reconnect handler (smbiod): new session, then reconnect the trees."""
+        """Reconnect handler (connect worker, STAGE_SESSION): new session,
+        then reconnect the trees."""
         if self._closed:
             return
         old = self.session_id
@@ -580,12 +583,25 @@ class Session:
         for tree in trees:
             tree._reconnect()
 
+    def _at_exit(self, client: SmbClient) -> None:
+        """Interpreter exit: flush and close the open files, disconnect, log
+        off (the client bounds how long this may take)."""
+        with self._trees_lock:
+            trees = list(self.trees.values())
+        for tree in trees:
+            try:
+                tree.disconnect()
+            except Exception as exc:  # noqa: BLE001
+                log.debug("smblayer: closing %r at exit failed: %s", tree, exc)
+        self.logoff()
+
     def logoff(self) -> None:
         """Disconnect the trees and log off (errors on a dead link are ignored)."""
         if self._closed:
             return
         self._closed = True
         self.client.remove_reconnect_handler(self._on_reconnect)
+        self.client.remove_exit_handler(self._at_exit)
         with self._trees_lock:
             trees = list(self.trees.values())
         for tree in trees:

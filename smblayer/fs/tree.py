@@ -33,7 +33,7 @@ import time
 import weakref
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
-from ..errors import SmbConnectionError, SmbError, SmbStatusError
+from ..errors import SmbConnectionError, SmbError, SmbStatusError, SmbTimeoutError
 from ..proto.status import NtStatus
 from .file import SmbRawFile
 from .ops import (FILE_APPEND_DATA, FILE_CREATE, FILE_NON_DIRECTORY_FILE, FILE_OPEN,
@@ -489,6 +489,11 @@ class Tree:
             return
         try:
             self.ops.close(handle)
+        except SmbTimeoutError as exc:
+            # A dead or frozen server: the handle is abandoned, like a
+            # cancelled request (the server drops it with the connection).
+            handle.closed = True
+            log.debug("smblayer: CLOSE of %r abandoned: %s", handle.path, exc)
         except SmbStatusError as exc:
             # A reconnect raced with this close: the server dropped the
             # handle with the old connection, which is what close wanted.

@@ -1,10 +1,9 @@
 """The core defects of issue 10, each as a test against a real Samba (or a
 loopback fake server) through the public API and the public test helpers.
 
-Every test failed, for its defect's reason, on the core as it was when the
-issue was filed (before "Core v2", f94096a).  Those still marked xfail fail
-on the current core for the reason the marker names; the marker goes when
-the defect is fixed.
+Every test failed on the core as it was when the issue was filed (each was
+committed first with a strict xfail marker naming the reason, see the git
+history), and passes on the carved core.
 A test whose defect is a hang keeps the blocking part in a thread or a
 subprocess with a deadline, so it fails on time instead of hanging.
 """
@@ -252,10 +251,6 @@ def test_soft_call_against_server_that_never_answers_fails_within_bound():
 
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: not killable - 'smblayer get --timeout 3' "
-                   "on a server frozen mid-transfer: the READ fails in time, but then CLOSE, "
-                   "TREE_DISCONNECT and LOGOFF each wait the full soft bound (fs close "
-                   "paths do not bound their wait)")
 def test_cli_get_soft_timeout_on_frozen_server_fails_within_bound(server, tmp_path):
     """--timeout 3 means timeout = soft_timeout = connect_timeout = 3 s: the
     failing READ is bounded by 9 s; closing the file, the tree and the
@@ -324,23 +319,14 @@ def exit_with_open_file(server, freeze: bool) -> None:
         assert elapsed < EXIT_BOUND
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: waits that cannot be killed - at interpreter "
-                   "exit the open file's CLOSE (fs/smb2ops.close: run_task without wait=) "
-                   "waits for a reply that never comes")
 def test_interpreter_exits_with_open_file_on_frozen_server(server):
     exit_with_open_file(server, freeze=True)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: waits that cannot be killed - interpreter "
-                   "exit with an open remote file hangs even with the server alive (the "
-                   "finalizer's CLOSE never gets its reply at shutdown)")
 def test_interpreter_exits_with_open_file_on_live_server(server):
     exit_with_open_file(server, freeze=False)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: waits that cannot be killed - after Ctrl-C "
-                   "the CLI closes the remote file and that CLOSE blocks on the frozen server "
-                   "(fs close paths do not bound their wait)")
 def test_cli_get_interrupted_on_frozen_server_exits(server, tmp_path):
     size = 1024 * 1024 * 1024
     with open(server.share_path("share") / "huge.bin", "wb") as f:
@@ -603,8 +589,6 @@ def test_timeout_error_carries_host_port_command_sends():
             client.close()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: errors carry no context - the "
-                   "SmbConnectionError of a refused first connect has .host/.port None")
 def test_connection_error_carries_host_port():
     import socket
     with socket.socket() as s:             # a port nobody listens on
