@@ -378,3 +378,57 @@ def test_controls_from_many_threads(proxy):
             for th in threads:
                 th.join(10)
         assert not errors
+
+
+@pytest.mark.timeout(60)
+def test_tap_sees_both_directions_per_connection(proxy):
+    seen = []
+    done = threading.Event()
+
+    def tap(conn, direction, data):
+        seen.append((conn, direction, bytes(data)))
+        if sum(len(d) for c, dr, d in seen if dr == "s2c") >= 10:
+            done.set()
+    proxy.tap(tap)
+    with _connect(proxy) as s:
+        s.sendall(b"0123456789")
+        assert _recv_exact(s, 10) == b"0123456789"
+    assert done.wait(5)
+    assert b"".join(d for _c, dr, d in seen if dr == "c2s") == b"0123456789"
+    assert {c for c, _dr, _d in seen} == {0}
+    proxy.tap(None)
+    with _connect(proxy) as s:                 # untapped: nothing recorded
+        s.sendall(b"x")
+        _recv_exact(s, 1)
+    assert b"x" not in b"".join(d for _c, _dr, d in seen)
+
+
+def test_frame_log_parses_split_frames_compounds_and_skips_payloads():
+    import struct as _struct
+
+    from smblayer.proto import smb2
+    from smblayer.testing.capture import FrameLog
+
+    def frame(*messages):
+        body = b"".join(messages)
+        return _struct.pack(">I", len(body)) + body
+    echo = bytes(smb2.pack_header(smb2.Command.ECHO, 7, session_id=0x1234)) + smb2.ECHO_BODY
+    first = smb2.pack_header(smb2.Command.CREATE, 8, session_id=0x55)
+    smb2.set_next_command(first, 72)
+    compound = bytes(first) + bytes(8) + bytes(smb2.pack_header(smb2.Command.CLOSE, 9)) + b"ab"
+    big = bytes(smb2.pack_header(smb2.Command.WRITE, 10)) + os.urandom(100_000)
+    stream = frame(echo) + frame(compound) + frame(big) + frame(b"\xfdSMB" + bytes(60)) \
+        + frame(echo)
+    log = FrameLog(directions=("c2s",))
+    for i in range(0, len(stream), 7):          # odd chunk boundaries
+        log(3, "c2s", stream[i:i + 7])
+    log(3, "s2c", stream)                        # not a recorded direction
+    got = [(m.header.command, m.header.message_id) if m.header else m.kind
+           for m in log.messages()]
+    assert got == [(smb2.Command.ECHO, 7), (smb2.Command.CREATE, 8), (smb2.Command.CLOSE, 9),
+                   (smb2.Command.WRITE, 10), b"\xfdSMB", (smb2.Command.ECHO, 7)]
+    echoes = log.messages("c2s", smb2.Command.ECHO)
+    assert [m.header.session_id for m in echoes] == [0x1234, 0x1234]
+    assert all(m.connection == 3 for m in echoes)
+    log.clear()
+    assert log.messages() == []
