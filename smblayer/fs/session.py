@@ -526,6 +526,9 @@ class Session:
         if isinstance(exc, ImportError) and protocol == "kerberos":
             return "Kerberos needs the Python package 'gssapi' (pip install gssapi)"
         if self._password is None:
+            if protocol == "ntlm":
+                return (f"no password was given for {self.username!r} (NTLM needs one); "
+                        "nothing was sent to the server")
             return (f"no password was given for {self.username!r} and no usable Kerberos "
                     "ticket was found (KRB5CCNAME); nothing was sent to the server")
         detail = str(exc)
