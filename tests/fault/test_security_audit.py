@@ -49,9 +49,11 @@ def _options(**extra):
 
 class _StripFinalSetupSignature:
     """s2c rewrite: the final (STATUS_SUCCESS) SESSION_SETUP response loses
-    SMB2_FLAGS_SIGNED and its signature, as a man in the middle would do."""
+    SMB2_FLAGS_SIGNED and its signature, as a man in the middle would do
+    (``corrupt=True``: keeps the flag, one bit of the signature flipped)."""
 
-    def __init__(self) -> None:
+    def __init__(self, corrupt: bool = False) -> None:
+        self.corrupt = corrupt
         self.stripped = 0
 
     def __call__(self, frame: bytes):
@@ -62,8 +64,11 @@ class _StripFinalSetupSignature:
             return None
         self.stripped += 1
         out = bytearray(frame)
-        struct.pack_into("<I", out, 16, flags & ~FLAGS_SIGNED)
-        out[48:64] = bytes(16)
+        if self.corrupt:
+            out[50] ^= 0x01
+        else:
+            struct.pack_into("<I", out, 16, flags & ~FLAGS_SIGNED)
+            out[48:64] = bytes(16)
         return bytes(out)
 
 
@@ -130,6 +135,41 @@ def test_a_signing_session_refuses_an_unsigned_final_session_setup(signing_manda
         info = _refused(target, proxy, dialect)
         assert strip.stripped == 1
         assert info.value.status == NtStatus.ACCESS_DENIED
+
+
+@pytest.mark.parametrize("dialect", [Dialect.SMB2_1, Dialect.SMB3_1_1], ids=lambda d: d.name)
+def test_a_bad_final_session_setup_signature_is_refused(signing_mandatory_samba, dialect):
+    target = signing_mandatory_samba
+    corrupt = _StripFinalSetupSignature(corrupt=True)
+    with FaultProxy(target.host, target.port) as proxy:
+        proxy.rewrite("s2c", corrupt)
+        info = _refused(target, proxy, dialect)
+        assert corrupt.stripped == 1
+        assert info.value.status == NtStatus.ACCESS_DENIED
+        assert "bad signature" in str(info.value)
+
+
+def test_smb1_bad_final_session_setup_signature_is_refused(signing_mandatory_samba):
+    """SMB1 signing starts with the final SESSION_SETUP_ANDX response
+    (sequence 1): a flipped bit in its SecuritySignature refuses the session."""
+    target = signing_mandatory_samba
+    flipped = []
+
+    def flip(frame: bytes):
+        if frame[:4] != b"\xffSMB" or frame[4] != 0x73:       # SESSION_SETUP_ANDX
+            return None
+        if struct.unpack_from("<I", frame, 5)[0] != 0:          # the final one
+            return None
+        flipped.append(1)
+        out = bytearray(frame)
+        out[14] ^= 0x01                                         # SecuritySignature
+        return bytes(out)
+
+    with FaultProxy(target.host, target.port) as proxy:
+        proxy.rewrite("s2c", flip)
+        info = _refused(target, proxy, Dialect.SMB1)
+    assert flipped == [1]
+    assert info.value.status == NtStatus.ACCESS_DENIED
 
 
 @pytest.mark.parametrize("server", ["signing-auto", "signing-mandatory"])
