@@ -534,6 +534,12 @@ class FaultProxy:
             return
         if not data:
             d.eof = True
+            if d.frames:            # a frame cut short by the EOF goes on as it is
+                d.outbuf += d.frames
+                del d.frames[:]
+                self._flush(pipe, d)
+                if pipe.closed:
+                    return
             self._maybe_shutdown(pipe, d)
             return
         if self._blackhole:

@@ -274,6 +274,16 @@ def test_rewrite_sees_whole_frames_across_chunks(proxy):
 
 
 @pytest.mark.timeout(60)
+def test_rewrite_forwards_a_frame_cut_short_by_eof(proxy):
+    proxy.rewrite("c2s", lambda frame: b"never called")
+    with _connect(proxy) as s:
+        s.sendall(_frame(b"whole")[:6])               # 4-byte length + 2 of 5 bytes
+        s.shutdown(socket.SHUT_WR)
+        assert _recv_exact(s, 6) == _frame(b"whole")[:6]
+        assert s.recv(10) == b""                       # then the EOF
+
+
+@pytest.mark.timeout(60)
 def test_rewrite_error_resets_that_connection(proxy):
     def broken(frame):
         raise RuntimeError("test function failed")
