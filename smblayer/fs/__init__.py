@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Optional
 
 from ..registry import get_client
+from ..security import check_auth_protocol
 from .file import SmbRawFile
 from .ops import FileInfo, StatResult
 from .session import Session
@@ -18,13 +19,16 @@ from .tree import DirEntry, Tree, normpath
 def connect(host: str, share: str, username: Optional[str] = None,
             password: Optional[str] = None, *, port: int = 445, encrypt: bool = False,
             domain: Optional[str] = None, require_signing: Optional[bool] = None,
-            **client_options) -> Tree:
+            auth_protocol: str = "negotiate", **client_options) -> Tree:
     """Get a (shared) client, set up a session and connect to ``share``.
-    Closing the returned Tree logs off and releases the client."""
+    Closing the returned Tree logs off and releases the client.
+    ``auth_protocol``: "negotiate" (SPNEGO), "kerberos" (never NTLM) or
+    "ntlm"; see :class:`Session`."""
+    check_auth_protocol(auth_protocol)
     client = get_client(host, port, **client_options)
     try:
         session = Session(client, username, password, domain=domain, encrypt=encrypt,
-                          require_signing=require_signing)
+                          require_signing=require_signing, auth_protocol=auth_protocol)
         try:
             tree = session.tree_connect(share)
         except BaseException:

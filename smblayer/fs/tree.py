@@ -41,7 +41,6 @@ from .ops import (FILE_APPEND_DATA, FILE_CREATE, FILE_NON_DIRECTORY_FILE, FILE_O
                   FILE_WRITE_ATTRIBUTES, FILE_WRITE_DATA, LEASE_HANDLE, LEASE_READ, LEASE_WRITE,
                   OPLOCK_BATCH, OPLOCK_BY_NAME, OPLOCK_EXCLUSIVE, OPLOCK_LEASE, OPLOCK_NONE,
                   SYNCHRONIZE, FileInfo, FileOps, Handle, StatResult, ops_for)
-from .session import SHARE_FLAG_ENCRYPT_DATA
 
 log = logging.getLogger("smblayer")
 
@@ -141,9 +140,8 @@ class Tree:
         return f"<Tree \\\\{self.client.host}\\{self.share} id={self.tree_id}>"
 
     def _connect(self) -> None:
-        tree_id, flags, access = self.session._tree_connect_raw(self)
-        self.tree_id = tree_id
-        self.encrypt = bool(flags & SHARE_FLAG_ENCRYPT_DATA)
+        tree_id, _flags, access = self.session._tree_connect_raw(self)
+        self.tree_id = tree_id          # (encrypt is set by the session, before validation)
         self.maximal_access = access
         self.connected = True
         self.ops = ops_for(self)

@@ -242,6 +242,65 @@ def test_corrupt_offset_spans_chunks(proxy):
         assert _recv_exact(s, 5) == b"de" + bytes([ord("f") ^ 0x80]) + b"gh"
 
 
+def _frame(payload: bytes) -> bytes:
+    return len(payload).to_bytes(4, "big") + payload
+
+
+@pytest.mark.timeout(60)
+def test_rewrite_sees_whole_frames_across_chunks(proxy):
+    """rewrite() hands whole frames (length prefix removed) to the function,
+    however the stream is chunked, and re-frames what it returns."""
+    seen = []
+
+    def shout(frame):
+        seen.append(frame)
+        return frame.upper() + b"!" if frame.startswith(b"ping") else None
+
+    proxy.rewrite("c2s", shout)
+    big = os.urandom(70_000)
+    stream = _frame(b"ping one") + _frame(big) + _frame(b"ping two")
+    with _connect(proxy) as s:
+        for i in range(0, len(stream), 7001):          # frames split across sends
+            s.sendall(stream[i:i + 7001])
+            time.sleep(0.001)
+        expected = _frame(b"PING ONE!") + _frame(big) + _frame(b"PING TWO!")
+        assert _recv_exact(s, len(expected)) == expected
+    assert seen == [b"ping one", big, b"ping two"]
+    proxy.rewrite("c2s", None)
+    with _connect(proxy) as s:                         # switched off: untouched
+        s.sendall(_frame(b"ping three"))
+        assert _recv_exact(s, 14) == _frame(b"ping three")
+    assert len(seen) == 3
+
+
+@pytest.mark.timeout(60)
+def test_rewrite_forwards_a_frame_cut_short_by_eof(proxy):
+    proxy.rewrite("c2s", lambda frame: b"never called")
+    with _connect(proxy) as s:
+        s.sendall(_frame(b"whole")[:6])               # 4-byte length + 2 of 5 bytes
+        s.shutdown(socket.SHUT_WR)
+        assert _recv_exact(s, 6) == _frame(b"whole")[:6]
+        assert s.recv(10) == b""                       # then the EOF
+
+
+@pytest.mark.timeout(60)
+def test_rewrite_error_resets_that_connection(proxy):
+    def broken(frame):
+        raise RuntimeError("test function failed")
+
+    proxy.rewrite("s2c", broken)
+    with _connect(proxy) as s:
+        s.sendall(_frame(b"hello"))
+        with pytest.raises((ConnectionResetError, EOFError)):
+            _recv_exact(s, 9)
+    assert isinstance(proxy.rewrite_error, RuntimeError)
+    assert proxy.alive
+    proxy.heal()
+    with _connect(proxy) as s:                         # heal() removed the function
+        s.sendall(_frame(b"hello"))
+        assert _recv_exact(s, 9) == _frame(b"hello")
+
+
 @pytest.mark.timeout(60)
 def test_pause_resume(proxy):
     with _connect(proxy) as s:
