@@ -483,15 +483,40 @@ def cmd_get(args) -> int:
             n = download(tree, path, _stdout(), label)
             _stdout().flush()
         else:
-            try:
-                with open(dest, "w+b") as local:       # readable too: it gets mapped
-                    n = download(tree, path, local, label)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(dest)
-                raise
+            n = _get_file(tree, path, dest, label)
     log.info("get: %d bytes from %s to %s", n, url, dest)
     return 0
+
+
+@contextlib.contextmanager
+def _local_temp(dest: str) -> Iterator[BinaryIO]:
+    """A new file beside ``dest`` (same folder, so the rename is atomic),
+    opened for reading and writing; renamed over ``dest`` when the block
+    succeeds, removed when it fails.  ``dest`` is never touched before."""
+    folder, name = os.path.split(dest)
+    while True:
+        temp = os.path.join(folder, f".{name}.smblayer-{os.urandom(4).hex()}")
+        try:
+            fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                         0o666)
+            break
+        except FileExistsError:
+            continue
+    try:
+        with open(fd, "w+b") as local:
+            yield local
+        os.replace(temp, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+
+
+def _get_file(tree, path: str, dest: str, label: str) -> int:
+    """Download ``path`` to the local file ``dest`` through a temporary
+    name: a failed get leaves an existing ``dest`` as it was."""
+    with _local_temp(dest) as local:       # readable too: it gets mapped
+        return download(tree, path, local, label)
 
 
 def cmd_put(args) -> int:

@@ -156,3 +156,20 @@ def test_bench_json(samba, url):
     # bench cleans up after itself
     name = url.rsplit("/", 1)[1]
     assert list((samba.share_path("share") / name).iterdir()) == []
+
+
+def test_failed_get_keeps_existing_local_file(samba, url, tmp_path):
+    """Issue 12 item 6: a get of a missing remote file leaves the local file
+    of that name as it was, and no temporary file behind."""
+    local = tmp_path / "keep.txt"
+    local.write_bytes(b"precious")
+    proc = run(["get", f"{url}/missing.txt", str(local)], samba)
+    assert proc.returncode == 1
+    assert b"STATUS_OBJECT_NAME_NOT_FOUND" in proc.stderr
+    assert local.read_bytes() == b"precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+    # A get that works replaces it, without leftovers either.
+    ok(run(["put", "-", f"{url}/there.txt"], samba, input=b"new"))
+    ok(run(["get", f"{url}/there.txt", str(local)], samba))
+    assert local.read_bytes() == b"new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
