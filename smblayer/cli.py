@@ -530,12 +530,34 @@ def cmd_put(args) -> int:
             path = posixpath.join(path, os.path.basename(src)) if path else os.path.basename(src)
         label = posixpath.basename(path)
         if src == "-":
-            n = upload(tree, sys.stdin.buffer, path, None, label)
+            n = _put_file(tree, sys.stdin.buffer, path, None, label)
         else:
             with open(src, "rb") as local:
-                n = upload(tree, local, path, os.fstat(local.fileno()).st_size, label)
+                n = _put_file(tree, local, path, os.fstat(local.fileno()).st_size, label)
     log.info("put: %d bytes from %s to %s", n, src, url.with_path(path))
     return 0
+
+
+def _remote_temp_name(path: str) -> str:
+    folder, name = posixpath.split(path)
+    return posixpath.join(folder, f".{name}.smblayer-{os.urandom(4).hex()}")
+
+
+def _put_file(tree, local: BinaryIO, path: str, size: Optional[int], label: str) -> int:
+    """Upload to a temporary name in the destination folder and rename it
+    over ``path`` on success; on failure or Ctrl-C the temporary file is
+    deleted and ``path`` stays as it was (rsync's way)."""
+    temp = _remote_temp_name(path)
+    try:
+        n = upload(tree, local, temp, size, label)
+        tree.replace(temp, path)
+    except BaseException:
+        try:
+            tree.remove(temp)
+        except (SmbError, ValueError) as exc:
+            log.debug("removing %s failed: %s", temp, exc)
+        raise
+    return n
 
 
 def _is_remote_dir(tree, path: str) -> bool:
@@ -828,8 +850,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    def add(name: str, func: Callable, help: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help)
+    def add(name: str, func: Callable, help: str, epilog: Optional[str] = None
+            ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help, epilog=epilog)
         _add_common(p, suppress=True)
         p.set_defaults(func=func)
         return p
@@ -848,7 +871,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", metavar="//host[:port]/share/path")
     p.add_argument("dest", metavar="LOCAL", nargs="?", help="default: the remote base name")
 
-    p = add("put", cmd_put, "copy a local file (- = stdin) to a remote file")
+    p = add("put", cmd_put, "copy a local file (- = stdin) to a remote file",
+            epilog="The data goes to a temporary file in the destination folder, renamed "
+                   "over the destination when complete; after an error or Ctrl-C the "
+                   "temporary file is deleted and the destination is left as it was.")
     p.add_argument("source", metavar="LOCAL")
     p.add_argument("dest", metavar="//host[:port]/share/path")
 
