@@ -33,14 +33,14 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from . import fs
+from . import __version__, fs
 from ._progress import Progress, format_bytes
 from .config import Dialect, DialectRange, TimeoutPolicy
 from .errors import SmbAuthError, SmbError, SmbStatusError
-from .proto.status import status_name
+from .proto.status import NtStatus, status_name
 from .registry import get_client
 
 log = logging.getLogger("smblayer")
@@ -146,19 +146,94 @@ def parse_size(text: str) -> int:
 # connections
 
 
-def _credentials(args) -> Tuple[str, Optional[str], Optional[str]]:
-    """(username, password, domain) from the options, the environment or a
-    prompt.  ``DOMAIN\\user`` and ``user@realm`` are accepted."""
-    user = args.user or os.environ.get("SMB_USER") or getpass.getuser()
+@dataclass(frozen=True)
+class Credentials:
+    """Who to authenticate as.  ``user`` "" is an anonymous session;
+    ``password`` None lets Kerberos use the ticket cache (never shown)."""
+
+    user: str
+    password: Optional[str] = field(repr=False)
+    domain: Optional[str] = None
+    auth: str = "negotiate"
+
+
+def _split_user(text: str) -> Tuple[str, Optional[str], Optional[str]]:
+    """smbclient's ``[DOMAIN\\|DOMAIN/]user[%password]`` -> (user, password,
+    domain); ``user@realm`` stays whole."""
+    password = None
+    if "%" in text:
+        text, password = text.split("%", 1)
     domain = None
-    if "\\" in user:
-        domain, user = user.split("\\", 1)
-    password = args.password
-    if password is None:
+    for sep in ("\\", "/"):
+        if sep in text:
+            domain, text = text.split(sep, 1)
+            break
+    return text, password, domain
+
+
+def read_auth_file(path: str) -> Dict[str, str]:
+    """smbclient's authentication file (``-A``): ``username = ...``,
+    ``password = ...``, ``domain = ...`` lines ("#" comments)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError as exc:
+        raise UsageError(f"cannot read the authentication file {path!r}: "
+                         f"{exc.strerror}") from None
+    values: Dict[str, str] = {}
+    for number, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        key, sep, value = line.partition("=")
+        key = key.strip().lower()
+        if not sep or key not in ("username", "password", "domain"):
+            raise UsageError(f"{path}:{number}: expected username=, password= or domain=")
+        values[key] = value.strip()
+    return values
+
+
+def _credentials(args) -> Credentials:
+    """The credentials of this run, from (first wins) ``-U user%pass``,
+    ``--password``, ``-A FILE``, $SMB_USER/$SMB_PASSWORD; with ``-N`` no
+    password (anonymous without a user), with ``-k`` Kerberos; otherwise the
+    password is asked once on a terminal."""
+    cached = getattr(args, "credentials", None)
+    if cached is not None:
+        return cached
+    user = password = domain = None
+    if args.user:
+        user, password, domain = _split_user(args.user)
+    if args.password is not None:
+        password = args.password
+    if args.auth_file:
+        values = read_auth_file(args.auth_file)
+        if user is None and values.get("username"):
+            user, file_password, file_domain = _split_user(values["username"])
+            domain = domain or file_domain
+            password = password if password is not None else file_password
+        if password is None:
+            password = values.get("password")
+        domain = domain or values.get("domain") or None
+    if user is None and os.environ.get("SMB_USER"):
+        user, env_password, env_domain = _split_user(os.environ["SMB_USER"])
+        domain = domain or env_domain
+        password = password if password is not None else env_password
+    auth = "kerberos" if args.kerberos else (args.auth or "negotiate")
+    if args.no_pass:
+        if user is None:
+            user = ""                        # anonymous
+        if password is None:
+            password = ""
+    if user is None:
+        user = getpass.getuser()
+    if password is None and not args.kerberos and not args.no_pass:
         password = os.environ.get("SMB_PASSWORD")
-    if password is None and sys.stdin is not None and sys.stdin.isatty():
-        password = getpass.getpass(f"Password for {user}: ")
-    return user, password, domain
+        if password is None and auth != "kerberos" and sys.stdin is not None and \
+                sys.stdin.isatty():
+            password = getpass.getpass(f"Password for {user}: ")
+    args.credentials = Credentials(user, password, domain, auth)
+    return args.credentials
 
 
 def _client_options(args) -> dict:
@@ -181,21 +256,96 @@ def _client_options(args) -> dict:
     return {"dialects": DialectRange(lo, hi), "timeouts": timeouts}
 
 
+class NoPasswordError(SmbAuthError):
+    """Authentication failed and no password had been given."""
+
+
+class Connections:
+    """The connections of one command: one client and one session per
+    server (so several URLs on one server share a connection and the
+    password is asked once) and one tree per share, all closed by close()."""
+
+    def __init__(self, args):
+        self.args = args
+        self._clients: Dict[Tuple[str, int], object] = {}
+        self._sessions: Dict[Tuple[str, int], "fs.Session"] = {}
+        self._trees: Dict[Tuple[str, int, str], "fs.Tree"] = {}
+
+    def client(self, url: SmbUrl):
+        key = (url.host, url.port)
+        if key not in self._clients:
+            self._clients[key] = get_client(url.host, url.port, **_client_options(self.args))
+        return self._clients[key]
+
+    def session(self, url: SmbUrl) -> "fs.Session":
+        key = (url.host, url.port)
+        if key not in self._sessions:
+            client = self.client(url)
+            creds = _credentials(self.args)
+            log.info("connecting to %s:%d as %s", url.host, url.port,
+                     creds.user or "anonymous")
+            try:
+                self._sessions[key] = fs.Session(
+                    client, creds.user, creds.password, domain=creds.domain,
+                    encrypt=self.args.encrypt, require_signing=True if self.args.sign else None,
+                    auth_protocol=creds.auth)
+            except SmbAuthError as exc:
+                if creds.password is None and creds.auth != "kerberos":
+                    raise NoPasswordError(exc.status, exc.command, message=(
+                        "no password was given (and no Kerberos ticket was found): use "
+                        "-U user%pass, --password, $SMB_PASSWORD or -A FILE; -N for none, "
+                        "-k for Kerberos")) from exc
+                raise
+        return self._sessions[key]
+
+    def tree(self, url: SmbUrl) -> "fs.Tree":
+        key = (url.host, url.port, url.share.lower())
+        if key not in self._trees:
+            session = self.session(url)
+            try:
+                self._trees[key] = session.tree_connect(url.share)
+            except PermissionError as exc:
+                dialect = session.client.dialect
+                if dialect < Dialect.SMB3_0 and not getattr(exc, "hint", None):
+                    exc.hint = (f"the share may require encryption, which needs SMB 3.0 or "
+                                f"later (this connection uses {dialect.name})")
+                raise
+        return self._trees[key]
+
+    def close(self) -> None:
+        for tree in self._trees.values():
+            try:
+                tree.close()
+            except SmbError as exc:
+                log.debug("closing %r failed: %s", tree, exc)
+        for session in self._sessions.values():
+            try:
+                session.logoff()
+            except SmbError as exc:
+                log.debug("logging off %r failed: %s", session, exc)
+        for client in self._clients.values():
+            client.release()
+        self._trees.clear()
+        self._sessions.clear()
+        self._clients.clear()
+
+    def __enter__(self) -> "Connections":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 @contextlib.contextmanager
 def open_tree(args, url: SmbUrl) -> Iterator["fs.Tree"]:
-    """Session + tree for ``url`` (closed, logged off and released on exit)."""
-    user, password, domain = _credentials(args)
-    log.info("connecting to %s:%d as %s", url.host, url.port, user)
-    tree = fs.connect(url.host, url.share, user, password, port=url.port,
-                      encrypt=args.encrypt, domain=domain,
-                      require_signing=True if args.sign else None, **_client_options(args))
-    try:
-        yield tree
-    finally:
-        try:
-            tree.close()
-        except SmbError as exc:
-            log.debug("closing the tree failed: %s", exc)
+    """The tree for ``url``: from the command's connections (``main`` sets
+    ``args.connections``), else on connections closed on exit."""
+    connections = getattr(args, "connections", None)
+    if connections is not None:
+        yield connections.tree(url)
+        return
+    with Connections(args) as connections:
+        yield connections.tree(url)
 
 
 def _smb_path(path: str) -> str:
@@ -818,11 +968,20 @@ def _add_common(p: argparse.ArgumentParser, suppress: bool) -> None:
         return argparse.SUPPRESS if suppress else value
 
     g = p.add_argument_group("connection options")
-    g.add_argument("-U", "--user", default=d(None), metavar="USER",
-                   help="user name, optionally DOMAIN\\user (default: $SMB_USER, "
-                        "then the login name)")
+    g.add_argument("-U", "--user", default=d(None), metavar="[DOMAIN\\]USER[%%PASS]",
+                   help="user name, optionally with a domain and a password as with "
+                        "smbclient (default: $SMB_USER, then the login name)")
     g.add_argument("--password", default=d(None),
                    help="password (default: $SMB_PASSWORD, else asked on a terminal)")
+    g.add_argument("-A", "--authentication-file", dest="auth_file", default=d(None),
+                   metavar="FILE", help="smbclient's authentication file: lines "
+                   "username = ..., password = ..., domain = ...")
+    g.add_argument("-N", "--no-pass", action="store_true", default=d(False),
+                   help="no password (anonymous when no user is given)")
+    g.add_argument("-k", "--kerberos", action="store_true", default=d(False),
+                   help="Kerberos with the ticket cache ($KRB5CCNAME)")
+    g.add_argument("--auth", choices=("negotiate", "ntlm", "kerberos"), default=d(None),
+                   help="authentication protocol (default negotiate)")
     g.add_argument("--dialect-min", type=parse_dialect, default=d(None), metavar="D",
                    help="lowest dialect: NT1, 2.0.2, 2.1, 3.0, 3.0.2, 3.1.1 (default 2.0.2)")
     g.add_argument("--dialect-max", type=parse_dialect, default=d(None), metavar="D",
@@ -847,6 +1006,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG, description="SMB command-line client built on smblayer.",
         epilog="Paths are //host[:port]/share/path or smb://host[:port]/share/path.")
     _add_common(parser, suppress=False)
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -929,12 +1089,18 @@ def describe_error(exc: BaseException, url: Optional[str] = None) -> str:
     if isinstance(exc, SmbStatusError):
         status = status_name(exc.status)
         where = url or exc.path or ""
+        if isinstance(exc, NoPasswordError):
+            return f"authentication failed ({status}): {exc.strerror}"
         if isinstance(exc, SmbAuthError):
             return f"authentication failed ({status})"
+        hint = getattr(exc, "hint", None)
+        hint = f"; {hint}" if hint else ""
+        if exc.status == NtStatus.BAD_NETWORK_NAME:
+            return f"no such share: {where} ({status})"
         for kind, text in _ERROR_TEXT:
             if isinstance(exc, kind):
-                return f"{text}: {where} ({status})"
-        return f"{where + ': ' if where else ''}{status}"
+                return f"{text}: {where} ({status}){hint}"
+        return f"{where + ': ' if where else ''}{status}{hint}"
     if isinstance(exc, OSError) and exc.strerror and not isinstance(exc, SmbError):
         return f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror}"
     text = " ".join(str(exc).split())
@@ -966,7 +1132,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     _setup_logging(args.verbose)
     command = args.command
     try:
-        return args.func(args)
+        with Connections(args) as args.connections:
+            return args.func(args)
     except UsageError as exc:
         print(f"{PROG}: {command}: {exc}", file=sys.stderr)
         return 2
