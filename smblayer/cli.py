@@ -26,6 +26,7 @@ import mmap
 import os
 import posixpath
 import re
+import signal
 import stat
 import statistics
 import sys
@@ -468,6 +469,22 @@ def _write_all(f, view: memoryview) -> None:
         view = view[n:]
 
 
+@contextlib.contextmanager
+def _closing(f) -> Iterator:
+    """Like ``with f:``, but when the block failed (an error, Ctrl-C) an
+    error from closing is logged, not raised: the first error is the one
+    to report."""
+    try:
+        yield f
+    except BaseException:
+        try:
+            f.close()
+        except (SmbError, OSError) as exc:
+            log.debug("closing %s after an error failed: %s", getattr(f, "name", f), exc)
+        raise
+    f.close()
+
+
 def upload(tree, local: BinaryIO, path: str, size: Optional[int], label: str,
            progress: Optional[bool] = None) -> int:
     """Copy ``local`` to ``path`` in large pipelined writes; return the bytes.
@@ -476,7 +493,7 @@ def upload(tree, local: BinaryIO, path: str, size: Optional[int], label: str,
     anything else is read by a helper thread while the network writes."""
     total = 0
     chunk = _chunk_size(tree)
-    with tree.open(path, "wb", buffering=0) as f, \
+    with _closing(tree.open(path, "wb", buffering=0)) as f, \
             Progress(label, size, enabled=_progress_enabled(size, progress)) as bar:
         with _mapping(local, mmap.ACCESS_READ) as mapped:
             if mapped is not None:
@@ -503,7 +520,7 @@ def download(tree, path: str, local: BinaryIO, label: str,
     file is written by a helper thread while the network reads."""
     chunk = _chunk_size(tree)
     total = 0
-    with tree.open(path, "rb", buffering=0) as f:
+    with _closing(tree.open(path, "rb", buffering=0)) as f:
         size = f.handle.info.size
         if size and _can_map_for_write(local):
             local.truncate(size)
@@ -1126,29 +1143,54 @@ def _setup_logging(verbosity: int) -> None:
     logger.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
 
 
+@contextlib.contextmanager
+def _watch_interrupts() -> Iterator[threading.Event]:
+    """Ctrl-C raises KeyboardInterrupt as usual, and the returned event
+    records that it happened: a layer below may turn the interrupt into an
+    error of some request, and it is still reported as an interrupt."""
+    interrupted = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupted
+        return
+
+    def on_sigint(signum, frame):
+        interrupted.set()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
     command = args.command
-    try:
-        with Connections(args) as args.connections:
-            return args.func(args)
-    except UsageError as exc:
-        print(f"{PROG}: {command}: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"\n{PROG}: {command}: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        # The reader went away (e.g. `smblayer cat ... | head`): not an error.
-        with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    except (SmbError, OSError, ValueError) as exc:
-        log.debug("%s failed", command, exc_info=True)
-        print(f"{PROG}: {command}: {describe_error(exc, _url_of(args))}", file=sys.stderr)
-        return 1
+    with _watch_interrupts() as interrupted:
+        try:
+            with Connections(args) as args.connections:
+                return args.func(args)
+        except UsageError as exc:
+            print(f"{PROG}: {command}: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"\n{PROG}: {command}: interrupted", file=sys.stderr)
+            return 130
+        except BrokenPipeError:
+            # The reader went away (e.g. `smblayer cat ... | head`): not an error.
+            with contextlib.suppress(OSError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
+        except (SmbError, OSError, ValueError) as exc:
+            log.debug("%s failed", command, exc_info=True)
+            if interrupted.is_set():
+                print(f"\n{PROG}: {command}: interrupted", file=sys.stderr)
+                return 130
+            print(f"{PROG}: {command}: {describe_error(exc, _url_of(args))}", file=sys.stderr)
+            return 1
 
 
 if __name__ == "__main__":
