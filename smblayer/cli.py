@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from . import __version__, fs
-from ._progress import Progress, format_bytes
+from ._progress import Progress, StatusLine, StatusLineHandler, format_bytes
 from .config import Dialect, DialectRange, TimeoutPolicy
 from .errors import SmbAuthError, SmbError, SmbStatusError
 from .proto.status import NtStatus, status_name
@@ -131,6 +131,33 @@ def parse_dialect(text: str) -> Dialect:
             f"unknown dialect {text!r} (use NT1, 2.0.2, 2.1, 3.0, 3.0.2 or 3.1.1)") from None
 
 
+def _number(kind: type, minimum: float, inclusive: bool = True) -> Callable[[str], float]:
+    """An argparse type: a ``kind`` number at least (or above) ``minimum``."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value != value or value < minimum or (value == minimum and not inclusive) or \
+                value == float("inf"):
+            bound = f"at least {minimum}" if inclusive else f"above {minimum}"
+            raise argparse.ArgumentTypeError(f"{text!r} must be {bound}")
+        return value
+    parse.__name__ = kind.__name__          # argparse names the type in messages
+    return parse
+
+
+positive_int = _number(int, 1)
+positive_float = _number(float, 0, inclusive=False)
+non_negative_float = _number(float, 0)
+
+WILDCARD_COMMANDS = ("get", "put", "ls", "rm")
+
+
+def _has_wildcard(text: str) -> bool:
+    return "*" in text or "?" in text
+
+
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?$", re.IGNORECASE)
 
 
@@ -140,7 +167,10 @@ def parse_size(text: str) -> int:
     if not m:
         raise argparse.ArgumentTypeError(f"bad size {text!r} (e.g. 4K, 64M, 1G)")
     scale = 1024 ** " kmgt".index(m.group(2).lower() or " ")
-    return int(float(m.group(1)) * scale)
+    value = int(float(m.group(1)) * scale)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"size {text!r} must be above 0")
+    return value
 
 
 # ---------------------------------------------------------------------------
@@ -485,25 +515,43 @@ def _closing(f) -> Iterator:
     f.close()
 
 
-def upload(tree, local: BinaryIO, path: str, size: Optional[int], label: str,
-           progress: Optional[bool] = None) -> int:
+@contextlib.contextmanager
+def _own_bar(bar, label: str, size: Optional[int], progress: Optional[bool]):
+    """``bar`` when the caller has one (one bar for many files), else a
+    Progress of this transfer's own, closed at the end."""
+    if bar is not None:
+        yield bar
+        return
+    with Progress(label, size, enabled=_progress_enabled(size, progress)) as own:
+        yield own
+
+
+def upload(tree, local: BinaryIO, path: str, size: Optional[int], label: str = "",
+           progress: Optional[bool] = None, *, bar=None, offset: int = 0) -> int:
     """Copy ``local`` to ``path`` in large pipelined writes; return the bytes.
-    ``progress``: show a bar (default: on a terminal, for 1 MiB and more).
-    A regular file is sent straight from a read-only mapping (no copy here);
-    anything else is read by a helper thread while the network writes."""
+    ``progress``: show a bar (default: on a terminal, for 1 MiB and more);
+    ``bar``: a Progress to update instead.  ``offset`` > 0 resumes: the
+    remote file keeps its first ``offset`` bytes and ``local`` is read from
+    there.  A regular file is sent straight from a read-only mapping (no copy
+    here); anything else is read by a helper thread while the network writes."""
     total = 0
     chunk = _chunk_size(tree)
-    with _closing(tree.open(path, "wb", buffering=0)) as f, \
-            Progress(label, size, enabled=_progress_enabled(size, progress)) as bar:
+    with _closing(tree.open(path, "r+b" if offset else "wb", buffering=0)) as f, \
+            _own_bar(bar, label, size, progress) as bar:
+        if offset:
+            f.seek(offset)
+            f.truncate(offset)
         with _mapping(local, mmap.ACCESS_READ) as mapped:
             if mapped is not None:
-                for start in range(0, len(mapped), chunk):
+                for start in range(offset, len(mapped), chunk):
                     part = mapped[start:start + chunk]
                     _write_all(f, part)
                     total += len(part)
                     bar.update(len(part))
                     part.release()
                 return total
+        if offset:
+            local.seek(offset)
         with _DoubleBuffer(chunk) as buffers:
             for view in buffers.produced(lambda buf: _fill(local.readinto, buf)):
                 _write_all(f, view)
@@ -512,45 +560,57 @@ def upload(tree, local: BinaryIO, path: str, size: Optional[int], label: str,
         return total
 
 
-def download(tree, path: str, local: BinaryIO, label: str,
-             progress: Optional[bool] = None) -> int:
+def download(tree, path: str, local: BinaryIO, label: str = "",
+             progress: Optional[bool] = None, *, bar=None, offset: int = 0) -> int:
     """Copy ``path`` to ``local`` in large pipelined reads; return the bytes.
+    ``progress`` and ``bar`` as for upload(); ``offset`` > 0 resumes: the
+    first ``offset`` bytes are in ``local`` already (and not fetched again).
     Into a regular file opened for reading and writing the data is received
     straight into a shared mapping of it (no copy here); otherwise the local
     file is written by a helper thread while the network reads."""
     chunk = _chunk_size(tree)
-    total = 0
     with _closing(tree.open(path, "rb", buffering=0)) as f:
         size = f.handle.info.size
-        if size and _can_map_for_write(local):
-            local.truncate(size)
-            with _mapping(local, mmap.ACCESS_WRITE) as mapped, \
-                    Progress(label, size, enabled=_progress_enabled(size, progress)) as bar:
-                while total < size:
-                    part = mapped[total:total + chunk]
-                    n = f.readinto(part)
-                    part.release()
-                    if not n:
-                        break
-                    total += n
-                    bar.update(n)
-            if total != size:             # the file shrank meanwhile
-                local.truncate(total)
-            return total
-        with Progress(label, size, enabled=_progress_enabled(size, progress)) as bar, \
-                _DoubleBuffer(chunk) as buffers:
-            while True:
-                buf = buffers.free()
-                # Near the end ask for one request's worth only, so EOF is
-                # confirmed without a burst of READs past it.
-                ask = min(chunk, max(size - total, tree.io_read_size))
-                n = f.readinto(buf[:ask])
+        with _own_bar(bar, label, size, progress) as bar:
+            return _download_into(tree, f, size, local, bar, chunk, offset)
+
+
+def _download_into(tree, f, size: int, local: BinaryIO, bar, chunk: int, offset: int) -> int:
+    """The body of download(): ``f`` is open, ``size`` its size."""
+    if offset:
+        offset = min(offset, size)
+        f.seek(offset)
+    total = offset
+    if size > offset and _can_map_for_write(local):
+        local.truncate(size)
+        with _mapping(local, mmap.ACCESS_WRITE) as mapped:
+            while total < size:
+                part = mapped[total:total + chunk]
+                n = f.readinto(part)
+                part.release()
                 if not n:
-                    buffers.drain()
-                    return total
-                buffers.consume(buf[:n], local.write)
+                    break
                 total += n
                 bar.update(n)
+        if total != size:             # the file shrank meanwhile
+            local.truncate(total)
+        return total - offset
+    if offset:
+        local.seek(offset)
+        local.truncate(offset)
+    with _DoubleBuffer(chunk) as buffers:
+        while True:
+            buf = buffers.free()
+            # Near the end ask for one request's worth only, so EOF is
+            # confirmed without a burst of READs past it.
+            ask = min(chunk, max(size - total, tree.io_read_size))
+            n = f.readinto(buf[:ask])
+            if not n:
+                buffers.drain()
+                return total - offset
+            buffers.consume(buf[:n], local.write)
+            total += n
+            bar.update(n)
 
 
 def _progress_enabled(size: Optional[int], wanted: Optional[bool] = None) -> Optional[bool]:
@@ -647,10 +707,10 @@ def cmd_get(args) -> int:
     with open_tree(args, url) as tree:
         label = posixpath.basename(path)
         if dest == "-":
-            n = download(tree, path, _stdout(), label)
+            n = _get_stream(args, tree, path, _stdout(), label)
             _stdout().flush()
         else:
-            n = _get_file(tree, path, dest, label)
+            n = _get_file(args, tree, path, dest, label)
     log.info("get: %d bytes from %s to %s", n, url, dest)
     return 0
 
@@ -679,11 +739,18 @@ def _local_temp(dest: str) -> Iterator[BinaryIO]:
         raise
 
 
-def _get_file(tree, path: str, dest: str, label: str) -> int:
+def _get_stream(args, tree, path: str, out: BinaryIO, label: str) -> int:
+    with _closing(tree.open(path, "rb", buffering=0)) as f:
+        size = f.handle.info.size
+        with _new_bar(args, label, size) as bar:
+            return _download_into(tree, f, size, out, bar, _chunk_size(tree), 0)
+
+
+def _get_file(args, tree, path: str, dest: str, label: str) -> int:
     """Download ``path`` to the local file ``dest`` through a temporary
     name: a failed get leaves an existing ``dest`` as it was."""
     with _local_temp(dest) as local:       # readable too: it gets mapped
-        return download(tree, path, local, label)
+        return _get_stream(args, tree, path, local, label)
 
 
 def cmd_put(args) -> int:
@@ -697,10 +764,13 @@ def cmd_put(args) -> int:
             path = posixpath.join(path, os.path.basename(src)) if path else os.path.basename(src)
         label = posixpath.basename(path)
         if src == "-":
-            n = _put_file(tree, sys.stdin.buffer, path, None, label)
+            with _new_bar(args, label, None) as bar:
+                n = _put_file(tree, sys.stdin.buffer, path, None, bar)
         else:
             with open(src, "rb") as local:
-                n = _put_file(tree, local, path, os.fstat(local.fileno()).st_size, label)
+                size = os.fstat(local.fileno()).st_size
+                with _new_bar(args, label, size) as bar:
+                    n = _put_file(tree, local, path, size, bar)
     log.info("put: %d bytes from %s to %s", n, src, url.with_path(path))
     return 0
 
@@ -710,13 +780,13 @@ def _remote_temp_name(path: str) -> str:
     return posixpath.join(folder, f".{name}.smblayer-{os.urandom(4).hex()}")
 
 
-def _put_file(tree, local: BinaryIO, path: str, size: Optional[int], label: str) -> int:
+def _put_file(tree, local: BinaryIO, path: str, size: Optional[int], bar) -> int:
     """Upload to a temporary name in the destination folder and rename it
     over ``path`` on success; on failure or Ctrl-C the temporary file is
     deleted and ``path`` stays as it was (rsync's way)."""
     temp = _remote_temp_name(path)
     try:
-        n = upload(tree, local, temp, size, label)
+        n = upload(tree, local, temp, size, bar=bar)
         tree.replace(temp, path)
     except BaseException:
         try:
@@ -792,7 +862,19 @@ def cmd_mv(args) -> int:
     else:
         new_path = args.dest.strip("/")
     with open_tree(args, url) as tree:
-        tree.rename(_smb_path(url.path), _smb_path(new_path))
+        source, target = _smb_path(url.path), _smb_path(new_path)
+        if _is_remote_dir(tree, target):       # like mv: into an existing directory
+            target = posixpath.join(target, posixpath.basename(source))
+        try:
+            if args.force:
+                tree.replace(source, target)
+            else:
+                tree.rename(source, target)
+        except FileExistsError as exc:
+            exc.path = target
+            exc.hint = "the destination exists (mv -f replaces a file)"
+            args.current_url = str(url.with_path(target))
+            raise
     return 0
 
 
@@ -1007,7 +1089,7 @@ def _add_common(p: argparse.ArgumentParser, suppress: bool) -> None:
                    help="encrypt the session (SMB 3.x)")
     g.add_argument("--sign", action="store_true", default=d(False),
                    help="require signing")
-    g.add_argument("--timeout", type=float, default=d(None), metavar="S",
+    g.add_argument("--timeout", type=positive_float, default=d(None), metavar="S",
                    help="seconds before a silent server is probed / given up (soft)")
     mode = g.add_mutually_exclusive_group()
     mode.add_argument("--hard", action="store_true", default=d(False),
@@ -1036,8 +1118,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("echo", cmd_echo, "send SMB ECHO requests and print the round-trip times")
     p.add_argument("url", metavar="//host[:port]")
-    p.add_argument("-c", "--count", type=int, default=1, help="number of echoes (default 1)")
-    p.add_argument("-i", "--interval", type=float, default=0.0, help="seconds between echoes")
+    p.add_argument("-c", "--count", type=positive_int, default=1, help="number of echoes (default 1)")
+    p.add_argument("-i", "--interval", type=non_negative_float, default=0.0, help="seconds between echoes")
 
     p = add("ls", cmd_ls, "list a directory")
     p.add_argument("url", metavar="//host[:port]/share[/path]")
@@ -1074,17 +1156,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("mv", cmd_mv, "rename a remote file or directory within its share")
     p.add_argument("source", metavar="//host[:port]/share/path")
-    p.add_argument("dest", metavar="NEWPATH", help="a URL on the same share or a share path")
+    p.add_argument("dest", metavar="NEWPATH", help="a URL on the same share or a share path "
+                   "(an existing directory: move into it)")
+    p.add_argument("-f", "--force", action="store_true", help="replace an existing file")
 
     p = add("bench", cmd_bench, "echo latency/throughput, bulk and small-file I/O")
     p.add_argument("url", metavar="//host[:port]/share[/dir]")
     p.add_argument("--size", type=parse_size, default=64 * 1024 * 1024,
                    help="bulk file size (default 64M)")
-    p.add_argument("--count", type=int, default=2000, help="sequential echoes (default 2000)")
-    p.add_argument("--threads", type=int, default=16, help="echo threads (default 16)")
-    p.add_argument("--duration", type=float, default=2.0,
+    p.add_argument("--count", type=positive_int, default=2000, help="sequential echoes (default 2000)")
+    p.add_argument("--threads", type=positive_int, default=16, help="echo threads (default 16)")
+    p.add_argument("--duration", type=positive_float, default=2.0,
                    help="seconds per echo throughput test (default 2)")
-    p.add_argument("--files", type=int, default=200, help="small files (default 200)")
+    p.add_argument("--files", type=positive_int, default=200, help="small files (default 200)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
@@ -1111,6 +1195,8 @@ def describe_error(exc: BaseException, url: Optional[str] = None) -> str:
         if isinstance(exc, SmbAuthError):
             return f"authentication failed ({status})"
         hint = getattr(exc, "hint", None)
+        if not hint and exc.status == NtStatus.OBJECT_NAME_INVALID and _has_wildcard(where):
+            hint = f"wildcards work with {', '.join(WILDCARD_COMMANDS)} only"
         hint = f"; {hint}" if hint else ""
         if exc.status == NtStatus.BAD_NETWORK_NAME:
             return f"no such share: {where} ({status})"
@@ -1133,14 +1219,33 @@ def _url_of(args) -> Optional[str]:
     return urls[0] if urls and len(urls) == 1 else None
 
 
-def _setup_logging(verbosity: int) -> None:
-    if not verbosity:
-        return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(threadName)s %(levelname)s %(message)s"))
+@contextlib.contextmanager
+def _logging_to(line: StatusLine, verbosity: int) -> Iterator[None]:
+    """Log records of the "smblayer" logger go to stderr through ``line``
+    (above the progress bar, never on its line): warnings always, and with
+    -v / -vv info / debug."""
+    handler = StatusLineHandler(line)
     logger = logging.getLogger("smblayer")
+    previous = logger.level
+    if verbosity:
+        handler.setFormatter(logging.Formatter(
+            "%(asctime)s %(threadName)s %(levelname)s %(message)s"))
+        logger.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
+    else:
+        handler.setLevel(logging.WARNING)
     logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+
+
+def _new_bar(args, label: str, size: Optional[int]) -> Progress:
+    """A progress bar on the command's status line (shown on a terminal
+    for transfers of 1 MiB or more, or of unknown size)."""
+    return Progress(label, size, enabled=_progress_enabled(size),
+                    line=getattr(args, "status_line", None))
 
 
 @contextlib.contextmanager
@@ -1167,9 +1272,9 @@ def _watch_interrupts() -> Iterator[threading.Event]:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    _setup_logging(args.verbose)
     command = args.command
-    with _watch_interrupts() as interrupted:
+    args.status_line = StatusLine(sys.stderr)
+    with _watch_interrupts() as interrupted, _logging_to(args.status_line, args.verbose):
         try:
             with Connections(args) as args.connections:
                 return args.func(args)

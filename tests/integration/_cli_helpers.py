@@ -44,7 +44,7 @@ def _make_controlling_tty() -> None:      # runs in the child, fd 0 is the pty
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
-def run_pty(args: Sequence[str], env: Dict[str, str], answers: Sequence[Tuple[bytes, bytes]] = (),
+def run_pty(args: Sequence[str], env: Dict[str, str], answers: Sequence[Tuple[bytes, object]] = (),
             timeout: float = 90, columns: int = 80) -> Tuple[int, bytes, bytes]:
     """Run the CLI with stdin and stderr on a pseudo-terminal of ``columns``
     columns (stdout a pipe).  ``answers``: (prompt, reply) pairs typed when
@@ -75,7 +75,11 @@ def run_pty(args: Sequence[str], env: Dict[str, str], answers: Sequence[Tuple[by
                 break
             out.append(data)
             if pending and pending[0][0] in b"".join(out):
-                os.write(master, pending.pop(0)[1])
+                reply = pending.pop(0)[1]
+                if callable(reply):
+                    reply()
+                else:
+                    os.write(master, reply)
         stdout = proc.stdout.read()
         rc = proc.wait(timeout=max(deadline - time.monotonic(), 1))
     finally:
@@ -85,3 +89,23 @@ def run_pty(args: Sequence[str], env: Dict[str, str], answers: Sequence[Tuple[by
             proc.wait()
         proc.stdout.close()
     return rc, b"".join(out), stdout
+
+
+def screen_lines(terminal: bytes) -> List[str]:
+    """What a terminal shows for ``terminal`` output: each line after its
+    carriage returns overwrote it (a later shorter text leaves the rest)."""
+    lines = []
+    for raw in terminal.decode("utf-8", "replace").replace("\r\n", "\n").split("\n"):
+        shown: List[str] = []
+        col = 0
+        for ch in raw:
+            if ch == "\r":
+                col = 0
+                continue
+            if col < len(shown):
+                shown[col] = ch
+            else:
+                shown.append(ch)
+            col += 1
+        lines.append("".join(shown).rstrip())
+    return lines
