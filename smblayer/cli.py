@@ -18,7 +18,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
+import fnmatch
 import getpass
+import glob
+import hashlib
 import io
 import json
 import logging
@@ -40,7 +44,7 @@ from typing import BinaryIO, Callable, Dict, Iterator, List, Optional, Sequence,
 from . import __version__, fs
 from ._progress import Progress, StatusLine, StatusLineHandler, format_bytes
 from .config import Dialect, DialectRange, TimeoutPolicy
-from .errors import SmbAuthError, SmbError, SmbStatusError
+from .errors import SmbAuthError, SmbError, SmbStatusError, status_error
 from .proto.status import NtStatus, status_name
 from .registry import get_client
 
@@ -647,37 +651,134 @@ def cmd_echo(args) -> int:
     return 0
 
 
-def _entries(tree, path: str):
-    """(name, stat) of each entry of directory ``path``."""
-    scandir = getattr(tree, "scandir", None)
-    if scandir is not None:
-        for entry in scandir(path):
-            yield entry.name, entry.stat()
+# ---------------------------------------------------------------------------
+# remote names: wildcards and trees
+
+
+def _isdir(st) -> bool:
+    return stat.S_ISDIR(st.st_mode)
+
+
+def _is_remote_dir(tree, path: str) -> bool:
+    if not path:
+        return True
+    try:
+        return _isdir(tree.stat(path))
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+
+
+def _entries(tree, path: str, pattern: str = "*") -> List[Tuple[str, object]]:
+    """(name, stat) of the entries of directory ``path`` (one directory
+    query) whose names match ``pattern`` (``*`` and ``?``, any case; dot
+    names only for a pattern starting with ".").  The server matches the
+    pattern where the fs takes one; the names are checked here too."""
+    if pattern == "*":
+        entries = tree.scandir(path)
+    else:
+        try:
+            entries = tree.scandir(path, pattern)
+        except TypeError:                 # an fs without server-side patterns
+            entries = tree.scandir(path)
+    lowered = pattern.lower()
+    return [(e.name, e.stat()) for e in entries
+            if pattern == "*" or (fnmatch.fnmatchcase(e.name.lower(), lowered) and
+                                  (pattern.startswith(".") or not e.name.startswith(".")))]
+
+
+def _expand(tree, path: str, url: SmbUrl) -> List[Tuple[str, object]]:
+    """(path, stat) of each remote path matching ``path``, whose components
+    may hold ``*`` and ``?``; a plain path is just stat'ed.  Nothing there:
+    FileNotFoundError."""
+    if not _has_wildcard(path):
+        return [(path, tree.stat(path))]
+    found: List[Tuple[str, object]] = [("", None)]
+    parts = path.split("/")
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        step: List[Tuple[str, object]] = []
+        for base, _st in found:
+            if not _has_wildcard(part):
+                step.append((posixpath.join(base, part), None))
+                continue
+            try:
+                matches = _entries(tree, base, part)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            step.extend((posixpath.join(base, name), st) for name, st in matches
+                        if last or _isdir(st))
+        found = step
+    result = []
+    for p, st in found:
+        if st is None:
+            try:
+                st = tree.stat(p)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+        result.append((p, st))
+    if not result:
+        raise status_error(NtStatus.NO_SUCH_FILE, "QUERY_DIRECTORY", str(url.with_path(path)))
+    return sorted(result, key=lambda r: r[0].lower())
+
+
+def _walk(tree, top: str) -> Iterator[Tuple[str, List[Tuple[str, object]],
+                                            List[Tuple[str, object]]]]:
+    """Like os.walk, top-down: (dirpath, [(name, stat)] of directories,
+    [(name, stat)] of files), one directory query each."""
+    entries = _entries(tree, top)
+    dirs = [e for e in entries if _isdir(e[1])]
+    yield top, dirs, [e for e in entries if not _isdir(e[1])]
+    for name, _st in dirs:
+        yield from _walk(tree, posixpath.join(top, name))
+
+
+def _rmtree(tree, path: str) -> None:
+    rmtree = getattr(tree, "rmtree", None)
+    if rmtree is not None:
+        rmtree(path)
         return
-    for name in tree.listdir(path):
-        yield name, tree.stat(posixpath.join(path, name) if path else name)
+    walked = list(_walk(tree, path))
+    for dirpath, _dirs, files in walked:
+        for name, _st in files:
+            tree.remove(posixpath.join(dirpath, name))
+    for dirpath, _dirs, _files in reversed(walked):
+        tree.rmdir(dirpath)
+
+
+def _set_remote_times(tree, path: str, atime: float, mtime: float) -> None:
+    utime = getattr(tree, "utime", None)
+    if utime is None:
+        log.debug("this fs has no Tree.utime: the times of %s are not set", path)
+        return
+    utime(path, (atime, mtime))
+
+
+# ---------------------------------------------------------------------------
+# commands: ls, stat
 
 
 def _long_line(name: str, st) -> str:
-    kind = "d" if st.is_dir else "-"
+    kind = "d" if _isdir(st) else "-"
     mtime = time.strftime("%Y-%m-%d %H:%M", time.localtime(st.st_mtime))
-    return f"{kind} {st.st_size:>12} {mtime} {name}{'/' if st.is_dir else ''}"
+    return f"{kind} {st.st_size:>12} {mtime} {name}{'/' if _isdir(st) else ''}"
 
 
 def cmd_ls(args) -> int:
     url = parse_url(args.url)
     with open_tree(args, url) as tree:
         path = _smb_path(url.path)
-        st = tree.stat(path) if path else None
-        if st is not None and not st.is_dir:
-            print(_long_line(posixpath.basename(path), st) if args.long
-                  else posixpath.basename(path))
-            return 0
-        for name, est in sorted(_entries(tree, path), key=lambda e: e[0].lower()):
-            if not args.all and name.startswith("."):
-                continue
+        if _has_wildcard(path):
+            listing = [(posixpath.basename(p), st) for p, st in _expand(tree, path, url)]
+        else:
+            st = tree.stat(path) if path else None
+            if st is not None and not _isdir(st):
+                listing = [(posixpath.basename(path), st)]
+            else:
+                listing = [(name, est) for name, est in _entries(tree, path)
+                           if args.all or not name.startswith(".")]
+        for name, est in sorted(listing, key=lambda e: e[0].lower()):
             print(_long_line(name, est) if args.long
-                  else name + ("/" if est.is_dir else ""))
+                  else name + ("/" if _isdir(est) else ""))
     return 0
 
 
@@ -687,31 +788,194 @@ def cmd_stat(args) -> int:
         st = tree.stat(_smb_path(url.path))
         fmt = "%Y-%m-%d %H:%M:%S"
         print(f"  File: {url}")
-        print(f"  Type: {'directory' if st.is_dir else 'regular file'}")
+        print(f"  Type: {'directory' if _isdir(st) else 'regular file'}")
         print(f"  Size: {st.st_size}")
-        print(f"  Attributes: 0x{st.st_file_attributes:08x}")
+        print(f"  Attributes: 0x{getattr(st, 'st_file_attributes', 0):08x}")
         for label, t in (("Access", st.st_atime), ("Modify", st.st_mtime),
-                         ("Change", st.st_ctime), ("Birth", st.st_birthtime)):
+                         ("Change", st.st_ctime), ("Birth", getattr(st, "st_birthtime", 0))):
             print(f"  {label}: {time.strftime(fmt, time.localtime(t)) if t else '-'}")
     return 0
 
 
-def cmd_get(args) -> int:
-    url = parse_url(args.source)
-    path = _smb_path(url.path)
-    if not path:
-        raise UsageError(f"no file path in {args.source!r}")
-    dest = args.dest if args.dest is not None else posixpath.basename(path)
-    if dest != "-" and os.path.isdir(dest):
-        dest = os.path.join(dest, posixpath.basename(path))
-    with open_tree(args, url) as tree:
-        label = posixpath.basename(path)
-        if dest == "-":
-            n = _get_stream(args, tree, path, _stdout(), label)
-            _stdout().flush()
+# ---------------------------------------------------------------------------
+# commands: get and put
+
+
+@dataclass
+class _Job:
+    """One file to copy: ``src`` and ``dest`` paths (remote ones share-
+    relative), the source's size and times."""
+
+    src: str
+    dest: str
+    size: int
+    atime: float
+    mtime: float
+
+
+class VerifyError(SmbError):
+    """The checksum read back after a transfer differs from the source's."""
+
+    def __init__(self, source: str, dest: str):
+        super().__init__(f"--verify: the SHA-256 of {dest} differs from {source}'s after "
+                         "the transfer (the destination was not replaced)")
+        self.source = source
+        self.dest = dest
+
+
+def _is_url(text: str) -> bool:
+    return text.startswith(("//", "smb:", "\\\\"))
+
+
+def _split_get_args(paths: Sequence[str]) -> Tuple[List[str], Optional[str]]:
+    if len(paths) > 1 and not _is_url(paths[-1]):
+        return list(paths[:-1]), paths[-1]
+    return list(paths), None
+
+
+def _one_share(urls: Sequence[SmbUrl]) -> SmbUrl:
+    first = urls[0]
+    for url in urls[1:]:
+        if (url.host, url.port, url.share.lower()) != (first.host, first.port,
+                                                        first.share.lower()):
+            raise UsageError("all remote paths of one command must be on one share")
+    return first
+
+
+def _remote_digest(tree, path: str) -> bytes:
+    digest = hashlib.sha256()
+    buf = memoryview(bytearray(_chunk_size(tree)))
+    with _closing(tree.open(path, "rb", buffering=0)) as f:
+        while True:
+            n = f.readinto(buf)
+            if not n:
+                return digest.digest()
+            digest.update(buf[:n])
+
+
+def _local_digest(local: BinaryIO) -> bytes:
+    local.flush()
+    local.seek(0)
+    return hashlib.file_digest(local, "sha256").digest()
+
+
+@contextlib.contextmanager
+def _local_target(dest: str, resume: bool) -> Iterator[Tuple[BinaryIO, int]]:
+    """(file, offset) to download ``dest`` into: a new temporary file beside
+    it (offset 0; removed on failure) or with ``resume`` the partial file
+    ``.NAME.smblayer-partial`` (offset: its size; kept on failure for the
+    next --continue).  Renamed over ``dest`` on success."""
+    if not resume:
+        with _local_temp(dest) as local:
+            yield local, 0
+        return
+    folder, name = os.path.split(dest)
+    partial = os.path.join(folder, f".{name}.smblayer-partial")
+    fd = os.open(partial, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with open(fd, "r+b") as local:
+            yield local, os.fstat(local.fileno()).st_size
+    except VerifyError:
+        with contextlib.suppress(OSError):
+            os.unlink(partial)
+        raise
+    os.replace(partial, dest)
+
+
+def _get_one(args, tree, job: _Job, bar) -> int:
+    """Copy one remote file to a local file; returns the bytes moved."""
+    if args.resume and _local_size(job.dest) == job.size:
+        log.info("get: %s is complete already", job.dest)
+        bar.update(job.size)
+        return 0
+    with _local_target(job.dest, args.resume) as (local, offset):
+        if not offset and job.size <= tree.io_read_size:
+            data = tree.read_bytes(job.src)        # one round trip where it can
+            local.write(data)
+            n = len(data)
+            bar.update(n)
         else:
-            n = _get_file(args, tree, path, dest, label)
-    log.info("get: %d bytes from %s to %s", n, url, dest)
+            n = download(tree, job.src, local, bar=bar, offset=offset)
+        if args.verify and _local_digest(local) != _remote_digest(tree, job.src):
+            raise VerifyError(job.src, job.dest)
+    os.utime(job.dest, (job.atime, job.mtime))
+    return n
+
+
+def _local_size(path: str) -> Optional[int]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+
+def _get_jobs(args, tree, url: SmbUrl, sources: List[Tuple[str, object]], dest: str,
+              many: bool) -> Tuple[List[str], List[_Job]]:
+    """(local directories to create, files to copy) for ``get``."""
+    into_dir = many or os.path.isdir(dest)
+    if many and not os.path.isdir(dest):
+        raise UsageError(f"the target {dest!r} is not a directory")
+    dirs: List[str] = []
+    jobs: List[_Job] = []
+    for path, st in sources:
+        name = posixpath.basename(path) or url.share
+        target = os.path.join(dest, name) if into_dir else dest
+        if not _isdir(st):
+            jobs.append(_Job(path, target, st.st_size, st.st_atime, st.st_mtime))
+            continue
+        if not args.recursive:
+            raise IsADirectoryError(errno.EISDIR, "Is a directory (get -r copies directories)",
+                                    str(url.with_path(path)))
+        for dirpath, _subdirs, files in _walk(tree, path):
+            rel = posixpath.relpath(dirpath, path) if path else dirpath
+            local_dir = os.path.normpath(os.path.join(target, *rel.split("/")))
+            dirs.append(local_dir)
+            for fname, fst in files:
+                jobs.append(_Job(posixpath.join(dirpath, fname), os.path.join(local_dir, fname),
+                                 fst.st_size, fst.st_atime, fst.st_mtime))
+    return dirs, jobs
+
+
+def _run_jobs(args, jobs: List[_Job], label: str, one: Callable) -> int:
+    """Run ``one(args, job, bar)`` for each job under one progress bar."""
+    total = 0
+    with _new_bar(args, label, sum(j.size for j in jobs)) as bar:
+        for i, job in enumerate(jobs, 1):
+            if len(jobs) > 1:
+                bar.label = f"{i}/{len(jobs)} {posixpath.basename(job.src.replace(os.sep, '/'))}"
+            total += one(args, job, bar)
+    return total
+
+
+def cmd_get(args) -> int:
+    texts, dest = _split_get_args(args.paths)
+    urls = [parse_url(t) for t in texts]
+    url = _one_share(urls)
+    if dest == "-" and (args.recursive or args.resume or args.verify or len(urls) > 1):
+        raise UsageError("get to stdout takes one file, without -r, --continue or --verify")
+    with open_tree(args, url) as tree:
+        if dest == "-":
+            path = _smb_path(url.path)
+            n = _get_stream(args, tree, path, _stdout(), posixpath.basename(path))
+            _stdout().flush()
+            log.info("get: %d bytes from %s to stdout", n, url)
+            return 0
+        sources: List[Tuple[str, object]] = []
+        for text, u in zip(texts, urls):
+            args.current_url = text
+            sources.extend(_expand(tree, _smb_path(u.path), u))
+        args.current_url = None
+        many = len(sources) > 1 or any(_has_wildcard(u.path) for u in urls)
+        if dest is None:
+            single_file = not many and not _isdir(sources[0][1])
+            dest = posixpath.basename(sources[0][0]) if single_file else "."
+        dirs, jobs = _get_jobs(args, tree, url, sources, dest, many)
+        for d in dirs:
+            os.makedirs(d, exist_ok=True)
+        label = posixpath.basename(sources[0][0]) if len(sources) == 1 else url.share
+        n = _run_jobs(args, jobs, label or url.share, lambda a, job, bar: _get_one(a, tree, job, bar))
+    log.info("get: %d bytes in %d files from %s to %s", n, len(jobs), url, dest)
     return 0
 
 
@@ -746,33 +1010,108 @@ def _get_stream(args, tree, path: str, out: BinaryIO, label: str) -> int:
             return _download_into(tree, f, size, out, bar, _chunk_size(tree), 0)
 
 
-def _get_file(args, tree, path: str, dest: str, label: str) -> int:
-    """Download ``path`` to the local file ``dest`` through a temporary
-    name: a failed get leaves an existing ``dest`` as it was."""
-    with _local_temp(dest) as local:       # readable too: it gets mapped
-        return _get_stream(args, tree, path, local, label)
+def _put_jobs(args, tree, url: SmbUrl, sources: List[str], dest: str,
+              many: bool) -> Tuple[List[str], List[_Job]]:
+    """(remote directories to create, files to copy) for ``put``."""
+    into_dir = many or _is_remote_dir(tree, dest) or url.path.endswith("/")
+    if many and not _is_remote_dir(tree, dest):
+        raise UsageError(f"the target {url} is not a directory")
+    dirs: List[str] = []
+    jobs: List[_Job] = []
+    for src in sources:
+        st = os.stat(src)
+        name = os.path.basename(os.path.normpath(src))
+        target = posixpath.join(dest, name) if into_dir else dest
+        if not stat.S_ISDIR(st.st_mode):
+            jobs.append(_Job(src, target, st.st_size, st.st_atime, st.st_mtime))
+            continue
+        if not args.recursive:
+            raise IsADirectoryError(errno.EISDIR, "Is a directory (put -r copies directories)",
+                                    src)
+        for dirpath, subdirs, files in os.walk(src):
+            subdirs.sort()
+            rel = os.path.relpath(dirpath, src)
+            remote_dir = target if rel == "." else posixpath.join(target, *rel.split(os.sep))
+            dirs.append(remote_dir)
+            for fname in sorted(files):
+                local = os.path.join(dirpath, fname)
+                fst = os.stat(local)
+                if stat.S_ISREG(fst.st_mode):
+                    jobs.append(_Job(local, posixpath.join(remote_dir, fname), fst.st_size,
+                                     fst.st_atime, fst.st_mtime))
+    return dirs, jobs
+
+
+def _local_sources(texts: Sequence[str]) -> List[str]:
+    """Local paths, with wildcards expanded where the shell did not."""
+    out: List[str] = []
+    for text in texts:
+        if _has_wildcard(text) and not os.path.exists(text):
+            matches = sorted(glob.glob(text))
+            if not matches:
+                raise FileNotFoundError(errno.ENOENT, "No such file or directory", text)
+            out.extend(matches)
+        else:
+            if not os.path.exists(text):
+                raise FileNotFoundError(errno.ENOENT, "No such file or directory", text)
+            out.append(text)
+    return out
+
+
+def _remote_mkdir(tree, path: str) -> None:
+    if not path:
+        return
+    try:
+        tree.mkdir(path)
+    except FileExistsError:
+        if not _is_remote_dir(tree, path):
+            raise
 
 
 def cmd_put(args) -> int:
-    url = parse_url(args.dest)
-    src = args.source
+    if len(args.paths) < 2:
+        raise UsageError("put needs a local source and a remote destination")
+    texts, url_text = args.paths[:-1], args.paths[-1]
+    url = parse_url(url_text)
     with open_tree(args, url) as tree:
         path = _smb_path(url.path)
-        if not path or url.path.endswith("/") or _is_remote_dir(tree, path):
-            if src == "-":
+        if texts == ["-"]:
+            if args.recursive or args.resume or args.verify:
+                raise UsageError("put from stdin takes no -r, --continue or --verify")
+            if not path or url.path.endswith("/") or _is_remote_dir(tree, path):
                 raise UsageError("put from stdin needs a remote file name")
-            path = posixpath.join(path, os.path.basename(src)) if path else os.path.basename(src)
-        label = posixpath.basename(path)
-        if src == "-":
-            with _new_bar(args, label, None) as bar:
+            with _new_bar(args, posixpath.basename(path), None) as bar:
                 n = _put_file(tree, sys.stdin.buffer, path, None, bar)
-        else:
-            with open(src, "rb") as local:
-                size = os.fstat(local.fileno()).st_size
-                with _new_bar(args, label, size) as bar:
-                    n = _put_file(tree, local, path, size, bar)
-    log.info("put: %d bytes from %s to %s", n, src, url.with_path(path))
+            log.info("put: %d bytes from stdin to %s", n, url)
+            return 0
+        sources = _local_sources(texts)
+        many = len(sources) > 1
+        dirs, jobs = _put_jobs(args, tree, url, sources, path, many)
+        for d in dirs:
+            _remote_mkdir(tree, d)
+        label = os.path.basename(os.path.normpath(sources[0])) if len(sources) == 1 else url.share
+        n = _run_jobs(args, jobs, label, lambda a, job, bar: _put_one(a, tree, job, bar))
+    log.info("put: %d bytes in %d files to %s", n, len(jobs), url)
     return 0
+
+
+def _remote_size(tree, path: str) -> Optional[int]:
+    try:
+        st = tree.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return None if _isdir(st) else st.st_size
+
+
+def _put_one(args, tree, job: _Job, bar) -> int:
+    """Copy one local file to a remote file; returns the bytes moved."""
+    if args.resume and _remote_size(tree, job.dest) == job.size:
+        log.info("put: %s is complete already", job.dest)
+        bar.update(job.size)
+        return 0
+    with open(job.src, "rb") as local:
+        return _put_file(tree, local, job.dest, job.size, bar, resume=args.resume,
+                         verify=args.verify, times=(job.atime, job.mtime))
 
 
 def _remote_temp_name(path: str) -> str:
@@ -780,28 +1119,46 @@ def _remote_temp_name(path: str) -> str:
     return posixpath.join(folder, f".{name}.smblayer-{os.urandom(4).hex()}")
 
 
-def _put_file(tree, local: BinaryIO, path: str, size: Optional[int], bar) -> int:
+def _put_file(tree, local: BinaryIO, path: str, size: Optional[int], bar, *,
+              resume: bool = False, verify: bool = False,
+              times: Optional[Tuple[float, float]] = None) -> int:
     """Upload to a temporary name in the destination folder and rename it
     over ``path`` on success; on failure or Ctrl-C the temporary file is
-    deleted and ``path`` stays as it was (rsync's way)."""
-    temp = _remote_temp_name(path)
+    deleted and ``path`` stays as it was (rsync's way).  With ``resume`` the
+    temporary name is ``.NAME.smblayer-partial``, resumed from its size and
+    kept on failure."""
+    if resume:
+        folder, name = posixpath.split(path)
+        temp = posixpath.join(folder, f".{name}.smblayer-partial")
+        offset = _remote_size(tree, temp) or 0
+        if size is not None and offset > size:
+            offset = 0
+    else:
+        temp, offset = _remote_temp_name(path), 0
     try:
-        n = upload(tree, local, temp, size, bar=bar)
+        if not offset and size is not None and size <= tree.io_write_size:
+            data = local.read()                    # one round trip where it can
+            n = tree.write_bytes(temp, data)
+            bar.update(n)
+        else:
+            n = upload(tree, local, temp, size, bar=bar, offset=offset)
+        if verify and _local_digest(local) != _remote_digest(tree, temp):
+            raise VerifyError(getattr(local, "name", "stdin"), path)
+        if times is not None:
+            _set_remote_times(tree, temp, *times)
         tree.replace(temp, path)
-    except BaseException:
-        try:
-            tree.remove(temp)
-        except (SmbError, ValueError) as exc:
-            log.debug("removing %s failed: %s", temp, exc)
+    except BaseException as exc:
+        if not resume or isinstance(exc, VerifyError):
+            try:
+                tree.remove(temp)
+            except (SmbError, ValueError) as exc2:
+                log.debug("removing %s failed: %s", temp, exc2)
         raise
     return n
 
 
-def _is_remote_dir(tree, path: str) -> bool:
-    try:
-        return tree.stat(path).is_dir
-    except FileNotFoundError:
-        return False
+# ---------------------------------------------------------------------------
+# commands: cat, rm, mkdir, rmdir, mv, du, df
 
 
 def cmd_cat(args) -> int:
@@ -815,23 +1172,43 @@ def cmd_cat(args) -> int:
     return 0
 
 
-def _each_remote(args) -> Iterator[Tuple["fs.Tree", str]]:
-    """(tree, path) for each URL argument, each on its own connected tree."""
+def _each_remote(args) -> Iterator[Tuple["fs.Tree", str, SmbUrl]]:
+    """(tree, path, url) for each URL argument (trees shared per share)."""
     for text in args.urls:
         args.current_url = text
         url = parse_url(text)
         with open_tree(args, url) as tree:
-            yield tree, _smb_path(url.path)
+            yield tree, _smb_path(url.path), url
 
 
 def cmd_rm(args) -> int:
-    for tree, path in _each_remote(args):
-        tree.remove(path)
+    for tree, path, url in _each_remote(args):
+        if not path:
+            raise UsageError(f"rm: refusing to remove the share root {url}")
+        try:
+            matches = _expand(tree, path, url)
+        except (FileNotFoundError, NotADirectoryError):
+            if args.force:
+                continue
+            raise
+        for match, st in matches:
+            args.current_url = str(url.with_path(match))
+            try:
+                if not _isdir(st):
+                    tree.remove(match)
+                elif args.recursive:
+                    _rmtree(tree, match)
+                else:
+                    raise IsADirectoryError(errno.EISDIR, "Is a directory (rm -r removes "
+                                            "directories)", args.current_url)
+            except FileNotFoundError:
+                if not args.force:
+                    raise
     return 0
 
 
 def cmd_mkdir(args) -> int:
-    for tree, path in _each_remote(args):
+    for tree, path, _url in _each_remote(args):
         if not args.parents:
             tree.mkdir(path)
             continue
@@ -841,13 +1218,13 @@ def cmd_mkdir(args) -> int:
             try:
                 tree.mkdir(sub)
             except FileExistsError:
-                if not tree.stat(sub).is_dir:
+                if not _is_remote_dir(tree, sub):
                     raise
     return 0
 
 
 def cmd_rmdir(args) -> int:
-    for tree, path in _each_remote(args):
+    for tree, path, _url in _each_remote(args):
         tree.rmdir(path)
     return 0
 
@@ -875,6 +1252,31 @@ def cmd_mv(args) -> int:
             exc.hint = "the destination exists (mv -f replaces a file)"
             args.current_url = str(url.with_path(target))
             raise
+    return 0
+
+
+def cmd_du(args) -> int:
+    """Bytes under each directory (apparent sizes, like du -b)."""
+    def show(n: int, where: str) -> None:
+        print(f"{format_bytes(n) if args.human else n}\t{where}")
+
+    for tree, path, url in _each_remote(args):
+        totals: Dict[str, int] = {}
+        order: List[str] = []
+        for dirpath, _dirs, files in _walk(tree, path) if _is_remote_dir(tree, path) else ():
+            order.append(dirpath)
+            totals[dirpath] = sum(st.st_size for _n, st in files)
+        if not order:                                  # a file
+            show(tree.stat(path).st_size, str(url))
+            continue
+        for dirpath in reversed(order):                # children before parents
+            if dirpath != path:
+                parent = posixpath.dirname(dirpath)
+                totals[parent] = totals.get(parent, 0) + totals[dirpath]
+        for dirpath in reversed(order):
+            if args.summarize and dirpath != path:
+                continue
+            show(totals[dirpath], str(url.with_path(dirpath)))
     return 0
 
 
@@ -1067,7 +1469,7 @@ def _add_common(p: argparse.ArgumentParser, suppress: bool) -> None:
         return argparse.SUPPRESS if suppress else value
 
     g = p.add_argument_group("connection options")
-    g.add_argument("-U", "--user", default=d(None), metavar="[DOMAIN\\]USER[%%PASS]",
+    g.add_argument("-U", "--user", default=d(None), metavar="[DOMAIN\\]USER[%PASS]",
                    help="user name, optionally with a domain and a password as with "
                         "smbclient (default: $SMB_USER, then the login name)")
     g.add_argument("--password", default=d(None),
@@ -1100,6 +1502,17 @@ def _add_common(p: argparse.ArgumentParser, suppress: bool) -> None:
                    help="log to stderr (-vv for debug)")
 
 
+def _add_transfer_options(p: argparse.ArgumentParser, command: str) -> None:
+    p.add_argument("-r", "-R", "--recursive", action="store_true",
+                   help="copy directories and what they hold")
+    p.add_argument("-c", "--continue", dest="resume", action="store_true",
+                   help="resume an interrupted transfer by size (the partial file is kept "
+                        "as .NAME.smblayer-partial); files complete already are skipped")
+    p.add_argument("--verify", action="store_true",
+                   help="read the destination back and compare SHA-256 checksums before "
+                        "it replaces the old file")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="SMB command-line client built on smblayer.",
@@ -1109,9 +1522,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    def add(name: str, func: Callable, help: str, epilog: Optional[str] = None
-            ) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help, epilog=epilog)
+    def add(name: str, func: Callable, help: str, epilog: Optional[str] = None,
+            **kwargs) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help, epilog=epilog, **kwargs)
         _add_common(p, suppress=True)
         p.set_defaults(func=func)
         return p
@@ -1126,16 +1539,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-l", "--long", action="store_true", help="type, size and mtime")
     p.add_argument("-a", "--all", action="store_true", help="include dot files")
 
-    p = add("get", cmd_get, "copy a remote file to a local file (- = stdout)")
-    p.add_argument("source", metavar="//host[:port]/share/path")
-    p.add_argument("dest", metavar="LOCAL", nargs="?", help="default: the remote base name")
+    p = add("get", cmd_get, "copy remote files to local ones (- = stdout)",
+            epilog="Each file is written to a temporary name beside its destination and "
+                   "renamed over it when complete, so a failed get leaves an existing file "
+                   "as it was.  Wildcards (* and ?) select remote files; the modification "
+                   "times are kept.")
+    p.add_argument("paths", nargs="+", metavar="//host[:port]/share/path [... LOCAL]",
+                   help="remote files (wildcards allowed), then a local file or directory "
+                        "(default: the remote base name, or . for several files)")
+    _add_transfer_options(p, "get")
 
-    p = add("put", cmd_put, "copy a local file (- = stdin) to a remote file",
+    p = add("put", cmd_put, "copy local files (- = stdin) to remote ones",
             epilog="The data goes to a temporary file in the destination folder, renamed "
                    "over the destination when complete; after an error or Ctrl-C the "
-                   "temporary file is deleted and the destination is left as it was.")
-    p.add_argument("source", metavar="LOCAL")
-    p.add_argument("dest", metavar="//host[:port]/share/path")
+                   "temporary file is deleted and the destination is left as it was "
+                   "(with --continue it is kept, to be resumed).  The modification times "
+                   "are kept.")
+    p.add_argument("paths", nargs="+", metavar="LOCAL [...] //host[:port]/share/path",
+                   help="local files (wildcards allowed), then the remote file or directory")
+    _add_transfer_options(p, "put")
 
     p = add("cat", cmd_cat, "write remote files to stdout")
     p.add_argument("urls", nargs="+", metavar="//host[:port]/share/path")
@@ -1143,8 +1565,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("stat", cmd_stat, "show a remote file's size, type and times")
     p.add_argument("url", metavar="//host[:port]/share/path")
 
-    p = add("rm", cmd_rm, "remove remote files")
+    p = add("rm", cmd_rm, "remove remote files (wildcards allowed)")
     p.add_argument("urls", nargs="+", metavar="//host[:port]/share/path")
+    p.add_argument("-r", "-R", "--recursive", action="store_true",
+                   help="remove directories and what they hold")
+    p.add_argument("-f", "--force", action="store_true", help="no error for missing files")
+
+    p = add("du", cmd_du, "bytes used under remote directories", conflict_handler="resolve")
+    p.add_argument("urls", nargs="+", metavar="//host[:port]/share/path")
+    p.add_argument("-s", "--summarize", action="store_true", help="only a total per argument")
+    p.add_argument("-h", "--human-readable", dest="human", action="store_true",
+                   help="sizes in KiB, MiB, ...")
 
     p = add("mkdir", cmd_mkdir, "create remote directories")
     p.add_argument("urls", nargs="+", metavar="//host[:port]/share/path")
