@@ -1280,6 +1280,23 @@ def cmd_du(args) -> int:
     return 0
 
 
+def cmd_df(args) -> int:
+    """Size, used and free space of the shares' volumes."""
+    rows = [("Share", "Size", "Used", "Avail", "Use%")]
+    for tree, _path, url in _each_remote(args):
+        v = tree.statvfs()
+        total, free, avail = (v.f_frsize * n for n in (v.f_blocks, v.f_bfree, v.f_bavail))
+        used = max(total - free, 0)
+        percent = f"{-(-used * 100 // total)}%" if total else "-"
+        size = format_bytes if args.human else str
+        rows.append((str(url.with_path("")), size(total), size(used), size(avail), percent))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    for row in rows:
+        print("  ".join([row[0].ljust(widths[0])] +
+                        [cell.rjust(w) for cell, w in zip(row[1:], widths[1:])]).rstrip())
+    return 0
+
+
 # ---------------------------------------------------------------------------
 # bench
 
@@ -1570,6 +1587,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-r", "-R", "--recursive", action="store_true",
                    help="remove directories and what they hold")
     p.add_argument("-f", "--force", action="store_true", help="no error for missing files")
+
+    p = add("df", cmd_df, "size and free space of remote shares", conflict_handler="resolve")
+    p.add_argument("urls", nargs="+", metavar="//host[:port]/share")
+    p.add_argument("-h", "--human-readable", dest="human", action="store_true",
+                   help="sizes in KiB, MiB, ...")
 
     p = add("du", cmd_du, "bytes used under remote directories", conflict_handler="resolve")
     p.add_argument("urls", nargs="+", metavar="//host[:port]/share/path")

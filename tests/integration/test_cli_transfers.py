@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -226,3 +227,18 @@ def test_interrupted_put_continues(samba, remote, tmp_path):
     assert hashlib.sha256((folder / "big.bin").read_bytes()).digest() == \
         hashlib.sha256(data).digest()
     assert not partial.exists()
+
+
+@pytest.mark.parametrize("dialect", ["NT1", "2.0.2", "3.1.1"])
+def test_df_matches_the_volume(samba, dialect):
+    share = f"//{samba.host}:{samba.port}/share"
+    out = ok(run(["--dialect-min", dialect, "--dialect-max", dialect, "df", share],
+                 samba)).decode().splitlines()
+    assert out[0].split() == ["Share", "Size", "Used", "Avail", "Use%"]
+    name, size, used, avail, percent = out[1].split()
+    usage = shutil.disk_usage(samba.share_path("share"))
+    assert name == share and int(size) == usage.total
+    assert abs(int(avail) - usage.free) < 1 << 30          # others write meanwhile
+    assert int(used) <= usage.total and percent.endswith("%")
+    human = ok(run(["df", "-h", share], samba)).decode()
+    assert "GiB" in human or "TiB" in human or "MiB" in human
