@@ -974,7 +974,8 @@ def cmd_get(args) -> int:
         for d in dirs:
             os.makedirs(d, exist_ok=True)
         label = posixpath.basename(sources[0][0]) if len(sources) == 1 else url.share
-        n = _run_jobs(args, jobs, label or url.share, lambda a, job, bar: _get_one(a, tree, job, bar))
+        n = _run_jobs(args, jobs, label or url.share,
+                      lambda a, job, bar: _get_one(a, tree, job, bar))
     log.info("get: %d bytes in %d files from %s to %s", n, len(jobs), url, dest)
     return 0
 
