@@ -1,15 +1,21 @@
 """The ``smblayer`` command line (``python -m smblayer``).
 
-    smblayer put LOCAL //host[:port]/share/path      (LOCAL "-" = stdin)
-    smblayer get //host[:port]/share/path LOCAL      (LOCAL "-" = stdout)
-    smblayer ls|cat|stat|rm|mkdir|rmdir //host[:port]/share/path
-    smblayer mv //host/share/old //host/share/new    (or a bare new path)
+    smblayer put [-r] [--continue] [--verify] LOCAL... //host[:port]/share/path
+    smblayer get [-r] [--continue] [--verify] //host[:port]/share/path... [LOCAL]
+    smblayer ls|cat|stat|mkdir|rmdir|du //host[:port]/share/path
+    smblayer rm [-r] [-f] //host[:port]/share/path...
+    smblayer mv [-f] //host/share/old //host/share/new    (or a bare new path)
+    smblayer df //host[:port]/share
     smblayer echo //host[:port]
     smblayer bench //host[:port]/share [--size 64M] [--json]
 
-URLs may also be written ``smb://host[:port]/share/path``.  Credentials come
-from ``-U``/``--password`` or ``SMB_USER``/``SMB_PASSWORD`` (the password is
-asked for on a terminal when missing; it is never printed or logged).
+URLs may also be written ``smb://host[:port]/share/path``; ``*`` and ``?``
+select several remote files in get, ls and rm (local ones in put).  LOCAL
+"-" is stdin / stdout.  get and put write to a temporary name and rename it
+over the destination when complete.  Credentials come from ``-U
+user[%pass]``, ``--password``, ``-A FILE``, ``-N``, ``-k`` or
+``SMB_USER``/``SMB_PASSWORD`` (the password is asked for once on a terminal
+when missing; it is never printed or logged).
 
 Exit status: 0 success, 1 SMB or I/O error (one line on stderr:
 ``smblayer: <command>: <error>``), 2 usage error, 130 interrupted.
@@ -882,8 +888,9 @@ def _local_target(dest: str, resume: bool) -> Iterator[Tuple[BinaryIO, int]]:
     os.replace(partial, dest)
 
 
-def _get_one(args, tree, job: _Job, bar) -> int:
+def _get_one(args, tree, url: SmbUrl, job: _Job, bar) -> int:
     """Copy one remote file to a local file; returns the bytes moved."""
+    args.current_url = str(url.with_path(job.src))          # for error messages
     if args.resume and _local_size(job.dest) == job.size:
         log.info("get: %s is complete already", job.dest)
         bar.update(job.size)
@@ -975,7 +982,7 @@ def cmd_get(args) -> int:
             os.makedirs(d, exist_ok=True)
         label = posixpath.basename(sources[0][0]) if len(sources) == 1 else url.share
         n = _run_jobs(args, jobs, label or url.share,
-                      lambda a, job, bar: _get_one(a, tree, job, bar))
+                      lambda a, job, bar: _get_one(a, tree, url, job, bar))
     log.info("get: %d bytes in %d files from %s to %s", n, len(jobs), url, dest)
     return 0
 
@@ -1091,7 +1098,7 @@ def cmd_put(args) -> int:
         for d in dirs:
             _remote_mkdir(tree, d)
         label = os.path.basename(os.path.normpath(sources[0])) if len(sources) == 1 else url.share
-        n = _run_jobs(args, jobs, label, lambda a, job, bar: _put_one(a, tree, job, bar))
+        n = _run_jobs(args, jobs, label, lambda a, job, bar: _put_one(a, tree, url, job, bar))
     log.info("put: %d bytes in %d files to %s", n, len(jobs), url)
     return 0
 
@@ -1104,8 +1111,9 @@ def _remote_size(tree, path: str) -> Optional[int]:
     return None if _isdir(st) else st.st_size
 
 
-def _put_one(args, tree, job: _Job, bar) -> int:
+def _put_one(args, tree, url: SmbUrl, job: _Job, bar) -> int:
     """Copy one local file to a remote file; returns the bytes moved."""
+    args.current_url = str(url.with_path(job.dest))         # for error messages
     if args.resume and _remote_size(tree, job.dest) == job.size:
         log.info("put: %s is complete already", job.dest)
         bar.update(job.size)
@@ -1665,12 +1673,14 @@ def describe_error(exc: BaseException, url: Optional[str] = None) -> str:
 
 
 def _url_of(args) -> Optional[str]:
+    """The URL a failed command was working on, for its error message."""
     for name in ("current_url", "url", "source", "dest"):
         value = getattr(args, name, None)
-        if isinstance(value, str) and value.startswith(("//", "smb:", "\\\\")):
+        if isinstance(value, str) and _is_url(value):
             return value
-    urls = getattr(args, "urls", None)
-    return urls[0] if urls and len(urls) == 1 else None
+    urls = [u for u in getattr(args, "urls", None) or getattr(args, "paths", None) or ()
+            if _is_url(u)]
+    return urls[0] if len(urls) == 1 else None
 
 
 @contextlib.contextmanager
