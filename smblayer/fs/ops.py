@@ -142,6 +142,22 @@ class StatResult:
         return stat_module.S_ISDIR(self.st_mode)
 
 
+@dataclass(frozen=True)
+class FsSize:
+    """A volume's size in allocation units ([MS-FSCC] 2.5.4
+    FileFsFullSizeInformation)."""
+
+    total_units: int
+    caller_available_units: int
+    actual_available_units: int
+    sectors_per_unit: int
+    bytes_per_sector: int
+
+    @property
+    def unit_size(self) -> int:
+        return self.sectors_per_unit * self.bytes_per_sector
+
+
 @dataclass
 class Handle:
     """An open file: ``fid`` is opaque to the Tree (16 bytes on SMB2, an int
@@ -223,6 +239,10 @@ class FileOps:
         raise NotImplementedError
 
     def mkdir(self, path: str) -> None:
+        raise NotImplementedError
+
+    def fs_size(self) -> "FsSize":
+        """The share's volume size and free space (FileFsFullSizeInformation)."""
         raise NotImplementedError
 
     # oplocks and leases

@@ -45,7 +45,7 @@ from ..proto.smb2 import MalformedMessage
 from ..proto.status import NtStatus
 from ..task import SmbTask
 from .ops import (FILE_SHARE_ALL, OPLOCK_BATCH, OPLOCK_EXCLUSIVE, OPLOCK_LEASE,
-                  OPLOCK_LEVEL_II, OPLOCK_NONE, FileInfo, FileOps, Handle)
+                  OPLOCK_LEVEL_II, OPLOCK_NONE, FileInfo, FileOps, FsSize, Handle)
 
 Command = smb1.Command
 Caps = smb1.Capabilities
@@ -89,6 +89,9 @@ _TRANS2_NAME = b"\0\0\0"
 _TRANS2_PARAM_OFFSET = HEADER + 1 + _TRANS2.size + 2 + len(_TRANS2_NAME)    # 68
 TRANS2_FIND_FIRST2 = 0x0001
 TRANS2_FIND_NEXT2 = 0x0002
+TRANS2_QUERY_FS_INFORMATION = 0x0003
+SMB_QUERY_FS_SIZE_INFO = 0x0103               # [MS-CIFS] 2.2.8.2.4
+_FS_SIZE_INFO = struct.Struct("<QQII")
 TRANS2_QUERY_PATH_INFORMATION = 0x0005
 TRANS2_SET_PATH_INFORMATION = 0x0006
 TRANS2_QUERY_FILE_INFORMATION = 0x0007
@@ -354,6 +357,14 @@ class Smb1FileOps(FileOps):
         _p, data = self._trans2(TRANS2_QUERY_PATH_INFORMATION,
                                 _QUERY_PATH.pack(level, 0) + _utf16z(path), path=path)
         return self._parse_all_info(data, _split(path)[1], level)
+
+    def fs_size(self) -> FsSize:
+        _p, data = self._trans2(TRANS2_QUERY_FS_INFORMATION,
+                                struct.pack("<H", SMB_QUERY_FS_SIZE_INFO), path="")
+        if len(data) < _FS_SIZE_INFO.size:
+            raise SmbProtocolError("SMB_QUERY_FS_SIZE_INFO truncated")
+        total, free, sectors, sector_size = _FS_SIZE_INFO.unpack_from(data)
+        return FsSize(total, free, free, sectors, sector_size)
 
     def set_end_of_file(self, handle: Handle, size: int) -> None:
         if size < 0:

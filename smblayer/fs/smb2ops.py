@@ -20,7 +20,7 @@ from .ops import (DELETE, FILE_ATTRIBUTE_DIRECTORY, FILE_CREATE, FILE_DELETE_ON_
                   FILE_DIRECTORY_FILE, FILE_LIST_DIRECTORY, FILE_NON_DIRECTORY_FILE, FILE_OPEN,
                   FILE_OVERWRITE_IF, FILE_READ_ATTRIBUTES, FILE_READ_DATA, FILE_WRITE_DATA, FILE_SHARE_ALL, LEASE_HANDLE, LEASE_WRITE, OPLOCK_BATCH,
                   OPLOCK_LEASE, OPLOCK_LEVEL_II, OPLOCK_NONE, SYNCHRONIZE, FileInfo, FileOps,
-                  Handle)
+                  FsSize, Handle)
 
 log = logging.getLogger("smblayer")
 
@@ -70,6 +70,9 @@ _QUERY_INFO = struct.Struct("<HBBIHHIII16sx")
 _QUERY_INFO_RESP = struct.Struct("<HHI")
 _SET_INFO = struct.Struct("<HBBIHHI16s")
 INFO_FILE = 0x01
+INFO_FILESYSTEM = 0x02
+FILE_FS_FULL_SIZE_INFORMATION = 7
+_FS_FULL_SIZE = struct.Struct("<QQQII")       # [MS-FSCC] 2.5.4
 FILE_ALL_INFORMATION = 18
 FILE_END_OF_FILE_INFORMATION = 20
 FILE_RENAME_INFORMATION = 10
@@ -392,6 +395,21 @@ class Smb2FileOps(FileOps):
                 self._set_info(handle, FILE_DISPOSITION_INFORMATION, b"\x01")
         finally:
             self.close(handle)
+
+    def fs_size(self) -> FsSize:
+        handle = self.open("", access=FILE_READ_ATTRIBUTES | SYNCHRONIZE, disposition=FILE_OPEN,
+                           create_options=FILE_DIRECTORY_FILE)
+        try:
+            body = _QUERY_INFO.pack(41, INFO_FILESYSTEM, FILE_FS_FULL_SIZE_INFORMATION,
+                                    _FS_FULL_SIZE.size, 0, 0, 0, 0, 0, handle.fid)
+            reply = self._run(Command.QUERY_INFO, (body,), "")
+        finally:
+            self.close(handle)
+        _check_size(reply, _QUERY_INFO_RESP, "QUERY_INFO")
+        _s, off, length = _QUERY_INFO_RESP.unpack_from(reply.body)
+        if length < _FS_FULL_SIZE.size or off + _FS_FULL_SIZE.size > len(reply.message):
+            raise SmbProtocolError("FileFsFullSizeInformation truncated")
+        return FsSize(*_FS_FULL_SIZE.unpack_from(reply.message, off))
 
     def mkdir(self, path: str) -> None:
         handle = self.open(path, access=FILE_READ_ATTRIBUTES | SYNCHRONIZE,

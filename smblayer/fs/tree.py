@@ -193,6 +193,16 @@ class Tree:
         """Bytes per WRITE request."""
         return min(self.ops.max_write, MAX_IO_CHUNK)
 
+    def statvfs(self) -> os.statvfs_result:
+        """The share's volume like ``os.statvfs``: f_frsize * f_blocks bytes in
+        all, f_bfree free, f_bavail free for this user (one QUERY_INFO for
+        FileFsFullSizeInformation; no inode counts: those are 0)."""
+        self._check_connected()
+        size = self.ops.fs_size()
+        unit = size.unit_size
+        return os.statvfs_result((unit, unit, size.total_units, size.actual_available_units,
+                                  size.caller_available_units, 0, 0, 0, 0, 255))
+
     # -- files --------------------------------------------------------------------------
 
     def open(self, path, mode: str = "rb", *, oplock: Optional[str] = None,
