@@ -40,6 +40,7 @@ from . import fs
 from ._progress import Progress, format_bytes
 from .config import Dialect, DialectRange, TimeoutPolicy
 from .errors import SmbAuthError, SmbError, SmbStatusError
+from .fs.ops import filetime_to_unix
 from .proto.status import status_name
 from .registry import get_client
 
@@ -106,28 +107,12 @@ def parse_url(text: str, need_share: bool = True) -> SmbUrl:
     return SmbUrl(host, port, share, "/".join(rest[1:]))
 
 
-_DIALECT_NAMES = {
-    "nt1": Dialect.SMB1, "smb1": Dialect.SMB1, "ntlm0.12": Dialect.SMB1, "1": Dialect.SMB1,
-    "2.0.2": Dialect.SMB2_0_2, "2.02": Dialect.SMB2_0_2, "2": Dialect.SMB2_0_2,
-    "2.0": Dialect.SMB2_0_2, "smb2": Dialect.SMB2_0_2, "smb2_02": Dialect.SMB2_0_2,
-    "2.1": Dialect.SMB2_1, "2.10": Dialect.SMB2_1, "smb2_10": Dialect.SMB2_1,
-    "3.0": Dialect.SMB3_0, "3": Dialect.SMB3_0, "3.00": Dialect.SMB3_0,
-    "smb3": Dialect.SMB3_0, "smb3_00": Dialect.SMB3_0,
-    "3.0.2": Dialect.SMB3_0_2, "3.02": Dialect.SMB3_0_2, "smb3_02": Dialect.SMB3_0_2,
-    "3.1.1": Dialect.SMB3_1_1, "3.11": Dialect.SMB3_1_1, "smb3_11": Dialect.SMB3_1_1,
-}
-
-
 def parse_dialect(text: str) -> Dialect:
     """'3.1.1', '2.0.2', 'NT1', 'SMB3_11', 'SMB2_1' ... -> Dialect (argparse type)."""
-    key = text.strip().lower().replace(" ", "")
-    if key in _DIALECT_NAMES:
-        return _DIALECT_NAMES[key]
     try:
-        return Dialect[text.strip().upper()]
-    except KeyError:
-        raise argparse.ArgumentTypeError(
-            f"unknown dialect {text!r} (use NT1, 2.0.2, 2.1, 3.0, 3.0.2 or 3.1.1)") from None
+        return Dialect.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?$", re.IGNORECASE)
@@ -432,9 +417,9 @@ def _entries(tree, path: str):
 
 
 def _long_line(name: str, st) -> str:
-    kind = "d" if st.is_dir else "-"
+    kind = "d" if stat.S_ISDIR(st.st_mode) else "-"
     mtime = time.strftime("%Y-%m-%d %H:%M", time.localtime(st.st_mtime))
-    return f"{kind} {st.st_size:>12} {mtime} {name}{'/' if st.is_dir else ''}"
+    return f"{kind} {st.st_size:>12} {mtime} {name}{'/' if stat.S_ISDIR(st.st_mode) else ''}"
 
 
 def cmd_ls(args) -> int:
@@ -442,7 +427,7 @@ def cmd_ls(args) -> int:
     with open_tree(args, url) as tree:
         path = _smb_path(url.path)
         st = tree.stat(path) if path else None
-        if st is not None and not st.is_dir:
+        if st is not None and not stat.S_ISDIR(st.st_mode):
             print(_long_line(posixpath.basename(path), st) if args.long
                   else posixpath.basename(path))
             return 0
@@ -450,21 +435,22 @@ def cmd_ls(args) -> int:
             if not args.all and name.startswith("."):
                 continue
             print(_long_line(name, est) if args.long
-                  else name + ("/" if est.is_dir else ""))
+                  else name + ("/" if stat.S_ISDIR(est.st_mode) else ""))
     return 0
 
 
 def cmd_stat(args) -> int:
     url = parse_url(args.url)
     with open_tree(args, url) as tree:
-        st = tree.stat(_smb_path(url.path))
+        info = tree.file_info(_smb_path(url.path))
         fmt = "%Y-%m-%d %H:%M:%S"
         print(f"  File: {url}")
-        print(f"  Type: {'directory' if st.is_dir else 'regular file'}")
-        print(f"  Size: {st.st_size}")
-        print(f"  Attributes: 0x{st.st_file_attributes:08x}")
-        for label, t in (("Access", st.st_atime), ("Modify", st.st_mtime),
-                         ("Change", st.st_ctime), ("Birth", st.st_birthtime)):
+        print(f"  Type: {'directory' if info.is_dir else 'regular file'}")
+        print(f"  Size: {info.size}")
+        print(f"  Attributes: 0x{info.attributes:08x}")
+        for label, ft in (("Access", info.last_access_time), ("Modify", info.last_write_time),
+                          ("Change", info.change_time), ("Birth", info.creation_time)):
+            t = filetime_to_unix(ft)
             print(f"  {label}: {time.strftime(fmt, time.localtime(t)) if t else '-'}")
     return 0
 
@@ -514,10 +500,7 @@ def cmd_put(args) -> int:
 
 
 def _is_remote_dir(tree, path: str) -> bool:
-    try:
-        return tree.stat(path).is_dir
-    except FileNotFoundError:
-        return False
+    return tree.isdir(path)
 
 
 def cmd_cat(args) -> int:
@@ -557,7 +540,7 @@ def cmd_mkdir(args) -> int:
             try:
                 tree.mkdir(sub)
             except FileExistsError:
-                if not tree.stat(sub).is_dir:
+                if not tree.isdir(sub):
                     raise
     return 0
 

@@ -8,19 +8,25 @@ from __future__ import annotations
 
 from typing import Optional
 
+from ..config import TimeoutPolicy
 from ..registry import get_client
 from .file import SmbRawFile
 from .ops import FileInfo, StatResult
 from .session import Session
-from .tree import DirEntry, Tree, normpath
+from .tree import DirEntry, Tree, normpath, outpath
 
 
 def connect(host: str, share: str, username: Optional[str] = None,
             password: Optional[str] = None, *, port: int = 445, encrypt: bool = False,
             domain: Optional[str] = None, require_signing: Optional[bool] = None,
-            **client_options) -> Tree:
+            timeout: Optional[float] = None, **client_options) -> Tree:
     """Get a (shared) client, set up a session and connect to ``share``.
-    Closing the returned Tree logs off and releases the client."""
+    Closing the returned Tree logs off and releases the client.
+    ``timeout=5`` is short for ``timeouts=TimeoutPolicy(timeout=5)`` (with
+    ``timeouts`` too, it replaces that policy's timeout)."""
+    if timeout is not None:
+        policy = client_options.get("timeouts") or TimeoutPolicy()
+        client_options["timeouts"] = policy.with_(timeout=timeout)
     client = get_client(host, port, **client_options)
     try:
         session = Session(client, username, password, domain=domain, encrypt=encrypt,
@@ -38,4 +44,4 @@ def connect(host: str, share: str, username: Optional[str] = None,
 
 
 __all__ = ["connect", "Session", "Tree", "SmbRawFile", "DirEntry", "FileInfo", "StatResult",
-           "normpath"]
+           "normpath", "outpath"]
