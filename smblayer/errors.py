@@ -69,12 +69,11 @@ class SmbStatusError(SmbError, OSError):
     def __init__(self, status: int, command: str = "", path: Optional[str] = None,
                  message: str = ""):
         status = NtStatus.coerce(status)
-        if path is not None:
-            path = path.replace("\\", "/")
-        OSError.__init__(self, _ERRNO.get(status), message or status_name(status), path)
+        OSError.__init__(self, _ERRNO.get(status), message or status_name(status))
         self.status = status
         self.command = command
         self.path = path
+        path = self.path
         text = f"{status_name(status)} (0x{int(status):08x})"
         if command:
             text = f"{command}: {text}"
@@ -84,6 +83,15 @@ class SmbStatusError(SmbError, OSError):
             text = f"{text}: {message}"
         self._text = text
         self._message = message
+
+    @property
+    def path(self) -> Optional[str]:
+        """The file path ("/" separators); the same as ``filename``."""
+        return self.filename
+
+    @path.setter
+    def path(self, value: Optional[str]) -> None:
+        self.filename = value.replace("\\", "/") if isinstance(value, str) else value
 
     def __str__(self) -> str:
         return self._text

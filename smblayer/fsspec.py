@@ -83,11 +83,11 @@ class SMBFileSystem(AbstractFileSystem):
     def _tree(self, share: str) -> smbfs.Tree:
         """The connected tree for ``share`` (connected on first use)."""
         key = share.lower()
+        if self._pid != os.getpid():
+            # A forked child: the trees belong to the parent's connection
+            # (and the lock may have been held by a parent thread at fork).
+            self._lock, self._trees, self._pid = threading.Lock(), {}, os.getpid()
         with self._lock:
-            if self._pid != os.getpid():
-                # A forked child: the trees belong to the parent's connection.
-                self._trees, self._pid = {}, os.getpid()
-                self._lock = threading.Lock()
             tree = self._trees.get(key)
             if tree is not None and tree.connected:
                 return tree
