@@ -46,7 +46,7 @@ from .ops import (FILE_APPEND_DATA, FILE_CREATE, FILE_NON_DIRECTORY_FILE, FILE_O
                   FILE_OPEN_IF, FILE_OVERWRITE_IF, FILE_READ_ATTRIBUTES, FILE_READ_DATA,
                   FILE_WRITE_ATTRIBUTES, FILE_WRITE_DATA, LEASE_HANDLE, LEASE_READ, LEASE_WRITE,
                   OPLOCK_BATCH, OPLOCK_BY_NAME, OPLOCK_EXCLUSIVE, OPLOCK_LEASE, OPLOCK_NONE,
-                  SYNCHRONIZE, FileInfo, FileOps, Handle, StatResult, ns_to_filetime, ops_for)
+                  SYNCHRONIZE, FileInfo, FileOps, Handle, ns_to_filetime, ops_for)
 from .session import SHARE_FLAG_ENCRYPT_DATA
 
 log = logging.getLogger("smblayer")
@@ -477,11 +477,12 @@ class Tree:
         checked here again.  Matching is case-insensitive, as SMB is; names
         starting with "." match only a pattern starting with "." unless
         ``include_hidden``."""
-        parts = outpath(pattern).split("/") if outpath(pattern) else []
-        if not parts:
+        pattern = outpath(pattern)
+        if not pattern:
             return []
-        if not any(_MAGIC.search(p) for p in parts):
-            return [outpath(pattern)] if self.exists(pattern) else []
+        parts = pattern.split("/")
+        if not _MAGIC.search(pattern):
+            return [pattern] if self.exists(pattern) else []
         found = [("", True)]                  # (path, known to exist)
         for i, part in enumerate(parts):
             last = i == len(parts) - 1
@@ -540,7 +541,11 @@ class Tree:
         top = outpath(path)
         if not top:
             raise ValueError("rmtree: refusing to delete the share root")
-        info = self.file_info(top)
+        try:
+            info = self.file_info(top)
+        except SmbStatusError as exc:
+            failed(self.file_info, top, exc)
+            return
         if not info.is_dir:
             failed(self.rmtree, top, status_error(NtStatus.NOT_A_DIRECTORY, "rmtree", top))
             return
@@ -585,18 +590,17 @@ class Tree:
         src_p, dst_p = outpath(src), outpath(dst)
         if src_p.lower() == dst_p.lower():
             raise shutil.SameFileError(f"{src_p!r} and {dst_p!r} are the same file")
+        step = self.io_read_size
         with self.open(src_p, "rb", buffering=0) as fin:
-            size = fin.stat().st_size
-            if size <= self.io_read_size:
-                self.write_bytes(dst_p, fin.read(size + 1))
+            data = fin.read(step)
+            if len(data) < step:             # a short read is the end: all of it
+                self.write_bytes(dst_p, data)
                 return dst_p
             with self.open(dst_p, "wb", buffering=0) as fout:
-                step = self.io_read_size * self.max_in_flight
-                while True:
-                    data = fin.read(step)
-                    if not data:
-                        break
+                step *= self.max_in_flight
+                while data:
                     fout.write(data)
+                    data = fin.read(step)
         return dst_p
 
     def copytree(self, src, dst, dirs_exist_ok: bool = False,

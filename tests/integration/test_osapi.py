@@ -193,6 +193,7 @@ def test_rmtree(work):
         tree.rmtree(work.p("a.bin"))
     with pytest.raises(FileNotFoundError):
         tree.rmtree(work.p("missing"))
+    tree.rmtree(work.p("missing"), ignore_errors=True)        # as shutil.rmtree
     with pytest.raises(ValueError):
         tree.rmtree("/")
     tree.rmtree(work.p("a.bin"), ignore_errors=True)
@@ -208,7 +209,13 @@ def test_rmtree(work):
 def test_copyfile(work):
     tree = work.tree
     small, large = os.urandom(1000), os.urandom(3 * 1024 * 1024 + 17)
-    work.layout({"small": small, "large": large, "old": b"x" * 5000})
+    exact = os.urandom(tree.io_read_size)                    # one READ's worth exactly
+    work.layout({"small": small, "large": large, "old": b"x" * 5000, "exact": exact,
+                 "empty": b""})
+    tree.copyfile(work.p("exact"), work.p("exact2"))
+    assert work.local("exact2").read_bytes() == exact
+    tree.copyfile(work.p("empty"), work.p("empty2"))
+    assert work.local("empty2").read_bytes() == b""
     assert tree.copyfile(work.p("small"), work.p("small2")) == work.p("small2")
     assert work.local("small2").read_bytes() == small
     tree.copyfile(work.p("large"), work.p("old"))            # overwrites
