@@ -36,6 +36,15 @@ def _read(open_file) -> tuple:
     return len(data), data.split(b"\n", 1)[0].decode(), os.getpid()
 
 
+@pytest.fixture(autouse=True, scope="module")
+def close_instances():
+    """Disconnect the instances fsspec keeps cached before Samba stops."""
+    yield
+    for instance in list(SMBFileSystem._cache.values()):
+        instance.close()
+    SMBFileSystem.clear_instance_cache()
+
+
 @pytest.fixture(scope="module")
 def cluster():
     with distributed.LocalCluster(n_workers=2, threads_per_worker=2, processes=True,
