@@ -51,6 +51,7 @@ from . import __version__, fs
 from ._progress import Progress, StatusLine, StatusLineHandler, format_bytes
 from .config import Dialect, DialectRange, TimeoutPolicy
 from .errors import SmbAuthError, SmbError, SmbStatusError, status_error
+from .fs.ops import filetime_to_unix
 from .proto.status import NtStatus, status_name
 from .registry import get_client
 
@@ -117,28 +118,12 @@ def parse_url(text: str, need_share: bool = True) -> SmbUrl:
     return SmbUrl(host, port, share, "/".join(rest[1:]))
 
 
-_DIALECT_NAMES = {
-    "nt1": Dialect.SMB1, "smb1": Dialect.SMB1, "ntlm0.12": Dialect.SMB1, "1": Dialect.SMB1,
-    "2.0.2": Dialect.SMB2_0_2, "2.02": Dialect.SMB2_0_2, "2": Dialect.SMB2_0_2,
-    "2.0": Dialect.SMB2_0_2, "smb2": Dialect.SMB2_0_2, "smb2_02": Dialect.SMB2_0_2,
-    "2.1": Dialect.SMB2_1, "2.10": Dialect.SMB2_1, "smb2_10": Dialect.SMB2_1,
-    "3.0": Dialect.SMB3_0, "3": Dialect.SMB3_0, "3.00": Dialect.SMB3_0,
-    "smb3": Dialect.SMB3_0, "smb3_00": Dialect.SMB3_0,
-    "3.0.2": Dialect.SMB3_0_2, "3.02": Dialect.SMB3_0_2, "smb3_02": Dialect.SMB3_0_2,
-    "3.1.1": Dialect.SMB3_1_1, "3.11": Dialect.SMB3_1_1, "smb3_11": Dialect.SMB3_1_1,
-}
-
-
 def parse_dialect(text: str) -> Dialect:
     """'3.1.1', '2.0.2', 'NT1', 'SMB3_11', 'SMB2_1' ... -> Dialect (argparse type)."""
-    key = text.strip().lower().replace(" ", "")
-    if key in _DIALECT_NAMES:
-        return _DIALECT_NAMES[key]
     try:
-        return Dialect[text.strip().upper()]
-    except KeyError:
-        raise argparse.ArgumentTypeError(
-            f"unknown dialect {text!r} (use NT1, 2.0.2, 2.1, 3.0, 3.0.2 or 3.1.1)") from None
+        return Dialect.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _number(kind: type, minimum: float, inclusive: bool = True) -> Callable[[str], float]:
@@ -791,14 +776,15 @@ def cmd_ls(args) -> int:
 def cmd_stat(args) -> int:
     url = parse_url(args.url)
     with open_tree(args, url) as tree:
-        st = tree.stat(_smb_path(url.path))
+        info = tree.file_info(_smb_path(url.path))
         fmt = "%Y-%m-%d %H:%M:%S"
         print(f"  File: {url}")
-        print(f"  Type: {'directory' if _isdir(st) else 'regular file'}")
-        print(f"  Size: {st.st_size}")
-        print(f"  Attributes: 0x{getattr(st, 'st_file_attributes', 0):08x}")
-        for label, t in (("Access", st.st_atime), ("Modify", st.st_mtime),
-                         ("Change", st.st_ctime), ("Birth", getattr(st, "st_birthtime", 0))):
+        print(f"  Type: {'directory' if info.is_dir else 'regular file'}")
+        print(f"  Size: {info.size}")
+        print(f"  Attributes: 0x{info.attributes:08x}")
+        for label, ft in (("Access", info.last_access_time), ("Modify", info.last_write_time),
+                          ("Change", info.change_time), ("Birth", info.creation_time)):
+            t = filetime_to_unix(ft)
             print(f"  {label}: {time.strftime(fmt, time.localtime(t)) if t else '-'}")
     return 0
 

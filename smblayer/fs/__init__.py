@@ -8,23 +8,30 @@ from __future__ import annotations
 
 from typing import Optional
 
+from ..config import TimeoutPolicy
 from ..registry import get_client
 from ..security import check_auth_protocol
 from .file import SmbRawFile
 from .ops import FileInfo, StatResult
 from .session import Session
-from .tree import DirEntry, Tree, normpath
+from .tree import DirEntry, Tree, normpath, outpath
 
 
 def connect(host: str, share: str, username: Optional[str] = None,
             password: Optional[str] = None, *, port: int = 445, encrypt: bool = False,
             domain: Optional[str] = None, require_signing: Optional[bool] = None,
-            auth_protocol: str = "negotiate", **client_options) -> Tree:
+            auth_protocol: str = "negotiate", timeout: Optional[float] = None,
+            **client_options) -> Tree:
     """Get a (shared) client, set up a session and connect to ``share``.
     Closing the returned Tree logs off and releases the client.
     ``auth_protocol``: "negotiate" (SPNEGO), "kerberos" (never NTLM) or
-    "ntlm"; see :class:`Session`."""
+    "ntlm"; see :class:`Session`.  ``timeout=5`` is short for
+    ``timeouts=TimeoutPolicy(timeout=5)`` (with ``timeouts`` too, it replaces
+    that policy's timeout)."""
     check_auth_protocol(auth_protocol)
+    if timeout is not None:
+        policy = client_options.get("timeouts") or TimeoutPolicy()
+        client_options["timeouts"] = policy.with_(timeout=timeout)
     client = get_client(host, port, **client_options)
     try:
         session = Session(client, username, password, domain=domain, encrypt=encrypt,
@@ -42,4 +49,4 @@ def connect(host: str, share: str, username: Optional[str] = None,
 
 
 __all__ = ["connect", "Session", "Tree", "SmbRawFile", "DirEntry", "FileInfo", "StatResult",
-           "normpath"]
+           "normpath", "outpath"]
