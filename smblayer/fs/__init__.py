@@ -21,13 +21,15 @@ def connect(host: str, share: str, username: Optional[str] = None,
             password: Optional[str] = None, *, port: int = 445, encrypt: bool = False,
             domain: Optional[str] = None, require_signing: Optional[bool] = None,
             auth_protocol: str = "negotiate", timeout: Optional[float] = None,
-            **client_options) -> Tree:
+            durable: bool = True, **client_options) -> Tree:
     """Get a (shared) client, set up a session and connect to ``share``.
     Closing the returned Tree logs off and releases the client.
     ``auth_protocol``: "negotiate" (SPNEGO), "kerberos" (never NTLM) or
     "ntlm"; see :class:`Session`.  ``timeout=5`` is short for
     ``timeouts=TimeoutPolicy(timeout=5)`` (with ``timeouts`` too, it replaces
-    that policy's timeout)."""
+    that policy's timeout).  ``durable=False``: open files ask no durable
+    handles (they then do not survive a reconnect, except read-only ones
+    reopened by path)."""
     check_auth_protocol(auth_protocol)
     if timeout is not None:
         policy = client_options.get("timeouts") or TimeoutPolicy()
@@ -45,6 +47,7 @@ def connect(host: str, share: str, username: Optional[str] = None,
         client.release()
         raise
     tree._owns_session = True
+    tree.durable = durable
     return tree
 
 
