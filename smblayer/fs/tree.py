@@ -149,6 +149,9 @@ class DirEntry:
 class Tree:
     """A connected share.  Built by ``Session.tree_connect(share)``."""
 
+    #: READ/WRITE requests a file object keeps on the wire
+    max_in_flight = MAX_IN_FLIGHT
+
     def __init__(self, session, share: str, *, durable: bool = True):
         self.session = session
         self.client = session.client
