@@ -570,13 +570,17 @@ class SmbRawFile(io.RawIOBase):
     def close(self) -> None:
         """Flush (a failed write raises here), then CLOSE the handle.  With
         writes in flight the CLOSE is sent right behind them (the server
-        completes a handle's writes before closing it): one round trip."""
+        completes a handle's writes before closing it): one round trip.
+        Not on SMB1: Samba 4.17's smbd crashes (close_file_smb, SIGSEGV) on
+        an SMB1 CLOSE that arrives while asynchronous writes on the handle
+        are pending."""
         with self._close_lock:
             if self.closed:
                 return
             closing = None
             try:
                 if self._writes and not _on_smbiod() and self._open_on_server() and \
+                        not self._tree.client.negotiated.dialect.is_smb1 and \
                         all(task.state in _ON_THE_WIRE for _f, task, _n in self._writes):
                     # Every write is on the wire already, so the CLOSE follows
                     # them (a recovery cancels it: reissues are not ordered).
