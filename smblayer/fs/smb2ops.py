@@ -144,8 +144,11 @@ class Smb2FileOps(FileOps):
             path, access=access, disposition=disposition, create_options=create_options,
             share_access=share_access, oplock=oplock, lease_key=lease_key,
             lease_state=lease_state, attributes=attributes)
+        generation = self.client.generation
         reply = self.client.run_task(task)
-        return self._parse_create(reply, path, oplock, lease_key)
+        handle = self._parse_create(reply, path, oplock, lease_key)
+        handle.generation = generation
+        return handle
 
     def _create_task(self, path: str, *, access: int, disposition: int,
                      create_options: int = 0, share_access: int = FILE_SHARE_ALL,
