@@ -22,7 +22,8 @@ import time
 from concurrent.futures import Future
 from typing import Deque, NamedTuple, Optional
 
-from ..errors import SmbCancelledError, SmbClosedError, SmbConnectionError, SmbError
+from ..errors import (SmbCancelledError, SmbClosedError, SmbConnectionError, SmbError,
+                      SmbStatusError)
 from ..proto.commands import (FILE_NOTIFY_CHANGE_ALL, NOTIFY_CLEANUP, NOTIFY_ENUM_DIR,
                               change_notify_request, parse_change_notify_response)
 from ..proto.smb2 import Command
@@ -82,7 +83,13 @@ class Watch:
                                      output_length=self.buffer_size,
                                      watch_tree=self.recursive)
 
+    def _stale(self) -> bool:
+        return self._handle.generation != self.tree.client.generation
+
     def _arm(self) -> None:
+        if self._stale() and not self._reopen():
+            raise SmbConnectionError(f"watch on {self.path!r}: the directory cannot be "
+                                     "opened again after a reconnect")
         task = SmbTask(Command.CHANGE_NOTIFY, self._body(), security=self.tree.session,
                        tree=self.tree, path=self.path, long_poll=True,
                        on_reissue=self._on_reissue,
@@ -148,9 +155,11 @@ class Watch:
             if self._closed:
                 return
             raise
-        except SmbConnectionError:
-            # Not reissued (e.g. resent too often): arm a fresh request.
-            if self._closed or not self._reopen():
+        except (SmbConnectionError, SmbStatusError) as exc:
+            # Not reissued (resent too often), or sent with the old FileId
+            # while the client reconnected: arm a fresh request.
+            if self._closed or (isinstance(exc, SmbStatusError) and not self._stale()) or \
+                    not self._reopen():
                 raise
             self._arm()
             return

@@ -56,6 +56,34 @@ def smbclient_shares(server):
                   if re.match(r"^(Disk|IPC|Printer)\|", line))
 
 
+def until(watch, wanted, timeout=15.0) -> set:
+    """Events before ``wanted`` (which must come within ``timeout``)."""
+    seen = set()
+    deadline = time.monotonic() + timeout
+    while True:
+        event = watch.next(max(0.0, deadline - time.monotonic()))
+        assert event is not None, f"no {wanted} after {seen}"
+        if tuple(event) == wanted:
+            return seen
+        seen.add(tuple(event))
+
+
+def armed(tree, watch, d: str) -> None:
+    """Samba registers a watch with its notifyd asynchronously, so a change
+    made right after the request was accepted can go unreported.  Touch a
+    marker until its event arrives (the watch is then live), then remove it
+    and consume the removal."""
+    marker = d + "/.armed"
+    for _ in range(100):
+        tree.write_bytes(marker, b"")
+        if watch.next(0.1) is not None:
+            break
+    else:
+        raise AssertionError(f"watch on {d!r} never reported a change")
+    tree.remove(marker)
+    until(watch, ("removed", marker))
+
+
 # --- share listing -----------------------------------------------------------------------
 
 @pytest.mark.parametrize("dialect,share,encrypt,sign", CASES, ids=IDS)
@@ -99,6 +127,7 @@ def test_watch_reports_changes(rpc_samba, dialect, share, encrypt, sign):
         d = f"w-{dialect.name}-{sign}"
         tree.makedirs(d + "/sub", exist_ok=True)
         with tree.watch(d) as w:
+            armed(tree, w, d)
             tree.write_bytes(d + "/new.txt", b"1")
             tree.rename(d + "/new.txt", d + "/renamed.txt")
             tree.remove(d + "/renamed.txt")
@@ -115,9 +144,9 @@ def test_watch_reports_changes(rpc_samba, dialect, share, encrypt, sign):
             next(w)
         # recursive: a change below a subdirectory
         with tree.watch(d, recursive=True) as w:
+            armed(tree, w, d)
             tree.write_bytes(d + "/sub/deep.bin", b"x")
-            event = w.next(10)
-            assert event == ("added", d + "/sub/deep.bin")
+            until(w, ("added", d + "/sub/deep.bin"))
 
 
 def test_watch_close_cancels_from_another_thread(rpc_samba):
@@ -146,9 +175,10 @@ def test_watch_is_a_long_poll_not_a_timeout(rpc_samba):
     with connect(rpc_samba, timeouts=policy) as tree:
         tree.makedirs("lp", exist_ok=True)
         with tree.watch("lp") as w:
+            armed(tree, w, "lp")
             assert w.next(1.5) is None
             tree.write_bytes("lp/late.txt", b"")
-            assert w.next(10) == ("added", "lp/late.txt")
+            until(w, ("added", "lp/late.txt"))
         stats = tree.client.stats()
         assert stats["CHANGE_NOTIFY"]["timeouts"] == 0
         assert stats["ECHO"]["ops"] >= 1
@@ -161,8 +191,9 @@ def test_change_notify_and_query_info_with_buffers_over_64k(rpc_samba):
     with connect(rpc_samba) as tree:
         tree.makedirs("big", exist_ok=True)
         with tree.watch("big", buffer_size=256 * 1024) as w:
+            armed(tree, w, "big")
             tree.write_bytes("big/a", b"")
-            assert w.next(10) == ("added", "big/a")
+            until(w, ("added", "big/a"))
         handle = tree.open_handle("big", directory=True)
         try:
             body = c.query_info_request(handle.fid, c.INFO_FILE, c.FILE_ALL_INFORMATION,
