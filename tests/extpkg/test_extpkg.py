@@ -65,3 +65,19 @@ def test_package_works_against_samba(samba):
         finally:
             tree.close_handle(a)
             tree.close_handle(b)
+
+
+def test_readme_protocol_package_example_runs(samba, capsys):
+    """README's "Writing a protocol package" example, run as printed
+    (only the server address and credentials substituted)."""
+    readme = (HERE.parents[1] / "README.rst").read_text()
+    block = readme.split("A complete small package")[1].split(".. code-block:: python")[1]
+    block = block.split("smblayer's own extras")[0]
+    code = "\n".join(line[4:] for line in block.splitlines())
+    assert "import _" not in code and "from smblayer._" not in code
+    code = code.replace('fs.connect("127.0.0.1", "share", "user", "pw",',
+                        f'fs.connect("127.0.0.1", "share", {samba.username!r}, '
+                        f'{samba.password!r}, port={samba.port},')
+    exec(compile(code, "README.rst", "exec"), {})
+    total, free = eval(capsys.readouterr().out)
+    assert 0 < free <= total
