@@ -89,7 +89,7 @@ def _copy_chunks(tree, target, key: bytes, size: int) -> int:
     client = tree.client
     limits = (MAX_CHUNKS, MAX_CHUNK_SIZE, MAX_TOTAL)
     offset = 0
-    pending: List[Tuple[Future, int, int]] = []     # (future, offset, length)
+    pending: List[Tuple[Future, int, int, tuple]] = []    # (future, offset, length, limits)
     retry_from = None
 
     def send(start: int) -> int:
@@ -98,23 +98,25 @@ def _copy_chunks(tree, target, key: bytes, size: int) -> int:
         task = tree.ioctl_task(target, FSCTL_SRV_COPYCHUNK_WRITE, copychunk_input(key, chunks),
                                max_output=12)
         task.ok_statuses = frozenset({0, NtStatus.INVALID_PARAMETER})
-        pending.append((client.run_task_async(task), start, length))
+        pending.append((client.run_task_async(task), start, length, limits))
         return start + length
 
     try:
         while offset < size or pending:
             while offset < size and len(pending) < IN_FLIGHT and retry_from is None:
                 offset = send(offset)
-            future, start, length = pending.pop(0)
+            future, start, length, sent_with = pending.pop(0)
             reply = future.result()
             result = parse_copychunk_output(parse_ioctl_response(reply).output)
             if reply.status == NtStatus.INVALID_PARAMETER:
                 new = (result.chunks_written, result.chunk_bytes_written,
                        result.total_bytes_written)
-                if min(new) <= 0 or new == limits:
-                    raise SmbStatusError(reply.status, "IOCTL", message="copy chunk rejected")
-                log.debug("smblayer: server copy-chunk limits %s", new)
-                limits = new
+                if sent_with == limits:          # not already adjusted by an earlier answer
+                    if min(new) <= 0 or new == limits:
+                        raise SmbStatusError(reply.status, "IOCTL",
+                                             message="copy chunk rejected")
+                    log.debug("smblayer: server copy-chunk limits %s", new)
+                    limits = new
                 retry_from = start if retry_from is None else min(retry_from, start)
             elif result.total_bytes_written != length:
                 # A short copy: continue after what the server wrote.
@@ -126,6 +128,6 @@ def _copy_chunks(tree, target, key: bytes, size: int) -> int:
             if retry_from is not None and not pending:
                 offset, retry_from = retry_from, None
     finally:
-        for future, _s, _l in pending:
+        for future, *_rest in pending:
             future.cancel()
     return size
