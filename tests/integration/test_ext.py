@@ -343,3 +343,25 @@ def test_session_and_tree_classes(rpc_samba):
             again.disconnect()
         finally:
             MySession.tree_class = None
+
+
+def test_copy_learns_the_servers_chunk_limits(rpc_samba, monkeypatch):
+    """Start above Samba's limits (1 MiB per chunk): every request in flight
+    is answered STATUS_INVALID_PARAMETER with the server's limits, which are
+    then used; the copy completes."""
+    from smblayer.fs import srvcopy
+    monkeypatch.setattr(srvcopy, "MAX_CHUNKS", 1)
+    monkeypatch.setattr(srvcopy, "MAX_CHUNK_SIZE", 4 << 20)
+    monkeypatch.setattr(srvcopy, "MAX_TOTAL", 4 << 20)
+    data = os.urandom(20 << 20)
+    with connect(rpc_samba) as tree:
+        _write(tree, "limits.src", data)
+        errors = tree.client.stats().get("IOCTL", {}).get("errors", 0)
+        assert tree.copy("limits.src", "limits.dst") == len(data)
+        assert tree.client.stats()["IOCTL"]["errors"] > errors
+        assert (rpc_samba.share_path("share") / "limits.dst").read_bytes() == data
+
+
+def _write(tree, path, data):
+    with tree.open(path, "wb") as f:
+        f.write(data)
