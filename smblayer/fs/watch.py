@@ -125,7 +125,7 @@ class Watch:
         """SmbTask.on_reissue (after a reconnect, before the resend)."""
         if not self._reopen():
             return False
-        task.set_body(self._body())
+        task.body = self._body()
         return True
 
     # -- iteration --------------------------------------------------------------------------

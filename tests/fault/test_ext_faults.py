@@ -157,7 +157,7 @@ def test_reissue_hook_rebuilds_or_declines(server):
                 if not rebuild:
                     return False
                 fresh = tree.open_handle("rh", directory=True)
-                task.set_body(c.change_notify_request(fresh.fid))
+                task.body = c.change_notify_request(fresh.fid)
                 return True
 
             task = SmbTask(Command.CHANGE_NOTIFY, c.change_notify_request(handle.fid),
@@ -179,6 +179,6 @@ def test_reissue_hook_rebuilds_or_declines(server):
                 reply = future.result(10)
                 assert [e.name for e in c.parse_change_notify_response(reply)] == ["file"]
             else:
-                with pytest.raises(SmbConnectionError, match="declined"):
+                with pytest.raises(SmbConnectionError, match="cannot be reissued"):
                     future.result(15)
             assert calls and calls[0] > generation

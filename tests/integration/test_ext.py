@@ -169,9 +169,10 @@ def test_watch_close_cancels_from_another_thread(rpc_samba):
 
 
 def test_watch_is_a_long_poll_not_a_timeout(rpc_samba):
-    """Pending for several timer periods: the connection is probed (ECHO),
+    """Pending for several timer periods: the connection is probed (keepalive ECHO),
     the watch is not counted as timed out and still reports the change."""
-    policy = TimeoutPolicy(mode="soft", timeout=0.3, echo_interval=0.1, soft_timeout=1.0)
+    policy = TimeoutPolicy(mode="soft", timeout=0.3, echo_interval=0.1, soft_timeout=1.0,
+                           keepalive=0.3)
     with connect(rpc_samba, timeouts=policy) as tree:
         tree.makedirs("lp", exist_ok=True)
         with tree.watch("lp") as w:
