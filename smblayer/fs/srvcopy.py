@@ -42,7 +42,10 @@ def copy_file(src_tree, src, dst_tree, dst) -> int:
         try:
             return _server_side(src_tree, src, dst_tree, dst)
         except SmbStatusError as exc:
-            if exc.status not in _UNSUPPORTED:
+            # A resume key is only good within its session on some servers.
+            other_session = src_tree.session is not dst_tree.session and \
+                exc.status == NtStatus.ACCESS_DENIED
+            if exc.status not in _UNSUPPORTED and not other_session:
                 raise
             log.info("smblayer: server-side copy refused (%s); copying through the client",
                      exc)

@@ -38,6 +38,7 @@ def rpc_samba():
     require_smbd()
     extra = {f"data{i:03d}": {"read only": "no", "comment": f"test share number {i} " + "x" * 40}
              for i in range(3)}
+    extra["other"] = {"read only": "no"}
     with SambaServer(extra_global=RPC, extra_shares=extra) as server:
         yield server
 
@@ -238,6 +239,20 @@ def test_copy_falls_back_to_read_write(rpc_samba, samba_nt1):
         a.write_bytes("cross.src", data)
         assert a.copy("cross.src", "cross.dst", dst_tree=b) == len(data)
         assert b.read_bytes("cross.dst") == data
+        # one client, two sessions: Samba refuses the other session's resume key
+        with connect(rpc_samba, "other") as c2:
+            assert c2.client is a.client and c2.session is not a.session
+            assert a.copy("cross.src", "cross2.dst", dst_tree=c2) == len(data)
+            assert c2.read_bytes("cross2.dst") == data
+        # one session, two shares: server-side
+        other = a.session.tree_connect("other")
+        try:
+            writes = a.client.stats()["WRITE"]["ops"]
+            assert a.copy("cross.src", "cross3.dst", dst_tree=other) == len(data)
+            assert a.client.stats()["WRITE"]["ops"] == writes
+            assert other.read_bytes("cross3.dst") == data
+        finally:
+            other.disconnect()
 
 
 # --- raw handles, IOCTL, dialect check ------------------------------------------------
