@@ -34,19 +34,21 @@ import weakref
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from ..errors import SmbConnectionError, SmbError, SmbStatusError, SmbTimeoutError
-from ..proto.commands import (FILE_NOTIFY_CHANGE_ALL, RELATED_FILE_ID, ioctl_request,
+from ..proto.commands import (FILE_NOTIFY_CHANGE_ALL, NO_FILE_ID, ioctl_request,
                               parse_ioctl_response)
 from ..proto.smb2 import Command
 from ..proto.status import NtStatus
 from ..task import SmbTask
 from .file import SmbRawFile
-from .ops import (FILE_DIRECTORY_FILE, FILE_SHARE_ALL)
-from .ops import (FILE_APPEND_DATA, FILE_CREATE, FILE_NON_DIRECTORY_FILE, FILE_OPEN,
+from .ops import (FILE_APPEND_DATA, FILE_CREATE, FILE_DIRECTORY_FILE, FILE_NON_DIRECTORY_FILE,
+                  FILE_OPEN, FILE_SHARE_ALL,
                   FILE_OPEN_IF, FILE_OVERWRITE_IF, FILE_READ_ATTRIBUTES, FILE_READ_DATA,
                   FILE_WRITE_ATTRIBUTES, FILE_WRITE_DATA, LEASE_HANDLE, LEASE_READ, LEASE_WRITE,
                   OPLOCK_BATCH, OPLOCK_BY_NAME, OPLOCK_EXCLUSIVE, OPLOCK_LEASE, OPLOCK_NONE,
                   SYNCHRONIZE, FileInfo, FileOps, Handle, StatResult, ops_for)
 from .session import SHARE_FLAG_ENCRYPT_DATA
+from .srvcopy import copy_file
+from .watch import Watch
 
 log = logging.getLogger("smblayer")
 
@@ -610,7 +612,7 @@ class Tree:
         if self.client.dialect.is_smb1:
             raise ValueError("IOCTL needs SMB 2.0.2 or later")
         handle = _handle_of(target)
-        fid = handle.fid if handle is not None else RELATED_FILE_ID
+        fid = handle.fid if handle is not None else NO_FILE_ID
         if handle is not None:
             self.check_handle(handle)
         body = ioctl_request(ctl_code, fid, input, max_output=max_output, fsctl=fsctl)
@@ -634,7 +636,6 @@ class Tree:
         returns a :class:`~smblayer.fs.watch.Watch`; iterate it for
         ``WatchEvent(action, path)``, ``close()`` it when done.  The watch
         survives reconnects and then reports a "rescan" event."""
-        from .watch import Watch
         return Watch(self, path, recursive=recursive, completion_filter=completion_filter,
                      buffer_size=buffer_size)
 
@@ -643,7 +644,6 @@ class Tree:
         on the server (FSCTL_SRV_COPYCHUNK_WRITE), falling back to read +
         write through the client where the server or dialect cannot.
         Returns the bytes copied."""
-        from .srvcopy import copy_file
         return copy_file(self, src, dst_tree if dst_tree is not None else self, dst)
 
 

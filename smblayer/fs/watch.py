@@ -23,10 +23,10 @@ from concurrent.futures import Future
 from typing import Deque, NamedTuple, Optional
 
 from ..errors import (SmbCancelledError, SmbClosedError, SmbConnectionError, SmbError,
-                      SmbStatusError)
+                      SmbProtocolError, SmbStatusError)
 from ..proto.commands import (FILE_NOTIFY_CHANGE_ALL, NOTIFY_CLEANUP, NOTIFY_ENUM_DIR,
                               change_notify_request, parse_change_notify_response)
-from ..proto.smb2 import Command
+from ..proto.smb2 import Command, MalformedMessage
 from ..task import SmbTask
 
 log = logging.getLogger("smblayer")
@@ -114,11 +114,16 @@ class Watch:
         except SmbError as exc:
             log.warning("smblayer: watch on %r cannot be re-armed: %s", self.path, exc)
             return False
-        old, self._handle = self._handle, handle
-        old.closed = True
         with self._cond:
-            self._events.append(WatchEvent(RESCAN, self.path))
-            self._cond.notify_all()
+            closed = self._closed
+            if not closed:
+                old, self._handle = self._handle, handle
+                old.closed = True
+                self._events.append(WatchEvent(RESCAN, self.path))
+                self._cond.notify_all()
+        if closed:                      # close() ran meanwhile: not ours to keep
+            self.tree.close_handle(handle)
+            return False
         return True
 
     def _on_reissue(self, task: SmbTask) -> bool:
@@ -149,6 +154,19 @@ class Watch:
             self._handle_completion(future)
 
     def _handle_completion(self, future: Future) -> None:
+        """Turn a completed CHANGE_NOTIFY into events and re-arm; a failure
+        that cannot be recovered ends the watch (closed) and raises."""
+        try:
+            self._process(future)
+        except MalformedMessage as exc:
+            self.close()
+            raise SmbProtocolError(f"bad CHANGE_NOTIFY response: {exc}") from None
+        except SmbError:
+            if not self._closed:
+                self.close()
+                raise
+
+    def _process(self, future: Future) -> None:
         try:
             reply = future.result()
         except (SmbCancelledError, SmbClosedError):
@@ -205,8 +223,10 @@ class Watch:
             task = self._task
         if task is not None:
             task.cancel()
+        with self._cond:
+            handle = self._handle
         try:
-            self.tree.close_handle(self._handle)
+            self.tree.close_handle(handle)
         except SmbError as exc:
             log.debug("smblayer: closing the watched directory %r failed: %s", self.path, exc)
 

@@ -33,6 +33,8 @@ from .smb2 import HEADER_SIZE, Command, MalformedMessage
 from .status import NtStatus
 
 RELATED_FILE_ID = b"\xff" * 16
+#: the FileId of an FSCTL that works on no handle (e.g. VALIDATE_NEGOTIATE_INFO)
+NO_FILE_ID = b"\xff" * 16
 
 # --- FSCTL / IOCTL codes ([MS-FSCC] 2.3, [MS-SMB2] 2.2.31) ---------------------
 FSCTL_DFS_GET_REFERRALS = 0x00060194
