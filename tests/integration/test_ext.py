@@ -14,6 +14,7 @@ import pytest
 
 import smblayer
 from smblayer import (Dialect, DialectRange, SmbClient, SmbTask, TimeoutPolicy, fs)
+from smblayer.fs.ops import FILE_DIRECTORY_FILE, FILE_LIST_DIRECTORY, FILE_OPEN
 from smblayer.proto import commands as c
 from smblayer.proto.smb2 import Command
 from smblayer.rpc import open_srvsvc, share_enum
@@ -262,8 +263,8 @@ def test_open_handle_directory_and_check_handle(rpc_samba):
         tree.makedirs("hd", exist_ok=True)
         handle = tree.open_handle("hd", directory=True)
         tree.check_handle(handle)            # generation 0 was rejected before
-        direct = tree.ops.open("hd", access=1, disposition=c.FILE_ACTION_ADDED,
-                               create_options=1)
+        direct = tree.ops.open("hd", access=FILE_LIST_DIRECTORY, disposition=FILE_OPEN,
+                               create_options=FILE_DIRECTORY_FILE)
         tree.check_handle(direct)
         tree.close_handle(direct)
         tree.close_handle(handle)
