@@ -755,6 +755,8 @@ def _long_line(name: str, st) -> str:
 
 
 def cmd_ls(args) -> int:
+    if not parse_url(args.url, need_share=False).share:
+        return cmd_ls_shares(args)
     url = parse_url(args.url)
     with open_tree(args, url) as tree:
         path = _smb_path(url.path)
@@ -1546,8 +1548,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--count", type=positive_int, default=1, help="number of echoes (default 1)")
     p.add_argument("-i", "--interval", type=non_negative_float, default=0.0, help="seconds between echoes")
 
-    p = add("ls", cmd_ls, "list a directory")
-    p.add_argument("url", metavar="//host[:port]/share[/path]")
+    p = add("ls", cmd_ls, "list a directory (//host[:port] alone: the shares)")
+    p.add_argument("url", metavar="//host[:port][/share[/path]]")
     p.add_argument("-l", "--long", action="store_true", help="type, size and mtime")
     p.add_argument("-a", "--all", action="store_true", help="include dot files")
 
@@ -1618,7 +1620,73 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds per echo throughput test (default 2)")
     p.add_argument("--files", type=positive_int, default=200, help="small files (default 200)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_ext_commands(add)
     return parser
+
+
+# ---------------------------------------------------------------------------
+# share listing, watch, server-side copy (smblayer.rpc, Tree.watch, Tree.copy)
+
+
+def cmd_ls_shares(args) -> int:
+    """``ls //host[:port]``: the shares, like ``smbclient -L``."""
+    url = parse_url(args.url, need_share=False)
+    user, password, domain = _credentials(args)
+    shares = fs.list_shares(url.host, user, password, port=url.port, encrypt=args.encrypt,
+                            domain=domain, require_signing=True if args.sign else None,
+                            **_client_options(args))
+    print(f"{'Sharename':<15} {'Type':<9} Comment")
+    print(f"{'---------':<15} {'----':<9} -------")
+    for share in shares:
+        print(f"{share.name:<15} {share.kind:<9} {share.comment}".rstrip())
+    return 0
+
+
+def cmd_watch(args) -> int:
+    """Print change notifications ("action path") until interrupted."""
+    url = parse_url(args.url)
+    with open_tree(args, url) as tree:
+        with tree.watch(_smb_path(url.path), recursive=args.recursive) as watch:
+            seen = 0
+            while args.count is None or seen < args.count:
+                event = watch.next(args.idle)
+                if event is None:
+                    return 1 if seen == 0 else 0
+                print(f"{event.action} {event.path}", flush=True)
+                seen += 1
+    return 0
+
+
+def cmd_cp(args) -> int:
+    """Remote to remote: server-side when both are on one server."""
+    src, dst = parse_url(args.source), parse_url(args.dest)
+    same_server = (src.host.lower(), src.port) == (dst.host.lower(), dst.port)
+    with open_tree(args, src) as stree, contextlib.ExitStack() as stack:
+        if same_server and src.share.lower() == dst.share.lower():
+            dtree = stree
+        elif same_server:          # one session: the server copies across its shares
+            dtree = stree.session.tree_connect(dst.share)
+            stack.callback(dtree.disconnect)
+        else:
+            dtree = stack.enter_context(open_tree(args, dst))
+        path = _smb_path(dst.path)
+        if not path or dtree.isdir(path):
+            path = posixpath.join(path, posixpath.basename(_smb_path(src.path)))
+        stree.copy(_smb_path(src.path), path, dst_tree=dtree)
+    return 0
+
+
+def _add_ext_commands(add: Callable) -> None:
+    p = add("watch", cmd_watch, "print change notifications of a remote directory")
+    p.add_argument("url", metavar="//host[:port]/share[/dir]")
+    p.add_argument("-r", "--recursive", action="store_true", help="include subdirectories")
+    p.add_argument("-n", "--count", type=int, help="stop after this many events")
+    p.add_argument("--idle", type=float, metavar="SECONDS",
+                   help="stop after this many seconds without an event")
+
+    p = add("cp", cmd_cp, "copy a remote file to a remote path (server-side on one server)")
+    p.add_argument("source", metavar="//host[:port]/share/path")
+    p.add_argument("dest", metavar="//host[:port]/share/path")
 
 
 # ---------------------------------------------------------------------------

@@ -599,12 +599,20 @@ class Session:
 
     # -- trees -----------------------------------------------------------------------
 
-    def tree_connect(self, share: str):
-        """Connect to ``share`` and return a :class:`~smblayer.fs.tree.Tree`."""
+    #: the Tree class ``tree_connect`` builds (a protocol package may
+    #: override it here or per call)
+    tree_class: Optional[type] = None
+
+    def tree_connect(self, share: str, tree_class: Optional[type] = None):
+        """Connect to ``share`` and return a :class:`~smblayer.fs.tree.Tree`
+        (or ``tree_class``, a Tree subclass, default ``self.tree_class``)."""
         from .tree import Tree
         if not share or "\\" in share or "/" in share:
             raise ValueError(f"bad share name {share!r}")
-        tree = Tree(self, share)
+        cls = tree_class or self.tree_class or Tree
+        if not (isinstance(cls, type) and issubclass(cls, Tree)):
+            raise TypeError("tree_class must be Tree or a subclass")
+        tree = cls(self, share)
         tree._connect()
         with self._trees_lock:
             self.trees[id(tree)] = tree
@@ -643,10 +651,20 @@ class Session:
     # -- lifetime ----------------------------------------------------------------------
 
     def _on_reconnect(self, client: SmbClient) -> None:
-        """Reconnect handler (connect worker, STAGE_SESSION): new session,
-        then reconnect the trees."""
+        """The client's reconnect handler (STAGE_SESSION, connect worker)."""
         if self._closed:
             return
+        self.on_reconnect(client)
+
+    def on_reconnect(self, client: SmbClient) -> None:
+        """Reconnect hook (public, overridable), run by the connect worker
+        after the client re-negotiated and before it is ACTIVE again.
+        Order: a new SESSION_SETUP, then each tree's ``Tree.on_reconnect()``
+        (TreeId, then the tree's open handles); then the other reconnect
+        handlers by stage, the client goes ACTIVE, waiting requests are
+        reissued (their ``on_reissue`` hooks run first) and the client's
+        active handlers are called.  An override calls
+        ``super().on_reconnect(client)`` first."""
         old = self.session_id
         client.unregister_session(old)
         self.previous_session_id = old
@@ -659,7 +677,7 @@ class Session:
         with self._trees_lock:
             trees = list(self.trees.values())
         for tree in trees:
-            tree._reconnect()
+            tree.on_reconnect()
 
     def _reclaim_handles(self, client: SmbClient) -> None:
         """Reconnect handler (STAGE_HANDLE, after every session and tree):

@@ -241,6 +241,7 @@ class Smb1FileOps(FileOps):
             raise ValueError("leases need SMB 2.1 or later; SMB1 has oplocks only")
         if oplock not in _REQUEST_FLAGS:
             raise ValueError(f"unknown oplock level {oplock!r}")
+        generation = self.client.generation
         name = _utf16z(path)
         words = _NT_CREATE.pack(0xFF, 0, 0, 0, len(name), _REQUEST_FLAGS[oplock], 0,
                                 access, 0, attributes, share_access, disposition,
@@ -253,7 +254,8 @@ class Smb1FileOps(FileOps):
         info = FileInfo(_split(path)[1], eof, alloc, attrs, ctime, atime, mtime, chtime)
         return Handle(fid, path, info, oplock_level=_GRANTED.get(level, OPLOCK_NONE),
                       granted_access=access, access=access, share_access=share_access,
-                      create_options=create_options, requested_oplock=oplock)
+                      create_options=create_options, requested_oplock=oplock,
+                      generation=generation)
 
     def close(self, handle: Handle) -> None:
         if handle.closed:

@@ -160,8 +160,10 @@ class Smb2FileOps(FileOps):
             path, access=access, disposition=disposition, create_options=create_options,
             share_access=share_access, oplock=oplock, lease_key=lease_key,
             lease_state=lease_state, attributes=attributes, durable=create_guid)
+        generation = self.client.generation
         reply = self.client.run_task(task)
         handle = self._parse_create(reply, path, oplock, lease_key)
+        handle.generation = generation
         handle.access, handle.share_access = access, share_access
         handle.create_options = create_options
         if handle.durable and self._durable_v2:
@@ -190,8 +192,10 @@ class Smb2FileOps(FileOps):
             oplock=handle.requested_oplock, lease_key=handle.lease_key,
             lease_state=handle.requested_lease, reclaim=handle)
         task.replayable = False
+        generation = self.client.generation
         reply = self.client.run_task(task)
         new = self._parse_create(reply, handle.path, oplock, lease_key)
+        new.generation = generation
         new.durable = True      # a reconnected handle stays durable ([MS-SMB2] 3.3.5.9.7)
         new.create_guid, new.persistent = handle.create_guid, handle.persistent
         new.access, new.share_access = handle.access, handle.share_access

@@ -37,14 +37,21 @@ import time
 import weakref
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from ..errors import SmbError, SmbStatusError, status_error
+from ..errors import SmbConnectionError, SmbError, SmbStatusError, status_error
+from ..proto.commands import (FILE_NOTIFY_CHANGE_ALL, NO_FILE_ID, ioctl_request,
+                              parse_ioctl_response)
+from ..proto.smb2 import Command
 from ..proto.status import NtStatus
+from ..task import SmbTask
 from .file import MAX_IN_FLIGHT, BufferedRandom, BufferedWriter, SmbRawFile
-from .ops import (FILE_APPEND_DATA, FILE_CREATE, FILE_NON_DIRECTORY_FILE, FILE_OPEN,
-                  FILE_OPEN_IF, FILE_OVERWRITE_IF, FILE_READ_ATTRIBUTES, FILE_READ_DATA,
-                  FILE_WRITE_ATTRIBUTES, FILE_WRITE_DATA, LEASE_HANDLE, LEASE_READ, LEASE_WRITE,
-                  OPLOCK_BATCH, OPLOCK_BY_NAME, OPLOCK_EXCLUSIVE, OPLOCK_LEASE, OPLOCK_NONE,
-                  SYNCHRONIZE, FileInfo, FileOps, Handle, ns_to_filetime, ops_for)
+from .ops import (FILE_APPEND_DATA, FILE_CREATE, FILE_DIRECTORY_FILE, FILE_NON_DIRECTORY_FILE,
+                  FILE_OPEN, FILE_OPEN_IF, FILE_OVERWRITE_IF, FILE_READ_ATTRIBUTES,
+                  FILE_READ_DATA, FILE_SHARE_ALL, FILE_WRITE_ATTRIBUTES, FILE_WRITE_DATA,
+                  LEASE_HANDLE, LEASE_READ, LEASE_WRITE, OPLOCK_BATCH, OPLOCK_BY_NAME,
+                  OPLOCK_EXCLUSIVE, OPLOCK_LEASE, OPLOCK_NONE, SYNCHRONIZE, FileInfo, FileOps,
+                  Handle, ns_to_filetime, ops_for)
+from .srvcopy import copy_file
+from .watch import Watch
 
 log = logging.getLogger("smblayer")
 
@@ -181,6 +188,13 @@ class Tree:
     def _reconnect(self) -> None:
         if self.connected:
             self._connect()
+
+    def on_reconnect(self) -> None:
+        """Reconnect hook (public, overridable): called by the session's
+        ``on_reconnect`` after its new SESSION_SETUP, before the client is
+        ACTIVE again.  The default connects the tree again (new TreeId);
+        an override calls ``super().on_reconnect()`` first."""
+        self._reconnect()
 
     def disconnect(self) -> None:
         if not self.connected:
@@ -748,6 +762,103 @@ class Tree:
                 callback(raw.owner, new_level)
             except Exception:  # noqa: BLE001
                 log.exception("smblayer: on_break callback %r failed", callback)
+
+    # -- extension API: raw handles, IOCTL, watch, server-side copy -------------------
+
+    def open_handle(self, path="", *, access: Optional[int] = None,
+                    disposition: int = FILE_OPEN, create_options: int = 0,
+                    share_access: int = FILE_SHARE_ALL, attributes: int = 0,
+                    directory: bool = False) -> Handle:
+        """Open ``path`` and return its raw :class:`~smblayer.fs.ops.Handle`
+        (``.fid`` is the FileId): a file, a directory (``directory=True``)
+        or a named pipe on IPC$.  ``access`` defaults to listing/reading.
+        Close it with :meth:`close_handle`; a reconnect invalidates it
+        (``check_handle`` raises SmbConnectionError)."""
+        self._check_connected()
+        if directory:
+            create_options = (create_options | FILE_DIRECTORY_FILE) & ~FILE_NON_DIRECTORY_FILE
+        if access is None:
+            access = FILE_READ_DATA | FILE_READ_ATTRIBUTES | SYNCHRONIZE
+        return self.ops.open(normpath(path), access=access, disposition=disposition,
+                             create_options=create_options, share_access=share_access,
+                             attributes=attributes)
+
+    def close_handle(self, handle: Handle) -> None:
+        """CLOSE a handle from :meth:`open_handle` (nothing is sent for a
+        handle a reconnect already closed)."""
+        if handle.closed:
+            return
+        if not self.connected or handle.generation != self.client.generation:
+            handle.closed = True
+            return
+        try:
+            self.ops.close(handle)
+        except SmbStatusError as exc:
+            if exc.status not in (NtStatus.FILE_CLOSED, NtStatus.INVALID_HANDLE):
+                raise
+        except SmbConnectionError:
+            handle.closed = True
+
+    def open_pipe(self, name: str):
+        """Open the named pipe ``name`` (e.g. "srvsvc") on an IPC$ tree as an
+        unbuffered binary file (``read``/``write``; ``ioctl`` takes it too)."""
+        return self.open(name, "r+b", buffering=0)
+
+    def ioctl_task(self, target, ctl_code: int, input: bytes = b"", *,
+                   max_output: int = 65536, fsctl: bool = True) -> SmbTask:
+        """The IOCTL request for ``target`` (a Handle, a file from ``open``
+        or ``open_pipe``, or None for FSCTLs without a handle) as an SmbTask
+        (run it with ``client.run_task``).  A task bound to a handle is not
+        resent after a reconnect: the handle died with the connection."""
+        if self.client.dialect.is_smb1:
+            raise ValueError("IOCTL needs SMB 2.0.2 or later")
+        handle = _handle_of(target)
+        fid = handle.fid if handle is not None else NO_FILE_ID
+        if handle is not None:
+            self.check_handle(handle)
+        body = ioctl_request(ctl_code, fid, input, max_output=max_output, fsctl=fsctl)
+        client = self.client
+        reissue = None if handle is None else (
+            lambda task: handle.generation == client.generation and not handle.closed)
+        return SmbTask(Command.IOCTL, body, security=self.session, tree=self,
+                       path=handle.path if handle is not None else None,
+                       on_reissue=reissue)
+
+    def ioctl(self, target, ctl_code: int, input: bytes = b"", *, max_output: int = 65536,
+              fsctl: bool = True) -> bytes:
+        """Send an IOCTL/FSCTL (SMB2+) and return its output buffer."""
+        self._check_connected()
+        task = self.ioctl_task(target, ctl_code, input, max_output=max_output, fsctl=fsctl)
+        return parse_ioctl_response(self.client.run_task(task)).output
+
+    def watch(self, path="", recursive: bool = False, *,
+              completion_filter: int = FILE_NOTIFY_CHANGE_ALL, buffer_size: int = 65536):
+        """Watch directory ``path`` for changes (CHANGE_NOTIFY, SMB2+):
+        returns a :class:`~smblayer.fs.watch.Watch`; iterate it for
+        ``WatchEvent(action, path)``, ``close()`` it when done.  The watch
+        survives reconnects and then reports a "rescan" event."""
+        return Watch(self, path, recursive=recursive, completion_filter=completion_filter,
+                     buffer_size=buffer_size)
+
+    def copy(self, src, dst, *, dst_tree: Optional["Tree"] = None) -> int:
+        """Copy file ``src`` to ``dst`` (on ``dst_tree``, default this tree)
+        on the server (FSCTL_SRV_COPYCHUNK_WRITE), falling back to read +
+        write through the client where the server or dialect cannot.
+        Returns the bytes copied."""
+        return copy_file(self, src, dst_tree if dst_tree is not None else self, dst)
+
+
+def _handle_of(target) -> Optional[Handle]:
+    """The Handle behind ``target``: a Handle, an SmbRawFile, a buffered or
+    text wrapper of one, or None."""
+    if target is None or isinstance(target, Handle):
+        return target
+    for attr in ("buffer", "raw"):
+        while hasattr(target, attr) and not isinstance(target, SmbRawFile):
+            target = getattr(target, attr)
+    if isinstance(target, SmbRawFile):
+        return target.handle
+    raise TypeError(f"not a handle or an SMB file: {type(target).__name__}")
 
 
 class _BreakRouter:
