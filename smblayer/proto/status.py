@@ -69,7 +69,6 @@ class NtStatus(enum.IntEnum):
     INVALID_NETWORK_RESPONSE = 0xC00000C3
     FILE_NOT_AVAILABLE = 0xC0000467
     # More names, so a message shows a name rather than a number ([MS-ERREF] 2.3.1).
-    NOTIFY_CLEANUP = 0x0000010B
     MORE_ENTRIES = 0x00000105
     NO_MORE_ENTRIES = 0x8000001A
     ACCESS_VIOLATION = 0xC0000005
