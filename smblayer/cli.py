@@ -29,6 +29,7 @@ import fnmatch
 import getpass
 import glob
 import hashlib
+import inspect
 import io
 import json
 import logging
@@ -664,13 +665,10 @@ def _entries(tree, path: str, pattern: str = "*") -> List[Tuple[str, object]]:
     query) whose names match ``pattern`` (``*`` and ``?``, any case; dot
     names only for a pattern starting with ".").  The server matches the
     pattern where the fs takes one; the names are checked here too."""
-    if pattern == "*":
+    if pattern != "*" and "pattern" in inspect.signature(tree.scandir).parameters:
+        entries = tree.scandir(path, pattern)
+    else:                                 # everything (or an fs without patterns)
         entries = tree.scandir(path)
-    else:
-        try:
-            entries = tree.scandir(path, pattern)
-        except TypeError:                 # an fs without server-side patterns
-            entries = tree.scandir(path)
     lowered = pattern.lower()
     return [(e.name, e.stat()) for e in entries
             if pattern == "*" or (fnmatch.fnmatchcase(e.name.lower(), lowered) and
@@ -987,6 +985,8 @@ def _local_temp(dest: str) -> Iterator[BinaryIO]:
             break
         except FileExistsError:
             continue
+        except OSError as exc:            # name the destination, not the temporary file
+            raise OSError(exc.errno, exc.strerror, dest) from None
     try:
         with open(fd, "w+b") as local:
             yield local
