@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
-import fnmatch
 import getpass
 import glob
 import hashlib
@@ -651,36 +650,23 @@ def _isdir(st) -> bool:
 
 
 def _is_remote_dir(tree, path: str) -> bool:
-    if not path:
-        return True
-    try:
-        return _isdir(tree.stat(path))
-    except (FileNotFoundError, NotADirectoryError):
-        return False
+    return not path or tree.isdir(path)
 
 
 def _entries(tree, path: str, pattern: str = "*") -> List[Tuple[str, object]]:
-    """(name, stat) of the entries of directory ``path`` (one directory
-    query) whose names match ``pattern`` (``*`` and ``?``, any case; dot
-    names only for a pattern starting with ".").  The server matches the
-    pattern where the fs takes one; the names are checked here too."""
-    if pattern == "*":
-        entries = tree.scandir(path)
-    else:
-        try:
-            entries = tree.scandir(path, pattern)
-        except TypeError:                 # an fs without server-side patterns
-            entries = tree.scandir(path)
-    lowered = pattern.lower()
-    return [(e.name, e.stat()) for e in entries
-            if pattern == "*" or (fnmatch.fnmatchcase(e.name.lower(), lowered) and
-                                  (pattern.startswith(".") or not e.name.startswith(".")))]
+    """(name, stat) of the entries of directory ``path`` whose names match
+    ``pattern`` (``*`` and ``?``, any case, matched by the server in its
+    directory query; dot names only for a pattern starting with ".")."""
+    hidden_ok = pattern == "*" or pattern.startswith(".")
+    return [(e.name, e.stat()) for e in tree.scandir(path, pattern)
+            if hidden_ok or not e.name.startswith(".")]
 
 
 def _expand(tree, path: str, url: SmbUrl) -> List[Tuple[str, object]]:
     """(path, stat) of each remote path matching ``path``, whose components
     may hold ``*`` and ``?``; a plain path is just stat'ed.  Nothing there:
-    FileNotFoundError."""
+    FileNotFoundError.  (Like Tree.glob, but with each match's stat from the
+    directory query: get needs sizes and times, rm the type.)"""
     if not _has_wildcard(path):
         return [(path, tree.stat(path))]
     found: List[Tuple[str, object]] = [("", None)]
@@ -712,36 +698,14 @@ def _expand(tree, path: str, url: SmbUrl) -> List[Tuple[str, object]]:
     return sorted(result, key=lambda r: r[0].lower())
 
 
-def _walk(tree, top: str) -> Iterator[Tuple[str, List[Tuple[str, object]],
-                                            List[Tuple[str, object]]]]:
-    """Like os.walk, top-down: (dirpath, [(name, stat)] of directories,
-    [(name, stat)] of files), one directory query each."""
-    entries = _entries(tree, top)
-    dirs = [e for e in entries if _isdir(e[1])]
-    yield top, dirs, [e for e in entries if not _isdir(e[1])]
-    for name, _st in dirs:
-        yield from _walk(tree, posixpath.join(top, name))
+def _raise(exc: BaseException) -> None:
+    raise exc
 
 
-def _rmtree(tree, path: str) -> None:
-    rmtree = getattr(tree, "rmtree", None)
-    if rmtree is not None:
-        rmtree(path)
-        return
-    walked = list(_walk(tree, path))
-    for dirpath, _dirs, files in walked:
-        for name, _st in files:
-            tree.remove(posixpath.join(dirpath, name))
-    for dirpath, _dirs, _files in reversed(walked):
-        tree.rmdir(dirpath)
-
-
-def _set_remote_times(tree, path: str, atime: float, mtime: float) -> None:
-    utime = getattr(tree, "utime", None)
-    if utime is None:
-        log.debug("this fs has no Tree.utime: the times of %s are not set", path)
-        return
-    utime(path, (atime, mtime))
+def _walk(tree, top: str):
+    """Tree.walk_entries, top-down, failing on a directory it cannot list
+    (a copy must not skip it silently)."""
+    return tree.walk_entries(top, onerror=_raise)
 
 
 # ---------------------------------------------------------------------------
@@ -926,8 +890,9 @@ def _get_jobs(args, tree, url: SmbUrl, sources: List[Tuple[str, object]], dest: 
             rel = posixpath.relpath(dirpath, path) if path else dirpath
             local_dir = os.path.normpath(os.path.join(target, *rel.split("/")))
             dirs.append(local_dir)
-            for fname, fst in files:
-                jobs.append(_Job(posixpath.join(dirpath, fname), os.path.join(local_dir, fname),
+            for entry in files:
+                fst = entry.stat()
+                jobs.append(_Job(entry.path, os.path.join(local_dir, entry.name),
                                  fst.st_size, fst.st_atime, fst.st_mtime))
     return dirs, jobs
 
@@ -989,6 +954,8 @@ def _local_temp(dest: str) -> Iterator[BinaryIO]:
             break
         except FileExistsError:
             continue
+        except OSError as exc:            # name the destination, not the temporary file
+            raise OSError(exc.errno, exc.strerror, dest) from None
     try:
         with open(fd, "w+b") as local:
             yield local
@@ -1142,7 +1109,7 @@ def _put_file(tree, local: BinaryIO, path: str, size: Optional[int], bar, *,
         if verify and _local_digest(local) != _remote_digest(tree, temp):
             raise VerifyError(getattr(local, "name", "stdin"), path)
         if times is not None:
-            _set_remote_times(tree, temp, *times)
+            tree.utime(temp, times)
         tree.replace(temp, path)
     except BaseException as exc:
         if not resume or isinstance(exc, VerifyError):
@@ -1194,7 +1161,7 @@ def cmd_rm(args) -> int:
                 if not _isdir(st):
                     tree.remove(match)
                 elif args.recursive:
-                    _rmtree(tree, match)
+                    tree.rmtree(match)
                 else:
                     raise IsADirectoryError(errno.EISDIR, "Is a directory (rm -r removes "
                                             "directories)", args.current_url)
@@ -1262,7 +1229,7 @@ def cmd_du(args) -> int:
         order: List[str] = []
         for dirpath, _dirs, files in _walk(tree, path) if _is_remote_dir(tree, path) else ():
             order.append(dirpath)
-            totals[dirpath] = sum(st.st_size for _n, st in files)
+            totals[dirpath] = sum(entry.stat().st_size for entry in files)
         if not order:                                  # a file
             show(tree.stat(path).st_size, str(url))
             continue
