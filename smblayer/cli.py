@@ -1598,9 +1598,11 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_ls_shares(args) -> int:
     """``ls //host[:port]``: the shares, like ``smbclient -L``."""
     url = parse_url(args.url, need_share=False)
-    user, password, domain = _credentials(args)
-    shares = fs.list_shares(url.host, user, password, port=url.port, encrypt=args.encrypt,
-                            domain=domain, require_signing=True if args.sign else None,
+    cred = _credentials(args)
+    shares = fs.list_shares(url.host, cred.user, cred.password, port=url.port,
+                            encrypt=args.encrypt, domain=cred.domain,
+                            auth_protocol=cred.auth,
+                            require_signing=True if args.sign else None,
                             **_client_options(args))
     print(f"{'Sharename':<15} {'Type':<9} Comment")
     print(f"{'---------':<15} {'----':<9} -------")
