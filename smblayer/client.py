@@ -688,8 +688,13 @@ class SmbClient:
         client is not ACTIVE."""
         try:
             self._send(task, park=True)
-        except BaseException as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001
             self._fail_task(task, exc)
+        except BaseException:
+            # Ctrl-C while the caller's own thread was sending: the request
+            # is cancelled and the interrupt reaches the caller.
+            self._abandon(task, SmbCancelledError("request interrupted"))
+            raise
 
     def _send_nowait(self, task: SmbTask) -> None:
         """Send ``task`` now or not at all (keepalive): no credit wait."""
