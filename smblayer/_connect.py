@@ -28,7 +28,7 @@ import os
 import socket
 import threading
 import time
-from typing import List, Optional
+from typing import Optional
 
 from .errors import (SmbConnectionError, SmbError, SmbNegotiateError, SmbTimeoutError,
                      SmbNegotiateRefusedError, SmbProtocolError)

@@ -66,15 +66,19 @@ from .config import Dialect, DialectRange, ReconnectPolicy, TimeoutPolicy
 from .errors import (SmbCancelledError, SmbClosedError, SmbConnectionError, SmbError,
                      SmbProtocolError, SmbTimeoutError, status_error)
 from .iod import SmbIod
+from .proto import smb1, smb2
 from .proto.framing import MAX_FRAME
 from .proto.negotiate import NegotiateResult
 from .proto.status import is_error
 from .registry import _registry as _REGISTRY
 from .stats import ClientStats, command_name
-from .task import (FINAL_STATES, IN_FLIGHT, IllegalTransition, Reply, SmbTask, TaskState,
+from .task import (IllegalTransition, Reply, SmbTask, TaskState,
                    can_move, move)
 
 log = logging.getLogger("smblayer")
+
+_SMB1_COMMANDS = frozenset(int(c) for c in smb1.Command)
+_SMB2_LAST_COMMAND = max(smb2.Command)
 
 MAX_SENDS = 5                # a request is sent at most this often across reconnects
 CLOSE_WAIT = 2.0             # how long close() waits for threads to stop
@@ -283,7 +287,14 @@ class SmbClient:
         task._parking.acquire()
         try:
             while True:
-                self._send(task, limit)
+                reader = self._fast_reader(limit)
+                try:
+                    self._send(task, limit)
+                    if reader is not None and task.generation == reader.generation:
+                        reader.demux.read_for(task)
+                finally:
+                    if reader is not None:
+                        reader.demux.release_reader_role()
                 if not self._park(task, limit):
                     raise SmbTimeoutError(f"{self.command_name(task.command)}: no reply "
                                           f"within {wait:g} s; abandoned")
@@ -300,6 +311,15 @@ class SmbClient:
             self._abandon(task, error)
             raise self._annotate(exc, task) if isinstance(exc, SmbError) else exc
         return self._finish(task)
+
+    def _fast_reader(self, limit: Optional[float]) -> Optional[_Connection]:
+        """The connection whose reader role this caller took (caller fast
+        path: nothing else in flight), or None."""
+        conn = self._conn
+        if limit is not None or conn is None or conn.demux is None or conn.lost or \
+                self._inflight.pending or self.state is not ClientState.ACTIVE:
+            return None
+        return conn if conn.demux.take_reader_role() else None
 
     def _is_teardown(self, task: SmbTask) -> bool:
         conn = self._conn
@@ -502,11 +522,21 @@ class SmbClient:
         if not isinstance(task, SmbTask):
             raise TypeError(f"expected an SmbTask, not {type(task).__name__}")
         if task.state is not TaskState.NEW:
-            if task.state not in FINAL_STATES:
+            if not task.state.final:
                 raise ValueError("task is already running")
             move(task, TaskState.NEW)
         conn = self._conn
         limit = conn.wire.max_request if conn is not None else MAX_FRAME
+        if conn is not None:
+            # A command the dialect does not have makes the server hang up
+            # (and the request would be resent after every reconnect).
+            if conn.wire.is_smb1:
+                if task.command not in _SMB1_COMMANDS:
+                    raise ValueError(f"command 0x{task.command:02x} is not an SMB1 command "
+                                     "this client speaks (the connection is SMB1)")
+            elif task.command > _SMB2_LAST_COMMAND:
+                raise ValueError(f"command 0x{task.command:02x} does not exist in "
+                                 f"{conn.negotiated.dialect.name}")
         if task.payload_size + 256 > limit:
             raise ValueError(f"request of {task.payload_size} bytes exceeds the "
                              f"{limit}-byte frame limit of this dialect")
@@ -532,13 +562,13 @@ class SmbClient:
         return None instead."""
         conn = self._conn
         if self.state is ClientState.ACTIVE and conn is not None and not conn.lost and \
-                task.state not in FINAL_STATES:
+                not task.state.final:
             return conn          # the common case, without the state lock
         in_recovery = threading.get_ident() == self._connector.ident
         with self._state_cond:
             gave_up = self._gave_up
             while True:
-                if task.state in FINAL_STATES:
+                if task.state.final:
                     raise task.error or SmbCancelledError("request cancelled")
                 if self._gave_up != gave_up:
                     raise self._reconnect_pending_error
@@ -580,14 +610,17 @@ class SmbClient:
                 self._state_cond.wait(remaining)
 
     def _charge(self, conn: _Connection, task: SmbTask) -> int:
-        """Set the task's CreditCharge; return the credits it consumes.  The
-        send payload is what follows the fixed body (body[0]): the WRITE
-        data, the IOCTL input ([MS-SMB2] 3.2.4.1.5)."""
-        from .proto.credits import credits_needed
-        body = task.body
-        task.credit_charge = conn.wire.charge(
-            task.command, task.payload_size - len(body[0]) if body else 0,
-            task.expected_response)
+        """Set the task's CreditCharge; return the credits it consumes: from
+        max(send payload, expected response) ([MS-SMB2] 3.2.4.1.5), both read
+        from the whole body whatever its split (``request_sizes``)."""
+        from .proto.credits import credits_needed, request_sizes
+        wire = conn.wire
+        if wire.is_smb1:
+            task.credit_charge = wire.charge(task.command, 0, 0)
+        else:
+            send, expected = request_sizes(task.command, task.body, task.expected_response,
+                                           task.payload_size)
+            task.credit_charge = wire.charge(task.command, send, expected)
         task.send_credits = credits_needed(task.credit_charge)
         return task.send_credits
 
@@ -604,14 +637,14 @@ class SmbClient:
     def _take_credits(self, conn: _Connection, tasks: Sequence[SmbTask], need: int) -> None:
         def abort() -> bool:
             return self.state is ClientState.CLOSED or conn.lost or \
-                any(t.state in FINAL_STATES for t in tasks)
+                any(t.state.final for t in tasks)
         try:
             self._credits.take(need, tasks[0].priority, abort)
         except CreditsAborted:
             if self.state is ClientState.CLOSED:
                 raise SmbClosedError("client closed") from None
             for task in tasks:
-                if task.state in FINAL_STATES:
+                if task.state.final:
                     raise task.error or SmbCancelledError("request cancelled") from None
             raise Retry() from None
 
@@ -655,8 +688,13 @@ class SmbClient:
         client is not ACTIVE."""
         try:
             self._send(task, park=True)
-        except BaseException as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001
             self._fail_task(task, exc)
+        except BaseException:
+            # Ctrl-C while the caller's own thread was sending: the request
+            # is cancelled and the interrupt reaches the caller.
+            self._abandon(task, SmbCancelledError("request interrupted"))
+            raise
 
     def _send_nowait(self, task: SmbTask) -> None:
         """Send ``task`` now or not at all (keepalive): no credit wait."""
@@ -810,7 +848,7 @@ class SmbClient:
     def _fail_task(self, task: SmbTask, error: BaseException) -> None:
         """A send failed outside the MID table: fail the task and wake it."""
         with self._inflight.lock:
-            if task.state in FINAL_STATES:
+            if task.state.final:
                 return self._wake(task)
             move(task, TaskState.FAILED)
             task.error = error
@@ -835,15 +873,17 @@ class SmbClient:
         """Stop waiting for ``task``: its MessageId stays reserved until the
         late reply arrives (then discarded), and the server gets a CANCEL."""
         with self._inflight.lock:
-            if task.state in FINAL_STATES:
+            if task.state.final:
                 return False
-            was_sent = task.state in IN_FLIGHT
+            was_sent = task.state.in_flight
             move(task, TaskState.CANCELLED)
             task.error = error
             task.cancel_requested = True
             conn = self._conn
         if was_sent and conn is not None and conn.generation == task.generation:
             self._iod.call_soon(self._sender.cancel, conn, task)
+            if conn.demux is not None:
+                conn.demux.kick()           # a caller reading for it stops
         self._credits.wake_all()
         with self._state_cond:
             if task in self._waiting:
@@ -900,7 +940,7 @@ class SmbClient:
             self._liveness.soft_expired = False
             waiting, self._waiting = self._waiting, []
         for task in waiting:
-            if task.state not in FINAL_STATES:
+            if not task.state.final:
                 self._iod.call_soon(self._send_async, task)
         if reconnected:
             for fn in list(self._active_handlers):
@@ -939,7 +979,7 @@ class SmbClient:
         woken = []
         with self._inflight.lock:
             for task in self._inflight.take_generation(conn.generation):
-                if task.state in FINAL_STATES:
+                if task.state.final:
                     continue
                 failure = self._reissue_refusal(task, error)
                 if failure is not None:
@@ -1029,8 +1069,8 @@ class SmbClient:
             waiting, self._waiting = self._waiting, []
             self._state_cond.notify_all()
         with self._inflight.lock:
-            tasks = [t for t in self._inflight.take_all() if t.state not in FINAL_STATES]
-            tasks += [t for t in waiting if t.state not in FINAL_STATES]
+            tasks = [t for t in self._inflight.take_all() if not t.state.final]
+            tasks += [t for t in waiting if not t.state.final]
             for task in tasks:
                 move(task, TaskState.FAILED)
                 task.error = error

@@ -77,7 +77,7 @@ class SmbRawFile(io.RawIOBase):
         super().__init__()
         self._tree = tree
         self._handle = handle
-        self.name = handle.path
+        self.name = handle.path.replace("\\", "/")
         self.mode = mode
         self._readable = readable
         self._writable = writable
@@ -581,7 +581,10 @@ class SmbRawFile(io.RawIOBase):
     def close(self) -> None:
         """Flush (a failed write raises here), then CLOSE the handle.  With
         writes in flight the CLOSE is sent right behind them (the server
-        completes a handle's writes before closing it): one round trip."""
+        completes a handle's writes before closing it): one round trip.
+        Not on SMB1: Samba 4.17's smbd crashes (close_file_smb, SIGSEGV) on
+        an SMB1 CLOSE that arrives while asynchronous writes on the handle
+        are pending."""
         with self._close_lock:
             if self.closed:
                 return

@@ -6,13 +6,40 @@ and sends back whatever it returns until the exchange is done; afterwards
 :attr:`Authenticator.session_key` is the GSS session key from which the SMB
 keys are derived (see :mod:`smblayer.security.kdf`).  The password is handed
 to pyspnego once and never stored, logged or shown here.
+
+``protocol`` is one of :data:`AUTH_PROTOCOLS`: "negotiate" (SPNEGO: Kerberos
+when a ticket or a Kerberos password is usable, else NTLM), "kerberos"
+(Kerberos only, never NTLM) or "ntlm" (raw NTLMSSP, no SPNEGO wrapping).
+
+SPNEGO over NTLM must send a mechListMIC, which is an NTLM signature; a
+server whose NTLM CHALLENGE does not offer NTLMSSP_NEGOTIATE_SIGN (impacket's
+SMB1 server) makes that impossible and pyspnego gives up.  Samba's client
+leaves the MIC out then; here :class:`NtlmWithoutIntegrity` tells the
+session layer to authenticate again with raw NTLMSSP (see fs.session).
 """
 from __future__ import annotations
 
 import struct
 from typing import Optional
 
-__all__ = ["Authenticator", "AnonymousAuthenticator", "authenticator"]
+__all__ = ["AUTH_PROTOCOLS", "Authenticator", "AnonymousAuthenticator", "NtlmWithoutIntegrity",
+           "authenticator", "check_auth_protocol"]
+
+#: the values of ``auth_protocol`` (fs.connect, fs.Session)
+AUTH_PROTOCOLS = ("negotiate", "kerberos", "ntlm")
+
+
+def check_auth_protocol(protocol: str) -> str:
+    """``protocol`` if it is one of :data:`AUTH_PROTOCOLS`, else ValueError."""
+    if protocol not in AUTH_PROTOCOLS:
+        raise ValueError(f"auth_protocol must be one of {', '.join(AUTH_PROTOCOLS)}; "
+                         f"got {protocol!r}")
+    return protocol
+
+
+class NtlmWithoutIntegrity(Exception):
+    """SPNEGO chose NTLM, but the server's NTLM does not negotiate signing,
+    so no mechListMIC can be sent: authenticate with raw NTLM instead."""
 
 
 class Authenticator:
@@ -22,15 +49,16 @@ class Authenticator:
 
     def __init__(self, username: Optional[str], password: Optional[str], hostname: str,
                  protocol: str = "negotiate", domain: Optional[str] = None) -> None:
-        if not username:
-            # pyspnego (<= 0.12) has no anonymous NTLM initiator.
+        self.protocol = check_auth_protocol(protocol)
+        if not username and protocol != "kerberos":
+            # pyspnego (<= 0.12) has no anonymous NTLM initiator; Kerberos
+            # without a user name takes the ticket cache's principal.
             raise ValueError("anonymous authentication is not supported by pyspnego; "
                              "give a username")
-        if domain and "\\" not in username and "@" not in username:
+        if username and domain and "\\" not in username and "@" not in username:
             username = f"{domain}\\{username}"
         self.username = username
         self.hostname = hostname
-        self.protocol = protocol
         import spnego         # imported on first use: it costs ~50 ms at start-up
         self._ctx = spnego.client(username, password, hostname=hostname, service="cifs",
                                   protocol=protocol)
@@ -40,8 +68,19 @@ class Authenticator:
                 f"protocol={self.protocol!r})")
 
     def step(self, in_token: Optional[bytes] = None) -> Optional[bytes]:
-        """Process the server's token (None to start); return the token to send, if any."""
-        return self._ctx.step(in_token)
+        """Process the server's token (None to start); return the token to send, if any.
+        Raises :class:`NtlmWithoutIntegrity` (SPNEGO only) as described above."""
+        from spnego import ContextReq
+        from spnego.exceptions import OperationNotAvailableError
+        try:
+            return self._ctx.step(in_token)
+        except OperationNotAvailableError:
+            if self.protocol == "negotiate" and self._ctx.negotiated_protocol == "ntlm" \
+                    and not self._ctx.context_attr & ContextReq.integrity:
+                raise NtlmWithoutIntegrity(
+                    "the server's NTLM does not negotiate signing, so SPNEGO cannot send "
+                    "its mechListMIC") from None
+            raise
 
     @property
     def complete(self) -> bool:
@@ -110,7 +149,8 @@ class AnonymousAuthenticator:
 
 def authenticator(username: Optional[str], password: Optional[str], hostname: str,
                   protocol: str = "negotiate", domain: Optional[str] = None):
-    """An Authenticator, or an AnonymousAuthenticator when there is no user."""
-    if not username:
+    """An Authenticator, or an AnonymousAuthenticator when there is no user
+    (except for Kerberos, which then uses the ticket cache's principal)."""
+    if not username and check_auth_protocol(protocol) != "kerberos":
         return AnonymousAuthenticator()
     return Authenticator(username, password, hostname, protocol=protocol, domain=domain)

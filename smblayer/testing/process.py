@@ -124,14 +124,35 @@ class PythonChild:
         self.kill()
 
 
+def _proc_state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "X"          # gone
+
+
+def _wait_stopped(pids: Sequence[int], timeout: float) -> None:
+    """SIGSTOP takes effect asynchronously: wait (bounded) until the kernel
+    shows every process stopped ("T") or gone."""
+    tick = threading.Event()
+    deadline = time.monotonic() + timeout
+    while any(_proc_state(pid) not in ("T", "t", "X", "Z") for pid in pids):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"processes {list(pids)} did not stop within {timeout:g} s")
+        tick.wait(0.002)
+
+
 @contextlib.contextmanager
 def frozen(*pids: int) -> Iterator[None]:
-    """SIGSTOP ``pids``; SIGCONT them when the block ends, however it ends."""
+    """SIGSTOP ``pids`` (returning once they are stopped); SIGCONT them when
+    the block ends, however it ends."""
     stopped = []
     try:
         for pid in pids:
             os.kill(pid, signal.SIGSTOP)
             stopped.append(pid)
+        _wait_stopped(stopped, 5.0)
         yield
     finally:
         for pid in stopped:

@@ -69,14 +69,17 @@ def close_quietly(tree) -> None:
 # 1. Reconnect deadlock
 
 
-def test_reconnect_with_64_async_calls_and_a_session_completes(server):
-    """fs session behind a proxy, hard mode: refuse + reset, 64 echo_async()
-    and 4 threads of path-based calls while RECONNECTING, heal: everything
-    completes.  (Writes through files opened before the outage need durable
-    handles and are not part of this test.)"""
+@pytest.mark.parametrize("mode", ["hard", "soft"])
+def test_reconnect_with_64_async_calls_and_a_session_completes(server, mode):
+    """fs session behind a proxy: refuse + reset, 64 echo_async() and 4
+    threads of path-based calls while RECONNECTING, heal: everything
+    completes (hard mode used to stay RECONNECTING forever; soft mode failed
+    every call after timeout + soft_timeout although the server was back).
+    Writes through files opened before the outage need durable handles and
+    are not part of this test."""
     (server.share_path("share") / "here.txt").write_bytes(b"x" * 10)
     with FaultProxy(server.host, server.port) as proxy:
-        tree = connect(server, proxy.port, timeouts=TimeoutPolicy(mode="hard"),
+        tree = connect(server, proxy.port, timeouts=TimeoutPolicy(mode=mode),
                        reconnect=QUICK_RECONNECT)
         client = tree.client
         threads = []
@@ -88,18 +91,23 @@ def test_reconnect_with_64_async_calls_and_a_session_completes(server):
             futures = [client.echo_async() for _ in range(64)]
             results, errors = [], []
 
-            def path_calls():
+            data = os.urandom(8 * 1024 * 1024)
+
+            def path_calls(i):
                 try:
                     results.append(tree.stat("here.txt").st_size)
                     results.append(len(tree.listdir("")))
+                    if i < 2:           # two 8 MiB writes, opened after the outage began
+                        tree.write_bytes(f"big{i}.bin", data)
                 except BaseException as exc:  # noqa: BLE001
                     errors.append(exc)
-            threads = [threading.Thread(target=path_calls, daemon=True) for _ in range(4)]
+            threads = [threading.Thread(target=path_calls, args=(i,), daemon=True)
+                       for i in range(4)]
             for t in threads:
                 t.start()
             proxy.refuse(False)
             done, not_done = concurrent.futures.wait(futures, timeout=20)
-            deadline = time.monotonic() + 5
+            deadline = time.monotonic() + 10
             for t in threads:
                 t.join(max(0.0, deadline - time.monotonic()))
             assert not not_done, (f"{len(not_done)} of 64 echo_async() calls never completed; "
@@ -108,6 +116,8 @@ def test_reconnect_with_64_async_calls_and_a_session_completes(server):
             assert not any(t.is_alive() for t in threads), "path-based calls still blocked"
             assert not errors, errors
             assert results.count(10) == 4
+            for i in range(2):
+                assert (server.share_path("share") / f"big{i}.bin").read_bytes() == data
             assert client.stats()["_client"]["reconnects"] == 1
         finally:
             close_quietly(tree)
@@ -258,12 +268,13 @@ def test_cli_get_soft_timeout_on_frozen_server_fails_within_bound(server, tmp_pa
             with frozen(*server_pids(server)):
                 assert cli.proc.poll() is None, f"the CLI ended early: {cli.stderr[-2000:]}"
                 start = time.monotonic()
-                code = cli.wait_exit(bound + SLACK + 20)
+                code = cli.wait_exit(bound + SLACK)
                 elapsed = time.monotonic() - start
                 cli.kill()
-            assert code not in (None, 0), (code, cli.stderr[-2000:])
-            assert elapsed <= bound + SLACK, \
-                f"'get --timeout 3' failed after {elapsed:.1f} s, bound {bound:g} s" + cli.stderr[-3000:]
+            assert code is not None, \
+                f"'get --timeout 3' still running {elapsed:.1f} s after the freeze, " \
+                f"bound {bound:g} s: {cli.stderr[-2000:]}"
+            assert code != 0, cli.stderr[-2000:]
 
 
 # ---------------------------------------------------------------------------
