@@ -45,7 +45,7 @@ from typing import Callable, Deque, Iterable, Optional, Set, Tuple
 
 from ..client import TEARDOWN_WAIT
 from ..errors import (SmbCancelledError, SmbConnectionError, SmbError, SmbStatusError,
-                      SmbTimeoutError)
+                      SmbTimeoutError, status_error)
 from ..proto.status import NtStatus
 from ..task import SmbTask, TaskState
 from .ops import FILE_OPEN, Handle
@@ -92,6 +92,8 @@ class SmbRawFile(io.RawIOBase):
         self._lost: Optional[SmbConnectionError] = None
         self._lost_reported = False            # the caller has seen _lost: close quietly
         self._closing = None                   # builder of a CLOSE sent behind writes
+        self._last_write = False               # set by the buffered wrapper's close
+        self._tail: Optional[Tuple[int, bytes]] = None   # a last WRITE to send with the CLOSE
         self._write_end = -1                   # where the last queued write ends
         self._written = False                  # we changed the file: no reopen by path
         # write-behind, under _write_lock (a writer and a break's flush may race)
@@ -449,6 +451,16 @@ class SmbRawFile(io.RawIOBase):
         view = memoryview(data).cast("B")
         if not len(view):
             return 0
+        if self._last_write and not self._writes and self._tail is None and \
+                not self._append and len(view) <= self._tree.io_write_size and \
+                self._ops.compound_close and not _on_smbiod():
+            # The buffered wrapper is closing and this fits one WRITE: it goes
+            # out with the CLOSE as one compound (one round trip).
+            self._written = True
+            self._tail = (self._pos, bytes(view))
+            self._pos = self._write_end = self._pos + len(view)
+            self._size = max(self._size, self._pos)
+            return len(view)
         self._drop_read_ahead()
         self._next_read = -1
         offset = self._size if self._append else self._pos
@@ -590,6 +602,9 @@ class SmbRawFile(io.RawIOBase):
                 return
             closing = None
             try:
+                if self._tail is not None:
+                    self._close_with_tail()
+                    return
                 if self._writes and self._ops.close_behind_writes and not _on_smbiod() and \
                         self._open_on_server() and \
                         all(task.state in _ON_THE_WIRE for _f, task, _n in self._writes):
@@ -602,6 +617,32 @@ class SmbRawFile(io.RawIOBase):
                 self._drop_read_ahead()
                 self._writes.clear()
                 self._finish_close(closing)
+
+    def _close_with_tail(self) -> None:
+        """WRITE the tail and CLOSE in one compound; a failed WRITE raises
+        once the handle is closed."""
+        offset, data = self._tail
+        self._tail = None
+        super().close()                     # marks closed (nothing else in flight)
+        ops = self._ops
+        write = self._build(lambda h: ops.write_task(h, offset, data, any_status=True))
+        close = self._build(ops.close_task)
+        close.ok_statuses = write.ok_statuses       # both replies are looked at here
+        try:
+            try:
+                written, closed = self._client.run_compound((write, close), related=False)
+            except BaseException as exc:
+                self._raise(self._failure(exc))
+            if not closed.status:
+                ops.close_done(self._handle, closed)
+            if written.status:
+                raise status_error(written.status, "WRITE", self.name)
+            self._check_written(ops.parse_write(written), len(data))
+        finally:
+            self._settled(write)
+            self._settled(close)
+            self._handle.closed = True
+            self._tree._forget_file(self)
 
     def _open_on_server(self) -> bool:
         return self._lost is None and not self._handle.closed and self._tree.connected
@@ -798,9 +839,11 @@ class _WriteBehindBuffer:
         raw = self.raw
         if raw.closed:
             return
+        raw._last_write = True       # what the flush hands over may go with the CLOSE
         try:
             super().flush()
         finally:
+            raw._last_write = False
             raw.close()
 
 

@@ -234,6 +234,9 @@ class FileOps:
     # Whether a CLOSE may follow WRITEs still in flight on the same handle
     # (the server finishes the writes first).
     close_behind_writes = False
+    # Whether close() may send a last small WRITE and the CLOSE as one
+    # compound (write_task(..., any_status=True), run_compound).
+    compound_close = False
 
     def close_task(self, handle: Handle):
         """The CLOSE request (to send behind the file's last writes)."""

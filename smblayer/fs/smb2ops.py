@@ -236,6 +236,7 @@ class Smb2FileOps(FileOps):
                                                      durable)))
             elif oplock in (OPLOCK_BATCH, OPLOCK_LEASE):
                 contexts.append((b"DHnQ", bytes(16)))
+        if durable is not None:
             contexts.append((b"QFid", b""))     # the file id: proof of identity later
         contexts = _pack_contexts(contexts)
         name_off = _BODY + _CREATE.size
@@ -295,6 +296,7 @@ class Smb2FileOps(FileOps):
         self.close_done(handle, self.client.run_task(self.close_task(handle)))
 
     close_behind_writes = True      # Samba defers an SMB2 CLOSE until the writes are done
+    compound_close = True           # a last WRITE and the CLOSE as one compound
 
     def close_task(self, handle: Handle) -> SmbTask:
         return self._task(Command.CLOSE, (_CLOSE.pack(24, CLOSE_FLAG_POSTQUERY_ATTRIB, 0,
@@ -371,10 +373,16 @@ class Smb2FileOps(FileOps):
         close.ok_statuses = _ANY_STATUS
         return close
 
-    def write_task(self, handle: Handle, offset: int, data) -> SmbTask:
+    def write_task(self, handle: Handle, offset: int, data,
+                   any_status: bool = False) -> SmbTask:
+        """``any_status``: the reply completes the task whatever its status
+        (a compound's caller checks it)."""
         body = _WRITE.pack(49, _BODY + _WRITE.size, len(data), offset, handle.fid, 0, 0, 0,
                            0, 0)
-        return self._task(Command.WRITE, (body, data), handle.path)
+        task = self._task(Command.WRITE, (body, data), handle.path)
+        if any_status:
+            task.ok_statuses = _ANY_STATUS
+        return task
 
     def parse_write(self, reply: Reply) -> int:
         _check_size(reply, _WRITE_RESP, "WRITE")

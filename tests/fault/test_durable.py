@@ -274,6 +274,11 @@ def test_full_disk_raises_at_write_flush_or_close(small_share, dialect):
         assert info.value.status == NtStatus.DISK_FULL
         assert "big.bin" in str(info.value)
         assert f.closed
+        with pytest.raises(SmbStatusError) as info:      # a small file: WRITE + CLOSE
+            with tree.open("small.bin", "wb") as g:       # as one compound at close
+                g.write(DATA[:64 * 1024])
+        assert info.value.status == NtStatus.DISK_FULL and "small.bin" in str(info.value)
+        assert g.closed
         tree.remove("big.bin")              # the client is usable afterwards
         tree.write_bytes("ok.bin", b"fine")
         assert tree.read_bytes("ok.bin") == b"fine"
