@@ -237,8 +237,13 @@ def main() -> int:
         medians = {name: median(v) for name, v in rounds.items()}
 
         threads = bench_echo_threads(client, args.threads, args.duration)
-        sp_threads = bench_echo_threads(sp_conn, args.threads, args.duration) \
-            if sp_conn is not None else None     # smbprotocol's Connection.echo()
+        sp_threads = None
+        if sp_conn is not None:
+            # smbprotocol fails a request when no credit is left ("requires 1
+            # credits but only 0"): grow its window first, single-threaded.
+            for _ in range(4):
+                sp_conn.echo(credit_request=64)
+            sp_threads = bench_echo_threads(sp_conn, args.threads, args.duration)
         async_ = bench_echo_async(client, 64, args.duration)
         time.sleep(1.0)
         busy_threads = sorted(t.name for t in threading.enumerate()

@@ -176,7 +176,7 @@ def test_killed_child_refuses_reclaim_reader_reopened_writer_fails(samba_factory
         head = reader.read(MiB)
         writer.write(DATA[:MiB])
         writer.flush()
-        pid = server.connection_child(tree.client._conn.sock.getsockname()[1], timeout=5)
+        pid = server.connection_child(tree.client.local_address[1], timeout=5)
         assert pid
         os.kill(pid, signal.SIGKILL)
         assert head + reader.read() == DATA[:4 * MiB]

@@ -27,7 +27,7 @@ QUICK_RECONNECT = ReconnectPolicy(initial_delay=0.05, max_delay=0.5)
 
 
 def serving_child(server, client) -> int:
-    pid = server.connection_child(client._conn.sock.getsockname()[1], timeout=5.0)
+    pid = server.connection_child(client.local_address[1], timeout=5.0)
     assert pid, "no smbd child found for the client's connection"
     return pid
 

@@ -121,8 +121,7 @@ def _join_client_threads(client, timeout):
 
 
 def _wait_state(client, state, timeout=5.0) -> bool:
-    with client._state_cond:
-        return client._state_cond.wait_for(lambda: client.state is state, timeout)
+    return client.wait_for_state(state, timeout)
 
 
 def _wait_connector_done(client, timeout=5.0):

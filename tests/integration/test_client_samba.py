@@ -327,7 +327,7 @@ def test_fork_child_gets_new_client(samba):
     parent = smblayer.get_client(samba.host, samba.port, **opts)
     try:
         parent.echo()
-        parent_port = parent._conn.sock.getsockname()[1]
+        parent_port = parent.local_address[1]
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:                                   # child
@@ -347,7 +347,7 @@ def test_fork_child_gets_new_client(samba):
                 report["refcount"] = child.refcount
                 report["dialect"] = child.dialect.name
                 report["rtt"] = child.echo()
-                report["local_port"] = child._conn.sock.getsockname()[1]
+                report["local_port"] = child.local_address[1]
                 report["generation"] = child.generation
                 child.release()
                 report["child_state"] = child.state.value
@@ -380,7 +380,7 @@ def test_fork_child_gets_new_client(samba):
         assert report["child_state"] == "closed"
         # the parent is untouched
         assert parent.state is ClientState.ACTIVE
-        assert parent._conn.sock.getsockname()[1] == parent_port
+        assert parent.local_address[1] == parent_port
         for _ in range(20):
             parent.echo()
         assert smblayer.get_client(samba.host, samba.port, **opts) is parent
@@ -400,7 +400,7 @@ def test_close_wakes_callers_blocked_on_stopped_server(samba_factory):
     stopped = None
     try:
         client.echo()
-        child = srv.connection_child(client._conn.sock.getsockname()[1])
+        child = srv.connection_child(client.local_address[1])
         assert child is not None, "cannot find the smbd child serving our connection"
         os.kill(child, signal.SIGSTOP)
         stopped = child
