@@ -340,7 +340,10 @@ class SmbRawFile(io.RawIOBase):
             eof = n < len(view) - done
             done += n
         self._next_read = offset + done
-        if not eof and self._sequential >= _READ_AHEAD_AFTER and not _on_smbiod():
+        # Read ahead for sequential calls too small to fill the pipeline
+        # themselves (a big call pipelines its own chunks, placed in its buffer).
+        if not eof and self._sequential >= _READ_AHEAD_AFTER and not _on_smbiod() and \
+                len(view) < self.max_in_flight * self._tree.io_read_size:
             self._read_ahead(offset + done)
         return done
 

@@ -959,6 +959,19 @@ class _BreakRouter:
             log.warning("smblayer: bad break notification: %s", exc)
             return
         entry = self._find((kind, key))
+        if entry is None and kind == "lease":
+            # A lease of ours without an open file: typically a durable open
+            # lost across a reconnect that the server still keeps for our
+            # ClientGuid.  Unacknowledged, it would hold up the opener that
+            # caused the break (35 s on Samba), so acknowledge it.
+            log.debug("smblayer: lease break for no open file; acknowledged")
+            orphan = Handle(bytes(16), "", FileInfo(), OPLOCK_LEASE, lease_key=key,
+                            lease_state=LEASE_READ | LEASE_HANDLE | LEASE_WRITE)
+            try:
+                trees[0].ops.ack_break(orphan, new_level)
+            except SmbError as exc:
+                log.debug("smblayer: acknowledging an orphan lease break failed: %s", exc)
+            return
         if entry is None:
             log.debug("smblayer: %s break for no open file; ignored", kind)
             return
