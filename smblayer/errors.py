@@ -82,7 +82,18 @@ class SmbStatusError(SmbError):
 
 
 class SmbAuthError(SmbStatusError):
-    """Authentication failed (wrong password, unknown user, account locked...)."""
+    """Authentication failed (wrong password, unknown user, account locked...).
+
+    ``cause`` names the reason when the client knows it, e.g. for Kerberos
+    ``"kdc_unreachable"``, ``"wrong_password"``, ``"clock_skew"``,
+    ``"unknown_principal"``, ``"expired"``, ``"no_credentials"``,
+    ``"mutual_auth"`` (empty when only the server's status is known).
+    """
+
+    def __init__(self, status: int, command: str = "", path: Optional[str] = None,
+                 message: str = "", cause: str = ""):
+        super().__init__(status, command, path, message)
+        self.cause = cause
 
 
 class SmbFileNotFoundError(SmbStatusError, FileNotFoundError):

@@ -18,13 +18,16 @@ from .tree import DirEntry, Tree, normpath
 def connect(host: str, share: str, username: Optional[str] = None,
             password: Optional[str] = None, *, port: int = 445, encrypt: bool = False,
             domain: Optional[str] = None, require_signing: Optional[bool] = None,
-            **client_options) -> Tree:
+            auth_protocol: str = "negotiate", **client_options) -> Tree:
     """Get a (shared) client, set up a session and connect to ``share``.
-    Closing the returned Tree logs off and releases the client."""
+    Closing the returned Tree logs off and releases the client.
+    ``auth_protocol``: "negotiate" (Kerberos if a ticket can be had, else
+    NTLM), "kerberos" (never NTLM; ``password=None`` uses the ticket cache,
+    ``username=None`` its default principal) or "ntlm"."""
     client = get_client(host, port, **client_options)
     try:
         session = Session(client, username, password, domain=domain, encrypt=encrypt,
-                          require_signing=require_signing)
+                          require_signing=require_signing, auth_protocol=auth_protocol)
         try:
             tree = session.tree_connect(share)
         except BaseException:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import struct
 import threading
+import time
 from typing import Dict, Optional
 
 from ..client import STAGE_SESSION, SmbClient
@@ -36,7 +37,8 @@ from ..config import Dialect
 from ..errors import SmbAuthError, SmbError, SmbNegotiateError, SmbProtocolError
 from ..proto import smb1, smb2
 from ..proto.status import NtStatus
-from ..security import (AES_128_CCM, AES_CMAC, HMAC_SHA256, Authenticator, PreauthHash,
+from ..security import (AES_128_CCM, AES_CMAC, HMAC_SHA256, AnonymousAuthenticator,
+                        AuthenticationFailed, Authenticator, PreauthHash,
                         Smb1Signer, Smb2Signer, TransformCipher, authenticator,
                         derive_session_keys)
 from ..task import Reply, SmbTask
@@ -61,6 +63,7 @@ _IOCTL_RESPONSE = struct.Struct("<HHI16sIIIIII")
 _VALIDATE_IN = struct.Struct("<I16sHH")
 _VALIDATE_OUT = struct.Struct("<I16sHH")
 _MORE = NtStatus.MORE_PROCESSING_REQUIRED
+_RENEW_LIMIT = 8          # sends of one request across session renewals
 
 
 def _utf16(text: str) -> bytes:
@@ -372,7 +375,9 @@ class Session:
         self.trees: Dict[int, object] = {}
         self._trees_lock = threading.Lock()
         self._closed = False
-        self._setup_lock = threading.Lock()
+        self._setup_lock = threading.RLock()
+        self._renewed_at = 0.0
+        self.mechanism = ""              # "kerberos" / "ntlm" once set up
         self._setup()
         client.add_reconnect_handler(self._on_reconnect, stage=STAGE_SESSION)
 
@@ -410,20 +415,22 @@ class Session:
                 self.preauth.update(negotiated.negotiate_messages[1])
             self._authenticate()
 
-    def _authenticate(self) -> None:
+    def _authenticate(self, reauth: bool = False) -> None:
+        """SESSION_SETUP legs until success.  ``reauth``: re-authenticate the
+        existing session in place (same SessionId, keys kept, [MS-SMB2]
+        3.2.4.2.3), e.g. after its Kerberos ticket expired."""
         ops = self._ops
         try:
             auth = authenticator(self.username, self._password, self.client.host,
                                  protocol=self.auth_protocol, domain=self.domain)
             token = auth.step(None)
+        except AuthenticationFailed as exc:
+            raise SmbAuthError(exc.status, "SESSION_SETUP", message=str(exc),
+                               cause=exc.cause) from None
         except ValueError as exc:
             raise SmbAuthError(NtStatus.LOGON_FAILURE, "SESSION_SETUP",
                                message=str(exc)) from None
-        except Exception as exc:  # noqa: BLE001 - pyspnego raises many types
-            raise SmbAuthError(NtStatus.LOGON_FAILURE, "SESSION_SETUP",
-                               message=f"cannot start authentication: {type(exc).__name__}") \
-                from None
-        session_id = 0
+        session_id = self.session_id if reauth else 0
         while True:
             task = ops.setup_task(token or b"", session_id)
             task.security = self
@@ -437,37 +444,52 @@ class Session:
                 status = getattr(exc, "status", None)
                 if status is not None:
                     raise SmbAuthError(status, "SESSION_SETUP",
-                                       message=f"authentication as {self.username!r} "
-                                               "failed") from None
+                                       message=f"{auth.protocol} authentication as "
+                                               f"{self.username!r} failed") from None
                 raise
             session_id, flags, in_token = ops.parse_setup(reply)
-            self.session_id = session_id
+            if not reauth:
+                self.session_id = session_id
             status = reply.header.status
-            if status == _MORE:
-                if self.preauth is not None:
-                    self.preauth.update(reply.message)
-                try:
+            try:
+                if status == _MORE:
+                    if self.preauth is not None:
+                        self.preauth.update(reply.message)
                     token = auth.step(in_token)
-                except Exception as exc:  # noqa: BLE001
-                    raise SmbAuthError(NtStatus.LOGON_FAILURE, "SESSION_SETUP",
-                                       message=f"authentication failed: "
-                                               f"{type(exc).__name__}") from None
-                continue
-            # Success: finish the mechanism (mutual auth token), derive keys.
-            if in_token and not auth.complete:
-                try:
-                    auth.step(in_token)
-                except Exception as exc:  # noqa: BLE001
-                    raise SmbAuthError(NtStatus.LOGON_FAILURE, "SESSION_SETUP",
-                                       message=f"server authentication failed: "
-                                               f"{type(exc).__name__}") from None
-            self._established(auth, flags, reply, task)
+                    continue
+                # Success: finish the mechanism (Kerberos: the AP-REP, mutual
+                # authentication), then derive keys.
+                auth.finish(in_token)
+            except AuthenticationFailed as exc:
+                raise SmbAuthError(exc.status, "SESSION_SETUP", message=str(exc),
+                                   cause=exc.cause) from None
+            self.mechanism = auth.negotiated_protocol
+            if not reauth:
+                self._established(auth, flags, reply, task)
             return
+
+    def renew(self, task: SmbTask) -> bool:
+        """The client's hook for a reply with STATUS_NETWORK_SESSION_EXPIRED:
+        re-authenticate this session in place (a new ticket from the cache or
+        the credentials; NTLM too) unless another request already did since
+        ``task`` was sent; True means "send the request again"."""
+        setup = ((smb1.Command.SESSION_SETUP_ANDX, smb1.Command.LOGOFF_ANDX)
+                 if isinstance(self._ops, _Smb1Auth)
+                 else (smb2.Command.SESSION_SETUP, smb2.Command.LOGOFF))
+        if self._closed or task.command in setup or task.sends > _RENEW_LIMIT:
+            return False
+        with self._setup_lock:
+            if self._renewed_at < task.t_sent:
+                log.info("smblayer: session 0x%x on %s:%s expired; re-authenticating",
+                         self.session_id, self.client.host, self.client.port)
+                self._authenticate(reauth=True)
+                self._renewed_at = time.monotonic()
+        return True
 
     def _established(self, auth: Authenticator, flags: int, reply: Reply, task: SmbTask) -> None:
         # Guest and anonymous (null) sessions have no session key: no signing.
         self.is_guest = bool(flags & (SESSION_FLAG_IS_GUEST | SESSION_FLAG_IS_NULL)) or \
-            not self.username
+            isinstance(auth, AnonymousAuthenticator)
         preauth = self.preauth.value if self.preauth is not None else None
         self.preauth = None
         if flags & SESSION_FLAG_ENCRYPT_DATA:

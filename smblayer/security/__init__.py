@@ -1,6 +1,7 @@
 """Pure (sans-I/O) SMB security: key derivation, signing, encryption, preauth
 hash and pyspnego authentication.  No sockets, threads or clocks here."""
-from .auth import AnonymousAuthenticator, Authenticator, authenticator
+from .auth import (AnonymousAuthenticator, AuthenticationFailed, Authenticator, authenticator,
+                   kerberos_available)
 from .crypto import (
     AES_128_CCM, AES_128_GCM, AES_256_CCM, AES_256_GCM, TRANSFORM_HEADER_SIZE, DecryptError,
     TransformCipher, transform_session_id,
@@ -11,7 +12,8 @@ from .signing import AES_CMAC, AES_GMAC, HMAC_SHA256, Smb1Signer, Smb2Signer, gm
 
 __all__ = [
     "AES_128_CCM", "AES_128_GCM", "AES_256_CCM", "AES_256_GCM", "AES_CMAC", "AES_GMAC",
-    "AnonymousAuthenticator", "Authenticator", "authenticator", "DecryptError", "HMAC_SHA256", "PreauthHash", "SessionKeys",
+    "AnonymousAuthenticator", "AuthenticationFailed", "Authenticator", "authenticator",
+    "kerberos_available", "DecryptError", "HMAC_SHA256", "PreauthHash", "SessionKeys",
     "Smb1Signer", "Smb2Signer", "TRANSFORM_HEADER_SIZE", "TransformCipher",
     "derive_session_keys", "gmac_nonce", "smb3kdf", "transform_session_id",
 ]

@@ -10,30 +10,137 @@ to pyspnego once and never stored, logged or shown here.
 from __future__ import annotations
 
 import struct
-from typing import Optional
+from typing import Optional, Tuple
 
-__all__ = ["Authenticator", "AnonymousAuthenticator", "authenticator"]
+from ..proto.status import NtStatus
+
+__all__ = ["Authenticator", "AnonymousAuthenticator", "AuthenticationFailed", "authenticator",
+           "kerberos_available", "PROTOCOLS"]
+
+#: the values of ``auth_protocol``
+PROTOCOLS = ("negotiate", "kerberos", "ntlm")
+
+
+def kerberos_available() -> bool:
+    """True if pyspnego can do Kerberos here (its gssapi and krb5 modules,
+    ``pip install smblayer[kerberos]``)."""
+    from spnego.gss import GSSAPIProxy
+    return "kerberos" in GSSAPIProxy.available_protocols()
+
+
+class AuthenticationFailed(Exception):
+    """The client side of the exchange failed; ``status`` (an NTSTATUS for
+    the SmbAuthError), ``cause`` (a short keyword) and the text say why.
+    Never carries a password or a key."""
+
+    def __init__(self, status: int, cause: str, message: str):
+        super().__init__(message)
+        self.status = status
+        self.cause = cause
+
+
+# (substring of the GSS/Kerberos message, cause, NTSTATUS, explanation)
+_KRB_FAILURES: Tuple[Tuple[str, str, int, str], ...] = (
+    ("cannot contact any kdc", "kdc_unreachable", NtStatus.NO_LOGON_SERVERS,
+     "the KDC is unreachable"),
+    ("cannot find kdc", "kdc_unreachable", NtStatus.NO_LOGON_SERVERS,
+     "no KDC is known for the realm"),
+    ("clock skew too great", "clock_skew", NtStatus.TIME_DIFFERENCE_AT_DC,
+     "the clocks of client and KDC/server differ too much (clock skew)"),
+    ("preauthentication failed", "wrong_password", NtStatus.WRONG_PASSWORD,
+     "wrong password"),
+    ("password incorrect", "wrong_password", NtStatus.WRONG_PASSWORD, "wrong password"),
+    ("server not found in kerberos database", "unknown_principal", NtStatus.LOGON_FAILURE,
+     "unknown service principal {spn}"),
+    ("client '", "unknown_user", NtStatus.NO_SUCH_USER, "unknown user"),
+    ("client not found in kerberos database", "unknown_user", NtStatus.NO_SUCH_USER,
+     "unknown user"),
+    ("expired", "expired", NtStatus.LOGON_FAILURE,
+     "the Kerberos ticket (or the ticket cache) has expired; renew it with kinit"),
+    ("no kerberos credentials", "no_credentials", NtStatus.NO_SUCH_LOGON_SESSION,
+     "no Kerberos ticket in the cache; get one with kinit or give a password"),
+    ("no credentials cache", "no_credentials", NtStatus.NO_SUCH_LOGON_SESSION,
+     "no Kerberos ticket cache; get a ticket with kinit or give a password"),
+    ("credential cache is empty", "no_credentials", NtStatus.NO_SUCH_LOGON_SESSION,
+     "the Kerberos ticket cache is empty; get a ticket with kinit or give a password"),
+    ("matching credential not found", "no_credentials", NtStatus.NO_SUCH_LOGON_SESSION,
+     "no ticket for this user in the Kerberos ticket cache"),
+)
+
+
+def _describe(exc: BaseException, hostname: str, protocol: str,
+              password: Optional[str]) -> AuthenticationFailed:
+    """An AuthenticationFailed naming the cause of a pyspnego/GSS failure."""
+    detail = " ".join(str(exc).split())
+    if password:
+        detail = detail.replace(password, "***")
+    if len(detail) > 400:
+        detail = detail[:400] + "..."
+    lowered = detail.lower()
+    for needle, cause, status, text in _KRB_FAILURES:
+        if needle in lowered and (cause != "unknown_user" or "not found" in lowered):
+            text = text.format(spn=f"cifs/{hostname}")
+            return AuthenticationFailed(status, cause, f"Kerberos: {text} ({detail})")
+    return AuthenticationFailed(NtStatus.LOGON_FAILURE, "failed",
+                                f"{protocol} authentication failed: "
+                                f"{type(exc).__name__}: {detail}")
+
+
+def _kerberos_principal(username: Optional[str], domain: Optional[str]) -> Optional[str]:
+    """``user@REALM`` as Kerberos wants it: ``DOMAIN\\user`` loses the NetBIOS
+    domain (the default realm applies); a dotted ``domain`` is the realm."""
+    if not username:
+        return None
+    if "\\" in username:
+        username = username.split("\\", 1)[1]
+    if "@" not in username and domain and "." in domain:
+        username = f"{username}@{domain.upper()}"
+    return username
 
 
 class Authenticator:
-    """Client side of one SMB authentication exchange."""
+    """Client side of one SMB authentication exchange.
+
+    ``protocol`` is ``"negotiate"`` (SPNEGO: Kerberos when a ticket can be
+    had, else NTLM), ``"kerberos"`` (Kerberos only, never NTLM; without a
+    username the default principal of the ticket cache, without a password
+    a ticket from the cache, with one a TGT got in memory without kinit) or
+    ``"ntlm"``.  Failures raise :class:`AuthenticationFailed`."""
 
     __slots__ = ("username", "hostname", "protocol", "_ctx")
 
     def __init__(self, username: Optional[str], password: Optional[str], hostname: str,
                  protocol: str = "negotiate", domain: Optional[str] = None) -> None:
-        if not username:
-            # pyspnego (<= 0.12) has no anonymous NTLM initiator.
-            raise ValueError("anonymous authentication is not supported by pyspnego; "
-                             "give a username")
-        if domain and "\\" not in username and "@" not in username:
-            username = f"{domain}\\{username}"
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"auth_protocol must be one of {', '.join(PROTOCOLS)}, "
+                             f"not {protocol!r}")
+        if protocol == "kerberos":
+            if password is not None and not username:
+                raise ValueError("a password needs a username")
+            username = _kerberos_principal(username, domain)
+        else:
+            if not username:
+                # pyspnego (<= 0.12) has no anonymous NTLM initiator.
+                raise ValueError("anonymous authentication is not supported by pyspnego; "
+                                 "give a username")
+            if domain and "\\" not in username and "@" not in username:
+                username = f"{domain}\\{username}"
         self.username = username
         self.hostname = hostname
         self.protocol = protocol
         import spnego         # imported on first use: it costs ~50 ms at start-up
-        self._ctx = spnego.client(username, password, hostname=hostname, service="cifs",
-                                  protocol=protocol)
+        if protocol == "kerberos" and not kerberos_available():
+            raise AuthenticationFailed(
+                NtStatus.LOGON_FAILURE, "unavailable",
+                "Kerberos is not available: install smblayer[kerberos] (pyspnego's gssapi "
+                "and krb5 modules, built against libkrb5-dev)")
+        try:
+            # Kerberos alone is a raw krb5 GSS token (as smbprotocol sends;
+            # Windows and Samba accept it): no SPNEGO, so no NTLM fallback.
+            self._ctx = spnego.client(username, password, hostname=hostname, service="cifs",
+                                      protocol=protocol)
+        except Exception as exc:  # noqa: BLE001 - pyspnego/gssapi raise many types
+            raise _describe(exc, hostname, protocol, password) from None
 
     def __repr__(self) -> str:
         return (f"Authenticator(username={self.username!r}, hostname={self.hostname!r}, "
@@ -41,7 +148,30 @@ class Authenticator:
 
     def step(self, in_token: Optional[bytes] = None) -> Optional[bytes]:
         """Process the server's token (None to start); return the token to send, if any."""
-        return self._ctx.step(in_token)
+        try:
+            out = self._ctx.step(in_token)
+        except Exception as exc:  # noqa: BLE001
+            raise _describe(exc, self.hostname, self.protocol, None) from None
+        if self.protocol == "kerberos" and self._mechanism() == "ntlm":
+            raise AuthenticationFailed(NtStatus.LOGON_FAILURE, "ntlm_fallback",
+                                       "Kerberos was required but NTLM was negotiated")
+        return out
+
+    def finish(self, in_token: Optional[bytes]) -> None:
+        """After the server's success: process its last token (Kerberos: the
+        AP-REP) and check that the server proved its identity."""
+        if in_token and not self.complete:
+            self.step(in_token)
+        if self._mechanism() == "kerberos" and not self.complete:
+            raise AuthenticationFailed(NtStatus.MUTUAL_AUTHENTICATION_FAILED, "mutual_auth",
+                                       "Kerberos mutual authentication failed: the server "
+                                       "did not prove its identity (no AP-REP)")
+
+    def _mechanism(self) -> str:
+        try:
+            return self._ctx.negotiated_protocol or ""
+        except Exception:  # noqa: BLE001 - not yet known
+            return ""
 
     @property
     def complete(self) -> bool:
@@ -50,13 +180,14 @@ class Authenticator:
 
     @property
     def session_key(self) -> bytes:
-        """The GSS session key (ExportedSessionKey for NTLM; may be 32 bytes for Kerberos)."""
+        """The GSS session key (ExportedSessionKey for NTLM; 32 bytes for
+        Kerberos with AES-256, the full key goes into the AES-256 SMB keys)."""
         return self._ctx.session_key
 
     @property
     def negotiated_protocol(self) -> str:
         """The mechanism actually in use, e.g. 'ntlm' or 'kerberos'."""
-        return self._ctx.negotiated_protocol
+        return self._mechanism()
 
 
 class AnonymousAuthenticator:
@@ -68,6 +199,7 @@ class AnonymousAuthenticator:
 
     __slots__ = ("_state",)
     negotiated_protocol = "ntlm"
+    protocol = "ntlm"
     session_key = b""
     username = ""
 
@@ -107,10 +239,14 @@ class AnonymousAuthenticator:
     def complete(self) -> bool:
         return self._state == 2
 
+    def finish(self, in_token: Optional[bytes]) -> None:
+        """Nothing to check: an anonymous session proves nothing."""
+
 
 def authenticator(username: Optional[str], password: Optional[str], hostname: str,
                   protocol: str = "negotiate", domain: Optional[str] = None):
-    """An Authenticator, or an AnonymousAuthenticator when there is no user."""
-    if not username:
+    """An Authenticator, or an AnonymousAuthenticator when there is no user
+    (except for Kerberos, where no user means the ticket cache's principal)."""
+    if not username and protocol != "kerberos":
         return AnonymousAuthenticator()
     return Authenticator(username, password, hostname, protocol=protocol, domain=domain)

@@ -1,19 +1,22 @@
 """Test helpers for smblayer and the packages built on it.
 
 * :class:`~smblayer.testing.samba.SambaServer` - a private Samba smbd
+* :class:`~smblayer.testing.addc.SambaAdDc` - a private Samba AD domain
+  controller (Kerberos)
 * :class:`~smblayer.testing.proxy.FaultProxy` - a fault-injecting TCP proxy
 * :mod:`smblayer.testing.pytest_plugin` - fixtures ``samba``, ``samba_nt1``,
-  ``samba_smb3`` and ``samba_factory``
+  ``samba_smb3``, ``samba_ad_dc`` and ``samba_factory``
 
 Imports are lazy so that ``import smblayer.testing`` stays cheap and does not
 pull in pytest.
 """
 
-__all__ = ["SambaServer", "FaultProxy", "find_smbd"]
+__all__ = ["SambaServer", "SambaAdDc", "FaultProxy", "find_smbd"]
 
 _LAZY = {
     "SambaServer": ("smblayer.testing.samba", "SambaServer"),
     "find_smbd": ("smblayer.testing.samba", "find_smbd"),
+    "SambaAdDc": ("smblayer.testing.addc", "SambaAdDc"),
     "FaultProxy": ("smblayer.testing.proxy", "FaultProxy"),
 }
 

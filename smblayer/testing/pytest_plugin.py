@@ -8,6 +8,9 @@ Fixtures:
 ``samba``          session-scoped :class:`SambaServer`, dialects NT1..SMB3_11
 ``samba_nt1``      session-scoped, SMB1 only (min = max = NT1)
 ``samba_smb3``     session-scoped, SMB3 only (SMB3_00..SMB3_11)
+``samba_ad_dc``    session-scoped :class:`~smblayer.testing.addc.SambaAdDc`, a
+                   Samba AD domain controller (Kerberos KDC + smbd) with its
+                   own krb5.conf and ticket cache (``dc.environ()``)
 ``samba_factory``  function-scoped callable ``factory(**SambaServer kwargs)``
                    returning a fresh, started server; every server it made is
                    stopped at teardown (for tests that kill or stop smbd).
@@ -102,6 +105,46 @@ def samba_nt1() -> Iterator[SambaServer]:
 def samba_smb3() -> Iterator[SambaServer]:
     """Private smbd speaking SMB 3.0 .. 3.1.1 only."""
     yield from _session_server(min_protocol="SMB3", max_protocol="SMB3_11")
+
+
+_DC_MISSING = ("a Samba AD DC and Kerberos are needed: apt-get install samba-ad-dc "
+               "samba-ad-provision krb5-user libkrb5-dev, pip install 'smblayer[kerberos]'")
+
+
+def require_addc() -> None:
+    """Skip (fail under CI=true) unless the AD DC packages and pyspnego's
+    Kerberos support are installed."""
+    from smblayer.security import kerberos_available
+    from smblayer.testing.addc import _provision_available, find_kinit, find_samba
+    missing = [what for what, ok in (
+        ("samba (samba-ad-dc)", find_samba() is not None),
+        ("samba-ad-provision", _provision_available()),
+        ("kinit (krb5-user)", find_kinit() is not None),
+        ("pyspnego[kerberos]", kerberos_available())) if not ok]
+    if missing:
+        text = f"{_DC_MISSING} (missing: {', '.join(missing)})"
+        if _in_ci():
+            pytest.fail(text + " (CI=true: a missing DC is an error)", pytrace=False)
+        pytest.skip(text)
+
+
+@pytest.fixture(scope="session")
+def samba_ad_dc():
+    """A private Samba AD DC (realm SMBL.TEST, user ``alice``), provisioned
+    once per session in a temporary directory and stopped by pid."""
+    from smblayer.testing.addc import SambaAdDc
+    require_smbd()
+    require_addc()
+    dc = SambaAdDc()
+    try:
+        dc.start()
+    except Exception:
+        dc.stop()
+        raise
+    try:
+        yield dc
+    finally:
+        dc.stop()
 
 
 @pytest.fixture
