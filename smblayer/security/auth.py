@@ -24,7 +24,15 @@ PROTOCOLS = ("negotiate", "kerberos", "ntlm")
 def kerberos_available() -> bool:
     """True if pyspnego can do Kerberos here (its gssapi and krb5 modules,
     ``pip install smblayer[kerberos]``)."""
-    from spnego.gss import GSSAPIProxy
+    try:
+        from spnego._gss import GSSAPIProxy    # where pyspnego 0.9 .. 0.12 keep it
+    except ImportError:  # pragma: no cover - a later pyspnego
+        try:
+            import gssapi  # noqa: F401
+            import krb5  # noqa: F401
+        except ImportError:
+            return False
+        return True
     return "kerberos" in GSSAPIProxy.available_protocols()
 
 
