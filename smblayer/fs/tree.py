@@ -43,6 +43,8 @@ from .ops import (FILE_APPEND_DATA, FILE_CREATE, FILE_NON_DIRECTORY_FILE, FILE_O
                   SYNCHRONIZE, FileInfo, FileOps, Handle, StatResult, ops_for)
 from .session import SHARE_FLAG_ENCRYPT_DATA
 
+SHARE_FLAGS_DFS = 0x00000003     # SMB2_SHAREFLAG_DFS | SMB2_SHAREFLAG_DFS_ROOT
+
 log = logging.getLogger("smblayer")
 
 MAX_IO_CHUNK = 1 << 20          # chunk cap: more, smaller requests pipeline better
@@ -129,6 +131,7 @@ class Tree:
         self.share = share
         self.tree_id = 0
         self.encrypt = False
+        self.dfs = False
         self.maximal_access = 0
         self.connected = False
         self.ops: Optional[FileOps] = None
@@ -144,6 +147,7 @@ class Tree:
         tree_id, flags, access = self.session._tree_connect_raw(self)
         self.tree_id = tree_id
         self.encrypt = bool(flags & SHARE_FLAG_ENCRYPT_DATA)
+        self.dfs = bool(flags & SHARE_FLAGS_DFS)     # a DFS share (fs.dfs follows its links)
         self.maximal_access = access
         self.connected = True
         self.ops = ops_for(self)

@@ -11,6 +11,9 @@ Fixtures:
 ``samba_ad_dc``    session-scoped :class:`~smblayer.testing.addc.SambaAdDc`, a
                    Samba AD domain controller (Kerberos KDC + smbd) with its
                    own krb5.conf and ticket cache (``dc.environ()``)
+``samba_dfs``      session-scoped :class:`~smblayer.testing.dfs.DfsNamespace`: a
+                   standalone DFS namespace (``msdfs root`` share ``dfs``
+                   with links to a share, a second server, dead targets)
 ``samba_factory``  function-scoped callable ``factory(**SambaServer kwargs)``
                    returning a fresh, started server; every server it made is
                    stopped at teardown (for tests that kill or stop smbd).
@@ -145,6 +148,15 @@ def samba_ad_dc():
         yield dc
     finally:
         dc.stop()
+
+
+@pytest.fixture(scope="session")
+def samba_dfs():
+    """A DFS namespace on a private smbd plus a second smbd as a link target."""
+    from smblayer.testing.dfs import DfsNamespace
+    require_smbd()
+    with DfsNamespace() as ns:
+        yield ns
 
 
 @pytest.fixture
