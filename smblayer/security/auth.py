@@ -169,7 +169,15 @@ class Authenticator:
         """After the server's success: process its last token (Kerberos: the
         AP-REP) and check that the server proved its identity."""
         if in_token and not self.complete:
-            self.step(in_token)
+            try:
+                self.step(in_token)
+            except AuthenticationFailed as exc:
+                if self._mechanism() != "kerberos" and self.protocol != "kerberos":
+                    raise
+                raise AuthenticationFailed(
+                    NtStatus.MUTUAL_AUTHENTICATION_FAILED, "mutual_auth",
+                    f"Kerberos mutual authentication failed: the server's AP-REP does not "
+                    f"verify ({exc})") from None
         if self._mechanism() == "kerberos" and not self.complete:
             raise AuthenticationFailed(NtStatus.MUTUAL_AUTHENTICATION_FAILED, "mutual_auth",
                                        "Kerberos mutual authentication failed: the server "

@@ -280,3 +280,24 @@ def test_expired_session_is_renewed_transparently(dc, tmp_path, dialect):
         finally:
             for tree in trees:
                 tree.close()
+
+
+@pytest.mark.parametrize("dialect", [Dialect.SMB2_0_2, Dialect.SMB3_1_1], ids=lambda d: d.name)
+def test_mutual_authentication_is_checked(dc, dialect):
+    """A server reply whose AP-REP does not verify (one byte changed on the
+    way) fails the logon: the server has not proved who it is."""
+    import smblayer
+    from smblayer.testing.proxy import FaultProxy
+    with FaultProxy(dc.host, dc.port) as proxy:
+        client = smblayer.get_client(dc.host, proxy.port,
+                                     dialects=DialectRange(dialect, dialect))
+        try:
+            # The next server-to-client bytes are the SESSION_SETUP response:
+            # length prefix, SMB2 header, fixed body, then the token.
+            proxy.corrupt_next("s2c", offset=4 + 64 + 8 + 60, xor=0x55)
+            with pytest.raises(SmbAuthError) as info:
+                fs.Session(client, auth_protocol="kerberos")
+        finally:
+            client.release()
+    assert info.value.cause == "mutual_auth"
+    assert info.value.status == NtStatus.MUTUAL_AUTHENTICATION_FAILED
