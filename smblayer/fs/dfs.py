@@ -219,18 +219,38 @@ class DfsTree:
     targets.  Everything else is the root Tree's (``tree.session``,
     ``tree.client``...).  Built by :func:`smblayer.fs.connect`."""
 
-    def __init__(self, root, connect: Callable[[str, int, str], object],
+    def __init__(self, root, connect: Callable[[str, int, str, str], object],
                  ports: Optional[Mapping[str, int]] = None,
-                 cache: Optional[ReferralCache] = None):
+                 hosts: Optional[Mapping[str, str]] = None,
+                 cache: Optional[ReferralCache] = None, default_port: int = DEFAULT_PORT):
         self._root = root
-        self._connect = connect            # (host, port, share) -> Tree
+        self._connect = connect            # (address, port, share, server name) -> Tree
         self._ports = {k.lower(): v for k, v in (ports or {}).items()}
+        self._hosts = {k.lower(): v for k, v in (hosts or {}).items()}
+        self._default_port = default_port
         self.referrals = cache if cache is not None else ReferralCache()
         self._targets: Dict[Tuple[str, int, str], object] = {}
         self._ipc: Dict[int, object] = {}
         self._lock = threading.RLock()
 
+    @classmethod
+    def from_referral(cls, referral: Referral, connect, **kwargs) -> "DfsTree":
+        """A DfsTree on the first reachable target of a root referral."""
+        self = cls(None, connect, **kwargs)
+        self.referrals.put(referral)
+        try:
+            self._root, sub = self._follow(None, referral, "")
+        except BaseException:
+            self.close()
+            raise
+        if sub:
+            raise SmbError(f"DFS root target {referral.targets} names a path ({sub!r}); "
+                           "only share roots are supported")
+        return self
+
     def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
         value = getattr(self._root, name)
         if name in _PATH_METHODS:
             return lambda path="", *a, **kw: self._call(name, path, a, kw)
@@ -290,18 +310,21 @@ class DfsTree:
                                  + "; ".join(errors))
 
     def _port_for(self, tree, host: str) -> int:
-        if host.lower() in self._ports:
-            return self._ports[host.lower()]
-        if host.lower() == tree.client.host.lower():
+        name = host.lower()
+        if name in self._ports:
+            return self._ports[name]
+        if tree is not None and name in (tree.client.host.lower(),
+                                         tree.session.server_name.lower()):
             return tree.client.port        # the host we are on: same port
-        return DEFAULT_PORT
+        return self._default_port
 
     def _target_tree(self, host: str, port: int, share: str):
         key = (host.lower(), port, share.lower())
         with self._lock:
             tree = self._targets.get(key)
             if tree is None:
-                tree = self._targets[key] = self._connect(host, port, share)
+                address = self._hosts.get(host.lower(), host)
+                tree = self._targets[key] = self._connect(address, port, share, host)
             return tree
 
     def _ipc_tree(self, tree):
@@ -356,11 +379,14 @@ class DfsTree:
             except SmbError as exc:
                 log.debug("smblayer: IPC$ disconnect failed: %s", exc)
         for tree in targets:
+            if tree is self._root:
+                continue
             try:
                 tree.close()
             except SmbError as exc:
                 log.debug("smblayer: DFS target close failed: %s", exc)
-        self._root.close()
+        if self._root is not None:
+            self._root.close()
 
     disconnect = close
 

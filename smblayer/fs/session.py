@@ -95,7 +95,7 @@ class _Smb2Auth:
         return SmbTask(smb2.Command.LOGOFF, (b"\x04\x00\x00\x00",), replayable=False)
 
     def tree_connect_task(self, share: str) -> SmbTask:
-        path = _utf16(f"\\\\{self.s.client.host}\\{share}")
+        path = _utf16(f"\\\\{self.s.server_name}\\{share}")
         body = _SMB2_TREE_CONNECT.pack(9, 0, smb2.HEADER_SIZE + 8, len(path))
         return SmbTask(smb2.Command.TREE_CONNECT, (body, path), path=share)
 
@@ -286,7 +286,7 @@ class _Smb1Auth:
         return SmbTask(smb1.Command.LOGOFF_ANDX, (words, data), replayable=False)
 
     def tree_connect_task(self, share: str) -> SmbTask:
-        path = _utf16(f"\\\\{self.s.client.host}\\{share.upper()}\0")
+        path = _utf16(f"\\\\{self.s.server_name}\\{share.upper()}\0")
         # AndX (none), Flags (extended response), PasswordLength 1
         words = struct.pack("<BBHHH", 0xFF, 0, 0, 0x0008, 1)
         # Password (one NUL), then the Unicode path aligned to 2 bytes.
@@ -354,10 +354,13 @@ class Session:
     def __init__(self, client: SmbClient, username: Optional[str] = None,
                  password: Optional[str] = None, *, domain: Optional[str] = None,
                  encrypt: bool = False, require_signing: Optional[bool] = None,
-                 auth_protocol: str = "negotiate"):
+                 auth_protocol: str = "negotiate", server_name: Optional[str] = None):
         if not isinstance(client, SmbClient):
             raise TypeError("Session needs an SmbClient")
         self.client = client
+        # The server's name for Kerberos (cifs/<name>) and share paths, when
+        # the client connected to an address (e.g. a DFS target's name).
+        self.server_name = server_name or client.host
         self.username = username
         self._password = password
         self.domain = domain
@@ -421,7 +424,7 @@ class Session:
         3.2.4.2.3), e.g. after its Kerberos ticket expired."""
         ops = self._ops
         try:
-            auth = authenticator(self.username, self._password, self.client.host,
+            auth = authenticator(self.username, self._password, self.server_name,
                                  protocol=self.auth_protocol, domain=self.domain)
             token = auth.step(None)
         except AuthenticationFailed as exc:

@@ -70,7 +70,36 @@ def pytest_plugin_registered(plugin, manager) -> None:
         manager.register(_EntryPointAlias(), name="smblayer")
 
 
+_KRB5_ISOLATION = """[libdefaults]
+	default_realm = SMBLAYER-TESTS.INVALID
+	dns_lookup_realm = false
+	dns_lookup_kdc = false
+	rdns = false
+	dns_canonicalize_hostname = false
+"""
+
+
+def _isolate_kerberos(config) -> None:
+    """Keep the tests off the machine's Kerberos set-up: a krb5.conf with no
+    KDC and an empty ticket cache, unless the caller set KRB5_CONFIG.  With
+    pyspnego's Kerberos installed, every "negotiate" logon first tries
+    Kerberos; with /etc/krb5.conf (Debian: ATHENA.MIT.EDU) that would ask a
+    KDC on the Internet before NTLM.  The AD DC fixture sets its own."""
+    if "KRB5_CONFIG" in os.environ:
+        return
+    import shutil
+    import tempfile
+    tmp = tempfile.mkdtemp(prefix="smbl-krb5-")
+    path = os.path.join(tmp, "krb5.conf")
+    with open(path, "w") as f:
+        f.write(_KRB5_ISOLATION)
+    os.environ["KRB5_CONFIG"] = path
+    os.environ.setdefault("KRB5CCNAME", "FILE:" + os.path.join(tmp, "ccache"))
+    config.add_cleanup(lambda: shutil.rmtree(tmp, ignore_errors=True))
+
+
 def pytest_configure(config) -> None:
+    _isolate_kerberos(config)
     config.addinivalue_line(
         "markers",
         "integration: needs a real Samba smbd (started privately by the fixture)")

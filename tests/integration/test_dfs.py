@@ -161,3 +161,35 @@ def test_parse_referral_v4_and_v2():
     with pytest.raises(SmbError):
         parse_referral_response(struct.pack("<HHI", 0, 1, 0) + struct.pack("<HHHH", 4, 200, 0, 0),
                                 "\\x")
+
+
+# -- domain-based namespaces and Kerberos on the AD DC ---------------------------------
+
+def test_domain_based_namespace_with_kerberos(samba_ad_dc):
+    dc = samba_ad_dc
+    names = {dc.fqdn: dc.host}           # the referral names dc1.smbl.test
+    with dc.environ():
+        dc.kinit()
+        with fs.connect_namespace(dc.realm, "sysvol", dc.host, port=dc.port,
+                                  auth_protocol="kerberos", dfs_hosts=names,
+                                  dfs_ports={dc.fqdn: dc.port}) as tree:
+            assert tree.session.server_name.lower() == dc.fqdn
+            assert tree.session.mechanism == "kerberos"     # cifs/dc1.smbl.test
+            assert dc.realm.lower() in [n.lower() for n in tree.listdir("")]
+            referral, _ = tree.referrals.lookup(f"\\{dc.realm}\\sysvol")
+            assert referral.version in (3, 4)
+
+
+def test_kerberos_through_a_dfs_link(samba_ad_dc):
+    dc = samba_ad_dc
+    with dc.environ():
+        dc.kinit()
+        with fs.connect(dc.host, "dfs", port=dc.port, auth_protocol="kerberos",
+                        dfs_hosts={dc.fqdn: dc.host}, dfs_ports={dc.fqdn: dc.port}) as tree:
+            assert isinstance(tree, DfsTree)
+            tree.write_bytes("data/via-dfs.txt", b"kerberos through DFS")
+            target = tree._targets[(dc.fqdn, dc.port, "share")]
+            assert target.session.mechanism == "kerberos"
+            assert target.session.server_name == dc.fqdn
+        with open(os.path.join(dc.share_path("share"), "via-dfs.txt"), "rb") as f:
+            assert f.read() == b"kerberos through DFS"
