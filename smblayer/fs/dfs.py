@@ -249,9 +249,10 @@ class DfsTree:
         return self
 
     def __getattr__(self, name):
-        if name.startswith("_"):
+        root = self.__dict__.get("_root")
+        if root is None:
             raise AttributeError(name)
-        value = getattr(self._root, name)
+        value = getattr(root, name)
         if name in _PATH_METHODS:
             return lambda path="", *a, **kw: self._call(name, path, a, kw)
         if name in _TWO_PATH_METHODS:
