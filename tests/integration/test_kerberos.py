@@ -301,3 +301,15 @@ def test_mutual_authentication_is_checked(dc, dialect):
             client.release()
     assert info.value.cause == "mutual_auth"
     assert info.value.status == NtStatus.MUTUAL_AUTHENTICATION_FAILED
+
+
+def test_standalone_smbd_logons_while_the_dc_runs(samba_ad_dc, samba_factory):
+    """A DC's winbindd on the machine's default socket made every standalone
+    smbd started after it fail all logons; the standalone fixtures run with
+    _NO_WINBINDD=1 (and the DC hides its winbindd where it can, see
+    ``samba_ad_dc.isolated``; SMBLAYER_DC_ISOLATE=0 turns that off)."""
+    assert samba_ad_dc.running
+    server = samba_factory()
+    with fs.connect(server.host, "share", server.username, server.password,
+                    port=server.port, auth_protocol="ntlm") as tree:
+        tree.write_bytes("with-dc.txt", b"ok")
