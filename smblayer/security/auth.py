@@ -63,6 +63,8 @@ _KRB_FAILURES: Tuple[Tuple[str, str, int, str], ...] = (
     ("client '", "unknown_user", NtStatus.NO_SUCH_USER, "unknown user"),
     ("client not found in kerberos database", "unknown_user", NtStatus.NO_SUCH_USER,
      "unknown user"),
+    ("password has expired", "password_expired", NtStatus.PASSWORD_EXPIRED,
+     "the password has expired"),
     ("expired", "expired", NtStatus.LOGON_FAILURE,
      "the Kerberos ticket (or the ticket cache) has expired; renew it with kinit"),
     ("no kerberos credentials", "no_credentials", NtStatus.NO_SUCH_LOGON_SESSION,
