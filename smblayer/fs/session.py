@@ -421,7 +421,15 @@ class Session:
     def _authenticate(self, reauth: bool = False) -> None:
         """SESSION_SETUP legs until success.  ``reauth``: re-authenticate the
         existing session in place (same SessionId, keys kept, [MS-SMB2]
-        3.2.4.2.3), e.g. after its Kerberos ticket expired."""
+        3.2.4.2.3), e.g. after its Kerberos ticket expired.  An SmbAuthError
+        carries the server's ``host`` and ``port``."""
+        try:
+            self._setup_legs(reauth)
+        except SmbAuthError as exc:
+            exc.host, exc.port = self.client.host, self.client.port
+            raise
+
+    def _setup_legs(self, reauth: bool) -> None:
         ops = self._ops
         try:
             auth = authenticator(self.username, self._password, self.server_name,

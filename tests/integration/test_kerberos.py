@@ -140,6 +140,7 @@ def test_wrong_password_named_and_never_shown(dc, tmp_path, caplog):
     with dc.environ(KRB5CCNAME=f"FILE:{tmp_path}/empty"):
         err = _bad(dc, username=dc.username, password=secret)
     assert err.cause == "wrong_password" and err.status == NtStatus.WRONG_PASSWORD
+    assert (err.host, err.port, err.command) == (dc.host, dc.port, "SESSION_SETUP")
     assert "wrong password" in str(err)
     assert secret not in str(err) and secret not in caplog.text
     assert dc.password not in caplog.text
