@@ -18,8 +18,8 @@ connected to reuses our port (as smbprotocol does), other hosts use
 ``ports[host]`` or 445.  A chain of referrals longer than ``MAX_HOPS`` or
 back to a path already visited is a referral loop (SmbError).
 
-SMB1 (TRANS2_GET_DFS_REFERRAL) is not implemented: on SMB1 the root tree
-is returned as is.
+On SMB1 the referral is TRANS2_GET_DFS_REFERRAL and a DFS share is known
+by SMB_SHARE_IS_IN_DFS in the TREE_CONNECT_ANDX response.
 """
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
+from ..config import Dialect
 from ..errors import SmbConnectionError, SmbError, SmbStatusError, SmbTimeoutError
 from ..proto import smb2
 from ..proto.status import NtStatus
@@ -41,6 +42,7 @@ __all__ = ["FSCTL_DFS_GET_REFERRALS", "Referral", "ReferralTarget", "ReferralCac
            "DfsTree", "parse_referral_response", "get_referral", "MAX_HOPS"]
 
 FSCTL_DFS_GET_REFERRALS = 0x00060194
+TRANS2_GET_DFS_REFERRAL = 0x0010
 MAX_HOPS = 8
 DEFAULT_PORT = 445
 _MAX_REFERRAL_RESPONSE = 64 * 1024
@@ -146,6 +148,12 @@ def get_referral(session, path: str, ipc_tree=None) -> Referral:
     (``\\\\host\\share\\...``) with FSCTL_DFS_GET_REFERRALS on IPC$."""
     request_path = "\\" + path.lstrip("\\")          # [MS-DFSC] 2.2.1: one backslash
     data = struct.pack("<H", 4) + (request_path + "\0").encode("utf-16-le")
+    if session.client.negotiated.dialect is Dialect.SMB1:
+        # SMB1: TRANS2_GET_DFS_REFERRAL, the same request as parameters.
+        _params, out = ipc_tree.ops._trans2(TRANS2_GET_DFS_REFERRAL, data, path=path)
+        referral = parse_referral_response(bytes(out), request_path)
+        referral.prefix = "\\" + referral.prefix.lstrip("\\")
+        return referral
     body = _IOCTL_REQUEST.pack(57, 0, FSCTL_DFS_GET_REFERRALS, b"\xff" * 16,
                                smb2.HEADER_SIZE + _IOCTL_REQUEST.size, len(data), 0, 0, 0,
                                _MAX_REFERRAL_RESPONSE, 1, 0)

@@ -57,6 +57,7 @@ _SMB1_SETUP_WORDS = struct.Struct("<BBHHHHIHII")
 _SMB1_SETUP_RESPONSE_WORDS = struct.Struct("<BBHHH")
 
 SHARE_FLAG_ENCRYPT_DATA = 0x00008000
+_SMB_SHARE_IS_IN_DFS = 0x0002
 FSCTL_VALIDATE_NEGOTIATE_INFO = 0x00140204
 _IOCTL_REQUEST = struct.Struct("<HHI16sIIIIIIII")
 _IOCTL_RESPONSE = struct.Struct("<HHI16sIIIIII")
@@ -296,7 +297,14 @@ class _Smb1Auth:
 
     @staticmethod
     def parse_tree_connect(reply: Reply):
-        return reply.header.tid, 0, 0, 0
+        """(tid, 0, share flags, 0): OptionalSupport's SMB_SHARE_IS_IN_DFS
+        becomes SMB2_SHAREFLAG_DFS, so a DFS share is known on SMB1 too."""
+        try:
+            words, _data = smb1.parse_params(reply.message)
+        except ValueError:
+            words = b""
+        optional = struct.unpack_from("<H", words, 4)[0] if len(words) >= 6 else 0
+        return reply.header.tid, 0, (0x1 if optional & _SMB_SHARE_IS_IN_DFS else 0), 0
 
     def tree_disconnect_task(self, tree) -> SmbTask:
         words, data = smb1.pack_params(b"")

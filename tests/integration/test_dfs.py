@@ -17,8 +17,8 @@ from smblayer.fs.dfs import DfsTree, ReferralCache, get_referral, parse_referral
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
-SMB2_DIALECTS = [Dialect.SMB2_0_2, Dialect.SMB2_1, Dialect.SMB3_0, Dialect.SMB3_0_2,
-                 Dialect.SMB3_1_1]
+ALL_DIALECTS = [Dialect.SMB1, Dialect.SMB2_0_2, Dialect.SMB2_1, Dialect.SMB3_0,
+                Dialect.SMB3_0_2, Dialect.SMB3_1_1]
 
 
 def connect(ns, dialect=Dialect.SMB3_1_1, **kwargs):
@@ -34,7 +34,7 @@ def files(samba_dfs):
     return samba_dfs
 
 
-@pytest.mark.parametrize("dialect", SMB2_DIALECTS, ids=lambda d: d.name)
+@pytest.mark.parametrize("dialect", ALL_DIALECTS, ids=lambda d: d.name)
 def test_link_to_a_share_on_the_same_server(files, dialect):
     with connect(files, dialect) as tree:
         assert isinstance(tree, DfsTree) and tree.dfs
@@ -51,8 +51,9 @@ def test_link_to_a_share_on_the_same_server(files, dialect):
         assert target.client.port == files.root.port
 
 
-def test_link_to_a_second_server(files):
-    with connect(files) as tree:
+@pytest.mark.parametrize("dialect", [Dialect.SMB1, Dialect.SMB3_1_1], ids=lambda d: d.name)
+def test_link_to_a_second_server(files, dialect):
+    with connect(files, dialect) as tree:
         assert tree.read_bytes("remote/dfs-remote.txt") == b"on the second"
         assert "dfs-remote.txt" in tree.listdir("remote")
         tree.mkdir("remote/made-here")
@@ -62,8 +63,9 @@ def test_link_to_a_second_server(files):
         tree.rmdir("remote/renamed")
 
 
-def test_failover_to_the_next_target(files):
-    with connect(files) as tree:
+@pytest.mark.parametrize("dialect", [Dialect.SMB1, Dialect.SMB3_1_1], ids=lambda d: d.name)
+def test_failover_to_the_next_target(files, dialect):
+    with connect(files, dialect) as tree:
         t0 = time.monotonic()
         assert "hello.txt" in tree.listdir("failover")        # \\127.0.0.1\readonly
         assert time.monotonic() - t0 < 10
@@ -112,9 +114,11 @@ def test_referral_cache_and_ttl(files):
     assert cache.lookup("\\srv\\dfs\\link\\f") is None        # expired
 
 
-def test_get_referral_directly(files):
+@pytest.mark.parametrize("dialect", [Dialect.SMB1, Dialect.SMB3_1_1], ids=lambda d: d.name)
+def test_get_referral_directly(files, dialect):
     with fs.connect(files.root.host, "dfs", files.root.username, files.root.password,
-                    port=files.root.port, dfs=False) as tree:
+                    port=files.root.port, dfs=False,
+                    dialects=DialectRange(dialect, dialect)) as tree:
         assert tree.dfs and not isinstance(tree, DfsTree)
         ipc = tree.session.tree_connect("IPC$")
         referral = get_referral(tree.session, "\\127.0.0.1\\dfs\\remote\\x", ipc)
