@@ -28,7 +28,7 @@ import os
 import socket
 import threading
 import time
-from typing import List, Optional
+from typing import Optional
 
 from .errors import (SmbConnectionError, SmbError, SmbNegotiateError, SmbTimeoutError,
                      SmbNegotiateRefusedError, SmbProtocolError)
@@ -37,6 +37,8 @@ from .proto.framing import FrameReader, FramingError, frame_prefix
 from .proto.negotiate import NegotiateFailed, NegotiateResult, Negotiator, Outgoing
 
 log = logging.getLogger("smblayer")
+
+MIN_ATTEMPT = 0.5      # the shortest connect attempt worth making (seconds)
 
 
 def open_socket(host: str, port: int, timeout: float) -> socket.socket:
@@ -213,9 +215,13 @@ class ConnectWorker:
 
     def _open_connection(self):
         client = self._client
-        policy = client.timeouts
-        deadline = time.monotonic() + policy.connect_timeout
-        sock = open_socket(client.host, client.port, policy.connect_timeout)
+        now = time.monotonic()
+        # An attempt never outlasts the soft deadline of a request waiting
+        # for it: that request must fail then, not when the attempt ends.
+        budget = min(client.timeouts.connect_timeout,
+                     max(MIN_ATTEMPT, client._earliest_waiting_deadline() - now))
+        deadline = now + budget
+        sock = open_socket(client.host, client.port, budget)
         try:
             negotiated = negotiate(sock, client.dialects, deadline,
                                    require_signing=client.require_signing,
@@ -278,6 +284,7 @@ class ConnectWorker:
             error = SmbTimeoutError(
                 f"server {client.host}:{client.port} timed out and reconnecting failed: {error}")
         client._fail_waiting(error, soft_only=True)
+        client._expire_waiting()
 
     def _give_up(self, error: SmbError) -> None:
         """ReconnectPolicy.max_attempts reached: everyone waiting now fails

@@ -39,7 +39,7 @@ from ._wire import PLACEMENT_HEAD
 from .proto import smb2
 from .proto.framing import FrameReader, FramingError, PlacedFrame
 from .proto.status import is_error
-from .task import FINAL_STATES, IN_FLIGHT, Reply, TaskState, move
+from .task import Reply, TaskState, move
 
 log = logging.getLogger("smblayer")
 
@@ -58,6 +58,18 @@ class Demux:
         self._wake_w.setblocking(False)
         self._wake_pending = False
         self._stopping = False
+        self._poller = _Poller()
+        self._sock_fd = conn.sock.fileno()
+        self._poller.register(self._sock_fd)
+        self._poller.register(self._wake_r.fileno())
+        self.read_lock = threading.Lock()     # whoever reads and dispatches holds it
+        self.fast_reader = False              # a caller holds the reader role
+        self._kicked = False
+        self._reader_ident: Optional[int] = None
+        self._kick_r, self._kick_w = socket.socketpair()
+        self._kick_r.setblocking(False)
+        self._kick_w.setblocking(False)
+        self._caller_poll = None
         self.thread = threading.Thread(
             target=self._run, daemon=True,
             name=f"smblayer-demux-{client.host}:{client.port}-g{conn.generation}")
@@ -77,53 +89,130 @@ class Demux:
     def stop(self) -> None:
         self._stopping = True
         self.wake()
+        self.kick()
 
     def _run(self) -> None:
         client, conn = self._client, self._conn
-        sock = conn.sock
-        reader = self._reader
-        recv_into = sock.recv_into
-        dispatch = self._dispatch
         liveness = client._liveness
         service_timers = liveness.service
-        monotonic = time.monotonic
-        liveness.connection_started(monotonic())
-        poller = _Poller()
-        sock_fd = sock.fileno()
+        liveness.connection_started(time.monotonic())
+        poller = self._poller
+        sock_fd = self._sock_fd
+        read_lock = self.read_lock
+        read = self._read
         error = None
         try:
-            poller.register(sock_fd)
-            poller.register(self._wake_r.fileno())
             while not self._stopping:
                 for fd in poller.poll(service_timers()):
                     if fd != sock_fd:
                         self._drain_wake()
                         continue
+                    if not read_lock.acquire(blocking=False):
+                        continue        # a caller reads (fast path); it disabled us
                     try:
-                        n = recv_into(reader.buffer())
-                    except (BlockingIOError, InterruptedError):
-                        continue
-                    if n == 0:
-                        raise ConnectionResetError("server closed the connection (EOF)"
-                                                   + (" mid-frame" if reader.pending else ""))
-                    liveness.last_rx = monotonic()
-                    for frame in reader.feed(n):
-                        dispatch(frame)
-        except FramingError as exc:
-            error = SmbProtocolError(f"bad frame from {client.host}:{client.port}: {exc}")
-        except SmbProtocolError as exc:
-            error = exc
-        except OSError as exc:
-            error = exc
-        except Exception as exc:  # noqa: BLE001 - the thread must report, never die silently
-            log.exception("smblayer: demux thread failed")
-            error = exc
+                        read()
+                    finally:
+                        read_lock.release()
+        except BaseException as exc:  # noqa: BLE001 - the thread must report, never die silently
+            error = self._as_loss(exc)
         finally:
             poller.close()
             self._wake_r.close()
             self._wake_w.close()
+            with read_lock:          # a fast reader sees the shut-down socket and returns
+                self._kick_r.close()
+                self._kick_w.close()
         if not self._stopping:
             client._connection_lost(conn, error)
+
+    def _read(self) -> None:
+        """One recv_into and the dispatch of every frame it completes (the
+        caller holds read_lock).  Raises on EOF, a socket error or a frame
+        that breaks the protocol."""
+        reader = self._reader
+        try:
+            n = self._conn.sock.recv_into(reader.buffer(), 0, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return
+        if n == 0:
+            raise ConnectionResetError("server closed the connection (EOF)"
+                                       + (" mid-frame" if reader.pending else ""))
+        self._client._liveness.last_rx = time.monotonic()
+        for frame in reader.feed(n):
+            self._dispatch(frame)
+
+    def _as_loss(self, exc: BaseException) -> BaseException:
+        client = self._client
+        if isinstance(exc, FramingError):
+            return SmbProtocolError(f"bad frame from {client.host}:{client.port}: {exc}")
+        if not isinstance(exc, (SmbProtocolError, OSError)):
+            log.exception("smblayer: receive path failed", exc_info=exc)
+        return exc
+
+    # -- the caller fast path --------------------------------------------------------
+
+    def take_reader_role(self) -> bool:
+        """Caller fast path (DESIGN.md "Threads"): a synchronous caller about
+        to send the only request in flight takes the reader role, so it can
+        read its own reply instead of waiting for this thread to wake it.
+        The demux stands aside without being woken (its selector stops
+        watching the socket).  False if the role is not free."""
+        if self._poller.epoll is None or self._stopping or \
+                not self.read_lock.acquire(blocking=False):
+            return False
+        if not self._poller.modify(self._sock_fd, False):
+            self.read_lock.release()
+            return False
+        self._kicked = False
+        self._reader_ident = threading.get_ident()
+        self.fast_reader = True
+        return True
+
+    def release_reader_role(self) -> None:
+        self.fast_reader = False
+        self._reader_ident = None
+        self._poller.modify(self._sock_fd, True)
+        self.read_lock.release()
+
+    def read_for(self, task) -> None:
+        """With the reader role: read and dispatch exactly as the demux would
+        (breaks and async completions still go to smbiod) until ``task`` is
+        no longer in flight or another request joins (``kick``)."""
+        consumed = False
+        try:
+            waiter = self._caller_poll
+            if waiter is None:
+                waiter = self._caller_poll = select.poll()
+                waiter.register(self._sock_fd, select.POLLIN)
+                waiter.register(self._kick_r.fileno(), select.POLLIN)
+            read = self._read
+            sock_fd = self._sock_fd
+            while task.state.in_flight and not self._kicked and not self._stopping:
+                ready = waiter.poll()
+                consumed = True
+                for fd, _mask in ready:
+                    if fd == sock_fd:
+                        read()
+                    else:
+                        self._drain(self._kick_r)
+                consumed = False
+        except BaseException as exc:
+            # EOF, a bad frame, or Ctrl-C in the middle of a frame: the stream
+            # can't be trusted any more; the connect worker takes over.
+            if consumed or not isinstance(exc, KeyboardInterrupt):
+                self._client._connection_lost(self._conn, self._as_loss(exc))
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+
+    def kick(self) -> None:
+        """Another request joined, or the fast reader's task was cancelled:
+        ask the caller reading to hand the role back to the demux."""
+        if self.fast_reader and self._reader_ident != threading.get_ident():
+            self._kicked = True
+            try:
+                self._kick_w.send(b"\0")
+            except OSError:
+                pass
 
     # -- placement ---------------------------------------------------------------
 
@@ -145,7 +234,7 @@ class Demux:
         inflight = self._client._inflight
         with inflight.lock:
             task = inflight.find(mid, self._conn.generation)
-            if task is None or task.state not in IN_FLIGHT:
+            if task is None or not task.state.in_flight:
                 return None
             buffer = task.recv_buffer
         if buffer is None or len(buffer) < data_len:
@@ -202,7 +291,7 @@ class Demux:
                 task = inflight.find(mid, generation)
                 if task is not None:
                     task.async_id = async_id
-                    if task.state in IN_FLIGHT:
+                    if task.state.in_flight:
                         move(task, TaskState.INTERIM)
                         if task.long_poll:
                             inflight.disarm(task)     # may wait for hours
@@ -212,7 +301,7 @@ class Demux:
                 task = inflight.retire(mid, generation)
                 if task is not None:
                     retired = task.send_credits
-                    late = task.state in FINAL_STATES
+                    late = task.state.final
                     if not late:
                         move(task, TaskState.DONE)
         if granted or retired:
@@ -301,8 +390,12 @@ class Demux:
 
     def _drain_wake(self) -> None:
         self._wake_pending = False
+        self._drain(self._wake_r)
+
+    @staticmethod
+    def _drain(sock: socket.socket) -> None:
         try:
-            while self._wake_r.recv(64):
+            while sock.recv(64):
                 pass
         except OSError:
             pass
@@ -315,8 +408,21 @@ class _Poller:
         self._epoll = getattr(select, "epoll", None)
         self._p = self._epoll() if self._epoll else select.poll()
 
+    @property
+    def epoll(self):
+        return self._epoll
+
     def register(self, fd: int) -> None:
         self._p.register(fd, select.EPOLLIN if self._epoll else select.POLLIN)
+
+    def modify(self, fd: int, watch: bool) -> bool:
+        """Start or stop watching ``fd`` (epoll only: safe from another
+        thread while the owner waits).  False if that is not possible."""
+        try:
+            self._p.modify(fd, select.EPOLLIN if watch else 0)
+            return True
+        except (OSError, ValueError):
+            return False
 
     def poll(self, timeout):
         if self._epoll:

@@ -33,7 +33,7 @@ import time
 from typing import List, Optional
 
 from .errors import SmbError, SmbTimeoutError
-from .task import IN_FLIGHT, SmbTask, TaskState, move
+from .task import SmbTask, TaskState, move
 
 log = logging.getLogger("smblayer")
 
@@ -78,7 +78,7 @@ class Liveness:
         with inflight.lock:
             fired, _next = inflight.expire(now)
             for task in fired:
-                if task.state not in IN_FLIGHT:
+                if not task.state.in_flight:
                     continue
                 policy = task.timeouts or client.timeouts
                 bound = task.t_first_sent + policy.soft_bound
@@ -141,7 +141,7 @@ class Liveness:
         inflight = self._client._inflight
         with inflight.lock:
             return [t for t in inflight.pending.values()
-                    if t.timed_out and t.state in IN_FLIGHT]
+                    if t.timed_out and t.state.in_flight]
 
     def probe_loop(self) -> None:
         """Probe the server with ECHO while some request is overdue (smbiod)."""
@@ -199,7 +199,7 @@ class Liveness:
         inflight = client._inflight
         with inflight.lock:
             for task in tasks:
-                if task.timed_out and task.state in IN_FLIGHT:
+                if task.timed_out and task.state.in_flight:
                     task.timed_out = False
                     inflight.arm(task, self.deadline(task, now))
         conn = client._conn

@@ -80,8 +80,12 @@ class Sender:
                 if task.sends > 1:
                     counters.retransmissions += 1
             stats.command(wire, tasks[0].command).bytes_sent += size + 4
-        if wake and conn.demux is not None:
-            conn.demux.wake()
+        demux = conn.demux
+        if demux is not None:
+            if wake:
+                demux.wake()
+            if demux.fast_reader:
+                demux.kick()       # another request joined: the demux reads again
 
     def _build(self, conn, tasks: Sequence[SmbTask], related: bool) -> list:
         wire = conn.wire

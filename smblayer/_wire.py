@@ -40,6 +40,9 @@ class Smb2Wire:
     max_request = MAX_FRAME
     unsolicited_id = smb2.UNSOLICITED_MESSAGE_ID
     echo_command = smb2.Command.ECHO
+    # closing a handle, a tree or a session: bounded waits on a dead server
+    teardown_commands = frozenset({smb2.Command.CLOSE, smb2.Command.TREE_DISCONNECT,
+                                   smb2.Command.LOGOFF})
 
     def __init__(self, negotiated: NegotiateResult):
         self.dialect = negotiated.dialect
@@ -115,6 +118,8 @@ class Smb1Wire:
     max_request = 0x1FFFF
     unsolicited_id = 0xFFFF
     echo_command = smb1.Command.ECHO
+    teardown_commands = frozenset({smb1.Command.CLOSE, smb1.Command.TREE_DISCONNECT,
+                                   smb1.Command.LOGOFF_ANDX})
     replay_flag = 0
     multi_credit = False
 

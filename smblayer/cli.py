@@ -1,15 +1,21 @@
 """The ``smblayer`` command line (``python -m smblayer``).
 
-    smblayer put LOCAL //host[:port]/share/path      (LOCAL "-" = stdin)
-    smblayer get //host[:port]/share/path LOCAL      (LOCAL "-" = stdout)
-    smblayer ls|cat|stat|rm|mkdir|rmdir //host[:port]/share/path
-    smblayer mv //host/share/old //host/share/new    (or a bare new path)
+    smblayer put [-r] [--continue] [--verify] LOCAL... //host[:port]/share/path
+    smblayer get [-r] [--continue] [--verify] //host[:port]/share/path... [LOCAL]
+    smblayer ls|cat|stat|mkdir|rmdir|du //host[:port]/share/path
+    smblayer rm [-r] [-f] //host[:port]/share/path...
+    smblayer mv [-f] //host/share/old //host/share/new    (or a bare new path)
+    smblayer df //host[:port]/share
     smblayer echo //host[:port]
     smblayer bench //host[:port]/share [--size 64M] [--json]
 
-URLs may also be written ``smb://host[:port]/share/path``.  Credentials come
-from ``-U``/``--password`` or ``SMB_USER``/``SMB_PASSWORD`` (the password is
-asked for on a terminal when missing; it is never printed or logged).
+URLs may also be written ``smb://host[:port]/share/path``; ``*`` and ``?``
+select several remote files in get, ls and rm (local ones in put).  LOCAL
+"-" is stdin / stdout.  get and put write to a temporary name and rename it
+over the destination when complete.  Credentials come from ``-U
+user[%pass]``, ``--password``, ``-A FILE``, ``-N``, ``-k`` or
+``SMB_USER``/``SMB_PASSWORD`` (the password is asked for once on a terminal
+when missing; it is never printed or logged).
 
 Exit status: 0 success, 1 SMB or I/O error (one line on stderr:
 ``smblayer: <command>: <error>``), 2 usage error, 130 interrupted.
@@ -18,7 +24,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
+import fnmatch
 import getpass
+import glob
+import hashlib
 import io
 import json
 import logging
@@ -26,6 +36,7 @@ import mmap
 import os
 import posixpath
 import re
+import signal
 import stat
 import statistics
 import sys
@@ -33,14 +44,15 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from . import fs
-from ._progress import Progress, format_bytes
+from . import __version__, fs
+from ._progress import Progress, StatusLine, StatusLineHandler, format_bytes
 from .config import Dialect, DialectRange, TimeoutPolicy
-from .errors import SmbAuthError, SmbError, SmbStatusError
-from .proto.status import status_name
+from .errors import SmbAuthError, SmbError, SmbStatusError, status_error
+from .fs.ops import filetime_to_unix
+from .proto.status import NtStatus, status_name
 from .registry import get_client
 
 log = logging.getLogger("smblayer")
@@ -106,28 +118,39 @@ def parse_url(text: str, need_share: bool = True) -> SmbUrl:
     return SmbUrl(host, port, share, "/".join(rest[1:]))
 
 
-_DIALECT_NAMES = {
-    "nt1": Dialect.SMB1, "smb1": Dialect.SMB1, "ntlm0.12": Dialect.SMB1, "1": Dialect.SMB1,
-    "2.0.2": Dialect.SMB2_0_2, "2.02": Dialect.SMB2_0_2, "2": Dialect.SMB2_0_2,
-    "2.0": Dialect.SMB2_0_2, "smb2": Dialect.SMB2_0_2, "smb2_02": Dialect.SMB2_0_2,
-    "2.1": Dialect.SMB2_1, "2.10": Dialect.SMB2_1, "smb2_10": Dialect.SMB2_1,
-    "3.0": Dialect.SMB3_0, "3": Dialect.SMB3_0, "3.00": Dialect.SMB3_0,
-    "smb3": Dialect.SMB3_0, "smb3_00": Dialect.SMB3_0,
-    "3.0.2": Dialect.SMB3_0_2, "3.02": Dialect.SMB3_0_2, "smb3_02": Dialect.SMB3_0_2,
-    "3.1.1": Dialect.SMB3_1_1, "3.11": Dialect.SMB3_1_1, "smb3_11": Dialect.SMB3_1_1,
-}
-
-
 def parse_dialect(text: str) -> Dialect:
     """'3.1.1', '2.0.2', 'NT1', 'SMB3_11', 'SMB2_1' ... -> Dialect (argparse type)."""
-    key = text.strip().lower().replace(" ", "")
-    if key in _DIALECT_NAMES:
-        return _DIALECT_NAMES[key]
     try:
-        return Dialect[text.strip().upper()]
-    except KeyError:
-        raise argparse.ArgumentTypeError(
-            f"unknown dialect {text!r} (use NT1, 2.0.2, 2.1, 3.0, 3.0.2 or 3.1.1)") from None
+        return Dialect.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _number(kind: type, minimum: float, inclusive: bool = True) -> Callable[[str], float]:
+    """An argparse type: a ``kind`` number at least (or above) ``minimum``."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value != value or value < minimum or (value == minimum and not inclusive) or \
+                value == float("inf"):
+            bound = f"at least {minimum}" if inclusive else f"above {minimum}"
+            raise argparse.ArgumentTypeError(f"{text!r} must be {bound}")
+        return value
+    parse.__name__ = kind.__name__          # argparse names the type in messages
+    return parse
+
+
+positive_int = _number(int, 1)
+positive_float = _number(float, 0, inclusive=False)
+non_negative_float = _number(float, 0)
+
+WILDCARD_COMMANDS = ("get", "put", "ls", "rm")
+
+
+def _has_wildcard(text: str) -> bool:
+    return "*" in text or "?" in text
 
 
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?$", re.IGNORECASE)
@@ -139,26 +162,104 @@ def parse_size(text: str) -> int:
     if not m:
         raise argparse.ArgumentTypeError(f"bad size {text!r} (e.g. 4K, 64M, 1G)")
     scale = 1024 ** " kmgt".index(m.group(2).lower() or " ")
-    return int(float(m.group(1)) * scale)
+    value = int(float(m.group(1)) * scale)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"size {text!r} must be above 0")
+    return value
 
 
 # ---------------------------------------------------------------------------
 # connections
 
 
-def _credentials(args) -> Tuple[str, Optional[str], Optional[str]]:
-    """(username, password, domain) from the options, the environment or a
-    prompt.  ``DOMAIN\\user`` and ``user@realm`` are accepted."""
-    user = args.user or os.environ.get("SMB_USER") or getpass.getuser()
+@dataclass(frozen=True)
+class Credentials:
+    """Who to authenticate as.  ``user`` "" is an anonymous session;
+    ``password`` None lets Kerberos use the ticket cache (never shown)."""
+
+    user: str
+    password: Optional[str] = field(repr=False)
+    domain: Optional[str] = None
+    auth: str = "negotiate"
+
+
+def _split_user(text: str) -> Tuple[str, Optional[str], Optional[str]]:
+    """smbclient's ``[DOMAIN\\|DOMAIN/]user[%password]`` -> (user, password,
+    domain); ``user@realm`` stays whole."""
+    password = None
+    if "%" in text:
+        text, password = text.split("%", 1)
     domain = None
-    if "\\" in user:
-        domain, user = user.split("\\", 1)
-    password = args.password
-    if password is None:
+    for sep in ("\\", "/"):
+        if sep in text:
+            domain, text = text.split(sep, 1)
+            break
+    return text, password, domain
+
+
+def read_auth_file(path: str) -> Dict[str, str]:
+    """smbclient's authentication file (``-A``): ``username = ...``,
+    ``password = ...``, ``domain = ...`` lines ("#" comments)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError as exc:
+        raise UsageError(f"cannot read the authentication file {path!r}: "
+                         f"{exc.strerror}") from None
+    values: Dict[str, str] = {}
+    for number, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        key, sep, value = line.partition("=")
+        key = key.strip().lower()
+        if not sep or key not in ("username", "password", "domain"):
+            raise UsageError(f"{path}:{number}: expected username=, password= or domain=")
+        values[key] = value.strip()
+    return values
+
+
+def _credentials(args) -> Credentials:
+    """The credentials of this run, from (first wins) ``-U user%pass``,
+    ``--password``, ``-A FILE``, $SMB_USER/$SMB_PASSWORD; with ``-N`` no
+    password (anonymous without a user), with ``-k`` Kerberos; otherwise the
+    password is asked once on a terminal."""
+    cached = getattr(args, "credentials", None)
+    if cached is not None:
+        return cached
+    user = password = domain = None
+    if args.user:
+        user, password, domain = _split_user(args.user)
+    if args.password is not None:
+        password = args.password
+    if args.auth_file:
+        values = read_auth_file(args.auth_file)
+        if user is None and values.get("username"):
+            user, file_password, file_domain = _split_user(values["username"])
+            domain = domain or file_domain
+            password = password if password is not None else file_password
+        if password is None:
+            password = values.get("password")
+        domain = domain or values.get("domain") or None
+    if user is None and os.environ.get("SMB_USER"):
+        user, env_password, env_domain = _split_user(os.environ["SMB_USER"])
+        domain = domain or env_domain
+        password = password if password is not None else env_password
+    auth = "kerberos" if args.kerberos else (args.auth or "negotiate")
+    if args.no_pass:
+        if user is None:
+            user = ""                        # anonymous
+        if password is None:
+            password = ""
+    if user is None:
+        user = getpass.getuser()
+    if password is None and not args.kerberos and not args.no_pass:
         password = os.environ.get("SMB_PASSWORD")
-    if password is None and sys.stdin is not None and sys.stdin.isatty():
-        password = getpass.getpass(f"Password for {user}: ")
-    return user, password, domain
+        if password is None and auth != "kerberos" and sys.stdin is not None and \
+                sys.stdin.isatty():
+            password = getpass.getpass(f"Password for {user}: ")
+    args.credentials = Credentials(user, password, domain, auth)
+    return args.credentials
 
 
 def _client_options(args) -> dict:
@@ -181,21 +282,96 @@ def _client_options(args) -> dict:
     return {"dialects": DialectRange(lo, hi), "timeouts": timeouts}
 
 
+class NoPasswordError(SmbAuthError):
+    """Authentication failed and no password had been given."""
+
+
+class Connections:
+    """The connections of one command: one client and one session per
+    server (so several URLs on one server share a connection and the
+    password is asked once) and one tree per share, all closed by close()."""
+
+    def __init__(self, args):
+        self.args = args
+        self._clients: Dict[Tuple[str, int], object] = {}
+        self._sessions: Dict[Tuple[str, int], "fs.Session"] = {}
+        self._trees: Dict[Tuple[str, int, str], "fs.Tree"] = {}
+
+    def client(self, url: SmbUrl):
+        key = (url.host, url.port)
+        if key not in self._clients:
+            self._clients[key] = get_client(url.host, url.port, **_client_options(self.args))
+        return self._clients[key]
+
+    def session(self, url: SmbUrl) -> "fs.Session":
+        key = (url.host, url.port)
+        if key not in self._sessions:
+            client = self.client(url)
+            creds = _credentials(self.args)
+            log.info("connecting to %s:%d as %s", url.host, url.port,
+                     creds.user or "anonymous")
+            try:
+                self._sessions[key] = fs.Session(
+                    client, creds.user, creds.password, domain=creds.domain,
+                    encrypt=self.args.encrypt, require_signing=True if self.args.sign else None,
+                    auth_protocol=creds.auth)
+            except SmbAuthError as exc:
+                if creds.password is None and creds.auth != "kerberos":
+                    raise NoPasswordError(exc.status, exc.command, message=(
+                        "no password was given (and no Kerberos ticket was found): use "
+                        "-U user%pass, --password, $SMB_PASSWORD or -A FILE; -N for none, "
+                        "-k for Kerberos")) from exc
+                raise
+        return self._sessions[key]
+
+    def tree(self, url: SmbUrl) -> "fs.Tree":
+        key = (url.host, url.port, url.share.lower())
+        if key not in self._trees:
+            session = self.session(url)
+            try:
+                self._trees[key] = session.tree_connect(url.share)
+            except PermissionError as exc:
+                dialect = session.client.dialect
+                if dialect < Dialect.SMB3_0 and not getattr(exc, "hint", None):
+                    exc.hint = (f"the share may require encryption, which needs SMB 3.0 or "
+                                f"later (this connection uses {dialect.name})")
+                raise
+        return self._trees[key]
+
+    def close(self) -> None:
+        for tree in self._trees.values():
+            try:
+                tree.close()
+            except SmbError as exc:
+                log.debug("closing %r failed: %s", tree, exc)
+        for session in self._sessions.values():
+            try:
+                session.logoff()
+            except SmbError as exc:
+                log.debug("logging off %r failed: %s", session, exc)
+        for client in self._clients.values():
+            client.release()
+        self._trees.clear()
+        self._sessions.clear()
+        self._clients.clear()
+
+    def __enter__(self) -> "Connections":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 @contextlib.contextmanager
 def open_tree(args, url: SmbUrl) -> Iterator["fs.Tree"]:
-    """Session + tree for ``url`` (closed, logged off and released on exit)."""
-    user, password, domain = _credentials(args)
-    log.info("connecting to %s:%d as %s", url.host, url.port, user)
-    tree = fs.connect(url.host, url.share, user, password, port=url.port,
-                      encrypt=args.encrypt, domain=domain,
-                      require_signing=True if args.sign else None, **_client_options(args))
-    try:
-        yield tree
-    finally:
-        try:
-            tree.close()
-        except SmbError as exc:
-            log.debug("closing the tree failed: %s", exc)
+    """The tree for ``url``: from the command's connections (``main`` sets
+    ``args.connections``), else on connections closed on exit."""
+    connections = getattr(args, "connections", None)
+    if connections is not None:
+        yield connections.tree(url)
+        return
+    with Connections(args) as connections:
+        yield connections.tree(url)
 
 
 def _smb_path(path: str) -> str:
@@ -318,25 +494,59 @@ def _write_all(f, view: memoryview) -> None:
         view = view[n:]
 
 
-def upload(tree, local: BinaryIO, path: str, size: Optional[int], label: str,
-           progress: Optional[bool] = None) -> int:
+@contextlib.contextmanager
+def _closing(f) -> Iterator:
+    """Like ``with f:``, but when the block failed (an error, Ctrl-C) an
+    error from closing is logged, not raised: the first error is the one
+    to report."""
+    try:
+        yield f
+    except BaseException:
+        try:
+            f.close()
+        except (SmbError, OSError) as exc:
+            log.debug("closing %s after an error failed: %s", getattr(f, "name", f), exc)
+        raise
+    f.close()
+
+
+@contextlib.contextmanager
+def _own_bar(bar, label: str, size: Optional[int], progress: Optional[bool]):
+    """``bar`` when the caller has one (one bar for many files), else a
+    Progress of this transfer's own, closed at the end."""
+    if bar is not None:
+        yield bar
+        return
+    with Progress(label, size, enabled=_progress_enabled(size, progress)) as own:
+        yield own
+
+
+def upload(tree, local: BinaryIO, path: str, size: Optional[int], label: str = "",
+           progress: Optional[bool] = None, *, bar=None, offset: int = 0) -> int:
     """Copy ``local`` to ``path`` in large pipelined writes; return the bytes.
-    ``progress``: show a bar (default: on a terminal, for 1 MiB and more).
-    A regular file is sent straight from a read-only mapping (no copy here);
-    anything else is read by a helper thread while the network writes."""
+    ``progress``: show a bar (default: on a terminal, for 1 MiB and more);
+    ``bar``: a Progress to update instead.  ``offset`` > 0 resumes: the
+    remote file keeps its first ``offset`` bytes and ``local`` is read from
+    there.  A regular file is sent straight from a read-only mapping (no copy
+    here); anything else is read by a helper thread while the network writes."""
     total = 0
     chunk = _chunk_size(tree)
-    with tree.open(path, "wb", buffering=0) as f, \
-            Progress(label, size, enabled=_progress_enabled(size, progress)) as bar:
+    with _closing(tree.open(path, "r+b" if offset else "wb", buffering=0)) as f, \
+            _own_bar(bar, label, size, progress) as bar:
+        if offset:
+            f.seek(offset)
+            f.truncate(offset)
         with _mapping(local, mmap.ACCESS_READ) as mapped:
             if mapped is not None:
-                for start in range(0, len(mapped), chunk):
+                for start in range(offset, len(mapped), chunk):
                     part = mapped[start:start + chunk]
                     _write_all(f, part)
                     total += len(part)
                     bar.update(len(part))
                     part.release()
                 return total
+        if offset:
+            local.seek(offset)
         with _DoubleBuffer(chunk) as buffers:
             for view in buffers.produced(lambda buf: _fill(local.readinto, buf)):
                 _write_all(f, view)
@@ -345,45 +555,57 @@ def upload(tree, local: BinaryIO, path: str, size: Optional[int], label: str,
         return total
 
 
-def download(tree, path: str, local: BinaryIO, label: str,
-             progress: Optional[bool] = None) -> int:
+def download(tree, path: str, local: BinaryIO, label: str = "",
+             progress: Optional[bool] = None, *, bar=None, offset: int = 0) -> int:
     """Copy ``path`` to ``local`` in large pipelined reads; return the bytes.
+    ``progress`` and ``bar`` as for upload(); ``offset`` > 0 resumes: the
+    first ``offset`` bytes are in ``local`` already (and not fetched again).
     Into a regular file opened for reading and writing the data is received
     straight into a shared mapping of it (no copy here); otherwise the local
     file is written by a helper thread while the network reads."""
     chunk = _chunk_size(tree)
-    total = 0
-    with tree.open(path, "rb", buffering=0) as f:
+    with _closing(tree.open(path, "rb", buffering=0)) as f:
         size = f.handle.info.size
-        if size and _can_map_for_write(local):
-            local.truncate(size)
-            with _mapping(local, mmap.ACCESS_WRITE) as mapped, \
-                    Progress(label, size, enabled=_progress_enabled(size, progress)) as bar:
-                while total < size:
-                    part = mapped[total:total + chunk]
-                    n = f.readinto(part)
-                    part.release()
-                    if not n:
-                        break
-                    total += n
-                    bar.update(n)
-            if total != size:             # the file shrank meanwhile
-                local.truncate(total)
-            return total
-        with Progress(label, size, enabled=_progress_enabled(size, progress)) as bar, \
-                _DoubleBuffer(chunk) as buffers:
-            while True:
-                buf = buffers.free()
-                # Near the end ask for one request's worth only, so EOF is
-                # confirmed without a burst of READs past it.
-                ask = min(chunk, max(size - total, tree.io_read_size))
-                n = f.readinto(buf[:ask])
+        with _own_bar(bar, label, size, progress) as bar:
+            return _download_into(tree, f, size, local, bar, chunk, offset)
+
+
+def _download_into(tree, f, size: int, local: BinaryIO, bar, chunk: int, offset: int) -> int:
+    """The body of download(): ``f`` is open, ``size`` its size."""
+    if offset:
+        offset = min(offset, size)
+        f.seek(offset)
+    total = offset
+    if size > offset and _can_map_for_write(local):
+        local.truncate(size)
+        with _mapping(local, mmap.ACCESS_WRITE) as mapped:
+            while total < size:
+                part = mapped[total:total + chunk]
+                n = f.readinto(part)
+                part.release()
                 if not n:
-                    buffers.drain()
-                    return total
-                buffers.consume(buf[:n], local.write)
+                    break
                 total += n
                 bar.update(n)
+        if total != size:             # the file shrank meanwhile
+            local.truncate(total)
+        return total - offset
+    if offset:
+        local.seek(offset)
+        local.truncate(offset)
+    with _DoubleBuffer(chunk) as buffers:
+        while True:
+            buf = buffers.free()
+            # Near the end ask for one request's worth only, so EOF is
+            # confirmed without a burst of READs past it.
+            ask = min(chunk, max(size - total, tree.io_read_size))
+            n = f.readinto(buf[:ask])
+            if not n:
+                buffers.drain()
+                return total - offset
+            buffers.consume(buf[:n], local.write)
+            total += n
+            bar.update(n)
 
 
 def _progress_enabled(size: Optional[int], wanted: Optional[bool] = None) -> Optional[bool]:
@@ -420,104 +642,518 @@ def cmd_echo(args) -> int:
     return 0
 
 
-def _entries(tree, path: str):
-    """(name, stat) of each entry of directory ``path``."""
-    scandir = getattr(tree, "scandir", None)
-    if scandir is not None:
-        for entry in scandir(path):
-            yield entry.name, entry.stat()
+# ---------------------------------------------------------------------------
+# remote names: wildcards and trees
+
+
+def _isdir(st) -> bool:
+    return stat.S_ISDIR(st.st_mode)
+
+
+def _is_remote_dir(tree, path: str) -> bool:
+    if not path:
+        return True
+    try:
+        return _isdir(tree.stat(path))
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+
+
+def _entries(tree, path: str, pattern: str = "*") -> List[Tuple[str, object]]:
+    """(name, stat) of the entries of directory ``path`` (one directory
+    query) whose names match ``pattern`` (``*`` and ``?``, any case; dot
+    names only for a pattern starting with ".").  The server matches the
+    pattern where the fs takes one; the names are checked here too."""
+    if pattern == "*":
+        entries = tree.scandir(path)
+    else:
+        try:
+            entries = tree.scandir(path, pattern)
+        except TypeError:                 # an fs without server-side patterns
+            entries = tree.scandir(path)
+    lowered = pattern.lower()
+    return [(e.name, e.stat()) for e in entries
+            if pattern == "*" or (fnmatch.fnmatchcase(e.name.lower(), lowered) and
+                                  (pattern.startswith(".") or not e.name.startswith(".")))]
+
+
+def _expand(tree, path: str, url: SmbUrl) -> List[Tuple[str, object]]:
+    """(path, stat) of each remote path matching ``path``, whose components
+    may hold ``*`` and ``?``; a plain path is just stat'ed.  Nothing there:
+    FileNotFoundError."""
+    if not _has_wildcard(path):
+        return [(path, tree.stat(path))]
+    found: List[Tuple[str, object]] = [("", None)]
+    parts = path.split("/")
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        step: List[Tuple[str, object]] = []
+        for base, _st in found:
+            if not _has_wildcard(part):
+                step.append((posixpath.join(base, part), None))
+                continue
+            try:
+                matches = _entries(tree, base, part)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            step.extend((posixpath.join(base, name), st) for name, st in matches
+                        if last or _isdir(st))
+        found = step
+    result = []
+    for p, st in found:
+        if st is None:
+            try:
+                st = tree.stat(p)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+        result.append((p, st))
+    if not result:
+        raise status_error(NtStatus.NO_SUCH_FILE, "QUERY_DIRECTORY", str(url.with_path(path)))
+    return sorted(result, key=lambda r: r[0].lower())
+
+
+def _walk(tree, top: str) -> Iterator[Tuple[str, List[Tuple[str, object]],
+                                            List[Tuple[str, object]]]]:
+    """Like os.walk, top-down: (dirpath, [(name, stat)] of directories,
+    [(name, stat)] of files), one directory query each."""
+    entries = _entries(tree, top)
+    dirs = [e for e in entries if _isdir(e[1])]
+    yield top, dirs, [e for e in entries if not _isdir(e[1])]
+    for name, _st in dirs:
+        yield from _walk(tree, posixpath.join(top, name))
+
+
+def _rmtree(tree, path: str) -> None:
+    rmtree = getattr(tree, "rmtree", None)
+    if rmtree is not None:
+        rmtree(path)
         return
-    for name in tree.listdir(path):
-        yield name, tree.stat(posixpath.join(path, name) if path else name)
+    walked = list(_walk(tree, path))
+    for dirpath, _dirs, files in walked:
+        for name, _st in files:
+            tree.remove(posixpath.join(dirpath, name))
+    for dirpath, _dirs, _files in reversed(walked):
+        tree.rmdir(dirpath)
+
+
+def _set_remote_times(tree, path: str, atime: float, mtime: float) -> None:
+    utime = getattr(tree, "utime", None)
+    if utime is None:
+        log.debug("this fs has no Tree.utime: the times of %s are not set", path)
+        return
+    utime(path, (atime, mtime))
+
+
+# ---------------------------------------------------------------------------
+# commands: ls, stat
 
 
 def _long_line(name: str, st) -> str:
-    kind = "d" if st.is_dir else "-"
+    kind = "d" if _isdir(st) else "-"
     mtime = time.strftime("%Y-%m-%d %H:%M", time.localtime(st.st_mtime))
-    return f"{kind} {st.st_size:>12} {mtime} {name}{'/' if st.is_dir else ''}"
+    return f"{kind} {st.st_size:>12} {mtime} {name}{'/' if _isdir(st) else ''}"
 
 
 def cmd_ls(args) -> int:
     url = parse_url(args.url)
     with open_tree(args, url) as tree:
         path = _smb_path(url.path)
-        st = tree.stat(path) if path else None
-        if st is not None and not st.is_dir:
-            print(_long_line(posixpath.basename(path), st) if args.long
-                  else posixpath.basename(path))
-            return 0
-        for name, est in sorted(_entries(tree, path), key=lambda e: e[0].lower()):
-            if not args.all and name.startswith("."):
-                continue
+        if _has_wildcard(path):
+            listing = [(posixpath.basename(p), st) for p, st in _expand(tree, path, url)]
+        else:
+            st = tree.stat(path) if path else None
+            if st is not None and not _isdir(st):
+                listing = [(posixpath.basename(path), st)]
+            else:
+                listing = [(name, est) for name, est in _entries(tree, path)
+                           if args.all or not name.startswith(".")]
+        for name, est in sorted(listing, key=lambda e: e[0].lower()):
             print(_long_line(name, est) if args.long
-                  else name + ("/" if est.is_dir else ""))
+                  else name + ("/" if _isdir(est) else ""))
     return 0
 
 
 def cmd_stat(args) -> int:
     url = parse_url(args.url)
     with open_tree(args, url) as tree:
-        st = tree.stat(_smb_path(url.path))
+        info = tree.file_info(_smb_path(url.path))
         fmt = "%Y-%m-%d %H:%M:%S"
         print(f"  File: {url}")
-        print(f"  Type: {'directory' if st.is_dir else 'regular file'}")
-        print(f"  Size: {st.st_size}")
-        print(f"  Attributes: 0x{st.st_file_attributes:08x}")
-        for label, t in (("Access", st.st_atime), ("Modify", st.st_mtime),
-                         ("Change", st.st_ctime), ("Birth", st.st_birthtime)):
+        print(f"  Type: {'directory' if info.is_dir else 'regular file'}")
+        print(f"  Size: {info.size}")
+        print(f"  Attributes: 0x{info.attributes:08x}")
+        for label, ft in (("Access", info.last_access_time), ("Modify", info.last_write_time),
+                          ("Change", info.change_time), ("Birth", info.creation_time)):
+            t = filetime_to_unix(ft)
             print(f"  {label}: {time.strftime(fmt, time.localtime(t)) if t else '-'}")
     return 0
 
 
-def cmd_get(args) -> int:
-    url = parse_url(args.source)
-    path = _smb_path(url.path)
-    if not path:
-        raise UsageError(f"no file path in {args.source!r}")
-    dest = args.dest if args.dest is not None else posixpath.basename(path)
-    if dest != "-" and os.path.isdir(dest):
-        dest = os.path.join(dest, posixpath.basename(path))
-    with open_tree(args, url) as tree:
-        label = posixpath.basename(path)
-        if dest == "-":
-            n = download(tree, path, _stdout(), label)
-            _stdout().flush()
+# ---------------------------------------------------------------------------
+# commands: get and put
+
+
+@dataclass
+class _Job:
+    """One file to copy: ``src`` and ``dest`` paths (remote ones share-
+    relative), the source's size and times."""
+
+    src: str
+    dest: str
+    size: int
+    atime: float
+    mtime: float
+
+
+class VerifyError(SmbError):
+    """The checksum read back after a transfer differs from the source's."""
+
+    def __init__(self, source: str, dest: str):
+        super().__init__(f"--verify: the SHA-256 of {dest} differs from {source}'s after "
+                         "the transfer (the destination was not replaced)")
+        self.source = source
+        self.dest = dest
+
+
+def _is_url(text: str) -> bool:
+    return text.startswith(("//", "smb:", "\\\\"))
+
+
+def _split_get_args(paths: Sequence[str]) -> Tuple[List[str], Optional[str]]:
+    if len(paths) > 1 and not _is_url(paths[-1]):
+        return list(paths[:-1]), paths[-1]
+    return list(paths), None
+
+
+def _one_share(urls: Sequence[SmbUrl]) -> SmbUrl:
+    first = urls[0]
+    for url in urls[1:]:
+        if (url.host, url.port, url.share.lower()) != (first.host, first.port,
+                                                        first.share.lower()):
+            raise UsageError("all remote paths of one command must be on one share")
+    return first
+
+
+def _remote_digest(tree, path: str) -> bytes:
+    digest = hashlib.sha256()
+    buf = memoryview(bytearray(_chunk_size(tree)))
+    with _closing(tree.open(path, "rb", buffering=0)) as f:
+        while True:
+            n = f.readinto(buf)
+            if not n:
+                return digest.digest()
+            digest.update(buf[:n])
+
+
+def _local_digest(local: BinaryIO) -> bytes:
+    local.flush()
+    local.seek(0)
+    return hashlib.file_digest(local, "sha256").digest()
+
+
+@contextlib.contextmanager
+def _local_target(dest: str, resume: bool) -> Iterator[Tuple[BinaryIO, int]]:
+    """(file, offset) to download ``dest`` into: a new temporary file beside
+    it (offset 0; removed on failure) or with ``resume`` the partial file
+    ``.NAME.smblayer-partial`` (offset: its size; kept on failure for the
+    next --continue).  Renamed over ``dest`` on success."""
+    if not resume:
+        with _local_temp(dest) as local:
+            yield local, 0
+        return
+    folder, name = os.path.split(dest)
+    partial = os.path.join(folder, f".{name}.smblayer-partial")
+    fd = os.open(partial, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with open(fd, "r+b") as local:
+            yield local, os.fstat(local.fileno()).st_size
+    except VerifyError:
+        with contextlib.suppress(OSError):
+            os.unlink(partial)
+        raise
+    os.replace(partial, dest)
+
+
+def _get_one(args, tree, url: SmbUrl, job: _Job, bar) -> int:
+    """Copy one remote file to a local file; returns the bytes moved."""
+    args.current_url = str(url.with_path(job.src))          # for error messages
+    if args.resume and _local_size(job.dest) == job.size:
+        log.info("get: %s is complete already", job.dest)
+        bar.update(job.size)
+        return 0
+    with _local_target(job.dest, args.resume) as (local, offset):
+        if not offset and job.size <= tree.io_read_size:
+            data = tree.read_bytes(job.src)        # one round trip where it can
+            local.write(data)
+            n = len(data)
+            bar.update(n)
         else:
-            try:
-                with open(dest, "w+b") as local:       # readable too: it gets mapped
-                    n = download(tree, path, local, label)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(dest)
-                raise
-    log.info("get: %d bytes from %s to %s", n, url, dest)
+            n = download(tree, job.src, local, bar=bar, offset=offset)
+        if args.verify and _local_digest(local) != _remote_digest(tree, job.src):
+            raise VerifyError(job.src, job.dest)
+    os.utime(job.dest, (job.atime, job.mtime))
+    return n
+
+
+def _local_size(path: str) -> Optional[int]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+
+def _get_jobs(args, tree, url: SmbUrl, sources: List[Tuple[str, object]], dest: str,
+              many: bool) -> Tuple[List[str], List[_Job]]:
+    """(local directories to create, files to copy) for ``get``."""
+    into_dir = many or os.path.isdir(dest)
+    if many and not os.path.isdir(dest):
+        raise UsageError(f"the target {dest!r} is not a directory")
+    dirs: List[str] = []
+    jobs: List[_Job] = []
+    for path, st in sources:
+        name = posixpath.basename(path) or url.share
+        target = os.path.join(dest, name) if into_dir else dest
+        if not _isdir(st):
+            jobs.append(_Job(path, target, st.st_size, st.st_atime, st.st_mtime))
+            continue
+        if not args.recursive:
+            raise IsADirectoryError(errno.EISDIR, "Is a directory (get -r copies directories)",
+                                    str(url.with_path(path)))
+        for dirpath, _subdirs, files in _walk(tree, path):
+            rel = posixpath.relpath(dirpath, path) if path else dirpath
+            local_dir = os.path.normpath(os.path.join(target, *rel.split("/")))
+            dirs.append(local_dir)
+            for fname, fst in files:
+                jobs.append(_Job(posixpath.join(dirpath, fname), os.path.join(local_dir, fname),
+                                 fst.st_size, fst.st_atime, fst.st_mtime))
+    return dirs, jobs
+
+
+def _run_jobs(args, jobs: List[_Job], label: str, one: Callable) -> int:
+    """Run ``one(args, job, bar)`` for each job under one progress bar."""
+    total = 0
+    with _new_bar(args, label, sum(j.size for j in jobs)) as bar:
+        for i, job in enumerate(jobs, 1):
+            if len(jobs) > 1:
+                bar.label = f"{i}/{len(jobs)} {posixpath.basename(job.src.replace(os.sep, '/'))}"
+            total += one(args, job, bar)
+    return total
+
+
+def cmd_get(args) -> int:
+    texts, dest = _split_get_args(args.paths)
+    urls = [parse_url(t) for t in texts]
+    url = _one_share(urls)
+    if dest == "-" and (args.recursive or args.resume or args.verify or len(urls) > 1):
+        raise UsageError("get to stdout takes one file, without -r, --continue or --verify")
+    with open_tree(args, url) as tree:
+        if dest == "-":
+            path = _smb_path(url.path)
+            n = _get_stream(args, tree, path, _stdout(), posixpath.basename(path))
+            _stdout().flush()
+            log.info("get: %d bytes from %s to stdout", n, url)
+            return 0
+        sources: List[Tuple[str, object]] = []
+        for text, u in zip(texts, urls):
+            args.current_url = text
+            sources.extend(_expand(tree, _smb_path(u.path), u))
+        args.current_url = None
+        many = len(sources) > 1 or any(_has_wildcard(u.path) for u in urls)
+        if dest is None:
+            single_file = not many and not _isdir(sources[0][1])
+            dest = posixpath.basename(sources[0][0]) if single_file else "."
+        dirs, jobs = _get_jobs(args, tree, url, sources, dest, many)
+        for d in dirs:
+            os.makedirs(d, exist_ok=True)
+        label = posixpath.basename(sources[0][0]) if len(sources) == 1 else url.share
+        n = _run_jobs(args, jobs, label or url.share,
+                      lambda a, job, bar: _get_one(a, tree, url, job, bar))
+    log.info("get: %d bytes in %d files from %s to %s", n, len(jobs), url, dest)
     return 0
+
+
+@contextlib.contextmanager
+def _local_temp(dest: str) -> Iterator[BinaryIO]:
+    """A new file beside ``dest`` (same folder, so the rename is atomic),
+    opened for reading and writing; renamed over ``dest`` when the block
+    succeeds, removed when it fails.  ``dest`` is never touched before."""
+    folder, name = os.path.split(dest)
+    while True:
+        temp = os.path.join(folder, f".{name}.smblayer-{os.urandom(4).hex()}")
+        try:
+            fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                         0o666)
+            break
+        except FileExistsError:
+            continue
+    try:
+        with open(fd, "w+b") as local:
+            yield local
+        os.replace(temp, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+
+
+def _get_stream(args, tree, path: str, out: BinaryIO, label: str) -> int:
+    with _closing(tree.open(path, "rb", buffering=0)) as f:
+        size = f.handle.info.size
+        with _new_bar(args, label, size) as bar:
+            return _download_into(tree, f, size, out, bar, _chunk_size(tree), 0)
+
+
+def _put_jobs(args, tree, url: SmbUrl, sources: List[str], dest: str,
+              many: bool) -> Tuple[List[str], List[_Job]]:
+    """(remote directories to create, files to copy) for ``put``."""
+    into_dir = many or _is_remote_dir(tree, dest) or url.path.endswith("/")
+    if many and not _is_remote_dir(tree, dest):
+        raise UsageError(f"the target {url} is not a directory")
+    dirs: List[str] = []
+    jobs: List[_Job] = []
+    for src in sources:
+        st = os.stat(src)
+        name = os.path.basename(os.path.normpath(src))
+        target = posixpath.join(dest, name) if into_dir else dest
+        if not stat.S_ISDIR(st.st_mode):
+            jobs.append(_Job(src, target, st.st_size, st.st_atime, st.st_mtime))
+            continue
+        if not args.recursive:
+            raise IsADirectoryError(errno.EISDIR, "Is a directory (put -r copies directories)",
+                                    src)
+        for dirpath, subdirs, files in os.walk(src):
+            subdirs.sort()
+            rel = os.path.relpath(dirpath, src)
+            remote_dir = target if rel == "." else posixpath.join(target, *rel.split(os.sep))
+            dirs.append(remote_dir)
+            for fname in sorted(files):
+                local = os.path.join(dirpath, fname)
+                fst = os.stat(local)
+                if stat.S_ISREG(fst.st_mode):
+                    jobs.append(_Job(local, posixpath.join(remote_dir, fname), fst.st_size,
+                                     fst.st_atime, fst.st_mtime))
+    return dirs, jobs
+
+
+def _local_sources(texts: Sequence[str]) -> List[str]:
+    """Local paths, with wildcards expanded where the shell did not."""
+    out: List[str] = []
+    for text in texts:
+        if _has_wildcard(text) and not os.path.exists(text):
+            matches = sorted(glob.glob(text))
+            if not matches:
+                raise FileNotFoundError(errno.ENOENT, "No such file or directory", text)
+            out.extend(matches)
+        else:
+            if not os.path.exists(text):
+                raise FileNotFoundError(errno.ENOENT, "No such file or directory", text)
+            out.append(text)
+    return out
+
+
+def _remote_mkdir(tree, path: str) -> None:
+    if not path:
+        return
+    try:
+        tree.mkdir(path)
+    except FileExistsError:
+        if not _is_remote_dir(tree, path):
+            raise
 
 
 def cmd_put(args) -> int:
-    url = parse_url(args.dest)
-    src = args.source
+    if len(args.paths) < 2:
+        raise UsageError("put needs a local source and a remote destination")
+    texts, url_text = args.paths[:-1], args.paths[-1]
+    url = parse_url(url_text)
     with open_tree(args, url) as tree:
         path = _smb_path(url.path)
-        if not path or url.path.endswith("/") or _is_remote_dir(tree, path):
-            if src == "-":
+        if texts == ["-"]:
+            if args.recursive or args.resume or args.verify:
+                raise UsageError("put from stdin takes no -r, --continue or --verify")
+            if not path or url.path.endswith("/") or _is_remote_dir(tree, path):
                 raise UsageError("put from stdin needs a remote file name")
-            path = posixpath.join(path, os.path.basename(src)) if path else os.path.basename(src)
-        label = posixpath.basename(path)
-        if src == "-":
-            n = upload(tree, sys.stdin.buffer, path, None, label)
-        else:
-            with open(src, "rb") as local:
-                n = upload(tree, local, path, os.fstat(local.fileno()).st_size, label)
-    log.info("put: %d bytes from %s to %s", n, src, url.with_path(path))
+            with _new_bar(args, posixpath.basename(path), None) as bar:
+                n = _put_file(tree, sys.stdin.buffer, path, None, bar)
+            log.info("put: %d bytes from stdin to %s", n, url)
+            return 0
+        sources = _local_sources(texts)
+        many = len(sources) > 1
+        dirs, jobs = _put_jobs(args, tree, url, sources, path, many)
+        for d in dirs:
+            _remote_mkdir(tree, d)
+        label = os.path.basename(os.path.normpath(sources[0])) if len(sources) == 1 else url.share
+        n = _run_jobs(args, jobs, label, lambda a, job, bar: _put_one(a, tree, url, job, bar))
+    log.info("put: %d bytes in %d files to %s", n, len(jobs), url)
     return 0
 
 
-def _is_remote_dir(tree, path: str) -> bool:
+def _remote_size(tree, path: str) -> Optional[int]:
     try:
-        return tree.stat(path).is_dir
-    except FileNotFoundError:
-        return False
+        st = tree.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return None if _isdir(st) else st.st_size
+
+
+def _put_one(args, tree, url: SmbUrl, job: _Job, bar) -> int:
+    """Copy one local file to a remote file; returns the bytes moved."""
+    args.current_url = str(url.with_path(job.dest))         # for error messages
+    if args.resume and _remote_size(tree, job.dest) == job.size:
+        log.info("put: %s is complete already", job.dest)
+        bar.update(job.size)
+        return 0
+    with open(job.src, "rb") as local:
+        return _put_file(tree, local, job.dest, job.size, bar, resume=args.resume,
+                         verify=args.verify, times=(job.atime, job.mtime))
+
+
+def _remote_temp_name(path: str) -> str:
+    folder, name = posixpath.split(path)
+    return posixpath.join(folder, f".{name}.smblayer-{os.urandom(4).hex()}")
+
+
+def _put_file(tree, local: BinaryIO, path: str, size: Optional[int], bar, *,
+              resume: bool = False, verify: bool = False,
+              times: Optional[Tuple[float, float]] = None) -> int:
+    """Upload to a temporary name in the destination folder and rename it
+    over ``path`` on success; on failure or Ctrl-C the temporary file is
+    deleted and ``path`` stays as it was (rsync's way).  With ``resume`` the
+    temporary name is ``.NAME.smblayer-partial``, resumed from its size and
+    kept on failure."""
+    if resume:
+        folder, name = posixpath.split(path)
+        temp = posixpath.join(folder, f".{name}.smblayer-partial")
+        offset = _remote_size(tree, temp) or 0
+        if size is not None and offset > size:
+            offset = 0
+    else:
+        temp, offset = _remote_temp_name(path), 0
+    try:
+        if not offset and size is not None and size <= tree.io_write_size:
+            data = local.read()                    # one round trip where it can
+            n = tree.write_bytes(temp, data)
+            bar.update(n)
+        else:
+            n = upload(tree, local, temp, size, bar=bar, offset=offset)
+        if verify and _local_digest(local) != _remote_digest(tree, temp):
+            raise VerifyError(getattr(local, "name", "stdin"), path)
+        if times is not None:
+            _set_remote_times(tree, temp, *times)
+        tree.replace(temp, path)
+    except BaseException as exc:
+        if not resume or isinstance(exc, VerifyError):
+            try:
+                tree.remove(temp)
+            except (SmbError, ValueError) as exc2:
+                log.debug("removing %s failed: %s", temp, exc2)
+        raise
+    return n
+
+
+# ---------------------------------------------------------------------------
+# commands: cat, rm, mkdir, rmdir, mv, du, df
 
 
 def cmd_cat(args) -> int:
@@ -531,23 +1167,43 @@ def cmd_cat(args) -> int:
     return 0
 
 
-def _each_remote(args) -> Iterator[Tuple["fs.Tree", str]]:
-    """(tree, path) for each URL argument, each on its own connected tree."""
+def _each_remote(args) -> Iterator[Tuple["fs.Tree", str, SmbUrl]]:
+    """(tree, path, url) for each URL argument (trees shared per share)."""
     for text in args.urls:
         args.current_url = text
         url = parse_url(text)
         with open_tree(args, url) as tree:
-            yield tree, _smb_path(url.path)
+            yield tree, _smb_path(url.path), url
 
 
 def cmd_rm(args) -> int:
-    for tree, path in _each_remote(args):
-        tree.remove(path)
+    for tree, path, url in _each_remote(args):
+        if not path:
+            raise UsageError(f"rm: refusing to remove the share root {url}")
+        try:
+            matches = _expand(tree, path, url)
+        except (FileNotFoundError, NotADirectoryError):
+            if args.force:
+                continue
+            raise
+        for match, st in matches:
+            args.current_url = str(url.with_path(match))
+            try:
+                if not _isdir(st):
+                    tree.remove(match)
+                elif args.recursive:
+                    _rmtree(tree, match)
+                else:
+                    raise IsADirectoryError(errno.EISDIR, "Is a directory (rm -r removes "
+                                            "directories)", args.current_url)
+            except FileNotFoundError:
+                if not args.force:
+                    raise
     return 0
 
 
 def cmd_mkdir(args) -> int:
-    for tree, path in _each_remote(args):
+    for tree, path, _url in _each_remote(args):
         if not args.parents:
             tree.mkdir(path)
             continue
@@ -557,13 +1213,13 @@ def cmd_mkdir(args) -> int:
             try:
                 tree.mkdir(sub)
             except FileExistsError:
-                if not tree.stat(sub).is_dir:
+                if not _is_remote_dir(tree, sub):
                     raise
     return 0
 
 
 def cmd_rmdir(args) -> int:
-    for tree, path in _each_remote(args):
+    for tree, path, _url in _each_remote(args):
         tree.rmdir(path)
     return 0
 
@@ -578,7 +1234,61 @@ def cmd_mv(args) -> int:
     else:
         new_path = args.dest.strip("/")
     with open_tree(args, url) as tree:
-        tree.rename(_smb_path(url.path), _smb_path(new_path))
+        source, target = _smb_path(url.path), _smb_path(new_path)
+        if _is_remote_dir(tree, target):       # like mv: into an existing directory
+            target = posixpath.join(target, posixpath.basename(source))
+        try:
+            if args.force:
+                tree.replace(source, target)
+            else:
+                tree.rename(source, target)
+        except FileExistsError as exc:
+            exc.path = target
+            exc.hint = "the destination exists (mv -f replaces a file)"
+            args.current_url = str(url.with_path(target))
+            raise
+    return 0
+
+
+def cmd_du(args) -> int:
+    """Bytes under each directory (apparent sizes, like du -b)."""
+    def show(n: int, where: str) -> None:
+        print(f"{format_bytes(n) if args.human else n}\t{where}")
+
+    for tree, path, url in _each_remote(args):
+        totals: Dict[str, int] = {}
+        order: List[str] = []
+        for dirpath, _dirs, files in _walk(tree, path) if _is_remote_dir(tree, path) else ():
+            order.append(dirpath)
+            totals[dirpath] = sum(st.st_size for _n, st in files)
+        if not order:                                  # a file
+            show(tree.stat(path).st_size, str(url))
+            continue
+        for dirpath in reversed(order):                # children before parents
+            if dirpath != path:
+                parent = posixpath.dirname(dirpath)
+                totals[parent] = totals.get(parent, 0) + totals[dirpath]
+        for dirpath in reversed(order):
+            if args.summarize and dirpath != path:
+                continue
+            show(totals[dirpath], str(url.with_path(dirpath)))
+    return 0
+
+
+def cmd_df(args) -> int:
+    """Size, used and free space of the shares' volumes."""
+    rows = [("Share", "Size", "Used", "Avail", "Use%")]
+    for tree, _path, url in _each_remote(args):
+        v = tree.statvfs()
+        total, free, avail = (v.f_frsize * n for n in (v.f_blocks, v.f_bfree, v.f_bavail))
+        used = max(total - free, 0)
+        percent = f"{-(-used * 100 // total)}%" if total else "-"
+        size = format_bytes if args.human else str
+        rows.append((str(url.with_path("")), size(total), size(used), size(avail), percent))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    for row in rows:
+        print("  ".join([row[0].ljust(widths[0])] +
+                        [cell.rjust(w) for cell, w in zip(row[1:], widths[1:])]).rstrip())
     return 0
 
 
@@ -771,11 +1481,20 @@ def _add_common(p: argparse.ArgumentParser, suppress: bool) -> None:
         return argparse.SUPPRESS if suppress else value
 
     g = p.add_argument_group("connection options")
-    g.add_argument("-U", "--user", default=d(None), metavar="USER",
-                   help="user name, optionally DOMAIN\\user (default: $SMB_USER, "
-                        "then the login name)")
+    g.add_argument("-U", "--user", default=d(None), metavar="[DOMAIN\\]USER[%PASS]",
+                   help="user name, optionally with a domain and a password as with "
+                        "smbclient (default: $SMB_USER, then the login name)")
     g.add_argument("--password", default=d(None),
                    help="password (default: $SMB_PASSWORD, else asked on a terminal)")
+    g.add_argument("-A", "--authentication-file", dest="auth_file", default=d(None),
+                   metavar="FILE", help="smbclient's authentication file: lines "
+                   "username = ..., password = ..., domain = ...")
+    g.add_argument("-N", "--no-pass", action="store_true", default=d(False),
+                   help="no password (anonymous when no user is given)")
+    g.add_argument("-k", "--kerberos", action="store_true", default=d(False),
+                   help="Kerberos with the ticket cache ($KRB5CCNAME)")
+    g.add_argument("--auth", choices=("negotiate", "ntlm", "kerberos"), default=d(None),
+                   help="authentication protocol (default negotiate)")
     g.add_argument("--dialect-min", type=parse_dialect, default=d(None), metavar="D",
                    help="lowest dialect: NT1, 2.0.2, 2.1, 3.0, 3.0.2, 3.1.1 (default 2.0.2)")
     g.add_argument("--dialect-max", type=parse_dialect, default=d(None), metavar="D",
@@ -784,7 +1503,7 @@ def _add_common(p: argparse.ArgumentParser, suppress: bool) -> None:
                    help="encrypt the session (SMB 3.x)")
     g.add_argument("--sign", action="store_true", default=d(False),
                    help="require signing")
-    g.add_argument("--timeout", type=float, default=d(None), metavar="S",
+    g.add_argument("--timeout", type=positive_float, default=d(None), metavar="S",
                    help="seconds before a silent server is probed / given up (soft)")
     mode = g.add_mutually_exclusive_group()
     mode.add_argument("--hard", action="store_true", default=d(False),
@@ -795,37 +1514,62 @@ def _add_common(p: argparse.ArgumentParser, suppress: bool) -> None:
                    help="log to stderr (-vv for debug)")
 
 
+def _add_transfer_options(p: argparse.ArgumentParser, command: str) -> None:
+    p.add_argument("-r", "-R", "--recursive", action="store_true",
+                   help="copy directories and what they hold")
+    p.add_argument("-c", "--continue", dest="resume", action="store_true",
+                   help="resume an interrupted transfer by size (the partial file is kept "
+                        "as .NAME.smblayer-partial); files complete already are skipped")
+    p.add_argument("--verify", action="store_true",
+                   help="read the destination back and compare SHA-256 checksums before "
+                        "it replaces the old file")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="SMB command-line client built on smblayer.",
         epilog="Paths are //host[:port]/share/path or smb://host[:port]/share/path.")
     _add_common(parser, suppress=False)
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    def add(name: str, func: Callable, help: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help)
+    def add(name: str, func: Callable, help: str, epilog: Optional[str] = None,
+            **kwargs) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help, epilog=epilog, **kwargs)
         _add_common(p, suppress=True)
         p.set_defaults(func=func)
         return p
 
     p = add("echo", cmd_echo, "send SMB ECHO requests and print the round-trip times")
     p.add_argument("url", metavar="//host[:port]")
-    p.add_argument("-c", "--count", type=int, default=1, help="number of echoes (default 1)")
-    p.add_argument("-i", "--interval", type=float, default=0.0, help="seconds between echoes")
+    p.add_argument("-c", "--count", type=positive_int, default=1, help="number of echoes (default 1)")
+    p.add_argument("-i", "--interval", type=non_negative_float, default=0.0, help="seconds between echoes")
 
     p = add("ls", cmd_ls, "list a directory")
     p.add_argument("url", metavar="//host[:port]/share[/path]")
     p.add_argument("-l", "--long", action="store_true", help="type, size and mtime")
     p.add_argument("-a", "--all", action="store_true", help="include dot files")
 
-    p = add("get", cmd_get, "copy a remote file to a local file (- = stdout)")
-    p.add_argument("source", metavar="//host[:port]/share/path")
-    p.add_argument("dest", metavar="LOCAL", nargs="?", help="default: the remote base name")
+    p = add("get", cmd_get, "copy remote files to local ones (- = stdout)",
+            epilog="Each file is written to a temporary name beside its destination and "
+                   "renamed over it when complete, so a failed get leaves an existing file "
+                   "as it was.  Wildcards (* and ?) select remote files; the modification "
+                   "times are kept.")
+    p.add_argument("paths", nargs="+", metavar="//host[:port]/share/path [... LOCAL]",
+                   help="remote files (wildcards allowed), then a local file or directory "
+                        "(default: the remote base name, or . for several files)")
+    _add_transfer_options(p, "get")
 
-    p = add("put", cmd_put, "copy a local file (- = stdin) to a remote file")
-    p.add_argument("source", metavar="LOCAL")
-    p.add_argument("dest", metavar="//host[:port]/share/path")
+    p = add("put", cmd_put, "copy local files (- = stdin) to remote ones",
+            epilog="The data goes to a temporary file in the destination folder, renamed "
+                   "over the destination when complete; after an error or Ctrl-C the "
+                   "temporary file is deleted and the destination is left as it was "
+                   "(with --continue it is kept, to be resumed).  The modification times "
+                   "are kept.")
+    p.add_argument("paths", nargs="+", metavar="LOCAL [...] //host[:port]/share/path",
+                   help="local files (wildcards allowed), then the remote file or directory")
+    _add_transfer_options(p, "put")
 
     p = add("cat", cmd_cat, "write remote files to stdout")
     p.add_argument("urls", nargs="+", metavar="//host[:port]/share/path")
@@ -833,8 +1577,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("stat", cmd_stat, "show a remote file's size, type and times")
     p.add_argument("url", metavar="//host[:port]/share/path")
 
-    p = add("rm", cmd_rm, "remove remote files")
+    p = add("rm", cmd_rm, "remove remote files (wildcards allowed)")
     p.add_argument("urls", nargs="+", metavar="//host[:port]/share/path")
+    p.add_argument("-r", "-R", "--recursive", action="store_true",
+                   help="remove directories and what they hold")
+    p.add_argument("-f", "--force", action="store_true", help="no error for missing files")
+
+    p = add("df", cmd_df, "size and free space of remote shares", conflict_handler="resolve")
+    p.add_argument("urls", nargs="+", metavar="//host[:port]/share")
+    p.add_argument("-h", "--human-readable", dest="human", action="store_true",
+                   help="sizes in KiB, MiB, ...")
+
+    p = add("du", cmd_du, "bytes used under remote directories", conflict_handler="resolve")
+    p.add_argument("urls", nargs="+", metavar="//host[:port]/share/path")
+    p.add_argument("-s", "--summarize", action="store_true", help="only a total per argument")
+    p.add_argument("-h", "--human-readable", dest="human", action="store_true",
+                   help="sizes in KiB, MiB, ...")
 
     p = add("mkdir", cmd_mkdir, "create remote directories")
     p.add_argument("urls", nargs="+", metavar="//host[:port]/share/path")
@@ -846,17 +1604,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("mv", cmd_mv, "rename a remote file or directory within its share")
     p.add_argument("source", metavar="//host[:port]/share/path")
-    p.add_argument("dest", metavar="NEWPATH", help="a URL on the same share or a share path")
+    p.add_argument("dest", metavar="NEWPATH", help="a URL on the same share or a share path "
+                   "(an existing directory: move into it)")
+    p.add_argument("-f", "--force", action="store_true", help="replace an existing file")
 
     p = add("bench", cmd_bench, "echo latency/throughput, bulk and small-file I/O")
     p.add_argument("url", metavar="//host[:port]/share[/dir]")
     p.add_argument("--size", type=parse_size, default=64 * 1024 * 1024,
                    help="bulk file size (default 64M)")
-    p.add_argument("--count", type=int, default=2000, help="sequential echoes (default 2000)")
-    p.add_argument("--threads", type=int, default=16, help="echo threads (default 16)")
-    p.add_argument("--duration", type=float, default=2.0,
+    p.add_argument("--count", type=positive_int, default=2000, help="sequential echoes (default 2000)")
+    p.add_argument("--threads", type=positive_int, default=16, help="echo threads (default 16)")
+    p.add_argument("--duration", type=positive_float, default=2.0,
                    help="seconds per echo throughput test (default 2)")
-    p.add_argument("--files", type=int, default=200, help="small files (default 200)")
+    p.add_argument("--files", type=positive_int, default=200, help="small files (default 200)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
@@ -878,12 +1638,20 @@ def describe_error(exc: BaseException, url: Optional[str] = None) -> str:
     if isinstance(exc, SmbStatusError):
         status = status_name(exc.status)
         where = url or exc.path or ""
+        if isinstance(exc, NoPasswordError):
+            return f"authentication failed ({status}): {exc.strerror}"
         if isinstance(exc, SmbAuthError):
             return f"authentication failed ({status})"
+        hint = getattr(exc, "hint", None)
+        if not hint and exc.status == NtStatus.OBJECT_NAME_INVALID and _has_wildcard(where):
+            hint = f"wildcards work with {', '.join(WILDCARD_COMMANDS)} only"
+        hint = f"; {hint}" if hint else ""
+        if exc.status == NtStatus.BAD_NETWORK_NAME:
+            return f"no such share: {where} ({status})"
         for kind, text in _ERROR_TEXT:
             if isinstance(exc, kind):
-                return f"{text}: {where} ({status})"
-        return f"{where + ': ' if where else ''}{status}"
+                return f"{text}: {where} ({status}){hint}"
+        return f"{where + ': ' if where else ''}{status}{hint}"
     if isinstance(exc, OSError) and exc.strerror and not isinstance(exc, SmbError):
         return f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror}"
     text = " ".join(str(exc).split())
@@ -891,46 +1659,93 @@ def describe_error(exc: BaseException, url: Optional[str] = None) -> str:
 
 
 def _url_of(args) -> Optional[str]:
+    """The URL a failed command was working on, for its error message."""
     for name in ("current_url", "url", "source", "dest"):
         value = getattr(args, name, None)
-        if isinstance(value, str) and value.startswith(("//", "smb:", "\\\\")):
+        if isinstance(value, str) and _is_url(value):
             return value
-    urls = getattr(args, "urls", None)
-    return urls[0] if urls and len(urls) == 1 else None
+    urls = [u for u in getattr(args, "urls", None) or getattr(args, "paths", None) or ()
+            if _is_url(u)]
+    return urls[0] if len(urls) == 1 else None
 
 
-def _setup_logging(verbosity: int) -> None:
-    if not verbosity:
-        return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(threadName)s %(levelname)s %(message)s"))
+@contextlib.contextmanager
+def _logging_to(line: StatusLine, verbosity: int) -> Iterator[None]:
+    """Log records of the "smblayer" logger go to stderr through ``line``
+    (above the progress bar, never on its line): warnings always, and with
+    -v / -vv info / debug."""
+    handler = StatusLineHandler(line)
     logger = logging.getLogger("smblayer")
+    previous = logger.level
+    if verbosity:
+        handler.setFormatter(logging.Formatter(
+            "%(asctime)s %(threadName)s %(levelname)s %(message)s"))
+        logger.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
+    else:
+        handler.setLevel(logging.WARNING)
     logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+
+
+def _new_bar(args, label: str, size: Optional[int]) -> Progress:
+    """A progress bar on the command's status line (shown on a terminal
+    for transfers of 1 MiB or more, or of unknown size)."""
+    return Progress(label, size, enabled=_progress_enabled(size),
+                    line=getattr(args, "status_line", None))
+
+
+@contextlib.contextmanager
+def _watch_interrupts() -> Iterator[threading.Event]:
+    """Ctrl-C raises KeyboardInterrupt as usual, and the returned event
+    records that it happened: a layer below may turn the interrupt into an
+    error of some request, and it is still reported as an interrupt."""
+    interrupted = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupted
+        return
+
+    def on_sigint(signum, frame):
+        interrupted.set()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    _setup_logging(args.verbose)
     command = args.command
-    try:
-        return args.func(args)
-    except UsageError as exc:
-        print(f"{PROG}: {command}: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"\n{PROG}: {command}: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        # The reader went away (e.g. `smblayer cat ... | head`): not an error.
-        with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    except (SmbError, OSError, ValueError) as exc:
-        log.debug("%s failed", command, exc_info=True)
-        print(f"{PROG}: {command}: {describe_error(exc, _url_of(args))}", file=sys.stderr)
-        return 1
+    args.status_line = StatusLine(sys.stderr)
+    with _watch_interrupts() as interrupted, _logging_to(args.status_line, args.verbose):
+        try:
+            with Connections(args) as args.connections:
+                return args.func(args)
+        except UsageError as exc:
+            print(f"{PROG}: {command}: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"\n{PROG}: {command}: interrupted", file=sys.stderr)
+            return 130
+        except BrokenPipeError:
+            # The reader went away (e.g. `smblayer cat ... | head`): not an error.
+            with contextlib.suppress(OSError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
+        except (SmbError, OSError, ValueError) as exc:
+            log.debug("%s failed", command, exc_info=True)
+            if interrupted.is_set():
+                print(f"\n{PROG}: {command}: interrupted", file=sys.stderr)
+                return 130
+            print(f"{PROG}: {command}: {describe_error(exc, _url_of(args))}", file=sys.stderr)
+            return 1
 
 
 if __name__ == "__main__":

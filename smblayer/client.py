@@ -69,14 +69,17 @@ from .iod import SmbIod
 from .proto.framing import MAX_FRAME
 from .proto.negotiate import NegotiateResult
 from .proto.status import NtStatus, is_error
+from .registry import _registry as _REGISTRY
 from .stats import ClientStats, command_name
-from .task import (FINAL_STATES, IN_FLIGHT, IllegalTransition, Reply, SmbTask, TaskState,
+from .task import (IllegalTransition, Reply, SmbTask, TaskState,
                    can_move, move)
 
 log = logging.getLogger("smblayer")
 
 MAX_SENDS = 5                # a request is sent at most this often across reconnects
 CLOSE_WAIT = 2.0             # how long close() waits for threads to stop
+TEARDOWN_WAIT = 2.0          # the longest a CLOSE / TREE_DISCONNECT / LOGOFF waits
+EXIT_WAIT = 3.0              # interpreter exit: time for the exit handlers in all
 
 
 class ClientState(enum.Enum):
@@ -184,6 +187,7 @@ class SmbClient:
         self._gave_up = 0                      # bumped each time reconnecting gives up
         self._last_conn_useful = True
         self._waiting: List[SmbTask] = []      # async tasks waiting for ACTIVE (_state_cond)
+        self._teardown_stalled: Optional[tuple] = None   # (generation, last_rx) of a stall
 
         self._reconnect_handlers: List[Tuple[int, Callable]] = []
         self._active_handlers: List[Callable] = []
@@ -192,13 +196,18 @@ class SmbClient:
         self.default_security = None                # SMB1: the session that signs echoes
         self.smb1_signing = None                    # SMB1: per-connection signing state
 
+        self._exit_handlers: List[Callable] = []
+
         self._iod = SmbIod(name=f"smbiod-{host}:{port}", max_workers=iod_workers)
+        _REGISTRY.track(self)
         self._connector = ConnectWorker(self)
         self._connector.connect_first()
         if self.state is ClientState.CLOSED:
-            error = self._connect_error
+            error = self._connect_error or SmbClosedError("client closed")
             self._iod.shutdown(wait=False)
-            raise error if error is not None else SmbClosedError("client closed")
+            if error.host is None:
+                error.host, error.port = self.host, self.port
+            raise error
 
     # -- public properties ---------------------------------------------------
 
@@ -263,12 +272,25 @@ class SmbClient:
         is abandoned (CANCEL sent, its MessageId kept for the late reply)
         and SmbTimeoutError raised: for close paths that must not hang."""
         self._check_task(task)
+        if wait is None and self._is_teardown(task):
+            wait = self._teardown_budget()
+        if wait is not None and wait <= 0:
+            raise self._annotate(SmbTimeoutError(
+                f"{self.command_name(task.command)} not sent: the server did not answer "
+                "the previous one"), task)
         limit = None if wait is None else time.monotonic() + wait
         task._parking = threading.Lock()
         task._parking.acquire()
         try:
             while True:
-                self._send(task, limit)
+                reader = self._fast_reader(limit)
+                try:
+                    self._send(task, limit)
+                    if reader is not None and task.generation == reader.generation:
+                        reader.demux.read_for(task)
+                finally:
+                    if reader is not None:
+                        reader.demux.release_reader_role()
                 if not self._park(task, limit):
                     raise SmbTimeoutError(f"{self.command_name(task.command)}: no reply "
                                           f"within {wait:g} s; abandoned")
@@ -279,9 +301,34 @@ class SmbClient:
             # waiting, keep the MID reserved for the late reply, tell the server.
             error = exc if isinstance(exc, SmbTimeoutError) else \
                 SmbCancelledError("request interrupted")
+            if wait is not None and isinstance(exc, SmbTimeoutError) and \
+                    self._is_teardown(task):
+                self._teardown_stalled = (self._generation, self._liveness.last_rx)
             self._abandon(task, error)
             raise self._annotate(exc, task) if isinstance(exc, SmbError) else exc
         return self._finish(task)
+
+    def _fast_reader(self, limit: Optional[float]) -> Optional[_Connection]:
+        """The connection whose reader role this caller took (caller fast
+        path: nothing else in flight), or None."""
+        conn = self._conn
+        if limit is not None or conn is None or conn.demux is None or conn.lost or \
+                self._inflight.pending or self.state is not ClientState.ACTIVE:
+            return None
+        return conn if conn.demux.take_reader_role() else None
+
+    def _is_teardown(self, task: SmbTask) -> bool:
+        conn = self._conn
+        return conn is not None and task.command in conn.wire.teardown_commands
+
+    def _teardown_budget(self) -> float:
+        """How long a teardown request may wait: TEARDOWN_WAIT, or nothing
+        once one went unanswered on this connection and nothing came since
+        (closing ten files on a dead server takes 2 s, not 20)."""
+        stalled = self._teardown_stalled
+        if stalled is not None and stalled == (self._generation, self._liveness.last_rx):
+            return 0.0
+        return TEARDOWN_WAIT
 
     def run_task_async(self, task: SmbTask) -> Future:
         """Send ``task`` and return a Future settled on smbiod.  Cancelling
@@ -354,6 +401,25 @@ class SmbClient:
             self._active_handlers.remove(fn)
         except ValueError:
             pass
+
+    def add_exit_handler(self, fn: Callable[["SmbClient"], None]) -> None:
+        """``fn(client)`` runs at interpreter exit, before the client closes
+        (fs flushes and closes its open files); all of them together get
+        EXIT_WAIT seconds, then every client closes regardless."""
+        self._exit_handlers.append(fn)
+
+    def remove_exit_handler(self, fn: Callable) -> None:
+        try:
+            self._exit_handlers.remove(fn)
+        except ValueError:
+            pass
+
+    def _run_exit_handlers(self) -> None:
+        for fn in list(self._exit_handlers):
+            try:
+                fn(self)
+            except Exception as exc:  # noqa: BLE001
+                log.debug("smblayer: exit handler %r failed: %s", fn, exc)
 
     def add_break_handler(self, fn: Callable[[BreakNotification], None]) -> None:
         """``fn(notification)`` runs on smbiod for every oplock/lease break."""
@@ -452,7 +518,7 @@ class SmbClient:
         if not isinstance(task, SmbTask):
             raise TypeError(f"expected an SmbTask, not {type(task).__name__}")
         if task.state is not TaskState.NEW:
-            if task.state not in FINAL_STATES:
+            if not task.state.final:
                 raise ValueError("task is already running")
             move(task, TaskState.NEW)
         conn = self._conn
@@ -482,13 +548,13 @@ class SmbClient:
         return None instead."""
         conn = self._conn
         if self.state is ClientState.ACTIVE and conn is not None and not conn.lost and \
-                task.state not in FINAL_STATES:
+                not task.state.final:
             return conn          # the common case, without the state lock
         in_recovery = threading.get_ident() == self._connector.ident
         with self._state_cond:
             gave_up = self._gave_up
             while True:
-                if task.state in FINAL_STATES:
+                if task.state.final:
                     raise task.error or SmbCancelledError("request cancelled")
                 if self._gave_up != gave_up:
                     raise self._reconnect_pending_error
@@ -554,14 +620,14 @@ class SmbClient:
     def _take_credits(self, conn: _Connection, tasks: Sequence[SmbTask], need: int) -> None:
         def abort() -> bool:
             return self.state is ClientState.CLOSED or conn.lost or \
-                any(t.state in FINAL_STATES for t in tasks)
+                any(t.state.final for t in tasks)
         try:
             self._credits.take(need, tasks[0].priority, abort)
         except CreditsAborted:
             if self.state is ClientState.CLOSED:
                 raise SmbClosedError("client closed") from None
             for task in tasks:
-                if task.state in FINAL_STATES:
+                if task.state.final:
                     raise task.error or SmbCancelledError("request cancelled") from None
             raise Retry() from None
 
@@ -784,7 +850,7 @@ class SmbClient:
     def _fail_task(self, task: SmbTask, error: BaseException) -> None:
         """A send failed outside the MID table: fail the task and wake it."""
         with self._inflight.lock:
-            if task.state in FINAL_STATES:
+            if task.state.final:
                 return self._wake(task)
             move(task, TaskState.FAILED)
             task.error = error
@@ -809,15 +875,17 @@ class SmbClient:
         """Stop waiting for ``task``: its MessageId stays reserved until the
         late reply arrives (then discarded), and the server gets a CANCEL."""
         with self._inflight.lock:
-            if task.state in FINAL_STATES:
+            if task.state.final:
                 return False
-            was_sent = task.state in IN_FLIGHT
+            was_sent = task.state.in_flight
             move(task, TaskState.CANCELLED)
             task.error = error
             task.cancel_requested = True
             conn = self._conn
         if was_sent and conn is not None and conn.generation == task.generation:
             self._iod.call_soon(self._sender.cancel, conn, task)
+            if conn.demux is not None:
+                conn.demux.kick()           # a caller reading for it stops
         self._credits.wake_all()
         with self._state_cond:
             if task in self._waiting:
@@ -874,7 +942,7 @@ class SmbClient:
             self._liveness.soft_expired = False
             waiting, self._waiting = self._waiting, []
         for task in waiting:
-            if task.state not in FINAL_STATES:
+            if not task.state.final:
                 self._iod.call_soon(self._send_async, task)
         if reconnected:
             for fn in list(self._active_handlers):
@@ -913,7 +981,7 @@ class SmbClient:
         woken = []
         with self._inflight.lock:
             for task in self._inflight.take_generation(conn.generation):
-                if task.state in FINAL_STATES:
+                if task.state.final:
                     continue
                 failure = self._reissue_refusal(task, error)
                 if failure is not None:
@@ -945,6 +1013,14 @@ class SmbClient:
         if task.is_probe:
             return SmbConnectionError("probe lost")
         return None
+
+    def _earliest_waiting_deadline(self) -> float:
+        """The soonest soft deadline among the async requests waiting for a
+        connection (inf if none)."""
+        with self._state_cond:
+            bounds = [(t.t_first_sent or t.t_queued) + self._effective(t).soft_bound
+                      for t in self._waiting if not self._effective(t).hard]
+        return min(bounds, default=float("inf"))
 
     def _expire_waiting(self) -> None:
         """Fail the soft async requests waiting for a connection past their
@@ -995,8 +1071,8 @@ class SmbClient:
             waiting, self._waiting = self._waiting, []
             self._state_cond.notify_all()
         with self._inflight.lock:
-            tasks = [t for t in self._inflight.take_all() if t.state not in FINAL_STATES]
-            tasks += [t for t in waiting if t.state not in FINAL_STATES]
+            tasks = [t for t in self._inflight.take_all() if not t.state.final]
+            tasks += [t for t in waiting if not t.state.final]
             for task in tasks:
                 move(task, TaskState.FAILED)
                 task.error = error

@@ -31,6 +31,26 @@ class Dialect(enum.IntEnum):
     def is_smb3(self) -> bool:
         return self >= Dialect.SMB3_0
 
+    @classmethod
+    def _missing_(cls, value):
+        """``Dialect("2.1")``: a dialect from its name (see ``parse``)."""
+        if isinstance(value, str):
+            return cls.parse(value)
+        return None
+
+    @classmethod
+    def parse(cls, text: str) -> "Dialect":
+        """'3.1.1', '3.11', '2.1', '2.0.2', '2.02', 'NT1', 'NT LM 0.12',
+        'SMB3_11', 'SMB2_1', 'SMB3_1_1' ... -> Dialect; ValueError otherwise."""
+        key = text.strip().lower().replace(" ", "")
+        dialect = _DIALECT_NAMES.get(key)
+        if dialect is None:
+            dialect = cls.__members__.get(text.strip().upper())
+        if dialect is None:
+            raise ValueError(f"unknown dialect {text!r} (use NT1, 2.0.2, 2.1, 3.0, 3.0.2 "
+                             f"or 3.1.1)")
+        return dialect
+
     def __str__(self) -> str:
         if self is Dialect.SMB1:
             return "NT LM 0.12"
@@ -38,9 +58,22 @@ class Dialect(enum.IntEnum):
         return f"{v >> 8}.{(v >> 4) & 0xF}.{v & 0xF}"
 
 
+_DIALECT_NAMES = {
+    "nt1": Dialect.SMB1, "smb1": Dialect.SMB1, "ntlm0.12": Dialect.SMB1, "1": Dialect.SMB1,
+    "2.0.2": Dialect.SMB2_0_2, "2.02": Dialect.SMB2_0_2, "2": Dialect.SMB2_0_2,
+    "2.0": Dialect.SMB2_0_2, "smb2": Dialect.SMB2_0_2, "smb2_02": Dialect.SMB2_0_2,
+    "2.1": Dialect.SMB2_1, "2.10": Dialect.SMB2_1, "smb2_10": Dialect.SMB2_1,
+    "3.0": Dialect.SMB3_0, "3": Dialect.SMB3_0, "3.00": Dialect.SMB3_0,
+    "smb3": Dialect.SMB3_0, "smb3_00": Dialect.SMB3_0,
+    "3.0.2": Dialect.SMB3_0_2, "3.02": Dialect.SMB3_0_2, "smb3_02": Dialect.SMB3_0_2,
+    "3.1.1": Dialect.SMB3_1_1, "3.11": Dialect.SMB3_1_1, "smb3_11": Dialect.SMB3_1_1,
+}
+
+
 @dataclass(frozen=True)
 class DialectRange:
-    """The dialects the caller accepts, inclusive: ``DialectRange(min, max)``."""
+    """The dialects the caller accepts, inclusive: ``DialectRange(min, max)``;
+    each bound a Dialect or a name such as "2.1" or "3.1.1"."""
 
     min: Dialect = Dialect.SMB2_0_2
     max: Dialect = Dialect.SMB3_1_1
@@ -48,8 +81,11 @@ class DialectRange:
     def __post_init__(self):
         for name in ("min", "max"):
             value = getattr(self, name)
-            if not isinstance(value, int):
-                raise TypeError(f"DialectRange.{name} must be a Dialect, not {value!r}")
+            if isinstance(value, str):
+                value = Dialect.parse(value)
+            elif not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"DialectRange.{name} must be a Dialect or a dialect "
+                                f"name like '3.1.1', not {value!r}")
             object.__setattr__(self, name, Dialect(value))
         if self.min > self.max:
             raise ValueError(f"DialectRange: min {self.min.name} > max {self.max.name}")

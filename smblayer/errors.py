@@ -7,6 +7,7 @@ parse messages.  File errors also derive from the matching builtin, so
 """
 from __future__ import annotations
 
+import errno
 from typing import Optional
 
 from .proto.status import NtStatus, status_name
@@ -55,19 +56,24 @@ class SmbProtocolError(SmbError):
     """The server sent something malformed, hostile or out of protocol."""
 
 
-class SmbStatusError(SmbError):
+class SmbStatusError(SmbError, OSError):
     """The server answered with an error NTSTATUS.
 
     ``status`` is the NTSTATUS value (an :class:`NtStatus` member when known),
-    ``command`` the SMB command name, ``path`` the file path if any.
+    ``command`` the SMB command name, ``path`` the file path if any (with
+    "/" separators).  As an ``OSError`` it also has ``errno`` (the POSIX
+    error the status maps to, None where none does), ``strerror`` and
+    ``filename`` (the path).
     """
 
     def __init__(self, status: int, command: str = "", path: Optional[str] = None,
                  message: str = ""):
-        self.status = NtStatus.coerce(status)
+        status = NtStatus.coerce(status)
+        OSError.__init__(self, _ERRNO.get(status), message or status_name(status))
+        self.status = status
         self.command = command
         self.path = path
-        self.strerror = message or status_name(status)
+        path = self.path
         text = f"{status_name(status)} (0x{int(status):08x})"
         if command:
             text = f"{command}: {text}"
@@ -75,10 +81,23 @@ class SmbStatusError(SmbError):
             text = f"{text}: {path!r}"
         if message:
             text = f"{text}: {message}"
-        Exception.__init__(self, text)
+        self._text = text
+        self._message = message
+
+    @property
+    def path(self) -> Optional[str]:
+        """The file path ("/" separators); the same as ``filename``."""
+        return self.filename
+
+    @path.setter
+    def path(self, value: Optional[str]) -> None:
+        self.filename = value.replace("\\", "/") if isinstance(value, str) else value
+
+    def __str__(self) -> str:
+        return self._text
 
     def __reduce__(self):
-        return (type(self), (int(self.status), self.command, self.path))
+        return (type(self), (int(self.status), self.command, self.path, self._message))
 
 
 class SmbAuthError(SmbStatusError):
@@ -143,6 +162,46 @@ _BY_STATUS = {
     NtStatus.PASSWORD_EXPIRED: SmbAuthError,
     NtStatus.WRONG_PASSWORD: SmbAuthError,
     NtStatus.NO_SUCH_USER: SmbAuthError,
+}
+
+
+# The POSIX errno of a status (what Linux cifs and Python on Windows report).
+_ERRNO = {
+    NtStatus.OBJECT_NAME_NOT_FOUND: errno.ENOENT,
+    NtStatus.OBJECT_PATH_NOT_FOUND: errno.ENOENT,
+    NtStatus.NO_SUCH_FILE: errno.ENOENT,
+    NtStatus.NOT_FOUND: errno.ENOENT,
+    NtStatus.BAD_NETWORK_NAME: errno.ENOENT,
+    NtStatus.OBJECT_NAME_COLLISION: errno.EEXIST,
+    NtStatus.ACCESS_DENIED: errno.EACCES,
+    NtStatus.NETWORK_ACCESS_DENIED: errno.EACCES,
+    NtStatus.SHARING_VIOLATION: errno.EACCES,
+    NtStatus.CANNOT_DELETE: errno.EACCES,
+    NtStatus.DELETE_PENDING: errno.EACCES,
+    NtStatus.PRIVILEGE_NOT_HELD: errno.EPERM,
+    NtStatus.FILE_IS_A_DIRECTORY: errno.EISDIR,
+    NtStatus.NOT_A_DIRECTORY: errno.ENOTDIR,
+    NtStatus.DIRECTORY_NOT_EMPTY: errno.ENOTEMPTY,
+    NtStatus.OBJECT_NAME_INVALID: errno.EINVAL,
+    NtStatus.OBJECT_PATH_INVALID: errno.EINVAL,
+    NtStatus.OBJECT_PATH_SYNTAX_BAD: errno.EINVAL,
+    NtStatus.INVALID_PARAMETER: errno.EINVAL,
+    NtStatus.DISK_FULL: errno.ENOSPC,
+    NtStatus.FILE_LOCK_CONFLICT: errno.EACCES,
+    NtStatus.LOCK_NOT_GRANTED: errno.EACCES,
+    NtStatus.INVALID_HANDLE: errno.EBADF,
+    NtStatus.FILE_CLOSED: errno.EBADF,
+    NtStatus.NOT_SUPPORTED: errno.EOPNOTSUPP,
+    NtStatus.NOT_IMPLEMENTED: errno.ENOSYS,
+    NtStatus.NO_SUCH_DEVICE: errno.ENODEV,
+    NtStatus.INSUFFICIENT_RESOURCES: errno.ENOMEM,
+    NtStatus.NO_MEMORY: errno.ENOMEM,
+    NtStatus.LOGON_FAILURE: errno.EACCES,
+    NtStatus.WRONG_PASSWORD: errno.EACCES,
+    NtStatus.NO_SUCH_USER: errno.EACCES,
+    NtStatus.ACCOUNT_DISABLED: errno.EACCES,
+    NtStatus.ACCOUNT_RESTRICTION: errno.EACCES,
+    NtStatus.PASSWORD_EXPIRED: errno.EACCES,
 }
 
 

@@ -4,10 +4,15 @@
 options) with its refcount raised, or builds one.  The registry is fork-safe:
 in a child process every inherited client is detached (its socket is
 forgotten, never shut down, so the parent's connection lives on) and the
-child builds its own.
+child builds its own.  At interpreter exit every live client (shared or
+private) is shut down while its threads still run: the upper layers' exit
+handlers (fs closes its open files) get a bounded time, then the client
+closes, so no finalizer later waits for a reply a frozen thread would
+never deliver.
 """
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 import weakref
@@ -36,7 +41,6 @@ class Registry:
             client = self._existing(key)
             if client is None:
                 self._clients[key] = fresh
-                self._all.add(fresh)
                 return fresh
         fresh._registry = None
         fresh.close()
@@ -70,6 +74,22 @@ class Registry:
         with self._lock:
             return list(self._clients.values())
 
+    def track(self, client) -> None:
+        """Every client, shared or private: for fork and interpreter exit."""
+        self._all.add(client)
+
+    def _at_exit(self) -> None:
+        from .client import EXIT_WAIT
+        clients = list(self._all)
+        if not clients:
+            return
+        worker = threading.Thread(target=lambda: [c._run_exit_handlers() for c in clients],
+                                  name="smblayer-exit", daemon=True)
+        worker.start()
+        worker.join(EXIT_WAIT)
+        for client in clients:
+            client.close()
+
     # fork safety
     def _before_fork(self) -> None:
         self._lock.acquire()
@@ -89,6 +109,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_registry._before_fork,
                         after_in_parent=_registry._after_fork_parent,
                         after_in_child=_registry._after_fork_child)
+atexit.register(_registry._at_exit)
 
 
 def get_client(host: str, port: int = 445, *,

@@ -64,17 +64,28 @@ class IllegalTransition(RuntimeError):
         self.old, self.new = old, new
 
 
+# The table compiled to bit masks on the members (the hot path would
+# otherwise hash an Enum, a Python-level call, several times per request).
+for _i, _state in enumerate(TaskState):
+    _state.bit = 1 << _i
+for _state, _targets in TRANSITIONS.items():
+    _state.allowed = sum(t.bit for t in _targets)
+    _state.in_flight = _state in IN_FLIGHT
+    _state.final = _state in FINAL_STATES
+del _i, _state, _targets
+
+
 def move(task: "SmbTask", new: TaskState) -> None:
     """Move ``task`` to ``new`` or raise IllegalTransition (the client holds
     its MID-table lock)."""
     old = task.state
-    if new not in TRANSITIONS[old]:
+    if not old.allowed & new.bit:
         raise IllegalTransition("task", old, new)
     task.state = new
 
 
 def can_move(task: "SmbTask", new: TaskState) -> bool:
-    return new in TRANSITIONS[task.state]
+    return bool(task.state.allowed & new.bit)
 
 
 class Reply:
@@ -195,7 +206,7 @@ class SmbTask:
 
     @property
     def done(self) -> bool:
-        return self.state in FINAL_STATES
+        return self.state.final
 
     def cancel(self) -> bool:
         """Ask the client to cancel this task (from any thread).  The waiter

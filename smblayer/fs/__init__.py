@@ -8,32 +8,43 @@ from __future__ import annotations
 
 from typing import Mapping, Optional
 
+from ..config import TimeoutPolicy
 from ..registry import get_client
+from ..security import check_auth_protocol
 from .dfs import DfsTree, ReferralCache, get_referral
 from .file import SmbRawFile
 from .ops import FileInfo, StatResult
 from .session import Session
-from .tree import DirEntry, Tree, normpath
+from .tree import DirEntry, Tree, normpath, outpath
 
 
 def connect(host: str, share: str, username: Optional[str] = None,
             password: Optional[str] = None, *, port: int = 445, encrypt: bool = False,
             domain: Optional[str] = None, require_signing: Optional[bool] = None,
-            auth_protocol: str = "negotiate", server_name: Optional[str] = None,
-            dfs: bool = True, dfs_ports: Optional[Mapping[str, int]] = None,
+            auth_protocol: str = "negotiate", timeout: Optional[float] = None,
+            server_name: Optional[str] = None, dfs: bool = True,
+            dfs_ports: Optional[Mapping[str, int]] = None,
             dfs_hosts: Optional[Mapping[str, str]] = None, **client_options) -> Tree:
     """Get a (shared) client, set up a session and connect to ``share``.
     Closing the returned Tree logs off and releases the client.
 
-    ``auth_protocol``: "negotiate" (Kerberos if a ticket can be had, else
-    NTLM), "kerberos" (never NTLM; ``password=None`` uses the ticket cache,
-    ``username=None`` its default principal) or "ntlm".  ``server_name``:
-    the server's name for Kerberos (``cifs/<name>``) when ``host`` is an
-    address.  A DFS namespace share comes back as a
-    :class:`~smblayer.fs.dfs.DfsTree` that follows DFS links (``dfs=False``:
-    the plain Tree); a referral names a host without a port: ``dfs_ports``
-    maps a target host to its port (default: ours for our host, else 445),
-    ``dfs_hosts`` to the address to connect to (default: the name)."""
+    ``auth_protocol``: "negotiate" (SPNEGO: Kerberos if a ticket can be had,
+    else NTLM), "kerberos" (never NTLM; ``password=None`` uses the ticket
+    cache, ``username=None`` its default principal) or "ntlm"; see
+    :class:`Session`.  ``timeout=5`` is short for
+    ``timeouts=TimeoutPolicy(timeout=5)`` (with ``timeouts`` too, it replaces
+    that policy's timeout).  ``server_name``: the server's name for Kerberos
+    (``cifs/<name>``) when ``host`` is an address.
+
+    A DFS namespace share comes back as a :class:`~smblayer.fs.dfs.DfsTree`
+    that follows DFS links (``dfs=False``: the plain Tree).  A referral names
+    a host without a port: ``dfs_ports`` maps a target host to its port
+    (default: ours for our host, else 445), ``dfs_hosts`` to the address to
+    connect to (default: the name)."""
+    check_auth_protocol(auth_protocol)
+    if timeout is not None:
+        policy = client_options.get("timeouts") or TimeoutPolicy()
+        client_options["timeouts"] = policy.with_(timeout=timeout)
     client = get_client(host, port, **client_options)
     try:
         session = Session(client, username, password, domain=domain, encrypt=encrypt,
@@ -83,5 +94,5 @@ def connect_namespace(domain: str, namespace: str, dc: str, username: Optional[s
                                  default_port=port)
 
 
-__all__ = ["connect", "connect_namespace", "Session", "Tree", "DfsTree", "ReferralCache", "SmbRawFile", "DirEntry", "FileInfo", "StatResult",
-           "normpath"]
+__all__ = ["connect", "connect_namespace", "Session", "Tree", "DfsTree", "ReferralCache",
+           "SmbRawFile", "DirEntry", "FileInfo", "StatResult", "normpath", "outpath"]

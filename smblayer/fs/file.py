@@ -33,7 +33,7 @@ class SmbRawFile(io.RawIOBase):
         super().__init__()
         self._tree = tree
         self._handle = handle
-        self.name = handle.path
+        self.name = handle.path.replace("\\", "/")
         self.mode = mode
         self._readable = readable
         self._writable = writable

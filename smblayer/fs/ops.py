@@ -20,6 +20,7 @@ Contract for implementations:
 """
 from __future__ import annotations
 
+import os
 import stat as stat_module
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Optional, Tuple
@@ -91,9 +92,28 @@ def unix_to_filetime(t: float) -> int:
     return int(t * 1e7) + _EPOCH_DELTA
 
 
+def filetime_to_ns(ft: int) -> int:
+    """FILETIME -> nanoseconds since the Unix epoch (0 stays 0: "not set")."""
+    return (ft - _EPOCH_DELTA) * 100 if ft else 0
+
+
+def ns_to_filetime(ns: int) -> int:
+    return ns // 100 + _EPOCH_DELTA
+
+
+def _float_seconds(ns: int) -> float:
+    """As os.stat makes st_mtime from st_mtime_ns (seconds + fraction, so
+    1200000000.25 s stays exactly that)."""
+    return ns // 10**9 + (ns % 10**9) * 1e-9
+
+
+# Tree.stat() returns a plain os.stat_result (kept as a name for old callers).
+StatResult = os.stat_result
+
+
 @dataclass
 class FileInfo:
-    """What SMB tells about a file; ``to_stat()`` gives an os.stat_result-like view."""
+    """What SMB tells about a file; ``to_stat()`` gives the os.stat_result."""
 
     name: str = ""
     size: int = 0
@@ -103,43 +123,54 @@ class FileInfo:
     last_access_time: int = 0
     last_write_time: int = 0
     change_time: int = 0
-    file_index: int = 0
+    file_index: int = 0          # the server's file id (st_ino)
+    nlink: int = 1
 
     @property
     def is_dir(self) -> bool:
         return bool(self.attributes & FILE_ATTRIBUTE_DIRECTORY)
 
-    def to_stat(self) -> "StatResult":
+    @property
+    def mode(self) -> int:
+        """st_mode: the type bits, 0o755/0o644, write bits off when read-only."""
         mode = (stat_module.S_IFDIR | 0o755) if self.is_dir else (stat_module.S_IFREG | 0o644)
         if self.attributes & FILE_ATTRIBUTE_READONLY:
             mode &= ~0o222
-        return StatResult(mode, self.file_index, self.size,
-                          filetime_to_unix(self.last_access_time),
-                          filetime_to_unix(self.last_write_time),
-                          filetime_to_unix(self.change_time or self.last_write_time),
-                          filetime_to_unix(self.creation_time), self.attributes,
-                          self.allocation_size)
+        return mode
+
+    def to_stat(self) -> os.stat_result:
+        """An ``os.stat_result``: st_ino is the server's file id, times come
+        as int seconds (by index), floats (by name) and ``_ns``; st_ctime
+        is the change time; where the platform has them, st_birthtime and
+        st_file_attributes too."""
+        atime = filetime_to_ns(self.last_access_time)
+        mtime = filetime_to_ns(self.last_write_time)
+        ctime = filetime_to_ns(self.change_time or self.last_write_time)
+        return os.stat_result(
+            (self.mode, self.file_index, 0, self.nlink, 0, 0, self.size,
+             atime // 10**9, mtime // 10**9, ctime // 10**9),
+            {"st_atime": _float_seconds(atime), "st_mtime": _float_seconds(mtime),
+             "st_ctime": _float_seconds(ctime),
+             "st_atime_ns": atime, "st_mtime_ns": mtime, "st_ctime_ns": ctime,
+             "st_blksize": 4096, "st_blocks": (self.allocation_size + 511) // 512,
+             "st_rdev": 0, "st_birthtime": _float_seconds(filetime_to_ns(self.creation_time)),
+             "st_file_attributes": self.attributes})
 
 
 @dataclass(frozen=True)
-class StatResult:
-    st_mode: int
-    st_ino: int
-    st_size: int
-    st_atime: float
-    st_mtime: float
-    st_ctime: float
-    st_birthtime: float
-    st_file_attributes: int
-    st_allocation_size: int
-    st_nlink: int = 1
-    st_uid: int = 0
-    st_gid: int = 0
-    st_dev: int = 0
+class FsSize:
+    """A volume's size in allocation units ([MS-FSCC] 2.5.4
+    FileFsFullSizeInformation)."""
+
+    total_units: int
+    caller_available_units: int
+    actual_available_units: int
+    sectors_per_unit: int
+    bytes_per_sector: int
 
     @property
-    def is_dir(self) -> bool:
-        return stat_module.S_ISDIR(self.st_mode)
+    def unit_size(self) -> int:
+        return self.sectors_per_unit * self.bytes_per_sector
 
 
 @dataclass
@@ -209,8 +240,13 @@ class FileOps:
     def stat(self, path: str) -> FileInfo:
         raise NotImplementedError
 
-    def listdir(self, path: str) -> Iterator[FileInfo]:
-        """FileInfo (with .name) of each entry, without "." and ".."."""
+    def listdir(self, path: str, pattern: str = "*") -> Iterator[FileInfo]:
+        """FileInfo (with .name) of each entry matching ``pattern`` (the
+        server's wildcards ``*`` and ``?``), without "." and ".."."""
+        raise NotImplementedError
+
+    def set_times(self, path: str, atime: int, mtime: int) -> None:
+        """Set the access and write times (FILETIME; 0 leaves one unchanged)."""
         raise NotImplementedError
 
     def set_end_of_file(self, handle: Handle, size: int) -> None:
@@ -223,6 +259,10 @@ class FileOps:
         raise NotImplementedError
 
     def mkdir(self, path: str) -> None:
+        raise NotImplementedError
+
+    def fs_size(self) -> "FsSize":
+        """The share's volume size and free space (FileFsFullSizeInformation)."""
         raise NotImplementedError
 
     # oplocks and leases

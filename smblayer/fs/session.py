@@ -19,7 +19,8 @@ then verified with the new signing key.
 Per-dialect differences live in two small operation tables,
 ``_Smb2Auth`` and ``_Smb1Auth``; Session itself never branches on the dialect.
 
-After a reconnect the client runs ``_on_reconnect`` on smbiod: a new
+After a reconnect the connect worker runs ``_on_reconnect`` (its first
+recovery stage, STAGE_SESSION): a new
 SESSION_SETUP (new SessionId and keys), then the trees reconnect; the
 requests waiting meanwhile are reissued with the new ids because the
 header's SessionId/TreeId are read from the live objects at send time.
@@ -38,8 +39,9 @@ from ..errors import SmbAuthError, SmbError, SmbNegotiateError, SmbProtocolError
 from ..proto import smb1, smb2
 from ..proto.status import NtStatus
 from ..security import (AES_128_CCM, AES_CMAC, HMAC_SHA256, AnonymousAuthenticator,
-                        AuthenticationFailed, Authenticator, PreauthHash,
+                        AuthenticationFailed, Authenticator, NtlmWithoutIntegrity, PreauthHash,
                         Smb1Signer, Smb2Signer, TransformCipher, authenticator,
+                        check_auth_protocol,
                         derive_session_keys)
 from ..task import Reply, SmbTask
 
@@ -65,6 +67,8 @@ _VALIDATE_IN = struct.Struct("<I16sHH")
 _VALIDATE_OUT = struct.Struct("<I16sHH")
 _MORE = NtStatus.MORE_PROCESSING_REQUIRED
 _RENEW_LIMIT = 8          # sends of one request across session renewals
+_U32 = struct.Struct("<I")
+_FLAGS_OFFSET = 16          # Flags in the SMB2 header
 
 
 def _utf16(text: str) -> bytes:
@@ -131,13 +135,32 @@ class _Smb2Auth:
                                     int(dialect)) if cipher else None)
         s.application_key = keys.application_key
 
+    def check_final_response(self, reply: Reply, task: SmbTask) -> None:
+        """The final SESSION_SETUP response of an authenticated session is
+        signed with the new key.  On 3.1.1 it MUST be ([MS-SMB2] 3.2.5.3.1):
+        its signature covers the preauth hash, which is what shows a
+        negotiate downgraded by a man in the middle.  A session that
+        requires signing insists on it on every dialect (as smbclient)."""
+        s = self.s
+        if not reply.header.flags & smb2.Flags.SIGNED:
+            if s.client.negotiated.dialect is Dialect.SMB3_1_1 or s.signing:
+                raise SmbAuthError(NtStatus.ACCESS_DENIED, "SESSION_SETUP",
+                                   message="the server's final SESSION_SETUP response is not "
+                                           "signed; session refused (it may have been tampered "
+                                           "with on the way)")
+            return
+        if not s.signer.verify(reply.message):
+            raise SmbAuthError(NtStatus.ACCESS_DENIED, "SESSION_SETUP",
+                               message="bad signature on the server's final SESSION_SETUP "
+                                       "response; session refused")
+
     def protect(self, task: SmbTask, header: bytearray, parts: list) -> list:
         s = self.s
         struct.pack_into("<Q", header, 40, s.session_id)
         if s.preauth is not None:
             s.preauth.update(parts)
         if s.cipher is not None and (s.encrypt or (task.tree is not None and task.tree.encrypt)):
-            task.header_flags = 0
+            _clear_signed(header)
             return s.cipher.encrypt(parts, s.session_id)
         if s.signer is not None and (s.signing or self._must_sign(task)):
             s.signer.sign_parts(header, parts[1:])
@@ -174,8 +197,9 @@ class _Smb2Auth:
                 log.info("smblayer: server does not validate negotiate: %s", exc)
                 return
             raise
-        if not reply.header.flags & smb2.FLAG_SIGNED:
-            raise SmbProtocolError("VALIDATE_NEGOTIATE_INFO response is not signed")
+        if not reply.encrypted and not reply.header.flags & smb2.FLAG_SIGNED:
+            raise SmbProtocolError("VALIDATE_NEGOTIATE_INFO response is neither signed nor "
+                                   "encrypted")
         if len(reply.body) < _IOCTL_RESPONSE.size:
             raise SmbProtocolError("VALIDATE_NEGOTIATE_INFO response truncated")
         fields = _IOCTL_RESPONSE.unpack_from(reply.body)
@@ -223,6 +247,8 @@ class _Smb2Auth:
         flat = [p for parts in elements for p in parts]
         if s.cipher is not None and any(s.encrypt or (t.tree is not None and t.tree.encrypt)
                                         for t in tasks):
+            for parts in elements:
+                _clear_signed(parts[0])
             return s.cipher.encrypt(flat, s.session_id)
         if s.signer is not None and (s.signing or any(self._must_sign(t) for t in tasks)):
             for parts in elements:
@@ -234,6 +260,15 @@ class _Smb2Auth:
         if cipher is None:
             raise SmbProtocolError("encrypted frame on a session without encryption keys")
         return cipher.decrypt(frame)
+
+
+def _clear_signed(header: bytearray) -> None:
+    """An encrypted message is authenticated by its transform header and is
+    not signed ([MS-SMB2] 3.2.4.1.1): no SMB2_FLAGS_SIGNED with a zero
+    signature inside it, whatever the task asked for."""
+    flags = _U32.unpack_from(header, _FLAGS_OFFSET)[0]
+    if flags & smb2.FLAG_SIGNED:
+        _U32.pack_into(header, _FLAGS_OFFSET, flags & ~smb2.FLAG_SIGNED)
 
 
 # Responses a server may send unsigned even on a signed session.
@@ -320,6 +355,16 @@ class _Smb1Auth:
             s.signer = Smb1Signer(gss_key)
             client.smb1_signing = _Smb1Signing(s.signer)
 
+    def check_final_response(self, reply: Reply, task: SmbTask) -> None:
+        """When signing starts with this session its final response is the
+        first signed message (sequence 1); on a connection that already
+        signed, run_task has verified it in sequence."""
+        s = self.s
+        if s.signer is not None and task.sign_seq < 0 and not s.signer.verify(reply.message, 1):
+            raise SmbAuthError(NtStatus.ACCESS_DENIED, "SESSION_SETUP_ANDX",
+                               message="bad signature on the server's final SESSION_SETUP_ANDX "
+                                       "response; session refused")
+
     def protect(self, task: SmbTask, header: bytearray, parts: list) -> list:
         s = self.s
         struct.pack_into("<H", header, 28, s.session_id)
@@ -357,6 +402,11 @@ class Session:
     ``encrypt=True`` encrypts every request after setup (SMB 3.x only);
     a share that requires encryption is encrypted automatically.
     ``require_signing`` defaults to what the server or client demands.
+    ``auth_protocol`` is "negotiate" (SPNEGO), "kerberos" (never NTLM) or
+    "ntlm"; with "negotiate", a server whose NTLM cannot sign (so SPNEGO
+    cannot send its mechListMIC) is answered with raw NTLMSSP, as smbclient
+    manages it.  Kerberos comes from the ticket cache (KRB5CCNAME) when
+    ``password`` is None.
     """
 
     def __init__(self, client: SmbClient, username: Optional[str] = None,
@@ -372,7 +422,7 @@ class Session:
         self.username = username
         self._password = password
         self.domain = domain
-        self.auth_protocol = auth_protocol
+        self.auth_protocol = check_auth_protocol(auth_protocol)
         self.encrypt = bool(encrypt)
         self._require_signing_arg = require_signing
         self.session_id = 0
@@ -389,8 +439,10 @@ class Session:
         self._setup_lock = threading.RLock()
         self._renewed_at = 0.0
         self.mechanism = ""              # "kerberos" / "ntlm" once set up
+        self._protocol_used = self.auth_protocol
         self._setup()
         client.add_reconnect_handler(self._on_reconnect, stage=STAGE_SESSION)
+        client.add_exit_handler(self._at_exit)
 
     def __repr__(self) -> str:
         return (f"<Session {self.username!r}@{self.client.host}:{self.client.port} "
@@ -419,29 +471,37 @@ class Session:
             self.signing = False
             self.encrypt_verified = False
             self.session_id = 0
-            self.preauth = None
-            if negotiated.dialect is Dialect.SMB3_1_1:
-                self.preauth = PreauthHash()
-                self.preauth.update(negotiated.negotiate_messages[0])
-                self.preauth.update(negotiated.negotiate_messages[1])
-            self._authenticate()
+            try:
+                self._authenticate(self.auth_protocol)
+            except NtlmWithoutIntegrity as exc:
+                log.info("smblayer: %s:%s: %s; authenticating with NTLM directly",
+                         self.client.host, self.client.port, exc)
+                self._authenticate("ntlm")
 
-    def _authenticate(self, reauth: bool = False) -> None:
+    def _authenticate(self, protocol: str, reauth: bool = False) -> None:
         """SESSION_SETUP legs until success.  ``reauth``: re-authenticate the
         existing session in place (same SessionId, keys kept, [MS-SMB2]
         3.2.4.2.3), e.g. after its Kerberos ticket expired.  An SmbAuthError
         carries the server's ``host`` and ``port``."""
         try:
-            self._setup_legs(reauth)
+            self._setup_legs(protocol, reauth)
         except SmbAuthError as exc:
             exc.host, exc.port = self.client.host, self.client.port
             raise
 
-    def _setup_legs(self, reauth: bool) -> None:
+    def _setup_legs(self, protocol: str, reauth: bool) -> None:
         ops = self._ops
+        negotiated = self.client.negotiated
+        if not reauth:
+            self.preauth = None
+            if negotiated.dialect is Dialect.SMB3_1_1:
+                # A new session's preauth hash starts from the connection's.
+                self.preauth = PreauthHash()
+                self.preauth.update(negotiated.negotiate_messages[0])
+                self.preauth.update(negotiated.negotiate_messages[1])
         try:
             auth = authenticator(self.username, self._password, self.server_name,
-                                 protocol=self.auth_protocol, domain=self.domain)
+                                 protocol=protocol, domain=self.domain)
             token = auth.step(None)
         except AuthenticationFailed as exc:
             raise SmbAuthError(exc.status, "SESSION_SETUP", message=str(exc),
@@ -449,6 +509,9 @@ class Session:
         except ValueError as exc:
             raise SmbAuthError(NtStatus.LOGON_FAILURE, "SESSION_SETUP",
                                message=str(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - pyspnego raises many types
+            raise SmbAuthError(NtStatus.LOGON_FAILURE, "SESSION_SETUP",
+                               message=self._start_failure(protocol, exc)) from None
         session_id = self.session_id if reauth else 0
         while True:
             task = ops.setup_task(token or b"", session_id)
@@ -463,7 +526,7 @@ class Session:
                 status = getattr(exc, "status", None)
                 if status is not None:
                     raise SmbAuthError(status, "SESSION_SETUP",
-                                       message=f"{auth.protocol} authentication as "
+                                       message=f"{protocol} authentication as "
                                                f"{self.username!r} failed") from None
                 raise
             session_id, flags, in_token = ops.parse_setup(reply)
@@ -482,7 +545,14 @@ class Session:
             except AuthenticationFailed as exc:
                 raise SmbAuthError(exc.status, "SESSION_SETUP", message=str(exc),
                                    cause=exc.cause) from None
+            except (NtlmWithoutIntegrity, SmbError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - pyspnego raises many types
+                raise SmbAuthError(NtStatus.LOGON_FAILURE, "SESSION_SETUP",
+                                   message=f"authentication failed: "
+                                           f"{type(exc).__name__}") from None
             self.mechanism = auth.negotiated_protocol
+            self._protocol_used = protocol
             if not reauth:
                 self._established(auth, flags, reply, task)
             return
@@ -501,12 +571,36 @@ class Session:
             if self._renewed_at < task.t_sent:
                 log.info("smblayer: session 0x%x on %s:%s expired; re-authenticating",
                          self.session_id, self.client.host, self.client.port)
-                self._authenticate(reauth=True)
-                self._renewed_at = time.monotonic()
+                self.reauthenticate()
         return True
+
+    def reauthenticate(self) -> None:
+        """Re-authenticate this session in place now (same SessionId and keys;
+        a new Kerberos ticket from the cache or the credentials).  Raises
+        SmbAuthError if that fails."""
+        with self._setup_lock:
+            self._authenticate(self._protocol_used, reauth=True)
+            self._renewed_at = time.monotonic()
+
+    def _start_failure(self, protocol: str, exc: Exception) -> str:
+        """Why authentication could not even start (nothing was sent)."""
+        if isinstance(exc, ImportError) and protocol == "kerberos":
+            return "Kerberos needs the Python package 'gssapi' (pip install gssapi)"
+        if self._password is None:
+            if protocol == "ntlm":
+                return (f"no password was given for {self.username!r} (NTLM needs one); "
+                        "nothing was sent to the server")
+            return (f"no password was given for {self.username!r} and no usable Kerberos "
+                    "ticket was found (KRB5CCNAME); nothing was sent to the server")
+        detail = str(exc)
+        if self._password:
+            detail = detail.replace(self._password, "***")
+        return f"cannot start {protocol} authentication: {type(exc).__name__}: {detail}"
 
     def _established(self, auth: Authenticator, flags: int, reply: Reply, task: SmbTask) -> None:
         # Guest and anonymous (null) sessions have no session key: no signing.
+        # ([MS-SMB2] 3.2.5.3.1's signed final response needs a key; smbclient
+        # does not check it for them either.)
         self.is_guest = bool(flags & (SESSION_FLAG_IS_GUEST | SESSION_FLAG_IS_NULL)) or \
             isinstance(auth, AnonymousAuthenticator)
         preauth = self.preauth.value if self.preauth is not None else None
@@ -529,21 +623,12 @@ class Session:
         # responses are verified either way.
         self.signing = self.require_signing
         self._ops.make_keys(gss_key, preauth)
+        self._ops.check_final_response(reply, task)
         self.client.register_session(self.session_id, self)
         if self.client.negotiated.dialect is Dialect.SMB1:
-            if self.signer is not None:
-                # Signing started with this session: its final response is the
-                # first signed message (sequence 1).  On a connection that
-                # already signed, run_task has verified it in sequence.
-                if task.sign_seq < 0 and not self.signer.verify(reply.message, 1):
-                    raise SmbProtocolError("bad signature on the final SESSION_SETUP_ANDX "
-                                           "response")
-                if self.client.default_security is None:
-                    self.client.default_security = self
+            if self.signer is not None and self.client.default_security is None:
+                self.client.default_security = self
             return
-        # The final response is signed with the new key (3.x always, 2.x if signing).
-        if reply.header.flags & smb2.Flags.SIGNED and not self.signer.verify(reply.message):
-            raise SmbProtocolError("bad signature on the final SESSION_SETUP response")
         if self.encrypt and self.cipher is None:
             raise SmbError("server requires encryption but no cipher was negotiated")
         self.encrypt_verified = True
@@ -589,6 +674,10 @@ class Session:
         reply = self.client.run_task(task)
         tree_id, _type, flags, access = self._ops.parse_tree_connect(reply)
         tree.tree_id = tree_id
+        # Before anything else is sent on the tree: on a share that requires
+        # encryption even VALIDATE_NEGOTIATE_INFO goes out encrypted
+        # ([MS-SMB2] 3.2.4.1.8, 3.2.5.5).
+        tree.encrypt = bool(flags & SHARE_FLAG_ENCRYPT_DATA)
         dialect = self.client.negotiated.dialect
         if dialect in (Dialect.SMB3_0, Dialect.SMB3_0_2) and not self.negotiate_validated \
                 and self.signer is not None:
@@ -608,7 +697,8 @@ class Session:
     # -- lifetime ----------------------------------------------------------------------
 
     def _on_reconnect(self, client: SmbClient) -> None:
-        """Reconnect handler (smbiod): new session, then reconnect the trees."""
+        """Reconnect handler (connect worker, STAGE_SESSION): new session,
+        then reconnect the trees."""
         if self._closed:
             return
         old = self.session_id
@@ -621,12 +711,25 @@ class Session:
         for tree in trees:
             tree._reconnect()
 
+    def _at_exit(self, client: SmbClient) -> None:
+        """Interpreter exit: flush and close the open files, disconnect, log
+        off (the client bounds how long this may take)."""
+        with self._trees_lock:
+            trees = list(self.trees.values())
+        for tree in trees:
+            try:
+                tree.disconnect()
+            except Exception as exc:  # noqa: BLE001
+                log.debug("smblayer: closing %r at exit failed: %s", tree, exc)
+        self.logoff()
+
     def logoff(self) -> None:
         """Disconnect the trees and log off (errors on a dead link are ignored)."""
         if self._closed:
             return
         self._closed = True
         self.client.remove_reconnect_handler(self._on_reconnect)
+        self.client.remove_exit_handler(self._at_exit)
         with self._trees_lock:
             trees = list(self.trees.values())
         for tree in trees:

@@ -39,13 +39,14 @@ from __future__ import annotations
 import struct
 from typing import Any, Iterator, List, Optional, Tuple
 
-from ..errors import SmbProtocolError
+from ..errors import SmbProtocolError, SmbStatusError
 from ..proto import smb1
 from ..proto.smb2 import MalformedMessage
 from ..proto.status import NtStatus
 from ..task import SmbTask
-from .ops import (FILE_SHARE_ALL, OPLOCK_BATCH, OPLOCK_EXCLUSIVE, OPLOCK_LEASE,
-                  OPLOCK_LEVEL_II, OPLOCK_NONE, FileInfo, FileOps, Handle)
+from .ops import (FILE_OPEN, FILE_SHARE_ALL, FILE_WRITE_ATTRIBUTES, OPLOCK_BATCH,
+                  OPLOCK_EXCLUSIVE, OPLOCK_LEASE, OPLOCK_LEVEL_II, OPLOCK_NONE, SYNCHRONIZE,
+                  FileInfo, FileOps, FsSize, Handle)
 
 Command = smb1.Command
 Caps = smb1.Capabilities
@@ -89,6 +90,9 @@ _TRANS2_NAME = b"\0\0\0"
 _TRANS2_PARAM_OFFSET = HEADER + 1 + _TRANS2.size + 2 + len(_TRANS2_NAME)    # 68
 TRANS2_FIND_FIRST2 = 0x0001
 TRANS2_FIND_NEXT2 = 0x0002
+TRANS2_QUERY_FS_INFORMATION = 0x0003
+SMB_QUERY_FS_SIZE_INFO = 0x0103               # [MS-CIFS] 2.2.8.2.4
+_FS_SIZE_INFO = struct.Struct("<QQII")
 TRANS2_QUERY_PATH_INFORMATION = 0x0005
 TRANS2_SET_PATH_INFORMATION = 0x0006
 TRANS2_QUERY_FILE_INFORMATION = 0x0007
@@ -100,8 +104,10 @@ _FIND_FIRST = struct.Struct("<HHHHI")
 _FIND_FIRST_RESPONSE = struct.Struct("<HHHHH")
 _FIND_NEXT = struct.Struct("<HHHIH")
 _FIND_NEXT_RESPONSE = struct.Struct("<HHHH")
-SMB_FIND_FILE_DIRECTORY_INFO = 0x0101
-_DIRECTORY_INFO = struct.Struct("<IIQQQQQQII")
+# SMB_FIND_FILE_ID_FULL_DIRECTORY_INFO ([MS-SMB] 2.2.8.1.3): the entries with
+# their file ids (st_ino); FileIndex is 0 on most servers.
+SMB_FIND_FILE_ID_FULL_DIRECTORY_INFO = 0x0105
+_DIRECTORY_INFO = struct.Struct("<IIQQQQQQIIIIQ")
 FIND_CLOSE_AT_EOS = 0x0002
 FIND_CONTINUE_FROM_LAST = 0x0008
 FIND_SEARCH_COUNT = 1024
@@ -112,8 +118,10 @@ _SEARCH_FILES = SMB_FILE_ATTRIBUTE_HIDDEN | SMB_FILE_ATTRIBUTE_SYSTEM
 _SEARCH_ALL = _SEARCH_FILES | SMB_FILE_ATTRIBUTE_DIRECTORY
 
 SMB_QUERY_FILE_ALL_INFO = 0x0107
+SMB_SET_FILE_BASIC_INFO = 0x0101
 SMB_SET_FILE_END_OF_FILE_INFO = 0x0104
 SMB_INFO_PASSTHROUGH = 1000
+FILE_INTERNAL_INFORMATION = SMB_INFO_PASSTHROUGH + 6
 FILE_RENAME_INFORMATION = SMB_INFO_PASSTHROUGH + 10
 FILE_ALL_INFORMATION = SMB_INFO_PASSTHROUGH + 18
 _QUERY_PATH = struct.Struct("<HI")
@@ -121,10 +129,10 @@ _QUERY_FILE = struct.Struct("<HH")
 _SET_FILE = struct.Struct("<HHH")
 _U64 = struct.Struct("<Q")
 _RENAME_INFO = struct.Struct("<B3xII")
+_BASIC_INFO = struct.Struct("<QQQQI4x")          # times, attributes
 # The first 64 bytes of SMB_QUERY_FILE_ALL_INFO and FileAllInformation agree
-# (basic + standard information); the pass-through level then has IndexNumber.
+# (basic + standard information).
 _ALL_INFO = struct.Struct("<QQQQI4xQQIBBH")
-_ALL_INFO_INDEX = struct.Struct("<Q")
 
 # Without CAP_LARGE_READX/WRITEX the server's MaxBufferSize bounds a message.
 _SMALL_IO_OVERHEAD = 128
@@ -335,25 +343,45 @@ class Smb1FileOps(FileOps):
     def _all_info_level(self) -> int:
         return FILE_ALL_INFORMATION if self._passthrough else SMB_QUERY_FILE_ALL_INFO
 
-    def _parse_all_info(self, data, name: str, level: int) -> FileInfo:
-        (ctime, atime, mtime, chtime, attrs, alloc, eof, _links, _delete, _dir,
+    def _query(self, level: int, *, path: str, fid: Optional[int] = None) -> memoryview:
+        """The data of QUERY_FILE_INFORMATION (``fid``) or
+        QUERY_PATH_INFORMATION (``path``) at ``level``."""
+        if fid is not None:
+            _p, data = self._trans2(TRANS2_QUERY_FILE_INFORMATION,
+                                    _QUERY_FILE.pack(fid, level), path=path)
+        else:
+            _p, data = self._trans2(TRANS2_QUERY_PATH_INFORMATION,
+                                    _QUERY_PATH.pack(level, 0) + _utf16z(path), path=path)
+        return data
+
+    def _info(self, path: str, fid: Optional[int] = None) -> FileInfo:
+        """Times, sizes, attributes and links, then (pass-through level
+        FileInternalInformation) the file id: Samba's SMB1 answer to the
+        pass-through FileAllInformation has no IndexNumber (it carries the
+        native level's EaSize and FileName there)."""
+        data = self._query(self._all_info_level, path=path, fid=fid)
+        (ctime, atime, mtime, chtime, attrs, alloc, eof, links, _delete, _dir,
          _r) = _unpack(_ALL_INFO, data, "QUERY_INFORMATION")
         index = 0
-        if level == FILE_ALL_INFORMATION:
-            (index,) = _unpack(_ALL_INFO_INDEX, data, "QUERY_INFORMATION", _ALL_INFO.size)
-        return FileInfo(name, eof, alloc, attrs, ctime, atime, mtime, chtime, index)
+        if self._passthrough:
+            data = self._query(FILE_INTERNAL_INFORMATION, path=path, fid=fid)
+            (index,) = _unpack(_U64, data, "FileInternalInformation")
+        return FileInfo(_split(path)[1], eof, alloc, attrs, ctime, atime, mtime, chtime,
+                        index, links)
 
     def query_info(self, handle: Handle) -> FileInfo:
-        level = self._all_info_level
-        _p, data = self._trans2(TRANS2_QUERY_FILE_INFORMATION,
-                                _QUERY_FILE.pack(handle.fid, level), path=handle.path)
-        return self._parse_all_info(data, _split(handle.path)[1], level)
+        return self._info(handle.path, handle.fid)
 
     def stat(self, path: str) -> FileInfo:
-        level = self._all_info_level
-        _p, data = self._trans2(TRANS2_QUERY_PATH_INFORMATION,
-                                _QUERY_PATH.pack(level, 0) + _utf16z(path), path=path)
-        return self._parse_all_info(data, _split(path)[1], level)
+        return self._info(path)
+
+    def fs_size(self) -> FsSize:
+        _p, data = self._trans2(TRANS2_QUERY_FS_INFORMATION,
+                                struct.pack("<H", SMB_QUERY_FS_SIZE_INFO), path="")
+        if len(data) < _FS_SIZE_INFO.size:
+            raise SmbProtocolError("SMB_QUERY_FS_SIZE_INFO truncated")
+        total, free, sectors, sector_size = _FS_SIZE_INFO.unpack_from(data)
+        return FsSize(total, free, free, sectors, sector_size)
 
     def set_end_of_file(self, handle: Handle, size: int) -> None:
         if size < 0:
@@ -363,14 +391,33 @@ class Smb1FileOps(FileOps):
                      _U64.pack(size), path=handle.path)
         handle.info.size = size
 
+    def set_times(self, path: str, atime: int, mtime: int) -> None:
+        """Set the access and write times (FILETIME; 0 leaves one as it is)
+        on an open handle (Samba answers a path-based set on a missing file
+        with INVALID_HANDLE, not "not found")."""
+        handle = self.open(path, access=FILE_WRITE_ATTRIBUTES | SYNCHRONIZE,
+                           disposition=FILE_OPEN)
+        try:
+            self._trans2(TRANS2_SET_FILE_INFORMATION,
+                         _SET_FILE.pack(handle.fid, SMB_SET_FILE_BASIC_INFO, 0),
+                         _BASIC_INFO.pack(0, atime, mtime, 0, 0), path=path)
+        finally:
+            self.close(handle)
+
     # -- directories ----------------------------------------------------------
 
-    def listdir(self, path: str) -> Iterator[FileInfo]:
-        """FIND_FIRST2 now (errors raise here), FIND_NEXT2 while iterating."""
-        pattern = f"{path}\\*" if path else "*"
+    def listdir(self, path: str, pattern: str = "*") -> Iterator[FileInfo]:
+        """FIND_FIRST2 now (errors raise here), FIND_NEXT2 while iterating.
+        The server matches ``pattern`` (``*`` and ``?``, case-insensitively)."""
+        full = f"{path}\\{pattern}" if path else pattern
         params = _FIND_FIRST.pack(_SEARCH_ALL, FIND_SEARCH_COUNT, FIND_CLOSE_AT_EOS,
-                                  SMB_FIND_FILE_DIRECTORY_INFO, 0) + _utf16z(pattern)
-        rparams, data = self._trans2(TRANS2_FIND_FIRST2, params, path=path)
+                                  SMB_FIND_FILE_ID_FULL_DIRECTORY_INFO, 0) + _utf16z(full)
+        try:
+            rparams, data = self._trans2(TRANS2_FIND_FIRST2, params, path=path)
+        except SmbStatusError as exc:
+            if exc.status == NtStatus.NO_SUCH_FILE and pattern != "*":
+                return iter(())             # nothing matches the pattern
+            raise
         sid, count, end, _ea, _last = _unpack(_FIND_FIRST_RESPONSE, rparams, "FIND_FIRST2")
         entries = _parse_directory_info(data, count)
         return self._find_rest(path, sid, entries, bool(end) or not entries)
@@ -384,7 +431,8 @@ class Smb1FileOps(FileOps):
                         yield info
                 if end:
                     return
-                params = _FIND_NEXT.pack(sid, FIND_SEARCH_COUNT, SMB_FIND_FILE_DIRECTORY_INFO,
+                params = _FIND_NEXT.pack(sid, FIND_SEARCH_COUNT,
+                                         SMB_FIND_FILE_ID_FULL_DIRECTORY_INFO,
                                          0, FIND_CLOSE_AT_EOS | FIND_CONTINUE_FROM_LAST) \
                     + _utf16z(entries[-1].name)
                 rparams, data = self._trans2(TRANS2_FIND_NEXT2, params, path=path)
@@ -468,19 +516,19 @@ class Smb1FileOps(FileOps):
 
 
 def _parse_directory_info(data, count: int) -> List[FileInfo]:
-    """Entries of SMB_FIND_FILE_DIRECTORY_INFO (at most ``count``)."""
+    """Entries of SMB_FIND_FILE_ID_FULL_DIRECTORY_INFO (at most ``count``)."""
     entries: List[FileInfo] = []
     pos = 0
     while count > 0:
         if pos + _DIRECTORY_INFO.size > len(data):
             raise SmbProtocolError("directory listing truncated")
-        (nxt, index, ctime, atime, mtime, chtime, eof, alloc, attrs,
-         name_len) = _DIRECTORY_INFO.unpack_from(data, pos)
+        (nxt, _index, ctime, atime, mtime, chtime, eof, alloc, attrs, name_len, _ea, _r,
+         file_id) = _DIRECTORY_INFO.unpack_from(data, pos)
         start = pos + _DIRECTORY_INFO.size
         if start + name_len > len(data):
             raise SmbProtocolError("directory entry name out of bounds")
         name = bytes(data[start:start + name_len]).decode("utf-16-le", "replace").rstrip("\0")
-        entries.append(FileInfo(name, eof, alloc, attrs, ctime, atime, mtime, chtime, index))
+        entries.append(FileInfo(name, eof, alloc, attrs, ctime, atime, mtime, chtime, file_id))
         count -= 1
         if not nxt:
             break

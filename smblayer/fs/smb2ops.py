@@ -18,9 +18,10 @@ from ..proto.status import NtStatus
 from ..task import Reply, SmbTask
 from .ops import (DELETE, FILE_ATTRIBUTE_DIRECTORY, FILE_CREATE, FILE_DELETE_ON_CLOSE,
                   FILE_DIRECTORY_FILE, FILE_LIST_DIRECTORY, FILE_NON_DIRECTORY_FILE, FILE_OPEN,
-                  FILE_OVERWRITE_IF, FILE_READ_ATTRIBUTES, FILE_READ_DATA, FILE_WRITE_DATA, FILE_SHARE_ALL, LEASE_HANDLE, LEASE_WRITE, OPLOCK_BATCH,
+                  FILE_OVERWRITE_IF, FILE_READ_ATTRIBUTES, FILE_READ_DATA, FILE_WRITE_ATTRIBUTES,
+                  FILE_WRITE_DATA, FILE_SHARE_ALL, LEASE_HANDLE, LEASE_WRITE, OPLOCK_BATCH,
                   OPLOCK_LEASE, OPLOCK_LEVEL_II, OPLOCK_NONE, SYNCHRONIZE, FileInfo, FileOps,
-                  Handle)
+                  FsSize, Handle)
 
 log = logging.getLogger("smblayer")
 
@@ -70,12 +71,17 @@ _QUERY_INFO = struct.Struct("<HBBIHHIII16sx")
 _QUERY_INFO_RESP = struct.Struct("<HHI")
 _SET_INFO = struct.Struct("<HBBIHHI16s")
 INFO_FILE = 0x01
+INFO_FILESYSTEM = 0x02
+FILE_FS_FULL_SIZE_INFORMATION = 7
+_FS_FULL_SIZE = struct.Struct("<QQQII")       # [MS-FSCC] 2.5.4
+FILE_BASIC_INFORMATION = 4
 FILE_ALL_INFORMATION = 18
 FILE_END_OF_FILE_INFORMATION = 20
 FILE_RENAME_INFORMATION = 10
 FILE_DISPOSITION_INFORMATION = 13
 # FileAllInformation: Basic (times, attributes), Standard, Internal ([MS-FSCC] 2.4.2)
 _ALL_INFO = struct.Struct("<QQQQI4xQQIBB2xQ")
+_BASIC_INFO = struct.Struct("<QQQQI4x")     # times, attributes ([MS-FSCC] 2.4.7)
 _RENAME = struct.Struct("<B7xQI")
 _U64 = struct.Struct("<Q")
 # OPLOCK_BREAK notifications and acknowledgements (2.2.23 - 2.2.25)
@@ -86,7 +92,8 @@ LEASE_BREAK_ACK_REQUIRED = 0x01
 
 _QUERY_INFO_BUFFER = 4096
 _NOT_ERRORS_READ = frozenset({0, NtStatus.END_OF_FILE})
-_NOT_ERRORS_DIR = frozenset({0, NtStatus.NO_MORE_FILES})
+# NO_SUCH_FILE: the first query found nothing matching the pattern.
+_NOT_ERRORS_DIR = frozenset({0, NtStatus.NO_MORE_FILES, NtStatus.NO_SUCH_FILE})
 
 
 def _utf16(path: str) -> bytes:
@@ -307,46 +314,70 @@ class Smb2FileOps(FileOps):
 
     # -- metadata --------------------------------------------------------------------
 
-    def query_info(self, handle: Handle) -> FileInfo:
+    def _query_info_task(self, handle: Handle) -> SmbTask:
         body = _QUERY_INFO.pack(41, INFO_FILE, FILE_ALL_INFORMATION, _QUERY_INFO_BUFFER,
                                 0, 0, 0, 0, 0, handle.fid)
-        reply = self._run(Command.QUERY_INFO, (body,), handle.path)
+        return self._task(Command.QUERY_INFO, (body,), handle.path)
+
+    @staticmethod
+    def _parse_all_info(reply: Reply, info: FileInfo) -> FileInfo:
+        """Fill ``info`` from a FileAllInformation reply."""
         _check_size(reply, _QUERY_INFO_RESP, "QUERY_INFO")
         _s, off, length = _QUERY_INFO_RESP.unpack_from(reply.body)
         if length < _ALL_INFO.size or off + _ALL_INFO.size > len(reply.message):
             raise SmbProtocolError("FileAllInformation truncated")
-        (ctime, atime, wtime, chtime, attrs, alloc, eof, _links, _pending, _isdir,
+        (ctime, atime, wtime, chtime, attrs, alloc, eof, links, _pending, _isdir,
          index) = _ALL_INFO.unpack_from(reply.message, off)
-        info = handle.info
         info.creation_time, info.last_access_time = ctime, atime
         info.last_write_time, info.change_time = wtime, chtime
         info.attributes, info.allocation_size, info.size, info.file_index = \
             attrs, alloc, eof, index
+        info.nlink = links
         return info
 
+    def query_info(self, handle: Handle) -> FileInfo:
+        return self._parse_all_info(self.client.run_task(self._query_info_task(handle)),
+                                    handle.info)
+
     def stat(self, path: str) -> FileInfo:
-        """One round trip: CREATE and a related CLOSE in one compound (CREATE
-        returns times, size and attributes: no QUERY_INFO needed)."""
+        """One round trip: CREATE, a related QUERY_INFO (FileAllInformation:
+        times, sizes, attributes, links, the file id) and CLOSE in one
+        compound."""
         create, _level, _key = self._create_task(
             path, access=FILE_READ_ATTRIBUTES | SYNCHRONIZE, disposition=FILE_OPEN)
-        created, _closed = self.client.run_compound((create, self._related_close(path)))
-        return self._parse_create(created, path, OPLOCK_NONE, None).info
+        related = Handle(_RELATED_FID, path, FileInfo(path.rpartition("\\")[2]))
+        _created, queried, _closed = self.client.run_compound(
+            (create, self._query_info_task(related), self._related_close(path)))
+        return self._parse_all_info(queried, related.info)
 
-    def listdir(self, path: str) -> Iterator[FileInfo]:
+    def set_times(self, path: str, atime: int, mtime: int) -> None:
+        """Set the access and write times (FILETIME; 0 leaves one as it is):
+        CREATE + SET_INFO(FileBasicInformation) + CLOSE in one compound."""
+        create, _level, _key = self._create_task(
+            path, access=FILE_WRITE_ATTRIBUTES | SYNCHRONIZE, disposition=FILE_OPEN)
+        related = Handle(_RELATED_FID, path, FileInfo())
+        self.client.run_compound(
+            (create, self._set_info_task(related, FILE_BASIC_INFORMATION,
+                                         _BASIC_INFO.pack(0, atime, mtime, 0, 0), path),
+             self._related_close(path)))
+
+    def listdir(self, path: str, pattern: str = "*") -> Iterator[FileInfo]:
+        """Entries of ``path`` matching ``pattern`` (the server matches it:
+        ``*`` and ``?``, case-insensitively)."""
         handle = self.open(path, access=FILE_LIST_DIRECTORY | FILE_READ_ATTRIBUTES | SYNCHRONIZE,
                            disposition=FILE_OPEN, create_options=FILE_DIRECTORY_FILE)
         entries: List[FileInfo] = []
         try:
-            pattern = _utf16("*")
+            pattern_bytes = _utf16(pattern)
             flags = SMB2_RESTART_SCANS
             while True:
                 body = _QUERY_DIR.pack(33, FILE_ID_BOTH_DIRECTORY_INFORMATION, flags, 0,
-                                       handle.fid, _BODY + _QUERY_DIR.size, len(pattern),
-                                       self._dir_buffer)
-                reply = self._run(Command.QUERY_DIRECTORY, (body, pattern), path,
+                                       handle.fid, _BODY + _QUERY_DIR.size,
+                                       len(pattern_bytes), self._dir_buffer)
+                reply = self._run(Command.QUERY_DIRECTORY, (body, pattern_bytes), path,
                                   expected_response=self._dir_buffer,
                                   ok_statuses=_NOT_ERRORS_DIR)
-                if reply.header.status == NtStatus.NO_MORE_FILES:
+                if reply.header.status in (NtStatus.NO_MORE_FILES, NtStatus.NO_SUCH_FILE):
                     break
                 flags = 0
                 _check_size(reply, _QUERY_DIR_RESP, "QUERY_DIRECTORY")
@@ -360,11 +391,15 @@ class Smb2FileOps(FileOps):
             self.close(handle)
         return iter(entries)
 
-    def _set_info(self, handle: Handle, info_class: int, data: bytes,
-                  path: Optional[str] = None) -> None:
+    def _set_info_task(self, handle: Handle, info_class: int, data: bytes,
+                       path: Optional[str] = None) -> SmbTask:
         body = _SET_INFO.pack(33, INFO_FILE, info_class, len(data), _BODY + _SET_INFO.size,
                               0, 0, handle.fid)
-        self._run(Command.SET_INFO, (body, data), path or handle.path)
+        return self._task(Command.SET_INFO, (body, data), path or handle.path)
+
+    def _set_info(self, handle: Handle, info_class: int, data: bytes,
+                  path: Optional[str] = None) -> None:
+        self.client.run_task(self._set_info_task(handle, info_class, data, path))
 
     def set_end_of_file(self, handle: Handle, size: int) -> None:
         self._set_info(handle, FILE_END_OF_FILE_INFORMATION, _U64.pack(size))
@@ -392,6 +427,21 @@ class Smb2FileOps(FileOps):
                 self._set_info(handle, FILE_DISPOSITION_INFORMATION, b"\x01")
         finally:
             self.close(handle)
+
+    def fs_size(self) -> FsSize:
+        handle = self.open("", access=FILE_READ_ATTRIBUTES | SYNCHRONIZE, disposition=FILE_OPEN,
+                           create_options=FILE_DIRECTORY_FILE)
+        try:
+            body = _QUERY_INFO.pack(41, INFO_FILESYSTEM, FILE_FS_FULL_SIZE_INFORMATION,
+                                    _FS_FULL_SIZE.size, 0, 0, 0, 0, 0, handle.fid)
+            reply = self._run(Command.QUERY_INFO, (body,), "")
+        finally:
+            self.close(handle)
+        _check_size(reply, _QUERY_INFO_RESP, "QUERY_INFO")
+        _s, off, length = _QUERY_INFO_RESP.unpack_from(reply.body)
+        if length < _FS_FULL_SIZE.size or off + _FS_FULL_SIZE.size > len(reply.message):
+            raise SmbProtocolError("FileFsFullSizeInformation truncated")
+        return FsSize(*_FS_FULL_SIZE.unpack_from(reply.message, off))
 
     def mkdir(self, path: str) -> None:
         handle = self.open(path, access=FILE_READ_ATTRIBUTES | SYNCHRONIZE,

@@ -24,24 +24,29 @@ needs a free smbiod worker to complete its Futures.
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import contextlib
+import fnmatch
 import io
 import logging
+import math
 import os
+import re
+import shutil
 import threading
 import time
 import weakref
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from ..errors import SmbConnectionError, SmbError, SmbStatusError
+from ..errors import (SmbConnectionError, SmbError, SmbStatusError, SmbTimeoutError,
+                      status_error)
 from ..proto.status import NtStatus
 from .file import SmbRawFile
 from .ops import (FILE_APPEND_DATA, FILE_CREATE, FILE_NON_DIRECTORY_FILE, FILE_OPEN,
                   FILE_OPEN_IF, FILE_OVERWRITE_IF, FILE_READ_ATTRIBUTES, FILE_READ_DATA,
                   FILE_WRITE_ATTRIBUTES, FILE_WRITE_DATA, LEASE_HANDLE, LEASE_READ, LEASE_WRITE,
                   OPLOCK_BATCH, OPLOCK_BY_NAME, OPLOCK_EXCLUSIVE, OPLOCK_LEASE, OPLOCK_NONE,
-                  SYNCHRONIZE, FileInfo, FileOps, Handle, StatResult, ops_for)
-from .session import SHARE_FLAG_ENCRYPT_DATA
+                  SYNCHRONIZE, FileInfo, FileOps, Handle, ns_to_filetime, ops_for)
 
 SHARE_FLAGS_DFS = 0x00000003     # SMB2_SHAREFLAG_DFS | SMB2_SHAREFLAG_DFS_ROOT
 
@@ -61,6 +66,35 @@ def normpath(path) -> str:
     if isinstance(path, bytes):
         path = path.decode("utf-8")
     return "\\".join(p for p in path.replace("/", "\\").split("\\") if p and p != ".")
+
+
+def outpath(path) -> str:
+    """A share-relative path as smblayer hands it out: "/" separators, no
+    leading or trailing one ("" is the share root)."""
+    return normpath(path).replace("\\", "/")
+
+
+def _seconds_to_ns(t: float) -> int:
+    """Seconds -> ns without the float's rounding error on the whole value
+    (1200000000.25 s is 1200000000250000000 ns exactly, as os.utime takes it)."""
+    whole = math.floor(t)
+    return whole * 10**9 + round((t - whole) * 1e9)
+
+
+def _join(base: str, name: str) -> str:
+    return f"{base}/{name}" if base else name
+
+
+# Statuses that mean "there is nothing at this path": exists()/isdir()/isfile()
+# answer False for them, as os.path.exists does for ENOENT and friends.
+_NOT_THERE = frozenset({
+    NtStatus.OBJECT_NAME_NOT_FOUND, NtStatus.OBJECT_PATH_NOT_FOUND, NtStatus.NO_SUCH_FILE,
+    NtStatus.NOT_FOUND, NtStatus.DELETE_PENDING, NtStatus.OBJECT_NAME_INVALID,
+    NtStatus.OBJECT_PATH_INVALID, NtStatus.OBJECT_PATH_SYNTAX_BAD, NtStatus.NOT_A_DIRECTORY,
+    NtStatus.FILE_IS_A_DIRECTORY,
+})
+_MAGIC = re.compile(r"[*?[]")
+_PARALLEL = 8               # threads for many small operations (rmtree, copytree)
 
 
 def _parse_mode(mode: str) -> Tuple[bool, bool, bool, bool, int]:
@@ -107,7 +141,7 @@ class DirEntry:
     def is_symlink(self) -> bool:
         return False
 
-    def stat(self) -> StatResult:
+    def stat(self) -> os.stat_result:
         return self.info.to_stat()
 
     def inode(self) -> int:
@@ -145,8 +179,7 @@ class Tree:
 
     def _connect(self) -> None:
         tree_id, flags, access = self.session._tree_connect_raw(self)
-        self.tree_id = tree_id
-        self.encrypt = bool(flags & SHARE_FLAG_ENCRYPT_DATA)
+        self.tree_id = tree_id          # (encrypt is set by the session, before validation)
         self.dfs = bool(flags & SHARE_FLAGS_DFS)     # a DFS share (fs.dfs follows its links)
         self.maximal_access = access
         self.connected = True
@@ -198,6 +231,16 @@ class Tree:
     def io_write_size(self) -> int:
         """Bytes per WRITE request."""
         return min(self.ops.max_write, MAX_IO_CHUNK)
+
+    def statvfs(self) -> os.statvfs_result:
+        """The share's volume like ``os.statvfs``: f_frsize * f_blocks bytes in
+        all, f_bfree free, f_bavail free for this user (one QUERY_INFO for
+        FileFsFullSizeInformation; no inode counts: those are 0)."""
+        self._check_connected()
+        size = self.ops.fs_size()
+        unit = size.unit_size
+        return os.statvfs_result((unit, unit, size.total_units, size.actual_available_units,
+                                  size.caller_available_units, 0, 0, 0, 0, 255))
 
     # -- files --------------------------------------------------------------------------
 
@@ -299,36 +342,69 @@ class Tree:
 
     # -- names -------------------------------------------------------------------------
 
-    def stat(self, path="") -> StatResult:
+    def stat(self, path="") -> os.stat_result:
+        """An ``os.stat_result`` (st_mode with the type bits, st_ino the
+        server's file id, st_nlink, times as floats and ``_ns``)."""
+        return self.file_info(path).to_stat()
+
+    def file_info(self, path="") -> FileInfo:
+        """What the server tells about ``path`` (attributes, FILETIMEs, ...)."""
         self._check_connected()
-        return self.ops.stat(normpath(path)).to_stat()
+        return self.ops.stat(normpath(path))
+
+    def _info_or_none(self, path) -> Optional[FileInfo]:
+        """FileInfo of ``path``, or None where a status says nothing is there."""
+        try:
+            return self.file_info(path)
+        except SmbStatusError as exc:
+            if exc.status in _NOT_THERE:
+                return None
+            raise
+        except ValueError:
+            return None             # a name no SMB path can have (wildcards)
 
     def exists(self, path) -> bool:
-        try:
-            self.stat(path)
-        except (FileNotFoundError, NotADirectoryError):
-            return False
-        return True
+        """Like os.path.exists: False (never an error) when nothing is there."""
+        return self._info_or_none(path) is not None
 
     def isdir(self, path) -> bool:
-        try:
-            return self.stat(path).is_dir
-        except (FileNotFoundError, NotADirectoryError):
-            return False
+        info = self._info_or_none(path)
+        return info is not None and info.is_dir
 
     def isfile(self, path) -> bool:
-        try:
-            return not self.stat(path).is_dir
-        except (FileNotFoundError, NotADirectoryError):
-            return False
+        info = self._info_or_none(path)
+        return info is not None and not info.is_dir
 
-    def scandir(self, path="") -> Iterator[DirEntry]:
-        """Entries of directory ``path`` (without "." and "..")."""
+    def getsize(self, path) -> int:
+        return self.file_info(path).size
+
+    def utime(self, path, times: Optional[Tuple[float, float]] = None, *,
+              ns: Optional[Tuple[int, int]] = None) -> None:
+        """Set access and modification times like ``os.utime``: ``times`` as
+        (atime, mtime) seconds, or ``ns`` in nanoseconds, or now."""
+        if times is not None and ns is not None:
+            raise ValueError("utime: you may specify either 'times' or 'ns' but not both")
+        if ns is None:
+            if times is None:
+                now = time.time_ns()
+                ns = (now, now)
+            else:
+                if len(times) != 2:
+                    raise TypeError("utime: 'times' must be a tuple (atime, mtime)")
+                ns = tuple(_seconds_to_ns(t) for t in times)
+        elif len(ns) != 2:
+            raise TypeError("utime: 'ns' must be a tuple (atime_ns, mtime_ns)")
         self._check_connected()
-        path = normpath(path)
-        prefix = path + "\\" if path else ""
-        return iter([DirEntry(info.name, prefix + info.name, info)
-                     for info in self.ops.listdir(path)])
+        self.ops.set_times(normpath(path), ns_to_filetime(ns[0]), ns_to_filetime(ns[1]))
+
+    def scandir(self, path="", pattern: str = "*") -> Iterator[DirEntry]:
+        """Entries of directory ``path`` (without "." and ".."); with
+        ``pattern``, only those the server matches to it (``*`` and ``?``,
+        case-insensitively).  DirEntry.path uses "/"."""
+        self._check_connected()
+        base = outpath(path)
+        return iter([DirEntry(info.name, _join(base, info.name), info)
+                     for info in self.ops.listdir(normpath(path), pattern)])
 
     def listdir(self, path="") -> List[str]:
         self._check_connected()
@@ -366,6 +442,214 @@ class Tree:
         """Rename ``src`` to ``dst``, overwriting a file ``dst``."""
         self._check_connected()
         self.ops.rename(normpath(src), normpath(dst), replace=True)
+
+    # -- os/shutil-level helpers (paths out with "/") -----------------------------------
+
+    def walk(self, top="", topdown: bool = True,
+             onerror: Optional[Callable[[OSError], None]] = None
+             ) -> Iterator[Tuple[str, List[str], List[str]]]:
+        """Like ``os.walk``: (dirpath, dirnames, filenames) for ``top`` and
+        every directory below it, one directory query each.  Top-down, the
+        caller may prune ``dirnames`` in place.  A directory that cannot be
+        listed is skipped (``onerror(exc)`` is called with the error); a
+        lost connection still raises."""
+        for dirpath, dirs, files in self.walk_entries(top, topdown, onerror):
+            names = [d.name for d in dirs]
+            yield dirpath, names, [f.name for f in files]
+            if topdown:                       # descend into what the caller left
+                by_name = {d.name: d for d in dirs}
+                dirs[:] = [by_name[n] for n in names if n in by_name]
+
+    def walk_entries(self, top="", topdown: bool = True,
+                     onerror: Optional[Callable[[OSError], None]] = None
+                     ) -> Iterator[Tuple[str, List[DirEntry], List[DirEntry]]]:
+        """``walk`` with DirEntry lists (sizes and times without a stat each)."""
+        top = outpath(top)
+        try:
+            entries = list(self.scandir(top))
+        except SmbStatusError as exc:
+            if onerror is not None:
+                onerror(exc)
+            return
+        dirs = [e for e in entries if e.is_dir()]
+        files = [e for e in entries if not e.is_dir()]
+        if topdown:
+            yield top, dirs, files
+        for d in list(dirs):
+            yield from self.walk_entries(d.path, topdown, onerror)
+        if not topdown:
+            yield top, dirs, files
+
+    def glob(self, pattern, *, recursive: bool = False,
+             include_hidden: bool = False) -> List[str]:
+        """Paths matching ``pattern`` like ``glob.glob`` (sorted, with "/"):
+        ``*``, ``?`` and ``[...]`` in any component, ``**`` for any depth
+        with ``recursive``.  A component with ``*``/``?`` only is matched by
+        the server (QUERY_DIRECTORY's pattern, one query); the result is
+        checked here again.  Matching is case-insensitive, as SMB is; names
+        starting with "." match only a pattern starting with "." unless
+        ``include_hidden``."""
+        pattern = outpath(pattern)
+        if not pattern:
+            return []
+        parts = pattern.split("/")
+        if not _MAGIC.search(pattern):
+            return [pattern] if self.exists(pattern) else []
+        found = [("", True)]                  # (path, known to exist)
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            step: List[Tuple[str, bool]] = []
+            for base, _known in found:
+                if recursive and part == "**":
+                    step.extend((p, True) for p in self._glob_deep(base, last, include_hidden))
+                elif _MAGIC.search(part):
+                    step.extend((e.path, True) for e in self._glob_dir(base, part, include_hidden)
+                                if last or e.is_dir())
+                else:
+                    step.append((_join(base, part), False))
+            found = step
+        return sorted(p for p, known in found if known or self.exists(p))
+
+    def _glob_dir(self, base: str, part: str, include_hidden: bool) -> List[DirEntry]:
+        """Entries of ``base`` matching one pattern component."""
+        server_side = "[" not in part
+        try:
+            entries = self.scandir(base, part if server_side else "*")
+        except SmbStatusError as exc:
+            if exc.status in _NOT_THERE:
+                return []
+            raise
+        hidden_ok = include_hidden or part.startswith(".")
+        lowered = part.lower()
+        return [e for e in entries if fnmatch.fnmatchcase(e.name.lower(), lowered) and
+                (hidden_ok or not e.name.startswith("."))]
+
+    def _glob_deep(self, base: str, last: bool, include_hidden: bool) -> List[str]:
+        """``**``: ``base`` and every directory below it (and the files too
+        when ``**`` is the last component)."""
+        out = [] if last else [base]
+        for dirpath, dirs, files in self.walk_entries(base):
+            if not include_hidden:
+                dirs[:] = [d for d in dirs if not d.name.startswith(".")]
+                files = [f for f in files if not f.name.startswith(".")]
+            out.extend(d.path for d in dirs)
+            if last:
+                out.extend(f.path for f in files)
+        return out
+
+    def rmtree(self, path, ignore_errors: bool = False,
+               onerror: Optional[Callable[[Callable, str, tuple], None]] = None) -> None:
+        """Delete the directory ``path`` and everything in it, like
+        ``shutil.rmtree`` (errors raise unless ``ignore_errors``, or go to
+        ``onerror(function, path, exc_info)``).  Files are deleted a few at a
+        time in parallel."""
+        def failed(function: Callable, where: str, exc: BaseException) -> None:
+            if ignore_errors:
+                return
+            if onerror is None:
+                raise exc
+            onerror(function, where, (type(exc), exc, exc.__traceback__))
+
+        top = outpath(path)
+        if not top:
+            raise ValueError("rmtree: refusing to delete the share root")
+        try:
+            info = self.file_info(top)
+        except SmbStatusError as exc:
+            failed(self.file_info, top, exc)
+            return
+        if not info.is_dir:
+            failed(self.rmtree, top, status_error(NtStatus.NOT_A_DIRECTORY, "rmtree", top))
+            return
+        listing_errors: List[OSError] = []
+        for dirpath, _dirs, files in self.walk_entries(top, topdown=False,
+                                                        onerror=listing_errors.append):
+            for entry, exc in self._each(self.remove, [f.path for f in files]):
+                failed(self.remove, entry, exc)
+            try:
+                self.rmdir(dirpath)
+            except SmbStatusError as exc:
+                failed(self.rmdir, dirpath, exc)
+        for exc in listing_errors:
+            failed(self.scandir, exc.filename or top, exc)
+
+    def _each(self, function: Callable[[str], object],
+              items: Sequence[str]) -> List[Tuple[str, BaseException]]:
+        """Run ``function(item)`` for every item, up to _PARALLEL at a time;
+        the (item, error) pairs of those that failed with an SmbStatusError."""
+        failures: List[Tuple[str, BaseException]] = []
+
+        def run(item: str) -> None:
+            try:
+                function(item)
+            except SmbStatusError as exc:
+                failures.append((item, exc))
+
+        if len(items) <= 1 or _on_smbiod():
+            for item in items:
+                run(item)
+            return failures
+        with concurrent.futures.ThreadPoolExecutor(
+                min(_PARALLEL, len(items)), thread_name_prefix="smblayer-tree") as pool:
+            for future in [pool.submit(run, item) for item in items]:
+                future.result()
+        return failures
+
+    def copyfile(self, src, dst) -> str:
+        """Copy the file ``src`` to ``dst`` (created or overwritten) on this
+        share, like ``shutil.copyfile``; returns ``dst``.  The data goes
+        through the client (pipelined reads and writes)."""
+        src_p, dst_p = outpath(src), outpath(dst)
+        if src_p.lower() == dst_p.lower():
+            raise shutil.SameFileError(f"{src_p!r} and {dst_p!r} are the same file")
+        step = self.io_read_size
+        with self.open(src_p, "rb", buffering=0) as fin:
+            data = fin.read(step)
+            if len(data) < step:             # a short read is the end: all of it
+                self.write_bytes(dst_p, data)
+                return dst_p
+            with self.open(dst_p, "wb", buffering=0) as fout:
+                step *= self.max_in_flight
+                while data:
+                    fout.write(data)
+                    data = fin.read(step)
+        return dst_p
+
+    def copytree(self, src, dst, dirs_exist_ok: bool = False,
+                 preserve_times: bool = True) -> str:
+        """Copy the directory tree ``src`` to ``dst`` on this share, like
+        ``shutil.copytree``: ``dst`` must not exist unless ``dirs_exist_ok``;
+        files are copied a few at a time in parallel with their modification
+        times (``preserve_times``).  Returns ``dst``."""
+        src_p, dst_p = outpath(src), outpath(dst)
+        if (dst_p + "/").lower().startswith((src_p + "/").lower()):
+            raise ValueError(f"copytree: cannot copy {src_p!r} into itself ({dst_p!r})")
+        if not self.file_info(src_p).is_dir:
+            raise status_error(NtStatus.NOT_A_DIRECTORY, "copytree", src_p)
+        files: List[DirEntry] = []
+        for dirpath, _dirs, dir_files in self.walk_entries(src_p):
+            target = dst_p + dirpath[len(src_p):]
+            try:
+                self.mkdir(target)
+            except FileExistsError:
+                if not dirs_exist_ok:
+                    raise
+            files.extend(dir_files)
+
+        by_path = {f.path: f for f in files}
+
+        def copy_one(path: str) -> None:
+            target = dst_p + path[len(src_p):]
+            self.copyfile(path, target)
+            if preserve_times:
+                info = by_path[path].info
+                self.ops.set_times(normpath(target), info.last_access_time,
+                                   info.last_write_time)
+
+        failures = self._each(copy_one, list(by_path))
+        if failures:
+            raise failures[0][1]
+        return dst_p
 
     def _check_connected(self) -> None:
         if not self.connected:
@@ -493,6 +777,11 @@ class Tree:
             return
         try:
             self.ops.close(handle)
+        except SmbTimeoutError as exc:
+            # A dead or frozen server: the handle is abandoned, like a
+            # cancelled request (the server drops it with the connection).
+            handle.closed = True
+            log.debug("smblayer: CLOSE of %r abandoned: %s", handle.path, exc)
         except SmbStatusError as exc:
             # A reconnect raced with this close: the server dropped the
             # handle with the old connection, which is what close wanted.

@@ -6,6 +6,18 @@ and sends back whatever it returns until the exchange is done; afterwards
 :attr:`Authenticator.session_key` is the GSS session key from which the SMB
 keys are derived (see :mod:`smblayer.security.kdf`).  The password is handed
 to pyspnego once and never stored, logged or shown here.
+
+``protocol`` is one of :data:`AUTH_PROTOCOLS`: "negotiate" (SPNEGO: Kerberos
+when a ticket or a Kerberos password is usable, else NTLM), "kerberos"
+(Kerberos only, never NTLM: a raw krb5 token, no SPNEGO, as smbprotocol
+sends it; Windows and Samba accept it) or "ntlm" (raw NTLMSSP).  Kerberos
+failures are :class:`AuthenticationFailed` naming the cause.
+
+SPNEGO over NTLM must send a mechListMIC, which is an NTLM signature; a
+server whose NTLM CHALLENGE does not offer NTLMSSP_NEGOTIATE_SIGN (impacket's
+SMB1 server) makes that impossible and pyspnego gives up.  Samba's client
+leaves the MIC out then; here :class:`NtlmWithoutIntegrity` tells the
+session layer to authenticate again with raw NTLMSSP (see fs.session).
 """
 from __future__ import annotations
 
@@ -14,11 +26,25 @@ from typing import Optional, Tuple
 
 from ..proto.status import NtStatus
 
-__all__ = ["Authenticator", "AnonymousAuthenticator", "AuthenticationFailed", "authenticator",
-           "kerberos_available", "PROTOCOLS"]
+__all__ = ["AUTH_PROTOCOLS", "Authenticator", "AnonymousAuthenticator", "AuthenticationFailed",
+           "NtlmWithoutIntegrity", "authenticator", "check_auth_protocol",
+           "kerberos_available"]
 
-#: the values of ``auth_protocol``
-PROTOCOLS = ("negotiate", "kerberos", "ntlm")
+#: the values of ``auth_protocol`` (fs.connect, fs.Session)
+AUTH_PROTOCOLS = ("negotiate", "kerberos", "ntlm")
+
+
+def check_auth_protocol(protocol: str) -> str:
+    """``protocol`` if it is one of :data:`AUTH_PROTOCOLS`, else ValueError."""
+    if protocol not in AUTH_PROTOCOLS:
+        raise ValueError(f"auth_protocol must be one of {', '.join(AUTH_PROTOCOLS)}; "
+                         f"got {protocol!r}")
+    return protocol
+
+
+class NtlmWithoutIntegrity(Exception):
+    """SPNEGO chose NTLM, but the server's NTLM does not negotiate signing,
+    so no mechListMIC can be sent: authenticate with raw NTLM instead."""
 
 
 def kerberos_available() -> bool:
@@ -121,9 +147,7 @@ class Authenticator:
 
     def __init__(self, username: Optional[str], password: Optional[str], hostname: str,
                  protocol: str = "negotiate", domain: Optional[str] = None) -> None:
-        if protocol not in PROTOCOLS:
-            raise ValueError(f"auth_protocol must be one of {', '.join(PROTOCOLS)}, "
-                             f"not {protocol!r}")
+        check_auth_protocol(protocol)
         if protocol == "kerberos":
             if password is not None and not username:
                 raise ValueError("a password needs a username")
@@ -145,11 +169,12 @@ class Authenticator:
                 "Kerberos is not available: install smblayer[kerberos] (pyspnego's gssapi "
                 "and krb5 modules, built against libkrb5-dev)")
         try:
-            # Kerberos alone is a raw krb5 GSS token (as smbprotocol sends;
-            # Windows and Samba accept it): no SPNEGO, so no NTLM fallback.
+            # Kerberos alone is a raw krb5 GSS token: no SPNEGO, no NTLM fallback.
             self._ctx = spnego.client(username, password, hostname=hostname, service="cifs",
                                       protocol=protocol)
         except Exception as exc:  # noqa: BLE001 - pyspnego/gssapi raise many types
+            if protocol != "kerberos":
+                raise          # the session says why (e.g. no password, no ticket)
             raise _describe(exc, hostname, protocol, password) from None
 
     def __repr__(self) -> str:
@@ -157,10 +182,23 @@ class Authenticator:
                 f"protocol={self.protocol!r})")
 
     def step(self, in_token: Optional[bytes] = None) -> Optional[bytes]:
-        """Process the server's token (None to start); return the token to send, if any."""
+        """Process the server's token (None to start); return the token to send, if any.
+        Raises :class:`NtlmWithoutIntegrity` (SPNEGO only) as described above,
+        :class:`AuthenticationFailed` for a Kerberos failure."""
+        from spnego import ContextReq
+        from spnego.exceptions import OperationNotAvailableError
         try:
             out = self._ctx.step(in_token)
+        except OperationNotAvailableError as exc:
+            if self.protocol == "negotiate" and self._mechanism() == "ntlm" \
+                    and not self._ctx.context_attr & ContextReq.integrity:
+                raise NtlmWithoutIntegrity(
+                    "the server's NTLM does not negotiate signing, so SPNEGO cannot send "
+                    "its mechListMIC") from None
+            raise _describe(exc, self.hostname, self.protocol, None) from None
         except Exception as exc:  # noqa: BLE001
+            if self.protocol != "kerberos" and self._mechanism() != "kerberos":
+                raise
             raise _describe(exc, self.hostname, self.protocol, None) from None
         if self.protocol == "kerberos" and self._mechanism() == "ntlm":
             raise AuthenticationFailed(NtStatus.LOGON_FAILURE, "ntlm_fallback",
@@ -265,6 +303,6 @@ def authenticator(username: Optional[str], password: Optional[str], hostname: st
                   protocol: str = "negotiate", domain: Optional[str] = None):
     """An Authenticator, or an AnonymousAuthenticator when there is no user
     (except for Kerberos, where no user means the ticket cache's principal)."""
-    if not username and protocol != "kerberos":
+    if not username and check_auth_protocol(protocol) != "kerberos":
         return AnonymousAuthenticator()
     return Authenticator(username, password, hostname, protocol=protocol, domain=domain)

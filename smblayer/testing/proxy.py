@@ -15,6 +15,18 @@ executed by the proxy thread and has taken effect when it returns:
                         XOR one byte ``offset`` bytes into the stream that is
                         forwarded next in ``direction`` ("c2s" or "s2c")
 ``pause()/resume()``    stop reading and writing (data waits, nothing lost)
+``rewrite(direction, fn)``
+                        pass every whole frame (NetBIOS length prefix
+                        removed) forwarded in ``direction`` on connections
+                        accepted from then on through ``fn(frame)``, which
+                        returns the frame to forward instead, or None to
+                        forward it unchanged (to tamper with or capture
+                        SMB messages; ``fn`` runs on the proxy thread)
+
+``tap(fn)`` observes the traffic without changing it: ``fn(connection,
+direction, data)`` runs on the proxy thread for every chunk read from either
+side (before any fault applies); ``connection`` numbers the accepted
+connections from 0.  :class:`smblayer.testing.capture.FrameLog` is such a tap.
 
 Memory is bounded: at most ``max_buffer`` bytes are queued per direction and
 connection; when that is reached the proxy stops reading from that side until
@@ -27,6 +39,7 @@ import collections
 import errno
 import selectors
 import socket
+import struct
 import threading
 import time
 from typing import Callable, Deque, Dict, List, Optional, Tuple
@@ -36,6 +49,8 @@ from ._net import rst_close as _rst_close
 __all__ = ["FaultProxy"]
 
 _DIRECTIONS = ("c2s", "s2c")
+_FRAME_LEN = struct.Struct(">I")
+_Rewriter = Callable[[bytes], Optional[bytes]]
 _LISTEN, _WAKE = LISTEN, WAKE
 
 
@@ -44,7 +59,7 @@ class _Dir:
     ``dst``, possibly after sitting in ``pending`` (delay) and ``outbuf``."""
 
     __slots__ = ("name", "src", "dst", "pending", "pending_bytes", "outbuf",
-                 "eof", "shut")
+                 "eof", "shut", "frames")
 
     def __init__(self, name: str, src: socket.socket, dst: socket.socket):
         self.name = name
@@ -55,6 +70,8 @@ class _Dir:
         self.outbuf = bytearray()
         self.eof = False    # src sent FIN
         self.shut = False   # FIN forwarded to dst
+        # the start of an incomplete frame, when frames are rewritten
+        self.frames: Optional[bytearray] = None
 
     @property
     def buffered(self) -> int:
@@ -70,9 +87,10 @@ class _Dir:
 
 class _Pipe:
     __slots__ = ("client", "server", "connected", "c2s", "s2c", "masks",
-                 "closed")
+                 "closed", "index")
 
-    def __init__(self, client: socket.socket, server: socket.socket):
+    def __init__(self, client: socket.socket, server: socket.socket, index: int = 0):
+        self.index = index          # accepted connections count from 0
         self.client = client
         self.server = server
         self.connected = False
@@ -110,6 +128,8 @@ class FaultProxy:
         self._refuse = False
         self._delay = {"c2s": 0.0, "s2c": 0.0}
         self._corrupt: Dict[str, List[List[int]]] = {"c2s": [], "s2c": []}
+        self._tap: Optional[Callable[[int, str, bytes], None]] = None
+        self._rewrite: Dict[str, Optional[_Rewriter]] = {"c2s": None, "s2c": None}
 
         # shared state, under self._lock
         self._lock = threading.Lock()
@@ -123,6 +143,8 @@ class FaultProxy:
         self._bytes_dropped = 0
         self._corruptions_applied = 0
         self.error: Optional[BaseException] = None
+        #: the first exception a rewrite function raised (its connection was reset)
+        self.rewrite_error: Optional[BaseException] = None
 
         self._listener, self._wake_r, self._wake_w, self._sel = open_listener(
             listen_host, listen_port, 128)
@@ -256,6 +278,31 @@ class FaultProxy:
             self._corrupt[direction].append([int(offset), int(xor)])
         self._call(do)
 
+    def tap(self, fn: Optional[Callable[[int, str, bytes], None]]) -> None:
+        """Call ``fn(connection, direction, data)`` on the proxy thread with
+        every chunk read from now on (``tap(None)`` stops).  ``fn`` must be
+        quick and must not call the proxy's controls."""
+        def do() -> None:
+            self._tap = fn
+        self._call(do)
+
+    def rewrite(self, direction: str, fn: Optional[_Rewriter]) -> None:
+        """Pass each whole frame forwarded in ``direction`` ("c2s" or "s2c")
+        through ``fn(frame) -> bytes or None`` (None: forward it unchanged).
+        ``frame`` is one message without its 4-byte NetBIOS length, which is
+        recomputed for what ``fn`` returns.  Applies to connections accepted
+        after this call (their framing is followed from their first byte);
+        ``rewrite(direction, None)`` switches it off.  If ``fn`` raises, that
+        connection is reset and the exception kept in ``rewrite_error``."""
+        if direction not in _DIRECTIONS:
+            raise ValueError("direction must be 'c2s' or 's2c'")
+        if fn is not None and not callable(fn):
+            raise TypeError("fn must be callable or None")
+
+        def do() -> None:
+            self._rewrite[direction] = fn
+        self._call(do)
+
     def pause(self) -> None:
         """Stop reading and writing on every connection (new ones too)."""
         def do() -> None:
@@ -276,6 +323,7 @@ class FaultProxy:
             self._refuse = False
             self._delay = {"c2s": 0.0, "s2c": 0.0}
             self._corrupt = {"c2s": [], "s2c": []}
+            self._rewrite = {"c2s": None, "s2c": None}
         self._call(do)
 
     def close(self, timeout: float = 5.0) -> None:
@@ -445,12 +493,15 @@ class FaultProxy:
                 server.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass
-            pipe = _Pipe(client, server)
-            self._pipes.append(pipe)
             with self._cond:
+                pipe = _Pipe(client, server, self._total_connections)
+                for d in pipe.dirs():
+                    if self._rewrite[d.name] is not None:
+                        d.frames = bytearray()
                 self._conn_count += 1
                 self._total_connections += 1
                 self._cond.notify_all()
+            self._pipes.append(pipe)
             err = server.connect_ex(self.target)
             if err == 0:
                 pipe.connected = True
@@ -498,13 +549,31 @@ class FaultProxy:
             return
         if not data:
             d.eof = True
+            if d.frames:            # a frame cut short by the EOF goes on as it is
+                d.outbuf += d.frames
+                del d.frames[:]
+                self._flush(pipe, d)
+                if pipe.closed:
+                    return
             self._maybe_shutdown(pipe, d)
             return
+        if self._tap is not None:
+            self._tap(pipe.index, d.name, data)
         if self._blackhole:
             with self._lock:
                 self._bytes_dropped += len(data)
             return
         data = self._apply_corruption(d.name, data)
+        if d.frames is not None:
+            try:
+                data = self._apply_rewrite(d, data)
+            except Exception as exc:  # the test's function failed
+                if self.rewrite_error is None:
+                    self.rewrite_error = exc
+                self._abort(pipe)
+                return
+            if not data:
+                return
         delay = self._delay[d.name]
         if delay > 0 or d.pending:
             release = time.monotonic() + delay
@@ -539,6 +608,30 @@ class FaultProxy:
             with self._lock:
                 self._corruptions_applied += applied
         return bytes(buf) if buf is not None else data
+
+    def _apply_rewrite(self, d: _Dir, data: bytes) -> bytes:
+        """Complete frames of ``d`` (after ``data``) through its rewrite
+        function; an incomplete tail waits in ``d.frames``."""
+        buf = d.frames
+        buf += data
+        fn = self._rewrite[d.name]
+        out = bytearray()
+        start = 0
+        while len(buf) - start >= 4:
+            length = _FRAME_LEN.unpack_from(buf, start)[0] & 0xFFFFFF
+            end = start + 4 + length
+            if end > len(buf):
+                break
+            frame = bytes(buf[start + 4:end])
+            new = fn(frame) if fn is not None else None
+            if new is not None:
+                frame = bytes(new)
+                if len(frame) > 0xFFFFFF:
+                    raise ValueError("rewritten frame longer than 0xFFFFFF")
+            out += _FRAME_LEN.pack(len(frame)) + frame
+            start = end
+        del buf[:start]
+        return bytes(out)
 
     def _release_due(self, pipe: _Pipe, d: _Dir, now: float) -> None:
         while d.pending and d.pending[0][0] <= now:

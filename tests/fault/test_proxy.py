@@ -242,6 +242,65 @@ def test_corrupt_offset_spans_chunks(proxy):
         assert _recv_exact(s, 5) == b"de" + bytes([ord("f") ^ 0x80]) + b"gh"
 
 
+def _frame(payload: bytes) -> bytes:
+    return len(payload).to_bytes(4, "big") + payload
+
+
+@pytest.mark.timeout(60)
+def test_rewrite_sees_whole_frames_across_chunks(proxy):
+    """rewrite() hands whole frames (length prefix removed) to the function,
+    however the stream is chunked, and re-frames what it returns."""
+    seen = []
+
+    def shout(frame):
+        seen.append(frame)
+        return frame.upper() + b"!" if frame.startswith(b"ping") else None
+
+    proxy.rewrite("c2s", shout)
+    big = os.urandom(70_000)
+    stream = _frame(b"ping one") + _frame(big) + _frame(b"ping two")
+    with _connect(proxy) as s:
+        for i in range(0, len(stream), 7001):          # frames split across sends
+            s.sendall(stream[i:i + 7001])
+            time.sleep(0.001)
+        expected = _frame(b"PING ONE!") + _frame(big) + _frame(b"PING TWO!")
+        assert _recv_exact(s, len(expected)) == expected
+    assert seen == [b"ping one", big, b"ping two"]
+    proxy.rewrite("c2s", None)
+    with _connect(proxy) as s:                         # switched off: untouched
+        s.sendall(_frame(b"ping three"))
+        assert _recv_exact(s, 14) == _frame(b"ping three")
+    assert len(seen) == 3
+
+
+@pytest.mark.timeout(60)
+def test_rewrite_forwards_a_frame_cut_short_by_eof(proxy):
+    proxy.rewrite("c2s", lambda frame: b"never called")
+    with _connect(proxy) as s:
+        s.sendall(_frame(b"whole")[:6])               # 4-byte length + 2 of 5 bytes
+        s.shutdown(socket.SHUT_WR)
+        assert _recv_exact(s, 6) == _frame(b"whole")[:6]
+        assert s.recv(10) == b""                       # then the EOF
+
+
+@pytest.mark.timeout(60)
+def test_rewrite_error_resets_that_connection(proxy):
+    def broken(frame):
+        raise RuntimeError("test function failed")
+
+    proxy.rewrite("s2c", broken)
+    with _connect(proxy) as s:
+        s.sendall(_frame(b"hello"))
+        with pytest.raises((ConnectionResetError, EOFError)):
+            _recv_exact(s, 9)
+    assert isinstance(proxy.rewrite_error, RuntimeError)
+    assert proxy.alive
+    proxy.heal()
+    with _connect(proxy) as s:                         # heal() removed the function
+        s.sendall(_frame(b"hello"))
+        assert _recv_exact(s, 9) == _frame(b"hello")
+
+
 @pytest.mark.timeout(60)
 def test_pause_resume(proxy):
     with _connect(proxy) as s:
@@ -378,3 +437,57 @@ def test_controls_from_many_threads(proxy):
             for th in threads:
                 th.join(10)
         assert not errors
+
+
+@pytest.mark.timeout(60)
+def test_tap_sees_both_directions_per_connection(proxy):
+    seen = []
+    done = threading.Event()
+
+    def tap(conn, direction, data):
+        seen.append((conn, direction, bytes(data)))
+        if sum(len(d) for c, dr, d in seen if dr == "s2c") >= 10:
+            done.set()
+    proxy.tap(tap)
+    with _connect(proxy) as s:
+        s.sendall(b"0123456789")
+        assert _recv_exact(s, 10) == b"0123456789"
+    assert done.wait(5)
+    assert b"".join(d for _c, dr, d in seen if dr == "c2s") == b"0123456789"
+    assert {c for c, _dr, _d in seen} == {0}
+    proxy.tap(None)
+    with _connect(proxy) as s:                 # untapped: nothing recorded
+        s.sendall(b"x")
+        _recv_exact(s, 1)
+    assert b"x" not in b"".join(d for _c, _dr, d in seen)
+
+
+def test_frame_log_parses_split_frames_compounds_and_skips_payloads():
+    import struct as _struct
+
+    from smblayer.proto import smb2
+    from smblayer.testing.capture import FrameLog
+
+    def frame(*messages):
+        body = b"".join(messages)
+        return _struct.pack(">I", len(body)) + body
+    echo = bytes(smb2.pack_header(smb2.Command.ECHO, 7, session_id=0x1234)) + smb2.ECHO_BODY
+    first = smb2.pack_header(smb2.Command.CREATE, 8, session_id=0x55)
+    smb2.set_next_command(first, 72)
+    compound = bytes(first) + bytes(8) + bytes(smb2.pack_header(smb2.Command.CLOSE, 9)) + b"ab"
+    big = bytes(smb2.pack_header(smb2.Command.WRITE, 10)) + os.urandom(100_000)
+    stream = frame(echo) + frame(compound) + frame(big) + frame(b"\xfdSMB" + bytes(60)) \
+        + frame(echo)
+    log = FrameLog(directions=("c2s",))
+    for i in range(0, len(stream), 7):          # odd chunk boundaries
+        log(3, "c2s", stream[i:i + 7])
+    log(3, "s2c", stream)                        # not a recorded direction
+    got = [(m.header.command, m.header.message_id) if m.header else m.kind
+           for m in log.messages()]
+    assert got == [(smb2.Command.ECHO, 7), (smb2.Command.CREATE, 8), (smb2.Command.CLOSE, 9),
+                   (smb2.Command.WRITE, 10), b"\xfdSMB", (smb2.Command.ECHO, 7)]
+    echoes = log.messages("c2s", smb2.Command.ECHO)
+    assert [m.header.session_id for m in echoes] == [0x1234, 0x1234]
+    assert all(m.connection == 3 for m in echoes)
+    log.clear()
+    assert log.messages() == []

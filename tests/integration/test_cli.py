@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -156,3 +158,68 @@ def test_bench_json(samba, url):
     # bench cleans up after itself
     name = url.rsplit("/", 1)[1]
     assert list((samba.share_path("share") / name).iterdir()) == []
+
+
+def test_failed_get_keeps_existing_local_file(samba, url, tmp_path):
+    """Issue 12 item 6: a get of a missing remote file leaves the local file
+    of that name as it was, and no temporary file behind."""
+    local = tmp_path / "keep.txt"
+    local.write_bytes(b"precious")
+    proc = run(["get", f"{url}/missing.txt", str(local)], samba)
+    assert proc.returncode == 1
+    assert b"STATUS_OBJECT_NAME_NOT_FOUND" in proc.stderr
+    assert local.read_bytes() == b"precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+    # A get that works replaces it, without leftovers either.
+    ok(run(["put", "-", f"{url}/there.txt"], samba, input=b"new"))
+    ok(run(["get", f"{url}/there.txt", str(local)], samba))
+    assert local.read_bytes() == b"new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+
+
+def _env(samba):
+    env = dict(os.environ)
+    env["SMB_USER"] = samba.username
+    env["SMB_PASSWORD"] = samba.password
+    return env
+
+
+def _wait_for(predicate, timeout: float = 30.0):
+    """Wait (bounded) for something the subprocess does on the server."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_interrupted_put_leaves_destination_intact(samba, url):
+    """Issue 12 item 7: Ctrl-C in the middle of a put leaves the existing
+    remote file as it was and no temporary file behind."""
+    folder = samba.share_path("share") / url.rsplit("/", 1)[1]
+    (folder / "good.bin").write_bytes(b"good data")
+    proc = subprocess.Popen([sys.executable, "-m", "smblayer", "put", "-", f"{url}/good.bin"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=_env(samba))
+    try:
+        proc.stdin.write(os.urandom(40 * 1024 * 1024))     # more than one chunk
+        proc.stdin.flush()
+
+        def temp_has_data():
+            return any(p.name != "good.bin" and p.stat().st_size > 0 for p in folder.iterdir())
+        _wait_for(temp_has_data)
+        assert (folder / "good.bin").read_bytes() == b"good data"
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert b"interrupted" in err
+    assert (folder / "good.bin").read_bytes() == b"good data"
+    assert [p.name for p in folder.iterdir()] == ["good.bin"]
+
+
+def test_put_help_explains_the_temporary_name():
+    out = ok(run(["put", "--help"])).decode()
+    assert "temporary" in out and "Ctrl-C" in out

@@ -9,8 +9,10 @@ each runs against ``samba`` (NT1..SMB3_11 server) and ``samba_nt1``.
 """
 from __future__ import annotations
 
+import errno
 import os
 import shutil
+import stat
 import threading
 import time
 import uuid
@@ -215,7 +217,7 @@ def test_stat_and_query_info(work):
         assert abs(st.st_atime - local.st_atime) < 2
         assert st.st_ino == info.file_index
     d = ops.stat(work.base)
-    assert d.is_dir and d.to_stat().is_dir
+    assert d.is_dir and stat.S_ISDIR(d.to_stat().st_mode)
     assert ops.stat("").is_dir                 # the share root
     # The native SMB_QUERY_FILE_ALL_INFO level gives the same answer.
     native = Smb1FileOps(work.tree)
@@ -335,7 +337,8 @@ def test_error_mapping(work):
         ops.stat(work.p("missing"))
     assert isinstance(exc.value, SmbStatusError)
     assert exc.value.status in (NtStatus.OBJECT_NAME_NOT_FOUND, NtStatus.NO_SUCH_FILE)
-    assert exc.value.path == work.p("missing")
+    assert exc.value.path == work.p("missing").replace("\\", "/")   # paths out use "/"
+    assert exc.value.errno == errno.ENOENT and exc.value.filename == exc.value.path
     with pytest.raises(FileNotFoundError) as exc:
         ops.open(work.p("missing"), access=O.GENERIC_READ, disposition=O.FILE_OPEN)
     assert exc.value.status == NtStatus.OBJECT_NAME_NOT_FOUND

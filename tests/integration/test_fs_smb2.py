@@ -14,6 +14,7 @@ import hashlib
 import io
 import os
 import shutil
+import stat
 import threading
 import time
 import uuid
@@ -312,13 +313,13 @@ def test_directory_operations(work):
     entries = {e.name: e for e in tree.scandir(work.base)}
     assert entries["sub"].is_dir() and not entries["sub"].is_file()
     assert entries["two.bin"].is_file() and entries["two.bin"].stat().st_size == 2
-    assert entries["two.bin"].path == work.base + "\\two.bin"
+    assert entries["two.bin"].path == work.base + "/two.bin"
 
     st = tree.stat(p("sub", "one.bin"))
-    assert st.st_size == 100 and not st.is_dir
+    assert st.st_size == 100 and stat.S_ISREG(st.st_mode)
     assert abs(st.st_mtime - time.time()) < 120
-    assert tree.stat(p("sub")).is_dir
-    assert tree.stat("").is_dir                   # the share root
+    assert stat.S_ISDIR(tree.stat(p("sub")).st_mode)
+    assert stat.S_ISDIR(tree.stat("").st_mode)    # the share root
     assert tree.exists(p("two.bin")) and tree.exists(p("sub"))
     assert not tree.exists(p("nope")) and not tree.exists(p("nope", "deeper"))
     assert tree.isdir(p("sub")) and tree.isfile(p("two.bin"))

@@ -219,7 +219,7 @@ def test_reauthenticate_in_place(dc, samba):
             session = tree.session
             sid, signer = session.session_id, session.signer
             tree.write_bytes("reauth.txt", b"before")
-            session._authenticate(reauth=True)
+            session.reauthenticate()
             assert session.session_id == sid and session.signer is signer
             assert tree.read_bytes("reauth.txt") == b"before"
             tree.write_bytes("reauth.txt", b"after")

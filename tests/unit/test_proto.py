@@ -734,8 +734,16 @@ def test_dialect_range_validation():
         DialectRange(D.SMB3_1_1, D.SMB2_0_2)
     with pytest.raises(ValueError):
         DialectRange(D.SMB2_1, D.SMB1)
+    assert DialectRange("2.1", "3.0") == DialectRange(D.SMB2_1, D.SMB3_0)
+    assert DialectRange("NT1", "3.1.1").min is D.SMB1
+    assert DialectRange("smb3_11", D.SMB3_1_1).min is D.SMB3_1_1
+    assert D("3.0.2") is D.SMB3_0_2 and D.parse("2.02") is D.SMB2_0_2
+    with pytest.raises(ValueError):
+        DialectRange("2.5", D.SMB3_0)            # no such dialect
     with pytest.raises(TypeError):
-        DialectRange("2.1", D.SMB3_0)
+        DialectRange(2.1, D.SMB3_0)
+    with pytest.raises(TypeError):
+        DialectRange(None, D.SMB3_0)
     with pytest.raises(ValueError):
         DialectRange(0x0999, D.SMB3_0)          # not a dialect
     r = DialectRange(0x0210, 0x0300)

@@ -156,17 +156,23 @@ def trans2_reply(params: bytes, data: bytes = b"", *, bad=None) -> Reply:
     return reply(smb1.Command.TRANSACTION2, words, body)
 
 
-def all_info(size=5, index=99) -> bytes:
-    return m._ALL_INFO.pack(1, 2, 3, 4, 0x20, 4096, size, 1, 0, 0, 0) + \
-        m._ALL_INFO_INDEX.pack(index) + bytes(40)
+def all_info(size=5, links=1) -> bytes:
+    # Samba's layout: after the standard information, EaSize and the FileName
+    # (no IndexNumber), whatever the level.
+    return m._ALL_INFO.pack(1, 2, 3, 4, 0x20, 4096, size, links, 0, 0, 0) + \
+        struct.pack("<II", 0, 8) + "f.txt".encode("utf-16-le")
 
 
 def test_trans2_request_layout_and_stat():
     ops, client = make_ops()
-    client.replies.append(trans2_reply(b"\0\0", all_info()))
+    client.replies.append(trans2_reply(b"\0\0", all_info(links=2)))
+    client.replies.append(trans2_reply(b"\0\0", struct.pack("<Q", 99)))  # FileInternalInformation
     info = ops.stat("d\\f")
     assert (info.name, info.size, info.file_index, info.last_write_time) == ("f", 5, 99, 3)
-    message = wire(client.tasks[-1])
+    assert info.nlink == 2
+    internal = wire(client.tasks[-1])
+    assert b"\xee\x03" in internal                  # level 1006: the file id
+    message = wire(client.tasks[-2])
     words = m._TRANS2.unpack_from(message, smb1.HEADER_SIZE + 1)
     param_count, param_offset, setup = words[9], words[10], words[15]
     assert setup == m.TRANS2_QUERY_PATH_INFORMATION
@@ -194,7 +200,8 @@ def test_trans2_malformed_replies():
 
 def dir_entry(name: str, next_offset: int, index=0) -> bytes:
     raw = name.encode("utf-16-le")
-    return m._DIRECTORY_INFO.pack(next_offset, index, 1, 2, 3, 4, 10, 4096, 0x20, len(raw)) + raw
+    return m._DIRECTORY_INFO.pack(next_offset, 0, 1, 2, 3, 4, 10, 4096, 0x20, len(raw), 0, 0,
+                                  index) + raw
 
 
 def entries(*names: str) -> bytes:
