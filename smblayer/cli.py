@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
-import fnmatch
 import getpass
 import glob
 import hashlib
@@ -659,36 +658,23 @@ def _isdir(st) -> bool:
 
 
 def _is_remote_dir(tree, path: str) -> bool:
-    if not path:
-        return True
-    try:
-        return _isdir(tree.stat(path))
-    except (FileNotFoundError, NotADirectoryError):
-        return False
+    return not path or tree.isdir(path)
 
 
 def _entries(tree, path: str, pattern: str = "*") -> List[Tuple[str, object]]:
-    """(name, stat) of the entries of directory ``path`` (one directory
-    query) whose names match ``pattern`` (``*`` and ``?``, any case; dot
-    names only for a pattern starting with ".").  The server matches the
-    pattern where the fs takes one; the names are checked here too."""
-    if pattern == "*":
-        entries = tree.scandir(path)
-    else:
-        try:
-            entries = tree.scandir(path, pattern)
-        except TypeError:                 # an fs without server-side patterns
-            entries = tree.scandir(path)
-    lowered = pattern.lower()
-    return [(e.name, e.stat()) for e in entries
-            if pattern == "*" or (fnmatch.fnmatchcase(e.name.lower(), lowered) and
-                                  (pattern.startswith(".") or not e.name.startswith(".")))]
+    """(name, stat) of the entries of directory ``path`` whose names match
+    ``pattern`` (``*`` and ``?``, any case, matched by the server in its
+    directory query; dot names only for a pattern starting with ".")."""
+    hidden_ok = pattern == "*" or pattern.startswith(".")
+    return [(e.name, e.stat()) for e in tree.scandir(path, pattern)
+            if hidden_ok or not e.name.startswith(".")]
 
 
 def _expand(tree, path: str, url: SmbUrl) -> List[Tuple[str, object]]:
     """(path, stat) of each remote path matching ``path``, whose components
     may hold ``*`` and ``?``; a plain path is just stat'ed.  Nothing there:
-    FileNotFoundError."""
+    FileNotFoundError.  (Like Tree.glob, but with each match's stat from the
+    directory query: get needs sizes and times, rm the type.)"""
     if not _has_wildcard(path):
         return [(path, tree.stat(path))]
     found: List[Tuple[str, object]] = [("", None)]
@@ -720,36 +706,14 @@ def _expand(tree, path: str, url: SmbUrl) -> List[Tuple[str, object]]:
     return sorted(result, key=lambda r: r[0].lower())
 
 
-def _walk(tree, top: str) -> Iterator[Tuple[str, List[Tuple[str, object]],
-                                            List[Tuple[str, object]]]]:
-    """Like os.walk, top-down: (dirpath, [(name, stat)] of directories,
-    [(name, stat)] of files), one directory query each."""
-    entries = _entries(tree, top)
-    dirs = [e for e in entries if _isdir(e[1])]
-    yield top, dirs, [e for e in entries if not _isdir(e[1])]
-    for name, _st in dirs:
-        yield from _walk(tree, posixpath.join(top, name))
+def _raise(exc: BaseException) -> None:
+    raise exc
 
 
-def _rmtree(tree, path: str) -> None:
-    rmtree = getattr(tree, "rmtree", None)
-    if rmtree is not None:
-        rmtree(path)
-        return
-    walked = list(_walk(tree, path))
-    for dirpath, _dirs, files in walked:
-        for name, _st in files:
-            tree.remove(posixpath.join(dirpath, name))
-    for dirpath, _dirs, _files in reversed(walked):
-        tree.rmdir(dirpath)
-
-
-def _set_remote_times(tree, path: str, atime: float, mtime: float) -> None:
-    utime = getattr(tree, "utime", None)
-    if utime is None:
-        log.debug("this fs has no Tree.utime: the times of %s are not set", path)
-        return
-    utime(path, (atime, mtime))
+def _walk(tree, top: str):
+    """Tree.walk_entries, top-down, failing on a directory it cannot list
+    (a copy must not skip it silently)."""
+    return tree.walk_entries(top, onerror=_raise)
 
 
 # ---------------------------------------------------------------------------
@@ -763,6 +727,8 @@ def _long_line(name: str, st) -> str:
 
 
 def cmd_ls(args) -> int:
+    if not parse_url(args.url, need_share=False).share:
+        return cmd_ls_shares(args)
     url = parse_url(args.url)
     with open_tree(args, url) as tree:
         path = _smb_path(url.path)
@@ -932,8 +898,9 @@ def _get_jobs(args, tree, url: SmbUrl, sources: List[Tuple[str, object]], dest: 
             rel = posixpath.relpath(dirpath, path) if path else dirpath
             local_dir = os.path.normpath(os.path.join(target, *rel.split("/")))
             dirs.append(local_dir)
-            for fname, fst in files:
-                jobs.append(_Job(posixpath.join(dirpath, fname), os.path.join(local_dir, fname),
+            for entry in files:
+                fst = entry.stat()
+                jobs.append(_Job(entry.path, os.path.join(local_dir, entry.name),
                                  fst.st_size, fst.st_atime, fst.st_mtime))
     return dirs, jobs
 
@@ -995,6 +962,8 @@ def _local_temp(dest: str) -> Iterator[BinaryIO]:
             break
         except FileExistsError:
             continue
+        except OSError as exc:            # name the destination, not the temporary file
+            raise OSError(exc.errno, exc.strerror, dest) from None
     try:
         with open(fd, "w+b") as local:
             yield local
@@ -1148,7 +1117,7 @@ def _put_file(tree, local: BinaryIO, path: str, size: Optional[int], bar, *,
         if verify and _local_digest(local) != _remote_digest(tree, temp):
             raise VerifyError(getattr(local, "name", "stdin"), path)
         if times is not None:
-            _set_remote_times(tree, temp, *times)
+            tree.utime(temp, times)
         tree.replace(temp, path)
     except BaseException as exc:
         if not resume or isinstance(exc, VerifyError):
@@ -1200,7 +1169,7 @@ def cmd_rm(args) -> int:
                 if not _isdir(st):
                     tree.remove(match)
                 elif args.recursive:
-                    _rmtree(tree, match)
+                    tree.rmtree(match)
                 else:
                     raise IsADirectoryError(errno.EISDIR, "Is a directory (rm -r removes "
                                             "directories)", args.current_url)
@@ -1268,7 +1237,7 @@ def cmd_du(args) -> int:
         order: List[str] = []
         for dirpath, _dirs, files in _walk(tree, path) if _is_remote_dir(tree, path) else ():
             order.append(dirpath)
-            totals[dirpath] = sum(st.st_size for _n, st in files)
+            totals[dirpath] = sum(entry.stat().st_size for entry in files)
         if not order:                                  # a file
             show(tree.stat(path).st_size, str(url))
             continue
@@ -1554,8 +1523,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--count", type=positive_int, default=1, help="number of echoes (default 1)")
     p.add_argument("-i", "--interval", type=non_negative_float, default=0.0, help="seconds between echoes")
 
-    p = add("ls", cmd_ls, "list a directory")
-    p.add_argument("url", metavar="//host[:port]/share[/path]")
+    p = add("ls", cmd_ls, "list a directory (//host[:port] alone: the shares)")
+    p.add_argument("url", metavar="//host[:port][/share[/path]]")
     p.add_argument("-l", "--long", action="store_true", help="type, size and mtime")
     p.add_argument("-a", "--all", action="store_true", help="include dot files")
 
@@ -1626,7 +1595,75 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds per echo throughput test (default 2)")
     p.add_argument("--files", type=positive_int, default=200, help="small files (default 200)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_ext_commands(add)
     return parser
+
+
+# ---------------------------------------------------------------------------
+# share listing, watch, server-side copy (smblayer.rpc, Tree.watch, Tree.copy)
+
+
+def cmd_ls_shares(args) -> int:
+    """``ls //host[:port]``: the shares, like ``smbclient -L``."""
+    url = parse_url(args.url, need_share=False)
+    cred = _credentials(args)
+    shares = fs.list_shares(url.host, cred.user, cred.password, port=url.port,
+                            encrypt=args.encrypt, domain=cred.domain,
+                            auth_protocol=cred.auth,
+                            require_signing=True if args.sign else None,
+                            **_client_options(args))
+    print(f"{'Sharename':<15} {'Type':<9} Comment")
+    print(f"{'---------':<15} {'----':<9} -------")
+    for share in shares:
+        print(f"{share.name:<15} {share.kind:<9} {share.comment}".rstrip())
+    return 0
+
+
+def cmd_watch(args) -> int:
+    """Print change notifications ("action path") until interrupted."""
+    url = parse_url(args.url)
+    with open_tree(args, url) as tree:
+        with tree.watch(_smb_path(url.path), recursive=args.recursive) as watch:
+            seen = 0
+            while args.count is None or seen < args.count:
+                event = watch.next(args.idle)
+                if event is None:
+                    return 1 if seen == 0 else 0
+                print(f"{event.action} {event.path}", flush=True)
+                seen += 1
+    return 0
+
+
+def cmd_cp(args) -> int:
+    """Remote to remote: server-side when both are on one server."""
+    src, dst = parse_url(args.source), parse_url(args.dest)
+    same_server = (src.host.lower(), src.port) == (dst.host.lower(), dst.port)
+    with open_tree(args, src) as stree, contextlib.ExitStack() as stack:
+        if same_server and src.share.lower() == dst.share.lower():
+            dtree = stree
+        elif same_server:          # one session: the server copies across its shares
+            dtree = stree.session.tree_connect(dst.share)
+            stack.callback(dtree.disconnect)
+        else:
+            dtree = stack.enter_context(open_tree(args, dst))
+        path = _smb_path(dst.path)
+        if not path or dtree.isdir(path):
+            path = posixpath.join(path, posixpath.basename(_smb_path(src.path)))
+        stree.copy(_smb_path(src.path), path, dst_tree=dtree)
+    return 0
+
+
+def _add_ext_commands(add: Callable) -> None:
+    p = add("watch", cmd_watch, "print change notifications of a remote directory")
+    p.add_argument("url", metavar="//host[:port]/share[/dir]")
+    p.add_argument("-r", "--recursive", action="store_true", help="include subdirectories")
+    p.add_argument("-n", "--count", type=int, help="stop after this many events")
+    p.add_argument("--idle", type=float, metavar="SECONDS",
+                   help="stop after this many seconds without an event")
+
+    p = add("cp", cmd_cp, "copy a remote file to a remote path (server-side on one server)")
+    p.add_argument("source", metavar="//host[:port]/share/path")
+    p.add_argument("dest", metavar="//host[:port]/share/path")
 
 
 # ---------------------------------------------------------------------------

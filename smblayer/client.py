@@ -66,6 +66,7 @@ from .config import Dialect, DialectRange, ReconnectPolicy, TimeoutPolicy
 from .errors import (SmbCancelledError, SmbClosedError, SmbConnectionError, SmbError,
                      SmbProtocolError, SmbTimeoutError, status_error)
 from .iod import SmbIod
+from .proto import smb1, smb2
 from .proto.framing import MAX_FRAME
 from .proto.negotiate import NegotiateResult
 from .proto.status import NtStatus, is_error
@@ -75,6 +76,9 @@ from .task import (IllegalTransition, Reply, SmbTask, TaskState,
                    can_move, move)
 
 log = logging.getLogger("smblayer")
+
+_SMB1_COMMANDS = frozenset(int(c) for c in smb1.Command)
+_SMB2_LAST_COMMAND = max(smb2.Command)
 
 MAX_SENDS = 5                # a request is sent at most this often across reconnects
 CLOSE_WAIT = 2.0             # how long close() waits for threads to stop
@@ -523,6 +527,16 @@ class SmbClient:
             move(task, TaskState.NEW)
         conn = self._conn
         limit = conn.wire.max_request if conn is not None else MAX_FRAME
+        if conn is not None:
+            # A command the dialect does not have makes the server hang up
+            # (and the request would be resent after every reconnect).
+            if conn.wire.is_smb1:
+                if task.command not in _SMB1_COMMANDS:
+                    raise ValueError(f"command 0x{task.command:02x} is not an SMB1 command "
+                                     "this client speaks (the connection is SMB1)")
+            elif task.command > _SMB2_LAST_COMMAND:
+                raise ValueError(f"command 0x{task.command:02x} does not exist in "
+                                 f"{conn.negotiated.dialect.name}")
         if task.payload_size + 256 > limit:
             raise ValueError(f"request of {task.payload_size} bytes exceeds the "
                              f"{limit}-byte frame limit of this dialect")
@@ -596,14 +610,17 @@ class SmbClient:
                 self._state_cond.wait(remaining)
 
     def _charge(self, conn: _Connection, task: SmbTask) -> int:
-        """Set the task's CreditCharge; return the credits it consumes.  The
-        send payload is what follows the fixed body (body[0]): the WRITE
-        data, the IOCTL input ([MS-SMB2] 3.2.4.1.5)."""
-        from .proto.credits import credits_needed
-        body = task.body
-        task.credit_charge = conn.wire.charge(
-            task.command, task.payload_size - len(body[0]) if body else 0,
-            task.expected_response)
+        """Set the task's CreditCharge; return the credits it consumes: from
+        max(send payload, expected response) ([MS-SMB2] 3.2.4.1.5), both read
+        from the whole body whatever its split (``request_sizes``)."""
+        from .proto.credits import credits_needed, request_sizes
+        wire = conn.wire
+        if wire.is_smb1:
+            task.credit_charge = wire.charge(task.command, 0, 0)
+        else:
+            send, expected = request_sizes(task.command, task.body, task.expected_response,
+                                           task.payload_size)
+            task.credit_charge = wire.charge(task.command, send, expected)
         task.send_credits = credits_needed(task.credit_charge)
         return task.send_credits
 

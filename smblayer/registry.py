@@ -27,16 +27,20 @@ class Registry:
         self._clients: Dict[Tuple, object] = {}
         self._all = weakref.WeakSet()
 
-    def get(self, host: str, port: int, **options):
+    def get(self, host: str, port: int, client_class=None, **options):
         from .client import SmbClient
-        key = (host.lower(), int(port), tuple(sorted(options.items())))
+        if client_class is None:
+            client_class = SmbClient
+        # The class is part of the key: a subclass never shares a client
+        # with the base class or another subclass.
+        key = (host.lower(), int(port), client_class, tuple(sorted(options.items())))
         with self._lock:
             client = self._existing(key)
             if client is not None:
                 return client
         # Connect outside the lock: one slow server must not hold up
         # get_client() for the others.  If two callers race, one client wins.
-        fresh = SmbClient(host, port, _registry=self, _key=key, **options)
+        fresh = client_class(host, port, _registry=self, _key=key, **options)
         with self._lock:
             client = self._existing(key)
             if client is None:
@@ -116,15 +120,24 @@ def get_client(host: str, port: int = 445, *,
                dialects: Optional[DialectRange] = None,
                timeouts: Optional[TimeoutPolicy] = None,
                reconnect: Optional[ReconnectPolicy] = None,
+               client_class: Optional[type] = None,
                **options):
     """A shared, refcounted SmbClient for (host, port, options): connects and
     negotiates on first use.  Release it with ``client.release()`` or use it
-    as a context manager."""
+    as a context manager.
+
+    ``client_class``: an SmbClient subclass to build (a protocol package's
+    client); it is part of the sharing key, so callers asking for the same
+    class share one client."""
     if not isinstance(host, str) or not host:
         raise TypeError("host must be a non-empty string")
     if not isinstance(port, int) or not 0 < port < 65536:
         raise ValueError(f"port must be 1..65535, not {port!r}")
-    return _registry.get(host, port,
+    if client_class is not None:
+        from .client import SmbClient
+        if not (isinstance(client_class, type) and issubclass(client_class, SmbClient)):
+            raise TypeError("client_class must be SmbClient or a subclass")
+    return _registry.get(host, port, client_class=client_class,
                          dialects=dialects if dialects is not None else DialectRange(),
                          timeouts=timeouts if timeouts is not None else TimeoutPolicy(),
                          reconnect=reconnect if reconnect is not None else ReconnectPolicy(),

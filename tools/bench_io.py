@@ -11,6 +11,8 @@ encryption required by the share), interleaved round after round.
   do: 16 MiB calls, each pipelined as 1 MiB READ/WRITE requests) on a tree
   connected beforehand; ``encrypt=True`` on the encrypted share.  Timed
   from open to close.
+* tree.open: the file-object API, 1 MiB ``f.write``/``f.read`` calls on a
+  ``tree.open`` file (default buffering; write-behind and read-ahead).
 * smbclient: one ``smbclient -c 'put LOCAL REMOTE'`` (``get``) process;
   ``--client-protection=encrypt`` on the encrypted share.  Its time includes
   the process start and connection set-up, measured separately with
@@ -45,6 +47,7 @@ from smblayer import fs  # noqa: E402
 from smblayer.cli import download, parse_size, upload  # noqa: E402
 
 CALL = 16 * 1024 * 1024
+FILEOBJ_CALL = 1024 * 1024
 
 
 def sha256_file(path: str) -> str:
@@ -117,6 +120,33 @@ def main() -> int:
                     return {"write": size / t_write / 1e6, "read": size / t_read / 1e6}
                 return name, run
 
+            def fileobj_contender(share: str):
+                """The file-object API: 1 MiB f.write()/f.read() calls through
+                tree.open (default buffering), from/to tmpfs."""
+                tree = trees[share]
+                name = f"tree.open/{share}"
+
+                def run() -> dict:
+                    remote = f"bench-io-fileobj-{uuid.uuid4().hex[:8]}.bin"
+                    local = os.path.join(work, "fileobj.out")
+                    with open(source, "rb") as src:
+                        t0 = time.perf_counter()
+                        with tree.open(remote, "wb") as f:
+                            for block in iter(lambda: src.read(FILEOBJ_CALL), b""):
+                                f.write(block)
+                        t_write = time.perf_counter() - t0
+                    with open(local, "wb") as dst:
+                        t0 = time.perf_counter()
+                        with tree.open(remote, "rb") as f:
+                            for block in iter(lambda: f.read(FILEOBJ_CALL), b""):
+                                dst.write(block)
+                        t_read = time.perf_counter() - t0
+                    tree.remove(remote)
+                    verify(name, local)
+                    os.unlink(local)
+                    return {"write": size / t_write / 1e6, "read": size / t_read / 1e6}
+                return name, run
+
             def smbclient_contender(share: str):
                 extra = ["--client-protection=encrypt"] if share != srv.share else []
                 name = f"smbclient/{share}"
@@ -171,7 +201,7 @@ def main() -> int:
                     return {"write": size / t_write / 1e6, "read": size / t_read / 1e6}
                 return name, run
 
-            makers = [smblayer_contender, smbclient_contender]
+            makers = [smblayer_contender, fileobj_contender, smbclient_contender]
             if not args.no_smbprotocol:
                 try:
                     import smbclient  # noqa: F401  (smbprotocol's high-level API)
@@ -204,9 +234,11 @@ def main() -> int:
     for share in shares:
         sl = med[f"smblayer/{share}"]
         sc = med[f"smbclient/{share}"]
+        fo = med[f"tree.open/{share}"]
         for op in ("write", "read"):
             ratios[f"{share} {op}: smblayer / smbclient raw"] = sl[op] / sc[op]
             ratios[f"{share} {op}: smblayer / smbclient net"] = sl[op] / sc[f"{op}_net"]
+            ratios[f"{share} {op}: tree.open 1 MiB calls / smbclient raw"] = fo[op] / sc[op]
             sp = med.get(f"smbprotocol/{share}")
             if sp:
                 ratios[f"{share} {op}: smblayer / smbprotocol"] = sl[op] / sp[op]

@@ -16,14 +16,17 @@ from .file import SmbRawFile
 from .ops import FileInfo, StatResult
 from .session import Session
 from .tree import DirEntry, Tree, normpath, outpath
+from .watch import Watch, WatchEvent
+from ..rpc import ShareInfo
 
 
 def connect(host: str, share: str, username: Optional[str] = None,
             password: Optional[str] = None, *, port: int = 445, encrypt: bool = False,
             domain: Optional[str] = None, require_signing: Optional[bool] = None,
             auth_protocol: str = "negotiate", timeout: Optional[float] = None,
-            server_name: Optional[str] = None, dfs: bool = True,
-            dfs_ports: Optional[Mapping[str, int]] = None,
+            durable: bool = True, session_class: Optional[type] = None,
+            tree_class: Optional[type] = None, server_name: Optional[str] = None,
+            dfs: bool = True, dfs_ports: Optional[Mapping[str, int]] = None,
             dfs_hosts: Optional[Mapping[str, str]] = None, **client_options) -> Tree:
     """Get a (shared) client, set up a session and connect to ``share``.
     Closing the returned Tree logs off and releases the client.
@@ -31,10 +34,16 @@ def connect(host: str, share: str, username: Optional[str] = None,
     ``auth_protocol``: "negotiate" (SPNEGO: Kerberos if a ticket can be had,
     else NTLM), "kerberos" (never NTLM; ``password=None`` uses the ticket
     cache, ``username=None`` its default principal) or "ntlm"; see
-    :class:`Session`.  ``timeout=5`` is short for
+    :class:`Session`.  ``server_name``: the server's name for Kerberos
+    (``cifs/<name>``) when ``host`` is an address.  ``timeout=5`` is short for
     ``timeouts=TimeoutPolicy(timeout=5)`` (with ``timeouts`` too, it replaces
-    that policy's timeout).  ``server_name``: the server's name for Kerberos
-    (``cifs/<name>``) when ``host`` is an address.
+    that policy's timeout).  ``durable=False``: open files ask no durable
+    handles (they then do not survive a reconnect, except read-only ones
+    reopened by path).
+
+    ``session_class`` / ``tree_class``: Session and Tree subclasses to build
+    (a protocol package's); ``client_class`` (with the other client options)
+    goes to ``get_client``.
 
     A DFS namespace share comes back as a :class:`~smblayer.fs.dfs.DfsTree`
     that follows DFS links (``dfs=False``: the plain Tree).  A referral names
@@ -42,16 +51,19 @@ def connect(host: str, share: str, username: Optional[str] = None,
     (default: ours for our host, else 445), ``dfs_hosts`` to the address to
     connect to (default: the name)."""
     check_auth_protocol(auth_protocol)
+    cls = session_class or Session
+    if not (isinstance(cls, type) and issubclass(cls, Session)):
+        raise TypeError("session_class must be Session or a subclass")
     if timeout is not None:
         policy = client_options.get("timeouts") or TimeoutPolicy()
         client_options["timeouts"] = policy.with_(timeout=timeout)
     client = get_client(host, port, **client_options)
     try:
-        session = Session(client, username, password, domain=domain, encrypt=encrypt,
-                          require_signing=require_signing, auth_protocol=auth_protocol,
-                          server_name=server_name)
+        session = cls(client, username, password, domain=domain, encrypt=encrypt,
+                      require_signing=require_signing, auth_protocol=auth_protocol,
+                      server_name=server_name)
         try:
-            tree = session.tree_connect(share)
+            tree = session.tree_connect(share, tree_class=tree_class)
         except BaseException:
             session.logoff()
             raise
@@ -59,17 +71,18 @@ def connect(host: str, share: str, username: Optional[str] = None,
         client.release()
         raise
     tree._owns_session = True
+    tree.durable = durable
     if dfs and tree.dfs:
-        return DfsTree(tree, _target_connector(username, password, encrypt=encrypt,
-                                               domain=domain, require_signing=require_signing,
-                                               auth_protocol=auth_protocol, **client_options),
-                       ports=dfs_ports, hosts=dfs_hosts)
+        return DfsTree(tree, _target_connector(
+            username, password, encrypt=encrypt, domain=domain, require_signing=require_signing,
+            auth_protocol=auth_protocol, durable=durable, session_class=session_class,
+            tree_class=tree_class, **client_options), ports=dfs_ports, hosts=dfs_hosts)
     return tree
 
 
 def _target_connector(username, password, **kwargs):
     """connect(address, port, share, server_name) for DFS targets: the
-    caller's credentials and client options, DFS off (the DfsTree follows)."""
+    caller's credentials and options, DFS off (the DfsTree follows)."""
     def connect_target(address: str, port: int, share: str, server_name: str) -> Tree:
         return connect(address, share, username, password, port=port,
                        server_name=server_name, dfs=False, **kwargs)
@@ -94,5 +107,27 @@ def connect_namespace(domain: str, namespace: str, dc: str, username: Optional[s
                                  default_port=port)
 
 
-__all__ = ["connect", "connect_namespace", "Session", "Tree", "DfsTree", "ReferralCache",
+def list_shares(host: str, username: Optional[str] = None, password: Optional[str] = None, *,
+                port: int = 445, retries: int = 2, **connect_options) -> list:
+    """The server's shares (DCE/RPC srvsvc NetrShareEnum level 1 over the
+    IPC$ named pipe), like ``smbclient -L``: a list of
+    :class:`~smblayer.rpc.ShareInfo` (name, type, comment).  SMB 2.0.2+.
+    A connection lost mid-call (the pipe and its binding die with it) is
+    retried ``retries`` times from the bind."""
+    from ..errors import SmbConnectionError
+    from ..rpc import open_srvsvc, share_enum
+    with connect(host, "IPC$", username, password, port=port, **connect_options) as ipc:
+        if ipc.client.dialect.is_smb1:
+            raise ValueError("list_shares needs SMB 2.0.2 or later")
+        for attempt in range(retries + 1):
+            try:
+                with open_srvsvc(ipc) as pipe:
+                    return share_enum(pipe, "\\\\" + host)
+            except SmbConnectionError:
+                if attempt == retries:
+                    raise
+    raise AssertionError("unreachable")
+
+
+__all__ = ["connect", "connect_namespace", "DfsTree", "ReferralCache", "list_shares", "ShareInfo", "Watch", "WatchEvent", "Session", "Tree",
            "SmbRawFile", "DirEntry", "FileInfo", "StatResult", "normpath", "outpath"]

@@ -1,31 +1,72 @@
 """SmbRawFile: an open SMB file as an ``io.RawIOBase``.
 
 ``Tree.open`` wraps it in io.BufferedReader/BufferedWriter/BufferedRandom
-(and io.TextIOWrapper for text modes).  Large reads and writes are split
-into chunks that the Tree keeps in flight together (``Tree._pread_into``,
-``Tree._pwrite``); ``readinto`` copies each READ reply straight into the
-caller's buffer.
+(and io.TextIOWrapper for text modes).  The file object owns its I/O:
+
+* **Reads** are split into ``io_read_size`` chunks kept in flight together
+  (``max_in_flight``); ``readinto`` receives each READ reply straight into
+  the caller's buffer where it can.  Sequential reads are read ahead: the
+  next chunks are already on the wire when the next call comes.
+* **Writes are write-behind**: ``write`` queues WRITE requests and returns;
+  at most ``max_in_flight`` x the write size is in flight per file (a write
+  waits for the oldest beyond that).  A failed WRITE raises at the next
+  write, flush or close, never silently lost; ``flush`` waits for all,
+  ``close`` flushes.
+* **Open files survive reconnects**: the Tree asks a durable handle.  After
+  a reconnect the recovery (``Session``'s reconnect handler, after the
+  trees) calls ``_recover``: the durable handle is reclaimed (DH2C/DHnC),
+  or, where that is impossible, reopened by path when the file is provably
+  the one we had open (same file id, size and last-write time, nothing
+  written by us since).  The ``Handle`` object keeps its identity and gets
+  the new FileId; every request of this file still waiting to be reissued
+  is rebuilt with it (each data task carries its builder in
+  ``task.context``).  A file that cannot be recovered fails its next call
+  with ``SmbConnectionError`` naming it, and closes quietly.
+
+Lock order: the buffered wrapper's lock > ``_lock`` (short sections only:
+never held while waiting for a reply, since the recovery takes it).
 
 Oplock and lease breaks reach the file through the Tree: ``_on_break``
-flushes what the buffered wrapper (``owner``) holds before the Tree
-acknowledges, then the Tree calls the user's ``on_break(file, new_level)``.
+pushes what the buffered wrapper (``owner``) holds and waits for the
+writes in flight before the Tree acknowledges, then the Tree calls the
+user's ``on_break(file, new_level)``.
 """
 from __future__ import annotations
 
+import collections
 import io
 import logging
 import threading
 import weakref
-from typing import Callable, Optional
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Callable, Deque, Iterable, Optional, Set, Tuple
 
-from .ops import Handle
+from ..client import TEARDOWN_WAIT
+from ..errors import (SmbCancelledError, SmbConnectionError, SmbError, SmbStatusError,
+                      SmbTimeoutError)
+from ..proto.status import NtStatus
+from ..task import SmbTask, TaskState
+from .ops import FILE_OPEN, Handle
 
 log = logging.getLogger("smblayer")
+
+MAX_IN_FLIGHT = 8
+_STALE_HANDLE = frozenset({NtStatus.FILE_CLOSED, NtStatus.INVALID_HANDLE})
+_READ_AHEAD_AFTER = 2          # sequential reads before read-ahead starts
+_ON_THE_WIRE = frozenset({TaskState.SENT, TaskState.INTERIM, TaskState.DONE})
+
+Builder = Callable[[Handle], SmbTask]
+
+
+def _on_smbiod() -> bool:
+    return threading.current_thread().name.startswith("smbiod-")
 
 
 class SmbRawFile(io.RawIOBase):
     """Unbuffered binary file on a share.  Not for direct construction:
     use ``Tree.open(path, mode, buffering=0)``."""
+
+    max_in_flight = MAX_IN_FLIGHT
 
     def __init__(self, tree, handle: Handle, mode: str, *, readable: bool, writable: bool,
                  append: bool = False,
@@ -43,6 +84,23 @@ class SmbRawFile(io.RawIOBase):
         self.on_break = on_break
         self._owner: Optional[weakref.ref] = None
         self._close_lock = threading.Lock()
+        self._lock = threading.Lock()          # the handle's fid, _tasks, _lost
+        self._tasks: Set[SmbTask] = set()      # data requests not yet answered
+        self._lost: Optional[SmbConnectionError] = None
+        self._lost_reported = False            # the caller has seen _lost: close quietly
+        self._closing = None                   # builder of a CLOSE sent behind writes
+        self._write_end = -1                   # where the last queued write ends
+        self._written = False                  # we changed the file: no reopen by path
+        # write-behind (the writing thread's state)
+        self._writes: Deque[Tuple[object, SmbTask, int]] = collections.deque()
+        self._write_bytes = 0
+        self._write_error: Optional[BaseException] = None
+        # read-ahead: (offset, length, future, task, buffer) in file order
+        self._ahead: Deque[Tuple[int, int, object, SmbTask, bytearray]] = collections.deque()
+        self._leftover: Optional[Tuple[int, bytes]] = None
+        self._ra_free: list = []              # read-ahead buffers free for reuse
+        self._next_read = -1
+        self._sequential = 0
         handle.file = self
 
     # -- identity ----------------------------------------------------------------
@@ -69,6 +127,11 @@ class SmbRawFile(io.RawIOBase):
     def lease_state(self) -> int:
         return self._handle.lease_state
 
+    @property
+    def durable(self) -> bool:
+        """Whether the server granted a durable handle (it survives a reconnect)."""
+        return self._handle.durable
+
     def __repr__(self) -> str:
         return f"<SmbRawFile {self.name!r} mode={self.mode!r}{' closed' if self.closed else ''}>"
 
@@ -93,14 +156,136 @@ class SmbRawFile(io.RawIOBase):
         if not readable and not self._writable:
             raise io.UnsupportedOperation("File not open for writing")
 
-    # -- data ----------------------------------------------------------------------
+    # -- requests ----------------------------------------------------------------
+
+    @property
+    def _client(self):
+        return self._tree.client
+
+    @property
+    def _ops(self):
+        return self._tree.ops
+
+    def _check_live(self) -> None:
+        """Raise the error of a handle that did not survive a reconnect."""
+        lost = self._lost
+        if lost is not None:
+            self._lost_reported = True
+            raise lost
+        if not self._tree.connected:
+            raise ValueError(f"{self._tree!r} is not connected")
+
+    def _build(self, build: Builder) -> SmbTask:
+        """A data request built from the handle's current FileId and kept
+        in ``_tasks`` until answered, so a recovery can rebuild it."""
+        with self._lock:
+            self._check_live()
+            task = build(self._handle)
+            task.context = build
+            task.on_reissue = self._on_reissue
+            self._tasks.add(task)
+        return task
+
+    def _on_reissue(self, task: SmbTask) -> bool:
+        """The client resends ``task`` after a reconnect: rebuild it with
+        the FileId the recovery left (False: the handle was lost)."""
+        with self._lock:
+            if self._lost is not None or task.context is self._closing:
+                return False
+            task.body = task.context(self._handle).body
+            return True
+
+    def _settled(self, task: SmbTask) -> None:
+        with self._lock:
+            self._tasks.discard(task)
+
+    def _failure(self, exc: BaseException) -> BaseException:
+        """The error to raise for a failed data request: the lost-handle
+        error if the handle died with the connection."""
+        return self._lost if self._lost is not None and isinstance(exc, SmbError) else exc
+
+    def _raise(self, exc: BaseException) -> None:
+        if exc is self._lost:
+            self._lost_reported = True
+        raise exc
+
+    def _start(self, build: Builder):
+        """Send a data request without waiting: (task, Future)."""
+        task = self._build(build)
+        try:
+            return task, self._client.run_task_async(task)
+        except BaseException:
+            self._settled(task)
+            raise
+
+    def _result(self, task: SmbTask, future):
+        try:
+            return future.result()
+        except BaseException as exc:
+            self._raise(self._failure(exc))
+        finally:
+            self._settled(task)
+
+    def _run(self, build: Builder):
+        """Send a data request and wait for its reply."""
+        task = self._build(build)
+        try:
+            return self._client.run_task(task)
+        except BaseException as exc:
+            self._raise(self._failure(exc))
+        finally:
+            self._settled(task)
+
+    def _call(self, fn: Callable[[Handle], object]):
+        """A metadata call on the handle (query/set info, flush).  If a
+        recovery swapped the FileId while it waited, it runs once more."""
+        self._check_live()
+        handle = self._handle
+        fid = handle.fid
+        try:
+            return fn(handle)
+        except SmbStatusError as exc:
+            if exc.status not in _STALE_HANDLE:
+                raise
+            self._check_live()
+            if handle.fid == fid:
+                raise
+            return fn(handle)
+
+    def _pipeline(self, items: Iterable[Tuple[Builder, int]],
+                  consume: Callable[[object, int], None]) -> None:
+        """Send the (builder, length) ``items`` with up to ``max_in_flight``
+        in flight; ``consume(reply, length)`` runs for each, in order.  On
+        an smbiod thread (break callbacks) one at a time: an smbiod worker
+        must not wait for Futures that smbiod completes."""
+        if _on_smbiod():
+            for build, length in items:
+                consume(self._run(build), length)
+            return
+        pending: Deque = collections.deque()
+        try:
+            for build, length in items:
+                pending.append((*self._start(build), length))
+                if len(pending) >= self.max_in_flight:
+                    task, future, n = pending.popleft()
+                    consume(self._result(task, future), n)
+            while pending:
+                task, future, n = pending.popleft()
+                consume(self._result(task, future), n)
+        finally:
+            for task, future, _n in pending:  # only on an error or interrupt
+                future.cancel()
+                self._settled(task)
+
+    # -- reading -------------------------------------------------------------------
 
     def readinto(self, buffer) -> int:
         self._need(readable=True)
         view = memoryview(buffer).cast("B")
         if not len(view):
             return 0
-        n = self._tree._pread_into(self._handle, self._pos, view)
+        self._drain_writes()
+        n = self._read_into(self._pos, view)
         self._pos += n
         return n
 
@@ -108,37 +293,229 @@ class SmbRawFile(io.RawIOBase):
         if size is None or size < 0:
             return self.readall()
         self._need(readable=True)
-        data = self._tree._pread_bytes(self._handle, self._pos, size)
-        self._pos += len(data)
-        return data
+        buf = bytearray(size)
+        n = self.readinto(buf)
+        del buf[n:]
+        return bytes(buf)
 
     def readall(self) -> bytes:
         self._need(readable=True)
-        self._tree.check_handle(self._handle)
-        size = self._tree.ops.query_info(self._handle).size
+        self._drain_writes()
+        size = self._call(self._ops.query_info).size
         parts = []
         want = max(size - self._pos, 0)
         while True:
             ask = want or self._tree.io_read_size
-            data = self._tree._pread_bytes(self._handle, self._pos, ask)
-            if data:
-                parts.append(data)
-                self._pos += len(data)
-            if len(data) < ask:
+            buf = bytearray(ask)
+            n = self._read_into(self._pos, memoryview(buf))
+            if n:
+                del buf[n:]
+                parts.append(buf)
+                self._pos += n
+            if n < ask:
                 break
             want = 0           # the file grew meanwhile: read on until EOF
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        return bytes(parts[0]) if len(parts) == 1 else b"".join(parts)
+
+    def _read_into(self, offset: int, view: memoryview) -> int:
+        """Fill ``view`` from ``offset``, read-ahead first; bytes read (fewer
+        only at the end of the file)."""
+        if offset == self._next_read:
+            self._sequential += 1
+        else:
+            self._sequential = 0
+            self._drop_read_ahead()
+        done, eof = self._take_read_ahead(offset, view)
+        if not eof and done < len(view):
+            self._drop_read_ahead()
+            n = self._read_chunks(offset + done, view[done:])
+            eof = n < len(view) - done
+            done += n
+        self._next_read = offset + done
+        if not eof and self._sequential >= _READ_AHEAD_AFTER and not _on_smbiod():
+            self._read_ahead(offset + done)
+        return done
+
+    def _take_read_ahead(self, offset: int, view: memoryview) -> Tuple[int, bool]:
+        """Copy what the read-ahead holds for ``offset`` on into ``view``:
+        (bytes copied, end of file seen)."""
+        done = 0
+        if self._leftover is not None:
+            start, data = self._leftover
+            self._leftover = None
+            if start == offset:
+                done = min(len(data), len(view))
+                view[:done] = data[:done]
+                if done < len(data):
+                    self._leftover = (start + done, data[done:])
+        ops = self._ops
+        while self._ahead and done < len(view):
+            start, length, future, task, buf = self._ahead[0]
+            if start != offset + done:
+                self._drop_read_ahead()
+                break
+            self._ahead.popleft()
+            try:
+                data = ops.parse_read(self._result(task, future))
+            except BaseException:
+                self._drop_read_ahead()
+                raise
+            got = min(len(data), length)
+            take = min(got, len(view) - done)
+            view[done:done + take] = data[:take]
+            done += take
+            if take < got:         # the rest of this chunk waits for the next call
+                self._leftover = (start + take, bytes(data[take:got]))
+            del data
+            self._ra_free.append(buf)     # answered: its buffer can take the next READ
+            if got < length:
+                self._drop_read_ahead()
+                return done, True
+        return done, False
+
+    def _read_ahead(self, offset: int) -> None:
+        """Keep up to ``max_in_flight`` READs on the wire after ``offset``."""
+        step = self._tree.io_read_size
+        if self._leftover is not None:
+            offset = self._leftover[0] + len(self._leftover[1])
+        end = self._ahead[-1][0] + self._ahead[-1][1] if self._ahead else offset
+        ops = self._ops
+        placeable = self._tree._placement_ok()
+        while len(self._ahead) < self.max_in_flight:
+            buf = self._ra_free.pop() if self._ra_free else bytearray(step)
+            into = memoryview(buf)[:step] if placeable and len(buf) >= step else None
+            task, future = self._start(
+                lambda h, o=end, n=step, into=into: ops.read_task(h, o, n, into=into)
+                if into is not None else ops.read_task(h, o, n))
+            self._ahead.append((end, step, future, task, buf))
+            end += step
+
+    def _drop_read_ahead(self) -> None:
+        """Forget the read-ahead (its buffers too: a late reply may still
+        land in them)."""
+        self._leftover = None
+        while self._ahead:
+            _start, _n, future, task, _buf = self._ahead.popleft()
+            future.cancel()
+            self._settled(task)
+
+    def _read_chunks(self, offset: int, view: memoryview) -> int:
+        """READ into ``view`` from ``offset``, pipelined, until the first
+        short chunk (end of file)."""
+        ops, step = self._ops, self._tree.io_read_size
+        length = len(view)
+        state = [0, False]            # bytes delivered, end of file seen
+        placeable = self._tree._placement_ok()
+
+        def items():
+            for start in range(0, length, step):
+                if state[1]:
+                    return
+                n = min(step, length - start)
+                into = view[start:start + n] if placeable else None
+                yield (lambda h, o=offset + start, n=n, into=into:
+                       ops.read_task(h, o, n, into=into) if into is not None
+                       else ops.read_task(h, o, n)), n
+
+        def consume(reply, n: int) -> None:
+            if state[1]:
+                return
+            data = ops.parse_read(reply)
+            got = min(len(data), n)
+            if got and data.obj is not view.obj:       # not received in place: copy
+                view[state[0]:state[0] + got] = data[:got]
+            state[0] += got
+            if got < n:
+                state[1] = True
+
+        self._pipeline(items(), consume)
+        return state[0]
+
+    # -- writing -------------------------------------------------------------------
 
     def write(self, data) -> int:
         self._need(readable=False)
+        self._raise_write_error()
         view = memoryview(data).cast("B")
         if not len(view):
             return 0
+        self._drop_read_ahead()
+        self._next_read = -1
         offset = self._size if self._append else self._pos
-        n = self._tree._pwrite(self._handle, offset, view)
-        self._pos = offset + n
+        if self._writes and offset != self._write_end:
+            # Requests in flight are not ordered (deferred sends, reissues):
+            # a write that may overlap earlier ones waits for them.
+            self._drain_writes()
+        keep = isinstance(data, bytes)          # immutable: no copy needed
+        step = self._tree.io_write_size
+        ops = self._ops
+        for start in range(0, len(view), step):
+            chunk = view[start:start + step]
+            if not keep:
+                chunk = bytes(chunk)             # the caller may reuse its buffer
+            self._queue_write(lambda h, o=offset + start, c=chunk: ops.write_task(h, o, c),
+                              len(chunk))
+        n = len(view)
+        self._pos = self._write_end = offset + n
         self._size = max(self._size, self._pos)
         return n
+
+    @property
+    def _write_limit(self) -> int:
+        return self.max_in_flight * self._tree.io_write_size
+
+    def _queue_write(self, build: Builder, n: int) -> None:
+        self._written = True
+        if _on_smbiod():
+            self._drain_writes()
+            self._check_written(self._ops.parse_write(self._run(build)), n)
+            return
+        while self._writes and self._write_bytes + n > self._write_limit:
+            self._complete_write()
+            self._raise_write_error()
+        task, future = self._start(build)
+        self._writes.append((future, task, n))
+        self._write_bytes += n
+
+    def _complete_write(self) -> None:
+        """Wait for the oldest WRITE; a failure is kept for the next call."""
+        future, task, n = self._writes[0]
+        try:
+            reply = self._result(task, future)
+            self._check_written(self._ops.parse_write(reply), n)
+        except SmbError as exc:
+            if self._write_error is None:
+                self._write_error = exc
+        finally:
+            self._writes.popleft()
+            self._write_bytes -= n
+
+    def _check_written(self, written: int, n: int) -> None:
+        if written < n:
+            raise SmbStatusError(NtStatus.DISK_FULL, "WRITE", self.name,
+                                 message=f"short write ({written} of {n} bytes)")
+
+    def _drain_writes(self) -> None:
+        """Wait for every WRITE in flight; raise the first failure."""
+        while self._writes:
+            self._complete_write()
+        self._raise_write_error()
+
+    def _raise_write_error(self) -> None:
+        error, self._write_error = self._write_error, None
+        if error is not None:
+            self._raise(error)
+
+    def flush(self) -> None:
+        """Wait until every write has reached the server (errors raise here)."""
+        if self.closed:
+            return
+        if self._lost is not None and self._lost_reported:
+            self._writes.clear()        # cancelled with the lost handle, already reported
+            self._write_bytes = 0
+            self._write_error = None
+            return
+        self._drain_writes()
 
     # -- position and size ---------------------------------------------------------
 
@@ -149,8 +526,8 @@ class SmbRawFile(io.RawIOBase):
         elif whence == io.SEEK_CUR:
             pos = self._pos + offset
         elif whence == io.SEEK_END:
-            self._tree.check_handle(self._handle)
-            self._size = self._tree.ops.query_info(self._handle).size
+            self._drain_writes()
+            self._size = self._call(self._ops.query_info).size
             pos = self._size + offset
         else:
             raise ValueError(f"invalid whence ({whence})")
@@ -168,43 +545,257 @@ class SmbRawFile(io.RawIOBase):
         size = self._pos if size is None else int(size)
         if size < 0:
             raise OSError(22, "negative size")
-        self._tree.check_handle(self._handle)
-        self._tree.ops.set_end_of_file(self._handle, size)
+        self._drain_writes()
+        self._drop_read_ahead()
+        self._written = True
+        self._call(lambda h: self._ops.set_end_of_file(h, size))
         self._size = size
         return size
 
     def fsync(self) -> None:
-        """SMB FLUSH: ask the server to commit the file to stable storage."""
+        """Wait for the writes, then SMB FLUSH: ask the server to commit the
+        file to stable storage."""
         self._checkClosed()
-        self._tree.check_handle(self._handle)
-        self._tree.ops.flush(self._handle)
+        self._drain_writes()
+        self._call(self._ops.flush)
 
     def stat(self):
         """A fresh StatResult of the open file (QUERY_INFO)."""
         self._checkClosed()
-        self._tree.check_handle(self._handle)
-        return self._tree.ops.query_info(self._handle).to_stat()
+        self._drain_writes()
+        return self._call(self._ops.query_info).to_stat()
 
     # -- lifetime -------------------------------------------------------------------
 
     def close(self) -> None:
+        """Flush (a failed write raises here), then CLOSE the handle.  With
+        writes in flight the CLOSE is sent right behind them (the server
+        completes a handle's writes before closing it): one round trip.
+        Not on SMB1: Samba 4.17's smbd crashes (close_file_smb, SIGSEGV) on
+        an SMB1 CLOSE that arrives while asynchronous writes on the handle
+        are pending."""
         with self._close_lock:
             if self.closed:
                 return
+            closing = None
             try:
-                super().close()
+                if self._writes and not _on_smbiod() and self._open_on_server() and \
+                        not self._tree.client.negotiated.dialect.is_smb1 and \
+                        all(task.state in _ON_THE_WIRE for _f, task, _n in self._writes):
+                    # Every write is on the wire already, so the CLOSE follows
+                    # them (a recovery cancels it: reissues are not ordered).
+                    self._closing = self._ops.close_task
+                    closing = self._start(self._closing)
+                super().close()            # calls flush(): waits for the writes
             finally:
-                self._tree._close_file(self)
+                self._drop_read_ahead()
+                self._writes.clear()
+                self._finish_close(closing)
+
+    def _open_on_server(self) -> bool:
+        return self._lost is None and not self._handle.closed and self._tree.connected
+
+    def _finish_close(self, closing) -> None:
+        handle = self._handle
+        try:
+            reply = None
+            if closing is not None:
+                task, future = closing
+                try:
+                    future.result(TEARDOWN_WAIT)     # a dead server: no longer than run_task
+                except FutureTimeout:
+                    future.cancel()
+                    raise SmbTimeoutError(f"CLOSE of {handle.path!r} unanswered") from None
+                except Exception:  # noqa: BLE001 - _result raises it as it should
+                    pass
+                try:
+                    reply = self._result(task, future)
+                except (SmbCancelledError, SmbConnectionError):
+                    # cancelled by a recovery (sent again below), or the
+                    # handle was lost meanwhile
+                    if not self._open_on_server():
+                        raise
+            if reply is None and self._open_on_server():
+                reply = self._run(self._ops.close_task)
+            if reply is not None:
+                self._ops.close_done(handle, reply)
+        except SmbTimeoutError as exc:
+            # A dead or frozen server: the handle is abandoned, like a
+            # cancelled request (the server drops it with the connection).
+            log.debug("smblayer: CLOSE of %r abandoned: %s", handle.path, exc)
+        except SmbStatusError as exc:
+            # A reconnect without a reclaim raced with this close: the server
+            # dropped the handle with the old connection, as close wanted.
+            if exc.status not in _STALE_HANDLE:
+                raise
+        except (SmbConnectionError, SmbCancelledError):
+            if self._lost is None:
+                raise                      # lost while closing: nothing was pending
+        finally:
+            self._closing = None
+            handle.closed = True
+            self._tree._forget_file(self)
 
     def _on_break(self) -> None:
-        """Before a break is acknowledged (smbiod): push the buffered writes."""
-        owner = self.owner
-        if owner is self or not self._writable:
+        """Before a break is acknowledged (smbiod): push the buffered
+        writes and wait for those in flight (a failure stays for the next
+        call)."""
+        if not self._writable:
             return
+        owner = self.owner
         try:
             owner.flush()
         except ValueError:
             pass                     # closed meanwhile: its close flushed it
         except Exception as exc:  # noqa: BLE001 - the ack must go out regardless
+            if self._write_error is None:
+                self._write_error = exc
             log.warning("smblayer: flushing %r before an oplock break failed: %s",
                         self.name, exc)
+
+    # -- recovery (reconnect handler thread) -------------------------------------------
+
+    def _recover(self, last_try: bool = True) -> bool:
+        """After a reconnect (sessions and trees are back): reclaim the
+        durable handle, or reopen the file when provably the same, or mark
+        it lost.  Requests waiting to be reissued are rebuilt or cancelled.
+
+        False (only when not ``last_try``): the server does not know the
+        durable handle yet; the old connection's smbd may still be
+        disconnecting it, so the caller retries a little later."""
+        handle = self._handle
+        if handle.closed or self._lost is not None:
+            return True
+        client = self._client
+        ops = self._ops
+        new: Optional[Handle] = None
+        reason = "the server keeps no durable handle for it"
+        how = "reclaimed"
+        if handle.durable and ops.durable_handles:
+            try:
+                new = ops.reclaim(handle)
+            except SmbStatusError as exc:
+                if not last_try and exc.status == NtStatus.OBJECT_NAME_NOT_FOUND:
+                    return False
+                reason = f"the server refused to reclaim its durable handle ({exc})"
+            except SmbError as exc:
+                reason = f"the server refused to reclaim its durable handle ({exc})"
+        if new is None:
+            how = "reopened"
+            try:
+                new = self._reopen()
+            except SmbError as exc:
+                reason = f"{reason}; reopening it failed ({exc})"
+            except _NotProvable as exc:
+                reason = f"{reason}; {exc}"
+        breaks = self._tree._breaks
+        if breaks is not None:
+            breaks.remove(handle)
+        with self._lock:
+            if new is not None:
+                handle.fid = new.fid
+                handle.oplock_level, handle.lease_state = new.oplock_level, new.lease_state
+                handle.lease_key = new.lease_key if new.lease_key is not None else \
+                    handle.lease_key
+                handle.durable = new.durable
+                handle.create_guid = new.create_guid or handle.create_guid
+                handle.generation = client.generation
+                # Rebuild the requests built before this point (those not
+                # sent yet too: _on_reissue sees only resends).
+                tasks = []
+                for task in self._tasks:
+                    if task.done:
+                        continue
+                    if task.context is self._closing:
+                        tasks.append(task)
+                    else:
+                        task.body = task.context(handle).body
+            else:
+                error = SmbConnectionError(
+                    f"{handle.path!r}: the open file did not survive the reconnect to "
+                    f"{client.host}:{client.port}: {reason}; its pending I/O is lost")
+                error.path = handle.path
+                self._lost = error
+                handle.closed = True           # gone on the server: close() is quiet
+                tasks = list(self._tasks)
+        if new is not None:
+            if breaks is not None and handle.oplock_level:
+                breaks.add(self._tree, handle)
+            log.info("smblayer: %r %s after the reconnect", handle.path, how)
+            for task in tasks:
+                # A CLOSE sent behind writes: the reissued writes are not
+                # ordered, so close() sends it again once they are answered.
+                task.cancel()
+            return True
+        log.warning("smblayer: %s", self._lost)
+        for task in tasks:
+            task.cancel()
+        return True
+
+    def _reopen(self) -> Handle:
+        """Open the path again, only if it is provably the file we had
+        open: same file id, size and last-write time, and nothing written
+        by us since we last knew them."""
+        handle = self._handle
+        known = handle.info
+        if self._written:
+            raise _NotProvable("it was written since it was opened, so its identity "
+                               "on the server cannot be proven")
+        if not known.file_index:
+            raise _NotProvable("its file id is unknown, so its identity cannot be proven")
+        ops = self._ops
+        new = ops.open(handle.path, access=handle.access, disposition=FILE_OPEN,
+                       create_options=handle.create_options, share_access=handle.share_access,
+                       oplock=handle.requested_oplock, lease_state=handle.requested_lease,
+                       durable=handle.durable)
+        try:
+            now = ops.query_info(new)
+            same = (now.file_index, now.size, now.last_write_time) == \
+                (known.file_index, known.size, known.last_write_time)
+        except BaseException:
+            _close_quietly(ops, new)
+            raise
+        if not same:
+            _close_quietly(ops, new)
+            raise _NotProvable("the file on the server is not the one we had open (its "
+                               "id, size or last-write time changed)")
+        return new
+
+
+class _NotProvable(Exception):
+    """Internal: a reopen by path would not provably open the same file."""
+
+
+def _close_quietly(ops, handle: Handle) -> None:
+    try:
+        ops.close(handle)
+    except SmbError as exc:
+        log.debug("smblayer: closing %r failed: %s", handle.path, exc)
+
+
+class _WriteBehindBuffer:
+    """Mixin for the io buffered classes over an SmbRawFile: ``flush`` also
+    waits for the write-behind (a failed WRITE raises there); ``close``
+    hands the buffer to the raw file and lets it send the CLOSE right
+    behind the writes (the raw close waits for them and raises a failure)."""
+
+    def flush(self) -> None:
+        super().flush()
+        self.raw.flush()
+
+    def close(self) -> None:
+        raw = self.raw
+        if raw.closed:
+            return
+        try:
+            super().flush()
+        finally:
+            raw.close()
+
+
+class BufferedWriter(_WriteBehindBuffer, io.BufferedWriter):
+    """io.BufferedWriter with write-behind semantics (see _WriteBehindBuffer)."""
+
+
+class BufferedRandom(_WriteBehindBuffer, io.BufferedRandom):
+    """io.BufferedRandom with write-behind semantics (see _WriteBehindBuffer)."""

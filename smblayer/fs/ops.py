@@ -176,7 +176,12 @@ class FsSize:
 @dataclass
 class Handle:
     """An open file: ``fid`` is opaque to the Tree (16 bytes on SMB2, an int
-    on SMB1)."""
+    on SMB1).
+
+    Durable handles: ``durable`` when the server granted one (then
+    ``create_guid`` on 3.x), ``persistent`` on a continuously available
+    share.  ``access``/``share_access``/``create_options`` and the oplock and
+    lease state asked for are what a reclaim or a reopen sends again."""
 
     fid: Any
     path: str
@@ -186,8 +191,16 @@ class Handle:
     lease_state: int = 0
     granted_access: int = 0
     closed: bool = False
-    file: Any = field(default=None, repr=False)
-    generation: int = 0          # the client connection generation it was opened on   # the SmbFile using it, for breaks
+    file: Any = field(default=None, repr=False)     # the SmbRawFile using it, for breaks
+    generation: int = 0          # the client connection generation it is valid on
+    durable: bool = False
+    persistent: bool = False
+    create_guid: Optional[bytes] = None
+    access: int = 0
+    share_access: int = FILE_SHARE_ALL
+    create_options: int = 0
+    requested_oplock: int = OPLOCK_NONE
+    requested_lease: int = 0
 
 
 class FileOps:
@@ -211,10 +224,29 @@ class FileOps:
     def open(self, path: str, *, access: int, disposition: int, create_options: int = 0,
              share_access: int = FILE_SHARE_ALL, oplock: int = OPLOCK_NONE,
              lease_key: Optional[bytes] = None, lease_state: int = 0,
-             attributes: int = 0) -> Handle:
+             attributes: int = 0, durable: bool = False) -> Handle:
+        """``durable``: ask a durable handle where the dialect has them."""
         raise NotImplementedError
 
     def close(self, handle: Handle) -> None:
+        raise NotImplementedError
+
+    def close_task(self, handle: Handle):
+        """The CLOSE request (to send behind the file's last writes)."""
+        raise NotImplementedError
+
+    def close_done(self, handle: Handle, reply) -> None:
+        """Its reply arrived: the handle is closed."""
+        raise NotImplementedError
+
+    @property
+    def durable_handles(self) -> bool:
+        """Whether this dialect has durable handles (``reclaim`` works)."""
+        return False
+
+    def reclaim(self, handle: Handle) -> Handle:
+        """After a reconnect: the durable ``handle`` reconnected, as a new
+        Handle (new fid) for the same open."""
         raise NotImplementedError
 
     # data

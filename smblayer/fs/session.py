@@ -33,7 +33,7 @@ import threading
 import time
 from typing import Dict, Optional
 
-from ..client import STAGE_SESSION, SmbClient
+from ..client import STAGE_HANDLE, STAGE_SESSION, SmbClient
 from ..config import Dialect
 from ..errors import SmbAuthError, SmbError, SmbNegotiateError, SmbProtocolError
 from ..proto import smb1, smb2
@@ -83,9 +83,11 @@ class _Smb2Auth:
 
     def setup_task(self, token: bytes, session_id: int) -> SmbTask:
         security_mode = 2 if self.s.require_signing else 1
+        # PreviousSessionId after a reconnect: the server drops the old
+        # session (and disconnects its durable opens for our reclaim).
         body = _SMB2_SETUP_REQUEST.pack(25, 0, security_mode, 0x1, 0,
                                         smb2.HEADER_SIZE + _SMB2_SETUP_REQUEST.size,
-                                        len(token), 0)
+                                        len(token), self.s.previous_session_id)
         return SmbTask(smb2.Command.SESSION_SETUP, (body, token), session_id=session_id)
 
     @staticmethod
@@ -109,7 +111,7 @@ class _Smb2Auth:
         if len(reply.body) < _SMB2_TREE_RESPONSE.size:
             raise SmbProtocolError("TREE_CONNECT response truncated")
         _size, share_type, _r, flags, caps, access = _SMB2_TREE_RESPONSE.unpack_from(reply.body)
-        return reply.header.tree_id, share_type, flags, access
+        return reply.header.tree_id, share_type, flags, access, caps
 
     def tree_disconnect_task(self, tree) -> SmbTask:
         return SmbTask(smb2.Command.TREE_DISCONNECT, (b"\x04\x00\x00\x00",), tree=tree,
@@ -332,14 +334,14 @@ class _Smb1Auth:
 
     @staticmethod
     def parse_tree_connect(reply: Reply):
-        """(tid, 0, share flags, 0): OptionalSupport's SMB_SHARE_IS_IN_DFS
+        """(tid, 0, share flags, 0, 0): OptionalSupport's SMB_SHARE_IS_IN_DFS
         becomes SMB2_SHAREFLAG_DFS, so a DFS share is known on SMB1 too."""
         try:
             words, _data = smb1.parse_params(reply.message)
         except ValueError:
             words = b""
         optional = struct.unpack_from("<H", words, 4)[0] if len(words) >= 6 else 0
-        return reply.header.tid, 0, (0x1 if optional & _SMB_SHARE_IS_IN_DFS else 0), 0
+        return reply.header.tid, 0, (0x1 if optional & _SMB_SHARE_IS_IN_DFS else 0), 0, 0
 
     def tree_disconnect_task(self, tree) -> SmbTask:
         words, data = smb1.pack_params(b"")
@@ -426,6 +428,7 @@ class Session:
         self.encrypt = bool(encrypt)
         self._require_signing_arg = require_signing
         self.session_id = 0
+        self.previous_session_id = 0    # sent in SESSION_SETUP after a reconnect
         self.signer = None
         self.cipher = None
         self.application_key = b""
@@ -442,6 +445,7 @@ class Session:
         self._protocol_used = self.auth_protocol
         self._setup()
         client.add_reconnect_handler(self._on_reconnect, stage=STAGE_SESSION)
+        client.add_reconnect_handler(self._reclaim_handles, stage=STAGE_HANDLE)
         client.add_exit_handler(self._at_exit)
 
     def __repr__(self) -> str:
@@ -654,12 +658,20 @@ class Session:
 
     # -- trees -----------------------------------------------------------------------
 
-    def tree_connect(self, share: str):
-        """Connect to ``share`` and return a :class:`~smblayer.fs.tree.Tree`."""
+    #: the Tree class ``tree_connect`` builds (a protocol package may
+    #: override it here or per call)
+    tree_class: Optional[type] = None
+
+    def tree_connect(self, share: str, tree_class: Optional[type] = None):
+        """Connect to ``share`` and return a :class:`~smblayer.fs.tree.Tree`
+        (or ``tree_class``, a Tree subclass, default ``self.tree_class``)."""
         from .tree import Tree
         if not share or "\\" in share or "/" in share:
             raise ValueError(f"bad share name {share!r}")
-        tree = Tree(self, share)
+        cls = tree_class or self.tree_class or Tree
+        if not (isinstance(cls, type) and issubclass(cls, Tree)):
+            raise TypeError("tree_class must be Tree or a subclass")
+        tree = cls(self, share)
         tree._connect()
         with self._trees_lock:
             self.trees[id(tree)] = tree
@@ -672,12 +684,13 @@ class Session:
         task.tree = tree
         task.replayable = False
         reply = self.client.run_task(task)
-        tree_id, _type, flags, access = self._ops.parse_tree_connect(reply)
+        tree_id, _type, flags, access, caps = self._ops.parse_tree_connect(reply)
         tree.tree_id = tree_id
         # Before anything else is sent on the tree: on a share that requires
         # encryption even VALIDATE_NEGOTIATE_INFO goes out encrypted
         # ([MS-SMB2] 3.2.4.1.8, 3.2.5.5).
         tree.encrypt = bool(flags & SHARE_FLAG_ENCRYPT_DATA)
+        tree.capabilities = caps            # e.g. continuous availability (persistent handles)
         dialect = self.client.negotiated.dialect
         if dialect in (Dialect.SMB3_0, Dialect.SMB3_0_2) and not self.negotiate_validated \
                 and self.signer is not None:
@@ -697,19 +710,43 @@ class Session:
     # -- lifetime ----------------------------------------------------------------------
 
     def _on_reconnect(self, client: SmbClient) -> None:
-        """Reconnect handler (connect worker, STAGE_SESSION): new session,
-        then reconnect the trees."""
+        """The client's reconnect handler (STAGE_SESSION, connect worker)."""
         if self._closed:
             return
+        self.on_reconnect(client)
+
+    def on_reconnect(self, client: SmbClient) -> None:
+        """Reconnect hook (public, overridable), run by the connect worker
+        after the client re-negotiated and before it is ACTIVE again.
+        Order: a new SESSION_SETUP, then each tree's ``Tree.on_reconnect()``
+        (TreeId, then the tree's open handles); then the other reconnect
+        handlers by stage, the client goes ACTIVE, waiting requests are
+        reissued (their ``on_reissue`` hooks run first) and the client's
+        active handlers are called.  An override calls
+        ``super().on_reconnect(client)`` first."""
         old = self.session_id
         client.unregister_session(old)
-        self._setup()
+        self.previous_session_id = old
+        try:
+            self._setup()
+        finally:
+            self.previous_session_id = 0
         log.info("smblayer: session re-established on %s:%s (0x%x -> 0x%x)",
                  client.host, client.port, old, self.session_id)
         with self._trees_lock:
             trees = list(self.trees.values())
         for tree in trees:
-            tree._reconnect()
+            tree.on_reconnect()
+
+    def _reclaim_handles(self, client: SmbClient) -> None:
+        """Reconnect handler (STAGE_HANDLE, after every session and tree):
+        reclaim the open files' durable handles (or reopen, or mark lost)."""
+        if self._closed:
+            return
+        with self._trees_lock:
+            trees = list(self.trees.values())
+        for tree in trees:
+            tree._recover_files()
 
     def _at_exit(self, client: SmbClient) -> None:
         """Interpreter exit: flush and close the open files, disconnect, log
@@ -729,6 +766,7 @@ class Session:
             return
         self._closed = True
         self.client.remove_reconnect_handler(self._on_reconnect)
+        self.client.remove_reconnect_handler(self._reclaim_handles)
         self.client.remove_exit_handler(self._at_exit)
         with self._trees_lock:
             trees = list(self.trees.values())

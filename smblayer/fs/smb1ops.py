@@ -235,11 +235,13 @@ class Smb1FileOps(FileOps):
     def open(self, path: str, *, access: int, disposition: int, create_options: int = 0,
              share_access: int = FILE_SHARE_ALL, oplock: int = OPLOCK_NONE,
              lease_key: Optional[bytes] = None, lease_state: int = 0,
-             attributes: int = 0) -> Handle:
+             attributes: int = 0, durable: bool = False) -> Handle:
+        # SMB1 has no durable handles: ``durable`` is ignored.
         if oplock == OPLOCK_LEASE:
             raise ValueError("leases need SMB 2.1 or later; SMB1 has oplocks only")
         if oplock not in _REQUEST_FLAGS:
             raise ValueError(f"unknown oplock level {oplock!r}")
+        generation = self.client.generation
         name = _utf16z(path)
         words = _NT_CREATE.pack(0xFF, 0, 0, 0, len(name), _REQUEST_FLAGS[oplock], 0,
                                 access, 0, attributes, share_access, disposition,
@@ -251,13 +253,21 @@ class Smb1FileOps(FileOps):
          _type, _pipe, _dir) = _unpack(_NT_CREATE_RESPONSE, words, "NT_CREATE_ANDX")
         info = FileInfo(_split(path)[1], eof, alloc, attrs, ctime, atime, mtime, chtime)
         return Handle(fid, path, info, oplock_level=_GRANTED.get(level, OPLOCK_NONE),
-                      granted_access=access)
+                      granted_access=access, access=access, share_access=share_access,
+                      create_options=create_options, requested_oplock=oplock,
+                      generation=generation)
 
     def close(self, handle: Handle) -> None:
         if handle.closed:
             return
         handle.closed = True
-        self._run(Command.CLOSE, _CLOSE.pack(handle.fid, 0xFFFFFFFF), path=handle.path)
+        self.client.run_task(self.close_task(handle))
+
+    def close_task(self, handle: Handle) -> SmbTask:
+        return self._task(Command.CLOSE, _CLOSE.pack(handle.fid, 0xFFFFFFFF), path=handle.path)
+
+    def close_done(self, handle: Handle, reply) -> None:
+        handle.closed = True
 
     # -- data -----------------------------------------------------------------
 

@@ -34,6 +34,13 @@ _CREATE_RESP = struct.Struct("<HBBIQQQQQQII16sII")
 _CONTEXT = struct.Struct("<IHHHHI")           # Next, NameOffset, NameLength, Reserved, DataOffset, DataLength
 _LEASE_V1 = struct.Struct("<16sIIQ")          # LeaseKey, LeaseState, LeaseFlags, LeaseDuration
 _LEASE_V2 = struct.Struct("<16sIIQ16sHH")     # ... ParentLeaseKey, Epoch, Reserved
+# Durable handles ([MS-SMB2] 2.2.13.2.3 - 2.2.13.2.12, 2.2.14.2.3 - 2.2.14.2.12)
+_DH2Q = struct.Struct("<II8s16s")             # Timeout, Flags, Reserved, CreateGuid
+_DH2Q_RESP = struct.Struct("<II")             # Timeout, Flags
+_DH2C = struct.Struct("<16s16sI")             # FileId, CreateGuid, Flags
+DH2_FLAG_PERSISTENT = 0x02
+SHARE_CAP_CONTINUOUS_AVAILABILITY = 0x10
+DURABLE_TIMEOUT_MS = 60000                    # what we ask for (Linux cifs' default)
 IMPERSONATION = 2
 # CLOSE (2.2.15, 2.2.16)
 _CLOSE = struct.Struct("<HHI16s")
@@ -119,6 +126,7 @@ class Smb2FileOps(FileOps):
         self._leasing = bool(n.capabilities & smb2.Capabilities.LEASING) and \
             n.dialect >= Dialect.SMB2_1
         self._lease_v2 = n.dialect >= Dialect.SMB3_0
+        self._durable_v2 = n.dialect >= Dialect.SMB3_0
         cap = None if self._multi_credit else 65536
         self._max_read = min(n.max_read_size, cap or n.max_read_size)
         self._max_write = min(n.max_write_size, cap or n.max_write_size)
@@ -146,32 +154,90 @@ class Smb2FileOps(FileOps):
     def open(self, path: str, *, access: int, disposition: int, create_options: int = 0,
              share_access: int = FILE_SHARE_ALL, oplock: int = OPLOCK_NONE,
              lease_key: Optional[bytes] = None, lease_state: int = 0,
-             attributes: int = 0) -> Handle:
+             attributes: int = 0, durable: bool = False) -> Handle:
+        create_guid = os.urandom(16) if durable and self.durable_handles else None
         task, oplock, lease_key = self._create_task(
             path, access=access, disposition=disposition, create_options=create_options,
             share_access=share_access, oplock=oplock, lease_key=lease_key,
-            lease_state=lease_state, attributes=attributes)
+            lease_state=lease_state, attributes=attributes, durable=create_guid)
+        generation = self.client.generation
         reply = self.client.run_task(task)
-        return self._parse_create(reply, path, oplock, lease_key)
+        handle = self._parse_create(reply, path, oplock, lease_key)
+        handle.generation = generation
+        handle.access, handle.share_access = access, share_access
+        handle.create_options = create_options
+        if handle.durable and self._durable_v2:
+            handle.create_guid = create_guid
+        return handle
+
+    @property
+    def durable_handles(self) -> bool:
+        """Whether the dialect has durable handles (2.x v1, 3.x v2)."""
+        return True
+
+    def _persistent_share(self) -> bool:
+        n = self.client.negotiated
+        return bool(n.capabilities & smb2.Capabilities.PERSISTENT_HANDLES) and \
+            bool(getattr(self.tree, "capabilities", 0) & SHARE_CAP_CONTINUOUS_AVAILABILITY)
+
+    def reclaim(self, handle: Handle) -> Handle:
+        """Reconnect the durable ``handle`` after a reconnect (DH2C with its
+        CreateGuid on 3.x, DHnC on 2.x): a new Handle for the same open, its
+        oplock or lease as the server grants it now."""
+        if not handle.durable:
+            raise ValueError(f"{handle.path!r} has no durable handle")
+        task, oplock, lease_key = self._create_task(
+            handle.path, access=handle.access, disposition=FILE_OPEN,
+            create_options=handle.create_options, share_access=handle.share_access,
+            oplock=handle.requested_oplock, lease_key=handle.lease_key,
+            lease_state=handle.requested_lease, reclaim=handle)
+        task.replayable = False
+        generation = self.client.generation
+        reply = self.client.run_task(task)
+        new = self._parse_create(reply, handle.path, oplock, lease_key)
+        new.generation = generation
+        new.durable = True      # a reconnected handle stays durable ([MS-SMB2] 3.3.5.9.7)
+        new.create_guid, new.persistent = handle.create_guid, handle.persistent
+        new.access, new.share_access = handle.access, handle.share_access
+        new.create_options = handle.create_options
+        return new
 
     def _create_task(self, path: str, *, access: int, disposition: int,
                      create_options: int = 0, share_access: int = FILE_SHARE_ALL,
                      oplock: int = OPLOCK_NONE, lease_key: Optional[bytes] = None,
-                     lease_state: int = 0, attributes: int = 0):
-        """(CREATE task, the oplock level asked, the lease key)."""
+                     lease_state: int = 0, attributes: int = 0,
+                     durable: Optional[bytes] = None, reclaim: Optional[Handle] = None):
+        """(CREATE task, the oplock level asked, the lease key).  ``durable``:
+        ask a durable handle with this CreateGuid; ``reclaim``: reconnect
+        that durable handle (DH2C/DHnC)."""
         if oplock == OPLOCK_LEASE and not self._leasing:
             log.debug("smblayer: server/dialect without leasing; asking a batch oplock")
             oplock = OPLOCK_BATCH
         name = _utf16(path)
-        contexts = b""
+        contexts = []
         if oplock == OPLOCK_LEASE:
             lease_key = lease_key or os.urandom(16)
             if self._lease_v2:
                 data = _LEASE_V2.pack(lease_key, lease_state, 0, 0, bytes(16), 0, 0)
             else:
                 data = _LEASE_V1.pack(lease_key, lease_state, 0, 0)
-            contexts = _CONTEXT.pack(0, _CONTEXT.size, 4, 0, _CONTEXT.size + 8,
-                                     len(data)) + b"RqLs\0\0\0\0" + data
+            contexts.append((b"RqLs", data))
+        if reclaim is not None:
+            if reclaim.create_guid is not None:
+                flags = DH2_FLAG_PERSISTENT if reclaim.persistent else 0
+                contexts.append((b"DH2C", _DH2C.pack(reclaim.fid, reclaim.create_guid,
+                                                     flags)))
+            else:
+                contexts.append((b"DHnC", reclaim.fid))
+        elif durable is not None:
+            if self._durable_v2:
+                flags = DH2_FLAG_PERSISTENT if self._persistent_share() else 0
+                contexts.append((b"DH2Q", _DH2Q.pack(DURABLE_TIMEOUT_MS, flags, bytes(8),
+                                                     durable)))
+            elif oplock in (OPLOCK_BATCH, OPLOCK_LEASE):
+                contexts.append((b"DHnQ", bytes(16)))
+            contexts.append((b"QFid", b""))     # the file id: proof of identity later
+        contexts = _pack_contexts(contexts)
         name_off = _BODY + _CREATE.size
         buffer = name or b"\0"
         ctx_off = 0
@@ -193,31 +259,27 @@ class Smb2FileOps(FileOps):
         info = FileInfo(path.rpartition("\\")[2], eof, alloc, attrs, ctime, atime, wtime,
                         chtime)
         handle = Handle(bytes(fid), path, info, level)
+        handle.requested_oplock = oplock
+        contexts = _parse_contexts(reply.message, ctx_off, ctx_len)
         if level == OPLOCK_LEASE:
-            granted = self._find_lease(reply.message, ctx_off, ctx_len)
-            if granted is not None:
-                handle.lease_key, handle.lease_state = granted
+            lease = contexts.get(b"RqLs")
+            if lease is not None and len(lease) >= _LEASE_V1.size:
+                key, state, _flags, _dur = _LEASE_V1.unpack_from(lease)
+                handle.lease_key, handle.lease_state = bytes(key), state
+                handle.requested_lease = state
             else:
                 handle.oplock_level = OPLOCK_NONE
+        dh2q = contexts.get(b"DH2Q")
+        if dh2q is not None and len(dh2q) >= _DH2Q_RESP.size:
+            timeout, flags = _DH2Q_RESP.unpack_from(dh2q)
+            handle.durable = True
+            handle.persistent = bool(flags & DH2_FLAG_PERSISTENT)
+        elif b"DHnQ" in contexts:
+            handle.durable = True
+        qfid = contexts.get(b"QFid")
+        if qfid is not None and len(qfid) >= 8:
+            info.file_index = _U64.unpack_from(qfid)[0]
         return handle
-
-    @staticmethod
-    def _find_lease(message, offset: int, length: int) -> Optional[Tuple[bytes, int]]:
-        """(LeaseKey, LeaseState) from the response's "RqLs" context, if any."""
-        end = offset + length
-        if not length or end > len(message):
-            return None
-        pos = offset
-        while pos + _CONTEXT.size <= end:
-            nxt, name_off, name_len, _r, data_off, data_len = _CONTEXT.unpack_from(message, pos)
-            if bytes(message[pos + name_off:pos + name_off + name_len]) == b"RqLs" and \
-                    data_len >= _LEASE_V1.size and pos + data_off + data_len <= end:
-                key, state, _flags, _dur = _LEASE_V1.unpack_from(message, pos + data_off)
-                return bytes(key), state
-            if not nxt:
-                return None
-            pos += nxt
-        return None
 
     def _close_late_create(self, reply: Reply) -> None:
         """A CREATE we stopped waiting for succeeded late: close the handle."""
@@ -230,8 +292,15 @@ class Smb2FileOps(FileOps):
         if handle.closed:
             return
         handle.closed = True
-        reply = self._run(Command.CLOSE, (_CLOSE.pack(24, CLOSE_FLAG_POSTQUERY_ATTRIB, 0,
+        self.close_done(handle, self.client.run_task(self.close_task(handle)))
+
+    def close_task(self, handle: Handle) -> SmbTask:
+        return self._task(Command.CLOSE, (_CLOSE.pack(24, CLOSE_FLAG_POSTQUERY_ATTRIB, 0,
                                                       handle.fid),), handle.path)
+
+    def close_done(self, handle: Handle, reply: Reply) -> None:
+        """The handle is closed; its FileInfo gets the final attributes."""
+        handle.closed = True
         _check_size(reply, _CLOSE_RESP, "CLOSE")
         (_s, flags, _r, ctime, atime, wtime, chtime, alloc, eof,
          attrs) = _CLOSE_RESP.unpack_from(reply.body)
@@ -478,6 +547,42 @@ class Smb2FileOps(FileOps):
         except SmbError:
             if not handle.closed:
                 raise
+
+
+def _pack_contexts(contexts) -> bytes:
+    """CREATE contexts ([MS-SMB2] 2.2.13.2): (name, data) pairs chained on
+    8-byte boundaries."""
+    out = []
+    for i, (name, data) in enumerate(contexts):
+        data_off = _CONTEXT.size + len(name) + _pad8(_CONTEXT.size + len(name))
+        size = data_off + len(data)
+        last = i == len(contexts) - 1
+        nxt = 0 if last else size + _pad8(size)
+        out.append(_CONTEXT.pack(nxt, _CONTEXT.size, len(name), 0,
+                                 data_off if data else 0, len(data)))
+        out.append(name + bytes(data_off - _CONTEXT.size - len(name)))
+        out.append(data)
+        if not last:
+            out.append(bytes(_pad8(size)))
+    return b"".join(out)
+
+
+def _parse_contexts(message, offset: int, length: int) -> dict:
+    """{name: data} of a CREATE response's contexts (out-of-bounds ones ignored)."""
+    found: dict = {}
+    end = offset + length
+    if not length or end > len(message):
+        return found
+    pos = offset
+    while pos + _CONTEXT.size <= end:
+        nxt, name_off, name_len, _r, data_off, data_len = _CONTEXT.unpack_from(message, pos)
+        if pos + name_off + name_len <= end and pos + data_off + data_len <= end:
+            name = bytes(message[pos + name_off:pos + name_off + name_len])
+            found[name] = memoryview(message)[pos + data_off:pos + data_off + data_len]
+        if not nxt:
+            break
+        pos += nxt
+    return found
 
 
 def _parse_dir_entries(message, pos: int, end: int) -> Iterator[FileInfo]:

@@ -1,16 +1,16 @@
 """Tree: a connected share, and the file API on it (see DESIGN.md).
 
 Everything here is dialect-neutral: the Tree normalises paths, parses open
-modes, wraps ``SmbRawFile`` in the io buffering classes, runs large reads
-and writes as pipelines of chunk requests, and handles oplock/lease breaks.
-The wire work is done by the ``FileOps`` chosen for the dialect
-(``ops_for``).
+modes and wraps ``SmbRawFile`` in the io buffering classes; the wire work
+is done by the ``FileOps`` chosen for the dialect (``ops_for``).  Each file
+object owns its I/O (pipelined reads with read-ahead, write-behind,
+recovery after a reconnect: see ``smblayer.fs.file``).
 
-Pipelining: a large read or write is split into ``io_read_size`` /
-``io_write_size`` chunks, up to ``max_in_flight`` of them are sent with
-``client.run_task_async`` and the replies are consumed in order.  On an
-smbiod thread (break callbacks) chunks go one at a time with ``run_task``:
-an smbiod worker must never wait for a Future that smbiod completes.
+Durable handles: ``open`` asks one where the dialect has them (v2 on 3.x,
+v1 on 2.x) unless the tree's ``durable`` is False or ``open(...,
+durable=False)``.  Samba grants one only with a batch oplock or a lease
+with handle caching, so a plain open asks a read/handle/write lease (a
+batch oplock where the dialect has no leases) itself.
 
 Breaks: the first open with an oplock attaches the tree to its client's
 ``_BreakRouter``, the client's one break handler (shared by every Tree on
@@ -23,7 +23,6 @@ needs a free smbiod worker to complete its Futures.
 """
 from __future__ import annotations
 
-import collections
 import concurrent.futures
 import contextlib
 import fnmatch
@@ -36,24 +35,30 @@ import shutil
 import threading
 import time
 import weakref
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from ..errors import (SmbConnectionError, SmbError, SmbStatusError, SmbTimeoutError,
-                      status_error)
+from ..errors import SmbConnectionError, SmbError, SmbStatusError, status_error
+from ..proto.commands import (FILE_NOTIFY_CHANGE_ALL, NO_FILE_ID, ioctl_request,
+                              parse_ioctl_response)
+from ..proto.smb2 import Command
 from ..proto.status import NtStatus
-from .file import SmbRawFile
-from .ops import (FILE_APPEND_DATA, FILE_CREATE, FILE_NON_DIRECTORY_FILE, FILE_OPEN,
-                  FILE_OPEN_IF, FILE_OVERWRITE_IF, FILE_READ_ATTRIBUTES, FILE_READ_DATA,
-                  FILE_WRITE_ATTRIBUTES, FILE_WRITE_DATA, LEASE_HANDLE, LEASE_READ, LEASE_WRITE,
-                  OPLOCK_BATCH, OPLOCK_BY_NAME, OPLOCK_EXCLUSIVE, OPLOCK_LEASE, OPLOCK_NONE,
-                  SYNCHRONIZE, FileInfo, FileOps, Handle, ns_to_filetime, ops_for)
+from ..task import SmbTask
+from .file import MAX_IN_FLIGHT, BufferedRandom, BufferedWriter, SmbRawFile
+from .ops import (FILE_APPEND_DATA, FILE_CREATE, FILE_DIRECTORY_FILE, FILE_NON_DIRECTORY_FILE,
+                  FILE_OPEN, FILE_OPEN_IF, FILE_OVERWRITE_IF, FILE_READ_ATTRIBUTES,
+                  FILE_READ_DATA, FILE_SHARE_ALL, FILE_WRITE_ATTRIBUTES, FILE_WRITE_DATA,
+                  LEASE_HANDLE, LEASE_READ, LEASE_WRITE, OPLOCK_BATCH, OPLOCK_BY_NAME,
+                  OPLOCK_EXCLUSIVE, OPLOCK_LEASE, OPLOCK_NONE, SYNCHRONIZE, FileInfo, FileOps,
+                  Handle, ns_to_filetime, ops_for)
+from .srvcopy import copy_file
+from .watch import Watch
 
 SHARE_FLAGS_DFS = 0x00000003     # SMB2_SHAREFLAG_DFS | SMB2_SHAREFLAG_DFS_ROOT
 
 log = logging.getLogger("smblayer")
 
 MAX_IO_CHUNK = 1 << 20          # chunk cap: more, smaller requests pipeline better
-MAX_IN_FLIGHT = 8
+_RECLAIM_RETRIES = (0, 0.1, 0.25, 0.5)   # pauses before reclaim rounds
 _BREAK_WAIT = 5.0               # how long a break waits for a CREATE being answered
 
 _DISPOSITION = {"r": FILE_OPEN, "w": FILE_OVERWRITE_IF, "a": FILE_OPEN_IF, "x": FILE_CREATE}
@@ -118,10 +123,6 @@ def _write_caching(handle: Handle) -> bool:
     return handle.oplock_level in (OPLOCK_EXCLUSIVE, OPLOCK_BATCH)
 
 
-def _on_smbiod() -> bool:
-    return threading.current_thread().name.startswith("smbiod-")
-
-
 class DirEntry:
     """One entry of ``Tree.scandir``, like ``os.DirEntry``."""
 
@@ -157,12 +158,15 @@ class DirEntry:
 class Tree:
     """A connected share.  Built by ``Session.tree_connect(share)``."""
 
+    #: READ/WRITE requests a file object keeps on the wire
     max_in_flight = MAX_IN_FLIGHT
 
-    def __init__(self, session, share: str):
+    def __init__(self, session, share: str, *, durable: bool = True):
         self.session = session
         self.client = session.client
         self.share = share
+        self.durable = durable          # open files ask durable handles
+        self.capabilities = 0           # share capabilities (TREE_CONNECT)
         self.tree_id = 0
         self.encrypt = False
         self.dfs = False
@@ -188,6 +192,13 @@ class Tree:
     def _reconnect(self) -> None:
         if self.connected:
             self._connect()
+
+    def on_reconnect(self) -> None:
+        """Reconnect hook (public, overridable): called by the session's
+        ``on_reconnect`` after its new SESSION_SETUP, before the client is
+        ACTIVE again.  The default connects the tree again (new TreeId);
+        an override calls ``super().on_reconnect()`` first."""
+        self._reconnect()
 
     def disconnect(self) -> None:
         if not self.connected:
@@ -247,7 +258,7 @@ class Tree:
     def open(self, path, mode: str = "rb", *, oplock: Optional[str] = None,
              on_break: Optional[Callable[[object, int], None]] = None, buffering: int = -1,
              encoding: Optional[str] = None, errors: Optional[str] = None,
-             newline: Optional[str] = None):
+             newline: Optional[str] = None, durable: Optional[bool] = None):
         """Open ``path`` like the builtin ``open`` ("rb", "wb", "ab", "xb",
         "r+b", "w+b", "a+b", "x+b"; text modes wrap io.TextIOWrapper).
 
@@ -256,6 +267,10 @@ class Tree:
         no leases).  Breaks are flushed and acknowledged automatically, then
         ``on_break(file, new_level)`` runs on smbiod (new_level: the oplock
         level, or the lease state for a lease).
+
+        ``durable`` (default: the tree's ``durable``): ask a durable handle
+        so the open file survives a reconnect; with ``oplock=None`` this
+        asks a lease (or batch oplock) too, which Samba requires.
         """
         readable, writable, append, binary, disposition = _parse_mode(mode)
         if binary and (encoding or errors or newline):
@@ -275,14 +290,19 @@ class Tree:
             access |= FILE_READ_DATA
         if writable:
             access |= FILE_WRITE_DATA | FILE_APPEND_DATA | FILE_WRITE_ATTRIBUTES
+        durable = self.durable if durable is None else bool(durable)
+        if durable and level == OPLOCK_NONE and self.ops.durable_handles:
+            level = OPLOCK_LEASE
         lease_state = LEASE_READ | LEASE_HANDLE | LEASE_WRITE if level == OPLOCK_LEASE else 0
         breaks = self._break_router() if level != OPLOCK_NONE else None
         generation = self.client.generation
         with breaks.opening() if breaks is not None else contextlib.nullcontext():
             handle = self.ops.open(path, access=access, disposition=disposition,
                                    create_options=FILE_NON_DIRECTORY_FILE, oplock=level,
-                                   lease_state=lease_state)
+                                   lease_state=lease_state, durable=durable)
             handle.generation = generation
+            if durable and not self.ops.durable_handles:
+                self._identify(handle)
             raw = SmbRawFile(self, handle, mode.replace("t", ""), readable=readable,
                              writable=writable, append=append, on_break=on_break)
             with self._lock:
@@ -296,6 +316,18 @@ class Tree:
             raw.close()
             raise
 
+    def _identify(self, handle: Handle) -> None:
+        """Learn the file id of a handle that can't be durable (SMB1): it
+        proves the file's identity if it must be reopened by path."""
+        try:
+            info = self.ops.query_info(handle)
+        except SmbError as exc:
+            log.debug("smblayer: no file id for %r: %s", handle.path, exc)
+            return
+        known = handle.info
+        known.file_index, known.size = info.file_index, info.size
+        known.last_write_time = info.last_write_time
+
     def _wrap(self, raw: SmbRawFile, buffering: int, readable: bool, writable: bool,
               binary: bool, encoding, errors, newline):
         if buffering == 0:
@@ -306,9 +338,9 @@ class Tree:
         else:
             size = buffering
         if readable and writable:
-            f = io.BufferedRandom(raw, size)
+            f = BufferedRandom(raw, size)
         elif writable:
-            f = io.BufferedWriter(raw, size)
+            f = BufferedWriter(raw, size)
         else:
             f = io.BufferedReader(raw, size)
         if not binary:
@@ -585,7 +617,7 @@ class Tree:
             except SmbStatusError as exc:
                 failures.append((item, exc))
 
-        if len(items) <= 1 or _on_smbiod():
+        if len(items) <= 1:
             for item in items:
                 run(item)
             return failures
@@ -655,148 +687,47 @@ class Tree:
         if not self.connected:
             raise ValueError(f"{self!r} is not connected")
 
-    # -- pipelined I/O (used by SmbRawFile) ---------------------------------------------------
-
-    def _pipeline(self, items: Iterable[Tuple[object, int]],
-                  consume: Callable[[object, int], None]) -> None:
-        """Send the (task, length) ``items`` with up to ``max_in_flight`` in
-        flight; ``consume(reply, length)`` runs for each, in order."""
-        client = self.client
-        if _on_smbiod():
-            for task, length in items:
-                consume(client.run_task(task), length)
-            return
-        pending: collections.deque = collections.deque()
-
-        def complete_oldest() -> None:
-            future, n = pending[0]
-            reply = future.result()
-            pending.popleft()
-            consume(reply, n)
-
-        try:
-            for task, length in items:
-                pending.append((client.run_task_async(task), length))
-                if len(pending) >= self.max_in_flight:
-                    complete_oldest()
-            while pending:
-                complete_oldest()
-        finally:
-            for future, _n in pending:      # only on an error or interrupt: give up the rest
-                future.cancel()
-
-    def _read_chunks(self, handle: Handle, offset: int, length: int,
-                     sink: Callable[[int, memoryview], None],
-                     into: Optional[memoryview] = None) -> int:
-        """READ [offset, offset+length) pipelined; ``sink(pos, data)`` gets
-        each chunk in order until the first short one (end of file).  With
-        ``into``, the data may be received straight into it."""
-        self.check_handle(handle)
-        ops, step = self.ops, self.io_read_size
-        state = [0, False]            # bytes delivered, end of file seen
-        placeable = into is not None and self._placement_ok()
-
-        def items():
-            for start in range(0, length, step):
-                if state[1]:
-                    return
-                n = min(step, length - start)
-                if placeable:
-                    yield ops.read_task(handle, offset + start, n,
-                                        into=into[start:start + n]), n
-                else:
-                    yield ops.read_task(handle, offset + start, n), n
-
-        def consume(reply, n: int) -> None:
-            if state[1]:
-                return
-            data = ops.parse_read(reply)
-            got = min(len(data), n)
-            if got:
-                sink(state[0], data[:got])
-                state[0] += got
-            if got < n:
-                state[1] = True
-
-        self._pipeline(items(), consume)
-        return state[0]
-
-    def _pread_into(self, handle: Handle, offset: int, view: memoryview) -> int:
-        view = view.cast("B") if view.format != "B" or view.ndim != 1 else view
-
-        def sink(pos: int, data: memoryview) -> None:
-            if data.obj is not view.obj:          # not received in place: copy
-                view[pos:pos + len(data)] = data
-        return self._read_chunks(handle, offset, len(view), sink, into=view)
-
     def _placement_ok(self) -> bool:
-        """Data can be received in place unless a signature must be checked
-        over the whole message first (encrypted replies are authenticated by
-        their decryption, which runs before the data counts as received)."""
+        """READ data can be received in place unless a signature must be
+        checked over the whole message first (encrypted replies are
+        authenticated by their decryption, which runs before the data counts
+        as received)."""
         session = self.session
         encrypted = session.cipher is not None and (session.encrypt or self.encrypt)
         return not self.client.dialect.is_smb1 and (encrypted or not session.signing)
 
-    def _pread_bytes(self, handle: Handle, offset: int, length: int) -> bytes:
-        chunks: List[memoryview] = []
-        self._read_chunks(handle, offset, length, lambda _pos, data: chunks.append(data))
-        return bytes(chunks[0]) if len(chunks) == 1 else b"".join(chunks)
-
-    def _pwrite(self, handle: Handle, offset: int, view: memoryview) -> int:
-        """WRITE ``view`` at ``offset`` pipelined; returns the bytes written
-        up to the first short write."""
-        self.check_handle(handle)
-        ops, step = self.ops, self.io_write_size
-        state = [0, False]
-
-        def items():
-            for start in range(0, len(view), step):
-                chunk = view[start:start + step]
-                yield ops.write_task(handle, offset + start, chunk), len(chunk)
-
-        def consume(reply, n: int) -> None:
-            written = ops.parse_write(reply)
-            if not state[1]:
-                state[0] += min(written, n)
-                state[1] = written < n
-
-        self._pipeline(items(), consume)
-        return state[0]
-
     # -- open files and breaks ---------------------------------------------------------------
 
-    def _close_file(self, raw: SmbRawFile) -> None:
-        """CLOSE the file's handle (SmbRawFile.close)."""
-        handle = raw.handle
+    def _forget_file(self, raw: SmbRawFile) -> None:
+        """The file is closed (SmbRawFile.close)."""
         with self._lock:
             self._files.pop(id(raw), None)
         if self._breaks is not None:
-            self._breaks.remove(handle)
-        if not self.connected or handle.closed or handle.generation != self.client.generation:
-            handle.closed = True        # a reconnect already closed it on the server
-            return
-        try:
-            self.ops.close(handle)
-        except SmbTimeoutError as exc:
-            # A dead or frozen server: the handle is abandoned, like a
-            # cancelled request (the server drops it with the connection).
-            handle.closed = True
-            log.debug("smblayer: CLOSE of %r abandoned: %s", handle.path, exc)
-        except SmbStatusError as exc:
-            # A reconnect raced with this close: the server dropped the
-            # handle with the old connection, which is what close wanted.
-            if exc.status not in (NtStatus.FILE_CLOSED, NtStatus.INVALID_HANDLE) or \
-                    handle.generation == self.client.generation:
-                raise
-            handle.closed = True
+            self._breaks.remove(raw.handle)
 
-    def check_handle(self, handle: Handle) -> None:
-        """Raise a clear error for a handle that did not survive a reconnect
-        (no durable handles): the server closed it with the old connection."""
-        if handle.generation != self.client.generation:
-            raise SmbConnectionError(
-                f"{handle.path!r}: the open file was lost when the connection to "
-                f"{self.client.host}:{self.client.port} was re-established; reopen it")
+    def _recover_files(self) -> None:
+        """Recovery, after the session and every tree are back: reclaim or
+        reopen each open file (see SmbRawFile._recover)."""
+        with self._lock:
+            files = list(self._files.values())
+        # A reclaim can overtake the old connection's smbd still
+        # disconnecting the durable opens (Samba answers "not found" until
+        # it has): those files are tried again after short, growing pauses
+        # (a remote state; nothing local to wait on), the last time for good.
+        for attempt, delay in enumerate(_RECLAIM_RETRIES):
+            if delay:
+                time.sleep(delay)
+            last_try = attempt == len(_RECLAIM_RETRIES) - 1
+            again = []
+            for raw in files:
+                try:
+                    if not raw._recover(last_try):
+                        again.append(raw)
+                except Exception:  # noqa: BLE001 - the other files still recover
+                    log.exception("smblayer: recovering %r failed", raw)
+            files = again
+            if not files:
+                return
 
     def _close_all_files(self) -> None:
         with self._lock:
@@ -835,6 +766,103 @@ class Tree:
                 callback(raw.owner, new_level)
             except Exception:  # noqa: BLE001
                 log.exception("smblayer: on_break callback %r failed", callback)
+
+    # -- extension API: raw handles, IOCTL, watch, server-side copy -------------------
+
+    def open_handle(self, path="", *, access: Optional[int] = None,
+                    disposition: int = FILE_OPEN, create_options: int = 0,
+                    share_access: int = FILE_SHARE_ALL, attributes: int = 0,
+                    directory: bool = False) -> Handle:
+        """Open ``path`` and return its raw :class:`~smblayer.fs.ops.Handle`
+        (``.fid`` is the FileId): a file, a directory (``directory=True``)
+        or a named pipe on IPC$.  ``access`` defaults to listing/reading.
+        Close it with :meth:`close_handle`; a reconnect invalidates it
+        (``check_handle`` raises SmbConnectionError)."""
+        self._check_connected()
+        if directory:
+            create_options = (create_options | FILE_DIRECTORY_FILE) & ~FILE_NON_DIRECTORY_FILE
+        if access is None:
+            access = FILE_READ_DATA | FILE_READ_ATTRIBUTES | SYNCHRONIZE
+        return self.ops.open(normpath(path), access=access, disposition=disposition,
+                             create_options=create_options, share_access=share_access,
+                             attributes=attributes)
+
+    def close_handle(self, handle: Handle) -> None:
+        """CLOSE a handle from :meth:`open_handle` (nothing is sent for a
+        handle a reconnect already closed)."""
+        if handle.closed:
+            return
+        if not self.connected or handle.generation != self.client.generation:
+            handle.closed = True
+            return
+        try:
+            self.ops.close(handle)
+        except SmbStatusError as exc:
+            if exc.status not in (NtStatus.FILE_CLOSED, NtStatus.INVALID_HANDLE):
+                raise
+        except SmbConnectionError:
+            handle.closed = True
+
+    def open_pipe(self, name: str):
+        """Open the named pipe ``name`` (e.g. "srvsvc") on an IPC$ tree as an
+        unbuffered binary file (``read``/``write``; ``ioctl`` takes it too)."""
+        return self.open(name, "r+b", buffering=0)
+
+    def ioctl_task(self, target, ctl_code: int, input: bytes = b"", *,
+                   max_output: int = 65536, fsctl: bool = True) -> SmbTask:
+        """The IOCTL request for ``target`` (a Handle, a file from ``open``
+        or ``open_pipe``, or None for FSCTLs without a handle) as an SmbTask
+        (run it with ``client.run_task``).  A task bound to a handle is not
+        resent after a reconnect: the handle died with the connection."""
+        if self.client.dialect.is_smb1:
+            raise ValueError("IOCTL needs SMB 2.0.2 or later")
+        handle = _handle_of(target)
+        fid = handle.fid if handle is not None else NO_FILE_ID
+        if handle is not None:
+            self.check_handle(handle)
+        body = ioctl_request(ctl_code, fid, input, max_output=max_output, fsctl=fsctl)
+        client = self.client
+        reissue = None if handle is None else (
+            lambda task: handle.generation == client.generation and not handle.closed)
+        return SmbTask(Command.IOCTL, body, security=self.session, tree=self,
+                       path=handle.path if handle is not None else None,
+                       on_reissue=reissue)
+
+    def ioctl(self, target, ctl_code: int, input: bytes = b"", *, max_output: int = 65536,
+              fsctl: bool = True) -> bytes:
+        """Send an IOCTL/FSCTL (SMB2+) and return its output buffer."""
+        self._check_connected()
+        task = self.ioctl_task(target, ctl_code, input, max_output=max_output, fsctl=fsctl)
+        return parse_ioctl_response(self.client.run_task(task)).output
+
+    def watch(self, path="", recursive: bool = False, *,
+              completion_filter: int = FILE_NOTIFY_CHANGE_ALL, buffer_size: int = 65536):
+        """Watch directory ``path`` for changes (CHANGE_NOTIFY, SMB2+):
+        returns a :class:`~smblayer.fs.watch.Watch`; iterate it for
+        ``WatchEvent(action, path)``, ``close()`` it when done.  The watch
+        survives reconnects and then reports a "rescan" event."""
+        return Watch(self, path, recursive=recursive, completion_filter=completion_filter,
+                     buffer_size=buffer_size)
+
+    def copy(self, src, dst, *, dst_tree: Optional["Tree"] = None) -> int:
+        """Copy file ``src`` to ``dst`` (on ``dst_tree``, default this tree)
+        on the server (FSCTL_SRV_COPYCHUNK_WRITE), falling back to read +
+        write through the client where the server or dialect cannot.
+        Returns the bytes copied."""
+        return copy_file(self, src, dst_tree if dst_tree is not None else self, dst)
+
+
+def _handle_of(target) -> Optional[Handle]:
+    """The Handle behind ``target``: a Handle, an SmbRawFile, a buffered or
+    text wrapper of one, or None."""
+    if target is None or isinstance(target, Handle):
+        return target
+    for attr in ("buffer", "raw"):
+        while hasattr(target, attr) and not isinstance(target, SmbRawFile):
+            target = getattr(target, attr)
+    if isinstance(target, SmbRawFile):
+        return target.handle
+    raise TypeError(f"not a handle or an SMB file: {type(target).__name__}")
 
 
 class _BreakRouter:

@@ -7,6 +7,7 @@ import enum
 class NtStatus(enum.IntEnum):
     SUCCESS = 0x00000000
     PENDING = 0x00000103
+    NOTIFY_CLEANUP = 0x0000010B
     NOTIFY_ENUM_DIR = 0x0000010C
     BUFFER_OVERFLOW = 0x80000005
     NO_MORE_FILES = 0x80000006
@@ -72,7 +73,6 @@ class NtStatus(enum.IntEnum):
     INVALID_NETWORK_RESPONSE = 0xC00000C3
     FILE_NOT_AVAILABLE = 0xC0000467
     # More names, so a message shows a name rather than a number ([MS-ERREF] 2.3.1).
-    NOTIFY_CLEANUP = 0x0000010B
     MORE_ENTRIES = 0x00000105
     NO_MORE_ENTRIES = 0x8000001A
     ACCESS_VIOLATION = 0xC0000005

@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 import os
 import struct
+import threading
 from typing import List, Optional, Sequence, Union
 
 from cryptography.exceptions import InvalidTag
@@ -86,7 +87,7 @@ class TransformCipher:
     """Encrypts client->server and decrypts server->client messages of one session."""
 
     __slots__ = ("cipher_id", "dialect", "_encryptor", "_decryptor", "_nonce_len",
-                 "_salt", "_counter", "_decryption_key")
+                 "_salt", "_counter", "_decryption_key", "_encryption_key", "_out")
 
     def __init__(self, cipher_id: int, encryption_key: bytes, decryption_key: bytes,
                  dialect: int) -> None:
@@ -101,6 +102,8 @@ class TransformCipher:
         self._encryptor = _aead(cipher_id, encryption_key)
         self._decryptor = _aead(cipher_id, decryption_key)
         self._decryption_key = decryption_key
+        self._encryption_key = bytes(encryption_key)
+        self._out = threading.local()       # per sending thread: a reusable output buffer
         self._nonce_len = _CIPHERS[cipher_id][1]
         self._salt = os.urandom(self._nonce_len - 8)
         self._counter = itertools.count()   # next() is atomic under the GIL
@@ -118,7 +121,33 @@ class TransformCipher:
         if counter >> 64:
             raise OverflowError("nonce counter exhausted; re-key the session")
         nonce = _U64.pack(counter) + self._salt
+        if self.cipher_id in (AES_128_GCM, AES_256_GCM):
+            return self._seal_gcm(nonce.ljust(16, b"\x00"), message_parts, session_id)
         return self._seal(nonce.ljust(16, b"\x00"), b"".join(message_parts), session_id)
+
+    def _seal_gcm(self, nonce_field: bytes, parts: Sequence[Buffer],
+                  session_id: int) -> List[Buffer]:
+        """GCM without joining the parts: each is encrypted straight into a
+        buffer reused by this thread (valid until its next encrypt, i.e. the
+        caller sends it before encrypting again)."""
+        size = sum(map(len, parts))
+        aad = _AAD.pack(nonce_field, size, 0, _ENCRYPTED, session_id)
+        encryptor = Cipher(algorithms.AES(self._encryption_key),
+                           modes.GCM(nonce_field[:self._nonce_len])).encryptor()
+        encryptor.authenticate_additional_data(aad)
+        out = getattr(self._out, "buffer", None)
+        if out is None or len(out) < size + 15:        # cryptography wants 15 bytes of slack
+            out = self._out.buffer = bytearray(size + 15)
+        view = memoryview(out)
+        pos = 0
+        for part in parts:
+            n = len(part)
+            if n:
+                pos += encryptor.update_into(part, view[pos:pos + n + 15])
+        pos += len(encryptor.finalize())
+        if pos != size:
+            raise RuntimeError(f"GCM produced {pos} of {size} bytes")
+        return [PROTOCOL_ID + encryptor.tag + aad, view[:size]]
 
     def _seal(self, nonce_field: bytes, plaintext: bytes, session_id: int) -> List[Buffer]:
         aad = _AAD.pack(nonce_field, len(plaintext), 0, _ENCRYPTED, session_id)

@@ -8,6 +8,8 @@ Fixtures:
 ``samba``          session-scoped :class:`SambaServer`, dialects NT1..SMB3_11
 ``samba_nt1``      session-scoped, SMB1 only (min = max = NT1)
 ``samba_smb3``     session-scoped, SMB3 only (SMB3_00..SMB3_11)
+``samba_durable``  session-scoped, NT1..SMB3_11, configured to grant durable
+                   handles (``samba.DURABLE_OPTIONS``)
 ``samba_ad_dc``    session-scoped :class:`~smblayer.testing.addc.SambaAdDc`, a
                    Samba AD domain controller (Kerberos KDC + smbd) with its
                    own krb5.conf and ticket cache (``dc.environ()``)
@@ -30,7 +32,7 @@ from typing import Callable, Iterator, List
 
 import pytest
 
-from smblayer.testing.samba import SambaServer, find_smbd
+from smblayer.testing.samba import DURABLE_OPTIONS, SambaServer, find_smbd
 
 _MISSING = ("Samba's smbd was not found on PATH or in /usr/sbin; install the "
             "'samba' package (Debian/Ubuntu: apt-get install samba smbclient) "
@@ -137,6 +139,13 @@ def samba_nt1() -> Iterator[SambaServer]:
 def samba_smb3() -> Iterator[SambaServer]:
     """Private smbd speaking SMB 3.0 .. 3.1.1 only."""
     yield from _session_server(min_protocol="SMB3", max_protocol="SMB3_11")
+
+
+@pytest.fixture(scope="session")
+def samba_durable() -> Iterator[SambaServer]:
+    """Private smbd (NT1..SMB3_11) that grants durable handles."""
+    yield from _session_server(min_protocol="NT1", max_protocol="SMB3_11",
+                               extra_global=DURABLE_OPTIONS)
 
 
 _DC_MISSING = ("a Samba AD DC and Kerberos are needed: apt-get install samba-ad-dc "

@@ -53,12 +53,31 @@ __all__ = [
     "find_smbpasswd",
     "find_smbclient",
     "DEFAULT_PASSWORD",
+    "DURABLE_OPTIONS",
     "tcp_connections",
     "socket_inodes",
     "local_ports_of",
 ]
 
 DEFAULT_PASSWORD = "smbl-Pass-123"
+
+# What Samba 4.17 needs to grant durable handles (``extra_global``): no kernel
+# share modes, oplocks or POSIX locks (the defaults of SambaServer already).
+# A durable open survives a network blip (the serving smbd disconnects it
+# when its socket dies) but not the death of that smbd process.
+# "aio write size = 0": Samba 4.17 records the file's mtime in the durable
+# cookie when it disconnects the open, while threaded (aio) WRITEs of the
+# dead connection may still land; the reclaim then finds a newer mtime and
+# is refused ("stat_ex.st_ex_mtime differs").  Synchronous writes close that
+# window, so a write-heavy reset is reclaimable.
+DURABLE_OPTIONS = {
+    "durable handles": "yes",
+    "kernel share modes": "no",
+    "kernel oplocks": "no",
+    "posix locking": "no",
+    "smb2 leases": "yes",
+    "aio write size": "0",
+}
 
 _SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
 _BIN_DIRS = ("/usr/bin", "/usr/local/bin", "/bin")

@@ -11,20 +11,9 @@ import uuid
 
 import pytest
 
+from _cli_helpers import cli_env, ok, run
+
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
-
-
-def run(args, samba=None, input: bytes = None, password: str = None, timeout: float = 90):
-    """``python -m smblayer ARGS`` with the server's credentials in the env."""
-    env = dict(os.environ)
-    env.pop("SMB_USER", None)
-    env.pop("SMB_PASSWORD", None)
-    if samba is not None:
-        env["SMB_USER"] = samba.username
-        env["SMB_PASSWORD"] = samba.password if password is None else password
-    return subprocess.run([sys.executable, "-m", "smblayer", *args], input=input,
-                          stdin=None if input is not None else subprocess.DEVNULL,
-                          capture_output=True, env=env, timeout=timeout)
 
 
 @pytest.fixture
@@ -33,11 +22,6 @@ def url(samba):
     name = f"cli-{uuid.uuid4().hex[:8]}"
     (samba.share_path("share") / name).mkdir()
     return f"//{samba.host}:{samba.port}/share/{name}"
-
-
-def ok(proc) -> bytes:
-    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
-    return proc.stdout
 
 
 def test_put_get_round_trip(samba, url, tmp_path):
@@ -177,13 +161,6 @@ def test_failed_get_keeps_existing_local_file(samba, url, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
 
 
-def _env(samba):
-    env = dict(os.environ)
-    env["SMB_USER"] = samba.username
-    env["SMB_PASSWORD"] = samba.password
-    return env
-
-
 def _wait_for(predicate, timeout: float = 30.0):
     """Wait (bounded) for something the subprocess does on the server."""
     deadline = time.monotonic() + timeout
@@ -199,7 +176,7 @@ def test_interrupted_put_leaves_destination_intact(samba, url):
     (folder / "good.bin").write_bytes(b"good data")
     proc = subprocess.Popen([sys.executable, "-m", "smblayer", "put", "-", f"{url}/good.bin"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=_env(samba))
+                            stderr=subprocess.PIPE, env=cli_env(samba))
     try:
         proc.stdin.write(os.urandom(40 * 1024 * 1024))     # more than one chunk
         proc.stdin.flush()

@@ -2,6 +2,9 @@
 -N, -k, --auth, --version; one prompt and one connection per server."""
 from __future__ import annotations
 
+import pathlib
+import shutil
+import tempfile
 import uuid
 
 import pytest
@@ -90,6 +93,31 @@ def test_no_pass_is_anonymous(samba, url):
     rc, terminal, _out = run_pty(["-N", "ls", url], cli_env())
     assert rc == 1, terminal
     assert b"Password" not in terminal
+
+
+@pytest.fixture
+def public_dir():
+    """A world-readable directory (the guest account must reach it)."""
+    public = pathlib.Path(tempfile.mkdtemp(prefix="smbl-public-"))
+    try:
+        public.chmod(0o755)
+        (public / "hello.txt").write_bytes(b"hi")
+        (public / "hello.txt").chmod(0o644)
+        yield public
+    finally:
+        shutil.rmtree(public, ignore_errors=True)
+
+
+def test_no_pass_where_guests_are_allowed(samba_factory, public_dir):
+    """-N reads a guest share: anonymously without -U, as a guest with an
+    unknown user (no password asked, none sent)."""
+    public = public_dir
+    server = samba_factory(extra_global={"map to guest": "Bad User", "restrict anonymous": "0"},
+                           extra_shares={"public": {"path": str(public), "guest ok": "yes",
+                                                    "read only": "yes"}})
+    url = f"//{server.host}:{server.port}/public/hello.txt"
+    assert ok(run(["-N", "cat", url], env=cli_env())) == b"hi"
+    assert ok(run(["-N", "-U", "no-such-user", "cat", url], env=cli_env())) == b"hi"
 
 
 def test_version():

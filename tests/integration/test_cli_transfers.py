@@ -15,7 +15,6 @@ import uuid
 import pytest
 
 from _cli_helpers import cli_env, ok, run, run_pty, screen_lines
-from smblayer import fs
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -99,8 +98,6 @@ def test_mtimes_are_kept_by_get(samba, remote, tmp_path):
     assert abs(os.stat(tmp_path / "d" / "x.txt").st_mtime - MTIME - 60) < 1
 
 
-@pytest.mark.xfail(not hasattr(fs.Tree, "utime"), strict=True,
-                   reason="setting remote times needs Tree.utime (osapi branch)")
 def test_mtimes_are_kept_by_put(samba, remote, tmp_path):
     url, folder = remote
     src = make_tree(tmp_path / "src", {"a.txt": b"a", "sub/b.txt": b"b"})

@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import os
+import threading
 import struct
 from pathlib import Path
 
@@ -415,3 +416,20 @@ def test_authenticator_domain_and_anonymous():
     for anonymous in (None, ""):
         with pytest.raises(ValueError, match="anonymous"):
             Authenticator(anonymous, "hunter2", "srv")
+
+
+@pytest.mark.parametrize("cipher_id", [AES_128_GCM, AES_256_GCM])
+def test_gcm_encrypts_parts_without_joining_into_a_per_thread_buffer(cipher_id):
+    client, server = _cipher_pair(cipher_id)
+    parts = [b"\xfeSMB" + bytes(60), memoryview(os.urandom(70_000)), b"", b"tail"]
+    header, ciphertext = client.encrypt(parts, 7)
+    first = bytes(header) + bytes(ciphertext)
+    assert server.decrypt(first) == b"".join(parts)
+    header2, ciphertext2 = client.encrypt([b"\xfeSMB" + bytes(60)], 7)
+    assert ciphertext2.obj is ciphertext.obj          # the thread's buffer, reused
+    assert server.decrypt(bytes(header2) + bytes(ciphertext2)) == b"\xfeSMB" + bytes(60)
+    other = []
+    t = threading.Thread(target=lambda: other.append(client.encrypt([b"x" * 10], 7)[1]))
+    t.start()
+    t.join()
+    assert other[0].obj is not ciphertext.obj         # another thread, another buffer

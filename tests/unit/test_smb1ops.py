@@ -26,6 +26,7 @@ class FakeClient:
         self.replies = []
         self.tasks = []
         self.oneway = []
+        self.generation = 1          # the connection generation handles record
 
     def run_task(self, task):
         self.tasks.append(task)
