@@ -46,9 +46,16 @@ class Sender:
         self._client = client
         self.lock = threading.Lock()
 
-    def transmit(self, conn, tasks: Sequence[SmbTask], related: bool, credits: int) -> None:
+    def transmit(self, conn, tasks: Sequence[SmbTask], related: bool, credits: int,
+                 fast: bool = False):
         """Put one request, or a compound of several, on ``conn``.  ``credits``
-        were taken for them; they go back if nothing is sent."""
+        were taken for them; they go back if nothing is sent.
+
+        ``fast`` (a synchronous caller): if nothing else is in flight, take
+        the demux's reader role before the request goes out and return the
+        demux (the caller reads its own reply and releases the role); taken
+        here, under the send lock, every later sender comes after it and
+        hands the role back to the demux (kick).  None otherwise."""
         client = self._client
         inflight = client._inflight
         wire = conn.wire
@@ -63,15 +70,22 @@ class Sender:
                 if cancelled:
                     client._credits.grant(credits, credits)
                     raise cancelled[0].error or SmbCancelledError("request cancelled")
+                reader = conn.demux if fast and not inflight.pending and \
+                    conn.demux is not None and conn.demux.take_reader_role() else None
                 smb1 = wire.is_smb1
                 for task in tasks:
                     mid = inflight.allocate(smb1, task.send_credits)
                     inflight.register(task, mid, conn.generation, now)
                     if not task.is_probe:
                         wake |= inflight.arm(task, client._liveness.deadline(task, now))
-            parts = self._build(conn, tasks, related)
-            size = sum(map(len, parts))
-            self._write(conn, parts, size)
+            try:
+                parts = self._build(conn, tasks, related)
+                size = sum(map(len, parts))
+                self._write(conn, parts, size)
+            except BaseException:
+                if reader is not None:
+                    reader.release_reader_role()
+                raise
             stats = client._stats
             for task in tasks:
                 counters = stats.command(wire, task.command)
@@ -84,8 +98,9 @@ class Sender:
         if demux is not None:
             if wake:
                 demux.wake()
-            if demux.fast_reader:
+            if demux.fast_reader and reader is None:
                 demux.kick()       # another request joined: the demux reads again
+        return reader
 
     def _build(self, conn, tasks: Sequence[SmbTask], related: bool) -> list:
         wire = conn.wire

@@ -287,14 +287,12 @@ class SmbClient:
         task._parking.acquire()
         try:
             while True:
-                reader = self._fast_reader(limit)
-                try:
-                    self._send(task, limit)
-                    if reader is not None and task.generation == reader.generation:
-                        reader.demux.read_for(task)
-                finally:
-                    if reader is not None:
-                        reader.demux.release_reader_role()
+                demux = self._send_all((task,), False, limit, fast=limit is None)
+                if demux is not None:          # the caller fast path: read our reply
+                    try:
+                        demux.read_for(task)
+                    finally:
+                        demux.release_reader_role()
                 if not self._park(task, limit):
                     raise SmbTimeoutError(f"{self.command_name(task.command)}: no reply "
                                           f"within {wait:g} s; abandoned")
@@ -311,15 +309,6 @@ class SmbClient:
             self._abandon(task, error)
             raise self._annotate(exc, task) if isinstance(exc, SmbError) else exc
         return self._finish(task)
-
-    def _fast_reader(self, limit: Optional[float]) -> Optional[_Connection]:
-        """The connection whose reader role this caller took (caller fast
-        path: nothing else in flight), or None."""
-        conn = self._conn
-        if limit is not None or conn is None or conn.demux is None or conn.lost or \
-                self._inflight.pending or self.state is not ClientState.ACTIVE:
-            return None
-        return conn if conn.demux.take_reader_role() else None
 
     def _is_teardown(self, task: SmbTask) -> bool:
         conn = self._conn
@@ -651,10 +640,13 @@ class SmbClient:
     def _send(self, task: SmbTask, limit: Optional[float] = None, park: bool = False) -> bool:
         """Wait until sendable, take credits and put ``task`` on the wire.
         False if it was parked in the waiting list (``park``)."""
-        return self._send_all((task,), False, limit, park)
+        return self._send_all((task,), False, limit, park) is not False
 
     def _send_all(self, tasks: Sequence[SmbTask], related: bool,
-                  limit: Optional[float] = None, park: bool = False) -> bool:
+                  limit: Optional[float] = None, park: bool = False, fast: bool = False):
+        """Send ``tasks`` (one, or a compound).  False if parked (``park``);
+        with ``fast`` the demux whose reader role the caller now holds (the
+        sender took it, see Sender.transmit), else None."""
         first = tasks[0]
         while True:
             conn = self._wait_sendable(first, limit, park)
@@ -666,8 +658,7 @@ class SmbClient:
             need = self._queue(conn, tasks)
             try:
                 self._take_credits(conn, tasks, need)
-                self._sender.transmit(conn, tasks, related, need)
-                return True
+                return self._sender.transmit(conn, tasks, related, need, fast)
             except Retry:
                 continue
 
@@ -688,8 +679,13 @@ class SmbClient:
         client is not ACTIVE."""
         try:
             self._send(task, park=True)
-        except BaseException as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001
             self._fail_task(task, exc)
+        except BaseException:
+            # Ctrl-C while the caller's own thread was sending: the request
+            # is cancelled and the interrupt reaches the caller.
+            self._abandon(task, SmbCancelledError("request interrupted"))
+            raise
 
     def _send_nowait(self, task: SmbTask) -> None:
         """Send ``task`` now or not at all (keepalive): no credit wait."""

@@ -237,6 +237,8 @@ def main() -> int:
         medians = {name: median(v) for name, v in rounds.items()}
 
         threads = bench_echo_threads(client, args.threads, args.duration)
+        sp_threads = bench_echo_threads(sp_conn, args.threads, args.duration) \
+            if sp_conn is not None else None     # smbprotocol's Connection.echo()
         async_ = bench_echo_async(client, 64, args.duration)
         time.sleep(1.0)
         busy_threads = sorted(t.name for t in threading.enumerate()
@@ -271,6 +273,11 @@ def main() -> int:
     print(f"{threads['threads']} threads on one smblayer client: {threads['ops_per_s']:,.0f} "
           f"echoes/s over {args.duration:.0f} s (target >= 10,000: "
           f"{'met' if threads['ops_per_s'] >= 10000 else 'NOT met'})")
+    if sp_threads is not None:
+        ratio = threads["ops_per_s"] / sp_threads["ops_per_s"]
+        print(f"{sp_threads['threads']} threads on one smbprotocol connection: "
+              f"{sp_threads['ops_per_s']:,.0f} echoes/s; smblayer / smbprotocol = {ratio:.1f}x "
+              f"(target >= 10x: {'met' if ratio >= 10 else 'NOT met'})")
     print(f"echo_async, 64 in flight:           {async_['ops_per_s']:,.0f} echoes/s")
     print(f"threads of the busy client after 1 s idle: {len(busy_threads)} "
           f"({', '.join(busy_threads)})")
@@ -282,7 +289,8 @@ def main() -> int:
                           "ratio_smblayer_raw": ratio_raw,
                           "ratio_smblayer_raw_best": ratio_raw_best,
                           "cpu_us_per_echo": cpu,
-                          "threads": threads, "async": async_, "idle": idle,
+                          "threads": threads, "smbprotocol_threads": sp_threads,
+                          "async": async_, "idle": idle,
                           "busy_client_threads_after_idle": busy_threads}, indent=2))
     return 0
 

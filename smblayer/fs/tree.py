@@ -729,6 +729,15 @@ class Tree:
             if not files:
                 return
 
+    def check_handle(self, handle: Handle) -> None:
+        """Raise a clear error for a raw handle (``open_handle``) that did
+        not survive a reconnect: the server closed it with the old
+        connection.  (File objects reclaim their durable handles.)"""
+        if handle.generation != self.client.generation:
+            raise SmbConnectionError(
+                f"{handle.path!r}: the open handle was lost when the connection to "
+                f"{self.client.host}:{self.client.port} was re-established; reopen it")
+
     def _close_all_files(self) -> None:
         with self._lock:
             files = list(self._files.values())
