@@ -53,6 +53,8 @@ from .ops import (FILE_APPEND_DATA, FILE_CREATE, FILE_DIRECTORY_FILE, FILE_NON_D
 from .srvcopy import copy_file
 from .watch import Watch
 
+SHARE_FLAGS_DFS = 0x00000003     # SMB2_SHAREFLAG_DFS | SMB2_SHAREFLAG_DFS_ROOT
+
 log = logging.getLogger("smblayer")
 
 MAX_IO_CHUNK = 1 << 20          # chunk cap: more, smaller requests pipeline better
@@ -167,6 +169,7 @@ class Tree:
         self.capabilities = 0           # share capabilities (TREE_CONNECT)
         self.tree_id = 0
         self.encrypt = False
+        self.dfs = False
         self.maximal_access = 0
         self.connected = False
         self.ops: Optional[FileOps] = None
@@ -179,8 +182,9 @@ class Tree:
         return f"<Tree \\\\{self.client.host}\\{self.share} id={self.tree_id}>"
 
     def _connect(self) -> None:
-        tree_id, _flags, access = self.session._tree_connect_raw(self)
+        tree_id, flags, access = self.session._tree_connect_raw(self)
         self.tree_id = tree_id          # (encrypt is set by the session, before validation)
+        self.dfs = bool(flags & SHARE_FLAGS_DFS)     # a DFS share (fs.dfs follows its links)
         self.maximal_access = access
         self.connected = True
         self.ops = ops_for(self)
