@@ -296,11 +296,7 @@ class SMBFileSystem(AbstractFileSystem):
             return
         with tree1.open(rel1, "rb", buffering=0) as src, \
                 tree2.open(rel2, "wb", buffering=0) as dst:
-            step = tree1.io_read_size * tree1.max_in_flight
-            while True:
-                data = src.read(step)
-                if not data:
-                    break
+            for data in tree1.read_chunks(src):
                 dst.write(data)
 
     def mv(self, path1, path2, recursive: bool = False, maxdepth: Optional[int] = None,
@@ -421,11 +417,7 @@ class SMBFileSystem(AbstractFileSystem):
             callback.set_size(src.handle.info.size)
             out = outfile if outfile is not None else open(lpath, "wb")
             try:
-                step = tree.io_read_size * tree.max_in_flight
-                while True:
-                    data = src.read(step)
-                    if not data:
-                        break
+                for data in tree.read_chunks(src):
                     out.write(data)
                     callback.relative_update(len(data))
             finally:

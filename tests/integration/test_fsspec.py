@@ -211,8 +211,11 @@ def test_put_get_rm_mkdir_mv_cp(work, tmp_path):
     fs.get(f"{base}/up", str(tmp_path / "down"), recursive=True)
     for rel in ("a.bin", "d/b.txt", "d/e/c.txt"):
         assert (tmp_path / "down" / rel).read_bytes() == (src / rel).read_bytes()
+    client = fs._tree("share").client
+    reads = client.stats()["READ"]["ops"]
     fs.get_file(f"{base}/up/d/b.txt", str(tmp_path / "one"))
     assert (tmp_path / "one").read_bytes() == b"b"
+    assert client.stats()["READ"]["ops"] - reads == 1      # no READs past the end
 
     fs.mkdir(f"{base}/m1/m2")                      # create_parents by default
     assert (local / "m1" / "m2").is_dir()
