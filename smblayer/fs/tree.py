@@ -634,18 +634,32 @@ class Tree:
         src_p, dst_p = outpath(src), outpath(dst)
         if src_p.lower() == dst_p.lower():
             raise shutil.SameFileError(f"{src_p!r} and {dst_p!r} are the same file")
-        step = self.io_read_size
         with self.open(src_p, "rb", buffering=0) as fin:
-            data = fin.read(step)
-            if len(data) < step:             # a short read is the end: all of it
-                self.write_bytes(dst_p, data)
+            if fin.handle.info.size <= self.io_write_size:
+                # one compound CREATE + WRITE + CLOSE where the dialect has them
+                self.write_bytes(dst_p, b"".join(self.read_chunks(fin)))
                 return dst_p
             with self.open(dst_p, "wb", buffering=0) as fout:
-                step *= self.max_in_flight
-                while data:
+                for data in self.read_chunks(fin):
                     fout.write(data)
-                    data = fin.read(step)
         return dst_p
+
+    def read_chunks(self, f) -> Iterator[bytes]:
+        """The rest of the unbuffered file ``f`` (``open(..., buffering=0)``)
+        in steps of up to ``max_in_flight`` pipelined READs.  The steps are
+        sized by the file's size at open, so the end of the file is seen
+        without READs past it (a file that grew meanwhile is read on to its
+        new end)."""
+        step = self.io_read_size * self.max_in_flight
+        want = f.handle.info.size - f.tell() + 1        # +1: see the end in the same step
+        while True:
+            n = min(step, want) if want > 0 else step
+            data = f.read(n)
+            if data:
+                yield data
+            if len(data) < n:
+                return
+            want -= len(data)
 
     def copytree(self, src, dst, dirs_exist_ok: bool = False,
                  preserve_times: bool = True) -> str:
