@@ -21,6 +21,7 @@ session layer to authenticate again with raw NTLMSSP (see fs.session).
 """
 from __future__ import annotations
 
+import ipaddress
 import struct
 from typing import Optional, Tuple
 
@@ -32,6 +33,14 @@ __all__ = ["AUTH_PROTOCOLS", "Authenticator", "AnonymousAuthenticator", "Authent
 
 #: the values of ``auth_protocol`` (fs.connect, fs.Session)
 AUTH_PROTOCOLS = ("negotiate", "kerberos", "ntlm")
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def check_auth_protocol(protocol: str) -> str:
@@ -168,10 +177,16 @@ class Authenticator:
                 NtStatus.LOGON_FAILURE, "unavailable",
                 "Kerberos is not available: install smblayer[kerberos] (pyspnego's gssapi "
                 "and krb5 modules, built against libkrb5-dev)")
+        options = 0
+        if protocol == "negotiate" and password is not None and _is_ip_literal(hostname):
+            # As Windows does: a server named by its IP address gets NTLM (a
+            # service ticket needs a host name).  Trying Kerberos here costs a
+            # KDC lookup that stalls for seconds where none is configured.
+            options = spnego.NegotiateOptions.use_ntlm
         try:
             # Kerberos alone is a raw krb5 GSS token: no SPNEGO, no NTLM fallback.
             self._ctx = spnego.client(username, password, hostname=hostname, service="cifs",
-                                      protocol=protocol)
+                                      protocol=protocol, options=options)
         except Exception as exc:  # noqa: BLE001 - pyspnego/gssapi raise many types
             if protocol != "kerberos":
                 raise          # the session says why (e.g. no password, no ticket)
