@@ -631,9 +631,22 @@ def _stdout() -> BinaryIO:
 # commands
 
 
+def _credentials_given(args) -> bool:
+    """Whether the command line or the environment names credentials (no
+    prompt needed to find out)."""
+    return bool(args.user or args.auth_file or args.no_pass or args.kerberos or
+                args.password is not None or os.environ.get("SMB_USER"))
+
+
 def cmd_echo(args) -> int:
+    """ECHO round trips.  With credentials the echoes go inside a session
+    (signed with its key), as smbclient's: some servers refuse an ECHO with
+    SessionId 0."""
     url = parse_url(args.url, need_share=False)
-    with get_client(url.host, url.port, **_client_options(args)) as client:
+    with Connections(args) as connections:
+        client = connections.client(url)
+        if _credentials_given(args):
+            connections.session(url)
         times = []
         for i in range(args.count):
             if i:
