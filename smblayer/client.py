@@ -45,7 +45,6 @@ callbacks run only after every lock is released, on smbiod.
 """
 from __future__ import annotations
 
-import enum
 import logging
 import os
 import socket
@@ -72,6 +71,7 @@ from .proto.negotiate import NegotiateResult
 from .proto.status import NtStatus, is_error
 from .registry import _registry as _REGISTRY
 from .stats import ClientStats, command_name
+from ._states import CLIENT_TRANSITIONS, ClientState
 from .task import (IllegalTransition, Reply, SmbTask, TaskState,
                    can_move, move)
 
@@ -85,23 +85,6 @@ CLOSE_WAIT = 2.0             # how long close() waits for threads to stop
 TEARDOWN_WAIT = 2.0          # the longest a CLOSE / TREE_DISCONNECT / LOGOFF waits
 EXIT_WAIT = 3.0              # interpreter exit: time for the exit handlers in all
 
-
-class ClientState(enum.Enum):
-    CONNECTING = "connecting"
-    ACTIVE = "active"
-    RECONNECTING = "reconnecting"
-    CLOSED = "closed"
-
-
-_C = ClientState
-#: state -> the states the client may move to from there
-CLIENT_TRANSITIONS = {
-    _C.CONNECTING: frozenset({_C.ACTIVE, _C.CLOSED}),
-    _C.ACTIVE: frozenset({_C.RECONNECTING, _C.CLOSED}),
-    _C.RECONNECTING: frozenset({_C.ACTIVE, _C.CLOSED}),
-    _C.CLOSED: frozenset(),
-}
-del _C
 
 # Reconnect handler stages, run in this order (DESIGN.md "Threads").
 STAGE_SESSION = 10
@@ -875,7 +858,10 @@ class SmbClient:
         if task.future is not None:
             if task.state is TaskState.REISSUE:
                 return        # it waits in the list; the connect worker resends it
-            self._iod.call_soon(self._settle_future, task)
+            try:
+                self._iod.call_soon(self._settle_future, task)
+            except RuntimeError:          # smbiod is shut down: the client closed
+                self._settle_future(task)
         else:
             parking = task._parking
             if parking is not None and parking.locked():
