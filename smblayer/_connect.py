@@ -30,6 +30,7 @@ import threading
 import time
 from typing import Optional
 
+from ._states import ClientState
 from .errors import (SmbConnectionError, SmbError, SmbNegotiateError, SmbTimeoutError,
                      SmbNegotiateRefusedError, SmbProtocolError)
 from .proto import smb2
@@ -169,7 +170,6 @@ class ConnectWorker:
     def _connect_loop(self, first: bool) -> None:
         """Connect (or reconnect) until ACTIVE, closed, or given up."""
         client = self._client
-        state = client.state.__class__
         policy = client.reconnect
         delays = iter(policy.delays())
         # A connection that died before answering anything does not reset the
@@ -177,13 +177,13 @@ class ConnectWorker:
         attempt = 0 if client._last_conn_useful else 1
         failures = 0
         while True:
-            if client.state is state.CLOSED:
+            if client.state is ClientState.CLOSED:
                 return
             conn_now = client._conn
             if conn_now is not None and conn_now.lost:
                 self._take_down(conn_now)
             if not first and conn_now is not None and not conn_now.lost and \
-                    client.state is state.ACTIVE:
+                    client.state is ClientState.ACTIVE:
                 return
             if failures and policy.max_attempts is not None and failures >= policy.max_attempts:
                 self._give_up(SmbConnectionError(
@@ -192,8 +192,8 @@ class ConnectWorker:
                 return
             if attempt:
                 delay = next(delays, policy.max_delay)
-                client.wait_for_state(state.CLOSED, delay)
-                if client.state is state.CLOSED:
+                client.wait_for_state(ClientState.CLOSED, delay)
+                if client.state is ClientState.CLOSED:
                     return
             client._expire_waiting()
             attempt += 1
@@ -247,7 +247,7 @@ class ConnectWorker:
             if not self._recover(conn):
                 return False
         if not client._go_active(conn):
-            return client.state.value == "closed"
+            return client.state is ClientState.CLOSED
         return True
 
     def _recover(self, conn) -> bool:
@@ -260,7 +260,7 @@ class ConnectWorker:
                     fn(client)
                 except Exception as exc:  # noqa: BLE001
                     log.warning("smblayer: reconnect handler %r failed: %s", fn, exc)
-                if conn.lost or client.state.value == "closed":
+                if conn.lost or client.state is ClientState.CLOSED:
                     return False
         finally:
             self.ident = None

@@ -32,6 +32,7 @@ import logging
 import time
 from typing import List, Optional
 
+from ._states import ClientState
 from .errors import SmbError, SmbTimeoutError
 from .task import SmbTask, TaskState, move
 
@@ -127,7 +128,7 @@ class Liveness:
     def keepalive(self) -> None:
         """Send one ECHO on an idle connection (smbiod); its timer does the rest."""
         client = self._client
-        if client.state.value != "active":
+        if client.state is not ClientState.ACTIVE:
             return
         try:
             task = client._echo_task()
@@ -149,7 +150,7 @@ class Liveness:
         unanswered_since: Optional[float] = None
         probe: Optional[SmbTask] = None
         try:
-            while client.state.value != "closed":
+            while client.state is not ClientState.CLOSED:
                 overdue = self._overdue()
                 if not overdue:
                     return
@@ -177,7 +178,7 @@ class Liveness:
             inflight = client._inflight
             with inflight.lock:
                 self._probing = False
-            if self._overdue() and client.state.value != "closed":
+            if self._overdue() and client.state is not ClientState.CLOSED:
                 with inflight.lock:
                     restart = not self._probing
                     self._probing = True
@@ -188,7 +189,7 @@ class Liveness:
         client = self._client
         if probe is None:
             # Nothing could be sent: wait one interval (close() cuts it short).
-            client.wait_for_state(client.state.__class__.CLOSED, interval)
+            client.wait_for_state(ClientState.CLOSED, interval)
             return False
         if probe._parking.acquire(timeout=interval):
             return probe.state is TaskState.DONE

@@ -328,7 +328,10 @@ class Connections:
         if key not in self._trees:
             session = self.session(url)
             try:
-                self._trees[key] = session.tree_connect(url.share)
+                tree = session.tree_connect(url.share)
+                if tree.dfs:           # a DFS namespace: follow its links
+                    tree = fs.DfsTree(tree, self._dfs_target)
+                self._trees[key] = tree
             except PermissionError as exc:
                 dialect = session.client.dialect
                 if dialect < Dialect.SMB3_0 and not getattr(exc, "hint", None):
@@ -336,6 +339,11 @@ class Connections:
                                 f"later (this connection uses {dialect.name})")
                 raise
         return self._trees[key]
+
+    def _dfs_target(self, address: str, port: int, share: str, _server_name: str):
+        """A DFS link's target share, on this command's connections."""
+        tree = self.tree(SmbUrl(address, port, share, ""))
+        return tree._root if isinstance(tree, fs.DfsTree) else tree
 
     def close(self) -> None:
         for tree in self._trees.values():
@@ -623,9 +631,22 @@ def _stdout() -> BinaryIO:
 # commands
 
 
+def _credentials_given(args) -> bool:
+    """Whether the command line or the environment names credentials (no
+    prompt needed to find out)."""
+    return bool(args.user or args.auth_file or args.no_pass or args.kerberos or
+                args.password is not None or os.environ.get("SMB_USER"))
+
+
 def cmd_echo(args) -> int:
+    """ECHO round trips.  With credentials the echoes go inside a session
+    (signed with its key), as smbclient's: some servers refuse an ECHO with
+    SessionId 0."""
     url = parse_url(args.url, need_share=False)
-    with get_client(url.host, url.port, **_client_options(args)) as client:
+    with Connections(args) as connections:
+        client = connections.client(url)
+        if _credentials_given(args):
+            connections.session(url)
         times = []
         for i in range(args.count):
             if i:

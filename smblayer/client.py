@@ -45,7 +45,6 @@ callbacks run only after every lock is released, on smbiod.
 """
 from __future__ import annotations
 
-import enum
 import logging
 import os
 import socket
@@ -69,9 +68,10 @@ from .iod import SmbIod
 from .proto import smb1, smb2
 from .proto.framing import MAX_FRAME
 from .proto.negotiate import NegotiateResult
-from .proto.status import is_error
+from .proto.status import NtStatus, is_error
 from .registry import _registry as _REGISTRY
 from .stats import ClientStats, command_name
+from ._states import CLIENT_TRANSITIONS, ClientState
 from .task import (IllegalTransition, Reply, SmbTask, TaskState,
                    can_move, move)
 
@@ -85,23 +85,6 @@ CLOSE_WAIT = 2.0             # how long close() waits for threads to stop
 TEARDOWN_WAIT = 2.0          # the longest a CLOSE / TREE_DISCONNECT / LOGOFF waits
 EXIT_WAIT = 3.0              # interpreter exit: time for the exit handlers in all
 
-
-class ClientState(enum.Enum):
-    CONNECTING = "connecting"
-    ACTIVE = "active"
-    RECONNECTING = "reconnecting"
-    CLOSED = "closed"
-
-
-_C = ClientState
-#: state -> the states the client may move to from there
-CLIENT_TRANSITIONS = {
-    _C.CONNECTING: frozenset({_C.ACTIVE, _C.CLOSED}),
-    _C.ACTIVE: frozenset({_C.RECONNECTING, _C.CLOSED}),
-    _C.RECONNECTING: frozenset({_C.ACTIVE, _C.CLOSED}),
-    _C.CLOSED: frozenset(),
-}
-del _C
 
 # Reconnect handler stages, run in this order (DESIGN.md "Threads").
 STAGE_SESSION = 10
@@ -296,7 +279,7 @@ class SmbClient:
                 if not self._park(task, limit):
                     raise SmbTimeoutError(f"{self.command_name(task.command)}: no reply "
                                           f"within {wait:g} s; abandoned")
-                if task.state is not TaskState.REISSUE:
+                if task.state is not TaskState.REISSUE and not self._renewed((task,)):
                     break
         except BaseException as exc:
             # Ctrl-C, a bounded wait ran out, or an error while waiting: stop
@@ -769,7 +752,8 @@ class SmbClient:
                 self._send_all(tasks, related)
                 for task in tasks:
                     task._parking.acquire()
-                if not any(t.state is TaskState.REISSUE for t in tasks):
+                if not any(t.state is TaskState.REISSUE for t in tasks) and \
+                        not self._renewed(tasks):
                     break
                 # A compound is one unit: resend the whole chain, the
                 # elements that did complete too.
@@ -818,12 +802,35 @@ class SmbClient:
                                               task.path), task)
         return reply
 
+    def _renewed(self, tasks: Sequence[SmbTask]) -> bool:
+        """A reply says STATUS_NETWORK_SESSION_EXPIRED: the task's session
+        re-authenticates in place (``security.renew(task)``, blocking; raises
+        SmbAuthError if it cannot).  True if it did and the request (the
+        whole compound) must be sent again."""
+        for task in tasks:
+            reply = task.reply
+            if task.state is TaskState.DONE and reply is not None and \
+                    reply.status == NtStatus.NETWORK_SESSION_EXPIRED:
+                renew = getattr(task.security, "renew", None)
+                if renew is None or not renew(task):
+                    return False
+                with self._inflight.lock:
+                    for t in tasks:
+                        if t.state is TaskState.DONE:
+                            move(t, TaskState.NEW)
+                        t.reply = None
+                return True
+        return False
+
     def _settle_future(self, task: SmbTask) -> None:
         """Settle an async task's Future (smbiod; the one place that does)."""
         future = task.future
         if future is None or future.done():
             return
         try:
+            if self._renewed((task,)):
+                self._send_async(task)
+                return
             result = self._finish(task)
         except BaseException as exc:  # noqa: BLE001
             future.set_exception(exc)
@@ -851,7 +858,10 @@ class SmbClient:
         if task.future is not None:
             if task.state is TaskState.REISSUE:
                 return        # it waits in the list; the connect worker resends it
-            self._iod.call_soon(self._settle_future, task)
+            try:
+                self._iod.call_soon(self._settle_future, task)
+            except RuntimeError:          # smbiod is shut down: the client closed
+                self._settle_future(task)
         else:
             parking = task._parking
             if parking is not None and parking.locked():

@@ -101,7 +101,21 @@ class SmbStatusError(SmbError, OSError):
 
 
 class SmbAuthError(SmbStatusError):
-    """Authentication failed (wrong password, unknown user, account locked...)."""
+    """Authentication failed (wrong password, unknown user, account locked...).
+
+    ``cause`` names the reason when the client knows it, e.g. for Kerberos
+    ``"kdc_unreachable"``, ``"wrong_password"``, ``"clock_skew"``,
+    ``"unknown_principal"`` (no such service principal), ``"unknown_user"``,
+    ``"expired"`` (ticket or cache), ``"password_expired"``,
+    ``"no_credentials"``, ``"mutual_auth"``, ``"unavailable"`` (no Kerberos
+    support installed), ``"failed"`` (another client-side failure); empty
+    when only the server's status is known.
+    """
+
+    def __init__(self, status: int, command: str = "", path: Optional[str] = None,
+                 message: str = "", cause: str = ""):
+        super().__init__(status, command, path, message)
+        self.cause = cause
 
 
 class SmbFileNotFoundError(SmbStatusError, FileNotFoundError):

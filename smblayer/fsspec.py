@@ -74,34 +74,36 @@ class SMBFileSystem(AbstractFileSystem):
         self.timeout = timeout
         self.auto_mkdir = auto_mkdir
         self._client_options = client_options
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()            # guards _trees
+        self._connect_lock = threading.Lock()    # one connect at a time
         self._trees: Dict[str, smbfs.Tree] = {}
         self._pid = os.getpid()
 
     # -- connections -----------------------------------------------------------------
 
     def _tree(self, share: str) -> smbfs.Tree:
-        """The connected tree for ``share`` (connected on first use)."""
+        """The connected tree for ``share``, connected on first use (one
+        connect at a time per instance: threads asking for the same share
+        wait for the one session set-up instead of racing their own)."""
         key = share.lower()
         if self._pid != os.getpid():
             # A forked child: the trees belong to the parent's connection
-            # (and the lock may have been held by a parent thread at fork).
-            self._lock, self._trees, self._pid = threading.Lock(), {}, os.getpid()
+            # (and a lock may have been held by a parent thread at fork).
+            self._lock, self._connect_lock = threading.Lock(), threading.Lock()
+            self._trees, self._pid = {}, os.getpid()
         with self._lock:
             tree = self._trees.get(key)
-            if tree is not None and tree.connected:
-                return tree
-        tree = smbfs.connect(self.host, share, self.username, self.password, port=self.port,
-                             domain=self.domain, encrypt=self.encrypt, timeout=self.timeout,
-                             **self._client_options)
-        with self._lock:
-            current = self._trees.get(key)
-            if current is not None and current.connected:
-                extra, tree = tree, current       # another thread was quicker
-            else:
-                self._trees[key], extra = tree, None
-        if extra is not None:
-            extra.close()
+        if tree is not None and tree.connected:
+            return tree
+        with self._connect_lock:
+            with self._lock:
+                tree = self._trees.get(key)
+            if tree is None or not tree.connected:
+                tree = smbfs.connect(self.host, share, self.username, self.password,
+                                     port=self.port, domain=self.domain, encrypt=self.encrypt,
+                                     timeout=self.timeout, **self._client_options)
+                with self._lock:
+                    self._trees[key] = tree
         return tree
 
     def close(self) -> None:
@@ -294,11 +296,7 @@ class SMBFileSystem(AbstractFileSystem):
             return
         with tree1.open(rel1, "rb", buffering=0) as src, \
                 tree2.open(rel2, "wb", buffering=0) as dst:
-            step = tree1.io_read_size * tree1.max_in_flight
-            while True:
-                data = src.read(step)
-                if not data:
-                    break
+            for data in tree1.read_chunks(src):
                 dst.write(data)
 
     def mv(self, path1, path2, recursive: bool = False, maxdepth: Optional[int] = None,
@@ -419,11 +417,7 @@ class SMBFileSystem(AbstractFileSystem):
             callback.set_size(src.handle.info.size)
             out = outfile if outfile is not None else open(lpath, "wb")
             try:
-                step = tree.io_read_size * tree.max_in_flight
-                while True:
-                    data = src.read(step)
-                    if not data:
-                        break
+                for data in tree.read_chunks(src):
                     out.write(data)
                     callback.relative_update(len(data))
             finally:

@@ -6,11 +6,12 @@
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Mapping, Optional
 
 from ..config import TimeoutPolicy
 from ..registry import get_client
 from ..security import check_auth_protocol
+from .dfs import DfsTree, ReferralCache, get_referral
 from .file import SmbRawFile
 from .ops import FileInfo, StatResult
 from .session import Session
@@ -24,11 +25,17 @@ def connect(host: str, share: str, username: Optional[str] = None,
             domain: Optional[str] = None, require_signing: Optional[bool] = None,
             auth_protocol: str = "negotiate", timeout: Optional[float] = None,
             durable: bool = True, session_class: Optional[type] = None,
-            tree_class: Optional[type] = None, **client_options) -> Tree:
+            tree_class: Optional[type] = None, server_name: Optional[str] = None,
+            dfs: bool = True, dfs_ports: Optional[Mapping[str, int]] = None,
+            dfs_hosts: Optional[Mapping[str, str]] = None, **client_options) -> Tree:
     """Get a (shared) client, set up a session and connect to ``share``.
     Closing the returned Tree logs off and releases the client.
-    ``auth_protocol``: "negotiate" (SPNEGO), "kerberos" (never NTLM) or
-    "ntlm"; see :class:`Session`.  ``timeout=5`` is short for
+
+    ``auth_protocol``: "negotiate" (SPNEGO: Kerberos if a ticket can be had,
+    else NTLM), "kerberos" (never NTLM; ``password=None`` uses the ticket
+    cache, ``username=None`` its default principal) or "ntlm"; see
+    :class:`Session`.  ``server_name``: the server's name for Kerberos
+    (``cifs/<name>``) when ``host`` is an address.  ``timeout=5`` is short for
     ``timeouts=TimeoutPolicy(timeout=5)`` (with ``timeouts`` too, it replaces
     that policy's timeout).  ``durable=False``: open files ask no durable
     handles (they then do not survive a reconnect, except read-only ones
@@ -36,7 +43,13 @@ def connect(host: str, share: str, username: Optional[str] = None,
 
     ``session_class`` / ``tree_class``: Session and Tree subclasses to build
     (a protocol package's); ``client_class`` (with the other client options)
-    goes to ``get_client``."""
+    goes to ``get_client``.
+
+    A DFS namespace share comes back as a :class:`~smblayer.fs.dfs.DfsTree`
+    that follows DFS links (``dfs=False``: the plain Tree).  A referral names
+    a host without a port: ``dfs_ports`` maps a target host to its port
+    (default: ours for our host, else 445), ``dfs_hosts`` to the address to
+    connect to (default: the name)."""
     check_auth_protocol(auth_protocol)
     cls = session_class or Session
     if not (isinstance(cls, type) and issubclass(cls, Session)):
@@ -47,7 +60,8 @@ def connect(host: str, share: str, username: Optional[str] = None,
     client = get_client(host, port, **client_options)
     try:
         session = cls(client, username, password, domain=domain, encrypt=encrypt,
-                      require_signing=require_signing, auth_protocol=auth_protocol)
+                      require_signing=require_signing, auth_protocol=auth_protocol,
+                      server_name=server_name)
         try:
             tree = session.tree_connect(share, tree_class=tree_class)
         except BaseException:
@@ -58,7 +72,39 @@ def connect(host: str, share: str, username: Optional[str] = None,
         raise
     tree._owns_session = True
     tree.durable = durable
+    if dfs and tree.dfs:
+        return DfsTree(tree, _target_connector(
+            username, password, encrypt=encrypt, domain=domain, require_signing=require_signing,
+            auth_protocol=auth_protocol, durable=durable, session_class=session_class,
+            tree_class=tree_class, **client_options), ports=dfs_ports, hosts=dfs_hosts)
     return tree
+
+
+def _target_connector(username, password, **kwargs):
+    """connect(address, port, share, server_name) for DFS targets: the
+    caller's credentials and options, DFS off (the DfsTree follows)."""
+    def connect_target(address: str, port: int, share: str, server_name: str) -> Tree:
+        return connect(address, share, username, password, port=port,
+                       server_name=server_name, dfs=False, **kwargs)
+    return connect_target
+
+
+def connect_namespace(domain: str, namespace: str, dc: str, username: Optional[str] = None,
+                      password: Optional[str] = None, *, port: int = 445,
+                      dfs_ports: Optional[Mapping[str, int]] = None,
+                      dfs_hosts: Optional[Mapping[str, str]] = None, **kwargs) -> DfsTree:
+    """A domain-based DFS namespace ``\\\\domain\\namespace``: the domain
+    controller ``dc`` (an address or name, ``port``) gives the root referral;
+    the first reachable root target (failover) becomes a DfsTree that follows
+    the namespace's links.  Other arguments as for :func:`connect`."""
+    connector = _target_connector(username, password, **kwargs)
+    dc_tree = connect(dc, "IPC$", username, password, port=port, dfs=False, **kwargs)
+    try:
+        referral = get_referral(dc_tree.session, f"\\{domain}\\{namespace}", dc_tree)
+    finally:
+        dc_tree.close()
+    return DfsTree.from_referral(referral, connector, ports=dfs_ports, hosts=dfs_hosts,
+                                 default_port=port)
 
 
 def list_shares(host: str, username: Optional[str] = None, password: Optional[str] = None, *,
@@ -83,5 +129,5 @@ def list_shares(host: str, username: Optional[str] = None, password: Optional[st
     raise AssertionError("unreachable")
 
 
-__all__ = ["connect", "list_shares", "ShareInfo", "Watch", "WatchEvent", "Session", "Tree",
+__all__ = ["connect", "connect_namespace", "DfsTree", "ReferralCache", "list_shares", "ShareInfo", "Watch", "WatchEvent", "Session", "Tree",
            "SmbRawFile", "DirEntry", "FileInfo", "StatResult", "normpath", "outpath"]

@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import struct
 import threading
+import time
 from typing import Dict, Optional
 
 from ..client import STAGE_HANDLE, STAGE_SESSION, SmbClient
@@ -38,8 +39,9 @@ from ..errors import SmbAuthError, SmbError, SmbNegotiateError, SmbProtocolError
 from ..proto import smb1, smb2
 from ..proto.status import NtStatus
 from ..security import (AES_128_CCM, AES_CMAC, HMAC_SHA256, AnonymousAuthenticator,
-                        Authenticator, NtlmWithoutIntegrity, PreauthHash, Smb1Signer, Smb2Signer,
-                        TransformCipher, authenticator, check_auth_protocol,
+                        AuthenticationFailed, Authenticator, NtlmWithoutIntegrity, PreauthHash,
+                        Smb1Signer, Smb2Signer, TransformCipher, authenticator,
+                        check_auth_protocol,
                         derive_session_keys)
 from ..task import Reply, SmbTask
 
@@ -57,12 +59,14 @@ _SMB1_SETUP_WORDS = struct.Struct("<BBHHHHIHII")
 _SMB1_SETUP_RESPONSE_WORDS = struct.Struct("<BBHHH")
 
 SHARE_FLAG_ENCRYPT_DATA = 0x00008000
+_SMB_SHARE_IS_IN_DFS = 0x0002
 FSCTL_VALIDATE_NEGOTIATE_INFO = 0x00140204
 _IOCTL_REQUEST = struct.Struct("<HHI16sIIIIIIII")
 _IOCTL_RESPONSE = struct.Struct("<HHI16sIIIIII")
 _VALIDATE_IN = struct.Struct("<I16sHH")
 _VALIDATE_OUT = struct.Struct("<I16sHH")
 _MORE = NtStatus.MORE_PROCESSING_REQUIRED
+_RENEW_LIMIT = 8          # sends of one request across session renewals
 _U32 = struct.Struct("<I")
 _FLAGS_OFFSET = 16          # Flags in the SMB2 header
 
@@ -98,7 +102,7 @@ class _Smb2Auth:
         return SmbTask(smb2.Command.LOGOFF, (b"\x04\x00\x00\x00",), replayable=False)
 
     def tree_connect_task(self, share: str) -> SmbTask:
-        path = _utf16(f"\\\\{self.s.client.host}\\{share}")
+        path = _utf16(f"\\\\{self.s.server_name}\\{share}")
         body = _SMB2_TREE_CONNECT.pack(9, 0, smb2.HEADER_SIZE + 8, len(path))
         return SmbTask(smb2.Command.TREE_CONNECT, (body, path), path=share)
 
@@ -320,7 +324,7 @@ class _Smb1Auth:
         return SmbTask(smb1.Command.LOGOFF_ANDX, (words, data), replayable=False)
 
     def tree_connect_task(self, share: str) -> SmbTask:
-        path = _utf16(f"\\\\{self.s.client.host}\\{share.upper()}\0")
+        path = _utf16(f"\\\\{self.s.server_name}\\{share.upper()}\0")
         # AndX (none), Flags (extended response), PasswordLength 1
         words = struct.pack("<BBHHH", 0xFF, 0, 0, 0x0008, 1)
         # Password (one NUL), then the Unicode path aligned to 2 bytes.
@@ -330,7 +334,14 @@ class _Smb1Auth:
 
     @staticmethod
     def parse_tree_connect(reply: Reply):
-        return reply.header.tid, 0, 0, 0, 0
+        """(tid, 0, share flags, 0, 0): OptionalSupport's SMB_SHARE_IS_IN_DFS
+        becomes SMB2_SHAREFLAG_DFS, so a DFS share is known on SMB1 too."""
+        try:
+            words, _data = smb1.parse_params(reply.message)
+        except ValueError:
+            words = b""
+        optional = struct.unpack_from("<H", words, 4)[0] if len(words) >= 6 else 0
+        return reply.header.tid, 0, (0x1 if optional & _SMB_SHARE_IS_IN_DFS else 0), 0, 0
 
     def tree_disconnect_task(self, tree) -> SmbTask:
         words, data = smb1.pack_params(b"")
@@ -403,10 +414,13 @@ class Session:
     def __init__(self, client: SmbClient, username: Optional[str] = None,
                  password: Optional[str] = None, *, domain: Optional[str] = None,
                  encrypt: bool = False, require_signing: Optional[bool] = None,
-                 auth_protocol: str = "negotiate"):
+                 auth_protocol: str = "negotiate", server_name: Optional[str] = None):
         if not isinstance(client, SmbClient):
             raise TypeError("Session needs an SmbClient")
         self.client = client
+        # The server's name for Kerberos (cifs/<name>) and share paths, when
+        # the client connected to an address (e.g. a DFS target's name).
+        self.server_name = server_name or client.host
         self.username = username
         self._password = password
         self.domain = domain
@@ -425,7 +439,10 @@ class Session:
         self.trees: Dict[int, object] = {}
         self._trees_lock = threading.Lock()
         self._closed = False
-        self._setup_lock = threading.Lock()
+        self._setup_lock = threading.RLock()
+        self._renewed_at = 0.0
+        self.mechanism = ""              # "kerberos" / "ntlm" once set up
+        self._protocol_used = self.auth_protocol
         self._setup()
         client.add_reconnect_handler(self._on_reconnect, stage=STAGE_SESSION)
         client.add_reconnect_handler(self._reclaim_handles, stage=STAGE_HANDLE)
@@ -465,26 +482,41 @@ class Session:
                          self.client.host, self.client.port, exc)
                 self._authenticate("ntlm")
 
-    def _authenticate(self, protocol: str) -> None:
+    def _authenticate(self, protocol: str, reauth: bool = False) -> None:
+        """SESSION_SETUP legs until success.  ``reauth``: re-authenticate the
+        existing session in place (same SessionId, keys kept, [MS-SMB2]
+        3.2.4.2.3), e.g. after its Kerberos ticket expired.  An SmbAuthError
+        carries the server's ``host`` and ``port``."""
+        try:
+            self._setup_legs(protocol, reauth)
+        except SmbAuthError as exc:
+            exc.host, exc.port = self.client.host, self.client.port
+            raise
+
+    def _setup_legs(self, protocol: str, reauth: bool) -> None:
         ops = self._ops
         negotiated = self.client.negotiated
-        self.preauth = None
-        if negotiated.dialect is Dialect.SMB3_1_1:
-            # A new session's preauth hash starts from the connection's.
-            self.preauth = PreauthHash()
-            self.preauth.update(negotiated.negotiate_messages[0])
-            self.preauth.update(negotiated.negotiate_messages[1])
+        if not reauth:
+            self.preauth = None
+            if negotiated.dialect is Dialect.SMB3_1_1:
+                # A new session's preauth hash starts from the connection's.
+                self.preauth = PreauthHash()
+                self.preauth.update(negotiated.negotiate_messages[0])
+                self.preauth.update(negotiated.negotiate_messages[1])
         try:
-            auth = authenticator(self.username, self._password, self.client.host,
+            auth = authenticator(self.username, self._password, self.server_name,
                                  protocol=protocol, domain=self.domain)
             token = auth.step(None)
+        except AuthenticationFailed as exc:
+            raise SmbAuthError(exc.status, "SESSION_SETUP", message=str(exc),
+                               cause=exc.cause) from None
         except ValueError as exc:
             raise SmbAuthError(NtStatus.LOGON_FAILURE, "SESSION_SETUP",
                                message=str(exc)) from None
         except Exception as exc:  # noqa: BLE001 - pyspnego raises many types
             raise SmbAuthError(NtStatus.LOGON_FAILURE, "SESSION_SETUP",
                                message=self._start_failure(protocol, exc)) from None
-        session_id = 0
+        session_id = self.session_id if reauth else 0
         while True:
             task = ops.setup_task(token or b"", session_id)
             task.security = self
@@ -498,34 +530,61 @@ class Session:
                 status = getattr(exc, "status", None)
                 if status is not None:
                     raise SmbAuthError(status, "SESSION_SETUP",
-                                       message=f"authentication as {self.username!r} "
-                                               "failed") from None
+                                       message=f"{protocol} authentication as "
+                                               f"{self.username!r} failed") from None
                 raise
             session_id, flags, in_token = ops.parse_setup(reply)
-            self.session_id = session_id
+            if not reauth:
+                self.session_id = session_id
             status = reply.header.status
-            if status == _MORE:
-                if self.preauth is not None:
-                    self.preauth.update(reply.message)
-                try:
+            try:
+                if status == _MORE:
+                    if self.preauth is not None:
+                        self.preauth.update(reply.message)
                     token = auth.step(in_token)
-                except NtlmWithoutIntegrity:
-                    raise
-                except Exception as exc:  # noqa: BLE001
-                    raise SmbAuthError(NtStatus.LOGON_FAILURE, "SESSION_SETUP",
-                                       message=f"authentication failed: "
-                                               f"{type(exc).__name__}") from None
-                continue
-            # Success: finish the mechanism (mutual auth token), derive keys.
-            if in_token and not auth.complete:
-                try:
-                    auth.step(in_token)
-                except Exception as exc:  # noqa: BLE001
-                    raise SmbAuthError(NtStatus.LOGON_FAILURE, "SESSION_SETUP",
-                                       message=f"server authentication failed: "
-                                               f"{type(exc).__name__}") from None
-            self._established(auth, flags, reply, task)
+                    continue
+                # Success: finish the mechanism (Kerberos: the AP-REP, mutual
+                # authentication), then derive keys.
+                auth.finish(in_token)
+            except AuthenticationFailed as exc:
+                raise SmbAuthError(exc.status, "SESSION_SETUP", message=str(exc),
+                                   cause=exc.cause) from None
+            except (NtlmWithoutIntegrity, SmbError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - pyspnego raises many types
+                raise SmbAuthError(NtStatus.LOGON_FAILURE, "SESSION_SETUP",
+                                   message=f"authentication failed: "
+                                           f"{type(exc).__name__}") from None
+            self.mechanism = auth.negotiated_protocol
+            self._protocol_used = protocol
+            if not reauth:
+                self._established(auth, flags, reply, task)
             return
+
+    def renew(self, task: SmbTask) -> bool:
+        """The client's hook for a reply with STATUS_NETWORK_SESSION_EXPIRED:
+        re-authenticate this session in place (a new ticket from the cache or
+        the credentials; NTLM too) unless another request already did since
+        ``task`` was sent; True means "send the request again"."""
+        setup = ((smb1.Command.SESSION_SETUP_ANDX, smb1.Command.LOGOFF_ANDX)
+                 if isinstance(self._ops, _Smb1Auth)
+                 else (smb2.Command.SESSION_SETUP, smb2.Command.LOGOFF))
+        if self._closed or task.command in setup or task.sends > _RENEW_LIMIT:
+            return False
+        with self._setup_lock:
+            if self._renewed_at < task.t_sent:
+                log.info("smblayer: session 0x%x on %s:%s expired; re-authenticating",
+                         self.session_id, self.client.host, self.client.port)
+                self.reauthenticate()
+        return True
+
+    def reauthenticate(self) -> None:
+        """Re-authenticate this session in place now (same SessionId and keys;
+        a new Kerberos ticket from the cache or the credentials).  Raises
+        SmbAuthError if that fails."""
+        with self._setup_lock:
+            self._authenticate(self._protocol_used, reauth=True)
+            self._renewed_at = time.monotonic()
 
     def _start_failure(self, protocol: str, exc: Exception) -> str:
         """Why authentication could not even start (nothing was sent)."""

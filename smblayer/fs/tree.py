@@ -53,6 +53,8 @@ from .ops import (FILE_APPEND_DATA, FILE_CREATE, FILE_DIRECTORY_FILE, FILE_NON_D
 from .srvcopy import copy_file
 from .watch import Watch
 
+SHARE_FLAGS_DFS = 0x00000003     # SMB2_SHAREFLAG_DFS | SMB2_SHAREFLAG_DFS_ROOT
+
 log = logging.getLogger("smblayer")
 
 MAX_IO_CHUNK = 1 << 20          # chunk cap: more, smaller requests pipeline better
@@ -167,6 +169,7 @@ class Tree:
         self.capabilities = 0           # share capabilities (TREE_CONNECT)
         self.tree_id = 0
         self.encrypt = False
+        self.dfs = False
         self.maximal_access = 0
         self.connected = False
         self.ops: Optional[FileOps] = None
@@ -179,8 +182,9 @@ class Tree:
         return f"<Tree \\\\{self.client.host}\\{self.share} id={self.tree_id}>"
 
     def _connect(self) -> None:
-        tree_id, _flags, access = self.session._tree_connect_raw(self)
+        tree_id, flags, access = self.session._tree_connect_raw(self)
         self.tree_id = tree_id          # (encrypt is set by the session, before validation)
+        self.dfs = bool(flags & SHARE_FLAGS_DFS)     # a DFS share (fs.dfs follows its links)
         self.maximal_access = access
         self.connected = True
         self.ops = ops_for(self)
@@ -630,18 +634,32 @@ class Tree:
         src_p, dst_p = outpath(src), outpath(dst)
         if src_p.lower() == dst_p.lower():
             raise shutil.SameFileError(f"{src_p!r} and {dst_p!r} are the same file")
-        step = self.io_read_size
         with self.open(src_p, "rb", buffering=0) as fin:
-            data = fin.read(step)
-            if len(data) < step:             # a short read is the end: all of it
-                self.write_bytes(dst_p, data)
+            if fin.handle.info.size <= self.io_write_size:
+                # one compound CREATE + WRITE + CLOSE where the dialect has them
+                self.write_bytes(dst_p, b"".join(self.read_chunks(fin)))
                 return dst_p
             with self.open(dst_p, "wb", buffering=0) as fout:
-                step *= self.max_in_flight
-                while data:
+                for data in self.read_chunks(fin):
                     fout.write(data)
-                    data = fin.read(step)
         return dst_p
+
+    def read_chunks(self, f) -> Iterator[bytes]:
+        """The rest of the unbuffered file ``f`` (``open(..., buffering=0)``)
+        in steps of up to ``max_in_flight`` pipelined READs.  The steps are
+        sized by the file's size at open, so the end of the file is seen
+        without READs past it (a file that grew meanwhile is read on to its
+        new end)."""
+        step = self.io_read_size * self.max_in_flight
+        want = f.handle.info.size - f.tell() + 1        # +1: see the end in the same step
+        while True:
+            n = min(step, want) if want > 0 else step
+            data = f.read(n)
+            if data:
+                yield data
+            if len(data) < n:
+                return
+            want -= len(data)
 
     def copytree(self, src, dst, dirs_exist_ok: bool = False,
                  preserve_times: bool = True) -> str:

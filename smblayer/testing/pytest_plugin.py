@@ -10,6 +10,12 @@ Fixtures:
 ``samba_smb3``     session-scoped, SMB3 only (SMB3_00..SMB3_11)
 ``samba_durable``  session-scoped, NT1..SMB3_11, configured to grant durable
                    handles (``samba.DURABLE_OPTIONS``)
+``samba_ad_dc``    session-scoped :class:`~smblayer.testing.addc.SambaAdDc`, a
+                   Samba AD domain controller (Kerberos KDC + smbd) with its
+                   own krb5.conf and ticket cache (``dc.environ()``)
+``samba_dfs``      session-scoped :class:`~smblayer.testing.dfs.DfsNamespace`: a
+                   standalone DFS namespace (``msdfs root`` share ``dfs``
+                   with links to a share, a second server, dead targets)
 ``samba_factory``  function-scoped callable ``factory(**SambaServer kwargs)``
                    returning a fresh, started server; every server it made is
                    stopped at teardown (for tests that kill or stop smbd).
@@ -66,7 +72,36 @@ def pytest_plugin_registered(plugin, manager) -> None:
         manager.register(_EntryPointAlias(), name="smblayer")
 
 
+_KRB5_ISOLATION = """[libdefaults]
+	default_realm = SMBLAYER-TESTS.INVALID
+	dns_lookup_realm = false
+	dns_lookup_kdc = false
+	rdns = false
+	dns_canonicalize_hostname = false
+"""
+
+
+def _isolate_kerberos(config) -> None:
+    """Keep the tests off the machine's Kerberos set-up: a krb5.conf with no
+    KDC and an empty ticket cache, unless the caller set KRB5_CONFIG.  With
+    pyspnego's Kerberos installed, every "negotiate" logon first tries
+    Kerberos; with /etc/krb5.conf (Debian: ATHENA.MIT.EDU) that would ask a
+    KDC on the Internet before NTLM.  The AD DC fixture sets its own."""
+    if "KRB5_CONFIG" in os.environ:
+        return
+    import shutil
+    import tempfile
+    tmp = tempfile.mkdtemp(prefix="smbl-krb5-")
+    path = os.path.join(tmp, "krb5.conf")
+    with open(path, "w") as f:
+        f.write(_KRB5_ISOLATION)
+    os.environ["KRB5_CONFIG"] = path
+    os.environ.setdefault("KRB5CCNAME", "FILE:" + os.path.join(tmp, "ccache"))
+    config.add_cleanup(lambda: shutil.rmtree(tmp, ignore_errors=True))
+
+
 def pytest_configure(config) -> None:
+    _isolate_kerberos(config)
     config.addinivalue_line(
         "markers",
         "integration: needs a real Samba smbd (started privately by the fixture)")
@@ -111,6 +146,55 @@ def samba_durable() -> Iterator[SambaServer]:
     """Private smbd (NT1..SMB3_11) that grants durable handles."""
     yield from _session_server(min_protocol="NT1", max_protocol="SMB3_11",
                                extra_global=DURABLE_OPTIONS)
+
+
+_DC_MISSING = ("a Samba AD DC and Kerberos are needed: apt-get install samba-ad-dc "
+               "samba-ad-provision krb5-user libkrb5-dev, pip install 'smblayer[kerberos]'")
+
+
+def require_addc() -> None:
+    """Skip (fail under CI=true) unless the AD DC packages and pyspnego's
+    Kerberos support are installed."""
+    from smblayer.security import kerberos_available
+    from smblayer.testing.addc import _provision_available, find_kinit, find_samba
+    missing = [what for what, ok in (
+        ("samba (samba-ad-dc)", find_samba() is not None),
+        ("samba-ad-provision", _provision_available()),
+        ("kinit (krb5-user)", find_kinit() is not None),
+        ("pyspnego[kerberos]", kerberos_available())) if not ok]
+    if missing:
+        text = f"{_DC_MISSING} (missing: {', '.join(missing)})"
+        if _in_ci():
+            pytest.fail(text + " (CI=true: a missing DC is an error)", pytrace=False)
+        pytest.skip(text)
+
+
+@pytest.fixture(scope="session")
+def samba_ad_dc():
+    """A private Samba AD DC (realm SMBL.TEST, user ``alice``), provisioned
+    once per session in a temporary directory and stopped by pid."""
+    from smblayer.testing.addc import SambaAdDc
+    require_smbd()
+    require_addc()
+    dc = SambaAdDc()
+    try:
+        dc.start()
+    except Exception:
+        dc.stop()
+        raise
+    try:
+        yield dc
+    finally:
+        dc.stop()
+
+
+@pytest.fixture(scope="session")
+def samba_dfs():
+    """A DFS namespace on a private smbd plus a second smbd as a link target."""
+    from smblayer.testing.dfs import DfsNamespace
+    require_smbd()
+    with DfsNamespace() as ns:
+        yield ns
 
 
 @pytest.fixture

@@ -316,6 +316,17 @@ def _pdeathsig_argv() -> List[str]:
     return list(_pdeathsig_prefix)
 
 
+def standalone_env() -> Dict[str, str]:
+    """The environment for a standalone smbd (and its tools): ours plus
+    ``_NO_WINBINDD=1``.  A Samba AD DC on the same machine (see
+    :mod:`smblayer.testing.addc`) may run a winbindd on the default socket;
+    without this variable a standalone smbd asks it about its local users
+    and every logon fails with LOGON_FAILURE."""
+    env = dict(os.environ)
+    env["_NO_WINBINDD"] = "1"
+    return env
+
+
 def _free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
@@ -545,7 +556,7 @@ class SambaServer:
         res = subprocess.run(
             [smbpasswd, "-c", self.conf_path, "-s", "-a", self.username],
             input=pw, capture_output=True, text=True, timeout=30,
-            cwd=self.tempdir)
+            cwd=self.tempdir, env=standalone_env())
         if res.returncode != 0:
             raise RuntimeError("smbpasswd -a %s failed (rc=%d): %s %s" % (
                 self.username, res.returncode, res.stdout.strip(),
@@ -609,6 +620,7 @@ class SambaServer:
              "-l", self._path("log"), "-d", str(self.log_level)],
             stdin=subprocess.DEVNULL, stdout=self._stdout_file,
             stderr=subprocess.STDOUT, cwd=self.tempdir, close_fds=True,
+            env=standalone_env(),
             # smbd's parent signals its whole process group (kill(0, SIGTERM))
             # when it shuts down; with --no-process-group it would hit us, so
             # it gets a session and process group of its own instead.

@@ -81,7 +81,9 @@ _FAST = dict(timeouts=TimeoutPolicy(timeout=10.0, connect_timeout=10.0))
 
 
 def _connect(port, dialects, password=PASSWORD, **options):
-    return fs.connect("127.0.0.1", "SHARE", USER, password, port=port,
+    # "localhost", not the address: SPNEGO is kept for host names (an IP
+    # literal gets NTLM directly, as on Windows), so the fallback shows.
+    return fs.connect("localhost", "SHARE", USER, password, port=port,
                       dialects=DIALECTS[dialects], **_FAST, **options)
 
 
@@ -168,3 +170,17 @@ def test_bad_auth_protocol_is_refused_before_connecting():
     """A ValueError, not a connection attempt (nothing listens on port 1)."""
     with pytest.raises(ValueError, match="auth_protocol"):
         fs.connect("127.0.0.1", "share", "u", "p", port=1, auth_protocol="ntlmv1")
+
+
+@pytest.mark.parametrize("dialects", ["SMB1", "SMB2"])
+def test_cli_echo_runs_inside_a_session_against_impacket(impacket_server, dialects):
+    """Issue 12 item 4: impacket answers an ECHO with SessionId 0 by
+    ACCESS_DENIED; with credentials `smblayer echo` sets up a session first
+    and its echoes carry that session's id, as smbclient's do."""
+    env = dict(os.environ, SMB_USER=USER, SMB_PASSWORD=PASSWORD)
+    extra = ["--dialect-max", "NT1"] if dialects == "SMB1" else []
+    proc = subprocess.run([sys.executable, "-m", "smblayer", "echo", "-c", "2", *extra,
+                           f"//127.0.0.1:{impacket_server}"], env=env, capture_output=True,
+                          text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("seq=") == 2

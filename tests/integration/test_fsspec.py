@@ -11,6 +11,7 @@ import multiprocessing
 import os
 import pathlib
 import shutil
+import threading
 import uuid
 
 import fsspec
@@ -210,8 +211,11 @@ def test_put_get_rm_mkdir_mv_cp(work, tmp_path):
     fs.get(f"{base}/up", str(tmp_path / "down"), recursive=True)
     for rel in ("a.bin", "d/b.txt", "d/e/c.txt"):
         assert (tmp_path / "down" / rel).read_bytes() == (src / rel).read_bytes()
+    client = fs._tree("share").client
+    reads = client.stats()["READ"]["ops"]
     fs.get_file(f"{base}/up/d/b.txt", str(tmp_path / "one"))
     assert (tmp_path / "one").read_bytes() == b"b"
+    assert client.stats()["READ"]["ops"] - reads == 1      # no READs past the end
 
     fs.mkdir(f"{base}/m1/m2")                      # create_parents by default
     assert (local / "m1" / "m2").is_dir()
@@ -257,6 +261,44 @@ def test_one_client_per_server_across_instances(samba):
     assert b.exists("share")
     assert b.ls("share", detail=False) is not None
     b.close()
+
+
+def test_threads_share_one_session_set_up(work, samba):
+    """Eight threads using a fresh instance at once: one session is set up
+    (the others wait for it) and every call succeeds."""
+    _fs, base, local = work
+    (local / "f").write_bytes(b"x")
+
+    def session_setups(fs):
+        return fs._tree("share").client.stats().get("SESSION_SETUP", {}).get("ops", 0)
+
+    probe = make_fs(samba, skip_instance_cache=True)
+    before = session_setups(probe)            # the shared client's count so far
+    one = make_fs(samba, skip_instance_cache=True)
+    one.ls(base)
+    per_session = session_setups(probe) - before
+    assert per_session >= 1
+    fs = make_fs(samba, skip_instance_cache=True)
+    start = session_setups(probe)
+    barrier = threading.Barrier(8)
+    results, errors = [], []
+
+    def use():
+        barrier.wait()
+        try:
+            results.append(fs.ls(base, detail=False))
+        except Exception as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=use) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == [] and results == [[f"{base}/f"]] * 8
+    assert session_setups(probe) - start == per_session
+    for instance in (probe, one, fs):
+        instance.close()
 
 
 def _child_listing(fs, path, queue):

@@ -229,6 +229,33 @@ def test_copyfile(work):
     assert not work.local("x").exists()
 
 
+def test_read_chunks(work):
+    """Steps sized by the size CREATE returned: a small file costs one READ
+    (not a pipeline's worth past its end); big files, a start offset and a
+    file that grew after the open come out whole."""
+    tree = work.tree
+    big = os.urandom(3 * 1024 * 1024 + 17)
+    work.layout({"small": b"s" * 100, "big": big, "grows": b"g" * 10})
+
+    def reads():
+        return sum(c["ops"] for name, c in tree.client.stats().items()
+                   if name in ("READ", "READ_ANDX"))
+
+    before = reads()
+    with tree.open(work.p("small"), "rb", buffering=0) as f:
+        assert b"".join(tree.read_chunks(f)) == b"s" * 100
+    assert reads() - before == 1
+    with tree.open(work.p("big"), "rb", buffering=0) as f:
+        assert b"".join(tree.read_chunks(f)) == big
+    with tree.open(work.p("big"), "rb", buffering=0) as f:
+        f.seek(len(big) - 5)
+        assert list(tree.read_chunks(f)) == [big[-5:]]
+    with tree.open(work.p("grows"), "rb", buffering=0) as f:
+        with open(work.local("grows"), "ab") as local:
+            local.write(b"h" * 5000)
+        assert b"".join(tree.read_chunks(f)) == b"g" * 10 + b"h" * 5000
+
+
 def test_copytree(work):
     work.layout(TREE)
     old = time.time() - 86400 * 3

@@ -1,0 +1,406 @@
+"""DFS: referrals ([MS-DFSC] over FSCTL_DFS_GET_REFERRALS), a referral
+cache with TTL, and a Tree that follows DFS links transparently.
+
+Theory of operation
+-------------------
+A share that is a DFS namespace root answers STATUS_PATH_NOT_COVERED for a
+path that crosses a DFS link.  :class:`DfsTree` then asks the server for a
+referral (an IOCTL on the session's IPC$ tree, referral levels 3/4, 2 and 1
+parsed), which names the consumed prefix (``\\\\host\\dfs\\link``), the
+targets (``\\\\server\\share[\\path]``, in the server's order) and a time to
+live.  The referral goes into a :class:`ReferralCache`; later paths under the
+same prefix go straight to the target.  A target is connected with the same
+credentials and client options as the root; a target that cannot be
+connected (down, refused, no such share) is skipped for the next one
+(failover), and the one that worked is tried first afterwards.  A referral
+names ``\\\\host\\share`` without a port: a target on the host we are
+connected to reuses our port (as smbprotocol does), other hosts use
+``ports[host]`` or 445.  A chain of referrals longer than ``MAX_HOPS`` or
+back to a path already visited is a referral loop (SmbError).
+
+On SMB1 the referral is TRANS2_GET_DFS_REFERRAL and a DFS share is known
+by SMB_SHARE_IS_IN_DFS in the TREE_CONNECT_ANDX response.
+"""
+from __future__ import annotations
+
+import logging
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Mapping, Optional, Tuple
+
+from ..config import Dialect
+from ..errors import SmbConnectionError, SmbError, SmbStatusError, SmbTimeoutError
+from ..proto import smb2
+from ..proto.status import NtStatus
+from ..task import SmbTask
+
+log = logging.getLogger("smblayer")
+
+__all__ = ["FSCTL_DFS_GET_REFERRALS", "Referral", "ReferralTarget", "ReferralCache",
+           "DfsTree", "parse_referral_response", "get_referral", "MAX_HOPS"]
+
+FSCTL_DFS_GET_REFERRALS = 0x00060194
+TRANS2_GET_DFS_REFERRAL = 0x0010
+MAX_HOPS = 8
+DEFAULT_PORT = 445
+_MAX_REFERRAL_RESPONSE = 64 * 1024
+
+_IOCTL_REQUEST = struct.Struct("<HHI16sIIIIIIII")
+_IOCTL_RESPONSE = struct.Struct("<HHI16sIIIIII")
+_RESP_HEADER = struct.Struct("<HHI")           # PathConsumed, NumberOfReferrals, flags
+_ENTRY_HEADER = struct.Struct("<HHHH")         # Version, Size, ServerType, EntryFlags
+_V2 = struct.Struct("<IIHHH")                  # Proximity, TTL, 3 offsets
+_V34 = struct.Struct("<IHHH")                  # TTL, 3 offsets (+ 16-byte site GUID)
+_NAME_LIST_REFERRAL = 0x0002
+_ROOT_TARGETS = 0x0001
+
+# Errors that mean "this target is not reachable, try the next one".
+_TARGET_DOWN = (SmbConnectionError, SmbTimeoutError, OSError)
+_TARGET_GONE = frozenset({NtStatus.BAD_NETWORK_NAME, NtStatus.BAD_NETWORK_PATH,
+                          NtStatus.NETWORK_NAME_DELETED, NtStatus.ACCESS_DENIED})
+
+
+@dataclass(frozen=True)
+class ReferralTarget:
+    """``\\\\server\\share\\path`` of one target (``path`` may be "")."""
+    server: str
+    share: str
+    path: str = ""
+
+    def __str__(self) -> str:
+        tail = "\\" + self.path if self.path else ""
+        return f"\\\\{self.server}\\{self.share}{tail}"
+
+
+@dataclass
+class Referral:
+    """One referral: ``prefix`` (the DFS path it covers, ``\\\\host\\dfs\\link``),
+    its targets in order, the TTL in seconds, whether it is a root referral."""
+    prefix: str
+    targets: List[ReferralTarget]
+    ttl: int
+    root: bool = False
+    expires: float = 0.0
+    preferred: int = 0                     # index of the target that worked last
+    version: int = 0
+
+    def ordered(self) -> List[ReferralTarget]:
+        return self.targets[self.preferred:] + self.targets[:self.preferred]
+
+
+def _utf16z(buf: bytes, offset: int) -> str:
+    end = offset
+    while end + 1 < len(buf) and buf[end:end + 2] != b"\0\0":
+        end += 2
+    return buf[offset:end].decode("utf-16-le", "replace")
+
+
+def _split_unc(path: str) -> ReferralTarget:
+    parts = [p for p in path.split("\\") if p]
+    if len(parts) < 2:
+        raise SmbError(f"DFS referral names a bad target {path!r}")
+    return ReferralTarget(parts[0], parts[1], "\\".join(parts[2:]))
+
+
+def parse_referral_response(data: bytes, request_path: str) -> Referral:
+    """Parse RESP_GET_DFS_REFERRAL ([MS-DFSC] 2.2.4); entries of version
+    1..4 (name-list entries of domain referrals are not targets and are
+    skipped).  ``request_path`` is the path that was asked for."""
+    if len(data) < _RESP_HEADER.size:
+        raise SmbError("DFS referral response truncated")
+    consumed, count, _flags = _RESP_HEADER.unpack_from(data)
+    prefix = request_path[:consumed // 2].rstrip("\\")
+    targets: List[ReferralTarget] = []
+    ttl, root, version = 300, False, 0
+    pos = _RESP_HEADER.size
+    for _ in range(count):
+        if pos + _ENTRY_HEADER.size > len(data):
+            raise SmbError("DFS referral entry truncated")
+        version, size, server_type, entry_flags = _ENTRY_HEADER.unpack_from(data, pos)
+        if size < _ENTRY_HEADER.size or pos + size > len(data):
+            raise SmbError(f"DFS referral entry of bad size {size}")
+        body = pos + _ENTRY_HEADER.size
+        root = bool(server_type & _ROOT_TARGETS)
+        if version == 1:
+            address = _utf16z(data, body)
+        elif version == 2:
+            _prox, ttl, _dfs, _alt, net = _V2.unpack_from(data, body)
+            address = _utf16z(data, pos + net)
+        elif version in (3, 4):
+            ttl, _dfs, _alt, net = _V34.unpack_from(data, body)
+            if entry_flags & _NAME_LIST_REFERRAL:
+                pos += size
+                continue
+            address = _utf16z(data, pos + net)
+        else:
+            raise SmbError(f"DFS referral version {version} not supported")
+        targets.append(_split_unc(address))
+        pos += size
+    if not targets:
+        raise SmbError(f"DFS referral for {request_path!r} names no target")
+    return Referral(prefix, targets, ttl, root, version=version)
+
+
+def get_referral(session, path: str, ipc_tree=None) -> Referral:
+    """Ask the server of ``session`` for the referral of DFS ``path``
+    (``\\\\host\\share\\...``) with FSCTL_DFS_GET_REFERRALS on IPC$."""
+    request_path = "\\" + path.lstrip("\\")          # [MS-DFSC] 2.2.1: one backslash
+    data = struct.pack("<H", 4) + (request_path + "\0").encode("utf-16-le")
+    if session.client.negotiated.dialect is Dialect.SMB1:
+        # SMB1: TRANS2_GET_DFS_REFERRAL, the same request as parameters.
+        _params, out = ipc_tree.ops._trans2(TRANS2_GET_DFS_REFERRAL, data, path=path)
+        referral = parse_referral_response(bytes(out), request_path)
+        referral.prefix = "\\" + referral.prefix.lstrip("\\")
+        return referral
+    body = _IOCTL_REQUEST.pack(57, 0, FSCTL_DFS_GET_REFERRALS, b"\xff" * 16,
+                               smb2.HEADER_SIZE + _IOCTL_REQUEST.size, len(data), 0, 0, 0,
+                               _MAX_REFERRAL_RESPONSE, 1, 0)
+    task = SmbTask(smb2.Command.IOCTL, (body, data), tree=ipc_tree, security=session,
+                   expected_response=_MAX_REFERRAL_RESPONSE, path=path)
+    try:
+        reply = session.client.run_task(task)
+    except SmbStatusError as exc:
+        if exc.status in (NtStatus.NOT_FOUND, NtStatus.OBJECT_PATH_NOT_FOUND,
+                          NtStatus.NO_SUCH_DEVICE, NtStatus.FS_DRIVER_REQUIRED):
+            raise SmbStatusError(NtStatus.DFS_UNAVAILABLE, "IOCTL", path,
+                                 message="no DFS referral for this path") from None
+        raise
+    if len(reply.body) < _IOCTL_RESPONSE.size:
+        raise SmbError("IOCTL response truncated")
+    fields = _IOCTL_RESPONSE.unpack_from(reply.body)
+    offset, count = fields[6], fields[7]
+    out = bytes(reply.message[offset:offset + count])
+    referral = parse_referral_response(out, request_path)
+    referral.prefix = "\\" + referral.prefix.lstrip("\\")
+    return referral
+
+
+class ReferralCache:
+    """Referrals by DFS path prefix (case-insensitive), each kept for its
+    TTL; a lookup finds the longest cached prefix of a path."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self._lock = threading.Lock()
+        self._entries: Dict[str, Referral] = {}
+        self._clock = clock
+
+    def put(self, referral: Referral) -> None:
+        referral.expires = self._clock() + max(0, referral.ttl)
+        with self._lock:
+            self._entries[referral.prefix.lower()] = referral
+
+    def lookup(self, path: str) -> Optional[Tuple[Referral, str]]:
+        """(referral, the rest of ``path`` after its prefix) or None."""
+        key = path.lower()
+        now = self._clock()
+        with self._lock:
+            for prefix in sorted(self._entries, key=len, reverse=True):
+                if key == prefix or key.startswith(prefix + "\\"):
+                    referral = self._entries[prefix]
+                    if referral.expires <= now:
+                        del self._entries[prefix]
+                        continue
+                    return referral, path[len(prefix):].lstrip("\\")
+        return None
+
+    def forget(self, prefix: str) -> None:
+        with self._lock:
+            self._entries.pop(prefix.lower(), None)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+# Tree methods whose first argument is a path (rename/replace: two paths).
+_PATH_METHODS = frozenset({"open", "read_bytes", "write_bytes", "stat", "exists", "isdir",
+                           "isfile", "scandir", "listdir", "mkdir", "makedirs", "rmdir",
+                           "remove", "walk", "glob", "rmtree", "watch", "copyfile", "copy"})
+_TWO_PATH_METHODS = frozenset({"rename", "replace"})
+
+
+class DfsTree:
+    """A Tree on a DFS namespace root that follows links: path operations
+    that meet STATUS_PATH_NOT_COVERED are resolved through referrals (cached
+    for their TTL) and run on the target share, with failover between
+    targets.  Everything else is the root Tree's (``tree.session``,
+    ``tree.client``...).  Built by :func:`smblayer.fs.connect`."""
+
+    def __init__(self, root, connect: Callable[[str, int, str, str], object],
+                 ports: Optional[Mapping[str, int]] = None,
+                 hosts: Optional[Mapping[str, str]] = None,
+                 cache: Optional[ReferralCache] = None, default_port: int = DEFAULT_PORT):
+        self._root = root
+        self._connect = connect            # (address, port, share, server name) -> Tree
+        self._ports = {k.lower(): v for k, v in (ports or {}).items()}
+        self._hosts = {k.lower(): v for k, v in (hosts or {}).items()}
+        self._default_port = default_port
+        self.referrals = cache if cache is not None else ReferralCache()
+        self._targets: Dict[Tuple[str, int, str], object] = {}
+        self._ipc: Dict[int, object] = {}
+        self._lock = threading.RLock()
+
+    @classmethod
+    def from_referral(cls, referral: Referral, connect, **kwargs) -> "DfsTree":
+        """A DfsTree on the first reachable target of a root referral."""
+        self = cls(None, connect, **kwargs)
+        self.referrals.put(referral)
+        try:
+            self._root, sub = self._follow(None, referral, "")
+        except BaseException:
+            self.close()
+            raise
+        if sub:
+            raise SmbError(f"DFS root target {referral.targets} names a path ({sub!r}); "
+                           "only share roots are supported")
+        return self
+
+    def __getattr__(self, name):
+        root = self.__dict__.get("_root")
+        if root is None:
+            raise AttributeError(name)
+        value = getattr(root, name)
+        if name in _PATH_METHODS:
+            return lambda path="", *a, **kw: self._call(name, path, a, kw)
+        if name in _TWO_PATH_METHODS:
+            return lambda src, dst, *a, **kw: self._call2(name, src, dst, a, kw)
+        return value
+
+    def __repr__(self) -> str:
+        return f"<DfsTree {self._root!r} {len(self.referrals)} referrals>"
+
+    # -- routing ----------------------------------------------------------------------
+
+    def _unc(self, tree, path: str) -> str:
+        sub = path.replace("/", "\\").strip("\\")
+        base = f"\\{tree.client.host}\\{tree.share}"
+        return f"{base}\\{sub}" if sub else base
+
+    @staticmethod
+    def _api_path(path: str) -> str:
+        return path.replace("\\", "/").strip("/")
+
+    def _route(self, path: str):
+        """(tree, path in it) for ``path`` from the cached referrals."""
+        tree, sub = self._root, path
+        seen = set()
+        for _ in range(MAX_HOPS):
+            hit = self.referrals.lookup(self._unc(tree, sub))
+            if hit is None:
+                return tree, sub
+            referral, rest = hit
+            if referral.prefix.lower() in seen:
+                break
+            seen.add(referral.prefix.lower())
+            tree, sub = self._follow(tree, referral, rest)
+        raise SmbError(f"DFS referral loop at {path!r}")
+
+    def _follow(self, tree, referral: Referral, rest: str):
+        """Connect the first reachable target of ``referral`` (failover)."""
+        errors = []
+        for target in referral.ordered():
+            port = self._port_for(tree, target.server)
+            try:
+                target_tree = self._target_tree(target.server, port, target.share)
+            except _TARGET_DOWN as exc:
+                errors.append(f"{target} (port {port}): {exc}")
+                continue
+            except SmbStatusError as exc:
+                if exc.status not in _TARGET_GONE:
+                    raise
+                errors.append(f"{target} (port {port}): {exc}")
+                continue
+            referral.preferred = referral.targets.index(target)
+            sub = "\\".join(p for p in (target.path, rest) if p)
+            return target_tree, self._api_path(sub)
+        self.referrals.forget(referral.prefix)
+        raise SmbConnectionError(f"DFS link {referral.prefix}: no target reachable: "
+                                 + "; ".join(errors))
+
+    def _port_for(self, tree, host: str) -> int:
+        name = host.lower()
+        if name in self._ports:
+            return self._ports[name]
+        if tree is not None and name in (tree.client.host.lower(),
+                                         tree.session.server_name.lower()):
+            return tree.client.port        # the host we are on: same port
+        return self._default_port
+
+    def _target_tree(self, host: str, port: int, share: str):
+        key = (host.lower(), port, share.lower())
+        with self._lock:
+            tree = self._targets.get(key)
+            if tree is None:
+                address = self._hosts.get(host.lower(), host)
+                tree = self._targets[key] = self._connect(address, port, share, host)
+            return tree
+
+    def _ipc_tree(self, tree):
+        session = tree.session
+        with self._lock:
+            ipc = self._ipc.get(id(session))
+            if ipc is None:
+                ipc = self._ipc[id(session)] = session.tree_connect("IPC$")
+            return ipc
+
+    def _resolve(self, tree, path: str, seen: set):
+        unc = self._unc(tree, path)
+        referral = get_referral(tree.session, unc, self._ipc_tree(tree))
+        key = referral.prefix.lower()
+        if key in seen or not unc.lower().startswith(key):
+            raise SmbError(f"DFS referral loop at {unc!r} (via {referral.prefix})")
+        seen.add(key)
+        self.referrals.put(referral)
+        log.debug("smblayer: DFS %s -> %s (ttl %ss)", referral.prefix,
+                  ", ".join(map(str, referral.targets)), referral.ttl)
+        rest = unc[len(referral.prefix):].lstrip("\\")
+        return self._follow(tree, referral, rest)
+
+    def _call(self, name: str, path, args, kwargs):
+        tree, sub = self._route(self._api_path(str(path)))
+        seen: set = set()
+        for _ in range(MAX_HOPS):
+            try:
+                return getattr(tree, name)(sub, *args, **kwargs)
+            except SmbStatusError as exc:
+                if exc.status != NtStatus.PATH_NOT_COVERED:
+                    raise
+            tree, sub = self._resolve(tree, sub, seen)
+        raise SmbError(f"DFS referral loop at {path!r}: more than {MAX_HOPS} referrals")
+
+    def _call2(self, name: str, src, dst, args, kwargs):
+        tree, sub = self._route(self._api_path(str(src)))
+        dtree, dsub = self._route(self._api_path(str(dst)))
+        if dtree is not tree:
+            raise SmbError(f"{name}: {src!r} and {dst!r} are on different DFS targets")
+        return getattr(tree, name)(sub, dsub, *args, **kwargs)
+
+    # -- lifetime ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        with self._lock:
+            targets, self._targets = list(self._targets.values()), {}
+            ipcs, self._ipc = list(self._ipc.values()), {}
+        for ipc in ipcs:
+            try:
+                ipc.disconnect()
+            except SmbError as exc:
+                log.debug("smblayer: IPC$ disconnect failed: %s", exc)
+        for tree in targets:
+            if tree is self._root:
+                continue
+            try:
+                tree.close()
+            except SmbError as exc:
+                log.debug("smblayer: DFS target close failed: %s", exc)
+        if self._root is not None:
+            self._root.close()
+
+    disconnect = close
+
+    def __enter__(self) -> "DfsTree":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

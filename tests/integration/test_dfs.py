@@ -1,0 +1,199 @@
+"""DFS against a real Samba namespace (the ``samba_dfs`` fixture): links to
+a share on the same server (same port reused), to a second server, failover
+past a dead target, a dead link and a referral loop as clear errors, the
+referral cache and its TTL, and the CLI through a link."""
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import sys
+import time
+
+import pytest
+
+from smblayer import Dialect, DialectRange, SmbConnectionError, SmbError, fs
+from smblayer.fs.dfs import DfsTree, ReferralCache, get_referral, parse_referral_response
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+ALL_DIALECTS = [Dialect.SMB1, Dialect.SMB2_0_2, Dialect.SMB2_1, Dialect.SMB3_0,
+                Dialect.SMB3_0_2, Dialect.SMB3_1_1]
+
+
+def connect(ns, dialect=Dialect.SMB3_1_1, **kwargs):
+    root = ns.root
+    return fs.connect(root.host, "dfs", root.username, root.password, port=root.port,
+                      dfs_ports=ns.ports, dialects=DialectRange(dialect, dialect), **kwargs)
+
+
+@pytest.fixture(scope="module")
+def files(samba_dfs):
+    (samba_dfs.root.share_path("share") / "dfs-local.txt").write_text("on the root server")
+    (samba_dfs.second.share_path("share") / "dfs-remote.txt").write_text("on the second")
+    return samba_dfs
+
+
+@pytest.mark.parametrize("dialect", ALL_DIALECTS, ids=lambda d: d.name)
+def test_link_to_a_share_on_the_same_server(files, dialect):
+    with connect(files, dialect) as tree:
+        assert isinstance(tree, DfsTree) and tree.dfs
+        assert set(tree.listdir("")) >= {"local", "remote", "failover"}
+        assert tree.read_bytes("local/dfs-local.txt") == b"on the root server"
+        tree.write_bytes(f"local/new-{dialect.name}.txt", b"through the link")
+        assert (files.root.share_path("share") / f"new-{dialect.name}.txt").read_bytes() == \
+            b"through the link"
+        with tree.open("local/dfs-local.txt", "rb") as f:
+            assert f.read() == b"on the root server"
+        assert tree.stat("local/dfs-local.txt").st_size == len(b"on the root server")
+        # the referral named 127.0.0.1 without a port: our port was reused
+        target = tree._targets[("127.0.0.1", files.root.port, "share")]
+        assert target.client.port == files.root.port
+
+
+@pytest.mark.parametrize("dialect", [Dialect.SMB1, Dialect.SMB3_1_1], ids=lambda d: d.name)
+def test_link_to_a_second_server(files, dialect):
+    with connect(files, dialect) as tree:
+        assert tree.read_bytes("remote/dfs-remote.txt") == b"on the second"
+        assert "dfs-remote.txt" in tree.listdir("remote")
+        tree.mkdir("remote/made-here")
+        assert (files.second.share_path("share") / "made-here").is_dir()
+        tree.rename("remote/made-here", "remote/renamed")
+        assert (files.second.share_path("share") / "renamed").is_dir()
+        tree.rmdir("remote/renamed")
+
+
+@pytest.mark.parametrize("dialect", [Dialect.SMB1, Dialect.SMB3_1_1], ids=lambda d: d.name)
+def test_failover_to_the_next_target(files, dialect):
+    with connect(files, dialect) as tree:
+        t0 = time.monotonic()
+        assert "hello.txt" in tree.listdir("failover")        # \\127.0.0.1\readonly
+        assert time.monotonic() - t0 < 10
+        referral, _ = tree.referrals.lookup(f"\\127.0.0.1\\dfs\\failover\\x")
+        assert [str(t) for t in referral.targets] == ["\\\\127.0.0.2\\share",
+                                                      "\\\\127.0.0.1\\readonly"]
+        assert referral.preferred == 1      # the dead one is not tried first again
+        assert tree.read_bytes("failover/hello.txt").startswith(b"hello")
+
+
+def test_dead_link_is_a_clear_error(files):
+    with connect(files) as tree:
+        t0 = time.monotonic()
+        with pytest.raises(SmbConnectionError) as info:
+            tree.listdir("dead")
+        assert time.monotonic() - t0 < 10
+        assert "dead" in str(info.value) and "127.0.0.2" in str(info.value)
+
+
+def test_referral_loop_is_a_clear_error(files):
+    with connect(files) as tree:
+        t0 = time.monotonic()
+        with pytest.raises(SmbError) as info:
+            tree.listdir("loop/x")
+        assert time.monotonic() - t0 < 10
+        assert "loop" in str(info.value).lower()
+
+
+def test_referral_cache_and_ttl(files):
+    with connect(files) as tree:
+        tree.listdir("local")
+        hit = tree.referrals.lookup("\\127.0.0.1\\DFS\\Local\\a\\b")   # case-insensitive
+        assert hit is not None and hit[1] == "a\\b"
+        assert hit[0].ttl > 0
+        # A cached route needs no new referral: drop the IPC$ trees and go on.
+        tree._ipc.clear()
+        assert tree.read_bytes("local/dfs-local.txt") == b"on the root server"
+        assert tree._ipc == {}
+    now = [100.0]
+    cache = ReferralCache(clock=lambda: now[0])
+    referral = parse_referral_response(_v4_response(ttl=30), "\\srv\\dfs\\link\\f")
+    cache.put(referral)
+    assert cache.lookup("\\srv\\dfs\\link\\f")[1] == "f"
+    assert cache.lookup("\\srv\\dfs\\linkx") is None          # component boundary
+    now[0] += 31
+    assert cache.lookup("\\srv\\dfs\\link\\f") is None        # expired
+
+
+@pytest.mark.parametrize("dialect", [Dialect.SMB1, Dialect.SMB3_1_1], ids=lambda d: d.name)
+def test_get_referral_directly(files, dialect):
+    with fs.connect(files.root.host, "dfs", files.root.username, files.root.password,
+                    port=files.root.port, dfs=False,
+                    dialects=DialectRange(dialect, dialect)) as tree:
+        assert tree.dfs and not isinstance(tree, DfsTree)
+        ipc = tree.session.tree_connect("IPC$")
+        referral = get_referral(tree.session, "\\127.0.0.1\\dfs\\remote\\x", ipc)
+        assert referral.prefix.lower() == "\\127.0.0.1\\dfs\\remote"
+        assert [str(t) for t in referral.targets] == ["\\\\localhost\\share"]
+        assert referral.version in (3, 4)
+        ipc.disconnect()
+
+
+def test_cli_through_a_link(files, tmp_path):
+    env = dict(os.environ, SMB_USER=files.root.username, SMB_PASSWORD=files.root.password)
+    # The CLI has no dfs_ports: use the link on the same server.
+    url = f"//127.0.0.1:{files.root.port}/dfs/local/dfs-local.txt"
+    res = subprocess.run([sys.executable, "-m", "smblayer", "cat", url], env=env,
+                         capture_output=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == b"on the root server"
+
+
+def _v4_response(ttl: int) -> bytes:
+    path = "\\srv\\dfs\\link"
+    # entry sizes cover only the fixed part; the names follow all entries
+    n1 = ("\\a\\share\\sub\0").encode("utf-16-le")
+    fixed = 8 + 4 + 6 + 16
+    e1 = struct.pack("<HHHHIHHH16s", 4, fixed, 0, 0, ttl, 0, 0, 2 * fixed, bytes(16))
+    e2 = struct.pack("<HHHHIHHH16s", 4, fixed, 0, 0, ttl, 0, 0, fixed + len(n1), bytes(16))
+    names = n1 + ("\\b\\share\0").encode("utf-16-le")
+    return struct.pack("<HHI", 2 * len(path), 2, 3) + e1 + e2 + names
+
+
+def test_parse_referral_v4_and_v2():
+    ref = parse_referral_response(_v4_response(ttl=77), "\\srv\\dfs\\link\\file")
+    assert ref.prefix == "\\srv\\dfs\\link" and ref.ttl == 77 and ref.version == 4
+    assert [(t.server, t.share, t.path) for t in ref.targets] == [("a", "share", "sub"),
+                                                                   ("b", "share", "")]
+    # version 2: Proximity, TTL, three offsets
+    name = "\\c\\data\0".encode("utf-16-le")
+    fixed = 8 + 4 + 4 + 6
+    entry = struct.pack("<HHHHIIHHH", 2, fixed, 0, 0, 0, 12, fixed, fixed, fixed) + name
+    ref2 = parse_referral_response(struct.pack("<HHI", 8, 1, 0) + entry, "\\x\\y\\z")
+    assert ref2.prefix == "\\x\\y" and ref2.ttl == 12 and str(ref2.targets[0]) == "\\\\c\\data"
+    with pytest.raises(SmbError):
+        parse_referral_response(b"\x00", "\\x")
+    with pytest.raises(SmbError):
+        parse_referral_response(struct.pack("<HHI", 0, 1, 0) + struct.pack("<HHHH", 4, 200, 0, 0),
+                                "\\x")
+
+
+# -- domain-based namespaces and Kerberos on the AD DC ---------------------------------
+
+def test_domain_based_namespace_with_kerberos(samba_ad_dc):
+    dc = samba_ad_dc
+    names = {dc.fqdn: dc.host}           # the referral names dc1.smbl.test
+    with dc.environ():
+        dc.kinit()
+        with fs.connect_namespace(dc.realm, "sysvol", dc.host, port=dc.port,
+                                  auth_protocol="kerberos", dfs_hosts=names,
+                                  dfs_ports={dc.fqdn: dc.port}) as tree:
+            assert tree.session.server_name.lower() == dc.fqdn
+            assert tree.session.mechanism == "kerberos"     # cifs/dc1.smbl.test
+            assert dc.realm.lower() in [n.lower() for n in tree.listdir("")]
+            referral, _ = tree.referrals.lookup(f"\\{dc.realm}\\sysvol")
+            assert referral.version in (3, 4)
+
+
+def test_kerberos_through_a_dfs_link(samba_ad_dc):
+    dc = samba_ad_dc
+    with dc.environ():
+        dc.kinit()
+        with fs.connect(dc.host, "dfs", port=dc.port, auth_protocol="kerberos",
+                        dfs_hosts={dc.fqdn: dc.host}, dfs_ports={dc.fqdn: dc.port}) as tree:
+            assert isinstance(tree, DfsTree)
+            tree.write_bytes("data/via-dfs.txt", b"kerberos through DFS")
+            target = tree._targets[(dc.fqdn, dc.port, "share")]
+            assert target.session.mechanism == "kerberos"
+            assert target.session.server_name == dc.fqdn
+        with open(os.path.join(dc.share_path("share"), "via-dfs.txt"), "rb") as f:
+            assert f.read() == b"kerberos through DFS"
