@@ -13,7 +13,7 @@ from .proto.status import NtStatus
 from .registry import get_client
 from .task import Reply, SmbTask, TaskState
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "get_client", "SmbClient", "ClientState", "BreakNotification", "Dialect", "DialectRange",

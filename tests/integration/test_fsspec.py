@@ -55,11 +55,18 @@ def make_fs(samba, **kwargs) -> SMBFileSystem:
 # fsspec's abstract suite
 
 
+@pytest.fixture(scope="class")
+def class_fs(samba):
+    # as fsspec's local filesystem in these tests: parents made on write
+    # (a module-level fixture: class-scoped fixtures defined as methods are
+    # deprecated in pytest 9 and gone in 10)
+    return make_fs(samba, auto_mkdir=True)
+
+
 class SmbFixtures(abstract.AbstractFixtures):
-    @pytest.fixture(scope="class")
-    def fs(self, samba):
-        # as fsspec's local filesystem in these tests: parents made on write
-        return make_fs(samba, auto_mkdir=True)
+    @pytest.fixture
+    def fs(self, class_fs):
+        return class_fs
 
     @pytest.fixture
     def fs_join(self):
