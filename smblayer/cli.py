@@ -145,6 +145,22 @@ positive_int = _number(int, 1)
 positive_float = _number(float, 0, inclusive=False)
 non_negative_float = _number(float, 0)
 
+
+def parse_dfs_host(text: str) -> Tuple[str, str]:
+    """'NAME=ADDRESS' -> (name, address) (argparse type of --dfs-host)."""
+    name, sep, address = text.partition("=")
+    if not sep or not name.strip() or not address.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=ADDRESS, got {text!r}")
+    return name.strip(), address.strip()
+
+
+def parse_dfs_port(text: str) -> Tuple[str, int]:
+    """'HOST=PORT' -> (host, port) (argparse type of --dfs-port)."""
+    host, port = parse_dfs_host(text)
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST=PORT with a port 1-65535, got {text!r}")
+    return host, int(port)
+
 WILDCARD_COMMANDS = ("get", "put", "ls", "rm")
 
 
@@ -295,6 +311,9 @@ class Connections:
         self._clients: Dict[Tuple[str, int], object] = {}
         self._sessions: Dict[Tuple[str, int], "fs.Session"] = {}
         self._trees: Dict[Tuple[str, int, str], "fs.Tree"] = {}
+        # where DFS link targets are: a referral names a host without a port
+        self._dfs_ports = dict(getattr(args, "dfs_port", None) or ())
+        self._dfs_hosts = dict(getattr(args, "dfs_host", None) or ())
 
     def client(self, url: SmbUrl):
         key = (url.host, url.port)
@@ -330,7 +349,8 @@ class Connections:
             try:
                 tree = session.tree_connect(url.share)
                 if tree.dfs:           # a DFS namespace: follow its links
-                    tree = fs.DfsTree(tree, self._dfs_target)
+                    tree = fs.DfsTree(tree, self._dfs_target, ports=self._dfs_ports,
+                                      hosts=self._dfs_hosts)
                 self._trees[key] = tree
             except PermissionError as exc:
                 dialect = session.client.dialect
@@ -1500,6 +1520,13 @@ def _add_common(p: argparse.ArgumentParser, suppress: bool) -> None:
                       help="hard mode: wait for an unresponsive server forever")
     mode.add_argument("--soft", dest="hard", action="store_false", default=d(False),
                       help="soft mode (default): give up with an error")
+    g.add_argument("--dfs-port", action="append", type=parse_dfs_port, default=d(None),
+                   metavar="HOST=PORT", help="port of a DFS link target host (a referral "
+                   "names none: default the connection's port for its host, else 445); "
+                   "repeatable")
+    g.add_argument("--dfs-host", action="append", type=parse_dfs_host, default=d(None),
+                   metavar="NAME=ADDRESS", help="address to connect to for a host a DFS "
+                   "referral names; repeatable")
     g.add_argument("-v", "--verbose", action="count", default=d(0),
                    help="log to stderr (-vv for debug)")
 
