@@ -547,6 +547,7 @@ class DfsTree:
         with self._lock:
             targets, self._targets = list(self._targets.values()), {}
             ipcs, self._ipc = list(self._ipc.values()), {}
+            self._handles.clear()
         for ipc in ipcs:
             try:
                 ipc.disconnect()

@@ -243,6 +243,18 @@ def test_rename_through_an_unresolved_link(files, dialect):
     assert (files.second.share_path("share") / name).read_bytes() == b"x"
 
 
+def test_watch_through_a_link(files):
+    with connect(files) as tree:
+        watch = tree.watch("remote")
+        try:
+            assert watch.tree.client.port == files.second.port
+            (files.second.share_path("share") / "watched.txt").write_bytes(b"w")
+            event = next(iter(watch))
+            assert event.path == "watched.txt"
+        finally:
+            watch.close()
+
+
 # -- the CLI to another host on a non-default port -----------------------------------------
 
 def _cli(files, *args):
