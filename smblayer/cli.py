@@ -314,6 +314,8 @@ class Connections:
         # where DFS link targets are: a referral names a host without a port
         self._dfs_ports = dict(getattr(args, "dfs_port", None) or ())
         self._dfs_hosts = dict(getattr(args, "dfs_host", None) or ())
+        # (address, port) of a DFS target -> the name its referral gave (cifs/NAME)
+        self._server_names: Dict[Tuple[str, int], str] = {}
 
     def client(self, url: SmbUrl):
         key = (url.host, url.port)
@@ -332,7 +334,7 @@ class Connections:
                 self._sessions[key] = fs.Session(
                     client, creds.user, creds.password, domain=creds.domain,
                     encrypt=self.args.encrypt, require_signing=True if self.args.sign else None,
-                    auth_protocol=creds.auth)
+                    auth_protocol=creds.auth, server_name=self._server_names.get(key))
             except SmbAuthError as exc:
                 if creds.password is None and creds.auth != "kerberos":
                     raise NoPasswordError(exc.status, exc.command, message=(
@@ -360,8 +362,12 @@ class Connections:
                 raise
         return self._trees[key]
 
-    def _dfs_target(self, address: str, port: int, share: str, _server_name: str):
-        """A DFS link's target share, on this command's connections."""
+    def _dfs_target(self, address: str, port: int, share: str, server_name: str):
+        """A DFS link's target share, on this command's connections (a
+        session to a target reached by a --dfs-host address authenticates
+        to the name the referral gave, as Kerberos needs)."""
+        if server_name.lower() != address.lower():
+            self._server_names.setdefault((address, port), server_name)
         tree = self.tree(SmbUrl(address, port, share, ""))
         return tree._root if isinstance(tree, fs.DfsTree) else tree
 

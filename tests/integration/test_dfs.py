@@ -351,3 +351,25 @@ def test_kerberos_through_a_dfs_link(samba_ad_dc):
             assert target.session.server_name == dc.fqdn
         with open(os.path.join(dc.share_path("share"), "via-dfs.txt"), "rb") as f:
             assert f.read() == b"kerberos through DFS"
+
+
+def test_cli_kerberos_through_a_dfs_link(samba_ad_dc):
+    """The link ``data`` names dc1.smbl.test, which no resolver knows:
+    --dfs-host and --dfs-port take the CLI there, with Kerberos only."""
+    dc = samba_ad_dc
+    with open(os.path.join(dc.share_path("share"), "cli-dfs.txt"), "wb") as f:
+        f.write(b"kerberos, CLI and DFS")
+    with dc.environ():
+        dc.kinit()
+        res = subprocess.run(
+            [sys.executable, "-m", "smblayer", "-k", "-U", dc.username, "--timeout", "10",
+             "--dfs-host", f"{dc.fqdn}={dc.host}", "--dfs-port", f"{dc.fqdn}={dc.port}",
+             "cat", f"//{dc.host}:{dc.port}/dfs/data/cli-dfs.txt"],
+            env=dict(os.environ), capture_output=True, timeout=60)
+        assert res.returncode == 0, res.stderr
+        assert res.stdout == b"kerberos, CLI and DFS"
+        res = subprocess.run(
+            [sys.executable, "-m", "smblayer", "-k", "-U", dc.username, "--timeout", "5",
+             "cat", f"//{dc.host}:{dc.port}/dfs/data/cli-dfs.txt"],
+            env=dict(os.environ), capture_output=True, timeout=60)
+        assert res.returncode != 0 and dc.fqdn.encode() in res.stderr.lower()
