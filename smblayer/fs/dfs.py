@@ -16,7 +16,15 @@ connected (down, refused, no such share) is skipped for the next one
 names ``\\\\host\\share`` without a port: a target on the host we are
 connected to reuses our port (as smbprotocol does), other hosts use
 ``ports[host]`` or 445.  A chain of referrals longer than ``MAX_HOPS`` or
-back to a path already visited is a referral loop (SmbError).
+back to a path already visited is a referral loop; it and a link with no
+reachable target are a :class:`DfsLinkError`.
+
+Every path method of a DfsTree runs on the tree its path resolves to (the
+root or a target share; :meth:`DfsTree.resolve`), and Tree's helpers
+(``walk``, ``glob``, ``copytree``, ``rmtree``, ``exists``...) run on the
+DfsTree itself, so they cross links too and hand out paths as seen through
+the namespace; ``walk`` and ``glob`` skip a dead link as they skip a
+directory that cannot be listed.
 
 On SMB1 the referral is TRANS2_GET_DFS_REFERRAL and a DFS share is known
 by SMB_SHARE_IS_IN_DFS in the TREE_CONNECT_ANDX response.
@@ -24,11 +32,12 @@ by SMB_SHARE_IS_IN_DFS in the TREE_CONNECT_ANDX response.
 from __future__ import annotations
 
 import logging
+import os
 import struct
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterator, List, Mapping, Optional, Tuple, TypeVar
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, TypeVar
 
 from ..config import Dialect
 from ..errors import SmbConnectionError, SmbError, SmbStatusError, SmbTimeoutError
@@ -309,7 +318,7 @@ class DfsTree:
             return tree, sub
         return self._run(path, probe)
 
-    def open(self, path, mode: str = "rb", **kwargs):
+    def open(self, path, mode: str = "rb", **kwargs) -> Any:
         return self._call("open", path, (mode,), kwargs)
 
     def read_bytes(self, path) -> bytes:
@@ -318,10 +327,10 @@ class DfsTree:
     def write_bytes(self, path, data) -> int:
         return self._call("write_bytes", path, (data,))
 
-    def stat(self, path=""):
+    def stat(self, path="") -> os.stat_result:
         return self._call("stat", path)
 
-    def file_info(self, path=""):
+    def file_info(self, path="") -> Any:
         return self._call("file_info", path)
 
     def utime(self, path, times=None, *, ns=None) -> None:
@@ -365,7 +374,7 @@ class DfsTree:
                              f"{tree.share!r} (a DFS link); refusing to delete it")
         Tree.rmtree(self, path, ignore_errors, onerror)
 
-    def watch(self, path="", recursive: bool = False, **kwargs):
+    def watch(self, path="", recursive: bool = False, **kwargs) -> Any:
         return self._call("watch", path, (recursive,), kwargs)
 
     def copy(self, src, dst, *, dst_tree=None) -> int:
@@ -379,7 +388,7 @@ class DfsTree:
             return tree.copy(sub, dsub, dst_tree=dtree)
         return self._run(src, run)
 
-    def open_handle(self, path="", **kwargs):
+    def open_handle(self, path="", **kwargs) -> Any:
         def run(tree, sub):
             handle = tree.open_handle(sub, **kwargs)
             with self._lock:
@@ -396,7 +405,7 @@ class DfsTree:
     def check_handle(self, handle) -> None:
         self._tree_of(handle).check_handle(handle)
 
-    def ioctl_task(self, target, ctl_code: int, input: bytes = b"", **kwargs):
+    def ioctl_task(self, target, ctl_code: int, input: bytes = b"", **kwargs) -> Any:
         return self._tree_of(target).ioctl_task(target, ctl_code, input, **kwargs)
 
     def ioctl(self, target, ctl_code: int, input: bytes = b"", **kwargs) -> bytes:
