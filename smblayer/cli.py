@@ -145,6 +145,22 @@ positive_int = _number(int, 1)
 positive_float = _number(float, 0, inclusive=False)
 non_negative_float = _number(float, 0)
 
+
+def parse_dfs_host(text: str) -> Tuple[str, str]:
+    """'NAME=ADDRESS' -> (name, address) (argparse type of --dfs-host)."""
+    name, sep, address = text.partition("=")
+    if not sep or not name.strip() or not address.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=ADDRESS, got {text!r}")
+    return name.strip(), address.strip()
+
+
+def parse_dfs_port(text: str) -> Tuple[str, int]:
+    """'HOST=PORT' -> (host, port) (argparse type of --dfs-port)."""
+    host, port = parse_dfs_host(text)
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST=PORT with a port 1-65535, got {text!r}")
+    return host, int(port)
+
 WILDCARD_COMMANDS = ("get", "put", "ls", "rm")
 
 
@@ -295,6 +311,11 @@ class Connections:
         self._clients: Dict[Tuple[str, int], object] = {}
         self._sessions: Dict[Tuple[str, int], "fs.Session"] = {}
         self._trees: Dict[Tuple[str, int, str], "fs.Tree"] = {}
+        # where DFS link targets are: a referral names a host without a port
+        self._dfs_ports = dict(getattr(args, "dfs_port", None) or ())
+        self._dfs_hosts = dict(getattr(args, "dfs_host", None) or ())
+        # (address, port) of a DFS target -> the name its referral gave (cifs/NAME)
+        self._server_names: Dict[Tuple[str, int], str] = {}
 
     def client(self, url: SmbUrl):
         key = (url.host, url.port)
@@ -313,7 +334,7 @@ class Connections:
                 self._sessions[key] = fs.Session(
                     client, creds.user, creds.password, domain=creds.domain,
                     encrypt=self.args.encrypt, require_signing=True if self.args.sign else None,
-                    auth_protocol=creds.auth)
+                    auth_protocol=creds.auth, server_name=self._server_names.get(key))
             except SmbAuthError as exc:
                 if creds.password is None and creds.auth != "kerberos":
                     raise NoPasswordError(exc.status, exc.command, message=(
@@ -330,7 +351,8 @@ class Connections:
             try:
                 tree = session.tree_connect(url.share)
                 if tree.dfs:           # a DFS namespace: follow its links
-                    tree = fs.DfsTree(tree, self._dfs_target)
+                    tree = fs.DfsTree(tree, self._dfs_target, ports=self._dfs_ports,
+                                      hosts=self._dfs_hosts)
                 self._trees[key] = tree
             except PermissionError as exc:
                 dialect = session.client.dialect
@@ -340,8 +362,12 @@ class Connections:
                 raise
         return self._trees[key]
 
-    def _dfs_target(self, address: str, port: int, share: str, _server_name: str):
-        """A DFS link's target share, on this command's connections."""
+    def _dfs_target(self, address: str, port: int, share: str, server_name: str):
+        """A DFS link's target share, on this command's connections (a
+        session to a target reached by a --dfs-host address authenticates
+        to the name the referral gave, as Kerberos needs)."""
+        if server_name.lower() != address.lower():
+            self._server_names.setdefault((address, port), server_name)
         tree = self.tree(SmbUrl(address, port, share, ""))
         return tree._root if isinstance(tree, fs.DfsTree) else tree
 
@@ -1500,6 +1526,13 @@ def _add_common(p: argparse.ArgumentParser, suppress: bool) -> None:
                       help="hard mode: wait for an unresponsive server forever")
     mode.add_argument("--soft", dest="hard", action="store_false", default=d(False),
                       help="soft mode (default): give up with an error")
+    g.add_argument("--dfs-port", action="append", type=parse_dfs_port, default=d(None),
+                   metavar="HOST=PORT", help="port of a DFS link target host (a referral "
+                   "names none: default the connection's port for its host, else 445); "
+                   "repeatable")
+    g.add_argument("--dfs-host", action="append", type=parse_dfs_host, default=d(None),
+                   metavar="NAME=ADDRESS", help="address to connect to for a host a DFS "
+                   "referral names; repeatable")
     g.add_argument("-v", "--verbose", action="count", default=d(0),
                    help="log to stderr (-vv for debug)")
 

@@ -11,7 +11,7 @@ from typing import Mapping, Optional
 from ..config import TimeoutPolicy
 from ..registry import get_client
 from ..security import check_auth_protocol
-from .dfs import DfsTree, ReferralCache, get_referral
+from .dfs import DfsLinkError, DfsTree, ReferralCache, get_referral
 from .file import SmbRawFile
 from .ops import FileInfo, StatResult
 from .session import Session
@@ -129,5 +129,5 @@ def list_shares(host: str, username: Optional[str] = None, password: Optional[st
     raise AssertionError("unreachable")
 
 
-__all__ = ["connect", "connect_namespace", "DfsTree", "ReferralCache", "list_shares", "ShareInfo", "Watch", "WatchEvent", "Session", "Tree",
+__all__ = ["connect", "connect_namespace", "DfsTree", "DfsLinkError", "ReferralCache", "list_shares", "ShareInfo", "Watch", "WatchEvent", "Session", "Tree",
            "SmbRawFile", "DirEntry", "FileInfo", "StatResult", "normpath", "outpath"]

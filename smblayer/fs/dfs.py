@@ -16,7 +16,15 @@ connected (down, refused, no such share) is skipped for the next one
 names ``\\\\host\\share`` without a port: a target on the host we are
 connected to reuses our port (as smbprotocol does), other hosts use
 ``ports[host]`` or 445.  A chain of referrals longer than ``MAX_HOPS`` or
-back to a path already visited is a referral loop (SmbError).
+back to a path already visited is a referral loop; it and a link with no
+reachable target are a :class:`DfsLinkError`.
+
+Every path method of a DfsTree runs on the tree its path resolves to (the
+root or a target share; :meth:`DfsTree.resolve`), and Tree's helpers
+(``walk``, ``glob``, ``copytree``, ``rmtree``, ``exists``...) run on the
+DfsTree itself, so they cross links too and hand out paths as seen through
+the namespace; ``walk`` and ``glob`` skip a dead link as they skip a
+directory that cannot be listed.
 
 On SMB1 the referral is TRANS2_GET_DFS_REFERRAL and a DFS share is known
 by SMB_SHARE_IS_IN_DFS in the TREE_CONNECT_ANDX response.
@@ -24,22 +32,25 @@ by SMB_SHARE_IS_IN_DFS in the TREE_CONNECT_ANDX response.
 from __future__ import annotations
 
 import logging
+import os
 import struct
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Mapping, Optional, Tuple
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, TypeVar
 
 from ..config import Dialect
 from ..errors import SmbConnectionError, SmbError, SmbStatusError, SmbTimeoutError
 from ..proto import smb2
 from ..proto.status import NtStatus
 from ..task import SmbTask
+from .tree import DirEntry, Tree, _handle_of, outpath
 
 log = logging.getLogger("smblayer")
+T = TypeVar("T")
 
 __all__ = ["FSCTL_DFS_GET_REFERRALS", "Referral", "ReferralTarget", "ReferralCache",
-           "DfsTree", "parse_referral_response", "get_referral", "MAX_HOPS"]
+           "DfsTree", "DfsLinkError", "parse_referral_response", "get_referral", "MAX_HOPS"]
 
 FSCTL_DFS_GET_REFERRALS = 0x00060194
 TRANS2_GET_DFS_REFERRAL = 0x0010
@@ -213,19 +224,44 @@ class ReferralCache:
         return len(self._entries)
 
 
-# Tree methods whose first argument is a path (rename/replace: two paths).
-_PATH_METHODS = frozenset({"open", "read_bytes", "write_bytes", "stat", "exists", "isdir",
-                           "isfile", "scandir", "listdir", "mkdir", "makedirs", "rmdir",
-                           "remove", "walk", "glob", "rmtree", "watch", "copyfile", "copy"})
-_TWO_PATH_METHODS = frozenset({"rename", "replace"})
+class DfsLinkError(SmbConnectionError):
+    """A DFS link that cannot be followed: none of its targets is reachable,
+    or its referrals loop.  ``link`` is the DFS path (``\\\\host\\share\\link``
+    or the path asked for)."""
+
+    def __init__(self, message: str, link: str):
+        super().__init__(message)
+        self.link = link
 
 
 class DfsTree:
     """A Tree on a DFS namespace root that follows links: path operations
     that meet STATUS_PATH_NOT_COVERED are resolved through referrals (cached
     for their TTL) and run on the target share, with failover between
-    targets.  Everything else is the root Tree's (``tree.session``,
-    ``tree.client``...).  Built by :func:`smblayer.fs.connect`."""
+    targets.  Paths in and out (``scandir``, ``walk``, ``glob``...) are as
+    seen through the namespace.  Everything else is the root Tree's
+    (``tree.session``, ``tree.client``...).  Built by
+    :func:`smblayer.fs.connect`."""
+
+    # A dead link is skipped by walk() (to onerror) like a directory that
+    # cannot be listed.
+    _WALK_ERRORS = (SmbStatusError, DfsLinkError)
+
+    # Tree's helpers, written over the path methods below, so that they
+    # follow links too (and hand out namespace paths).
+    exists = Tree.exists
+    isdir = Tree.isdir
+    isfile = Tree.isfile
+    getsize = Tree.getsize
+    makedirs = Tree.makedirs
+    walk = Tree.walk
+    walk_entries = Tree.walk_entries
+    glob = Tree.glob
+    _glob_deep = Tree._glob_deep
+    _each = Tree._each
+    copyfile = Tree.copyfile
+    copytree = Tree.copytree
+    read_chunks = Tree.read_chunks
 
     def __init__(self, root, connect: Callable[[str, int, str, str], object],
                  ports: Optional[Mapping[str, int]] = None,
@@ -239,6 +275,7 @@ class DfsTree:
         self.referrals = cache if cache is not None else ReferralCache()
         self._targets: Dict[Tuple[str, int, str], object] = {}
         self._ipc: Dict[int, object] = {}
+        self._handles: Dict[int, object] = {}     # id(Handle from open_handle) -> its tree
         self._lock = threading.RLock()
 
     @classmethod
@@ -260,15 +297,143 @@ class DfsTree:
         root = self.__dict__.get("_root")
         if root is None:
             raise AttributeError(name)
-        value = getattr(root, name)
-        if name in _PATH_METHODS:
-            return lambda path="", *a, **kw: self._call(name, path, a, kw)
-        if name in _TWO_PATH_METHODS:
-            return lambda src, dst, *a, **kw: self._call2(name, src, dst, a, kw)
-        return value
+        return getattr(root, name)
 
     def __repr__(self) -> str:
         return f"<DfsTree {self._root!r} {len(self.referrals)} referrals>"
+
+    # -- path methods: each runs on the tree the path resolves to -------------------
+
+    def resolve(self, path) -> Tuple[Tree, str]:
+        """(tree, path in it) for the namespace path ``path``: the root tree
+        or a link's target share (asking for referrals as needed; ``path``
+        need not exist).  DfsLinkError for a dead link or a loop."""
+        def probe(tree, sub):
+            try:
+                tree.file_info(sub)
+            except SmbStatusError as exc:
+                if exc.status == NtStatus.PATH_NOT_COVERED:
+                    raise
+                # any other answer: this server owns the path
+            return tree, sub
+        return self._run(path, probe)
+
+    def open(self, path, mode: str = "rb", **kwargs) -> Any:
+        return self._call("open", path, (mode,), kwargs)
+
+    def read_bytes(self, path) -> bytes:
+        return self._call("read_bytes", path)
+
+    def write_bytes(self, path, data) -> int:
+        return self._call("write_bytes", path, (data,))
+
+    def stat(self, path="") -> os.stat_result:
+        return self._call("stat", path)
+
+    def file_info(self, path="") -> Any:
+        return self._call("file_info", path)
+
+    def utime(self, path, times=None, *, ns=None) -> None:
+        self._call("utime", path, (times,), {"ns": ns})
+
+    def _set_filetimes(self, path, atime: int, mtime: int) -> None:
+        self._call("_set_filetimes", path, (atime, mtime))
+
+    def scandir(self, path="", pattern: str = "*") -> Iterator[DirEntry]:
+        base = outpath(path)
+        entries = self._run(path, lambda tree, sub: list(tree.scandir(sub, pattern)))
+        return iter([DirEntry(e.name, f"{base}/{e.name}" if base else e.name, e.info)
+                     for e in entries])
+
+    def listdir(self, path="") -> List[str]:
+        return self._call("listdir", path)
+
+    def mkdir(self, path) -> None:
+        self._call("mkdir", path)
+
+    def rmdir(self, path) -> None:
+        self._call("rmdir", path)
+
+    def remove(self, path) -> None:
+        self._call("remove", path)
+
+    unlink = remove
+
+    def rename(self, src, dst) -> None:
+        self._call2("rename", src, dst)
+
+    def replace(self, src, dst) -> None:
+        self._call2("replace", src, dst)
+
+    def rmtree(self, path, ignore_errors: bool = False, onerror=None) -> None:
+        """Tree.rmtree through links; a path that is a link to a whole share
+        is refused (ValueError), as the share root is."""
+        tree, sub = self.resolve(path)
+        if not sub:
+            raise ValueError(f"rmtree: {outpath(path)!r} is the root of share "
+                             f"{tree.share!r} (a DFS link); refusing to delete it")
+        Tree.rmtree(self, path, ignore_errors, onerror)
+
+    def watch(self, path="", recursive: bool = False, **kwargs) -> Any:
+        return self._call("watch", path, (recursive,), kwargs)
+
+    def copy(self, src, dst, *, dst_tree=None) -> int:
+        """Tree.copy (server-side where it can) between namespace paths;
+        ``dst_tree``: another tree (a DfsTree resolves ``dst`` too)."""
+        def run(tree, sub):
+            if dst_tree is None or isinstance(dst_tree, DfsTree):
+                dtree, dsub = (dst_tree or self).resolve(dst)
+            else:
+                dtree, dsub = dst_tree, dst
+            return tree.copy(sub, dsub, dst_tree=dtree)
+        return self._run(src, run)
+
+    def open_handle(self, path="", **kwargs) -> Any:
+        def run(tree, sub):
+            handle = tree.open_handle(sub, **kwargs)
+            with self._lock:
+                self._handles[id(handle)] = tree
+            return handle
+        return self._run(path, run)
+
+    def close_handle(self, handle) -> None:
+        tree = self._tree_of(handle)
+        with self._lock:
+            self._handles.pop(id(handle), None)
+        tree.close_handle(handle)
+
+    def check_handle(self, handle) -> None:
+        self._tree_of(handle).check_handle(handle)
+
+    def ioctl_task(self, target, ctl_code: int, input: bytes = b"", **kwargs) -> Any:
+        return self._tree_of(target).ioctl_task(target, ctl_code, input, **kwargs)
+
+    def ioctl(self, target, ctl_code: int, input: bytes = b"", **kwargs) -> bytes:
+        return self._tree_of(target).ioctl(target, ctl_code, input, **kwargs)
+
+    def _tree_of(self, target):
+        """The tree a handle or file (from open_handle/open) lives on."""
+        handle = _handle_of(target)
+        if handle is None:
+            return self._root
+        if handle.file is not None:
+            return handle.file.tree
+        with self._lock:
+            return self._handles.get(id(handle), self._root)
+
+    def _info_or_none(self, path):
+        """Tree._info_or_none; a dead link is nothing there (a broken symlink
+        for os.path.exists)."""
+        try:
+            return Tree._info_or_none(self, path)
+        except DfsLinkError:
+            return None
+
+    def _glob_dir(self, base: str, part: str, include_hidden: bool):
+        try:
+            return Tree._glob_dir(self, base, part, include_hidden)
+        except DfsLinkError:
+            return []
 
     # -- routing ----------------------------------------------------------------------
 
@@ -294,7 +459,7 @@ class DfsTree:
                 break
             seen.add(referral.prefix.lower())
             tree, sub = self._follow(tree, referral, rest)
-        raise SmbError(f"DFS referral loop at {path!r}")
+        raise DfsLinkError(f"DFS referral loop at {path!r}", path)
 
     def _follow(self, tree, referral: Referral, rest: str):
         """Connect the first reachable target of ``referral`` (failover)."""
@@ -315,9 +480,8 @@ class DfsTree:
             sub = "\\".join(p for p in (target.path, rest) if p)
             return target_tree, self._api_path(sub)
         self.referrals.forget(referral.prefix)
-        raise SmbConnectionError(f"DFS link {referral.prefix}: no target reachable: "
-                                 + "; ".join(errors))
-
+        raise DfsLinkError(f"DFS link {referral.prefix}: no target reachable: "
+                           + "; ".join(errors), referral.prefix)
     def _port_for(self, tree, host: str) -> int:
         name = host.lower()
         if name in self._ports:
@@ -349,7 +513,8 @@ class DfsTree:
         referral = get_referral(tree.session, unc, self._ipc_tree(tree))
         key = referral.prefix.lower()
         if key in seen or not unc.lower().startswith(key):
-            raise SmbError(f"DFS referral loop at {unc!r} (via {referral.prefix})")
+            raise DfsLinkError(f"DFS referral loop at {unc!r} (via {referral.prefix})",
+                               referral.prefix)
         seen.add(key)
         self.referrals.put(referral)
         log.debug("smblayer: DFS %s -> %s (ttl %ss)", referral.prefix,
@@ -357,24 +522,33 @@ class DfsTree:
         rest = unc[len(referral.prefix):].lstrip("\\")
         return self._follow(tree, referral, rest)
 
-    def _call(self, name: str, path, args, kwargs):
-        tree, sub = self._route(self._api_path(str(path)))
+    def _run(self, path, work: Callable[[Tree, str], T]) -> T:
+        """``work(tree, path in it)`` on the tree ``path`` resolves to: from
+        the referral cache, then again through a new referral whenever the
+        server answers STATUS_PATH_NOT_COVERED."""
+        tree, sub = self._route(self._api_path(outpath(path)))
         seen: set = set()
         for _ in range(MAX_HOPS):
             try:
-                return getattr(tree, name)(sub, *args, **kwargs)
+                return work(tree, sub)
             except SmbStatusError as exc:
                 if exc.status != NtStatus.PATH_NOT_COVERED:
                     raise
             tree, sub = self._resolve(tree, sub, seen)
-        raise SmbError(f"DFS referral loop at {path!r}: more than {MAX_HOPS} referrals")
+        raise DfsLinkError(f"DFS referral loop at {path!r}: more than {MAX_HOPS} referrals",
+                           str(path))
 
-    def _call2(self, name: str, src, dst, args, kwargs):
-        tree, sub = self._route(self._api_path(str(src)))
-        dtree, dsub = self._route(self._api_path(str(dst)))
+    def _call(self, name: str, path, args=(), kwargs=None):
+        return self._run(path, lambda tree, sub: getattr(tree, name)(sub, *args,
+                                                                    **(kwargs or {})))
+
+    def _call2(self, name: str, src, dst):
+        """rename/replace: both paths must resolve to the same share."""
+        tree, sub = self.resolve(src)
+        dtree, dsub = self.resolve(dst)
         if dtree is not tree:
             raise SmbError(f"{name}: {src!r} and {dst!r} are on different DFS targets")
-        return getattr(tree, name)(sub, dsub, *args, **kwargs)
+        return getattr(tree, name)(sub, dsub)
 
     # -- lifetime ------------------------------------------------------------------------
 
@@ -382,6 +556,7 @@ class DfsTree:
         with self._lock:
             targets, self._targets = list(self._targets.values()), {}
             ipcs, self._ipc = list(self._ipc.values()), {}
+            self._handles.clear()
         for ipc in ipcs:
             try:
                 ipc.disconnect()

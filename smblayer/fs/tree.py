@@ -161,6 +161,9 @@ class Tree:
     #: READ/WRITE requests a file object keeps on the wire
     max_in_flight = MAX_IN_FLIGHT
 
+    # What walk() passes to onerror and skips (a DfsTree adds a dead DFS link).
+    _WALK_ERRORS: Tuple[type, ...] = (SmbStatusError,)
+
     def __init__(self, session, share: str, *, durable: bool = True):
         self.session = session
         self.client = session.client
@@ -429,6 +432,11 @@ class Tree:
         self._check_connected()
         self.ops.set_times(normpath(path), ns_to_filetime(ns[0]), ns_to_filetime(ns[1]))
 
+    def _set_filetimes(self, path, atime: int, mtime: int) -> None:
+        """Set access and modification times as FILETIMEs (copytree)."""
+        self._check_connected()
+        self.ops.set_times(normpath(path), atime, mtime)
+
     def scandir(self, path="", pattern: str = "*") -> Iterator[DirEntry]:
         """Entries of directory ``path`` (without "." and ".."); with
         ``pattern``, only those the server matches to it (``*`` and ``?``,
@@ -499,7 +507,7 @@ class Tree:
         top = outpath(top)
         try:
             entries = list(self.scandir(top))
-        except SmbStatusError as exc:
+        except self._WALK_ERRORS as exc:
             if onerror is not None:
                 onerror(exc)
             return
@@ -689,8 +697,7 @@ class Tree:
             self.copyfile(path, target)
             if preserve_times:
                 info = by_path[path].info
-                self.ops.set_times(normpath(target), info.last_access_time,
-                                   info.last_write_time)
+                self._set_filetimes(target, info.last_access_time, info.last_write_time)
 
         failures = self._each(copy_one, list(by_path))
         if failures:

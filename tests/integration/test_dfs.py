@@ -130,12 +130,166 @@ def test_get_referral_directly(files, dialect):
 
 def test_cli_through_a_link(files, tmp_path):
     env = dict(os.environ, SMB_USER=files.root.username, SMB_PASSWORD=files.root.password)
-    # The CLI has no dfs_ports: use the link on the same server.
+    # the link on the same server: our port is reused, no --dfs-port needed
     url = f"//127.0.0.1:{files.root.port}/dfs/local/dfs-local.txt"
     res = subprocess.run([sys.executable, "-m", "smblayer", "cat", url], env=env,
                          capture_output=True, timeout=60)
     assert res.returncode == 0, res.stderr
     assert res.stdout == b"on the root server"
+
+
+# -- Tree helpers through links (walk, glob, copytree, rmtree...) ------------------------
+
+def _second_tree(ns, name):
+    """A small directory tree on the second server, seen as remote/NAME."""
+    top = ns.second.share_path("share") / name
+    (top / "sub" / "deeper").mkdir(parents=True)
+    (top / "a.txt").write_bytes(b"a" * 10)
+    (top / "sub" / "b.txt").write_bytes(b"b" * 20)
+    (top / "sub" / "deeper" / "c.dat").write_bytes(b"c" * 30)
+    os.utime(top / "a.txt", (1_200_000_000, 1_200_000_000))
+    return top
+
+
+@pytest.mark.parametrize("dialect", [Dialect.SMB1, Dialect.SMB3_1_1], ids=lambda d: d.name)
+def test_walk_and_glob_follow_links(files, dialect):
+    name = f"walk-{dialect.name}"
+    _second_tree(files, name)
+    with connect(files, dialect) as tree:
+        # walk of the namespace root descends into the links' targets
+        errors = []
+        seen = {dirpath: (sorted(dirs), sorted(names))
+                for dirpath, dirs, names in tree.walk("", onerror=errors.append)}
+        assert "dfs-local.txt" in seen["local"][1]
+        assert "hello.txt" in seen["failover"][1]
+        assert seen[f"remote/{name}"] == (["sub"], ["a.txt"])
+        assert seen[f"remote/{name}/sub/deeper"] == ([], ["c.dat"])
+        # the dead link and the loop are skipped, reported to onerror
+        assert "dead" not in seen and "loop" not in seen
+        assert sorted(type(e).__name__ for e in errors) == ["DfsLinkError", "DfsLinkError"]
+        assert {e.link.lower().rsplit("\\", 1)[-1] for e in errors} >= {"dead"}
+        walked = [(d, sorted(n)) for d, _, n in tree.walk(f"remote/{name}", topdown=False)]
+        assert walked[-1] == (f"remote/{name}", ["a.txt"])
+        entries = {e.path: e for e in tree.scandir(f"remote/{name}/sub")}
+        assert set(entries) == {f"remote/{name}/sub/b.txt", f"remote/{name}/sub/deeper"}
+        assert entries[f"remote/{name}/sub/b.txt"].stat().st_size == 20
+        assert sorted(tree.listdir(f"remote/{name}")) == ["a.txt", "sub"]
+        # glob: paths as seen through the namespace, across links, dead links skipped
+        assert tree.glob(f"remote/{name}/**/*.txt", recursive=True) == [
+            f"remote/{name}/a.txt", f"remote/{name}/sub/b.txt"]
+        assert tree.glob("*/dfs-remote.txt") == ["remote/dfs-remote.txt"]
+        assert tree.glob("*/dfs-*.txt") == ["local/dfs-local.txt", "remote/dfs-remote.txt"]
+        assert tree.glob(f"remote/{name}/sub/deeper/c.dat") == [
+            f"remote/{name}/sub/deeper/c.dat"]
+        # exists & co.
+        assert tree.exists(f"remote/{name}/a.txt") and tree.isfile(f"remote/{name}/a.txt")
+        assert tree.isdir("remote") and tree.isdir(f"remote/{name}/sub")
+        assert not tree.exists(f"remote/{name}/nothing") and not tree.isdir("local/nothing")
+        assert not tree.exists("dead/x")             # a dead link: like a broken symlink
+        assert tree.getsize(f"remote/{name}/sub/deeper/c.dat") == 30
+        assert tree.file_info(f"remote/{name}/sub").is_dir
+        assert tree.stat(f"remote/{name}/a.txt").st_mtime == 1_200_000_000
+
+
+@pytest.mark.parametrize("dialect", [Dialect.SMB1, Dialect.SMB3_1_1], ids=lambda d: d.name)
+def test_copy_and_delete_helpers_follow_links(files, dialect):
+    name = f"copy-{dialect.name}"
+    src = _second_tree(files, name)
+    local = files.root.share_path("share")
+    with connect(files, dialect) as tree:
+        # copytree from the second server to the root server, through two links
+        assert tree.copytree(f"remote/{name}", f"local/{name}") == f"local/{name}"
+        assert (local / name / "sub" / "deeper" / "c.dat").read_bytes() == b"c" * 30
+        assert os.stat(local / name / "a.txt").st_mtime == 1_200_000_000
+        # copyfile and copy (server-side where it can) between servers
+        tree.copyfile(f"local/{name}/a.txt", f"remote/{name}/a-copy.txt")
+        assert (src / "a-copy.txt").read_bytes() == b"a" * 10
+        assert tree.copy(f"remote/{name}/sub/b.txt", f"local/{name}/b-copy.txt") == 20
+        assert (local / name / "b-copy.txt").read_bytes() == b"b" * 20
+        assert tree.copy(f"remote/{name}/sub/b.txt", f"remote/{name}/b2.txt") == 20
+        assert (src / "b2.txt").read_bytes() == b"b" * 20
+        # makedirs, utime, remove, rmtree through links
+        tree.makedirs(f"remote/{name}/x/y/z")
+        assert (src / "x" / "y" / "z").is_dir()
+        tree.utime(f"remote/{name}/b2.txt", (1_300_000_000, 1_300_000_000))
+        assert os.stat(src / "b2.txt").st_mtime == 1_300_000_000
+        tree.remove(f"remote/{name}/b2.txt")
+        assert not (src / "b2.txt").exists()
+        tree.rmtree(f"local/{name}")
+        assert not (local / name).exists()
+        tree.rmtree(f"remote/{name}")
+        assert not src.exists()
+        with pytest.raises(ValueError):
+            tree.rmtree("remote")                 # the whole target share: refused
+        # raw handles live on the target's tree
+        handle = tree.open_handle("remote/dfs-remote.txt")
+        tree.check_handle(handle)
+        tree.close_handle(handle)
+        assert handle.closed
+
+
+@pytest.mark.parametrize("dialect", [Dialect.SMB1, Dialect.SMB3_1_1], ids=lambda d: d.name)
+def test_rename_through_an_unresolved_link(files, dialect):
+    """rename as the first operation: neither path's link is in the cache."""
+    name = f"ren-{dialect.name}"
+    (files.second.share_path("share") / name).write_bytes(b"x")
+    with connect(files, dialect) as tree:
+        tree.rename(f"remote/{name}", f"remote/{name}.new")
+        assert (files.second.share_path("share") / f"{name}.new").read_bytes() == b"x"
+    with connect(files, dialect) as tree:
+        tree.replace(f"remote/{name}.new", f"remote/{name}")
+        with pytest.raises(SmbError, match="different DFS targets"):
+            tree.rename(f"remote/{name}", f"local/{name}")
+    assert (files.second.share_path("share") / name).read_bytes() == b"x"
+
+
+def test_watch_through_a_link(files):
+    with connect(files) as tree:
+        watch = tree.watch("remote")
+        try:
+            assert watch.tree.client.port == files.second.port
+            (files.second.share_path("share") / "watched.txt").write_bytes(b"w")
+            event = next(iter(watch))
+            assert event.path == "watched.txt"
+        finally:
+            watch.close()
+
+
+# -- the CLI to another host on a non-default port -----------------------------------------
+
+def _cli(files, *args):
+    env = dict(os.environ, SMB_USER=files.root.username, SMB_PASSWORD=files.root.password)
+    return subprocess.run([sys.executable, "-m", "smblayer", *args], env=env,
+                          capture_output=True, timeout=60)
+
+
+def test_cli_dfs_port_and_host(files, tmp_path):
+    base = f"//127.0.0.1:{files.root.port}/dfs"
+    port = f"localhost={files.second.port}"
+    # without --dfs-port the second server is looked for on 445
+    res = _cli(files, "cat", f"{base}/remote/dfs-remote.txt", "--timeout", "5")
+    assert res.returncode != 0 and b"localhost" in res.stderr
+    res = _cli(files, "--dfs-port", port, "cat", f"{base}/remote/dfs-remote.txt")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == b"on the second"
+    # --dfs-host maps the referral's name to an address (127.0.0.2: nothing there)
+    res = _cli(files, "cat", f"{base}/remote/dfs-remote.txt", "--dfs-port", port,
+               "--dfs-host", "localhost=127.0.0.2", "--timeout", "5")
+    assert res.returncode != 0 and b"127.0.0.2" in res.stderr
+    res = _cli(files, "cat", f"{base}/remote/dfs-remote.txt", "--dfs-port", port,
+               "--dfs-host", "LOCALHOST=127.0.0.1")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == b"on the second"
+    # a directory listing and a recursive download through the link
+    _second_tree(files, "cli-tree")
+    res = _cli(files, "ls", f"{base}/remote/cli-tree", "--dfs-port", port)
+    assert res.returncode == 0, res.stderr
+    assert b"a.txt" in res.stdout and b"sub" in res.stdout
+    res = _cli(files, "get", "-r", f"{base}/remote/cli-tree", str(tmp_path), "--dfs-port", port)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "cli-tree" / "sub" / "deeper" / "c.dat").read_bytes() == b"c" * 30
+    res = _cli(files, "cat", base + "/remote/x", "--dfs-port", "localhost=99999")
+    assert res.returncode == 2 and b"HOST=PORT" in res.stderr
 
 
 def _v4_response(ttl: int) -> bytes:
@@ -197,3 +351,25 @@ def test_kerberos_through_a_dfs_link(samba_ad_dc):
             assert target.session.server_name == dc.fqdn
         with open(os.path.join(dc.share_path("share"), "via-dfs.txt"), "rb") as f:
             assert f.read() == b"kerberos through DFS"
+
+
+def test_cli_kerberos_through_a_dfs_link(samba_ad_dc):
+    """The link ``data`` names dc1.smbl.test, which no resolver knows:
+    --dfs-host and --dfs-port take the CLI there, with Kerberos only."""
+    dc = samba_ad_dc
+    with open(os.path.join(dc.share_path("share"), "cli-dfs.txt"), "wb") as f:
+        f.write(b"kerberos, CLI and DFS")
+    with dc.environ():
+        dc.kinit()
+        res = subprocess.run(
+            [sys.executable, "-m", "smblayer", "-k", "-U", dc.username, "--timeout", "10",
+             "--dfs-host", f"{dc.fqdn}={dc.host}", "--dfs-port", f"{dc.fqdn}={dc.port}",
+             "cat", f"//{dc.host}:{dc.port}/dfs/data/cli-dfs.txt"],
+            env=dict(os.environ), capture_output=True, timeout=60)
+        assert res.returncode == 0, res.stderr
+        assert res.stdout == b"kerberos, CLI and DFS"
+        res = subprocess.run(
+            [sys.executable, "-m", "smblayer", "-k", "-U", dc.username, "--timeout", "5",
+             "cat", f"//{dc.host}:{dc.port}/dfs/data/cli-dfs.txt"],
+            env=dict(os.environ), capture_output=True, timeout=60)
+        assert res.returncode != 0 and dc.fqdn.encode() in res.stderr.lower()
