@@ -98,6 +98,25 @@ def test_mtimes_are_kept_by_get(samba, remote, tmp_path):
     assert abs(os.stat(tmp_path / "d" / "x.txt").st_mtime - MTIME - 60) < 1
 
 
+def test_get_r_of_many_small_files_is_exact(samba, remote, tmp_path):
+    """Small files are fetched several at a time (cli.GET_PARALLEL): every
+    byte and every mtime still lands on the right file, no temporary file is
+    left, and the bar counts the whole tree."""
+    url, folder = remote
+    files = {f"d{i % 7}/f{i:03d}.bin": os.urandom(i * 37 % 5000) for i in range(300)}
+    make_tree(folder / "many", files)
+    for i, rel in enumerate(files):
+        os.utime(folder / "many" / rel, (MTIME + i, MTIME + i))
+    proc = run(["-v", "get", "-r", f"{url}/many", str(tmp_path / "many")], samba)
+    ok(proc)
+    assert tree_of(tmp_path / "many") == files
+    for i, rel in enumerate(files):
+        assert abs(os.stat(tmp_path / "many" / rel).st_mtime - (MTIME + i)) < 1, rel
+    assert not [p for p in (tmp_path / "many").rglob(".*smblayer*")]
+    total = sum(map(len, files.values()))
+    assert f"get: {total} bytes in 300 files".encode() in proc.stderr, proc.stderr[-500:]
+
+
 def test_mtimes_are_kept_by_put(samba, remote, tmp_path):
     url, folder = remote
     src = make_tree(tmp_path / "src", {"a.txt": b"a", "sub/b.txt": b"b"})
