@@ -956,8 +956,9 @@ def _run_get_jobs(args, tree, url: SmbUrl, jobs: List[_Job], label: str) -> int:
     GET_PARALLEL at a time on the one connection, so their round trips
     overlap; larger ones (and --continue) go one by one through _get_one.
     Results are taken in order: the bar, its label and an error's message
-    are as for a sequential run (after the first failure no new file is
-    started)."""
+    are as for a sequential run.  After a failure no new file is started;
+    the ones in flight (up to GET_PARALLEL) finish or fail on their own,
+    each whole or not at all."""
     small = [not args.resume and _is_small(tree, j) for j in jobs]
     if sum(small) < 2:
         return _run_jobs(args, jobs, label,
