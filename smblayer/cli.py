@@ -23,7 +23,6 @@ Exit status: 0 success, 1 SMB or I/O error (one line on stderr:
 from __future__ import annotations
 
 import argparse
-import collections
 import contextlib
 import errno
 import getpass
@@ -42,10 +41,10 @@ import statistics
 import sys
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
-from typing import BinaryIO, Callable, Deque, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import BinaryIO, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from . import __version__, fs
 from ._progress import Progress, StatusLine, StatusLineHandler, format_bytes
@@ -61,8 +60,6 @@ PROG = "smblayer"
 DEFAULT_PORT = 445
 CHUNK = 16 * 1024 * 1024          # bytes per read()/write() call on transfers
 PROGRESS_MIN = 1024 * 1024        # no progress bar below this size
-GET_PARALLEL = 16                 # small files fetched at once by get (one connection)
-GET_SMALL = 1024 * 1024           # "small": at most this size (and one READ)
 
 
 class UsageError(Exception):
@@ -885,25 +882,6 @@ def _get_one(args, tree, url: SmbUrl, job: _Job, bar) -> int:
     return n
 
 
-def _is_small(tree, job: _Job) -> bool:
-    """A file get reads whole in one request (one round trip where the
-    dialect has compounds), several at once."""
-    return job.size <= min(tree.io_read_size, GET_SMALL)
-
-
-def _get_small(args, tree, job: _Job) -> int:
-    """Copy a small remote file (not resumed) to a new local file; returns
-    the bytes.  Touches neither ``args`` nor a progress bar: several run at
-    once on GET_PARALLEL threads."""
-    with _local_temp(job.dest) as local:
-        data = tree.read_bytes(job.src)
-        local.write(data)
-        if args.verify and _local_digest(local) != _remote_digest(tree, job.src):
-            raise VerifyError(job.src, job.dest)
-    os.utime(job.dest, (job.atime, job.mtime))
-    return len(data)
-
-
 def _local_size(path: str) -> Optional[int]:
     try:
         st = os.stat(path)
@@ -951,52 +929,6 @@ def _run_jobs(args, jobs: List[_Job], label: str, one: Callable) -> int:
     return total
 
 
-def _run_get_jobs(args, tree, url: SmbUrl, jobs: List[_Job], label: str) -> int:
-    """_run_jobs for get: the small files (one request each) are fetched
-    GET_PARALLEL at a time on the one connection, so their round trips
-    overlap; larger ones (and --continue) go one by one through _get_one.
-    Results are taken in order: the bar, its label and an error's message
-    are as for a sequential run.  After a failure no new file is started;
-    the ones in flight (up to GET_PARALLEL) finish or fail on their own,
-    each whole or not at all."""
-    small = [not args.resume and _is_small(tree, j) for j in jobs]
-    if sum(small) < 2:
-        return _run_jobs(args, jobs, label,
-                         lambda a, job, bar: _get_one(a, tree, url, job, bar))
-    total = 0
-    window: Deque[Tuple[int, _Job, Future]] = collections.deque()
-    with _new_bar(args, label, sum(j.size for j in jobs)) as bar, \
-            ThreadPoolExecutor(GET_PARALLEL, thread_name_prefix="smblayer-get") as pool:
-
-        def settle() -> None:
-            nonlocal total
-            i, job, future = window.popleft()
-            bar.label = f"{i}/{len(jobs)} {posixpath.basename(job.src)}"
-            args.current_url = str(url.with_path(job.src))      # for error messages
-            n = future.result()
-            bar.update(n)
-            total += n
-
-        try:
-            for i, (job, is_small) in enumerate(zip(jobs, small), 1):
-                if is_small:
-                    window.append((i, job, pool.submit(_get_small, args, tree, job)))
-                    if len(window) > 2 * GET_PARALLEL:
-                        settle()
-                    continue
-                while window:
-                    settle()
-                bar.label = f"{i}/{len(jobs)} {posixpath.basename(job.src)}"
-                total += _get_one(args, tree, url, job, bar)
-            while window:
-                settle()
-        except BaseException:
-            for _i, _job, future in window:
-                future.cancel()
-            raise
-    return total
-
-
 def cmd_get(args) -> int:
     texts, dest = _split_get_args(args.paths)
     urls = [parse_url(t) for t in texts]
@@ -1023,7 +955,8 @@ def cmd_get(args) -> int:
         for d in dirs:
             os.makedirs(d, exist_ok=True)
         label = posixpath.basename(sources[0][0]) if len(sources) == 1 else url.share
-        n = _run_get_jobs(args, tree, url, jobs, label or url.share)
+        n = _run_jobs(args, jobs, label or url.share,
+                      lambda a, job, bar: _get_one(a, tree, url, job, bar))
     log.info("get: %d bytes in %d files from %s to %s", n, len(jobs), url, dest)
     return 0
 

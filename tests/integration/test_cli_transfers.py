@@ -99,9 +99,9 @@ def test_mtimes_are_kept_by_get(samba, remote, tmp_path):
 
 
 def test_get_r_of_many_small_files_is_exact(samba, remote, tmp_path):
-    """Small files are fetched several at a time (cli.GET_PARALLEL): every
-    byte and every mtime still lands on the right file, no temporary file is
-    left, and the bar counts the whole tree."""
+    """Many small files (one CREATE+READ+CLOSE compound each): every byte
+    and every mtime lands on the right file, no temporary file is left, and
+    the log counts the whole tree."""
     url, folder = remote
     files = {f"d{i % 7}/f{i:03d}.bin": os.urandom(i * 37 % 5000) for i in range(300)}
     make_tree(folder / "many", files)
@@ -118,8 +118,8 @@ def test_get_r_of_many_small_files_is_exact(samba, remote, tmp_path):
 
 
 def test_get_r_failure_among_small_files(samba, remote, tmp_path):
-    """One file of a pipelined get -r cannot be written locally: exit 1 with
-    that file named, every file copied is whole, no temporary file left."""
+    """One file of a get -r of small files cannot be written locally: exit 1
+    with that file named, every file copied is whole, no temporary file left."""
     url, folder = remote
     files = {f"f{i:02d}": os.urandom(100 + i) for i in range(40)}
     make_tree(folder / "e", files)
