@@ -749,7 +749,13 @@ class SmbClient:
             task._parking.acquire()
         try:
             while True:
-                self._send_all(tasks, related)
+                demux = self._send_all(tasks, related, fast=True)
+                if demux is not None:          # the caller fast path, as in run_task
+                    try:
+                        for task in tasks:
+                            demux.read_for(task)
+                    finally:
+                        demux.release_reader_role()
                 for task in tasks:
                     task._parking.acquire()
                 if not any(t.state is TaskState.REISSUE for t in tasks) and \

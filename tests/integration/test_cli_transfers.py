@@ -98,6 +98,40 @@ def test_mtimes_are_kept_by_get(samba, remote, tmp_path):
     assert abs(os.stat(tmp_path / "d" / "x.txt").st_mtime - MTIME - 60) < 1
 
 
+def test_get_r_of_many_small_files_is_exact(samba, remote, tmp_path):
+    """Many small files (one CREATE+READ+CLOSE compound each): every byte
+    and every mtime lands on the right file, no temporary file is left, and
+    the log counts the whole tree."""
+    url, folder = remote
+    files = {f"d{i % 7}/f{i:03d}.bin": os.urandom(i * 37 % 5000) for i in range(300)}
+    make_tree(folder / "many", files)
+    for i, rel in enumerate(files):
+        os.utime(folder / "many" / rel, (MTIME + i, MTIME + i))
+    proc = run(["-v", "get", "-r", f"{url}/many", str(tmp_path / "many")], samba)
+    ok(proc)
+    assert tree_of(tmp_path / "many") == files
+    for i, rel in enumerate(files):
+        assert abs(os.stat(tmp_path / "many" / rel).st_mtime - (MTIME + i)) < 1, rel
+    assert not [p for p in (tmp_path / "many").rglob(".*smblayer*")]
+    total = sum(map(len, files.values()))
+    assert f"get: {total} bytes in 300 files".encode() in proc.stderr, proc.stderr[-500:]
+
+
+def test_get_r_failure_among_small_files(samba, remote, tmp_path):
+    """One file of a get -r of small files cannot be written locally: exit 1
+    with that file named, every file copied is whole, no temporary file left."""
+    url, folder = remote
+    files = {f"f{i:02d}": os.urandom(100 + i) for i in range(40)}
+    make_tree(folder / "e", files)
+    (tmp_path / "e" / "f05").mkdir(parents=True)     # in the way of f05
+    proc = run(["get", "-r", f"{url}/e", str(tmp_path)], samba)
+    assert proc.returncode == 1, proc.stderr
+    assert b"f05" in proc.stderr and b"Is a directory" in proc.stderr, proc.stderr
+    copied = tree_of(tmp_path / "e")
+    assert copied and all(files[name] == data for name, data in copied.items())
+    assert not [p for p in (tmp_path / "e").rglob(".*smblayer*")]
+
+
 def test_mtimes_are_kept_by_put(samba, remote, tmp_path):
     url, folder = remote
     src = make_tree(tmp_path / "src", {"a.txt": b"a", "sub/b.txt": b"b"})
