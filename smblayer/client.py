@@ -184,6 +184,8 @@ class SmbClient:
         self.smb1_signing = None                    # SMB1: per-connection signing state
 
         self._exit_handlers: List[Callable] = []
+        self._extensions: Dict[str, object] = {}     # under _extensions_lock (a leaf)
+        self._extensions_lock = threading.Lock()
 
         self._iod = SmbIod(name=f"smbiod-{host}:{port}", max_workers=iod_workers)
         _REGISTRY.track(self)
@@ -377,6 +379,24 @@ class SmbClient:
             self._active_handlers.remove(fn)
         except ValueError:
             pass
+
+    def extension(self, key: str, factory: Callable[["SmbClient"], object]):
+        """The upper layer's per-connection object for ``key``, made by
+        ``factory(client)`` on first use (fs keeps its break router here):
+        it lives and dies with this client, never in a global."""
+        with self._extensions_lock:
+            value = self._extensions.get(key)
+            if value is None:
+                value = self._extensions[key] = factory(self)
+            return value
+
+    def drop_extension(self, key: str, value: object) -> bool:
+        """Forget ``key`` if it still maps to ``value``; True if it did."""
+        with self._extensions_lock:
+            if self._extensions.get(key) is value:
+                del self._extensions[key]
+                return True
+            return False
 
     def add_exit_handler(self, fn: Callable[["SmbClient"], None]) -> None:
         """``fn(client)`` runs at interpreter exit, before the client closes

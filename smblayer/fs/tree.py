@@ -905,33 +905,40 @@ class _BreakRouter:
     an unknown FileId/LeaseKey waits (at most _BREAK_WAIT) for them.
     """
 
-    _lock = threading.Lock()
-    _by_client: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+    KEY = "smblayer.fs.breaks"        # the router is the client's extension for this key
 
     def __init__(self, client):
         self.client = client
         self.trees: List[Tree] = []
+        self._lock = threading.Lock()
         self._cond = threading.Condition()
         self._handles: Dict[Tuple[str, object], Tuple[Tree, Handle]] = {}
         self._opening = 0
 
     @classmethod
+    def _create(cls, client) -> "_BreakRouter":
+        router = cls(client)
+        client.add_break_handler(router)
+        return router
+
+    @classmethod
     def attach(cls, tree: Tree) -> "_BreakRouter":
-        with cls._lock:
-            router = cls._by_client.get(tree.client)
-            if router is None:
-                router = cls._by_client[tree.client] = cls(tree.client)
-                tree.client.add_break_handler(router)
-            router.trees.append(tree)
-            return router
+        while True:
+            router = tree.client.extension(cls.KEY, cls._create)
+            with router._lock:
+                if router.client is not None:        # not detached meanwhile
+                    router.trees.append(tree)
+                    return router
 
     def detach(self, tree: Tree) -> None:
         with self._lock:
             if tree in self.trees:
                 self.trees.remove(tree)
-            if not self.trees and self._by_client.get(self.client) is self:
-                del self._by_client[self.client]
-                self.client.remove_break_handler(self)
+            if self.trees or self.client is None:
+                return
+            client, self.client = self.client, None
+        client.drop_extension(self.KEY, self)
+        client.remove_break_handler(self)
 
     @contextlib.contextmanager
     def opening(self):
