@@ -58,7 +58,6 @@ _SMB2_TREE_RESPONSE = struct.Struct("<HBBIII")
 _SMB1_SETUP_WORDS = struct.Struct("<BBHHHHIHII")
 _SMB1_SETUP_RESPONSE_WORDS = struct.Struct("<BBHHH")
 
-SHARE_FLAG_ENCRYPT_DATA = 0x00008000
 _SMB_SHARE_IS_IN_DFS = 0x0002
 FSCTL_VALIDATE_NEGOTIATE_INFO = 0x00140204
 _IOCTL_REQUEST = struct.Struct("<HHI16sIIIIIIII")
@@ -677,31 +676,14 @@ class Session:
             self.trees[id(tree)] = tree
         return tree
 
-    def _tree_connect_raw(self, tree):
-        """(tree_id, share flags, maximal access) for ``tree`` (used by Tree)."""
-        task = self._ops.tree_connect_task(tree.share)
-        task.security = self
-        task.tree = tree
-        task.replayable = False
-        reply = self.client.run_task(task)
-        tree_id, _type, flags, access, caps = self._ops.parse_tree_connect(reply)
-        tree.tree_id = tree_id
-        # Before anything else is sent on the tree: on a share that requires
-        # encryption even VALIDATE_NEGOTIATE_INFO goes out encrypted
-        # ([MS-SMB2] 3.2.4.1.8, 3.2.5.5).
-        tree.encrypt = bool(flags & SHARE_FLAG_ENCRYPT_DATA)
-        tree.capabilities = caps            # e.g. continuous availability (persistent handles)
+    def _validate_negotiate_once(self, tree) -> None:
+        """FSCTL_VALIDATE_NEGOTIATE_INFO on the first tree of a signed 3.0 /
+        3.0.2 session ([MS-SMB2] 3.2.5.5): on ``tree``, once."""
         dialect = self.client.negotiated.dialect
         if dialect in (Dialect.SMB3_0, Dialect.SMB3_0_2) and not self.negotiate_validated \
                 and self.signer is not None:
             self._ops.validate_negotiate(tree)
             self.negotiate_validated = True
-        return tree_id, flags, access
-
-    def _tree_disconnect_raw(self, tree) -> None:
-        task = self._ops.tree_disconnect_task(tree)
-        task.security = self
-        self.client.run_task(task)
 
     def _forget_tree(self, tree) -> None:
         with self._trees_lock:

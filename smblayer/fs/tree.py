@@ -54,6 +54,7 @@ from .srvcopy import copy_file
 from .watch import Watch
 
 SHARE_FLAGS_DFS = 0x00000003     # SMB2_SHAREFLAG_DFS | SMB2_SHAREFLAG_DFS_ROOT
+SHARE_FLAG_ENCRYPT_DATA = 0x00008000
 
 log = logging.getLogger("smblayer")
 
@@ -185,8 +186,22 @@ class Tree:
         return f"<Tree \\\\{self.client.host}\\{self.share} id={self.tree_id}>"
 
     def _connect(self) -> None:
-        tree_id, flags, access = self.session._tree_connect_raw(self)
-        self.tree_id = tree_id          # (encrypt is set by the session, before validation)
+        """TREE_CONNECT: the tree owns the exchange and its result; the
+        session only builds and signs the request (its dialect's codecs)."""
+        session = self.session
+        task = session._ops.tree_connect_task(self.share)
+        task.security = session
+        task.tree = self
+        task.replayable = False
+        reply = self.client.run_task(task)
+        tree_id, _type, flags, access, caps = session._ops.parse_tree_connect(reply)
+        self.tree_id = tree_id
+        # Before anything else is sent on the tree: on a share that requires
+        # encryption even VALIDATE_NEGOTIATE_INFO goes out encrypted
+        # ([MS-SMB2] 3.2.4.1.8, 3.2.5.5).
+        self.encrypt = bool(flags & SHARE_FLAG_ENCRYPT_DATA)
+        self.capabilities = caps            # e.g. continuous availability (persistent handles)
+        session._validate_negotiate_once(self)
         self.dfs = bool(flags & SHARE_FLAGS_DFS)     # a DFS share (fs.dfs follows its links)
         self.maximal_access = access
         self.connected = True
@@ -210,7 +225,9 @@ class Tree:
         self.connected = False
         self.session._forget_tree(self)
         try:
-            self.session._tree_disconnect_raw(self)
+            task = self.session._ops.tree_disconnect_task(self)
+            task.security = self.session
+            self.client.run_task(task)
         except SmbError as exc:
             log.debug("smblayer: TREE_DISCONNECT failed: %s", exc)
 
