@@ -15,6 +15,7 @@ from smblayer import (ClientState, Dialect, DialectRange, ReconnectPolicy, SmbCo
                       SmbTask, TimeoutPolicy, fs)
 from smblayer.proto import commands as c
 from smblayer.proto.smb2 import Command
+from smblayer.testing.watching import armed, until
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault, pytest.mark.timeout(90)]
 
@@ -48,34 +49,6 @@ def wait_active_after_reconnect(client, count=1, timeout=15.0) -> None:
                client.state is ClientState.ACTIVE):
         assert time.monotonic() < deadline, "no reconnect"
         done.wait(0.02)
-
-
-def until(watch, wanted, timeout=15.0) -> set:
-    """Events before ``wanted`` (which must come within ``timeout``)."""
-    seen = set()
-    deadline = time.monotonic() + timeout
-    while True:
-        event = watch.next(max(0.0, deadline - time.monotonic()))
-        assert event is not None, f"no {wanted} after {seen}"
-        if tuple(event) == wanted:
-            return seen
-        seen.add(tuple(event))
-
-
-def armed(tree, watch, d: str) -> None:
-    """Samba registers a watch with its notifyd asynchronously, so a change
-    made right after the request was accepted can go unreported.  Touch a
-    marker until its event arrives (the watch is then live), then remove it
-    and consume the removal."""
-    marker = d + "/.armed"
-    for _ in range(100):
-        tree.write_bytes(marker, b"")
-        if watch.next(0.1) is not None:
-            break
-    else:
-        raise AssertionError(f"watch on {d!r} never reported a change")
-    tree.remove(marker)
-    until(watch, ("removed", marker))
 
 
 @pytest.mark.parametrize("dialect,share,encrypt", [

@@ -19,6 +19,7 @@ from smblayer.proto import commands as c
 from smblayer.proto.smb2 import Command
 from smblayer.rpc import open_srvsvc, share_enum
 from smblayer.testing.samba import SambaServer
+from smblayer.testing.watching import armed, until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -56,34 +57,6 @@ def smbclient_shares(server):
                          capture_output=True, text=True, timeout=60).stdout
     return sorted(tuple(line.split("|")[:3]) for line in out.splitlines()
                   if re.match(r"^(Disk|IPC|Printer)\|", line))
-
-
-def until(watch, wanted, timeout=15.0) -> set:
-    """Events before ``wanted`` (which must come within ``timeout``)."""
-    seen = set()
-    deadline = time.monotonic() + timeout
-    while True:
-        event = watch.next(max(0.0, deadline - time.monotonic()))
-        assert event is not None, f"no {wanted} after {seen}"
-        if tuple(event) == wanted:
-            return seen
-        seen.add(tuple(event))
-
-
-def armed(tree, watch, d: str) -> None:
-    """Samba registers a watch with its notifyd asynchronously, so a change
-    made right after the request was accepted can go unreported.  Touch a
-    marker until its event arrives (the watch is then live), then remove it
-    and consume the removal."""
-    marker = d + "/.armed"
-    for _ in range(100):
-        tree.write_bytes(marker, b"")
-        if watch.next(0.1) is not None:
-            break
-    else:
-        raise AssertionError(f"watch on {d!r} never reported a change")
-    tree.remove(marker)
-    until(watch, ("removed", marker))
 
 
 # --- share listing -----------------------------------------------------------------------
