@@ -248,8 +248,15 @@ def test_watch_through_a_link(files):
         watch = tree.watch("remote")
         try:
             assert watch.tree.client.port == files.second.port
-            (files.second.share_path("share") / "watched.txt").write_bytes(b"w")
-            event = next(iter(watch))
+            # Samba registers a watch asynchronously: a change made at once
+            # can go unreported, so write until the event comes (bounded).
+            target = files.second.share_path("share") / "watched.txt"
+            for _ in range(100):
+                target.write_bytes(b"w")
+                event = watch.next(0.1)
+                if event is not None:
+                    break
+            assert event is not None, "the watch through the link reported nothing"
             assert event.path == "watched.txt"
         finally:
             watch.close()
