@@ -14,6 +14,7 @@ from ..security import check_auth_protocol
 from .dfs import DfsLinkError, DfsTree, ReferralCache, get_referral
 from .file import SmbRawFile
 from .ops import FileInfo, StatResult
+from . import smb1ops, smb2ops  # noqa: F401 - the dialect tables ops_for() picks from
 from .session import Session
 from .tree import DirEntry, Tree, normpath, outpath
 from .watch import Watch, WatchEvent

@@ -2,7 +2,10 @@
 
 ``Tree`` holds one ``FileOps`` chosen by the negotiated dialect
 (``ops_for(tree)``): ``Smb2FileOps`` for 2.0.2..3.1.1, ``Smb1FileOps`` for
-NT LM 0.12.  Tree and SmbFile implement everything generic (paths, modes,
+NT LM 0.12.  Each implementation names its dialect family in its class
+statement (``class Smb2FileOps(FileOps, family="smb2")``) and so registers
+itself here; this module imports neither (no import circle).  The package
+``smblayer.fs`` imports both.  Tree and SmbFile implement everything generic (paths, modes,
 buffering, pipelining, error mapping) on top of these primitives and never
 branch on the dialect.
 
@@ -23,7 +26,7 @@ from __future__ import annotations
 import os
 import stat as stat_module
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 # Windows FILETIME: 100 ns ticks since 1601-01-01.
 _EPOCH_DELTA = 116444736000000000
@@ -203,8 +206,17 @@ class Handle:
     requested_lease: int = 0
 
 
+_TABLES: Dict[str, type] = {}     # dialect family ("smb1", "smb2") -> its FileOps class
+
+
 class FileOps:
-    """Abstract base: see the module docstring."""
+    """Abstract base: see the module docstring.  A subclass given
+    ``family="smb1"`` or ``"smb2"`` becomes that family's table."""
+
+    def __init_subclass__(cls, family: Optional[str] = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if family is not None:
+            _TABLES[family] = cls
 
     def __init__(self, tree):
         self.tree = tree
@@ -218,6 +230,18 @@ class FileOps:
 
     @property
     def max_write(self) -> int:
+        raise NotImplementedError
+
+    # the tree
+    def tree_connect_task(self):
+        """The TREE_CONNECT request for ``tree.share`` (the tree runs it)."""
+        raise NotImplementedError
+
+    def parse_tree_connect(self, reply) -> Tuple[int, int, int, int]:
+        """(tree id, SMB2 ShareFlags, maximal access, share capabilities)."""
+        raise NotImplementedError
+
+    def tree_disconnect_task(self):
         raise NotImplementedError
 
     # handles
@@ -315,8 +339,4 @@ class FileOps:
 
 def ops_for(tree) -> FileOps:
     """The FileOps for the tree's negotiated dialect."""
-    if tree.client.dialect.is_smb1:
-        from .smb1ops import Smb1FileOps
-        return Smb1FileOps(tree)
-    from .smb2ops import Smb2FileOps
-    return Smb2FileOps(tree)
+    return _TABLES["smb1" if tree.client.dialect.is_smb1 else "smb2"](tree)

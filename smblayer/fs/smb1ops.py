@@ -49,6 +49,7 @@ from .ops import (FILE_OPEN, FILE_SHARE_ALL, FILE_WRITE_ATTRIBUTES, OPLOCK_BATCH
                   FileInfo, FileOps, FsSize, Handle)
 
 Command = smb1.Command
+_SHAREFLAG_DFS = 0x0001         # the SMB2 share flag the Tree reads ([MS-SMB2] 2.2.10)
 Caps = smb1.Capabilities
 HEADER = smb1.HEADER_SIZE
 
@@ -191,7 +192,7 @@ def _split(path: str) -> Tuple[str, str]:
     return parent, leaf
 
 
-class Smb1FileOps(FileOps):
+class Smb1FileOps(FileOps, family="smb1"):
     """The FileOps of NT LM 0.12 (see the module docstring)."""
 
     def __init__(self, tree):
@@ -215,6 +216,25 @@ class Smb1FileOps(FileOps):
     @property
     def _signing(self) -> bool:
         return self.session.signer is not None
+
+    # -- the tree -------------------------------------------------------------
+
+    def tree_connect_task(self) -> SmbTask:
+        return SmbTask(Command.TREE_CONNECT_ANDX,
+                       smb1.pack_tree_connect_andx(self.session.server_name, self.tree.share),
+                       security=self.session, tree=self.tree, path=self.tree.share,
+                       replayable=False)
+
+    @staticmethod
+    def parse_tree_connect(reply) -> Tuple[int, int, int, int]:
+        """OptionalSupport's SMB_SHARE_IS_IN_DFS becomes SMB2_SHAREFLAG_DFS,
+        so a DFS share is known on SMB1 too."""
+        dfs = smb1.parse_tree_connect_andx(reply.message) & smb1.SMB_SHARE_IS_IN_DFS
+        return reply.header.tid, (_SHAREFLAG_DFS if dfs else 0), 0, 0
+
+    def tree_disconnect_task(self) -> SmbTask:
+        return SmbTask(Command.TREE_DISCONNECT, smb1.pack_tree_disconnect(), tree=self.tree,
+                       security=self.session, replayable=False)
 
     # -- sizes ----------------------------------------------------------------
 
@@ -327,7 +347,7 @@ class Smb1FileOps(FileOps):
 
     # -- TRANSACTION2 ---------------------------------------------------------
 
-    def _trans2(self, subcommand: int, params: bytes, data: bytes = b"", *,
+    def trans2(self, subcommand: int, params: bytes, data: bytes = b"", *,
                 path: Optional[str], max_params: int = 16,
                 max_data: int = TRANS2_MAX_DATA) -> Tuple[memoryview, memoryview]:
         """Run one TRANSACTION2 request; (parameters, data) of the reply."""
@@ -361,10 +381,10 @@ class Smb1FileOps(FileOps):
         """The data of QUERY_FILE_INFORMATION (``fid``) or
         QUERY_PATH_INFORMATION (``path``) at ``level``."""
         if fid is not None:
-            _p, data = self._trans2(TRANS2_QUERY_FILE_INFORMATION,
+            _p, data = self.trans2(TRANS2_QUERY_FILE_INFORMATION,
                                     _QUERY_FILE.pack(fid, level), path=path)
         else:
-            _p, data = self._trans2(TRANS2_QUERY_PATH_INFORMATION,
+            _p, data = self.trans2(TRANS2_QUERY_PATH_INFORMATION,
                                     _QUERY_PATH.pack(level, 0) + _utf16z(path), path=path)
         return data
 
@@ -390,7 +410,7 @@ class Smb1FileOps(FileOps):
         return self._info(path)
 
     def fs_size(self) -> FsSize:
-        _p, data = self._trans2(TRANS2_QUERY_FS_INFORMATION,
+        _p, data = self.trans2(TRANS2_QUERY_FS_INFORMATION,
                                 struct.pack("<H", SMB_QUERY_FS_SIZE_INFO), path="")
         if len(data) < _FS_SIZE_INFO.size:
             raise SmbProtocolError("SMB_QUERY_FS_SIZE_INFO truncated")
@@ -400,7 +420,7 @@ class Smb1FileOps(FileOps):
     def set_end_of_file(self, handle: Handle, size: int) -> None:
         if size < 0:
             raise ValueError("negative size")
-        self._trans2(TRANS2_SET_FILE_INFORMATION,
+        self.trans2(TRANS2_SET_FILE_INFORMATION,
                      _SET_FILE.pack(handle.fid, SMB_SET_FILE_END_OF_FILE_INFO, 0),
                      _U64.pack(size), path=handle.path)
         handle.info.size = size
@@ -412,7 +432,7 @@ class Smb1FileOps(FileOps):
         handle = self.open(path, access=FILE_WRITE_ATTRIBUTES | SYNCHRONIZE,
                            disposition=FILE_OPEN)
         try:
-            self._trans2(TRANS2_SET_FILE_INFORMATION,
+            self.trans2(TRANS2_SET_FILE_INFORMATION,
                          _SET_FILE.pack(handle.fid, SMB_SET_FILE_BASIC_INFO, 0),
                          _BASIC_INFO.pack(0, atime, mtime, 0, 0), path=path)
         finally:
@@ -427,7 +447,7 @@ class Smb1FileOps(FileOps):
         params = _FIND_FIRST.pack(_SEARCH_ALL, FIND_SEARCH_COUNT, FIND_CLOSE_AT_EOS,
                                   SMB_FIND_FILE_ID_FULL_DIRECTORY_INFO, 0) + _utf16z(full)
         try:
-            rparams, data = self._trans2(TRANS2_FIND_FIRST2, params, path=path)
+            rparams, data = self.trans2(TRANS2_FIND_FIRST2, params, path=path)
         except SmbStatusError as exc:
             if exc.status == NtStatus.NO_SUCH_FILE and pattern != "*":
                 return iter(())             # nothing matches the pattern
@@ -449,7 +469,7 @@ class Smb1FileOps(FileOps):
                                          SMB_FIND_FILE_ID_FULL_DIRECTORY_INFO,
                                          0, FIND_CLOSE_AT_EOS | FIND_CONTINUE_FROM_LAST) \
                     + _utf16z(entries[-1].name)
-                rparams, data = self._trans2(TRANS2_FIND_NEXT2, params, path=path)
+                rparams, data = self.trans2(TRANS2_FIND_NEXT2, params, path=path)
                 count, eos, _ea, _last = _unpack(_FIND_NEXT_RESPONSE, rparams, "FIND_NEXT2")
                 resume = entries[-1].name
                 entries = _parse_directory_info(data, count)
@@ -485,7 +505,7 @@ class Smb1FileOps(FileOps):
             if self._passthrough and parent == _split(path)[0]:
                 # Atomic: FileRenameInformation with ReplaceIfExists.
                 name = leaf.encode("utf-16-le")
-                self._trans2(TRANS2_SET_PATH_INFORMATION,
+                self.trans2(TRANS2_SET_PATH_INFORMATION,
                              _QUERY_PATH.pack(FILE_RENAME_INFORMATION, 0) + _utf16z(path),
                              _RENAME_INFO.pack(1, 0, len(name)) + name, path=path)
                 return
