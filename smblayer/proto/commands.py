@@ -1,6 +1,9 @@
 """Public SMB2 request/response codecs for protocol packages ([MS-SMB2] 2.2):
-TREE_CONNECT, TREE_DISCONNECT, CREATE, CLOSE, IOCTL/FSCTL, CHANGE_NOTIFY, QUERY_INFO, SET_INFO, LOCK and
-QUERY_DIRECTORY, with the constants they need.
+TREE_CONNECT, TREE_DISCONNECT, CREATE, CLOSE, IOCTL/FSCTL, CHANGE_NOTIFY,
+QUERY_INFO, SET_INFO, LOCK and QUERY_DIRECTORY, with the constants they need.
+(READ/WRITE/FLUSH and breaks: ``proto.fileio``; CREATE contexts:
+``proto.contexts``; information classes: ``proto.info``; SESSION_SETUP:
+``proto.session``; DFS referrals: ``proto.dfs``; SMB1: ``proto.smb1commands``.)
 
 Conventions (the same for every codec here):
 
@@ -27,7 +30,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from .smb2 import HEADER_SIZE, Command, MalformedMessage
 from .status import NtStatus
@@ -494,9 +497,10 @@ _FILE_ID_AT = {FILE_ID_BOTH_DIRECTORY_INFORMATION: 96, FILE_ID_FULL_DIRECTORY_IN
 _U64 = struct.Struct("<Q")
 
 
-def parse_directory_entries(buf, info_class: int = FILE_ID_BOTH_DIRECTORY_INFORMATION
-                            ) -> List[DirectoryEntry]:
-    """Entries of a QUERY_DIRECTORY output buffer (with "." and "..")."""
+def parse_directory_entries(buf, info_class: int = FILE_ID_BOTH_DIRECTORY_INFORMATION,
+                            limit: Optional[int] = None) -> List[DirectoryEntry]:
+    """Entries of a QUERY_DIRECTORY output buffer (with "." and ".."); at
+    most ``limit`` of them (an SMB1 FIND reply says how many it holds)."""
     try:
         name_at = _NAME_AFTER[info_class]
     except KeyError:
@@ -504,7 +508,7 @@ def parse_directory_entries(buf, info_class: int = FILE_ID_BOTH_DIRECTORY_INFORM
     id_at = _FILE_ID_AT.get(info_class, 0)
     out: List[DirectoryEntry] = []
     pos, end = 0, len(buf)
-    while pos < end:
+    while end and (limit is None or len(out) < limit):
         if pos + name_at > end:
             raise MalformedMessage("directory entry truncated")
         (nxt, index, ctime, atime, wtime, chtime, eof, alloc, attrs,
@@ -526,8 +530,9 @@ def parse_directory_entries(buf, info_class: int = FILE_ID_BOTH_DIRECTORY_INFORM
 
 __all__ = [name for name in list(globals()) if name.isupper() and not name.startswith("_")] + [
     "Command", "MalformedMessage", "tree_connect_request", "TreeConnectResponse",
-    "parse_tree_connect_response", "tree_disconnect_request", "create_request", "CreateResponse", "parse_create_response",
-    "close_request", "CloseResponse", "parse_close_response", "ioctl_request", "IoctlResponse", "parse_ioctl_response",
+    "parse_tree_connect_response", "tree_disconnect_request", "create_request",
+    "CreateResponse", "parse_create_response", "close_request", "CloseResponse",
+    "parse_close_response", "ioctl_request", "IoctlResponse", "parse_ioctl_response",
     "parse_resume_key", "copychunk_input", "CopyChunkResult", "parse_copychunk_output",
     "change_notify_request", "NotifyEntry", "parse_change_notify_response",
     "parse_notify_information", "query_info_request", "parse_query_info_response",

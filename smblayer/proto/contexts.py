@@ -38,7 +38,8 @@ DURABLE_V2_RECONNECT = b"DH2C"
 QUERY_ON_DISK_ID = b"QFid"
 DH2_FLAG_PERSISTENT = 0x02
 
-_CONTEXT = struct.Struct("<IHHHHI")        # Next, NameOffset, NameLength, Reserved, DataOffset, DataLength
+# Next, NameOffset, NameLength, Reserved, DataOffset, DataLength
+_CONTEXT = struct.Struct("<IHHHHI")
 _LEASE_V1 = struct.Struct("<16sIIQ")       # LeaseKey, LeaseState, LeaseFlags, LeaseDuration
 _LEASE_V2 = struct.Struct("<16sIIQ16sHH")  # ... ParentLeaseKey, Epoch, Reserved
 _DH2Q = struct.Struct("<II8s16s")          # Timeout, Flags, Reserved, CreateGuid

@@ -162,7 +162,7 @@ def test_validate_negotiate_codec():
 def test_fs_modules_pack_no_smb2_layouts_and_proto_stays_sans_io():
     """The SMB2 message layouts live in proto/ only; proto/ imports no I/O."""
     root = pathlib.Path(commands.__file__).resolve().parent.parent
-    for name in ("smb2ops.py", "session.py", "dfs.py", "tree.py"):
+    for name in ("smb1ops.py", "smb2ops.py", "session.py", "dfs.py", "tree.py", "ops.py"):
         text = (root / "fs" / name).read_text()
         assert "struct.Struct(" not in text, f"fs/{name} defines a message layout"
     for path in (root / "proto").glob("*.py"):
