@@ -616,11 +616,22 @@ class Session:
                                    message="a guest or anonymous session cannot sign or "
                                            "encrypt")
             return
-        try:
-            gss_key = auth.session_key
-        except Exception:  # noqa: BLE001
-            gss_key = b""
+        gss_key, why = _session_key(auth)
         if not gss_key:
+            # Fail closed: without a key nothing can be signed, encrypted or
+            # checked (on 3.1.1 the signed final response is what proves the
+            # negotiate was not tampered with).
+            dialect = self.client.negotiated.dialect
+            if self.require_signing or self.encrypt or dialect is Dialect.SMB3_1_1:
+                need = ("encrypt" if self.encrypt else "sign" if self.require_signing
+                        else f"verify the {dialect.name} final response")
+                raise SmbAuthError(NtStatus.ACCESS_DENIED, "SESSION_SETUP",
+                                   message=f"the session must {need} but has no session "
+                                           f"key ({why}); session refused",
+                                   cause="no_session_key")
+            log.warning("smblayer: %s:%s: session 0x%x has no session key (%s); it is "
+                        "neither signed nor encrypted", self.client.host, self.client.port,
+                        self.session_id, why)
             return
         # Sign when either side requires it ([MS-SMB2] 3.2.5.3.1); signed
         # responses are verified either way.
@@ -783,3 +794,15 @@ def _security_buffer(message, offset: int, length: int) -> bytes:
 
 
 __all__ = ["Session"]
+
+
+def _session_key(auth: Authenticator):
+    """(key, why it is missing): the mechanism's session key, or b"" and a
+    reason that names no secret (the exception's type only)."""
+    try:
+        key = auth.session_key
+    except Exception as exc:  # noqa: BLE001 - pyspnego raises many types
+        return b"", f"reading it failed: {type(exc).__name__}"
+    if not key:
+        return b"", "the mechanism gave none"
+    return bytes(key), ""
