@@ -408,12 +408,19 @@ class Session:
     cannot send its mechListMIC) is answered with raw NTLMSSP, as smbclient
     manages it.  Kerberos comes from the ticket cache (KRB5CCNAME) when
     ``password`` is None.
+
+    ``allow_guest=False`` refuses (SmbAuthError, cause "guest") a guest
+    session the server gives in answer to credentials (a server that maps
+    bad users or passwords to guest): such a session is not the caller's
+    user and can neither sign nor encrypt.  The default, True, goes on as
+    guest, as smbclient does.
     """
 
     def __init__(self, client: SmbClient, username: Optional[str] = None,
                  password: Optional[str] = None, *, domain: Optional[str] = None,
                  encrypt: bool = False, require_signing: Optional[bool] = None,
-                 auth_protocol: str = "negotiate", server_name: Optional[str] = None):
+                 auth_protocol: str = "negotiate", server_name: Optional[str] = None,
+                 allow_guest: bool = True):
         if not isinstance(client, SmbClient):
             raise TypeError("Session needs an SmbClient")
         self.client = client
@@ -425,6 +432,7 @@ class Session:
         self.domain = domain
         self.auth_protocol = check_auth_protocol(auth_protocol)
         self.encrypt = bool(encrypt)
+        self.allow_guest = bool(allow_guest)
         self._require_signing_arg = require_signing
         self.session_id = 0
         self.previous_session_id = 0    # sent in SESSION_SETUP after a reconnect
@@ -611,6 +619,11 @@ class Session:
         if flags & SESSION_FLAG_ENCRYPT_DATA:
             self.encrypt = True
         if self.is_guest:
+            if not self.allow_guest and not isinstance(auth, AnonymousAuthenticator):
+                raise SmbAuthError(NtStatus.LOGON_FAILURE, "SESSION_SETUP",
+                                   message=f"the server gave a guest session instead of "
+                                           f"logging on {self.username!r} (allow_guest=False)",
+                                   cause="guest")
             if self.require_signing or self.encrypt:
                 raise SmbAuthError(NtStatus.LOGON_FAILURE, "SESSION_SETUP",
                                    message="a guest or anonymous session cannot sign or "

@@ -134,3 +134,61 @@ def test_no_key_without_protection_goes_on_with_a_warning(samba, keyless, caplog
         tree.remove("keyless.txt")
     assert "no session key" in caplog.text
     assert "s3cr3t" not in caplog.text and samba.password not in caplog.text
+
+
+# -- guest sessions given for credentials -----------------------------------------
+
+ALL_DIALECTS = [Dialect.SMB1, Dialect.SMB2_0_2, Dialect.SMB2_1, Dialect.SMB3_0,
+                Dialect.SMB3_0_2, Dialect.SMB3_1_1]
+
+
+@pytest.fixture(scope="module")
+def guest_mapping():
+    """A server that answers bad passwords (and unknown users) with a guest
+    session (``map to guest = Bad Password``) and lets guests read
+    "public" (a world-readable directory, so the guest account reaches it)."""
+    require_smbd()
+    public = pathlib.Path(tempfile.mkdtemp(prefix="smbl-public-"))
+    try:
+        public.chmod(0o755)
+        (public / "hello.txt").write_bytes(b"hi")
+        (public / "hello.txt").chmod(0o644)
+        with SambaServer(extra_global={"map to guest": "Bad Password",
+                                       "restrict anonymous": "0"},
+                         extra_shares={"public": {"path": str(public), "guest ok": "yes",
+                                                  "read only": "yes"}}) as server:
+            yield server
+    finally:
+        shutil.rmtree(public, ignore_errors=True)
+
+
+def connect_public(server, dialect, username, password, **options):
+    return fs.connect(server.host, "public", username, password, port=server.port,
+                      dialects=DialectRange(dialect, dialect), **options)
+
+
+@pytest.mark.parametrize("dialect", ALL_DIALECTS, ids=lambda d: d.name)
+@pytest.mark.parametrize("who", ["wrong-password", "unknown-user"])
+def test_allow_guest_false_refuses_a_guest_session(guest_mapping, dialect, who):
+    user, password = ((guest_mapping.username, "not-the-password") if who == "wrong-password"
+                      else ("no-such-user", "whatever"))
+    # Today's default: the server's guest session is used, as smbclient does.
+    with connect_public(guest_mapping, dialect, user, password) as tree:
+        assert tree.session.is_guest
+        assert tree.read_bytes("hello.txt") == b"hi"
+    with pytest.raises(SmbAuthError) as exc:
+        connect_public(guest_mapping, dialect, user, password, allow_guest=False)
+    assert exc.value.cause == "guest"
+    assert "guest" in str(exc.value) and user in str(exc.value)
+    assert password not in str(exc.value)
+
+
+@pytest.mark.parametrize("dialect", [Dialect.SMB1, Dialect.SMB3_1_1], ids=lambda d: d.name)
+def test_allow_guest_false_keeps_real_and_anonymous_logons(guest_mapping, dialect):
+    with connect_public(guest_mapping, dialect, guest_mapping.username,
+                        guest_mapping.password, allow_guest=False) as tree:
+        assert not tree.session.is_guest
+        assert tree.read_bytes("hello.txt") == b"hi"
+    # No credentials asked for nothing better than anonymous: not refused.
+    with connect_public(guest_mapping, dialect, None, None, allow_guest=False) as tree:
+        assert tree.session.is_guest
