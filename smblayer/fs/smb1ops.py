@@ -25,6 +25,14 @@ RENAME for the namespace.  ``rename(replace=True)`` uses the pass-through
 FileRenameInformation level (atomic) when both names share a directory and
 the server has CAP_INFOLEVEL_PASSTHRU, otherwise deletes the target first.
 
+Search attributes: DELETE, RENAME and FIND_FIRST2 name the attributes of
+the files they may touch; without HIDDEN and SYSTEM (and DIRECTORY where a
+directory may match) the server acts as if such a file did not exist, and
+Samba marks every dot file hidden ("hide dot files", the default).  So
+every request carrying them includes those bits, as smbclient does; the
+pass-through rename carries none, and falls back to RENAME when the server
+answers NO_SUCH_FILE for a hidden source.
+
 A TRANSACTION2 reply must fit in one message (the client completes a MID on
 the first reply), so MaxDataCount stays below the 64 KiB MaxBufferSize we
 announce in SESSION_SETUP; the server then returns fewer directory entries.
@@ -284,10 +292,10 @@ class Smb1FileOps(FileOps, family="smb1"):
                 path: Optional[str], max_params: int = 16,
                 max_data: int = TRANS2_MAX_DATA) -> Tuple[memoryview, memoryview]:
         """Run one TRANSACTION2 request; (parameters, data) of the reply."""
-        request = codec.trans2_request(subcommand, params, data, max_params=max_params,
-                                       max_data=max_data)
+        request = smb1.pack_transaction((subcommand,), params, data, max_params=max_params,
+                                        max_data=max_data)
         message = self._run(Command.TRANSACTION2, request, path=path).message
-        return _decode(codec.parse_trans2_response, message)
+        return _decode(smb1.parse_transaction_response, message)
 
     # -- metadata -------------------------------------------------------------
 
@@ -417,11 +425,18 @@ class Smb1FileOps(FileOps, family="smb1"):
         if replace:
             parent, leaf = _split(new_path)
             if self._passthrough and parent == _split(path)[0]:
-                # Atomic: FileRenameInformation with ReplaceIfExists.
-                self.trans2(TRANS2_SET_PATH_INFORMATION,
-                            codec.query_path_params(FILE_RENAME_INFORMATION, path),
-                            fscc.rename_information(leaf, True, wide=False), path=path)
-                return
+                # Atomic: FileRenameInformation with ReplaceIfExists.  It has
+                # no search attributes: Samba applies none, so it answers
+                # NO_SUCH_FILE for a hidden or system source (a dot file under
+                # "hide dot files"); RENAME below includes them.
+                try:
+                    self.trans2(TRANS2_SET_PATH_INFORMATION,
+                                codec.query_path_params(FILE_RENAME_INFORMATION, path),
+                                fscc.rename_information(leaf, True, wide=False), path=path)
+                    return
+                except SmbStatusError as exc:
+                    if exc.status != NtStatus.NO_SUCH_FILE:
+                        raise
             try:
                 self._rename(path, new_path)
                 return

@@ -1,8 +1,8 @@
 """SMB1 request/response codecs of the file commands ([MS-CIFS] 2.2.4, with
 the [MS-SMB] extensions): NT_CREATE_ANDX, CLOSE, FLUSH, READ_ANDX and
 WRITE_ANDX (with OffsetHigh and the large read/write lengths),
-LOCKING_ANDX oplock breaks, TRANSACTION2 and its FIND / QUERY / SET
-parameter blocks, DELETE, DELETE_DIRECTORY, CREATE_DIRECTORY, RENAME and
+LOCKING_ANDX oplock breaks, the FIND / QUERY / SET parameter blocks of
+TRANSACTION2 (the transaction itself is ``proto.smb1.pack_transaction``), DELETE, DELETE_DIRECTORY, CREATE_DIRECTORY, RENAME and
 FIND_CLOSE2.
 
 Theory of operation
@@ -35,7 +35,7 @@ from .smb2 import MalformedMessage
 __all__ = ["nt_create_andx_request", "NtCreateResponse", "parse_nt_create_andx_response",
            "close_request", "fid_request", "read_andx_request", "read_andx_response_data",
            "write_andx_request", "write_andx_response_count", "oplock_release_request",
-           "parse_oplock_break", "trans2_request", "parse_trans2_response",
+           "parse_oplock_break",
            "find_first2_params", "parse_find_first2_params", "find_next2_params",
            "parse_find_next2_params", "query_path_params", "query_file_params",
            "set_file_params", "query_fs_params", "path_request", "rename_request",
@@ -56,13 +56,7 @@ _WRITE_BYTES = struct.Struct("<HB")             # ByteCount, the pad byte
 _LOCKING = struct.Struct("<BBHHBBIHH")
 LOCKING_ANDX_OPLOCK_RELEASE = 0x02
 SEC_IMPERSONATE = 2
-# TRANSACTION2 ([MS-CIFS] 2.2.4.46): 14 words plus one setup word.  The
-# request data area: pad to even, an empty Unicode name, then the
-# parameters at a 4-byte aligned offset.
-_TRANS2 = struct.Struct("<HHHHBBHIHHHHHBBH")
-_TRANS2_RESPONSE = struct.Struct("<HHHHHHHHHBB")
-_TRANS2_NAME = b"\0\0\0"
-_TRANS2_PARAM_OFFSET = HEADER + 1 + _TRANS2.size + 2 + len(_TRANS2_NAME)    # 68
+# TRANSACTION2 itself: smb1.pack_transaction / smb1.parse_transaction_response.
 _FIND_FIRST = struct.Struct("<HHHHI")
 _FIND_FIRST_RESPONSE = struct.Struct("<HHHHH")
 _FIND_NEXT = struct.Struct("<HHHIH")
@@ -201,34 +195,7 @@ def parse_oplock_break(message) -> Tuple[int, int]:
     return fid, level
 
 
-# --- TRANSACTION2 ----------------------------------------------------------------------
-
-def trans2_request(subcommand: int, params: bytes, data: bytes = b"", *, max_params: int,
-                   max_data: int) -> Tuple[bytes, bytes]:
-    """TRANSACTION2 in one message ([MS-CIFS] 2.2.4.46.1)."""
-    pad = b"\0" * (-(_TRANS2_PARAM_OFFSET + len(params)) % 4)
-    data_offset = _TRANS2_PARAM_OFFSET + len(params) + len(pad) if data else 0
-    words = _TRANS2.pack(len(params), len(data), max_params, max_data, 0, 0, 0, 0, 0,
-                         len(params), _TRANS2_PARAM_OFFSET, len(data), data_offset, 1, 0,
-                         subcommand)
-    return smb1.pack_params(words, _TRANS2_NAME + params + (pad + data if data else b""))
-
-
-def parse_trans2_response(message) -> Tuple[memoryview, memoryview]:
-    """(parameters, data) of a TRANSACTION2 response, views into ``message``;
-    a multi-part reply is refused."""
-    (total_params, total_data, _r1, n_params, p_offset, p_disp, n_data, d_offset,
-     d_disp, _setup, _r2) = _words(message, _TRANS2_RESPONSE, "TRANSACTION2")
-    if total_params != n_params or total_data != n_data or p_disp or d_disp:
-        raise MalformedMessage("multi-part TRANSACTION2 reply (not supported)")
-    view = memoryview(message)
-    for offset, count in ((p_offset, n_params), (d_offset, n_data)):
-        if count and (offset < HEADER or offset + count > len(message)):
-            raise MalformedMessage(f"TRANSACTION2 block out of bounds "
-                                   f"({offset}+{count} in {len(message)} bytes)")
-    return (view[p_offset:p_offset + n_params] if n_params else view[0:0],
-            view[d_offset:d_offset + n_data] if n_data else view[0:0])
-
+# --- TRANSACTION2 parameter blocks -----------------------------------------------------
 
 def find_first2_params(pattern: str, *, search_attributes: int, count: int, flags: int,
                        level: int) -> bytes:

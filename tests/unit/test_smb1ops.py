@@ -15,6 +15,7 @@ from smblayer.proto import smb1
 from smblayer.proto import smb1commands as codec
 from smblayer.task import Reply
 
+TRANS2_WORDS = struct.Struct("<HHHHBBHIHHHHHBBH")     # 14 words + one setup word
 CAPS = (smb1.Capabilities.LARGE_READX | smb1.Capabilities.LARGE_WRITEX
         | smb1.Capabilities.INFOLEVEL_PASSTHRU | smb1.Capabilities.UNICODE)
 
@@ -147,13 +148,14 @@ def test_lease_and_unknown_oplocks_are_refused():
 
 def trans2_reply(params: bytes, data: bytes = b"", *, bad=None) -> Reply:
     """A one-part TRANSACTION2 reply; ``bad`` overrides response words."""
-    p_off = smb1.HEADER_SIZE + 1 + codec._TRANS2_RESPONSE.size + 2 + 1
+    p_off = smb1.HEADER_SIZE + 1 + smb1._TRANSACTION_RESPONSE.size + 2 + 1
     d_off = p_off + len(params) + (-len(params) % 4)
     fields = dict(tp=len(params), td=len(data), np=len(params), po=p_off, nd=len(data),
                   do=d_off)
     fields.update(bad or {})
-    words = codec._TRANS2_RESPONSE.pack(fields["tp"], fields["td"], 0, fields["np"], fields["po"],
-                                    0, fields["nd"], fields["do"], 0, 0, 0)
+    words = smb1._TRANSACTION_RESPONSE.pack(fields["tp"], fields["td"], 0, fields["np"],
+                                            fields["po"], 0, fields["nd"], fields["do"], 0, 0,
+                                            0)
     body = b"\0" + params + bytes(-len(params) % 4) + data
     return reply(smb1.Command.TRANSACTION2, words, body)
 
@@ -175,10 +177,10 @@ def test_trans2_request_layout_and_stat():
     internal = wire(client.tasks[-1])
     assert b"\xee\x03" in internal                  # level 1006: the file id
     message = wire(client.tasks[-2])
-    words = codec._TRANS2.unpack_from(message, smb1.HEADER_SIZE + 1)
+    words = TRANS2_WORDS.unpack_from(message, smb1.HEADER_SIZE + 1)
     param_count, param_offset, setup = words[9], words[10], words[15]
     assert setup == m.TRANS2_QUERY_PATH_INFORMATION
-    assert param_offset % 4 == 0 and param_offset == codec._TRANS2_PARAM_OFFSET
+    assert param_offset % 4 == 0 and param_offset == 68
     params = message[param_offset:param_offset + param_count]
     assert struct.unpack_from("<H", params)[0] == m.FILE_ALL_INFORMATION
     assert params[6:] == "d\\f\0".encode("utf-16-le")
