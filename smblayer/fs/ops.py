@@ -129,6 +129,15 @@ class FileInfo:
     file_index: int = 0          # the server's file id (st_ino)
     nlink: int = 1
 
+    def update(self, state: Any) -> "FileInfo":
+        """Take the times, sizes and attributes a reply reports
+        (``proto.info.FileState``, or a CREATE response: the same names)."""
+        self.creation_time, self.last_access_time = state.creation_time, state.last_access_time
+        self.last_write_time, self.change_time = state.last_write_time, state.change_time
+        self.allocation_size, self.size = state.allocation_size, state.end_of_file
+        self.attributes = state.file_attributes
+        return self
+
     @property
     def is_dir(self) -> bool:
         return bool(self.attributes & FILE_ATTRIBUTE_DIRECTORY)

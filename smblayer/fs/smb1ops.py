@@ -228,9 +228,8 @@ class Smb1FileOps(FileOps, family="smb1"):
             share_access=share_access, disposition=disposition, create_options=create_options)
         reply = self._run(Command.NT_CREATE_ANDX, request, path=path)
         r = _decode(codec.parse_nt_create_andx_response, reply.message)
-        info = FileInfo(_split(path)[1], r.end_of_file, r.allocation_size, r.attributes,
-                        r.creation_time, r.last_access_time, r.last_write_time, r.change_time)
-        return Handle(r.fid, path, info, oplock_level=_GRANTED.get(r.oplock_level, OPLOCK_NONE),
+        return Handle(r.fid, path, FileInfo(_split(path)[1]).update(r),
+                      oplock_level=_GRANTED.get(r.oplock_level, OPLOCK_NONE),
                       granted_access=access, access=access, share_access=share_access,
                       create_options=create_options, requested_oplock=oplock,
                       generation=generation)
@@ -325,9 +324,7 @@ class Smb1FileOps(FileOps, family="smb1"):
         if self._passthrough:
             data = self._query(FILE_INTERNAL_INFORMATION, path=path, fid=fid)
             index = _decode(fscc.parse_u64, data)
-        return FileInfo(_split(path)[1], a.end_of_file, a.allocation_size, a.attributes,
-                        a.creation_time, a.last_access_time, a.last_write_time, a.change_time,
-                        index, a.links)
+        return FileInfo(_split(path)[1], file_index=index, nlink=a.links).update(a)
 
     def query_info(self, handle: Handle) -> FileInfo:
         return self._info(handle.path, handle.fid)

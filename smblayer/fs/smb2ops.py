@@ -210,9 +210,7 @@ class Smb2FileOps(FileOps, family="smb2"):
     def _parse_create(self, reply: Reply, path: str, oplock: int,
                       lease_key: Optional[bytes]) -> Handle:
         resp = _decode(commands.parse_create_response, reply)
-        info = FileInfo(path.rpartition("\\")[2], resp.end_of_file, resp.allocation_size,
-                        resp.file_attributes, resp.creation_time, resp.last_access_time,
-                        resp.last_write_time, resp.change_time)
+        info = FileInfo(path.rpartition("\\")[2]).update(resp)
         handle = Handle(resp.file_id, path, info, resp.oplock_level)
         handle.requested_oplock = oplock
         found = contexts.parse_create_contexts(resp.contexts)
@@ -261,11 +259,7 @@ class Smb2FileOps(FileOps, family="smb2"):
         handle.closed = True
         resp = _decode(commands.parse_close_response, reply)
         if resp.flags & commands.CLOSE_FLAG_POSTQUERY_ATTRIB:
-            info = handle.info
-            info.creation_time, info.last_access_time = resp.creation_time, resp.last_access_time
-            info.last_write_time, info.change_time = resp.last_write_time, resp.change_time
-            info.allocation_size, info.size = resp.allocation_size, resp.end_of_file
-            info.attributes = resp.file_attributes
+            handle.info.update(resp)
 
     # -- data ------------------------------------------------------------------------
 
@@ -350,12 +344,8 @@ class Smb2FileOps(FileOps, family="smb2"):
         """Fill ``info`` from a FileAllInformation reply."""
         all_info = _decode(fscc.parse_all_information,
                            _decode(commands.parse_query_info_response, reply))
-        info.creation_time, info.last_access_time = all_info.creation_time, \
-            all_info.last_access_time
-        info.last_write_time, info.change_time = all_info.last_write_time, all_info.change_time
-        info.attributes, info.allocation_size = all_info.attributes, all_info.allocation_size
-        info.size, info.file_index = all_info.end_of_file, all_info.file_id
-        info.nlink = all_info.links
+        info.update(all_info)
+        info.file_index, info.nlink = all_info.file_id, all_info.links
         return info
 
     def query_info(self, handle: Handle) -> FileInfo:

@@ -32,6 +32,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple
 
+from .info import FileState
 from .smb2 import HEADER_SIZE, Command, MalformedMessage
 from .status import NtStatus
 
@@ -275,22 +276,16 @@ def close_request(file_id, *, postquery: bool = False) -> Tuple[bytes]:
 
 
 @dataclass
-class CloseResponse:
-    """With CLOSE_FLAG_POSTQUERY_ATTRIB in ``flags`` the rest is the file's
-    final state (else zeros)."""
-    flags: int
-    creation_time: int
-    last_access_time: int
-    last_write_time: int
-    change_time: int
-    allocation_size: int
-    end_of_file: int
-    file_attributes: int
+class CloseResponse(FileState):
+    """With CLOSE_FLAG_POSTQUERY_ATTRIB in ``flags`` the file's final state
+    (else zeros)."""
+    flags: int = 0
 
 
 def parse_close_response(message) -> CloseResponse:
-    _s, flags, _r, *rest = _fixed(_message(message), _CLOSE_RESP, "CLOSE")
-    return CloseResponse(flags, *rest)
+    (_s, flags, _r, ctime, atime, wtime, chtime, alloc, eof,
+     attrs) = _fixed(_message(message), _CLOSE_RESP, "CLOSE")
+    return CloseResponse(ctime, atime, wtime, chtime, alloc, eof, attrs, flags)
 
 
 # --- IOCTL ----------------------------------------------------------------------------

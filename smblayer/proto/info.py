@@ -27,7 +27,7 @@ from typing import Tuple
 
 from .smb2 import MalformedMessage
 
-__all__ = ["basic_information", "AllInformation", "parse_all_information",
+__all__ = ["basic_information", "FileState", "AllInformation", "parse_all_information",
            "rename_information", "end_of_file_information", "parse_u64",
            "parse_fs_size_information", "parse_fs_full_size_information",
            "FS_FULL_SIZE_INFORMATION_SIZE", "DELETE_PENDING"]
@@ -56,17 +56,24 @@ def basic_information(creation: int = 0, last_access: int = 0, last_write: int =
 
 
 @dataclass
-class AllInformation:
+class FileState:
+    """What an open, a close or a query reports about a file: its times
+    (FILETIME), sizes and attributes.  (``commands.CreateResponse`` carries
+    the same fields under the same names.)"""
     creation_time: int
     last_access_time: int
     last_write_time: int
     change_time: int
-    attributes: int
     allocation_size: int
     end_of_file: int
-    links: int
-    delete_pending: bool
-    directory: bool
+    file_attributes: int
+
+
+@dataclass
+class AllInformation(FileState):
+    links: int = 1
+    delete_pending: bool = False
+    directory: bool = False
     file_id: int = 0
 
 
@@ -78,7 +85,7 @@ def parse_all_information(buf, with_file_id: bool = True) -> AllInformation:
     (ctime, atime, wtime, chtime, attrs, alloc, eof, links, delete,
      directory) = _BASIC_STANDARD.unpack_from(buf)
     file_id = _U64.unpack_from(buf, _BASIC_STANDARD.size)[0] if with_file_id else 0
-    return AllInformation(ctime, atime, wtime, chtime, attrs, alloc, eof, links, bool(delete),
+    return AllInformation(ctime, atime, wtime, chtime, alloc, eof, attrs, links, bool(delete),
                           bool(directory), file_id)
 
 

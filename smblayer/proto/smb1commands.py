@@ -2,8 +2,8 @@
 the [MS-SMB] extensions): NT_CREATE_ANDX, CLOSE, FLUSH, READ_ANDX and
 WRITE_ANDX (with OffsetHigh and the large read/write lengths),
 LOCKING_ANDX oplock breaks, the FIND / QUERY / SET parameter blocks of
-TRANSACTION2 (the transaction itself is ``proto.smb1.pack_transaction``), DELETE, DELETE_DIRECTORY, CREATE_DIRECTORY, RENAME and
-FIND_CLOSE2.
+TRANSACTION2 (the transaction itself is ``proto.smb1.pack_transaction``),
+DELETE, DELETE_DIRECTORY, CREATE_DIRECTORY, RENAME and FIND_CLOSE2.
 
 Theory of operation
 -------------------
@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from . import smb1
+from .info import FileState
 from .smb2 import MalformedMessage
 
 __all__ = ["nt_create_andx_request", "NtCreateResponse", "parse_nt_create_andx_response",
@@ -108,25 +109,18 @@ def nt_create_andx_request(path: str, *, flags: int, access: int, attributes: in
 
 
 @dataclass
-class NtCreateResponse:
-    oplock_level: int            # granted: 0 none, 1 exclusive, 2 batch, 3 level II
-    fid: int
-    create_action: int
-    creation_time: int
-    last_access_time: int
-    last_write_time: int
-    change_time: int
-    attributes: int
-    allocation_size: int
-    end_of_file: int
-    directory: bool
+class NtCreateResponse(FileState):
+    oplock_level: int = 0        # granted: 0 none, 1 exclusive, 2 batch, 3 level II
+    fid: int = 0
+    create_action: int = 0
+    directory: bool = False
 
 
 def parse_nt_create_andx_response(message) -> NtCreateResponse:
     (_c, _r, _o, level, fid, action, ctime, atime, mtime, chtime, attrs, alloc, eof,
      _type, _pipe, directory) = _words(message, _NT_CREATE_RESPONSE, "NT_CREATE_ANDX")
-    return NtCreateResponse(level, fid, action, ctime, atime, mtime, chtime, attrs, alloc,
-                            eof, bool(directory))
+    return NtCreateResponse(ctime, atime, mtime, chtime, alloc, eof, attrs, level, fid, action,
+                            bool(directory))
 
 
 def close_request(fid: int) -> Tuple[bytes, bytes]:
