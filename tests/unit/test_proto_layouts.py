@@ -175,3 +175,13 @@ def test_fs_modules_pack_no_smb2_layouts_and_proto_stays_sans_io():
                 continue
             assert not {"socket", "threading", "time", "select"} & set(names), path.name
     assert len(open(commands.__file__).read().splitlines()) < 900
+
+
+def test_fs_ops_imports_no_dialect_table():
+    """fs.ops is the interface: the dialect tables import it, never the
+    other way round (the ops <-> smb1ops/smb2ops circle of issue 19)."""
+    from smblayer.fs import ops, smb1ops, smb2ops
+    tree = ast.parse(pathlib.Path(ops.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert not {"smb1ops", "smb2ops"} & imported
+    assert ops._TABLES == {"smb1": smb1ops.Smb1FileOps, "smb2": smb2ops.Smb2FileOps}
