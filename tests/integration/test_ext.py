@@ -18,6 +18,7 @@ from smblayer.fs.ops import FILE_DIRECTORY_FILE, FILE_LIST_DIRECTORY, FILE_OPEN
 from smblayer.proto import commands as c
 from smblayer.proto.smb2 import Command
 from smblayer.rpc import open_srvsvc, share_enum
+from smblayer.testing.pytest_plugin import SERVERS, require_samba_root, require_smbd
 from smblayer.testing.samba import SambaServer
 from smblayer.testing.watching import armed, until
 
@@ -34,14 +35,15 @@ CASES = [(d, "share", False, False) for d in SMB2_DIALECTS] + [
 IDS = [f"{d.name}-{s}{'-signed' if sign else ''}" for d, s, _e, sign in CASES]
 
 
-@pytest.fixture(scope="module")
-def rpc_samba():
-    from smblayer.testing.pytest_plugin import require_smbd
+@pytest.fixture(scope="module", params=SERVERS)
+def rpc_samba(request):
+    """Share listing, watch and server-side copy run on Samba 4.17 and 4.22."""
     require_smbd()
+    root = require_samba_root() if request.param == "4.22" else None
     extra = {f"data{i:03d}": {"read only": "no", "comment": f"test share number {i} " + "x" * 40}
              for i in range(3)}
     extra["other"] = {"read only": "no"}
-    with SambaServer(extra_global=RPC, extra_shares=extra) as server:
+    with SambaServer(extra_global=RPC, extra_shares=extra, root=root) as server:
         yield server
 
 

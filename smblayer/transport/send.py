@@ -24,9 +24,9 @@ import threading
 import time
 from typing import List, Sequence
 
-from .errors import SmbCancelledError
-from .proto import smb2
-from .proto.framing import frame_prefix
+from ..errors import SmbCancelledError
+from ..proto import smb2
+from ..proto.framing import frame_prefix
 from .task import SmbTask, TaskState, can_move
 
 log = logging.getLogger("smblayer")
