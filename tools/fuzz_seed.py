@@ -118,6 +118,9 @@ def _classify(seeds, message: bytes, pipe: List[bytes]) -> None:
                 token = one[_off:_off + _len]
                 if token:
                     _add(seeds, "spnego", (b"\x01" if token[:1] == b"\xa1" else b"\x00") + token)
+                    at = token.find(b"NTLMSSP\0")
+                    if at >= 0 and token[at + 8:at + 9] == b"\x02":       # a CHALLENGE
+                        _add(seeds, "ntlm", token[at:])
         elif cmd == smb2.Command.CREATE:
             _add(seeds, "create", one)
         elif cmd in (smb2.Command.READ, smb2.Command.WRITE, smb2.Command.OPLOCK_BREAK):

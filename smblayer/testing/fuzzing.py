@@ -207,6 +207,8 @@ def _smb1_message(data: bytes) -> None:
     smb1.parse_params(data)
     if header.command == smb1.Command.NEGOTIATE:
         smb1.parse_negotiate_response(data)
+    elif header.command in (smb1.Command.TRANSACTION, smb1.Command.TRANSACTION2):
+        smb1.parse_transaction_response(data)
 
 
 def _negotiate(data: bytes) -> None:
@@ -318,19 +320,35 @@ def _transform_plain(data: bytes) -> None:
 
 
 def _spnego(data: bytes) -> None:
-    """pyspnego's NTLM (first byte odd: inside SPNEGO) with the server's
-    challenge token; the session turns any exception into SmbAuthError, so
-    the rule here is: no hang, no unbounded memory, no BaseException."""
-    from ..security.auth import authenticator
-    protocol = "negotiate" if data[:1] and data[0] & 1 else "ntlm"
-    auth = authenticator("user", "password", "127.0.0.1", protocol=protocol)
+    """SPNEGO (pyspnego, NTLM inside: the first byte is a flag, kept so the
+    corpus is shared) with the server's token.  The session turns any
+    exception of pyspnego into SmbAuthError, so the rule here is: no hang,
+    no unbounded memory, no BaseException."""
+    from ..security.auth import Authenticator
+    auth = Authenticator("user", "password", "127.0.0.1", protocol="negotiate")
     auth.step(None)
     auth.step(data[1:])
+
+
+_NTLMSSP = b"NTLMSSP\0"
+
+
+def _ntlm(data: bytes) -> None:
+    """The in-tree NTLMv2 client (security/ntlm.py) with the server's
+    CHALLENGE (a SPNEGO-wrapped one is unwrapped to its NTLMSSP part)."""
+    from ..security.ntlm import NtlmAuthenticator
+    at = data.find(_NTLMSSP)
+    auth = NtlmAuthenticator("user", "password", "DOMAIN")
+    auth.step(None)
+    auth.step(data[at:] if at > 0 else data)
 
 
 class _FakePipe:
     """The named pipe of an RpcPipe: the server's byte stream is ``data``,
     split at 0xFFFF-aligned points as IOCTL outputs and READs would be."""
+
+    class client:                       # noqa: N801 - what RpcPipe reads: tree.client.dialect
+        dialect = Dialect.SMB3_1_1
 
     def __init__(self, data: bytes):
         self.data = memoryview(data)
@@ -440,6 +458,7 @@ def _targets() -> Dict[str, Target]:
         Target("transform_plain", _transform_plain, (DecryptError, MalformedMessage),
                "plaintext past decryption with a known key"),
         Target("spnego", _spnego, (Exception,), "SPNEGO/NTLM challenge into pyspnego"),
+        Target("ntlm", _ntlm, (SmbProtocolError,), "NTLM CHALLENGE into the in-tree NTLMv2"),
         Target("dcerpc", _dcerpc, (RpcError,), "DCE/RPC PDU and BIND_ACK"),
         Target("rpc_pipe", _rpc, (RpcError,), "RpcPipe bind + NetrShareEnum on a pipe stream"),
         Target("srvsvc", _srvsvc, (RpcError,), "NetrShareEnum NDR stub"),
