@@ -8,7 +8,6 @@ import contextlib
 import errno
 import posixpath
 import stat
-import statistics
 import sys
 import time
 from typing import BinaryIO, Dict, Iterator, List, Tuple
@@ -97,6 +96,7 @@ def cmd_echo(args) -> int:
             print(f"echo {url.host}:{url.port}: seq={i + 1} dialect={client.dialect} "
                   f"time={rtt * 1e6:.0f} µs", flush=True)
         if args.count > 1:
+            import statistics
             us = sorted(t * 1e6 for t in times)
             print(f"{len(us)} echoes: min {us[0]:.0f} µs, median {statistics.median(us):.0f} µs, "
                   f"max {us[-1]:.0f} µs")

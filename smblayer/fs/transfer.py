@@ -35,7 +35,6 @@ an fsspec callback), called from the caller's thread.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import logging
 import mmap
@@ -341,6 +340,7 @@ def copy_remote(src_tree, src: str, dst_tree, dst: str, *, progress: Progress = 
 
 def remote_digest(tree, path: str) -> bytes:
     """SHA-256 of the remote file ``path``."""
+    import hashlib
     digest = hashlib.sha256()
     buf = memoryview(bytearray(chunk_size(tree)))
     with closing(tree.open(path, "rb", buffering=0)) as f:
@@ -353,6 +353,7 @@ def remote_digest(tree, path: str) -> bytes:
 
 def local_digest(local: BinaryIO) -> bytes:
     """SHA-256 of the open local file ``local`` (read from its start)."""
+    import hashlib
     local.flush()
     local.seek(0)
     digest = hashlib.sha256()

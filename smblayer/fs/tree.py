@@ -47,8 +47,6 @@ from .ops import (FILE_APPEND_DATA, FILE_CREATE, FILE_DIRECTORY_FILE, FILE_NON_D
                   OPLOCK_EXCLUSIVE, OPLOCK_LEASE, OPLOCK_NONE, SYNCHRONIZE, FileInfo, FileOps,
                   Handle, ns_to_filetime, ops_for)
 from .helpers import DirEntry, TreeHelpers, join, normpath, outpath
-from .srvcopy import copy_file
-from .watch import Watch
 
 SHARE_FLAGS_DFS = 0x00000003     # SMB2_SHAREFLAG_DFS | SMB2_SHAREFLAG_DFS_ROOT
 SHARE_FLAG_ENCRYPT_DATA = 0x00008000
@@ -563,6 +561,7 @@ class Tree(TreeHelpers):
         returns a :class:`~smblayer.fs.watch.Watch`; iterate it for
         ``WatchEvent(action, path)``, ``close()`` it when done.  The watch
         survives reconnects and then reports a "rescan" event."""
+        from .watch import Watch          # loaded on first use
         return Watch(self, path, recursive=recursive, completion_filter=completion_filter,
                      buffer_size=buffer_size)
 
@@ -571,6 +570,7 @@ class Tree(TreeHelpers):
         on the server (FSCTL_SRV_COPYCHUNK_WRITE), falling back to read +
         write through the client where the server or dialect cannot.
         Returns the bytes copied."""
+        from .srvcopy import copy_file    # loaded on first use
         return copy_file(self, src, dst_tree if dst_tree is not None else self, dst)
 
 
