@@ -10,18 +10,20 @@ so a command line or an application that needs a part pays only for it.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
+
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
 
 __version__ = "0.2.0"
 
 # public name -> the module (relative to this package) that defines it
 _LAZY = {
-    "get_client": "registry",
-    "SmbClient": "client", "ClientState": "client", "BreakNotification": "client",
+    "get_client": "transport.registry",
+    "SmbClient": "transport.client", "ClientState": "transport.states",
+    "BreakNotification": "transport.client",
     "Dialect": "config", "DialectRange": "config", "TimeoutPolicy": "config",
     "ReconnectPolicy": "config",
     "NegotiateResult": "proto.negotiate", "NtStatus": "proto.status",
-    "SmbTask": "task", "Reply": "task", "TaskState": "task",
+    "SmbTask": "transport.task", "Reply": "transport.task", "TaskState": "transport.task",
     "SmbError": "errors", "SmbStatusError": "errors", "SmbConnectionError": "errors",
     "SmbTimeoutError": "errors", "SmbCancelledError": "errors", "SmbNegotiateError": "errors",
     "SmbAuthError": "errors", "SmbProtocolError": "errors", "SmbClosedError": "errors",
@@ -57,12 +59,13 @@ def __dir__():
 
 
 if TYPE_CHECKING:       # for type checkers and IDEs: the names as if imported eagerly
-    from .client import BreakNotification, ClientState, SmbClient
+    from .transport.client import BreakNotification, SmbClient
+    from .transport.states import ClientState
     from .config import Dialect, DialectRange, ReconnectPolicy, TimeoutPolicy
     from .errors import (SmbAuthError, SmbCancelledError, SmbClosedError, SmbConnectionError,
                          SmbError, SmbNegotiateError, SmbProtocolError, SmbStatusError,
                          SmbTimeoutError)
     from .proto.negotiate import NegotiateResult
     from .proto.status import NtStatus
-    from .registry import get_client
-    from .task import Reply, SmbTask, TaskState
+    from .transport.registry import get_client
+    from .transport.task import Reply, SmbTask, TaskState

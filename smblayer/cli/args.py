@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import argparse
 import re
-from typing import TYPE_CHECKING, Callable, Optional, Tuple
-
 from .. import __version__
 
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
+    from typing import Callable, Optional, Tuple
+
     from ..config import Dialect
 
 PROG = "smblayer"

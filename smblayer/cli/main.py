@@ -7,9 +7,11 @@ and connect.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
-
 from .args import build_parser
+
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Optional, Sequence
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
