@@ -6,7 +6,6 @@
 """
 from __future__ import annotations
 
-import warnings
 from typing import Mapping, Optional
 
 from ..config import TimeoutPolicy
@@ -15,7 +14,7 @@ from ..security import check_auth_protocol
 from .dfs import DfsLinkError, DfsTree, ReferralCache, get_referral
 from .file import SmbRawFile
 from .ops import FileInfo, StatResult
-from .posix import PosixUnavailableWarning
+from .posix import PosixMixin, PosixUnavailableWarning, use_posix
 from .session import Session
 from .tree import DirEntry, Tree, normpath, outpath
 from .watch import Watch, WatchEvent
@@ -89,23 +88,13 @@ def connect(host: str, share: str, username: Optional[str] = None,
     tree._owns_session = True
     tree.durable = durable
     if posix:
-        _use_posix(tree)
+        use_posix(tree)
     if dfs and tree.dfs:
         return DfsTree(tree, _target_connector(
             username, password, encrypt=encrypt, domain=domain, require_signing=require_signing,
             auth_protocol=auth_protocol, allow_guest=allow_guest, durable=durable,
             session_class=session_class, tree_class=tree_class, **client_options), ports=dfs_ports, hosts=dfs_hosts)
     return tree
-
-
-def _use_posix(tree: Tree) -> None:
-    if tree.client.negotiated.posix:
-        tree.posix = True
-        return
-    warnings.warn(PosixUnavailableWarning(
-        f"//{tree.client.host}/{tree.share}: the server did not agree to the SMB3 POSIX "
-        f"extensions (dialect {tree.client.dialect.name}); going on without them"),
-        stacklevel=3)
 
 
 def _target_connector(username, password, **kwargs):
@@ -156,5 +145,5 @@ def list_shares(host: str, username: Optional[str] = None, password: Optional[st
     raise AssertionError("unreachable")
 
 
-__all__ = ["connect", "connect_namespace", "DfsTree", "DfsLinkError", "ReferralCache", "list_shares", "ShareInfo", "Watch", "WatchEvent", "Session", "Tree",
+__all__ = ["connect", "connect_namespace", "DfsTree", "DfsLinkError", "ReferralCache", "list_shares", "ShareInfo", "Watch", "WatchEvent", "Session", "Tree", "PosixMixin", "PosixUnavailableWarning", "use_posix",
            "SmbRawFile", "DirEntry", "FileInfo", "StatResult", "normpath", "outpath"]

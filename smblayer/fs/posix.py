@@ -26,6 +26,7 @@ POSIX client makes and reads links.
 from __future__ import annotations
 
 import io
+import warnings
 from typing import Optional
 
 from ..errors import SmbProtocolError
@@ -35,7 +36,7 @@ from ..proto.smb2 import Command
 from ..task import SmbTask
 from .ops import FileInfo
 
-__all__ = ["PosixMixin", "PosixUnavailableWarning", "POSIX_FILE_MODE", "POSIX_DIR_MODE",
+__all__ = ["PosixMixin", "PosixUnavailableWarning", "use_posix", "POSIX_FILE_MODE", "POSIX_DIR_MODE",
            "posix_file_info", "apply_posix_info"]
 
 #: modes of the files and directories a POSIX tree creates
@@ -57,6 +58,20 @@ class PosixUnavailableWarning(UserWarning):
     """``fs.connect(..., posix=True)`` but the server did not agree to the
     SMB3 POSIX extensions (not SMB 3.1.1, or not offered): the tree works
     without them."""
+
+
+def use_posix(tree, stacklevel: int = 3) -> bool:
+    """Turn the SMB3 POSIX extensions on for ``tree`` if its connection
+    negotiated them (``SmbClient(posix=True)``), else warn
+    (PosixUnavailableWarning).  Returns ``tree.posix``."""
+    if tree.client.negotiated.posix:
+        tree.posix = True
+        return True
+    warnings.warn(PosixUnavailableWarning(
+        f"//{tree.client.host}/{tree.share}: the server did not agree to the SMB3 POSIX "
+        f"extensions (dialect {tree.client.dialect.name}); going on without them"),
+        stacklevel=stacklevel)
+    return False
 
 
 def apply_posix_info(data: wire.PosixFileInfo, info: FileInfo) -> FileInfo:

@@ -100,6 +100,7 @@ _LEASE_ACK = struct.Struct("<HHI16sIQ")
 LEASE_BREAK_ACK_REQUIRED = 0x01
 
 _QUERY_INFO_BUFFER = 4096
+_REPARSE_TAG_NOT_HANDLED = 0xC0000279     # STATUS_IO_REPARSE_TAG_NOT_HANDLED
 _NOT_ERRORS_READ = frozenset({0, NtStatus.END_OF_FILE})
 # NO_SUCH_FILE: the first query found nothing matching the pattern.
 _NOT_ERRORS_DIR = frozenset({0, NtStatus.NO_MORE_FILES, NtStatus.NO_SUCH_FILE})
@@ -215,7 +216,7 @@ class Smb2FileOps(FileOps):
         if oplock == OPLOCK_LEASE and not self._leasing:
             log.debug("smblayer: server/dialect without leasing; asking a batch oplock")
             oplock = OPLOCK_BATCH
-        name = _utf16(path)
+        name = _utf16(self._wire_path(path))
         contexts = []
         if oplock == OPLOCK_LEASE:
             lease_key = lease_key or os.urandom(16)
@@ -410,6 +411,10 @@ class Smb2FileOps(FileOps):
         """Whether opens use the SMB3 POSIX extensions (``fs.connect(posix=True)``)."""
         return getattr(self.tree, "posix", False)
 
+    def _wire_path(self, path: str) -> str:
+        """A POSIX open's separator is "/" ("\\" is a character in a name)."""
+        return path.replace("\\", "/") if self.posix else path
+
     def _query_info_task(self, handle: Handle) -> SmbTask:
         info_class = posix.FILE_POSIX_INFORMATION if self.posix else FILE_ALL_INFORMATION
         body = _QUERY_INFO.pack(41, INFO_FILE, info_class, _QUERY_INFO_BUFFER,
@@ -446,8 +451,14 @@ class Smb2FileOps(FileOps):
             path, access=FILE_READ_ATTRIBUTES | SYNCHRONIZE, disposition=FILE_OPEN,
             create_options=create_options)
         related = Handle(_RELATED_FID, path, FileInfo(path.rpartition("\\")[2]))
-        created, queried, _closed = self.client.run_compound(
-            (create, self._query_info_task(related), self._related_close(path)))
+        try:
+            created, queried, _closed = self.client.run_compound(
+                (create, self._query_info_task(related), self._related_close(path)))
+        except SmbError as exc:
+            # a FIFO, socket or device (a reparse point to Samba) on a POSIX tree
+            if getattr(exc, "status", 0) == _REPARSE_TAG_NOT_HANDLED and not create_options:
+                return self.stat(path, FILE_OPEN_REPARSE_POINT)
+            raise
         if created.header.status == NtStatus.STOPPED_ON_SYMLINK and not create_options:
             return self.stat(path, FILE_OPEN_REPARSE_POINT)
         return self._parse_all_info(queried, related.info)
@@ -524,7 +535,7 @@ class Smb2FileOps(FileOps):
         handle = self.open(path, access=DELETE | FILE_READ_ATTRIBUTES | SYNCHRONIZE,
                            disposition=FILE_OPEN)
         try:
-            name = _utf16(new_path)
+            name = _utf16(self._wire_path(new_path))
             self._set_info(handle, FILE_RENAME_INFORMATION,
                            _RENAME.pack(1 if replace else 0, 0, len(name)) + name, new_path)
         finally:
