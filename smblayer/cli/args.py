@@ -142,6 +142,9 @@ def add_common(p: argparse.ArgumentParser, suppress: bool) -> None:
     g.add_argument("--dfs-host", action="append", type=parse_dfs_host, default=d(None),
                    metavar="NAME=ADDRESS", help="address to connect to for a host a DFS "
                    "referral names; repeatable")
+    g.add_argument("--posix", action="store_true", default=d(False),
+                   help="use the SMB3 POSIX extensions where the server offers them "
+                        "(ls -l then shows modes and owners)")
     g.add_argument("-v", "--verbose", action="count", default=d(0),
                    help="log to stderr (-vv for debug)")
 

@@ -207,7 +207,9 @@ class Connections:
     def client(self, url: SmbUrl):
         key = (url.host, url.port)
         if key not in self._clients:
-            self._clients[key] = get_client(url.host, url.port, **client_options(self.args))
+            posix = {"posix": True} if getattr(self.args, "posix", False) else {}
+            self._clients[key] = get_client(url.host, url.port, **client_options(self.args),
+                                            **posix)
         return self._clients[key]
 
     def session(self, url: SmbUrl) -> "fs.Session":
@@ -237,6 +239,8 @@ class Connections:
             session = self.session(url)
             try:
                 tree = session.tree_connect(url.share)
+                if getattr(self.args, "posix", False):
+                    fs.use_posix(tree, stacklevel=2)
                 if tree.dfs:           # a DFS namespace: follow its links
                     tree = fs.DfsTree(tree, self._dfs_target, ports=self._dfs_ports,
                                       hosts=self._dfs_hosts)

@@ -103,9 +103,13 @@ def cmd_echo(args) -> int:
     return 0
 
 
-def _long_line(name: str, st) -> str:
+def _long_line(name: str, st, posix: bool = False) -> str:
+    """``ls -l``: with the SMB3 POSIX extensions (--posix) the mode and the
+    owner's and group's ids as the server gives them."""
     kind = "d" if isdir(st) else "-"
     mtime = time.strftime("%Y-%m-%d %H:%M", time.localtime(st.st_mtime))
+    if posix:
+        kind = f"{stat.filemode(st.st_mode)} {st.st_nlink:>3} {st.st_uid:>6} {st.st_gid:>6}"
     return f"{kind} {st.st_size:>12} {mtime} {name}{'/' if isdir(st) else ''}"
 
 
@@ -125,7 +129,7 @@ def cmd_ls(args) -> int:
                 listing = [(e.name, e.stat()) for e in tree.scandir(path)
                            if args.all or not e.name.startswith(".")]
         for name, est in sorted(listing, key=lambda e: e[0].lower()):
-            print(_long_line(name, est) if args.long
+            print(_long_line(name, est, getattr(tree, "posix", False)) if args.long
                   else name + ("/" if isdir(est) else ""))
     return 0
 

@@ -40,6 +40,7 @@ from ..proto.smb2 import Command
 from ..proto.status import NtStatus
 from ..task import SmbTask
 from .file import MAX_IN_FLIGHT, BufferedRandom, BufferedWriter, SmbRawFile
+from .posix import PosixMixin
 from .ops import (FILE_APPEND_DATA, FILE_CREATE, FILE_DIRECTORY_FILE, FILE_NON_DIRECTORY_FILE,
                   FILE_OPEN, FILE_OPEN_IF, FILE_OVERWRITE_IF, FILE_READ_ATTRIBUTES,
                   FILE_READ_DATA, FILE_SHARE_ALL, FILE_WRITE_ATTRIBUTES, FILE_WRITE_DATA,
@@ -88,8 +89,10 @@ def _write_caching(handle: Handle) -> bool:
     return handle.oplock_level in (OPLOCK_EXCLUSIVE, OPLOCK_BATCH)
 
 
-class Tree(TreeHelpers):
-    """A connected share.  Built by ``Session.tree_connect(share)``."""
+class Tree(TreeHelpers, PosixMixin):
+    """A connected share.  Built by ``Session.tree_connect(share)``; the
+    os/shutil-level helpers come from :class:`~smblayer.fs.helpers.TreeHelpers`,
+    the SMB3 POSIX extensions' calls from :class:`~smblayer.fs.posix.PosixMixin`."""
 
     #: READ/WRITE requests a file object keeps on the wire
     max_in_flight = MAX_IN_FLIGHT
