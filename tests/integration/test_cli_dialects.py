@@ -7,14 +7,12 @@ ls //host.  Plus the command line's side of the issue's other items:
 from __future__ import annotations
 
 import os
-import pathlib
-import shutil
-import tempfile
 import uuid
 
 import pytest
 
 from _cli_helpers import ok, run
+from smblayer.testing.guest import guest_server
 from smblayer.testing.pytest_plugin import require_smbd
 from smblayer.testing.samba import SambaServer
 
@@ -106,32 +104,24 @@ def test_ls_host_on_nt1_without_srvsvc(samba):
 
 
 @pytest.fixture(scope="module")
-def guest_server():
+def guest_mapping():
     """Bad passwords (and unknown users) get a guest session, which may
-    read the share "public" (world-readable, so the guest account can)."""
+    read the share "public"."""
     require_smbd()
-    public = pathlib.Path(tempfile.mkdtemp(prefix="smbl-public-"))
-    try:
-        public.chmod(0o755)
-        (public / "hello.txt").write_bytes(b"hi")
-        (public / "hello.txt").chmod(0o644)
-        with SambaServer(extra_global={"map to guest": "Bad Password"},
-                         extra_shares={"public": {"path": str(public), "guest ok": "yes",
-                                                  "read only": "yes"}}) as samba:
-            yield samba
-    finally:
-        shutil.rmtree(public, ignore_errors=True)
+    with guest_server("Bad Password") as samba:
+        yield samba
 
 
 @pytest.mark.parametrize("dialect", ["NT1", "2.1", "3.1.1"])
-def test_no_guest(guest_server, dialect):
-    url = f"//{guest_server.host}:{guest_server.port}/public/hello.txt"
+def test_no_guest(guest_mapping, dialect):
+    server = guest_mapping
+    url = f"//{server.host}:{server.port}/public/hello.txt"
     opts = ["--dialect-min", dialect, "--dialect-max", dialect]
     wrong = "not-" + uuid.uuid4().hex
     # Today's default: the guest session reads the file, as smbclient would.
-    assert ok(run([*opts, "cat", url], guest_server, password=wrong)) == b"hi"
-    proc = run([*opts, "--no-guest", "cat", url], guest_server, password=wrong)
+    assert ok(run([*opts, "cat", url], server, password=wrong)) == b"hi"
+    proc = run([*opts, "--no-guest", "cat", url], server, password=wrong)
     line = _one_error_line(proc, "cat")
     assert "guest" in line and wrong not in line
     # The right password is no guest: --no-guest lets it through.
-    assert ok(run([*opts, "--no-guest", "cat", url], guest_server)) == b"hi"
+    assert ok(run([*opts, "--no-guest", "cat", url], server)) == b"hi"
