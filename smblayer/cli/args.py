@@ -128,6 +128,9 @@ def add_common(p: argparse.ArgumentParser, suppress: bool) -> None:
                    help="encrypt the session (SMB 3.x)")
     g.add_argument("--sign", action="store_true", default=d(False),
                    help="require signing")
+    g.add_argument("--no-guest", action="store_true", default=d(False),
+                   help="refuse a guest session the server gives instead of logging on "
+                        "the user (e.g. after a wrong password)")
     g.add_argument("--timeout", type=positive_float, default=d(None), metavar="S",
                    help="seconds before a silent server is probed / given up (soft)")
     mode = g.add_mutually_exclusive_group()

@@ -223,7 +223,8 @@ class Connections:
                 self._sessions[key] = fs.Session(
                     client, creds.user, creds.password, domain=creds.domain,
                     encrypt=self.args.encrypt, require_signing=True if self.args.sign else None,
-                    auth_protocol=creds.auth, server_name=self._server_names.get(key))
+                    auth_protocol=creds.auth, server_name=self._server_names.get(key),
+                    allow_guest=not self.args.no_guest)
             except SmbAuthError as exc:
                 if creds.password is None and creds.auth != "kerberos":
                     raise NoPasswordError(exc.status, exc.command, message=(

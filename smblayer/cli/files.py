@@ -289,11 +289,15 @@ def cmd_ls_shares(args) -> int:
     """``ls //host[:port]``: the shares, like ``smbclient -L``."""
     url = parse_url(args.url, need_share=False)
     cred = credentials(args)
-    shares = fs.list_shares(url.host, cred.user, cred.password, port=url.port,
-                            encrypt=args.encrypt, domain=cred.domain,
-                            auth_protocol=cred.auth,
-                            require_signing=True if args.sign else None,
-                            **client_options(args))
+    try:
+        shares = fs.list_shares(url.host, cred.user, cred.password, port=url.port,
+                                encrypt=args.encrypt, domain=cred.domain,
+                                auth_protocol=cred.auth,
+                                require_signing=True if args.sign else None,
+                                allow_guest=not args.no_guest, **client_options(args))
+    except FileNotFoundError as exc:
+        exc.hint = "the server serves no share list (no srvsvc pipe on IPC$)"
+        raise
     print(f"{'Sharename':<15} {'Type':<9} Comment")
     print(f"{'---------':<15} {'----':<9} -------")
     for share in shares:

@@ -39,7 +39,8 @@ def describe_error(exc: BaseException, url: Optional[str] = None) -> str:
         if isinstance(exc, NoPasswordError):
             return f"authentication failed ({status}): {exc.strerror}"
         if isinstance(exc, SmbAuthError):
-            return f"authentication failed ({status})"
+            why = exc.strerror if exc.strerror != status else ""
+            return f"authentication failed ({status}){': ' + why if why else ''}"
         hint = getattr(exc, "hint", None)
         if not hint and exc.status == NtStatus.OBJECT_NAME_INVALID and has_wildcard(where):
             hint = f"wildcards work with {', '.join(WILDCARD_COMMANDS)} only"
@@ -53,7 +54,11 @@ def describe_error(exc: BaseException, url: Optional[str] = None) -> str:
     if isinstance(exc, OSError) and exc.strerror and not isinstance(exc, SmbError):
         return f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror}"
     text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if not isinstance(exc, SmbError) else text
+    if isinstance(exc, SmbError) or not text:
+        return text or "failed"
+    if isinstance(exc, ValueError):
+        return f"invalid request: {text}"
+    return f"internal error: {text} (-vv shows the details)"
 
 
 def _url_of(args) -> Optional[str]:
@@ -136,7 +141,7 @@ def run(args) -> int:
             with contextlib.suppress(OSError):
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 0
-        except (SmbError, OSError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 - one line for the user, whatever it is
             log.debug("%s failed", command, exc_info=True)
             if interrupted.is_set():
                 print(f"\n{PROG}: {command}: interrupted", file=sys.stderr)
