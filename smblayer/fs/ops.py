@@ -1,11 +1,9 @@
 """The per-dialect file operations table (cifs's smb_version_operations).
 
-``Tree`` holds one ``FileOps`` chosen by the negotiated dialect
-(``ops_for(tree)``): ``Smb2FileOps`` for 2.0.2..3.1.1, ``Smb1FileOps`` for
-NT LM 0.12.  Each implementation names its dialect family in its class
-statement (``class Smb2FileOps(FileOps, family="smb2")``) and so registers
-itself here; this module imports neither (no import circle).  The package
-``smblayer.fs`` imports both.  Tree and SmbFile implement everything generic (paths, modes,
+``Tree`` holds one ``FileOps`` chosen by the negotiated dialect when it
+connects (``smblayer.fs.tree.ops_for``): ``Smb2FileOps`` for 2.0.2..3.1.1,
+``Smb1FileOps`` for NT LM 0.12.  This module is the interface the two
+implement; it imports neither (no import circle).  Tree and SmbFile implement everything generic (paths, modes,
 buffering, pipelining, error mapping) on top of these primitives and never
 branch on the dialect.
 
@@ -26,7 +24,7 @@ from __future__ import annotations
 import os
 import stat as stat_module
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Iterator, Optional, Tuple
 
 # Windows FILETIME: 100 ns ticks since 1601-01-01.
 _EPOCH_DELTA = 116444736000000000
@@ -128,6 +126,7 @@ class FileInfo:
     change_time: int = 0
     file_index: int = 0          # the server's file id (st_ino)
     nlink: int = 1
+    posix: Any = None            # PosixInfo (proto.posix) on a POSIX-extensions open
 
     def update(self, state: Any) -> "FileInfo":
         """Take the times, sizes and attributes a reply reports
@@ -144,7 +143,10 @@ class FileInfo:
 
     @property
     def mode(self) -> int:
-        """st_mode: the type bits, 0o755/0o644, write bits off when read-only."""
+        """st_mode: the type bits, 0o755/0o644, write bits off when read-only
+        (with the POSIX extensions: the server's mode)."""
+        if self.posix is not None:
+            return self.posix.mode
         mode = (stat_module.S_IFDIR | 0o755) if self.is_dir else (stat_module.S_IFREG | 0o644)
         if self.attributes & FILE_ATTRIBUTE_READONLY:
             mode &= ~0o222
@@ -158,8 +160,9 @@ class FileInfo:
         atime = filetime_to_ns(self.last_access_time)
         mtime = filetime_to_ns(self.last_write_time)
         ctime = filetime_to_ns(self.change_time or self.last_write_time)
+        uid, gid = _owner_ids(self.posix)
         return os.stat_result(
-            (self.mode, self.file_index, 0, self.nlink, 0, 0, self.size,
+            (self.mode, self.file_index, 0, self.nlink, uid, gid, self.size,
              atime // 10**9, mtime // 10**9, ctime // 10**9),
             {"st_atime": _float_seconds(atime), "st_mtime": _float_seconds(mtime),
              "st_ctime": _float_seconds(ctime),
@@ -167,6 +170,17 @@ class FileInfo:
              "st_blksize": 4096, "st_blocks": (self.allocation_size + 511) // 512,
              "st_rdev": 0, "st_birthtime": _float_seconds(filetime_to_ns(self.creation_time)),
              "st_file_attributes": self.attributes})
+
+
+def _owner_ids(posix) -> Tuple[int, int]:
+    """st_uid, st_gid: 0 without the POSIX extensions; with them the Unix ids
+    the server's SIDs name, or (as cifs.ko without an idmap helper) ours
+    for an account SID that names none."""
+    if posix is None:
+        return 0, 0
+    uid = posix.uid if posix.uid is not None else os.getuid()
+    gid = posix.gid if posix.gid is not None else os.getgid()
+    return uid, gid
 
 
 @dataclass(frozen=True)
@@ -215,17 +229,8 @@ class Handle:
     requested_lease: int = 0
 
 
-_TABLES: Dict[str, type] = {}     # dialect family ("smb1", "smb2") -> its FileOps class
-
-
 class FileOps:
-    """Abstract base: see the module docstring.  A subclass given
-    ``family="smb1"`` or ``"smb2"`` becomes that family's table."""
-
-    def __init_subclass__(cls, family: Optional[str] = None, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if family is not None:
-            _TABLES[family] = cls
+    """Abstract base: see the module docstring."""
 
     def __init__(self, tree):
         self.tree = tree
@@ -347,5 +352,9 @@ class FileOps:
 
 
 def ops_for(tree) -> FileOps:
-    """The FileOps for the tree's negotiated dialect."""
-    return _TABLES["smb1" if tree.client.dialect.is_smb1 else "smb2"](tree)
+    """A new FileOps for a connected ``tree``, of the dialect its
+    connection uses (the tree chose it when it connected:
+    ``smblayer.fs.tree.ops_for``)."""
+    if tree.ops is None:
+        raise ValueError(f"{tree!r} is not connected")
+    return type(tree.ops)(tree)

@@ -79,7 +79,8 @@ LOCKING_ANDX_OPLOCK_RELEASE = codec.LOCKING_ANDX_OPLOCK_RELEASE
 OPLOCK_BREAK_TO_NONE = 0
 OPLOCK_BREAK_TO_LEVEL_II = 1
 
-# TRANSACTION2 ([MS-CIFS] 2.2.4.46) subcommands and information levels
+# TRANSACTION2 ([MS-CIFS] 2.2.4.46): the layout is proto.smb1's
+# pack_transaction / parse_transaction_response (one setup word).
 TRANS2_FIND_FIRST2 = 0x0001
 TRANS2_FIND_NEXT2 = 0x0002
 TRANS2_QUERY_FS_INFORMATION = 0x0003
@@ -153,7 +154,7 @@ def _split(path: str) -> Tuple[str, str]:
     return parent, leaf
 
 
-class Smb1FileOps(FileOps, family="smb1"):
+class Smb1FileOps(FileOps):
     """The FileOps of NT LM 0.12 (see the module docstring)."""
 
     def __init__(self, tree):

@@ -17,7 +17,7 @@ from typing import Callable, Iterator, List, Optional, Tuple, TypeVar
 
 from ..config import Dialect
 from ..errors import SmbError, SmbProtocolError, status_error
-from ..proto import commands, contexts, fileio, smb2
+from ..proto import commands, contexts, fileio, posix, smb2
 from ..proto import info as fscc
 from ..proto.commands import (FILE_ALL_INFORMATION, FILE_BASIC_INFORMATION,
                               FILE_DISPOSITION_INFORMATION, FILE_END_OF_FILE_INFORMATION,
@@ -29,10 +29,12 @@ from ..proto.status import NtStatus
 from ..task import Reply, SmbTask
 from .ops import (DELETE, FILE_ATTRIBUTE_DIRECTORY, FILE_CREATE, FILE_DELETE_ON_CLOSE,
                   FILE_DIRECTORY_FILE, FILE_LIST_DIRECTORY, FILE_NON_DIRECTORY_FILE, FILE_OPEN,
+                  FILE_OPEN_REPARSE_POINT,
                   FILE_OVERWRITE_IF, FILE_READ_ATTRIBUTES, FILE_READ_DATA, FILE_WRITE_ATTRIBUTES,
                   FILE_WRITE_DATA, FILE_SHARE_ALL, LEASE_HANDLE, LEASE_WRITE, OPLOCK_BATCH,
                   OPLOCK_LEASE, OPLOCK_LEVEL_II, OPLOCK_NONE, SYNCHRONIZE, FileInfo, FileOps,
                   FsSize, Handle)
+from .posix import POSIX_DIR_MODE, POSIX_FILE_MODE, apply_posix_info, posix_file_info
 
 log = logging.getLogger("smblayer")
 R = TypeVar("R")
@@ -52,6 +54,7 @@ class _AnyStatus:
 
 _ANY_STATUS = _AnyStatus()
 _QUERY_INFO_BUFFER = 4096
+_REPARSE_TAG_NOT_HANDLED = 0xC0000279     # STATUS_IO_REPARSE_TAG_NOT_HANDLED
 _NOT_ERRORS_READ = frozenset({0, NtStatus.END_OF_FILE})
 # NO_SUCH_FILE: the first query found nothing matching the pattern.
 _NOT_ERRORS_DIR = frozenset({0, NtStatus.NO_MORE_FILES, NtStatus.NO_SUCH_FILE})
@@ -65,7 +68,7 @@ def _decode(parse: Callable[..., R], *args) -> R:
         raise SmbProtocolError(str(exc)) from None
 
 
-class Smb2FileOps(FileOps, family="smb2"):
+class Smb2FileOps(FileOps):
     """The SMB2/3 FileOps: see ``smblayer.fs.ops``."""
 
     def __init__(self, tree):
@@ -199,8 +202,11 @@ class Smb2FileOps(FileOps, family="smb2"):
         if durable is not None:
             # the file id: proof of identity later
             wanted.append((contexts.QUERY_ON_DISK_ID, b""))
+        if self.posix:
+            wanted.append(posix.create_context(
+                POSIX_DIR_MODE if create_options & FILE_DIRECTORY_FILE else POSIX_FILE_MODE))
         body = commands.create_request(
-            path, desired_access=access, disposition=disposition,
+            self._wire_path(path), desired_access=access, disposition=disposition,
             create_options=create_options, share_access=share_access,
             file_attributes=attributes, oplock_level=oplock,
             contexts=contexts.pack_create_contexts(wanted) if wanted else b"")
@@ -230,6 +236,13 @@ class Smb2FileOps(FileOps, family="smb2"):
         file_id = contexts.parse_on_disk_id(found.get(contexts.QUERY_ON_DISK_ID))
         if file_id is not None:
             info.file_index = file_id
+        posix_cc = found.get(posix.POSIX_GUID)
+        if posix_cc is not None:
+            try:
+                info.posix = posix.parse_create_response(posix_cc)[0]
+                info.nlink = info.posix.nlink
+            except ValueError as exc:
+                raise SmbProtocolError(f"POSIX create context of {path!r}: {exc}") from None
         return handle
 
     def _close_late_create(self, reply: Reply) -> None:
@@ -333,17 +346,28 @@ class Smb2FileOps(FileOps, family="smb2"):
 
     # -- metadata --------------------------------------------------------------------
 
+    @property
+    def posix(self) -> bool:
+        """Whether opens use the SMB3 POSIX extensions (``fs.connect(posix=True)``)."""
+        return getattr(self.tree, "posix", False)
+
+    def _wire_path(self, path: str) -> str:
+        """A POSIX open's separator is "/" ("\\" is a character in a name)."""
+        return path.replace("\\", "/") if self.posix else path
+
     def _query_info_task(self, handle: Handle) -> SmbTask:
+        info_class = posix.FILE_POSIX_INFORMATION if self.posix else FILE_ALL_INFORMATION
         return self._task(Command.QUERY_INFO,
-                          commands.query_info_request(handle.fid, INFO_FILE, FILE_ALL_INFORMATION,
+                          commands.query_info_request(handle.fid, INFO_FILE, info_class,
                                                       output_length=_QUERY_INFO_BUFFER),
                           handle.path)
 
-    @staticmethod
-    def _parse_all_info(reply: Reply, info: FileInfo) -> FileInfo:
-        """Fill ``info`` from a FileAllInformation reply."""
-        all_info = _decode(fscc.parse_all_information,
-                           _decode(commands.parse_query_info_response, reply))
+    def _parse_all_info(self, reply: Reply, info: FileInfo) -> FileInfo:
+        """Fill ``info`` from a FileAllInformation (FILE_POSIX_INFORMATION) reply."""
+        buf = _decode(commands.parse_query_info_response, reply)
+        if self.posix:
+            return posix_file_info(buf, info)
+        all_info = _decode(fscc.parse_all_information, buf)
         info.update(all_info)
         info.file_index, info.nlink = all_info.file_id, all_info.links
         return info
@@ -352,15 +376,25 @@ class Smb2FileOps(FileOps, family="smb2"):
         return self._parse_all_info(self.client.run_task(self._query_info_task(handle)),
                                     handle.info)
 
-    def stat(self, path: str) -> FileInfo:
+    def stat(self, path: str, create_options: int = 0) -> FileInfo:
         """One round trip: CREATE, a related QUERY_INFO (FileAllInformation:
         times, sizes, attributes, links, the file id) and CLOSE in one
-        compound."""
+        compound.  On a POSIX tree the server does not follow a symbolic
+        link (STOPPED_ON_SYMLINK): the link itself is described (S_IFLNK)."""
         create, _level, _key = self._create_task(
-            path, access=FILE_READ_ATTRIBUTES | SYNCHRONIZE, disposition=FILE_OPEN)
+            path, access=FILE_READ_ATTRIBUTES | SYNCHRONIZE, disposition=FILE_OPEN,
+            create_options=create_options)
         related = Handle(RELATED_FILE_ID, path, FileInfo(path.rpartition("\\")[2]))
-        _created, queried, _closed = self.client.run_compound(
-            (create, self._query_info_task(related), self._related_close(path)))
+        try:
+            created, queried, _closed = self.client.run_compound(
+                (create, self._query_info_task(related), self._related_close(path)))
+        except SmbError as exc:
+            # a FIFO, socket or device (a reparse point to Samba) on a POSIX tree
+            if getattr(exc, "status", 0) == _REPARSE_TAG_NOT_HANDLED and not create_options:
+                return self.stat(path, FILE_OPEN_REPARSE_POINT)
+            raise
+        if created.header.status == NtStatus.STOPPED_ON_SYMLINK and not create_options:
+            return self.stat(path, FILE_OPEN_REPARSE_POINT)
         return self._parse_all_info(queried, related.info)
 
     def set_times(self, path: str, atime: int, mtime: int) -> None:
@@ -384,8 +418,8 @@ class Smb2FileOps(FileOps, family="smb2"):
             flags = RESTART_SCANS
             while True:
                 request = commands.query_directory_request(
-                    handle.fid, pattern, info_class=FILE_ID_BOTH_DIRECTORY_INFORMATION,
-                    flags=flags, output_length=self._dir_buffer)
+                    handle.fid, pattern, info_class=self._dir_class, flags=flags,
+                    output_length=self._dir_buffer)
                 reply = self._run(Command.QUERY_DIRECTORY, request, path,
                                   expected_response=self._dir_buffer,
                                   ok_statuses=_NOT_ERRORS_DIR)
@@ -395,13 +429,28 @@ class Smb2FileOps(FileOps, family="smb2"):
                 buf = _decode(commands.parse_query_directory_response, reply)
                 if not buf:
                     break
-                entries.extend(FileInfo(e.name, e.end_of_file, e.allocation_size,
-                                        e.file_attributes, *e.times, e.file_id)
-                               for e in _decode(commands.parse_directory_entries, buf)
-                               if e.name not in (".", ".."))
+                entries.extend(self._dir_entries(buf))
         finally:
             self.close(handle)
         return iter(entries)
+
+    @property
+    def _dir_class(self) -> int:
+        return posix.FILE_POSIX_INFORMATION if self.posix else FILE_ID_BOTH_DIRECTORY_INFORMATION
+
+    def _dir_entries(self, buf) -> List[FileInfo]:
+        """The FileInfo of each entry of a QUERY_DIRECTORY output buffer
+        ("." and ".." left out)."""
+        if not self.posix:
+            return [FileInfo(e.name, e.end_of_file, e.allocation_size, e.file_attributes,
+                             *e.times, e.file_id)
+                    for e in _decode(commands.parse_directory_entries, buf)
+                    if e.name not in (".", "..")]
+        try:
+            return [apply_posix_info(data, FileInfo(name))
+                    for name, data in posix.parse_dir_entries(buf, 0, len(buf))]
+        except ValueError as exc:
+            raise SmbProtocolError(f"POSIX directory listing: {exc}") from None
 
     def _set_info_task(self, handle: Handle, info_class: int, data: bytes,
                        path: Optional[str] = None) -> SmbTask:
@@ -422,7 +471,8 @@ class Smb2FileOps(FileOps, family="smb2"):
                            disposition=FILE_OPEN)
         try:
             self._set_info(handle, FILE_RENAME_INFORMATION,
-                           fscc.rename_information(new_path, replace), new_path)
+                           fscc.rename_information(self._wire_path(new_path), replace),
+                           new_path)
         finally:
             self.close(handle)
 
