@@ -48,6 +48,7 @@ from ..errors import (SmbCancelledError, SmbConnectionError, SmbError, SmbStatus
                       SmbTimeoutError, status_error)
 from ..proto.status import NtStatus
 from ..task import SmbTask, TaskState
+from .locks import LockingBuffer, LockingFile
 from .ops import FILE_OPEN, Handle
 
 log = logging.getLogger("smblayer")
@@ -65,7 +66,7 @@ def _on_smbiod() -> bool:
     return threading.current_thread().name.startswith("smbiod-")
 
 
-class SmbRawFile(io.RawIOBase):
+class SmbRawFile(LockingFile, io.RawIOBase):
     """Unbuffered binary file on a share.  Not for direct construction:
     use ``Tree.open(path, mode, buffering=0)``."""
 
@@ -178,6 +179,8 @@ class SmbRawFile(io.RawIOBase):
         if lost is not None:
             self._lost_reported = True
             raise lost
+        if self._lock_lost is not None:
+            self._raise_lock_lost()
         if not self._tree.connected:
             raise ValueError(f"{self._tree!r} is not connected")
 
@@ -777,6 +780,7 @@ class SmbRawFile(io.RawIOBase):
             if breaks is not None and handle.oplock_level:
                 breaks.add(self._tree, handle)
             log.info("smblayer: %r %s after the reconnect", handle.path, how)
+            self._relock(how)
             for task in tasks:
                 # A CLOSE sent behind writes: the reissued writes are not
                 # ordered, so close() sends it again once they are answered.
@@ -850,9 +854,9 @@ class _WriteBehindBuffer:
             raw.close()
 
 
-class BufferedWriter(_WriteBehindBuffer, io.BufferedWriter):
+class BufferedWriter(LockingBuffer, _WriteBehindBuffer, io.BufferedWriter):
     """io.BufferedWriter with write-behind semantics (see _WriteBehindBuffer)."""
 
 
-class BufferedRandom(_WriteBehindBuffer, io.BufferedRandom):
+class BufferedRandom(LockingBuffer, _WriteBehindBuffer, io.BufferedRandom):
     """io.BufferedRandom with write-behind semantics (see _WriteBehindBuffer)."""

@@ -14,6 +14,9 @@ from typing import Iterator, List, Optional, Tuple
 from ..config import Dialect
 from ..errors import SmbError, SmbProtocolError, status_error
 from ..proto import smb2
+from ..proto.commands import LOCKFLAG_FAIL_IMMEDIATELY as _LOCKFLAG_FAIL_IMMEDIATELY
+from ..proto.commands import LOCKFLAG_UNLOCK as _LOCKFLAG_UNLOCK
+from ..proto.commands import lock_request
 from ..proto.status import NtStatus
 from ..task import Reply, SmbTask
 from .ops import (DELETE, FILE_ATTRIBUTE_DIRECTORY, FILE_CREATE, FILE_DELETE_ON_CLOSE,
@@ -154,12 +157,14 @@ class Smb2FileOps(FileOps):
     def open(self, path: str, *, access: int, disposition: int, create_options: int = 0,
              share_access: int = FILE_SHARE_ALL, oplock: int = OPLOCK_NONE,
              lease_key: Optional[bytes] = None, lease_state: int = 0,
-             attributes: int = 0, durable: bool = False) -> Handle:
+             attributes: int = 0, durable: bool = False, contexts=()) -> Handle:
+        """``contexts``: more (name, data) create contexts (e.g. timewarp)."""
         create_guid = os.urandom(16) if durable and self.durable_handles else None
         task, oplock, lease_key = self._create_task(
             path, access=access, disposition=disposition, create_options=create_options,
             share_access=share_access, oplock=oplock, lease_key=lease_key,
-            lease_state=lease_state, attributes=attributes, durable=create_guid)
+            lease_state=lease_state, attributes=attributes, durable=create_guid,
+            extra=contexts)
         generation = self.client.generation
         reply = self.client.run_task(task)
         handle = self._parse_create(reply, path, oplock, lease_key)
@@ -206,7 +211,8 @@ class Smb2FileOps(FileOps):
                      create_options: int = 0, share_access: int = FILE_SHARE_ALL,
                      oplock: int = OPLOCK_NONE, lease_key: Optional[bytes] = None,
                      lease_state: int = 0, attributes: int = 0,
-                     durable: Optional[bytes] = None, reclaim: Optional[Handle] = None):
+                     durable: Optional[bytes] = None, reclaim: Optional[Handle] = None,
+                     extra=()):
         """(CREATE task, the oplock level asked, the lease key).  ``durable``:
         ask a durable handle with this CreateGuid; ``reclaim``: reconnect
         that durable handle (DH2C/DHnC)."""
@@ -214,7 +220,7 @@ class Smb2FileOps(FileOps):
             log.debug("smblayer: server/dialect without leasing; asking a batch oplock")
             oplock = OPLOCK_BATCH
         name = _utf16(path)
-        contexts = []
+        contexts = list(extra)
         if oplock == OPLOCK_LEASE:
             lease_key = lease_key or os.urandom(16)
             if self._lease_v2:
@@ -527,6 +533,21 @@ class Smb2FileOps(FileOps):
                            disposition=FILE_CREATE, create_options=FILE_DIRECTORY_FILE,
                            attributes=FILE_ATTRIBUTE_DIRECTORY)
         self.close(handle)
+
+    # -- byte-range locks ------------------------------------------------------------
+
+    def lock_task(self, handle: Handle, ranges, *, sequence: int = 0) -> SmbTask:
+        """LOCK ([MS-SMB2] 2.2.26): ``ranges`` are (offset, length,
+        LOCKFLAG_*); one without FAIL_IMMEDIATELY or UNLOCK may wait on the
+        server (a long poll).  ``sequence``: LockSequenceNumber/Index
+        (2.1+), so a replayed LOCK is not applied twice."""
+        if self.client.dialect < Dialect.SMB2_1:
+            sequence = 0
+        task = self._task(Command.LOCK, lock_request(handle.fid, ranges, sequence=sequence),
+                          handle.path)
+        task.long_poll = any(not flags & (_LOCKFLAG_FAIL_IMMEDIATELY | _LOCKFLAG_UNLOCK)
+                             for _o, _n, flags in ranges)
+        return task
 
     # -- oplocks and leases --------------------------------------------------------------
 

@@ -148,6 +148,17 @@ def samba_durable() -> Iterator[SambaServer]:
                                extra_global=DURABLE_OPTIONS)
 
 
+@pytest.fixture(scope="session")
+def samba_admin():
+    """Private smbd (NT1..SMB3_11, durable handles) with an ``admin`` share:
+    NT ACLs (acl_xattr), streams (streams_xattr), previous versions
+    (shadow_copy2): a :class:`smblayer.testing.admin.AdminSamba`."""
+    from smblayer.testing.admin import AdminSamba
+    require_smbd()
+    with AdminSamba() as admin:
+        yield admin
+
+
 _DC_MISSING = ("a Samba AD DC and Kerberos are needed: apt-get install samba-ad-dc "
                "samba-ad-provision krb5-user libkrb5-dev, pip install 'smblayer[kerberos]'")
 
