@@ -802,6 +802,49 @@ def cmd_stat(args) -> int:
     return 0
 
 
+def cmd_acl(args) -> int:
+    """Show or change a remote file's ACL in smbcacls' format."""
+    from .proto import security
+    url = parse_url(args.url)
+    with open_tree(args, url) as tree:
+        path = _smb_path(url.path)
+        if args.snapshots:
+            for token in tree.snapshots(path):
+                print(token)
+            return 0
+        changes = args.add or args.delete or args.modify or args.set is not None
+        sd = tree.get_security(path, info=("dacl",) if changes else
+                               ("owner", "group", "dacl"))
+        if not changes:
+            print(sd.to_sddl() if args.sddl else security.to_smbcacls(sd, args.numeric),
+                  end="\n" if args.sddl else "")
+            return 0
+        try:
+            parse = [[security.ace_from_smbcacls(t) for t in _acl_list(texts)]
+                     for texts in (args.add, args.delete, args.modify, [args.set or ""])]
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        add, delete, modify, replace = parse
+        aces = replace if args.set is not None else list(sd.dacl or ())
+        for ace in delete:
+            if ace not in aces:
+                raise UsageError(f"acl --delete: no ACE {security.ace_to_smbcacls(ace)}")
+            aces.remove(ace)
+        for ace in modify:
+            same = [i for i, a in enumerate(aces) if a.sid == ace.sid and a.type == ace.type]
+            if not same:
+                raise UsageError(f"acl --modify: no ACE for {ace.sid}")
+            aces[same[0]] = ace
+        aces.extend(a for a in add if a not in aces)
+        tree.set_security(path, security.SecurityDescriptor(dacl=aces), info=("dacl",))
+    return 0
+
+
+def _acl_list(texts: Sequence[str]) -> List[str]:
+    """ACE texts from options that may each hold several, comma separated."""
+    return [t.strip() for text in texts for t in text.split(",") if t.strip()]
+
+
 # ---------------------------------------------------------------------------
 # commands: get and put
 
@@ -961,6 +1004,8 @@ def cmd_get(args) -> int:
     url = _one_share(urls)
     if dest == "-" and (args.recursive or args.resume or args.verify or len(urls) > 1):
         raise UsageError("get to stdout takes one file, without -r, --continue or --verify")
+    if args.snapshot is not None:
+        return _get_snapshot(args, url, dest, len(urls))
     with open_tree(args, url) as tree:
         if dest == "-":
             path = _smb_path(url.path)
@@ -1013,8 +1058,30 @@ def _local_temp(dest: str) -> Iterator[BinaryIO]:
         raise
 
 
-def _get_stream(args, tree, path: str, out: BinaryIO, label: str) -> int:
-    with _closing(tree.open(path, "rb", buffering=0)) as f:
+def _get_snapshot(args, url: SmbUrl, dest: Optional[str], count: int) -> int:
+    """get --snapshot TOKEN: one file as it was in that previous version."""
+    if args.recursive or args.resume or args.verify or count > 1 or _has_wildcard(url.path):
+        raise UsageError("get --snapshot takes one file, without -r, --continue or --verify")
+    path = _smb_path(url.path)
+    with open_tree(args, url) as tree:
+        if dest == "-":
+            n = _get_stream(args, tree, path, _stdout(), posixpath.basename(path),
+                            snapshot=args.snapshot)
+            _stdout().flush()
+        else:
+            target = dest if dest is not None else posixpath.basename(path)
+            if os.path.isdir(target):
+                target = os.path.join(target, posixpath.basename(path))
+            with _local_temp(target) as local:
+                n = _get_stream(args, tree, path, local, posixpath.basename(path),
+                                snapshot=args.snapshot)
+    log.info("get: %d bytes from %s as of %s", n, url, args.snapshot)
+    return 0
+
+
+def _get_stream(args, tree, path: str, out: BinaryIO, label: str,
+                snapshot: Optional[str] = None) -> int:
+    with _closing(tree.open(path, "rb", buffering=0, snapshot=snapshot)) as f:
         size = f.handle.info.size
         with _new_bar(args, label, size) as bar:
             return _download_into(tree, f, size, out, bar, _chunk_size(tree), 0)
@@ -1583,6 +1650,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="remote files (wildcards allowed), then a local file or directory "
                         "(default: the remote base name, or . for several files)")
     _add_transfer_options(p, "get")
+    p.add_argument("--snapshot", metavar="@GMT-YYYY.MM.DD-HH.MM.SS",
+                   help="get one file as it was in this previous version (see acl "
+                        "--snapshots)")
+
+    p = add("acl", cmd_acl, "show or change a remote file's ACL (smbcacls' format)",
+            epilog="ACEs are SID:TYPE/FLAGS/MASK as smbcacls writes them, e.g. "
+                   "ACL:S-1-1-0:ALLOWED/OI|CI/READ (the ACL: prefix is optional; "
+                   "several may be given comma separated).")
+    p.add_argument("url", metavar="//host[:port]/share/path")
+    p.add_argument("--numeric", action="store_true", help="numeric types, flags and masks")
+    p.add_argument("--sddl", action="store_true", help="print the descriptor as SDDL")
+    p.add_argument("-a", "--add", action="append", default=[], metavar="ACE",
+                   help="add ACEs")
+    p.add_argument("-D", "--delete", action="append", default=[], metavar="ACE",
+                   help="delete ACEs (exact matches)")
+    p.add_argument("-M", "--modify", action="append", default=[], metavar="ACE",
+                   help="replace the ACE of that SID and type")
+    p.add_argument("-S", "--set", metavar="ACES", help="replace the whole DACL")
+    p.add_argument("--snapshots", action="store_true",
+                   help="list the path's previous versions (@GMT tokens) instead")
 
     p = add("put", cmd_put, "copy local files (- = stdin) to remote ones",
             epilog="The data goes to a temporary file in the destination folder, renamed "

@@ -92,8 +92,13 @@ class AdminSamba:
     def snapshot(self, when: Optional[float] = None) -> str:
         """Copy the share (without older snapshots) into a new snapshot
         directory; returns its @GMT token."""
-        token = time.strftime("@GMT-%Y.%m.%d-%H.%M.%S", time.gmtime(when))
-        target = os.path.join(self.path, SNAPSHOT_DIR, token)
+        when = int(time.time() if when is None else when)
+        while True:                       # one snapshot per second: the next free one
+            token = time.strftime("@GMT-%Y.%m.%d-%H.%M.%S", time.gmtime(when))
+            target = os.path.join(self.path, SNAPSHOT_DIR, token)
+            if not os.path.exists(target):
+                break
+            when -= 1
         shutil.copytree(self.path, target, symlinks=True,
                         ignore=lambda d, names: [SNAPSHOT_DIR] if d == self.path else [])
         return token

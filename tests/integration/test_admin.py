@@ -16,7 +16,7 @@ import uuid
 
 import pytest
 
-from smblayer import Dialect, DialectRange, SmbStatusError, SmbTimeoutError, fs
+from smblayer import Dialect, DialectRange, SmbClient, SmbStatusError, SmbTimeoutError, fs
 from smblayer.proto import security as S
 from smblayer.proto.status import NtStatus
 
@@ -27,10 +27,16 @@ ALL = [D.SMB1, D.SMB2_0_2, D.SMB2_1, D.SMB3_1_1]
 SMB2 = [D.SMB2_0_2, D.SMB3_1_1]
 
 
-def connect(admin, dialect: Dialect) -> fs.Tree:
+class OtherClient(SmbClient):
+    """A client class of its own: fs.connect then makes a second connection
+    instead of sharing the first one's."""
+
+
+def connect(admin, dialect: Dialect, *, own_connection: bool = False) -> fs.Tree:
     srv = admin.server
+    extra = {"client_class": OtherClient} if own_connection else {}
     return fs.connect(srv.host, admin.share, srv.username, srv.password, port=srv.port,
-                      dialects=DialectRange(dialect, dialect))
+                      dialects=DialectRange(dialect, dialect), **extra)
 
 
 @pytest.fixture
@@ -47,8 +53,9 @@ def tree2(request, samba_admin):
 @pytest.fixture(params=ALL, ids=str)
 def trees(request, samba_admin):
     """Two trees on one dialect, each with its own connection."""
-    with connect(samba_admin, request.param) as a, connect(samba_admin, request.param) as b:
-        assert a.client is not b.client or a.session is not b.session
+    with connect(samba_admin, request.param) as a, \
+            connect(samba_admin, request.param, own_connection=True) as b:
+        assert a.client is not b.client
         yield a, b
 
 
@@ -164,7 +171,7 @@ def test_lock_wait_is_killable(samba_admin, trees, name):
     """A waiting lock ends when its client is closed from another thread."""
     a, _b = trees
     a.write_bytes(name, bytes(10))
-    waiter = connect(samba_admin, a.client.dialect)
+    waiter = connect(samba_admin, a.client.dialect, own_connection=True)
     with a.open(name, "r+b") as f, f.lock(0, 10):
         g = waiter.open(name, "r+b")
         errors = []
@@ -250,3 +257,32 @@ def test_symlink_refused_clearly_by_samba_417(samba_admin, tree2, name):
     with pytest.raises(OSError) as info:
         tree2.readlink(name)
     assert info.value.errno == errno.EINVAL
+
+
+# -- command line ----------------------------------------------------------------------------
+
+
+def test_cli_acl_and_get_snapshot(samba_admin, name, tmp_path):
+    from _cli_helpers import ok, run
+    srv = samba_admin.server
+    url = f"//{srv.host}:{srv.port}/{samba_admin.share}/{name}"
+    with connect(samba_admin, D.SMB3_1_1) as tree:
+        tree.write_bytes(name, b"old")
+    token = samba_admin.snapshot(time.time() - 7200)
+    with connect(samba_admin, D.SMB3_1_1) as tree:
+        tree.write_bytes(name, b"new")
+    ours = ok(run(["acl", url], srv)).decode()
+    theirs = samba_admin.smbcacls(name)
+    assert ours == theirs.stdout
+    ours = ok(run(["acl", "--numeric", url], srv)).decode()
+    assert ours == samba_admin.smbcacls(name, ["--numeric"]).stdout
+    ok(run(["acl", url, "-a", "ACL:S-1-5-21-7-7-7-777:DENIED/0x0/D"], srv))
+    assert "ACL:S-1-5-21-7-7-7-777:DENIED/0x0/D" in samba_admin.smbcacls(name).stdout
+    ok(run(["acl", url, "-D", "ACL:S-1-5-21-7-7-7-777:DENIED/0x0/D"], srv))
+    assert "S-1-5-21-7-7-7-777" not in samba_admin.smbcacls(name).stdout
+    bad = run(["acl", url, "-a", "ACL:S-1-1-0:MAYBE/0x0/D"], srv)
+    assert bad.returncode != 0 and b"MAYBE" in bad.stderr
+    assert token in ok(run(["acl", "--snapshots", url], srv)).decode().split()
+    ok(run(["get", "--snapshot", token, url, str(tmp_path / "old.txt")], srv))
+    assert (tmp_path / "old.txt").read_bytes() == b"old"
+    assert ok(run(["get", "--snapshot", token, url, "-"], srv)) == b"old"
