@@ -174,6 +174,7 @@ _ERRNO = {
     NtStatus.OBJECT_NAME_COLLISION: errno.EEXIST,
     NtStatus.ACCESS_DENIED: errno.EACCES,
     NtStatus.NETWORK_ACCESS_DENIED: errno.EACCES,
+    NtStatus.STOPPED_ON_SYMLINK: errno.ELOOP,     # a link we do not (or cannot) follow
     NtStatus.SHARING_VIOLATION: errno.EBUSY,     # as Linux cifs: another open's share mode
     NtStatus.CANNOT_DELETE: errno.EACCES,
     NtStatus.DELETE_PENDING: errno.EACCES,

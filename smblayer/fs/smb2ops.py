@@ -14,6 +14,7 @@ from typing import Iterator, List, Optional, Tuple
 from ..config import Dialect
 from ..errors import SmbError, SmbProtocolError, status_error
 from ..proto import smb2
+from ..proto import fscc
 from ..proto.commands import LOCKFLAG_FAIL_IMMEDIATELY as _LOCKFLAG_FAIL_IMMEDIATELY
 from ..proto.commands import LOCKFLAG_UNLOCK as _LOCKFLAG_UNLOCK
 from ..proto.commands import lock_request
@@ -101,6 +102,9 @@ _LEASE_ACK = struct.Struct("<HHI16sIQ")
 LEASE_BREAK_ACK_REQUIRED = 0x01
 
 _QUERY_INFO_BUFFER = 4096
+# A CREATE may stop on a symbolic link: its error response says where to go.
+_CREATE_OK = frozenset({0, NtStatus.STOPPED_ON_SYMLINK})
+MAX_SYMLINK_HOPS = 32            # then ELOOP-like: STOPPED_ON_SYMLINK raised
 _NOT_ERRORS_READ = frozenset({0, NtStatus.END_OF_FILE})
 # NO_SUCH_FILE: the first query found nothing matching the pattern.
 _NOT_ERRORS_DIR = frozenset({0, NtStatus.NO_MORE_FILES, NtStatus.NO_SUCH_FILE})
@@ -160,13 +164,22 @@ class Smb2FileOps(FileOps):
              attributes: int = 0, durable: bool = False, contexts=()) -> Handle:
         """``contexts``: more (name, data) create contexts (e.g. timewarp)."""
         create_guid = os.urandom(16) if durable and self.durable_handles else None
-        task, oplock, lease_key = self._create_task(
-            path, access=access, disposition=disposition, create_options=create_options,
-            share_access=share_access, oplock=oplock, lease_key=lease_key,
-            lease_state=lease_state, attributes=attributes, durable=create_guid,
-            extra=contexts)
-        generation = self.client.generation
-        reply = self.client.run_task(task)
+        asked = path
+        for _hop in range(MAX_SYMLINK_HOPS):
+            task, oplock, lease_key = self._create_task(
+                path, access=access, disposition=disposition, create_options=create_options,
+                share_access=share_access, oplock=oplock, lease_key=lease_key,
+                lease_state=lease_state, attributes=attributes, durable=create_guid,
+                extra=contexts)
+            task.ok_statuses = _CREATE_OK
+            generation = self.client.generation
+            reply = self.client.run_task(task)
+            if reply.header.status != NtStatus.STOPPED_ON_SYMLINK:
+                break
+            path = self._follow(asked, path, reply)
+        else:
+            raise status_error(NtStatus.STOPPED_ON_SYMLINK, "CREATE", asked.replace("\\", "/"),
+                               message=f"more than {MAX_SYMLINK_HOPS} symbolic links")
         handle = self._parse_create(reply, path, oplock, lease_key)
         handle.generation = generation
         handle.access, handle.share_access = access, share_access
@@ -174,6 +187,17 @@ class Smb2FileOps(FileOps):
         if handle.durable and self._durable_v2:
             handle.create_guid = create_guid
         return handle
+
+    def _follow(self, asked: str, path: str, reply: Reply) -> str:
+        """CREATE of ``path`` stopped on a symbolic link: the path to open
+        next (relative targets within the share, as Windows clients do)."""
+        try:
+            link = fscc.parse_symlink_error(fscc.parse_error_data(reply.body),
+                                            self.client.dialect >= Dialect.SMB3_1_1)
+            return fscc.follow_symlink(path, link)
+        except fscc.SymlinkOutsideShare as exc:
+            raise status_error(NtStatus.STOPPED_ON_SYMLINK, "CREATE", asked.replace("\\", "/"),
+                               message=f"{exc}; not followed") from None
 
     @property
     def durable_handles(self) -> bool:

@@ -202,6 +202,57 @@ def parse_symlink_error(error_data, dialect_311: bool) -> SymlinkTarget:
     return SymlinkTarget(found.substitute, found.printable, found.relative, unparsed)
 
 
+_ERROR_BODY = struct.Struct("<HBBI")         # SMB2 ERROR: StructureSize, ContextCount, _, ByteCount
+
+
+def parse_error_data(body) -> bytes:
+    """ErrorData of an SMB2 ERROR response body ([MS-SMB2] 2.2.2)."""
+    body = bytes(body)
+    if len(body) < _ERROR_BODY.size:
+        raise MalformedFscc(f"ERROR response truncated ({len(body)} bytes)")
+    _size, _count, _r, count = _ERROR_BODY.unpack_from(body)
+    if _ERROR_BODY.size + count > len(body):
+        raise MalformedFscc(f"ERROR response ByteCount {count} out of bounds")
+    return body[_ERROR_BODY.size:_ERROR_BODY.size + count]
+
+
+class SymlinkOutsideShare(ValueError):
+    """A symbolic link on the way to a path leads outside the share (an
+    absolute target, or a relative one climbing above the share root)."""
+
+
+def follow_symlink(path: str, link: SymlinkTarget) -> str:
+    """The share path to open again after CREATE of ``path`` stopped on the
+    symbolic link ``link`` ([MS-SMB2] 2.2.2.2.1.1, as Windows clients do):
+    the link's own path is ``path`` without its last ``link.unparsed``
+    bytes (UTF-16); a relative target replaces the link's name within its
+    directory, the unparsed rest follows.  An absolute target (another
+    volume or machine) raises SymlinkOutsideShare."""
+    encoded = path.encode("utf-16-le")
+    if link.unparsed % 2 or link.unparsed > len(encoded):
+        raise MalformedFscc(f"symbolic link error: UnparsedPathLength {link.unparsed} "
+                            f"beyond the path ({len(encoded)} bytes)")
+    cut = len(encoded) - link.unparsed
+    link_path = encoded[:cut].decode("utf-16-le", "replace")
+    rest = encoded[cut:].decode("utf-16-le", "replace")
+    target = link.substitute.replace("/", "\\")
+    if not link.relative or target.startswith("\\") or target[1:2] == ":":
+        raise SymlinkOutsideShare(f"{link_path!r} is a symbolic link to the absolute path "
+                                  f"{link.printable or target!r}, outside the share")
+    parts = [p for p in link_path.split("\\") if p][:-1]
+    for part in target.split("\\") + [p for p in rest.split("\\") if p]:
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not parts:
+                raise SymlinkOutsideShare(f"{link_path!r} is a symbolic link to "
+                                          f"{target!r}, which leads above the share root")
+            parts.pop()
+        else:
+            parts.append(part)
+    return "\\".join(parts)
+
+
 def parse_volume_serial(buf) -> int:
     """VolumeSerialNumber of FileFsVolumeInformation ([MS-FSCC] 2.5.9)."""
     buf = bytes(buf)
@@ -222,4 +273,4 @@ def snapshot_filetime(token: str) -> int:
 __all__ = ["StreamInfo", "SymlinkTarget", "MalformedFscc", "parse_stream_information",
            "parse_snapshots", "parse_reparse_data", "symlink_reparse_data",
            "parse_symlink_error", "parse_volume_serial", "snapshot_filetime",
-           "is_snapshot_token"]
+           "is_snapshot_token", "parse_error_data", "follow_symlink", "SymlinkOutsideShare"]

@@ -145,6 +145,24 @@ def test_symlink_reparse_data_and_error_context():
         fscc.parse_reparse_data(struct.pack("<IHH", 0x80000017, 0, 0))
 
 
+def test_follow_symlink_as_windows_does():
+    def link(target: str, rest: str = "", relative: bool = True) -> fscc.SymlinkTarget:
+        return fscc.SymlinkTarget(target, target, relative, len(rest.encode("utf-16-le")))
+
+    assert fscc.follow_symlink("a\\lnk", link("t.txt")) == "a\\t.txt"
+    assert fscc.follow_symlink("a\\lnk\\x\\y", link("..\\b", "\\x\\y")) == "b\\x\\y"
+    assert fscc.follow_symlink("lnk", link("./d/e")) == "d\\e"
+    for bad in (link("\\??\\C:\\etc", relative=False), link("..\\..\\up")):
+        with pytest.raises(fscc.SymlinkOutsideShare):
+            fscc.follow_symlink("a\\lnk", bad)
+    with pytest.raises(SmbProtocolError):
+        fscc.follow_symlink("lnk", fscc.SymlinkTarget("t", "t", True, 100))
+    body = struct.pack("<HBBI", 9, 0, 0, 3) + b"abc"
+    assert fscc.parse_error_data(body) == b"abc"
+    with pytest.raises(SmbProtocolError):
+        fscc.parse_error_data(struct.pack("<HBBI", 9, 0, 0, 4) + b"abc")
+
+
 def test_volume_serial():
     buf = struct.pack("<QIIBx", 1, 0xDEADBEEF, 0, 0)
     assert fscc.parse_volume_serial(buf) == 0xDEADBEEF
@@ -169,6 +187,9 @@ def _valid_samples():
         "symlink_error_311": (lambda b: fscc.parse_symlink_error(b, True),
                               struct.pack("<II", len(err), 0) + err),
         "volume": (fscc.parse_volume_serial, struct.pack("<QIIBx", 1, 2, 0, 0)),
+        "error_data": (fscc.parse_error_data, struct.pack("<HBBI", 9, 0, 0, 2) + b"ab"),
+        "follow": (lambda b: fscc.follow_symlink(
+            "d\\lnk\\rest", fscc.parse_symlink_error(b, False)), err),
     }
 
 
@@ -203,7 +224,7 @@ def test_fuzz_parsers(name):
             data = _mutate(rng, valid)
         try:
             parse(data)
-        except SmbProtocolError:
+        except (SmbProtocolError, fscc.SymlinkOutsideShare):
             pass
 
 
