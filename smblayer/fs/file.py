@@ -218,7 +218,13 @@ class SmbRawFile(LockingFile, io.RawIOBase):
     def _failure(self, exc: BaseException) -> BaseException:
         """The error to raise for a failed data request: the lost-handle
         error if the handle died with the connection."""
-        return self._lost if self._lost is not None and isinstance(exc, SmbError) else exc
+        if self._lost is not None and isinstance(exc, SmbError):
+            return self._lost
+        lock_lost = self._lock_lost
+        if lock_lost is not None and isinstance(exc, SmbError):
+            self._lock_lost = None          # reported once (a conflict it caused, typically)
+            return lock_lost
+        return exc
 
     def _raise(self, exc: BaseException) -> None:
         if exc is self._lost:
