@@ -115,14 +115,13 @@ def list_shares(host: str, username: Optional[str] = None, password: Optional[st
                 port: int = 445, retries: int = 2, **connect_options) -> list:
     """The server's shares (DCE/RPC srvsvc NetrShareEnum level 1 over the
     IPC$ named pipe), like ``smbclient -L``: a list of
-    :class:`~smblayer.rpc.ShareInfo` (name, type, comment).  SMB 2.0.2+.
+    :class:`~smblayer.rpc.ShareInfo` (name, type, comment), on every
+    dialect (SMB1: the pipe through TRANSACTION).
     A connection lost mid-call (the pipe and its binding die with it) is
     retried ``retries`` times from the bind."""
     from ..errors import SmbConnectionError
     from ..rpc import open_srvsvc, share_enum
     with connect(host, "IPC$", username, password, port=port, **connect_options) as ipc:
-        if ipc.client.dialect.is_smb1:
-            raise ValueError("list_shares needs SMB 2.0.2 or later")
         for attempt in range(retries + 1):
             try:
                 with open_srvsvc(ipc) as pipe:
