@@ -9,8 +9,8 @@ request on the handle and close it:
 
 * ``get_security``/``set_security``: QUERY_INFO/SET_INFO with InfoType
   SECURITY and the AdditionalInformation bits for the parts asked
-  ([MS-SMB2] 2.2.37, 2.2.39); the blob is parsed and built by
-  :mod:`smblayer.proto.security`.
+  ([MS-SMB2] 2.2.37, 2.2.39; SMB1: NT_TRANSACT_QUERY/SET_SECURITY_DESC);
+  the blob is parsed and built by :mod:`smblayer.proto.security`.
 * ``list_streams``: FileStreamInformation (SMB1: the TRANSACTION2 query
   level SMB_QUERY_FILE_STREAM_INFO, same layout).  A stream itself is
   opened as "path:name" with ``Tree.open``: the server parses the name.
@@ -25,7 +25,7 @@ request on the handle and close it:
   ``Tree.stat`` reports it as ``st_dev`` next to the file id as ``st_ino``,
   so ``os.path.samestat`` works across trees of one server.
 
-Security descriptors, snapshots and reparse points need SMB 2.0.2 or later;
+Snapshots and reparse points need SMB 2.0.2 or later;
 on SMB1 they raise :class:`io.UnsupportedOperation` saying so.
 """
 from __future__ import annotations
@@ -175,12 +175,14 @@ class AdminMixin:
                      ) -> SecurityDescriptor:
         """The security descriptor of ``path`` (file or directory): the parts
         named in ``info`` ("owner", "group", "dacl", "sacl"; the SACL needs
-        the SeSecurityPrivilege on the server).  SMB 2.0.2 or later."""
+        the SeSecurityPrivilege on the server).  QUERY_INFO (SMB1:
+        NT_TRANSACT_QUERY_SECURITY_DESC)."""
         bits = security_information(info)
         self._check_connected()
-        require_smb2(self, "get_security")
 
         def query(handle) -> bytes:
+            if self.client.dialect.is_smb1:
+                return self.ops.query_security(handle, bits)
             try:
                 return self._query(handle, INFO_SECURITY, 0, bits, _SECURITY_BUFFER)
             except SmbStatusError as exc:
@@ -196,7 +198,7 @@ class AdminMixin:
                      info: Union[Sequence[str], int] = ("dacl",)) -> None:
         """Write the parts of ``sd`` named in ``info`` (default the DACL) to
         ``path``.  ``sd`` may be a SecurityDescriptor, SDDL text or the
-        self-relative bytes.  SMB 2.0.2 or later."""
+        self-relative bytes.  SET_INFO (SMB1: NT_TRANSACT_SET_SECURITY_DESC)."""
         bits = security_information(info)
         if isinstance(sd, str):
             sd = SecurityDescriptor.from_sddl(sd)
@@ -206,9 +208,11 @@ class AdminMixin:
             raise TypeError(f"set_security takes a SecurityDescriptor, not {type(sd).__name__}")
         blob = sd.to_bytes()
         self._check_connected()
-        require_smb2(self, "set_security")
 
         def apply(handle) -> None:
+            if self.client.dialect.is_smb1:
+                self.ops.set_security(handle, bits, blob)
+                return
             body = set_info_request(handle.fid, INFO_SECURITY, 0, blob,
                                     additional_information=bits)
             self.client.run_task(SmbTask(Command.SET_INFO, body, security=self.session,

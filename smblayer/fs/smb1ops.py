@@ -383,6 +383,29 @@ class Smb1FileOps(FileOps):
                                     _QUERY_PATH.pack(level, 0) + _utf16z(path), path=path)
         return data
 
+    # -- security descriptors (NT_TRANSACT, [MS-CIFS] 2.2.7.6, 2.2.7.3) -----------------
+
+    def query_security(self, handle: Handle, info: int, max_data: int = 0xF000) -> bytes:
+        """The self-relative security descriptor of an open file (the parts
+        in ``info``, AdditionalInformation bits)."""
+        params = struct.pack("<HHI", handle.fid, 0, info)
+        try:
+            message = self._nt_transact(handle, smb1.pack_nt_transact(
+                smb1.NT_TRANSACT_QUERY_SECURITY_DESC, params, max_params=4,
+                max_data=max_data)).message
+            return bytes(smb1.parse_nt_transact_response(message)[1])
+        except MalformedMessage as exc:
+            raise SmbProtocolError(f"NT_TRANSACT_QUERY_SECURITY_DESC: {exc}") from None
+
+    def set_security(self, handle: Handle, info: int, descriptor: bytes) -> None:
+        params = struct.pack("<HHI", handle.fid, 0, info)
+        self._nt_transact(handle, smb1.pack_nt_transact(smb1.NT_TRANSACT_SET_SECURITY_DESC,
+                                                        params, descriptor))
+
+    def _nt_transact(self, handle: Handle, body):
+        return self.client.run_task(SmbTask(Command.NT_TRANSACT, body, tree=self.tree,
+                                            security=self.session, path=handle.path))
+
     def query_path(self, path: str, level: int) -> bytes:
         """The data of TRANS2_QUERY_PATH_INFORMATION at ``level`` (e.g.
         SMB_QUERY_FILE_STREAM_INFO for the admin calls)."""

@@ -10,6 +10,7 @@ import contextlib
 import errno
 import io
 import os
+import stat
 import threading
 import time
 import uuid
@@ -103,11 +104,17 @@ def test_set_security_seen_by_smbcacls(samba_admin, tree2, name):
     assert "S-1-5-21-1-2-3-4444" in samba_admin.smbcacls(name, ["--sddl"]).stdout
 
 
-def test_security_on_smb1_is_a_clear_error(samba_admin, name):
-    with connect(samba_admin, D.SMB1) as tree:
+def test_security_on_smb1(samba_admin, name):
+    """NT_TRANSACT_QUERY/SET_SECURITY_DESC: the same descriptor as SMB2 sees."""
+    with connect(samba_admin, D.SMB1) as tree, connect(samba_admin, D.SMB3_1_1) as tree2:
         tree.write_bytes(name, b"x")
+        sd = tree.get_security(name)
+        assert sd.to_bytes() == tree2.get_security(name).to_bytes()
+        sd.dacl.append(S.Ace(S.ACCESS_ALLOWED, 0, S.FILE_GENERIC_READ, "S-1-5-21-5-5-5-555"))
+        tree.set_security(name, sd)
+        assert "ACL:S-1-5-21-5-5-5-555:ALLOWED/0x0/R" in samba_admin.smbcacls(name).stdout
         with pytest.raises(io.UnsupportedOperation, match="SMB 2.0.2 or later"):
-            tree.get_security(name)
+            tree.snapshots(name)
 
 
 # -- share modes -------------------------------------------------------------------------
@@ -286,3 +293,29 @@ def test_cli_acl_and_get_snapshot(samba_admin, name, tmp_path):
     ok(run(["get", "--snapshot", token, url, str(tmp_path / "old.txt")], srv))
     assert (tmp_path / "old.txt").read_bytes() == b"old"
     assert ok(run(["get", "--snapshot", token, url, "-"], srv)) == b"old"
+
+
+def test_symlinks_on_samba_422(samba_422, name):
+    """Samba 4.22 shows links over SMB2: readlink and lstat see them, stat
+    and reads follow them, and symlink() makes one (kept as a reparse point)."""
+    srv = samba_422
+    disk = srv.share_path("share")
+    (disk / f"{name}.txt").write_bytes(b"T")
+    (disk / f"{name}.d").mkdir()
+    os.symlink(f"{name}.txt", disk / f"{name}.lnk")
+    os.symlink(f"../{name}.txt", disk / f"{name}.d" / "up")
+    with fs.connect(srv.host, "share", srv.username, srv.password, port=srv.port,
+                    dialects=DialectRange(D.SMB3_1_1, D.SMB3_1_1)) as tree:
+        for link, target in ((f"{name}.lnk", f"{name}.txt"), (f"{name}.d/up", f"../{name}.txt")):
+            assert tree.readlink(link) == target
+            assert stat.S_ISLNK(tree.lstat(link).st_mode) and tree.islink(link)
+            assert stat.S_ISREG(tree.stat(link).st_mode)
+            assert tree.stat(link).st_ino == tree.stat(f"{name}.txt").st_ino
+            assert tree.read_bytes(link) == b"T"
+        assert not tree.islink(f"{name}.txt")
+        with pytest.raises(OSError) as info:
+            tree.readlink(f"{name}.txt")
+        assert info.value.errno == errno.EINVAL
+        tree.symlink(f"{name}.txt", f"{name}.made")
+        assert tree.readlink(f"{name}.made") == f"{name}.txt"
+        assert tree.islink(f"{name}.made")
