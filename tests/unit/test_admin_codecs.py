@@ -243,3 +243,89 @@ def test_fuzzed_descriptor_that_parses_round_trips():
         assert again.to_bytes() == sd.to_bytes()
         checked += 1
     assert checked > 50
+
+
+def test_lock_sequence_cycles_index_and_number():
+    """LockSequenceIndex 1..64, LockSequenceNumber (4 bits) new for each reuse
+    of an index ([MS-SMB2] 2.2.26), so a replayed LOCK is recognised."""
+    from smblayer.fs.locks import LockingFile
+
+    f = LockingFile()
+    seq = [f._next_sequence() for _ in range(64 * 17)]
+    assert [s & 0x0FFFFFFF for s in seq[:66]] == list(range(1, 65)) + [1, 2]
+    assert [s >> 28 for s in seq[::64]] == [(i + 1) % 16 for i in range(17)]
+    assert len(set(seq[:64 * 15])) == 64 * 15
+
+
+def test_nt_transact_codec():
+    from smblayer.proto import smb1
+    words, data = smb1.pack_nt_transact(smb1.NT_TRANSACT_QUERY_SECURITY_DESC,
+                                        b"\x01\x00\x00\x00\x07\x00\x00\x00", max_data=100)
+    assert words[0] == 19 and len(words) == 1 + 38
+    assert int.from_bytes(words[-2:], "little") == smb1.NT_TRANSACT_QUERY_SECURITY_DESC
+
+
+class _ScriptedClient:
+    """Answers each CREATE from a script; records the paths asked."""
+
+    def __init__(self, dialect, answers):
+        from types import SimpleNamespace
+        self.dialect = dialect
+        self.generation = 0
+        self.negotiated = SimpleNamespace(multi_credit=True, capabilities=0, dialect=dialect,
+                                          max_read_size=65536, max_write_size=65536,
+                                          max_transact_size=65536)
+        self.answers = list(answers)
+        self.paths = []
+
+    def run_task(self, task):
+        from smblayer.proto import smb2
+        from smblayer.transport.task import Reply
+        self.paths.append(bytes(task.body[1]).decode("utf-16-le").rstrip("\0"))
+        status, body = self.answers.pop(0)
+        header = smb2.SYNC_HEADER.pack(b"\xfeSMB", 64, 0, status, smb2.Command.CREATE, 1,
+                                       1, 0, 1, 0, 1, 1, bytes(16))
+        return Reply(smb2.parse_header, header + body, 64, status)
+
+
+def _stopped(target: str, rest: str, relative: bool = True, dialect_311: bool = True):
+    link = fscc.symlink_reparse_data(target, relative)[8:]
+    response = struct.pack("<IIIHH", len(link) + 12, fscc.SYMLINK_ERROR_TAG,
+                           fscc.IO_REPARSE_TAG_SYMLINK, len(link),
+                           len(rest.encode("utf-16-le"))) + link
+    data = struct.pack("<II", len(response), 0) + response if dialect_311 else response
+    return (0x8000002D, struct.pack("<HBBI", 9, 1 if dialect_311 else 0, 0, len(data)) + data)
+
+
+_CREATED = (0, struct.pack("<HBBIQQQQQQII16sII", 89, 0, 0, 1, 0, 0, 0, 0, 0, 5, 0x80, 0,
+                           b"F" * 16, 0, 0))
+
+
+@pytest.mark.parametrize("dialect", ["SMB2_1", "SMB3_1_1"])
+def test_open_follows_a_relative_symlink_and_refuses_an_absolute_one(dialect):
+    import errno
+
+    from smblayer import Dialect, SmbStatusError
+    from smblayer.fs.smb2ops import Smb2FileOps
+    from types import SimpleNamespace
+
+    d = getattr(Dialect, dialect)
+    v311 = d >= Dialect.SMB3_1_1
+
+    def ops(answers):
+        client = _ScriptedClient(d, answers)
+        return Smb2FileOps(SimpleNamespace(client=client, session=None)), client
+
+    o, client = ops([_stopped("..\\real", "\\f.txt", dialect_311=v311),
+                     _stopped("g.txt", "", dialect_311=v311), _CREATED])
+    handle = o.open("dir\\lnk\\f.txt", access=1, disposition=1)
+    assert client.paths == ["dir\\lnk\\f.txt", "real\\f.txt", "real\\g.txt"]
+    assert handle.path == "real\\g.txt" and handle.fid == b"F" * 16
+    o, client = ops([_stopped("\\??\\C:\\Windows", "", relative=False, dialect_311=v311)])
+    with pytest.raises(SmbStatusError) as info:
+        o.open("lnk", access=1, disposition=1)
+    assert info.value.errno == errno.ELOOP and "absolute" in str(info.value)
+    assert info.value.filename == "lnk"
+    o, client = ops([_stopped("lnk", "", dialect_311=v311)] * 40)
+    with pytest.raises(SmbStatusError, match="more than 32 symbolic links"):
+        o.open("lnk", access=1, disposition=1)
