@@ -46,6 +46,7 @@ from ..task import SmbTask
 from .admin import AdminMixin
 from .file import MAX_IN_FLIGHT, BufferedRandom, BufferedWriter, SmbRawFile
 from .locks import BufferedReader
+from .posix import PosixMixin
 from .ops import (FILE_APPEND_DATA, FILE_CREATE, FILE_DIRECTORY_FILE, FILE_NON_DIRECTORY_FILE,
                   FILE_OPEN, FILE_OPEN_IF, FILE_OVERWRITE_IF, FILE_READ_ATTRIBUTES,
                   FILE_READ_DATA, FILE_SHARE_ALL, FILE_WRITE_ATTRIBUTES, FILE_WRITE_DATA,
@@ -158,10 +159,11 @@ class DirEntry:
         return f"<DirEntry {self.name!r}>"
 
 
-class Tree(AdminMixin):
+class Tree(AdminMixin, PosixMixin):
     """A connected share.  Built by ``Session.tree_connect(share)``.  The
     administrators' calls (security descriptors, streams, snapshots, links)
-    come from :class:`~smblayer.fs.admin.AdminMixin`."""
+    come from :class:`~smblayer.fs.admin.AdminMixin`, the SMB3 POSIX
+    extensions' from :class:`~smblayer.fs.posix.PosixMixin`."""
 
     #: READ/WRITE requests a file object keeps on the wire
     max_in_flight = MAX_IN_FLIGHT
