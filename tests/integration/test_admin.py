@@ -319,3 +319,30 @@ def test_symlinks_on_samba_422(samba_422, name):
         tree.symlink(f"{name}.txt", f"{name}.made")
         assert tree.readlink(f"{name}.made") == f"{name}.txt"
         assert tree.islink(f"{name}.made")
+
+
+def test_open_follows_links_the_server_stops_on(samba_422, name):
+    """On a POSIX tree Samba 4.22 does not follow links: a CREATE answers
+    STOPPED_ON_SYMLINK with the link's target.  open() follows a relative
+    one within the share (through a directory link too) and refuses an
+    absolute one, naming it (errno ELOOP)."""
+    srv = samba_422
+    disk = srv.share_path("posix") / name
+    (disk / "sub").mkdir(parents=True)
+    (disk / "t.txt").write_bytes(b"T")
+    os.symlink("t.txt", disk / "ln")
+    os.symlink("../t.txt", disk / "sub" / "up")
+    os.symlink("sub", disk / "dirlink")
+    os.symlink("/etc/passwd", disk / "abs")
+    with fs.connect(srv.host, "posix", srv.username, srv.password, port=srv.port,
+                    posix=True) as tree:
+        assert tree.posix
+        for link in ("ln", "sub/up", "dirlink/up"):
+            with tree.open(f"{name}/{link}", "rb") as f:
+                assert f.read() == b"T"
+        with pytest.raises(SmbStatusError) as info:
+            tree.open(f"{name}/abs", "rb")
+        assert info.value.status == NtStatus.STOPPED_ON_SYMLINK
+        assert info.value.errno == errno.ELOOP and "/etc/passwd" in str(info.value)
+        assert tree.readlink(f"{name}/abs") == "/etc/passwd"
+        assert stat.S_ISLNK(tree.lstat(f"{name}/ln").st_mode)
