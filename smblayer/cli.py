@@ -336,7 +336,8 @@ class Connections:
                 self._sessions[key] = fs.Session(
                     client, creds.user, creds.password, domain=creds.domain,
                     encrypt=self.args.encrypt, require_signing=True if self.args.sign else None,
-                    auth_protocol=creds.auth, server_name=self._server_names.get(key))
+                    auth_protocol=creds.auth, server_name=self._server_names.get(key),
+                    allow_guest=not self.args.no_guest)
             except SmbAuthError as exc:
                 if creds.password is None and creds.auth != "kerberos":
                     raise NoPasswordError(exc.status, exc.command, message=(
@@ -1594,6 +1595,9 @@ def _add_common(p: argparse.ArgumentParser, suppress: bool) -> None:
                    help="encrypt the session (SMB 3.x)")
     g.add_argument("--sign", action="store_true", default=d(False),
                    help="require signing")
+    g.add_argument("--no-guest", action="store_true", default=d(False),
+                   help="refuse a guest session the server gives instead of logging on "
+                        "the user (e.g. after a wrong password)")
     g.add_argument("--timeout", type=positive_float, default=d(None), metavar="S",
                    help="seconds before a silent server is probed / given up (soft)")
     mode = g.add_mutually_exclusive_group()
@@ -1751,11 +1755,15 @@ def cmd_ls_shares(args) -> int:
     """``ls //host[:port]``: the shares, like ``smbclient -L``."""
     url = parse_url(args.url, need_share=False)
     cred = _credentials(args)
-    shares = fs.list_shares(url.host, cred.user, cred.password, port=url.port,
-                            encrypt=args.encrypt, domain=cred.domain,
-                            auth_protocol=cred.auth,
-                            require_signing=True if args.sign else None,
-                            **_client_options(args))
+    try:
+        shares = fs.list_shares(url.host, cred.user, cred.password, port=url.port,
+                                encrypt=args.encrypt, domain=cred.domain,
+                                auth_protocol=cred.auth,
+                                require_signing=True if args.sign else None,
+                                allow_guest=not args.no_guest, **_client_options(args))
+    except FileNotFoundError as exc:
+        exc.hint = "the server serves no share list (no srvsvc pipe on IPC$)"
+        raise
     print(f"{'Sharename':<15} {'Type':<9} Comment")
     print(f"{'---------':<15} {'----':<9} -------")
     for share in shares:
@@ -1830,7 +1838,8 @@ def describe_error(exc: BaseException, url: Optional[str] = None) -> str:
         if isinstance(exc, NoPasswordError):
             return f"authentication failed ({status}): {exc.strerror}"
         if isinstance(exc, SmbAuthError):
-            return f"authentication failed ({status})"
+            why = exc.strerror if exc.strerror != status else ""
+            return f"authentication failed ({status}){': ' + why if why else ''}"
         hint = getattr(exc, "hint", None)
         if not hint and exc.status == NtStatus.OBJECT_NAME_INVALID and _has_wildcard(where):
             hint = f"wildcards work with {', '.join(WILDCARD_COMMANDS)} only"
@@ -1844,7 +1853,11 @@ def describe_error(exc: BaseException, url: Optional[str] = None) -> str:
     if isinstance(exc, OSError) and exc.strerror and not isinstance(exc, SmbError):
         return f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror}"
     text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if not isinstance(exc, SmbError) else text
+    if isinstance(exc, SmbError) or not text:
+        return text or "failed"
+    if isinstance(exc, ValueError):
+        return f"invalid request: {text}"
+    return f"internal error: {text} (-vv shows the details)"
 
 
 def _url_of(args) -> Optional[str]:
@@ -1928,7 +1941,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             with contextlib.suppress(OSError):
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 0
-        except (SmbError, OSError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 - one line for the user, whatever it is
             log.debug("%s failed", command, exc_info=True)
             if interrupted.is_set():
                 print(f"\n{PROG}: {command}: interrupted", file=sys.stderr)

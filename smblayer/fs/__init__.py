@@ -129,7 +129,8 @@ def list_shares(host: str, username: Optional[str] = None, password: Optional[st
     """The server's shares (DCE/RPC srvsvc NetrShareEnum level 1 over the
     IPC$ named pipe), like ``smbclient -L``: a list of
     :class:`~smblayer.rpc.ShareInfo` (name, type, comment), on every
-    dialect (SMB1: the pipe through TRANSACTION).
+    dialect (SMB1: the pipe through TRANSACTION; a server without the
+    srvsvc pipe is asked by RAP NetShareEnum, as smbclient does).
     A connection lost mid-call (the pipe and its binding die with it) is
     retried ``retries`` times from the bind."""
     from ..errors import SmbConnectionError
@@ -139,6 +140,11 @@ def list_shares(host: str, username: Optional[str] = None, password: Optional[st
             try:
                 with open_srvsvc(ipc) as pipe:
                     return share_enum(pipe, "\\\\" + host)
+            except FileNotFoundError:
+                if not ipc.client.dialect.is_smb1:
+                    raise
+                from ..rpc.rap import rap_share_enum
+                return rap_share_enum(ipc)
             except SmbConnectionError:
                 if attempt == retries:
                     raise
