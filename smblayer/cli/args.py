@@ -200,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="remote files (wildcards allowed), then a local file or directory "
                         "(default: the remote base name, or . for several files)")
     _add_transfer_options(p, "get")
+    p.add_argument("--snapshot", metavar="@GMT-YYYY.MM.DD-HH.MM.SS",
+                   help="get one file as it was in this previous version (acl --snapshots "
+                        "lists them)")
 
     p = add("put", "transfers:cmd_put", "copy local files (- = stdin) to remote ones",
             epilog="The data goes to a temporary file in the destination folder, renamed "
@@ -259,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--files", type=positive_int, default=200, help="small files (default 200)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     add_ext_commands(add)
+    add_admin_commands(add)
     return parser
 
 
@@ -273,3 +277,23 @@ def add_ext_commands(add: Callable) -> None:
     p = add("cp", "files:cmd_cp", "copy a remote file to a remote path (server-side on one server)")
     p.add_argument("source", metavar="//host[:port]/share/path")
     p.add_argument("dest", metavar="//host[:port]/share/path")
+
+
+def add_admin_commands(add) -> None:
+    """The ``acl`` command's parser (``add`` is build_parser's)."""
+    p = add("acl", "admin:cmd_acl", "show or change a remote file's ACL (smbcacls' format)",
+            epilog="ACEs are SID:TYPE/FLAGS/MASK as smbcacls writes them, e.g. "
+                   "ACL:S-1-1-0:ALLOWED/OI|CI/READ (the ACL: prefix is optional; "
+                   "several may be given comma separated).")
+    p.add_argument("url", metavar="//host[:port]/share/path")
+    p.add_argument("--numeric", action="store_true", help="numeric types, flags and masks")
+    p.add_argument("--sddl", action="store_true", help="print the descriptor as SDDL")
+    p.add_argument("-a", "--add", action="append", default=[], metavar="ACE",
+                   help="add ACEs")
+    p.add_argument("-D", "--delete", action="append", default=[], metavar="ACE",
+                   help="delete ACEs (exact matches)")
+    p.add_argument("-M", "--modify", action="append", default=[], metavar="ACE",
+                   help="replace the ACE of that SID and type")
+    p.add_argument("-S", "--set", metavar="ACES", help="replace the whole DACL")
+    p.add_argument("--snapshots", action="store_true",
+                   help="list the path's previous versions (@GMT tokens) instead")

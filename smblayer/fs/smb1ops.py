@@ -76,6 +76,9 @@ _REQUEST_FLAGS = {OPLOCK_NONE: 0,
 
 # LOCKING_ANDX ([MS-CIFS] 2.2.4.32)
 LOCKING_ANDX_OPLOCK_RELEASE = codec.LOCKING_ANDX_OPLOCK_RELEASE
+_LOCKFLAG_EXCLUSIVE = 0x02              # the SMB2 LOCKFLAG_* a lock range carries
+_LOCKFLAG_UNLOCK = 0x04
+_LOCKFLAG_FAIL_IMMEDIATELY = 0x10
 OPLOCK_BREAK_TO_NONE = 0
 OPLOCK_BREAK_TO_LEVEL_II = 1
 
@@ -314,6 +317,39 @@ class Smb1FileOps(FileOps):
                                    codec.query_path_params(level, path), path=path)
         return data
 
+    # -- security descriptors (NT_TRANSACT, [MS-CIFS] 2.2.7.6, 2.2.7.3) -----------------
+
+    def query_security(self, handle: Handle, info: int, max_data: int = 0xF000) -> bytes:
+        """The self-relative security descriptor of an open file (the parts
+        in ``info``, AdditionalInformation bits)."""
+        params = codec.security_desc_params(handle.fid, info)
+        try:
+            message = self._nt_transact(handle, smb1.pack_nt_transact(
+                smb1.NT_TRANSACT_QUERY_SECURITY_DESC, params, max_params=4,
+                max_data=max_data)).message
+            return bytes(smb1.parse_nt_transact_response(message)[1])
+        except MalformedMessage as exc:
+            raise SmbProtocolError(f"NT_TRANSACT_QUERY_SECURITY_DESC: {exc}") from None
+
+    def set_security(self, handle: Handle, info: int, descriptor: bytes) -> None:
+        params = codec.security_desc_params(handle.fid, info)
+        self._nt_transact(handle, smb1.pack_nt_transact(smb1.NT_TRANSACT_SET_SECURITY_DESC,
+                                                        params, descriptor))
+
+    def _nt_transact(self, handle: Handle, body):
+        return self.client.run_task(SmbTask(Command.NT_TRANSACT, body, tree=self.tree,
+                                            security=self.session, path=handle.path))
+
+    def query_path(self, path: str, level: int) -> bytes:
+        """The data of TRANS2_QUERY_PATH_INFORMATION at ``level`` (e.g.
+        SMB_QUERY_FILE_STREAM_INFO for the admin calls)."""
+        return bytes(self._query(level, path=path))
+
+    def query_fs(self, level: int) -> bytes:
+        """The data of TRANS2_QUERY_FS_INFORMATION at ``level``."""
+        _p, data = self.trans2(TRANS2_QUERY_FS_INFORMATION, codec.query_fs_params(level), path="")
+        return bytes(data)
+
     def _info(self, path: str, fid: Optional[int] = None) -> FileInfo:
         """Times, sizes, attributes and links, then (pass-through level
         FileInternalInformation) the file id: Samba's SMB1 answer to the
@@ -451,6 +487,20 @@ class Smb1FileOps(FileOps):
         fid, level = _decode(codec.parse_oplock_break, notification.reply.message)
         return ("oplock", fid,
                 OPLOCK_LEVEL_II if level == OPLOCK_BREAK_TO_LEVEL_II else OPLOCK_NONE)
+
+    def lock_task(self, handle: Handle, ranges, *, sequence: int = 0) -> SmbTask:
+        """LOCKING_ANDX for byte ranges ([MS-CIFS] 2.2.4.32, large-file
+        ranges): ``ranges`` are (offset, length, LOCKFLAG_* as on SMB2), all
+        locks or all unlocks; a lock without FAIL_IMMEDIATELY waits on the
+        server (Timeout -1).  ``sequence`` is SMB2's (ignored here)."""
+        unlock = bool(ranges[0][2] & _LOCKFLAG_UNLOCK)
+        shared = not unlock and not ranges[0][2] & _LOCKFLAG_EXCLUSIVE
+        wait = not unlock and not ranges[0][2] & _LOCKFLAG_FAIL_IMMEDIATELY
+        body = codec.locking_andx_request(handle.fid, [(off, n) for off, n, _f in ranges],
+                                          shared=shared, unlock=unlock, wait=wait)
+        task = self._task(Command.LOCKING_ANDX, body, path=handle.path)
+        task.long_poll = wait
+        return task
 
     def ack_break(self, handle: Handle, new_level: int) -> None:
         """Release the oplock down to ``new_level``; the server sends no reply."""

@@ -3,7 +3,7 @@
 Every request is one ``SmbTask`` whose body the ``smblayer.proto`` codecs
 build (``commands``: CREATE, CLOSE, QUERY_INFO, SET_INFO, QUERY_DIRECTORY,
 TREE_CONNECT; ``fileio``: READ, WRITE, FLUSH, breaks; ``contexts``: the
-CREATE contexts; ``info``: the [MS-FSCC] information classes, imported as ``fscc``); payloads
+CREATE contexts; ``info``: the [MS-FSCC] information classes, imported as ``fileinfo``); payloads
 (write data, names) stay separate buffers.  No message layout lives here:
 this module decides *what* to send and what a reply means for the Tree.
 READ data is a view of the reply, never copied.  A malformed reply is an
@@ -17,13 +17,14 @@ from typing import Callable, Iterator, List, Optional, Tuple, TypeVar
 
 from ..config import Dialect
 from ..errors import SmbError, SmbProtocolError, status_error
-from ..proto import commands, contexts, fileio, posix, smb2
-from ..proto import info as fscc
+from ..proto import commands, contexts, fileio, fscc, posix, smb2
+from ..proto import info as fileinfo
 from ..proto.commands import (FILE_ALL_INFORMATION, FILE_BASIC_INFORMATION,
                               FILE_DISPOSITION_INFORMATION, FILE_END_OF_FILE_INFORMATION,
                               FILE_FS_FULL_SIZE_INFORMATION, FILE_ID_BOTH_DIRECTORY_INFORMATION,
                               FILE_RENAME_INFORMATION, INFO_FILE, INFO_FILESYSTEM,
-                              RELATED_FILE_ID, RESTART_SCANS)
+                              LOCKFLAG_FAIL_IMMEDIATELY, LOCKFLAG_UNLOCK, RELATED_FILE_ID,
+                              RESTART_SCANS)
 from ..proto.contexts import DH2_FLAG_PERSISTENT
 from ..proto.status import NtStatus
 from ..task import Reply, SmbTask
@@ -54,6 +55,9 @@ class _AnyStatus:
 
 _ANY_STATUS = _AnyStatus()
 _QUERY_INFO_BUFFER = 4096
+# A CREATE may stop on a symbolic link: its error response says where to go.
+_CREATE_OK = frozenset({0, NtStatus.STOPPED_ON_SYMLINK})
+MAX_SYMLINK_HOPS = 32            # then ELOOP-like: STOPPED_ON_SYMLINK raised
 _REPARSE_TAG_NOT_HANDLED = 0xC0000279     # STATUS_IO_REPARSE_TAG_NOT_HANDLED
 _NOT_ERRORS_READ = frozenset({0, NtStatus.END_OF_FILE})
 # NO_SUCH_FILE: the first query found nothing matching the pattern.
@@ -123,14 +127,25 @@ class Smb2FileOps(FileOps):
     def open(self, path: str, *, access: int, disposition: int, create_options: int = 0,
              share_access: int = FILE_SHARE_ALL, oplock: int = OPLOCK_NONE,
              lease_key: Optional[bytes] = None, lease_state: int = 0,
-             attributes: int = 0, durable: bool = False) -> Handle:
+             attributes: int = 0, durable: bool = False, contexts=()) -> Handle:
+        """``contexts``: more (name, data) create contexts (e.g. timewarp)."""
         create_guid = os.urandom(16) if durable and self.durable_handles else None
-        task, oplock, lease_key = self._create_task(
-            path, access=access, disposition=disposition, create_options=create_options,
-            share_access=share_access, oplock=oplock, lease_key=lease_key,
-            lease_state=lease_state, attributes=attributes, durable=create_guid)
-        generation = self.client.generation
-        reply = self.client.run_task(task)
+        asked = path
+        for _hop in range(MAX_SYMLINK_HOPS):
+            task, oplock, lease_key = self._create_task(
+                path, access=access, disposition=disposition, create_options=create_options,
+                share_access=share_access, oplock=oplock, lease_key=lease_key,
+                lease_state=lease_state, attributes=attributes, durable=create_guid,
+                extra=contexts)
+            task.ok_statuses = _CREATE_OK
+            generation = self.client.generation
+            reply = self.client.run_task(task)
+            if reply.header.status != NtStatus.STOPPED_ON_SYMLINK:
+                break
+            path = self._follow(asked, path, reply)
+        else:
+            raise status_error(NtStatus.STOPPED_ON_SYMLINK, "CREATE", asked.replace("\\", "/"),
+                               message=f"more than {MAX_SYMLINK_HOPS} symbolic links")
         handle = self._parse_create(reply, path, oplock, lease_key)
         handle.generation = generation
         handle.access, handle.share_access = access, share_access
@@ -138,6 +153,17 @@ class Smb2FileOps(FileOps):
         if handle.durable and self._durable_v2:
             handle.create_guid = create_guid
         return handle
+
+    def _follow(self, asked: str, path: str, reply: Reply) -> str:
+        """CREATE of ``path`` stopped on a symbolic link: the path to open
+        next (relative targets within the share, as Windows clients do)."""
+        try:
+            link = fscc.parse_symlink_error(fscc.parse_error_data(reply.body),
+                                            self.client.dialect >= Dialect.SMB3_1_1)
+            return fscc.follow_symlink(path, link)
+        except fscc.SymlinkOutsideShare as exc:
+            raise status_error(NtStatus.STOPPED_ON_SYMLINK, "CREATE", asked.replace("\\", "/"),
+                               message=f"{exc}; not followed") from None
 
     @property
     def durable_handles(self) -> bool:
@@ -175,14 +201,15 @@ class Smb2FileOps(FileOps):
                      create_options: int = 0, share_access: int = FILE_SHARE_ALL,
                      oplock: int = OPLOCK_NONE, lease_key: Optional[bytes] = None,
                      lease_state: int = 0, attributes: int = 0,
-                     durable: Optional[bytes] = None, reclaim: Optional[Handle] = None):
+                     durable: Optional[bytes] = None, reclaim: Optional[Handle] = None,
+                     extra=()):
         """(CREATE task, the oplock level asked, the lease key).  ``durable``:
         ask a durable handle with this CreateGuid; ``reclaim``: reconnect
         that durable handle (DH2C/DHnC)."""
         if oplock == OPLOCK_LEASE and not self._leasing:
             log.debug("smblayer: server/dialect without leasing; asking a batch oplock")
             oplock = OPLOCK_BATCH
-        wanted = []
+        wanted = list(extra)
         if oplock == OPLOCK_LEASE:
             lease_key = lease_key or os.urandom(16)
             wanted.append((contexts.LEASE, contexts.lease_context(lease_key, lease_state,
@@ -305,13 +332,16 @@ class Smb2FileOps(FileOps):
         close = self._related_close(path)
         created, data, _closed = self.client.run_compound(
             (create, self.read_task(related, 0, limit), close))
+        if created.header.status == NtStatus.STOPPED_ON_SYMLINK:
+            return None                 # a link the server did not follow: open() does
         if self._parse_create(created, path, OPLOCK_NONE, None).info.size > limit:
             return None
         return bytes(self.parse_read(data))
 
-    def write_whole(self, path: str, data) -> int:
+    def write_whole(self, path: str, data) -> Optional[int]:
         """Create or overwrite ``path`` with ``data`` (at most one WRITE's
-        worth) in one round trip: CREATE + WRITE + CLOSE as one compound."""
+        worth) in one round trip: CREATE + WRITE + CLOSE as one compound.
+        None if the CREATE stopped on a symbolic link (open() follows it)."""
         create, _level, _key = self._create_task(
             path, access=FILE_WRITE_DATA | FILE_READ_ATTRIBUTES | SYNCHRONIZE,
             disposition=FILE_OVERWRITE_IF, create_options=FILE_NON_DIRECTORY_FILE)
@@ -320,6 +350,8 @@ class Smb2FileOps(FileOps):
         if len(data):
             tasks.insert(1, self.write_task(related, 0, data))
         replies = self.client.run_compound(tasks)
+        if replies[0].header.status == NtStatus.STOPPED_ON_SYMLINK:
+            return None
         return self.parse_write(replies[1]) if len(data) else 0
 
     def _related_close(self, path: str) -> SmbTask:
@@ -367,7 +399,7 @@ class Smb2FileOps(FileOps):
         buf = _decode(commands.parse_query_info_response, reply)
         if self.posix:
             return posix_file_info(buf, info)
-        all_info = _decode(fscc.parse_all_information, buf)
+        all_info = _decode(fileinfo.parse_all_information, buf)
         info.update(all_info)
         info.file_index, info.nlink = all_info.file_id, all_info.links
         return info
@@ -405,7 +437,7 @@ class Smb2FileOps(FileOps):
         related = Handle(RELATED_FILE_ID, path, FileInfo())
         self.client.run_compound(
             (create, self._set_info_task(related, FILE_BASIC_INFORMATION,
-                                         fscc.basic_information(0, atime, mtime), path),
+                                         fileinfo.basic_information(0, atime, mtime), path),
              self._related_close(path)))
 
     def listdir(self, path: str, pattern: str = "*") -> Iterator[FileInfo]:
@@ -463,7 +495,8 @@ class Smb2FileOps(FileOps):
         self.client.run_task(self._set_info_task(handle, info_class, data, path))
 
     def set_end_of_file(self, handle: Handle, size: int) -> None:
-        self._set_info(handle, FILE_END_OF_FILE_INFORMATION, fscc.end_of_file_information(size))
+        self._set_info(handle, FILE_END_OF_FILE_INFORMATION,
+                       fileinfo.end_of_file_information(size))
         handle.info.size = size
 
     def rename(self, path: str, new_path: str, replace: bool = False) -> None:
@@ -471,7 +504,7 @@ class Smb2FileOps(FileOps):
                            disposition=FILE_OPEN)
         try:
             self._set_info(handle, FILE_RENAME_INFORMATION,
-                           fscc.rename_information(self._wire_path(new_path), replace),
+                           fileinfo.rename_information(self._wire_path(new_path), replace),
                            new_path)
         finally:
             self.close(handle)
@@ -485,7 +518,7 @@ class Smb2FileOps(FileOps):
             if directory:
                 # Samba accepts DELETE_ON_CLOSE on a non-empty directory and
                 # then keeps it; setting the disposition reports the error.
-                self._set_info(handle, FILE_DISPOSITION_INFORMATION, fscc.DELETE_PENDING)
+                self._set_info(handle, FILE_DISPOSITION_INFORMATION, fileinfo.DELETE_PENDING)
         finally:
             self.close(handle)
 
@@ -495,11 +528,11 @@ class Smb2FileOps(FileOps):
         try:
             request = commands.query_info_request(
                 handle.fid, INFO_FILESYSTEM, FILE_FS_FULL_SIZE_INFORMATION,
-                output_length=fscc.FS_FULL_SIZE_INFORMATION_SIZE)
+                output_length=fileinfo.FS_FULL_SIZE_INFORMATION_SIZE)
             reply = self._run(Command.QUERY_INFO, request, "")
         finally:
             self.close(handle)
-        return FsSize(*_decode(fscc.parse_fs_full_size_information,
+        return FsSize(*_decode(fileinfo.parse_fs_full_size_information,
                                _decode(commands.parse_query_info_response, reply)))
 
     def mkdir(self, path: str) -> None:
@@ -507,6 +540,22 @@ class Smb2FileOps(FileOps):
                            disposition=FILE_CREATE, create_options=FILE_DIRECTORY_FILE,
                            attributes=FILE_ATTRIBUTE_DIRECTORY)
         self.close(handle)
+
+    # -- byte-range locks ------------------------------------------------------------
+
+    def lock_task(self, handle: Handle, ranges, *, sequence: int = 0) -> SmbTask:
+        """LOCK ([MS-SMB2] 2.2.26): ``ranges`` are (offset, length,
+        LOCKFLAG_*); one without FAIL_IMMEDIATELY or UNLOCK may wait on the
+        server (a long poll).  ``sequence``: LockSequenceNumber/Index
+        (2.1+), so a replayed LOCK is not applied twice."""
+        if self.client.dialect < Dialect.SMB2_1:
+            sequence = 0
+        task = self._task(Command.LOCK,
+                          commands.lock_request(handle.fid, ranges, sequence=sequence),
+                          handle.path)
+        task.long_poll = any(not flags & (LOCKFLAG_FAIL_IMMEDIATELY | LOCKFLAG_UNLOCK)
+                             for _o, _n, flags in ranges)
+        return task
 
     # -- oplocks and leases --------------------------------------------------------------
 

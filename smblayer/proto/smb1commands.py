@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 from . import smb1
 from .info import FileState
@@ -36,7 +36,7 @@ from .smb2 import MalformedMessage
 __all__ = ["nt_create_andx_request", "NtCreateResponse", "parse_nt_create_andx_response",
            "close_request", "fid_request", "read_andx_request", "read_andx_response_data",
            "write_andx_request", "write_andx_response_count", "oplock_release_request",
-           "parse_oplock_break",
+           "parse_oplock_break", "locking_andx_request", "security_desc_params",
            "find_first2_params", "parse_find_first2_params", "find_next2_params",
            "parse_find_next2_params", "query_path_params", "query_file_params",
            "set_file_params", "query_fs_params", "path_request", "rename_request",
@@ -55,7 +55,11 @@ _WRITE_RESPONSE = struct.Struct("<BBHHHHH")
 _WRITE_DATA_OFFSET = HEADER + 1 + _WRITE.size + 2 + 1     # + one pad byte = 64
 _WRITE_BYTES = struct.Struct("<HB")             # ByteCount, the pad byte
 _LOCKING = struct.Struct("<BBHHBBIHH")
+_LOCK_RANGE = struct.Struct("<HHIIII")          # PID, Pad, OffsetHigh/Low, LengthHigh/Low
+_SECURITY_DESC = struct.Struct("<HHI")          # FID, Reserved, SecurityInformation
+LOCKING_ANDX_SHARED_LOCK = 0x01
 LOCKING_ANDX_OPLOCK_RELEASE = 0x02
+LOCKING_ANDX_LARGE_FILES = 0x10
 SEC_IMPERSONATE = 2
 # TRANSACTION2 itself: smb1.pack_transaction / smb1.parse_transaction_response.
 _FIND_FIRST = struct.Struct("<HHHHI")
@@ -176,6 +180,26 @@ def oplock_release_request(fid: int, level: int) -> Tuple[bytes, bytes]:
     1 level II); the server sends no reply."""
     return smb1.pack_params(_LOCKING.pack(0xFF, 0, 0, fid, LOCKING_ANDX_OPLOCK_RELEASE,
                                           level, 0, 0, 0))
+
+
+def locking_andx_request(fid: int, ranges: Sequence[Tuple[int, int]], *, shared: bool,
+                         unlock: bool, wait: bool) -> Tuple[bytes, bytes]:
+    """LOCKING_ANDX for byte ``ranges`` ((offset, length), large-file form,
+    [MS-CIFS] 2.2.4.32.1): all locks or all unlocks, for the PID the header
+    carries; ``wait``: Timeout -1 (the server holds the request until the
+    range is free), else 0."""
+    data = b"".join(_LOCK_RANGE.pack(smb1.DEFAULT_PID, 0, off >> 32, off & 0xFFFFFFFF,
+                                     n >> 32, n & 0xFFFFFFFF) for off, n in ranges)
+    lock_type = LOCKING_ANDX_LARGE_FILES | (LOCKING_ANDX_SHARED_LOCK if shared else 0)
+    words = _LOCKING.pack(0xFF, 0, 0, fid, lock_type, 0, 0xFFFFFFFF if wait else 0,
+                          len(ranges) if unlock else 0, 0 if unlock else len(ranges))
+    return smb1.pack_params(words, data)
+
+
+def security_desc_params(fid: int, security_information: int) -> bytes:
+    """NT_TRANSACT_QUERY/SET_SECURITY_DESC parameters ([MS-CIFS] 2.2.7.6.1,
+    2.2.7.3.1)."""
+    return _SECURITY_DESC.pack(fid, 0, security_information)
 
 
 def parse_oplock_break(message) -> Tuple[int, int]:
