@@ -44,6 +44,7 @@ from ..proto.smb2 import Command
 from ..proto.status import NtStatus
 from ..task import SmbTask
 from .file import MAX_IN_FLIGHT, BufferedRandom, BufferedWriter, SmbRawFile
+from .deferred import DeferredCloseMixin
 from .posix import PosixMixin
 from .ops import (FILE_APPEND_DATA, FILE_CREATE, FILE_DIRECTORY_FILE, FILE_NON_DIRECTORY_FILE,
                   FILE_OPEN, FILE_OPEN_IF, FILE_OVERWRITE_IF, FILE_READ_ATTRIBUTES,
@@ -157,7 +158,7 @@ class DirEntry:
         return f"<DirEntry {self.name!r}>"
 
 
-class Tree(PosixMixin):
+class Tree(PosixMixin, DeferredCloseMixin):
     """A connected share.  Built by ``Session.tree_connect(share)``; the SMB3
     POSIX extensions' calls come from :class:`~smblayer.fs.posix.PosixMixin`."""
 
@@ -224,6 +225,7 @@ class Tree(PosixMixin):
         if not self.connected:
             return
         self._close_all_files()
+        self.deferred_closes.close_all()
         self.connected = False
         self.session._forget_tree(self)
         try:
@@ -319,10 +321,13 @@ class Tree(PosixMixin):
         breaks = self._break_router() if level != OPLOCK_NONE else None
         generation = self.client.generation
         with breaks.opening() if breaks is not None else contextlib.nullcontext():
-            handle = self.ops.open(path, access=access, disposition=disposition,
-                                   create_options=FILE_NON_DIRECTORY_FILE, oplock=level,
-                                   lease_state=lease_state, durable=durable)
-            handle.generation = generation
+            handle = self.deferred_closes.reuse(path, access) if disposition == FILE_OPEN \
+                else self.deferred_closes.reuse(path, -1)
+            if handle is None:
+                handle = self.ops.open(path, access=access, disposition=disposition,
+                                       create_options=FILE_NON_DIRECTORY_FILE, oplock=level,
+                                       lease_state=lease_state, durable=durable)
+                handle.generation = generation
             if durable and not self.ops.durable_handles:
                 self._identify(handle)
             raw = SmbRawFile(self, handle, mode.replace("t", ""), readable=readable,
@@ -742,7 +747,7 @@ class Tree(PosixMixin):
         """The file is closed (SmbRawFile.close)."""
         with self._lock:
             self._files.pop(id(raw), None)
-        if self._breaks is not None:
+        if self._breaks is not None and not raw.handle.deferred:
             self._breaks.remove(raw.handle)
 
     def _recover_files(self) -> None:
@@ -798,6 +803,7 @@ class Tree(PosixMixin):
         notify."""
         raw: Optional[SmbRawFile] = handle.file
         log.debug("smblayer: %s break on %r to 0x%x", kind, handle.path, new_level)
+        parked = self.deferred_closes.take(handle)       # closed for real once acknowledged
         if raw is not None and _write_caching(handle):
             raw._on_break()
         try:
@@ -809,6 +815,8 @@ class Tree(PosixMixin):
             handle.lease_state = new_level
         else:
             handle.oplock_level = new_level
+        if parked:
+            self.deferred_closes.close_taken(handle)
         callback = raw.on_break if raw is not None else None
         if callback is not None:
             try:
