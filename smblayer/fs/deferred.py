@@ -15,10 +15,11 @@ a lease break finds it: the tree takes it out of the park before the
 break is acknowledged and closes it for real afterwards
 (:meth:`DeferredCloses.take`).  It is also closed for real when
 
-* its time is up (one reaper thread per tree, only while something is
-  parked, waiting on a Condition for the earliest deadline);
+* its time is up (one reaper thread per tree while something was parked
+  in the last 10 s, waiting on a Condition for the earliest deadline);
 * another open of the same path on this tree does not reuse it (a
-  different access: a writer, a delete): it is closed first;
+  different access: a writer): it is closed first; so are those at or
+  below a path being deleted or renamed (``close_under``);
 * the tree disconnects or closes, the session logs off, the client closes
   or the interpreter exits (``Tree.disconnect`` runs at exit);
 * more than :data:`MAX_PARKED` handles would be parked (the oldest goes).
@@ -48,6 +49,7 @@ log = logging.getLogger("smblayer")
 DEFAULT_DEFERRED_CLOSE = 5.0
 #: handles parked per tree at most
 MAX_PARKED = 64
+_REAPER_IDLE = 10.0      # seconds the reaper thread waits with nothing parked
 
 
 class DeferredCloses:
@@ -59,6 +61,7 @@ class DeferredCloses:
         # (deadline, handle) oldest first; a handle is in here or nowhere
         self._parked: Deque[Tuple[float, Handle]] = collections.deque()
         self._reaper: Optional[threading.Thread] = None
+        self._stop = False              # close_all: the reaper leaves now
         self.reused = 0                 # opens served from the park (statistics, tests)
 
     def __len__(self) -> int:
@@ -80,6 +83,7 @@ class DeferredCloses:
         with self._cond:
             handle.deferred = True
             handle.file = None
+            self._stop = False
             self._parked.append((time.monotonic() + seconds, handle))
             while len(self._parked) > MAX_PARKED:
                 evicted.append(self._parked.popleft()[1])
@@ -112,6 +116,19 @@ class DeferredCloses:
             self.reused += 1
         return found
 
+    def close_under(self, path: str) -> None:
+        """Close for real the parked handles of ``path`` and below it (before
+        a delete or rename there: a kept handle would hold the name)."""
+        if not self._parked:
+            return
+        prefix = path + "\\"
+        with self._cond:
+            hit = [e for e in self._parked
+                   if not path or e[1].path == path or e[1].path.startswith(prefix)]
+            for entry in hit:
+                self._parked.remove(entry)
+        self._close([h for _d, h in hit])
+
     def take(self, handle: Handle) -> bool:
         """A break for ``handle`` (smbiod, before it is acknowledged): take
         it out of the park.  True if it was parked (then the caller closes
@@ -131,6 +148,7 @@ class DeferredCloses:
         with self._cond:
             handles = [h for _d, h in self._parked]
             self._parked.clear()
+            self._stop = True
             self._cond.notify_all()
         self._close(handles)
 
@@ -160,11 +178,14 @@ class DeferredCloses:
     def _reap(self) -> None:
         while True:
             with self._cond:
-                while self._parked and self._parked[0][0] > time.monotonic():
-                    self._cond.wait(self._parked[0][0] - time.monotonic())
+                # the park is often empty only between a reuse and the next
+                # close: linger a while rather than start a thread each time
+                self._cond.wait_for(lambda: self._parked or self._stop, _REAPER_IDLE)
                 if not self._parked:
                     self._reaper = None
                     return
+                while self._parked and self._parked[0][0] > time.monotonic():
+                    self._cond.wait(self._parked[0][0] - time.monotonic())
                 expired = []
                 now = time.monotonic()
                 while self._parked and self._parked[0][0] <= now:

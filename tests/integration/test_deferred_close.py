@@ -139,3 +139,20 @@ def test_process_exit_closes_it_for_real(samba):
                          timeout=30)
     assert out.returncode == 0, out.stderr
     assert "closes 1" in out.stdout, out.stdout + out.stderr
+
+
+def test_remove_rename_and_rmdir_close_it_first(tree, samba):
+    tree, name, data = tree
+    base = f"dcdir-{os.urandom(3).hex()}"
+    tree.makedirs(f"{base}/sub")
+    for leaf in ("a", "b"):
+        tree.write_bytes(f"{base}/sub/{leaf}", data)
+        with tree.open(f"{base}/sub/{leaf}", "rb") as f:
+            f.read()
+    assert len(tree.deferred_closes) == 2
+    tree.rename(f"{base}/sub/a", f"{base}/sub/c")      # a kept handle would hold the name
+    tree.remove(f"{base}/sub/b")
+    tree.remove(f"{base}/sub/c")
+    tree.rmdir(f"{base}/sub")                          # not "directory not empty"
+    tree.rmdir(base)
+    assert not (samba.share_path() / base).exists()
