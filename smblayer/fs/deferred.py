@@ -39,7 +39,7 @@ import time
 from typing import Deque, List, Optional, Tuple
 
 from ..errors import SmbError
-from .ops import LEASE_HANDLE, OPLOCK_LEASE, Handle
+from .ops import FILE_SHARE_ALL, LEASE_HANDLE, OPLOCK_LEASE, Handle
 
 __all__ = ["DeferredCloses", "DeferredCloseMixin", "DEFAULT_DEFERRED_CLOSE", "MAX_PARKED"]
 
@@ -92,10 +92,12 @@ class DeferredCloses:
         self._close(evicted)
         return True
 
-    def reuse(self, path: str, access: int) -> Optional[Handle]:
-        """A parked handle of ``path`` opened with ``access`` (taken out of
-        the park), or None; a parked handle of ``path`` with another access
-        is closed for real first (it would conflict)."""
+    def reuse(self, path: str, access: int, share_access: int = FILE_SHARE_ALL
+              ) -> Optional[Handle]:
+        """A parked handle of ``path`` opened with ``access`` and
+        ``share_access`` (taken out of the park), or None; a parked handle of
+        ``path`` opened otherwise is closed for real first (it would
+        conflict)."""
         found = None
         stale: List[Handle] = []
         with self._cond:
@@ -105,6 +107,7 @@ class DeferredCloses:
                     continue
                 self._parked.remove(entry)
                 if found is None and handle.access == access and \
+                        handle.share_access == share_access and \
                         handle.lease_state & LEASE_HANDLE and \
                         handle.generation == self.tree.client.generation:
                     found = handle
