@@ -208,6 +208,9 @@ def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
                    help="remote files (wildcards allowed), then a local file or directory "
                         "(default: the remote base name, or . for several files)")
     _add_transfer_options(p, "get")
+    p.add_argument("--snapshot", metavar="@GMT-YYYY.MM.DD-HH.MM.SS",
+                   help="get one file as it was in this previous version (acl --snapshots "
+                        "lists them)")
 
     p = add("put", "transfers:cmd_put", "copy local files (- = stdin) to remote ones",
             epilog="The data goes to a temporary file in the destination folder, renamed "
@@ -267,6 +270,7 @@ def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
     p.add_argument("--files", type=positive_int, default=200, help="small files (default 200)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     add_ext_commands(add)
+    add_admin_commands(add)
     return parser
 
 
@@ -283,11 +287,32 @@ def add_ext_commands(add: Callable) -> None:
     p.add_argument("dest", metavar="//host[:port]/share/path")
 
 
-class _NotBuilt:
-    """Takes the arguments of a subcommand this run does not build."""
+def add_admin_commands(add) -> None:
+    """The ``acl`` command's parser (``add`` is build_parser's)."""
+    p = add("acl", "admin:cmd_acl", "show or change a remote file's ACL (smbcacls' format)",
+            epilog="ACEs are SID:TYPE/FLAGS/MASK as smbcacls writes them, e.g. "
+                   "ACL:S-1-1-0:ALLOWED/OI|CI/READ (the ACL: prefix is optional; "
+                   "several may be given comma separated).")
+    p.add_argument("url", metavar="//host[:port]/share/path")
+    p.add_argument("--numeric", action="store_true", help="numeric types, flags and masks")
+    p.add_argument("--sddl", action="store_true", help="print the descriptor as SDDL")
+    p.add_argument("-a", "--add", action="append", default=[], metavar="ACE",
+                   help="add ACEs")
+    p.add_argument("-D", "--delete", action="append", default=[], metavar="ACE",
+                   help="delete ACEs (exact matches)")
+    p.add_argument("-M", "--modify", action="append", default=[], metavar="ACE",
+                   help="replace the ACE of that SID and type")
+    p.add_argument("-S", "--set", metavar="ACES", help="replace the whole DACL")
+    p.add_argument("--snapshots", action="store_true",
+                   help="list the path's previous versions (@GMT tokens) instead")
 
-    def add_argument(self, *args, **kwargs) -> None:
-        pass
+
+class _NotBuilt:
+    """Stands for the parser of a subcommand this run does not build: every
+    call (add_argument, add_argument_group, set_defaults...) does nothing."""
+
+    def __getattr__(self, name: str):
+        return lambda *args, **kwargs: self
 
 
 def _value_options() -> frozenset:

@@ -33,13 +33,15 @@ import time
 import weakref
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
-from ..errors import SmbConnectionError, SmbError, SmbStatusError
+from ..errors import SmbAuthError, SmbConnectionError, SmbError, SmbStatusError
 from ..proto.commands import (FILE_NOTIFY_CHANGE_ALL, NO_FILE_ID, ioctl_request,
                               parse_ioctl_response)
 from ..proto.smb2 import Command
 from ..proto.status import NtStatus
 from ..task import SmbTask
+from .admin import AdminMixin
 from .file import MAX_IN_FLIGHT, BufferedRandom, BufferedWriter, SmbRawFile
+from .locks import BufferedReader
 from .posix import PosixMixin
 from .ops import (FILE_APPEND_DATA, FILE_CREATE, FILE_DIRECTORY_FILE, FILE_NON_DIRECTORY_FILE,
                   FILE_OPEN, FILE_OPEN_IF, FILE_OVERWRITE_IF, FILE_READ_ATTRIBUTES,
@@ -89,10 +91,12 @@ def _write_caching(handle: Handle) -> bool:
     return handle.oplock_level in (OPLOCK_EXCLUSIVE, OPLOCK_BATCH)
 
 
-class Tree(TreeHelpers, PosixMixin):
+class Tree(AdminMixin, TreeHelpers, PosixMixin):
     """A connected share.  Built by ``Session.tree_connect(share)``; the
     os/shutil-level helpers come from :class:`~smblayer.fs.helpers.TreeHelpers`,
-    the SMB3 POSIX extensions' calls from :class:`~smblayer.fs.posix.PosixMixin`."""
+    the administrators' calls (security descriptors, streams, snapshots,
+    links) from :class:`~smblayer.fs.admin.AdminMixin`, the SMB3 POSIX
+    extensions' calls from :class:`~smblayer.fs.posix.PosixMixin`."""
 
     #: READ/WRITE requests a file object keeps on the wire
     max_in_flight = MAX_IN_FLIGHT
@@ -132,6 +136,11 @@ class Tree(TreeHelpers, PosixMixin):
         # encryption even VALIDATE_NEGOTIATE_INFO goes out encrypted
         # ([MS-SMB2] 3.2.4.1.8, 3.2.5.5).
         self.encrypt = bool(flags & SHARE_FLAG_ENCRYPT_DATA)
+        if self.encrypt and session.cipher is None:       # fail closed: nothing in clear
+            raise SmbAuthError(NtStatus.ACCESS_DENIED, "TREE_CONNECT", self.share,
+                               "the share requires encryption but the session cannot "
+                               "encrypt (no session key, or no cipher)",
+                               cause="no_session_key")
         self.capabilities = caps            # e.g. continuous availability (persistent handles)
         session._validate_negotiate_once(self)
         self.dfs = bool(flags & SHARE_FLAGS_DFS)     # a DFS share (fs.dfs follows its links)
@@ -210,7 +219,8 @@ class Tree(TreeHelpers, PosixMixin):
     def open(self, path, mode: str = "rb", *, oplock: Optional[str] = None,
              on_break: Optional[Callable[[object, int], None]] = None, buffering: int = -1,
              encoding: Optional[str] = None, errors: Optional[str] = None,
-             newline: Optional[str] = None, durable: Optional[bool] = None):
+             newline: Optional[str] = None, durable: Optional[bool] = None,
+             share: Optional[str] = None, snapshot: Optional[str] = None):
         """Open ``path`` like the builtin ``open`` ("rb", "wb", "ab", "xb",
         "r+b", "w+b", "a+b", "x+b"; text modes wrap io.TextIOWrapper).
 
@@ -223,6 +233,9 @@ class Tree(TreeHelpers, PosixMixin):
         ``durable`` (default: the tree's ``durable``): ask a durable handle
         so the open file survives a reconnect; with ``oplock=None`` this
         asks a lease (or batch oplock) too, which Samba requires.
+
+        ``share`` (default "rwd") and ``snapshot``: see ``AdminMixin``.
+        "path:name" opens a data stream.
         """
         readable, writable, append, binary, disposition = _parse_mode(mode)
         if binary and (encoding or errors or newline):
@@ -235,7 +248,10 @@ class Tree(TreeHelpers, PosixMixin):
             raise ValueError(f"unknown oplock {oplock!r}") from None
         if on_break is not None and not callable(on_break):
             raise TypeError("on_break must be callable")
+        extra = self._open_options(share, snapshot, writable)   # see fs.admin
         self._check_connected()
+        if snapshot is not None:
+            durable = False
         path = normpath(path)
         access = SYNCHRONIZE | FILE_READ_ATTRIBUTES
         if readable:
@@ -251,7 +267,7 @@ class Tree(TreeHelpers, PosixMixin):
         with breaks.opening() if breaks is not None else contextlib.nullcontext():
             handle = self.ops.open(path, access=access, disposition=disposition,
                                    create_options=FILE_NON_DIRECTORY_FILE, oplock=level,
-                                   lease_state=lease_state, durable=durable)
+                                   lease_state=lease_state, durable=durable, **extra)
             handle.generation = generation
             if durable and not self.ops.durable_handles:
                 self._identify(handle)
@@ -294,7 +310,7 @@ class Tree(TreeHelpers, PosixMixin):
         elif writable:
             f = BufferedWriter(raw, size)
         else:
-            f = io.BufferedReader(raw, size)
+            f = BufferedReader(raw, size)
         if not binary:
             f = io.TextIOWrapper(f, encoding or "utf-8", errors, newline,
                                  line_buffering=buffering == 1)
@@ -329,7 +345,7 @@ class Tree(TreeHelpers, PosixMixin):
     def stat(self, path="") -> os.stat_result:
         """An ``os.stat_result`` (st_mode with the type bits, st_ino the
         server's file id, st_nlink, times as floats and ``_ns``)."""
-        return self.file_info(path).to_stat()
+        return self.file_info(path).to_stat(dev=self.volume_serial)
 
     def file_info(self, path="") -> FileInfo:
         """What the server tells about ``path`` (attributes, FILETIMEs, ...)."""

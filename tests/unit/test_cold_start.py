@@ -10,7 +10,7 @@ import textwrap
 LAZY_PACKAGES = ("smblayer.fs", "smblayer.rpc", "smblayer.fsspec", "smblayer.aio",
                  "smblayer.security")
 COMMAND_MODULES = ("smblayer.cli.run", "smblayer.cli.connections", "smblayer.cli.files",
-                   "smblayer.cli.transfers", "smblayer.cli.bench")
+                   "smblayer.cli.transfers", "smblayer.cli.bench", "smblayer.cli.admin")
 THIRD_PARTY = ("spnego", "gssapi", "krb5", "fsspec")
 
 
@@ -75,5 +75,6 @@ def test_parsing_one_subcommand_gives_what_the_whole_parser_gives():
                  ["-vU", "ls", "get", "//h/s/x"], ["--pass", "rm", "rm", "-rf", "//h/s/x"],
                  ["--timeout", "5", "put", "-c", "a", "b", "//h/s/"],
                  ["--dialect-min=3.0", "stat", "//h/s/x", "--no-guest"],
-                 ["echo", "-c", "3", "//h"]):
+                 ["echo", "-c", "3", "//h"], ["acl", "-a", "ACL:S-1-1-0:ALLOWED/0/READ", "//h/s/x"],
+                 ["get", "--snapshot", "@GMT-2020.01.01-00.00.00", "//h/s/x", "."]):
         assert vars(parse(argv)) == vars(build_parser().parse_args(argv)), argv
