@@ -336,7 +336,9 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin):
         write_whole = getattr(self.ops, "write_whole", None)
         if write_whole is not None and len(memoryview(data).cast("B")) <= self.io_write_size:
             self._check_connected()
-            return write_whole(normpath(path), memoryview(data).cast("B"))
+            written = write_whole(normpath(path), memoryview(data).cast("B"))
+            if written is not None:
+                return written          # else: a symbolic link, which open() follows
         with self.open(path, "wb", buffering=0) as f:
             return f.write(data)
 
