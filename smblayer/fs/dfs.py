@@ -134,6 +134,9 @@ def parse_referral_response(data: bytes, request_path: str) -> Referral:
         if size < _ENTRY_HEADER.size or pos + size > len(data):
             raise SmbError(f"DFS referral entry of bad size {size}")
         body = pos + _ENTRY_HEADER.size
+        fixed = {2: _V2.size, 3: _V34.size, 4: _V34.size}.get(version, 0)
+        if body + fixed > pos + size:
+            raise SmbError(f"DFS referral entry of version {version} too short ({size} bytes)")
         root = bool(server_type & _ROOT_TARGETS)
         if version == 1:
             address = _utf16z(data, body)

@@ -393,13 +393,16 @@ class Smb2FileOps(FileOps):
         close = self._related_close(path)
         created, data, _closed = self.client.run_compound(
             (create, self.read_task(related, 0, limit), close))
+        if created.header.status == NtStatus.STOPPED_ON_SYMLINK:
+            return None                 # a link the server did not follow: open() does
         if self._parse_create(created, path, OPLOCK_NONE, None).info.size > limit:
             return None
         return bytes(self.parse_read(data))
 
-    def write_whole(self, path: str, data) -> int:
+    def write_whole(self, path: str, data) -> Optional[int]:
         """Create or overwrite ``path`` with ``data`` (at most one WRITE's
-        worth) in one round trip: CREATE + WRITE + CLOSE as one compound."""
+        worth) in one round trip: CREATE + WRITE + CLOSE as one compound.
+        None if the CREATE stopped on a symbolic link (open() follows it)."""
         create, _level, _key = self._create_task(
             path, access=FILE_WRITE_DATA | FILE_READ_ATTRIBUTES | SYNCHRONIZE,
             disposition=FILE_OVERWRITE_IF, create_options=FILE_NON_DIRECTORY_FILE)
@@ -408,6 +411,8 @@ class Smb2FileOps(FileOps):
         if len(data):
             tasks.insert(1, self.write_task(related, 0, data))
         replies = self.client.run_compound(tasks)
+        if replies[0].header.status == NtStatus.STOPPED_ON_SYMLINK:
+            return None
         return self.parse_write(replies[1]) if len(data) else 0
 
     def _related_close(self, path: str) -> SmbTask:
