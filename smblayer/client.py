@@ -58,6 +58,7 @@ from ._connect import ConnectWorker
 from ._credits import CreditGate, CreditsAborted
 from ._demux import Demux
 from ._inflight import InFlight
+from .loopcheck import check_not_in_loop
 from ._probe import Liveness
 from ._send import Retry, Sender, shutdown
 from ._wire import wire_for
@@ -259,7 +260,10 @@ class SmbClient:
         SmbError subclass that describes any other failure.  With ``wait``
         the caller waits at most that many seconds in all; then the request
         is abandoned (CANCEL sent, its MessageId kept for the late reply)
-        and SmbTimeoutError raised: for close paths that must not hang."""
+        and SmbTimeoutError raised: for close paths that must not hang.
+        On a thread running an asyncio event loop it raises
+        BlockingInLoopError (use smblayer.aio there)."""
+        check_not_in_loop()
         self._check_task(task)
         if wait is None and self._is_teardown(task):
             wait = self._teardown_budget()
@@ -678,16 +682,20 @@ class SmbClient:
         task.payload_size = sum(map(len, task.body))
 
     def _send_async(self, task: SmbTask) -> None:
-        """Send an async task; it waits in the list (not here) while the
-        client is not ACTIVE."""
+        """Send an async task (an async compound's first task sends the
+        compound); it waits in the list (not here) while the client is not
+        ACTIVE."""
+        group = task.group
+        tasks = (task,) if group is None else group.tasks
         try:
-            self._send(task, park=True)
+            self._send_all(tasks, group is not None and group.related, park=True)
         except Exception as exc:  # noqa: BLE001
             self._fail_task(task, exc)
         except BaseException:
             # Ctrl-C while the caller's own thread was sending: the request
             # is cancelled and the interrupt reaches the caller.
-            self._abandon(task, SmbCancelledError("request interrupted"))
+            for t in tasks:
+                self._abandon(t, SmbCancelledError("request interrupted"))
             raise
 
     def _send_nowait(self, task: SmbTask) -> None:
@@ -757,6 +765,7 @@ class SmbClient:
         ``related`` the later requests work on the first one's handle (their
         bodies carry FileId 0xFF..FF).  If a reconnect interrupts it, the
         whole compound is sent again.  Errors raise as in run_task."""
+        check_not_in_loop()
         tasks = list(tasks)
         if not tasks:
             raise ValueError("an empty compound")
@@ -793,6 +802,28 @@ class SmbClient:
                 self._abandon(task, SmbCancelledError("request interrupted"))
             raise self._annotate(exc, tasks[0]) if isinstance(exc, SmbError) else exc
         return [self._finish(task) for task in tasks]
+
+    def run_compound_async(self, tasks: Sequence[SmbTask], related: bool = True) -> Future:
+        """``run_compound`` without waiting: a Future of the replies in
+        order, settled on smbiod (the first failing element's error, in
+        order, as run_compound raises it).  Cancelling the Future cancels
+        every element.  A reconnect resends the whole compound."""
+        from .compound import CompoundRun
+        tasks = list(tasks)
+        if not tasks:
+            raise ValueError("an empty compound")
+        conn = self._conn
+        if conn is not None and conn.wire.is_smb1:
+            raise ValueError("compound requests need SMB2 or later")
+        for task in tasks:
+            self._check_task(task)
+        run = CompoundRun(self, tasks, related)
+        if self.state is ClientState.ACTIVE and conn is not None and not conn.lost and \
+                self._credits.available > len(tasks) + 1:
+            self._send_async(tasks[0])
+        else:
+            self._iod.call_soon(self._send_async, tasks[0])
+        return run.future
 
     # -- waiting and finishing --------------------------------------------------
 
@@ -854,7 +885,7 @@ class SmbClient:
         if future is None or future.done():
             return
         try:
-            if self._renewed((task,)):
+            if task.group is None and self._renewed((task,)):
                 self._send_async(task)
                 return
             result = self._finish(task)
@@ -870,13 +901,16 @@ class SmbClient:
         task.future = None          # no cycle keeps the task alive
 
     def _fail_task(self, task: SmbTask, error: BaseException) -> None:
-        """A send failed outside the MID table: fail the task and wake it."""
+        """A send failed outside the MID table: fail the task (an async
+        compound: all of it) and wake it."""
+        tasks = (task,) if task.group is None else task.group.tasks
         with self._inflight.lock:
-            if task.state.final:
-                return self._wake(task)
-            move(task, TaskState.FAILED)
-            task.error = error
-        self._wake(task)
+            for t in tasks:
+                if not t.state.final:
+                    move(t, TaskState.FAILED)
+                    t.error = error
+        for t in tasks:
+            self._wake(t)
 
     def _wake(self, task: SmbTask) -> None:
         """Hand a task that changed state to whoever waits on it.  Never
@@ -1035,6 +1069,9 @@ class SmbClient:
             return SmbConnectionError(
                 f"connection to {self.host}:{self.port} lost while {name} was in flight; "
                 "the request is not safe to repeat and was not reissued")
+        if task.group is not None:
+            from .compound import CompoundLost
+            return CompoundLost(f"{name} lost with its connection; the compound is resent")
         if task.is_probe:
             return SmbConnectionError("probe lost")
         return None
