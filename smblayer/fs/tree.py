@@ -116,6 +116,13 @@ def _parse_mode(mode: str) -> Tuple[bool, bool, bool, bool, int]:
             _DISPOSITION[kind])
 
 
+# Public spellings for the other front ends (smblayer.aio, fsspec).
+NOT_THERE = _NOT_THERE
+parse_mode = _parse_mode
+join_path = _join
+has_magic = _MAGIC.search
+
+
 def _write_caching(handle: Handle) -> bool:
     """Whether the server lets ``handle`` cache writes (so a break must
     wait for them)."""
