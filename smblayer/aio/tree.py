@@ -334,6 +334,20 @@ class AsyncTree:
         async with self.open(path, "rb") as f:
             return await f.read()
 
+    async def read_range(self, path, start: int, end: Optional[int] = None) -> bytes:
+        """Bytes ``start`` to ``end`` (None: the end of the file): one
+        compound round trip (CREATE+READ+CLOSE) when they fit one READ."""
+        self._check()
+        if end is not None and end <= start:
+            return b""
+        if self.plans is not None and end is not None and \
+                end - start <= self.sync.io_read_size:
+            return await run_plan(self.client.sync, self.plans.read_range_plan(
+                normpath(path), start, end - start))
+        async with self.open(path, "rb") as f:
+            await f.seek(start)
+            return await f.read(-1 if end is None else end - start)
+
     async def write_bytes(self, path, data) -> int:
         """Create or overwrite ``path``: one compound round trip when it fits
         one WRITE."""

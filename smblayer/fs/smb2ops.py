@@ -378,17 +378,27 @@ class Smb2FileOps(FileOps):
         return self.run_plan(self.read_whole_plan(path, limit))
 
     def read_whole_plan(self, path: str, limit: int) -> "Plan":
-        create, _level, _key = self._create_task(
-            path, access=FILE_READ_DATA | FILE_READ_ATTRIBUTES | SYNCHRONIZE,
-            disposition=FILE_OPEN, create_options=FILE_NON_DIRECTORY_FILE)
-        related = Handle(_RELATED_FID, path, FileInfo())
+        tasks = self._read_compound(path, 0, limit)
 
         def finish(replies: Sequence[Reply]) -> Optional[bytes]:
             created, data, _closed = replies
             if self._parse_create(created, path, OPLOCK_NONE, None).info.size > limit:
                 return None
             return bytes(self.parse_read(data))
-        return [create, self.read_task(related, 0, limit), self._related_close(path)], finish
+        return tasks, finish
+
+    def read_range_plan(self, path: str, offset: int, length: int) -> "Plan":
+        """``length`` bytes (at most ``max_read``; fewer at the end of the
+        file) from ``offset``: CREATE + READ + CLOSE as one compound."""
+        return (self._read_compound(path, offset, length),
+                lambda replies: bytes(self.parse_read(replies[1])))
+
+    def _read_compound(self, path: str, offset: int, length: int) -> List[SmbTask]:
+        create, _level, _key = self._create_task(
+            path, access=FILE_READ_DATA | FILE_READ_ATTRIBUTES | SYNCHRONIZE,
+            disposition=FILE_OPEN, create_options=FILE_NON_DIRECTORY_FILE)
+        related = Handle(_RELATED_FID, path, FileInfo())
+        return [create, self.read_task(related, offset, length), self._related_close(path)]
 
     def write_whole(self, path: str, data) -> int:
         """Create or overwrite ``path`` with ``data`` (at most one WRITE's
