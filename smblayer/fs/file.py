@@ -4,11 +4,13 @@
 (and io.TextIOWrapper for text modes).  The file object owns its I/O:
 
 * **Reads** are split into ``io_read_size`` chunks kept in flight together
-  (``max_in_flight``); ``readinto`` receives each READ reply straight into
-  the caller's buffer where it can.  Sequential reads are read ahead: the
+  (at least ``max_in_flight``, more on a link with latency: the file's
+  ``IoWindow`` grows to the bandwidth-delay product, window.py);
+  ``readinto`` receives each READ reply straight into the caller's buffer
+  where it can.  Sequential reads are read ahead: the
   next chunks are already on the wire when the next call comes.
 * **Writes are write-behind**: ``write`` queues WRITE requests and returns;
-  at most ``max_in_flight`` x the write size is in flight per file (a write
+  at most the window's count x the write size is in flight per file (a write
   waits for the oldest beyond that).  A failed WRITE raises at the next
   write, flush or close, never silently lost; ``flush`` waits for all,
   ``close`` flushes.
@@ -49,6 +51,7 @@ from ..errors import (SmbCancelledError, SmbConnectionError, SmbError, SmbStatus
 from ..proto.status import NtStatus
 from ..task import SmbTask, TaskState
 from .ops import FILE_OPEN, Handle
+from .window import IoWindow
 
 log = logging.getLogger("smblayer")
 
@@ -70,6 +73,9 @@ class SmbRawFile(io.RawIOBase):
     use ``Tree.open(path, mode, buffering=0)``."""
 
     max_in_flight = MAX_IN_FLIGHT
+    #: sequential reads start read-ahead (off for a named pipe: a READ sent
+    #: ahead would take the next message)
+    read_ahead = True
 
     def __init__(self, tree, handle: Handle, mode: str, *, readable: bool, writable: bool,
                  append: bool = False,
@@ -107,6 +113,10 @@ class SmbRawFile(io.RawIOBase):
         self._ra_free: list = []              # read-ahead buffers free for reuse
         self._next_read = -1
         self._sequential = 0
+        # requests in flight per pipelined transfer: grows to the link's
+        # bandwidth-delay product from the replies' round trips (window.py)
+        self._window = IoWindow.for_chunk(self.max_in_flight,
+                                          max(tree.io_read_size, tree.io_write_size))
         handle.file = self
 
     # -- identity ----------------------------------------------------------------
@@ -226,7 +236,9 @@ class SmbRawFile(io.RawIOBase):
 
     def _result(self, task: SmbTask, future):
         try:
-            return future.result()
+            reply = future.result()
+            self._window.sample(task.t_done - task.t_sent)
+            return reply
         except BaseException as exc:
             self._raise(self._failure(exc))
         finally:
@@ -260,7 +272,7 @@ class SmbRawFile(io.RawIOBase):
 
     def _pipeline(self, items: Iterable[Tuple[Builder, int]],
                   consume: Callable[[object, int], None]) -> None:
-        """Send the (builder, length) ``items`` with up to ``max_in_flight``
+        """Send the (builder, length) ``items`` with up to the window's count
         in flight; ``consume(reply, length)`` runs for each, in order.  On
         an smbiod thread (break callbacks) one at a time: an smbiod worker
         must not wait for Futures that smbiod completes."""
@@ -272,7 +284,7 @@ class SmbRawFile(io.RawIOBase):
         try:
             for build, length in items:
                 pending.append((*self._start(build), length))
-                if len(pending) >= self.max_in_flight:
+                if len(pending) >= self._window.count:
                     task, future, n = pending.popleft()
                     consume(self._result(task, future), n)
             while pending:
@@ -342,8 +354,9 @@ class SmbRawFile(io.RawIOBase):
         self._next_read = offset + done
         # Read ahead for sequential calls too small to fill the pipeline
         # themselves (a big call pipelines its own chunks, placed in its buffer).
-        if not eof and self._sequential >= _READ_AHEAD_AFTER and not _on_smbiod() and \
-                len(view) < self.max_in_flight * self._tree.io_read_size:
+        if not eof and self.read_ahead and self._sequential >= _READ_AHEAD_AFTER and \
+                not _on_smbiod() and \
+                len(view) < self._window.count * self._tree.io_read_size:
             self._read_ahead(offset + done)
         return done
 
@@ -385,14 +398,14 @@ class SmbRawFile(io.RawIOBase):
         return done, False
 
     def _read_ahead(self, offset: int) -> None:
-        """Keep up to ``max_in_flight`` READs on the wire after ``offset``."""
+        """Keep up to the window's count of READs on the wire after ``offset``."""
         step = self._tree.io_read_size
         if self._leftover is not None:
             offset = self._leftover[0] + len(self._leftover[1])
         end = self._ahead[-1][0] + self._ahead[-1][1] if self._ahead else offset
         ops = self._ops
         placeable = self._tree._placement_ok()
-        while len(self._ahead) < self.max_in_flight:
+        while len(self._ahead) < self._window.count:
             buf = self._ra_free.pop() if self._ra_free else bytearray(step)
             into = memoryview(buf)[:step] if placeable and len(buf) >= step else None
             task, future = self._start(
@@ -487,7 +500,7 @@ class SmbRawFile(io.RawIOBase):
 
     @property
     def _write_limit(self) -> int:
-        return self.max_in_flight * self._tree.io_write_size
+        return self._window.count * self._tree.io_write_size
 
     def _queue_write(self, build: Builder, n: int) -> None:
         self._written = True

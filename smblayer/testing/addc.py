@@ -46,7 +46,8 @@ import threading
 import time
 from typing import Dict, Iterator, List, Mapping, Optional, Sequence
 
-from .samba import (_descendants, _free_port, _pdeathsig_argv, _wait_exit_noreap,
+from .procfs import descendants as _descendants, wait_exit_noreap as _wait_exit_noreap
+from .samba import (_free_port, _pdeathsig_argv,
                     find_smbclient)
 
 __all__ = ["SambaAdDc", "find_samba", "find_samba_tool", "find_kinit", "DC_PACKAGES"]

@@ -45,7 +45,13 @@ import tempfile
 import threading
 import time
 import weakref
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Union
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
+
+from .chroot import SambaRoot
+from .procfs import (alive as _alive, all_pids as _all_pids, descendants as _descendants,
+                     local_ports_of, proc_cmdline as _proc_cmdline, proc_comm as _proc_comm,
+                     proc_stat as _proc_stat, socket_inodes, tcp_connections,
+                     wait_exit_noreap as _wait_exit_noreap)
 
 __all__ = [
     "SambaServer",
@@ -119,174 +125,6 @@ def find_smbpasswd() -> Optional[str]:
 
 def find_smbclient() -> Optional[str]:
     return _find_binary("smbclient", _BIN_DIRS + _SBIN_DIRS)
-
-
-# ---------------------------------------------------------------------------
-# /proc helpers (Linux only)
-
-_TCP_STATES = {
-    "01": "ESTABLISHED", "02": "SYN_SENT", "03": "SYN_RECV", "04": "FIN_WAIT1",
-    "05": "FIN_WAIT2", "06": "TIME_WAIT", "07": "CLOSE", "08": "CLOSE_WAIT",
-    "09": "LAST_ACK", "0A": "LISTEN", "0B": "CLOSING",
-}
-
-
-def _decode_addr(hexaddr: str) -> tuple:
-    ip_hex, port_hex = hexaddr.split(":")
-    port = int(port_hex, 16)
-    raw = bytes.fromhex(ip_hex)
-    if len(raw) == 4:
-        ip = socket.inet_ntop(socket.AF_INET, raw[::-1])
-    else:
-        # /proc/net/tcp6 prints four host-order 32-bit words
-        words = b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))
-        ip = socket.inet_ntop(socket.AF_INET6, words)
-        if ip.startswith("::ffff:") and "." in ip:
-            ip = ip[len("::ffff:"):]
-    return ip, port
-
-
-def tcp_connections() -> List[dict]:
-    """Parse /proc/net/tcp and /proc/net/tcp6.
-
-    Returns dicts with ``local`` (ip, port), ``remote`` (ip, port), ``state``
-    (e.g. "ESTABLISHED", "LISTEN") and ``inode`` (int).
-    """
-    result = []
-    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(name) as f:
-                lines = f.read().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if len(fields) < 10:
-                continue
-            try:
-                local = _decode_addr(fields[1])
-                remote = _decode_addr(fields[2])
-                inode = int(fields[9])
-            except (ValueError, OSError):
-                continue
-            result.append({
-                "local": local,
-                "remote": remote,
-                "state": _TCP_STATES.get(fields[3].upper(), fields[3]),
-                "inode": inode,
-            })
-    return result
-
-
-def socket_inodes(pid: int) -> Set[int]:
-    """Socket inodes held open by process ``pid`` (empty set if gone)."""
-    inodes = set()
-    fd_dir = "/proc/%d/fd" % pid
-    try:
-        names = os.listdir(fd_dir)
-    except OSError:
-        return inodes
-    for name in names:
-        try:
-            target = os.readlink(os.path.join(fd_dir, name))
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            try:
-                inodes.add(int(target[8:-1]))
-            except ValueError:
-                pass
-    return inodes
-
-
-def local_ports_of(pid: int, remote_port: int,
-                   remote_host: str = "127.0.0.1") -> List[int]:
-    """Local ports of ESTABLISHED TCP connections that process ``pid`` has to
-    ``remote_host:remote_port`` (e.g. to find an smbclient's client port)."""
-    inodes = socket_inodes(pid)
-    return sorted(
-        c["local"][1] for c in tcp_connections()
-        if c["inode"] in inodes and c["state"] == "ESTABLISHED"
-        and c["remote"] == (remote_host, remote_port))
-
-
-def _proc_stat(pid: int) -> Optional[tuple]:
-    """(state, ppid) of ``pid`` or None if it does not exist."""
-    try:
-        with open("/proc/%d/stat" % pid, "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    # comm may contain spaces/parentheses: split after the last ')'
-    rest = data[data.rfind(b")") + 2:].split()
-    try:
-        return rest[0].decode(), int(rest[1])
-    except (IndexError, ValueError):
-        return None
-
-
-def _proc_comm(pid: int) -> str:
-    try:
-        with open("/proc/%d/comm" % pid) as f:
-            return f.read().strip()
-    except OSError:
-        return ""
-
-
-def _proc_cmdline(pid: int) -> bytes:
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as f:
-            return f.read()
-    except OSError:
-        return b""
-
-
-def _all_pids() -> List[int]:
-    try:
-        return [int(n) for n in os.listdir("/proc") if n.isdigit()]
-    except OSError:
-        return []
-
-
-def _alive(pid: int) -> bool:
-    st = _proc_stat(pid)
-    return st is not None and st[0] not in ("Z", "X")
-
-
-def _descendants(root: int) -> List[int]:
-    """Live (non-zombie) descendants of ``root``, breadth first."""
-    children: Dict[int, List[int]] = {}
-    states: Dict[int, str] = {}
-    for pid in _all_pids():
-        st = _proc_stat(pid)
-        if st is None:
-            continue
-        states[pid] = st[0]
-        children.setdefault(st[1], []).append(pid)
-    out = []
-    todo = list(children.get(root, ()))
-    while todo:
-        pid = todo.pop(0)
-        if states.get(pid) not in ("Z", "X"):
-            out.append(pid)
-        todo.extend(children.get(pid, ()))
-    return out
-
-
-def _wait_exit_noreap(pid: int, timeout: float) -> bool:
-    """Wait up to ``timeout`` s for our child ``pid`` to exit, leaving it
-    unreaped (a zombie) so that its pid cannot be reused meanwhile."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            res = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-        except ChildProcessError:
-            return True  # already reaped
-        if res is not None and res.si_pid == pid:
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.01)
 
 
 _pdeathsig_prefix: Optional[List[str]] = None
@@ -370,7 +208,8 @@ class SambaServer:
                  username: Optional[str] = None,
                  password: str = DEFAULT_PASSWORD,
                  extra_shares: Optional[Mapping[str, Mapping[str, object]]] = None,
-                 start_timeout: float = _START_DEADLINE) -> None:
+                 start_timeout: float = _START_DEADLINE,
+                 root: Optional[str] = None) -> None:
         self.min_protocol = min_protocol
         self.max_protocol = max_protocol
         self.extra_global = dict(extra_global or {})
@@ -381,6 +220,8 @@ class SambaServer:
         self.username = username
         self.password = password
         self.start_timeout = float(start_timeout)
+        # Samba from a Debian root (smblayer.testing.chroot) instead of the host's
+        self.root: Optional[SambaRoot] = SambaRoot(root) if root else None
 
         self.port: Optional[int] = None
         self.tempdir: Optional[str] = None
@@ -549,12 +390,10 @@ class SambaServer:
             f.write("hello from the readonly share\n")
 
     def _add_user(self) -> None:
-        smbpasswd = find_smbpasswd()
-        if smbpasswd is None:
-            raise RuntimeError("smbpasswd not found (install samba-common-bin)")
+        smbpasswd = self._program("smbpasswd", find_smbpasswd)
         pw = "%s\n%s\n" % (self.password, self.password)
         res = subprocess.run(
-            [smbpasswd, "-c", self.conf_path, "-s", "-a", self.username],
+            self._in_root([smbpasswd, "-c", self.conf_path, "-s", "-a", self.username]),
             input=pw, capture_output=True, text=True, timeout=30,
             cwd=self.tempdir, env=standalone_env())
         if res.returncode != 0:
@@ -562,15 +401,37 @@ class SambaServer:
                 self.username, res.returncode, res.stdout.strip(),
                 res.stderr.strip()))
 
+    def _program(self, name: str, find) -> str:
+        """Path of Samba program ``name``: in the root, else on this host."""
+        if self.root is not None:
+            return self.root.program(name)
+        path = find()
+        if path is None:
+            raise RuntimeError("%s not found on PATH or in /usr/sbin, /usr/bin "
+                               "(install samba)" % name)
+        return path
+
+    def _in_root(self, argv: List[str]) -> List[str]:
+        return self.root.command(argv) if self.root is not None else argv
+
+    def smbstatus(self, *args: str, timeout: float = 30) -> str:
+        """``smbstatus`` of this server (the root's own with ``root=``)."""
+        exe = self._program("smbstatus", lambda: _find_binary("smbstatus", _BIN_DIRS))
+        res = subprocess.run(self._in_root([exe, "-s", self.conf_path] + list(args)),
+                             capture_output=True, text=True, timeout=timeout,
+                             env=standalone_env(), cwd=self.tempdir)
+        if res.returncode != 0:
+            raise RuntimeError("smbstatus failed (rc=%d): %s" % (res.returncode,
+                                                                 res.stderr.strip()))
+        return res.stdout
+
     # -- lifecycle -----------------------------------------------------------
 
     def start(self) -> "SambaServer":
         with self._lock:
             if self.running:
                 return self
-            smbd = find_smbd()
-            if smbd is None:
-                raise RuntimeError("smbd not found on PATH or in /usr/sbin")
+            smbd = self._program("smbd", find_smbd)
             t0 = time.monotonic()
             ok = False
             try:
@@ -616,8 +477,8 @@ class SambaServer:
                   if threading.current_thread() is threading.main_thread()
                   else [])
         self._proc = subprocess.Popen(
-            prefix + [smbd, "-s", self.conf_path, "-F", "--no-process-group",
-             "-l", self._path("log"), "-d", str(self.log_level)],
+            prefix + self._in_root([smbd, "-s", self.conf_path, "-F", "--no-process-group",
+                                    "-l", self._path("log"), "-d", str(self.log_level)]),
             stdin=subprocess.DEVNULL, stdout=self._stdout_file,
             stderr=subprocess.STDOUT, cwd=self.tempdir, close_fds=True,
             env=standalone_env(),
@@ -759,9 +620,7 @@ class SambaServer:
         (e.g. after a fault test killed it)."""
         with self._lock:
             self._kill_tree()
-            smbd = find_smbd()
-            if smbd is None:
-                raise RuntimeError("smbd not found")
+            smbd = self._program("smbd", find_smbd)
             t0 = time.monotonic()
             self._spawn(smbd)
             self.start_seconds = time.monotonic() - t0

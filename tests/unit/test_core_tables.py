@@ -9,8 +9,8 @@ import weakref
 
 import pytest
 
-from smblayer._credits import CreditGate, CreditsAborted
-from smblayer._inflight import NEVER, InFlight
+from smblayer.transport.credits import CreditGate, CreditsAborted
+from smblayer.transport.inflight import NEVER, InFlight
 from smblayer.client import CLIENT_TRANSITIONS, ClientState
 from smblayer.task import (FINAL_STATES, TRANSITIONS, IllegalTransition, SmbTask, TaskState,
                            can_move, move)

@@ -3,14 +3,15 @@ well-defined behaviour on it.  This module keeps the client's state, its
 public API and the orchestration; each responsibility lives in its module:
 
 ==================  ==========================================================
-``_inflight.py``    MessageIds, the requests waiting for replies, their timers
-``_send.py``        the one send primitive (single, compound, one-way, CANCEL)
-``_demux.py``       the receive path: read, decrypt, place, dispatch
-``_probe.py``       liveness: timer expiry, ECHO probing, keepalive, hard/soft
-``_connect.py``     connect, reconnect and recovery (the connect worker)
-``_credits.py``     the credit gate
+``inflight.py``     MessageIds, the requests waiting for replies, their timers
+``send.py``         the one send primitive (single, compound, one-way, CANCEL)
+``demux.py``        the receive path: read, decrypt, place, dispatch
+``probe.py``        liveness: timer expiry, ECHO probing, keepalive, hard/soft
+``connect.py``      connect, reconnect and recovery (the connect worker)
+``credits.py``      the credit gate
 ``iod.py``          smbiod: async completions, break callbacks, probes
 ``task.py``         one request and the task transition table
+``compound.py``     an async compound: sent and resent whole, one Future
 ==================  ==========================================================
 
 Theory of operation
@@ -23,7 +24,7 @@ it, and close() (any thread) moves to CLOSED::
     CONNECTING --negotiated----------------> ACTIVE
     ACTIVE --reset/EOF/bad frame/soft timeout--> RECONNECTING
     RECONNECTING --reconnected, recovery done--> ACTIVE
-    any --close() / first connect failed--> CLOSED
+    any --close() / first connect failed / fork (in the child)--> CLOSED
 
 A caller's request: wait until the client can carry it (ACTIVE; a soft
 request waits at most until its deadline), take credits (FIFO), then the
@@ -54,25 +55,25 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from ._connect import ConnectWorker
-from ._credits import CreditGate, CreditsAborted
-from ._demux import Demux
-from ._inflight import InFlight
-from .loopcheck import check_not_in_loop
-from ._probe import Liveness
-from ._send import Retry, Sender, shutdown
-from ._wire import wire_for
-from .config import Dialect, DialectRange, ReconnectPolicy, TimeoutPolicy
-from .errors import (SmbCancelledError, SmbClosedError, SmbConnectionError, SmbError,
+from .connect import ConnectWorker
+from .credits import CreditGate, CreditsAborted
+from .demux import Demux
+from .inflight import InFlight
+from .probe import Liveness
+from .send import Retry, Sender, shutdown
+from .wire import wire_for
+from ..loopcheck import check_not_in_loop
+from ..config import Dialect, DialectRange, ReconnectPolicy, TimeoutPolicy
+from ..errors import (SmbCancelledError, SmbClosedError, SmbConnectionError, SmbError,
                      SmbProtocolError, SmbTimeoutError, status_error)
 from .iod import SmbIod
-from .proto import smb1, smb2
-from .proto.framing import MAX_FRAME
-from .proto.negotiate import NegotiateResult
-from .proto.status import NtStatus, is_error
+from ..proto import smb1, smb2
+from ..proto.framing import MAX_FRAME
+from ..proto.negotiate import NegotiateResult
+from ..proto.status import NtStatus, is_error
 from .registry import _registry as _REGISTRY
 from .stats import ClientStats, command_name
-from ._states import CLIENT_TRANSITIONS, ClientState
+from .states import CLIENT_TRANSITIONS, ClientState
 from .task import (IllegalTransition, Reply, SmbTask, TaskState,
                    can_move, move)
 
@@ -484,9 +485,11 @@ class SmbClient:
     def _after_fork_in_child(self) -> None:
         """The child must not use the parent's socket or threads."""
         self._forked = True
-        self.state = ClientState.CLOSED
-        conn, self._conn = self._conn, None
+        # A fresh condition first: a parent thread that no longer exists
+        # here may have held the old one at fork time.
         self._state_cond = threading.Condition()
+        self._move_closed()
+        conn, self._conn = self._conn, None
         self._sender = Sender(self)
         self._inflight = InFlight()
         self._credits = CreditGate()
@@ -609,7 +612,7 @@ class SmbClient:
         """Set the task's CreditCharge; return the credits it consumes: from
         max(send payload, expected response) ([MS-SMB2] 3.2.4.1.5), both read
         from the whole body whatever its split (``request_sizes``)."""
-        from .proto.credits import credits_needed, request_sizes
+        from ..proto.credits import credits_needed, request_sizes
         wire = conn.wire
         if wire.is_smb1:
             task.credit_charge = wire.charge(task.command, 0, 0)
@@ -748,10 +751,17 @@ class SmbClient:
             return False
         if not conn.wire.is_smb1:
             raise ValueError("send_oneway is for SMB1 requests without a response")
+        if task.state.final:
+            move(task, TaskState.NEW)             # the task object is run again
+        with self._inflight.lock:
+            move(task, TaskState.QUEUED)          # a task already running is refused
         size = self._sender.oneway(conn, task)
-        if not size:
-            return False
-        task.state = TaskState.DONE
+        with self._inflight.lock:
+            if not size:
+                move(task, TaskState.FAILED)
+                return False
+            move(task, TaskState.SENT)
+            move(task, TaskState.DONE)            # no reply will come
         stats = self._stats.command(conn.wire, task.command)
         stats.ops += 1
         stats.bytes_sent += size

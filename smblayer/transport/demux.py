@@ -34,11 +34,11 @@ import threading
 import time
 from typing import Optional
 
-from .errors import SmbProtocolError
-from ._wire import PLACEMENT_HEAD
-from .proto import smb2
-from .proto.framing import FrameReader, FramingError, PlacedFrame
-from .proto.status import is_error
+from ..errors import SmbProtocolError
+from .wire import PLACEMENT_HEAD
+from ..proto import smb2
+from ..proto.framing import FrameReader, FramingError, PlacedFrame
+from ..proto.status import is_error
 from .task import Reply, TaskState, move
 
 log = logging.getLogger("smblayer")
@@ -341,7 +341,7 @@ class Demux:
         scratch buffer: a READ payload goes straight into the caller's
         buffer (then None is returned: it is dispatched here); anything else
         comes back as the plaintext message."""
-        from .security.crypto import TRANSFORM_HEADER_SIZE, DecryptError
+        from ..security.crypto import TRANSFORM_HEADER_SIZE, DecryptError
         session = self._session_for(head)
         size = len(head) - TRANSFORM_HEADER_SIZE + len(tail)
         cipher = getattr(session, "cipher", None)
@@ -371,7 +371,7 @@ class Demux:
         return None
 
     def _session_for(self, frame):
-        from .security.crypto import transform_session_id
+        from ..security.crypto import transform_session_id
         try:
             session = self._client._sessions.get(transform_session_id(frame))
         except ValueError:
@@ -381,7 +381,7 @@ class Demux:
         return session
 
     def _decrypt(self, message):
-        from .security.crypto import DecryptError
+        from ..security.crypto import DecryptError
         session = self._session_for(message)
         try:
             return session.decrypt(message)

@@ -30,7 +30,7 @@ import threading
 from concurrent.futures import Future
 from typing import List, Optional, Sequence
 
-from .errors import SmbCancelledError, SmbConnectionError
+from ..errors import SmbCancelledError, SmbConnectionError
 from .task import SmbTask, TaskState, move
 
 

@@ -1,6 +1,6 @@
 """smbiod: the bounded worker pool that runs async completions, break
 callbacks, keepalives and echo probes.  Recovery (reconnect handlers) never
-runs here: user work could fill the pool (see _connect.py).
+runs here: user work could fill the pool (see connect.py).
 
 Like ``concurrent.futures.ThreadPoolExecutor`` but with two properties the
 layer needs: the queue is bounded (a flood of callbacks applies back-pressure

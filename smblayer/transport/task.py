@@ -23,7 +23,7 @@ import threading
 from concurrent.futures import Future
 from typing import Any, Callable, Optional, Sequence
 
-from .config import TimeoutPolicy
+from ..config import TimeoutPolicy
 
 
 class TaskState(enum.Enum):
@@ -112,7 +112,7 @@ class Reply:
             try:
                 header = self._header = self._parse(self.message)
             except ValueError as exc:
-                from .errors import SmbProtocolError
+                from ..errors import SmbProtocolError
                 raise SmbProtocolError(f"malformed reply header: {exc}") from None
         return header
 

@@ -24,14 +24,14 @@ import threading
 import time
 from typing import List, Sequence
 
-from .errors import SmbCancelledError
-from .proto import smb2
-from .proto.framing import frame_prefix
+from ..errors import SmbCancelledError
+from ..proto import smb2
+from ..proto.framing import frame_prefix
 from .task import SmbTask, TaskState, can_move
 
 log = logging.getLogger("smblayer")
 
-CREDIT_TARGET = 512          # credits we try to hold (SMB2)
+CREDIT_TARGET = 2048         # credits we try to hold (SMB2): a 64 MiB window of 1 MiB I/O
 CREDIT_ASK = 64              # extra credits asked per request while below target
 
 

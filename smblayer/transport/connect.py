@@ -30,12 +30,12 @@ import threading
 import time
 from typing import Optional
 
-from ._states import ClientState
-from .errors import (SmbConnectionError, SmbError, SmbNegotiateError, SmbTimeoutError,
+from .states import ClientState
+from ..errors import (SmbConnectionError, SmbError, SmbNegotiateError, SmbTimeoutError,
                      SmbNegotiateRefusedError, SmbProtocolError)
-from .proto import smb2
-from .proto.framing import FrameReader, FramingError, frame_prefix
-from .proto.negotiate import NegotiateFailed, NegotiateResult, Negotiator, Outgoing
+from ..proto import smb2
+from ..proto.framing import FrameReader, FramingError, frame_prefix
+from ..proto.negotiate import NegotiateFailed, NegotiateResult, Negotiator, Outgoing
 
 log = logging.getLogger("smblayer")
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Dict, Optional, Tuple
 
-from .proto import smb1, smb2
+from ..proto import smb1, smb2
 
 
 class CommandStats:

@@ -32,8 +32,8 @@ import logging
 import time
 from typing import List, Optional
 
-from ._states import ClientState
-from .errors import SmbError, SmbTimeoutError
+from .states import ClientState
+from ..errors import SmbError, SmbTimeoutError
 from .task import SmbTask, TaskState, move
 
 log = logging.getLogger("smblayer")

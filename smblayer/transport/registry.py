@@ -18,7 +18,7 @@ import threading
 import weakref
 from typing import Dict, Optional, Tuple
 
-from .config import DialectRange, ReconnectPolicy, TimeoutPolicy
+from ..config import DialectRange, ReconnectPolicy, TimeoutPolicy
 
 
 class Registry:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import struct
 from typing import Optional, Tuple
 
-from .config import Dialect
-from .proto import credits as credit_math
-from .proto import smb1, smb2
-from .proto.framing import MAX_FRAME
-from .proto.negotiate import NegotiateResult
+from ..config import Dialect
+from ..proto import credits as credit_math
+from ..proto import smb1, smb2
+from ..proto.framing import MAX_FRAME
+from ..proto.negotiate import NegotiateResult
 
 # SMB2 header + the fixed part of a READ response: where READ data starts.
 PLACEMENT_HEAD = 80
