@@ -55,6 +55,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from .compound import CompoundLost, CompoundRun
 from .connect import ConnectWorker
 from .credits import CreditGate, CreditsAborted
 from .demux import Demux
@@ -818,7 +819,6 @@ class SmbClient:
         order, settled on smbiod (the first failing element's error, in
         order, as run_compound raises it).  Cancelling the Future cancels
         every element.  A reconnect resends the whole compound."""
-        from .compound import CompoundRun
         tasks = list(tasks)
         if not tasks:
             raise ValueError("an empty compound")
@@ -895,7 +895,7 @@ class SmbClient:
         if future is None or future.done():
             return
         try:
-            if task.group is None and self._renewed((task,)):
+            if self._renewed((task,)):
                 self._send_async(task)
                 return
             result = self._finish(task)
@@ -928,10 +928,17 @@ class SmbClient:
         if task.future is not None:
             if task.state is TaskState.REISSUE:
                 return        # it waits in the list; the connect worker resends it
+            group = task.group
+            if group is None:
+                settle, args = self._settle_future, (task,)
+            elif group.complete():
+                settle, args = group.settle, ()
+            else:
+                return        # an async compound settles once, with its last element
             try:
-                self._iod.call_soon(self._settle_future, task)
+                self._iod.call_soon(settle, *args)
             except RuntimeError:          # smbiod is shut down: the client closed
-                self._settle_future(task)
+                settle(*args)
         else:
             parking = task._parking
             if parking is not None and parking.locked():
@@ -1080,7 +1087,6 @@ class SmbClient:
                 f"connection to {self.host}:{self.port} lost while {name} was in flight; "
                 "the request is not safe to repeat and was not reissued")
         if task.group is not None:
-            from .compound import CompoundLost
             return CompoundLost(f"{name} lost with its connection; the compound is resent")
         if task.is_probe:
             return SmbConnectionError("probe lost")
