@@ -320,7 +320,9 @@ class Connections:
     def client(self, url: SmbUrl):
         key = (url.host, url.port)
         if key not in self._clients:
-            self._clients[key] = get_client(url.host, url.port, **_client_options(self.args))
+            posix = {"posix": True} if getattr(self.args, "posix", False) else {}
+            self._clients[key] = get_client(url.host, url.port, **_client_options(self.args),
+                                            **posix)
         return self._clients[key]
 
     def session(self, url: SmbUrl) -> "fs.Session":
@@ -350,6 +352,8 @@ class Connections:
             session = self.session(url)
             try:
                 tree = session.tree_connect(url.share)
+                if getattr(self.args, "posix", False):
+                    fs.use_posix(tree, stacklevel=2)
                 if tree.dfs:           # a DFS namespace: follow its links
                     tree = fs.DfsTree(tree, self._dfs_target, ports=self._dfs_ports,
                                       hosts=self._dfs_hosts)
@@ -759,9 +763,13 @@ def _walk(tree, top: str):
 # commands: ls, stat
 
 
-def _long_line(name: str, st) -> str:
+def _long_line(name: str, st, posix: bool = False) -> str:
+    """``ls -l``: with the SMB3 POSIX extensions (--posix) the mode and the
+    owner's and group's ids as the server gives them."""
     kind = "d" if _isdir(st) else "-"
     mtime = time.strftime("%Y-%m-%d %H:%M", time.localtime(st.st_mtime))
+    if posix:
+        kind = f"{stat.filemode(st.st_mode)} {st.st_nlink:>3} {st.st_uid:>6} {st.st_gid:>6}"
     return f"{kind} {st.st_size:>12} {mtime} {name}{'/' if _isdir(st) else ''}"
 
 
@@ -781,7 +789,7 @@ def cmd_ls(args) -> int:
                 listing = [(name, est) for name, est in _entries(tree, path)
                            if args.all or not name.startswith(".")]
         for name, est in sorted(listing, key=lambda e: e[0].lower()):
-            print(_long_line(name, est) if args.long
+            print(_long_line(name, est, getattr(tree, "posix", False)) if args.long
                   else name + ("/" if _isdir(est) else ""))
     return 0
 
@@ -1533,6 +1541,9 @@ def _add_common(p: argparse.ArgumentParser, suppress: bool) -> None:
     g.add_argument("--dfs-host", action="append", type=parse_dfs_host, default=d(None),
                    metavar="NAME=ADDRESS", help="address to connect to for a host a DFS "
                    "referral names; repeatable")
+    g.add_argument("--posix", action="store_true", default=d(False),
+                   help="use the SMB3 POSIX extensions where the server offers them "
+                        "(ls -l then shows modes and owners)")
     g.add_argument("-v", "--verbose", action="count", default=d(0),
                    help="log to stderr (-vv for debug)")
 

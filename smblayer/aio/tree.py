@@ -14,8 +14,9 @@ where the blocking ones go one by one.
 Run in a worker thread (``asyncio.to_thread``), because they are rare or
 multi-step sequences not yet expressed as plans: ``connect`` and ``close``
 (negotiate, SESSION_SETUP, TREE_CONNECT, LOGOFF), ``copy`` (server-side
-copy-chunk), opening a watch's directory after a reconnect, and on SMB1 or
-a DFS namespace every metadata operation (their FileOps have no plans).
+copy-chunk), opening a watch's directory after a reconnect, and on SMB1, a
+DFS namespace or a POSIX tree every metadata operation (SMB1's FileOps have
+no plans; DFS follows links and POSIX retries on symlinks, both multi-step).
 File data is async on every dialect.
 """
 from __future__ import annotations
@@ -51,7 +52,7 @@ class AsyncTree:
         ops = tree.ops
         #: the FileOps whose plans are awaited (None: SMB1 or DFS, run in threads)
         self.plans = ops if hasattr(ops, "stat_plan") and not getattr(tree, "dfs", False) \
-            else None
+            and not getattr(ops, "posix", False) else None
         self._files: "weakref.WeakSet[AsyncFile]" = weakref.WeakSet()
 
     def __repr__(self) -> str:

@@ -14,6 +14,7 @@ from ..security import check_auth_protocol
 from .dfs import DfsLinkError, DfsTree, ReferralCache, get_referral
 from .file import SmbRawFile
 from .ops import FileInfo, StatResult
+from .posix import PosixMixin, PosixUnavailableWarning, use_posix
 from .session import Session
 from .tree import DirEntry, Tree, normpath, outpath
 from .watch import Watch, WatchEvent
@@ -28,7 +29,8 @@ def connect(host: str, share: str, username: Optional[str] = None,
             session_class: Optional[type] = None, tree_class: Optional[type] = None,
             server_name: Optional[str] = None,
             dfs: bool = True, dfs_ports: Optional[Mapping[str, int]] = None,
-            dfs_hosts: Optional[Mapping[str, str]] = None, **client_options) -> Tree:
+            dfs_hosts: Optional[Mapping[str, str]] = None, posix: bool = False,
+            **client_options) -> Tree:
     """Get a (shared) client, set up a session and connect to ``share``.
     Closing the returned Tree logs off and releases the client.
 
@@ -53,7 +55,14 @@ def connect(host: str, share: str, username: Optional[str] = None,
     connect to (default: the name).
 
     ``allow_guest=False``: refuse (SmbAuthError) a guest session the server
-    gives instead of logging on ``username``; see :class:`Session`."""
+    gives instead of logging on ``username``; see :class:`Session`.
+
+    ``posix=True``: use the SMB3 POSIX extensions (3.1.1; Samba >= 4.20
+    with ``smb3 unix extensions = yes``): server modes, owners and link
+    counts in ``stat``, ``chmod``/``chown``, case-sensitive names.  A server
+    that does not offer them gets a :class:`PosixUnavailableWarning` and the
+    tree works without (``tree.posix`` is False); see
+    :mod:`smblayer.fs.posix`."""
     check_auth_protocol(auth_protocol)
     cls = session_class or Session
     if not (isinstance(cls, type) and issubclass(cls, Session)):
@@ -61,6 +70,8 @@ def connect(host: str, share: str, username: Optional[str] = None,
     if timeout is not None:
         policy = client_options.get("timeouts") or TimeoutPolicy()
         client_options["timeouts"] = policy.with_(timeout=timeout)
+    if posix:
+        client_options["posix"] = True      # part of the sharing key
     client = get_client(host, port, **client_options)
     try:
         session = cls(client, username, password, domain=domain, encrypt=encrypt,
@@ -76,6 +87,8 @@ def connect(host: str, share: str, username: Optional[str] = None,
         raise
     tree._owns_session = True
     tree.durable = durable
+    if posix:
+        use_posix(tree)
     if dfs and tree.dfs:
         return DfsTree(tree, _target_connector(
             username, password, encrypt=encrypt, domain=domain, require_signing=require_signing,
@@ -132,5 +145,5 @@ def list_shares(host: str, username: Optional[str] = None, password: Optional[st
     raise AssertionError("unreachable")
 
 
-__all__ = ["connect", "connect_namespace", "DfsTree", "DfsLinkError", "ReferralCache", "list_shares", "ShareInfo", "Watch", "WatchEvent", "Session", "Tree",
+__all__ = ["connect", "connect_namespace", "DfsTree", "DfsLinkError", "ReferralCache", "list_shares", "ShareInfo", "Watch", "WatchEvent", "Session", "Tree", "PosixMixin", "PosixUnavailableWarning", "use_posix",
            "SmbRawFile", "DirEntry", "FileInfo", "StatResult", "normpath", "outpath"]

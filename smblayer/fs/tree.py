@@ -44,6 +44,7 @@ from ..proto.smb2 import Command
 from ..proto.status import NtStatus
 from ..task import SmbTask
 from .file import MAX_IN_FLIGHT, BufferedRandom, BufferedWriter, SmbRawFile
+from .posix import PosixMixin
 from .ops import (FILE_APPEND_DATA, FILE_CREATE, FILE_DIRECTORY_FILE, FILE_NON_DIRECTORY_FILE,
                   FILE_OPEN, FILE_OPEN_IF, FILE_OVERWRITE_IF, FILE_READ_ATTRIBUTES,
                   FILE_READ_DATA, FILE_SHARE_ALL, FILE_WRITE_ATTRIBUTES, FILE_WRITE_DATA,
@@ -163,8 +164,9 @@ class DirEntry:
         return f"<DirEntry {self.name!r}>"
 
 
-class Tree:
-    """A connected share.  Built by ``Session.tree_connect(share)``."""
+class Tree(PosixMixin):
+    """A connected share.  Built by ``Session.tree_connect(share)``; the SMB3
+    POSIX extensions' calls come from :class:`~smblayer.fs.posix.PosixMixin`."""
 
     #: READ/WRITE requests a file object keeps on the wire
     max_in_flight = MAX_IN_FLIGHT
