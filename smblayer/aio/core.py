@@ -3,9 +3,10 @@
 Every request of the async API is an ``SmbTask`` run with
 ``client.run_task_async`` or ``client.run_compound_async``: their
 ``concurrent.futures.Future`` is settled on smbiod, and
-``asyncio.wrap_future`` hands the result to the loop through
-``call_soon_threadsafe``.  Nothing here waits on a lock, a Condition or a
-Future's ``result()``: the loop is never blocked.
+``wait`` hands the result to the loop through ``call_soon_threadsafe`` (as
+``asyncio.wrap_future`` does, but one wake-up per burst of replies).
+Nothing here waits on a lock, a Condition or a Future's ``result()``: the
+loop is never blocked.
 
 Cancelling the awaiting coroutine cancels the wrapped Future, and that
 cancels the task exactly as ``task.cancel()`` does: never sent if it was not
@@ -15,21 +16,82 @@ reply).  Timeouts, hard/soft and reconnects are the client's, unchanged.
 from __future__ import annotations
 
 import asyncio
+import collections
+import threading
+import weakref
 from concurrent.futures import Future
-from typing import Any, Optional
+from typing import Any, Deque, Optional, Tuple
 
 from ..config import TimeoutPolicy
 from ..task import Reply, SmbTask
 
 
+class _Inbox:
+    """Completions on their way from smbiod to one loop: queued, and the loop
+    woken once per batch (``call_soon_threadsafe``), not once per request as
+    ``asyncio.wrap_future`` would: with many requests in flight the replies
+    come in bursts."""
+
+    __slots__ = ("loop", "items", "lock", "scheduled", "__weakref__")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.items: Deque[Tuple[asyncio.Future, Future]] = collections.deque()
+        self.lock = threading.Lock()
+        self.scheduled = False
+
+    def push(self, waiter: asyncio.Future, future: Future) -> None:
+        """``future`` is done (any thread): hand it to ``waiter``'s loop."""
+        self.items.append((waiter, future))
+        with self.lock:
+            if self.scheduled:
+                return
+            self.scheduled = True
+        try:
+            self.loop.call_soon_threadsafe(self.drain)
+        except RuntimeError:            # the loop is closed: nobody waits any more
+            pass
+
+    def drain(self) -> None:
+        """Settle every queued waiter (the loop's thread)."""
+        with self.lock:
+            self.scheduled = False
+        items = self.items
+        while items:
+            waiter, future = items.popleft()
+            if waiter.done():
+                continue
+            if future.cancelled():
+                waiter.cancel()
+                continue
+            exc = future.exception()
+            if exc is not None:
+                waiter.set_exception(exc)
+            else:
+                waiter.set_result(future.result())
+
+
+_inboxes: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Inbox]" = \
+    weakref.WeakKeyDictionary()
+
+
 def wait(future: Future) -> "asyncio.Future":
-    """An awaitable for a transport Future (cancelling it cancels the request)."""
-    return asyncio.wrap_future(future)
+    """An awaitable for a transport Future (``asyncio.wrap_future``, with
+    the loop woken once per burst of replies).  Cancelling it cancels the
+    request, exactly as ``task.cancel()``."""
+    loop = asyncio.get_running_loop()
+    inbox = _inboxes.get(loop)
+    if inbox is None:
+        inbox = _inboxes[loop] = _Inbox(loop)
+    waiter = loop.create_future()
+    waiter.add_done_callback(lambda w: w.cancelled() and future.cancel())
+    future.add_done_callback(lambda f: inbox.push(waiter, f))
+    return waiter
 
 
 async def run_task(client, task: SmbTask) -> Reply:
     """``client.run_task`` for a coroutine."""
-    return await asyncio.wrap_future(client.run_task_async(task))
+    return await wait(client.run_task_async(task))
 
 
 async def run_plan(client, plan) -> Any:
@@ -37,8 +99,8 @@ async def run_plan(client, plan) -> Any:
     awaited; returns ``finish(replies)``."""
     tasks, finish = plan
     if len(tasks) == 1:
-        return finish([await asyncio.wrap_future(client.run_task_async(tasks[0]))])
-    return finish(await asyncio.wrap_future(client.run_compound_async(tasks)))
+        return finish([await wait(client.run_task_async(tasks[0]))])
+    return finish(await wait(client.run_compound_async(tasks)))
 
 
 class AsyncClient:
@@ -58,14 +120,14 @@ class AsyncClient:
         """One ECHO round trip; the round-trip time in seconds."""
         loop = asyncio.get_running_loop()
         start = loop.time()
-        await asyncio.wrap_future(self.sync.echo_async(timeouts))
+        await wait(self.sync.echo_async(timeouts))
         return loop.time() - start
 
     async def run_task(self, task: SmbTask) -> Reply:
         return await run_task(self.sync, task)
 
     async def run_compound(self, tasks, related: bool = True):
-        return await asyncio.wrap_future(self.sync.run_compound_async(tasks, related))
+        return await wait(self.sync.run_compound_async(tasks, related))
 
     async def release(self) -> None:
         """``client.release()`` (may close the socket: in a thread)."""

@@ -35,7 +35,7 @@ import io
 from typing import Deque, Optional, Tuple
 
 from ..errors import SmbConnectionError
-from .core import run_plan
+from .core import run_plan, wait
 
 MAX_IN_FLIGHT = 8
 _READ_AHEAD_AFTER = 2
@@ -97,7 +97,7 @@ class AsyncFile:
 
     def _start(self, task) -> asyncio.Future:
         task.on_reissue = _not_after_reconnect
-        return asyncio.wrap_future(self._client.run_task_async(task))
+        return wait(self._client.run_task_async(task))
 
     # -- reading -----------------------------------------------------------------------
 
