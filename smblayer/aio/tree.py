@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import functools
 import os
 import time
 import weakref
@@ -58,11 +59,19 @@ class AsyncTree:
     def __repr__(self) -> str:
         return f"<AsyncTree {self.sync!r}>"
 
-    async def _op(self, name: str, *args):
-        """FileOps ``name``: its plan awaited, or (no plans) in a thread."""
+    async def _op(self, name: str, *args, **kwargs):
+        """FileOps ``name``: its plan awaited, or in a thread where there are
+        no plans or a symbolic link is on the way (the blocking ops follow
+        it, in more round trips)."""
         if self.plans is not None:
-            return await run_plan(self.client.sync, getattr(self.plans, name + "_plan")(*args))
-        return await asyncio.to_thread(getattr(self.sync.ops, name), *args)
+            try:
+                return await run_plan(self.client.sync,
+                                      getattr(self.plans, name + "_plan")(*args, **kwargs))
+            except SmbStatusError as exc:
+                if exc.status != NtStatus.STOPPED_ON_SYMLINK:
+                    raise
+        return await asyncio.to_thread(functools.partial(getattr(self.sync.ops, name), *args,
+                                                         **kwargs))
 
     def _check(self) -> None:
         if not self.sync.connected:
@@ -133,9 +142,15 @@ class AsyncTree:
     async def _list(self, path: str, pattern: str = "*") -> List[FileInfo]:
         """CREATE the directory, QUERY_DIRECTORY until the end, CLOSE."""
         ops, client = self.plans, self.client.sync
-        if ops is None:
+        handle = None
+        if ops is not None:
+            try:
+                handle = await run_plan(client, ops.opendir_plan(path))
+            except SmbStatusError as exc:
+                if exc.status != NtStatus.STOPPED_ON_SYMLINK:
+                    raise
+        if handle is None:
             return list(await asyncio.to_thread(self.sync.ops.listdir, path, pattern))
-        handle = await run_plan(client, ops.opendir_plan(path))
         entries: List[FileInfo] = []
         try:
             restart = True
@@ -310,14 +325,8 @@ class AsyncTree:
             access |= FILE_READ_DATA
         if writable:
             access |= FILE_WRITE_DATA | FILE_APPEND_DATA | FILE_WRITE_ATTRIBUTES
-        kwargs = dict(access=access, disposition=disposition,
-                      create_options=FILE_NON_DIRECTORY_FILE)
-        if self.plans is not None:
-            handle = await run_plan(self.client.sync, self.plans.open_plan(normpath(path),
-                                                                            **kwargs))
-        else:
-            handle = await asyncio.to_thread(lambda: self.sync.ops.open(normpath(path),
-                                                                        **kwargs))
+        handle = await self._op("open", normpath(path), access=access, disposition=disposition,
+                                create_options=FILE_NON_DIRECTORY_FILE)
         f = AsyncFile(self.sync, handle, mode, readable=readable, writable=writable,
                       append=append)
         f.on_close = self._files.discard

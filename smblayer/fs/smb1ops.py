@@ -86,16 +86,18 @@ _WRITE_DATA_OFFSET = HEADER + 1 + _WRITE.size + 2 + 1     # + one pad byte = 64
 # LOCKING_ANDX ([MS-CIFS] 2.2.4.32)
 _LOCKING = struct.Struct("<BBHHBBIHH")
 LOCKING_ANDX_OPLOCK_RELEASE = 0x02
+_LOCKING_SHARED = 0x01
+_LOCKING_LARGE_FILES = 0x10
+_LOCK_RANGE = struct.Struct("<HHIIII")       # PID, Pad, OffsetHigh/Low, LengthHigh/Low
+_PID = 0xFEFF                               # the header's PID (smb1.pack_header)
+_LOCKFLAG_EXCLUSIVE = 0x02
+_LOCKFLAG_UNLOCK = 0x04
+_LOCKFLAG_FAIL_IMMEDIATELY = 0x10
 OPLOCK_BREAK_TO_NONE = 0
 OPLOCK_BREAK_TO_LEVEL_II = 1
 
-# TRANSACTION2 ([MS-CIFS] 2.2.4.46): 14 words plus one setup word.
-_TRANS2 = struct.Struct("<HHHHBBHIHHHHHBBH")
-_TRANS2_RESPONSE = struct.Struct("<HHHHHHHHHBB")
-# Request data area: pad to even, an empty Unicode name, then the parameters
-# at a 4-byte aligned offset.
-_TRANS2_NAME = b"\0\0\0"
-_TRANS2_PARAM_OFFSET = HEADER + 1 + _TRANS2.size + 2 + len(_TRANS2_NAME)    # 68
+# TRANSACTION2 ([MS-CIFS] 2.2.4.46): the layout is proto.smb1's
+# pack_transaction / parse_transaction_response (one setup word).
 TRANS2_FIND_FIRST2 = 0x0001
 TRANS2_FIND_NEXT2 = 0x0002
 TRANS2_QUERY_FS_INFORMATION = 0x0003
@@ -339,25 +341,14 @@ class Smb1FileOps(FileOps):
                 path: Optional[str], max_params: int = 16,
                 max_data: int = TRANS2_MAX_DATA) -> Tuple[memoryview, memoryview]:
         """Run one TRANSACTION2 request; (parameters, data) of the reply."""
-        pad = b"\0" * (-(_TRANS2_PARAM_OFFSET + len(params)) % 4)
-        data_offset = _TRANS2_PARAM_OFFSET + len(params) + len(pad) if data else 0
-        words = _TRANS2.pack(len(params), len(data), max_params, max_data, 0, 0, 0, 0, 0,
-                             len(params), _TRANS2_PARAM_OFFSET, len(data), data_offset, 1, 0,
-                             subcommand)
-        body = _TRANS2_NAME + params + (pad + data if data else b"")
-        message = self._run(Command.TRANSACTION2, words, body, path=path).message
-        words, _data = _params(message)
-        (total_params, total_data, _r1, n_params, p_offset, p_disp, n_data, d_offset,
-         d_disp, _setup, _r2) = _unpack(_TRANS2_RESPONSE, words, "TRANSACTION2")
-        if total_params != n_params or total_data != n_data or p_disp or d_disp:
-            raise SmbProtocolError("multi-part TRANSACTION2 reply (not supported)")
-        view = memoryview(message)
-        for offset, count in ((p_offset, n_params), (d_offset, n_data)):
-            if count and (offset < HEADER or offset + count > len(message)):
-                raise SmbProtocolError(f"TRANSACTION2 block out of bounds "
-                                       f"({offset}+{count} in {len(message)} bytes)")
-        return (view[p_offset:p_offset + n_params] if n_params else view[0:0],
-                view[d_offset:d_offset + n_data] if n_data else view[0:0])
+        body = smb1.pack_transaction((subcommand,), params, data, max_params=max_params,
+                                     max_data=max_data)
+        task = SmbTask(Command.TRANSACTION2, body, tree=self.tree, security=self.session,
+                       path=path)
+        try:
+            return smb1.parse_transaction_response(self.client.run_task(task).message)
+        except MalformedMessage as exc:
+            raise SmbProtocolError(f"TRANSACTION2: {exc}") from None
 
     # -- metadata -------------------------------------------------------------
 
@@ -375,6 +366,39 @@ class Smb1FileOps(FileOps):
             _p, data = self._trans2(TRANS2_QUERY_PATH_INFORMATION,
                                     _QUERY_PATH.pack(level, 0) + _utf16z(path), path=path)
         return data
+
+    # -- security descriptors (NT_TRANSACT, [MS-CIFS] 2.2.7.6, 2.2.7.3) -----------------
+
+    def query_security(self, handle: Handle, info: int, max_data: int = 0xF000) -> bytes:
+        """The self-relative security descriptor of an open file (the parts
+        in ``info``, AdditionalInformation bits)."""
+        params = struct.pack("<HHI", handle.fid, 0, info)
+        try:
+            message = self._nt_transact(handle, smb1.pack_nt_transact(
+                smb1.NT_TRANSACT_QUERY_SECURITY_DESC, params, max_params=4,
+                max_data=max_data)).message
+            return bytes(smb1.parse_nt_transact_response(message)[1])
+        except MalformedMessage as exc:
+            raise SmbProtocolError(f"NT_TRANSACT_QUERY_SECURITY_DESC: {exc}") from None
+
+    def set_security(self, handle: Handle, info: int, descriptor: bytes) -> None:
+        params = struct.pack("<HHI", handle.fid, 0, info)
+        self._nt_transact(handle, smb1.pack_nt_transact(smb1.NT_TRANSACT_SET_SECURITY_DESC,
+                                                        params, descriptor))
+
+    def _nt_transact(self, handle: Handle, body):
+        return self.client.run_task(SmbTask(Command.NT_TRANSACT, body, tree=self.tree,
+                                            security=self.session, path=handle.path))
+
+    def query_path(self, path: str, level: int) -> bytes:
+        """The data of TRANS2_QUERY_PATH_INFORMATION at ``level`` (e.g.
+        SMB_QUERY_FILE_STREAM_INFO for the admin calls)."""
+        return bytes(self._query(level, path=path))
+
+    def query_fs(self, level: int) -> bytes:
+        """The data of TRANS2_QUERY_FS_INFORMATION at ``level``."""
+        _p, data = self._trans2(TRANS2_QUERY_FS_INFORMATION, struct.pack("<H", level), path="")
+        return bytes(data)
 
     def _info(self, path: str, fid: Optional[int] = None) -> FileInfo:
         """Times, sizes, attributes and links, then (pass-through level
@@ -529,6 +553,25 @@ class Smb1FileOps(FileOps):
                                    f"(TypeOfLock 0x{lock_type:02x})")
         return ("oplock", fid,
                 OPLOCK_LEVEL_II if level == OPLOCK_BREAK_TO_LEVEL_II else OPLOCK_NONE)
+
+    def lock_task(self, handle: Handle, ranges, *, sequence: int = 0) -> SmbTask:
+        """LOCKING_ANDX for byte ranges ([MS-CIFS] 2.2.4.32, large-file
+        ranges): ``ranges`` are (offset, length, LOCKFLAG_* as on SMB2), all
+        locks or all unlocks; a lock without FAIL_IMMEDIATELY waits on the
+        server (Timeout -1).  ``sequence`` is SMB2's (ignored here)."""
+        unlock = bool(ranges[0][2] & _LOCKFLAG_UNLOCK)
+        lock_type = _LOCKING_LARGE_FILES
+        if not unlock and not ranges[0][2] & _LOCKFLAG_EXCLUSIVE:
+            lock_type |= _LOCKING_SHARED
+        wait = not unlock and not ranges[0][2] & _LOCKFLAG_FAIL_IMMEDIATELY
+        data = b"".join(_LOCK_RANGE.pack(_PID, 0, off >> 32, off & 0xFFFFFFFF, n >> 32,
+                                         n & 0xFFFFFFFF) for off, n, _f in ranges)
+        words = _LOCKING.pack(0xFF, 0, 0, handle.fid, lock_type, 0,
+                              0xFFFFFFFF if wait else 0, len(ranges) if unlock else 0,
+                              0 if unlock else len(ranges))
+        task = self._task(Command.LOCKING_ANDX, words, data, path=handle.path)
+        task.long_poll = wait
+        return task
 
     def ack_break(self, handle: Handle, new_level: int) -> None:
         """Release the oplock down to ``new_level``; the server sends no reply."""

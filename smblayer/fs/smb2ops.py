@@ -21,7 +21,10 @@ from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 from ..config import Dialect
 from ..errors import SmbError, SmbProtocolError, status_error
-from ..proto import posix, smb2
+from ..proto import fscc, posix, smb2
+from ..proto.commands import LOCKFLAG_FAIL_IMMEDIATELY as _LOCKFLAG_FAIL_IMMEDIATELY
+from ..proto.commands import LOCKFLAG_UNLOCK as _LOCKFLAG_UNLOCK
+from ..proto.commands import lock_request
 from ..proto.status import NtStatus
 from ..task import Reply, SmbTask
 from .ops import (DELETE, FILE_ATTRIBUTE_DIRECTORY, FILE_CREATE, FILE_DELETE_ON_CLOSE,
@@ -108,6 +111,9 @@ _LEASE_ACK = struct.Struct("<HHI16sIQ")
 LEASE_BREAK_ACK_REQUIRED = 0x01
 
 _QUERY_INFO_BUFFER = 4096
+# A CREATE may stop on a symbolic link: its error response says where to go.
+_CREATE_OK = frozenset({0, NtStatus.STOPPED_ON_SYMLINK})
+MAX_SYMLINK_HOPS = 32            # then ELOOP-like: STOPPED_ON_SYMLINK raised
 _REPARSE_TAG_NOT_HANDLED = 0xC0000279     # STATUS_IO_REPARSE_TAG_NOT_HANDLED
 _NOT_ERRORS_READ = frozenset({0, NtStatus.END_OF_FILE})
 # NO_SUCH_FILE: the first query found nothing matching the pattern.
@@ -176,33 +182,72 @@ class Smb2FileOps(FileOps):
     def open(self, path: str, *, access: int, disposition: int, create_options: int = 0,
              share_access: int = FILE_SHARE_ALL, oplock: int = OPLOCK_NONE,
              lease_key: Optional[bytes] = None, lease_state: int = 0,
-             attributes: int = 0, durable: bool = False) -> Handle:
-        return self.run_plan(self.open_plan(
-            path, access=access, disposition=disposition, create_options=create_options,
-            share_access=share_access, oplock=oplock, lease_key=lease_key,
-            lease_state=lease_state, attributes=attributes, durable=durable))
+             attributes: int = 0, durable: bool = False, contexts=()) -> Handle:
+        """``contexts``: more (name, data) create contexts (e.g. timewarp)."""
+        create_guid = os.urandom(16) if durable and self.durable_handles else None
+        asked = path
+        for _hop in range(MAX_SYMLINK_HOPS):
+            task, oplock, lease_key = self._create_task(
+                path, access=access, disposition=disposition, create_options=create_options,
+                share_access=share_access, oplock=oplock, lease_key=lease_key,
+                lease_state=lease_state, attributes=attributes, durable=create_guid,
+                extra=contexts)
+            task.ok_statuses = _CREATE_OK
+            generation = self.client.generation
+            reply = self.client.run_task(task)
+            if reply.header.status != NtStatus.STOPPED_ON_SYMLINK:
+                break
+            path = self._follow(asked, path, reply)
+        else:
+            raise status_error(NtStatus.STOPPED_ON_SYMLINK, "CREATE", asked.replace("\\", "/"),
+                               message=f"more than {MAX_SYMLINK_HOPS} symbolic links")
+        return self._opened(reply, path, oplock, lease_key, generation, access, share_access,
+                            create_options, create_guid)
+
+    def _opened(self, reply: Reply, path: str, oplock: int, lease_key, generation: int,
+                access: int, share_access: int, create_options: int, create_guid) -> Handle:
+        handle = self._parse_create(reply, path, oplock, lease_key)
+        handle.generation = generation
+        handle.access, handle.share_access = access, share_access
+        handle.create_options = create_options
+        if handle.durable and self._durable_v2:
+            handle.create_guid = create_guid
+        return handle
 
     def open_plan(self, path: str, *, access: int, disposition: int, create_options: int = 0,
                   share_access: int = FILE_SHARE_ALL, oplock: int = OPLOCK_NONE,
                   lease_key: Optional[bytes] = None, lease_state: int = 0,
-                  attributes: int = 0, durable: bool = False) -> "Plan":
-        """CREATE; the result is the Handle (arguments as for ``open``)."""
+                  attributes: int = 0, durable: bool = False, contexts=()) -> "Plan":
+        """One CREATE (arguments as for ``open``); the result is the Handle.
+        A symbolic link on the way is not followed here (that takes more
+        round trips): it raises STOPPED_ON_SYMLINK; ``open`` follows it."""
         create_guid = os.urandom(16) if durable and self.durable_handles else None
         task, oplock, lease_key = self._create_task(
             path, access=access, disposition=disposition, create_options=create_options,
             share_access=share_access, oplock=oplock, lease_key=lease_key,
-            lease_state=lease_state, attributes=attributes, durable=create_guid)
+            lease_state=lease_state, attributes=attributes, durable=create_guid,
+            extra=contexts)
+        task.ok_statuses = _CREATE_OK
         generation = self.client.generation
 
         def finish(replies: Sequence[Reply]) -> Handle:
-            handle = self._parse_create(replies[0], path, oplock, lease_key)
-            handle.generation = generation
-            handle.access, handle.share_access = access, share_access
-            handle.create_options = create_options
-            if handle.durable and self._durable_v2:
-                handle.create_guid = create_guid
-            return handle
+            if replies[0].header.status == NtStatus.STOPPED_ON_SYMLINK:
+                raise status_error(NtStatus.STOPPED_ON_SYMLINK, "CREATE",
+                                   path.replace("\\", "/"), message="a symbolic link")
+            return self._opened(replies[0], path, oplock, lease_key, generation, access,
+                                share_access, create_options, create_guid)
         return [task], finish
+
+    def _follow(self, asked: str, path: str, reply: Reply) -> str:
+        """CREATE of ``path`` stopped on a symbolic link: the path to open
+        next (relative targets within the share, as Windows clients do)."""
+        try:
+            link = fscc.parse_symlink_error(fscc.parse_error_data(reply.body),
+                                            self.client.dialect >= Dialect.SMB3_1_1)
+            return fscc.follow_symlink(path, link)
+        except fscc.SymlinkOutsideShare as exc:
+            raise status_error(NtStatus.STOPPED_ON_SYMLINK, "CREATE", asked.replace("\\", "/"),
+                               message=f"{exc}; not followed") from None
 
     @property
     def durable_handles(self) -> bool:
@@ -240,7 +285,8 @@ class Smb2FileOps(FileOps):
                      create_options: int = 0, share_access: int = FILE_SHARE_ALL,
                      oplock: int = OPLOCK_NONE, lease_key: Optional[bytes] = None,
                      lease_state: int = 0, attributes: int = 0,
-                     durable: Optional[bytes] = None, reclaim: Optional[Handle] = None):
+                     durable: Optional[bytes] = None, reclaim: Optional[Handle] = None,
+                     extra=()):
         """(CREATE task, the oplock level asked, the lease key).  ``durable``:
         ask a durable handle with this CreateGuid; ``reclaim``: reconnect
         that durable handle (DH2C/DHnC)."""
@@ -248,7 +294,7 @@ class Smb2FileOps(FileOps):
             log.debug("smblayer: server/dialect without leasing; asking a batch oplock")
             oplock = OPLOCK_BATCH
         name = _utf16(self._wire_path(path))
-        contexts = []
+        contexts = list(extra)
         if oplock == OPLOCK_LEASE:
             lease_key = lease_key or os.urandom(16)
             if self._lease_v2:
@@ -684,6 +730,21 @@ class Smb2FileOps(FileOps):
                            disposition=FILE_CREATE, create_options=FILE_DIRECTORY_FILE,
                            attributes=FILE_ATTRIBUTE_DIRECTORY)
         self.close(handle)
+
+    # -- byte-range locks ------------------------------------------------------------
+
+    def lock_task(self, handle: Handle, ranges, *, sequence: int = 0) -> SmbTask:
+        """LOCK ([MS-SMB2] 2.2.26): ``ranges`` are (offset, length,
+        LOCKFLAG_*); one without FAIL_IMMEDIATELY or UNLOCK may wait on the
+        server (a long poll).  ``sequence``: LockSequenceNumber/Index
+        (2.1+), so a replayed LOCK is not applied twice."""
+        if self.client.dialect < Dialect.SMB2_1:
+            sequence = 0
+        task = self._task(Command.LOCK, lock_request(handle.fid, ranges, sequence=sequence),
+                          handle.path)
+        task.long_poll = any(not flags & (_LOCKFLAG_FAIL_IMMEDIATELY | _LOCKFLAG_UNLOCK)
+                             for _o, _n, flags in ranges)
+        return task
 
     # -- oplocks and leases --------------------------------------------------------------
 
