@@ -33,7 +33,8 @@ from ..errors import SmbStatusError, status_error
 from ..fs.ops import FILE_APPEND_DATA, FILE_NON_DIRECTORY_FILE, FILE_READ_ATTRIBUTES, \
     FILE_READ_DATA, FILE_WRITE_ATTRIBUTES, FILE_WRITE_DATA, SYNCHRONIZE, FileInfo, \
     ns_to_filetime
-from ..fs.tree import NOT_THERE, DirEntry, has_magic, join_path, normpath, outpath, parse_mode
+from ..fs.helpers import NOT_THERE, DirEntry, has_magic, join, normpath, outpath
+from ..fs.tree import parse_mode
 from ..proto.status import NtStatus
 from .core import AsyncClient, AwaitableContext, run_plan
 from .file import AsyncFile
@@ -173,7 +174,7 @@ class AsyncTree:
         """The entries of directory ``path`` (a list of DirEntry)."""
         self._check()
         base = outpath(path)
-        return [DirEntry(info.name, join_path(base, info.name), info)
+        return [DirEntry(info.name, join(base, info.name), info)
                 for info in await self._list(normpath(path), pattern)]
 
     async def listdir(self, path="") -> List[str]:
@@ -268,7 +269,7 @@ class AsyncTree:
                 found = [(e.path, True) for step in steps for e in step
                          if last or e.is_dir()]
             else:
-                found = [(join_path(base, part), False) for base, _k in found]
+                found = [(join(base, part), False) for base, _k in found]
         unknown = [p for p, known in found if not known]
         there = dict(zip(unknown, await _gather(self.exists(p) for p in unknown)))
         return sorted(p for p, known in found if known or there[p])

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 from typing import Optional
 
-from ..fs.tree import normpath
+from ..fs.helpers import normpath
 from ..fs.watch import Watch, WatchEvent
 from .core import run_plan
 

@@ -83,11 +83,8 @@ def _parse_mode(mode: str) -> Tuple[bool, bool, bool, bool, int]:
             _DISPOSITION[kind])
 
 
-# Public spellings for the other front ends (smblayer.aio, fsspec).
-NOT_THERE = _NOT_THERE
+# Public spelling for the other front ends (smblayer.aio).
 parse_mode = _parse_mode
-join_path = _join
-has_magic = _MAGIC.search
 
 
 def _write_caching(handle: Handle) -> bool:
