@@ -353,8 +353,10 @@ class AsyncTree:
             return b""
         if self.plans is not None and end is not None and \
                 end - start <= self.sync.io_read_size:
-            return await run_plan(self.client.sync, self.plans.read_range_plan(
+            data = await run_plan(self.client.sync, self.plans.read_range_plan(
                 normpath(path), start, end - start))
+            if data is not None:
+                return data
         async with self.open(path, "rb") as f:
             await f.seek(start)
             return await f.read(-1 if end is None else end - start)
@@ -365,8 +367,10 @@ class AsyncTree:
         self._check()
         view = memoryview(data).cast("B")
         if self.plans is not None and len(view) <= self.sync.io_write_size:
-            return await run_plan(self.client.sync,
-                                  self.plans.write_whole_plan(normpath(path), view))
+            written = await run_plan(self.client.sync,
+                                     self.plans.write_whole_plan(normpath(path), view))
+            if written is not None:
+                return written
         async with self.open(path, "wb") as f:
             return await f.write(view)
 

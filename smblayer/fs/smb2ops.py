@@ -441,6 +441,8 @@ class Smb2FileOps(FileOps):
 
         def finish(replies: Sequence[Reply]) -> Optional[bytes]:
             created, data, _closed = replies
+            if created.header.status == NtStatus.STOPPED_ON_SYMLINK:
+                return None                 # a link the server did not follow: open() does
             if self._parse_create(created, path, OPLOCK_NONE, None).info.size > limit:
                 return None
             return bytes(self.parse_read(data))
@@ -448,9 +450,13 @@ class Smb2FileOps(FileOps):
 
     def read_range_plan(self, path: str, offset: int, length: int) -> "Plan":
         """``length`` bytes (at most ``max_read``; fewer at the end of the
-        file) from ``offset``: CREATE + READ + CLOSE as one compound."""
-        return (self._read_compound(path, offset, length),
-                lambda replies: bytes(self.parse_read(replies[1])))
+        file) from ``offset``: CREATE + READ + CLOSE as one compound.  None
+        if the CREATE stopped on a symbolic link (open() follows it)."""
+        def finish(replies: Sequence[Reply]) -> Optional[bytes]:
+            if replies[0].header.status == NtStatus.STOPPED_ON_SYMLINK:
+                return None
+            return bytes(self.parse_read(replies[1]))
+        return self._read_compound(path, offset, length), finish
 
     def _read_compound(self, path: str, offset: int, length: int) -> List[SmbTask]:
         create, _level, _key = self._create_task(
@@ -459,9 +465,10 @@ class Smb2FileOps(FileOps):
         related = Handle(_RELATED_FID, path, FileInfo())
         return [create, self.read_task(related, offset, length), self._related_close(path)]
 
-    def write_whole(self, path: str, data) -> int:
+    def write_whole(self, path: str, data) -> Optional[int]:
         """Create or overwrite ``path`` with ``data`` (at most one WRITE's
-        worth) in one round trip: CREATE + WRITE + CLOSE as one compound."""
+        worth) in one round trip: CREATE + WRITE + CLOSE as one compound.
+        None if the CREATE stopped on a symbolic link (open() follows it)."""
         return self.run_plan(self.write_whole_plan(path, data))
 
     def write_whole_plan(self, path: str, data) -> "Plan":
@@ -472,7 +479,12 @@ class Smb2FileOps(FileOps):
         tasks = [create, self._related_close(path)]
         if len(data):
             tasks.insert(1, self.write_task(related, 0, data))
-        return tasks, lambda replies: self.parse_write(replies[1]) if len(data) else 0
+
+        def finish(replies: Sequence[Reply]) -> Optional[int]:
+            if replies[0].header.status == NtStatus.STOPPED_ON_SYMLINK:
+                return None
+            return self.parse_write(replies[1]) if len(data) else 0
+        return tasks, finish
 
     def _related_close(self, path: str) -> SmbTask:
         close = self._task(Command.CLOSE, (_CLOSE.pack(24, 0, 0, _RELATED_FID),), path)

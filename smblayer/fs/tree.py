@@ -33,7 +33,7 @@ import time
 import weakref
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
-from ..errors import SmbConnectionError, SmbError, SmbStatusError
+from ..errors import SmbAuthError, SmbConnectionError, SmbError, SmbStatusError
 from ..proto.commands import (FILE_NOTIFY_CHANGE_ALL, NO_FILE_ID, ioctl_request,
                               parse_ioctl_response)
 from ..proto.smb2 import Command
@@ -140,6 +140,11 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin):
         # encryption even VALIDATE_NEGOTIATE_INFO goes out encrypted
         # ([MS-SMB2] 3.2.4.1.8, 3.2.5.5).
         self.encrypt = bool(flags & SHARE_FLAG_ENCRYPT_DATA)
+        if self.encrypt and session.cipher is None:       # fail closed: nothing in clear
+            raise SmbAuthError(NtStatus.ACCESS_DENIED, "TREE_CONNECT", self.share,
+                               "the share requires encryption but the session cannot "
+                               "encrypt (no session key, or no cipher)",
+                               cause="no_session_key")
         self.capabilities = caps            # e.g. continuous availability (persistent handles)
         session._validate_negotiate_once(self)
         self.dfs = bool(flags & SHARE_FLAGS_DFS)     # a DFS share (fs.dfs follows its links)
@@ -335,7 +340,9 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin):
         write_whole = getattr(self.ops, "write_whole", None)
         if write_whole is not None and len(memoryview(data).cast("B")) <= self.io_write_size:
             self._check_connected()
-            return write_whole(normpath(path), memoryview(data).cast("B"))
+            written = write_whole(normpath(path), memoryview(data).cast("B"))
+            if written is not None:
+                return written          # else: a symbolic link, which open() follows
         with self.open(path, "wb", buffering=0) as f:
             return f.write(data)
 
