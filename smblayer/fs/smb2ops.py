@@ -700,6 +700,8 @@ class Smb2FileOps(FileOps):
         handle.info.size = size
 
     def rename(self, path: str, new_path: str, replace: bool = False) -> None:
+        self.tree.deferred_closes.close_under(path)
+        self.tree.deferred_closes.close_under(new_path)
         handle = self.open(path, access=DELETE | FILE_READ_ATTRIBUTES | SYNCHRONIZE,
                            disposition=FILE_OPEN)
         try:
@@ -710,6 +712,7 @@ class Smb2FileOps(FileOps):
             self.close(handle)
 
     def delete(self, path: str, directory: bool = False) -> None:
+        self.tree.deferred_closes.close_under(path)
         options = FILE_DELETE_ON_CLOSE | (FILE_DIRECTORY_FILE if directory
                                           else FILE_NON_DIRECTORY_FILE)
         handle = self.open(path, access=DELETE | FILE_READ_ATTRIBUTES | SYNCHRONIZE,
