@@ -565,7 +565,7 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin):
         resent after a reconnect: the handle died with the connection."""
         if self.client.dialect.is_smb1:
             raise ValueError("IOCTL needs SMB 2.0.2 or later")
-        handle = _handle_of(target)
+        handle = handle_of(target)
         fid = handle.fid if handle is not None else NO_FILE_ID
         if handle is not None:
             self.check_handle(handle)
@@ -603,7 +603,7 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin):
         return copy_file(self, src, dst_tree if dst_tree is not None else self, dst)
 
 
-def _handle_of(target) -> Optional[Handle]:
+def handle_of(target) -> Optional[Handle]:
     """The Handle behind ``target``: a Handle, an SmbRawFile, a buffered or
     text wrapper of one, or None."""
     if target is None or isinstance(target, Handle):

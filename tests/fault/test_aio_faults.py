@@ -86,3 +86,20 @@ async def test_soft_timeout_from_a_coroutine(server):
             assert loop.time() - start < 0.5 + 1.0 + 1.0 + 3.0
         finally:
             os.kill(pid, signal.SIGCONT)
+
+
+async def test_async_file_after_a_reconnect_names_the_file(server):
+    (server.share_path("share") / "f.bin").write_bytes(b"q" * 1000)
+    async with _connect(server, timeouts=SOFT, reconnect=QUICK_RECONNECT) as tree:
+        client = tree.client.sync
+        f = await tree.open("f.bin", "r+b")
+        assert await f.read(10) == b"q" * 10
+        pid = await asyncio.to_thread(server.connection_child, client.local_address[1],
+                                      timeout=5.0)
+        os.kill(pid, signal.SIGKILL)
+        assert await tree.client.echo() > 0             # reconnected (the echo waits)
+        with pytest.raises(ConnectionError) as info:
+            await f.read(10)
+        assert "f.bin" in str(info.value) and info.value.path == "f.bin"
+        await f.close()                                  # quietly: nothing to close
+        assert (await tree.stat("f.bin")).st_size == 1000
