@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import math
 import os
 import threading
 import time
@@ -49,7 +48,7 @@ from .ops import (FILE_APPEND_DATA, FILE_CREATE, FILE_DIRECTORY_FILE, FILE_NON_D
                   FILE_READ_DATA, FILE_SHARE_ALL, FILE_WRITE_ATTRIBUTES, FILE_WRITE_DATA,
                   LEASE_HANDLE, LEASE_READ, LEASE_WRITE, OPLOCK_BATCH, OPLOCK_BY_NAME,
                   OPLOCK_EXCLUSIVE, OPLOCK_LEASE, OPLOCK_NONE, SYNCHRONIZE, FileInfo, FileOps,
-                  Handle, ns_to_filetime)
+                  Handle, ns_to_filetime, seconds_to_ns)
 from .helpers import DirEntry, TreeHelpers, join, normpath, outpath
 from .recovery import TreeRecovery
 
@@ -72,13 +71,6 @@ def ops_for(tree) -> FileOps:
         return Smb1FileOps(tree)
     from .smb2ops import Smb2FileOps
     return Smb2FileOps(tree)
-
-
-def _seconds_to_ns(t: float) -> int:
-    """Seconds -> ns without the float's rounding error on the whole value
-    (1200000000.25 s is 1200000000250000000 ns exactly, as os.utime takes it)."""
-    whole = math.floor(t)
-    return whole * 10**9 + round((t - whole) * 1e9)
 
 
 def _parse_mode(mode: str) -> Tuple[bool, bool, bool, bool, int]:
@@ -387,7 +379,7 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin):
             else:
                 if len(times) != 2:
                     raise TypeError("utime: 'times' must be a tuple (atime, mtime)")
-                ns = tuple(_seconds_to_ns(t) for t in times)
+                ns = tuple(seconds_to_ns(t) for t in times)
         elif len(ns) != 2:
             raise TypeError("utime: 'ns' must be a tuple (atime_ns, mtime_ns)")
         self._check_connected()
