@@ -205,7 +205,7 @@ def campaign(args) -> int:
         took = time.monotonic() - started
         found = re.findall(r"stat::number_of_executed_units:\s*(\d+)", proc.stderr)
         inputs = int(found[-1]) if found else 0
-        crashes = sorted(set(re.findall(r"^CRASH (\S+ \S+?):", proc.stderr, re.M)))
+        crashes = sorted(set(re.findall(r"^CRASH (\S+ \S+?): fuzz target", proc.stderr, re.M)))
         grown = len(list((work / "corpus" / name).glob("*")))
         rows.append({"target": name, "inputs": inputs, "seconds": round(took, 1),
                      "rate": round(inputs / took) if took else 0, "corpus": grown,
