@@ -107,7 +107,8 @@ class Worker:
         self.name, self.args, self.mode = name, args, mode
         self.ledger, self.stats = ledger, stats
         self.rng = random.Random(f"{args.seed}:{name}")
-        self.mine: Dict[str, List[str]] = collections.defaultdict(list)   # share -> paths, oldest first
+        # share -> the paths this worker wrote there, oldest first
+        self.mine: Dict[str, List[str]] = collections.defaultdict(list)
         self.n = 0
 
     def connect(self, share: str):
