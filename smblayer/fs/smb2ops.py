@@ -242,6 +242,8 @@ class Smb2FileOps(FileOps):
         """(CREATE task, the oplock level asked, the lease key).  ``durable``:
         ask a durable handle with this CreateGuid; ``reclaim``: reconnect
         that durable handle (DH2C/DHnC)."""
+        if reclaim is None:
+            self.tree.dir_cache.changing(path, access, disposition)
         if oplock == OPLOCK_LEASE and not self._leasing:
             log.debug("smblayer: server/dialect without leasing; asking a batch oplock")
             oplock = OPLOCK_BATCH
@@ -480,7 +482,12 @@ class Smb2FileOps(FileOps):
         """One round trip: CREATE, a related QUERY_INFO (FileAllInformation:
         times, sizes, attributes, links, the file id) and CLOSE in one
         compound.  On a POSIX tree the server does not follow a symbolic
-        link (STOPPED_ON_SYMLINK): the link itself is described (S_IFLNK)."""
+        link (STOPPED_ON_SYMLINK): the link itself is described (S_IFLNK).
+        A directory the tree caches (``fs.dircache``) answers with no round trip."""
+        if not create_options:
+            cached = self.tree.dir_cache.lookup(path)
+            if cached is not None:
+                return cached
         create, _level, _key = self._create_task(
             path, access=FILE_READ_ATTRIBUTES | SYNCHRONIZE, disposition=FILE_OPEN,
             create_options=create_options)
@@ -511,32 +518,41 @@ class Smb2FileOps(FileOps):
     def listdir(self, path: str, pattern: str = "*") -> Iterator[FileInfo]:
         """Entries of ``path`` matching ``pattern`` (the server matches it:
         ``*`` and ``?``, case-insensitively)."""
+        if pattern == "*":
+            cached = self.tree.dir_cache.listing(path)
+            if cached is not None:
+                return iter(cached)
         handle = self.open(path, access=FILE_LIST_DIRECTORY | FILE_READ_ATTRIBUTES | SYNCHRONIZE,
                            disposition=FILE_OPEN, create_options=FILE_DIRECTORY_FILE)
-        entries: List[FileInfo] = []
         try:
-            pattern_bytes = _utf16(pattern)
-            flags = SMB2_RESTART_SCANS
-            while True:
-                body = _QUERY_DIR.pack(33, self._dir_class, flags, 0,
-                                       handle.fid, _BODY + _QUERY_DIR.size,
-                                       len(pattern_bytes), self._dir_buffer)
-                reply = self._run(Command.QUERY_DIRECTORY, (body, pattern_bytes), path,
-                                  expected_response=self._dir_buffer,
-                                  ok_statuses=_NOT_ERRORS_DIR)
-                if reply.header.status in (NtStatus.NO_MORE_FILES, NtStatus.NO_SUCH_FILE):
-                    break
-                flags = 0
-                _check_size(reply, _QUERY_DIR_RESP, "QUERY_DIRECTORY")
-                _s, off, length = _QUERY_DIR_RESP.unpack_from(reply.body)
-                if not length:
-                    break
-                if off < _BODY or off + length > len(reply.message):
-                    raise SmbProtocolError("QUERY_DIRECTORY buffer out of bounds")
-                entries.extend(self._dir_entries(reply.message, off, off + length))
+            return iter(self.list_handle(handle, pattern))
         finally:
             self.close(handle)
-        return iter(entries)
+
+    def list_handle(self, handle: Handle, pattern: str = "*") -> List[FileInfo]:
+        """The entries of the open directory ``handle`` matching ``pattern``."""
+        path = handle.path
+        entries: List[FileInfo] = []
+        pattern_bytes = _utf16(pattern)
+        flags = SMB2_RESTART_SCANS
+        while True:
+            body = _QUERY_DIR.pack(33, self._dir_class, flags, 0,
+                                   handle.fid, _BODY + _QUERY_DIR.size,
+                                   len(pattern_bytes), self._dir_buffer)
+            reply = self._run(Command.QUERY_DIRECTORY, (body, pattern_bytes), path,
+                              expected_response=self._dir_buffer,
+                              ok_statuses=_NOT_ERRORS_DIR)
+            if reply.header.status in (NtStatus.NO_MORE_FILES, NtStatus.NO_SUCH_FILE):
+                break
+            flags = 0
+            _check_size(reply, _QUERY_DIR_RESP, "QUERY_DIRECTORY")
+            _s, off, length = _QUERY_DIR_RESP.unpack_from(reply.body)
+            if not length:
+                break
+            if off < _BODY or off + length > len(reply.message):
+                raise SmbProtocolError("QUERY_DIRECTORY buffer out of bounds")
+            entries.extend(self._dir_entries(reply.message, off, off + length))
+        return entries
 
     @property
     def _dir_class(self) -> int:
