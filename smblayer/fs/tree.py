@@ -85,6 +85,10 @@ def _parse_mode(mode: str) -> Tuple[bool, bool, bool, bool, int]:
             _DISPOSITION[kind])
 
 
+# Public spelling for the other front ends (smblayer.aio).
+parse_mode = _parse_mode
+
+
 def _write_caching(handle: Handle) -> bool:
     """Whether the server lets ``handle`` cache writes (so a break must
     wait for them)."""
