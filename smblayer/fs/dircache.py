@@ -238,6 +238,22 @@ class DirCache:
                 log.debug("smblayer: closing cached directory %r failed: %s", handle.path, exc)
 
 
+class _NoDirCache:
+    """What a FileOps sees on a tree object without a cache (tests' fakes)."""
+
+    def listing(self, path: str) -> None:
+        return None
+
+    def lookup(self, path: str) -> None:
+        return None
+
+    def changing(self, path: str, access: int, disposition: int) -> None:
+        pass
+
+
+NO_DIR_CACHE = _NoDirCache()
+
+
 class DirCacheMixin:
     """The directory cache settings and the cache of a Tree."""
 

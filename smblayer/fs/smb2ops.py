@@ -34,6 +34,7 @@ from .ops import (DELETE, FILE_ATTRIBUTE_DIRECTORY, FILE_CREATE, FILE_DELETE_ON_
                   FILE_WRITE_DATA, FILE_SHARE_ALL, LEASE_HANDLE, LEASE_WRITE, OPLOCK_BATCH,
                   OPLOCK_LEASE, OPLOCK_LEVEL_II, OPLOCK_NONE, SYNCHRONIZE, FileInfo, FileOps,
                   FsSize, Handle)
+from .dircache import NO_DIR_CACHE
 from .posix import POSIX_DIR_MODE, POSIX_FILE_MODE, apply_posix_info, posix_file_info
 
 log = logging.getLogger("smblayer")
@@ -291,7 +292,7 @@ class Smb2FileOps(FileOps):
         ask a durable handle with this CreateGuid; ``reclaim``: reconnect
         that durable handle (DH2C/DHnC)."""
         if reclaim is None:
-            self.tree.dir_cache.changing(path, access, disposition)
+            self._dir_cache.changing(path, access, disposition)
         if oplock == OPLOCK_LEASE and not self._leasing:
             log.debug("smblayer: server/dialect without leasing; asking a batch oplock")
             oplock = OPLOCK_BATCH
@@ -518,6 +519,18 @@ class Smb2FileOps(FileOps):
         """Whether opens use the SMB3 POSIX extensions (``fs.connect(posix=True)``)."""
         return getattr(self.tree, "posix", False)
 
+    @property
+    def _dir_cache(self):
+        """The tree's directory cache (fs.dircache)."""
+        return getattr(self.tree, "dir_cache", NO_DIR_CACHE)
+
+    def _close_deferred(self, *paths: str) -> None:
+        """Close the kept handles (fs.deferred) at or below ``paths`` first."""
+        closes = getattr(self.tree, "deferred_closes", None)
+        if closes is not None:
+            for path in paths:
+                closes.close_under(path)
+
     def _wire_path(self, path: str) -> str:
         """A POSIX open's separator is "/" ("\\" is a character in a name)."""
         return path.replace("\\", "/") if self.posix else path
@@ -556,7 +569,7 @@ class Smb2FileOps(FileOps):
         link (STOPPED_ON_SYMLINK): the link itself is described (S_IFLNK).
         A directory the tree caches (``fs.dircache``) answers with no round trip."""
         if not create_options:
-            cached = self.tree.dir_cache.lookup(path)
+            cached = self._dir_cache.lookup(path)
             if cached is not None:
                 return cached
         tasks, finish = self.stat_plan(path, create_options)
@@ -638,7 +651,7 @@ class Smb2FileOps(FileOps):
         """Entries of ``path`` matching ``pattern`` (the server matches it:
         ``*`` and ``?``, case-insensitively)."""
         if pattern == "*":
-            cached = self.tree.dir_cache.listing(path)
+            cached = self._dir_cache.listing(path)
             if cached is not None:
                 return iter(cached)
         handle = self.run_plan(self.opendir_plan(path))
@@ -714,8 +727,7 @@ class Smb2FileOps(FileOps):
         handle.info.size = size
 
     def rename(self, path: str, new_path: str, replace: bool = False) -> None:
-        self.tree.deferred_closes.close_under(path)
-        self.tree.deferred_closes.close_under(new_path)
+        self._close_deferred(path, new_path)
         handle = self.open(path, access=DELETE | FILE_READ_ATTRIBUTES | SYNCHRONIZE,
                            disposition=FILE_OPEN)
         try:
@@ -726,7 +738,7 @@ class Smb2FileOps(FileOps):
             self.close(handle)
 
     def delete(self, path: str, directory: bool = False) -> None:
-        self.tree.deferred_closes.close_under(path)
+        self._close_deferred(path)
         options = FILE_DELETE_ON_CLOSE | (FILE_DIRECTORY_FILE if directory
                                           else FILE_NON_DIRECTORY_FILE)
         handle = self.open(path, access=DELETE | FILE_READ_ATTRIBUTES | SYNCHRONIZE,
