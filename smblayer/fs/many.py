@@ -35,7 +35,7 @@ from . import batch, transfer
 from .helpers import normpath
 from .ops import ns_to_filetime, seconds_to_ns
 
-__all__ = ["can_batch", "get_files", "put_files", "copy_files", "fits"]
+__all__ = ["can_batch", "get_files", "put_files", "copy_files", "read_files", "fits"]
 
 Times = Optional[Tuple[float, float]]
 Result = Tuple[object, int, Optional[BaseException]]
@@ -53,6 +53,11 @@ def fits(tree, size: Optional[int]) -> bool:
 
 def _filetimes(times: Tuple[float, float]) -> Tuple[int, int]:
     return ns_to_filetime(seconds_to_ns(times[0])), ns_to_filetime(seconds_to_ns(times[1]))
+
+
+def _read_job(tree, path: str):
+    data = yield tree.ops.read_whole_plan(normpath(path), tree.io_read_size)
+    return data if data is not None else tree.read_bytes(path)
 
 
 def _get_job(tree, src: str, dest: str, times: Times):
@@ -119,6 +124,15 @@ def _copy_job(src_tree, src: str, dst_tree, dst: str, filetimes: Optional[Tuple[
             dst_tree.ops.set_times(normpath(dst), *filetimes)
         return n
     return (yield from _write_job(dst_tree, data, dst, filetimes))
+
+
+def read_files(tree, paths: Iterable[str], *,
+               window: int = batch.DEFAULT_WINDOW) -> Iterator[Tuple[str, bytes, Optional[BaseException]]]:
+    """The contents of many files (a large one read the ordinary way);
+    yields ``(path, data, error)`` as each ends."""
+    for key, data, error in batch.run(tree.client, ((p, _read_job(tree, p)) for p in paths),
+                                      window):
+        yield key, (data if error is None else b""), error
 
 
 def get_files(tree, items: Iterable[Tuple[str, str, Times]], *,

@@ -141,3 +141,30 @@ def test_get_files_and_copytree_are_exact(tree, folder, tmp_path):
 def test_batch_rejects_a_bad_window(tree):
     with pytest.raises(ValueError):
         list(batch.run(tree.client, [], window=0))
+
+
+def test_fsspec_cat_of_many_files(samba, folder):
+    """fsspec's cat given a list: every file's bytes under its path, a
+    missing one handled as on_error says."""
+    fsspec = pytest.importorskip("fsspec")
+    name, path = folder
+    files = {f"f{i:03d}": os.urandom(i * 97 % 3000) for i in range(120)}
+    for n, data in files.items():
+        (path / n).write_bytes(data)
+    (path / "big").write_bytes(os.urandom(3 << 20))          # beyond one READ
+    fs_ = fsspec.filesystem("smblayer", host=samba.host, port=samba.port,
+                            username=samba.username, password=samba.password,
+                            skip_instance_cache=True)
+    try:
+        paths = [f"share/{name}/{n}" for n in files] + [f"share/{name}/big"]
+        got = fs_.cat(paths)
+        assert got == {**{f"share/{name}/{n}": d for n, d in files.items()},
+                       f"share/{name}/big": (path / "big").read_bytes()}
+        missing = f"share/{name}/nope"
+        with pytest.raises(FileNotFoundError):
+            fs_.cat(paths[:3] + [missing])
+        out = fs_.cat(paths[:3] + [missing], on_error="return")
+        assert isinstance(out[missing], FileNotFoundError) and len(out) == 4
+        assert set(fs_.cat(paths[:3] + [missing], on_error="omit")) == set(paths[:3])
+    finally:
+        fs_.close()
