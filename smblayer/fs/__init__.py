@@ -10,6 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Mapping, Optional
 
 from ..config import TimeoutPolicy
+from ..loopcheck import check_not_in_loop
 from ..registry import get_client
 from ..security.auth import check_auth_protocol
 from .file import SmbRawFile
@@ -87,6 +88,7 @@ def connect(host: str, share: str, username: Optional[str] = None,
     lease with handle caching stays open after ``close()`` for the next
     open of that path to reuse with no round trip (0 or None: close at
     once); see :mod:`smblayer.fs.deferred`."""
+    check_not_in_loop()           # before the connect blocks: use smblayer.aio.connect
     check_auth_protocol(auth_protocol)
     cls = session_class or Session
     if not (isinstance(cls, type) and issubclass(cls, Session)):
