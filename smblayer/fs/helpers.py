@@ -341,6 +341,7 @@ class TreeHelpers:
             files.extend(dir_files)
 
         by_path = {f.path: f for f in files}
+        failures = self._copy_small(by_path, src_p, dst_p, preserve_times)
 
         def copy_one(path: str) -> None:
             target = dst_p + path[len(src_p):]
@@ -349,7 +350,29 @@ class TreeHelpers:
                 info = by_path[path].info
                 self._set_filetimes(target, info.last_access_time, info.last_write_time)
 
-        failures = self._each(copy_one, list(by_path))
+        failures += self._each(copy_one, list(by_path))
         if failures:
             raise failures[0][1]
         return dst_p
+
+    def _copy_small(self, by_path, src_p: str, dst_p: str,
+                    preserve_times: bool) -> List[Tuple[str, BaseException]]:
+        """copytree's small files, several whole-file compounds in flight
+        from this thread (:mod:`smblayer.fs.many`); they leave ``by_path``.
+        The failures, as ``_each`` gives them."""
+        from .many import can_batch, copy_files, fits     # many imports this module
+        if not can_batch(self):
+            return []
+        small = [p for p, e in by_path.items() if fits(self, e.info.size)]
+        items = ((p, dst_p + p[len(src_p):],
+                  (by_path[p].info.last_access_time, by_path[p].info.last_write_time)
+                  if preserve_times else None) for p in small)
+        failures: List[Tuple[str, BaseException]] = []
+        for path, _n, error in copy_files(self, self, items):
+            if isinstance(error, SmbStatusError):
+                failures.append((path, error))
+            elif error is not None:
+                raise error
+        for p in small:
+            del by_path[p]
+        return failures

@@ -634,7 +634,8 @@ def _cacls_int(text: str, what: str) -> int:
 
 def ace_from_smbcacls(text: str) -> Ace:
     """Parse "SID:TYPE/FLAGS/MASK" (an "ACL:" prefix is allowed), in either
-    of smbcacls' forms; the trustee is a SID or an SDDL alias."""
+    of smbcacls' forms; the trustee is a SID, an SDDL alias or a well-known
+    name such as "Everyone"."""
     if text.startswith("ACL:"):
         text = text[4:]
     who, sep, rest = text.rpartition(":")
@@ -669,7 +670,17 @@ def ace_from_smbcacls(text: str) -> Ace:
             if letter not in special:
                 raise ValueError(f"smbcacls: unknown permission {letter!r} in {mask_text!r}")
             mask |= special[letter]
-    return Ace(ace_type, flags, mask, Sid.parse(who))
+    return Ace(ace_type, flags, mask, _trustee(who))
+
+
+_SID_OF_NAME = {name.lower(): sid for sid, name in WELL_KNOWN_NAMES.items()}
+
+
+def _trustee(who: str) -> Sid:
+    """A SID, an SDDL alias, or a well-known name ("Everyone",
+    "BUILTIN\\Administrators"; others need the server's LSA)."""
+    sid = _SID_OF_NAME.get(who.strip().lower())
+    return Sid.parse(sid if sid is not None else who)
 
 
 __all__ = ["Sid", "Ace", "Acl", "SecurityDescriptor", "MalformedSecurity",
