@@ -28,8 +28,8 @@ it, and close() (any thread) moves to CLOSED::
 A caller's request: wait until the client can carry it (ACTIVE; a soft
 request waits at most until its deadline), take credits (FIFO), then the
 sender puts it on the wire.  ``run_task`` parks on the task's lock until
-the demux completes it; ``run_task_async`` returns a Future settled on
-smbiod, and while the client is not ACTIVE the request waits in a list, not
+the demux completes it; ``run_task_async`` returns a Future settled where
+the reply is read, its callbacks on smbiod (completion.py), and while the client is not ACTIVE the request waits in a list, not
 in a pool worker, so user work can never starve recovery.
 
 When a connection is lost the requests in flight are requeued at once:
@@ -54,6 +54,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from .completion import SmbFuture, needs_iod
 from .connect import ConnectWorker
 from .credits import CreditGate, CreditsAborted
 from .demux import Demux
@@ -311,12 +312,12 @@ class SmbClient:
         return TEARDOWN_WAIT
 
     def run_task_async(self, task: SmbTask) -> Future:
-        """Send ``task`` and return a Future settled on smbiod.  Cancelling
-        the Future cancels the request."""
+        """Send ``task`` and return a Future; its callbacks run on smbiod.
+        Cancelling the Future cancels the request."""
         self._check_task(task)
-        future: Future = Future()
+        future = SmbFuture(self._iod)
         task.future = future
-        future.add_done_callback(lambda f, t=task: self._future_done(f, t))
+        future.add_internal_callback(lambda f, t=task: self._future_done(f, t))
         conn = self._conn
         if self.state is ClientState.ACTIVE and conn is not None and not conn.lost and \
                 self._credits.available > 1:
@@ -860,7 +861,8 @@ class SmbClient:
         return False
 
     def _settle_future(self, task: SmbTask) -> None:
-        """Settle an async task's Future (smbiod; the one place that does)."""
+        """Settle an async task's Future (the one place that does): where it
+        completed, or on smbiod when that may block (see completion.py)."""
         future = task.future
         if future is None or future.done():
             return
@@ -883,18 +885,20 @@ class SmbClient:
     def _fail_task(self, task: SmbTask, error: BaseException) -> None:
         """A send failed outside the MID table: fail the task and wake it."""
         with self._inflight.lock:
-            if task.state.final:
-                return self._wake(task)
-            move(task, TaskState.FAILED)
-            task.error = error
+            if not task.state.final:
+                move(task, TaskState.FAILED)
+                task.error = error
         self._wake(task)
 
     def _wake(self, task: SmbTask) -> None:
-        """Hand a task that changed state to whoever waits on it.  Never
-        call under a layer lock for async tasks (futures complete on smbiod)."""
+        """Hand a task that changed state to whoever waits on it (never under
+        a layer lock): a sync waiter's parking lock is released; a Future is
+        settled here (its user callbacks go to smbiod) unless that may block."""
         if task.future is not None:
             if task.state is TaskState.REISSUE:
                 return        # it waits in the list; the connect worker resends it
+            if not needs_iod(task):
+                return self._settle_future(task)    # here: its callbacks go to smbiod
             try:
                 self._iod.call_soon(self._settle_future, task)
             except RuntimeError:          # smbiod is shut down: the client closed
