@@ -40,8 +40,9 @@ sent MAX_SENDS times, fails instead.
 
 Lock order (take only downward): registry lock > _state_cond > send lock
 (Sender.lock) > MID-table lock (InFlight.lock) > credit gate.  The connect
-worker's and smbiod's own locks are leaves.  Futures are settled and
-callbacks run only after every lock is released, on smbiod.
+worker's and smbiod's own locks are leaves.  Waiters are woken and Futures
+settled only after every one of these locks is released (the reader's
+read_lock aside); user callbacks run on smbiod.
 """
 from __future__ import annotations
 
