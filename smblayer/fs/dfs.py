@@ -45,7 +45,7 @@ from ..proto import smb2
 from ..proto.status import NtStatus
 from ..task import SmbTask
 from .helpers import DirEntry, TreeHelpers, outpath
-from .tree import Tree, _handle_of
+from .tree import Tree, handle_of
 
 log = logging.getLogger("smblayer")
 T = TypeVar("T")
@@ -408,7 +408,7 @@ class DfsTree(TreeHelpers):
 
     def _tree_of(self, target):
         """The tree a handle or file (from open_handle/open) lives on."""
-        handle = _handle_of(target)
+        handle = handle_of(target)
         if handle is None:
             return self._root
         if handle.file is not None:

@@ -693,6 +693,8 @@ class SmbRawFile(LockingFile, io.RawIOBase):
                     if not self._open_on_server():
                         raise
             if reply is None and self._open_on_server():
+                if self._tree.deferred_closes.park(self):
+                    return                  # deferred close: the handle is kept open
                 reply = self._run(self._ops.close_task)
             if reply is not None:
                 self._ops.close_done(handle, reply)
@@ -710,7 +712,7 @@ class SmbRawFile(LockingFile, io.RawIOBase):
                 raise                      # lost while closing: nothing was pending
         finally:
             self._closing = None
-            handle.closed = True
+            handle.closed = not handle.deferred
             self._tree._forget_file(self)
 
     def _on_break(self) -> None:

@@ -89,11 +89,14 @@ class LockingFile:
         return held
 
     def _next_sequence(self) -> int:
-        """LockSequenceNumber (4 bits) << 28 | LockSequenceIndex (1..64)."""
+        """The LOCK's LockSequence field ([MS-SMB2] 2.2.26): the
+        LockSequenceIndex (1..64) in the upper 28 bits, the
+        LockSequenceNumber (4 bits, new for each reuse of an index) in the
+        lowest 4 bits."""
         with _SEQUENCE_LOCK:
             n = self.__dict__.get("_lock_seq", 0)
             self.__dict__["_lock_seq"] = n + 1
-        return ((n // 64 + 1) % 16) << 28 | (n % 64 + 1)
+        return (n % 64 + 1) << 4 | (n // 64 + 1) % 16
 
     @property
     def locks(self) -> List[Lock]:

@@ -221,6 +221,7 @@ class Handle:
     create_options: int = 0
     requested_oplock: int = OPLOCK_NONE
     requested_lease: int = 0
+    deferred: bool = False       # closed by its file, kept open (fs.deferred)
 
 
 class FileOps:

@@ -41,6 +41,7 @@ from ..proto.status import NtStatus
 from ..task import SmbTask
 from .admin import AdminMixin
 from .file import MAX_IN_FLIGHT, BufferedRandom, BufferedWriter, SmbRawFile
+from .deferred import DeferredCloseMixin
 from .locks import BufferedReader
 from .posix import PosixMixin
 from .ops import (FILE_APPEND_DATA, FILE_CREATE, FILE_DIRECTORY_FILE, FILE_NON_DIRECTORY_FILE,
@@ -83,6 +84,10 @@ def _parse_mode(mode: str) -> Tuple[bool, bool, bool, bool, int]:
             _DISPOSITION[kind])
 
 
+# Public spelling for the other front ends (smblayer.aio).
+parse_mode = _parse_mode
+
+
 def _write_caching(handle: Handle) -> bool:
     """Whether the server lets ``handle`` cache writes (so a break must
     wait for them)."""
@@ -91,12 +96,13 @@ def _write_caching(handle: Handle) -> bool:
     return handle.oplock_level in (OPLOCK_EXCLUSIVE, OPLOCK_BATCH)
 
 
-class Tree(AdminMixin, TreeHelpers, PosixMixin):
+class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin):
     """A connected share.  Built by ``Session.tree_connect(share)``; the
     os/shutil-level helpers come from :class:`~smblayer.fs.helpers.TreeHelpers`,
     the administrators' calls (security descriptors, streams, snapshots,
     links) from :class:`~smblayer.fs.admin.AdminMixin`, the SMB3 POSIX
-    extensions' calls from :class:`~smblayer.fs.posix.PosixMixin`."""
+    extensions' calls from :class:`~smblayer.fs.posix.PosixMixin`, deferred
+    close from :class:`~smblayer.fs.deferred.DeferredCloseMixin`."""
 
     #: READ/WRITE requests a file object keeps on the wire
     max_in_flight = MAX_IN_FLIGHT
@@ -163,6 +169,7 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin):
         if not self.connected:
             return
         self._close_all_files()
+        self.deferred_closes.close_all()
         self.connected = False
         self.session._forget_tree(self)
         try:
@@ -265,10 +272,14 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin):
         breaks = self._break_router() if level != OPLOCK_NONE else None
         generation = self.client.generation
         with breaks.opening() if breaks is not None else contextlib.nullcontext():
-            handle = self.ops.open(path, access=access, disposition=disposition,
-                                   create_options=FILE_NON_DIRECTORY_FILE, oplock=level,
-                                   lease_state=lease_state, durable=durable, **extra)
-            handle.generation = generation
+            handle = self.deferred_closes.reuse(
+                path, access if disposition == FILE_OPEN and not extra.get("contexts") else -1,
+                extra.get("share_access", FILE_SHARE_ALL))
+            if handle is None:
+                handle = self.ops.open(path, access=access, disposition=disposition,
+                                       create_options=FILE_NON_DIRECTORY_FILE, oplock=level,
+                                       lease_state=lease_state, durable=durable, **extra)
+                handle.generation = generation
             if durable and not self.ops.durable_handles:
                 self._identify(handle)
             raw = SmbRawFile(self, handle, mode.replace("t", ""), readable=readable,
@@ -336,7 +347,9 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin):
         write_whole = getattr(self.ops, "write_whole", None)
         if write_whole is not None and len(memoryview(data).cast("B")) <= self.io_write_size:
             self._check_connected()
-            return write_whole(normpath(path), memoryview(data).cast("B"))
+            written = write_whole(normpath(path), memoryview(data).cast("B"))
+            if written is not None:
+                return written          # else: a symbolic link, which open() follows
         with self.open(path, "wb", buffering=0) as f:
             return f.write(data)
 
@@ -432,7 +445,7 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin):
         """The file is closed (SmbRawFile.close)."""
         with self._lock:
             self._files.pop(id(raw), None)
-        if self._breaks is not None:
+        if self._breaks is not None and not raw.handle.deferred:
             self._breaks.remove(raw.handle)
 
     def _recover_files(self) -> None:
@@ -488,6 +501,7 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin):
         notify."""
         raw: Optional[SmbRawFile] = handle.file
         log.debug("smblayer: %s break on %r to 0x%x", kind, handle.path, new_level)
+        parked = self.deferred_closes.take(handle)       # closed for real once acknowledged
         if raw is not None and _write_caching(handle):
             raw._on_break()
         try:
@@ -499,6 +513,8 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin):
             handle.lease_state = new_level
         else:
             handle.oplock_level = new_level
+        if parked:
+            self.deferred_closes.close_taken(handle)
         callback = raw.on_break if raw is not None else None
         if callback is not None:
             try:
@@ -557,7 +573,7 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin):
         resent after a reconnect: the handle died with the connection."""
         if self.client.dialect.is_smb1:
             raise ValueError("IOCTL needs SMB 2.0.2 or later")
-        handle = _handle_of(target)
+        handle = handle_of(target)
         fid = handle.fid if handle is not None else NO_FILE_ID
         if handle is not None:
             self.check_handle(handle)
@@ -595,7 +611,7 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin):
         return copy_file(self, src, dst_tree if dst_tree is not None else self, dst)
 
 
-def _handle_of(target) -> Optional[Handle]:
+def handle_of(target) -> Optional[Handle]:
     """The Handle behind ``target``: a Handle, an SmbRawFile, a buffered or
     text wrapper of one, or None."""
     if target is None or isinstance(target, Handle):

@@ -11,6 +11,7 @@ public API and the orchestration; each responsibility lives in its module:
 ``credits.py``      the credit gate
 ``iod.py``          smbiod: async completions, break callbacks, probes
 ``task.py``         one request and the task transition table
+``compound.py``     an async compound: sent and resent whole, one Future
 ==================  ==========================================================
 
 Theory of operation
@@ -56,6 +57,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from .completion import SmbFuture, needs_iod
+from .compound import CompoundLost, CompoundRun
 from .connect import ConnectWorker
 from .credits import CreditGate, CreditsAborted
 from .demux import Demux
@@ -63,6 +65,7 @@ from .inflight import InFlight
 from .probe import Liveness
 from .send import Retry, Sender, shutdown
 from .wire import wire_for
+from ..loopcheck import check_not_in_loop
 from ..config import Dialect, DialectRange, ReconnectPolicy, TimeoutPolicy
 from ..errors import (SmbCancelledError, SmbClosedError, SmbConnectionError, SmbError,
                      SmbProtocolError, SmbTimeoutError, status_error)
@@ -263,7 +266,10 @@ class SmbClient:
         SmbError subclass that describes any other failure.  With ``wait``
         the caller waits at most that many seconds in all; then the request
         is abandoned (CANCEL sent, its MessageId kept for the late reply)
-        and SmbTimeoutError raised: for close paths that must not hang."""
+        and SmbTimeoutError raised: for close paths that must not hang.
+        On a thread running an asyncio event loop it raises
+        BlockingInLoopError (use smblayer.aio there)."""
+        check_not_in_loop()
         self._check_task(task)
         if wait is None and self._is_teardown(task):
             wait = self._teardown_budget()
@@ -684,16 +690,20 @@ class SmbClient:
         task.payload_size = sum(map(len, task.body))
 
     def _send_async(self, task: SmbTask) -> None:
-        """Send an async task; it waits in the list (not here) while the
-        client is not ACTIVE."""
+        """Send an async task (an async compound's first task sends the
+        compound); it waits in the list (not here) while the client is not
+        ACTIVE."""
+        group = task.group
+        tasks = (task,) if group is None else group.tasks
         try:
-            self._send(task, park=True)
+            self._send_all(tasks, group is not None and group.related, park=True)
         except Exception as exc:  # noqa: BLE001
             self._fail_task(task, exc)
         except BaseException:
             # Ctrl-C while the caller's own thread was sending: the request
             # is cancelled and the interrupt reaches the caller.
-            self._abandon(task, SmbCancelledError("request interrupted"))
+            for t in tasks:
+                self._abandon(t, SmbCancelledError("request interrupted"))
             raise
 
     def _send_nowait(self, task: SmbTask) -> None:
@@ -770,6 +780,7 @@ class SmbClient:
         ``related`` the later requests work on the first one's handle (their
         bodies carry FileId 0xFF..FF).  If a reconnect interrupts it, the
         whole compound is sent again.  Errors raise as in run_task."""
+        check_not_in_loop()
         tasks = list(tasks)
         if not tasks:
             raise ValueError("an empty compound")
@@ -806,6 +817,27 @@ class SmbClient:
                 self._abandon(task, SmbCancelledError("request interrupted"))
             raise self._annotate(exc, tasks[0]) if isinstance(exc, SmbError) else exc
         return [self._finish(task) for task in tasks]
+
+    def run_compound_async(self, tasks: Sequence[SmbTask], related: bool = True) -> Future:
+        """``run_compound`` without waiting: a Future of the replies in
+        order, settled on smbiod (the first failing element's error, in
+        order, as run_compound raises it).  Cancelling the Future cancels
+        every element.  A reconnect resends the whole compound."""
+        tasks = list(tasks)
+        if not tasks:
+            raise ValueError("an empty compound")
+        conn = self._conn
+        if conn is not None and conn.wire.is_smb1:
+            raise ValueError("compound requests need SMB2 or later")
+        for task in tasks:
+            self._check_task(task)
+        run = CompoundRun(self, tasks, related)
+        if self.state is ClientState.ACTIVE and conn is not None and not conn.lost and \
+                self._credits.available > len(tasks) + 1:
+            self._send_async(tasks[0])
+        else:
+            self._iod.call_soon(self._send_async, tasks[0])
+        return run.future
 
     # -- waiting and finishing --------------------------------------------------
 
@@ -884,12 +916,16 @@ class SmbClient:
         task.future = None          # no cycle keeps the task alive
 
     def _fail_task(self, task: SmbTask, error: BaseException) -> None:
-        """A send failed outside the MID table: fail the task and wake it."""
+        """A send failed outside the MID table: fail the task (an async
+        compound: all of it) and wake it."""
+        tasks = (task,) if task.group is None else task.group.tasks
         with self._inflight.lock:
-            if not task.state.final:
-                move(task, TaskState.FAILED)
-                task.error = error
-        self._wake(task)
+            for t in tasks:
+                if not t.state.final:
+                    move(t, TaskState.FAILED)
+                    t.error = error
+        for t in tasks:
+            self._wake(t)
 
     def _wake(self, task: SmbTask) -> None:
         """Hand a task that changed state to whoever waits on it (never under
@@ -898,12 +934,19 @@ class SmbClient:
         if task.future is not None:
             if task.state is TaskState.REISSUE:
                 return        # it waits in the list; the connect worker resends it
-            if not needs_iod(task):
-                return self._settle_future(task)    # here: its callbacks go to smbiod
+            group = task.group
+            if group is None:
+                if not needs_iod(task):
+                    return self._settle_future(task)   # here: its callbacks go to smbiod
+                settle, args = self._settle_future, (task,)
+            elif group.complete():
+                settle, args = group.settle, ()
+            else:
+                return        # an async compound settles once, with its last element
             try:
-                self._iod.call_soon(self._settle_future, task)
+                self._iod.call_soon(settle, *args)
             except RuntimeError:          # smbiod is shut down: the client closed
-                self._settle_future(task)
+                settle(*args)
         else:
             parking = task._parking
             if parking is not None and parking.locked():
@@ -1051,6 +1094,8 @@ class SmbClient:
             return SmbConnectionError(
                 f"connection to {self.host}:{self.port} lost while {name} was in flight; "
                 "the request is not safe to repeat and was not reissued")
+        if task.group is not None:
+            return CompoundLost(f"{name} lost with its connection; the compound is resent")
         if task.is_probe:
             return SmbConnectionError("probe lost")
         return None

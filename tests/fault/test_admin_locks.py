@@ -89,3 +89,26 @@ def test_lost_lock_is_named_at_the_next_call(samba_durable, proxy):
             stolen.release()
             assert f.read(5) == bytes(5)
         f.close()
+
+
+@pytest.mark.parametrize("dialect", [Dialect.SMB2_1, Dialect.SMB3_0, Dialect.SMB3_1_1],
+                         ids=str)
+def test_a_replayed_lock_is_recognised(samba_durable, dialect):
+    """LockSequence (index in the upper 28 bits, number in the lowest 4):
+    the server takes a LOCK sent again with the same sequence as the replay
+    it is (success, not applied twice); a new LOCK of the range conflicts."""
+    name = f"lk-replay-{dialect.name}.bin"
+    (samba_durable.share_path() / name).write_bytes(bytes(10))
+    with _connect(samba_durable, samba_durable.port, dialect) as tree:
+        with tree.open(name, "r+b") as f:
+            raw = f.raw
+            assert raw.durable
+            sequence = raw._next_sequence()
+            exclusive = [(0, 5, 0x12)]        # EXCLUSIVE | FAIL_IMMEDIATELY
+            tree.client.run_task(tree.ops.lock_task(raw.handle, exclusive, sequence=sequence))
+            tree.client.run_task(tree.ops.lock_task(raw.handle, exclusive, sequence=sequence))
+            with pytest.raises(SmbStatusError):
+                tree.client.run_task(tree.ops.lock_task(raw.handle, exclusive,
+                                                        sequence=raw._next_sequence()))
+            f.unlock(0, 5)
+            f.lock(0, 5).release()            # one unlock undid the (one) lock

@@ -340,6 +340,9 @@ def test_open_follows_links_the_server_stops_on(samba_422, name):
         for link in ("ln", "sub/up", "dirlink/up"):
             with tree.open(f"{name}/{link}", "rb") as f:
                 assert f.read() == b"T"
+            assert tree.read_bytes(f"{name}/{link}") == b"T"     # compound first, then open()
+        tree.write_bytes(f"{name}/ln", b"via the link")
+        assert (disk / "t.txt").read_bytes() == b"via the link" and (disk / "ln").is_symlink()
         with pytest.raises(SmbStatusError) as info:
             tree.open(f"{name}/abs", "rb")
         assert info.value.status == NtStatus.STOPPED_ON_SYMLINK

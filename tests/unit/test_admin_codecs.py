@@ -252,8 +252,8 @@ def test_lock_sequence_cycles_index_and_number():
 
     f = LockingFile()
     seq = [f._next_sequence() for _ in range(64 * 17)]
-    assert [s & 0x0FFFFFFF for s in seq[:66]] == list(range(1, 65)) + [1, 2]
-    assert [s >> 28 for s in seq[::64]] == [(i + 1) % 16 for i in range(17)]
+    assert [s >> 4 for s in seq[:66]] == list(range(1, 65)) + [1, 2]
+    assert [s & 0xF for s in seq[::64]] == [(i + 1) % 16 for i in range(17)]
     assert len(set(seq[:64 * 15])) == 64 * 15
 
 
