@@ -122,11 +122,40 @@ class Raw:
         self.mid = mid
 
 
+def context_switches() -> int:
+    """Voluntary context switches of every thread of this process so far
+    (a thread that blocks and is woken: one hand-off).  Threads that ended
+    are not counted, which is why the workloads' threads are joined only
+    after the second reading."""
+    total = 0
+    try:
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{tid}/status") as f:
+                    for line in f:
+                        if line.startswith("voluntary_ctxt_switches"):
+                            total += int(line.split()[1])
+            except OSError:
+                pass
+    except OSError:
+        return 0
+    return total
+
+
+SWITCHES = [0]
+
+
 def _timed(fn, *args):
-    """(wall s, process CPU s) of fn(*args)."""
+    """(wall s, process CPU s) of fn(*args); its context switches go to SWITCHES."""
+    s0 = context_switches()
     c0, t0 = time.process_time(), time.perf_counter()
     fn(*args)
-    return time.perf_counter() - t0, time.process_time() - c0
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
+    SWITCHES[0] = max(0, context_switches() - s0) if not SWITCHES_LATE else SWITCHES_LATE.pop()
+    return elapsed, cpu
+
+
+SWITCHES_LATE: list = []
 
 
 def _threads(fn, threads: int, duration: float) -> int:
@@ -150,8 +179,11 @@ def _threads(fn, threads: int, duration: float) -> int:
     for t in pool:
         t.start()
     barrier.wait()
+    s0 = context_switches()
     time.sleep(duration)
     stop.set()
+    # read the counters before the workers exit (their counts go with them)
+    SWITCHES_LATE.append(max(0, context_switches() - s0))
     for t in pool:
         t.join()
     if errors:
@@ -221,6 +253,46 @@ class ThreadProfiles:
         merged.dump_stats(path)
 
 
+class TimedLock:
+    """A lock that adds up how long it was waited for and held."""
+
+    def __init__(self, lock) -> None:
+        self._lock = lock
+        self.acquired = 0
+        self.wait = self.hold = 0.0
+        self._since = 0.0
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        t0 = time.perf_counter()
+        ok = self._lock.acquire(blocking, timeout)
+        if ok:
+            self._since = now = time.perf_counter()
+            self.acquired += 1
+            self.wait += now - t0
+        return ok
+
+    def release(self) -> None:
+        self.hold += time.perf_counter() - self._since
+        self._lock.release()
+
+    __enter__ = acquire
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def locked(self) -> bool:
+        return self._lock.locked()
+
+
+def time_locks(client) -> dict:
+    """Replace the send lock and the MID-table lock by TimedLocks."""
+    locks = {"send lock": TimedLock(client._sender.lock),
+             "MID-table lock": TimedLock(client._inflight.lock)}
+    client._sender.lock = locks["send lock"]
+    client._inflight.lock = locks["MID-table lock"]
+    return locks
+
+
 def child(args) -> None:
     profiles = ThreadProfiles() if args.profile else None
     import smblayer
@@ -233,11 +305,12 @@ def child(args) -> None:
     def rate(name, fn, *a):
         wall, cpu = _timed(lambda: out.__setitem__("_n", fn(*a)))
         n = out.pop("_n")
-        out[name] = {"per_s": n / wall, "cpu_us": cpu / n * 1e6}
+        out[name] = {"per_s": n / wall, "cpu_us": cpu / n * 1e6, "switches": SWITCHES[0] / n}
 
     def per_op(name, fn, count):
         wall, cpu = _timed(fn, count)
-        out[name] = {"us": wall / count * 1e6, "cpu_us": cpu / count * 1e6}
+        out[name] = {"us": wall / count * 1e6, "cpu_us": cpu / count * 1e6,
+                     "switches": SWITCHES[0] / count}
 
     raw = Raw(host, port)
     client = smblayer.get_client(host, port, dialects=only)
@@ -248,6 +321,7 @@ def child(args) -> None:
     raw.loop(200)
     if profiles is not None:
         profiles.clear()
+    locks = time_locks(client) if args.locks else None
     which = args.only.split(",") if args.only else None
 
     def want(name):
@@ -283,6 +357,13 @@ def child(args) -> None:
                 conn.echo(credit_request=64)
             rate("smbprotocol16", _threads, conn.echo, THREADS, d)
             conn.disconnect()
+    if locks is not None:
+        requests = sum(v.get("per_s", 0) * d for k, v in out.items()
+                       if isinstance(v, dict) and k != "raw_pipelined") or 1
+        out["locks"] = {name: {"per_request": lk.acquired / requests,
+                               "hold_us": lk.hold / max(1, lk.acquired) * 1e6,
+                               "wait_us": lk.wait / max(1, lk.acquired) * 1e6}
+                        for name, lk in locks.items()}
     if profiles is not None:
         profiles.dump(args.profile)
     tree.close()
@@ -316,6 +397,8 @@ def parent(args) -> int:
                         "--duration", str(args.duration)]
                 if args.only:
                     argv += ["--only", args.only]
+                if args.locks:
+                    argv.append("--locks")
                 if r == 0 and name == names[0]:
                     argv.append("--smbprotocol")
                 proc = subprocess.run(argv, env=dict(env, SMB_PASSWORD=samba.password),
@@ -324,7 +407,11 @@ def parent(args) -> int:
                 results[name].append(got)
                 print(f"# round {r + 1} {name}: " + ", ".join(
                     f"{k} {v.get('per_s', v.get('us')):.0f}" for k, v in got.items()
-                    if isinstance(v, dict)), file=sys.stderr, flush=True)
+                    if isinstance(v, dict) and k != "locks"), file=sys.stderr, flush=True)
+                for lock, v in got.get("locks", {}).items():
+                    print(f"#   {lock}: {v['per_request']:.1f} per request, held "
+                          f"{v['hold_us']:.1f} µs, waited {v['wait_us']:.1f} µs on average",
+                          file=sys.stderr, flush=True)
     report(results)
     if args.json:
         print(json.dumps(results, indent=1))
@@ -338,16 +425,19 @@ def report(results) -> None:
 
     keys = ["raw_loop", "raw_pipelined", "sync", "threads16", "async16", "stat16",
             "smbprotocol16"]
-    print(f"{'figure':<15}" + "".join(f"{n:>22}" for n in results))
+    print("medians; cpu: CPU µs per request (all threads); sw: voluntary context switches "
+          "per request (hand-offs)")
+    print(f"{'figure':<15}" + "".join(f"{n:>26}" for n in results))
     for key in keys:
         cells = []
         for name in results:
             if not any(key in r for r in results[name]):
-                cells.append(f"{'-':>22}")
+                cells.append(f"{'-':>26}")
                 continue
             field = "us" if key in ("raw_loop", "sync") else "per_s"
             unit = "µs" if field == "us" else "/s"
-            cells.append(f"{med(name, key, field):>11,.0f}{unit} {med(name, key, 'cpu_us'):>5.0f}cpu")
+            cells.append(f"{med(name, key, field):>9,.0f}{unit} {med(name, key, 'cpu_us'):>4.0f}cpu "
+                         f"{med(name, key, 'switches'):>4.1f}sw")
         print(f"{key:<15}" + "".join(cells))
     print()
     for name in results:
@@ -381,6 +471,8 @@ def main() -> int:
         p.add_argument(opt, help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
     p.add_argument("--profile", help=argparse.SUPPRESS)
+    p.add_argument("--locks", action="store_true",
+                   help="time the send and MID-table locks (use with --only)")
     args = p.parse_args()
     if args.child:
         args.password = os.environ.get("SMB_PASSWORD")
