@@ -75,23 +75,39 @@ _inboxes: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Inbox]" = \
     weakref.WeakKeyDictionary()
 
 
-def wait(future: Future) -> "asyncio.Future":
-    """An awaitable for a transport Future (``asyncio.wrap_future``, with
-    the loop woken once per burst of replies).  Cancelling it cancels the
-    request, exactly as ``task.cancel()``."""
+def _waiter(future: Future) -> "asyncio.Future":
+    """A loop future settled from ``future`` (through the loop's inbox)."""
     loop = asyncio.get_running_loop()
     inbox = _inboxes.get(loop)
     if inbox is None:
         inbox = _inboxes[loop] = _Inbox(loop)
     waiter = loop.create_future()
-    waiter.add_done_callback(lambda w: w.cancelled() and future.cancel())
     future.add_done_callback(lambda f: inbox.push(waiter, f))
     return waiter
 
 
+def wait(future: Future) -> "asyncio.Future":
+    """An awaitable for a transport Future (``asyncio.wrap_future``, with
+    the loop woken once per burst of replies).  Cancelling it cancels the
+    request, exactly as ``task.cancel()``."""
+    waiter = _waiter(future)
+    waiter.add_done_callback(lambda w: w.cancelled() and future.cancel())
+    return waiter
+
+
+async def result(future: Future) -> Any:
+    """``await wait(future)`` for the common case, a coroutine awaiting its
+    own request: cancelling the coroutine cancels the request."""
+    try:
+        return await _waiter(future)
+    except asyncio.CancelledError:
+        future.cancel()
+        raise
+
+
 async def run_task(client, task: SmbTask) -> Reply:
     """``client.run_task`` for a coroutine."""
-    return await wait(client.run_task_async(task))
+    return await result(client.run_task_async(task))
 
 
 async def run_plan(client, plan) -> Any:
@@ -99,8 +115,8 @@ async def run_plan(client, plan) -> Any:
     awaited; returns ``finish(replies)``."""
     tasks, finish = plan
     if len(tasks) == 1:
-        return finish([await wait(client.run_task_async(tasks[0]))])
-    return finish(await wait(client.run_compound_async(tasks)))
+        return finish([await result(client.run_task_async(tasks[0]))])
+    return finish(await result(client.run_compound_async(tasks)))
 
 
 class AsyncClient:
@@ -120,14 +136,14 @@ class AsyncClient:
         """One ECHO round trip; the round-trip time in seconds."""
         loop = asyncio.get_running_loop()
         start = loop.time()
-        await wait(self.sync.echo_async(timeouts))
+        await result(self.sync.echo_async(timeouts))
         return loop.time() - start
 
     async def run_task(self, task: SmbTask) -> Reply:
         return await run_task(self.sync, task)
 
     async def run_compound(self, tasks, related: bool = True):
-        return await wait(self.sync.run_compound_async(tasks, related))
+        return await result(self.sync.run_compound_async(tasks, related))
 
     async def release(self) -> None:
         """``client.release()`` (may close the socket: in a thread)."""

@@ -116,6 +116,16 @@ def add_flags(header: bytearray, flags: int) -> None:
     _U32.pack_into(header, 16, current | flags)
 
 
+def clear_flags(header: bytearray, flags: int) -> None:
+    (current,) = _U32.unpack_from(header, 16)
+    if current & flags:
+        _U32.pack_into(header, 16, current & ~flags)
+
+
+def set_session_id(header: bytearray, session_id: int) -> None:
+    _SESSION_ID.pack_into(header, 40, session_id)
+
+
 @dataclass
 class Header:
     """A parsed SMB2 header (response or request)."""

@@ -1158,7 +1158,10 @@ class SmbClient:
             self._state_cond.notify_all()
         with self._inflight.lock:
             tasks = [t for t in self._inflight.take_all() if not t.state.final]
-            tasks += [t for t in waiting if not t.state.final]
+            for t in waiting:             # a parked async compound: all its elements
+                group = t.group
+                tasks += [e for e in (group.tasks if group is not None else (t,))
+                          if not e.state.final]
             for task in tasks:
                 move(task, TaskState.FAILED)
                 task.error = error

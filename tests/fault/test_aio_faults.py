@@ -11,7 +11,9 @@ import signal
 
 import pytest
 
-from smblayer import ReconnectPolicy, SmbTimeoutError, TimeoutPolicy, aio
+from smblayer import ReconnectPolicy, SmbClosedError, SmbTimeoutError, TimeoutPolicy, aio
+from smblayer.client import ClientState
+from smblayer.testing.proxy import FaultProxy
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault, pytest.mark.timeout(90),
               pytest.mark.asyncio]
@@ -86,3 +88,41 @@ async def test_soft_timeout_from_a_coroutine(server):
             assert loop.time() - start < 0.5 + 1.0 + 1.0 + 3.0
         finally:
             os.kill(pid, signal.SIGCONT)
+
+
+async def test_async_file_after_a_reconnect_names_the_file(server):
+    (server.share_path("share") / "f.bin").write_bytes(b"q" * 1000)
+    async with _connect(server, timeouts=SOFT, reconnect=QUICK_RECONNECT) as tree:
+        client = tree.client.sync
+        f = await tree.open("f.bin", "r+b")
+        assert await f.read(10) == b"q" * 10
+        pid = await asyncio.to_thread(server.connection_child, client.local_address[1],
+                                      timeout=5.0)
+        os.kill(pid, signal.SIGKILL)
+        assert await tree.client.echo() > 0             # reconnected (the echo waits)
+        with pytest.raises(ConnectionError) as info:
+            await f.read(10)
+        assert "f.bin" in str(info.value) and info.value.path == "f.bin"
+        await f.close()                                  # quietly: nothing to close
+        assert (await tree.stat("f.bin")).st_size == 1000
+
+
+async def test_client_close_fails_a_parked_async_compound(server):
+    """A compound waiting for a reconnect (only its first task is in the
+    waiting list) fails whole when the client closes: no coroutine hangs."""
+    with FaultProxy(server.host, server.port) as proxy:
+        tree = await aio.connect(proxy.host, "share", server.username, server.password,
+                                 port=proxy.port, reconnect=QUICK_RECONNECT,
+                                 timeouts=TimeoutPolicy(mode="hard", timeout=5.0))
+        client = tree.client.sync
+        assert (await tree.stat("")).st_mode
+        proxy.refuse(True)
+        proxy.reset()
+        await asyncio.to_thread(client.wait_for_state, ClientState.RECONNECTING, 5.0)
+        stat = asyncio.ensure_future(tree.stat(""))
+        await asyncio.sleep(0.2)
+        assert not stat.done()                       # parked until the server is back
+        await asyncio.to_thread(client.close)
+        with pytest.raises(SmbClosedError):
+            await asyncio.wait_for(stat, 5)
+        await asyncio.to_thread(tree.sync.close)
