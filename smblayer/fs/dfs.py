@@ -280,6 +280,31 @@ class DfsTree(TreeHelpers):
                              f"{tree.share!r} (a DFS link); refusing to delete it")
         super().rmtree(path, ignore_errors, onerror)
 
+    # administrators' calls (fs.admin) on the tree the path resolves to
+    def get_security(self, path="", info=("owner", "group", "dacl")) -> Any:
+        return self._call("get_security", path, (info,))
+
+    def set_security(self, path, sd, info=("dacl",)) -> None:
+        self._call("set_security", path, (sd, info))
+
+    def list_streams(self, path) -> Any:
+        return self._call("list_streams", path)
+
+    def snapshots(self, path="") -> Any:
+        return self._call("snapshots", path)
+
+    def readlink(self, path) -> str:
+        return self._call("readlink", path)
+
+    def lstat(self, path="") -> os.stat_result:
+        return self._call("lstat", path)
+
+    def islink(self, path) -> bool:
+        return self._call("islink", path)
+
+    def symlink(self, target, path) -> None:
+        self._run(path, lambda tree, sub: tree.symlink(target, sub))
+
     def watch(self, path="", recursive: bool = False, **kwargs) -> Any:
         return self._call("watch", path, (recursive,), kwargs)
 

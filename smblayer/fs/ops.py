@@ -21,6 +21,7 @@ Contract for implementations:
 """
 from __future__ import annotations
 
+import math
 import os
 import stat as stat_module
 from dataclasses import dataclass, field
@@ -96,6 +97,13 @@ def unix_to_filetime(t: float) -> int:
 def filetime_to_ns(ft: int) -> int:
     """FILETIME -> nanoseconds since the Unix epoch (0 stays 0: "not set")."""
     return (ft - _EPOCH_DELTA) * 100 if ft else 0
+
+
+def seconds_to_ns(t: float) -> int:
+    """Seconds -> ns without the float's rounding error on the whole value
+    (1200000000.25 s is 1200000000250000000 ns exactly, as os.utime takes it)."""
+    whole = math.floor(t)
+    return whole * 10**9 + round((t - whole) * 1e9)
 
 
 def ns_to_filetime(ns: int) -> int:

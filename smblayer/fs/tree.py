@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import math
 import os
 import threading
 import time
@@ -42,6 +41,7 @@ from ..task import SmbTask
 from .admin import AdminMixin
 from .file import MAX_IN_FLIGHT, BufferedRandom, BufferedWriter, SmbRawFile
 from .deferred import DeferredCloseMixin
+from .dircache import DirCacheMixin
 from .locks import BufferedReader
 from .posix import PosixMixin
 from .ops import (FILE_APPEND_DATA, FILE_CREATE, FILE_DIRECTORY_FILE, FILE_NON_DIRECTORY_FILE,
@@ -49,7 +49,7 @@ from .ops import (FILE_APPEND_DATA, FILE_CREATE, FILE_DIRECTORY_FILE, FILE_NON_D
                   FILE_READ_DATA, FILE_SHARE_ALL, FILE_WRITE_ATTRIBUTES, FILE_WRITE_DATA,
                   LEASE_HANDLE, LEASE_READ, LEASE_WRITE, OPLOCK_BATCH, OPLOCK_BY_NAME,
                   OPLOCK_EXCLUSIVE, OPLOCK_LEASE, OPLOCK_NONE, SYNCHRONIZE, FileInfo, FileOps,
-                  Handle, ns_to_filetime)
+                  Handle, ns_to_filetime, seconds_to_ns)
 from .helpers import DirEntry, TreeHelpers, join, normpath, outpath
 from .recovery import TreeRecovery
 
@@ -72,13 +72,6 @@ def ops_for(tree) -> FileOps:
         return Smb1FileOps(tree)
     from .smb2ops import Smb2FileOps
     return Smb2FileOps(tree)
-
-
-def _seconds_to_ns(t: float) -> int:
-    """Seconds -> ns without the float's rounding error on the whole value
-    (1200000000.25 s is 1200000000250000000 ns exactly, as os.utime takes it)."""
-    whole = math.floor(t)
-    return whole * 10**9 + round((t - whole) * 1e9)
 
 
 def _parse_mode(mode: str) -> Tuple[bool, bool, bool, bool, int]:
@@ -106,13 +99,14 @@ def _write_caching(handle: Handle) -> bool:
     return handle.oplock_level in (OPLOCK_EXCLUSIVE, OPLOCK_BATCH)
 
 
-class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin):
+class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin, DirCacheMixin):
     """A connected share.  Built by ``Session.tree_connect(share)``; the
     os/shutil-level helpers come from :class:`~smblayer.fs.helpers.TreeHelpers`,
     the administrators' calls (security descriptors, streams, snapshots,
     links) from :class:`~smblayer.fs.admin.AdminMixin`, the SMB3 POSIX
     extensions' calls from :class:`~smblayer.fs.posix.PosixMixin`, deferred
-    close from :class:`~smblayer.fs.deferred.DeferredCloseMixin`."""
+    close from :class:`~smblayer.fs.deferred.DeferredCloseMixin`, the
+    directory cache from :class:`~smblayer.fs.dircache.DirCacheMixin`."""
 
     #: READ/WRITE requests a file object keeps on the wire
     max_in_flight = MAX_IN_FLIGHT
@@ -180,6 +174,7 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin):
             return
         self._close_all_files()
         self.deferred_closes.close_all()
+        self.dir_cache.clear()
         self.connected = False
         self._recovery.detach()
         self.session._forget_tree(self)
@@ -387,7 +382,7 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin):
             else:
                 if len(times) != 2:
                     raise TypeError("utime: 'times' must be a tuple (atime, mtime)")
-                ns = tuple(_seconds_to_ns(t) for t in times)
+                ns = tuple(seconds_to_ns(t) for t in times)
         elif len(ns) != 2:
             raise TypeError("utime: 'ns' must be a tuple (atime_ns, mtime_ns)")
         self._check_connected()
@@ -456,6 +451,8 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin):
             self._files.pop(id(raw), None)
         if self._breaks is not None and not raw.handle.deferred:
             self._breaks.remove(raw.handle)
+        if raw.mode[:1] != "r" or "+" in raw.mode:      # written: its directory changed
+            self.dir_cache.invalidate(raw.handle.path)
 
     def check_handle(self, handle: Handle) -> None:
         """Raise a clear error for a raw handle (``open_handle``) that did
@@ -484,7 +481,8 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin):
         notify."""
         raw: Optional[SmbRawFile] = handle.file
         log.debug("smblayer: %s break on %r to 0x%x", kind, handle.path, new_level)
-        parked = self.deferred_closes.take(handle)       # closed for real once acknowledged
+        # a kept file handle or a cached directory: out before the ack, closed after it
+        parked = self.deferred_closes.take(handle) or self.dir_cache.take(handle)
         if raw is not None and _write_caching(handle):
             raw._on_break()
         try:
