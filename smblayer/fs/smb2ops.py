@@ -43,6 +43,7 @@ from .ops import (DELETE, FILE_ATTRIBUTE_DIRECTORY, FILE_CREATE, FILE_DELETE_ON_
                   FILE_WRITE_DATA, FILE_SHARE_ALL, LEASE_HANDLE, LEASE_WRITE, OPLOCK_BATCH,
                   OPLOCK_LEASE, OPLOCK_LEVEL_II, OPLOCK_NONE, SYNCHRONIZE, FileInfo, FileOps,
                   FsSize, Handle)
+from .dircache import NO_DIR_CACHE
 from .posix import POSIX_DIR_MODE, POSIX_FILE_MODE, apply_posix_info, posix_file_info
 
 log = logging.getLogger("smblayer")
@@ -254,6 +255,8 @@ class Smb2FileOps(FileOps):
         """(CREATE task, the oplock level asked, the lease key).  ``durable``:
         ask a durable handle with this CreateGuid; ``reclaim``: reconnect
         that durable handle (DH2C/DHnC)."""
+        if reclaim is None:
+            self._dir_cache.changing(path, access, disposition)
         if oplock == OPLOCK_LEASE and not self._leasing:
             log.debug("smblayer: server/dialect without leasing; asking a batch oplock")
             oplock = OPLOCK_BATCH
@@ -454,6 +457,18 @@ class Smb2FileOps(FileOps):
         """Whether opens use the SMB3 POSIX extensions (``fs.connect(posix=True)``)."""
         return getattr(self.tree, "posix", False)
 
+    @property
+    def _dir_cache(self):
+        """The tree's directory cache (fs.dircache)."""
+        return getattr(self.tree, "dir_cache", NO_DIR_CACHE)
+
+    def _close_deferred(self, *paths: str) -> None:
+        """Close the kept handles (fs.deferred) at or below ``paths`` first."""
+        closes = getattr(self.tree, "deferred_closes", None)
+        if closes is not None:
+            for path in paths:
+                closes.close_under(path)
+
     def _wire_path(self, path: str) -> str:
         """A POSIX open's separator is "/" ("\\" is a character in a name)."""
         return path.replace("\\", "/") if self.posix else path
@@ -483,7 +498,12 @@ class Smb2FileOps(FileOps):
         """One round trip: CREATE, a related QUERY_INFO (FileAllInformation:
         times, sizes, attributes, links, the file id) and CLOSE in one
         compound.  On a POSIX tree the server does not follow a symbolic
-        link (STOPPED_ON_SYMLINK): the link itself is described (S_IFLNK)."""
+        link (STOPPED_ON_SYMLINK): the link itself is described (S_IFLNK).
+        A directory the tree caches (``fs.dircache``) answers with no round trip."""
+        if not create_options:
+            cached = self._dir_cache.lookup(path)
+            if cached is not None:
+                return cached
         tasks, finish = self.stat_plan(path, create_options)
         try:
             replies = self.client.run_compound(tasks)
@@ -537,7 +557,7 @@ class Smb2FileOps(FileOps):
             if directory else ())
 
     def rename_plan(self, path: str, new_path: str, replace: bool = False) -> "Plan":
-        info = fileinfo.rename_information(new_path, replace)
+        info = fileinfo.rename_information(self._wire_path(new_path), replace)
         return self._with_handle(
             path, DELETE | FILE_READ_ATTRIBUTES, 0,
             lambda h: (self._set_info_task(h, FILE_RENAME_INFORMATION, info, new_path),))
@@ -563,6 +583,10 @@ class Smb2FileOps(FileOps):
     def listdir(self, path: str, pattern: str = "*") -> Iterator[FileInfo]:
         """Entries of ``path`` matching ``pattern`` (the server matches it:
         ``*`` and ``?``, case-insensitively)."""
+        if pattern == "*":
+            cached = self._dir_cache.listing(path)
+            if cached is not None:
+                return iter(cached)
         try:
             entries = self.run_plan(self.list_plan(path, pattern))
         except SmbStatusError as exc:
@@ -573,18 +597,21 @@ class Smb2FileOps(FileOps):
             return iter(entries)
         # More than one buffer's worth: step by step on one handle.
         handle = self.run_plan(self.opendir_plan(path))
-        entries = []
         try:
-            restart = True
-            while True:
-                batch = self.run_plan(self.query_dir_plan(handle, pattern, restart))
-                if batch is None:
-                    break
-                restart = False
-                entries.extend(batch)
+            return iter(self.list_handle(handle, pattern))
         finally:
             self.close(handle)
-        return iter(entries)
+
+    def list_handle(self, handle: Handle, pattern: str = "*") -> List[FileInfo]:
+        """The entries of the open directory ``handle`` matching ``pattern``."""
+        entries: List[FileInfo] = []
+        restart = True
+        while True:
+            batch = self.run_plan(self.query_dir_plan(handle, pattern, restart))
+            if batch is None:
+                return entries
+            restart = False
+            entries.extend(batch)
 
     def list_plan(self, path: str, pattern: str = "*") -> "Plan":
         """A whole listing in one round trip: CREATE + QUERY_DIRECTORY +
@@ -662,8 +689,7 @@ class Smb2FileOps(FileOps):
         handle.info.size = size
 
     def rename(self, path: str, new_path: str, replace: bool = False) -> None:
-        self.tree.deferred_closes.close_under(path)
-        self.tree.deferred_closes.close_under(new_path)
+        self._close_deferred(path, new_path)
         handle = self.open(path, access=DELETE | FILE_READ_ATTRIBUTES | SYNCHRONIZE,
                            disposition=FILE_OPEN)
         try:
@@ -674,7 +700,7 @@ class Smb2FileOps(FileOps):
             self.close(handle)
 
     def delete(self, path: str, directory: bool = False) -> None:
-        self.tree.deferred_closes.close_under(path)
+        self._close_deferred(path)
         options = FILE_DELETE_ON_CLOSE | (FILE_DIRECTORY_FILE if directory
                                           else FILE_NON_DIRECTORY_FILE)
         handle = self.open(path, access=DELETE | FILE_READ_ATTRIBUTES | SYNCHRONIZE,

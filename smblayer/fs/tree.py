@@ -41,6 +41,7 @@ from ..task import SmbTask
 from .admin import AdminMixin
 from .file import MAX_IN_FLIGHT, BufferedRandom, BufferedWriter, SmbRawFile
 from .deferred import DeferredCloseMixin
+from .dircache import DirCacheMixin
 from .locks import BufferedReader
 from .posix import PosixMixin
 from .ops import (FILE_APPEND_DATA, FILE_CREATE, FILE_DIRECTORY_FILE, FILE_NON_DIRECTORY_FILE,
@@ -98,13 +99,14 @@ def _write_caching(handle: Handle) -> bool:
     return handle.oplock_level in (OPLOCK_EXCLUSIVE, OPLOCK_BATCH)
 
 
-class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin):
+class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin, DirCacheMixin):
     """A connected share.  Built by ``Session.tree_connect(share)``; the
     os/shutil-level helpers come from :class:`~smblayer.fs.helpers.TreeHelpers`,
     the administrators' calls (security descriptors, streams, snapshots,
     links) from :class:`~smblayer.fs.admin.AdminMixin`, the SMB3 POSIX
     extensions' calls from :class:`~smblayer.fs.posix.PosixMixin`, deferred
-    close from :class:`~smblayer.fs.deferred.DeferredCloseMixin`."""
+    close from :class:`~smblayer.fs.deferred.DeferredCloseMixin`, the
+    directory cache from :class:`~smblayer.fs.dircache.DirCacheMixin`."""
 
     #: READ/WRITE requests a file object keeps on the wire
     max_in_flight = MAX_IN_FLIGHT
@@ -172,6 +174,7 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin):
             return
         self._close_all_files()
         self.deferred_closes.close_all()
+        self.dir_cache.clear()
         self.connected = False
         self._recovery.detach()
         self.session._forget_tree(self)
@@ -448,6 +451,8 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin):
             self._files.pop(id(raw), None)
         if self._breaks is not None and not raw.handle.deferred:
             self._breaks.remove(raw.handle)
+        if raw.mode[:1] != "r" or "+" in raw.mode:      # written: its directory changed
+            self.dir_cache.invalidate(raw.handle.path)
 
     def check_handle(self, handle: Handle) -> None:
         """Raise a clear error for a raw handle (``open_handle``) that did
@@ -476,7 +481,8 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin):
         notify."""
         raw: Optional[SmbRawFile] = handle.file
         log.debug("smblayer: %s break on %r to 0x%x", kind, handle.path, new_level)
-        parked = self.deferred_closes.take(handle)       # closed for real once acknowledged
+        # a kept file handle or a cached directory: out before the ack, closed after it
+        parked = self.deferred_closes.take(handle) or self.dir_cache.take(handle)
         if raw is not None and _write_caching(handle):
             raw._on_break()
         try:

@@ -18,6 +18,8 @@ live here once and both dialects' FileOps use them:
 * FileFsSizeInformation / FileFsFullSizeInformation.
 
 Every parser checks the length first and raises :class:`MalformedMessage`.
+The structures of the administrators' calls (stream lists, snapshots,
+reparse data, symbolic-link errors) are in :mod:`smblayer.proto.fscc`.
 """
 from __future__ import annotations
 
@@ -71,6 +73,8 @@ class FileState:
 
 @dataclass
 class AllInformation(FileState):
+    """FileAllInformation: the file state plus its link count and more."""
+
     links: int = 1
     delete_pending: bool = False
     directory: bool = False

@@ -191,7 +191,8 @@ class Negotiator:
         capabilities = 0
         if max(offered) >= Dialect.SMB3_0:
             capabilities = (smb2.Capabilities.DFS | smb2.Capabilities.LEASING
-                            | smb2.Capabilities.LARGE_MTU | smb2.Capabilities.ENCRYPTION)
+                            | smb2.Capabilities.LARGE_MTU | smb2.Capabilities.ENCRYPTION
+                            | smb2.Capabilities.DIRECTORY_LEASING)     # fs.dircache
         elif max(offered) >= Dialect.SMB2_1:
             capabilities = smb2.Capabilities.DFS | smb2.Capabilities.LEASING | smb2.Capabilities.LARGE_MTU
         if Dialect.SMB3_1_1 in offered:
