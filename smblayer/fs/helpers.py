@@ -14,17 +14,17 @@ out use "/" (``outpath``).  Data copies go through the one copy engine,
 """
 from __future__ import annotations
 
-import concurrent.futures
-import fnmatch
 import os
 import re
-import shutil
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 from ..errors import SmbStatusError, status_error
 from ..proto.status import NtStatus
-from . import transfer
 from .ops import FileInfo
+
+# fnmatch, shutil, concurrent.futures and .transfer are imported in the
+# methods that use them: a one-shot command (ls, stat) loads none of them
+# (cold start, issue 20).
 
 __all__ = ["TreeHelpers", "DirEntry", "normpath", "outpath", "join"]
 
@@ -228,6 +228,7 @@ class TreeHelpers:
             raise
         hidden_ok = include_hidden or part.startswith(".")
         lowered = part.lower()
+        import fnmatch
         return [e for e in entries if fnmatch.fnmatchcase(e.name.lower(), lowered) and
                 (hidden_ok or not e.name.startswith("."))]
 
@@ -297,6 +298,7 @@ class TreeHelpers:
             for item in items:
                 run(item)
             return failures
+        import concurrent.futures
         with concurrent.futures.ThreadPoolExecutor(
                 min(_PARALLEL, len(items)), thread_name_prefix="smblayer-tree") as pool:
             for future in [pool.submit(run, item) for item in items]:
@@ -308,6 +310,8 @@ class TreeHelpers:
         share, like ``shutil.copyfile``; returns ``dst``.  The data goes
         through the client (:func:`smblayer.fs.transfer.copy_remote`:
         pipelined reads and writes, one compound for a small file)."""
+        import shutil
+        from . import transfer
         src_p, dst_p = outpath(src), outpath(dst)
         if src_p.lower() == dst_p.lower():
             raise shutil.SameFileError(f"{src_p!r} and {dst_p!r} are the same file")
@@ -317,6 +321,7 @@ class TreeHelpers:
     def read_chunks(self, f) -> Iterator[bytes]:
         """The rest of the unbuffered file ``f`` (``open(..., buffering=0)``)
         in steps of pipelined READs (:func:`smblayer.fs.transfer.read_chunks`)."""
+        from . import transfer
         return transfer.read_chunks(self, f)
 
     def copytree(self, src, dst, dirs_exist_ok: bool = False,

@@ -204,6 +204,8 @@ def tree_connect_request(server: str, share: str) -> Tuple[bytes, bytes]:
 
 @dataclass
 class TreeConnectResponse:
+    """The fields of a TREE_CONNECT response."""
+
     share_type: int
     share_flags: int
     capabilities: int
@@ -246,6 +248,8 @@ def create_request(path: str, *, desired_access: int, disposition: int,
 
 @dataclass
 class CreateResponse:
+    """The fields of a CREATE response."""
+
     file_id: bytes
     oplock_level: int
     create_action: int
@@ -305,6 +309,8 @@ def ioctl_request(ctl_code: int, file_id, input: bytes = b"", *, max_output: int
 
 @dataclass
 class IoctlResponse:
+    """The fields of an IOCTL response."""
+
     ctl_code: int
     file_id: bytes
     input: bytes
@@ -374,6 +380,8 @@ def change_notify_request(file_id, *, completion_filter: int = FILE_NOTIFY_CHANG
 
 @dataclass
 class NotifyEntry:
+    """One entry of a CHANGE_NOTIFY response."""
+
     action: int
     name: str        # relative to the watched directory, with backslashes
 
@@ -475,6 +483,8 @@ def parse_query_directory_response(message) -> bytes:
 
 @dataclass
 class DirectoryEntry:
+    """One entry of a QUERY_DIRECTORY response."""
+
     name: str
     file_index: int
     end_of_file: int

@@ -73,6 +73,8 @@ class FileState:
 
 @dataclass
 class AllInformation(FileState):
+    """FileAllInformation: the file state plus its link count and more."""
+
     links: int = 1
     delete_pending: bool = False
     directory: bool = False

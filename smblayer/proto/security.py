@@ -27,12 +27,14 @@ from __future__ import annotations
 
 import re
 import struct
-import uuid
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Tuple
 
 from ..errors import SmbProtocolError
 from .smb2 import MalformedMessage
+
+if TYPE_CHECKING:
+    import uuid     # imported where a GUID is made: uuid loads platform (cold start)
 
 
 class MalformedSecurity(SmbProtocolError, MalformedMessage):
@@ -312,6 +314,7 @@ class Ace:
                 if present & bit:
                     if pos + 16 > len(body):
                         raise MalformedSecurity("object ACE GUID truncated")
+                    import uuid
                     guid = uuid.UUID(bytes_le=body[pos:pos + 16])
                     pos += 16
                     if bit == ACE_OBJECT_TYPE_PRESENT:
@@ -563,6 +566,7 @@ def _ace_from_sddl(text: str) -> Ace:
             if name not in _SDDL_MASKS:
                 raise ValueError(f"SDDL: unknown access right {name!r}")
             mask |= _SDDL_MASKS[name]
+    import uuid
     return Ace(_SDDL_TYPES[kind.upper()], bits, mask, Sid.parse(sid),
                uuid.UUID(obj) if obj else None, uuid.UUID(inherited) if inherited else None)
 

@@ -124,6 +124,8 @@ def pack_params(words: bytes, data: bytes = b"") -> Tuple[bytes, bytes]:
 
 @dataclass
 class Header:
+    """The fields of an SMB1 header."""
+
     command: int
     status: int
     flags: int
@@ -187,6 +189,8 @@ NT_NEGOTIATE_WORDS = struct.Struct("<HBHHIIIIQhB")
 
 @dataclass
 class NegotiateResponse:
+    """The fields of an SMB1 NEGOTIATE response."""
+
     dialect_index: int
     security_mode: int = 0
     max_mpx_count: int = 0

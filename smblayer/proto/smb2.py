@@ -235,6 +235,8 @@ _CONTEXT_HEADER = struct.Struct("<HHI")
 
 @dataclass
 class NegotiateContext:
+    """One negotiate context of a 3.1.1 NEGOTIATE (type and raw data)."""
+
     type: int
     data: bytes
 
@@ -294,6 +296,8 @@ def posix_context() -> NegotiateContext:
 
 @dataclass
 class NegotiateResponse:
+    """The fields of a NEGOTIATE response."""
+
     security_mode: int
     dialect_revision: int
     server_guid: bytes

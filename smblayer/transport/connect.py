@@ -45,7 +45,10 @@ MIN_ATTEMPT = 0.5      # the shortest connect attempt worth making (seconds)
 def open_socket(host: str, port: int, timeout: float) -> socket.socket:
     """A connected TCP socket with Nagle off and keepalive on."""
     try:
-        sock = socket.create_connection((host, port), timeout=timeout)
+        # An ASCII name goes as bytes: a str makes getaddrinfo load the idna
+        # codec (and unicodedata), a cost every one-shot command paid.
+        name = host.encode("ascii") if host.isascii() else host
+        sock = socket.create_connection((name, port), timeout=timeout)
     except OSError as exc:
         raise SmbConnectionError(f"cannot connect to {host}:{port}: {exc}") from exc
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
