@@ -46,8 +46,8 @@ import threading
 import time
 from typing import Dict, Iterator, List, Mapping, Optional, Sequence
 
-from .samba import (_descendants, _free_port, _pdeathsig_argv, _wait_exit_noreap,
-                    find_smbclient)
+from .process import descendants, free_port, pdeathsig_argv, wait_exit_noreap
+from .samba import find_smbclient
 
 __all__ = ["SambaAdDc", "find_samba", "find_samba_tool", "find_kinit", "DC_PACKAGES"]
 
@@ -485,9 +485,9 @@ class SambaAdDc:
         if res.returncode != 0:
             raise RuntimeError(f"samba-tool domain provision failed (rc={res.returncode}): "
                                f"{res.stderr.strip()[-3000:]}")
-        self.port = _free_port(self.host)
-        self.kdc_port = _free_port(self.host)
-        self.kpasswd_port = _free_port(self.host)
+        self.port = free_port(self.host)
+        self.kdc_port = free_port(self.host)
+        self.kpasswd_port = free_port(self.host)
         for d in ("pid", "ncalrpc"):
             os.makedirs(self._path("dc", d), exist_ok=True)
         with open(self.conf_path, "w") as f:
@@ -510,7 +510,7 @@ class SambaAdDc:
             argv = [_which("unshare", ("/usr/bin", "/bin")) or "unshare", "--mount", "--propagation", "private", "sh", "-c",
                     'mount -t tmpfs -o size=1m,mode=0755 smbl-winbindd "$0" && exec "$@"',
                     _WINBINDD_DEFAULT_DIR, *argv]
-        prefix = (_pdeathsig_argv() if threading.current_thread() is threading.main_thread()
+        prefix = (pdeathsig_argv() if threading.current_thread() is threading.main_thread()
                   else [])
         self._proc = subprocess.Popen(prefix + argv, stdin=subprocess.DEVNULL,
                                       stdout=self._stdout, stderr=subprocess.STDOUT,
@@ -538,14 +538,14 @@ class SambaAdDc:
             proc = self._proc
             if proc is not None:
                 pid = proc.pid
-                others = _descendants(pid)
+                others = descendants(pid)
                 if proc.poll() is None:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGTERM)
-                    if not _wait_exit_noreap(pid, _STOP_GRACE):
+                    if not wait_exit_noreap(pid, _STOP_GRACE):
                         with contextlib.suppress(ProcessLookupError):
                             os.kill(pid, signal.SIGKILL)
-                        _wait_exit_noreap(pid, _STOP_GRACE)
+                        wait_exit_noreap(pid, _STOP_GRACE)
                     # Not reaped yet, so the group id cannot have been reused.
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.killpg(pid, signal.SIGKILL)

@@ -45,7 +45,12 @@ import tempfile
 import threading
 import time
 import weakref
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Union
+
+from .process import (BIN_DIRS, SBIN_DIRS, alive, all_pids, descendants, find_binary,
+                      local_ports_of, pdeathsig_argv, proc_cmdline, proc_comm, proc_stat,
+                      socket_inodes, tcp_connections, wait_exit_noreap)
+from .process import free_port as _free_port   # a module global: tests replace it
 
 __all__ = [
     "SambaServer",
@@ -79,9 +84,6 @@ DURABLE_OPTIONS = {
     "aio write size": "0",
 }
 
-_SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
-_BIN_DIRS = ("/usr/bin", "/usr/local/bin", "/bin")
-
 # Names (``/proc/<pid>/comm``) of smbd's long-lived helper processes; they are
 # children of the main smbd but do not serve a client connection.
 _HELPER_COMMS = frozenset({"smbd-notifyd", "cleanupd", "smbd-cleanupd",
@@ -97,223 +99,17 @@ _PORT_ATTEMPTS = 5
 # locating the binaries
 
 
-def _find_binary(name: str, extra_dirs: Iterable[str]) -> Optional[str]:
-    path = shutil.which(name)
-    if path:
-        return path
-    for d in extra_dirs:
-        candidate = os.path.join(d, name)
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
 def find_smbd() -> Optional[str]:
     """Path of Samba's ``smbd`` (PATH, then /usr/sbin etc.), or None."""
-    return _find_binary("smbd", _SBIN_DIRS)
+    return find_binary("smbd", SBIN_DIRS)
 
 
 def find_smbpasswd() -> Optional[str]:
-    return _find_binary("smbpasswd", _BIN_DIRS + _SBIN_DIRS)
+    return find_binary("smbpasswd", BIN_DIRS + SBIN_DIRS)
 
 
 def find_smbclient() -> Optional[str]:
-    return _find_binary("smbclient", _BIN_DIRS + _SBIN_DIRS)
-
-
-# ---------------------------------------------------------------------------
-# /proc helpers (Linux only)
-
-_TCP_STATES = {
-    "01": "ESTABLISHED", "02": "SYN_SENT", "03": "SYN_RECV", "04": "FIN_WAIT1",
-    "05": "FIN_WAIT2", "06": "TIME_WAIT", "07": "CLOSE", "08": "CLOSE_WAIT",
-    "09": "LAST_ACK", "0A": "LISTEN", "0B": "CLOSING",
-}
-
-
-def _decode_addr(hexaddr: str) -> tuple:
-    ip_hex, port_hex = hexaddr.split(":")
-    port = int(port_hex, 16)
-    raw = bytes.fromhex(ip_hex)
-    if len(raw) == 4:
-        ip = socket.inet_ntop(socket.AF_INET, raw[::-1])
-    else:
-        # /proc/net/tcp6 prints four host-order 32-bit words
-        words = b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))
-        ip = socket.inet_ntop(socket.AF_INET6, words)
-        if ip.startswith("::ffff:") and "." in ip:
-            ip = ip[len("::ffff:"):]
-    return ip, port
-
-
-def tcp_connections() -> List[dict]:
-    """Parse /proc/net/tcp and /proc/net/tcp6.
-
-    Returns dicts with ``local`` (ip, port), ``remote`` (ip, port), ``state``
-    (e.g. "ESTABLISHED", "LISTEN") and ``inode`` (int).
-    """
-    result = []
-    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(name) as f:
-                lines = f.read().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if len(fields) < 10:
-                continue
-            try:
-                local = _decode_addr(fields[1])
-                remote = _decode_addr(fields[2])
-                inode = int(fields[9])
-            except (ValueError, OSError):
-                continue
-            result.append({
-                "local": local,
-                "remote": remote,
-                "state": _TCP_STATES.get(fields[3].upper(), fields[3]),
-                "inode": inode,
-            })
-    return result
-
-
-def socket_inodes(pid: int) -> Set[int]:
-    """Socket inodes held open by process ``pid`` (empty set if gone)."""
-    inodes = set()
-    fd_dir = "/proc/%d/fd" % pid
-    try:
-        names = os.listdir(fd_dir)
-    except OSError:
-        return inodes
-    for name in names:
-        try:
-            target = os.readlink(os.path.join(fd_dir, name))
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            try:
-                inodes.add(int(target[8:-1]))
-            except ValueError:
-                pass
-    return inodes
-
-
-def local_ports_of(pid: int, remote_port: int,
-                   remote_host: str = "127.0.0.1") -> List[int]:
-    """Local ports of ESTABLISHED TCP connections that process ``pid`` has to
-    ``remote_host:remote_port`` (e.g. to find an smbclient's client port)."""
-    inodes = socket_inodes(pid)
-    return sorted(
-        c["local"][1] for c in tcp_connections()
-        if c["inode"] in inodes and c["state"] == "ESTABLISHED"
-        and c["remote"] == (remote_host, remote_port))
-
-
-def _proc_stat(pid: int) -> Optional[tuple]:
-    """(state, ppid) of ``pid`` or None if it does not exist."""
-    try:
-        with open("/proc/%d/stat" % pid, "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    # comm may contain spaces/parentheses: split after the last ')'
-    rest = data[data.rfind(b")") + 2:].split()
-    try:
-        return rest[0].decode(), int(rest[1])
-    except (IndexError, ValueError):
-        return None
-
-
-def _proc_comm(pid: int) -> str:
-    try:
-        with open("/proc/%d/comm" % pid) as f:
-            return f.read().strip()
-    except OSError:
-        return ""
-
-
-def _proc_cmdline(pid: int) -> bytes:
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as f:
-            return f.read()
-    except OSError:
-        return b""
-
-
-def _all_pids() -> List[int]:
-    try:
-        return [int(n) for n in os.listdir("/proc") if n.isdigit()]
-    except OSError:
-        return []
-
-
-def _alive(pid: int) -> bool:
-    st = _proc_stat(pid)
-    return st is not None and st[0] not in ("Z", "X")
-
-
-def _descendants(root: int) -> List[int]:
-    """Live (non-zombie) descendants of ``root``, breadth first."""
-    children: Dict[int, List[int]] = {}
-    states: Dict[int, str] = {}
-    for pid in _all_pids():
-        st = _proc_stat(pid)
-        if st is None:
-            continue
-        states[pid] = st[0]
-        children.setdefault(st[1], []).append(pid)
-    out = []
-    todo = list(children.get(root, ()))
-    while todo:
-        pid = todo.pop(0)
-        if states.get(pid) not in ("Z", "X"):
-            out.append(pid)
-        todo.extend(children.get(pid, ()))
-    return out
-
-
-def _wait_exit_noreap(pid: int, timeout: float) -> bool:
-    """Wait up to ``timeout`` s for our child ``pid`` to exit, leaving it
-    unreaped (a zombie) so that its pid cannot be reused meanwhile."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            res = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-        except ChildProcessError:
-            return True  # already reaped
-        if res is not None and res.si_pid == pid:
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.01)
-
-
-_pdeathsig_prefix: Optional[List[str]] = None
-
-
-def _pdeathsig_argv() -> List[str]:
-    """``setpriv --pdeathsig TERM`` if util-linux supports it, else [].
-
-    It makes the kernel SIGTERM smbd when the thread that started it dies, so
-    a test process killed by a timeout does not leave smbd running forever.
-    """
-    global _pdeathsig_prefix
-    if _pdeathsig_prefix is None:
-        prefix: List[str] = []
-        setpriv = _find_binary("setpriv", _BIN_DIRS + _SBIN_DIRS)
-        if setpriv is not None:
-            try:
-                ok = subprocess.run(
-                    [setpriv, "--pdeathsig", "TERM", "true"],
-                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL, timeout=10).returncode == 0
-            except (OSError, subprocess.SubprocessError):
-                ok = False
-            if ok:
-                prefix = [setpriv, "--pdeathsig", "TERM"]
-        _pdeathsig_prefix = prefix
-    return list(_pdeathsig_prefix)
+    return find_binary("smbclient", BIN_DIRS + SBIN_DIRS)
 
 
 def standalone_env() -> Dict[str, str]:
@@ -325,12 +121,6 @@ def standalone_env() -> Dict[str, str]:
     env = dict(os.environ)
     env["_NO_WINBINDD"] = "1"
     return env
-
-
-def _free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 # ---------------------------------------------------------------------------
@@ -612,7 +402,7 @@ class SambaServer:
             log_size = 0
         # The parent-death signal fires when the *thread* that forked exits,
         # so only use it from the main thread (pytest fixtures run there).
-        prefix = (_pdeathsig_argv()
+        prefix = (pdeathsig_argv()
                   if threading.current_thread() is threading.main_thread()
                   else [])
         self._proc = subprocess.Popen(
@@ -681,16 +471,16 @@ class SambaServer:
         connection children, samba-dcerpcd and its rpcd_* workers)."""
         pids: List[int] = []
         if self._proc is not None:
-            pids.extend(_descendants(self._proc.pid))
+            pids.extend(descendants(self._proc.pid))
         if self.tempdir is not None:
             needle = os.fsencode(self.conf_path)
             me = os.getpid()
-            for pid in _all_pids():
+            for pid in all_pids():
                 if pid == me or pid in pids:
                     continue
                 if self._proc is not None and pid == self._proc.pid:
                     continue
-                if needle in _proc_cmdline(pid) and _alive(pid):
+                if needle in proc_cmdline(pid) and alive(pid):
                     pids.append(pid)
         return pids
 
@@ -705,12 +495,12 @@ class SambaServer:
                 os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
-            if not _wait_exit_noreap(pid, _STOP_GRACE):
+            if not wait_exit_noreap(pid, _STOP_GRACE):
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-                _wait_exit_noreap(pid, _STOP_GRACE)
+                wait_exit_noreap(pid, _STOP_GRACE)
             # smbd has exited but is not reaped yet, so its pid (== the
             # process group id we gave it) cannot have been reused: kill
             # whatever is left in its group.
@@ -726,7 +516,7 @@ class SambaServer:
             except (ProcessLookupError, PermissionError):
                 pass
         deadline = time.monotonic() + _STOP_GRACE
-        while time.monotonic() < deadline and any(_alive(p) for p in others):
+        while time.monotonic() < deadline and any(alive(p) for p in others):
             time.sleep(0.01)
         self._reap()
 
@@ -810,12 +600,12 @@ class SambaServer:
         long-lived helpers (notifyd, cleanupd, ...) and their descendants."""
         if self._proc is None or self._proc.poll() is not None:
             return []
-        pids = _descendants(self._proc.pid)
+        pids = descendants(self._proc.pid)
         if include_helpers:
             return pids
-        return [p for p in pids if _proc_comm(p) not in _HELPER_COMMS
-                and _proc_stat(p) is not None
-                and _proc_stat(p)[1] == self._proc.pid]
+        return [p for p in pids if proc_comm(p) not in _HELPER_COMMS
+                and proc_stat(p) is not None
+                and proc_stat(p)[1] == self._proc.pid]
 
     def connection_child(self, local_port: int,
                          timeout: float = 2.0) -> Optional[int]:
@@ -841,7 +631,7 @@ class SambaServer:
         }
         if not inodes:
             return None
-        for pid in _descendants(self._proc.pid):
+        for pid in descendants(self._proc.pid):
             if socket_inodes(pid) & inodes:
                 return pid
         return None
