@@ -49,7 +49,8 @@ from typing import Dict, Iterator, List, Mapping, Optional, Sequence
 from .process import descendants, free_port, pdeathsig_argv, wait_exit_noreap
 from .samba import find_smbclient
 
-__all__ = ["SambaAdDc", "find_samba", "find_samba_tool", "find_kinit", "DC_PACKAGES"]
+__all__ = ["SambaAdDc", "find_samba", "find_samba_tool", "find_kinit", "provision_available",
+           "DC_PACKAGES"]
 
 #: Debian packages the DC fixture needs.
 DC_PACKAGES = ("samba-ad-dc", "samba-ad-provision", "krb5-user")
@@ -83,7 +84,7 @@ def find_kinit() -> Optional[str]:
     return _which("kinit", ("/usr/bin", "/usr/local/bin"))
 
 
-def _provision_available() -> bool:
+def provision_available() -> bool:
     """samba-tool needs the provisioning data of samba-ad-provision."""
     return os.path.isdir("/usr/share/samba/setup")
 
@@ -436,7 +437,7 @@ class SambaAdDc:
             if self.running:
                 return self
             samba, tool = find_samba(), find_samba_tool()
-            if samba is None or tool is None or not _provision_available():
+            if samba is None or tool is None or not provision_available():
                 raise RuntimeError("Samba AD DC not installed (apt-get install "
                                    + " ".join(DC_PACKAGES) + ")")
             ok = False
