@@ -24,8 +24,9 @@ def connect(host: str, share: str, username: Optional[str] = None,
             password: Optional[str] = None, *, port: int = 445, encrypt: bool = False,
             domain: Optional[str] = None, require_signing: Optional[bool] = None,
             auth_protocol: str = "negotiate", timeout: Optional[float] = None,
-            durable: bool = True, session_class: Optional[type] = None,
-            tree_class: Optional[type] = None, server_name: Optional[str] = None,
+            allow_guest: bool = True, durable: bool = True,
+            session_class: Optional[type] = None, tree_class: Optional[type] = None,
+            server_name: Optional[str] = None,
             dfs: bool = True, dfs_ports: Optional[Mapping[str, int]] = None,
             dfs_hosts: Optional[Mapping[str, str]] = None, **client_options) -> Tree:
     """Get a (shared) client, set up a session and connect to ``share``.
@@ -49,7 +50,10 @@ def connect(host: str, share: str, username: Optional[str] = None,
     that follows DFS links (``dfs=False``: the plain Tree).  A referral names
     a host without a port: ``dfs_ports`` maps a target host to its port
     (default: ours for our host, else 445), ``dfs_hosts`` to the address to
-    connect to (default: the name)."""
+    connect to (default: the name).
+
+    ``allow_guest=False``: refuse (SmbAuthError) a guest session the server
+    gives instead of logging on ``username``; see :class:`Session`."""
     check_auth_protocol(auth_protocol)
     cls = session_class or Session
     if not (isinstance(cls, type) and issubclass(cls, Session)):
@@ -61,7 +65,7 @@ def connect(host: str, share: str, username: Optional[str] = None,
     try:
         session = cls(client, username, password, domain=domain, encrypt=encrypt,
                       require_signing=require_signing, auth_protocol=auth_protocol,
-                      server_name=server_name)
+                      server_name=server_name, allow_guest=allow_guest)
         try:
             tree = session.tree_connect(share, tree_class=tree_class)
         except BaseException:
@@ -75,8 +79,8 @@ def connect(host: str, share: str, username: Optional[str] = None,
     if dfs and tree.dfs:
         return DfsTree(tree, _target_connector(
             username, password, encrypt=encrypt, domain=domain, require_signing=require_signing,
-            auth_protocol=auth_protocol, durable=durable, session_class=session_class,
-            tree_class=tree_class, **client_options), ports=dfs_ports, hosts=dfs_hosts)
+            auth_protocol=auth_protocol, allow_guest=allow_guest, durable=durable,
+            session_class=session_class, tree_class=tree_class, **client_options), ports=dfs_ports, hosts=dfs_hosts)
     return tree
 
 
@@ -111,14 +115,13 @@ def list_shares(host: str, username: Optional[str] = None, password: Optional[st
                 port: int = 445, retries: int = 2, **connect_options) -> list:
     """The server's shares (DCE/RPC srvsvc NetrShareEnum level 1 over the
     IPC$ named pipe), like ``smbclient -L``: a list of
-    :class:`~smblayer.rpc.ShareInfo` (name, type, comment).  SMB 2.0.2+.
+    :class:`~smblayer.rpc.ShareInfo` (name, type, comment), on every
+    dialect (SMB1: the pipe through TRANSACTION).
     A connection lost mid-call (the pipe and its binding die with it) is
     retried ``retries`` times from the bind."""
     from ..errors import SmbConnectionError
     from ..rpc import open_srvsvc, share_enum
     with connect(host, "IPC$", username, password, port=port, **connect_options) as ipc:
-        if ipc.client.dialect.is_smb1:
-            raise ValueError("list_shares needs SMB 2.0.2 or later")
         for attempt in range(retries + 1):
             try:
                 with open_srvsvc(ipc) as pipe:

@@ -73,6 +73,9 @@ class SmbRawFile(io.RawIOBase):
     use ``Tree.open(path, mode, buffering=0)``."""
 
     max_in_flight = MAX_IN_FLIGHT
+    #: sequential reads start read-ahead (off for a named pipe: a READ sent
+    #: ahead would take the next message)
+    read_ahead = True
 
     def __init__(self, tree, handle: Handle, mode: str, *, readable: bool, writable: bool,
                  append: bool = False,
@@ -351,7 +354,8 @@ class SmbRawFile(io.RawIOBase):
         self._next_read = offset + done
         # Read ahead for sequential calls too small to fill the pipeline
         # themselves (a big call pipelines its own chunks, placed in its buffer).
-        if not eof and self._sequential >= _READ_AHEAD_AFTER and not _on_smbiod() and \
+        if not eof and self.read_ahead and self._sequential >= _READ_AHEAD_AFTER and \
+                not _on_smbiod() and \
                 len(view) < self._window.count * self._tree.io_read_size:
             self._read_ahead(offset + done)
         return done

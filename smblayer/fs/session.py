@@ -408,12 +408,19 @@ class Session:
     cannot send its mechListMIC) is answered with raw NTLMSSP, as smbclient
     manages it.  Kerberos comes from the ticket cache (KRB5CCNAME) when
     ``password`` is None.
+
+    ``allow_guest=False`` refuses (SmbAuthError, cause "guest") a guest
+    session the server gives in answer to credentials (a server that maps
+    bad users or passwords to guest): such a session is not the caller's
+    user and can neither sign nor encrypt.  The default, True, goes on as
+    guest, as smbclient does.
     """
 
     def __init__(self, client: SmbClient, username: Optional[str] = None,
                  password: Optional[str] = None, *, domain: Optional[str] = None,
                  encrypt: bool = False, require_signing: Optional[bool] = None,
-                 auth_protocol: str = "negotiate", server_name: Optional[str] = None):
+                 auth_protocol: str = "negotiate", server_name: Optional[str] = None,
+                 allow_guest: bool = True):
         if not isinstance(client, SmbClient):
             raise TypeError("Session needs an SmbClient")
         self.client = client
@@ -425,6 +432,7 @@ class Session:
         self.domain = domain
         self.auth_protocol = check_auth_protocol(auth_protocol)
         self.encrypt = bool(encrypt)
+        self.allow_guest = bool(allow_guest)
         self._require_signing_arg = require_signing
         self.session_id = 0
         self.previous_session_id = 0    # sent in SESSION_SETUP after a reconnect
@@ -611,16 +619,32 @@ class Session:
         if flags & SESSION_FLAG_ENCRYPT_DATA:
             self.encrypt = True
         if self.is_guest:
+            if not self.allow_guest and not isinstance(auth, AnonymousAuthenticator):
+                raise SmbAuthError(NtStatus.LOGON_FAILURE, "SESSION_SETUP",
+                                   message=f"the server gave a guest session instead of "
+                                           f"logging on {self.username!r} (allow_guest=False)",
+                                   cause="guest")
             if self.require_signing or self.encrypt:
                 raise SmbAuthError(NtStatus.LOGON_FAILURE, "SESSION_SETUP",
                                    message="a guest or anonymous session cannot sign or "
                                            "encrypt")
             return
-        try:
-            gss_key = auth.session_key
-        except Exception:  # noqa: BLE001
-            gss_key = b""
+        gss_key, why = _session_key(auth)
         if not gss_key:
+            # Fail closed: without a key nothing can be signed, encrypted or
+            # checked (on 3.1.1 the signed final response is what proves the
+            # negotiate was not tampered with).
+            dialect = self.client.negotiated.dialect
+            if self.require_signing or self.encrypt or dialect is Dialect.SMB3_1_1:
+                need = ("encrypt" if self.encrypt else "sign" if self.require_signing
+                        else f"verify the {dialect.name} final response")
+                raise SmbAuthError(NtStatus.ACCESS_DENIED, "SESSION_SETUP",
+                                   message=f"the session must {need} but has no session "
+                                           f"key ({why}); session refused",
+                                   cause="no_session_key")
+            log.warning("smblayer: %s:%s: session 0x%x has no session key (%s); it is "
+                        "neither signed nor encrypted", self.client.host, self.client.port,
+                        self.session_id, why)
             return
         # Sign when either side requires it ([MS-SMB2] 3.2.5.3.1); signed
         # responses are verified either way.
@@ -783,3 +807,15 @@ def _security_buffer(message, offset: int, length: int) -> bytes:
 
 
 __all__ = ["Session"]
+
+
+def _session_key(auth: Authenticator):
+    """(key, why it is missing): the mechanism's session key, or b"" and a
+    reason that names no secret (the exception's type only)."""
+    try:
+        key = auth.session_key
+    except Exception as exc:  # noqa: BLE001 - pyspnego raises many types
+        return b"", f"reading it failed: {type(exc).__name__}"
+    if not key:
+        return b"", "the mechanism gave none"
+    return bytes(key), ""

@@ -23,6 +23,14 @@ RENAME for the namespace.  ``rename(replace=True)`` uses the pass-through
 FileRenameInformation level (atomic) when both names share a directory and
 the server has CAP_INFOLEVEL_PASSTHRU, otherwise deletes the target first.
 
+Search attributes: DELETE, RENAME and FIND_FIRST2 name the attributes of
+the files they may touch; without HIDDEN and SYSTEM (and DIRECTORY where a
+directory may match) the server acts as if such a file did not exist, and
+Samba marks every dot file hidden ("hide dot files", the default).  So
+every request carrying them includes those bits, as smbclient does; the
+pass-through rename carries none, and falls back to RENAME when the server
+answers NO_SUCH_FILE for a hidden source.
+
 A TRANSACTION2 reply must fit in one message (the client completes a MID on
 the first reply), so MaxDataCount stays below the 64 KiB MaxBufferSize we
 announce in SESSION_SETUP; the server then returns fewer directory entries.
@@ -483,12 +491,19 @@ class Smb1FileOps(FileOps):
         if replace:
             parent, leaf = _split(new_path)
             if self._passthrough and parent == _split(path)[0]:
-                # Atomic: FileRenameInformation with ReplaceIfExists.
+                # Atomic: FileRenameInformation with ReplaceIfExists.  It has
+                # no search attributes: Samba applies none, so it answers
+                # NO_SUCH_FILE for a hidden or system source (a dot file under
+                # "hide dot files"); RENAME below includes them.
                 name = leaf.encode("utf-16-le")
-                self._trans2(TRANS2_SET_PATH_INFORMATION,
-                             _QUERY_PATH.pack(FILE_RENAME_INFORMATION, 0) + _utf16z(path),
-                             _RENAME_INFO.pack(1, 0, len(name)) + name, path=path)
-                return
+                try:
+                    self._trans2(TRANS2_SET_PATH_INFORMATION,
+                                 _QUERY_PATH.pack(FILE_RENAME_INFORMATION, 0) + _utf16z(path),
+                                 _RENAME_INFO.pack(1, 0, len(name)) + name, path=path)
+                    return
+                except SmbStatusError as exc:
+                    if exc.status != NtStatus.NO_SUCH_FILE:
+                        raise
             try:
                 self._rename(path, new_path)
                 return

@@ -853,7 +853,9 @@ class Tree:
     def open_pipe(self, name: str):
         """Open the named pipe ``name`` (e.g. "srvsvc") on an IPC$ tree as an
         unbuffered binary file (``read``/``write``; ``ioctl`` takes it too)."""
-        return self.open(name, "r+b", buffering=0)
+        pipe = self.open(name, "r+b", buffering=0)
+        pipe.read_ahead = False
+        return pipe
 
     def ioctl_task(self, target, ctl_code: int, input: bytes = b"", *,
                    max_output: int = 65536, fsctl: bool = True) -> SmbTask:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import struct
 from dataclasses import dataclass
-from typing import List, Tuple
+from typing import List, Sequence, Tuple
 
 from .smb2 import MalformedMessage
 
@@ -222,3 +222,54 @@ def pack_echo(data: bytes = b"", count: int = 1) -> Tuple[bytes, bytes]:
 def pack_nt_cancel() -> Tuple[bytes, bytes]:
     return pack_params(b"")
 
+
+
+# --- TRANSACTION / TRANSACTION2 ([MS-CIFS] 2.2.4.33, 2.2.4.46) ---------------
+# Both share one layout: 14 words and SetupCount setup words; the data area
+# holds a name (TRANSACTION: the pipe or mailslot, "\PIPE\"; TRANSACTION2:
+# empty), then the parameters and the data, each 4-byte aligned.
+
+_TRANSACTION = struct.Struct("<HHHHBBHIHHHHHBB")
+_TRANSACTION_RESPONSE = struct.Struct("<HHHHHHHHHBB")
+TRANS_TRANSACT_NMPIPE = 0x0026           # [MS-CIFS] 2.2.5.6
+PIPE_NAME = "\\PIPE\\"
+
+
+def pack_transaction(setup: Sequence[int], params: bytes = b"", data: bytes = b"", *,
+                     name: str = "", max_params: int = 0,
+                     max_data: int = 0) -> Tuple[bytes, bytes]:
+    """WordCount+words and ByteCount+bytes of a one-part TRANSACTION or
+    TRANSACTION2 request (Unicode ``name``; the caller picks the command)."""
+    words_size = _TRANSACTION.size + 2 * len(setup)
+    pos = HEADER_SIZE + 1 + words_size + 2
+    area = bytearray(pos % 2)                     # the Unicode name at an even offset
+    area += (name + "\0").encode("utf-16-le")
+    area += bytes(-(pos + len(area)) % 4)
+    param_offset = pos + len(area)
+    area += params
+    area += bytes(-(pos + len(area)) % 4) if data else b""
+    data_offset = pos + len(area) if data else 0
+    area += data
+    words = _TRANSACTION.pack(len(params), len(data), max_params, max_data, 0, 0, 0, 0, 0,
+                              len(params), param_offset, len(data), data_offset,
+                              len(setup), 0) + struct.pack(f"<{len(setup)}H", *setup)
+    return pack_params(words, bytes(area))
+
+
+def parse_transaction_response(message) -> Tuple[memoryview, memoryview]:
+    """(parameters, data) of a one-part TRANSACTION/TRANSACTION2 response;
+    MalformedMessage if truncated, out of bounds or in several parts."""
+    words, _data = parse_params(message)
+    if len(words) < _TRANSACTION_RESPONSE.size:
+        raise MalformedMessage(f"TRANSACTION response words truncated ({len(words)} bytes)")
+    (total_params, total_data, _r1, n_params, p_offset, p_disp, n_data, d_offset,
+     d_disp, _setup, _r2) = _TRANSACTION_RESPONSE.unpack_from(words)
+    if total_params != n_params or total_data != n_data or p_disp or d_disp:
+        raise MalformedMessage("TRANSACTION response in several parts (not supported)")
+    view = memoryview(message)
+    for offset, count in ((p_offset, n_params), (d_offset, n_data)):
+        if count and (offset < HEADER_SIZE or offset + count > len(view)):
+            raise MalformedMessage(f"TRANSACTION block out of bounds "
+                                   f"({offset}+{count} in {len(view)} bytes)")
+    return (view[p_offset:p_offset + n_params] if n_params else view[0:0],
+            view[d_offset:d_offset + n_data] if n_data else view[0:0])

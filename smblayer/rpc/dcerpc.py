@@ -5,7 +5,8 @@ open pipe.
 
 Transport (public extension API only): the pipe is a file from
 ``Tree.open_pipe(name)``; a call's last (or only) request fragment goes out
-with FSCTL_PIPE_TRANSCEIVE, which returns the first response fragment in
+with FSCTL_PIPE_TRANSCEIVE (SMB1: TRANSACTION with TRANSACT_NMPIPE, see
+:mod:`~smblayer.rpc.smb1pipe`), which returns the first response fragment in
 the same round trip; earlier request fragments are plain writes, later
 response fragments plain reads.  A call on a bound pipe is therefore one
 SMB round trip when request and response each fit one fragment.
@@ -21,6 +22,7 @@ from typing import List, Optional, Tuple
 from ..errors import SmbError
 from ..proto.commands import FSCTL_PIPE_TRANSCEIVE
 from .ndr import NDR_UUID, NDR_VERSION
+from .smb1pipe import transact_nmpipe
 
 PTYPE_REQUEST = 0
 PTYPE_RESPONSE = 2
@@ -184,8 +186,7 @@ class RpcPipe:
         for fragment in fragments[:-1]:
             self.file.write(fragment)
             self.round_trips += 1
-        self._buffer += self.tree.ioctl(self.file, FSCTL_PIPE_TRANSCEIVE, fragments[-1],
-                                        max_output=self.max_recv)
+        self._buffer += self._transceive(fragments[-1])
         self.round_trips += 1
         pdus: List[Pdu] = []
         while True:
@@ -214,6 +215,14 @@ class RpcPipe:
                 return pdus
             if len(pdus) > 4096:
                 raise RpcError("DCE/RPC response has too many fragments")
+
+    def _transceive(self, fragment: bytes) -> bytes:
+        """Write ``fragment`` and read the first answer in one round trip:
+        FSCTL_PIPE_TRANSCEIVE on SMB2, TRANSACT_NMPIPE on SMB1."""
+        if self.tree.client.dialect.is_smb1:
+            return transact_nmpipe(self.tree, self.file, fragment, self.max_recv)
+        return self.tree.ioctl(self.file, FSCTL_PIPE_TRANSCEIVE, fragment,
+                               max_output=self.max_recv)
 
     def close(self) -> None:
         self.file.close()

@@ -320,4 +320,12 @@ def authenticator(username: Optional[str], password: Optional[str], hostname: st
     (except for Kerberos, where no user means the ticket cache's principal)."""
     if not username and check_auth_protocol(protocol) != "kerberos":
         return AnonymousAuthenticator()
+    if password is not None and (protocol == "ntlm" or
+                                 (protocol == "negotiate" and _is_ip_literal(hostname))):
+        # NTLM with a password: the in-tree NTLMv2 (security/ntlm.py), raw
+        # NTLMSSP.  To an IP address SPNEGO would choose NTLM anyway (no
+        # service ticket without a host name); pyspnego's import (gssapi,
+        # krb5, TLS: ~200 ms) is left for Kerberos and SPNEGO proper.
+        from .ntlm import NtlmAuthenticator
+        return NtlmAuthenticator(username, password, domain, protocol=protocol)
     return Authenticator(username, password, hostname, protocol=protocol, domain=domain)

@@ -46,7 +46,8 @@ import threading
 import time
 from typing import Dict, Iterator, List, Mapping, Optional, Sequence
 
-from .process import descendants, free_port, pdeathsig_argv, wait_exit_noreap
+from .process import free_port, pdeathsig_argv
+from .procfs import descendants, wait_exit_noreap
 from .samba import find_smbclient
 
 __all__ = ["SambaAdDc", "find_samba", "find_samba_tool", "find_kinit", "provision_available",

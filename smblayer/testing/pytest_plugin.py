@@ -16,6 +16,13 @@ Fixtures:
 ``samba_dfs``      session-scoped :class:`~smblayer.testing.dfs.DfsNamespace`: a
                    standalone DFS namespace (``msdfs root`` share ``dfs``
                    with links to a share, a second server, dead targets)
+``samba_422``, ``samba_422_durable``, ``samba_422_dfs``
+                   the same as ``samba``, ``samba_durable`` and ``samba_dfs``
+                   but Samba 4.22 from a Debian 13 root
+                   (:mod:`smblayer.testing.chroot`); ``samba_422`` also has a
+                   share ``posix`` with ``smb3 unix extensions = yes``.
+                   Without the root they skip naming the missing piece (fail
+                   under ``CI=true``).  ``samba_root`` is the root's path.
 ``samba_factory``  function-scoped callable ``factory(**SambaServer kwargs)``
                    returning a fresh, started server; every server it made is
                    stopped at teardown (for tests that kill or stop smbd).
@@ -32,6 +39,7 @@ from typing import Callable, Iterator, List
 
 import pytest
 
+from smblayer.testing.chroot import default_root, root_problem
 from smblayer.testing.samba import DURABLE_OPTIONS, SambaServer, find_smbd
 
 _MISSING = ("Samba's smbd was not found on PATH or in /usr/sbin; install the "
@@ -52,6 +60,37 @@ def require_smbd() -> str:
                         pytrace=False)
         pytest.skip(_MISSING)
     return path
+
+
+def require_samba_root() -> str:
+    """Return the Debian 13 Samba root's path, or skip (fail under CI=true)
+    the current test naming what is missing."""
+    problem = root_problem()
+    if problem is not None:
+        if _in_ci():
+            pytest.fail("Samba 4.22: " + problem + " (CI=true: a missing root is an error)",
+                        pytrace=False)
+        pytest.skip("Samba 4.22: " + problem)
+    return default_root()
+
+
+#: Parameters of a fixture that runs a module on both servers (:func:`on_both`).
+SERVERS = ("4.17", "4.22")
+
+
+def on_both(request, server_417, fixture_422: str):
+    """Body of a module-level fixture that overrides ``samba`` (or another
+    4.17 fixture) to run that module's tests on both servers::
+
+        @pytest.fixture(scope="module", params=SERVERS)
+        def samba(request, samba):
+            return on_both(request, samba, "samba_422")
+    """
+    return server_417 if request.param == "4.17" else request.getfixturevalue(fixture_422)
+
+
+#: The share ``samba_422`` adds for the SMB3 POSIX extensions.
+POSIX_SHARE = {"read only": "no", "smb3 unix extensions": "yes"}
 
 
 class _EntryPointAlias:
@@ -146,6 +185,35 @@ def samba_durable() -> Iterator[SambaServer]:
     """Private smbd (NT1..SMB3_11) that grants durable handles."""
     yield from _session_server(min_protocol="NT1", max_protocol="SMB3_11",
                                extra_global=DURABLE_OPTIONS)
+
+
+@pytest.fixture(scope="session")
+def samba_root() -> str:
+    """Path of the Debian 13 root Samba 4.22 runs from."""
+    return require_samba_root()
+
+
+@pytest.fixture(scope="session")
+def samba_422(samba_root) -> Iterator[SambaServer]:
+    """Private Samba 4.22 (NT1..SMB3_11) from the Debian 13 root; share
+    ``posix`` speaks the SMB3 POSIX extensions."""
+    yield from _session_server(min_protocol="NT1", max_protocol="SMB3_11", root=samba_root,
+                               extra_shares={"posix": POSIX_SHARE})
+
+
+@pytest.fixture(scope="session")
+def samba_422_durable(samba_root) -> Iterator[SambaServer]:
+    """Private Samba 4.22 (NT1..SMB3_11) that grants durable handles."""
+    yield from _session_server(min_protocol="NT1", max_protocol="SMB3_11",
+                               extra_global=DURABLE_OPTIONS, root=samba_root)
+
+
+@pytest.fixture(scope="session")
+def samba_422_dfs(samba_root):
+    """``samba_dfs`` with both servers Samba 4.22."""
+    from smblayer.testing.dfs import DfsNamespace
+    with DfsNamespace(root=samba_root) as ns:
+        yield ns
 
 
 _DC_MISSING = ("a Samba AD DC and Kerberos are needed: apt-get install samba-ad-dc "

@@ -47,10 +47,13 @@ import time
 import weakref
 from typing import Dict, List, Mapping, Optional, Sequence, Union
 
-from .process import (BIN_DIRS, SBIN_DIRS, alive, all_pids, descendants, find_binary,
-                      local_ports_of, pdeathsig_argv, proc_cmdline, proc_comm, proc_stat,
-                      socket_inodes, tcp_connections, wait_exit_noreap)
+from .chroot import SambaRoot
+from .process import BIN_DIRS, SBIN_DIRS, find_binary, pdeathsig_argv
 from .process import free_port as _free_port   # a module global: tests replace it
+from .procfs import (alive as _alive, all_pids as _all_pids, descendants as _descendants,
+                     local_ports_of, proc_cmdline as _proc_cmdline, proc_comm as _proc_comm,
+                     proc_stat as _proc_stat, socket_inodes, tcp_connections,
+                     wait_exit_noreap as _wait_exit_noreap)
 
 __all__ = [
     "SambaServer",
@@ -160,7 +163,8 @@ class SambaServer:
                  username: Optional[str] = None,
                  password: str = DEFAULT_PASSWORD,
                  extra_shares: Optional[Mapping[str, Mapping[str, object]]] = None,
-                 start_timeout: float = _START_DEADLINE) -> None:
+                 start_timeout: float = _START_DEADLINE,
+                 root: Optional[str] = None) -> None:
         self.min_protocol = min_protocol
         self.max_protocol = max_protocol
         self.extra_global = dict(extra_global or {})
@@ -171,6 +175,8 @@ class SambaServer:
         self.username = username
         self.password = password
         self.start_timeout = float(start_timeout)
+        # Samba from a Debian root (smblayer.testing.chroot) instead of the host's
+        self.root: Optional[SambaRoot] = SambaRoot(root) if root else None
 
         self.port: Optional[int] = None
         self.tempdir: Optional[str] = None
@@ -339,12 +345,10 @@ class SambaServer:
             f.write("hello from the readonly share\n")
 
     def _add_user(self) -> None:
-        smbpasswd = find_smbpasswd()
-        if smbpasswd is None:
-            raise RuntimeError("smbpasswd not found (install samba-common-bin)")
+        smbpasswd = self._program("smbpasswd", find_smbpasswd)
         pw = "%s\n%s\n" % (self.password, self.password)
         res = subprocess.run(
-            [smbpasswd, "-c", self.conf_path, "-s", "-a", self.username],
+            self._in_root([smbpasswd, "-c", self.conf_path, "-s", "-a", self.username]),
             input=pw, capture_output=True, text=True, timeout=30,
             cwd=self.tempdir, env=standalone_env())
         if res.returncode != 0:
@@ -352,15 +356,37 @@ class SambaServer:
                 self.username, res.returncode, res.stdout.strip(),
                 res.stderr.strip()))
 
+    def _program(self, name: str, find) -> str:
+        """Path of Samba program ``name``: in the root, else on this host."""
+        if self.root is not None:
+            return self.root.program(name)
+        path = find()
+        if path is None:
+            raise RuntimeError("%s not found on PATH or in /usr/sbin, /usr/bin "
+                               "(install samba)" % name)
+        return path
+
+    def _in_root(self, argv: List[str]) -> List[str]:
+        return self.root.command(argv) if self.root is not None else argv
+
+    def smbstatus(self, *args: str, timeout: float = 30) -> str:
+        """``smbstatus`` of this server (the root's own with ``root=``)."""
+        exe = self._program("smbstatus", lambda: find_binary("smbstatus", BIN_DIRS))
+        res = subprocess.run(self._in_root([exe, "-s", self.conf_path] + list(args)),
+                             capture_output=True, text=True, timeout=timeout,
+                             env=standalone_env(), cwd=self.tempdir)
+        if res.returncode != 0:
+            raise RuntimeError("smbstatus failed (rc=%d): %s" % (res.returncode,
+                                                                 res.stderr.strip()))
+        return res.stdout
+
     # -- lifecycle -----------------------------------------------------------
 
     def start(self) -> "SambaServer":
         with self._lock:
             if self.running:
                 return self
-            smbd = find_smbd()
-            if smbd is None:
-                raise RuntimeError("smbd not found on PATH or in /usr/sbin")
+            smbd = self._program("smbd", find_smbd)
             t0 = time.monotonic()
             ok = False
             try:
@@ -406,8 +432,8 @@ class SambaServer:
                   if threading.current_thread() is threading.main_thread()
                   else [])
         self._proc = subprocess.Popen(
-            prefix + [smbd, "-s", self.conf_path, "-F", "--no-process-group",
-             "-l", self._path("log"), "-d", str(self.log_level)],
+            prefix + self._in_root([smbd, "-s", self.conf_path, "-F", "--no-process-group",
+                                    "-l", self._path("log"), "-d", str(self.log_level)]),
             stdin=subprocess.DEVNULL, stdout=self._stdout_file,
             stderr=subprocess.STDOUT, cwd=self.tempdir, close_fds=True,
             env=standalone_env(),
@@ -471,16 +497,16 @@ class SambaServer:
         connection children, samba-dcerpcd and its rpcd_* workers)."""
         pids: List[int] = []
         if self._proc is not None:
-            pids.extend(descendants(self._proc.pid))
+            pids.extend(_descendants(self._proc.pid))
         if self.tempdir is not None:
             needle = os.fsencode(self.conf_path)
             me = os.getpid()
-            for pid in all_pids():
+            for pid in _all_pids():
                 if pid == me or pid in pids:
                     continue
                 if self._proc is not None and pid == self._proc.pid:
                     continue
-                if needle in proc_cmdline(pid) and alive(pid):
+                if needle in _proc_cmdline(pid) and _alive(pid):
                     pids.append(pid)
         return pids
 
@@ -495,12 +521,12 @@ class SambaServer:
                 os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
-            if not wait_exit_noreap(pid, _STOP_GRACE):
+            if not _wait_exit_noreap(pid, _STOP_GRACE):
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-                wait_exit_noreap(pid, _STOP_GRACE)
+                _wait_exit_noreap(pid, _STOP_GRACE)
             # smbd has exited but is not reaped yet, so its pid (== the
             # process group id we gave it) cannot have been reused: kill
             # whatever is left in its group.
@@ -516,7 +542,7 @@ class SambaServer:
             except (ProcessLookupError, PermissionError):
                 pass
         deadline = time.monotonic() + _STOP_GRACE
-        while time.monotonic() < deadline and any(alive(p) for p in others):
+        while time.monotonic() < deadline and any(_alive(p) for p in others):
             time.sleep(0.01)
         self._reap()
 
@@ -549,9 +575,7 @@ class SambaServer:
         (e.g. after a fault test killed it)."""
         with self._lock:
             self._kill_tree()
-            smbd = find_smbd()
-            if smbd is None:
-                raise RuntimeError("smbd not found")
+            smbd = self._program("smbd", find_smbd)
             t0 = time.monotonic()
             self._spawn(smbd)
             self.start_seconds = time.monotonic() - t0
@@ -600,12 +624,12 @@ class SambaServer:
         long-lived helpers (notifyd, cleanupd, ...) and their descendants."""
         if self._proc is None or self._proc.poll() is not None:
             return []
-        pids = descendants(self._proc.pid)
+        pids = _descendants(self._proc.pid)
         if include_helpers:
             return pids
-        return [p for p in pids if proc_comm(p) not in _HELPER_COMMS
-                and proc_stat(p) is not None
-                and proc_stat(p)[1] == self._proc.pid]
+        return [p for p in pids if _proc_comm(p) not in _HELPER_COMMS
+                and _proc_stat(p) is not None
+                and _proc_stat(p)[1] == self._proc.pid]
 
     def connection_child(self, local_port: int,
                          timeout: float = 2.0) -> Optional[int]:
@@ -631,7 +655,7 @@ class SambaServer:
         }
         if not inodes:
             return None
-        for pid in descendants(self._proc.pid):
+        for pid in _descendants(self._proc.pid):
             if socket_inodes(pid) & inodes:
                 return pid
         return None

@@ -32,7 +32,7 @@ it, and close() (any thread) moves to CLOSED::
     CONNECTING --negotiated----------------> ACTIVE
     ACTIVE --reset/EOF/bad frame/soft timeout--> RECONNECTING
     RECONNECTING --reconnected, recovery done--> ACTIVE
-    any --close() / first connect failed--> CLOSED
+    any --close() / first connect failed / fork (in the child)--> CLOSED
 
 A caller's request: wait until the client can carry it (ACTIVE; a soft
 request waits at most until its deadline), take credits (FIFO), then the
@@ -464,9 +464,11 @@ class SmbClient:
         """In a forked child (the registry calls this): the client must not
         use the parent's socket or threads; it is CLOSED, with fresh locks."""
         self._forked = True
-        self.state = ClientState.CLOSED
-        conn, self.connection = self.connection, None
+        # Fresh parts first (a fresh state condition among them): a parent
+        # thread that no longer exists here may have held the old locks.
         self._build_core()
+        self._connector.move_closed()
+        conn, self.connection = self.connection, None
         if conn is not None:
             try:
                 conn.sock.detach()       # never shutdown(): that would cut the parent
@@ -641,10 +643,17 @@ class SmbClient:
             return False
         if not conn.wire.is_smb1:
             raise ValueError("send_oneway is for SMB1 requests without a response")
+        if task.state.final:
+            move(task, TaskState.NEW)             # the task object is run again
+        with self._inflight.lock:
+            move(task, TaskState.QUEUED)          # a task already running is refused
         size = self._sender.oneway(conn, task)
-        if not size:
-            return False
-        task.state = TaskState.DONE
+        with self._inflight.lock:
+            if not size:
+                move(task, TaskState.FAILED)
+                return False
+            move(task, TaskState.SENT)
+            move(task, TaskState.DONE)            # no reply will come
         stats = self._stats.command(conn.wire, task.command)
         stats.ops += 1
         stats.bytes_sent += size

@@ -23,8 +23,16 @@ from smblayer import (Dialect, DialectRange, ReconnectPolicy, SmbConnectionError
 from smblayer.proto.status import NtStatus
 from smblayer.testing.proxy import FaultProxy
 from smblayer.testing.samba import DURABLE_OPTIONS
+from smblayer.testing.pytest_plugin import SERVERS, on_both
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault, pytest.mark.timeout(120)]
+
+
+# Interop: every test of this module runs on Samba 4.17 and on Samba 4.22.
+@pytest.fixture(scope="module", params=SERVERS)
+def samba_durable(request, samba_durable):
+    return on_both(request, samba_durable, "samba_422_durable")
+
 
 TIMEOUTS = TimeoutPolicy(mode="soft", timeout=10.0, echo_interval=1.0, soft_timeout=5.0,
                          connect_timeout=5.0)
@@ -239,9 +247,11 @@ def test_smb1_reader_reopened_writer_fails(samba_durable, proxy):
         reader.close()
 
 
-@pytest.fixture
-def small_share(samba_factory):
-    """A Samba share on a 16 MiB tmpfs."""
+@pytest.fixture(params=SERVERS)
+def small_share(request, samba_factory):
+    """A Samba share on a 16 MiB tmpfs (on Samba 4.22 the tmpfs, mounted
+    under /tmp before smbd starts, is seen inside its root)."""
+    root = request.getfixturevalue("samba_root") if request.param == "4.22" else None
     mount = shutil.which("mount")
     path = tempfile.mkdtemp(prefix="smbl-tmpfs-")
     ok = mount is not None and subprocess.run(
@@ -254,7 +264,8 @@ def small_share(samba_factory):
         pytest.skip("cannot mount a tmpfs here (needs root)")
     os.chmod(path, 0o777)
     try:
-        yield samba_factory(extra_shares={"small": {"path": path, "read only": "no"}})
+        yield samba_factory(extra_shares={"small": {"path": path, "read only": "no"}},
+                            root=root)
     finally:
         subprocess.run(["umount", "-l", path], capture_output=True)
         os.rmdir(path)

@@ -14,8 +14,16 @@ import pytest
 
 from smblayer import Dialect, DialectRange, SmbConnectionError, SmbError, fs
 from smblayer.fs.dfs import DfsTree, ReferralCache, get_referral, parse_referral_response
+from smblayer.testing.pytest_plugin import SERVERS, on_both
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+
+# Interop: every test of this module runs on Samba 4.17 and on Samba 4.22.
+@pytest.fixture(scope="module", params=SERVERS)
+def samba_dfs(request, samba_dfs):
+    return on_both(request, samba_dfs, "samba_422_dfs")
+
 
 ALL_DIALECTS = [Dialect.SMB1, Dialect.SMB2_0_2, Dialect.SMB2_1, Dialect.SMB3_0,
                 Dialect.SMB3_0_2, Dialect.SMB3_1_1]

@@ -18,6 +18,7 @@ from smblayer.fs.ops import FILE_DIRECTORY_FILE, FILE_LIST_DIRECTORY, FILE_OPEN
 from smblayer.proto import commands as c
 from smblayer.proto.smb2 import Command
 from smblayer.rpc import open_srvsvc, share_enum
+from smblayer.testing.pytest_plugin import SERVERS, require_samba_root, require_smbd
 from smblayer.testing.samba import SambaServer
 from smblayer.testing.watching import armed, until
 
@@ -32,16 +33,20 @@ CASES = [(d, "share", False, False) for d in SMB2_DIALECTS] + [
     (Dialect.SMB2_1, "share", False, True), (Dialect.SMB3_1_1, "share", False, True),
     (Dialect.SMB3_0, "encrypted", True, False), (Dialect.SMB3_1_1, "encrypted", True, False)]
 IDS = [f"{d.name}-{s}{'-signed' if sign else ''}" for d, s, _e, sign in CASES]
+# Share listing works on SMB1 too (srvsvc through TRANSACTION, issue 18).
+LIST_CASES = CASES + [(Dialect.SMB1, "share", False, False), (Dialect.SMB1, "share", False, True)]
+LIST_IDS = [f"{d.name}-{s}{'-signed' if sign else ''}" for d, s, _e, sign in LIST_CASES]
 
 
-@pytest.fixture(scope="module")
-def rpc_samba():
-    from smblayer.testing.pytest_plugin import require_smbd
+@pytest.fixture(scope="module", params=SERVERS)
+def rpc_samba(request):
+    """Share listing, watch and server-side copy run on Samba 4.17 and 4.22."""
     require_smbd()
+    root = require_samba_root() if request.param == "4.22" else None
     extra = {f"data{i:03d}": {"read only": "no", "comment": f"test share number {i} " + "x" * 40}
              for i in range(3)}
     extra["other"] = {"read only": "no"}
-    with SambaServer(extra_global=RPC, extra_shares=extra) as server:
+    with SambaServer(extra_global=RPC, extra_shares=extra, root=root) as server:
         yield server
 
 
@@ -61,7 +66,7 @@ def smbclient_shares(server):
 
 # --- share listing -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("dialect,share,encrypt,sign", CASES, ids=IDS)
+@pytest.mark.parametrize("dialect,share,encrypt,sign", LIST_CASES, ids=LIST_IDS)
 def test_list_shares_like_smbclient(rpc_samba, dialect, share, encrypt, sign):
     shares = fs.list_shares(rpc_samba.host, rpc_samba.username, rpc_samba.password,
                             port=rpc_samba.port, dialects=DialectRange(dialect, dialect),
@@ -82,12 +87,13 @@ def test_share_listing_is_one_round_trip_after_the_bind(rpc_samba):
     assert len(shares) >= 7
 
 
-def test_large_share_list_crosses_fragments(samba_factory):
+@pytest.mark.parametrize("dialect", [Dialect.SMB1, Dialect.SMB3_1_1], ids=lambda d: d.name)
+def test_large_share_list_crosses_fragments(samba_factory, dialect):
     """A response larger than one DCE/RPC fragment (4280 bytes) is
     reassembled from the transceive and the following pipe reads."""
     extra = {f"s{i:03d}": {"comment": "c" * 60} for i in range(120)}
     server = samba_factory(extra_global=RPC, extra_shares=extra)
-    with connect(server, "IPC$") as ipc, open_srvsvc(ipc) as pipe:
+    with connect(server, "IPC$", dialect) as ipc, open_srvsvc(ipc) as pipe:
         shares = share_enum(pipe, "\\\\x")
         assert pipe.round_trips > 1
     assert {f"s{i:03d}" for i in range(120)} <= {s.name for s in shares}

@@ -331,6 +331,39 @@ def test_rename_replace(work):
         ops.rename(work.p("*.txt"), work.p("x.txt"))
 
 
+def test_hidden_dot_files(work):
+    """Samba marks dot files hidden ("hide dot files", its default): every
+    SMB1 request with search attributes includes HIDDEN|SYSTEM, so dot
+    files rename, replace (as ``put`` does with its temporary name), delete
+    and list like any other (issue 18: replace('.a', 'b') was
+    STATUS_NO_SUCH_FILE)."""
+    tree, base = work.tree, work.base
+    for name in (".a", ".b", ".c", ".d", ".e", "f"):
+        with tree.open(f"{base}/{name}", "wb") as f:
+            f.write(name.encode())
+    tree.replace(f"{base}/.a", f"{base}/new")              # no target yet
+    assert work.local("new").read_bytes() == b".a"
+    tree.replace(f"{base}/.b", f"{base}/new")              # over an existing file
+    assert work.local("new").read_bytes() == b".b"
+    tree.replace(f"{base}/.c", f"{base}/f")
+    assert work.local("f").read_bytes() == b".c"
+    tree.replace(f"{base}/f", f"{base}/.d")                # a hidden target
+    assert work.local(".d").read_bytes() == b".c"
+    tree.mkdir(f"{base}/sub")
+    tree.replace(f"{base}/.d", f"{base}/sub/.x")           # another directory
+    tree.rename(f"{base}/.e", f"{base}/.e2")
+    tree.rename(f"{base}/sub", f"{base}/.sub")             # a hidden directory
+    assert sorted(tree.listdir(base)) == [".e2", ".sub", "new"]
+    assert tree.listdir(f"{base}/.sub") == [".x"]
+    assert tree.glob(f"{base}/.e*") == [f"{base}/.e2"]
+    tree.remove(f"{base}/.e2")
+    tree.remove(f"{base}/.sub/.x")
+    tree.rmdir(f"{base}/.sub")
+    assert tree.listdir(base) == ["new"]
+    with pytest.raises(FileNotFoundError):
+        tree.replace(f"{base}/.missing", f"{base}/new")
+
+
 def test_error_mapping(work):
     ops = work.ops
     with pytest.raises(FileNotFoundError) as exc:

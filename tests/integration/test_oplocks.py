@@ -18,8 +18,16 @@ import pytest
 from smblayer import Dialect, DialectRange, TimeoutPolicy, fs
 from smblayer.fs.ops import (LEASE_READ, LEASE_WRITE, OPLOCK_LEASE, OPLOCK_LEVEL_II,
                              OPLOCK_NONE)
+from smblayer.testing.pytest_plugin import SERVERS, on_both
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+
+
+# Interop: every test of this module runs on Samba 4.17 and on Samba 4.22.
+@pytest.fixture(scope="module", params=SERVERS)
+def samba(request, samba):
+    return on_both(request, samba, "samba_422")
+
 
 D = Dialect
 ALL = [D.SMB2_0_2, D.SMB2_1, D.SMB3_0, D.SMB3_0_2, D.SMB3_1_1]

@@ -14,8 +14,16 @@ from smblayer.proto import smb2
 from smblayer.security import AES_128_CCM, AES_128_GCM, AES_256_CCM, AES_256_GCM
 from smblayer.task import Reply, SmbTask
 from smblayer.testing.proxy import FaultProxy
+from smblayer.testing.pytest_plugin import SERVERS, on_both
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+
+# Interop: every test of this module runs on Samba 4.17 and on Samba 4.22.
+@pytest.fixture(scope="module", params=SERVERS)
+def samba(request, samba):
+    return on_both(request, samba, "samba_422")
+
 
 ALL_DIALECTS = [Dialect.SMB1, Dialect.SMB2_0_2, Dialect.SMB2_1, Dialect.SMB3_0,
                 Dialect.SMB3_0_2, Dialect.SMB3_1_1]
