@@ -23,9 +23,8 @@ attributes.  What they read of the client itself is public: ``state``,
 
 Theory of operation
 -------------------
-Client state moves only through ``ConnectWorker.move``, under the state
-condition (``_state_cond``, owned by the connect worker), and the
-table below.  The connect worker makes every move but two: whoever finds a
+Client state moves only through ``_move``, under ``_state_cond``, and the
+table below (the connect worker is given both).  The connect worker makes every move but two: whoever finds a
 connection lost (demux, probe) moves ACTIVE to RECONNECTING as it reports
 it, and close() (any thread) moves to CLOSED::
 
@@ -80,7 +79,7 @@ from .registry import EXIT_WAIT, REGISTRY
 from .send import Retry, Sender
 from .stats import ClientStats, command_name
 from .states import CLIENT_TRANSITIONS, ClientState
-from .task import Reply, SmbTask, TaskState, move
+from .task import IllegalTransition, Reply, SmbTask, TaskState, move
 
 log = logging.getLogger("smblayer")
 
@@ -173,17 +172,18 @@ class SmbClient:
     def _build_core(self) -> None:
         """The parts of the transport and how they are wired: each gets what
         it works with (and the few client callables it needs) when built."""
+        self._state_cond = threading.Condition()
         self._credits = credits = CreditGate()
         self._inflight = inflight = InFlight()
         self._liveness = liveness = Liveness(self, inflight, credits, self._stats,
                                              echo_task=self._echo_task, wake=self._wake)
         self._sender = sender = Sender(self, inflight, credits, liveness, self._stats)
         self._connector = connector = ConnectWorker(
-            self, inflight=inflight, credits=credits, sender=sender, liveness=liveness,
+            self, state_cond=self._state_cond, move=self._move,
+            inflight=inflight, credits=credits, sender=sender, liveness=liveness,
             stats=self._stats, hooks=self.hooks, new_demux=self._new_demux,
             wake=self._wake, resend=self._send_async)
         liveness.attach(sender, connector.connection_lost)
-        self._state_cond = connector.state_cond
 
     def _new_demux(self, conn: Connection) -> Demux:
         return Demux(self, conn, self._inflight, self._credits, self._liveness, self._stats,
@@ -451,7 +451,7 @@ class SmbClient:
             if self.state is ClientState.CLOSED and self.connection is None:
                 return
             if self.state is not ClientState.CLOSED:
-                connector.move(ClientState.CLOSED)
+                self._move(ClientState.CLOSED)
             conn, self.connection = self.connection, None
         self._credits.wake_all()
         connector.fail_everything(SmbClosedError("client closed"))
@@ -474,6 +474,17 @@ class SmbClient:
                 conn.sock.detach()       # never shutdown(): that would cut the parent
             except OSError:
                 pass
+
+    # -- state (under _state_cond) ----------------------------------------------
+
+    def _move(self, new: ClientState) -> None:
+        """The one place the client state changes (caller holds _state_cond;
+        the connect worker and close() call it)."""
+        old = self.state
+        if new not in CLIENT_TRANSITIONS[old]:
+            raise IllegalTransition("client", old, new)
+        self.state = new
+        self._state_cond.notify_all()
 
     # -- sending --------------------------------------------------------------
 

@@ -2,24 +2,24 @@
 
 Theory of operation
 -------------------
-The connect worker owns a client's connection life: the client state
-condition (``state_cond``, the "client state condition" of the lock order),
-the moves of ``client.state`` through the client transition table
-(:meth:`ConnectWorker.move`), the current :class:`Connection` generation
-(``client.connection``), the async requests waiting for a connection
+The connect worker runs a client's connection life: it publishes the
+current :class:`Connection` generation (``client.connection``), moves the
+client state (through ``move``, the client's own ``_move`` and its
+transition table, under ``state_cond``, the client state condition of the
+lock order), and owns the async requests waiting for a connection
 (``waiting``) and the give-up bookkeeping.  It is the only writer of the
 socket and of the client state; close() from any thread is the one designed
-exception (it calls :meth:`move` and :meth:`fail_everything`).  The demux
+exception (it calls ``move`` and :meth:`fail_everything`).  The demux
 and the probes only *report* a lost connection
 (:meth:`ConnectWorker.connection_lost`: the requests in flight are requeued
 at once); the worker takes it down.
 
 Its interface to the rest of the client is what it is given when built:
-the in-flight table, the credit gate, the sender (whose lock it takes to
-publish a connection), liveness, the counters, the hooks, and three
-callables of the client: ``new_demux(conn)``, ``wake(task)`` (hand a task
-that changed state to its waiter) and ``resend(task)`` (send an async task
-again, on smbiod).
+the state condition, the in-flight table, the credit gate, the sender
+(whose lock it takes to publish a connection), liveness, the counters, the
+hooks, and four callables of the client: ``move(state)``,
+``new_demux(conn)``, ``wake(task)`` (hand a task that changed state to its
+waiter) and ``resend(task)`` (send an async task again, on smbiod).
 
 The first connect runs in the thread that builds the client (no thread
 start on the fast path).  Later ones run in a worker thread that exists only
@@ -49,8 +49,8 @@ from ..proto import smb2
 from ..proto.framing import FrameReader, FramingError, frame_prefix
 from ..proto.negotiate import NegotiateFailed, NegotiateResult, Negotiator, Outgoing
 from .send import shutdown
-from .states import CLIENT_TRANSITIONS, ClientState
-from .task import IllegalTransition, SmbTask, TaskState, move
+from .states import ClientState
+from .task import SmbTask, TaskState, move
 from .wire import wire_for
 
 log = logging.getLogger("smblayer")
@@ -143,10 +143,13 @@ class ConnectWorker:
     module docstring.  ``kick()`` starts the thread (idempotent);
     ``connect_first()`` runs the first connect inline."""
 
-    def __init__(self, client, *, inflight, credits, sender, liveness, stats, hooks,
-                 new_demux: Callable, wake: Callable[[SmbTask], None],
+    def __init__(self, client, *, state_cond: threading.Condition,
+                 move: Callable[[ClientState], None], inflight, credits, sender, liveness,
+                 stats, hooks, new_demux: Callable, wake: Callable[[SmbTask], None],
                  resend: Callable[[SmbTask], None]):
         self._client = client
+        self.state_cond = state_cond
+        self.move = move                       # the client's move (caller holds state_cond)
         self._inflight = inflight
         self._credits = credits
         self._sender = sender
@@ -160,7 +163,6 @@ class ConnectWorker:
         self._thread: Optional[threading.Thread] = None
         self._again = False
         self.ident: Optional[int] = None       # the thread running recovery now
-        self.state_cond = threading.Condition()
         self.generation = 0                    # bumped by every new connection
         self.waiting: List[SmbTask] = []       # async tasks waiting for ACTIVE (state_cond)
         self.gave_up = 0                       # bumped each time reconnecting gives up
@@ -347,15 +349,6 @@ class ConnectWorker:
         self.fail_everything(error)
 
     # -- the client state (under state_cond) ------------------------------------------
-
-    def move(self, new: ClientState) -> None:
-        """The one place the client state changes (caller holds state_cond)."""
-        client = self._client
-        old = client.state
-        if new not in CLIENT_TRANSITIONS[old]:
-            raise IllegalTransition("client", old, new)
-        client.state = new
-        self.state_cond.notify_all()
 
     def move_closed(self) -> None:
         with self.state_cond:
