@@ -46,7 +46,7 @@ import threading
 import time
 from typing import Dict, Iterator, List, Mapping, Optional, Sequence
 
-from .process import free_port, pdeathsig_argv
+from .process import find_binary, free_port, pdeathsig_argv
 from .procfs import descendants, wait_exit_noreap
 from .samba import find_smbclient
 
@@ -61,28 +61,17 @@ _STOP_GRACE = 5.0
 _WINBINDD_DEFAULT_DIR = "/run/samba/winbindd"
 
 
-def _which(name: str, dirs: Sequence[str]) -> Optional[str]:
-    path = shutil.which(name)
-    if path:
-        return path
-    for d in dirs:
-        candidate = os.path.join(d, name)
-        if os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
 def find_samba() -> Optional[str]:
     """Path of the AD DC's ``samba`` binary, or None."""
-    return _which("samba", ("/usr/sbin", "/usr/local/sbin", "/sbin"))
+    return find_binary("samba", ("/usr/sbin", "/usr/local/sbin", "/sbin"))
 
 
 def find_samba_tool() -> Optional[str]:
-    return _which("samba-tool", ("/usr/bin", "/usr/local/bin"))
+    return find_binary("samba-tool", ("/usr/bin", "/usr/local/bin"))
 
 
 def find_kinit() -> Optional[str]:
-    return _which("kinit", ("/usr/bin", "/usr/local/bin"))
+    return find_binary("kinit", ("/usr/bin", "/usr/local/bin"))
 
 
 def provision_available() -> bool:
@@ -103,7 +92,7 @@ def _can_isolate() -> bool:
         return False
     with _ns_lock:
         if _ns_ok is None:
-            unshare = _which("unshare", ("/usr/bin", "/bin"))
+            unshare = find_binary("unshare", ("/usr/bin", "/bin"))
             ok = False
             if unshare is not None and os.geteuid() == 0:
                 try:
@@ -381,7 +370,7 @@ class SambaAdDc:
 
     def smbstatus(self, *args: str, timeout: float = 30) -> str:
         """``smbstatus`` output for this DC (e.g. ``smbstatus("-b")``)."""
-        exe = _which("smbstatus", ("/usr/bin", "/usr/sbin"))
+        exe = find_binary("smbstatus", ("/usr/bin", "/usr/sbin"))
         if exe is None:
             raise RuntimeError("smbstatus not found")
         res = subprocess.run([exe, "-s", self.conf_path, *args], stdin=subprocess.DEVNULL,
@@ -509,7 +498,7 @@ class SambaAdDc:
             # Own mount namespace: a tmpfs over the default winbind socket
             # directory hides this DC's winbindd from the rest of the machine.
             # ``exec`` keeps the pid: the pid we stop is samba's.
-            argv = [_which("unshare", ("/usr/bin", "/bin")) or "unshare", "--mount", "--propagation", "private", "sh", "-c",
+            argv = [find_binary("unshare", ("/usr/bin", "/bin")) or "unshare", "--mount", "--propagation", "private", "sh", "-c",
                     'mount -t tmpfs -o size=1m,mode=0755 smbl-winbindd "$0" && exec "$@"',
                     _WINBINDD_DEFAULT_DIR, *argv]
         prefix = (pdeathsig_argv() if threading.current_thread() is threading.main_thread()
