@@ -35,6 +35,7 @@ from fsspec.utils import infer_storage_options, isfilelike, stringify_path
 
 from . import fs as smbfs
 from .errors import SmbStatusError
+from .fs import transfer
 from .fs.ops import FileInfo, filetime_to_unix
 
 __all__ = ["SMBFileSystem"]
@@ -294,10 +295,7 @@ class SMBFileSystem(AbstractFileSystem):
         if tree1 is tree2:
             tree1.copyfile(rel1, rel2)
             return
-        with tree1.open(rel1, "rb", buffering=0) as src, \
-                tree2.open(rel2, "wb", buffering=0) as dst:
-            for data in tree1.read_chunks(src):
-                dst.write(data)
+        transfer.copy_remote(tree1, rel1, tree2, rel2)
 
     def mv(self, path1, path2, recursive: bool = False, maxdepth: Optional[int] = None,
            **kwargs) -> None:
@@ -384,17 +382,10 @@ class SMBFileSystem(AbstractFileSystem):
             callback.set_size(size)
             self._ensure_parent(tree, rel)
             if size <= tree.io_write_size:
-                tree.write_bytes(rel, src.read())
+                tree.write_bytes(rel, src.read())      # one compound round trip
                 callback.relative_update(size)
                 return
-            with tree.open(rel, "wb", buffering=0) as dst:
-                step = tree.io_write_size * tree.max_in_flight
-                while True:
-                    data = src.read(step)
-                    if not data:
-                        break
-                    dst.write(data)
-                    callback.relative_update(len(data))
+            transfer.upload(tree, src, rel, progress=callback.relative_update)
 
     def get_file(self, rpath, lpath, callback=DEFAULT_CALLBACK, outfile=None,
                  **kwargs) -> None:
@@ -415,11 +406,10 @@ class SMBFileSystem(AbstractFileSystem):
             os.makedirs(os.path.dirname(os.path.abspath(lpath)), exist_ok=True)
         with src:
             callback.set_size(src.handle.info.size)
-            out = outfile if outfile is not None else open(lpath, "wb")
+            # w+b: a regular file is received straight into a mapping of it
+            out = outfile if outfile is not None else open(lpath, "w+b")
             try:
-                for data in tree.read_chunks(src):
-                    out.write(data)
-                    callback.relative_update(len(data))
+                transfer.receive(tree, src, out, progress=callback.relative_update)
             finally:
                 if outfile is None:
                     out.close()

@@ -6,18 +6,36 @@
 """
 from __future__ import annotations
 
-from typing import Mapping, Optional
+import importlib
+from typing import TYPE_CHECKING, Mapping, Optional
 
 from ..config import TimeoutPolicy
 from ..registry import get_client
-from ..security import check_auth_protocol
-from .dfs import DfsLinkError, DfsTree, ReferralCache, get_referral
+from ..security.auth import check_auth_protocol
 from .file import SmbRawFile
 from .ops import FileInfo, StatResult
+from .posix import PosixMixin, PosixUnavailableWarning, use_posix
 from .session import Session
 from .tree import DirEntry, Tree, normpath, outpath
-from .watch import Watch, WatchEvent
-from ..rpc import ShareInfo
+
+# Loaded on first use (PEP 562): a plain connect needs none of them.
+_LAZY = {"DfsTree": ".dfs", "DfsLinkError": ".dfs", "ReferralCache": ".dfs",
+         "get_referral": ".dfs", "Watch": ".watch", "WatchEvent": ".watch",
+         "ShareInfo": "..rpc"}
+
+if TYPE_CHECKING:
+    from ..rpc import ShareInfo
+    from .dfs import DfsLinkError, DfsTree, ReferralCache
+    from .watch import Watch, WatchEvent
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
 
 
 def connect(host: str, share: str, username: Optional[str] = None,
@@ -28,7 +46,8 @@ def connect(host: str, share: str, username: Optional[str] = None,
             session_class: Optional[type] = None, tree_class: Optional[type] = None,
             server_name: Optional[str] = None,
             dfs: bool = True, dfs_ports: Optional[Mapping[str, int]] = None,
-            dfs_hosts: Optional[Mapping[str, str]] = None, **client_options) -> Tree:
+            dfs_hosts: Optional[Mapping[str, str]] = None, posix: bool = False,
+            **client_options) -> Tree:
     """Get a (shared) client, set up a session and connect to ``share``.
     Closing the returned Tree logs off and releases the client.
 
@@ -53,7 +72,14 @@ def connect(host: str, share: str, username: Optional[str] = None,
     connect to (default: the name).
 
     ``allow_guest=False``: refuse (SmbAuthError) a guest session the server
-    gives instead of logging on ``username``; see :class:`Session`."""
+    gives instead of logging on ``username``; see :class:`Session`.
+
+    ``posix=True``: use the SMB3 POSIX extensions (3.1.1; Samba >= 4.20
+    with ``smb3 unix extensions = yes``): server modes, owners and link
+    counts in ``stat``, ``chmod``/``chown``, case-sensitive names.  A server
+    that does not offer them gets a :class:`PosixUnavailableWarning` and the
+    tree works without (``tree.posix`` is False); see
+    :mod:`smblayer.fs.posix`."""
     check_auth_protocol(auth_protocol)
     cls = session_class or Session
     if not (isinstance(cls, type) and issubclass(cls, Session)):
@@ -61,6 +87,8 @@ def connect(host: str, share: str, username: Optional[str] = None,
     if timeout is not None:
         policy = client_options.get("timeouts") or TimeoutPolicy()
         client_options["timeouts"] = policy.with_(timeout=timeout)
+    if posix:
+        client_options["posix"] = True      # part of the sharing key
     client = get_client(host, port, **client_options)
     try:
         session = cls(client, username, password, domain=domain, encrypt=encrypt,
@@ -76,7 +104,10 @@ def connect(host: str, share: str, username: Optional[str] = None,
         raise
     tree._owns_session = True
     tree.durable = durable
+    if posix:
+        use_posix(tree)
     if dfs and tree.dfs:
+        from .dfs import DfsTree
         return DfsTree(tree, _target_connector(
             username, password, encrypt=encrypt, domain=domain, require_signing=require_signing,
             auth_protocol=auth_protocol, allow_guest=allow_guest, durable=durable,
@@ -96,11 +127,12 @@ def _target_connector(username, password, **kwargs):
 def connect_namespace(domain: str, namespace: str, dc: str, username: Optional[str] = None,
                       password: Optional[str] = None, *, port: int = 445,
                       dfs_ports: Optional[Mapping[str, int]] = None,
-                      dfs_hosts: Optional[Mapping[str, str]] = None, **kwargs) -> DfsTree:
+                      dfs_hosts: Optional[Mapping[str, str]] = None, **kwargs) -> "DfsTree":
     """A domain-based DFS namespace ``\\\\domain\\namespace``: the domain
     controller ``dc`` (an address or name, ``port``) gives the root referral;
     the first reachable root target (failover) becomes a DfsTree that follows
     the namespace's links.  Other arguments as for :func:`connect`."""
+    from .dfs import DfsTree, get_referral
     connector = _target_connector(username, password, **kwargs)
     dc_tree = connect(dc, "IPC$", username, password, port=port, dfs=False, **kwargs)
     try:
@@ -116,7 +148,8 @@ def list_shares(host: str, username: Optional[str] = None, password: Optional[st
     """The server's shares (DCE/RPC srvsvc NetrShareEnum level 1 over the
     IPC$ named pipe), like ``smbclient -L``: a list of
     :class:`~smblayer.rpc.ShareInfo` (name, type, comment), on every
-    dialect (SMB1: the pipe through TRANSACTION).
+    dialect (SMB1: the pipe through TRANSACTION; a server without the
+    srvsvc pipe is asked by RAP NetShareEnum, as smbclient does).
     A connection lost mid-call (the pipe and its binding die with it) is
     retried ``retries`` times from the bind."""
     from ..errors import SmbConnectionError
@@ -126,11 +159,16 @@ def list_shares(host: str, username: Optional[str] = None, password: Optional[st
             try:
                 with open_srvsvc(ipc) as pipe:
                     return share_enum(pipe, "\\\\" + host)
+            except FileNotFoundError:
+                if not ipc.client.dialect.is_smb1:
+                    raise
+                from ..rpc.rap import rap_share_enum
+                return rap_share_enum(ipc)
             except SmbConnectionError:
                 if attempt == retries:
                     raise
     raise AssertionError("unreachable")
 
 
-__all__ = ["connect", "connect_namespace", "DfsTree", "DfsLinkError", "ReferralCache", "list_shares", "ShareInfo", "Watch", "WatchEvent", "Session", "Tree",
+__all__ = ["connect", "connect_namespace", "DfsTree", "DfsLinkError", "ReferralCache", "list_shares", "ShareInfo", "Watch", "WatchEvent", "Session", "Tree", "PosixMixin", "PosixUnavailableWarning", "use_posix",
            "SmbRawFile", "DirEntry", "FileInfo", "StatResult", "normpath", "outpath"]

@@ -44,7 +44,8 @@ from ..errors import SmbConnectionError, SmbError, SmbStatusError, SmbTimeoutErr
 from ..proto import smb2
 from ..proto.status import NtStatus
 from ..task import SmbTask
-from .tree import DirEntry, Tree, _handle_of, outpath
+from .helpers import DirEntry, TreeHelpers, outpath
+from .tree import Tree, _handle_of
 
 log = logging.getLogger("smblayer")
 T = TypeVar("T")
@@ -234,34 +235,20 @@ class DfsLinkError(SmbConnectionError):
         self.link = link
 
 
-class DfsTree:
+class DfsTree(TreeHelpers):
     """A Tree on a DFS namespace root that follows links: path operations
     that meet STATUS_PATH_NOT_COVERED are resolved through referrals (cached
     for their TTL) and run on the target share, with failover between
     targets.  Paths in and out (``scandir``, ``walk``, ``glob``...) are as
     seen through the namespace.  Everything else is the root Tree's
-    (``tree.session``, ``tree.client``...).  Built by
-    :func:`smblayer.fs.connect`."""
+    (``tree.session``, ``tree.client``...).  Tree's helpers (``walk``,
+    ``glob``, ``copytree``...) come from :class:`~smblayer.fs.helpers.TreeHelpers`,
+    written over the path methods below, so they follow links too.  Built
+    by :func:`smblayer.fs.connect`."""
 
     # A dead link is skipped by walk() (to onerror) like a directory that
     # cannot be listed.
     _WALK_ERRORS = (SmbStatusError, DfsLinkError)
-
-    # Tree's helpers, written over the path methods below, so that they
-    # follow links too (and hand out namespace paths).
-    exists = Tree.exists
-    isdir = Tree.isdir
-    isfile = Tree.isfile
-    getsize = Tree.getsize
-    makedirs = Tree.makedirs
-    walk = Tree.walk
-    walk_entries = Tree.walk_entries
-    glob = Tree.glob
-    _glob_deep = Tree._glob_deep
-    _each = Tree._each
-    copyfile = Tree.copyfile
-    copytree = Tree.copytree
-    read_chunks = Tree.read_chunks
 
     def __init__(self, root, connect: Callable[[str, int, str, str], object],
                  ports: Optional[Mapping[str, int]] = None,
@@ -298,6 +285,11 @@ class DfsTree:
         if root is None:
             raise AttributeError(name)
         return getattr(root, name)
+
+    @property
+    def root(self) -> Tree:
+        """The namespace root's own Tree (a link's target is another)."""
+        return self._root
 
     def __repr__(self) -> str:
         return f"<DfsTree {self._root!r} {len(self.referrals)} referrals>"
@@ -372,7 +364,7 @@ class DfsTree:
         if not sub:
             raise ValueError(f"rmtree: {outpath(path)!r} is the root of share "
                              f"{tree.share!r} (a DFS link); refusing to delete it")
-        Tree.rmtree(self, path, ignore_errors, onerror)
+        super().rmtree(path, ignore_errors, onerror)
 
     def watch(self, path="", recursive: bool = False, **kwargs) -> Any:
         return self._call("watch", path, (recursive,), kwargs)
@@ -425,13 +417,13 @@ class DfsTree:
         """Tree._info_or_none; a dead link is nothing there (a broken symlink
         for os.path.exists)."""
         try:
-            return Tree._info_or_none(self, path)
+            return super()._info_or_none(path)
         except DfsLinkError:
             return None
 
     def _glob_dir(self, base: str, part: str, include_hidden: bool):
         try:
-            return Tree._glob_dir(self, base, part, include_hidden)
+            return super()._glob_dir(base, part, include_hidden)
         except DfsLinkError:
             return []
 

@@ -125,6 +125,7 @@ class FileInfo:
     change_time: int = 0
     file_index: int = 0          # the server's file id (st_ino)
     nlink: int = 1
+    posix: Any = None            # PosixInfo (proto.posix) on a POSIX-extensions open
 
     @property
     def is_dir(self) -> bool:
@@ -132,7 +133,10 @@ class FileInfo:
 
     @property
     def mode(self) -> int:
-        """st_mode: the type bits, 0o755/0o644, write bits off when read-only."""
+        """st_mode: the type bits, 0o755/0o644, write bits off when read-only
+        (with the POSIX extensions: the server's mode)."""
+        if self.posix is not None:
+            return self.posix.mode
         mode = (stat_module.S_IFDIR | 0o755) if self.is_dir else (stat_module.S_IFREG | 0o644)
         if self.attributes & FILE_ATTRIBUTE_READONLY:
             mode &= ~0o222
@@ -146,8 +150,9 @@ class FileInfo:
         atime = filetime_to_ns(self.last_access_time)
         mtime = filetime_to_ns(self.last_write_time)
         ctime = filetime_to_ns(self.change_time or self.last_write_time)
+        uid, gid = _owner_ids(self.posix)
         return os.stat_result(
-            (self.mode, self.file_index, 0, self.nlink, 0, 0, self.size,
+            (self.mode, self.file_index, 0, self.nlink, uid, gid, self.size,
              atime // 10**9, mtime // 10**9, ctime // 10**9),
             {"st_atime": _float_seconds(atime), "st_mtime": _float_seconds(mtime),
              "st_ctime": _float_seconds(ctime),
@@ -155,6 +160,17 @@ class FileInfo:
              "st_blksize": 4096, "st_blocks": (self.allocation_size + 511) // 512,
              "st_rdev": 0, "st_birthtime": _float_seconds(filetime_to_ns(self.creation_time)),
              "st_file_attributes": self.attributes})
+
+
+def _owner_ids(posix) -> Tuple[int, int]:
+    """st_uid, st_gid: 0 without the POSIX extensions; with them the Unix ids
+    the server's SIDs name, or (as cifs.ko without an idmap helper) ours
+    for an account SID that names none."""
+    if posix is None:
+        return 0, 0
+    uid = posix.uid if posix.uid is not None else os.getuid()
+    gid = posix.gid if posix.gid is not None else os.getgid()
+    return uid, gid
 
 
 @dataclass(frozen=True)

@@ -89,13 +89,8 @@ LOCKING_ANDX_OPLOCK_RELEASE = 0x02
 OPLOCK_BREAK_TO_NONE = 0
 OPLOCK_BREAK_TO_LEVEL_II = 1
 
-# TRANSACTION2 ([MS-CIFS] 2.2.4.46): 14 words plus one setup word.
-_TRANS2 = struct.Struct("<HHHHBBHIHHHHHBBH")
-_TRANS2_RESPONSE = struct.Struct("<HHHHHHHHHBB")
-# Request data area: pad to even, an empty Unicode name, then the parameters
-# at a 4-byte aligned offset.
-_TRANS2_NAME = b"\0\0\0"
-_TRANS2_PARAM_OFFSET = HEADER + 1 + _TRANS2.size + 2 + len(_TRANS2_NAME)    # 68
+# TRANSACTION2 ([MS-CIFS] 2.2.4.46): the layout is proto.smb1's
+# pack_transaction / parse_transaction_response (one setup word).
 TRANS2_FIND_FIRST2 = 0x0001
 TRANS2_FIND_NEXT2 = 0x0002
 TRANS2_QUERY_FS_INFORMATION = 0x0003
@@ -339,25 +334,14 @@ class Smb1FileOps(FileOps):
                 path: Optional[str], max_params: int = 16,
                 max_data: int = TRANS2_MAX_DATA) -> Tuple[memoryview, memoryview]:
         """Run one TRANSACTION2 request; (parameters, data) of the reply."""
-        pad = b"\0" * (-(_TRANS2_PARAM_OFFSET + len(params)) % 4)
-        data_offset = _TRANS2_PARAM_OFFSET + len(params) + len(pad) if data else 0
-        words = _TRANS2.pack(len(params), len(data), max_params, max_data, 0, 0, 0, 0, 0,
-                             len(params), _TRANS2_PARAM_OFFSET, len(data), data_offset, 1, 0,
-                             subcommand)
-        body = _TRANS2_NAME + params + (pad + data if data else b"")
-        message = self._run(Command.TRANSACTION2, words, body, path=path).message
-        words, _data = _params(message)
-        (total_params, total_data, _r1, n_params, p_offset, p_disp, n_data, d_offset,
-         d_disp, _setup, _r2) = _unpack(_TRANS2_RESPONSE, words, "TRANSACTION2")
-        if total_params != n_params or total_data != n_data or p_disp or d_disp:
-            raise SmbProtocolError("multi-part TRANSACTION2 reply (not supported)")
-        view = memoryview(message)
-        for offset, count in ((p_offset, n_params), (d_offset, n_data)):
-            if count and (offset < HEADER or offset + count > len(message)):
-                raise SmbProtocolError(f"TRANSACTION2 block out of bounds "
-                                       f"({offset}+{count} in {len(message)} bytes)")
-        return (view[p_offset:p_offset + n_params] if n_params else view[0:0],
-                view[d_offset:d_offset + n_data] if n_data else view[0:0])
+        body = smb1.pack_transaction((subcommand,), params, data, max_params=max_params,
+                                     max_data=max_data)
+        task = SmbTask(Command.TRANSACTION2, body, tree=self.tree, security=self.session,
+                       path=path)
+        try:
+            return smb1.parse_transaction_response(self.client.run_task(task).message)
+        except MalformedMessage as exc:
+            raise SmbProtocolError(f"TRANSACTION2: {exc}") from None
 
     # -- metadata -------------------------------------------------------------
 

@@ -13,15 +13,17 @@ from typing import Iterator, List, Optional, Tuple
 
 from ..config import Dialect
 from ..errors import SmbError, SmbProtocolError, status_error
-from ..proto import smb2
+from ..proto import posix, smb2
 from ..proto.status import NtStatus
 from ..task import Reply, SmbTask
 from .ops import (DELETE, FILE_ATTRIBUTE_DIRECTORY, FILE_CREATE, FILE_DELETE_ON_CLOSE,
                   FILE_DIRECTORY_FILE, FILE_LIST_DIRECTORY, FILE_NON_DIRECTORY_FILE, FILE_OPEN,
+                  FILE_OPEN_REPARSE_POINT,
                   FILE_OVERWRITE_IF, FILE_READ_ATTRIBUTES, FILE_READ_DATA, FILE_WRITE_ATTRIBUTES,
                   FILE_WRITE_DATA, FILE_SHARE_ALL, LEASE_HANDLE, LEASE_WRITE, OPLOCK_BATCH,
                   OPLOCK_LEASE, OPLOCK_LEVEL_II, OPLOCK_NONE, SYNCHRONIZE, FileInfo, FileOps,
                   FsSize, Handle)
+from .posix import POSIX_DIR_MODE, POSIX_FILE_MODE, apply_posix_info, posix_file_info
 
 log = logging.getLogger("smblayer")
 
@@ -98,6 +100,7 @@ _LEASE_ACK = struct.Struct("<HHI16sIQ")
 LEASE_BREAK_ACK_REQUIRED = 0x01
 
 _QUERY_INFO_BUFFER = 4096
+_REPARSE_TAG_NOT_HANDLED = 0xC0000279     # STATUS_IO_REPARSE_TAG_NOT_HANDLED
 _NOT_ERRORS_READ = frozenset({0, NtStatus.END_OF_FILE})
 # NO_SUCH_FILE: the first query found nothing matching the pattern.
 _NOT_ERRORS_DIR = frozenset({0, NtStatus.NO_MORE_FILES, NtStatus.NO_SUCH_FILE})
@@ -213,7 +216,7 @@ class Smb2FileOps(FileOps):
         if oplock == OPLOCK_LEASE and not self._leasing:
             log.debug("smblayer: server/dialect without leasing; asking a batch oplock")
             oplock = OPLOCK_BATCH
-        name = _utf16(path)
+        name = _utf16(self._wire_path(path))
         contexts = []
         if oplock == OPLOCK_LEASE:
             lease_key = lease_key or os.urandom(16)
@@ -238,6 +241,9 @@ class Smb2FileOps(FileOps):
                 contexts.append((b"DHnQ", bytes(16)))
         if durable is not None:
             contexts.append((b"QFid", b""))     # the file id: proof of identity later
+        if self.posix:
+            contexts.append(posix.create_context(
+                POSIX_DIR_MODE if create_options & FILE_DIRECTORY_FILE else POSIX_FILE_MODE))
         contexts = _pack_contexts(contexts)
         name_off = _BODY + _CREATE.size
         buffer = name or b"\0"
@@ -280,6 +286,13 @@ class Smb2FileOps(FileOps):
         qfid = contexts.get(b"QFid")
         if qfid is not None and len(qfid) >= 8:
             info.file_index = _U64.unpack_from(qfid)[0]
+        posix_cc = contexts.get(posix.POSIX_GUID)
+        if posix_cc is not None:
+            try:
+                info.posix = posix.parse_create_response(posix_cc)[0]
+                info.nlink = info.posix.nlink
+            except ValueError as exc:
+                raise SmbProtocolError(f"POSIX create context of {path!r}: {exc}") from None
         return handle
 
     def _close_late_create(self, reply: Reply) -> None:
@@ -393,16 +406,27 @@ class Smb2FileOps(FileOps):
 
     # -- metadata --------------------------------------------------------------------
 
+    @property
+    def posix(self) -> bool:
+        """Whether opens use the SMB3 POSIX extensions (``fs.connect(posix=True)``)."""
+        return getattr(self.tree, "posix", False)
+
+    def _wire_path(self, path: str) -> str:
+        """A POSIX open's separator is "/" ("\\" is a character in a name)."""
+        return path.replace("\\", "/") if self.posix else path
+
     def _query_info_task(self, handle: Handle) -> SmbTask:
-        body = _QUERY_INFO.pack(41, INFO_FILE, FILE_ALL_INFORMATION, _QUERY_INFO_BUFFER,
+        info_class = posix.FILE_POSIX_INFORMATION if self.posix else FILE_ALL_INFORMATION
+        body = _QUERY_INFO.pack(41, INFO_FILE, info_class, _QUERY_INFO_BUFFER,
                                 0, 0, 0, 0, 0, handle.fid)
         return self._task(Command.QUERY_INFO, (body,), handle.path)
 
-    @staticmethod
-    def _parse_all_info(reply: Reply, info: FileInfo) -> FileInfo:
-        """Fill ``info`` from a FileAllInformation reply."""
+    def _parse_all_info(self, reply: Reply, info: FileInfo) -> FileInfo:
+        """Fill ``info`` from a FileAllInformation (FILE_POSIX_INFORMATION) reply."""
         _check_size(reply, _QUERY_INFO_RESP, "QUERY_INFO")
         _s, off, length = _QUERY_INFO_RESP.unpack_from(reply.body)
+        if self.posix:
+            return posix_file_info(reply.message[off:off + length], info)
         if length < _ALL_INFO.size or off + _ALL_INFO.size > len(reply.message):
             raise SmbProtocolError("FileAllInformation truncated")
         (ctime, atime, wtime, chtime, attrs, alloc, eof, links, _pending, _isdir,
@@ -418,15 +442,25 @@ class Smb2FileOps(FileOps):
         return self._parse_all_info(self.client.run_task(self._query_info_task(handle)),
                                     handle.info)
 
-    def stat(self, path: str) -> FileInfo:
+    def stat(self, path: str, create_options: int = 0) -> FileInfo:
         """One round trip: CREATE, a related QUERY_INFO (FileAllInformation:
         times, sizes, attributes, links, the file id) and CLOSE in one
-        compound."""
+        compound.  On a POSIX tree the server does not follow a symbolic
+        link (STOPPED_ON_SYMLINK): the link itself is described (S_IFLNK)."""
         create, _level, _key = self._create_task(
-            path, access=FILE_READ_ATTRIBUTES | SYNCHRONIZE, disposition=FILE_OPEN)
+            path, access=FILE_READ_ATTRIBUTES | SYNCHRONIZE, disposition=FILE_OPEN,
+            create_options=create_options)
         related = Handle(_RELATED_FID, path, FileInfo(path.rpartition("\\")[2]))
-        _created, queried, _closed = self.client.run_compound(
-            (create, self._query_info_task(related), self._related_close(path)))
+        try:
+            created, queried, _closed = self.client.run_compound(
+                (create, self._query_info_task(related), self._related_close(path)))
+        except SmbError as exc:
+            # a FIFO, socket or device (a reparse point to Samba) on a POSIX tree
+            if getattr(exc, "status", 0) == _REPARSE_TAG_NOT_HANDLED and not create_options:
+                return self.stat(path, FILE_OPEN_REPARSE_POINT)
+            raise
+        if created.header.status == NtStatus.STOPPED_ON_SYMLINK and not create_options:
+            return self.stat(path, FILE_OPEN_REPARSE_POINT)
         return self._parse_all_info(queried, related.info)
 
     def set_times(self, path: str, atime: int, mtime: int) -> None:
@@ -450,7 +484,7 @@ class Smb2FileOps(FileOps):
             pattern_bytes = _utf16(pattern)
             flags = SMB2_RESTART_SCANS
             while True:
-                body = _QUERY_DIR.pack(33, FILE_ID_BOTH_DIRECTORY_INFORMATION, flags, 0,
+                body = _QUERY_DIR.pack(33, self._dir_class, flags, 0,
                                        handle.fid, _BODY + _QUERY_DIR.size,
                                        len(pattern_bytes), self._dir_buffer)
                 reply = self._run(Command.QUERY_DIRECTORY, (body, pattern_bytes), path,
@@ -465,10 +499,23 @@ class Smb2FileOps(FileOps):
                     break
                 if off < _BODY or off + length > len(reply.message):
                     raise SmbProtocolError("QUERY_DIRECTORY buffer out of bounds")
-                entries.extend(_parse_dir_entries(reply.message, off, off + length))
+                entries.extend(self._dir_entries(reply.message, off, off + length))
         finally:
             self.close(handle)
         return iter(entries)
+
+    @property
+    def _dir_class(self) -> int:
+        return posix.FILE_POSIX_INFORMATION if self.posix else FILE_ID_BOTH_DIRECTORY_INFORMATION
+
+    def _dir_entries(self, message, pos: int, end: int) -> Iterator[FileInfo]:
+        if not self.posix:
+            return _parse_dir_entries(message, pos, end)
+        try:
+            return iter([apply_posix_info(data, FileInfo(name))
+                         for name, data in posix.parse_dir_entries(message, pos, end)])
+        except ValueError as exc:
+            raise SmbProtocolError(f"POSIX directory listing: {exc}") from None
 
     def _set_info_task(self, handle: Handle, info_class: int, data: bytes,
                        path: Optional[str] = None) -> SmbTask:
@@ -488,7 +535,7 @@ class Smb2FileOps(FileOps):
         handle = self.open(path, access=DELETE | FILE_READ_ATTRIBUTES | SYNCHRONIZE,
                            disposition=FILE_OPEN)
         try:
-            name = _utf16(new_path)
+            name = _utf16(self._wire_path(new_path))
             self._set_info(handle, FILE_RENAME_INFORMATION,
                            _RENAME.pack(1 if replace else 0, 0, len(name)) + name, new_path)
         finally:

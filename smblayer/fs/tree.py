@@ -23,35 +23,31 @@ needs a free smbiod worker to complete its Futures.
 """
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
-import fnmatch
 import io
 import logging
 import math
 import os
-import re
-import shutil
 import threading
 import time
 import weakref
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
-from ..errors import SmbConnectionError, SmbError, SmbStatusError, status_error
+from ..errors import SmbConnectionError, SmbError, SmbStatusError
 from ..proto.commands import (FILE_NOTIFY_CHANGE_ALL, NO_FILE_ID, ioctl_request,
                               parse_ioctl_response)
 from ..proto.smb2 import Command
 from ..proto.status import NtStatus
 from ..task import SmbTask
 from .file import MAX_IN_FLIGHT, BufferedRandom, BufferedWriter, SmbRawFile
+from .posix import PosixMixin
 from .ops import (FILE_APPEND_DATA, FILE_CREATE, FILE_DIRECTORY_FILE, FILE_NON_DIRECTORY_FILE,
                   FILE_OPEN, FILE_OPEN_IF, FILE_OVERWRITE_IF, FILE_READ_ATTRIBUTES,
                   FILE_READ_DATA, FILE_SHARE_ALL, FILE_WRITE_ATTRIBUTES, FILE_WRITE_DATA,
                   LEASE_HANDLE, LEASE_READ, LEASE_WRITE, OPLOCK_BATCH, OPLOCK_BY_NAME,
                   OPLOCK_EXCLUSIVE, OPLOCK_LEASE, OPLOCK_NONE, SYNCHRONIZE, FileInfo, FileOps,
                   Handle, ns_to_filetime, ops_for)
-from .srvcopy import copy_file
-from .watch import Watch
+from .helpers import DirEntry, TreeHelpers, join, normpath, outpath
 
 SHARE_FLAGS_DFS = 0x00000003     # SMB2_SHAREFLAG_DFS | SMB2_SHAREFLAG_DFS_ROOT
 SHARE_FLAG_ENCRYPT_DATA = 0x00008000
@@ -65,42 +61,11 @@ _BREAK_WAIT = 5.0               # how long a break waits for a CREATE being answ
 _DISPOSITION = {"r": FILE_OPEN, "w": FILE_OVERWRITE_IF, "a": FILE_OPEN_IF, "x": FILE_CREATE}
 
 
-def normpath(path) -> str:
-    """Share-relative SMB path: backslashes, no leading/trailing or doubled
-    separators, no "." components ("" is the share root)."""
-    path = os.fspath(path)
-    if isinstance(path, bytes):
-        path = path.decode("utf-8")
-    return "\\".join(p for p in path.replace("/", "\\").split("\\") if p and p != ".")
-
-
-def outpath(path) -> str:
-    """A share-relative path as smblayer hands it out: "/" separators, no
-    leading or trailing one ("" is the share root)."""
-    return normpath(path).replace("\\", "/")
-
-
 def _seconds_to_ns(t: float) -> int:
     """Seconds -> ns without the float's rounding error on the whole value
     (1200000000.25 s is 1200000000250000000 ns exactly, as os.utime takes it)."""
     whole = math.floor(t)
     return whole * 10**9 + round((t - whole) * 1e9)
-
-
-def _join(base: str, name: str) -> str:
-    return f"{base}/{name}" if base else name
-
-
-# Statuses that mean "there is nothing at this path": exists()/isdir()/isfile()
-# answer False for them, as os.path.exists does for ENOENT and friends.
-_NOT_THERE = frozenset({
-    NtStatus.OBJECT_NAME_NOT_FOUND, NtStatus.OBJECT_PATH_NOT_FOUND, NtStatus.NO_SUCH_FILE,
-    NtStatus.NOT_FOUND, NtStatus.DELETE_PENDING, NtStatus.OBJECT_NAME_INVALID,
-    NtStatus.OBJECT_PATH_INVALID, NtStatus.OBJECT_PATH_SYNTAX_BAD, NtStatus.NOT_A_DIRECTORY,
-    NtStatus.FILE_IS_A_DIRECTORY,
-})
-_MAGIC = re.compile(r"[*?[]")
-_PARALLEL = 8               # threads for many small operations (rmtree, copytree)
 
 
 def _parse_mode(mode: str) -> Tuple[bool, bool, bool, bool, int]:
@@ -124,46 +89,13 @@ def _write_caching(handle: Handle) -> bool:
     return handle.oplock_level in (OPLOCK_EXCLUSIVE, OPLOCK_BATCH)
 
 
-class DirEntry:
-    """One entry of ``Tree.scandir``, like ``os.DirEntry``."""
-
-    __slots__ = ("name", "path", "info")
-
-    def __init__(self, name: str, path: str, info: FileInfo):
-        self.name = name
-        self.path = path
-        self.info = info
-
-    def is_dir(self) -> bool:
-        return self.info.is_dir
-
-    def is_file(self) -> bool:
-        return not self.info.is_dir
-
-    def is_symlink(self) -> bool:
-        return False
-
-    def stat(self) -> os.stat_result:
-        return self.info.to_stat()
-
-    def inode(self) -> int:
-        return self.info.file_index
-
-    def __fspath__(self) -> str:
-        return self.path
-
-    def __repr__(self) -> str:
-        return f"<DirEntry {self.name!r}>"
-
-
-class Tree:
-    """A connected share.  Built by ``Session.tree_connect(share)``."""
+class Tree(TreeHelpers, PosixMixin):
+    """A connected share.  Built by ``Session.tree_connect(share)``; the
+    os/shutil-level helpers come from :class:`~smblayer.fs.helpers.TreeHelpers`,
+    the SMB3 POSIX extensions' calls from :class:`~smblayer.fs.posix.PosixMixin`."""
 
     #: READ/WRITE requests a file object keeps on the wire
     max_in_flight = MAX_IN_FLIGHT
-
-    # What walk() passes to onerror and skips (a DfsTree adds a dead DFS link).
-    _WALK_ERRORS: Tuple[type, ...] = (SmbStatusError,)
 
     def __init__(self, session, share: str, *, durable: bool = True):
         self.session = session
@@ -404,32 +336,6 @@ class Tree:
         self._check_connected()
         return self.ops.stat(normpath(path))
 
-    def _info_or_none(self, path) -> Optional[FileInfo]:
-        """FileInfo of ``path``, or None where a status says nothing is there."""
-        try:
-            return self.file_info(path)
-        except SmbStatusError as exc:
-            if exc.status in _NOT_THERE:
-                return None
-            raise
-        except ValueError:
-            return None             # a name no SMB path can have (wildcards)
-
-    def exists(self, path) -> bool:
-        """Like os.path.exists: False (never an error) when nothing is there."""
-        return self._info_or_none(path) is not None
-
-    def isdir(self, path) -> bool:
-        info = self._info_or_none(path)
-        return info is not None and info.is_dir
-
-    def isfile(self, path) -> bool:
-        info = self._info_or_none(path)
-        return info is not None and not info.is_dir
-
-    def getsize(self, path) -> int:
-        return self.file_info(path).size
-
     def utime(self, path, times: Optional[Tuple[float, float]] = None, *,
               ns: Optional[Tuple[int, int]] = None) -> None:
         """Set access and modification times like ``os.utime``: ``times`` as
@@ -460,7 +366,7 @@ class Tree:
         case-insensitively).  DirEntry.path uses "/"."""
         self._check_connected()
         base = outpath(path)
-        return iter([DirEntry(info.name, _join(base, info.name), info)
+        return iter([DirEntry(info.name, join(base, info.name), info)
                      for info in self.ops.listdir(normpath(path), pattern)])
 
     def listdir(self, path="") -> List[str]:
@@ -470,15 +376,6 @@ class Tree:
     def mkdir(self, path) -> None:
         self._check_connected()
         self.ops.mkdir(normpath(path))
-
-    def makedirs(self, path, exist_ok: bool = False) -> None:
-        parts = normpath(path).split("\\")
-        for i in range(1, len(parts) + 1):
-            try:
-                self.mkdir("\\".join(parts[:i]))
-            except FileExistsError:
-                if i == len(parts) and not exist_ok:
-                    raise
 
     def rmdir(self, path) -> None:
         self._check_connected()
@@ -499,227 +396,6 @@ class Tree:
         """Rename ``src`` to ``dst``, overwriting a file ``dst``."""
         self._check_connected()
         self.ops.rename(normpath(src), normpath(dst), replace=True)
-
-    # -- os/shutil-level helpers (paths out with "/") -----------------------------------
-
-    def walk(self, top="", topdown: bool = True,
-             onerror: Optional[Callable[[OSError], None]] = None
-             ) -> Iterator[Tuple[str, List[str], List[str]]]:
-        """Like ``os.walk``: (dirpath, dirnames, filenames) for ``top`` and
-        every directory below it, one directory query each.  Top-down, the
-        caller may prune ``dirnames`` in place.  A directory that cannot be
-        listed is skipped (``onerror(exc)`` is called with the error); a
-        lost connection still raises."""
-        for dirpath, dirs, files in self.walk_entries(top, topdown, onerror):
-            names = [d.name for d in dirs]
-            yield dirpath, names, [f.name for f in files]
-            if topdown:                       # descend into what the caller left
-                by_name = {d.name: d for d in dirs}
-                dirs[:] = [by_name[n] for n in names if n in by_name]
-
-    def walk_entries(self, top="", topdown: bool = True,
-                     onerror: Optional[Callable[[OSError], None]] = None
-                     ) -> Iterator[Tuple[str, List[DirEntry], List[DirEntry]]]:
-        """``walk`` with DirEntry lists (sizes and times without a stat each)."""
-        top = outpath(top)
-        try:
-            entries = list(self.scandir(top))
-        except self._WALK_ERRORS as exc:
-            if onerror is not None:
-                onerror(exc)
-            return
-        dirs = [e for e in entries if e.is_dir()]
-        files = [e for e in entries if not e.is_dir()]
-        if topdown:
-            yield top, dirs, files
-        for d in list(dirs):
-            yield from self.walk_entries(d.path, topdown, onerror)
-        if not topdown:
-            yield top, dirs, files
-
-    def glob(self, pattern, *, recursive: bool = False,
-             include_hidden: bool = False) -> List[str]:
-        """Paths matching ``pattern`` like ``glob.glob`` (sorted, with "/"):
-        ``*``, ``?`` and ``[...]`` in any component, ``**`` for any depth
-        with ``recursive``.  A component with ``*``/``?`` only is matched by
-        the server (QUERY_DIRECTORY's pattern, one query); the result is
-        checked here again.  Matching is case-insensitive, as SMB is; names
-        starting with "." match only a pattern starting with "." unless
-        ``include_hidden``."""
-        pattern = outpath(pattern)
-        if not pattern:
-            return []
-        parts = pattern.split("/")
-        if not _MAGIC.search(pattern):
-            return [pattern] if self.exists(pattern) else []
-        found = [("", True)]                  # (path, known to exist)
-        for i, part in enumerate(parts):
-            last = i == len(parts) - 1
-            step: List[Tuple[str, bool]] = []
-            for base, _known in found:
-                if recursive and part == "**":
-                    step.extend((p, True) for p in self._glob_deep(base, last, include_hidden))
-                elif _MAGIC.search(part):
-                    step.extend((e.path, True) for e in self._glob_dir(base, part, include_hidden)
-                                if last or e.is_dir())
-                else:
-                    step.append((_join(base, part), False))
-            found = step
-        return sorted(p for p, known in found if known or self.exists(p))
-
-    def _glob_dir(self, base: str, part: str, include_hidden: bool) -> List[DirEntry]:
-        """Entries of ``base`` matching one pattern component."""
-        server_side = "[" not in part
-        try:
-            entries = self.scandir(base, part if server_side else "*")
-        except SmbStatusError as exc:
-            if exc.status in _NOT_THERE:
-                return []
-            raise
-        hidden_ok = include_hidden or part.startswith(".")
-        lowered = part.lower()
-        return [e for e in entries if fnmatch.fnmatchcase(e.name.lower(), lowered) and
-                (hidden_ok or not e.name.startswith("."))]
-
-    def _glob_deep(self, base: str, last: bool, include_hidden: bool) -> List[str]:
-        """``**``: ``base`` and every directory below it (and the files too
-        when ``**`` is the last component)."""
-        out = [] if last else [base]
-        for dirpath, dirs, files in self.walk_entries(base):
-            if not include_hidden:
-                dirs[:] = [d for d in dirs if not d.name.startswith(".")]
-                files = [f for f in files if not f.name.startswith(".")]
-            out.extend(d.path for d in dirs)
-            if last:
-                out.extend(f.path for f in files)
-        return out
-
-    def rmtree(self, path, ignore_errors: bool = False,
-               onerror: Optional[Callable[[Callable, str, tuple], None]] = None) -> None:
-        """Delete the directory ``path`` and everything in it, like
-        ``shutil.rmtree`` (errors raise unless ``ignore_errors``, or go to
-        ``onerror(function, path, exc_info)``).  Files are deleted a few at a
-        time in parallel."""
-        def failed(function: Callable, where: str, exc: BaseException) -> None:
-            if ignore_errors:
-                return
-            if onerror is None:
-                raise exc
-            onerror(function, where, (type(exc), exc, exc.__traceback__))
-
-        top = outpath(path)
-        if not top:
-            raise ValueError("rmtree: refusing to delete the share root")
-        try:
-            info = self.file_info(top)
-        except SmbStatusError as exc:
-            failed(self.file_info, top, exc)
-            return
-        if not info.is_dir:
-            failed(self.rmtree, top, status_error(NtStatus.NOT_A_DIRECTORY, "rmtree", top))
-            return
-        listing_errors: List[OSError] = []
-        for dirpath, _dirs, files in self.walk_entries(top, topdown=False,
-                                                        onerror=listing_errors.append):
-            for entry, exc in self._each(self.remove, [f.path for f in files]):
-                failed(self.remove, entry, exc)
-            try:
-                self.rmdir(dirpath)
-            except SmbStatusError as exc:
-                failed(self.rmdir, dirpath, exc)
-        for exc in listing_errors:
-            failed(self.scandir, exc.filename or top, exc)
-
-    def _each(self, function: Callable[[str], object],
-              items: Sequence[str]) -> List[Tuple[str, BaseException]]:
-        """Run ``function(item)`` for every item, up to _PARALLEL at a time;
-        the (item, error) pairs of those that failed with an SmbStatusError."""
-        failures: List[Tuple[str, BaseException]] = []
-
-        def run(item: str) -> None:
-            try:
-                function(item)
-            except SmbStatusError as exc:
-                failures.append((item, exc))
-
-        if len(items) <= 1:
-            for item in items:
-                run(item)
-            return failures
-        with concurrent.futures.ThreadPoolExecutor(
-                min(_PARALLEL, len(items)), thread_name_prefix="smblayer-tree") as pool:
-            for future in [pool.submit(run, item) for item in items]:
-                future.result()
-        return failures
-
-    def copyfile(self, src, dst) -> str:
-        """Copy the file ``src`` to ``dst`` (created or overwritten) on this
-        share, like ``shutil.copyfile``; returns ``dst``.  The data goes
-        through the client (pipelined reads and writes)."""
-        src_p, dst_p = outpath(src), outpath(dst)
-        if src_p.lower() == dst_p.lower():
-            raise shutil.SameFileError(f"{src_p!r} and {dst_p!r} are the same file")
-        with self.open(src_p, "rb", buffering=0) as fin:
-            if fin.handle.info.size <= self.io_write_size:
-                # one compound CREATE + WRITE + CLOSE where the dialect has them
-                self.write_bytes(dst_p, b"".join(self.read_chunks(fin)))
-                return dst_p
-            with self.open(dst_p, "wb", buffering=0) as fout:
-                for data in self.read_chunks(fin):
-                    fout.write(data)
-        return dst_p
-
-    def read_chunks(self, f) -> Iterator[bytes]:
-        """The rest of the unbuffered file ``f`` (``open(..., buffering=0)``)
-        in steps of up to ``max_in_flight`` pipelined READs.  The steps are
-        sized by the file's size at open, so the end of the file is seen
-        without READs past it (a file that grew meanwhile is read on to its
-        new end)."""
-        step = self.io_read_size * self.max_in_flight
-        want = f.handle.info.size - f.tell() + 1        # +1: see the end in the same step
-        while True:
-            n = min(step, want) if want > 0 else step
-            data = f.read(n)
-            if data:
-                yield data
-            if len(data) < n:
-                return
-            want -= len(data)
-
-    def copytree(self, src, dst, dirs_exist_ok: bool = False,
-                 preserve_times: bool = True) -> str:
-        """Copy the directory tree ``src`` to ``dst`` on this share, like
-        ``shutil.copytree``: ``dst`` must not exist unless ``dirs_exist_ok``;
-        files are copied a few at a time in parallel with their modification
-        times (``preserve_times``).  Returns ``dst``."""
-        src_p, dst_p = outpath(src), outpath(dst)
-        if (dst_p + "/").lower().startswith((src_p + "/").lower()):
-            raise ValueError(f"copytree: cannot copy {src_p!r} into itself ({dst_p!r})")
-        if not self.file_info(src_p).is_dir:
-            raise status_error(NtStatus.NOT_A_DIRECTORY, "copytree", src_p)
-        files: List[DirEntry] = []
-        for dirpath, _dirs, dir_files in self.walk_entries(src_p):
-            target = dst_p + dirpath[len(src_p):]
-            try:
-                self.mkdir(target)
-            except FileExistsError:
-                if not dirs_exist_ok:
-                    raise
-            files.extend(dir_files)
-
-        by_path = {f.path: f for f in files}
-
-        def copy_one(path: str) -> None:
-            target = dst_p + path[len(src_p):]
-            self.copyfile(path, target)
-            if preserve_times:
-                info = by_path[path].info
-                self._set_filetimes(target, info.last_access_time, info.last_write_time)
-
-        failures = self._each(copy_one, list(by_path))
-        if failures:
-            raise failures[0][1]
-        return dst_p
 
     def _check_connected(self) -> None:
         if not self.connected:
@@ -890,6 +566,7 @@ class Tree:
         returns a :class:`~smblayer.fs.watch.Watch`; iterate it for
         ``WatchEvent(action, path)``, ``close()`` it when done.  The watch
         survives reconnects and then reports a "rescan" event."""
+        from .watch import Watch          # loaded on first use
         return Watch(self, path, recursive=recursive, completion_filter=completion_filter,
                      buffer_size=buffer_size)
 
@@ -898,6 +575,7 @@ class Tree:
         on the server (FSCTL_SRV_COPYCHUNK_WRITE), falling back to read +
         write through the client where the server or dialect cannot.
         Returns the bytes copied."""
+        from .srvcopy import copy_file    # loaded on first use
         return copy_file(self, src, dst_tree if dst_tree is not None else self, dst)
 
 

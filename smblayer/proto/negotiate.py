@@ -70,6 +70,8 @@ class NegotiateResult:
     cipher_id: int = 0
     signing_algorithm: Optional[int] = None
     client_guid: bytes = b""
+    # the server agreed to the SMB3 POSIX extensions (3.1.1, asked with posix=True)
+    posix: bool = False
     # The SMB2 NEGOTIATE request and response as sent/received: the 3.1.1
     # connection preauth hash is computed over these two.
     negotiate_messages: List[bytes] = field(default_factory=list, repr=False)
@@ -115,7 +117,8 @@ class Negotiator:
     """See the module docstring."""
 
     def __init__(self, dialects: DialectRange, *, client_guid: bytes, salt: bytes,
-                 require_signing: bool = False, ciphers=None, signing_algorithms=None):
+                 require_signing: bool = False, ciphers=None, signing_algorithms=None,
+                 posix: bool = False):
         if len(client_guid) != 16 or len(salt) != 32:
             raise ValueError("client_guid must be 16 bytes and salt 32 bytes")
         self.ciphers = tuple(ciphers) if ciphers else smb2.CIPHERS_PREFERRED
@@ -128,6 +131,7 @@ class Negotiator:
             if value not in (0,) + smb2.SIGNING_PREFERRED:
                 raise ValueError(f"unknown signing algorithm id {value!r}")
         self.range = dialects
+        self.posix = posix          # offer the SMB3 POSIX extensions context
         self.client_guid = client_guid
         self.salt = salt
         self.security_mode = smb2.SecurityMode.SIGNING_ENABLED | (
@@ -193,6 +197,8 @@ class Negotiator:
             contexts = [smb2.preauth_context(self.salt),
                         smb2.encryption_context(self.ciphers),
                         smb2.signing_context(self.signing_algorithms)]
+            if self.posix:
+                contexts.append(smb2.posix_context())
         guid = self.client_guid if max(offered) > Dialect.SMB2_0_2 else bytes(16)
         body = smb2.pack_negotiate_request(offered, client_guid=guid,
                                            security_mode=self.security_mode,
@@ -288,5 +294,7 @@ class Negotiator:
                 if len(algorithms) != 1 or algorithms[0] not in self.signing_algorithms:
                     raise NegotiateFailed(f"server chose unoffered signing {algorithms}")
                 result.signing_algorithm = algorithms[0]
+            elif ctx.type == smb2.ContextType.POSIX_EXTENSIONS:
+                result.posix = self.posix and ctx.data == smb2.POSIX_EXTENSIONS_GUID
         if not seen_preauth:
             raise NegotiateFailed("3.1.1 response without a preauth integrity context")

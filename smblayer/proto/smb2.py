@@ -211,6 +211,7 @@ class ContextType(enum.IntEnum):
     TRANSPORT_CAPABILITIES = 0x0006
     RDMA_TRANSFORM_CAPABILITIES = 0x0007
     SIGNING_CAPABILITIES = 0x0008
+    POSIX_EXTENSIONS = 0x0100          # SMB3 POSIX extensions (Samba, ksmbd)
 
 
 HASH_SHA512 = 0x0001
@@ -271,6 +272,14 @@ def encryption_context(ciphers=CIPHERS_PREFERRED) -> NegotiateContext:
 def signing_context(algorithms=SIGNING_PREFERRED) -> NegotiateContext:
     return NegotiateContext(ContextType.SIGNING_CAPABILITIES,
                             struct.pack(f"<H{len(algorithms)}H", len(algorithms), *algorithms))
+
+
+# The SMB3 POSIX extensions' negotiate context data and CREATE context name.
+POSIX_EXTENSIONS_GUID = bytes.fromhex("93AD25509CB411E7B42383DE968BCD7C")
+
+
+def posix_context() -> NegotiateContext:
+    return NegotiateContext(ContextType.POSIX_EXTENSIONS, POSIX_EXTENSIONS_GUID)
 
 
 @dataclass

@@ -19,8 +19,10 @@ Fixtures:
 ``samba_422``, ``samba_422_durable``, ``samba_422_dfs``
                    the same as ``samba``, ``samba_durable`` and ``samba_dfs``
                    but Samba 4.22 from a Debian 13 root
-                   (:mod:`smblayer.testing.chroot`); ``samba_422`` also has a
-                   share ``posix`` with ``smb3 unix extensions = yes``.
+                   (:mod:`smblayer.testing.chroot`); ``samba_422`` also speaks
+                   the SMB3 POSIX extensions (``smb3 unix extensions = yes``:
+                   4.22 decides at NEGOTIATE by the global value) on every
+                   share, and has a share ``posix``.
                    Without the root they skip naming the missing piece (fail
                    under ``CI=true``).  ``samba_root`` is the root's path.
 ``samba_factory``  function-scoped callable ``factory(**SambaServer kwargs)``
@@ -198,6 +200,7 @@ def samba_422(samba_root) -> Iterator[SambaServer]:
     """Private Samba 4.22 (NT1..SMB3_11) from the Debian 13 root; share
     ``posix`` speaks the SMB3 POSIX extensions."""
     yield from _session_server(min_protocol="NT1", max_protocol="SMB3_11", root=samba_root,
+                               extra_global={"smb3 unix extensions": "yes"},
                                extra_shares={"posix": POSIX_SHARE})
 
 

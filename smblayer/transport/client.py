@@ -125,6 +125,7 @@ class SmbClient:
                  reconnect: ReconnectPolicy = ReconnectPolicy(),
                  require_signing: bool = False, ciphers: Optional[tuple] = None,
                  signing_algorithms: Optional[tuple] = None, iod_workers: int = 16,
+                 posix: bool = False,
                  _registry=None, _key=None):
         if not isinstance(dialects, DialectRange):
             raise TypeError("dialects must be a DialectRange")
@@ -141,6 +142,7 @@ class SmbClient:
         # 3.1.1 negotiate contexts, in preference order (wire ids); None = all.
         self.ciphers = tuple(ciphers) if ciphers else None
         self.signing_algorithms = tuple(signing_algorithms) if signing_algorithms else None
+        self.posix = bool(posix)        # offer the SMB3 POSIX extensions (3.1.1)
         self.client_guid = os.urandom(16)      # stable across reconnects
         self.refcount = 1
         self._registry = _registry

@@ -87,12 +87,12 @@ def open_socket(host: str, port: int, timeout: float) -> socket.socket:
 
 def negotiate(sock: socket.socket, dialects, deadline: float, *,
               require_signing: bool = False, client_guid: bytes,
-              ciphers=None, signing_algorithms=None) -> NegotiateResult:
+              ciphers=None, signing_algorithms=None, posix: bool = False) -> NegotiateResult:
     """Run the negotiate exchange on a fresh socket (blocking, bounded by
     ``deadline``, a time.monotonic() value)."""
     negotiator = Negotiator(dialects, client_guid=client_guid, salt=os.urandom(32),
                             require_signing=require_signing, ciphers=ciphers,
-                            signing_algorithms=signing_algorithms)
+                            signing_algorithms=signing_algorithms, posix=posix)
     reader = FrameReader(65536)
     step = negotiator.start()
     try:
@@ -278,6 +278,7 @@ class ConnectWorker:
                                    require_signing=client.require_signing,
                                    ciphers=client.ciphers,
                                    signing_algorithms=client.signing_algorithms,
+                                   posix=client.posix,
                                    client_guid=client.client_guid)
         except BaseException:
             sock.close()

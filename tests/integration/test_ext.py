@@ -77,6 +77,22 @@ def test_list_shares_like_smbclient(rpc_samba, dialect, share, encrypt, sign):
     assert {"share", "encrypted", "readonly", "IPC$"} <= {s.name for s in shares}
 
 
+def test_smb1_share_list_without_srvsvc_uses_rap(samba):
+    """A server that does not serve srvsvc (Samba without its RPC helpers)
+    lists its shares over SMB1 by RAP NetShareEnum, as smbclient -L does."""
+    shares = fs.list_shares(samba.host, samba.username, samba.password, port=samba.port,
+                            dialects=SMB1)
+    exe = samba.smbclient_command()[0]
+    out = subprocess.run([exe, "-L", samba.host, "-p", str(samba.port), "-s",
+                          samba.client_conf_path, "-A", samba.auth_file, "-g", "-m", "NT1",
+                          "--option=client min protocol=NT1"],
+                         capture_output=True, text=True, timeout=60).stdout
+    theirs = sorted(tuple(line.split("|")[:3]) for line in out.splitlines()
+                    if re.match(r"^(Disk|IPC|Printer)\|", line))
+    assert sorted((s.kind, s.name, s.comment) for s in shares) == theirs
+    assert {"share", "encrypted", "readonly", "IPC$"} <= {s.name for s in shares}
+
+
 def test_share_listing_is_one_round_trip_after_the_bind(rpc_samba):
     with connect(rpc_samba, "IPC$") as ipc:
         with open_srvsvc(ipc) as pipe:

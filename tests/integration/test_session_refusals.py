@@ -6,14 +6,12 @@ passwords mapped to guest)."""
 from __future__ import annotations
 
 import logging
-import pathlib
-import shutil
-import tempfile
 
 import pytest
 
 from smblayer import Dialect, DialectRange, SmbAuthError, fs
 from smblayer.fs import session as session_module
+from smblayer.testing.guest import guest_server
 from smblayer.testing.pytest_plugin import require_smbd
 from smblayer.testing.samba import SambaServer
 
@@ -145,21 +143,10 @@ ALL_DIALECTS = [Dialect.SMB1, Dialect.SMB2_0_2, Dialect.SMB2_1, Dialect.SMB3_0,
 @pytest.fixture(scope="module")
 def guest_mapping():
     """A server that answers bad passwords (and unknown users) with a guest
-    session (``map to guest = Bad Password``) and lets guests read
-    "public" (a world-readable directory, so the guest account reaches it)."""
+    session (``map to guest = Bad Password``); guests may read "public"."""
     require_smbd()
-    public = pathlib.Path(tempfile.mkdtemp(prefix="smbl-public-"))
-    try:
-        public.chmod(0o755)
-        (public / "hello.txt").write_bytes(b"hi")
-        (public / "hello.txt").chmod(0o644)
-        with SambaServer(extra_global={"map to guest": "Bad Password",
-                                       "restrict anonymous": "0"},
-                         extra_shares={"public": {"path": str(public), "guest ok": "yes",
-                                                  "read only": "yes"}}) as server:
-            yield server
-    finally:
-        shutil.rmtree(public, ignore_errors=True)
+    with guest_server("Bad Password") as server:
+        yield server
 
 
 def connect_public(server, dialect, username, password, **options):

@@ -144,14 +144,20 @@ def test_lease_and_unknown_oplocks_are_refused():
             ops.open("x", access=O.GENERIC_READ, disposition=O.FILE_OPEN, oplock=level)
 
 
+# TRANSACTION2 request words (one setup word) and response words ([MS-CIFS] 2.2.4.46)
+TRANS2_WORDS = struct.Struct("<HHHHBBHIHHHHHBBH")
+TRANS2_RESPONSE_WORDS = struct.Struct("<HHHHHHHHHBB")
+TRANS2_PARAM_OFFSET = 68        # header, 15 words, ByteCount, pad, an empty Unicode name
+
+
 def trans2_reply(params: bytes, data: bytes = b"", *, bad=None) -> Reply:
     """A one-part TRANSACTION2 reply; ``bad`` overrides response words."""
-    p_off = smb1.HEADER_SIZE + 1 + m._TRANS2_RESPONSE.size + 2 + 1
+    p_off = smb1.HEADER_SIZE + 1 + TRANS2_RESPONSE_WORDS.size + 2 + 1
     d_off = p_off + len(params) + (-len(params) % 4)
     fields = dict(tp=len(params), td=len(data), np=len(params), po=p_off, nd=len(data),
                   do=d_off)
     fields.update(bad or {})
-    words = m._TRANS2_RESPONSE.pack(fields["tp"], fields["td"], 0, fields["np"], fields["po"],
+    words = TRANS2_RESPONSE_WORDS.pack(fields["tp"], fields["td"], 0, fields["np"], fields["po"],
                                     0, fields["nd"], fields["do"], 0, 0, 0)
     body = b"\0" + params + bytes(-len(params) % 4) + data
     return reply(smb1.Command.TRANSACTION2, words, body)
@@ -174,10 +180,10 @@ def test_trans2_request_layout_and_stat():
     internal = wire(client.tasks[-1])
     assert b"\xee\x03" in internal                  # level 1006: the file id
     message = wire(client.tasks[-2])
-    words = m._TRANS2.unpack_from(message, smb1.HEADER_SIZE + 1)
+    words = TRANS2_WORDS.unpack_from(message, smb1.HEADER_SIZE + 1)
     param_count, param_offset, setup = words[9], words[10], words[15]
     assert setup == m.TRANS2_QUERY_PATH_INFORMATION
-    assert param_offset % 4 == 0 and param_offset == m._TRANS2_PARAM_OFFSET
+    assert param_offset % 4 == 0 and param_offset == TRANS2_PARAM_OFFSET
     params = message[param_offset:param_offset + param_count]
     assert struct.unpack_from("<H", params)[0] == m.FILE_ALL_INFORMATION
     assert params[6:] == "d\\f\0".encode("utf-16-le")

@@ -1,4 +1,4 @@
-"""A minimal transfer progress bar for the command line.
+"""The command line's progress bar (a minimal one) and status line.
 
 It writes one carriage-return-rewritten line to stderr, only when stderr is
 a terminal, at most ~10 times a second, never wider than the terminal:
@@ -187,3 +187,24 @@ def _shorten(text: str, width: int) -> str:
         return text[:max(width, 0)]
     head = (width - 3) // 2
     return text[:head] + "..." + text[len(text) - (width - 3 - head):]
+
+
+PROGRESS_MIN = 1024 * 1024        # no progress bar below this size
+
+
+def progress_enabled(size: Optional[int], wanted: Optional[bool] = None) -> Optional[bool]:
+    """Whether to draw a bar for a transfer of ``size`` bytes: ``wanted``
+    if given, never below PROGRESS_MIN, else None (the bar decides: its
+    stream is a terminal)."""
+    if wanted is not None:
+        return wanted
+    if size is not None and size < PROGRESS_MIN:
+        return False
+    return None
+
+
+def new_bar(args, label: str, size: Optional[int]) -> Progress:
+    """A progress bar on the command's status line (shown on a terminal
+    for transfers of 1 MiB or more, or of unknown size)."""
+    return Progress(label, size, enabled=progress_enabled(size),
+                    line=getattr(args, "status_line", None))

@@ -1,0 +1,22 @@
+"""The entry point (console script ``smblayer``, ``python -m smblayer``).
+
+It parses the command line first, with nothing but :mod:`.args` loaded, so
+``--version``, ``--help`` and usage errors answer without importing the SMB
+layer; only then does :func:`smblayer.cli.run.run` load the command's code
+and connect.
+"""
+from __future__ import annotations
+
+from .args import build_parser
+
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Optional, Sequence
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run one command line (``sys.argv[1:]`` by default); returns the exit
+    status (argparse exits by itself for --help, --version and bad usage)."""
+    args = build_parser().parse_args(argv)
+    from .run import run
+    return run(args)

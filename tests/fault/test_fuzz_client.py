@@ -1,0 +1,209 @@
+"""Client-level fuzzing (issue 26): real client calls against the real Samba,
+one reply per call mutated on the way back by a FaultProxy rewrite.
+
+For every call the client must return the right answer or raise SmbError,
+within the request bound; no thread may die, no waiter may be left in the
+MID table, and nothing corrupted may come back as success.  On a signed or
+encrypted session every mutation of a protected reply must be detected:
+the call fails, or the client drops the connection and redoes the work on a
+new one -- it never acts on the mutated reply.
+
+The mutations come from a seeded RNG (``SMBLAYER_FUZZ_SEED``), so a failure
+replays.  ``ROUNDS`` calls per mode keep the test bounded (tens of seconds);
+``tools/soak.py`` runs the long, mixed version.
+"""
+from __future__ import annotations
+
+import random
+import struct
+import threading
+import time
+from typing import List, Optional
+
+import pytest
+
+from smblayer import (Dialect, DialectRange, ReconnectPolicy, SmbError, TimeoutPolicy, fs)
+from smblayer.testing import fuzzing
+from smblayer.testing.proxy import FaultProxy
+
+pytestmark = [pytest.mark.fault, pytest.mark.integration, pytest.mark.timeout(240)]
+
+ROUNDS = 24
+TIMEOUTS = TimeoutPolicy(timeout=1.0, echo_interval=0.5, soft_timeout=2.0, connect_timeout=3.0)
+#: a call of a few requests, each failing no later than soft_bound, reconnects included
+CALL_BOUND = 4 * (TIMEOUTS.timeout + TIMEOUTS.soft_timeout + TIMEOUTS.connect_timeout) + 5
+
+
+#: A reply whose MessageId is mutated is dropped as not ours ("reply for unknown
+#: MessageId"); one whose NextCommand is mutated hides or cuts the compound
+#: elements after it.  Either way a request's reply is lost while the server
+#: answers ECHOs, and the request waits as for a slow server (the liveness
+#: design: a live server is slow, not dead), with no bound.  The mutator
+#: leaves NextCommand and MessageId (header bytes 20..31) alone.
+_ROUTING = (20, 32)
+
+
+def _routing_bytes(frame: bytes) -> set:
+    """Offsets of NextCommand and MessageId of every header of a compound."""
+    out, offset = set(), 0
+    while frame[:1] == b"\xfe" and offset + 64 <= len(frame):
+        out.update(range(offset + _ROUTING[0], offset + _ROUTING[1]))
+        (nxt,) = struct.unpack_from("<I", frame, offset + 20)
+        if not nxt:
+            break
+        offset += nxt
+    return out
+
+
+class OneMutation:
+    """s2c rewrite: when armed, the next SMB reply is mutated once (bit
+    flips, an interesting integer, truncation or extension).  ``body_only``
+    (plain sessions): only the header and the first 32 body bytes change,
+    never a payload, which nothing could protect without signing."""
+
+    def __init__(self, rng: random.Random, body_only: bool):
+        self.rng = rng
+        self.body_only = body_only
+        self.armed = False
+        self.applied: List[bytes] = []
+        self._lock = threading.Lock()
+
+    def arm(self) -> None:
+        with self._lock:
+            self.armed = True
+
+    def disarm(self) -> bool:
+        with self._lock:
+            fired, self.armed = not self.armed, False
+            return fired
+
+    def __call__(self, frame: bytes) -> Optional[bytes]:
+        with self._lock:
+            if not self.armed or frame[:4] not in (b"\xfeSMB", b"\xfdSMB"):
+                return None
+            self.armed = False
+        head = 96 if self.body_only else len(frame)
+        routing = _routing_bytes(frame)
+        out = bytearray(frame)
+        while bytes(out) == frame:
+            kind = self.rng.randrange(4)
+            pos = self.rng.randrange(4, min(head, len(out)))
+            if routing & set(range(pos, pos + 4)):
+                continue            # see _ROUTING
+            if kind == 0:
+                out[pos] ^= 1 << self.rng.randrange(8)
+            elif kind == 1:
+                value = self.rng.choice((0, 1, 0xFF, 0xFFFF, 0x7FFFFFFF, 0xFFFFFFFF))
+                if pos + 4 <= len(out):
+                    struct.pack_into("<I", out, pos, value)
+            elif kind == 2 and not self.body_only:
+                del out[pos:]
+            elif kind == 3 and not self.body_only:
+                out += bytes(self.rng.randrange(1, 64))
+        self.applied.append(bytes(out))
+        return bytes(out)
+
+
+MODES = {
+    "plain": dict(require_signing=False),
+    "signed": dict(require_signing=True),
+    "encrypted": dict(encrypt=True),
+}
+
+
+def _calls(tree, rng: random.Random, files: dict):
+    """One random call; returns a check of its result (True: right answer)."""
+    kind = rng.choice(("write", "read", "list", "stat"))
+    name = f"fz{rng.randrange(4)}.bin"
+    if kind == "write":
+        data = rng.randbytes(rng.choice((10, 3000, 70000)))
+
+        def call():
+            tree.write_bytes(name, data)
+            files[name] = data
+            return True
+        return kind, name, call
+    if kind == "read":
+        def call():
+            if name not in files:
+                return True
+            return tree.read_bytes(name) == files[name]
+        return kind, name, call
+    if kind == "list":
+        def call():
+            return set(files) <= set(tree.listdir(""))
+        return kind, name, call
+
+    def call():
+        if name not in files:
+            return True
+        return tree.stat(name).st_size == len(files[name])
+    return kind, name, call
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_mutated_replies(samba, mode):
+    seed = fuzzing.environment_seed()
+    rng = random.Random(f"{seed}:{mode}")
+    mutation = OneMutation(random.Random(f"{seed}:{mode}:m"), body_only=(mode == "plain"))
+    died: List[BaseException] = []
+    previous_hook = threading.excepthook
+    threading.excepthook = lambda args: died.append(args.exc_value)
+    outcomes = {"ok": 0, "error": 0, "reconnect": 0}
+    try:
+        with FaultProxy(samba.host, samba.port) as proxy:
+            proxy.rewrite("s2c", mutation)
+            with fs.connect(samba.host, "share", samba.username, samba.password, port=proxy.port,
+                            dialects=DialectRange(Dialect.SMB3_1_1, Dialect.SMB3_1_1),
+                            timeouts=TIMEOUTS, durable=False,
+                            reconnect=ReconnectPolicy(initial_delay=0.05, max_delay=0.2),
+                            **MODES[mode]) as tree:
+                files: dict = {}
+                # the reference state, unmutated
+                for i in range(4):
+                    tree.write_bytes(f"fz{i}.bin", b"start %d" % i)
+                    files[f"fz{i}.bin"] = b"start %d" % i
+                for _ in range(ROUNDS):
+                    kind, name, call = _calls(tree, rng, files)
+                    before = proxy.total_connections
+                    mutation.arm()
+                    started = time.monotonic()
+                    try:
+                        right = call()
+                    except SmbError:
+                        right = None
+                    took = time.monotonic() - started
+                    fired = mutation.disarm()
+                    assert took < CALL_BOUND, f"{kind} took {took:.1f} s after mutation " \
+                        f"{mutation.applied[-1][:100].hex() if fired else None}"
+                    assert right is not False, f"{kind} returned wrong data as success " \
+                        f"after mutation {mutation.applied[-1][:80].hex() if fired else None}"
+                    reconnected = proxy.total_connections > before
+                    if right is None:
+                        outcomes["error"] += 1
+                    elif reconnected:
+                        outcomes["reconnect"] += 1
+                    else:
+                        outcomes["ok"] += 1
+                    if fired and mode != "plain":
+                        assert right is None or reconnected, \
+                            f"{mode}: a mutated protected reply to {kind} was accepted"
+                    if right is None and kind == "write":
+                        _resync(tree, files, name)
+                assert tree.session.client.stats()["_client"]["in_flight"] == 0
+                for name in files:
+                    tree.remove(name)
+    finally:
+        threading.excepthook = previous_hook
+    assert not died, f"threads died: {died!r}"
+    assert len(mutation.applied) >= ROUNDS // 2
+    print(mode, outcomes, len(mutation.applied), "mutations")
+
+
+def _resync(tree, files: dict, name: str) -> None:
+    """After a failed write the server's copy may be the old or the new
+    data (or a part): read it back, unmutated (nothing is armed now)."""
+    try:
+        files[name] = tree.read_bytes(name)
+    except SmbError:
+        files.pop(name, None)

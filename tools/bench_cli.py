@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""One-shot command cost: the ``smblayer`` command line vs Samba's C
+``smbclient``, each run as a whole process (start-up, imports, connect,
+the work, exit), as a user at a shell sees it.
+
+    python3 tools/bench_cli.py [--rounds 7] [--server //h:p/share] [--json]
+
+Cases (issue 20's loopback one-shot targets): ``--version``, ``--help``,
+``ls`` of one file, ``stat`` (smbclient: ``allinfo``), ``get`` and ``put``
+of a 4 KiB file; and the interpreter alone (``python -c pass``) against
+``python -c "import smblayer"`` (the import target: at most 25 ms above).
+Every case runs both contenders once per round, in rotating order, so
+machine noise hits both alike; the figures are medians and their ratio.
+
+smblayer runs as its console script (``smblayer`` next to this Python),
+with credentials in $SMB_USER / $SMB_PASSWORD; smbclient gets an
+authentication file (``-A``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _benchlib import (add_server_args, interleave, median, server_from_args,  # noqa: E402
+                       table, time_process)
+
+
+def smblayer_argv() -> list:
+    """The console script beside this interpreter, else ``python -m smblayer``."""
+    script = os.path.join(os.path.dirname(sys.executable), "smblayer")
+    return [script] if os.access(script, os.X_OK) else [sys.executable, "-m", "smblayer"]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_server_args(p)
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--only", action="append", metavar="CASE",
+                   help="run only this case (repeatable): import version help ls stat get put")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args()
+
+    with server_from_args(args) as srv, tempfile.TemporaryDirectory() as tmp:
+        env = dict(os.environ, SMB_USER=srv.username, SMB_PASSWORD=srv.password)
+        smbl = smblayer_argv()
+        smbc = srv.smbclient_argv()
+        smbc_exe = smbc[0]
+        url = srv.url
+        name = f"bench-cli-{os.getpid()}"
+        local = os.path.join(tmp, "4k.bin")
+        with open(local, "wb") as f:
+            f.write(os.urandom(4096))
+        # the remote file every read case uses
+        time_process([*smbl, "put", local, f"{url}/{name}.txt"], env=env)
+
+        def run(argv):
+            return lambda: time_process(argv, env=env, cwd=tmp)
+
+        cases = {
+            "import": {"python -c pass": run([sys.executable, "-c", "pass"]),
+                       "python -c 'import smblayer'":
+                           run([sys.executable, "-c", "import smblayer"])},
+            "version": {"smblayer": run([*smbl, "--version"]),
+                        "smbclient": run([smbc_exe, "--version"])},
+            "help": {"smblayer": run([*smbl, "--help"]),
+                     "smbclient": run([smbc_exe, "--help"])},
+            "ls": {"smblayer": run([*smbl, "ls", f"{url}/{name}.txt"]),
+                   "smbclient": run([*smbc, "-c", f"ls {name}.txt"])},
+            "stat": {"smblayer": run([*smbl, "stat", f"{url}/{name}.txt"]),
+                     "smbclient": run([*smbc, "-c", f"allinfo {name}.txt"])},
+            "get": {"smblayer": run([*smbl, "get", f"{url}/{name}.txt",
+                                     os.path.join(tmp, "got-a")]),
+                    "smbclient": run([*smbc, "-c",
+                                      f"get {name}.txt {os.path.join(tmp, 'got-b')}"])},
+            "put": {"smblayer": run([*smbl, "put", local, f"{url}/{name}-a.txt"]),
+                    "smbclient": run([*smbc, "-c", f"put {local} {name}-b.txt"])},
+        }
+        wanted = args.only or list(cases)
+        results = {}
+        try:
+            for case in wanted:
+                print(f"# {case}", file=sys.stderr, flush=True)
+                results[case] = interleave(args.rounds, cases[case])
+        finally:
+            for suffix in (".txt", "-a.txt", "-b.txt"):
+                with_smbclient = [*smbc, "-c", f"del {name}{suffix}"]
+                time_process(with_smbclient, env=env, check=False)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    summary = {}
+    rows = []
+    for case, times in results.items():
+        (a, ta), (b, tb) = times.items()
+        ma, mb = median(ta), median(tb)
+        if case == "import":                 # a: the bare interpreter, b: with the import
+            summary[case] = {"bare_ms": ma * 1e3, "import_ms": mb * 1e3,
+                             "above_bare_ms": (mb - ma) * 1e3}
+            rows.append((case, f"{mb * 1e3:.1f} ms (import smblayer)",
+                         f"{ma * 1e3:.1f} ms (python -c pass)", f"+{(mb - ma) * 1e3:.1f} ms"))
+            continue
+        summary[case] = {"smblayer_ms": ma * 1e3, "smbclient_ms": mb * 1e3, "ratio": ma / mb}
+        rows.append((case, f"{ma * 1e3:.1f} ms", f"{mb * 1e3:.1f} ms", f"{ma / mb:.2f}x"))
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"# medians of {args.rounds} interleaved rounds, whole processes")
+        print(table(rows, ("case", "smblayer", "smbclient", "ratio")))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
