@@ -24,9 +24,10 @@ attributes.  What they read of the client itself is public: ``state``,
 Theory of operation
 -------------------
 Client state moves only through ``_move``, under ``_state_cond``, and the
-table below (the connect worker is given both).  The connect worker makes every move but two: whoever finds a
-connection lost (demux, probe) moves ACTIVE to RECONNECTING as it reports
-it, and close() (any thread) moves to CLOSED::
+table below (the connect worker is given both).  The connect worker makes
+every move but two: whoever finds a connection lost (demux, probe) moves
+ACTIVE to RECONNECTING as it reports it, and close() (any thread) moves to
+CLOSED::
 
     CONNECTING --negotiated----------------> ACTIVE
     ACTIVE --reset/EOF/bad frame/soft timeout--> RECONNECTING
@@ -285,7 +286,7 @@ class SmbClient:
                 SmbCancelledError("request interrupted")
             if wait is not None and isinstance(exc, SmbTimeoutError) and \
                     self._is_teardown(task):
-                self._teardown_stalled = (self._connector.generation, self._liveness.last_rx)
+                self._teardown_stalled = (self.generation, self._liveness.last_rx)
             self._abandon(task, error)
             raise self._annotate(exc, task) if isinstance(exc, SmbError) else exc
         return self._finish(task)
@@ -299,7 +300,7 @@ class SmbClient:
         once one went unanswered on this connection and nothing came since
         (closing ten files on a dead server takes 2 s, not 20)."""
         stalled = self._teardown_stalled
-        if stalled is not None and stalled == (self._connector.generation, self._liveness.last_rx):
+        if stalled is not None and stalled == (self.generation, self._liveness.last_rx):
             return 0.0
         return TEARDOWN_WAIT
 
@@ -422,7 +423,7 @@ class SmbClient:
     def stats(self) -> dict:
         """Per-command counters (mountstats style) plus a "_client" entry."""
         conn = self.connection
-        extra = {"state": self.state.value, "generation": self._connector.generation,
+        extra = {"state": self.state.value, "generation": self.generation,
                  "dialect": conn.negotiated.dialect.name if conn else None,
                  "credits": self._credits.available,
                  "in_flight": len(self._inflight.pending)}

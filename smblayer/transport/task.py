@@ -188,7 +188,7 @@ class SmbTask:
         self.reply: Optional[Reply] = None
         self.error: Optional[BaseException] = None
         self.future: Optional[Future] = None
-        self.parking: Optional[threading.Lock] = None   # held while a sync waiter waits (transport)
+        self.parking: Optional[threading.Lock] = None   # a sync waiter waits on it
         self.t_queued = self.t_sent = self.t_done = 0.0
         self.cancel_requested = False
         self.timed_out = False
