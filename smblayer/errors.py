@@ -150,7 +150,6 @@ _BY_STATUS = {
     NtStatus.BAD_NETWORK_NAME: SmbFileNotFoundError,
     NtStatus.OBJECT_NAME_COLLISION: SmbFileExistsError,
     NtStatus.ACCESS_DENIED: SmbPermissionError,
-    NtStatus.SHARING_VIOLATION: SmbPermissionError,
     NtStatus.CANNOT_DELETE: SmbPermissionError,
     NtStatus.DELETE_PENDING: SmbPermissionError,
     NtStatus.FILE_IS_A_DIRECTORY: SmbIsADirectoryError,
@@ -175,7 +174,8 @@ _ERRNO = {
     NtStatus.OBJECT_NAME_COLLISION: errno.EEXIST,
     NtStatus.ACCESS_DENIED: errno.EACCES,
     NtStatus.NETWORK_ACCESS_DENIED: errno.EACCES,
-    NtStatus.SHARING_VIOLATION: errno.EACCES,
+    NtStatus.STOPPED_ON_SYMLINK: errno.ELOOP,     # a link we do not (or cannot) follow
+    NtStatus.SHARING_VIOLATION: errno.EBUSY,     # as Linux cifs: another open's share mode
     NtStatus.CANNOT_DELETE: errno.EACCES,
     NtStatus.DELETE_PENDING: errno.EACCES,
     NtStatus.PRIVILEGE_NOT_HELD: errno.EPERM,

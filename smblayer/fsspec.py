@@ -38,34 +38,37 @@ from .errors import SmbStatusError
 from .fs import transfer
 from .fs.ops import FileInfo, filetime_to_unix
 
-__all__ = ["SMBFileSystem"]
+__all__ = ["SMBFileSystem", "SMBPathsMixin"]
 
 
 def _has_magic(path: str) -> bool:
     return any(c in path for c in "*?[")
 
 
-class SMBFileSystem(AbstractFileSystem):
-    """fsspec filesystem for SMB shares through smblayer.
+class _Dispatch(type(AbstractFileSystem)):
+    """``SMBFileSystem(..., asynchronous=True)`` (what
+    ``fsspec.filesystem("smblayer", asynchronous=True)`` calls) is the async
+    twin, ``smblayer.fsspec_async.AsyncSMBFileSystem``, cached as itself."""
 
-    ``host``, ``port``, ``username``, ``password``, ``domain``, ``encrypt``
-    as for ``smblayer.fs.connect``; ``timeout`` is the request timeout
-    (``TimeoutPolicy(timeout=...)``); further keyword arguments that
-    ``smblayer.get_client`` takes (``dialects``, ``timeouts``,
-    ``reconnect``) go to the client.  ``auto_mkdir`` creates a file's
-    parent directories when it is opened for writing.
-    """
+    def __call__(cls, *args, **kwargs):
+        if kwargs.get("asynchronous") and cls is SMBFileSystem:
+            from .fsspec_async import AsyncSMBFileSystem
+            return AsyncSMBFileSystem(*args, **kwargs)
+        return super().__call__(*args, **kwargs)
+
+
+class SMBPathsMixin:
+    """What the blocking and the async filesystem share: options, paths,
+    URLs and the info dictionaries."""
 
     protocol = ("smblayer",)
     root_marker = ""
 
-    def __init__(self, host: str, port: int = 445, username: Optional[str] = None,
-                 password: Optional[str] = None, *, domain: Optional[str] = None,
-                 encrypt: bool = False, timeout: Optional[float] = None,
-                 auto_mkdir: bool = False, **kwargs: Any):
-        client_options = {k: kwargs.pop(k) for k in ("dialects", "timeouts", "reconnect")
-                          if k in kwargs}
-        super().__init__(**kwargs)
+    def _set_options(self, host: str, port, username, password, domain, encrypt, timeout,
+                     auto_mkdir: bool, kwargs: Dict[str, Any]) -> Dict[str, Any]:
+        """Keep the connection options; return what is left for fsspec."""
+        self._client_options = {k: kwargs.pop(k) for k in ("dialects", "timeouts", "reconnect")
+                                if k in kwargs}
         self.host = host
         self.port = int(port) if port is not None else 445
         self.username = username
@@ -74,7 +77,75 @@ class SMBFileSystem(AbstractFileSystem):
         self.encrypt = encrypt
         self.timeout = timeout
         self.auto_mkdir = auto_mkdir
-        self._client_options = client_options
+        return kwargs
+
+    def _connect_options(self) -> Dict[str, Any]:
+        return dict(port=self.port, domain=self.domain, encrypt=self.encrypt,
+                    timeout=self.timeout, **self._client_options)
+
+    @classmethod
+    def _strip_protocol(cls, path):
+        if isinstance(path, list):
+            return [cls._strip_protocol(p) for p in path]
+        path = stringify_path(path)
+        if path.startswith("smblayer://"):
+            path = infer_storage_options(path)["path"]
+        elif path.startswith("smblayer::"):
+            path = path[len("smblayer::"):]
+        return path.replace("\\", "/").strip("/")
+
+    @staticmethod
+    def _get_kwargs_from_urls(path):
+        """smblayer://[user[:password]@]host[:port]/share/path"""
+        options = infer_storage_options(path)
+        options.pop("path", None)
+        options.pop("protocol", None)
+        if "url_query" in options:
+            options.pop("url_query")
+        return options
+
+    def unstrip_protocol(self, name: str) -> str:
+        return f"smblayer://{self.host}:{self.port}/{name}"
+
+    def _share_path(self, path) -> Tuple[str, str]:
+        """(share, path in the share) for an fsspec path."""
+        share, _sep, rel = self._strip_protocol(path).partition("/")
+        if not share:
+            raise ValueError("smblayer paths start with a share name: 'share/dir/file'")
+        return share, rel
+
+    @staticmethod
+    def _entry(name: str, info: FileInfo) -> Dict[str, Any]:
+        st = info.to_stat()
+        return {
+            "name": name, "size": 0 if info.is_dir else info.size,
+            "type": "directory" if info.is_dir else "file",
+            "mtime": st.st_mtime, "created": filetime_to_unix(info.creation_time),
+            "ino": st.st_ino, "nlink": st.st_nlink, "mode": st.st_mode, "islink": False,
+            "attributes": info.attributes,
+        }
+
+
+class SMBFileSystem(SMBPathsMixin, AbstractFileSystem, metaclass=_Dispatch):
+    """fsspec filesystem for SMB shares through smblayer.
+
+    ``host``, ``port``, ``username``, ``password``, ``domain``, ``encrypt``
+    as for ``smblayer.fs.connect``; ``timeout`` is the request timeout
+    (``TimeoutPolicy(timeout=...)``); further keyword arguments that
+    ``smblayer.get_client`` takes (``dialects``, ``timeouts``,
+    ``reconnect``) go to the client.  ``auto_mkdir`` creates a file's
+    parent directories when it is opened for writing.  With
+    ``asynchronous=True`` the instance is the async twin
+    (``smblayer.fsspec_async.AsyncSMBFileSystem``, an fsspec
+    AsyncFileSystem).
+    """
+
+    def __init__(self, host: str, port: int = 445, username: Optional[str] = None,
+                 password: Optional[str] = None, *, domain: Optional[str] = None,
+                 encrypt: bool = False, timeout: Optional[float] = None,
+                 auto_mkdir: bool = False, **kwargs: Any):
+        super().__init__(**self._set_options(host, port, username, password, domain, encrypt,
+                                             timeout, auto_mkdir, kwargs))
         self._lock = threading.Lock()            # guards _trees
         self._connect_lock = threading.Lock()    # one connect at a time
         self._trees: Dict[str, smbfs.Tree] = {}
@@ -101,8 +172,7 @@ class SMBFileSystem(AbstractFileSystem):
                 tree = self._trees.get(key)
             if tree is None or not tree.connected:
                 tree = smbfs.connect(self.host, share, self.username, self.password,
-                                     port=self.port, domain=self.domain, encrypt=self.encrypt,
-                                     timeout=self.timeout, **self._client_options)
+                                     **self._connect_options())
                 with self._lock:
                     self._trees[key] = tree
         return tree
@@ -119,36 +189,9 @@ class SMBFileSystem(AbstractFileSystem):
 
     # -- paths ---------------------------------------------------------------------
 
-    @classmethod
-    def _strip_protocol(cls, path):
-        if isinstance(path, list):
-            return [cls._strip_protocol(p) for p in path]
-        path = stringify_path(path)
-        if path.startswith("smblayer://"):
-            path = infer_storage_options(path)["path"]
-        elif path.startswith("smblayer::"):
-            path = path[len("smblayer::"):]
-        return path.replace("\\", "/").strip("/")
-
-    @staticmethod
-    def _get_kwargs_from_urls(path):
-        """smblayer://[user[:password]@]host[:port]/share/path"""
-        options = infer_storage_options(path)
-        options.pop("path", None)
-        options.pop("protocol", None)
-        if "url_query" in options:
-            options.pop("url_query")
-        return options
-
-    def unstrip_protocol(self, name: str) -> str:
-        return f"smblayer://{self.host}:{self.port}/{name}"
-
     def _split(self, path) -> Tuple[str, str, smbfs.Tree]:
         """(share, path in the share, tree) for an fsspec path."""
-        path = self._strip_protocol(path)
-        share, _sep, rel = path.partition("/")
-        if not share:
-            raise ValueError("smblayer paths start with a share name: 'share/dir/file'")
+        share, rel = self._share_path(path)
         return share, rel, self._tree(share)
 
     @staticmethod
@@ -159,17 +202,6 @@ class SMBFileSystem(AbstractFileSystem):
             tree.makedirs(parent, exist_ok=True)
 
     # -- metadata ---------------------------------------------------------------------
-
-    @staticmethod
-    def _entry(name: str, info: FileInfo) -> Dict[str, Any]:
-        st = info.to_stat()
-        return {
-            "name": name, "size": 0 if info.is_dir else info.size,
-            "type": "directory" if info.is_dir else "file",
-            "mtime": st.st_mtime, "created": filetime_to_unix(info.creation_time),
-            "ino": st.st_ino, "nlink": st.st_nlink, "mode": st.st_mode, "islink": False,
-            "attributes": info.attributes,
-        }
 
     def info(self, path, **kwargs) -> Dict[str, Any]:
         share, rel, tree = self._split(path)

@@ -14,7 +14,9 @@ machine noise hits both alike; the figures are medians and their ratio.
 
 smblayer runs as its console script (``smblayer`` next to this Python),
 with credentials in $SMB_USER / $SMB_PASSWORD; smbclient gets an
-authentication file (``-A``).
+authentication file (``-A``).  Every contender runs once before the
+rounds, with bytecode writing allowed (the .pyc files an installed package
+has), whatever $PYTHONDONTWRITEBYTECODE says.
 """
 from __future__ import annotations
 
@@ -43,11 +45,17 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--only", action="append", metavar="CASE",
                    help="run only this case (repeatable): import version help ls stat get put")
+    p.add_argument("--baseline", metavar="DIR",
+                   help="also run the smblayer package in DIR (e.g. an older checkout, "
+                        "as python -m smblayer with PYTHONPATH=DIR): a before/after run")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
 
     with server_from_args(args) as srv, tempfile.TemporaryDirectory() as tmp:
         env = dict(os.environ, SMB_USER=srv.username, SMB_PASSWORD=srv.password)
+        # As installed (pip compiles the bytecode): the first runs write the
+        # .pyc files that every later run reads.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         smbl = smblayer_argv()
         smbc = srv.smbclient_argv()
         smbc_exe = smbc[0]
@@ -59,8 +67,11 @@ def main() -> int:
         # the remote file every read case uses
         time_process([*smbl, "put", local, f"{url}/{name}.txt"], env=env)
 
-        def run(argv):
-            return lambda: time_process(argv, env=env, cwd=tmp)
+        def run(argv, environ=env):
+            return lambda: time_process(argv, env=environ, cwd=tmp)
+
+        base_env = dict(env, PYTHONPATH=os.path.abspath(args.baseline)) if args.baseline else {}
+        base = [sys.executable, "-m", "smblayer"]
 
         cases = {
             "import": {"python -c pass": run([sys.executable, "-c", "pass"]),
@@ -81,14 +92,26 @@ def main() -> int:
             "put": {"smblayer": run([*smbl, "put", local, f"{url}/{name}-a.txt"]),
                     "smbclient": run([*smbc, "-c", f"put {local} {name}-b.txt"])},
         }
+        if args.baseline:
+            cases["import"]["baseline: import smblayer"] = run(
+                [sys.executable, "-c", "import smblayer"], base_env)
+            for case, argv in (("version", ["--version"]), ("help", ["--help"]),
+                               ("ls", ["ls", f"{url}/{name}.txt"]),
+                               ("stat", ["stat", f"{url}/{name}.txt"]),
+                               ("get", ["get", f"{url}/{name}.txt", os.path.join(tmp, "got-c")]),
+                               ("put", ["put", local, f"{url}/{name}-c.txt"])):
+                cases[case]["baseline"] = run([*base, *argv], base_env)
         wanted = args.only or list(cases)
+        for case in wanted:             # warm-up: bytecode written, page cache filled
+            for contender in cases[case].values():
+                contender()
         results = {}
         try:
             for case in wanted:
                 print(f"# {case}", file=sys.stderr, flush=True)
                 results[case] = interleave(args.rounds, cases[case])
         finally:
-            for suffix in (".txt", "-a.txt", "-b.txt"):
+            for suffix in (".txt", "-a.txt", "-b.txt", "-c.txt"):
                 with_smbclient = [*smbc, "-c", f"del {name}{suffix}"]
                 time_process(with_smbclient, env=env, check=False)
         shutil.rmtree(tmp, ignore_errors=True)
@@ -96,21 +119,25 @@ def main() -> int:
     summary = {}
     rows = []
     for case, times in results.items():
-        (a, ta), (b, tb) = times.items()
-        ma, mb = median(ta), median(tb)
-        if case == "import":                 # a: the bare interpreter, b: with the import
-            summary[case] = {"bare_ms": ma * 1e3, "import_ms": mb * 1e3,
-                             "above_bare_ms": (mb - ma) * 1e3}
-            rows.append((case, f"{mb * 1e3:.1f} ms (import smblayer)",
-                         f"{ma * 1e3:.1f} ms (python -c pass)", f"+{(mb - ma) * 1e3:.1f} ms"))
+        med = {who: median(t) * 1e3 for who, t in times.items()}
+        if case == "import":
+            bare = med.pop("python -c pass")
+            summary[case] = {"bare_ms": bare, **{f"{k}_ms": v for k, v in med.items()}}
+            for who, ms in med.items():
+                rows.append((f"{case}: {who}", f"{ms:.1f} ms", f"{bare:.1f} ms (python -c pass)",
+                             f"+{ms - bare:.1f} ms"))
             continue
-        summary[case] = {"smblayer_ms": ma * 1e3, "smbclient_ms": mb * 1e3, "ratio": ma / mb}
-        rows.append((case, f"{ma * 1e3:.1f} ms", f"{mb * 1e3:.1f} ms", f"{ma / mb:.2f}x"))
+        ref = med["smbclient"]
+        summary[case] = {f"{who}_ms": ms for who, ms in med.items()}
+        for who, ms in med.items():
+            if who != "smbclient":
+                summary[case][f"{who}_ratio"] = ms / ref
+                rows.append((f"{case}: {who}", f"{ms:.1f} ms", f"{ref:.1f} ms", f"{ms / ref:.2f}x"))
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         print(f"# medians of {args.rounds} interleaved rounds, whole processes")
-        print(table(rows, ("case", "smblayer", "smbclient", "ratio")))
+        print(table(rows, ("case", "smblayer", "reference", "ratio")))
     return 0
 
 

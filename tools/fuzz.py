@@ -161,11 +161,13 @@ def coverage_table(report: dict) -> dict:
         rel = str(pathlib.Path(path).resolve().relative_to(ROOT))
         group = next(p for p in COVERED if rel.startswith(p))
         s = info["summary"]
-        g = groups.setdefault(group, [0, 0, 0, 0])
-        g[0] += s["covered_lines"]
-        g[1] += s["num_statements"]
-        g[2] += s["covered_branches"]
-        g[3] += s["num_branches"]
+        keys = (group, rel) if group.endswith("/") else (group,)   # a folder: its files too
+        for key in keys:
+            g = groups.setdefault(key, [0, 0, 0, 0])
+            g[0] += s["covered_lines"]
+            g[1] += s["num_statements"]
+            g[2] += s["covered_branches"]
+            g[3] += s["num_branches"]
     return {k: {"lines": f"{v[0]}/{v[1]}", "lines_pct": round(100 * v[0] / max(1, v[1]), 1),
                 "branches": f"{v[2]}/{v[3]}",
                 "branches_pct": round(100 * v[2] / max(1, v[3]), 1)}
@@ -185,7 +187,8 @@ def run_coverage(dirs) -> dict:
 def campaign(args) -> int:
     from smblayer.testing import fuzzing
     names = [args.target] if args.target else list(fuzzing.TARGETS)
-    work = pathlib.Path(args.workdir or tempfile.mkdtemp(prefix="smblayer-fuzz-"))
+    work = pathlib.Path(args.workdir[-1] if args.workdir else
+                        tempfile.mkdtemp(prefix="smblayer-fuzz-"))
     seconds = max(2.0, args.minutes * 60 / len(names))
     try:
         import atheris  # noqa: F401
@@ -245,12 +248,14 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--minutes", type=float, default=1.0, help="campaign length (all targets)")
     p.add_argument("--target", help="fuzz only this target")
-    p.add_argument("--workdir", help="grown corpora and crashes (default: a temp dir)")
+    p.add_argument("--workdir", action="append",
+                   help="grown corpora and crashes (default: a temp dir)")
     p.add_argument("--seed", type=int, default=26)
     p.add_argument("--json", help="write the figures here")
     p.add_argument("--capture", action="store_true", help="re-seed the corpus from Samba")
     p.add_argument("--corpus-out", help="with --capture: where (default tests/vectors/fuzz/corpus)")
-    p.add_argument("--coverage", action="store_true", help="coverage of the corpora only")
+    p.add_argument("--coverage", action="store_true",
+                   help="coverage of the seed corpus and the grown corpora of --workdir (repeatable)")
     p.add_argument("--list", action="store_true", help="list the targets")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--seconds", type=float, default=10.0, help=argparse.SUPPRESS)
@@ -260,6 +265,7 @@ def main(argv=None) -> int:
                    help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
+        args.workdir = args.workdir[-1]
         return worker(args)
     if args.coverage_replay:
         return coverage_replay(args)
@@ -271,7 +277,7 @@ def main(argv=None) -> int:
             print(f"{name:16} {target.about}")
         return 0
     if args.coverage:
-        for group, c in run_coverage([args.workdir] if args.workdir else []).items():
+        for group, c in run_coverage(args.workdir or []).items():
             print(f"  {group:28} lines {c['lines']:>10} {c['lines_pct']:5.1f}%   "
                   f"branches {c['branches']:>10} {c['branches_pct']:5.1f}%")
         return 0

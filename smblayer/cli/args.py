@@ -14,7 +14,7 @@ from .. import __version__
 
 TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
-    from typing import Callable, Optional, Tuple
+    from typing import Callable, Optional, Sequence, Tuple
 
     from ..config import Dialect
 
@@ -163,7 +163,10 @@ def _add_transfer_options(p: argparse.ArgumentParser, command: str) -> None:
                         "it replaces the old file")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
+    """The parser.  ``only``: build that subcommand's arguments alone; the
+    others get a stand-in (listed with their help, taking any arguments,
+    handler None) -- see :func:`parse`."""
     parser = argparse.ArgumentParser(
         prog=PROG, description="SMB command-line client built on smblayer.",
         epilog="Paths are //host[:port]/share/path or smb://host[:port]/share/path.")
@@ -176,6 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
     # only once the command line is parsed (so --help stays fast).
     def add(name: str, handler: str, help: str, epilog: Optional[str] = None,
             **kwargs) -> argparse.ArgumentParser:
+        if only is not None and name != only:
+            stand_in = sub.add_parser(name, help=help, add_help=False)
+            stand_in.add_argument("rest", nargs=argparse.REMAINDER)
+            stand_in.set_defaults(handler=None)
+            return _NotBuilt()
         p = sub.add_parser(name, help=help, description=help, epilog=epilog, **kwargs)
         add_common(p, suppress=True)
         p.set_defaults(handler=handler)
@@ -200,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="remote files (wildcards allowed), then a local file or directory "
                         "(default: the remote base name, or . for several files)")
     _add_transfer_options(p, "get")
+    p.add_argument("--snapshot", metavar="@GMT-YYYY.MM.DD-HH.MM.SS",
+                   help="get one file as it was in this previous version (acl --snapshots "
+                        "lists them)")
 
     p = add("put", "transfers:cmd_put", "copy local files (- = stdin) to remote ones",
             epilog="The data goes to a temporary file in the destination folder, renamed "
@@ -259,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--files", type=positive_int, default=200, help="small files (default 200)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     add_ext_commands(add)
+    add_admin_commands(add)
     return parser
 
 
@@ -273,3 +285,68 @@ def add_ext_commands(add: Callable) -> None:
     p = add("cp", "files:cmd_cp", "copy a remote file to a remote path (server-side on one server)")
     p.add_argument("source", metavar="//host[:port]/share/path")
     p.add_argument("dest", metavar="//host[:port]/share/path")
+
+
+def add_admin_commands(add) -> None:
+    """The ``acl`` command's parser (``add`` is build_parser's)."""
+    p = add("acl", "admin:cmd_acl", "show or change a remote file's ACL (smbcacls' format)",
+            epilog="ACEs are SID:TYPE/FLAGS/MASK as smbcacls writes them, e.g. "
+                   "ACL:S-1-1-0:ALLOWED/OI|CI/READ (the ACL: prefix is optional; "
+                   "several may be given comma separated).")
+    p.add_argument("url", metavar="//host[:port]/share/path")
+    p.add_argument("--numeric", action="store_true", help="numeric types, flags and masks")
+    p.add_argument("--sddl", action="store_true", help="print the descriptor as SDDL")
+    p.add_argument("-a", "--add", action="append", default=[], metavar="ACE",
+                   help="add ACEs")
+    p.add_argument("-D", "--delete", action="append", default=[], metavar="ACE",
+                   help="delete ACEs (exact matches)")
+    p.add_argument("-M", "--modify", action="append", default=[], metavar="ACE",
+                   help="replace the ACE of that SID and type")
+    p.add_argument("-S", "--set", metavar="ACES", help="replace the whole DACL")
+    p.add_argument("--snapshots", action="store_true",
+                   help="list the path's previous versions (@GMT tokens) instead")
+
+
+class _NotBuilt:
+    """Stands for the parser of a subcommand this run does not build: every
+    call (add_argument, add_argument_group, set_defaults...) does nothing."""
+
+    def __getattr__(self, name: str):
+        return lambda *args, **kwargs: self
+
+
+def _value_options() -> frozenset:
+    """The common options that take a value (``-U USER``...)."""
+    p = argparse.ArgumentParser(add_help=False)
+    add_common(p, suppress=False)
+    return frozenset(option for action in p._actions if action.nargs != 0
+                     for option in action.option_strings)
+
+
+def guess_command(argv: Sequence[str]) -> str:
+    """The subcommand ``argv`` names, as far as a scan without parsing can
+    tell ("" if none): the first word that is neither an option nor the
+    value of one."""
+    takes_value = _value_options()
+    words = iter(argv)
+    for word in words:
+        if word == "--":
+            return next(words, "")
+        if word.startswith("-"):
+            if word in takes_value:
+                next(words, None)
+            continue
+        return word
+    return ""
+
+
+def parse(argv: Sequence[str]) -> argparse.Namespace:
+    """Parse a command line, building the parser for its subcommand only
+    (most of the parser's cost; ``--help`` and ``--version`` build none).
+    Where the scan guessed wrong (an abbreviated option, a cluster such as
+    ``-vU``) the command line is parsed again by the whole parser."""
+    guess = guess_command(argv)
+    args, extra = build_parser(only=guess).parse_known_args(argv)
+    if extra or args.command != guess or args.handler is None:
+        args = build_parser().parse_args(argv)
+    return args

@@ -7,7 +7,7 @@ and connect.
 """
 from __future__ import annotations
 
-from .args import build_parser
+from .args import parse
 
 TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run one command line (``sys.argv[1:]`` by default); returns the exit
     status (argparse exits by itself for --help, --version and bad usage)."""
-    args = build_parser().parse_args(argv)
+    import sys
+    args = parse(sys.argv[1:] if argv is None else list(argv))
     from .run import run
     return run(args)

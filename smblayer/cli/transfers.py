@@ -141,6 +141,9 @@ def cmd_get(args) -> int:
     texts, dest = _split_get_args(args.paths)
     urls = [parse_url(t) for t in texts]
     url = _one_share(urls)
+    if args.snapshot is not None:
+        from .admin import get_snapshot
+        return get_snapshot(args, url, dest, len(urls))
     if dest == "-" and (args.recursive or args.resume or args.verify or len(urls) > 1):
         raise UsageError("get to stdout takes one file, without -r, --continue or --verify")
     with open_tree(args, url) as tree:

@@ -14,6 +14,7 @@ from ..registry import get_client
 from ..security.auth import check_auth_protocol
 from .file import SmbRawFile
 from .ops import FileInfo, StatResult
+from .deferred import DEFAULT_DEFERRED_CLOSE, DeferredCloses
 from .posix import PosixMixin, PosixUnavailableWarning, use_posix
 from .session import Session
 from .tree import DirEntry, Tree, normpath, outpath
@@ -47,6 +48,7 @@ def connect(host: str, share: str, username: Optional[str] = None,
             server_name: Optional[str] = None,
             dfs: bool = True, dfs_ports: Optional[Mapping[str, int]] = None,
             dfs_hosts: Optional[Mapping[str, str]] = None, posix: bool = False,
+            deferred_close: Optional[float] = DEFAULT_DEFERRED_CLOSE,
             **client_options) -> Tree:
     """Get a (shared) client, set up a session and connect to ``share``.
     Closing the returned Tree logs off and releases the client.
@@ -79,7 +81,12 @@ def connect(host: str, share: str, username: Optional[str] = None,
     counts in ``stat``, ``chmod``/``chown``, case-sensitive names.  A server
     that does not offer them gets a :class:`PosixUnavailableWarning` and the
     tree works without (``tree.posix`` is False); see
-    :mod:`smblayer.fs.posix`."""
+    :mod:`smblayer.fs.posix`.
+
+    ``deferred_close``: seconds a read-only file's handle held under a
+    lease with handle caching stays open after ``close()`` for the next
+    open of that path to reuse with no round trip (0 or None: close at
+    once); see :mod:`smblayer.fs.deferred`."""
     check_auth_protocol(auth_protocol)
     cls = session_class or Session
     if not (isinstance(cls, type) and issubclass(cls, Session)):
@@ -87,9 +94,8 @@ def connect(host: str, share: str, username: Optional[str] = None,
     if timeout is not None:
         policy = client_options.get("timeouts") or TimeoutPolicy()
         client_options["timeouts"] = policy.with_(timeout=timeout)
-    if posix:
-        client_options["posix"] = True      # part of the sharing key
-    client = get_client(host, port, **client_options)
+    # a POSIX client is part of the sharing key: never shared with one that is not
+    client = get_client(host, port, **client_options, **({"posix": True} if posix else {}))
     try:
         session = cls(client, username, password, domain=domain, encrypt=encrypt,
                       require_signing=require_signing, auth_protocol=auth_protocol,
@@ -104,6 +110,7 @@ def connect(host: str, share: str, username: Optional[str] = None,
         raise
     tree._owns_session = True
     tree.durable = durable
+    tree.deferred_close = deferred_close
     if posix:
         use_posix(tree)
     if dfs and tree.dfs:
@@ -111,7 +118,8 @@ def connect(host: str, share: str, username: Optional[str] = None,
         return DfsTree(tree, _target_connector(
             username, password, encrypt=encrypt, domain=domain, require_signing=require_signing,
             auth_protocol=auth_protocol, allow_guest=allow_guest, durable=durable,
-            session_class=session_class, tree_class=tree_class, **client_options), ports=dfs_ports, hosts=dfs_hosts)
+            deferred_close=deferred_close, posix=posix, session_class=session_class,
+            tree_class=tree_class, **client_options), ports=dfs_ports, hosts=dfs_hosts)
     return tree
 
 
@@ -170,5 +178,5 @@ def list_shares(host: str, username: Optional[str] = None, password: Optional[st
     raise AssertionError("unreachable")
 
 
-__all__ = ["connect", "connect_namespace", "DfsTree", "DfsLinkError", "ReferralCache", "list_shares", "ShareInfo", "Watch", "WatchEvent", "Session", "Tree", "PosixMixin", "PosixUnavailableWarning", "use_posix",
+__all__ = ["connect", "connect_namespace", "DfsTree", "DfsLinkError", "ReferralCache", "list_shares", "ShareInfo", "Watch", "WatchEvent", "Session", "Tree", "PosixMixin", "PosixUnavailableWarning", "use_posix", "DeferredCloses",
            "SmbRawFile", "DirEntry", "FileInfo", "StatResult", "normpath", "outpath"]

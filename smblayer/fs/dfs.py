@@ -45,7 +45,7 @@ from ..proto import smb2
 from ..proto.status import NtStatus
 from ..task import SmbTask
 from .helpers import DirEntry, TreeHelpers, outpath
-from .tree import Tree, _handle_of
+from .tree import Tree, handle_of
 
 log = logging.getLogger("smblayer")
 T = TypeVar("T")
@@ -134,6 +134,9 @@ def parse_referral_response(data: bytes, request_path: str) -> Referral:
         if size < _ENTRY_HEADER.size or pos + size > len(data):
             raise SmbError(f"DFS referral entry of bad size {size}")
         body = pos + _ENTRY_HEADER.size
+        fixed = {2: _V2.size, 3: _V34.size, 4: _V34.size}.get(version, 0)
+        if body + fixed > pos + size:
+            raise SmbError(f"DFS referral entry of version {version} too short ({size} bytes)")
         root = bool(server_type & _ROOT_TARGETS)
         if version == 1:
             address = _utf16z(data, body)
@@ -405,7 +408,7 @@ class DfsTree(TreeHelpers):
 
     def _tree_of(self, target):
         """The tree a handle or file (from open_handle/open) lives on."""
-        handle = _handle_of(target)
+        handle = handle_of(target)
         if handle is None:
             return self._root
         if handle.file is not None:

@@ -50,6 +50,7 @@ from ..errors import (SmbCancelledError, SmbConnectionError, SmbError, SmbStatus
                       SmbTimeoutError, status_error)
 from ..proto.status import NtStatus
 from ..task import SmbTask, TaskState
+from .locks import LockingBuffer, LockingFile
 from .ops import FILE_OPEN, Handle
 from .window import IoWindow
 
@@ -68,7 +69,7 @@ def _on_smbiod() -> bool:
     return threading.current_thread().name.startswith("smbiod-")
 
 
-class SmbRawFile(io.RawIOBase):
+class SmbRawFile(LockingFile, io.RawIOBase):
     """Unbuffered binary file on a share.  Not for direct construction:
     use ``Tree.open(path, mode, buffering=0)``."""
 
@@ -188,6 +189,8 @@ class SmbRawFile(io.RawIOBase):
         if lost is not None:
             self._lost_reported = True
             raise lost
+        if self._lock_lost is not None:
+            self._raise_lock_lost()
         if not self._tree.connected:
             raise ValueError(f"{self._tree!r} is not connected")
 
@@ -218,7 +221,13 @@ class SmbRawFile(io.RawIOBase):
     def _failure(self, exc: BaseException) -> BaseException:
         """The error to raise for a failed data request: the lost-handle
         error if the handle died with the connection."""
-        return self._lost if self._lost is not None and isinstance(exc, SmbError) else exc
+        if self._lost is not None and isinstance(exc, SmbError):
+            return self._lost
+        lock_lost = self._lock_lost
+        if lock_lost is not None and isinstance(exc, SmbError):
+            self._lock_lost = None          # reported once (a conflict it caused, typically)
+            return lock_lost
+        return exc
 
     def _raise(self, exc: BaseException) -> None:
         if exc is self._lost:
@@ -684,6 +693,8 @@ class SmbRawFile(io.RawIOBase):
                     if not self._open_on_server():
                         raise
             if reply is None and self._open_on_server():
+                if self._tree.deferred_closes.park(self):
+                    return                  # deferred close: the handle is kept open
                 reply = self._run(self._ops.close_task)
             if reply is not None:
                 self._ops.close_done(handle, reply)
@@ -701,7 +712,7 @@ class SmbRawFile(io.RawIOBase):
                 raise                      # lost while closing: nothing was pending
         finally:
             self._closing = None
-            handle.closed = True
+            handle.closed = not handle.deferred
             self._tree._forget_file(self)
 
     def _on_break(self) -> None:
@@ -790,6 +801,7 @@ class SmbRawFile(io.RawIOBase):
             if breaks is not None and handle.oplock_level:
                 breaks.add(self._tree, handle)
             log.info("smblayer: %r %s after the reconnect", handle.path, how)
+            self._relock(how)
             for task in tasks:
                 # A CLOSE sent behind writes: the reissued writes are not
                 # ordered, so close() sends it again once they are answered.
@@ -863,9 +875,9 @@ class _WriteBehindBuffer:
             raw.close()
 
 
-class BufferedWriter(_WriteBehindBuffer, io.BufferedWriter):
+class BufferedWriter(LockingBuffer, _WriteBehindBuffer, io.BufferedWriter):
     """io.BufferedWriter with write-behind semantics (see _WriteBehindBuffer)."""
 
 
-class BufferedRandom(_WriteBehindBuffer, io.BufferedRandom):
+class BufferedRandom(LockingBuffer, _WriteBehindBuffer, io.BufferedRandom):
     """io.BufferedRandom with write-behind semantics (see _WriteBehindBuffer)."""

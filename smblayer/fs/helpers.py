@@ -57,6 +57,8 @@ _NOT_THERE = frozenset({
     NtStatus.FILE_IS_A_DIRECTORY,
 })
 _MAGIC = re.compile(r"[*?[]")
+NOT_THERE = _NOT_THERE              # public spellings for smblayer.aio
+has_magic = _MAGIC.search
 _PARALLEL = 8               # threads for many small operations (rmtree, copytree)
 
 

@@ -125,6 +125,7 @@ class FileInfo:
     change_time: int = 0
     file_index: int = 0          # the server's file id (st_ino)
     nlink: int = 1
+    link: bool = False           # a symbolic link itself (lstat): S_IFLNK
     posix: Any = None            # PosixInfo (proto.posix) on a POSIX-extensions open
 
     @property
@@ -137,13 +138,16 @@ class FileInfo:
         (with the POSIX extensions: the server's mode)."""
         if self.posix is not None:
             return self.posix.mode
+        if self.link:
+            return stat_module.S_IFLNK | 0o777
         mode = (stat_module.S_IFDIR | 0o755) if self.is_dir else (stat_module.S_IFREG | 0o644)
         if self.attributes & FILE_ATTRIBUTE_READONLY:
             mode &= ~0o222
         return mode
 
-    def to_stat(self) -> os.stat_result:
-        """An ``os.stat_result``: st_ino is the server's file id, times come
+    def to_stat(self, dev: int = 0) -> os.stat_result:
+        """An ``os.stat_result``: st_ino is the server's file id (``dev``: the
+        volume serial, st_dev), times come
         as int seconds (by index), floats (by name) and ``_ns``; st_ctime
         is the change time; where the platform has them, st_birthtime and
         st_file_attributes too."""
@@ -152,7 +156,7 @@ class FileInfo:
         ctime = filetime_to_ns(self.change_time or self.last_write_time)
         uid, gid = _owner_ids(self.posix)
         return os.stat_result(
-            (self.mode, self.file_index, 0, self.nlink, uid, gid, self.size,
+            (self.mode, self.file_index, dev, self.nlink, uid, gid, self.size,
              atime // 10**9, mtime // 10**9, ctime // 10**9),
             {"st_atime": _float_seconds(atime), "st_mtime": _float_seconds(mtime),
              "st_ctime": _float_seconds(ctime),
@@ -217,6 +221,7 @@ class Handle:
     create_options: int = 0
     requested_oplock: int = OPLOCK_NONE
     requested_lease: int = 0
+    deferred: bool = False       # closed by its file, kept open (fs.deferred)
 
 
 class FileOps:

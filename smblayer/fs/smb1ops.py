@@ -86,6 +86,13 @@ _WRITE_DATA_OFFSET = HEADER + 1 + _WRITE.size + 2 + 1     # + one pad byte = 64
 # LOCKING_ANDX ([MS-CIFS] 2.2.4.32)
 _LOCKING = struct.Struct("<BBHHBBIHH")
 LOCKING_ANDX_OPLOCK_RELEASE = 0x02
+_LOCKING_SHARED = 0x01
+_LOCKING_LARGE_FILES = 0x10
+_LOCK_RANGE = struct.Struct("<HHIIII")       # PID, Pad, OffsetHigh/Low, LengthHigh/Low
+_PID = 0xFEFF                               # the header's PID (smb1.pack_header)
+_LOCKFLAG_EXCLUSIVE = 0x02
+_LOCKFLAG_UNLOCK = 0x04
+_LOCKFLAG_FAIL_IMMEDIATELY = 0x10
 OPLOCK_BREAK_TO_NONE = 0
 OPLOCK_BREAK_TO_LEVEL_II = 1
 
@@ -360,6 +367,39 @@ class Smb1FileOps(FileOps):
                                     _QUERY_PATH.pack(level, 0) + _utf16z(path), path=path)
         return data
 
+    # -- security descriptors (NT_TRANSACT, [MS-CIFS] 2.2.7.6, 2.2.7.3) -----------------
+
+    def query_security(self, handle: Handle, info: int, max_data: int = 0xF000) -> bytes:
+        """The self-relative security descriptor of an open file (the parts
+        in ``info``, AdditionalInformation bits)."""
+        params = struct.pack("<HHI", handle.fid, 0, info)
+        try:
+            message = self._nt_transact(handle, smb1.pack_nt_transact(
+                smb1.NT_TRANSACT_QUERY_SECURITY_DESC, params, max_params=4,
+                max_data=max_data)).message
+            return bytes(smb1.parse_nt_transact_response(message)[1])
+        except MalformedMessage as exc:
+            raise SmbProtocolError(f"NT_TRANSACT_QUERY_SECURITY_DESC: {exc}") from None
+
+    def set_security(self, handle: Handle, info: int, descriptor: bytes) -> None:
+        params = struct.pack("<HHI", handle.fid, 0, info)
+        self._nt_transact(handle, smb1.pack_nt_transact(smb1.NT_TRANSACT_SET_SECURITY_DESC,
+                                                        params, descriptor))
+
+    def _nt_transact(self, handle: Handle, body):
+        return self.client.run_task(SmbTask(Command.NT_TRANSACT, body, tree=self.tree,
+                                            security=self.session, path=handle.path))
+
+    def query_path(self, path: str, level: int) -> bytes:
+        """The data of TRANS2_QUERY_PATH_INFORMATION at ``level`` (e.g.
+        SMB_QUERY_FILE_STREAM_INFO for the admin calls)."""
+        return bytes(self._query(level, path=path))
+
+    def query_fs(self, level: int) -> bytes:
+        """The data of TRANS2_QUERY_FS_INFORMATION at ``level``."""
+        _p, data = self._trans2(TRANS2_QUERY_FS_INFORMATION, struct.pack("<H", level), path="")
+        return bytes(data)
+
     def _info(self, path: str, fid: Optional[int] = None) -> FileInfo:
         """Times, sizes, attributes and links, then (pass-through level
         FileInternalInformation) the file id: Samba's SMB1 answer to the
@@ -513,6 +553,25 @@ class Smb1FileOps(FileOps):
                                    f"(TypeOfLock 0x{lock_type:02x})")
         return ("oplock", fid,
                 OPLOCK_LEVEL_II if level == OPLOCK_BREAK_TO_LEVEL_II else OPLOCK_NONE)
+
+    def lock_task(self, handle: Handle, ranges, *, sequence: int = 0) -> SmbTask:
+        """LOCKING_ANDX for byte ranges ([MS-CIFS] 2.2.4.32, large-file
+        ranges): ``ranges`` are (offset, length, LOCKFLAG_* as on SMB2), all
+        locks or all unlocks; a lock without FAIL_IMMEDIATELY waits on the
+        server (Timeout -1).  ``sequence`` is SMB2's (ignored here)."""
+        unlock = bool(ranges[0][2] & _LOCKFLAG_UNLOCK)
+        lock_type = _LOCKING_LARGE_FILES
+        if not unlock and not ranges[0][2] & _LOCKFLAG_EXCLUSIVE:
+            lock_type |= _LOCKING_SHARED
+        wait = not unlock and not ranges[0][2] & _LOCKFLAG_FAIL_IMMEDIATELY
+        data = b"".join(_LOCK_RANGE.pack(_PID, 0, off >> 32, off & 0xFFFFFFFF, n >> 32,
+                                         n & 0xFFFFFFFF) for off, n, _f in ranges)
+        words = _LOCKING.pack(0xFF, 0, 0, handle.fid, lock_type, 0,
+                              0xFFFFFFFF if wait else 0, len(ranges) if unlock else 0,
+                              0 if unlock else len(ranges))
+        task = self._task(Command.LOCKING_ANDX, words, data, path=handle.path)
+        task.long_poll = wait
+        return task
 
     def ack_break(self, handle: Handle, new_level: int) -> None:
         """Release the oplock down to ``new_level``; the server sends no reply."""

@@ -3,17 +3,28 @@
 Every request is one ``SmbTask`` built from precompiled structs; payloads
 (write data, names) stay separate buffers.  Replies are parsed with
 ``unpack_from`` on the reply's memoryview, so READ data is never copied here.
+
+Plans: an operation that is one round trip (one request, or one related
+compound) is also offered as a *plan* (``stat_plan``, ``open_plan``,
+``mkdir_plan`` ...): ``(tasks, finish)``, the tasks to send and the function
+that turns their replies into the result.  ``run_plan`` runs one with the
+blocking API; ``smblayer.aio`` awaits the same plans with
+``run_task_async`` / ``run_compound_async``, so both front ends send the
+same bytes.
 """
 from __future__ import annotations
 
 import logging
 import os
 import struct
-from typing import Iterator, List, Optional, Tuple
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 from ..config import Dialect
 from ..errors import SmbError, SmbProtocolError, status_error
-from ..proto import posix, smb2
+from ..proto import fscc, posix, smb2
+from ..proto.commands import LOCKFLAG_FAIL_IMMEDIATELY as _LOCKFLAG_FAIL_IMMEDIATELY
+from ..proto.commands import LOCKFLAG_UNLOCK as _LOCKFLAG_UNLOCK
+from ..proto.commands import lock_request
 from ..proto.status import NtStatus
 from ..task import Reply, SmbTask
 from .ops import (DELETE, FILE_ATTRIBUTE_DIRECTORY, FILE_CREATE, FILE_DELETE_ON_CLOSE,
@@ -100,10 +111,17 @@ _LEASE_ACK = struct.Struct("<HHI16sIQ")
 LEASE_BREAK_ACK_REQUIRED = 0x01
 
 _QUERY_INFO_BUFFER = 4096
+# A CREATE may stop on a symbolic link: its error response says where to go.
+_CREATE_OK = frozenset({0, NtStatus.STOPPED_ON_SYMLINK})
+MAX_SYMLINK_HOPS = 32            # then ELOOP-like: STOPPED_ON_SYMLINK raised
 _REPARSE_TAG_NOT_HANDLED = 0xC0000279     # STATUS_IO_REPARSE_TAG_NOT_HANDLED
 _NOT_ERRORS_READ = frozenset({0, NtStatus.END_OF_FILE})
 # NO_SUCH_FILE: the first query found nothing matching the pattern.
 _NOT_ERRORS_DIR = frozenset({0, NtStatus.NO_MORE_FILES, NtStatus.NO_SUCH_FILE})
+
+
+#: (tasks to send: one request or a compound, finish(replies) -> the result)
+Plan = Tuple[List[SmbTask], Callable[[Sequence[Reply]], object]]
 
 
 def _utf16(path: str) -> bytes:
@@ -152,19 +170,42 @@ class Smb2FileOps(FileOps):
     def _run(self, command: int, body, path: Optional[str] = None, **kwargs) -> Reply:
         return self.client.run_task(self._task(command, body, path, **kwargs))
 
+    def run_plan(self, plan: "Plan"):
+        """Run a plan with the blocking API and return its result."""
+        tasks, finish = plan
+        if len(tasks) == 1:
+            return finish([self.client.run_task(tasks[0])])
+        return finish(self.client.run_compound(tasks))
+
     # -- handles -------------------------------------------------------------------
 
     def open(self, path: str, *, access: int, disposition: int, create_options: int = 0,
              share_access: int = FILE_SHARE_ALL, oplock: int = OPLOCK_NONE,
              lease_key: Optional[bytes] = None, lease_state: int = 0,
-             attributes: int = 0, durable: bool = False) -> Handle:
+             attributes: int = 0, durable: bool = False, contexts=()) -> Handle:
+        """``contexts``: more (name, data) create contexts (e.g. timewarp)."""
         create_guid = os.urandom(16) if durable and self.durable_handles else None
-        task, oplock, lease_key = self._create_task(
-            path, access=access, disposition=disposition, create_options=create_options,
-            share_access=share_access, oplock=oplock, lease_key=lease_key,
-            lease_state=lease_state, attributes=attributes, durable=create_guid)
-        generation = self.client.generation
-        reply = self.client.run_task(task)
+        asked = path
+        for _hop in range(MAX_SYMLINK_HOPS):
+            task, oplock, lease_key = self._create_task(
+                path, access=access, disposition=disposition, create_options=create_options,
+                share_access=share_access, oplock=oplock, lease_key=lease_key,
+                lease_state=lease_state, attributes=attributes, durable=create_guid,
+                extra=contexts)
+            task.ok_statuses = _CREATE_OK
+            generation = self.client.generation
+            reply = self.client.run_task(task)
+            if reply.header.status != NtStatus.STOPPED_ON_SYMLINK:
+                break
+            path = self._follow(asked, path, reply)
+        else:
+            raise status_error(NtStatus.STOPPED_ON_SYMLINK, "CREATE", asked.replace("\\", "/"),
+                               message=f"more than {MAX_SYMLINK_HOPS} symbolic links")
+        return self._opened(reply, path, oplock, lease_key, generation, access, share_access,
+                            create_options, create_guid)
+
+    def _opened(self, reply: Reply, path: str, oplock: int, lease_key, generation: int,
+                access: int, share_access: int, create_options: int, create_guid) -> Handle:
         handle = self._parse_create(reply, path, oplock, lease_key)
         handle.generation = generation
         handle.access, handle.share_access = access, share_access
@@ -172,6 +213,41 @@ class Smb2FileOps(FileOps):
         if handle.durable and self._durable_v2:
             handle.create_guid = create_guid
         return handle
+
+    def open_plan(self, path: str, *, access: int, disposition: int, create_options: int = 0,
+                  share_access: int = FILE_SHARE_ALL, oplock: int = OPLOCK_NONE,
+                  lease_key: Optional[bytes] = None, lease_state: int = 0,
+                  attributes: int = 0, durable: bool = False, contexts=()) -> "Plan":
+        """One CREATE (arguments as for ``open``); the result is the Handle.
+        A symbolic link on the way is not followed here (that takes more
+        round trips): it raises STOPPED_ON_SYMLINK; ``open`` follows it."""
+        create_guid = os.urandom(16) if durable and self.durable_handles else None
+        task, oplock, lease_key = self._create_task(
+            path, access=access, disposition=disposition, create_options=create_options,
+            share_access=share_access, oplock=oplock, lease_key=lease_key,
+            lease_state=lease_state, attributes=attributes, durable=create_guid,
+            extra=contexts)
+        task.ok_statuses = _CREATE_OK
+        generation = self.client.generation
+
+        def finish(replies: Sequence[Reply]) -> Handle:
+            if replies[0].header.status == NtStatus.STOPPED_ON_SYMLINK:
+                raise status_error(NtStatus.STOPPED_ON_SYMLINK, "CREATE",
+                                   path.replace("\\", "/"), message="a symbolic link")
+            return self._opened(replies[0], path, oplock, lease_key, generation, access,
+                                share_access, create_options, create_guid)
+        return [task], finish
+
+    def _follow(self, asked: str, path: str, reply: Reply) -> str:
+        """CREATE of ``path`` stopped on a symbolic link: the path to open
+        next (relative targets within the share, as Windows clients do)."""
+        try:
+            link = fscc.parse_symlink_error(fscc.parse_error_data(reply.body),
+                                            self.client.dialect >= Dialect.SMB3_1_1)
+            return fscc.follow_symlink(path, link)
+        except fscc.SymlinkOutsideShare as exc:
+            raise status_error(NtStatus.STOPPED_ON_SYMLINK, "CREATE", asked.replace("\\", "/"),
+                               message=f"{exc}; not followed") from None
 
     @property
     def durable_handles(self) -> bool:
@@ -209,7 +285,8 @@ class Smb2FileOps(FileOps):
                      create_options: int = 0, share_access: int = FILE_SHARE_ALL,
                      oplock: int = OPLOCK_NONE, lease_key: Optional[bytes] = None,
                      lease_state: int = 0, attributes: int = 0,
-                     durable: Optional[bytes] = None, reclaim: Optional[Handle] = None):
+                     durable: Optional[bytes] = None, reclaim: Optional[Handle] = None,
+                     extra=()):
         """(CREATE task, the oplock level asked, the lease key).  ``durable``:
         ask a durable handle with this CreateGuid; ``reclaim``: reconnect
         that durable handle (DH2C/DHnC)."""
@@ -217,7 +294,7 @@ class Smb2FileOps(FileOps):
             log.debug("smblayer: server/dialect without leasing; asking a batch oplock")
             oplock = OPLOCK_BATCH
         name = _utf16(self._wire_path(path))
-        contexts = []
+        contexts = list(extra)
         if oplock == OPLOCK_LEASE:
             lease_key = lease_key or os.urandom(16)
             if self._lease_v2:
@@ -357,20 +434,44 @@ class Smb2FileOps(FileOps):
         """A small file in one round trip: CREATE + READ + CLOSE as one
         related compound.  None if the file holds more than ``limit`` bytes
         (the caller then reads it the normal way)."""
+        return self.run_plan(self.read_whole_plan(path, limit))
+
+    def read_whole_plan(self, path: str, limit: int) -> "Plan":
+        tasks = self._read_compound(path, 0, limit)
+
+        def finish(replies: Sequence[Reply]) -> Optional[bytes]:
+            created, data, _closed = replies
+            if created.header.status == NtStatus.STOPPED_ON_SYMLINK:
+                return None                 # a link the server did not follow: open() does
+            if self._parse_create(created, path, OPLOCK_NONE, None).info.size > limit:
+                return None
+            return bytes(self.parse_read(data))
+        return tasks, finish
+
+    def read_range_plan(self, path: str, offset: int, length: int) -> "Plan":
+        """``length`` bytes (at most ``max_read``; fewer at the end of the
+        file) from ``offset``: CREATE + READ + CLOSE as one compound.  None
+        if the CREATE stopped on a symbolic link (open() follows it)."""
+        def finish(replies: Sequence[Reply]) -> Optional[bytes]:
+            if replies[0].header.status == NtStatus.STOPPED_ON_SYMLINK:
+                return None
+            return bytes(self.parse_read(replies[1]))
+        return self._read_compound(path, offset, length), finish
+
+    def _read_compound(self, path: str, offset: int, length: int) -> List[SmbTask]:
         create, _level, _key = self._create_task(
             path, access=FILE_READ_DATA | FILE_READ_ATTRIBUTES | SYNCHRONIZE,
             disposition=FILE_OPEN, create_options=FILE_NON_DIRECTORY_FILE)
         related = Handle(_RELATED_FID, path, FileInfo())
-        close = self._related_close(path)
-        created, data, _closed = self.client.run_compound(
-            (create, self.read_task(related, 0, limit), close))
-        if self._parse_create(created, path, OPLOCK_NONE, None).info.size > limit:
-            return None
-        return bytes(self.parse_read(data))
+        return [create, self.read_task(related, offset, length), self._related_close(path)]
 
-    def write_whole(self, path: str, data) -> int:
+    def write_whole(self, path: str, data) -> Optional[int]:
         """Create or overwrite ``path`` with ``data`` (at most one WRITE's
-        worth) in one round trip: CREATE + WRITE + CLOSE as one compound."""
+        worth) in one round trip: CREATE + WRITE + CLOSE as one compound.
+        None if the CREATE stopped on a symbolic link (open() follows it)."""
+        return self.run_plan(self.write_whole_plan(path, data))
+
+    def write_whole_plan(self, path: str, data) -> "Plan":
         create, _level, _key = self._create_task(
             path, access=FILE_WRITE_DATA | FILE_READ_ATTRIBUTES | SYNCHRONIZE,
             disposition=FILE_OVERWRITE_IF, create_options=FILE_NON_DIRECTORY_FILE)
@@ -378,8 +479,12 @@ class Smb2FileOps(FileOps):
         tasks = [create, self._related_close(path)]
         if len(data):
             tasks.insert(1, self.write_task(related, 0, data))
-        replies = self.client.run_compound(tasks)
-        return self.parse_write(replies[1]) if len(data) else 0
+
+        def finish(replies: Sequence[Reply]) -> Optional[int]:
+            if replies[0].header.status == NtStatus.STOPPED_ON_SYMLINK:
+                return None
+            return self.parse_write(replies[1]) if len(data) else 0
+        return tasks, finish
 
     def _related_close(self, path: str) -> SmbTask:
         close = self._task(Command.CLOSE, (_CLOSE.pack(24, 0, 0, _RELATED_FID),), path)
@@ -447,21 +552,69 @@ class Smb2FileOps(FileOps):
         times, sizes, attributes, links, the file id) and CLOSE in one
         compound.  On a POSIX tree the server does not follow a symbolic
         link (STOPPED_ON_SYMLINK): the link itself is described (S_IFLNK)."""
-        create, _level, _key = self._create_task(
-            path, access=FILE_READ_ATTRIBUTES | SYNCHRONIZE, disposition=FILE_OPEN,
-            create_options=create_options)
-        related = Handle(_RELATED_FID, path, FileInfo(path.rpartition("\\")[2]))
+        tasks, finish = self.stat_plan(path, create_options)
         try:
-            created, queried, _closed = self.client.run_compound(
-                (create, self._query_info_task(related), self._related_close(path)))
+            replies = self.client.run_compound(tasks)
         except SmbError as exc:
             # a FIFO, socket or device (a reparse point to Samba) on a POSIX tree
             if getattr(exc, "status", 0) == _REPARSE_TAG_NOT_HANDLED and not create_options:
                 return self.stat(path, FILE_OPEN_REPARSE_POINT)
             raise
-        if created.header.status == NtStatus.STOPPED_ON_SYMLINK and not create_options:
+        if replies[0].header.status == NtStatus.STOPPED_ON_SYMLINK and not create_options:
             return self.stat(path, FILE_OPEN_REPARSE_POINT)
-        return self._parse_all_info(queried, related.info)
+        return finish(replies)
+
+    def stat_plan(self, path: str, create_options: int = 0) -> "Plan":
+        """``stat``'s compound, without its POSIX retries (AsyncTree does
+        not use plans on a POSIX tree)."""
+        create, _level, _key = self._create_task(
+            path, access=FILE_READ_ATTRIBUTES | SYNCHRONIZE, disposition=FILE_OPEN,
+            create_options=create_options)
+        related = Handle(_RELATED_FID, path, FileInfo(path.rpartition("\\")[2]))
+        return ([create, self._query_info_task(related), self._related_close(path)],
+                lambda replies: self._parse_all_info(replies[1], related.info))
+
+    def close_plan(self, handle: Handle) -> "Plan":
+        """CLOSE (the handle's info gets the final attributes)."""
+        handle.closed = True
+        return [self.close_task(handle)], lambda replies: self.close_done(handle, replies[0])
+
+    def _with_handle(self, path: str, access: int, create_options: int, middle,
+                     disposition: int = FILE_OPEN, attributes: int = 0) -> "Plan":
+        """CREATE, ``middle`` (tasks on the related handle) and CLOSE as one
+        compound; the result is None (errors raise, the first in order)."""
+        create, _level, _key = self._create_task(
+            path, access=access | SYNCHRONIZE, disposition=disposition,
+            create_options=create_options, attributes=attributes)
+        related = Handle(_RELATED_FID, path, FileInfo())
+        return [create, *middle(related), self._related_close(path)], lambda replies: None
+
+    def mkdir_plan(self, path: str) -> "Plan":
+        return self._with_handle(path, FILE_READ_ATTRIBUTES, FILE_DIRECTORY_FILE,
+                                 lambda h: (), FILE_CREATE, FILE_ATTRIBUTE_DIRECTORY)
+
+    def delete_plan(self, path: str, directory: bool = False) -> "Plan":
+        """Delete on close; a directory also sets the disposition, which
+        reports a non-empty one (as ``delete``)."""
+        options = FILE_DELETE_ON_CLOSE | (FILE_DIRECTORY_FILE if directory
+                                          else FILE_NON_DIRECTORY_FILE)
+        return self._with_handle(
+            path, DELETE | FILE_READ_ATTRIBUTES, options,
+            lambda h: (self._set_info_task(h, FILE_DISPOSITION_INFORMATION, b"\x01", path),)
+            if directory else ())
+
+    def rename_plan(self, path: str, new_path: str, replace: bool = False) -> "Plan":
+        name = _utf16(new_path)
+        info = _RENAME.pack(1 if replace else 0, 0, len(name)) + name
+        return self._with_handle(
+            path, DELETE | FILE_READ_ATTRIBUTES, 0,
+            lambda h: (self._set_info_task(h, FILE_RENAME_INFORMATION, info, new_path),))
+
+    def set_times_plan(self, path: str, atime: int, mtime: int) -> "Plan":
+        return self._with_handle(
+            path, FILE_WRITE_ATTRIBUTES, 0,
+            lambda h: (self._set_info_task(h, FILE_BASIC_INFORMATION,
+                                           _BASIC_INFO.pack(0, atime, mtime, 0, 0), path),))
 
     def set_times(self, path: str, atime: int, mtime: int) -> None:
         """Set the access and write times (FILETIME; 0 leaves one as it is):
@@ -477,32 +630,47 @@ class Smb2FileOps(FileOps):
     def listdir(self, path: str, pattern: str = "*") -> Iterator[FileInfo]:
         """Entries of ``path`` matching ``pattern`` (the server matches it:
         ``*`` and ``?``, case-insensitively)."""
-        handle = self.open(path, access=FILE_LIST_DIRECTORY | FILE_READ_ATTRIBUTES | SYNCHRONIZE,
-                           disposition=FILE_OPEN, create_options=FILE_DIRECTORY_FILE)
+        handle = self.run_plan(self.opendir_plan(path))
         entries: List[FileInfo] = []
         try:
-            pattern_bytes = _utf16(pattern)
-            flags = SMB2_RESTART_SCANS
+            restart = True
             while True:
-                body = _QUERY_DIR.pack(33, self._dir_class, flags, 0,
-                                       handle.fid, _BODY + _QUERY_DIR.size,
-                                       len(pattern_bytes), self._dir_buffer)
-                reply = self._run(Command.QUERY_DIRECTORY, (body, pattern_bytes), path,
-                                  expected_response=self._dir_buffer,
-                                  ok_statuses=_NOT_ERRORS_DIR)
-                if reply.header.status in (NtStatus.NO_MORE_FILES, NtStatus.NO_SUCH_FILE):
+                batch = self.run_plan(self.query_dir_plan(handle, pattern, restart))
+                if batch is None:
                     break
-                flags = 0
-                _check_size(reply, _QUERY_DIR_RESP, "QUERY_DIRECTORY")
-                _s, off, length = _QUERY_DIR_RESP.unpack_from(reply.body)
-                if not length:
-                    break
-                if off < _BODY or off + length > len(reply.message):
-                    raise SmbProtocolError("QUERY_DIRECTORY buffer out of bounds")
-                entries.extend(self._dir_entries(reply.message, off, off + length))
+                restart = False
+                entries.extend(batch)
         finally:
             self.close(handle)
         return iter(entries)
+
+    def opendir_plan(self, path: str) -> "Plan":
+        return self.open_plan(path, access=FILE_LIST_DIRECTORY | FILE_READ_ATTRIBUTES | SYNCHRONIZE,
+                              disposition=FILE_OPEN, create_options=FILE_DIRECTORY_FILE)
+
+    def query_dir_plan(self, handle: Handle, pattern: str = "*",
+                       restart: bool = False) -> "Plan":
+        """One QUERY_DIRECTORY; the result is a list of FileInfo, or None at
+        the end of the listing."""
+        pattern_bytes = _utf16(pattern)
+        body = _QUERY_DIR.pack(33, self._dir_class,
+                               SMB2_RESTART_SCANS if restart else 0, 0, handle.fid,
+                               _BODY + _QUERY_DIR.size, len(pattern_bytes), self._dir_buffer)
+        task = self._task(Command.QUERY_DIRECTORY, (body, pattern_bytes), handle.path,
+                          expected_response=self._dir_buffer, ok_statuses=_NOT_ERRORS_DIR)
+
+        def finish(replies: Sequence[Reply]) -> Optional[List[FileInfo]]:
+            reply = replies[0]
+            if reply.header.status in (NtStatus.NO_MORE_FILES, NtStatus.NO_SUCH_FILE):
+                return None
+            _check_size(reply, _QUERY_DIR_RESP, "QUERY_DIRECTORY")
+            _s, off, length = _QUERY_DIR_RESP.unpack_from(reply.body)
+            if not length:
+                return None
+            if off < _BODY or off + length > len(reply.message):
+                raise SmbProtocolError("QUERY_DIRECTORY buffer out of bounds")
+            return list(self._dir_entries(reply.message, off, off + length))
+        return [task], finish
 
     @property
     def _dir_class(self) -> int:
@@ -532,6 +700,8 @@ class Smb2FileOps(FileOps):
         handle.info.size = size
 
     def rename(self, path: str, new_path: str, replace: bool = False) -> None:
+        self.tree.deferred_closes.close_under(path)
+        self.tree.deferred_closes.close_under(new_path)
         handle = self.open(path, access=DELETE | FILE_READ_ATTRIBUTES | SYNCHRONIZE,
                            disposition=FILE_OPEN)
         try:
@@ -542,6 +712,7 @@ class Smb2FileOps(FileOps):
             self.close(handle)
 
     def delete(self, path: str, directory: bool = False) -> None:
+        self.tree.deferred_closes.close_under(path)
         options = FILE_DELETE_ON_CLOSE | (FILE_DIRECTORY_FILE if directory
                                           else FILE_NON_DIRECTORY_FILE)
         handle = self.open(path, access=DELETE | FILE_READ_ATTRIBUTES | SYNCHRONIZE,
@@ -574,6 +745,21 @@ class Smb2FileOps(FileOps):
                            disposition=FILE_CREATE, create_options=FILE_DIRECTORY_FILE,
                            attributes=FILE_ATTRIBUTE_DIRECTORY)
         self.close(handle)
+
+    # -- byte-range locks ------------------------------------------------------------
+
+    def lock_task(self, handle: Handle, ranges, *, sequence: int = 0) -> SmbTask:
+        """LOCK ([MS-SMB2] 2.2.26): ``ranges`` are (offset, length,
+        LOCKFLAG_*); one without FAIL_IMMEDIATELY or UNLOCK may wait on the
+        server (a long poll).  ``sequence``: LockSequenceNumber/Index
+        (2.1+), so a replayed LOCK is not applied twice."""
+        if self.client.dialect < Dialect.SMB2_1:
+            sequence = 0
+        task = self._task(Command.LOCK, lock_request(handle.fid, ranges, sequence=sequence),
+                          handle.path)
+        task.long_poll = any(not flags & (_LOCKFLAG_FAIL_IMMEDIATELY | _LOCKFLAG_UNLOCK)
+                             for _o, _n, flags in ranges)
+        return task
 
     # -- oplocks and leases --------------------------------------------------------------
 

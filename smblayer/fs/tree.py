@@ -33,13 +33,16 @@ import time
 import weakref
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
-from ..errors import SmbConnectionError, SmbError, SmbStatusError
+from ..errors import SmbAuthError, SmbConnectionError, SmbError, SmbStatusError
 from ..proto.commands import (FILE_NOTIFY_CHANGE_ALL, NO_FILE_ID, ioctl_request,
                               parse_ioctl_response)
 from ..proto.smb2 import Command
 from ..proto.status import NtStatus
 from ..task import SmbTask
+from .admin import AdminMixin
 from .file import MAX_IN_FLIGHT, BufferedRandom, BufferedWriter, SmbRawFile
+from .deferred import DeferredCloseMixin
+from .locks import BufferedReader
 from .posix import PosixMixin
 from .ops import (FILE_APPEND_DATA, FILE_CREATE, FILE_DIRECTORY_FILE, FILE_NON_DIRECTORY_FILE,
                   FILE_OPEN, FILE_OPEN_IF, FILE_OVERWRITE_IF, FILE_READ_ATTRIBUTES,
@@ -81,6 +84,10 @@ def _parse_mode(mode: str) -> Tuple[bool, bool, bool, bool, int]:
             _DISPOSITION[kind])
 
 
+# Public spelling for the other front ends (smblayer.aio).
+parse_mode = _parse_mode
+
+
 def _write_caching(handle: Handle) -> bool:
     """Whether the server lets ``handle`` cache writes (so a break must
     wait for them)."""
@@ -89,10 +96,13 @@ def _write_caching(handle: Handle) -> bool:
     return handle.oplock_level in (OPLOCK_EXCLUSIVE, OPLOCK_BATCH)
 
 
-class Tree(TreeHelpers, PosixMixin):
+class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin):
     """A connected share.  Built by ``Session.tree_connect(share)``; the
     os/shutil-level helpers come from :class:`~smblayer.fs.helpers.TreeHelpers`,
-    the SMB3 POSIX extensions' calls from :class:`~smblayer.fs.posix.PosixMixin`."""
+    the administrators' calls (security descriptors, streams, snapshots,
+    links) from :class:`~smblayer.fs.admin.AdminMixin`, the SMB3 POSIX
+    extensions' calls from :class:`~smblayer.fs.posix.PosixMixin`, deferred
+    close from :class:`~smblayer.fs.deferred.DeferredCloseMixin`."""
 
     #: READ/WRITE requests a file object keeps on the wire
     max_in_flight = MAX_IN_FLIGHT
@@ -132,6 +142,11 @@ class Tree(TreeHelpers, PosixMixin):
         # encryption even VALIDATE_NEGOTIATE_INFO goes out encrypted
         # ([MS-SMB2] 3.2.4.1.8, 3.2.5.5).
         self.encrypt = bool(flags & SHARE_FLAG_ENCRYPT_DATA)
+        if self.encrypt and session.cipher is None:       # fail closed: nothing in clear
+            raise SmbAuthError(NtStatus.ACCESS_DENIED, "TREE_CONNECT", self.share,
+                               "the share requires encryption but the session cannot "
+                               "encrypt (no session key, or no cipher)",
+                               cause="no_session_key")
         self.capabilities = caps            # e.g. continuous availability (persistent handles)
         session._validate_negotiate_once(self)
         self.dfs = bool(flags & SHARE_FLAGS_DFS)     # a DFS share (fs.dfs follows its links)
@@ -154,6 +169,7 @@ class Tree(TreeHelpers, PosixMixin):
         if not self.connected:
             return
         self._close_all_files()
+        self.deferred_closes.close_all()
         self.connected = False
         self.session._forget_tree(self)
         try:
@@ -210,7 +226,8 @@ class Tree(TreeHelpers, PosixMixin):
     def open(self, path, mode: str = "rb", *, oplock: Optional[str] = None,
              on_break: Optional[Callable[[object, int], None]] = None, buffering: int = -1,
              encoding: Optional[str] = None, errors: Optional[str] = None,
-             newline: Optional[str] = None, durable: Optional[bool] = None):
+             newline: Optional[str] = None, durable: Optional[bool] = None,
+             share: Optional[str] = None, snapshot: Optional[str] = None):
         """Open ``path`` like the builtin ``open`` ("rb", "wb", "ab", "xb",
         "r+b", "w+b", "a+b", "x+b"; text modes wrap io.TextIOWrapper).
 
@@ -223,6 +240,9 @@ class Tree(TreeHelpers, PosixMixin):
         ``durable`` (default: the tree's ``durable``): ask a durable handle
         so the open file survives a reconnect; with ``oplock=None`` this
         asks a lease (or batch oplock) too, which Samba requires.
+
+        ``share`` (default "rwd") and ``snapshot``: see ``AdminMixin``.
+        "path:name" opens a data stream.
         """
         readable, writable, append, binary, disposition = _parse_mode(mode)
         if binary and (encoding or errors or newline):
@@ -235,7 +255,10 @@ class Tree(TreeHelpers, PosixMixin):
             raise ValueError(f"unknown oplock {oplock!r}") from None
         if on_break is not None and not callable(on_break):
             raise TypeError("on_break must be callable")
+        extra = self._open_options(share, snapshot, writable)   # see fs.admin
         self._check_connected()
+        if snapshot is not None:
+            durable = False
         path = normpath(path)
         access = SYNCHRONIZE | FILE_READ_ATTRIBUTES
         if readable:
@@ -249,10 +272,14 @@ class Tree(TreeHelpers, PosixMixin):
         breaks = self._break_router() if level != OPLOCK_NONE else None
         generation = self.client.generation
         with breaks.opening() if breaks is not None else contextlib.nullcontext():
-            handle = self.ops.open(path, access=access, disposition=disposition,
-                                   create_options=FILE_NON_DIRECTORY_FILE, oplock=level,
-                                   lease_state=lease_state, durable=durable)
-            handle.generation = generation
+            handle = self.deferred_closes.reuse(
+                path, access if disposition == FILE_OPEN and not extra.get("contexts") else -1,
+                extra.get("share_access", FILE_SHARE_ALL))
+            if handle is None:
+                handle = self.ops.open(path, access=access, disposition=disposition,
+                                       create_options=FILE_NON_DIRECTORY_FILE, oplock=level,
+                                       lease_state=lease_state, durable=durable, **extra)
+                handle.generation = generation
             if durable and not self.ops.durable_handles:
                 self._identify(handle)
             raw = SmbRawFile(self, handle, mode.replace("t", ""), readable=readable,
@@ -294,7 +321,7 @@ class Tree(TreeHelpers, PosixMixin):
         elif writable:
             f = BufferedWriter(raw, size)
         else:
-            f = io.BufferedReader(raw, size)
+            f = BufferedReader(raw, size)
         if not binary:
             f = io.TextIOWrapper(f, encoding or "utf-8", errors, newline,
                                  line_buffering=buffering == 1)
@@ -320,7 +347,9 @@ class Tree(TreeHelpers, PosixMixin):
         write_whole = getattr(self.ops, "write_whole", None)
         if write_whole is not None and len(memoryview(data).cast("B")) <= self.io_write_size:
             self._check_connected()
-            return write_whole(normpath(path), memoryview(data).cast("B"))
+            written = write_whole(normpath(path), memoryview(data).cast("B"))
+            if written is not None:
+                return written          # else: a symbolic link, which open() follows
         with self.open(path, "wb", buffering=0) as f:
             return f.write(data)
 
@@ -329,7 +358,7 @@ class Tree(TreeHelpers, PosixMixin):
     def stat(self, path="") -> os.stat_result:
         """An ``os.stat_result`` (st_mode with the type bits, st_ino the
         server's file id, st_nlink, times as floats and ``_ns``)."""
-        return self.file_info(path).to_stat()
+        return self.file_info(path).to_stat(dev=self.volume_serial)
 
     def file_info(self, path="") -> FileInfo:
         """What the server tells about ``path`` (attributes, FILETIMEs, ...)."""
@@ -416,7 +445,7 @@ class Tree(TreeHelpers, PosixMixin):
         """The file is closed (SmbRawFile.close)."""
         with self._lock:
             self._files.pop(id(raw), None)
-        if self._breaks is not None:
+        if self._breaks is not None and not raw.handle.deferred:
             self._breaks.remove(raw.handle)
 
     def _recover_files(self) -> None:
@@ -472,6 +501,7 @@ class Tree(TreeHelpers, PosixMixin):
         notify."""
         raw: Optional[SmbRawFile] = handle.file
         log.debug("smblayer: %s break on %r to 0x%x", kind, handle.path, new_level)
+        parked = self.deferred_closes.take(handle)       # closed for real once acknowledged
         if raw is not None and _write_caching(handle):
             raw._on_break()
         try:
@@ -483,6 +513,8 @@ class Tree(TreeHelpers, PosixMixin):
             handle.lease_state = new_level
         else:
             handle.oplock_level = new_level
+        if parked:
+            self.deferred_closes.close_taken(handle)
         callback = raw.on_break if raw is not None else None
         if callback is not None:
             try:
@@ -541,7 +573,7 @@ class Tree(TreeHelpers, PosixMixin):
         resent after a reconnect: the handle died with the connection."""
         if self.client.dialect.is_smb1:
             raise ValueError("IOCTL needs SMB 2.0.2 or later")
-        handle = _handle_of(target)
+        handle = handle_of(target)
         fid = handle.fid if handle is not None else NO_FILE_ID
         if handle is not None:
             self.check_handle(handle)
@@ -579,7 +611,7 @@ class Tree(TreeHelpers, PosixMixin):
         return copy_file(self, src, dst_tree if dst_tree is not None else self, dst)
 
 
-def _handle_of(target) -> Optional[Handle]:
+def handle_of(target) -> Optional[Handle]:
     """The Handle behind ``target``: a Handle, an SmbRawFile, a buffered or
     text wrapper of one, or None."""
     if target is None or isinstance(target, Handle):

@@ -51,7 +51,10 @@ class Watch:
     thread cancels the outstanding request and ends the iteration."""
 
     def __init__(self, tree, path="", *, recursive: bool = False,
-                 completion_filter: int = FILE_NOTIFY_CHANGE_ALL, buffer_size: int = 65536):
+                 completion_filter: int = FILE_NOTIFY_CHANGE_ALL, buffer_size: int = 65536,
+                 handle=None):
+        """``handle``: the directory, already opened (``Tree.open_handle(path,
+        directory=True)``; the watch closes it), else the watch opens it."""
         if tree.client.dialect.is_smb1:
             raise ValueError("watch needs SMB 2.0.2 or later (SMB1 has NT_TRANSACT_NOTIFY)")
         if not 0 < buffer_size <= 0xFFFFFFFF:
@@ -66,7 +69,8 @@ class Watch:
         self._done: Deque[Future] = collections.deque()
         self._closed = False
         self._task: Optional[SmbTask] = None
-        self._handle = tree.open_handle(self.path, directory=True)
+        self._handle = handle if handle is not None else \
+            tree.open_handle(self.path, directory=True)
         try:
             self._arm()
         except BaseException:

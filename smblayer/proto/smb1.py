@@ -273,3 +273,47 @@ def parse_transaction_response(message) -> Tuple[memoryview, memoryview]:
                                    f"({offset}+{count} in {len(view)} bytes)")
     return (view[p_offset:p_offset + n_params] if n_params else view[0:0],
             view[d_offset:d_offset + n_data] if n_data else view[0:0])
+
+
+# --- NT_TRANSACT ([MS-CIFS] 2.2.4.62) ---------------------------------------------
+# 19 words (MaxSetupCount, counts and offsets as 32-bit values, Function)
+# and SetupCount setup words; parameters and data 4-byte aligned.
+
+_NT_TRANSACT = struct.Struct("<BHIIIIIIIIBH")
+_NT_TRANSACT_RESPONSE = struct.Struct("<3sIIIIIIIIB")
+NT_TRANSACT_SET_SECURITY_DESC = 0x0003
+NT_TRANSACT_QUERY_SECURITY_DESC = 0x0006
+
+
+def pack_nt_transact(function: int, params: bytes = b"", data: bytes = b"", *,
+                     max_params: int = 0, max_data: int = 0) -> Tuple[bytes, bytes]:
+    """WordCount+words and ByteCount+bytes of a one-part NT_TRANSACT request."""
+    pos = HEADER_SIZE + 1 + _NT_TRANSACT.size + 2
+    area = bytearray(-pos % 4)
+    param_offset = pos + len(area)
+    area += params
+    area += bytes(-(pos + len(area)) % 4) if data else b""
+    data_offset = pos + len(area) if data else 0
+    area += data
+    words = _NT_TRANSACT.pack(0, 0, len(params), len(data), max_params, max_data,
+                              len(params), param_offset, len(data), data_offset, 0, function)
+    return pack_params(words, bytes(area))
+
+
+def parse_nt_transact_response(message) -> Tuple[memoryview, memoryview]:
+    """(parameters, data) of a one-part NT_TRANSACT response; MalformedMessage
+    if truncated, out of bounds or in several parts."""
+    words, _data = parse_params(message)
+    if len(words) < _NT_TRANSACT_RESPONSE.size:
+        raise MalformedMessage(f"NT_TRANSACT response words truncated ({len(words)} bytes)")
+    (_r, total_params, total_data, n_params, p_offset, p_disp, n_data, d_offset, d_disp,
+     _setup) = _NT_TRANSACT_RESPONSE.unpack_from(words)
+    if total_params != n_params or total_data != n_data or p_disp or d_disp:
+        raise MalformedMessage("NT_TRANSACT response in several parts (not supported)")
+    view = memoryview(message)
+    for offset, count in ((p_offset, n_params), (d_offset, n_data)):
+        if count and (offset < HEADER_SIZE or offset + count > len(view)):
+            raise MalformedMessage(f"NT_TRANSACT block out of bounds "
+                                   f"({offset}+{count} in {len(view)} bytes)")
+    return (view[p_offset:p_offset + n_params] if n_params else view[0:0],
+            view[d_offset:d_offset + n_data] if n_data else view[0:0])

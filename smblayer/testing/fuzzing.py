@@ -452,6 +452,45 @@ def _posix(data: bytes) -> None:
         list(posix.parse_dir_entries(buf, 0, len(buf)))
 
 
+def _security_descriptor(data: bytes) -> None:
+    """A self-relative security descriptor (proto/security.py) as QUERY_INFO
+    returns it, then what the acl command does with it: SDDL and smbcacls
+    text, and the bytes again.  SDDL has no form for some ACE types (its
+    documented ValueError)."""
+    from ..proto import security
+    sd = security.SecurityDescriptor.from_bytes(data)
+    _each((ValueError,), sd.to_sddl)
+    security.to_smbcacls(sd)
+    security.to_smbcacls(sd, numeric=True)
+    bytes(sd)
+
+
+def _fscc(data: bytes) -> None:
+    """[MS-FSCC] structures (proto/fscc.py), by the first byte: the stream
+    list, the snapshot array, symlink reparse data, the symbolic link error
+    response (3.1.1 error contexts or not; then the path it leads to) and
+    the volume serial."""
+    from ..proto import fscc
+    if not data:
+        return
+    buf = data[1:]
+    which = data[0] % 6
+    if which == 0:
+        fscc.parse_stream_information(buf)
+    elif which == 1:
+        fscc.parse_snapshots(buf)
+    elif which == 2:
+        fscc.parse_reparse_data(buf)
+    elif which in (3, 4):
+        link = fscc.parse_symlink_error(fscc.parse_error_data(buf), dialect_311=which == 3)
+        try:
+            fscc.follow_symlink("dir\\link\\rest\\file.txt", link)
+        except fscc.SymlinkOutsideShare:
+            pass
+    else:
+        fscc.parse_volume_serial(buf)
+
+
 _MALFORMED = (MalformedMessage,)
 _FS = (SmbProtocolError, MalformedMessage)
 
@@ -482,6 +521,10 @@ def _targets() -> Dict[str, Target]:
         Target("dcerpc", _dcerpc, (RpcError,), "DCE/RPC PDU and BIND_ACK"),
         Target("rpc_pipe", _rpc, (RpcError,), "RpcPipe bind + NetrShareEnum on a pipe stream"),
         Target("srvsvc", _srvsvc, (RpcError,), "NetrShareEnum NDR stub"),
+        Target("security_descriptor", _security_descriptor, (SmbProtocolError,),
+               "security descriptor, its SDDL and smbcacls forms"),
+        Target("fscc", _fscc, (SmbProtocolError,),
+               "stream list, snapshots, reparse data, symlink error, volume serial"),
         Target("posix", _posix, (ValueError,), "SMB3 POSIX create context, info, listing"),
         Target("dfs", _dfs, (SmbError,), "DFS referral response"),
         Target("session", _session_setup, _FS, "SESSION_SETUP / TREE_CONNECT replies"),

@@ -190,6 +190,17 @@ def samba_durable() -> Iterator[SambaServer]:
 
 
 @pytest.fixture(scope="session")
+def samba_admin():
+    """Private smbd (NT1..SMB3_11, durable handles) with an ``admin`` share:
+    NT ACLs (acl_xattr), streams (streams_xattr), previous versions
+    (shadow_copy2): a :class:`smblayer.testing.admin.AdminSamba`."""
+    from smblayer.testing.admin import AdminSamba
+    require_smbd()
+    with AdminSamba() as admin:
+        yield admin
+
+
+@pytest.fixture(scope="session")
 def samba_root() -> str:
     """Path of the Debian 13 root Samba 4.22 runs from."""
     return require_samba_root()

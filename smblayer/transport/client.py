@@ -1,25 +1,9 @@
 """SmbClient: one shared connection to one server, and every request's
 well-defined behaviour on it.  This module keeps the client's state, its
-public API and the orchestration; each responsibility lives in its module:
-
-==================  ==========================================================
-``inflight.py``     MessageIds, the requests waiting for replies, their timers
-``send.py``         the one send primitive (single, compound, one-way, CANCEL)
-``demux.py``        the receive path: read, decrypt, place, dispatch
-``probe.py``        liveness: timer expiry, ECHO probing, keepalive, hard/soft
-``connect.py``      connect, reconnect and recovery (the connect worker)
-``credits.py``      the credit gate
-``iod.py``          smbiod: async completions, break callbacks, probes
-``task.py``         one request and the task transition table
-``hooks.py``        the upper layers' callbacks (reconnect, active, break, exit)
-``registry.py``     sharing by (host, port, options), fork and exit
-==================  ==========================================================
-
-Each module gets what it works with when it is built (the in-flight table,
-the credit gate, the counters, the sender, liveness, the connect worker) and
-the client's callables it needs; none of them reads the client's private
-attributes.  What they read of the client itself is public: ``state``,
-``connection``, ``generation``, ``timeouts``, ``host``/``port``, ``iod``.
+public API and the request paths, and builds and wires the transport's other
+modules (``_build_core``; docs/architecture.rst lists them and their
+interfaces).  Each is given what it works with and the client callables it
+needs; none reads the client's private attributes.
 
 Theory of operation
 -------------------
@@ -65,10 +49,12 @@ from typing import Callable, Dict, List, Optional, Sequence
 from ..config import Dialect, DialectRange, ReconnectPolicy, TimeoutPolicy
 from ..errors import (SmbCancelledError, SmbClosedError, SmbConnectionError, SmbError,
                       SmbTimeoutError, status_error)
+from ..loopcheck import check_not_in_loop
 from ..proto import smb1, smb2
 from ..proto.framing import MAX_FRAME
 from ..proto.negotiate import NegotiateResult
 from ..proto.status import NtStatus, is_error
+from .compound import CompoundRun
 from .connect import CLOSE_WAIT, MAX_SENDS, Connection, ConnectWorker
 from .credits import CreditGate, CreditsAborted
 from .demux import Demux
@@ -255,7 +241,10 @@ class SmbClient:
         SmbError subclass that describes any other failure.  With ``wait``
         the caller waits at most that many seconds in all; then the request
         is abandoned (CANCEL sent, its MessageId kept for the late reply)
-        and SmbTimeoutError raised: for close paths that must not hang."""
+        and SmbTimeoutError raised: for close paths that must not hang.
+        On a thread running an asyncio event loop it raises
+        BlockingInLoopError (use smblayer.aio there)."""
+        check_not_in_loop()
         self._check_task(task)
         if wait is None and self._is_teardown(task):
             wait = self._teardown_budget()
@@ -634,16 +623,20 @@ class SmbClient:
         task.payload_size = sum(map(len, task.body))
 
     def _send_async(self, task: SmbTask) -> None:
-        """Send an async task; it waits in the list (not here) while the
-        client is not ACTIVE."""
+        """Send an async task (an async compound's first task sends the
+        compound); it waits in the list (not here) while the client is not
+        ACTIVE."""
+        group = task.group
+        tasks = (task,) if group is None else group.tasks
         try:
-            self._send(task, park=True)
+            self._send_all(tasks, group is not None and group.related, park=True)
         except Exception as exc:  # noqa: BLE001
             self._connector.fail_task(task, exc)
         except BaseException:
             # Ctrl-C while the caller's own thread was sending: the request
             # is cancelled and the interrupt reaches the caller.
-            self._abandon(task, SmbCancelledError("request interrupted"))
+            for t in tasks:
+                self._abandon(t, SmbCancelledError("request interrupted"))
             raise
 
     def send_oneway(self, task: SmbTask) -> bool:
@@ -657,21 +650,7 @@ class SmbClient:
             return False
         if not conn.wire.is_smb1:
             raise ValueError("send_oneway is for SMB1 requests without a response")
-        if task.state.final:
-            move(task, TaskState.NEW)             # the task object is run again
-        with self._inflight.lock:
-            move(task, TaskState.QUEUED)          # a task already running is refused
-        size = self._sender.oneway(conn, task)
-        with self._inflight.lock:
-            if not size:
-                move(task, TaskState.FAILED)
-                return False
-            move(task, TaskState.SENT)
-            move(task, TaskState.DONE)            # no reply will come
-        stats = self._stats.command(conn.wire, task.command)
-        stats.ops += 1
-        stats.bytes_sent += size
-        return True
+        return self._sender.oneway(conn, task)
 
     # -- compound requests ----------------------------------------------------------
 
@@ -681,6 +660,7 @@ class SmbClient:
         ``related`` the later requests work on the first one's handle (their
         bodies carry FileId 0xFF..FF).  If a reconnect interrupts it, the
         whole compound is sent again.  Errors raise as in run_task."""
+        check_not_in_loop()
         tasks = list(tasks)
         if not tasks:
             raise ValueError("an empty compound")
@@ -717,6 +697,29 @@ class SmbClient:
                 self._abandon(task, SmbCancelledError("request interrupted"))
             raise self._annotate(exc, tasks[0]) if isinstance(exc, SmbError) else exc
         return [self._finish(task) for task in tasks]
+
+    def run_compound_async(self, tasks: Sequence[SmbTask], related: bool = True) -> Future:
+        """``run_compound`` without waiting: a Future of the replies in
+        order, settled on smbiod (the first failing element's error, in
+        order, as run_compound raises it).  Cancelling the Future cancels
+        every element.  A reconnect resends the whole compound."""
+        tasks = list(tasks)
+        if not tasks:
+            raise ValueError("an empty compound")
+        conn = self.connection
+        if conn is not None and conn.wire.is_smb1:
+            raise ValueError("compound requests need SMB2 or later")
+        for task in tasks:
+            self._check_task(task)
+        run = CompoundRun(tasks, related, table_lock=self._inflight.lock,
+                          renewed=self._renewed, finish=self._finish, send=self._send_async,
+                          cancel=self.cancel_task)
+        if self.state is ClientState.ACTIVE and conn is not None and not conn.lost and \
+                self._credits.available > len(tasks) + 1:
+            self._send_async(tasks[0])
+        else:
+            self._iod.call_soon(self._send_async, tasks[0])
+        return run.future
 
     # -- waiting and finishing --------------------------------------------------
 
@@ -799,10 +802,17 @@ class SmbClient:
         if task.future is not None:
             if task.state is TaskState.REISSUE:
                 return        # it waits in the list; the connect worker resends it
+            group = task.group
+            if group is None:
+                settle, args = self._settle_future, (task,)
+            elif group.complete():
+                settle, args = group.settle, ()
+            else:
+                return        # an async compound settles once, with its last element
             try:
-                self._iod.call_soon(self._settle_future, task)
+                self._iod.call_soon(settle, *args)
             except RuntimeError:          # smbiod is shut down: the client closed
-                self._settle_future(task)
+                settle(*args)
         else:
             parking = task.parking
             if parking is not None and parking.locked():

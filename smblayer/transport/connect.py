@@ -48,6 +48,7 @@ from ..errors import (SmbConnectionError, SmbError, SmbNegotiateError, SmbTimeou
 from ..proto import smb2
 from ..proto.framing import FrameReader, FramingError, frame_prefix
 from ..proto.negotiate import NegotiateFailed, NegotiateResult, Negotiator, Outgoing
+from .compound import CompoundLost
 from .send import shutdown
 from .states import ClientState
 from .task import SmbTask, TaskState, move
@@ -476,6 +477,8 @@ class ConnectWorker:
             return SmbConnectionError(
                 f"connection to {client.host}:{client.port} lost while {name} was in "
                 "flight; the request is not safe to repeat and was not reissued")
+        if task.group is not None:
+            return CompoundLost(f"{name} lost with its connection; the compound is resent")
         if task.is_probe:
             return SmbConnectionError("probe lost")
         return None
@@ -527,12 +530,16 @@ class ConnectWorker:
             self.fail_task(task, error)
 
     def fail_task(self, task: SmbTask, error: BaseException) -> None:
-        """Fail ``task`` (unless it already ended) and wake its waiter."""
+        """Fail ``task`` (an async compound: all of it) unless it already
+        ended, and wake its waiter."""
+        tasks = (task,) if task.group is None else task.group.tasks
         with self._inflight.lock:
-            if not task.state.final:
-                move(task, TaskState.FAILED)
-                task.error = error
-        self._wake(task)
+            for t in tasks:
+                if not t.state.final:
+                    move(t, TaskState.FAILED)
+                    t.error = error
+        for t in tasks:
+            self._wake(t)
 
     def close_connection(self, conn: Connection, join: bool) -> None:
         """Stop ``conn``'s demux and close its socket (any thread)."""

@@ -191,9 +191,29 @@ class Sender:
             shutdown(conn.sock)
             raise
 
-    def oneway(self, conn, task: SmbTask) -> int:
-        """Send a request that has no reply (SMB1 break acknowledgement) once;
-        returns the bytes sent, 0 if the connection changed."""
+    def oneway(self, conn, task: SmbTask) -> bool:
+        """Send a request that has no reply (SMB1 break acknowledgement) once,
+        through the task table (NEW, QUEUED, SENT, DONE: no reply will come);
+        False (the task FAILED) if the connection changed."""
+        inflight = self._inflight
+        if task.state.final:
+            move(task, TaskState.NEW)             # the task object is run again
+        with inflight.lock:
+            move(task, TaskState.QUEUED)          # a task already running is refused
+        size = self._oneway(conn, task)
+        with inflight.lock:
+            if not size:
+                move(task, TaskState.FAILED)
+                return False
+            move(task, TaskState.SENT)
+            move(task, TaskState.DONE)
+        counters = self._stats.command(conn.wire, task.command)
+        counters.ops += 1
+        counters.bytes_sent += size
+        return True
+
+    def _oneway(self, conn, task: SmbTask) -> int:
+        """The bytes of a one-way message sent, 0 if the connection changed."""
         wire = conn.wire
         with self.lock:
             if conn.lost or conn is not self._client.connection:

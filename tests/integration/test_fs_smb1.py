@@ -356,6 +356,10 @@ def test_hidden_dot_files(work):
     assert sorted(tree.listdir(base)) == [".e2", ".sub", "new"]
     assert tree.listdir(f"{base}/.sub") == [".x"]
     assert tree.glob(f"{base}/.e*") == [f"{base}/.e2"]
+    assert tree.stat(f"{base}/.e2").st_size == 2 and tree.exists(f"{base}/.sub/.x")
+    tree.copyfile(f"{base}/.e2", f"{base}/.e3")
+    assert tree.read_bytes(f"{base}/.e3") == b".e"
+    tree.remove(f"{base}/.e3")
     tree.remove(f"{base}/.e2")
     tree.remove(f"{base}/.sub/.x")
     tree.rmdir(f"{base}/.sub")

@@ -130,3 +130,17 @@ def test_cli_ls_long_shows_modes_and_owners(posix, samba_422):
     plain = subprocess.run([sys.executable, "-m", "smblayer", "ls", "-l", url],
                            capture_output=True, env=env, timeout=60, text=True)
     assert plain.returncode == 0 and "1234" not in plain.stdout
+
+
+def test_symlink_and_readlink_on_a_posix_tree(posix):
+    """Tree.symlink/readlink (one name for both mechanisms) open the POSIX
+    way on a POSIX tree.  A link made on the server's disk reads back as
+    os.readlink says; a link made over SMB reads back as made (Samba 4.22,
+    like its own smbclient's 'symlink', keeps it as a reparse point)."""
+    tree, base, disk = posix
+    os.symlink("../some/target", disk / "disk-link")
+    assert tree.readlink(f"{base}/disk-link") == os.readlink(disk / "disk-link")
+    assert stat.S_ISLNK(tree.stat(f"{base}/disk-link").st_mode)
+    tree.symlink("rel/target", f"{base}/smb-link")
+    assert tree.readlink(f"{base}/smb-link") == "rel/target"
+    assert "smb-link" in os.listdir(disk)

@@ -96,6 +96,18 @@ def test_no_key_server_requires_signing(mandatory_signing, keyless, dialect, cap
     _refused(exc, mandatory_signing, caplog)
 
 
+def test_no_key_share_that_requires_encryption(samba, keyless, caplog):
+    """A 3.0 session without a key may go on unsigned, but a share that
+    requires encryption is refused at TREE_CONNECT: nothing goes out on it
+    in clear."""
+    caplog.set_level(logging.DEBUG, logger="smblayer")
+    with pytest.raises(SmbAuthError) as exc:
+        fs.connect(samba.host, "encrypted", samba.username, samba.password, port=samba.port,
+                   dialects=DialectRange(Dialect.SMB3_0, Dialect.SMB3_0))
+    _refused(exc, samba, caplog)
+    assert exc.value.command == "TREE_CONNECT" and exc.value.path == "encrypted"
+
+
 @pytest.fixture(scope="module")
 def encrypting_server():
     """A server that encrypts every session (``server smb encrypt =

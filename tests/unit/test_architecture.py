@@ -44,6 +44,9 @@ TOO_LONG_ALLOWED: Set[str] = set()
 LAZY_EDGES_ALLOWED: Set[tuple] = {
     ("smblayer.fs.ops", "smblayer.fs.smb1ops"),     # issue 19.2
     ("smblayer.fs.ops", "smblayer.fs.smb2ops"),     # issue 19.2
+    # issue 25: SMBFileSystem(asynchronous=True) builds the async twin, which
+    # inherits fsspec.py's SMBPathsMixin.
+    ("smblayer.fsspec", "smblayer.fsspec_async"),
 }
 
 # Issue 19.3: DfsTree borrows Tree's helpers; Tree's path helpers become a

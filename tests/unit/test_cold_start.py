@@ -10,7 +10,7 @@ import textwrap
 LAZY_PACKAGES = ("smblayer.fs", "smblayer.rpc", "smblayer.fsspec", "smblayer.aio",
                  "smblayer.security")
 COMMAND_MODULES = ("smblayer.cli.run", "smblayer.cli.connections", "smblayer.cli.files",
-                   "smblayer.cli.transfers", "smblayer.cli.bench")
+                   "smblayer.cli.transfers", "smblayer.cli.bench", "smblayer.cli.admin")
 THIRD_PARTY = ("spnego", "gssapi", "krb5", "fsspec")
 
 
@@ -67,3 +67,14 @@ def test_import_smblayer_fs_leaves_dfs_watch_and_rpc_for_later():
     assert offenders(modules, "smblayer.fs.dfs", "smblayer.fs.watch", "smblayer.rpc",
                      *THIRD_PARTY) == []
     assert "smblayer.fs.dfs" in loaded_after("from smblayer.fs import DfsTree")
+
+
+def test_parsing_one_subcommand_gives_what_the_whole_parser_gives():
+    from smblayer.cli.args import build_parser, parse
+    for argv in (["ls", "-l", "//h/s/d"], ["-U", "ls", "get", "-r", "//h/s/d", "."],
+                 ["-vU", "ls", "get", "//h/s/x"], ["--pass", "rm", "rm", "-rf", "//h/s/x"],
+                 ["--timeout", "5", "put", "-c", "a", "b", "//h/s/"],
+                 ["--dialect-min=3.0", "stat", "//h/s/x", "--no-guest"],
+                 ["echo", "-c", "3", "//h"], ["acl", "-a", "ACL:S-1-1-0:ALLOWED/0/READ", "//h/s/x"],
+                 ["get", "--snapshot", "@GMT-2020.01.01-00.00.00", "//h/s/x", "."]):
+        assert vars(parse(argv)) == vars(build_parser().parse_args(argv)), argv

@@ -1,0 +1,184 @@
+"""Awaiting the transport's Futures, and the async client.
+
+Every request of the async API is an ``SmbTask`` run with
+``client.run_task_async`` or ``client.run_compound_async``: their
+``concurrent.futures.Future`` is settled on smbiod, and
+``wait`` hands the result to the loop through ``call_soon_threadsafe`` (as
+``asyncio.wrap_future`` does, but one wake-up per burst of replies).
+Nothing here waits on a lock, a Condition or a Future's ``result()``: the
+loop is never blocked.
+
+Cancelling the awaiting coroutine cancels the wrapped Future, and that
+cancels the task exactly as ``task.cancel()`` does: never sent if it was not
+yet on the wire, CANCEL sent otherwise (its MessageId kept for the late
+reply).  Timeouts, hard/soft and reconnects are the client's, unchanged.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import threading
+import weakref
+from concurrent.futures import Future
+from typing import Any, Deque, Optional, Tuple
+
+from ..config import TimeoutPolicy
+from ..task import Reply, SmbTask
+
+
+class _Inbox:
+    """Completions on their way from smbiod to one loop: queued, and the loop
+    woken once per batch (``call_soon_threadsafe``), not once per request as
+    ``asyncio.wrap_future`` would: with many requests in flight the replies
+    come in bursts."""
+
+    __slots__ = ("loop", "items", "lock", "scheduled", "__weakref__")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.items: Deque[Tuple[asyncio.Future, Future]] = collections.deque()
+        self.lock = threading.Lock()
+        self.scheduled = False
+
+    def push(self, waiter: asyncio.Future, future: Future) -> None:
+        """``future`` is done (any thread): hand it to ``waiter``'s loop."""
+        self.items.append((waiter, future))
+        with self.lock:
+            if self.scheduled:
+                return
+            self.scheduled = True
+        try:
+            self.loop.call_soon_threadsafe(self.drain)
+        except RuntimeError:            # the loop is closed: nobody waits any more
+            pass
+
+    def drain(self) -> None:
+        """Settle every queued waiter (the loop's thread)."""
+        with self.lock:
+            self.scheduled = False
+        items = self.items
+        while items:
+            waiter, future = items.popleft()
+            if waiter.done():
+                continue
+            if future.cancelled():
+                waiter.cancel()
+                continue
+            exc = future.exception()
+            if exc is not None:
+                waiter.set_exception(exc)
+            else:
+                waiter.set_result(future.result())
+
+
+_inboxes: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Inbox]" = \
+    weakref.WeakKeyDictionary()
+
+
+def _waiter(future: Future) -> "asyncio.Future":
+    """A loop future settled from ``future`` (through the loop's inbox)."""
+    loop = asyncio.get_running_loop()
+    inbox = _inboxes.get(loop)
+    if inbox is None:
+        inbox = _inboxes[loop] = _Inbox(loop)
+    waiter = loop.create_future()
+    future.add_done_callback(lambda f: inbox.push(waiter, f))
+    return waiter
+
+
+def wait(future: Future) -> "asyncio.Future":
+    """An awaitable for a transport Future (``asyncio.wrap_future``, with
+    the loop woken once per burst of replies).  Cancelling it cancels the
+    request, exactly as ``task.cancel()``."""
+    waiter = _waiter(future)
+    waiter.add_done_callback(lambda w: w.cancelled() and future.cancel())
+    return waiter
+
+
+async def result(future: Future) -> Any:
+    """``await wait(future)`` for the common case, a coroutine awaiting its
+    own request: cancelling the coroutine cancels the request."""
+    try:
+        return await _waiter(future)
+    except asyncio.CancelledError:
+        future.cancel()
+        raise
+
+
+async def run_task(client, task: SmbTask) -> Reply:
+    """``client.run_task`` for a coroutine."""
+    return await result(client.run_task_async(task))
+
+
+async def run_plan(client, plan) -> Any:
+    """Run a FileOps plan ``(tasks, finish)``: one request or one compound,
+    awaited; returns ``finish(replies)``."""
+    tasks, finish = plan
+    if len(tasks) == 1:
+        return finish([await result(client.run_task_async(tasks[0]))])
+    return finish(await result(client.run_compound_async(tasks)))
+
+
+class AsyncClient:
+    """The awaitable face of an ``SmbClient`` (``.sync`` is the client
+    itself; its non-blocking attributes are read through)."""
+
+    def __init__(self, client):
+        self.sync = client
+
+    def __getattr__(self, name: str):
+        return getattr(self.sync, name)
+
+    def __repr__(self) -> str:
+        return f"<AsyncClient {self.sync!r}>"
+
+    async def echo(self, timeouts: Optional[TimeoutPolicy] = None) -> float:
+        """One ECHO round trip; the round-trip time in seconds."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        await result(self.sync.echo_async(timeouts))
+        return loop.time() - start
+
+    async def run_task(self, task: SmbTask) -> Reply:
+        return await run_task(self.sync, task)
+
+    async def run_compound(self, tasks, related: bool = True):
+        return await result(self.sync.run_compound_async(tasks, related))
+
+    async def release(self) -> None:
+        """``client.release()`` (may close the socket: in a thread)."""
+        await asyncio.to_thread(self.sync.release)
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.release()
+
+
+async def get_client(host: str, port: int = 445, **options) -> AsyncClient:
+    """``smblayer.get_client`` for a coroutine (the connect and negotiate
+    run in a worker thread: they happen once per connection)."""
+    from ..registry import get_client as get
+    return AsyncClient(await asyncio.to_thread(get, host, port, **options))
+
+
+class AwaitableContext:
+    """An opening (a file, a connection): ``await`` it for the object, or
+    use it as ``async with`` (the object is closed on leaving)."""
+
+    __slots__ = ("_coro", "_obj")
+
+    def __init__(self, coro):
+        self._coro = coro
+        self._obj = None
+
+    def __await__(self):
+        return self._coro.__await__()
+
+    async def __aenter__(self):
+        self._obj = await self._coro
+        return self._obj
+
+    async def __aexit__(self, *exc) -> None:
+        await self._obj.close()

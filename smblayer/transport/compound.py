@@ -1,0 +1,111 @@
+"""CompoundRun: an SMB2 compound request sent without waiting.
+
+Theory of operation.  ``client.run_compound_async(tasks)`` ties the element
+tasks together in one CompoundRun, which owns:
+
+* ``future``: the Future the caller gets, settled on smbiod with the list of
+  replies (or the first element's error, in order, as ``run_compound``
+  raises it) once every element is final.  The elements carry it as their
+  ``future`` (they are async tasks) and the run as their ``group``; the
+  client's ``_wake`` asks ``complete()`` and queues one ``settle`` on smbiod
+  for the whole compound, when its last element is final;
+* the unit rule: a compound is sent, and resent, whole.  The client sends
+  the group when it sends its first task, parks only the first one while it
+  is not ACTIVE, and fails an element that lost its connection with
+  :class:`CompoundLost` instead of reissuing it alone.  ``settle`` then
+  resets every element and sends the compound again (the send parks until
+  the client is ACTIVE), within the client's own resend bound; an expired
+  session is renewed and the compound resent, as in ``run_compound``;
+* cancellation: cancelling ``future`` cancels every element (never sent if
+  not yet on the wire, CANCEL otherwise, exactly as ``task.cancel()``).
+
+``complete`` runs wherever a task is woken (demux, a canceller, the connect
+worker); ``settle`` on smbiod, never under a layer lock except the
+MID-table lock the state moves need.
+
+Interface: built by the client with the MID-table lock and four of its
+callables: ``renewed(tasks)``, ``finish(task)``, ``send(task)`` (the async
+send) and ``cancel(task)``.
+"""
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future
+from typing import Callable, List, Sequence
+
+from ..errors import SmbConnectionError
+from .task import SmbTask, TaskState, move
+
+
+class CompoundLost(SmbConnectionError):
+    """An element of an async compound lost its connection: the whole
+    compound is sent again (never seen by a caller)."""
+
+
+class CompoundRun:
+    """One async compound (see the module docstring)."""
+
+    __slots__ = ("tasks", "related", "future", "_lock", "_settled", "_table_lock",
+                 "_renewed", "_finish", "_send", "_cancel")
+
+    def __init__(self, tasks: Sequence[SmbTask], related: bool, *, table_lock,
+                 renewed: Callable, finish: Callable, send: Callable, cancel: Callable):
+        self._table_lock = table_lock
+        self._renewed = renewed
+        self._finish = finish
+        self._send = send
+        self._cancel = cancel
+        self.tasks: List[SmbTask] = list(tasks)
+        self.related = related
+        self.future: Future = Future()
+        self._lock = threading.Lock()
+        self._settled = False
+        for task in self.tasks:
+            task.group = self
+            task.future = self.future
+        self.future.add_done_callback(self._caller_done)
+
+    def complete(self) -> bool:
+        """True exactly once per send, when every element is final."""
+        with self._lock:
+            if self._settled or not all(t.state.final for t in self.tasks):
+                return False
+            self._settled = True
+            return True
+
+    def settle(self) -> None:
+        """Every element is final (smbiod): resend, or settle the caller."""
+        future, tasks = self.future, self.tasks
+        if future.done():                    # cancelled by the caller
+            return self._release()
+        try:
+            resend = any(isinstance(t.error, CompoundLost) for t in tasks) or \
+                self._renewed(tasks)
+            if not resend:
+                replies = [self._finish(t) for t in tasks]
+        except BaseException as exc:  # noqa: BLE001
+            future.set_exception(exc)
+            return self._release()
+        if not resend:
+            future.set_result(replies)
+            return self._release()
+        with self._table_lock:
+            for task in tasks:
+                if task.state.final:
+                    move(task, TaskState.NEW)
+                task.reply = task.error = None
+        with self._lock:
+            self._settled = False
+        self._send(tasks[0])
+
+    def _caller_done(self, future: Future) -> None:
+        if future.cancelled():
+            future.set_running_or_notify_cancel()     # wakes wait() / as_completed()
+            for task in self.tasks:
+                self._cancel(task)
+
+    def _release(self) -> None:
+        """No cycle keeps the tasks alive once the caller has its answer."""
+        for task in self.tasks:
+            task.group = None
+            task.future = None

@@ -1,0 +1,105 @@
+"""smblayer.aio under faults: async compounds in flight when the serving smbd
+child is killed are resent whole after the reconnect (run_compound_async),
+and a soft-mode request to a stopped server fails in the soft bound, from a
+coroutine, as it does from a thread.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import pytest
+
+from smblayer import ReconnectPolicy, SmbTimeoutError, TimeoutPolicy, aio
+
+pytestmark = [pytest.mark.integration, pytest.mark.fault, pytest.mark.timeout(90),
+              pytest.mark.asyncio]
+
+SOFT = TimeoutPolicy(mode="soft", timeout=5.0, echo_interval=0.25, soft_timeout=5.0,
+                     connect_timeout=2.0)
+QUICK_RECONNECT = ReconnectPolicy(initial_delay=0.05, max_delay=0.5)
+
+
+@pytest.fixture
+def server(samba_factory):
+    return samba_factory()
+
+
+def _connect(server, **options):
+    return aio.connect(server.host, "share", server.username, server.password,
+                       port=server.port, **options)
+
+
+async def test_async_compounds_survive_a_reconnect(server):
+    (server.share_path("share") / "c.txt").write_bytes(b"z" * 321)
+    async with _connect(server, timeouts=SOFT, reconnect=QUICK_RECONNECT) as tree:
+        client = tree.client.sync
+        counts = [0]
+        stop = asyncio.Event()
+
+        async def work(i: int):
+            while not stop.is_set():
+                assert (await tree.stat("c.txt")).st_size == 321
+                await tree.write_bytes(f"w{i}.bin", b"%d" % counts[0])
+                assert await tree.read_bytes("c.txt") == b"z" * 321
+                counts[0] += 1
+
+        workers = [asyncio.ensure_future(work(i)) for i in range(8)]
+
+        async def until(predicate, timeout):
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            while not predicate():
+                assert loop.time() < deadline, "timed out"
+                await asyncio.sleep(0.01)
+
+        try:
+            await until(lambda: counts[0] > 50, 15)
+            pid = await asyncio.to_thread(server.connection_child, client.local_address[1],
+                                          timeout=5.0)
+            os.kill(pid, signal.SIGKILL)
+            await until(lambda: client.stats()["_client"]["reconnects"] >= 1, 15)
+            before = counts[0]
+            await until(lambda: counts[0] > before + 50, 15)
+        finally:
+            stop.set()
+            done = await asyncio.gather(*workers, return_exceptions=True)
+        assert not [d for d in done if d is not None], done
+
+
+async def test_soft_timeout_from_a_coroutine(server):
+    async with _connect(server, timeouts=TimeoutPolicy(
+            mode="soft", timeout=0.5, echo_interval=0.25, soft_timeout=1.0,
+            connect_timeout=1.0), reconnect=QUICK_RECONNECT) as tree:
+        client = tree.client.sync
+        pid = await asyncio.to_thread(server.connection_child, client.local_address[1],
+                                      timeout=5.0)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            other = asyncio.ensure_future(asyncio.sleep(0.1))   # the loop keeps running
+            with pytest.raises(SmbTimeoutError):
+                await tree.stat("")
+            assert other.done()
+            assert loop.time() - start < 0.5 + 1.0 + 1.0 + 3.0
+        finally:
+            os.kill(pid, signal.SIGCONT)
+
+
+async def test_async_file_after_a_reconnect_names_the_file(server):
+    (server.share_path("share") / "f.bin").write_bytes(b"q" * 1000)
+    async with _connect(server, timeouts=SOFT, reconnect=QUICK_RECONNECT) as tree:
+        client = tree.client.sync
+        f = await tree.open("f.bin", "r+b")
+        assert await f.read(10) == b"q" * 10
+        pid = await asyncio.to_thread(server.connection_child, client.local_address[1],
+                                      timeout=5.0)
+        os.kill(pid, signal.SIGKILL)
+        assert await tree.client.echo() > 0             # reconnected (the echo waits)
+        with pytest.raises(ConnectionError) as info:
+            await f.read(10)
+        assert "f.bin" in str(info.value) and info.value.path == "f.bin"
+        await f.close()                                  # quietly: nothing to close
+        assert (await tree.stat("f.bin")).st_size == 1000
