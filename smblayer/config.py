@@ -7,7 +7,6 @@ so a bad value raises before anything is sent.
 from __future__ import annotations
 
 import enum
-import random
 from dataclasses import dataclass, replace
 from typing import Optional
 
@@ -173,9 +172,10 @@ class ReconnectPolicy:
 
     def delays(self):
         """Yield the successive delays before each reconnect attempt."""
+        from random import random as _random    # here: a one-shot command never reconnects
         delay = self.initial_delay
         attempt = 0
         while self.max_attempts is None or attempt < self.max_attempts:
-            yield delay * (1.0 + self.jitter * (2.0 * random.random() - 1.0))
+            yield delay * (1.0 + self.jitter * (2.0 * _random() - 1.0))
             attempt += 1
             delay = min(self.max_delay, max(delay * 2, 0.05))

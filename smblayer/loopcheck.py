@@ -39,8 +39,10 @@ def allow_blocking_in_loop(allow: bool = True) -> None:
 
 def check_not_in_loop() -> None:
     """Raise BlockingInLoopError if this thread is running an event loop."""
-    asyncio = sys.modules.get("asyncio")
-    if asyncio is None or _allowed or asyncio._get_running_loop() is None:
+    # getattr: while another thread runs the first ``import asyncio`` the
+    # module is in sys.modules half initialised (no loop can run yet).
+    running = getattr(sys.modules.get("asyncio"), "_get_running_loop", None)
+    if running is None or _allowed or running() is None:
         return
     if "ipykernel" in sys.modules:
         return

@@ -1,14 +1,20 @@
 #!/usr/bin/env python3
-"""Samba 4.22 features, with and without (issue 22): deferred close.
+"""Samba 4.22 features, with and without (issue 22).
 
     python3 tools/bench_newserver.py [--iterations 1000] [--rounds 3] [--samba417]
 
-Open, read 4 KiB and close the same file ``--iterations`` times on one
-tree, with ``tree.deferred_close`` 5 s ("deferred": the handle kept after
-close is reused, no CREATE or CLOSE) and 0 ("closed": CREATE + READ + CLOSE
-each time).  Interleaved rounds on one private Samba 4.22 started from the
-Debian 13 root (``--samba417``: the machine's Samba instead); the figure is
-operations per second (median over the rounds) and the ratio.
+* deferred close: open, read 4 KiB and close the same file
+  ``--iterations`` times on one tree, ``tree.deferred_close`` 5 s (the
+  handle kept after close is reused: no CREATE or CLOSE) against 0;
+* directory lease: ``tree.stat`` of each of 200 files in one directory,
+  repeated, with the directory cache (``dir_cache`` 16) against without (0);
+* fsspec's exists -> info -> open of a file in a cached directory: the
+  round trips they take (CREATEs counted by the client's statistics: a
+  stat is one compound round trip, an open one).
+
+Interleaved rounds on one private Samba 4.22 started from the Debian 13
+root (``--samba417``: the machine's Samba instead); figures are operations
+per second (median over the rounds) and ratios.
 """
 from __future__ import annotations
 
@@ -38,6 +44,38 @@ def open_read_close(tree, name: str, iterations: int, deferred: float) -> float:
     return rate
 
 
+def stat_all(tree, base: str, names, repeat: int, cache: int) -> float:
+    tree.dir_cache_size = cache
+    tree.dir_cache.clear()
+    tree.listdir(base)
+    t0 = time.perf_counter()
+    for _ in range(repeat):
+        for name in names:
+            tree.stat(f"{base}/{name}")
+    return repeat * len(names) / (time.perf_counter() - t0)
+
+
+def fsspec_round_trips(samba, cache: int) -> int:
+    from smblayer.fsspec import SMBFileSystem
+    fsys = SMBFileSystem(host=samba.host, port=samba.port, username=samba.username,
+                         password=samba.password, skip_instance_cache=True)
+    try:
+        tree = fsys._tree("share")
+        tree.dir_cache_size = cache
+        fsys.ls("share/stats", detail=False)
+        # each exchange here (a stat compound, an open) is one CREATE
+        count = lambda: tree.client.stats().get("CREATE", {}).get("ops", 0)  # noqa: E731
+        before = count()
+        fsys.exists("share/stats/f000")
+        fsys.info("share/stats/f000")
+        with fsys.open("share/stats/f000", "rb") as f:
+            trips = count() - before
+            f.read()
+        return trips
+    finally:
+        fsys.close()
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--iterations", type=int, default=1000)
@@ -59,10 +97,25 @@ def main() -> int:
                 "deferred": lambda: open_read_close(tree, "bench.bin", args.iterations, 5.0),
                 "closed": lambda: open_read_close(tree, "bench.bin", args.iterations, 0),
             })
+            tree.mkdir("stats")
+            names = [f"f{i:03d}" for i in range(200)]
+            for name in names:
+                tree.write_bytes(f"stats/{name}", b"x")
+            stats = interleave(args.rounds, {
+                "dir lease": lambda: stat_all(tree, "stats", names, 5, 16),
+                "no cache": lambda: stat_all(tree, "stats", names, 5, 0),
+            })
+            trips = {"dir lease": fsspec_round_trips(samba, 16),
+                     "no cache": fsspec_round_trips(samba, 0)}
     on, off = median(results["deferred"]), median(results["closed"])
     print(table([["deferred close", f"{on:.0f}"], ["closed at once", f"{off:.0f}"],
                  ["ratio", f"{on / off:.2f}x"]],
                 [f"open + read 4 KiB + close x{args.iterations}", "ops/s"]))
+    on, off = median(stats["dir lease"]), median(stats["no cache"])
+    print(table([["directory lease", f"{on:.0f}"], ["no cache", f"{off:.0f}"],
+                 ["ratio", f"{on / off:.1f}x"]], ["tree.stat of 200 files x5", "stats/s"]))
+    print(table([[k, str(v)] for k, v in trips.items()],
+                ["fsspec exists + info + open", "round trips"]))
     return 0
 
 

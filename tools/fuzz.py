@@ -205,7 +205,7 @@ def campaign(args) -> int:
         took = time.monotonic() - started
         found = re.findall(r"stat::number_of_executed_units:\s*(\d+)", proc.stderr)
         inputs = int(found[-1]) if found else 0
-        crashes = sorted(set(re.findall(r"^CRASH (\S+ \S+?):", proc.stderr, re.M)))
+        crashes = sorted(set(re.findall(r"^CRASH (\S+ \S+?): fuzz target", proc.stderr, re.M)))
         grown = len(list((work / "corpus" / name).glob("*")))
         rows.append({"target": name, "inputs": inputs, "seconds": round(took, 1),
                      "rate": round(inputs / took) if took else 0, "corpus": grown,
@@ -253,9 +253,11 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=26)
     p.add_argument("--json", help="write the figures here")
     p.add_argument("--capture", action="store_true", help="re-seed the corpus from Samba")
-    p.add_argument("--corpus-out", help="with --capture: where (default tests/vectors/fuzz/corpus)")
+    p.add_argument("--corpus-out",
+                   help="with --capture: where (default tests/vectors/fuzz/corpus)")
     p.add_argument("--coverage", action="store_true",
-                   help="coverage of the seed corpus and the grown corpora of --workdir (repeatable)")
+                   help="coverage of the seed corpus and of the grown corpora of "
+                        "--workdir (repeatable)")
     p.add_argument("--list", action="store_true", help="list the targets")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--seconds", type=float, default=10.0, help=argparse.SUPPRESS)

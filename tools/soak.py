@@ -56,7 +56,7 @@ from smblayer import (Dialect, DialectRange, ReconnectPolicy, SmbError,  # noqa:
                       TimeoutPolicy, fs)
 
 MODES = ("plain", "signed", "encrypted")
-KINDS = ("bulk", "small", "list", "stat", "watch", "fsspec", "full")
+KINDS = ("bulk", "small", "list", "stat", "watch", "fsspec", "aio", "full")
 TIMEOUTS = TimeoutPolicy(timeout=5.0, echo_interval=1.0, soft_timeout=10.0, connect_timeout=10.0)
 RECONNECT = ReconnectPolicy(initial_delay=0.1, max_delay=2.0)
 
@@ -107,17 +107,19 @@ class Worker:
         self.name, self.args, self.mode = name, args, mode
         self.ledger, self.stats = ledger, stats
         self.rng = random.Random(f"{args.seed}:{name}")
-        self.mine: Dict[str, List[str]] = collections.defaultdict(list)   # share -> paths, oldest first
+        # share -> the paths this worker wrote there, oldest first
+        self.mine: Dict[str, List[str]] = collections.defaultdict(list)
         self.n = 0
 
-    def connect(self, share: str):
+    def options(self) -> dict:
         extra = {"plain": {}, "signed": {"require_signing": True},
                  "encrypted": {"encrypt": True}}[self.mode]
-        return fs.connect(self.args.host, share, self.args.user, _password(),
-                          port=self.args.port, timeouts=TIMEOUTS, reconnect=RECONNECT,
-                          dialects=DialectRange(Dialect.SMB3_1_1 if self.mode == "encrypted"
-                                                else Dialect.SMB2_1, Dialect.SMB3_1_1),
-                          **extra)
+        return dict(port=self.args.port, timeouts=TIMEOUTS, reconnect=RECONNECT,
+                    dialects=DialectRange(Dialect.SMB3_1_1 if self.mode == "encrypted"
+                                          else Dialect.SMB2_1, Dialect.SMB3_1_1), **extra)
+
+    def connect(self, share: str):
+        return fs.connect(self.args.host, share, self.args.user, _password(), **self.options())
 
     def run(self, deadline: float) -> None:
         trees: Dict[str, object] = {}
@@ -202,6 +204,27 @@ class Worker:
         self.stats.bytes_written += len(data)
         self.ledger.check("share", path, fsys.cat_file(f"share/{path}"))
         fsys.rm(f"share/{path}")
+
+    def aio(self, tree, share) -> None:
+        """The asyncio API (smblayer.aio) on the same session options: a
+        file written and read back from a coroutine."""
+        import asyncio
+        from smblayer import aio
+        path = self._name()
+        data = self.rng.randbytes(self.rng.randint(1, 400000))
+
+        async def run() -> bytes:
+            async with aio.connect(self.args.host, share, self.args.user, _password(),
+                                   **self.options()) as atree:
+                await atree.write_bytes(path, data)
+                self.ledger.wrote(share, path, data)
+                self.stats.bytes_written += len(data)
+                back = await atree.read_bytes(path)
+                self.ledger.check(share, path, back)
+                await atree.remove(path)
+                return back
+
+        asyncio.run(run())
 
     def full(self, tree, share) -> None:
         """The tmpfs share: fill it; a write either fails (SmbError, disk

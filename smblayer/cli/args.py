@@ -25,6 +25,34 @@ class UsageError(Exception):
     """Bad command-line input: exit status 2."""
 
 
+class _Formatter(argparse.HelpFormatter):
+    """argparse's formatter, given the terminal width: argparse makes one for
+    every add_argument, and without a width it imports shutil (and with it
+    bz2, lzma) to find it, which a one-shot command does not need."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: Optional[int] = None) -> None:
+        if width is None:
+            width = _terminal_columns() - 2
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+
+def _terminal_columns() -> int:
+    """shutil.get_terminal_size((80, 24)).columns, without shutil."""
+    import os
+    import sys
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
 def parse_dialect(text: str) -> "Dialect":
     """'3.1.1', '2.0.2', 'NT1', 'SMB3_11', 'SMB2_1' ... -> Dialect (argparse type)."""
     from ..config import Dialect
@@ -169,6 +197,7 @@ def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
     handler None) -- see :func:`parse`."""
     parser = argparse.ArgumentParser(
         prog=PROG, description="SMB command-line client built on smblayer.",
+        formatter_class=_Formatter,
         epilog="Paths are //host[:port]/share/path or smb://host[:port]/share/path.")
     add_common(parser, suppress=False)
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
@@ -180,11 +209,13 @@ def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
     def add(name: str, handler: str, help: str, epilog: Optional[str] = None,
             **kwargs) -> argparse.ArgumentParser:
         if only is not None and name != only:
-            stand_in = sub.add_parser(name, help=help, add_help=False)
+            stand_in = sub.add_parser(name, help=help, add_help=False,
+                                      formatter_class=_Formatter)
             stand_in.add_argument("rest", nargs=argparse.REMAINDER)
             stand_in.set_defaults(handler=None)
             return _NotBuilt()
-        p = sub.add_parser(name, help=help, description=help, epilog=epilog, **kwargs)
+        p = sub.add_parser(name, help=help, description=help, epilog=epilog,
+                           formatter_class=_Formatter, **kwargs)
         add_common(p, suppress=True)
         p.set_defaults(handler=handler)
         return p
@@ -317,7 +348,7 @@ class _NotBuilt:
 
 def _value_options() -> frozenset:
     """The common options that take a value (``-U USER``...)."""
-    p = argparse.ArgumentParser(add_help=False)
+    p = argparse.ArgumentParser(add_help=False, formatter_class=_Formatter)
     add_common(p, suppress=False)
     return frozenset(option for action in p._actions if action.nargs != 0
                      for option in action.option_strings)

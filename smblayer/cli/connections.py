@@ -8,7 +8,6 @@ client and session per server and one tree per share for one command run
 from __future__ import annotations
 
 import contextlib
-import getpass
 import logging
 import os
 import re
@@ -154,11 +153,13 @@ def credentials(args) -> Credentials:
         if password is None:
             password = ""
     if user is None:
+        import getpass      # here, as below: it loads termios (cold start)
         user = getpass.getuser()
     if password is None and not args.kerberos and not args.no_pass:
         password = os.environ.get("SMB_PASSWORD")
         if password is None and auth != "kerberos" and sys.stdin is not None and \
                 sys.stdin.isatty():
+            import getpass
             password = getpass.getpass(f"Password for {user}: ")
     args.credentials = Credentials(user, password, domain, auth)
     return args.credentials

@@ -14,7 +14,6 @@ from typing import BinaryIO, Dict, Iterator, List, Tuple
 
 from .. import fs
 from ..errors import status_error
-from ..fs import transfer
 from ..fs.ops import filetime_to_unix
 from ..proto.status import NtStatus
 from .args import UsageError, has_wildcard
@@ -155,6 +154,7 @@ def cmd_stat(args) -> int:
 
 
 def cmd_cat(args) -> int:
+    from ..fs import transfer     # here: ls and stat need no copy engine (cold start)
     urls = [parse_url(u) for u in args.urls]
     out = stdout()
     for text, url in zip(args.urls, urls):

@@ -12,7 +12,6 @@ message never shares a line with it, and the bar is drawn again below.
 from __future__ import annotations
 
 import logging
-import shutil
 import sys
 import threading
 import time
@@ -40,6 +39,7 @@ def format_duration(seconds: float) -> str:
 
 def terminal_columns(default: int = 80) -> int:
     """Columns of the terminal ($COLUMNS first, then the tty's size)."""
+    import shutil       # not at module level: it loads bz2 and lzma (cold start)
     return shutil.get_terminal_size((default, 24)).columns
 
 

@@ -1,7 +1,9 @@
 """get and put: local <-> remote copies of files and trees, on the one
 copy engine (:mod:`smblayer.fs.transfer`: large pipelined calls, mmap or
 double buffering, temporary name and rename, resume, verify), with one
-progress bar per command.  Also :func:`upload` and :func:`download`, the
+progress bar per command.  Many small files go through the engine's
+pipelined path (:mod:`smblayer.fs.many`: several whole-file compounds in
+flight from this thread), the large ones after them one at a time.  Also :func:`upload` and :func:`download`, the
 engine with a progress bar of its own (the benchmarks in tools/ use them).
 """
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from typing import BinaryIO, Callable, List, Optional, Sequence, Tuple
 
 from ..fs import transfer
+from ..fs.many import can_batch, fits, get_files, put_files
 from ..fs.transfer import VerifyError
 from .args import UsageError, has_wildcard, is_url
 from .connections import SmbUrl, open_tree, parse_url, smb_path
@@ -61,6 +64,7 @@ class _Job:
     size: int
     atime: float
     mtime: float
+    url: str = ""              # the remote end as a URL, for error messages
 
 
 def _split_get_args(paths: Sequence[str]) -> Tuple[List[str], Optional[str]]:
@@ -126,13 +130,44 @@ def _get_jobs(args, tree, url: SmbUrl, sources: List[Tuple[str, object]], dest: 
     return dirs, jobs
 
 
-def _run_jobs(args, jobs: List[_Job], label: str, one: Callable) -> int:
-    """Run ``one(args, job, bar)`` for each job under one progress bar."""
-    total = 0
+def _pipelined(args, tree, jobs: List[_Job]) -> Tuple[List[_Job], List[_Job]]:
+    """(small files for the pipelined path, the rest): small files go
+    together unless --continue or --verify asks for the one-file path."""
+    if args.resume or args.verify or len(jobs) < 2 or not can_batch(tree):
+        return [], jobs
+    small = [j for j in jobs if fits(tree, j.size)]
+    return small, [j for j in jobs if not fits(tree, j.size)]
+
+
+def _run_jobs(args, jobs: List[_Job], label: str, one: Callable,
+              pipelined: Optional[Tuple[List[_Job], List[_Job], Callable]] = None) -> int:
+    """Run ``one(args, job, bar)`` for each job under one progress bar;
+    ``pipelined``: (small jobs, the other jobs, a function running the
+    small ones that yields ``(job, bytes, error)`` as each ends), the small
+    ones first.  The first failure
+    stops the command (files in flight are abandoned whole: nothing is
+    renamed over a destination before it is complete) and names its file."""
+    total = done = 0
+    small, rest, run_small = pipelined or ([], jobs, None)
+
+    def label_for(job: _Job) -> None:
+        if len(jobs) > 1:
+            bar.label = (f"{done}/{len(jobs)} "
+                         f"{posixpath.basename(job.src.replace(os.sep, '/'))}")
+
     with new_bar(args, label, sum(j.size for j in jobs)) as bar:
-        for i, job in enumerate(jobs, 1):
-            if len(jobs) > 1:
-                bar.label = f"{i}/{len(jobs)} {posixpath.basename(job.src.replace(os.sep, '/'))}"
+        if small:
+            for job, n, error in run_small(small):
+                done += 1
+                label_for(job)
+                if error is not None:
+                    args.current_url = job.url              # for the error message
+                    raise error
+                bar.update(n)
+                total += n
+        for job in rest:
+            done += 1
+            label_for(job)
             total += one(args, job, bar)
     return total
 
@@ -166,8 +201,18 @@ def cmd_get(args) -> int:
         for d in dirs:
             os.makedirs(d, exist_ok=True)
         label = posixpath.basename(sources[0][0]) if len(sources) == 1 else url.share
+        small, rest = _pipelined(args, tree, jobs)
+        for job in small:
+            job.url = str(url.with_path(job.src))
+        by_src = {job.src: job for job in small}
+
+        def run_small(batch: List[_Job]):
+            items = ((j.src, j.dest, (j.atime, j.mtime)) for j in batch)
+            for src, n, error in get_files(tree, items):
+                yield by_src[src], n, error
         n = _run_jobs(args, jobs, label or url.share,
-                      lambda a, job, bar: _get_one(a, tree, url, job, bar))
+                      lambda a, job, bar: _get_one(a, tree, url, job, bar),
+                      (small, rest, run_small))
     log.info("get: %d bytes in %d files from %s to %s", n, len(jobs), url, dest)
     return 0
 
@@ -258,7 +303,17 @@ def cmd_put(args) -> int:
         for d in dirs:
             _remote_mkdir(tree, d)
         label = os.path.basename(os.path.normpath(sources[0])) if len(sources) == 1 else url.share
-        n = _run_jobs(args, jobs, label, lambda a, job, bar: _put_one(a, tree, url, job, bar))
+        small, rest = _pipelined(args, tree, jobs)
+        for job in small:
+            job.url = str(url.with_path(job.dest))
+        by_dest = {job.dest: job for job in small}
+
+        def run_small(batch: List[_Job]):
+            items = ((j.src, j.dest, (j.atime, j.mtime)) for j in batch)
+            for dest, n, error in put_files(tree, items):
+                yield by_dest[dest], n, error
+        n = _run_jobs(args, jobs, label, lambda a, job, bar: _put_one(a, tree, url, job, bar),
+                      (small, rest, run_small))
     log.info("put: %d bytes in %d files to %s", n, len(jobs), url)
     return 0
 

@@ -15,6 +15,7 @@ from ..security.auth import check_auth_protocol
 from .file import SmbRawFile
 from .ops import FileInfo, StatResult
 from .deferred import DEFAULT_DEFERRED_CLOSE, DeferredCloses
+from .dircache import DEFAULT_DIR_CACHE_SIZE, DEFAULT_DIR_CACHE_TTL, DirCache
 from .posix import PosixMixin, PosixUnavailableWarning, use_posix
 from .session import Session
 from .tree import DirEntry, Tree, normpath, outpath
@@ -49,7 +50,8 @@ def connect(host: str, share: str, username: Optional[str] = None,
             dfs: bool = True, dfs_ports: Optional[Mapping[str, int]] = None,
             dfs_hosts: Optional[Mapping[str, str]] = None, posix: bool = False,
             deferred_close: Optional[float] = DEFAULT_DEFERRED_CLOSE,
-            **client_options) -> Tree:
+            dir_cache: Optional[int] = DEFAULT_DIR_CACHE_SIZE,
+            dir_cache_ttl: float = DEFAULT_DIR_CACHE_TTL, **client_options) -> Tree:
     """Get a (shared) client, set up a session and connect to ``share``.
     Closing the returned Tree logs off and releases the client.
 
@@ -86,7 +88,13 @@ def connect(host: str, share: str, username: Optional[str] = None,
     ``deferred_close``: seconds a read-only file's handle held under a
     lease with handle caching stays open after ``close()`` for the next
     open of that path to reuse with no round trip (0 or None: close at
-    once); see :mod:`smblayer.fs.deferred`."""
+    once); see :mod:`smblayer.fs.deferred`.
+
+    ``dir_cache``: directories whose listing and entries' attributes the
+    tree keeps while the server's directory lease holds (default 16; 0 or
+    None: off), each at most ``dir_cache_ttl`` seconds (30); only where the
+    server grants directory leases (Samba 4.22); see
+    :mod:`smblayer.fs.dircache`."""
     check_auth_protocol(auth_protocol)
     cls = session_class or Session
     if not (isinstance(cls, type) and issubclass(cls, Session)):
@@ -111,6 +119,7 @@ def connect(host: str, share: str, username: Optional[str] = None,
     tree._owns_session = True
     tree.durable = durable
     tree.deferred_close = deferred_close
+    tree.dir_cache_size, tree.dir_cache_ttl = dir_cache, dir_cache_ttl
     if posix:
         use_posix(tree)
     if dfs and tree.dfs:
@@ -118,7 +127,8 @@ def connect(host: str, share: str, username: Optional[str] = None,
         return DfsTree(tree, _target_connector(
             username, password, encrypt=encrypt, domain=domain, require_signing=require_signing,
             auth_protocol=auth_protocol, allow_guest=allow_guest, durable=durable,
-            deferred_close=deferred_close, posix=posix, session_class=session_class,
+            deferred_close=deferred_close, posix=posix, dir_cache=dir_cache,
+            dir_cache_ttl=dir_cache_ttl, session_class=session_class,
             tree_class=tree_class, **client_options), ports=dfs_ports, hosts=dfs_hosts)
     return tree
 
@@ -178,5 +188,5 @@ def list_shares(host: str, username: Optional[str] = None, password: Optional[st
     raise AssertionError("unreachable")
 
 
-__all__ = ["connect", "connect_namespace", "DfsTree", "DfsLinkError", "ReferralCache", "list_shares", "ShareInfo", "Watch", "WatchEvent", "Session", "Tree", "PosixMixin", "PosixUnavailableWarning", "use_posix", "DeferredCloses",
+__all__ = ["connect", "connect_namespace", "DfsTree", "DfsLinkError", "ReferralCache", "list_shares", "ShareInfo", "Watch", "WatchEvent", "Session", "Tree", "PosixMixin", "PosixUnavailableWarning", "use_posix", "DeferredCloses", "DirCache",
            "SmbRawFile", "DirEntry", "FileInfo", "StatResult", "normpath", "outpath"]

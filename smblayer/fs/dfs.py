@@ -1,5 +1,6 @@
-"""DFS: referrals ([MS-DFSC] over FSCTL_DFS_GET_REFERRALS), a referral
-cache with TTL, and a Tree that follows DFS links transparently.
+"""DFS: referrals ([MS-DFSC] over FSCTL_DFS_GET_REFERRALS; the codec is
+``smblayer.proto.dfs``), a referral cache with TTL, and a Tree that follows
+DFS links transparently.
 
 Theory of operation
 -------------------
@@ -33,15 +34,18 @@ from __future__ import annotations
 
 import logging
 import os
-import struct
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, TypeVar
 
 from ..config import Dialect
-from ..errors import SmbConnectionError, SmbError, SmbStatusError, SmbTimeoutError
-from ..proto import smb2
+from ..errors import (SmbConnectionError, SmbError, SmbProtocolError, SmbStatusError,
+                      SmbTimeoutError)
+from ..proto import dfs as codec
+from ..proto.commands import NO_FILE_ID, ioctl_request, parse_ioctl_response
+from ..proto.dfs import (FSCTL_DFS_GET_REFERRALS, TRANS2_GET_DFS_REFERRAL, MalformedMessage,
+                         Referral, ReferralTarget)
+from ..proto.smb2 import Command
 from ..proto.status import NtStatus
 from ..task import SmbTask
 from .helpers import DirEntry, TreeHelpers, outpath
@@ -53,20 +57,9 @@ T = TypeVar("T")
 __all__ = ["FSCTL_DFS_GET_REFERRALS", "Referral", "ReferralTarget", "ReferralCache",
            "DfsTree", "DfsLinkError", "parse_referral_response", "get_referral", "MAX_HOPS"]
 
-FSCTL_DFS_GET_REFERRALS = 0x00060194
-TRANS2_GET_DFS_REFERRAL = 0x0010
 MAX_HOPS = 8
 DEFAULT_PORT = 445
 _MAX_REFERRAL_RESPONSE = 64 * 1024
-
-_IOCTL_REQUEST = struct.Struct("<HHI16sIIIIIIII")
-_IOCTL_RESPONSE = struct.Struct("<HHI16sIIIIII")
-_RESP_HEADER = struct.Struct("<HHI")           # PathConsumed, NumberOfReferrals, flags
-_ENTRY_HEADER = struct.Struct("<HHHH")         # Version, Size, ServerType, EntryFlags
-_V2 = struct.Struct("<IIHHH")                  # Proximity, TTL, 3 offsets
-_V34 = struct.Struct("<IHHH")                  # TTL, 3 offsets (+ 16-byte site GUID)
-_NAME_LIST_REFERRAL = 0x0002
-_ROOT_TARGETS = 0x0001
 
 # Errors that mean "this target is not reachable, try the next one".
 _TARGET_DOWN = (SmbConnectionError, SmbTimeoutError, OSError)
@@ -74,106 +67,27 @@ _TARGET_GONE = frozenset({NtStatus.BAD_NETWORK_NAME, NtStatus.BAD_NETWORK_PATH,
                           NtStatus.NETWORK_NAME_DELETED, NtStatus.ACCESS_DENIED})
 
 
-@dataclass(frozen=True)
-class ReferralTarget:
-    """``\\\\server\\share\\path`` of one target (``path`` may be "")."""
-    server: str
-    share: str
-    path: str = ""
-
-    def __str__(self) -> str:
-        tail = "\\" + self.path if self.path else ""
-        return f"\\\\{self.server}\\{self.share}{tail}"
-
-
-@dataclass
-class Referral:
-    """One referral: ``prefix`` (the DFS path it covers, ``\\\\host\\dfs\\link``),
-    its targets in order, the TTL in seconds, whether it is a root referral."""
-    prefix: str
-    targets: List[ReferralTarget]
-    ttl: int
-    root: bool = False
-    expires: float = 0.0
-    preferred: int = 0                     # index of the target that worked last
-    version: int = 0
-
-    def ordered(self) -> List[ReferralTarget]:
-        return self.targets[self.preferred:] + self.targets[:self.preferred]
-
-
-def _utf16z(buf: bytes, offset: int) -> str:
-    end = offset
-    while end + 1 < len(buf) and buf[end:end + 2] != b"\0\0":
-        end += 2
-    return buf[offset:end].decode("utf-16-le", "replace")
-
-
-def _split_unc(path: str) -> ReferralTarget:
-    parts = [p for p in path.split("\\") if p]
-    if len(parts) < 2:
-        raise SmbError(f"DFS referral names a bad target {path!r}")
-    return ReferralTarget(parts[0], parts[1], "\\".join(parts[2:]))
-
-
 def parse_referral_response(data: bytes, request_path: str) -> Referral:
-    """Parse RESP_GET_DFS_REFERRAL ([MS-DFSC] 2.2.4); entries of version
-    1..4 (name-list entries of domain referrals are not targets and are
-    skipped).  ``request_path`` is the path that was asked for."""
-    if len(data) < _RESP_HEADER.size:
-        raise SmbError("DFS referral response truncated")
-    consumed, count, _flags = _RESP_HEADER.unpack_from(data)
-    prefix = request_path[:consumed // 2].rstrip("\\")
-    targets: List[ReferralTarget] = []
-    ttl, root, version = 300, False, 0
-    pos = _RESP_HEADER.size
-    for _ in range(count):
-        if pos + _ENTRY_HEADER.size > len(data):
-            raise SmbError("DFS referral entry truncated")
-        version, size, server_type, entry_flags = _ENTRY_HEADER.unpack_from(data, pos)
-        if size < _ENTRY_HEADER.size or pos + size > len(data):
-            raise SmbError(f"DFS referral entry of bad size {size}")
-        body = pos + _ENTRY_HEADER.size
-        fixed = {2: _V2.size, 3: _V34.size, 4: _V34.size}.get(version, 0)
-        if body + fixed > pos + size:
-            raise SmbError(f"DFS referral entry of version {version} too short ({size} bytes)")
-        root = bool(server_type & _ROOT_TARGETS)
-        if version == 1:
-            address = _utf16z(data, body)
-        elif version == 2:
-            _prox, ttl, _dfs, _alt, net = _V2.unpack_from(data, body)
-            address = _utf16z(data, pos + net)
-        elif version in (3, 4):
-            ttl, _dfs, _alt, net = _V34.unpack_from(data, body)
-            if entry_flags & _NAME_LIST_REFERRAL:
-                pos += size
-                continue
-            address = _utf16z(data, pos + net)
-        else:
-            raise SmbError(f"DFS referral version {version} not supported")
-        targets.append(_split_unc(address))
-        pos += size
-    if not targets:
-        raise SmbError(f"DFS referral for {request_path!r} names no target")
-    return Referral(prefix, targets, ttl, root, version=version)
+    """:func:`smblayer.proto.dfs.parse_referral_response`, a malformed
+    answer raised as SmbProtocolError."""
+    try:
+        return codec.parse_referral_response(data, request_path)
+    except MalformedMessage as exc:
+        raise SmbProtocolError(str(exc)) from None
 
 
 def get_referral(session, path: str, ipc_tree=None) -> Referral:
     """Ask the server of ``session`` for the referral of DFS ``path``
-    (``\\\\host\\share\\...``) with FSCTL_DFS_GET_REFERRALS on IPC$."""
-    request_path = "\\" + path.lstrip("\\")          # [MS-DFSC] 2.2.1: one backslash
-    data = struct.pack("<H", 4) + (request_path + "\0").encode("utf-16-le")
+    (``\\\\host\\share\\...``) with FSCTL_DFS_GET_REFERRALS on IPC$
+    (TRANS2_GET_DFS_REFERRAL on SMB1)."""
+    request = codec.referral_request(path)
     if session.client.negotiated.dialect is Dialect.SMB1:
-        # SMB1: TRANS2_GET_DFS_REFERRAL, the same request as parameters.
-        _params, out = ipc_tree.ops._trans2(TRANS2_GET_DFS_REFERRAL, data, path=path)
-        referral = parse_referral_response(bytes(out), request_path)
-        referral.prefix = "\\" + referral.prefix.lstrip("\\")
-        return referral
-    body = _IOCTL_REQUEST.pack(57, 0, FSCTL_DFS_GET_REFERRALS, b"\xff" * 16,
-                               smb2.HEADER_SIZE + _IOCTL_REQUEST.size, len(data), 0, 0, 0,
-                               _MAX_REFERRAL_RESPONSE, 1, 0)
-    task = SmbTask(smb2.Command.IOCTL, (body, data), tree=ipc_tree, security=session,
-                   expected_response=_MAX_REFERRAL_RESPONSE, path=path)
+        _params, out = ipc_tree.ops.trans2(TRANS2_GET_DFS_REFERRAL, request, path=path)
+        return parse_referral_response(out, path)
+    task = SmbTask(Command.IOCTL, ioctl_request(FSCTL_DFS_GET_REFERRALS, NO_FILE_ID, request,
+                                                max_output=_MAX_REFERRAL_RESPONSE),
+                   tree=ipc_tree, security=session, expected_response=_MAX_REFERRAL_RESPONSE,
+                   path=path)
     try:
         reply = session.client.run_task(task)
     except SmbStatusError as exc:
@@ -182,14 +96,11 @@ def get_referral(session, path: str, ipc_tree=None) -> Referral:
             raise SmbStatusError(NtStatus.DFS_UNAVAILABLE, "IOCTL", path,
                                  message="no DFS referral for this path") from None
         raise
-    if len(reply.body) < _IOCTL_RESPONSE.size:
-        raise SmbError("IOCTL response truncated")
-    fields = _IOCTL_RESPONSE.unpack_from(reply.body)
-    offset, count = fields[6], fields[7]
-    out = bytes(reply.message[offset:offset + count])
-    referral = parse_referral_response(out, request_path)
-    referral.prefix = "\\" + referral.prefix.lstrip("\\")
-    return referral
+    try:
+        out = parse_ioctl_response(reply).output
+    except MalformedMessage as exc:
+        raise SmbProtocolError(str(exc)) from None
+    return parse_referral_response(out, path)
 
 
 class ReferralCache:
@@ -368,6 +279,31 @@ class DfsTree(TreeHelpers):
             raise ValueError(f"rmtree: {outpath(path)!r} is the root of share "
                              f"{tree.share!r} (a DFS link); refusing to delete it")
         super().rmtree(path, ignore_errors, onerror)
+
+    # administrators' calls (fs.admin) on the tree the path resolves to
+    def get_security(self, path="", info=("owner", "group", "dacl")) -> Any:
+        return self._call("get_security", path, (info,))
+
+    def set_security(self, path, sd, info=("dacl",)) -> None:
+        self._call("set_security", path, (sd, info))
+
+    def list_streams(self, path) -> Any:
+        return self._call("list_streams", path)
+
+    def snapshots(self, path="") -> Any:
+        return self._call("snapshots", path)
+
+    def readlink(self, path) -> str:
+        return self._call("readlink", path)
+
+    def lstat(self, path="") -> os.stat_result:
+        return self._call("lstat", path)
+
+    def islink(self, path) -> bool:
+        return self._call("islink", path)
+
+    def symlink(self, target, path) -> None:
+        self._run(path, lambda tree, sub: tree.symlink(target, sub))
 
     def watch(self, path="", recursive: bool = False, **kwargs) -> Any:
         return self._call("watch", path, (recursive,), kwargs)

@@ -14,16 +14,16 @@
   waits for the oldest beyond that).  A failed WRITE raises at the next
   write, flush or close, never silently lost; ``flush`` waits for all,
   ``close`` flushes.
-* **Open files survive reconnects**: the Tree asks a durable handle.  After
-  a reconnect the recovery (``Session``'s reconnect handler, after the
-  trees) calls ``_recover``: the durable handle is reclaimed (DH2C/DHnC),
-  or, where that is impossible, reopened by path when the file is provably
-  the one we had open (same file id, size and last-write time, nothing
-  written by us since).  The ``Handle`` object keeps its identity and gets
-  the new FileId; every request of this file still waiting to be reissued
-  is rebuilt with it (each data task carries its builder in
-  ``task.context``).  A file that cannot be recovered fails its next call
-  with ``SmbConnectionError`` naming it, and closes quietly.
+* **Open files survive reconnects**: the Tree asks a durable handle. After a
+  reconnect the tree's STAGE_HANDLE recovery (``smblayer.fs.recovery``, after
+  every session and tree) calls ``_recover``: the durable handle is reclaimed
+  (DH2C/DHnC), or, where that is impossible, reopened by path when the file is
+  provably the one we had open (same file id, size and last-write time,
+  nothing written by us since). The ``Handle`` object keeps its identity and
+  gets the new FileId; every request of this file still waiting to be reissued
+  is rebuilt with it (each data task carries its builder in ``task.context``).
+  A file that cannot be recovered fails its next call with
+  ``SmbConnectionError`` naming it, and closes quietly.
 
 Lock order: the buffered wrapper's lock > ``_write_lock`` (the write-behind
 state; held while waiting for WRITE replies) > ``_lock`` (the FileId and the

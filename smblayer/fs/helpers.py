@@ -14,17 +14,17 @@ out use "/" (``outpath``).  Data copies go through the one copy engine,
 """
 from __future__ import annotations
 
-import concurrent.futures
-import fnmatch
 import os
 import re
-import shutil
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 from ..errors import SmbStatusError, status_error
 from ..proto.status import NtStatus
-from . import transfer
 from .ops import FileInfo
+
+# fnmatch, shutil, concurrent.futures and .transfer are imported in the
+# methods that use them: a one-shot command (ls, stat) loads none of them
+# (cold start, issue 20).
 
 __all__ = ["TreeHelpers", "DirEntry", "normpath", "outpath", "join"]
 
@@ -228,6 +228,7 @@ class TreeHelpers:
             raise
         hidden_ok = include_hidden or part.startswith(".")
         lowered = part.lower()
+        import fnmatch
         return [e for e in entries if fnmatch.fnmatchcase(e.name.lower(), lowered) and
                 (hidden_ok or not e.name.startswith("."))]
 
@@ -297,6 +298,7 @@ class TreeHelpers:
             for item in items:
                 run(item)
             return failures
+        import concurrent.futures
         with concurrent.futures.ThreadPoolExecutor(
                 min(_PARALLEL, len(items)), thread_name_prefix="smblayer-tree") as pool:
             for future in [pool.submit(run, item) for item in items]:
@@ -308,6 +310,8 @@ class TreeHelpers:
         share, like ``shutil.copyfile``; returns ``dst``.  The data goes
         through the client (:func:`smblayer.fs.transfer.copy_remote`:
         pipelined reads and writes, one compound for a small file)."""
+        import shutil
+        from . import transfer
         src_p, dst_p = outpath(src), outpath(dst)
         if src_p.lower() == dst_p.lower():
             raise shutil.SameFileError(f"{src_p!r} and {dst_p!r} are the same file")
@@ -317,6 +321,7 @@ class TreeHelpers:
     def read_chunks(self, f) -> Iterator[bytes]:
         """The rest of the unbuffered file ``f`` (``open(..., buffering=0)``)
         in steps of pipelined READs (:func:`smblayer.fs.transfer.read_chunks`)."""
+        from . import transfer
         return transfer.read_chunks(self, f)
 
     def copytree(self, src, dst, dirs_exist_ok: bool = False,
@@ -341,6 +346,7 @@ class TreeHelpers:
             files.extend(dir_files)
 
         by_path = {f.path: f for f in files}
+        failures = self._copy_small(by_path, src_p, dst_p, preserve_times)
 
         def copy_one(path: str) -> None:
             target = dst_p + path[len(src_p):]
@@ -349,7 +355,29 @@ class TreeHelpers:
                 info = by_path[path].info
                 self._set_filetimes(target, info.last_access_time, info.last_write_time)
 
-        failures = self._each(copy_one, list(by_path))
+        failures += self._each(copy_one, list(by_path))
         if failures:
             raise failures[0][1]
         return dst_p
+
+    def _copy_small(self, by_path, src_p: str, dst_p: str,
+                    preserve_times: bool) -> List[Tuple[str, BaseException]]:
+        """copytree's small files, several whole-file compounds in flight
+        from this thread (:mod:`smblayer.fs.many`); they leave ``by_path``.
+        The failures, as ``_each`` gives them."""
+        from .many import can_batch, copy_files, fits     # many imports this module
+        if not can_batch(self):
+            return []
+        small = [p for p, e in by_path.items() if fits(self, e.info.size)]
+        items = ((p, dst_p + p[len(src_p):],
+                  (by_path[p].info.last_access_time, by_path[p].info.last_write_time)
+                  if preserve_times else None) for p in small)
+        failures: List[Tuple[str, BaseException]] = []
+        for path, _n, error in copy_files(self, self, items):
+            if isinstance(error, SmbStatusError):
+                failures.append((path, error))
+            elif error is not None:
+                raise error
+        for p in small:
+            del by_path[p]
+        return failures

@@ -11,7 +11,8 @@ LOCKING_ANDX (SMB1) built by the dialect's ``FileOps.lock_task``:
 * ``wait=False``: FAIL_IMMEDIATELY; a conflict raises at once
   (SmbStatusError LOCK_NOT_GRANTED, errno EACCES, with the path).
 * ``wait=True``: the server queues the request (an interim reply, then the
-  grant): a long poll, killable like any wait (Ctrl-C, ``client.close``).
+  grant): a long poll, killable (Ctrl-C, ``client.close``): the request is
+  then cancelled, and a grant that crossed the cancel released.
 * ``wait=<seconds>``: the same, bounded: when the time is up the request is
   cancelled (SMB CANCEL) and SmbTimeoutError raised.  A grant that crossed
   the cancel is released again, so a lock is never held unknowingly.
@@ -36,10 +37,10 @@ import io
 import logging
 import math
 import threading
-from concurrent.futures import TimeoutError as _FutureTimeout
 from typing import List, Optional, Tuple, Union
 
-from ..errors import SmbCancelledError, SmbConnectionError, SmbError, SmbTimeoutError
+from ..errors import (SmbCancelledError, SmbConnectionError, SmbError, SmbStatusError,
+                      SmbTimeoutError)
 from ..proto.commands import (LOCKFLAG_EXCLUSIVE_LOCK, LOCKFLAG_FAIL_IMMEDIATELY,
                               LOCKFLAG_SHARED_LOCK, LOCKFLAG_UNLOCK)
 
@@ -122,27 +123,32 @@ class LockingFile:
         sequence = self._next_sequence()
         build = (lambda h: self._ops.lock_task(h, [(offset, length, flags)],
                                                sequence=sequence))
-        if wait is False or wait is True:
+        if wait is False:
             self._run(build)
         else:
-            self._lock_bounded(build, wait, offset, length)
+            self._lock_waiting(build, None if wait is True else wait, offset, length)
         held = Lock(self, offset, length, exclusive)
         self._held.append(held)
         return held
 
-    def _lock_bounded(self, build, seconds: float, offset: int, length: int) -> None:
-        task, future = self._start(build)
+    def _lock_waiting(self, build, seconds: Optional[float], offset: int,
+                      length: int) -> None:
+        """A LOCK the server may queue: wait for its grant, at most
+        ``seconds`` (None: as long as it takes; the client's wait is
+        killable).  Interrupted (Ctrl-C, a closed client) or timed out, the
+        client cancels it; a grant that crossed the cancel is released."""
+        task = self._build(build)
         try:
-            future.result(seconds)
+            self._client.run_task(task, wait=seconds)
+        except SmbTimeoutError:
+            self._release_late_grant(offset, length)
+            error = SmbTimeoutError(f"{self.name!r}: the lock on [{offset}, +{length}) "
+                                    f"was not granted within {seconds:g} s")
+            error.path = self.name
+            raise error from None
         except BaseException as exc:
-            if not future.done() or isinstance(exc, _FutureTimeout):
-                task.cancel()
+            if not isinstance(exc, SmbStatusError):      # interrupted, not refused
                 self._release_late_grant(offset, length)
-            if isinstance(exc, _FutureTimeout):
-                error = SmbTimeoutError(f"{self.name!r}: the lock on [{offset}, +{length}) "
-                                        f"was not granted within {seconds:g} s")
-                error.path = self.name
-                raise error from None
             if isinstance(exc, SmbError):
                 self._raise(self._failure(exc))
             raise

@@ -1,10 +1,11 @@
 """The per-dialect file operations table (cifs's smb_version_operations).
 
-``Tree`` holds one ``FileOps`` chosen by the negotiated dialect
-(``ops_for(tree)``): ``Smb2FileOps`` for 2.0.2..3.1.1, ``Smb1FileOps`` for
-NT LM 0.12.  Tree and SmbFile implement everything generic (paths, modes,
-buffering, pipelining, error mapping) on top of these primitives and never
-branch on the dialect.
+``Tree`` holds one ``FileOps`` chosen by the negotiated dialect when it
+connects (``smblayer.fs.tree.ops_for``): ``Smb2FileOps`` for 2.0.2..3.1.1,
+``Smb1FileOps`` for NT LM 0.12.  This module is the interface the two
+implement; it imports neither (no import circle).  Tree and SmbFile
+implement everything generic (paths, modes, buffering, pipelining, error
+mapping) on top of these primitives and never branch on the dialect.
 
 Contract for implementations:
 * paths arrive relative to the share, with backslashes, no leading slash
@@ -20,6 +21,7 @@ Contract for implementations:
 """
 from __future__ import annotations
 
+import math
 import os
 import stat as stat_module
 from dataclasses import dataclass, field
@@ -97,6 +99,13 @@ def filetime_to_ns(ft: int) -> int:
     return (ft - _EPOCH_DELTA) * 100 if ft else 0
 
 
+def seconds_to_ns(t: float) -> int:
+    """Seconds -> ns without the float's rounding error on the whole value
+    (1200000000.25 s is 1200000000250000000 ns exactly, as os.utime takes it)."""
+    whole = math.floor(t)
+    return whole * 10**9 + round((t - whole) * 1e9)
+
+
 def ns_to_filetime(ns: int) -> int:
     return ns // 100 + _EPOCH_DELTA
 
@@ -127,6 +136,15 @@ class FileInfo:
     nlink: int = 1
     link: bool = False           # a symbolic link itself (lstat): S_IFLNK
     posix: Any = None            # PosixInfo (proto.posix) on a POSIX-extensions open
+
+    def update(self, state: Any) -> "FileInfo":
+        """Take the times, sizes and attributes a reply reports
+        (``proto.info.FileState``, or a CREATE response: the same names)."""
+        self.creation_time, self.last_access_time = state.creation_time, state.last_access_time
+        self.last_write_time, self.change_time = state.last_write_time, state.change_time
+        self.allocation_size, self.size = state.allocation_size, state.end_of_file
+        self.attributes = state.file_attributes
+        return self
 
     @property
     def is_dir(self) -> bool:
@@ -241,6 +259,18 @@ class FileOps:
     def max_write(self) -> int:
         raise NotImplementedError
 
+    # the tree
+    def tree_connect_task(self):
+        """The TREE_CONNECT request for ``tree.share`` (the tree runs it)."""
+        raise NotImplementedError
+
+    def parse_tree_connect(self, reply) -> Tuple[int, int, int, int]:
+        """(tree id, SMB2 ShareFlags, maximal access, share capabilities)."""
+        raise NotImplementedError
+
+    def tree_disconnect_task(self):
+        raise NotImplementedError
+
     # handles
     def open(self, path: str, *, access: int, disposition: int, create_options: int = 0,
              share_access: int = FILE_SHARE_ALL, oplock: int = OPLOCK_NONE,
@@ -335,9 +365,9 @@ class FileOps:
 
 
 def ops_for(tree) -> FileOps:
-    """The FileOps for the tree's negotiated dialect."""
-    if tree.client.dialect.is_smb1:
-        from .smb1ops import Smb1FileOps
-        return Smb1FileOps(tree)
-    from .smb2ops import Smb2FileOps
-    return Smb2FileOps(tree)
+    """A new FileOps for a connected ``tree``, of the dialect its
+    connection uses (the tree chose it when it connected:
+    ``smblayer.fs.tree.ops_for``)."""
+    if tree.ops is None:
+        raise ValueError(f"{tree!r} is not connected")
+    return type(tree.ops)(tree)

@@ -19,24 +19,32 @@ then verified with the new signing key.
 Per-dialect differences live in two small operation tables,
 ``_Smb2Auth`` and ``_Smb1Auth``; Session itself never branches on the dialect.
 
-After a reconnect the connect worker runs ``_on_reconnect`` (its first
-recovery stage, STAGE_SESSION): a new
-SESSION_SETUP (new SessionId and keys), then the trees reconnect; the
-requests waiting meanwhile are reissued with the new ids because the
-header's SessionId/TreeId are read from the live objects at send time.
+After a reconnect the connect worker runs ``_on_reconnect`` at the first
+recovery stage, STAGE_SESSION: a new SESSION_SETUP (new SessionId and
+keys).  The trees and their open files recover at their own stages
+(``smblayer.fs.recovery``); the requests waiting meanwhile are reissued
+with the new ids because the header's SessionId/TreeId are read from the
+live objects at send time.
 """
 from __future__ import annotations
 
 import logging
-import struct
 import threading
 import time
 from typing import Dict, Optional
 
-from ..client import STAGE_HANDLE, STAGE_SESSION, SmbClient
+from ..client import STAGE_SESSION, SmbClient
 from ..config import Dialect
 from ..errors import SmbAuthError, SmbError, SmbNegotiateError, SmbProtocolError
 from ..proto import smb1, smb2
+from ..proto.commands import (FSCTL_VALIDATE_NEGOTIATE_INFO, NO_FILE_ID, ioctl_request,
+                              parse_ioctl_response)
+from ..proto import session as codec
+from ..proto.negotiate import (VALIDATE_NEGOTIATE_SIZE, parse_validate_negotiate,
+                               validate_negotiate_input)
+from ..proto.session import (SESSION_FLAG_ENCRYPT_DATA, SESSION_FLAG_IS_GUEST,
+                             SESSION_FLAG_IS_NULL)
+from ..proto.smb2 import MalformedMessage
 from ..proto.status import NtStatus
 from ..security import (AES_128_CCM, AES_CMAC, HMAC_SHA256, AnonymousAuthenticator,
                         AuthenticationFailed, Authenticator, NtlmWithoutIntegrity, PreauthHash,
@@ -47,74 +55,38 @@ from ..task import Reply, SmbTask
 
 log = logging.getLogger("smblayer")
 
-SESSION_FLAG_IS_GUEST = 0x0001
-SESSION_FLAG_IS_NULL = 0x0002
-SESSION_FLAG_ENCRYPT_DATA = 0x0004
 
-_SMB2_SETUP_REQUEST = struct.Struct("<HBBIIHHQ")
-_SMB2_SETUP_RESPONSE = struct.Struct("<HHHH")
-_SMB2_TREE_CONNECT = struct.Struct("<HHHH")
-_SMB2_TREE_RESPONSE = struct.Struct("<HBBIII")
-_SMB1_SETUP_WORDS = struct.Struct("<BBHHHHIHII")
-_SMB1_SETUP_RESPONSE_WORDS = struct.Struct("<BBHHH")
 
-_SMB_SHARE_IS_IN_DFS = 0x0002
-FSCTL_VALIDATE_NEGOTIATE_INFO = 0x00140204
-_IOCTL_REQUEST = struct.Struct("<HHI16sIIIIIIII")
-_IOCTL_RESPONSE = struct.Struct("<HHI16sIIIIII")
-_VALIDATE_IN = struct.Struct("<I16sHH")
-_VALIDATE_OUT = struct.Struct("<I16sHH")
 _MORE = NtStatus.MORE_PROCESSING_REQUIRED
 _RENEW_LIMIT = 8          # sends of one request across session renewals
-_U32 = struct.Struct("<I")
-_FLAGS_OFFSET = 16          # Flags in the SMB2 header
 
 
-def _utf16(text: str) -> bytes:
-    return text.encode("utf-16-le")
+def _decode(parse, reply):
+    """``parse(reply)`` (a proto codec); a malformed reply is an SmbProtocolError."""
+    try:
+        return parse(reply)
+    except MalformedMessage as exc:
+        raise SmbProtocolError(str(exc)) from None
 
 
 class _Smb2Auth:
-    """SESSION_SETUP / LOGOFF / TREE_CONNECT for SMB 2.0.2 .. 3.1.1."""
+    """SESSION_SETUP / LOGOFF for SMB 2.0.2 .. 3.1.1."""
 
     def __init__(self, session: "Session"):
         self.s = session
 
     def setup_task(self, token: bytes, session_id: int) -> SmbTask:
-        security_mode = 2 if self.s.require_signing else 1
-        # PreviousSessionId after a reconnect: the server drops the old
-        # session (and disconnects its durable opens for our reclaim).
-        body = _SMB2_SETUP_REQUEST.pack(25, 0, security_mode, 0x1, 0,
-                                        smb2.HEADER_SIZE + _SMB2_SETUP_REQUEST.size,
-                                        len(token), self.s.previous_session_id)
-        return SmbTask(smb2.Command.SESSION_SETUP, (body, token), session_id=session_id)
+        body = codec.session_setup_request(token, require_signing=self.s.require_signing,
+                                           previous_session_id=self.s.previous_session_id)
+        return SmbTask(smb2.Command.SESSION_SETUP, body, session_id=session_id)
 
     @staticmethod
     def parse_setup(reply: Reply):
-        if len(reply.body) < _SMB2_SETUP_RESPONSE.size:
-            raise SmbProtocolError("SESSION_SETUP response truncated")
-        _size, flags, off, length = _SMB2_SETUP_RESPONSE.unpack_from(reply.body)
-        token = _security_buffer(reply.message, off, length)
+        flags, token = _decode(codec.parse_session_setup_response, reply)
         return reply.header.session_id, flags, token
 
     def logoff_task(self) -> SmbTask:
-        return SmbTask(smb2.Command.LOGOFF, (b"\x04\x00\x00\x00",), replayable=False)
-
-    def tree_connect_task(self, share: str) -> SmbTask:
-        path = _utf16(f"\\\\{self.s.server_name}\\{share}")
-        body = _SMB2_TREE_CONNECT.pack(9, 0, smb2.HEADER_SIZE + 8, len(path))
-        return SmbTask(smb2.Command.TREE_CONNECT, (body, path), path=share)
-
-    @staticmethod
-    def parse_tree_connect(reply: Reply):
-        if len(reply.body) < _SMB2_TREE_RESPONSE.size:
-            raise SmbProtocolError("TREE_CONNECT response truncated")
-        _size, share_type, _r, flags, caps, access = _SMB2_TREE_RESPONSE.unpack_from(reply.body)
-        return reply.header.tree_id, share_type, flags, access, caps
-
-    def tree_disconnect_task(self, tree) -> SmbTask:
-        return SmbTask(smb2.Command.TREE_DISCONNECT, (b"\x04\x00\x00\x00",), tree=tree,
-                       replayable=False)
+        return SmbTask(smb2.Command.LOGOFF, codec.logoff_request(), replayable=False)
 
     def make_keys(self, gss_key: bytes, preauth: Optional[bytes]) -> None:
         s = self.s
@@ -157,7 +129,7 @@ class _Smb2Auth:
 
     def protect(self, task: SmbTask, header: bytearray, parts: list) -> list:
         s = self.s
-        struct.pack_into("<Q", header, 40, s.session_id)
+        smb2.set_session_id(header, s.session_id)
         if s.preauth is not None:
             s.preauth.update(parts)
         if s.cipher is not None and (s.encrypt or (task.tree is not None and task.tree.encrypt)):
@@ -179,15 +151,10 @@ class _Smb2Auth:
         """FSCTL_VALIDATE_NEGOTIATE_INFO ([MS-SMB2] 3.2.5.5): a signed echo
         of what was negotiated, so a downgrade by a man in the middle shows."""
         n = self.s.client.negotiated
-        dialects = n.request_dialects
-        data = _VALIDATE_IN.pack(n.request_capabilities, n.client_guid,
-                                 n.request_security_mode, len(dialects)) + \
-            struct.pack(f"<{len(dialects)}H", *dialects)
-        body = _IOCTL_REQUEST.pack(57, 0, FSCTL_VALIDATE_NEGOTIATE_INFO, b"\xff" * 16,
-                                   smb2.HEADER_SIZE + _IOCTL_REQUEST.size, len(data), 0,
-                                   0, 0, _VALIDATE_OUT.size, 1, 0)
-        task = SmbTask(smb2.Command.IOCTL, (body, data), tree=tree, security=self.s,
-                       expected_response=_VALIDATE_OUT.size)
+        request = ioctl_request(FSCTL_VALIDATE_NEGOTIATE_INFO, NO_FILE_ID,
+                                validate_negotiate_input(n), max_output=VALIDATE_NEGOTIATE_SIZE)
+        task = SmbTask(smb2.Command.IOCTL, request, tree=tree, security=self.s,
+                       expected_response=VALIDATE_NEGOTIATE_SIZE)
         task.header_flags = smb2.FLAG_SIGNED
         try:
             reply = self.s.client.run_task(task)
@@ -201,14 +168,11 @@ class _Smb2Auth:
         if not reply.encrypted and not reply.header.flags & smb2.FLAG_SIGNED:
             raise SmbProtocolError("VALIDATE_NEGOTIATE_INFO response is neither signed nor "
                                    "encrypted")
-        if len(reply.body) < _IOCTL_RESPONSE.size:
-            raise SmbProtocolError("VALIDATE_NEGOTIATE_INFO response truncated")
-        fields = _IOCTL_RESPONSE.unpack_from(reply.body)
-        out_offset, out_count = fields[6], fields[7]
-        out = _security_buffer(reply.message, out_offset, out_count)
-        if len(out) < _VALIDATE_OUT.size:
-            raise SmbProtocolError("VALIDATE_NEGOTIATE_INFO output truncated")
-        caps, guid, mode, dialect = _VALIDATE_OUT.unpack_from(out)
+        try:
+            caps, guid, mode, dialect = parse_validate_negotiate(parse_ioctl_response(reply)
+                                                                 .output)
+        except MalformedMessage as exc:
+            raise SmbProtocolError(f"VALIDATE_NEGOTIATE_INFO: {exc}") from None
         if (caps, guid, mode, dialect) != (n.capabilities, n.server_guid, n.security_mode,
                                            int(n.dialect)):
             self.s.client.close()
@@ -244,7 +208,7 @@ class _Smb2Auth:
         included), or encrypt the whole chain as one message."""
         s = self.s
         for parts in elements:
-            struct.pack_into("<Q", parts[0], 40, s.session_id)
+            smb2.set_session_id(parts[0], s.session_id)
         flat = [p for parts in elements for p in parts]
         if s.cipher is not None and any(s.encrypt or (t.tree is not None and t.tree.encrypt)
                                         for t in tasks):
@@ -267,9 +231,7 @@ def _clear_signed(header: bytearray) -> None:
     """An encrypted message is authenticated by its transform header and is
     not signed ([MS-SMB2] 3.2.4.1.1): no SMB2_FLAGS_SIGNED with a zero
     signature inside it, whatever the task asked for."""
-    flags = _U32.unpack_from(header, _FLAGS_OFFSET)[0]
-    if flags & smb2.FLAG_SIGNED:
-        _U32.pack_into(header, _FLAGS_OFFSET, flags & ~smb2.FLAG_SIGNED)
+    smb2.clear_flags(header, smb2.FLAG_SIGNED)
 
 
 # Responses a server may send unsigned even on a signed session.
@@ -290,7 +252,7 @@ class _Smb1Signing:
 
 
 class _Smb1Auth:
-    """SESSION_SETUP_ANDX (extended security), LOGOFF_ANDX, TREE_CONNECT_ANDX."""
+    """SESSION_SETUP_ANDX (extended security), LOGOFF_ANDX."""
 
     def __init__(self, session: "Session"):
         self.s = session
@@ -298,12 +260,10 @@ class _Smb1Auth:
     def setup_task(self, token: bytes, session_id: int) -> SmbTask:
         n = self.s.client.negotiated
         caps = smb1.CLIENT_CAPABILITIES & n.capabilities | smb1.Capabilities.EXTENDED_SECURITY
-        words = _SMB1_SETUP_WORDS.pack(0xFF, 0, 0, 0xFFFF, min(n.max_mpx_count, 0xFFFF), 0,
-                                       n.smb1_session_key, len(token), 0, caps)
-        pad = b"\0" if (smb1.HEADER_SIZE + 1 + len(words) + 2 + len(token)) % 2 else b""
-        data = token + pad + _utf16("Linux\0") + _utf16("smblayer\0")
-        wc_words, bc_data = smb1.pack_params(words, data)
-        task = SmbTask(smb1.Command.SESSION_SETUP_ANDX, (wc_words, bc_data),
+        task = SmbTask(smb1.Command.SESSION_SETUP_ANDX,
+                       codec.session_setup_andx_request(token, max_mpx=n.max_mpx_count,
+                                                        session_key=n.smb1_session_key,
+                                                        capabilities=caps),
                        session_id=session_id)
         if self.s.require_signing:
             task.header_flags = smb1.Flags2.SMB_SECURITY_SIGNATURE
@@ -311,41 +271,11 @@ class _Smb1Auth:
 
     @staticmethod
     def parse_setup(reply: Reply):
-        words, data = smb1.parse_params(reply.message)
-        if len(words) < _SMB1_SETUP_RESPONSE_WORDS.size:
-            raise SmbProtocolError("SESSION_SETUP_ANDX response truncated")
-        _c, _r, _o, action, blob_len = _SMB1_SETUP_RESPONSE_WORDS.unpack_from(words)
-        token = bytes(data[:blob_len])
+        action, token = _decode(codec.parse_session_setup_andx_response, reply)
         return reply.header.uid, (SESSION_FLAG_IS_GUEST if action & 1 else 0), token
 
     def logoff_task(self) -> SmbTask:
-        words, data = smb1.pack_params(struct.pack("<BBH", 0xFF, 0, 0))
-        return SmbTask(smb1.Command.LOGOFF_ANDX, (words, data), replayable=False)
-
-    def tree_connect_task(self, share: str) -> SmbTask:
-        path = _utf16(f"\\\\{self.s.server_name}\\{share.upper()}\0")
-        # AndX (none), Flags (extended response), PasswordLength 1
-        words = struct.pack("<BBHHH", 0xFF, 0, 0, 0x0008, 1)
-        # Password (one NUL), then the Unicode path aligned to 2 bytes.
-        data = b"\0" + path + b"?????\0"
-        wc_words, bc_data = smb1.pack_params(words, data)
-        return SmbTask(smb1.Command.TREE_CONNECT_ANDX, (wc_words, bc_data), path=share)
-
-    @staticmethod
-    def parse_tree_connect(reply: Reply):
-        """(tid, 0, share flags, 0, 0): OptionalSupport's SMB_SHARE_IS_IN_DFS
-        becomes SMB2_SHAREFLAG_DFS, so a DFS share is known on SMB1 too."""
-        try:
-            words, _data = smb1.parse_params(reply.message)
-        except ValueError:
-            words = b""
-        optional = struct.unpack_from("<H", words, 4)[0] if len(words) >= 6 else 0
-        return reply.header.tid, 0, (0x1 if optional & _SMB_SHARE_IS_IN_DFS else 0), 0, 0
-
-    def tree_disconnect_task(self, tree) -> SmbTask:
-        words, data = smb1.pack_params(b"")
-        return SmbTask(smb1.Command.TREE_DISCONNECT, (words, data), tree=tree,
-                       replayable=False)
+        return SmbTask(smb1.Command.LOGOFF_ANDX, codec.logoff_andx_request(), replayable=False)
 
     def make_keys(self, gss_key: bytes, preauth: Optional[bytes]) -> None:
         s = self.s
@@ -368,7 +298,7 @@ class _Smb1Auth:
 
     def protect(self, task: SmbTask, header: bytearray, parts: list) -> list:
         s = self.s
-        struct.pack_into("<H", header, 28, s.session_id)
+        smb1.set_uid(header, s.session_id)
         signing = s.client.smb1_signing
         task.sign_seq = -1
         if signing is not None:
@@ -435,6 +365,7 @@ class Session:
         self.allow_guest = bool(allow_guest)
         self._require_signing_arg = require_signing
         self.session_id = 0
+        self.established = False        # set up (again, after a reconnect): its trees may reconnect
         self.previous_session_id = 0    # sent in SESSION_SETUP after a reconnect
         self.signer = None
         self.cipher = None
@@ -452,7 +383,6 @@ class Session:
         self._protocol_used = self.auth_protocol
         self._setup()
         client.add_reconnect_handler(self._on_reconnect, stage=STAGE_SESSION)
-        client.add_reconnect_handler(self._reclaim_handles, stage=STAGE_HANDLE)
         client.add_exit_handler(self._at_exit)
 
     def __repr__(self) -> str:
@@ -470,6 +400,7 @@ class Session:
 
     def _setup(self) -> None:
         with self._setup_lock:
+            self.established = False
             negotiated = self.client.negotiated
             if negotiated is None:
                 raise SmbError("client is not connected")
@@ -488,6 +419,7 @@ class Session:
                 log.info("smblayer: %s:%s: %s; authenticating with NTLM directly",
                          self.client.host, self.client.port, exc)
                 self._authenticate("ntlm")
+            self.established = True
 
     def _authenticate(self, protocol: str, reauth: bool = False) -> None:
         """SESSION_SETUP legs until success.  ``reauth``: re-authenticate the
@@ -722,13 +654,14 @@ class Session:
         self.on_reconnect(client)
 
     def on_reconnect(self, client: SmbClient) -> None:
-        """Reconnect hook (public, overridable), run by the connect worker
-        after the client re-negotiated and before it is ACTIVE again.
-        Order: a new SESSION_SETUP, then each tree's ``Tree.on_reconnect()``
-        (TreeId, then the tree's open handles); then the other reconnect
-        handlers by stage, the client goes ACTIVE, waiting requests are
-        reissued (their ``on_reissue`` hooks run first) and the client's
-        active handlers are called.  An override calls
+        """Reconnect hook (public, overridable), run by the connect worker at
+        STAGE_SESSION, after the client re-negotiated: a new SESSION_SETUP
+        (PreviousSessionId the old one).  The trees then reconnect at
+        STAGE_TREE (``Tree.on_reconnect``) and their open files at
+        STAGE_HANDLE (see ``smblayer.fs.recovery``); then the other
+        reconnect handlers by stage, the client goes ACTIVE, waiting
+        requests are reissued (their ``on_reissue`` hooks run first) and
+        the client's active handlers are called.  An override calls
         ``super().on_reconnect(client)`` first."""
         old = self.session_id
         client.unregister_session(old)
@@ -739,20 +672,6 @@ class Session:
             self.previous_session_id = 0
         log.info("smblayer: session re-established on %s:%s (0x%x -> 0x%x)",
                  client.host, client.port, old, self.session_id)
-        with self._trees_lock:
-            trees = list(self.trees.values())
-        for tree in trees:
-            tree.on_reconnect()
-
-    def _reclaim_handles(self, client: SmbClient) -> None:
-        """Reconnect handler (STAGE_HANDLE, after every session and tree):
-        reclaim the open files' durable handles (or reopen, or mark lost)."""
-        if self._closed:
-            return
-        with self._trees_lock:
-            trees = list(self.trees.values())
-        for tree in trees:
-            tree._recover_files()
 
     def _at_exit(self, client: SmbClient) -> None:
         """Interpreter exit: flush and close the open files, disconnect, log
@@ -771,8 +690,8 @@ class Session:
         if self._closed:
             return
         self._closed = True
+        self.established = False
         self.client.remove_reconnect_handler(self._on_reconnect)
-        self.client.remove_reconnect_handler(self._reclaim_handles)
         self.client.remove_exit_handler(self._at_exit)
         with self._trees_lock:
             trees = list(self.trees.values())
@@ -796,14 +715,6 @@ class Session:
 
     def __exit__(self, *exc) -> None:
         self.logoff()
-
-
-def _security_buffer(message, offset: int, length: int) -> bytes:
-    if length == 0:
-        return b""
-    if offset < smb2.HEADER_SIZE or offset + length > len(message):
-        raise SmbProtocolError(f"security buffer out of bounds ({offset}+{length})")
-    return bytes(message[offset:offset + length])
 
 
 __all__ = ["Session"]

@@ -4,14 +4,16 @@ Theory of operation
 -------------------
 Every operation is one SMB1 request built as separate buffers after the
 header: ``WordCount+words``, ``ByteCount(+pad)+data`` and, for WRITE_ANDX,
-the payload itself (never concatenated).  The client fills in the header
+the payload itself (never concatenated).  The layouts are the codecs of
+``smblayer.proto.smb1commands`` (and, inside TRANSACTION2, the [MS-FSCC]
+structures of ``smblayer.proto.info`` and ``proto.commands``): this module
+holds none of its own.  The client fills in the header
 (TID from the tree, UID from the session, MID), signs through the session
 and raises the mapped SmbStatusError for an error status.
 
 Strings are UTF-16LE (the client always sets FLAGS2_UNICODE); a Unicode
-string in the data area must start at an even offset from the SMB header,
-so ``_pad`` inserts one zero byte when needed.  The data area of a request
-with ``n`` words starts at 32 + 1 + 2n + 2, which is always odd.
+string in the data area must start at an even offset from the SMB header
+(the codecs insert the pad byte).
 
 Commands: NT_CREATE_ANDX / CLOSE / FLUSH for handles; READ_ANDX and
 WRITE_ANDX with the 32-bit offset extension (OffsetHigh) and the
@@ -44,11 +46,12 @@ SmbProtocolError.
 """
 from __future__ import annotations
 
-import struct
-from typing import Any, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Tuple, TypeVar
 
 from ..errors import SmbProtocolError, SmbStatusError
-from ..proto import smb1
+from ..proto import commands, smb1
+from ..proto import info as fscc
+from ..proto import smb1commands as codec
 from ..proto.smb2 import MalformedMessage
 from ..proto.status import NtStatus
 from ..task import SmbTask
@@ -57,15 +60,13 @@ from .ops import (FILE_OPEN, FILE_SHARE_ALL, FILE_WRITE_ATTRIBUTES, OPLOCK_BATCH
                   FileInfo, FileOps, FsSize, Handle)
 
 Command = smb1.Command
+_SHAREFLAG_DFS = 0x0001         # the SMB2 share flag the Tree reads ([MS-SMB2] 2.2.10)
 Caps = smb1.Capabilities
 HEADER = smb1.HEADER_SIZE
 
 # NT_CREATE_ANDX ([MS-CIFS] 2.2.4.64)
-_NT_CREATE = struct.Struct("<BBHBHIIIQIIIIIB")
-_NT_CREATE_RESPONSE = struct.Struct("<BBHBHIQQQQIQQHHB")
 NT_CREATE_REQUEST_OPLOCK = 0x02
 NT_CREATE_REQUEST_OPBATCH = 0x04
-SEC_IMPERSONATE = 2
 # Granted OplockLevel in the response -> ops level, and back for requests.
 _GRANTED = {0: OPLOCK_NONE, 1: OPLOCK_EXCLUSIVE, 2: OPLOCK_BATCH, 3: OPLOCK_LEVEL_II}
 _REQUEST_FLAGS = {OPLOCK_NONE: 0,
@@ -73,24 +74,9 @@ _REQUEST_FLAGS = {OPLOCK_NONE: 0,
                   OPLOCK_EXCLUSIVE: NT_CREATE_REQUEST_OPLOCK,
                   OPLOCK_BATCH: NT_CREATE_REQUEST_OPLOCK | NT_CREATE_REQUEST_OPBATCH}
 
-_CLOSE = struct.Struct("<HI")
-_FID = struct.Struct("<H")
-
-# READ_ANDX / WRITE_ANDX with OffsetHigh ([MS-SMB] 2.2.4.2, 2.2.4.3)
-_READ = struct.Struct("<BBHHIHHIHI")
-_READ_RESPONSE = struct.Struct("<BBHHHHHHH8x")
-_WRITE = struct.Struct("<BBHHIIHHHHHI")
-_WRITE_RESPONSE = struct.Struct("<BBHHHHH")
-_WRITE_DATA_OFFSET = HEADER + 1 + _WRITE.size + 2 + 1     # + one pad byte = 64
-
 # LOCKING_ANDX ([MS-CIFS] 2.2.4.32)
-_LOCKING = struct.Struct("<BBHHBBIHH")
-LOCKING_ANDX_OPLOCK_RELEASE = 0x02
-_LOCKING_SHARED = 0x01
-_LOCKING_LARGE_FILES = 0x10
-_LOCK_RANGE = struct.Struct("<HHIIII")       # PID, Pad, OffsetHigh/Low, LengthHigh/Low
-_PID = 0xFEFF                               # the header's PID (smb1.pack_header)
-_LOCKFLAG_EXCLUSIVE = 0x02
+LOCKING_ANDX_OPLOCK_RELEASE = codec.LOCKING_ANDX_OPLOCK_RELEASE
+_LOCKFLAG_EXCLUSIVE = 0x02              # the SMB2 LOCKFLAG_* a lock range carries
 _LOCKFLAG_UNLOCK = 0x04
 _LOCKFLAG_FAIL_IMMEDIATELY = 0x10
 OPLOCK_BREAK_TO_NONE = 0
@@ -102,7 +88,6 @@ TRANS2_FIND_FIRST2 = 0x0001
 TRANS2_FIND_NEXT2 = 0x0002
 TRANS2_QUERY_FS_INFORMATION = 0x0003
 SMB_QUERY_FS_SIZE_INFO = 0x0103               # [MS-CIFS] 2.2.8.2.4
-_FS_SIZE_INFO = struct.Struct("<QQII")
 TRANS2_QUERY_PATH_INFORMATION = 0x0005
 TRANS2_SET_PATH_INFORMATION = 0x0006
 TRANS2_QUERY_FILE_INFORMATION = 0x0007
@@ -110,14 +95,9 @@ TRANS2_SET_FILE_INFORMATION = 0x0008
 # Replies must fit in one message: we announce MaxBufferSize 0xFFFF.
 TRANS2_MAX_DATA = 0xF000
 
-_FIND_FIRST = struct.Struct("<HHHHI")
-_FIND_FIRST_RESPONSE = struct.Struct("<HHHHH")
-_FIND_NEXT = struct.Struct("<HHHIH")
-_FIND_NEXT_RESPONSE = struct.Struct("<HHHH")
 # SMB_FIND_FILE_ID_FULL_DIRECTORY_INFO ([MS-SMB] 2.2.8.1.3): the entries with
 # their file ids (st_ino); FileIndex is 0 on most servers.
 SMB_FIND_FILE_ID_FULL_DIRECTORY_INFO = 0x0105
-_DIRECTORY_INFO = struct.Struct("<IIQQQQQQIIIIQ")
 FIND_CLOSE_AT_EOS = 0x0002
 FIND_CONTINUE_FROM_LAST = 0x0008
 FIND_SEARCH_COUNT = 1024
@@ -134,15 +114,8 @@ SMB_INFO_PASSTHROUGH = 1000
 FILE_INTERNAL_INFORMATION = SMB_INFO_PASSTHROUGH + 6
 FILE_RENAME_INFORMATION = SMB_INFO_PASSTHROUGH + 10
 FILE_ALL_INFORMATION = SMB_INFO_PASSTHROUGH + 18
-_QUERY_PATH = struct.Struct("<HI")
-_QUERY_FILE = struct.Struct("<HH")
-_SET_FILE = struct.Struct("<HHH")
-_U64 = struct.Struct("<Q")
-_RENAME_INFO = struct.Struct("<B3xII")
-_BASIC_INFO = struct.Struct("<QQQQI4x")          # times, attributes
 # The first 64 bytes of SMB_QUERY_FILE_ALL_INFO and FileAllInformation agree
-# (basic + standard information).
-_ALL_INFO = struct.Struct("<QQQQI4xQQIBBH")
+# (basic + standard information): fscc.parse_all_information(with_file_id=False).
 
 # Without CAP_LARGE_READX/WRITEX the server's MaxBufferSize bounds a message.
 _SMALL_IO_OVERHEAD = 128
@@ -157,32 +130,15 @@ LARGE_READ_SIGNED = 124 * 1024
 LARGE_WRITE = 124 * 1024
 
 
-def _utf16z(text: str) -> bytes:
-    """``text`` as a NUL-terminated UTF-16LE string."""
-    return (text + "\0").encode("utf-16-le")
+R = TypeVar("R")
 
 
-def _pad(offset: int) -> bytes:
-    """The pad byte that puts a Unicode string at an even offset."""
-    return b"\0" if offset % 2 else b""
-
-
-def _data_start(words: int) -> int:
-    """Offset of the data area of a request with ``words`` parameter words."""
-    return HEADER + 1 + 2 * words + 2
-
-
-def _params(message) -> Tuple[memoryview, memoryview]:
+def _decode(parse: Callable[..., R], *args) -> R:
+    """``parse(*args)`` (a proto codec); a malformed reply is an SmbProtocolError."""
     try:
-        return smb1.parse_params(message)
+        return parse(*args)
     except MalformedMessage as exc:
         raise SmbProtocolError(f"malformed SMB1 reply: {exc}") from None
-
-
-def _unpack(fmt: struct.Struct, buf, what: str, offset: int = 0) -> tuple:
-    if len(buf) < offset + fmt.size:
-        raise SmbProtocolError(f"{what} reply truncated ({len(buf)} bytes)")
-    return fmt.unpack_from(buf, offset)
 
 
 _WILDCARDS = frozenset('*?<>"')
@@ -213,18 +169,37 @@ class Smb1FileOps(FileOps):
 
     # -- helpers --------------------------------------------------------------
 
-    def _task(self, command: int, words: bytes, data: bytes = b"", *,
-              path: Optional[str] = None, ok: Tuple[int, ...] = (0,)) -> SmbTask:
-        return SmbTask(command, smb1.pack_params(words, data), tree=self.tree,
-                       security=self.session, ok_statuses=ok, path=path)
+    def _task(self, command: int, body: Tuple[bytes, ...], *, path: Optional[str] = None,
+              ok: Tuple[int, ...] = (0,)) -> SmbTask:
+        return SmbTask(command, body, tree=self.tree, security=self.session, ok_statuses=ok,
+                       path=path)
 
-    def _run(self, command: int, words: bytes, data: bytes = b"", *,
-             path: Optional[str] = None, ok: Tuple[int, ...] = (0,)):
-        return self.client.run_task(self._task(command, words, data, path=path, ok=ok))
+    def _run(self, command: int, body: Tuple[bytes, ...], *, path: Optional[str] = None,
+             ok: Tuple[int, ...] = (0,)):
+        return self.client.run_task(self._task(command, body, path=path, ok=ok))
 
     @property
     def _signing(self) -> bool:
         return self.session.signer is not None
+
+    # -- the tree -------------------------------------------------------------
+
+    def tree_connect_task(self) -> SmbTask:
+        return SmbTask(Command.TREE_CONNECT_ANDX,
+                       smb1.pack_tree_connect_andx(self.session.server_name, self.tree.share),
+                       security=self.session, tree=self.tree, path=self.tree.share,
+                       replayable=False)
+
+    @staticmethod
+    def parse_tree_connect(reply) -> Tuple[int, int, int, int]:
+        """OptionalSupport's SMB_SHARE_IS_IN_DFS becomes SMB2_SHAREFLAG_DFS,
+        so a DFS share is known on SMB1 too."""
+        dfs = smb1.parse_tree_connect_andx(reply.message) & smb1.SMB_SHARE_IS_IN_DFS
+        return reply.header.tid, (_SHAREFLAG_DFS if dfs else 0), 0, 0
+
+    def tree_disconnect_task(self) -> SmbTask:
+        return SmbTask(Command.TREE_DISCONNECT, smb1.pack_tree_disconnect(), tree=self.tree,
+                       security=self.session, replayable=False)
 
     # -- sizes ----------------------------------------------------------------
 
@@ -252,17 +227,13 @@ class Smb1FileOps(FileOps):
         if oplock not in _REQUEST_FLAGS:
             raise ValueError(f"unknown oplock level {oplock!r}")
         generation = self.client.generation
-        name = _utf16z(path)
-        words = _NT_CREATE.pack(0xFF, 0, 0, 0, len(name), _REQUEST_FLAGS[oplock], 0,
-                                access, 0, attributes, share_access, disposition,
-                                create_options, SEC_IMPERSONATE, 0)
-        data = _pad(_data_start(_NT_CREATE.size // 2)) + name
-        reply = self._run(Command.NT_CREATE_ANDX, words, data, path=path)
-        words, _data = _params(reply.message)
-        (_c, _r, _o, level, fid, _action, ctime, atime, mtime, chtime, attrs, alloc, eof,
-         _type, _pipe, _dir) = _unpack(_NT_CREATE_RESPONSE, words, "NT_CREATE_ANDX")
-        info = FileInfo(_split(path)[1], eof, alloc, attrs, ctime, atime, mtime, chtime)
-        return Handle(fid, path, info, oplock_level=_GRANTED.get(level, OPLOCK_NONE),
+        request = codec.nt_create_andx_request(
+            path, flags=_REQUEST_FLAGS[oplock], access=access, attributes=attributes,
+            share_access=share_access, disposition=disposition, create_options=create_options)
+        reply = self._run(Command.NT_CREATE_ANDX, request, path=path)
+        r = _decode(codec.parse_nt_create_andx_response, reply.message)
+        return Handle(r.fid, path, FileInfo(_split(path)[1]).update(r),
+                      oplock_level=_GRANTED.get(r.oplock_level, OPLOCK_NONE),
                       granted_access=access, access=access, share_access=share_access,
                       create_options=create_options, requested_oplock=oplock,
                       generation=generation)
@@ -278,7 +249,7 @@ class Smb1FileOps(FileOps):
     close_behind_writes = False
 
     def close_task(self, handle: Handle) -> SmbTask:
-        return self._task(Command.CLOSE, _CLOSE.pack(handle.fid, 0xFFFFFFFF), path=handle.path)
+        return self._task(Command.CLOSE, codec.close_request(handle.fid), path=handle.path)
 
     def close_done(self, handle: Handle, reply) -> None:
         handle.closed = True
@@ -290,9 +261,8 @@ class Smb1FileOps(FileOps):
             raise ValueError(f"read length {length} outside 0..{self.max_read}")
         if offset < 0:
             raise ValueError("negative offset")
-        words = _READ.pack(0xFF, 0, 0, handle.fid, offset & 0xFFFFFFFF, length & 0xFFFF,
-                           length & 0xFFFF, length >> 16, 0, offset >> 32)
-        task = self._task(Command.READ_ANDX, words, path=handle.path,
+        task = self._task(Command.READ_ANDX, codec.read_andx_request(handle.fid, offset, length),
+                          path=handle.path,
                           ok=(0, NtStatus.END_OF_FILE))
         task.expected_response = length
         return task
@@ -301,16 +271,7 @@ class Smb1FileOps(FileOps):
         message = reply.message
         if reply.status == NtStatus.END_OF_FILE:
             return memoryview(message)[0:0]
-        words, _data = _params(message)
-        (_c, _r, _o, _avail, _mode, _res, low, offset, high) = _unpack(
-            _READ_RESPONSE, words, "READ_ANDX")
-        length = low | (high << 16)
-        if length == 0:
-            return memoryview(message)[0:0]
-        if offset < HEADER + 1 + _READ_RESPONSE.size + 2 or offset + length > len(message):
-            raise SmbProtocolError(f"READ_ANDX data out of bounds ({offset}+{length} in "
-                                   f"{len(message)} bytes)")
-        return memoryview(message)[offset:offset + length]
+        return _decode(codec.read_andx_response_data, message)
 
     def write_task(self, handle: Handle, offset: int, data) -> SmbTask:
         length = len(data)
@@ -318,37 +279,26 @@ class Smb1FileOps(FileOps):
             raise ValueError(f"write of {length} bytes exceeds max_write {self.max_write}")
         if offset < 0:
             raise ValueError("negative offset")
-        words = _WRITE.pack(0xFF, 0, 0, handle.fid, offset & 0xFFFFFFFF, 0, 0, 0,
-                            length >> 16, length & 0xFFFF, _WRITE_DATA_OFFSET, offset >> 32)
-        # ByteCount covers the pad byte and the data; it is truncated to 16
-        # bits for a large write (the server takes DataLength/DataLengthHigh).
-        body = (bytes([_WRITE.size // 2]) + words,
-                struct.pack("<HB", (length + 1) & 0xFFFF, 0), data)
-        return SmbTask(Command.WRITE_ANDX, body, tree=self.tree, security=self.session,
-                       path=handle.path)
+        return SmbTask(Command.WRITE_ANDX,
+                       (*codec.write_andx_request(handle.fid, offset, length), data),
+                       tree=self.tree, security=self.session, path=handle.path)
 
     def parse_write(self, reply) -> int:
-        words, _data = _params(reply.message)
-        _c, _r, _o, low, _avail, high, _res = _unpack(_WRITE_RESPONSE, words, "WRITE_ANDX")
-        return low | (high << 16)
+        return _decode(codec.write_andx_response_count, reply.message)
 
     def flush(self, handle: Handle) -> None:
-        self._run(Command.FLUSH, _FID.pack(handle.fid), path=handle.path)
+        self._run(Command.FLUSH, codec.fid_request(handle.fid), path=handle.path)
 
     # -- TRANSACTION2 ---------------------------------------------------------
 
-    def _trans2(self, subcommand: int, params: bytes, data: bytes = b"", *,
+    def trans2(self, subcommand: int, params: bytes, data: bytes = b"", *,
                 path: Optional[str], max_params: int = 16,
                 max_data: int = TRANS2_MAX_DATA) -> Tuple[memoryview, memoryview]:
         """Run one TRANSACTION2 request; (parameters, data) of the reply."""
-        body = smb1.pack_transaction((subcommand,), params, data, max_params=max_params,
-                                     max_data=max_data)
-        task = SmbTask(Command.TRANSACTION2, body, tree=self.tree, security=self.session,
-                       path=path)
-        try:
-            return smb1.parse_transaction_response(self.client.run_task(task).message)
-        except MalformedMessage as exc:
-            raise SmbProtocolError(f"TRANSACTION2: {exc}") from None
+        request = smb1.pack_transaction((subcommand,), params, data, max_params=max_params,
+                                        max_data=max_data)
+        message = self._run(Command.TRANSACTION2, request, path=path).message
+        return _decode(smb1.parse_transaction_response, message)
 
     # -- metadata -------------------------------------------------------------
 
@@ -360,11 +310,11 @@ class Smb1FileOps(FileOps):
         """The data of QUERY_FILE_INFORMATION (``fid``) or
         QUERY_PATH_INFORMATION (``path``) at ``level``."""
         if fid is not None:
-            _p, data = self._trans2(TRANS2_QUERY_FILE_INFORMATION,
-                                    _QUERY_FILE.pack(fid, level), path=path)
+            _p, data = self.trans2(TRANS2_QUERY_FILE_INFORMATION,
+                                   codec.query_file_params(fid, level), path=path)
         else:
-            _p, data = self._trans2(TRANS2_QUERY_PATH_INFORMATION,
-                                    _QUERY_PATH.pack(level, 0) + _utf16z(path), path=path)
+            _p, data = self.trans2(TRANS2_QUERY_PATH_INFORMATION,
+                                   codec.query_path_params(level, path), path=path)
         return data
 
     # -- security descriptors (NT_TRANSACT, [MS-CIFS] 2.2.7.6, 2.2.7.3) -----------------
@@ -372,7 +322,7 @@ class Smb1FileOps(FileOps):
     def query_security(self, handle: Handle, info: int, max_data: int = 0xF000) -> bytes:
         """The self-relative security descriptor of an open file (the parts
         in ``info``, AdditionalInformation bits)."""
-        params = struct.pack("<HHI", handle.fid, 0, info)
+        params = codec.security_desc_params(handle.fid, info)
         try:
             message = self._nt_transact(handle, smb1.pack_nt_transact(
                 smb1.NT_TRANSACT_QUERY_SECURITY_DESC, params, max_params=4,
@@ -382,7 +332,7 @@ class Smb1FileOps(FileOps):
             raise SmbProtocolError(f"NT_TRANSACT_QUERY_SECURITY_DESC: {exc}") from None
 
     def set_security(self, handle: Handle, info: int, descriptor: bytes) -> None:
-        params = struct.pack("<HHI", handle.fid, 0, info)
+        params = codec.security_desc_params(handle.fid, info)
         self._nt_transact(handle, smb1.pack_nt_transact(smb1.NT_TRANSACT_SET_SECURITY_DESC,
                                                         params, descriptor))
 
@@ -397,7 +347,7 @@ class Smb1FileOps(FileOps):
 
     def query_fs(self, level: int) -> bytes:
         """The data of TRANS2_QUERY_FS_INFORMATION at ``level``."""
-        _p, data = self._trans2(TRANS2_QUERY_FS_INFORMATION, struct.pack("<H", level), path="")
+        _p, data = self.trans2(TRANS2_QUERY_FS_INFORMATION, codec.query_fs_params(level), path="")
         return bytes(data)
 
     def _info(self, path: str, fid: Optional[int] = None) -> FileInfo:
@@ -406,14 +356,12 @@ class Smb1FileOps(FileOps):
         pass-through FileAllInformation has no IndexNumber (it carries the
         native level's EaSize and FileName there)."""
         data = self._query(self._all_info_level, path=path, fid=fid)
-        (ctime, atime, mtime, chtime, attrs, alloc, eof, links, _delete, _dir,
-         _r) = _unpack(_ALL_INFO, data, "QUERY_INFORMATION")
+        a = _decode(fscc.parse_all_information, data, False)
         index = 0
         if self._passthrough:
             data = self._query(FILE_INTERNAL_INFORMATION, path=path, fid=fid)
-            (index,) = _unpack(_U64, data, "FileInternalInformation")
-        return FileInfo(_split(path)[1], eof, alloc, attrs, ctime, atime, mtime, chtime,
-                        index, links)
+            index = _decode(fscc.parse_u64, data)
+        return FileInfo(_split(path)[1], file_index=index, nlink=a.links).update(a)
 
     def query_info(self, handle: Handle) -> FileInfo:
         return self._info(handle.path, handle.fid)
@@ -422,19 +370,17 @@ class Smb1FileOps(FileOps):
         return self._info(path)
 
     def fs_size(self) -> FsSize:
-        _p, data = self._trans2(TRANS2_QUERY_FS_INFORMATION,
-                                struct.pack("<H", SMB_QUERY_FS_SIZE_INFO), path="")
-        if len(data) < _FS_SIZE_INFO.size:
-            raise SmbProtocolError("SMB_QUERY_FS_SIZE_INFO truncated")
-        total, free, sectors, sector_size = _FS_SIZE_INFO.unpack_from(data)
+        _p, data = self.trans2(TRANS2_QUERY_FS_INFORMATION,
+                               codec.query_fs_params(SMB_QUERY_FS_SIZE_INFO), path="")
+        total, free, sectors, sector_size = _decode(fscc.parse_fs_size_information, data)
         return FsSize(total, free, free, sectors, sector_size)
 
     def set_end_of_file(self, handle: Handle, size: int) -> None:
         if size < 0:
             raise ValueError("negative size")
-        self._trans2(TRANS2_SET_FILE_INFORMATION,
-                     _SET_FILE.pack(handle.fid, SMB_SET_FILE_END_OF_FILE_INFO, 0),
-                     _U64.pack(size), path=handle.path)
+        self.trans2(TRANS2_SET_FILE_INFORMATION,
+                    codec.set_file_params(handle.fid, SMB_SET_FILE_END_OF_FILE_INFO),
+                    fscc.end_of_file_information(size), path=handle.path)
         handle.info.size = size
 
     def set_times(self, path: str, atime: int, mtime: int) -> None:
@@ -444,9 +390,9 @@ class Smb1FileOps(FileOps):
         handle = self.open(path, access=FILE_WRITE_ATTRIBUTES | SYNCHRONIZE,
                            disposition=FILE_OPEN)
         try:
-            self._trans2(TRANS2_SET_FILE_INFORMATION,
-                         _SET_FILE.pack(handle.fid, SMB_SET_FILE_BASIC_INFO, 0),
-                         _BASIC_INFO.pack(0, atime, mtime, 0, 0), path=path)
+            self.trans2(TRANS2_SET_FILE_INFORMATION,
+                        codec.set_file_params(handle.fid, SMB_SET_FILE_BASIC_INFO),
+                        fscc.basic_information(0, atime, mtime), path=path)
         finally:
             self.close(handle)
 
@@ -456,17 +402,18 @@ class Smb1FileOps(FileOps):
         """FIND_FIRST2 now (errors raise here), FIND_NEXT2 while iterating.
         The server matches ``pattern`` (``*`` and ``?``, case-insensitively)."""
         full = f"{path}\\{pattern}" if path else pattern
-        params = _FIND_FIRST.pack(_SEARCH_ALL, FIND_SEARCH_COUNT, FIND_CLOSE_AT_EOS,
-                                  SMB_FIND_FILE_ID_FULL_DIRECTORY_INFO, 0) + _utf16z(full)
+        params = codec.find_first2_params(full, search_attributes=_SEARCH_ALL,
+                                          count=FIND_SEARCH_COUNT, flags=FIND_CLOSE_AT_EOS,
+                                          level=SMB_FIND_FILE_ID_FULL_DIRECTORY_INFO)
         try:
-            rparams, data = self._trans2(TRANS2_FIND_FIRST2, params, path=path)
+            rparams, data = self.trans2(TRANS2_FIND_FIRST2, params, path=path)
         except SmbStatusError as exc:
             if exc.status == NtStatus.NO_SUCH_FILE and pattern != "*":
                 return iter(())             # nothing matches the pattern
             raise
-        sid, count, end, _ea, _last = _unpack(_FIND_FIRST_RESPONSE, rparams, "FIND_FIRST2")
+        sid, count, end = _decode(codec.parse_find_first2_params, rparams)
         entries = _parse_directory_info(data, count)
-        return self._find_rest(path, sid, entries, bool(end) or not entries)
+        return self._find_rest(path, sid, entries, end or not entries)
 
     def _find_rest(self, path: str, sid: int, entries: List[FileInfo],
                    end: bool) -> Iterator[FileInfo]:
@@ -477,37 +424,34 @@ class Smb1FileOps(FileOps):
                         yield info
                 if end:
                     return
-                params = _FIND_NEXT.pack(sid, FIND_SEARCH_COUNT,
-                                         SMB_FIND_FILE_ID_FULL_DIRECTORY_INFO,
-                                         0, FIND_CLOSE_AT_EOS | FIND_CONTINUE_FROM_LAST) \
-                    + _utf16z(entries[-1].name)
-                rparams, data = self._trans2(TRANS2_FIND_NEXT2, params, path=path)
-                count, eos, _ea, _last = _unpack(_FIND_NEXT_RESPONSE, rparams, "FIND_NEXT2")
+                params = codec.find_next2_params(
+                    sid, count=FIND_SEARCH_COUNT, level=SMB_FIND_FILE_ID_FULL_DIRECTORY_INFO,
+                    flags=FIND_CLOSE_AT_EOS | FIND_CONTINUE_FROM_LAST,
+                    resume_name=entries[-1].name)
+                rparams, data = self.trans2(TRANS2_FIND_NEXT2, params, path=path)
+                count, eos = _decode(codec.parse_find_next2_params, rparams)
                 resume = entries[-1].name
                 entries = _parse_directory_info(data, count)
-                end = bool(eos) or not entries
+                end = eos or not entries
                 if entries and entries[-1].name == resume:
                     raise SmbProtocolError("FIND_NEXT2 made no progress")
         finally:
             if not end:
                 # Abandoned before the end: the server still holds the search.
                 try:
-                    self._run(Command.FIND_CLOSE2, _FID.pack(sid), path=path)
+                    self._run(Command.FIND_CLOSE2, codec.fid_request(sid), path=path)
                 except Exception:  # noqa: BLE001 - best effort on a dead link
                     pass
 
     def mkdir(self, path: str) -> None:
-        self._run(Command.CREATE_DIRECTORY, b"", b"\x04" + _utf16z(path), path=path)
+        self._run(Command.CREATE_DIRECTORY, codec.path_request(path), path=path)
 
     def delete(self, path: str, directory: bool = False) -> None:
         _check_name(path)
         if directory:
-            # data at offset 35: 0x04 there, the name at 36 (even).
-            self._run(Command.DELETE_DIRECTORY, b"", b"\x04" + _utf16z(path), path=path)
+            self._run(Command.DELETE_DIRECTORY, codec.path_request(path), path=path)
         else:
-            # one word: data at 37, 0x04 there, the name at 38 (even).
-            self._run(Command.DELETE, _FID.pack(_SEARCH_FILES), b"\x04" + _utf16z(path),
-                      path=path)
+            self._run(Command.DELETE, codec.path_request(path, _SEARCH_FILES), path=path)
 
     def rename(self, path: str, new_path: str, replace: bool = False) -> None:
         _check_name(path)
@@ -519,11 +463,10 @@ class Smb1FileOps(FileOps):
                 # no search attributes: Samba applies none, so it answers
                 # NO_SUCH_FILE for a hidden or system source (a dot file under
                 # "hide dot files"); RENAME below includes them.
-                name = leaf.encode("utf-16-le")
                 try:
-                    self._trans2(TRANS2_SET_PATH_INFORMATION,
-                                 _QUERY_PATH.pack(FILE_RENAME_INFORMATION, 0) + _utf16z(path),
-                                 _RENAME_INFO.pack(1, 0, len(name)) + name, path=path)
+                    self.trans2(TRANS2_SET_PATH_INFORMATION,
+                                codec.query_path_params(FILE_RENAME_INFORMATION, path),
+                                fscc.rename_information(leaf, True, wide=False), path=path)
                     return
                 except SmbStatusError as exc:
                     if exc.status != NtStatus.NO_SUCH_FILE:
@@ -536,21 +479,12 @@ class Smb1FileOps(FileOps):
         self._rename(path, new_path)
 
     def _rename(self, path: str, new_path: str) -> None:
-        old = b"\x04" + _utf16z(path)                   # the old name starts at 38
-        start = _data_start(1) + len(old) + 1
-        data = old + b"\x04" + _pad(start) + _utf16z(new_path)
-        self._run(Command.RENAME, _FID.pack(_SEARCH_ALL), data, path=path)
+        self._run(Command.RENAME, codec.rename_request(path, new_path, _SEARCH_ALL), path=path)
 
     # -- oplocks --------------------------------------------------------------
 
     def parse_break(self, notification) -> Tuple[str, Any, int]:
-        reply = notification.reply
-        words, _data = _params(reply.message)
-        (_c, _r, _o, fid, lock_type, level, _timeout, _unlocks,
-         _locks) = _unpack(_LOCKING, words, "LOCKING_ANDX break")
-        if not lock_type & LOCKING_ANDX_OPLOCK_RELEASE:
-            raise SmbProtocolError(f"LOCKING_ANDX from the server is not an oplock break "
-                                   f"(TypeOfLock 0x{lock_type:02x})")
+        fid, level = _decode(codec.parse_oplock_break, notification.reply.message)
         return ("oplock", fid,
                 OPLOCK_LEVEL_II if level == OPLOCK_BREAK_TO_LEVEL_II else OPLOCK_NONE)
 
@@ -560,16 +494,11 @@ class Smb1FileOps(FileOps):
         locks or all unlocks; a lock without FAIL_IMMEDIATELY waits on the
         server (Timeout -1).  ``sequence`` is SMB2's (ignored here)."""
         unlock = bool(ranges[0][2] & _LOCKFLAG_UNLOCK)
-        lock_type = _LOCKING_LARGE_FILES
-        if not unlock and not ranges[0][2] & _LOCKFLAG_EXCLUSIVE:
-            lock_type |= _LOCKING_SHARED
+        shared = not unlock and not ranges[0][2] & _LOCKFLAG_EXCLUSIVE
         wait = not unlock and not ranges[0][2] & _LOCKFLAG_FAIL_IMMEDIATELY
-        data = b"".join(_LOCK_RANGE.pack(_PID, 0, off >> 32, off & 0xFFFFFFFF, n >> 32,
-                                         n & 0xFFFFFFFF) for off, n, _f in ranges)
-        words = _LOCKING.pack(0xFF, 0, 0, handle.fid, lock_type, 0,
-                              0xFFFFFFFF if wait else 0, len(ranges) if unlock else 0,
-                              0 if unlock else len(ranges))
-        task = self._task(Command.LOCKING_ANDX, words, data, path=handle.path)
+        body = codec.locking_andx_request(handle.fid, [(off, n) for off, n, _f in ranges],
+                                          shared=shared, unlock=unlock, wait=wait)
+        task = self._task(Command.LOCKING_ANDX, body, path=handle.path)
         task.long_poll = wait
         return task
 
@@ -580,31 +509,16 @@ class Smb1FileOps(FileOps):
         level = OPLOCK_BREAK_TO_LEVEL_II if new_level == OPLOCK_LEVEL_II else \
             OPLOCK_BREAK_TO_NONE
         handle.oplock_level = OPLOCK_LEVEL_II if level else OPLOCK_NONE
-        words = _LOCKING.pack(0xFF, 0, 0, handle.fid, LOCKING_ANDX_OPLOCK_RELEASE, level,
-                              0, 0, 0)
-        task = self._task(Command.LOCKING_ANDX, words, path=handle.path)
+        task = self._task(Command.LOCKING_ANDX, codec.oplock_release_request(handle.fid, level),
+                          path=handle.path)
         task.replayable = False
         self.client.send_oneway(task)
 
 
 def _parse_directory_info(data, count: int) -> List[FileInfo]:
-    """Entries of SMB_FIND_FILE_ID_FULL_DIRECTORY_INFO (at most ``count``)."""
-    entries: List[FileInfo] = []
-    pos = 0
-    while count > 0:
-        if pos + _DIRECTORY_INFO.size > len(data):
-            raise SmbProtocolError("directory listing truncated")
-        (nxt, _index, ctime, atime, mtime, chtime, eof, alloc, attrs, name_len, _ea, _r,
-         file_id) = _DIRECTORY_INFO.unpack_from(data, pos)
-        start = pos + _DIRECTORY_INFO.size
-        if start + name_len > len(data):
-            raise SmbProtocolError("directory entry name out of bounds")
-        name = bytes(data[start:start + name_len]).decode("utf-16-le", "replace").rstrip("\0")
-        entries.append(FileInfo(name, eof, alloc, attrs, ctime, atime, mtime, chtime, file_id))
-        count -= 1
-        if not nxt:
-            break
-        if nxt < _DIRECTORY_INFO.size:
-            raise SmbProtocolError(f"bad NextEntryOffset {nxt}")
-        pos += nxt
-    return entries
+    """Entries of SMB_FIND_FILE_ID_FULL_DIRECTORY_INFO ([MS-SMB] 2.2.8.1.3,
+    the layout of FileIdFullDirectoryInformation), at most ``count``."""
+    return [FileInfo(e.name.rstrip("\0"), e.end_of_file, e.allocation_size,
+                     e.file_attributes, *e.times, e.file_id)
+            for e in _decode(commands.parse_directory_entries, data,
+                             commands.FILE_ID_FULL_DIRECTORY_INFORMATION, count)]

@@ -1,8 +1,13 @@
-"""FileOps for SMB 2.0.2 .. 3.1.1 ([MS-SMB2] 2.2.13 - 2.2.40).
+"""FileOps for SMB 2.0.2 .. 3.1.1 ([MS-SMB2] 2.2.9 - 2.2.40).
 
-Every request is one ``SmbTask`` built from precompiled structs; payloads
-(write data, names) stay separate buffers.  Replies are parsed with
-``unpack_from`` on the reply's memoryview, so READ data is never copied here.
+Every request is one ``SmbTask`` whose body the ``smblayer.proto`` codecs
+build (``commands``: CREATE, CLOSE, QUERY_INFO, SET_INFO, QUERY_DIRECTORY,
+TREE_CONNECT; ``fileio``: READ, WRITE, FLUSH, breaks; ``contexts``: the
+CREATE contexts; ``info``: the [MS-FSCC] information classes, imported as ``fileinfo``); payloads
+(write data, names) stay separate buffers.  No message layout lives here:
+this module decides *what* to send and what a reply means for the Tree.
+READ data is a view of the reply, never copied.  A malformed reply is an
+SmbProtocolError.
 
 Plans: an operation that is one round trip (one request, or one related
 compound) is also offered as a *plan* (``stat_plan``, ``open_plan``,
@@ -16,15 +21,19 @@ from __future__ import annotations
 
 import logging
 import os
-import struct
-from typing import Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
 from ..config import Dialect
 from ..errors import SmbError, SmbProtocolError, status_error
-from ..proto import fscc, posix, smb2
-from ..proto.commands import LOCKFLAG_FAIL_IMMEDIATELY as _LOCKFLAG_FAIL_IMMEDIATELY
-from ..proto.commands import LOCKFLAG_UNLOCK as _LOCKFLAG_UNLOCK
-from ..proto.commands import lock_request
+from ..proto import commands, contexts, fileio, fscc, posix, smb2
+from ..proto import info as fileinfo
+from ..proto.commands import (FILE_ALL_INFORMATION, FILE_BASIC_INFORMATION,
+                              FILE_DISPOSITION_INFORMATION, FILE_END_OF_FILE_INFORMATION,
+                              FILE_FS_FULL_SIZE_INFORMATION, FILE_ID_BOTH_DIRECTORY_INFORMATION,
+                              FILE_RENAME_INFORMATION, INFO_FILE, INFO_FILESYSTEM,
+                              LOCKFLAG_FAIL_IMMEDIATELY, LOCKFLAG_UNLOCK, RELATED_FILE_ID,
+                              RESTART_SCANS)
+from ..proto.contexts import DH2_FLAG_PERSISTENT
 from ..proto.status import NtStatus
 from ..task import Reply, SmbTask
 from .ops import (DELETE, FILE_ATTRIBUTE_DIRECTORY, FILE_CREATE, FILE_DELETE_ON_CLOSE,
@@ -34,30 +43,15 @@ from .ops import (DELETE, FILE_ATTRIBUTE_DIRECTORY, FILE_CREATE, FILE_DELETE_ON_
                   FILE_WRITE_DATA, FILE_SHARE_ALL, LEASE_HANDLE, LEASE_WRITE, OPLOCK_BATCH,
                   OPLOCK_LEASE, OPLOCK_LEVEL_II, OPLOCK_NONE, SYNCHRONIZE, FileInfo, FileOps,
                   FsSize, Handle)
+from .dircache import NO_DIR_CACHE
 from .posix import POSIX_DIR_MODE, POSIX_FILE_MODE, apply_posix_info, posix_file_info
 
 log = logging.getLogger("smblayer")
+R = TypeVar("R")
 
 Command = smb2.Command
-_BODY = smb2.HEADER_SIZE            # offsets in SMB2 bodies count from the header
-
-# CREATE ([MS-SMB2] 2.2.13, 2.2.14)
-_CREATE = struct.Struct("<HBBIQQIIIIIHHII")
-_CREATE_RESP = struct.Struct("<HBBIQQQQQQII16sII")
-_CONTEXT = struct.Struct("<IHHHHI")           # Next, NameOffset, NameLength, Reserved, DataOffset, DataLength
-_LEASE_V1 = struct.Struct("<16sIIQ")          # LeaseKey, LeaseState, LeaseFlags, LeaseDuration
-_LEASE_V2 = struct.Struct("<16sIIQ16sHH")     # ... ParentLeaseKey, Epoch, Reserved
-# Durable handles ([MS-SMB2] 2.2.13.2.3 - 2.2.13.2.12, 2.2.14.2.3 - 2.2.14.2.12)
-_DH2Q = struct.Struct("<II8s16s")             # Timeout, Flags, Reserved, CreateGuid
-_DH2Q_RESP = struct.Struct("<II")             # Timeout, Flags
-_DH2C = struct.Struct("<16s16sI")             # FileId, CreateGuid, Flags
-DH2_FLAG_PERSISTENT = 0x02
 SHARE_CAP_CONTINUOUS_AVAILABILITY = 0x10
 DURABLE_TIMEOUT_MS = 60000                    # what we ask for (Linux cifs' default)
-IMPERSONATION = 2
-# CLOSE (2.2.15, 2.2.16)
-_CLOSE = struct.Struct("<HHI16s")
-_RELATED_FID = b"\xff" * 16           # "the handle the first request of the compound opened"
 
 
 class _AnyStatus:
@@ -69,47 +63,6 @@ class _AnyStatus:
 
 
 _ANY_STATUS = _AnyStatus()
-_CLOSE_RESP = struct.Struct("<HHIQQQQQQI")
-CLOSE_FLAG_POSTQUERY_ATTRIB = 0x0001
-# FLUSH (2.2.17)
-_FLUSH = struct.Struct("<HHI16s")
-# READ (2.2.19, 2.2.20)
-_READ = struct.Struct("<HBBIQ16sIIIHHx")
-_READ_RESP = struct.Struct("<HBBIII")
-# WRITE (2.2.21, 2.2.22)
-_WRITE = struct.Struct("<HHIQ16sIIHHI")
-_WRITE_RESP = struct.Struct("<HHIIHH")
-# QUERY_DIRECTORY (2.2.33, 2.2.34)
-_QUERY_DIR = struct.Struct("<HBBI16sHHI")
-_QUERY_DIR_RESP = struct.Struct("<HHI")
-FILE_ID_BOTH_DIRECTORY_INFORMATION = 0x25
-SMB2_RESTART_SCANS = 0x01
-# FileIdBothDirectoryInformation entry ([MS-FSCC] 2.4.17)
-_DIR_ENTRY = struct.Struct("<IIQQQQQQIIIBx24s2xQ")
-# QUERY_INFO / SET_INFO (2.2.37 - 2.2.40)
-_QUERY_INFO = struct.Struct("<HBBIHHIII16sx")
-_QUERY_INFO_RESP = struct.Struct("<HHI")
-_SET_INFO = struct.Struct("<HBBIHHI16s")
-INFO_FILE = 0x01
-INFO_FILESYSTEM = 0x02
-FILE_FS_FULL_SIZE_INFORMATION = 7
-_FS_FULL_SIZE = struct.Struct("<QQQII")       # [MS-FSCC] 2.5.4
-FILE_BASIC_INFORMATION = 4
-FILE_ALL_INFORMATION = 18
-FILE_END_OF_FILE_INFORMATION = 20
-FILE_RENAME_INFORMATION = 10
-FILE_DISPOSITION_INFORMATION = 13
-# FileAllInformation: Basic (times, attributes), Standard, Internal ([MS-FSCC] 2.4.2)
-_ALL_INFO = struct.Struct("<QQQQI4xQQIBB2xQ")
-_BASIC_INFO = struct.Struct("<QQQQI4x")     # times, attributes ([MS-FSCC] 2.4.7)
-_RENAME = struct.Struct("<B7xQI")
-_U64 = struct.Struct("<Q")
-# OPLOCK_BREAK notifications and acknowledgements (2.2.23 - 2.2.25)
-_OPLOCK_BREAK = struct.Struct("<HBBI16s")
-_LEASE_BREAK = struct.Struct("<HHI16sIIIII")
-_LEASE_ACK = struct.Struct("<HHI16sIQ")
-LEASE_BREAK_ACK_REQUIRED = 0x01
-
 _QUERY_INFO_BUFFER = 4096
 # A CREATE may stop on a symbolic link: its error response says where to go.
 _CREATE_OK = frozenset({0, NtStatus.STOPPED_ON_SYMLINK})
@@ -124,17 +77,12 @@ _NOT_ERRORS_DIR = frozenset({0, NtStatus.NO_MORE_FILES, NtStatus.NO_SUCH_FILE})
 Plan = Tuple[List[SmbTask], Callable[[Sequence[Reply]], object]]
 
 
-def _utf16(path: str) -> bytes:
-    return path.encode("utf-16-le")
-
-
-def _pad8(n: int) -> int:
-    return -n % 8
-
-
-def _check_size(reply: Reply, layout: struct.Struct, what: str) -> None:
-    if len(reply.body) < layout.size:
-        raise SmbProtocolError(f"{what} response truncated ({len(reply.body)} bytes)")
+def _decode(parse: Callable[..., R], *args) -> R:
+    """``parse(*args)`` (a proto codec); a malformed reply is an SmbProtocolError."""
+    try:
+        return parse(*args)
+    except smb2.MalformedMessage as exc:
+        raise SmbProtocolError(str(exc)) from None
 
 
 class Smb2FileOps(FileOps):
@@ -176,6 +124,23 @@ class Smb2FileOps(FileOps):
         if len(tasks) == 1:
             return finish([self.client.run_task(tasks[0])])
         return finish(self.client.run_compound(tasks))
+
+    # -- the tree ------------------------------------------------------------------
+
+    def tree_connect_task(self) -> SmbTask:
+        return SmbTask(Command.TREE_CONNECT,
+                       commands.tree_connect_request(self.session.server_name, self.tree.share),
+                       security=self.session, tree=self.tree, path=self.tree.share,
+                       replayable=False)
+
+    @staticmethod
+    def parse_tree_connect(reply: Reply) -> Tuple[int, int, int, int]:
+        resp = _decode(commands.parse_tree_connect_response, reply)
+        return reply.header.tree_id, resp.share_flags, resp.maximal_access, resp.capabilities
+
+    def tree_disconnect_task(self) -> SmbTask:
+        return self._task(Command.TREE_DISCONNECT, commands.tree_disconnect_request(),
+                          replayable=False)
 
     # -- handles -------------------------------------------------------------------
 
@@ -290,80 +255,66 @@ class Smb2FileOps(FileOps):
         """(CREATE task, the oplock level asked, the lease key).  ``durable``:
         ask a durable handle with this CreateGuid; ``reclaim``: reconnect
         that durable handle (DH2C/DHnC)."""
+        if reclaim is None:
+            self._dir_cache.changing(path, access, disposition)
         if oplock == OPLOCK_LEASE and not self._leasing:
             log.debug("smblayer: server/dialect without leasing; asking a batch oplock")
             oplock = OPLOCK_BATCH
-        name = _utf16(self._wire_path(path))
-        contexts = list(extra)
+        wanted = list(extra)
         if oplock == OPLOCK_LEASE:
             lease_key = lease_key or os.urandom(16)
-            if self._lease_v2:
-                data = _LEASE_V2.pack(lease_key, lease_state, 0, 0, bytes(16), 0, 0)
-            else:
-                data = _LEASE_V1.pack(lease_key, lease_state, 0, 0)
-            contexts.append((b"RqLs", data))
+            wanted.append((contexts.LEASE, contexts.lease_context(lease_key, lease_state,
+                                                                  self._lease_v2)))
         if reclaim is not None:
             if reclaim.create_guid is not None:
-                flags = DH2_FLAG_PERSISTENT if reclaim.persistent else 0
-                contexts.append((b"DH2C", _DH2C.pack(reclaim.fid, reclaim.create_guid,
-                                                     flags)))
+                wanted.append((contexts.DURABLE_V2_RECONNECT, contexts.durable_v2_reconnect(
+                    reclaim.fid, reclaim.create_guid, reclaim.persistent)))
             else:
-                contexts.append((b"DHnC", reclaim.fid))
+                wanted.append((contexts.DURABLE_V1_RECONNECT, reclaim.fid))
         elif durable is not None:
             if self._durable_v2:
-                flags = DH2_FLAG_PERSISTENT if self._persistent_share() else 0
-                contexts.append((b"DH2Q", _DH2Q.pack(DURABLE_TIMEOUT_MS, flags, bytes(8),
-                                                     durable)))
+                wanted.append((contexts.DURABLE_V2_REQUEST, contexts.durable_v2_request(
+                    durable, DURABLE_TIMEOUT_MS, self._persistent_share())))
             elif oplock in (OPLOCK_BATCH, OPLOCK_LEASE):
-                contexts.append((b"DHnQ", bytes(16)))
+                wanted.append((contexts.DURABLE_V1_REQUEST, bytes(16)))
         if durable is not None:
-            contexts.append((b"QFid", b""))     # the file id: proof of identity later
+            # the file id: proof of identity later
+            wanted.append((contexts.QUERY_ON_DISK_ID, b""))
         if self.posix:
-            contexts.append(posix.create_context(
+            wanted.append(posix.create_context(
                 POSIX_DIR_MODE if create_options & FILE_DIRECTORY_FILE else POSIX_FILE_MODE))
-        contexts = _pack_contexts(contexts)
-        name_off = _BODY + _CREATE.size
-        buffer = name or b"\0"
-        ctx_off = 0
-        if contexts:
-            buffer += bytes(_pad8(len(buffer)))
-            ctx_off = name_off + len(buffer)
-        body = _CREATE.pack(57, 0, oplock, IMPERSONATION, 0, 0, access, attributes,
-                            share_access, disposition, create_options, name_off, len(name),
-                            ctx_off, len(contexts))
-        task = self._task(Command.CREATE, (body, buffer, contexts) if contexts else (body, buffer),
-                          path, on_late_reply=self._close_late_create)
+        body = commands.create_request(
+            self._wire_path(path), desired_access=access, disposition=disposition,
+            create_options=create_options, share_access=share_access,
+            file_attributes=attributes, oplock_level=oplock,
+            contexts=contexts.pack_create_contexts(wanted) if wanted else b"")
+        task = self._task(Command.CREATE, body, path, on_late_reply=self._close_late_create)
         return task, oplock, lease_key
 
     def _parse_create(self, reply: Reply, path: str, oplock: int,
                       lease_key: Optional[bytes]) -> Handle:
-        _check_size(reply, _CREATE_RESP, "CREATE")
-        (_s, level, _f, _action, ctime, atime, wtime, chtime, alloc, eof, attrs, _r, fid,
-         ctx_off, ctx_len) = _CREATE_RESP.unpack_from(reply.body)
-        info = FileInfo(path.rpartition("\\")[2], eof, alloc, attrs, ctime, atime, wtime,
-                        chtime)
-        handle = Handle(bytes(fid), path, info, level)
+        resp = _decode(commands.parse_create_response, reply)
+        info = FileInfo(path.rpartition("\\")[2]).update(resp)
+        handle = Handle(resp.file_id, path, info, resp.oplock_level)
         handle.requested_oplock = oplock
-        contexts = _parse_contexts(reply.message, ctx_off, ctx_len)
-        if level == OPLOCK_LEASE:
-            lease = contexts.get(b"RqLs")
-            if lease is not None and len(lease) >= _LEASE_V1.size:
-                key, state, _flags, _dur = _LEASE_V1.unpack_from(lease)
-                handle.lease_key, handle.lease_state = bytes(key), state
-                handle.requested_lease = state
+        found = contexts.parse_create_contexts(resp.contexts)
+        if resp.oplock_level == OPLOCK_LEASE:
+            lease = contexts.parse_lease(found.get(contexts.LEASE))
+            if lease is not None:
+                handle.lease_key, handle.lease_state = lease
+                handle.requested_lease = handle.lease_state
             else:
                 handle.oplock_level = OPLOCK_NONE
-        dh2q = contexts.get(b"DH2Q")
-        if dh2q is not None and len(dh2q) >= _DH2Q_RESP.size:
-            timeout, flags = _DH2Q_RESP.unpack_from(dh2q)
+        durable = contexts.parse_durable_v2_response(found.get(contexts.DURABLE_V2_REQUEST))
+        if durable is not None:
             handle.durable = True
-            handle.persistent = bool(flags & DH2_FLAG_PERSISTENT)
-        elif b"DHnQ" in contexts:
+            handle.persistent = bool(durable[1] & DH2_FLAG_PERSISTENT)
+        elif contexts.DURABLE_V1_REQUEST in found:
             handle.durable = True
-        qfid = contexts.get(b"QFid")
-        if qfid is not None and len(qfid) >= 8:
-            info.file_index = _U64.unpack_from(qfid)[0]
-        posix_cc = contexts.get(posix.POSIX_GUID)
+        file_id = contexts.parse_on_disk_id(found.get(contexts.QUERY_ON_DISK_ID))
+        if file_id is not None:
+            info.file_index = file_id
+        posix_cc = found.get(posix.POSIX_GUID)
         if posix_cc is not None:
             try:
                 info.posix = posix.parse_create_response(posix_cc)[0]
@@ -374,10 +325,12 @@ class Smb2FileOps(FileOps):
 
     def _close_late_create(self, reply: Reply) -> None:
         """A CREATE we stopped waiting for succeeded late: close the handle."""
-        if reply.header.status == 0 and len(reply.body) >= _CREATE_RESP.size:
-            fid = bytes(_CREATE_RESP.unpack_from(reply.body)[12])
-            task = self._task(Command.CLOSE, (_CLOSE.pack(24, 0, 0, fid),))
-            self.client.run_task_async(task)
+        if reply.header.status == 0:
+            try:
+                fid = commands.parse_create_response(reply).file_id
+            except smb2.MalformedMessage:
+                return
+            self.client.run_task_async(self._task(Command.CLOSE, commands.close_request(fid)))
 
     def close(self, handle: Handle) -> None:
         if handle.closed:
@@ -389,20 +342,15 @@ class Smb2FileOps(FileOps):
     compound_close = True           # a last WRITE and the CLOSE as one compound
 
     def close_task(self, handle: Handle) -> SmbTask:
-        return self._task(Command.CLOSE, (_CLOSE.pack(24, CLOSE_FLAG_POSTQUERY_ATTRIB, 0,
-                                                      handle.fid),), handle.path)
+        return self._task(Command.CLOSE, commands.close_request(handle.fid, postquery=True),
+                          handle.path)
 
     def close_done(self, handle: Handle, reply: Reply) -> None:
         """The handle is closed; its FileInfo gets the final attributes."""
         handle.closed = True
-        _check_size(reply, _CLOSE_RESP, "CLOSE")
-        (_s, flags, _r, ctime, atime, wtime, chtime, alloc, eof,
-         attrs) = _CLOSE_RESP.unpack_from(reply.body)
-        if flags & CLOSE_FLAG_POSTQUERY_ATTRIB:
-            info = handle.info
-            info.creation_time, info.last_access_time = ctime, atime
-            info.last_write_time, info.change_time = wtime, chtime
-            info.allocation_size, info.size, info.attributes = alloc, eof, attrs
+        resp = _decode(commands.parse_close_response, reply)
+        if resp.flags & commands.CLOSE_FLAG_POSTQUERY_ATTRIB:
+            handle.info.update(resp)
 
     # -- data ------------------------------------------------------------------------
 
@@ -410,8 +358,8 @@ class Smb2FileOps(FileOps):
                   into: Optional[memoryview] = None) -> SmbTask:
         """``into``: a writable buffer the data may be received into directly
         (then parse_read returns a view of it)."""
-        body = _READ.pack(49, 0x50, 0, length, offset, handle.fid, 0, 0, 0, 0, 0)
-        task = self._task(Command.READ, (body,), handle.path, expected_response=length,
+        task = self._task(Command.READ, (fileio.read_request(handle.fid, offset, length),),
+                          handle.path, expected_response=length,
                           ok_statuses=_NOT_ERRORS_READ)
         if into is not None:
             task.recv_buffer = into
@@ -422,13 +370,7 @@ class Smb2FileOps(FileOps):
             return reply.placed
         if reply.header.status == NtStatus.END_OF_FILE:
             return memoryview(b"")
-        _check_size(reply, _READ_RESP, "READ")
-        _s, data_off, _r, length, _rem, _r2 = _READ_RESP.unpack_from(reply.body)
-        if length == 0:
-            return memoryview(b"")
-        if data_off < _BODY or data_off + length > len(reply.message):
-            raise SmbProtocolError(f"READ data out of bounds ({data_off}+{length})")
-        return memoryview(reply.message)[data_off:data_off + length]
+        return _decode(fileio.read_response_data, reply)
 
     def read_whole(self, path: str, limit: int) -> Optional[bytes]:
         """A small file in one round trip: CREATE + READ + CLOSE as one
@@ -462,7 +404,7 @@ class Smb2FileOps(FileOps):
         create, _level, _key = self._create_task(
             path, access=FILE_READ_DATA | FILE_READ_ATTRIBUTES | SYNCHRONIZE,
             disposition=FILE_OPEN, create_options=FILE_NON_DIRECTORY_FILE)
-        related = Handle(_RELATED_FID, path, FileInfo())
+        related = Handle(RELATED_FILE_ID, path, FileInfo())
         return [create, self.read_task(related, offset, length), self._related_close(path)]
 
     def write_whole(self, path: str, data) -> Optional[int]:
@@ -475,7 +417,7 @@ class Smb2FileOps(FileOps):
         create, _level, _key = self._create_task(
             path, access=FILE_WRITE_DATA | FILE_READ_ATTRIBUTES | SYNCHRONIZE,
             disposition=FILE_OVERWRITE_IF, create_options=FILE_NON_DIRECTORY_FILE)
-        related = Handle(_RELATED_FID, path, FileInfo())
+        related = Handle(RELATED_FILE_ID, path, FileInfo())
         tasks = [create, self._related_close(path)]
         if len(data):
             tasks.insert(1, self.write_task(related, 0, data))
@@ -487,7 +429,7 @@ class Smb2FileOps(FileOps):
         return tasks, finish
 
     def _related_close(self, path: str) -> SmbTask:
-        close = self._task(Command.CLOSE, (_CLOSE.pack(24, 0, 0, _RELATED_FID),), path)
+        close = self._task(Command.CLOSE, commands.close_request(RELATED_FILE_ID), path)
         close.ok_statuses = _ANY_STATUS
         return close
 
@@ -495,19 +437,18 @@ class Smb2FileOps(FileOps):
                    any_status: bool = False) -> SmbTask:
         """``any_status``: the reply completes the task whatever its status
         (a compound's caller checks it)."""
-        body = _WRITE.pack(49, _BODY + _WRITE.size, len(data), offset, handle.fid, 0, 0, 0,
-                           0, 0)
-        task = self._task(Command.WRITE, (body, data), handle.path)
+        task = self._task(Command.WRITE,
+                          (fileio.write_request(handle.fid, offset, len(data)), data),
+                          handle.path)
         if any_status:
             task.ok_statuses = _ANY_STATUS
         return task
 
     def parse_write(self, reply: Reply) -> int:
-        _check_size(reply, _WRITE_RESP, "WRITE")
-        return _WRITE_RESP.unpack_from(reply.body)[2]
+        return _decode(fileio.write_response_count, reply)
 
     def flush(self, handle: Handle) -> None:
-        self._run(Command.FLUSH, (_FLUSH.pack(24, 0, 0, handle.fid),), handle.path)
+        self._run(Command.FLUSH, (fileio.flush_request(handle.fid),), handle.path)
 
     # -- metadata --------------------------------------------------------------------
 
@@ -516,31 +457,37 @@ class Smb2FileOps(FileOps):
         """Whether opens use the SMB3 POSIX extensions (``fs.connect(posix=True)``)."""
         return getattr(self.tree, "posix", False)
 
+    @property
+    def _dir_cache(self):
+        """The tree's directory cache (fs.dircache)."""
+        return getattr(self.tree, "dir_cache", NO_DIR_CACHE)
+
+    def _close_deferred(self, *paths: str) -> None:
+        """Close the kept handles (fs.deferred) at or below ``paths`` first."""
+        closes = getattr(self.tree, "deferred_closes", None)
+        if closes is not None:
+            for path in paths:
+                closes.close_under(path)
+
     def _wire_path(self, path: str) -> str:
         """A POSIX open's separator is "/" ("\\" is a character in a name)."""
         return path.replace("\\", "/") if self.posix else path
 
     def _query_info_task(self, handle: Handle) -> SmbTask:
         info_class = posix.FILE_POSIX_INFORMATION if self.posix else FILE_ALL_INFORMATION
-        body = _QUERY_INFO.pack(41, INFO_FILE, info_class, _QUERY_INFO_BUFFER,
-                                0, 0, 0, 0, 0, handle.fid)
-        return self._task(Command.QUERY_INFO, (body,), handle.path)
+        return self._task(Command.QUERY_INFO,
+                          commands.query_info_request(handle.fid, INFO_FILE, info_class,
+                                                      output_length=_QUERY_INFO_BUFFER),
+                          handle.path)
 
     def _parse_all_info(self, reply: Reply, info: FileInfo) -> FileInfo:
         """Fill ``info`` from a FileAllInformation (FILE_POSIX_INFORMATION) reply."""
-        _check_size(reply, _QUERY_INFO_RESP, "QUERY_INFO")
-        _s, off, length = _QUERY_INFO_RESP.unpack_from(reply.body)
+        buf = _decode(commands.parse_query_info_response, reply)
         if self.posix:
-            return posix_file_info(reply.message[off:off + length], info)
-        if length < _ALL_INFO.size or off + _ALL_INFO.size > len(reply.message):
-            raise SmbProtocolError("FileAllInformation truncated")
-        (ctime, atime, wtime, chtime, attrs, alloc, eof, links, _pending, _isdir,
-         index) = _ALL_INFO.unpack_from(reply.message, off)
-        info.creation_time, info.last_access_time = ctime, atime
-        info.last_write_time, info.change_time = wtime, chtime
-        info.attributes, info.allocation_size, info.size, info.file_index = \
-            attrs, alloc, eof, index
-        info.nlink = links
+            return posix_file_info(buf, info)
+        all_info = _decode(fileinfo.parse_all_information, buf)
+        info.update(all_info)
+        info.file_index, info.nlink = all_info.file_id, all_info.links
         return info
 
     def query_info(self, handle: Handle) -> FileInfo:
@@ -551,7 +498,12 @@ class Smb2FileOps(FileOps):
         """One round trip: CREATE, a related QUERY_INFO (FileAllInformation:
         times, sizes, attributes, links, the file id) and CLOSE in one
         compound.  On a POSIX tree the server does not follow a symbolic
-        link (STOPPED_ON_SYMLINK): the link itself is described (S_IFLNK)."""
+        link (STOPPED_ON_SYMLINK): the link itself is described (S_IFLNK).
+        A directory the tree caches (``fs.dircache``) answers with no round trip."""
+        if not create_options:
+            cached = self._dir_cache.lookup(path)
+            if cached is not None:
+                return cached
         tasks, finish = self.stat_plan(path, create_options)
         try:
             replies = self.client.run_compound(tasks)
@@ -570,7 +522,7 @@ class Smb2FileOps(FileOps):
         create, _level, _key = self._create_task(
             path, access=FILE_READ_ATTRIBUTES | SYNCHRONIZE, disposition=FILE_OPEN,
             create_options=create_options)
-        related = Handle(_RELATED_FID, path, FileInfo(path.rpartition("\\")[2]))
+        related = Handle(RELATED_FILE_ID, path, FileInfo(path.rpartition("\\")[2]))
         return ([create, self._query_info_task(related), self._related_close(path)],
                 lambda replies: self._parse_all_info(replies[1], related.info))
 
@@ -586,7 +538,7 @@ class Smb2FileOps(FileOps):
         create, _level, _key = self._create_task(
             path, access=access | SYNCHRONIZE, disposition=disposition,
             create_options=create_options, attributes=attributes)
-        related = Handle(_RELATED_FID, path, FileInfo())
+        related = Handle(RELATED_FILE_ID, path, FileInfo())
         return [create, *middle(related), self._related_close(path)], lambda replies: None
 
     def mkdir_plan(self, path: str) -> "Plan":
@@ -600,12 +552,12 @@ class Smb2FileOps(FileOps):
                                           else FILE_NON_DIRECTORY_FILE)
         return self._with_handle(
             path, DELETE | FILE_READ_ATTRIBUTES, options,
-            lambda h: (self._set_info_task(h, FILE_DISPOSITION_INFORMATION, b"\x01", path),)
+            lambda h: (self._set_info_task(h, FILE_DISPOSITION_INFORMATION,
+                                           fileinfo.DELETE_PENDING, path),)
             if directory else ())
 
     def rename_plan(self, path: str, new_path: str, replace: bool = False) -> "Plan":
-        name = _utf16(new_path)
-        info = _RENAME.pack(1 if replace else 0, 0, len(name)) + name
+        info = fileinfo.rename_information(self._wire_path(new_path), replace)
         return self._with_handle(
             path, DELETE | FILE_READ_ATTRIBUTES, 0,
             lambda h: (self._set_info_task(h, FILE_RENAME_INFORMATION, info, new_path),))
@@ -614,35 +566,43 @@ class Smb2FileOps(FileOps):
         return self._with_handle(
             path, FILE_WRITE_ATTRIBUTES, 0,
             lambda h: (self._set_info_task(h, FILE_BASIC_INFORMATION,
-                                           _BASIC_INFO.pack(0, atime, mtime, 0, 0), path),))
+                                           fileinfo.basic_information(0, atime, mtime),
+                                           path),))
 
     def set_times(self, path: str, atime: int, mtime: int) -> None:
         """Set the access and write times (FILETIME; 0 leaves one as it is):
         CREATE + SET_INFO(FileBasicInformation) + CLOSE in one compound."""
         create, _level, _key = self._create_task(
             path, access=FILE_WRITE_ATTRIBUTES | SYNCHRONIZE, disposition=FILE_OPEN)
-        related = Handle(_RELATED_FID, path, FileInfo())
+        related = Handle(RELATED_FILE_ID, path, FileInfo())
         self.client.run_compound(
             (create, self._set_info_task(related, FILE_BASIC_INFORMATION,
-                                         _BASIC_INFO.pack(0, atime, mtime, 0, 0), path),
+                                         fileinfo.basic_information(0, atime, mtime), path),
              self._related_close(path)))
 
     def listdir(self, path: str, pattern: str = "*") -> Iterator[FileInfo]:
         """Entries of ``path`` matching ``pattern`` (the server matches it:
         ``*`` and ``?``, case-insensitively)."""
+        if pattern == "*":
+            cached = self._dir_cache.listing(path)
+            if cached is not None:
+                return iter(cached)
         handle = self.run_plan(self.opendir_plan(path))
-        entries: List[FileInfo] = []
         try:
-            restart = True
-            while True:
-                batch = self.run_plan(self.query_dir_plan(handle, pattern, restart))
-                if batch is None:
-                    break
-                restart = False
-                entries.extend(batch)
+            return iter(self.list_handle(handle, pattern))
         finally:
             self.close(handle)
-        return iter(entries)
+
+    def list_handle(self, handle: Handle, pattern: str = "*") -> List[FileInfo]:
+        """The entries of the open directory ``handle`` matching ``pattern``."""
+        entries: List[FileInfo] = []
+        restart = True
+        while True:
+            batch = self.run_plan(self.query_dir_plan(handle, pattern, restart))
+            if batch is None:
+                return entries
+            restart = False
+            entries.extend(batch)
 
     def opendir_plan(self, path: str) -> "Plan":
         return self.open_plan(path, access=FILE_LIST_DIRECTORY | FILE_READ_ATTRIBUTES | SYNCHRONIZE,
@@ -652,67 +612,66 @@ class Smb2FileOps(FileOps):
                        restart: bool = False) -> "Plan":
         """One QUERY_DIRECTORY; the result is a list of FileInfo, or None at
         the end of the listing."""
-        pattern_bytes = _utf16(pattern)
-        body = _QUERY_DIR.pack(33, self._dir_class,
-                               SMB2_RESTART_SCANS if restart else 0, 0, handle.fid,
-                               _BODY + _QUERY_DIR.size, len(pattern_bytes), self._dir_buffer)
-        task = self._task(Command.QUERY_DIRECTORY, (body, pattern_bytes), handle.path,
+        request = commands.query_directory_request(
+            handle.fid, pattern, info_class=self._dir_class,
+            flags=RESTART_SCANS if restart else 0, output_length=self._dir_buffer)
+        task = self._task(Command.QUERY_DIRECTORY, request, handle.path,
                           expected_response=self._dir_buffer, ok_statuses=_NOT_ERRORS_DIR)
 
         def finish(replies: Sequence[Reply]) -> Optional[List[FileInfo]]:
             reply = replies[0]
             if reply.header.status in (NtStatus.NO_MORE_FILES, NtStatus.NO_SUCH_FILE):
                 return None
-            _check_size(reply, _QUERY_DIR_RESP, "QUERY_DIRECTORY")
-            _s, off, length = _QUERY_DIR_RESP.unpack_from(reply.body)
-            if not length:
-                return None
-            if off < _BODY or off + length > len(reply.message):
-                raise SmbProtocolError("QUERY_DIRECTORY buffer out of bounds")
-            return list(self._dir_entries(reply.message, off, off + length))
+            buf = _decode(commands.parse_query_directory_response, reply)
+            return self._dir_entries(buf) if buf else None
         return [task], finish
 
     @property
     def _dir_class(self) -> int:
         return posix.FILE_POSIX_INFORMATION if self.posix else FILE_ID_BOTH_DIRECTORY_INFORMATION
 
-    def _dir_entries(self, message, pos: int, end: int) -> Iterator[FileInfo]:
+    def _dir_entries(self, buf) -> List[FileInfo]:
+        """The FileInfo of each entry of a QUERY_DIRECTORY output buffer
+        ("." and ".." left out)."""
         if not self.posix:
-            return _parse_dir_entries(message, pos, end)
+            return [FileInfo(e.name, e.end_of_file, e.allocation_size, e.file_attributes,
+                             *e.times, e.file_id)
+                    for e in _decode(commands.parse_directory_entries, buf)
+                    if e.name not in (".", "..")]
         try:
-            return iter([apply_posix_info(data, FileInfo(name))
-                         for name, data in posix.parse_dir_entries(message, pos, end)])
+            return [apply_posix_info(data, FileInfo(name))
+                    for name, data in posix.parse_dir_entries(buf, 0, len(buf))]
         except ValueError as exc:
             raise SmbProtocolError(f"POSIX directory listing: {exc}") from None
 
     def _set_info_task(self, handle: Handle, info_class: int, data: bytes,
                        path: Optional[str] = None) -> SmbTask:
-        body = _SET_INFO.pack(33, INFO_FILE, info_class, len(data), _BODY + _SET_INFO.size,
-                              0, 0, handle.fid)
-        return self._task(Command.SET_INFO, (body, data), path or handle.path)
+        return self._task(Command.SET_INFO,
+                          commands.set_info_request(handle.fid, INFO_FILE, info_class, data),
+                          path or handle.path)
 
     def _set_info(self, handle: Handle, info_class: int, data: bytes,
                   path: Optional[str] = None) -> None:
         self.client.run_task(self._set_info_task(handle, info_class, data, path))
 
     def set_end_of_file(self, handle: Handle, size: int) -> None:
-        self._set_info(handle, FILE_END_OF_FILE_INFORMATION, _U64.pack(size))
+        self._set_info(handle, FILE_END_OF_FILE_INFORMATION,
+                       fileinfo.end_of_file_information(size))
         handle.info.size = size
 
     def rename(self, path: str, new_path: str, replace: bool = False) -> None:
-        self.tree.deferred_closes.close_under(path)
-        self.tree.deferred_closes.close_under(new_path)
+        self._close_deferred(path, new_path)
         handle = self.open(path, access=DELETE | FILE_READ_ATTRIBUTES | SYNCHRONIZE,
                            disposition=FILE_OPEN)
         try:
-            name = _utf16(self._wire_path(new_path))
             self._set_info(handle, FILE_RENAME_INFORMATION,
-                           _RENAME.pack(1 if replace else 0, 0, len(name)) + name, new_path)
+                           fileinfo.rename_information(self._wire_path(new_path), replace),
+                           new_path)
         finally:
             self.close(handle)
 
     def delete(self, path: str, directory: bool = False) -> None:
-        self.tree.deferred_closes.close_under(path)
+        self._close_deferred(path)
         options = FILE_DELETE_ON_CLOSE | (FILE_DIRECTORY_FILE if directory
                                           else FILE_NON_DIRECTORY_FILE)
         handle = self.open(path, access=DELETE | FILE_READ_ATTRIBUTES | SYNCHRONIZE,
@@ -721,7 +680,7 @@ class Smb2FileOps(FileOps):
             if directory:
                 # Samba accepts DELETE_ON_CLOSE on a non-empty directory and
                 # then keeps it; setting the disposition reports the error.
-                self._set_info(handle, FILE_DISPOSITION_INFORMATION, b"\x01")
+                self._set_info(handle, FILE_DISPOSITION_INFORMATION, fileinfo.DELETE_PENDING)
         finally:
             self.close(handle)
 
@@ -729,16 +688,14 @@ class Smb2FileOps(FileOps):
         handle = self.open("", access=FILE_READ_ATTRIBUTES | SYNCHRONIZE, disposition=FILE_OPEN,
                            create_options=FILE_DIRECTORY_FILE)
         try:
-            body = _QUERY_INFO.pack(41, INFO_FILESYSTEM, FILE_FS_FULL_SIZE_INFORMATION,
-                                    _FS_FULL_SIZE.size, 0, 0, 0, 0, 0, handle.fid)
-            reply = self._run(Command.QUERY_INFO, (body,), "")
+            request = commands.query_info_request(
+                handle.fid, INFO_FILESYSTEM, FILE_FS_FULL_SIZE_INFORMATION,
+                output_length=fileinfo.FS_FULL_SIZE_INFORMATION_SIZE)
+            reply = self._run(Command.QUERY_INFO, request, "")
         finally:
             self.close(handle)
-        _check_size(reply, _QUERY_INFO_RESP, "QUERY_INFO")
-        _s, off, length = _QUERY_INFO_RESP.unpack_from(reply.body)
-        if length < _FS_FULL_SIZE.size or off + _FS_FULL_SIZE.size > len(reply.message):
-            raise SmbProtocolError("FileFsFullSizeInformation truncated")
-        return FsSize(*_FS_FULL_SIZE.unpack_from(reply.message, off))
+        return FsSize(*_decode(fileinfo.parse_fs_full_size_information,
+                               _decode(commands.parse_query_info_response, reply)))
 
     def mkdir(self, path: str) -> None:
         handle = self.open(path, access=FILE_READ_ATTRIBUTES | SYNCHRONIZE,
@@ -755,24 +712,18 @@ class Smb2FileOps(FileOps):
         (2.1+), so a replayed LOCK is not applied twice."""
         if self.client.dialect < Dialect.SMB2_1:
             sequence = 0
-        task = self._task(Command.LOCK, lock_request(handle.fid, ranges, sequence=sequence),
+        task = self._task(Command.LOCK,
+                          commands.lock_request(handle.fid, ranges, sequence=sequence),
                           handle.path)
-        task.long_poll = any(not flags & (_LOCKFLAG_FAIL_IMMEDIATELY | _LOCKFLAG_UNLOCK)
+        task.long_poll = any(not flags & (LOCKFLAG_FAIL_IMMEDIATELY | LOCKFLAG_UNLOCK)
                              for _o, _n, flags in ranges)
         return task
 
     # -- oplocks and leases --------------------------------------------------------------
 
     def parse_break(self, notification) -> Tuple[str, object, int]:
-        body = notification.reply.body
-        if len(body) >= _LEASE_BREAK.size and body[0] == 44:
-            (_s, _epoch, _flags, key, _current, new_state, _reason, _am,
-             _sm) = _LEASE_BREAK.unpack_from(body)
-            return "lease", bytes(key), new_state
-        if len(body) >= _OPLOCK_BREAK.size and body[0] == 24:
-            _s, level, _r, _r2, fid = _OPLOCK_BREAK.unpack_from(body)
-            return "oplock", bytes(fid), level
-        raise SmbProtocolError(f"unknown OPLOCK_BREAK notification ({len(body)} bytes)")
+        note = _decode(fileio.parse_break_notification, notification.reply)
+        return note.kind, note.key, note.new_level
 
     def ack_break(self, handle: Handle, new_level: int) -> None:
         """Acknowledge a break, unless the server expects none (level II to
@@ -780,69 +731,17 @@ class Smb2FileOps(FileOps):
         if handle.oplock_level == OPLOCK_LEASE:
             if not handle.lease_state & (LEASE_WRITE | LEASE_HANDLE):
                 return
-            body = _LEASE_ACK.pack(36, 0, 0, handle.lease_key, new_level, 0)
+            body = fileio.lease_break_ack(handle.lease_key, new_level)
         else:
             if handle.oplock_level in (OPLOCK_NONE, OPLOCK_LEVEL_II):
                 return
-            body = _OPLOCK_BREAK.pack(24, new_level, 0, 0, handle.fid)
+            body = fileio.oplock_break_ack(handle.fid, new_level)
         try:
             self._run(Command.OPLOCK_BREAK, (body,), handle.path, priority=True)
         except SmbError:
             if not handle.closed:
                 raise
 
-
-def _pack_contexts(contexts) -> bytes:
-    """CREATE contexts ([MS-SMB2] 2.2.13.2): (name, data) pairs chained on
-    8-byte boundaries."""
-    out = []
-    for i, (name, data) in enumerate(contexts):
-        data_off = _CONTEXT.size + len(name) + _pad8(_CONTEXT.size + len(name))
-        size = data_off + len(data)
-        last = i == len(contexts) - 1
-        nxt = 0 if last else size + _pad8(size)
-        out.append(_CONTEXT.pack(nxt, _CONTEXT.size, len(name), 0,
-                                 data_off if data else 0, len(data)))
-        out.append(name + bytes(data_off - _CONTEXT.size - len(name)))
-        out.append(data)
-        if not last:
-            out.append(bytes(_pad8(size)))
-    return b"".join(out)
-
-
-def _parse_contexts(message, offset: int, length: int) -> dict:
-    """{name: data} of a CREATE response's contexts (out-of-bounds ones ignored)."""
-    found: dict = {}
-    end = offset + length
-    if not length or end > len(message):
-        return found
-    pos = offset
-    while pos + _CONTEXT.size <= end:
-        nxt, name_off, name_len, _r, data_off, data_len = _CONTEXT.unpack_from(message, pos)
-        if pos + name_off + name_len <= end and pos + data_off + data_len <= end:
-            name = bytes(message[pos + name_off:pos + name_off + name_len])
-            found[name] = memoryview(message)[pos + data_off:pos + data_off + data_len]
-        if not nxt:
-            break
-        pos += nxt
-    return found
-
-
-def _parse_dir_entries(message, pos: int, end: int) -> Iterator[FileInfo]:
-    while True:
-        if pos + _DIR_ENTRY.size > end:
-            raise SmbProtocolError("directory entry truncated")
-        (nxt, index, ctime, atime, wtime, chtime, eof, alloc, attrs, name_len, _ea,
-         _short_len, _short, file_id) = _DIR_ENTRY.unpack_from(message, pos)
-        start = pos + _DIR_ENTRY.size
-        if start + name_len > end:
-            raise SmbProtocolError("directory entry name out of bounds")
-        name = bytes(message[start:start + name_len]).decode("utf-16-le", "replace")
-        if name not in (".", ".."):
-            yield FileInfo(name, eof, alloc, attrs, ctime, atime, wtime, chtime, file_id)
-        if not nxt:
-            return
-        pos += nxt
 
 
 __all__ = ["Smb2FileOps", "status_error"]

@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import math
 import os
 import threading
 import time
@@ -42,6 +41,7 @@ from ..task import SmbTask
 from .admin import AdminMixin
 from .file import MAX_IN_FLIGHT, BufferedRandom, BufferedWriter, SmbRawFile
 from .deferred import DeferredCloseMixin
+from .dircache import DirCacheMixin
 from .locks import BufferedReader
 from .posix import PosixMixin
 from .ops import (FILE_APPEND_DATA, FILE_CREATE, FILE_DIRECTORY_FILE, FILE_NON_DIRECTORY_FILE,
@@ -49,8 +49,9 @@ from .ops import (FILE_APPEND_DATA, FILE_CREATE, FILE_DIRECTORY_FILE, FILE_NON_D
                   FILE_READ_DATA, FILE_SHARE_ALL, FILE_WRITE_ATTRIBUTES, FILE_WRITE_DATA,
                   LEASE_HANDLE, LEASE_READ, LEASE_WRITE, OPLOCK_BATCH, OPLOCK_BY_NAME,
                   OPLOCK_EXCLUSIVE, OPLOCK_LEASE, OPLOCK_NONE, SYNCHRONIZE, FileInfo, FileOps,
-                  Handle, ns_to_filetime, ops_for)
+                  Handle, ns_to_filetime, seconds_to_ns)
 from .helpers import DirEntry, TreeHelpers, join, normpath, outpath
+from .recovery import TreeRecovery
 
 SHARE_FLAGS_DFS = 0x00000003     # SMB2_SHAREFLAG_DFS | SMB2_SHAREFLAG_DFS_ROOT
 SHARE_FLAG_ENCRYPT_DATA = 0x00008000
@@ -58,17 +59,19 @@ SHARE_FLAG_ENCRYPT_DATA = 0x00008000
 log = logging.getLogger("smblayer")
 
 MAX_IO_CHUNK = 1 << 20          # chunk cap: more, smaller requests pipeline better
-_RECLAIM_RETRIES = (0, 0.1, 0.25, 0.5)   # pauses before reclaim rounds
 _BREAK_WAIT = 5.0               # how long a break waits for a CREATE being answered
 
 _DISPOSITION = {"r": FILE_OPEN, "w": FILE_OVERWRITE_IF, "a": FILE_OPEN_IF, "x": FILE_CREATE}
 
 
-def _seconds_to_ns(t: float) -> int:
-    """Seconds -> ns without the float's rounding error on the whole value
-    (1200000000.25 s is 1200000000250000000 ns exactly, as os.utime takes it)."""
-    whole = math.floor(t)
-    return whole * 10**9 + round((t - whole) * 1e9)
+def ops_for(tree) -> FileOps:
+    """The FileOps table of the tree's negotiated dialect (each table's
+    module is imported when a tree first needs it)."""
+    if tree.client.dialect.is_smb1:
+        from .smb1ops import Smb1FileOps
+        return Smb1FileOps(tree)
+    from .smb2ops import Smb2FileOps
+    return Smb2FileOps(tree)
 
 
 def _parse_mode(mode: str) -> Tuple[bool, bool, bool, bool, int]:
@@ -96,13 +99,14 @@ def _write_caching(handle: Handle) -> bool:
     return handle.oplock_level in (OPLOCK_EXCLUSIVE, OPLOCK_BATCH)
 
 
-class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin):
+class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin, DirCacheMixin):
     """A connected share.  Built by ``Session.tree_connect(share)``; the
     os/shutil-level helpers come from :class:`~smblayer.fs.helpers.TreeHelpers`,
     the administrators' calls (security descriptors, streams, snapshots,
     links) from :class:`~smblayer.fs.admin.AdminMixin`, the SMB3 POSIX
     extensions' calls from :class:`~smblayer.fs.posix.PosixMixin`, deferred
-    close from :class:`~smblayer.fs.deferred.DeferredCloseMixin`."""
+    close from :class:`~smblayer.fs.deferred.DeferredCloseMixin`, the
+    directory cache from :class:`~smblayer.fs.dircache.DirCacheMixin`."""
 
     #: READ/WRITE requests a file object keeps on the wire
     max_in_flight = MAX_IN_FLIGHT
@@ -123,59 +127,59 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin):
         self._owns_session = False
         self._files: Dict[int, SmbRawFile] = {}      # open files, closed with the tree
         self._breaks: Optional[_BreakRouter] = None
+        self._recovery = TreeRecovery(self)
 
     def __repr__(self) -> str:
         return f"<Tree \\\\{self.client.host}\\{self.share} id={self.tree_id}>"
 
     def _connect(self) -> None:
-        """TREE_CONNECT: the tree owns the exchange and its result; the
-        session only builds and signs the request (its dialect's codecs)."""
-        session = self.session
-        task = session._ops.tree_connect_task(self.share)
-        task.security = session
-        task.tree = self
-        task.replayable = False
-        reply = self.client.run_task(task)
-        tree_id, _type, flags, access, caps = session._ops.parse_tree_connect(reply)
+        """TREE_CONNECT with the dialect's FileOps (which build and parse
+        it); the first one registers the tree's recovery (fs.recovery)."""
+        ops = ops_for(self)
+        tree_id, flags, access, caps = ops.parse_tree_connect(
+            self.client.run_task(ops.tree_connect_task()))
         self.tree_id = tree_id
         # Before anything else is sent on the tree: on a share that requires
         # encryption even VALIDATE_NEGOTIATE_INFO goes out encrypted
         # ([MS-SMB2] 3.2.4.1.8, 3.2.5.5).
         self.encrypt = bool(flags & SHARE_FLAG_ENCRYPT_DATA)
-        if self.encrypt and session.cipher is None:       # fail closed: nothing in clear
+        if self.encrypt and self.session.cipher is None:  # fail closed: nothing in clear
             raise SmbAuthError(NtStatus.ACCESS_DENIED, "TREE_CONNECT", self.share,
                                "the share requires encryption but the session cannot "
                                "encrypt (no session key, or no cipher)",
                                cause="no_session_key")
         self.capabilities = caps            # e.g. continuous availability (persistent handles)
-        session._validate_negotiate_once(self)
+        self.session._validate_negotiate_once(self)
         self.dfs = bool(flags & SHARE_FLAGS_DFS)     # a DFS share (fs.dfs follows its links)
         self.maximal_access = access
+        self.ops = ops
         self.connected = True
-        self.ops = ops_for(self)
-
-    def _reconnect(self) -> None:
-        if self.connected:
-            self._connect()
+        self._recovery.attach()
 
     def on_reconnect(self) -> None:
-        """Reconnect hook (public, overridable): called by the session's
-        ``on_reconnect`` after its new SESSION_SETUP, before the client is
-        ACTIVE again.  The default connects the tree again (new TreeId);
-        an override calls ``super().on_reconnect()`` first."""
-        self._reconnect()
+        """Reconnect hook (public, overridable), run by the connect worker
+        at STAGE_TREE (after every session's new SESSION_SETUP, before the
+        open files are recovered and the client is ACTIVE again).  The
+        default connects the tree again (new TreeId); an override calls
+        ``super().on_reconnect()`` first."""
+        self._connect()
+
+    def open_files(self) -> List[SmbRawFile]:
+        """The files open on this tree (what a recovery reclaims)."""
+        with self._lock:
+            return list(self._files.values())
 
     def disconnect(self) -> None:
         if not self.connected:
             return
         self._close_all_files()
         self.deferred_closes.close_all()
+        self.dir_cache.clear()
         self.connected = False
+        self._recovery.detach()
         self.session._forget_tree(self)
         try:
-            task = self.session._ops.tree_disconnect_task(self)
-            task.security = self.session
-            self.client.run_task(task)
+            self.client.run_task(self.ops.tree_disconnect_task())
         except SmbError as exc:
             log.debug("smblayer: TREE_DISCONNECT failed: %s", exc)
 
@@ -378,7 +382,7 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin):
             else:
                 if len(times) != 2:
                     raise TypeError("utime: 'times' must be a tuple (atime, mtime)")
-                ns = tuple(_seconds_to_ns(t) for t in times)
+                ns = tuple(seconds_to_ns(t) for t in times)
         elif len(ns) != 2:
             raise TypeError("utime: 'ns' must be a tuple (atime_ns, mtime_ns)")
         self._check_connected()
@@ -447,30 +451,8 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin):
             self._files.pop(id(raw), None)
         if self._breaks is not None and not raw.handle.deferred:
             self._breaks.remove(raw.handle)
-
-    def _recover_files(self) -> None:
-        """Recovery, after the session and every tree are back: reclaim or
-        reopen each open file (see SmbRawFile._recover)."""
-        with self._lock:
-            files = list(self._files.values())
-        # A reclaim can overtake the old connection's smbd still
-        # disconnecting the durable opens (Samba answers "not found" until
-        # it has): those files are tried again after short, growing pauses
-        # (a remote state; nothing local to wait on), the last time for good.
-        for attempt, delay in enumerate(_RECLAIM_RETRIES):
-            if delay:
-                time.sleep(delay)
-            last_try = attempt == len(_RECLAIM_RETRIES) - 1
-            again = []
-            for raw in files:
-                try:
-                    if not raw._recover(last_try):
-                        again.append(raw)
-                except Exception:  # noqa: BLE001 - the other files still recover
-                    log.exception("smblayer: recovering %r failed", raw)
-            files = again
-            if not files:
-                return
+        if raw.mode[:1] != "r" or "+" in raw.mode:      # written: its directory changed
+            self.dir_cache.invalidate(raw.handle.path)
 
     def check_handle(self, handle: Handle) -> None:
         """Raise a clear error for a raw handle (``open_handle``) that did
@@ -482,9 +464,7 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin):
                 f"{self.client.host}:{self.client.port} was re-established; reopen it")
 
     def _close_all_files(self) -> None:
-        with self._lock:
-            files = list(self._files.values())
-        for raw in files:
+        for raw in self.open_files():
             try:
                 raw.owner.close()
             except Exception as exc:  # noqa: BLE001 - closing the rest matters more
@@ -501,7 +481,8 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin):
         notify."""
         raw: Optional[SmbRawFile] = handle.file
         log.debug("smblayer: %s break on %r to 0x%x", kind, handle.path, new_level)
-        parked = self.deferred_closes.take(handle)       # closed for real once acknowledged
+        # a kept file handle or a cached directory: out before the ack, closed after it
+        parked = self.deferred_closes.take(handle) or self.dir_cache.take(handle)
         if raw is not None and _write_caching(handle):
             raw._on_break()
         try:

@@ -1,6 +1,9 @@
 """Public SMB2 request/response codecs for protocol packages ([MS-SMB2] 2.2):
-CREATE, CLOSE, IOCTL/FSCTL, CHANGE_NOTIFY, QUERY_INFO, SET_INFO, LOCK and
-QUERY_DIRECTORY, with the constants they need.
+TREE_CONNECT, TREE_DISCONNECT, CREATE, CLOSE, IOCTL/FSCTL, CHANGE_NOTIFY,
+QUERY_INFO, SET_INFO, LOCK and QUERY_DIRECTORY, with the constants they need.
+(READ/WRITE/FLUSH and breaks: ``proto.fileio``; CREATE contexts:
+``proto.contexts``; information classes: ``proto.info``; SESSION_SETUP:
+``proto.session``; DFS referrals: ``proto.dfs``; SMB1: ``proto.smb1commands``.)
 
 Conventions (the same for every codec here):
 
@@ -27,8 +30,9 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
+from .info import FileState
 from .smb2 import HEADER_SIZE, Command, MalformedMessage
 from .status import NtStatus
 
@@ -118,8 +122,9 @@ FILE_NAMES_INFORMATION = 0x0C
 FILE_ID_BOTH_DIRECTORY_INFORMATION = 0x25
 FILE_ID_FULL_DIRECTORY_INFORMATION = 0x26
 
-# --- CREATE ([MS-SMB2] 2.2.13) ------------------------------------------------------
+# --- CREATE / CLOSE ([MS-SMB2] 2.2.13, 2.2.15) ---------------------------------------
 IMPERSONATION_IMPERSONATION = 2
+CLOSE_FLAG_POSTQUERY_ATTRIB = 0x0001
 
 _CREATE = struct.Struct("<HBBIQQIIIIIHHII")
 _CREATE_RESP = struct.Struct("<HBBIQQQQQQII16sII")
@@ -184,6 +189,41 @@ def _u32(value: int, what: str) -> int:
     return value
 
 
+# --- TREE_CONNECT / TREE_DISCONNECT ([MS-SMB2] 2.2.9 - 2.2.12) ------------------------
+
+_TREE_CONNECT = struct.Struct("<HHHH")
+_TREE_CONNECT_RESP = struct.Struct("<HBBIII")
+_EMPTY_REQUEST = b"\x04\x00\x00\x00"       # StructureSize 4, Reserved
+
+
+def tree_connect_request(server: str, share: str) -> Tuple[bytes, bytes]:
+    """TREE_CONNECT ([MS-SMB2] 2.2.9) of ``\\\\server\\share``."""
+    path = f"\\\\{server}\\{share}".encode("utf-16-le")
+    return _TREE_CONNECT.pack(9, 0, HEADER_SIZE + _TREE_CONNECT.size, len(path)), path
+
+
+@dataclass
+class TreeConnectResponse:
+    """The fields of a TREE_CONNECT response."""
+
+    share_type: int
+    share_flags: int
+    capabilities: int
+    maximal_access: int
+
+
+def parse_tree_connect_response(message) -> TreeConnectResponse:
+    """The TREE_CONNECT response body (the TreeId is in the header)."""
+    _s, share_type, _r, flags, caps, access = _fixed(_message(message), _TREE_CONNECT_RESP,
+                                                     "TREE_CONNECT")
+    return TreeConnectResponse(share_type, flags, caps, access)
+
+
+def tree_disconnect_request() -> Tuple[bytes]:
+    """TREE_DISCONNECT ([MS-SMB2] 2.2.11)."""
+    return (_EMPTY_REQUEST,)
+
+
 # --- CREATE / CLOSE --------------------------------------------------------------------
 
 def create_request(path: str, *, desired_access: int, disposition: int,
@@ -208,6 +248,8 @@ def create_request(path: str, *, desired_access: int, disposition: int,
 
 @dataclass
 class CreateResponse:
+    """The fields of a CREATE response."""
+
     file_id: bytes
     oplock_level: int
     create_action: int
@@ -231,7 +273,23 @@ def parse_create_response(message) -> CreateResponse:
 
 
 def close_request(file_id, *, postquery: bool = False) -> Tuple[bytes]:
-    return (_CLOSE.pack(24, 1 if postquery else 0, 0, _file_id(file_id)),)
+    """CLOSE ([MS-SMB2] 2.2.15); ``postquery``: the response carries the
+    file's final attributes."""
+    return (_CLOSE.pack(24, CLOSE_FLAG_POSTQUERY_ATTRIB if postquery else 0, 0,
+                        _file_id(file_id)),)
+
+
+@dataclass
+class CloseResponse(FileState):
+    """With CLOSE_FLAG_POSTQUERY_ATTRIB in ``flags`` the file's final state
+    (else zeros)."""
+    flags: int = 0
+
+
+def parse_close_response(message) -> CloseResponse:
+    (_s, flags, _r, ctime, atime, wtime, chtime, alloc, eof,
+     attrs) = _fixed(_message(message), _CLOSE_RESP, "CLOSE")
+    return CloseResponse(ctime, atime, wtime, chtime, alloc, eof, attrs, flags)
 
 
 # --- IOCTL ----------------------------------------------------------------------------
@@ -251,6 +309,8 @@ def ioctl_request(ctl_code: int, file_id, input: bytes = b"", *, max_output: int
 
 @dataclass
 class IoctlResponse:
+    """The fields of an IOCTL response."""
+
     ctl_code: int
     file_id: bytes
     input: bytes
@@ -320,6 +380,8 @@ def change_notify_request(file_id, *, completion_filter: int = FILE_NOTIFY_CHANG
 
 @dataclass
 class NotifyEntry:
+    """One entry of a CHANGE_NOTIFY response."""
+
     action: int
     name: str        # relative to the watched directory, with backslashes
 
@@ -421,30 +483,37 @@ def parse_query_directory_response(message) -> bytes:
 
 @dataclass
 class DirectoryEntry:
+    """One entry of a QUERY_DIRECTORY response."""
+
     name: str
     file_index: int
     end_of_file: int
     allocation_size: int
     file_attributes: int
     times: Tuple[int, int, int, int] = field(default=(0, 0, 0, 0))   # c, a, w, change
+    file_id: int = 0        # the on-disk id, for the FILE_ID_* classes
 
 
 _DIR_COMMON = struct.Struct("<IIQQQQQQII")     # the head shared by the directory classes
 _NAME_AFTER = {FILE_DIRECTORY_INFORMATION: 64, FILE_FULL_DIRECTORY_INFORMATION: 68,
                FILE_BOTH_DIRECTORY_INFORMATION: 94, FILE_ID_BOTH_DIRECTORY_INFORMATION: 104,
                FILE_ID_FULL_DIRECTORY_INFORMATION: 80}
+_FILE_ID_AT = {FILE_ID_BOTH_DIRECTORY_INFORMATION: 96, FILE_ID_FULL_DIRECTORY_INFORMATION: 72}
+_U64 = struct.Struct("<Q")
 
 
-def parse_directory_entries(buf, info_class: int = FILE_ID_BOTH_DIRECTORY_INFORMATION
-                            ) -> List[DirectoryEntry]:
-    """Entries of a QUERY_DIRECTORY output buffer (with "." and "..")."""
+def parse_directory_entries(buf, info_class: int = FILE_ID_BOTH_DIRECTORY_INFORMATION,
+                            limit: Optional[int] = None) -> List[DirectoryEntry]:
+    """Entries of a QUERY_DIRECTORY output buffer (with "." and ".."); at
+    most ``limit`` of them (an SMB1 FIND reply says how many it holds)."""
     try:
         name_at = _NAME_AFTER[info_class]
     except KeyError:
         raise ValueError(f"cannot parse directory information class {info_class}") from None
+    id_at = _FILE_ID_AT.get(info_class, 0)
     out: List[DirectoryEntry] = []
     pos, end = 0, len(buf)
-    while pos < end:
+    while end and (limit is None or len(out) < limit):
         if pos + name_at > end:
             raise MalformedMessage("directory entry truncated")
         (nxt, index, ctime, atime, wtime, chtime, eof, alloc, attrs,
@@ -454,7 +523,8 @@ def parse_directory_entries(buf, info_class: int = FILE_ID_BOTH_DIRECTORY_INFORM
             raise MalformedMessage("directory entry name out of bounds")
         out.append(DirectoryEntry(bytes(buf[start:start + name_len]).decode("utf-16-le",
                                                                             "replace"),
-                                  index, eof, alloc, attrs, (ctime, atime, wtime, chtime)))
+                                  index, eof, alloc, attrs, (ctime, atime, wtime, chtime),
+                                  _U64.unpack_from(buf, pos + id_at)[0] if id_at else 0))
         if not nxt:
             break
         if nxt < name_at:
@@ -464,8 +534,10 @@ def parse_directory_entries(buf, info_class: int = FILE_ID_BOTH_DIRECTORY_INFORM
 
 
 __all__ = [name for name in list(globals()) if name.isupper() and not name.startswith("_")] + [
-    "Command", "MalformedMessage", "create_request", "CreateResponse", "parse_create_response",
-    "close_request", "ioctl_request", "IoctlResponse", "parse_ioctl_response",
+    "Command", "MalformedMessage", "tree_connect_request", "TreeConnectResponse",
+    "parse_tree_connect_response", "tree_disconnect_request", "create_request",
+    "CreateResponse", "parse_create_response", "close_request", "CloseResponse",
+    "parse_close_response", "ioctl_request", "IoctlResponse", "parse_ioctl_response",
     "parse_resume_key", "copychunk_input", "CopyChunkResult", "parse_copychunk_output",
     "change_notify_request", "NotifyEntry", "parse_change_notify_response",
     "parse_notify_information", "query_info_request", "parse_query_info_response",

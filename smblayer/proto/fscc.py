@@ -15,7 +15,6 @@ struct.error, and never loops forever.  Nothing here does I/O.
 """
 from __future__ import annotations
 
-import datetime
 import re
 import struct
 from dataclasses import dataclass
@@ -265,6 +264,7 @@ def snapshot_filetime(token: str) -> int:
     """The FILETIME a @GMT token names (the timewarp create context's value)."""
     if not is_snapshot_token(token):
         raise ValueError(f"not a snapshot token (@GMT-YYYY.MM.DD-HH.MM.SS): {token!r}")
+    import datetime         # here: only snapshot tokens need it (cold start)
     when = datetime.datetime.strptime(token, "@GMT-%Y.%m.%d-%H.%M.%S")
     seconds = int(when.replace(tzinfo=datetime.timezone.utc).timestamp())
     return seconds * 10**7 + 116444736000000000

@@ -27,6 +27,7 @@ States and transitions::
 from __future__ import annotations
 
 import enum
+import struct
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple, Union
 
@@ -190,7 +191,8 @@ class Negotiator:
         capabilities = 0
         if max(offered) >= Dialect.SMB3_0:
             capabilities = (smb2.Capabilities.DFS | smb2.Capabilities.LEASING
-                            | smb2.Capabilities.LARGE_MTU | smb2.Capabilities.ENCRYPTION)
+                            | smb2.Capabilities.LARGE_MTU | smb2.Capabilities.ENCRYPTION
+                            | smb2.Capabilities.DIRECTORY_LEASING)     # fs.dircache
         elif max(offered) >= Dialect.SMB2_1:
             capabilities = smb2.Capabilities.DFS | smb2.Capabilities.LEASING | smb2.Capabilities.LARGE_MTU
         if Dialect.SMB3_1_1 in offered:
@@ -298,3 +300,29 @@ class Negotiator:
                 result.posix = self.posix and ctx.data == smb2.POSIX_EXTENSIONS_GUID
         if not seen_preauth:
             raise NegotiateFailed("3.1.1 response without a preauth integrity context")
+
+
+# --- FSCTL_VALIDATE_NEGOTIATE_INFO ([MS-SMB2] 2.2.31.4, 2.2.32.6) ----------------------
+# The request repeats what our NEGOTIATE said, the response what the server
+# chose: Capabilities, Guid, SecurityMode, then the dialects (request) or the
+# dialect (response).  Sent as an IOCTL (``proto.commands.ioctl_request``).
+_VALIDATE = struct.Struct("<I16sHH")
+VALIDATE_NEGOTIATE_SIZE = _VALIDATE.size        # the response's output
+
+
+def validate_negotiate_input(result: NegotiateResult) -> bytes:
+    """VALIDATE_NEGOTIATE_INFO request input for what we negotiated."""
+    dialects = result.request_dialects
+    return _VALIDATE.pack(result.request_capabilities, result.client_guid,
+                          result.request_security_mode, len(dialects)) + \
+        struct.pack(f"<{len(dialects)}H", *dialects)
+
+
+def parse_validate_negotiate(output) -> Tuple[int, bytes, int, int]:
+    """(capabilities, server guid, security mode, dialect) from the
+    VALIDATE_NEGOTIATE_INFO response output."""
+    if len(output) < _VALIDATE.size:
+        raise smb2.MalformedMessage(f"VALIDATE_NEGOTIATE_INFO output truncated "
+                                    f"({len(output)} bytes)")
+    caps, guid, mode, dialect = _VALIDATE.unpack_from(output)
+    return caps, bytes(guid), mode, dialect

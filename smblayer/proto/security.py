@@ -27,12 +27,14 @@ from __future__ import annotations
 
 import re
 import struct
-import uuid
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Tuple
 
 from ..errors import SmbProtocolError
 from .smb2 import MalformedMessage
+
+if TYPE_CHECKING:
+    import uuid     # imported where a GUID is made: uuid loads platform (cold start)
 
 
 class MalformedSecurity(SmbProtocolError, MalformedMessage):
@@ -312,6 +314,7 @@ class Ace:
                 if present & bit:
                     if pos + 16 > len(body):
                         raise MalformedSecurity("object ACE GUID truncated")
+                    import uuid
                     guid = uuid.UUID(bytes_le=body[pos:pos + 16])
                     pos += 16
                     if bit == ACE_OBJECT_TYPE_PRESENT:
@@ -563,6 +566,7 @@ def _ace_from_sddl(text: str) -> Ace:
             if name not in _SDDL_MASKS:
                 raise ValueError(f"SDDL: unknown access right {name!r}")
             mask |= _SDDL_MASKS[name]
+    import uuid
     return Ace(_SDDL_TYPES[kind.upper()], bits, mask, Sid.parse(sid),
                uuid.UUID(obj) if obj else None, uuid.UUID(inherited) if inherited else None)
 
@@ -634,7 +638,8 @@ def _cacls_int(text: str, what: str) -> int:
 
 def ace_from_smbcacls(text: str) -> Ace:
     """Parse "SID:TYPE/FLAGS/MASK" (an "ACL:" prefix is allowed), in either
-    of smbcacls' forms; the trustee is a SID or an SDDL alias."""
+    of smbcacls' forms; the trustee is a SID, an SDDL alias or a well-known
+    name such as "Everyone"."""
     if text.startswith("ACL:"):
         text = text[4:]
     who, sep, rest = text.rpartition(":")
@@ -669,7 +674,17 @@ def ace_from_smbcacls(text: str) -> Ace:
             if letter not in special:
                 raise ValueError(f"smbcacls: unknown permission {letter!r} in {mask_text!r}")
             mask |= special[letter]
-    return Ace(ace_type, flags, mask, Sid.parse(who))
+    return Ace(ace_type, flags, mask, _trustee(who))
+
+
+_SID_OF_NAME = {name.lower(): sid for sid, name in WELL_KNOWN_NAMES.items()}
+
+
+def _trustee(who: str) -> Sid:
+    """A SID, an SDDL alias, or a well-known name ("Everyone",
+    "BUILTIN\\Administrators"; others need the server's LSA)."""
+    sid = _SID_OF_NAME.get(who.strip().lower())
+    return Sid.parse(sid if sid is not None else who)
 
 
 __all__ = ["Sid", "Ace", "Acl", "SecurityDescriptor", "MalformedSecurity",

@@ -21,6 +21,7 @@ HEADER_SIZE = 32
 HEADER = struct.Struct("<4sBIBHH8sHHHHH")
 _ROUTE = struct.Struct("<4xBIBH")          # command, status, flags, flags2
 _MID = struct.Struct("<H")
+_UID = struct.Struct("<H")
 
 
 class Command(enum.IntEnum):
@@ -97,12 +98,21 @@ SMB2_002_DIALECT = "SMB 2.002"
 SMB2_WILDCARD_DIALECT = "SMB 2.???"
 
 
-def pack_header(command: int, mid: int, *, tid: int = 0, uid: int = 0, pid: int = 0xFEFF,
+#: the PID pack_header puts in every request (LOCKING_ANDX ranges name it)
+DEFAULT_PID = 0xFEFF
+
+
+def pack_header(command: int, mid: int, *, tid: int = 0, uid: int = 0, pid: int = DEFAULT_PID,
                 flags: int = Flags.CASE_INSENSITIVE | Flags.CANONICALIZED_PATHS,
                 flags2: int = DEFAULT_FLAGS2, status: int = 0) -> bytearray:
     return bytearray(HEADER.pack(PROTOCOL_ID, command, status, flags, flags2,
                                  (pid >> 16) & 0xFFFF, bytes(8), 0, tid, pid & 0xFFFF,
                                  uid, mid))
+
+
+def set_uid(header: bytearray, uid: int) -> None:
+    """The UID field of a packed header (a session's id, set at send time)."""
+    _UID.pack_into(header, 28, uid)
 
 
 def pack_params(words: bytes, data: bytes = b"") -> Tuple[bytes, bytes]:
@@ -114,6 +124,8 @@ def pack_params(words: bytes, data: bytes = b"") -> Tuple[bytes, bytes]:
 
 @dataclass
 class Header:
+    """The fields of an SMB1 header."""
+
     command: int
     status: int
     flags: int
@@ -177,6 +189,8 @@ NT_NEGOTIATE_WORDS = struct.Struct("<HBHHIIIIQhB")
 
 @dataclass
 class NegotiateResponse:
+    """The fields of an SMB1 NEGOTIATE response."""
+
     dialect_index: int
     security_mode: int = 0
     max_mpx_count: int = 0
@@ -222,6 +236,37 @@ def pack_echo(data: bytes = b"", count: int = 1) -> Tuple[bytes, bytes]:
 def pack_nt_cancel() -> Tuple[bytes, bytes]:
     return pack_params(b"")
 
+
+# --- TREE_CONNECT_ANDX / TREE_DISCONNECT ([MS-CIFS] 2.2.4.55, 2.2.4.51; [MS-SMB] 2.2.4.7) --
+_TREE_CONNECT_ANDX = struct.Struct("<BBHHH")      # AndX, Reserved, Offset, Flags, PasswordLength
+_TREE_CONNECT_ANDX_RESPONSE = struct.Struct("<BBHH")   # AndX, Reserved, Offset, OptionalSupport
+TREE_CONNECT_ANDX_EXTENDED_RESPONSE = 0x0008
+SMB_SHARE_IS_IN_DFS = 0x0002
+
+
+def pack_tree_connect_andx(server: str, share: str) -> Tuple[bytes, bytes]:
+    """TREE_CONNECT_ANDX of ``\\\\SERVER\\SHARE`` (any service, no password:
+    the session authenticates)."""
+    path = f"\\\\{server}\\{share.upper()}\0".encode("utf-16-le")
+    words = _TREE_CONNECT_ANDX.pack(0xFF, 0, 0, TREE_CONNECT_ANDX_EXTENDED_RESPONSE, 1)
+    # Password (one NUL), then the Unicode path (2-byte aligned), then the service.
+    return pack_params(words, b"\0" + path + b"?????\0")
+
+
+def parse_tree_connect_andx(message) -> int:
+    """OptionalSupport of a TREE_CONNECT_ANDX response (0 when the server
+    sent none)."""
+    try:
+        words, _data = parse_params(message)
+    except ValueError:
+        return 0
+    if len(words) < _TREE_CONNECT_ANDX_RESPONSE.size:
+        return 0
+    return _TREE_CONNECT_ANDX_RESPONSE.unpack_from(words)[3]
+
+
+def pack_tree_disconnect() -> Tuple[bytes, bytes]:
+    return pack_params(b"")
 
 
 # --- TRANSACTION / TRANSACTION2 ([MS-CIFS] 2.2.4.33, 2.2.4.46) ---------------

@@ -116,6 +116,16 @@ def add_flags(header: bytearray, flags: int) -> None:
     _U32.pack_into(header, 16, current | flags)
 
 
+def clear_flags(header: bytearray, flags: int) -> None:
+    (current,) = _U32.unpack_from(header, 16)
+    if current & flags:
+        _U32.pack_into(header, 16, current & ~flags)
+
+
+def set_session_id(header: bytearray, session_id: int) -> None:
+    _SESSION_ID.pack_into(header, 40, session_id)
+
+
 @dataclass
 class Header:
     """A parsed SMB2 header (response or request)."""
@@ -225,6 +235,8 @@ _CONTEXT_HEADER = struct.Struct("<HHI")
 
 @dataclass
 class NegotiateContext:
+    """One negotiate context of a 3.1.1 NEGOTIATE (type and raw data)."""
+
     type: int
     data: bytes
 
@@ -284,6 +296,8 @@ def posix_context() -> NegotiateContext:
 
 @dataclass
 class NegotiateResponse:
+    """The fields of a NEGOTIATE response."""
+
     security_mode: int
     dialect_revision: int
     server_guid: bytes

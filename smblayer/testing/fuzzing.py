@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ..config import Dialect, DialectRange
-from ..errors import SmbError, SmbProtocolError
+from ..errors import SmbProtocolError
 from ..proto import commands, framing, negotiate, smb1, smb2
 from ..proto.smb2 import MalformedMessage
 
@@ -255,8 +255,9 @@ def _ioctl(data: bytes) -> None:
 
 def _directory(data: bytes) -> None:
     """proto's FILE_*_DIRECTORY_INFORMATION parser (class picked by the first
-    byte), SMB2 listing's own parser and SMB1's FIND entries."""
-    from ..fs import smb1ops, smb2ops
+    byte; with a count limit as an SMB1 FIND reply gives) and SMB1's FIND
+    entries (the same parser, through the ops table)."""
+    from ..fs import smb1ops
     if not data:
         return
     classes = (
@@ -268,7 +269,7 @@ def _directory(data: bytes) -> None:
     if which < 5:
         commands.parse_directory_entries(buf, classes[which])
     elif which == 5:
-        list(smb2ops._parse_dir_entries(buf, 0, len(buf)))
+        commands.parse_directory_entries(buf, classes[data[0] % 5], limit=data[0])
     else:
         smb1ops._parse_directory_info(buf, 1 << 16)
 
@@ -392,22 +393,23 @@ def _dcerpc(data: bytes) -> None:
 
 
 def _dfs(data: bytes) -> None:
-    from ..fs import dfs
+    from ..proto import dfs
     dfs.parse_referral_response(data, "\\fuzz.example\\dfs\\link\\more")
 
 
 def _session_setup(data: bytes) -> None:
-    """The SESSION_SETUP / TREE_CONNECT reply parsers of both dialects."""
-    from ..fs import session
+    """The SESSION_SETUP / TREE_CONNECT reply parsers of both dialects (the
+    session's and the ops tables' use of the proto codecs)."""
+    from ..fs import session, smb1ops, smb2ops
     from ..task import Reply
     if data[:4] == smb1.PROTOCOL_ID:
         reply = Reply(smb1.parse_header, data, smb1.HEADER_SIZE, 0)
         session._Smb1Auth.parse_setup(reply)
-        session._Smb1Auth.parse_tree_connect(reply)
+        smb1ops.Smb1FileOps.parse_tree_connect(reply)
     else:
         reply = Reply(smb2.parse_header, data, smb2.HEADER_SIZE, 0)
         session._Smb2Auth.parse_setup(reply)
-        session._Smb2Auth.parse_tree_connect(reply)
+        smb2ops.Smb2FileOps.parse_tree_connect(reply)
 
 
 def _read_write(data: bytes) -> None:
@@ -430,9 +432,12 @@ class _Notification:
 
 
 def _create(data: bytes) -> None:
-    from ..fs import smb2ops
+    from ..proto import contexts
     resp = commands.parse_create_response(data)
-    smb2ops._parse_contexts(resp.contexts, 0, len(resp.contexts))
+    found = contexts.parse_create_contexts(resp.contexts)
+    contexts.parse_lease(found.get(contexts.LEASE))
+    contexts.parse_durable_v2_response(found.get(contexts.DURABLE_V2_REQUEST))
+    contexts.parse_on_disk_id(found.get(contexts.QUERY_ON_DISK_ID))
 
 
 def _posix(data: bytes) -> None:
@@ -526,7 +531,7 @@ def _targets() -> Dict[str, Target]:
         Target("fscc", _fscc, (SmbProtocolError,),
                "stream list, snapshots, reparse data, symlink error, volume serial"),
         Target("posix", _posix, (ValueError,), "SMB3 POSIX create context, info, listing"),
-        Target("dfs", _dfs, (SmbError,), "DFS referral response"),
+        Target("dfs", _dfs, _MALFORMED, "DFS referral response (proto.dfs)"),
         Target("session", _session_setup, _FS, "SESSION_SETUP / TREE_CONNECT replies"),
         Target("read_write", _read_write, _FS, "READ / WRITE / break replies"),
     ]

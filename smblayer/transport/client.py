@@ -21,9 +21,10 @@ CLOSED::
 A caller's request: wait until the client can carry it (ACTIVE; a soft
 request waits at most until its deadline), take credits (FIFO), then the
 sender puts it on the wire.  ``run_task`` parks on the task's lock until
-the demux completes it; ``run_task_async`` returns a Future settled on
-smbiod, and while the client is not ACTIVE the request waits in a list, not
-in a pool worker, so user work can never starve recovery.
+the demux completes it; ``run_task_async`` returns a Future settled where
+the reply is read, its callbacks on smbiod (completion.py), and while the
+client is not ACTIVE the request waits in a list, not in a pool worker, so
+user work can never starve recovery.
 
 When a connection is lost the requests in flight are requeued at once:
 sync callers wait for ACTIVE and resend, async ones wait in the list and are
@@ -33,8 +34,9 @@ sent MAX_SENDS times, fails instead.
 
 Lock order (take only downward): registry lock > _state_cond > send lock
 (Sender.lock) > MID-table lock (InFlight.lock) > credit gate.  The connect
-worker's and smbiod's own locks are leaves.  Futures are settled and
-callbacks run only after every lock is released, on smbiod.
+worker's and smbiod's own locks are leaves.  Waiters are woken and Futures
+settled only after every one of these locks is released (the reader's
+read_lock aside); user callbacks run on smbiod.
 """
 from __future__ import annotations
 
@@ -54,6 +56,7 @@ from ..proto import smb1, smb2
 from ..proto.framing import MAX_FRAME
 from ..proto.negotiate import NegotiateResult
 from ..proto.status import NtStatus, is_error
+from .completion import SmbFuture, needs_iod
 from .compound import CompoundRun
 from .connect import CLOSE_WAIT, MAX_SENDS, Connection, ConnectWorker
 from .credits import CreditGate, CreditsAborted
@@ -294,12 +297,12 @@ class SmbClient:
         return TEARDOWN_WAIT
 
     def run_task_async(self, task: SmbTask) -> Future:
-        """Send ``task`` and return a Future settled on smbiod.  Cancelling
-        the Future cancels the request."""
+        """Send ``task`` and return a Future; its callbacks run on smbiod.
+        Cancelling the Future cancels the request."""
         self._check_task(task)
-        future: Future = Future()
+        future = SmbFuture(self._iod)
         task.future = future
-        future.add_done_callback(lambda f, t=task: self._future_done(f, t))
+        future.add_internal_callback(lambda f, t=task: self._future_done(f, t))
         conn = self.connection
         if self.state is ClientState.ACTIVE and conn is not None and not conn.lost and \
                 self._credits.available > 1:
@@ -776,7 +779,8 @@ class SmbClient:
         return False
 
     def _settle_future(self, task: SmbTask) -> None:
-        """Settle an async task's Future (smbiod; the one place that does)."""
+        """Settle an async task's Future (the one place that does): where it
+        completed, or on smbiod when that may block (see completion.py)."""
         future = task.future
         if future is None or future.done():
             return
@@ -797,13 +801,16 @@ class SmbClient:
         task.future = None          # no cycle keeps the task alive
 
     def _wake(self, task: SmbTask) -> None:
-        """Hand a task that changed state to whoever waits on it.  Never
-        call under a layer lock for async tasks (futures complete on smbiod)."""
+        """Hand a task that changed state to whoever waits on it (never under
+        a layer lock): a sync waiter's parking lock is released; a Future is
+        settled here (its user callbacks go to smbiod) unless that may block."""
         if task.future is not None:
             if task.state is TaskState.REISSUE:
                 return        # it waits in the list; the connect worker resends it
             group = task.group
             if group is None:
+                if not needs_iod(task):
+                    return self._settle_future(task)   # here: its callbacks go to smbiod
                 settle, args = self._settle_future, (task,)
             elif group.complete():
                 settle, args = group.settle, ()

@@ -78,7 +78,10 @@ class Connection:
 def open_socket(host: str, port: int, timeout: float) -> socket.socket:
     """A connected TCP socket with Nagle off and keepalive on."""
     try:
-        sock = socket.create_connection((host, port), timeout=timeout)
+        # An ASCII name goes as bytes: a str makes getaddrinfo load the idna
+        # codec (and unicodedata), a cost every one-shot command paid.
+        name = host.encode("ascii") if host.isascii() else host
+        sock = socket.create_connection((name, port), timeout=timeout)
     except OSError as exc:
         raise SmbConnectionError(f"cannot connect to {host}:{port}: {exc}") from exc
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -559,7 +562,10 @@ class ConnectWorker:
             self.state_cond.notify_all()
         with self._inflight.lock:
             tasks = [t for t in self._inflight.take_all() if not t.state.final]
-            tasks += [t for t in waiting if not t.state.final]
+            for t in waiting:             # a parked async compound: all its elements
+                group = t.group
+                tasks += [e for e in (group.tasks if group is not None else (t,))
+                          if not e.state.final]
             for task in tasks:
                 move(task, TaskState.FAILED)
                 task.error = error

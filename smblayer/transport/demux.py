@@ -46,6 +46,7 @@ from ..errors import SmbProtocolError
 from ..proto import smb2
 from ..proto.framing import FrameReader, FramingError, PlacedFrame
 from ..proto.status import is_error
+from .completion import Batch
 from .task import Reply, TaskState, move
 from .wire import PLACEMENT_HEAD
 
@@ -70,6 +71,7 @@ class Demux:
         self._connection_lost = connection_lost
         self._reader = FrameReader(claim=self._claim_placement, claim_head=PLACEMENT_HEAD)
         self._scratch = memoryview(b"")   # large ciphertexts land here
+        self._batch = Batch()             # completed by one read (under read_lock)
         self.replies = 0                  # did this connection ever answer?
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -156,8 +158,11 @@ class Demux:
             raise ConnectionResetError("server closed the connection (EOF)"
                                        + (" mid-frame" if reader.pending else ""))
         self._liveness.last_rx = time.monotonic()
-        for frame in reader.feed(n):
-            self._dispatch(frame)
+        try:
+            for frame in reader.feed(n):
+                self._dispatch(frame)
+        finally:
+            self._batch.flush(self._wake)   # drain all, then wake each once
 
     def _as_loss(self, exc: BaseException) -> BaseException:
         client = self._client
@@ -350,7 +355,7 @@ class Demux:
         self.replies += 1
         task.reply = reply
         task.t_done = now
-        self._wake(task)
+        self._batch.add(task)
 
     # -- decryption ---------------------------------------------------------------
 

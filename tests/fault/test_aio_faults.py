@@ -11,7 +11,9 @@ import signal
 
 import pytest
 
-from smblayer import ReconnectPolicy, SmbTimeoutError, TimeoutPolicy, aio
+from smblayer import ReconnectPolicy, SmbClosedError, SmbTimeoutError, TimeoutPolicy, aio
+from smblayer.client import ClientState
+from smblayer.testing.proxy import FaultProxy
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault, pytest.mark.timeout(90),
               pytest.mark.asyncio]
@@ -103,3 +105,24 @@ async def test_async_file_after_a_reconnect_names_the_file(server):
         assert "f.bin" in str(info.value) and info.value.path == "f.bin"
         await f.close()                                  # quietly: nothing to close
         assert (await tree.stat("f.bin")).st_size == 1000
+
+
+async def test_client_close_fails_a_parked_async_compound(server):
+    """A compound waiting for a reconnect (only its first task is in the
+    waiting list) fails whole when the client closes: no coroutine hangs."""
+    with FaultProxy(server.host, server.port) as proxy:
+        tree = await aio.connect(proxy.host, "share", server.username, server.password,
+                                 port=proxy.port, reconnect=QUICK_RECONNECT,
+                                 timeouts=TimeoutPolicy(mode="hard", timeout=5.0))
+        client = tree.client.sync
+        assert (await tree.stat("")).st_mode
+        proxy.refuse(True)
+        proxy.reset()
+        await asyncio.to_thread(client.wait_for_state, ClientState.RECONNECTING, 5.0)
+        stat = asyncio.ensure_future(tree.stat(""))
+        await asyncio.sleep(0.2)
+        assert not stat.done()                       # parked until the server is back
+        await asyncio.to_thread(client.close)
+        with pytest.raises(SmbClosedError):
+            await asyncio.wait_for(stat, 5)
+        await asyncio.to_thread(tree.sync.close)

@@ -109,7 +109,9 @@ def test_reconnect_hooks_run_in_the_documented_order(server):
         kill_serving_child(server, client)
         tree.listdir("")                        # reissued after the reconnect
         assert active.wait(15)
-        assert order == ["session-start", ("tree", True), "session-done",
+        # The recovery stages: every session, then every tree (then the
+        # open files), then ACTIVE.
+        assert order == ["session-start", "session-done", ("tree", True),
                          ("active", ClientState.ACTIVE)]
         assert tree.tree_id and tree.connected
 

@@ -10,6 +10,7 @@ import contextlib
 import errno
 import io
 import os
+import signal
 import stat
 import threading
 import time
@@ -198,6 +199,26 @@ def test_lock_wait_is_killable(samba_admin, trees, name):
         assert not thread.is_alive() and errors
     with contextlib.suppress(Exception):
         waiter.close()
+
+
+def test_lock_wait_interrupted_by_ctrl_c_holds_nothing(samba_admin, trees, name):
+    """Ctrl-C in a lock(wait=True): KeyboardInterrupt, the LOCK cancelled,
+    and the range is not held afterwards (a third connection can take it
+    once the first holder lets go)."""
+    a, b = trees
+    a.write_bytes(name, bytes(10))
+    with a.open(name, "r+b") as f, b.open(name, "r+b") as g:
+        held = f.lock(0, 10)
+        timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            g.lock(0, 10, wait=True)
+        timer.join()
+        assert g.locks == []
+        held.release()
+        with connect(samba_admin, a.client.dialect, own_connection=True) as c, \
+                c.open(name, "r+b") as h:
+            h.lock(0, 10).release()          # nothing left behind by g's cancelled LOCK
 
 
 # -- streams ------------------------------------------------------------------------------

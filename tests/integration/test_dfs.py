@@ -388,3 +388,25 @@ def test_cli_kerberos_through_a_dfs_link(samba_ad_dc):
              "cat", f"//{dc.host}:{dc.port}/dfs/data/cli-dfs.txt"],
             env=dict(os.environ), capture_output=True, timeout=60)
         assert res.returncode != 0 and dc.fqdn.encode() in res.stderr.lower()
+
+
+def test_administrators_calls_follow_links(files):
+    """get_security, set_security, list_streams, lstat... of a path through
+    a link run on the link's target share (issue 24)."""
+    from smblayer.proto import security
+    with connect(files) as tree, \
+            fs.connect(files.second.host, "share", files.second.username,
+                       files.second.password, port=files.second.port) as direct:
+        link, there = "remote/dfs-remote.txt", "dfs-remote.txt"
+        assert tree.get_security(link).to_bytes() == direct.get_security(there).to_bytes()
+        sd = tree.get_security(link, info=("dacl",))
+        everyone = [a for a in sd.dacl if a.sid == "S-1-1-0"][0]
+        everyone.mask |= security.FILE_GENERIC_WRITE      # no acl_xattr: "other" gets w
+        tree.set_security(link, sd)
+        assert os.stat(files.second.share_path("share") / there).st_mode & 0o002
+        assert [a.mask for a in direct.get_security(there).dacl if a.sid == "S-1-1-0"] == \
+            [everyone.mask]
+        assert [s.name for s in tree.list_streams(link)] == ["::$DATA"]
+        assert tree.lstat(link).st_ino == direct.stat(there).st_ino
+        assert not tree.islink(link)
+

@@ -87,6 +87,8 @@ def test_smbcacls_format():
         ace = S.ace_from_smbcacls(line)
         assert ace in list(sd.dacl)
     assert S.ace_from_smbcacls("ACL:WD:ALLOWED/OI|CI/READ").mask == 0x1200A9
+    assert S.ace_from_smbcacls("ACL:Everyone:DENIED/0x0/D").sid == "S-1-1-0"
+    assert S.ace_from_smbcacls("builtin\\administrators:ALLOWED/0x0/FULL").sid == "BA"
     for bad in ("WD:ALLOWED/0/", "WD:ALLOWED/XX/R", "WD:ALLOWED/0/RQ", "nothing"):
         with pytest.raises(ValueError):
             S.ace_from_smbcacls(bad)

@@ -47,6 +47,9 @@ LAZY_EDGES_ALLOWED: Set[tuple] = {
     # issue 25: SMBFileSystem(asynchronous=True) builds the async twin, which
     # inherits fsspec.py's SMBPathsMixin.
     ("smblayer.fsspec", "smblayer.fsspec_async"),
+    # issue 20: Tree's copy helpers hand many small files to fs/many.py,
+    # which builds on those helpers.
+    ("smblayer.fs.helpers", "smblayer.fs.many"),
 }
 
 # Issue 19.3: DfsTree borrows Tree's helpers; Tree's path helpers become a

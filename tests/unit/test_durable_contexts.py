@@ -11,7 +11,7 @@ from smblayer.config import Dialect
 from smblayer.fs import smb2ops
 from smblayer.fs.ops import (FILE_OVERWRITE_IF, OPLOCK_BATCH, OPLOCK_LEASE, OPLOCK_NONE,
                              FileInfo, Handle)
-from smblayer.proto import smb2
+from smblayer.proto import contexts as create_contexts, smb2
 from smblayer.proto.negotiate import NegotiateResult
 
 
@@ -28,7 +28,7 @@ def _contexts(task) -> dict:
     body = task.body[0]
     ctx_off, ctx_len = struct.unpack_from("<II", body, len(body) - 8)
     message = bytes(smb2.HEADER_SIZE) + b"".join(bytes(p) for p in task.body)
-    found = smb2ops._parse_contexts(message, ctx_off, ctx_len)
+    found = create_contexts.parse_create_contexts(message, ctx_off, ctx_len)
     return {name: bytes(data) for name, data in found.items()}
 
 
@@ -78,11 +78,12 @@ def test_reclaim_sends_dh2c_with_the_create_guid_or_dhnc():
 
 
 def test_parse_contexts_ignores_out_of_bounds_and_stops_at_the_last():
-    packed = smb2ops._pack_contexts([(b"DH2Q", b"\x01" * 8), (b"QFid", b"\x02" * 32)])
+    packed = create_contexts.pack_create_contexts([(b"DH2Q", b"\x01" * 8),
+                                                   (b"QFid", b"\x02" * 32)])
     assert len(packed) % 8 == 0 or packed.endswith(b"\x02" * 32)
-    found = smb2ops._parse_contexts(packed, 0, len(packed))
+    found = create_contexts.parse_create_contexts(packed, 0, len(packed))
     assert bytes(found[b"DH2Q"]) == b"\x01" * 8 and bytes(found[b"QFid"]) == b"\x02" * 32
-    assert smb2ops._parse_contexts(packed, 0, len(packed) + 100) == {}
+    assert create_contexts.parse_create_contexts(packed, 0, len(packed) + 100) == {}
     bad = bytearray(packed)
     struct.pack_into("<I", bad, 12, 10_000)             # first DataLength: out of bounds
-    assert set(smb2ops._parse_contexts(bytes(bad), 0, len(bad))) == {b"QFid"}
+    assert set(create_contexts.parse_create_contexts(bytes(bad), 0, len(bad))) == {b"QFid"}

@@ -12,6 +12,7 @@ from smblayer.errors import SmbProtocolError
 from smblayer.fs import ops as O
 from smblayer.fs import smb1ops as m
 from smblayer.proto import smb1
+from smblayer.proto import smb1commands as codec
 from smblayer.task import Reply
 
 CAPS = (smb1.Capabilities.LARGE_READX | smb1.Capabilities.LARGE_WRITEX
@@ -75,7 +76,7 @@ def test_sizes_follow_capabilities_and_signing():
     assert ops.max_read == m.LARGE_READ_SIGNED < 0x1FFFF - 64
     ops, _ = make_ops(caps=smb1.Capabilities.UNICODE, max_buffer=16644)
     assert ops.max_read == ops.max_write == 16644 - 128
-    assert m._WRITE_DATA_OFFSET + m.LARGE_WRITE <= 0x1FFFF
+    assert codec._WRITE_DATA_OFFSET + m.LARGE_WRITE <= 0x1FFFF
 
 
 # -- requests -----------------------------------------------------------------
@@ -86,10 +87,10 @@ def test_write_task_keeps_the_payload_separate_and_points_at_it():
     data = memoryview(bytearray(b"z" * 100000))
     task = ops.write_task(handle(), (7 << 32) + 5, data)
     assert task.body[2] is data
-    assert smb1.HEADER_SIZE + len(task.body[0]) + len(task.body[1]) == m._WRITE_DATA_OFFSET
+    assert smb1.HEADER_SIZE + len(task.body[0]) + len(task.body[1]) == codec._WRITE_DATA_OFFSET
     words = task.body[0][1:]
     (_c, _r, _o, fid, off_low, _t, _mode, _rem, len_high, len_low, data_off,
-     off_high) = m._WRITE.unpack(words)
+     off_high) = codec._WRITE.unpack(words)
     assert fid == 0x1234 and data_off == 64
     assert (off_high << 32) | off_low == (7 << 32) + 5
     assert (len_high << 16) | len_low == 100000
@@ -102,7 +103,7 @@ def test_read_task_large_count_and_offset_high():
     ops, _ = make_ops()
     task = ops.read_task(handle(), (3 << 32) + 1, 300000)
     (_c, _r, _o, fid, off_low, max_low, _min, max_high, _rem,
-     off_high) = m._READ.unpack(task.body[0][1:])
+     off_high) = codec._READ.unpack(task.body[0][1:])
     assert (max_high << 16) | max_low == 300000
     assert (off_high << 32) | off_low == (3 << 32) + 1
     with pytest.raises(ValueError):
@@ -112,7 +113,7 @@ def test_read_task_large_count_and_offset_high():
 def test_unicode_names_start_at_even_offsets():
     ops, client = make_ops()
     client.replies.append(reply(smb1.Command.NT_CREATE_ANDX,
-                                m._NT_CREATE_RESPONSE.pack(0xFF, 0, 0, 2, 77, 1, 1, 2, 3, 4,
+                                codec._NT_CREATE_RESPONSE.pack(0xFF, 0, 0, 2, 77, 1, 1, 2, 3, 4,
                                                            0x20, 4096, 10, 0, 0, 0)))
     h = ops.open("a\\b.txt", access=O.GENERIC_READ, disposition=O.FILE_OPEN,
                  oplock=O.OPLOCK_BATCH)
@@ -120,7 +121,7 @@ def test_unicode_names_start_at_even_offsets():
     message = wire(client.tasks[-1])
     name = "a\\b.txt\0".encode("utf-16-le")
     assert message.index(name) % 2 == 0
-    flags = m._NT_CREATE.unpack_from(message, smb1.HEADER_SIZE + 1)[5]
+    flags = codec._NT_CREATE.unpack_from(message, smb1.HEADER_SIZE + 1)[5]
     assert flags == m.NT_CREATE_REQUEST_OPLOCK | m.NT_CREATE_REQUEST_OPBATCH
 
     client.replies.append(reply(smb1.Command.RENAME))
@@ -166,7 +167,7 @@ def trans2_reply(params: bytes, data: bytes = b"", *, bad=None) -> Reply:
 def all_info(size=5, links=1) -> bytes:
     # Samba's layout: after the standard information, EaSize and the FileName
     # (no IndexNumber), whatever the level.
-    return m._ALL_INFO.pack(1, 2, 3, 4, 0x20, 4096, size, links, 0, 0, 0) + \
+    return struct.pack("<QQQQI4xQQIBBH", 1, 2, 3, 4, 0x20, 4096, size, links, 0, 0, 0) + \
         struct.pack("<II", 0, 8) + "f.txt".encode("utf-16-le")
 
 
@@ -207,7 +208,7 @@ def test_trans2_malformed_replies():
 
 def dir_entry(name: str, next_offset: int, index=0) -> bytes:
     raw = name.encode("utf-16-le")
-    return m._DIRECTORY_INFO.pack(next_offset, 0, 1, 2, 3, 4, 10, 4096, 0x20, len(raw), 0, 0,
+    return struct.pack("<IIQQQQQQIIIIQ", next_offset, 0, 1, 2, 3, 4, 10, 4096, 0x20, len(raw), 0, 0,
                                   index) + raw
 
 
@@ -224,9 +225,9 @@ def entries(*names: str) -> bytes:
 
 def test_listdir_find_first_and_next():
     ops, client = make_ops()
-    client.replies.append(trans2_reply(m._FIND_FIRST_RESPONSE.pack(7, 3, 0, 0, 0),
+    client.replies.append(trans2_reply(codec._FIND_FIRST_RESPONSE.pack(7, 3, 0, 0, 0),
                                        entries(".", "..", "a")))
-    client.replies.append(trans2_reply(m._FIND_NEXT_RESPONSE.pack(2, 1, 0, 0),
+    client.replies.append(trans2_reply(codec._FIND_NEXT_RESPONSE.pack(2, 1, 0, 0),
                                        entries("b", "日本")))
     assert [i.name for i in ops.listdir("d")] == ["a", "b", "日本"]
     first, nxt = (wire(t) for t in client.tasks)
@@ -237,7 +238,7 @@ def test_listdir_find_first_and_next():
 
 def test_listdir_abandoned_sends_find_close2():
     ops, client = make_ops()
-    client.replies.append(trans2_reply(m._FIND_FIRST_RESPONSE.pack(7, 1, 0, 0, 0),
+    client.replies.append(trans2_reply(codec._FIND_FIRST_RESPONSE.pack(7, 1, 0, 0, 0),
                                        entries("a")))
     it = ops.listdir("")
     assert next(it).name == "a"
@@ -248,9 +249,9 @@ def test_listdir_abandoned_sends_find_close2():
 
 def test_listdir_without_progress_is_a_protocol_error():
     ops, client = make_ops()
-    client.replies.append(trans2_reply(m._FIND_FIRST_RESPONSE.pack(7, 1, 0, 0, 0),
+    client.replies.append(trans2_reply(codec._FIND_FIRST_RESPONSE.pack(7, 1, 0, 0, 0),
                                        entries("a")))
-    client.replies.append(trans2_reply(m._FIND_NEXT_RESPONSE.pack(1, 0, 0, 0), entries("a")))
+    client.replies.append(trans2_reply(codec._FIND_NEXT_RESPONSE.pack(1, 0, 0, 0), entries("a")))
     client.replies.append(reply(smb1.Command.FIND_CLOSE2))
     with pytest.raises(SmbProtocolError):
         list(ops.listdir(""))
@@ -271,8 +272,8 @@ def test_directory_info_malformed(data):
 
 
 def read_reply(payload: bytes, offset=None, length=None, high=0) -> Reply:
-    start = smb1.HEADER_SIZE + 1 + m._READ_RESPONSE.size + 2 + 1
-    words = m._READ_RESPONSE.pack(0xFF, 0, 0, 0, 0, 0,
+    start = smb1.HEADER_SIZE + 1 + codec._READ_RESPONSE.size + 2 + 1
+    words = codec._READ_RESPONSE.pack(0xFF, 0, 0, 0, 0, 0,
                                   len(payload) & 0xFFFF if length is None else length,
                                   start if offset is None else offset, high)
     return reply(smb1.Command.READ_ANDX, words, b"\0" + payload)
@@ -297,7 +298,7 @@ def test_parse_read_is_zero_copy_and_bounds_checked():
 
 def test_parse_write():
     ops, _ = make_ops()
-    r = reply(smb1.Command.WRITE_ANDX, m._WRITE_RESPONSE.pack(0xFF, 0, 0, 0xF000, 0, 1, 0))
+    r = reply(smb1.Command.WRITE_ANDX, codec._WRITE_RESPONSE.pack(0xFF, 0, 0, 0xF000, 0, 1, 0))
     assert ops.parse_write(r) == 0x1F000
     with pytest.raises(SmbProtocolError):
         ops.parse_write(reply(smb1.Command.WRITE_ANDX, b"\0" * 4))
@@ -310,14 +311,14 @@ def test_parse_break_and_ack():
     ops, client = make_ops()
     note = SimpleNamespace(reply=reply(
         smb1.Command.LOCKING_ANDX,
-        m._LOCKING.pack(0xFF, 0, 0, 0x4321, m.LOCKING_ANDX_OPLOCK_RELEASE, 1, 0, 0, 0),
+        codec._LOCKING.pack(0xFF, 0, 0, 0x4321, m.LOCKING_ANDX_OPLOCK_RELEASE, 1, 0, 0, 0),
         request=True))
     assert ops.parse_break(note) == ("oplock", 0x4321, O.OPLOCK_LEVEL_II)
     note.reply = reply(smb1.Command.LOCKING_ANDX,
-                       m._LOCKING.pack(0xFF, 0, 0, 9, m.LOCKING_ANDX_OPLOCK_RELEASE, 0, 0, 0,
+                       codec._LOCKING.pack(0xFF, 0, 0, 9, m.LOCKING_ANDX_OPLOCK_RELEASE, 0, 0, 0,
                                        0), request=True)
     assert ops.parse_break(note) == ("oplock", 9, O.OPLOCK_NONE)
-    for words in (m._LOCKING.pack(0xFF, 0, 0, 9, 0x01, 0, 0, 0, 0), b"\0" * 6):
+    for words in (codec._LOCKING.pack(0xFF, 0, 0, 9, 0x01, 0, 0, 0, 0), b"\0" * 6):
         note.reply = reply(smb1.Command.LOCKING_ANDX, words, request=True)
         with pytest.raises(SmbProtocolError):
             ops.parse_break(note)
@@ -327,7 +328,7 @@ def test_parse_break_and_ack():
     ops.ack_break(h, O.OPLOCK_LEVEL_II)
     (task,) = client.oneway
     assert task.command == smb1.Command.LOCKING_ANDX and not client.tasks
-    (_c, _r, _o, fid, lock_type, level, _t, unlocks, locks) = m._LOCKING.unpack(
+    (_c, _r, _o, fid, lock_type, level, _t, unlocks, locks) = codec._LOCKING.unpack(
         task.body[0][1:])
     assert (fid, lock_type, level, unlocks, locks) == \
         (0x4321, m.LOCKING_ANDX_OPLOCK_RELEASE, 1, 0, 0)
@@ -340,12 +341,12 @@ def test_parse_break_and_ack():
 def test_truncated_replies_never_raise_anything_else():
     """Every prefix of valid replies: SmbProtocolError or a result, nothing else."""
     ops, client = make_ops()
-    create = reply(smb1.Command.NT_CREATE_ANDX, m._NT_CREATE_RESPONSE.pack(
+    create = reply(smb1.Command.NT_CREATE_ANDX, codec._NT_CREATE_RESPONSE.pack(
         0xFF, 0, 0, 2, 77, 1, 1, 2, 3, 4, 0x20, 4096, 10, 0, 0, 0)).message
     read = read_reply(b"hello world").message
-    write = reply(smb1.Command.WRITE_ANDX, m._WRITE_RESPONSE.pack(0xFF, 0, 0, 5, 0, 0,
+    write = reply(smb1.Command.WRITE_ANDX, codec._WRITE_RESPONSE.pack(0xFF, 0, 0, 5, 0, 0,
                                                                   0)).message
-    trans = trans2_reply(m._FIND_FIRST_RESPONSE.pack(7, 2, 1, 0, 0),
+    trans = trans2_reply(codec._FIND_FIRST_RESPONSE.pack(7, 2, 1, 0, 0),
                          entries("a", "bb")).message
     for n in range(len(create) + 1):
         client.replies.append(raw_reply(create[:n]))

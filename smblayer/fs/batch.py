@@ -1,0 +1,113 @@
+"""Many small whole-file operations from one thread, several on the wire.
+
+Theory of operation
+-------------------
+Copying a tree of small files one at a time costs a round trip or three per
+file: on a 10 ms link a thousand files take tens of seconds of waiting.
+Threads hide that but cost wake-ups and GIL hand-offs; here one thread keeps
+up to ``window`` files in flight with the client's asynchronous tasks.
+
+A *job* is a generator.  It yields *plans* -- ``(tasks, finish)`` from the
+FileOps (``read_whole_plan``, ``write_whole_plan``, ``rename_plan`` ...: one
+request or one related compound) -- and receives each plan's result, or has
+its error thrown in, so it reads like the blocking code it replaces::
+
+    def put_small(...):
+        written = yield ops.write_whole_plan(temp, data)
+        yield ops.rename_plan(temp, path, True)
+        return written
+
+:func:`run` starts jobs lazily from an iterable (memory stays bounded by the
+window), sends each job's current plan with ``run_task_async`` /
+``run_compound_async``, waits for whichever plan completes first
+(``concurrent.futures.wait``), advances that job, and yields ``(key, result,
+error)`` as jobs end, in completion order.  A job's own ``try``/``except``
+sees its errors (a put deletes its temporary file); an error it lets out is
+reported for its key and the others go on.  When the consumer stops early
+(an exception, Ctrl-C, ``close()``), the plans still on the wire are
+cancelled and each job is closed (its ``finally`` runs; it may not yield
+more plans then).
+"""
+from __future__ import annotations
+
+import concurrent.futures
+from typing import Any, Callable, Dict, Generator, Iterable, Iterator, Optional, Sequence, Tuple
+
+Plan = Tuple[Sequence, Callable[[Sequence], Any]]
+Job = Generator[Plan, Any, Any]
+
+#: whole-file compounds in flight by default (a READ/WRITE each of up to 1 MiB)
+DEFAULT_WINDOW = 32
+
+
+def _send(client, plan: Plan) -> concurrent.futures.Future:
+    tasks, _finish = plan
+    if len(tasks) == 1:
+        return client.run_task_async(tasks[0])
+    return client.run_compound_async(tasks)
+
+
+def _outcome(plan: Plan, future: concurrent.futures.Future) -> Tuple[bool, Any]:
+    """(ok, value): the plan's result, or the error its replies raise."""
+    try:
+        replies = future.result()
+        if len(plan[0]) == 1:
+            replies = [replies]
+        return True, plan[1](replies)
+    except Exception as exc:  # noqa: BLE001 - handed to the job, which decides
+        return False, exc
+
+
+def run(client, jobs: Iterable[Tuple[Any, Job]], window: int = DEFAULT_WINDOW
+        ) -> Iterator[Tuple[Any, Any, Optional[BaseException]]]:
+    """Run ``(key, job)`` pairs with up to ``window`` in flight; yield
+    ``(key, result, None)`` or ``(key, None, error)`` as each ends."""
+    if window < 1:
+        raise ValueError("window must be >= 1")
+    source = iter(jobs)
+    flying: Dict[concurrent.futures.Future, Tuple[Any, Job, Plan]] = {}
+    exhausted = False
+    try:
+        while True:
+            while not exhausted and len(flying) < window:
+                try:
+                    key, job = next(source)
+                except StopIteration:
+                    exhausted = True
+                    break
+                ended = _advance(client, flying, key, job, lambda j: j.send(None))
+                if ended is not None:
+                    yield ended
+            if not flying:
+                return
+            done, _ = concurrent.futures.wait(list(flying),
+                                              return_when=concurrent.futures.FIRST_COMPLETED)
+            for future in done:
+                key, job, plan = flying.pop(future)
+                ok, value = _outcome(plan, future)
+                step = (lambda j, v=value: j.send(v)) if ok else \
+                    (lambda j, v=value: j.throw(v))
+                ended = _advance(client, flying, key, job, step)
+                if ended is not None:
+                    yield ended
+    finally:
+        for future, (_key, job, _plan) in flying.items():
+            future.cancel()
+            job.close()
+
+
+def _advance(client, flying: Dict, key, job: Job, step: Callable[[Job], Plan]
+             ) -> Optional[Tuple[Any, Any, Optional[BaseException]]]:
+    """Step ``job`` to its next plan and send it; the job's end if it ended."""
+    while True:
+        try:
+            plan = step(job)
+        except StopIteration as stop:
+            return key, stop.value, None
+        except Exception as exc:  # noqa: BLE001 - reported for this job's key
+            return key, None, exc
+        try:
+            flying[_send(client, plan)] = (key, job, plan)
+            return None
+        except Exception as exc:  # noqa: BLE001 - e.g. the client closed: the job decides
+            step = (lambda j, e=exc: j.throw(e))

@@ -1,0 +1,165 @@
+"""Many small files at once: the transfer engine's pipelined path.
+
+Theory of operation
+-------------------
+A file that fits one READ or WRITE is copied by a job of :mod:`.batch`
+(a generator of FileOps plans), several jobs in flight from the calling
+thread:
+
+* download (:func:`get_files`): one compound CREATE + READ + CLOSE, then the
+  bytes go to a local temporary name renamed over the destination
+  (:func:`.transfer.local_temp`), then its times;
+* upload (:func:`put_files`): CREATE + WRITE + CLOSE of a temporary name
+  beside the destination, its times, then a rename over the destination;
+  on any failure the temporary file is deleted, so the destination is whole
+  or as it was;
+* share to share (:func:`copy_files`): the read of one and the write of the
+  other, with the source's times.
+
+A job whose file turns out not to fit (it grew, or is a symbolic link the
+server did not follow) falls back to the one-file path of :mod:`.transfer`
+on the calling thread.  Results come in completion order as
+``(key, bytes moved, error)``; the caller decides what a failure means.
+Only SMB 2+ trees that are not DFS namespaces have plans
+(:func:`can_batch`); elsewhere the callers copy one file at a time.
+"""
+from __future__ import annotations
+
+import os
+import posixpath
+from typing import Iterable, Iterator, Optional, Tuple
+
+from ..errors import SmbStatusError
+from ..proto.status import NtStatus
+from . import batch, transfer
+from .helpers import normpath
+from .ops import ns_to_filetime, seconds_to_ns
+
+__all__ = ["can_batch", "get_files", "put_files", "copy_files", "read_files", "fits"]
+
+Times = Optional[Tuple[float, float]]
+Result = Tuple[object, int, Optional[BaseException]]
+
+
+def can_batch(tree) -> bool:
+    """True if ``tree`` copies small files with plans (SMB 2+, not DFS)."""
+    return hasattr(tree.ops, "read_whole_plan") and not getattr(tree, "dfs", False)
+
+
+def fits(tree, size: Optional[int]) -> bool:
+    """True if a file of ``size`` bytes goes in one READ and one WRITE."""
+    return size is not None and size <= min(tree.io_read_size, tree.io_write_size)
+
+
+def _filetimes(times: Tuple[float, float]) -> Tuple[int, int]:
+    return ns_to_filetime(seconds_to_ns(times[0])), ns_to_filetime(seconds_to_ns(times[1]))
+
+
+def _read_job(tree, path: str):
+    data = yield tree.ops.read_whole_plan(normpath(path), tree.io_read_size)
+    return data if data is not None else tree.read_bytes(path)
+
+
+def _get_job(tree, src: str, dest: str, times: Times):
+    data = yield tree.ops.read_whole_plan(normpath(src), tree.io_read_size)
+    if data is None:                   # grew, or a link: the one-file path
+        return transfer.get_file(tree, src, dest, times=times)
+    with transfer.local_temp(dest) as local:
+        local.write(data)
+    if times is not None:
+        os.utime(dest, times)
+    return len(data)
+
+
+def _temp_name(path: str) -> str:
+    folder, name = posixpath.split(path)
+    return posixpath.join(folder, f".{name}.smblayer-{os.urandom(4).hex()}")
+
+
+def _write_job(tree, data, dest: str, filetimes: Optional[Tuple[int, int]]):
+    """Write ``data`` under a temporary name, give it ``filetimes`` (access,
+    write: FILETIMEs), rename it over ``dest``; the temporary file is
+    removed on any failure."""
+    ops = tree.ops
+    temp = normpath(_temp_name(dest))
+    try:
+        written = yield ops.write_whole_plan(temp, data)
+        if written is None or written < len(data):
+            raise SmbStatusError(NtStatus.DISK_FULL, "WRITE", dest.replace("\\", "/"),
+                                 message=f"short write ({written} of {len(data)} bytes)")
+        if filetimes is not None:
+            yield ops.set_times_plan(temp, *filetimes)
+        yield ops.rename_plan(temp, normpath(dest), True)
+    except GeneratorExit:              # the caller stopped (Ctrl-C): no more plans
+        _remove_quietly(tree, temp)
+        raise
+    except BaseException:
+        try:
+            yield ops.delete_plan(temp, False)
+        except Exception:  # noqa: BLE001 - the original error is what matters
+            pass
+        raise
+    return len(data)
+
+
+def _remove_quietly(tree, path: str) -> None:
+    try:
+        tree.remove(path.replace("\\", "/"))
+    except Exception:  # noqa: BLE001 - best effort on the way out
+        pass
+
+
+def _put_job(tree, local_path: str, dest: str, times: Times):
+    with open(local_path, "rb") as local:
+        data = local.read()
+    return (yield from _write_job(tree, data, dest,
+                                  _filetimes(times) if times is not None else None))
+
+
+def _copy_job(src_tree, src: str, dst_tree, dst: str, filetimes: Optional[Tuple[int, int]]):
+    data = yield src_tree.ops.read_whole_plan(normpath(src), src_tree.io_read_size)
+    if data is None:
+        n = transfer.copy_remote(src_tree, src, dst_tree, dst)
+        if filetimes is not None:
+            dst_tree.ops.set_times(normpath(dst), *filetimes)
+        return n
+    return (yield from _write_job(dst_tree, data, dst, filetimes))
+
+
+def read_files(tree, paths: Iterable[str], *,
+               window: int = batch.DEFAULT_WINDOW) -> Iterator[Tuple[str, bytes, Optional[BaseException]]]:
+    """The contents of many files (a large one read the ordinary way);
+    yields ``(path, data, error)`` as each ends."""
+    for key, data, error in batch.run(tree.client, ((p, _read_job(tree, p)) for p in paths),
+                                      window):
+        yield key, (data if error is None else b""), error
+
+
+def get_files(tree, items: Iterable[Tuple[str, str, Times]], *,
+              window: int = batch.DEFAULT_WINDOW) -> Iterator[Result]:
+    """Download small files ``(remote src, local dest, times)``; yields
+    ``(src, bytes, error)`` as each ends."""
+    return _results(tree.client, ((src, _get_job(tree, src, dest, times))
+                                  for src, dest, times in items), window)
+
+
+def put_files(tree, items: Iterable[Tuple[str, str, Times]], *,
+              window: int = batch.DEFAULT_WINDOW) -> Iterator[Result]:
+    """Upload small files ``(local src, remote dest, times)``; yields
+    ``(dest, bytes, error)`` as each ends."""
+    return _results(tree.client, ((dest, _put_job(tree, src, dest, times))
+                                  for src, dest, times in items), window)
+
+
+def copy_files(src_tree, dst_tree, items: Iterable[Tuple[str, str, Optional[Tuple[int, int]]]],
+               *, window: int = batch.DEFAULT_WINDOW) -> Iterator[Result]:
+    """Copy small files ``(src, dst, filetimes)`` between two trees of one
+    client (or the same tree); ``filetimes``: (access, write) FILETIMEs for
+    the copy, or None.  Yields ``(src, bytes, error)``."""
+    return _results(src_tree.client, ((src, _copy_job(src_tree, src, dst_tree, dst, ft))
+                                      for src, dst, ft in items), window)
+
+
+def _results(client, jobs, window: int) -> Iterator[Result]:
+    for key, n, error in batch.run(client, jobs, window):
+        yield key, (n or 0), error

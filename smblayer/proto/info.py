@@ -1,0 +1,126 @@
+"""File and volume information payloads ([MS-FSCC] 2.4, 2.5), for either
+dialect.
+
+Theory of operation
+-------------------
+QUERY_INFO / SET_INFO on SMB2 and the TRANSACTION2 QUERY/SET_*_INFORMATION
+levels on SMB1 (the pass-through levels are the [MS-FSCC] classes + 1000)
+carry the same structures; only the envelope differs.  So the structures
+live here once and both dialects' FileOps use them:
+
+* FileBasicInformation (times and attributes) -- built to set times;
+* FileAllInformation -- its first 64 bytes (basic + standard information,
+  also the layout of SMB1's native SMB_QUERY_FILE_ALL_INFO) and, on SMB2,
+  the internal information (the file id) after them;
+* FileRenameInformation -- the 64-bit RootDirectory form of SMB2 and the
+  32-bit one of SMB1's pass-through level;
+* FileEndOfFileInformation, FileInternalInformation (one 64-bit value);
+* FileFsSizeInformation / FileFsFullSizeInformation.
+
+Every parser checks the length first and raises :class:`MalformedMessage`.
+The structures of the administrators' calls (stream lists, snapshots,
+reparse data, symbolic-link errors) are in :mod:`smblayer.proto.fscc`.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Tuple
+
+from .smb2 import MalformedMessage
+
+__all__ = ["basic_information", "FileState", "AllInformation", "parse_all_information",
+           "rename_information", "end_of_file_information", "parse_u64",
+           "parse_fs_size_information", "parse_fs_full_size_information",
+           "FS_FULL_SIZE_INFORMATION_SIZE", "DELETE_PENDING"]
+
+_BASIC = struct.Struct("<QQQQI4x")                  # times, attributes (2.4.7)
+_BASIC_STANDARD = struct.Struct("<QQQQI4xQQIBB2x")  # + allocation, EOF, links, flags (2.4.41)
+_U64 = struct.Struct("<Q")
+_RENAME64 = struct.Struct("<B7xQI")                 # ReplaceIfExists, RootDirectory, NameLength
+_RENAME32 = struct.Struct("<B3xII")
+_FS_SIZE = struct.Struct("<QQII")                   # 2.5.8
+_FS_FULL_SIZE = struct.Struct("<QQQII")             # 2.5.4
+FS_FULL_SIZE_INFORMATION_SIZE = _FS_FULL_SIZE.size
+#: FileDispositionInformation that deletes on close
+DELETE_PENDING = b"\x01"
+
+
+def _check(buf, size: int, what: str) -> None:
+    if len(buf) < size:
+        raise MalformedMessage(f"{what} truncated ({len(buf)} of {size} bytes)")
+
+
+def basic_information(creation: int = 0, last_access: int = 0, last_write: int = 0,
+                      change: int = 0, attributes: int = 0) -> bytes:
+    """FileBasicInformation (FILETIMEs; 0 leaves a value unchanged)."""
+    return _BASIC.pack(creation, last_access, last_write, change, attributes)
+
+
+@dataclass
+class FileState:
+    """What an open, a close or a query reports about a file: its times
+    (FILETIME), sizes and attributes.  (``commands.CreateResponse`` carries
+    the same fields under the same names.)"""
+    creation_time: int
+    last_access_time: int
+    last_write_time: int
+    change_time: int
+    allocation_size: int
+    end_of_file: int
+    file_attributes: int
+
+
+@dataclass
+class AllInformation(FileState):
+    """FileAllInformation: the file state plus its link count and more."""
+
+    links: int = 1
+    delete_pending: bool = False
+    directory: bool = False
+    file_id: int = 0
+
+
+def parse_all_information(buf, with_file_id: bool = True) -> AllInformation:
+    """FileAllInformation (or SMB1's SMB_QUERY_FILE_ALL_INFO with
+    ``with_file_id=False``: its bytes after the first 64 are no file id)."""
+    size = _BASIC_STANDARD.size + (_U64.size if with_file_id else 0)
+    _check(buf, size, "FileAllInformation")
+    (ctime, atime, wtime, chtime, attrs, alloc, eof, links, delete,
+     directory) = _BASIC_STANDARD.unpack_from(buf)
+    file_id = _U64.unpack_from(buf, _BASIC_STANDARD.size)[0] if with_file_id else 0
+    return AllInformation(ctime, atime, wtime, chtime, alloc, eof, attrs, links, bool(delete),
+                          bool(directory), file_id)
+
+
+def rename_information(new_name: str, replace: bool, wide: bool = True) -> bytes:
+    """FileRenameInformation to ``new_name``: ``wide`` the SMB2 form
+    (64-bit RootDirectory), else SMB1's pass-through one."""
+    name = new_name.encode("utf-16-le")
+    layout = _RENAME64 if wide else _RENAME32
+    return layout.pack(1 if replace else 0, 0, len(name)) + name
+
+
+def end_of_file_information(size: int) -> bytes:
+    """FileEndOfFileInformation."""
+    return _U64.pack(size)
+
+
+def parse_u64(buf, what: str = "FileInternalInformation") -> int:
+    """A single 64-bit value (FileInternalInformation's file id...)."""
+    _check(buf, _U64.size, what)
+    return _U64.unpack_from(buf)[0]
+
+
+def parse_fs_size_information(buf) -> Tuple[int, int, int, int]:
+    """FileFsSizeInformation: (total units, available units, sectors per
+    unit, bytes per sector)."""
+    _check(buf, _FS_SIZE.size, "FileFsSizeInformation")
+    return _FS_SIZE.unpack_from(buf)
+
+
+def parse_fs_full_size_information(buf) -> Tuple[int, int, int, int, int]:
+    """FileFsFullSizeInformation: (total units, caller available units,
+    actual available units, sectors per unit, bytes per sector)."""
+    _check(buf, _FS_FULL_SIZE.size, "FileFsFullSizeInformation")
+    return _FS_FULL_SIZE.unpack_from(buf)

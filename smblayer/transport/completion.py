@@ -1,0 +1,104 @@
+"""Completing requests without hand-offs.
+
+Theory of operation
+-------------------
+A reply is read by the demux thread (or by a caller on the fast path).  The
+cheapest completion is the one made right there: no queue, no thread hop.
+Two things used to force a hop to smbiod for an async task: settling a
+``concurrent.futures.Future`` runs its done-callbacks in the settling
+thread, and the demux must never run user code; and a reply may need a
+blocking step (a session re-authenticating after
+STATUS_NETWORK_SESSION_EXPIRED).
+
+:class:`SmbFuture` removes the first: every callback a user adds goes to
+smbiod (a callback added after the Future is done runs at once in the
+adding thread, as concurrent.futures does).  The layer's own bookkeeping
+callback (:meth:`SmbFuture.add_internal_callback`) runs in the settling
+thread: it takes no lock and runs no user code.  So the demux settles a
+Future itself, and only a reply that needs a blocking step still goes to
+smbiod (``needs_iod``).
+
+:class:`Batch` is the drain-many half: the frames of one ``recv`` complete
+their tasks into a batch, and only when every frame of that read is
+dispatched is each completed task woken, once, in arrival order.  A waiter
+so never runs (and takes the GIL) while the reader still has replies to
+place, and a reader that fails mid-read still wakes what it completed.
+"""
+from __future__ import annotations
+
+import logging
+from concurrent.futures import Future
+from typing import Callable, List
+
+from ..proto.status import NtStatus
+
+log = logging.getLogger("smblayer")
+
+#: statuses whose completion blocks (re-authentication): settled on smbiod
+_BLOCKING_STATUSES = frozenset({NtStatus.NETWORK_SESSION_EXPIRED})
+
+
+class SmbFuture(Future):
+    """A Future whose user callbacks run on smbiod, never in the thread that
+    settles it (the demux).  ``iod`` is the client's smbiod pool."""
+
+    def __init__(self, iod) -> None:
+        super().__init__()
+        self._iod = iod
+
+    def add_done_callback(self, fn: Callable[[Future], object]) -> None:
+        with self._condition:          # an RLock: done() may take it again
+            if not self.done():
+                self._done_callbacks.append(_OnIod(self._iod, fn))
+                return
+        try:
+            fn(self)
+        except Exception:  # noqa: BLE001 - as concurrent.futures does
+            log.exception("exception calling callback for %r", self)
+
+    def add_internal_callback(self, fn: Callable[[Future], object]) -> None:
+        """A layer callback that runs in the settling thread (no lock, no
+        user code, no blocking)."""
+        super().add_done_callback(fn)
+
+
+class _OnIod:
+    """A user callback of an SmbFuture, rerouted to smbiod when it fires."""
+
+    __slots__ = ("iod", "fn")
+
+    def __init__(self, iod, fn) -> None:
+        self.iod, self.fn = iod, fn
+
+    def __call__(self, future: Future) -> None:
+        try:
+            self.iod.call_soon(self.fn, future)
+        except RuntimeError:           # smbiod is shut down: the client closed
+            self.fn(future)
+
+
+def needs_iod(task) -> bool:
+    """True when settling ``task``'s Future may block: hand it to smbiod."""
+    reply = task.reply
+    return reply is not None and reply.status in _BLOCKING_STATUSES
+
+
+class Batch:
+    """Tasks completed by one read, woken together after it (see above)."""
+
+    __slots__ = ("_tasks",)
+
+    def __init__(self) -> None:
+        self._tasks: List[object] = []
+
+    def add(self, task) -> None:
+        self._tasks.append(task)
+
+    def flush(self, wake: Callable[[object], None]) -> None:
+        """``wake`` every task collected, each once (no lock held)."""
+        tasks = self._tasks
+        if not tasks:
+            return
+        self._tasks = []
+        for task in tasks:
+            wake(task)

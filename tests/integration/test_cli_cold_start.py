@@ -1,0 +1,92 @@
+"""Cold start of one-shot commands (issue 20): what a whole ``stat``,
+``ls`` or ``get`` run loads, against a real server.  The unit tests
+(tests/unit/test_cold_start.py) cover import and argument parsing; these
+cover the rest of a run: connect, authenticate, the command, teardown.
+
+The modules of smblayer a one-shot ``stat`` may load are listed below
+by name (the core, the file client, the command's own module).  The wire
+codecs, the transport and the NTLM path (smblayer.proto.*, .transport.*,
+.security.*) are allowed as packages: every command needs them, and
+their owners split them as they see fit.  A new module on this path is a
+cost every command pays: add it here only on purpose.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from _cli_helpers import cli_env
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+STAT_MODULES = {
+    "smblayer", "smblayer.client", "smblayer.config", "smblayer.errors", "smblayer.loopcheck",
+    "smblayer.registry", "smblayer.task",
+    "smblayer.cli", "smblayer.cli.args", "smblayer.cli.connections", "smblayer.cli.files",
+    "smblayer.cli.main", "smblayer.cli.progress", "smblayer.cli.run",
+    "smblayer.fs", "smblayer.fs.admin", "smblayer.fs.deferred", "smblayer.fs.dircache", "smblayer.fs.file",
+    "smblayer.fs.helpers", "smblayer.fs.locks", "smblayer.fs.ops", "smblayer.fs.posix",
+    "smblayer.fs.recovery", "smblayer.fs.session", "smblayer.fs.smb2ops", "smblayer.fs.tree",
+    "smblayer.fs.window",
+}
+CORE_PACKAGES = ("smblayer.proto", "smblayer.transport", "smblayer.security")
+
+# Loaded by a one-shot command before, never needed by one: each costs
+# milliseconds at every start (shutil brings bz2 and lzma, uuid brings
+# platform, a str host name brings the idna codec and unicodedata...).
+NOT_LOADED = ("shutil", "bz2", "lzma", "uuid", "platform", "getpass", "termios", "random",
+              "datetime", "encodings.idna", "unicodedata", "stringprep", "mmap",
+              "concurrent.futures.thread", "smblayer.fs.transfer", "smblayer.fs.dfs",
+              "smblayer.fs.watch", "smblayer.rpc", "smblayer.fsspec", "smblayer.aio",
+              "spnego", "gssapi", "krb5")
+
+
+def modules_of_run(samba, argv) -> set:
+    """Run the command line in a fresh interpreter; the modules it had
+    loaded at its end."""
+    script = textwrap.dedent(f"""
+        import contextlib, io, json, sys
+        from smblayer.cli.main import main
+        with contextlib.redirect_stdout(io.StringIO()):
+            rc = main({argv!r})
+        print(json.dumps([rc, sorted(sys.modules)]))
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=cli_env(samba), stdin=subprocess.DEVNULL, timeout=90)
+    assert proc.returncode == 0, proc.stderr
+    rc, modules = json.loads(proc.stdout.splitlines()[-1])
+    assert rc == 0, proc.stderr
+    return set(modules)
+
+
+def loaded(modules: set, *names: str) -> list:
+    return sorted(m for m in modules if any(m == n or m.startswith(n + ".") for n in names))
+
+
+@pytest.fixture
+def remote_file(samba):
+    (samba.share_path("share") / "cold-start.txt").write_bytes(b"x" * 4096)
+    return f"//{samba.host}:{samba.port}/share/cold-start.txt"
+
+
+def test_stat_loads_only_the_listed_modules(samba, remote_file):
+    modules = modules_of_run(samba, ["stat", remote_file])
+    ours = {m for m in modules if m == "smblayer" or m.startswith("smblayer.")}
+    extra = sorted(m for m in ours - STAT_MODULES
+                   if not m.startswith(tuple(p + "." for p in CORE_PACKAGES))
+                   and m not in CORE_PACKAGES)
+    assert extra == []
+    assert loaded(modules, *NOT_LOADED) == []
+
+
+def test_ls_and_get_load_nothing_they_do_not_need(samba, remote_file, tmp_path):
+    assert loaded(modules_of_run(samba, ["ls", remote_file]), *NOT_LOADED) == []
+    got = modules_of_run(samba, ["get", remote_file, str(tmp_path / "got")])
+    assert (tmp_path / "got").read_bytes() == b"x" * 4096
+    # get needs the copy engine (and its threads' queue), nothing else more
+    needed = ("smblayer.fs.transfer", "concurrent.futures.thread", "mmap")
+    assert loaded(got, *(n for n in NOT_LOADED if n not in needed)) == []
