@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import BinaryIO, Callable, List, Optional, Sequence, Tuple
 
 from ..fs import transfer
-from ..fs.many import can_batch, fits, get_files, put_files
 from ..fs.transfer import VerifyError
 from .args import UsageError, has_wildcard, is_url
 from .connections import SmbUrl, open_tree, parse_url, smb_path
@@ -133,7 +132,12 @@ def _get_jobs(args, tree, url: SmbUrl, sources: List[Tuple[str, object]], dest: 
 def _pipelined(args, tree, jobs: List[_Job]) -> Tuple[List[_Job], List[_Job]]:
     """(small files for the pipelined path, the rest): small files go
     together unless --continue or --verify asks for the one-file path."""
-    if args.resume or args.verify or len(jobs) < 2 or not can_batch(tree):
+    if args.resume or args.verify or len(jobs) < 2:
+        return [], jobs
+    # fs.many (and fs.batch) load here: a one-file get or put never needs
+    # them (cold start, issue 20)
+    from ..fs.many import can_batch, fits
+    if not can_batch(tree):
         return [], jobs
     small = [j for j in jobs if fits(tree, j.size)]
     return small, [j for j in jobs if not fits(tree, j.size)]
@@ -207,6 +211,7 @@ def cmd_get(args) -> int:
         by_src = {job.src: job for job in small}
 
         def run_small(batch: List[_Job]):
+            from ..fs.many import get_files
             items = ((j.src, j.dest, (j.atime, j.mtime)) for j in batch)
             for src, n, error in get_files(tree, items):
                 yield by_src[src], n, error
@@ -309,6 +314,7 @@ def cmd_put(args) -> int:
         by_dest = {job.dest: job for job in small}
 
         def run_small(batch: List[_Job]):
+            from ..fs.many import put_files
             items = ((j.src, j.dest, (j.atime, j.mtime)) for j in batch)
             for dest, n, error in put_files(tree, items):
                 yield by_dest[dest], n, error
