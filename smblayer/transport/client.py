@@ -71,6 +71,7 @@ from ..errors import (SmbCancelledError, SmbClosedError, SmbConnectionError, Smb
                      SmbProtocolError, SmbTimeoutError, status_error)
 from .iod import SmbIod
 from ..proto import smb1, smb2
+from ..proto.credits import MULTI_CREDIT_COMMANDS, credits_needed, request_sizes
 from ..proto.framing import MAX_FRAME
 from ..proto.negotiate import NegotiateResult
 from ..proto.status import NtStatus, is_error
@@ -617,10 +618,9 @@ class SmbClient:
         """Set the task's CreditCharge; return the credits it consumes: from
         max(send payload, expected response) ([MS-SMB2] 3.2.4.1.5), both read
         from the whole body whatever its split (``request_sizes``)."""
-        from ..proto.credits import credits_needed, request_sizes
         wire = conn.wire
-        if wire.is_smb1:
-            task.credit_charge = wire.charge(task.command, 0, 0)
+        if wire.is_smb1 or task.command not in MULTI_CREDIT_COMMANDS:
+            task.credit_charge = wire.charge(task.command, 0, 0)   # size-independent
         else:
             send, expected = request_sizes(task.command, task.body, task.expected_response,
                                            task.payload_size)
