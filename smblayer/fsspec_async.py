@@ -252,13 +252,17 @@ class AsyncSMBFileSystem(SMBPathsMixin, AsyncFileSystem):
         if isfilelike(lpath):
             outfile = lpath
         share, rel, tree = await self._split(rpath)
-        if not rel or await tree.isdir(rel):
+        try:
+            src = await tree.open(rel, "rb") if rel else None
+        except IsADirectoryError:
+            src = None
+        if src is None:                      # a directory
             if outfile is None:
                 os.makedirs(lpath, exist_ok=True)
             return
         if outfile is None:
             os.makedirs(os.path.dirname(os.path.abspath(lpath)), exist_ok=True)
-        async with tree.open(rel, "rb") as src:
+        async with src:
             callback.set_size(src.handle.info.size)
             out = outfile if outfile is not None else await asyncio.to_thread(open, lpath, "wb")
             try:

@@ -12,9 +12,17 @@ of a 4 KiB file; and the interpreter alone (``python -c pass``) against
 Every case runs both contenders once per round, in rotating order, so
 machine noise hits both alike; the figures are medians and their ratio.
 
-smblayer runs as its console script (``smblayer`` next to this Python),
-with credentials in $SMB_USER / $SMB_PASSWORD; smbclient gets an
-authentication file (``-A``).  Every contender runs once before the
+smblayer runs as a user who did ``pip install smblayer`` has it: a
+scratch venv made for the run holds a plain copy of this checkout's
+``smblayer`` package in its site-packages, compiled like pip compiles it,
+and the console script pip writes; the dependencies (cryptography,
+pyspnego) come from this Python's site-packages through a path line.  A
+development venv's editable install (``pip install -e``) is not measured:
+it adds an import hook at site time (importlib.util, pathlib, fnmatch,
+urllib.parse, ipaddress...) that costs every start a few milliseconds a
+user never pays.  ``--as-is`` runs the console script next to this Python
+instead (whatever install that is).  Credentials go in $SMB_USER /
+$SMB_PASSWORD; smbclient gets an authentication file (``-A``).  Every contender runs once before the
 rounds, with bytecode writing allowed (the .pyc files an installed package
 has), whatever $PYTHONDONTWRITEBYTECODE says.
 """
@@ -24,8 +32,11 @@ import argparse
 import json
 import os
 import shutil
+import site
+import subprocess
 import sys
 import tempfile
+from typing import Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -39,6 +50,41 @@ def smblayer_argv() -> list:
     return [script] if os.access(script, os.X_OK) else [sys.executable, "-m", "smblayer"]
 
 
+# What pip writes as the console script of ``smblayer = smblayer.cli:main``.
+CONSOLE_SCRIPT = """#!{python}
+# -*- coding: utf-8 -*-
+import re
+import sys
+from smblayer.cli import main
+if __name__ == '__main__':
+    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])
+    sys.exit(main())
+"""
+
+
+def install(where: str) -> Tuple[str, str]:
+    """A regular (non-editable) install of this checkout in a scratch venv
+    under ``where`` (see the module's doc): (its python, its console script)."""
+    venv = os.path.join(where, "venv")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True)
+    python = os.path.join(venv, "bin", "python")
+    purelib = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()"
+                              "['purelib'])"], check=True, capture_output=True,
+                             text=True).stdout.strip()
+    repo = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+    shutil.copytree(os.path.join(repo, "smblayer"), os.path.join(purelib, "smblayer"),
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    with open(os.path.join(purelib, "bench_cli_deps.pth"), "w") as f:
+        f.write("\n".join(p for p in site.getsitepackages() if os.path.isdir(p)) + "\n")
+    subprocess.run([python, "-m", "compileall", "-q", os.path.join(purelib, "smblayer")],
+                   check=True)
+    script = os.path.join(venv, "bin", "smblayer")
+    with open(script, "w") as f:
+        f.write(CONSOLE_SCRIPT.format(python=python))
+    os.chmod(script, 0o755)
+    return python, script
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_server_args(p)
@@ -48,6 +94,9 @@ def main() -> int:
     p.add_argument("--baseline", metavar="DIR",
                    help="also run the smblayer package in DIR (e.g. an older checkout, "
                         "as python -m smblayer with PYTHONPATH=DIR): a before/after run")
+    p.add_argument("--as-is", action="store_true",
+                   help="run the smblayer script beside this Python (e.g. an editable "
+                        "install) instead of a regular install made for the run")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
 
@@ -56,7 +105,11 @@ def main() -> int:
         # As installed (pip compiles the bytecode): the first runs write the
         # .pyc files that every later run reads.
         env.pop("PYTHONDONTWRITEBYTECODE", None)
-        smbl = smblayer_argv()
+        if args.as_is:
+            python, smbl = sys.executable, smblayer_argv()
+        else:
+            python, script = install(tmp)
+            smbl = [script]
         smbc = srv.smbclient_argv()
         smbc_exe = smbc[0]
         url = srv.url
@@ -71,12 +124,12 @@ def main() -> int:
             return lambda: time_process(argv, env=environ, cwd=tmp)
 
         base_env = dict(env, PYTHONPATH=os.path.abspath(args.baseline)) if args.baseline else {}
-        base = [sys.executable, "-m", "smblayer"]
+        base = [python, "-m", "smblayer"]
 
         cases = {
-            "import": {"python -c pass": run([sys.executable, "-c", "pass"]),
+            "import": {"python -c pass": run([python, "-c", "pass"]),
                        "python -c 'import smblayer'":
-                           run([sys.executable, "-c", "import smblayer"])},
+                           run([python, "-c", "import smblayer"])},
             "version": {"smblayer": run([*smbl, "--version"]),
                         "smbclient": run([smbc_exe, "--version"])},
             "help": {"smblayer": run([*smbl, "--help"]),
@@ -94,7 +147,7 @@ def main() -> int:
         }
         if args.baseline:
             cases["import"]["baseline: import smblayer"] = run(
-                [sys.executable, "-c", "import smblayer"], base_env)
+                [python, "-c", "import smblayer"], base_env)
             for case, argv in (("version", ["--version"]), ("help", ["--help"]),
                                ("ls", ["ls", f"{url}/{name}.txt"]),
                                ("stat", ["stat", f"{url}/{name}.txt"]),

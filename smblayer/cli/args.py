@@ -191,11 +191,25 @@ def _add_transfer_options(p: argparse.ArgumentParser, command: str) -> None:
                         "it replaces the old file")
 
 
-def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
+class _WrongGuess(Exception):
+    """The parser built for one subcommand cannot parse the command line."""
+
+
+class _GuessParser(argparse.ArgumentParser):
+    """A parser that raises _WrongGuess instead of printing an error and
+    exiting: :func:`parse` then asks the whole parser, which says it right."""
+
+    def error(self, message: str):
+        raise _WrongGuess(message)
+
+
+def build_parser(only: Optional[str] = None, _alone: bool = False) -> argparse.ArgumentParser:
     """The parser.  ``only``: build that subcommand's arguments alone; the
     others get a stand-in (listed with their help, taking any arguments,
-    handler None) -- see :func:`parse`."""
-    parser = argparse.ArgumentParser(
+    handler None) -- see :func:`parse`.  ``_alone`` (with ``only``): no
+    stand-ins either, and errors raise _WrongGuess: each parser argparse
+    makes costs a gettext look-up on the disk or two (cold start)."""
+    parser = (_GuessParser if _alone else argparse.ArgumentParser)(
         prog=PROG, description="SMB command-line client built on smblayer.",
         formatter_class=_Formatter,
         epilog="Paths are //host[:port]/share/path or smb://host[:port]/share/path.")
@@ -209,6 +223,8 @@ def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
     def add(name: str, handler: str, help: str, epilog: Optional[str] = None,
             **kwargs) -> argparse.ArgumentParser:
         if only is not None and name != only:
+            if _alone:
+                return _NotBuilt()
             stand_in = sub.add_parser(name, help=help, add_help=False,
                                       formatter_class=_Formatter)
             stand_in.add_argument("rest", nargs=argparse.REMAINDER)
@@ -377,7 +393,22 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     Where the scan guessed wrong (an abbreviated option, a cluster such as
     ``-vU``) the command line is parsed again by the whole parser."""
     guess = guess_command(argv)
-    args, extra = build_parser(only=guess).parse_known_args(argv)
+    try:
+        args, extra = build_parser(only=guess, _alone=_alone_will_do(argv, guess)
+                                   ).parse_known_args(argv)
+    except _WrongGuess:
+        args, extra = None, True
     if extra or args.command != guess or args.handler is None:
         args = build_parser().parse_args(argv)
     return args
+
+
+def _alone_will_do(argv: Sequence[str], guess: str) -> bool:
+    """Whether the guessed subcommand's parser alone (no stand-ins for the
+    others) answers ``argv`` as the whole parser would: not for a help
+    option ahead of the subcommand (-h, --help or an abbreviation of it,
+    -vh...), whose text lists every subcommand."""
+    if guess not in argv:
+        return False
+    last = len(argv) - 1 - list(reversed(argv)).index(guess)
+    return not any(word.startswith("-") and "h" in word for word in argv[:last])

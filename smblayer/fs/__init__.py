@@ -10,6 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Mapping, Optional
 
 from ..config import TimeoutPolicy
+from ..loopcheck import check_not_in_loop
 from ..registry import get_client
 from ..security.auth import check_auth_protocol
 from .file import SmbRawFile
@@ -95,6 +96,7 @@ def connect(host: str, share: str, username: Optional[str] = None,
     None: off), each at most ``dir_cache_ttl`` seconds (30); only where the
     server grants directory leases (Samba 4.22); see
     :mod:`smblayer.fs.dircache`."""
+    check_not_in_loop()           # before the connect blocks: use smblayer.aio.connect
     check_auth_protocol(auth_protocol)
     cls = session_class or Session
     if not (isinstance(cls, type) and issubclass(cls, Session)):

@@ -24,7 +24,7 @@ import os
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
 from ..config import Dialect
-from ..errors import SmbError, SmbProtocolError, status_error
+from ..errors import SmbError, SmbProtocolError, SmbStatusError, status_error
 from ..proto import commands, contexts, fileio, fscc, posix, smb2
 from ..proto import info as fileinfo
 from ..proto.commands import (FILE_ALL_INFORMATION, FILE_BASIC_INFORMATION,
@@ -99,7 +99,7 @@ class Smb2FileOps(FileOps):
         cap = None if self._multi_credit else 65536
         self._max_read = min(n.max_read_size, cap or n.max_read_size)
         self._max_write = min(n.max_write_size, cap or n.max_write_size)
-        self._dir_buffer = min(n.max_transact_size, 262144 if self._multi_credit else 65536)
+        self._dir_buffer = min(n.max_transact_size, (1 << 20) if self._multi_credit else 65536)
 
     # -- sizes --------------------------------------------------------------------
 
@@ -587,6 +587,15 @@ class Smb2FileOps(FileOps):
             cached = self._dir_cache.listing(path)
             if cached is not None:
                 return iter(cached)
+        try:
+            entries = self.run_plan(self.list_plan(path, pattern))
+        except SmbStatusError as exc:
+            if exc.status != NtStatus.STOPPED_ON_SYMLINK:
+                raise
+            entries = None
+        if entries is not None:
+            return iter(entries)
+        # More than one buffer's worth: step by step on one handle.
         handle = self.run_plan(self.opendir_plan(path))
         try:
             return iter(self.list_handle(handle, pattern))
@@ -603,6 +612,26 @@ class Smb2FileOps(FileOps):
                 return entries
             restart = False
             entries.extend(batch)
+
+    def list_plan(self, path: str, pattern: str = "*") -> "Plan":
+        """A whole listing in one round trip: CREATE + QUERY_DIRECTORY +
+        QUERY_DIRECTORY + CLOSE (related).  The second query answering "no
+        more files" proves the first had everything; the result is then the
+        entries, else None (a listing beyond one buffer: ``listdir`` goes
+        step by step)."""
+        create, _level, _key = self._create_task(
+            path, access=FILE_LIST_DIRECTORY | FILE_READ_ATTRIBUTES | SYNCHRONIZE,
+            disposition=FILE_OPEN, create_options=FILE_DIRECTORY_FILE)
+        related = Handle(RELATED_FILE_ID, path, FileInfo())
+        first_tasks, first = self.query_dir_plan(related, pattern, restart=True)
+        second_tasks, second = self.query_dir_plan(related, pattern)
+
+        def finish(replies: Sequence[Reply]) -> Optional[List[FileInfo]]:
+            entries = first(replies[1:2])
+            if entries is None:
+                return []
+            return entries if second(replies[2:3]) is None else None
+        return [create, *first_tasks, *second_tasks, self._related_close(path)], finish
 
     def opendir_plan(self, path: str) -> "Plan":
         return self.open_plan(path, access=FILE_LIST_DIRECTORY | FILE_READ_ATTRIBUTES | SYNCHRONIZE,

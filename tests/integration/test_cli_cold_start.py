@@ -38,22 +38,25 @@ CORE_PACKAGES = ("smblayer.proto", "smblayer.transport", "smblayer.security")
 # Loaded by a one-shot command before, never needed by one: each costs
 # milliseconds at every start (shutil brings bz2 and lzma, uuid brings
 # platform, a str host name brings the idna codec and unicodedata...).
-NOT_LOADED = ("shutil", "bz2", "lzma", "uuid", "platform", "getpass", "termios", "random",
-              "datetime", "encodings.idna", "unicodedata", "stringprep", "mmap",
+NOT_LOADED = ("shutil", "bz2", "lzma", "uuid", "platform", "ipaddress", "getpass", "termios",
+              "random", "datetime", "encodings.idna", "unicodedata", "stringprep", "mmap",
               "concurrent.futures.thread", "smblayer.fs.transfer", "smblayer.fs.dfs",
               "smblayer.fs.watch", "smblayer.rpc", "smblayer.fsspec", "smblayer.aio",
               "spnego", "gssapi", "krb5")
 
 
 def modules_of_run(samba, argv) -> set:
-    """Run the command line in a fresh interpreter; the modules it had
-    loaded at its end."""
+    """Run the command line in a fresh interpreter; the modules it loaded
+    (those loaded at start-up, e.g. by an editable install's import hook,
+    do not count)."""
     script = textwrap.dedent(f"""
-        import contextlib, io, json, sys
+        import sys
+        at_start = set(sys.modules)
+        import contextlib, io, json
         from smblayer.cli.main import main
         with contextlib.redirect_stdout(io.StringIO()):
             rc = main({argv!r})
-        print(json.dumps([rc, sorted(sys.modules)]))
+        print(json.dumps([rc, sorted(set(sys.modules) - at_start)]))
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           env=cli_env(samba), stdin=subprocess.DEVNULL, timeout=90)

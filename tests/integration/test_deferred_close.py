@@ -6,12 +6,12 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
 from smblayer import fs
 from smblayer.testing.pytest_plugin import SERVERS, on_both
+from smblayer.testing.waiting import eventually, requests
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -26,17 +26,6 @@ def connect(samba, **kw):
                       **kw)
 
 
-def count(tree, command):
-    return tree.client.stats().get(command, {}).get("ops", 0)
-
-
-def until(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
-
-
 @pytest.fixture
 def tree(samba):
     with connect(samba) as tree:
@@ -48,32 +37,32 @@ def tree(samba):
 
 def test_reopen_reuses_the_handle_with_no_round_trip(tree):
     tree, name, data = tree
-    creates, closes = count(tree, "CREATE"), count(tree, "CLOSE")
+    creates, closes = requests(tree, "CREATE"), requests(tree, "CLOSE")
     for _ in range(5):
         with tree.open(name, "rb") as f:
             assert f.read() == data
-    assert count(tree, "CREATE") == creates + 1 and count(tree, "CLOSE") == closes
+    assert requests(tree, "CREATE") == creates + 1 and requests(tree, "CLOSE") == closes
     assert tree.deferred_closes.reused == 4 and len(tree.deferred_closes) == 1
 
 
 def test_the_handle_is_closed_when_its_time_is_up(tree):
     tree, name, data = tree
     tree.deferred_close = 0.3
-    closes = count(tree, "CLOSE")
+    closes = requests(tree, "CLOSE")
     with tree.open(name, "rb") as f:
         f.read()
     assert len(tree.deferred_closes) == 1
-    until(lambda: count(tree, "CLOSE") == closes + 1)
+    eventually(lambda: requests(tree, "CLOSE") == closes + 1)
     assert len(tree.deferred_closes) == 0
 
 
 def test_off_means_closed_at_once(tree):
     tree, name, data = tree
     tree.deferred_close = 0
-    closes = count(tree, "CLOSE")
+    closes = requests(tree, "CLOSE")
     with tree.open(name, "rb") as f:
         f.read()
-    assert count(tree, "CLOSE") == closes + 1 and len(tree.deferred_closes) == 0
+    assert requests(tree, "CLOSE") == closes + 1 and len(tree.deferred_closes) == 0
 
 
 def test_another_clients_write_breaks_and_closes_it(tree, samba, tmp_path):
@@ -85,7 +74,7 @@ def test_another_clients_write_breaks_and_closes_it(tree, samba, tmp_path):
     new.write_bytes(b"written by smbclient")
     res = samba.smbclient(["-c", f"put {new} {name}"], timeout=30)
     assert res.returncode == 0, res.stdout + res.stderr
-    until(lambda: len(tree.deferred_closes) == 0)
+    eventually(lambda: len(tree.deferred_closes) == 0)
     with tree.open(name, "rb") as f:
         assert f.read() == b"written by smbclient"
 
@@ -94,10 +83,10 @@ def test_a_conflicting_open_on_the_tree_closes_it_first(tree, samba):
     tree, name, data = tree
     with tree.open(name, "rb") as f:
         f.read()
-    closes = count(tree, "CLOSE")
+    closes = requests(tree, "CLOSE")
     with tree.open(name, "wb") as f:
         f.write(b"rewritten")
-    assert count(tree, "CLOSE") >= closes + 2          # the parked handle, then the writer
+    assert requests(tree, "CLOSE") >= closes + 2          # the parked handle, then the writer
     assert (samba.share_path() / name).read_bytes() == b"rewritten"
     with tree.open(name, "rb") as f:
         assert f.read() == b"rewritten"
@@ -110,7 +99,7 @@ def test_tree_close_closes_it_for_real(samba):
     with tree.open(name, "rb") as f:
         f.read()
     assert len(tree.deferred_closes) == 1
-    closes = count(tree, "CLOSE")
+    closes = requests(tree, "CLOSE")
     client = tree.client
     stats_before = client.stats().get("CLOSE", {}).get("ops", 0)
     tree.close()

@@ -8,6 +8,7 @@ import pytest
 
 from smblayer import ReconnectPolicy, TimeoutPolicy, fs
 from smblayer.testing.proxy import FaultProxy
+from smblayer.testing.waiting import eventually, requests
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -20,15 +21,7 @@ def connect(server, port=None, **kw):
 
 
 def round_trips(tree) -> int:
-    stats = tree.client.stats()
-    return sum(stats.get(c, {}).get("ops", 0) for c in ROUND_TRIPS)
-
-
-def until(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
+    return requests(tree, *ROUND_TRIPS)
 
 
 @pytest.fixture
@@ -81,7 +74,7 @@ def test_another_clients_change_is_seen_after_the_break(cached, samba_422, tmp_p
                "grow": f"put {src} {base}/f3"}[change]
     res = samba_422.smbclient(["-c", command], timeout=30)
     assert res.returncode == 0, res.stdout + res.stderr
-    until(lambda: len(tree.dir_cache) == 0)           # the break dropped it
+    eventually(lambda: len(tree.dir_cache) == 0)           # the break dropped it
     assert sorted(tree.listdir(base)) == sorted(os.listdir(disk))
     for name in os.listdir(disk):
         if (disk / name).is_file():
@@ -123,7 +116,7 @@ def test_a_reconnect_invalidates(samba_422, mode):
         assert not tree.exists(f"{base}/behind")          # served from the cache
         generation = tree.client.generation
         proxy.reset()
-        until(lambda: tree.client.generation != generation or
+        eventually(lambda: tree.client.generation != generation or
               tree.client.state.value != "active")
         assert tree.exists(f"{base}/behind")              # asked the server again
         assert tree.client.generation != generation

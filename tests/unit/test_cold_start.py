@@ -6,6 +6,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 # Parts that load on first use only.
 LAZY_PACKAGES = ("smblayer.fs", "smblayer.rpc", "smblayer.fsspec", "smblayer.aio",
                  "smblayer.security")
@@ -78,3 +80,26 @@ def test_parsing_one_subcommand_gives_what_the_whole_parser_gives():
                  ["echo", "-c", "3", "//h"], ["acl", "-a", "ACL:S-1-1-0:ALLOWED/0/READ", "//h/s/x"],
                  ["get", "--snapshot", "@GMT-2020.01.01-00.00.00", "//h/s/x", "."]):
         assert vars(parse(argv)) == vars(build_parser().parse_args(argv)), argv
+
+
+def test_help_ahead_of_the_subcommand_still_lists_every_command(capsys):
+    # parse() builds a subcommand's parser alone (no stand-ins for the
+    # others) except where a help option before it needs them all listed
+    from smblayer.cli.args import parse
+    for argv in (["--help", "stat"], ["-vh", "stat"], ["--he", "ls"], ["-U", "stat", "-h", "stat"]):
+        with pytest.raises(SystemExit):
+            parse(argv)
+        out = capsys.readouterr().out
+        assert "acl" in out and "watch" in out, argv
+
+
+def test_usage_errors_read_as_the_whole_parser_says_them(capsys):
+    from smblayer.cli.args import build_parser, parse
+    for argv in (["stat"], ["stat", "//h/s/x", "--bogus"], ["foo", "x"], ["get", "-r"],
+                 ["stat", "-c", "3", "//h/s/x"]):
+        with pytest.raises(SystemExit) as ours:
+            parse(argv)
+        said = capsys.readouterr()
+        with pytest.raises(SystemExit) as whole:
+            build_parser().parse_args(argv)
+        assert (ours.value.code, said) == (whole.value.code, capsys.readouterr()), argv
