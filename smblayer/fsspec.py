@@ -36,7 +36,7 @@ from fsspec.utils import infer_storage_options, isfilelike, stringify_path
 from . import fs as smbfs
 from .errors import SmbStatusError
 from .fs import transfer
-from .fs.many import can_batch, read_files
+from .fs.many import can_batch, get_files, put_files, read_files
 from .fs.ops import FileInfo, filetime_to_unix
 
 __all__ = ["SMBFileSystem", "SMBPathsMixin"]
@@ -151,6 +151,7 @@ class SMBFileSystem(SMBPathsMixin, AbstractFileSystem, metaclass=_Dispatch):
         self._connect_lock = threading.Lock()    # one connect at a time
         self._trees: Dict[str, smbfs.Tree] = {}
         self._pid = os.getpid()
+        self._batching = threading.local()      # get/put collecting their pairs
 
     # -- connections -----------------------------------------------------------------
 
@@ -360,6 +361,72 @@ class SMBFileSystem(SMBPathsMixin, AbstractFileSystem, metaclass=_Dispatch):
         buffering = block_size if isinstance(block_size, int) and block_size > 1 else -1
         return tree.open(rel, mode, buffering=buffering)
 
+    def get(self, rpath, lpath, recursive: bool = False, callback=DEFAULT_CALLBACK,
+            maxdepth: Optional[int] = None, **kwargs) -> None:
+        """fsspec's ``get`` (its expansion of paths and destinations); the
+        files are then fetched with several whole-file compounds in flight
+        per share (:mod:`smblayer.fs.many`), larger ones one at a time."""
+        pairs = self._collect(super().get, rpath, lpath, recursive=recursive,
+                              maxdepth=maxdepth, **kwargs)
+        callback.set_size(len(pairs))
+        by_share: Dict[str, List[Tuple[str, str, str]]] = {}
+        for r, lp in pairs:
+            share, rel = self._share_path(r)
+            by_share.setdefault(share, []).append((r, rel, lp))
+        for share, group in by_share.items():
+            tree = self._tree(share)
+            rest = group
+            if can_batch(tree) and len(group) > 1:
+                for _rel, _n, error in get_files(tree, ((rel, lp, None) for _r, rel, lp in group),
+                                                 dirs=True):
+                    if error is not None:
+                        raise error
+                    callback.relative_update(1)
+                rest = []
+            for r, _rel, lp in rest:
+                self.get_file(r, lp, **kwargs)
+                callback.relative_update(1)
+
+    def put(self, lpath, rpath, recursive: bool = False, callback=DEFAULT_CALLBACK,
+            maxdepth: Optional[int] = None, **kwargs) -> None:
+        """fsspec's ``put`` (its expansion of paths and destinations); small
+        files then go with several whole-file compounds in flight per share
+        (temporary name, then a rename over the destination), the others one
+        at a time."""
+        pairs = self._collect(super().put, lpath, rpath, recursive=recursive,
+                              maxdepth=maxdepth, **kwargs)
+        callback.set_size(len(pairs))
+        by_share: Dict[str, List[Tuple[str, str, int]]] = {}
+        for lp, r in pairs:
+            share, rel = self._share_path(r)
+            by_share.setdefault(share, []).append((lp, rel, os.path.getsize(lp)))
+        for share, group in by_share.items():
+            tree = self._tree(share)
+            small = [g for g in group if g[2] <= tree.io_write_size] \
+                if can_batch(tree) and len(group) > 1 else []
+            for parent in sorted({posixpath.dirname(rel) for _lp, rel, _n in group}):
+                if parent:
+                    tree.makedirs(parent, exist_ok=True)
+            for _rel, _n, error in put_files(tree, ((lp, rel, None) for lp, rel, _n in small)):
+                if error is not None:
+                    raise error
+                callback.relative_update(1)
+            for lp, rel, size in group:
+                if size > tree.io_write_size or not small:
+                    self.put_file(lp, f"{share}/{rel}")
+                    callback.relative_update(1)
+
+    def _collect(self, method, src, dst, **kwargs) -> List[Tuple[str, str]]:
+        """The (source, destination) file pairs fsspec's ``get``/``put``
+        would copy one by one (``get_file``/``put_file`` only note them)."""
+        pairs: List[Tuple[str, str]] = []
+        self._batching.pairs = pairs
+        try:
+            method(src, dst, **kwargs)
+        finally:
+            self._batching.pairs = None
+        return pairs
+
     def cat(self, path, recursive: bool = False, on_error: str = "raise", **kwargs):
         """fsspec's ``cat``; given many files, their whole contents are read
         with several CREATE+READ+CLOSE compounds in flight per share from
@@ -442,6 +509,10 @@ class SMBFileSystem(SMBPathsMixin, AbstractFileSystem, metaclass=_Dispatch):
                  **kwargs) -> None:
         """Upload one local file: one compound round trip when it fits one
         WRITE, pipelined WRITEs otherwise."""
+        pairs = getattr(self._batching, "pairs", None)
+        if pairs is not None and mode == "overwrite" and not os.path.isdir(lpath):
+            pairs.append((lpath, rpath))            # put() sends them together
+            return
         share, rel, tree = self._split(rpath)
         if os.path.isdir(lpath):
             self.makedirs(rpath, exist_ok=True)
@@ -464,6 +535,10 @@ class SMBFileSystem(SMBPathsMixin, AbstractFileSystem, metaclass=_Dispatch):
         directory."""
         if isfilelike(lpath):
             outfile = lpath
+        pairs = getattr(self._batching, "pairs", None)
+        if pairs is not None and outfile is None:
+            pairs.append((rpath, lpath))            # get() fetches them together
+            return
         share, rel, tree = self._split(rpath)
         try:
             src = tree.open(rel, "rb", buffering=0) if rel else None

@@ -60,8 +60,18 @@ def _read_job(tree, path: str):
     return data if data is not None else tree.read_bytes(path)
 
 
-def _get_job(tree, src: str, dest: str, times: Times):
-    data = yield tree.ops.read_whole_plan(normpath(src), tree.io_read_size)
+def _get_job(tree, src: str, dest: str, times: Times, dirs: bool = False):
+    """``dirs``: a directory at ``src`` makes the local directory (fsspec's
+    get names them among the files); the local parent is made too."""
+    if dirs:
+        try:
+            data = yield tree.ops.read_whole_plan(normpath(src), tree.io_read_size)
+        except IsADirectoryError:
+            os.makedirs(dest, exist_ok=True)
+            return 0
+        os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
+    else:
+        data = yield tree.ops.read_whole_plan(normpath(src), tree.io_read_size)
     if data is None:                   # grew, or a link: the one-file path
         return transfer.get_file(tree, src, dest, times=times)
     with transfer.local_temp(dest) as local:
@@ -135,11 +145,12 @@ def read_files(tree, paths: Iterable[str], *,
         yield key, (data if error is None else b""), error
 
 
-def get_files(tree, items: Iterable[Tuple[str, str, Times]], *,
+def get_files(tree, items: Iterable[Tuple[str, str, Times]], *, dirs: bool = False,
               window: int = batch.DEFAULT_WINDOW) -> Iterator[Result]:
     """Download small files ``(remote src, local dest, times)``; yields
-    ``(src, bytes, error)`` as each ends."""
-    return _results(tree.client, ((src, _get_job(tree, src, dest, times))
+    ``(src, bytes, error)`` as each ends.  ``dirs``: a remote directory
+    among them makes the local one (and local parents are made)."""
+    return _results(tree.client, ((src, _get_job(tree, src, dest, times, dirs))
                                   for src, dest, times in items), window)
 
 
