@@ -362,8 +362,16 @@ class _NotBuilt:
         return lambda *args, **kwargs: self
 
 
+# The common options that take a value (``-U USER``...): what
+# _value_options() finds, written out so that a run builds no parser for it
+# (tests/unit/test_cold_start.py checks that the two agree).
+VALUE_OPTIONS = frozenset({"--auth", "--authentication-file", "--dfs-host", "--dfs-port",
+                           "--dialect-max", "--dialect-min", "--password", "--timeout",
+                           "--user", "-A", "-U"})
+
+
 def _value_options() -> frozenset:
-    """The common options that take a value (``-U USER``...)."""
+    """The common options that take a value, from a parser of them."""
     p = argparse.ArgumentParser(add_help=False, formatter_class=_Formatter)
     add_common(p, suppress=False)
     return frozenset(option for action in p._actions if action.nargs != 0
@@ -374,7 +382,7 @@ def guess_command(argv: Sequence[str]) -> str:
     """The subcommand ``argv`` names, as far as a scan without parsing can
     tell ("" if none): the first word that is neither an option nor the
     value of one."""
-    takes_value = _value_options()
+    takes_value = VALUE_OPTIONS
     words = iter(argv)
     for word in words:
         if word == "--":

@@ -103,3 +103,8 @@ def test_usage_errors_read_as_the_whole_parser_says_them(capsys):
         with pytest.raises(SystemExit) as whole:
             build_parser().parse_args(argv)
         assert (ours.value.code, said) == (whole.value.code, capsys.readouterr()), argv
+
+
+def test_the_written_out_value_options_are_the_parsers():
+    from smblayer.cli import args
+    assert args.VALUE_OPTIONS == args._value_options()
