@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 import uuid
 
 import pytest
@@ -89,3 +90,57 @@ def test_buffer_is_free_when_the_read_returns(tree, how):
                 f.seek(0)
         finally:
             stall.stop()
+
+
+def test_withdrawn_placement_is_never_written(samba):
+    """A placed READ abandoned while its frame is half received: once
+    withdraw_placement returns, the rest of the frame never reaches the
+    caller's buffer (it is the caller's again: reused, resized)."""
+    from smblayer.testing.proxy import FaultProxy
+    size = 512 * 1024
+    base = f"t-{uuid.uuid4().hex[:12]}"
+    held, gate = threading.Event(), threading.Event()
+    seen = [0, False]                 # s2c bytes since armed, armed
+
+    def tap(_index, direction, data):
+        if direction == "s2c" and seen[1]:
+            seen[0] += len(data)
+            if seen[0] > 128 * 1024 and not held.is_set():
+                held.set()            # the frame's head and some data went through
+                gate.wait(10)
+
+    with FaultProxy(samba.host, samba.port, chunk_size=16 * 1024) as proxy:
+        tree = fs.connect(samba.host, "share", samba.username, samba.password,
+                          port=proxy.port)
+        try:
+            tree.mkdir(base)
+            with tree.open(f"{base}/a.bin", "wb") as f:
+                f.write(b"a" * size)
+            with tree.open(f"{base}/a.bin", "rb", buffering=0) as f:
+                assert tree._placement_ok()
+                buf = bytearray(size)
+                into = memoryview(buf)
+                task = tree.ops.read_task(f._handle, 0, size, into=into[:])
+                proxy.tap(tap)
+                seen[1] = True
+                generation = tree.client.generation
+                future = tree.client.run_task_async(task)
+                assert held.wait(10)
+                deadline = time.monotonic() + 10
+                while buf[64 * 1024] != ord("a"):     # the data is being placed
+                    assert time.monotonic() < deadline
+                    time.sleep(0.01)
+                future.cancel()
+                tree.client.withdraw_placement(task)
+                into.release()
+                buf[:] = bytes(size)
+                buf.extend(b"!")                      # no export of it left
+                gate.set()
+                tree.client.echo()      # answered after the rest of the READ frame
+                assert buf == bytes(size) + b"!"
+                assert tree.client.generation == generation      # no connection lost
+                proxy.tap(None)
+        finally:
+            gate.set()
+            tree.close()
+            shutil.rmtree(samba.share_path("share") / base, ignore_errors=True)
