@@ -17,7 +17,7 @@ __version__ = "0.2.0"
 
 # public name -> the module (relative to this package) that defines it
 _LAZY = {
-    "get_client": "transport.registry",
+    "get_client": "transport.client",
     "SmbClient": "transport.client", "ClientState": "transport.states",
     "BreakNotification": "transport.client",
     "Dialect": "config", "DialectRange": "config", "TimeoutPolicy": "config",
@@ -67,5 +67,5 @@ if TYPE_CHECKING:       # for type checkers and IDEs: the names as if imported e
                          SmbTimeoutError)
     from .proto.negotiate import NegotiateResult
     from .proto.status import NtStatus
-    from .transport.registry import get_client
+    from .transport.client import get_client
     from .transport.task import Reply, SmbTask, TaskState

@@ -366,25 +366,19 @@ class SMBFileSystem(SMBPathsMixin, AbstractFileSystem, metaclass=_Dispatch):
         """fsspec's ``get`` (its expansion of paths and destinations); the
         files are then fetched with several whole-file compounds in flight
         per share (:mod:`smblayer.fs.many`), larger ones one at a time."""
-        pairs = self._collect(super().get, rpath, lpath, recursive=recursive,
-                              maxdepth=maxdepth, **kwargs)
-        callback.set_size(len(pairs))
-        by_share: Dict[str, List[Tuple[str, str, str]]] = {}
-        for r, lp in pairs:
-            share, rel = self._share_path(r)
-            by_share.setdefault(share, []).append((r, rel, lp))
-        for share, group in by_share.items():
+        for share, group in self._collect(super().get, rpath, lpath, callback, remote=0,
+                                          recursive=recursive, maxdepth=maxdepth, **kwargs):
             tree = self._tree(share)
             rest = group
             if can_batch(tree) and len(group) > 1:
-                for _rel, _n, error in get_files(tree, ((rel, lp, None) for _r, rel, lp in group),
+                for _rel, _n, error in get_files(tree, ((rel, lp, None) for lp, rel in group),
                                                  dirs=True):
                     if error is not None:
                         raise error
                     callback.relative_update(1)
                 rest = []
-            for r, _rel, lp in rest:
-                self.get_file(r, lp, **kwargs)
+            for lp, rel in rest:
+                self.get_file(f"{share}/{rel}", lp, **kwargs)
                 callback.relative_update(1)
 
     def put(self, lpath, rpath, recursive: bool = False, callback=DEFAULT_CALLBACK,
@@ -393,39 +387,42 @@ class SMBFileSystem(SMBPathsMixin, AbstractFileSystem, metaclass=_Dispatch):
         files then go with several whole-file compounds in flight per share
         (temporary name, then a rename over the destination), the others one
         at a time."""
-        pairs = self._collect(super().put, lpath, rpath, recursive=recursive,
-                              maxdepth=maxdepth, **kwargs)
-        callback.set_size(len(pairs))
-        by_share: Dict[str, List[Tuple[str, str, int]]] = {}
-        for lp, r in pairs:
-            share, rel = self._share_path(r)
-            by_share.setdefault(share, []).append((lp, rel, os.path.getsize(lp)))
-        for share, group in by_share.items():
+        for share, group in self._collect(super().put, lpath, rpath, callback, remote=1,
+                                          recursive=recursive, maxdepth=maxdepth, **kwargs):
             tree = self._tree(share)
-            small = [g for g in group if g[2] <= tree.io_write_size] \
+            fits = {lp: os.path.getsize(lp) <= tree.io_write_size for lp, _rel in group}
+            small = [(lp, rel) for lp, rel in group if fits[lp]] \
                 if can_batch(tree) and len(group) > 1 else []
-            for parent in sorted({posixpath.dirname(rel) for _lp, rel, _n in group}):
+            for parent in sorted({posixpath.dirname(rel) for _lp, rel in group}):
                 if parent:
                     tree.makedirs(parent, exist_ok=True)
-            for _rel, _n, error in put_files(tree, ((lp, rel, None) for lp, rel, _n in small)):
+            for _rel, _n, error in put_files(tree, ((lp, rel, None) for lp, rel in small)):
                 if error is not None:
                     raise error
                 callback.relative_update(1)
-            for lp, rel, size in group:
-                if size > tree.io_write_size or not small:
+            for lp, rel in group:
+                if not small or not fits[lp]:
                     self.put_file(lp, f"{share}/{rel}")
                     callback.relative_update(1)
 
-    def _collect(self, method, src, dst, **kwargs) -> List[Tuple[str, str]]:
-        """The (source, destination) file pairs fsspec's ``get``/``put``
-        would copy one by one (``get_file``/``put_file`` only note them)."""
+    def _collect(self, method, src, dst, callback, remote: int,
+                 **kwargs) -> List[Tuple[str, List[Tuple[str, str]]]]:
+        """The files fsspec's ``get``/``put`` would copy one by one
+        (``get_file``/``put_file`` only note them), as (share, [(local
+        path, path in the share)]); ``remote``: which of each pair fsspec
+        hands over is the share's (0 for get, 1 for put)."""
         pairs: List[Tuple[str, str]] = []
         self._batching.pairs = pairs
         try:
             method(src, dst, **kwargs)
         finally:
             self._batching.pairs = None
-        return pairs
+        callback.set_size(len(pairs))
+        by_share: Dict[str, List[Tuple[str, str]]] = {}
+        for pair in pairs:
+            share, rel = self._share_path(pair[remote])
+            by_share.setdefault(share, []).append((pair[1 - remote], rel))
+        return list(by_share.items())
 
     def cat(self, path, recursive: bool = False, on_error: str = "raise", **kwargs):
         """fsspec's ``cat``; given many files, their whole contents are read

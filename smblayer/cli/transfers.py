@@ -130,17 +130,30 @@ def _get_jobs(args, tree, url: SmbUrl, sources: List[Tuple[str, object]], dest: 
     return dirs, jobs
 
 
-def _pipelined(args, tree, jobs: List[_Job]) -> Tuple[List[_Job], List[_Job]]:
-    """(small files for the pipelined path, the rest): small files go
-    together unless --continue or --verify asks for the one-file path."""
+def _pipelined(args, tree, url: SmbUrl, jobs: List[_Job], engine: Callable,
+               remote_is_src: bool) -> Tuple[List[_Job], List[_Job], Callable]:
+    """(small jobs, the other jobs, a function running the small ones with
+    ``engine`` -- fs.many's get_files or put_files -- that yields ``(job,
+    bytes, error)``).  Small files go together unless --continue or
+    --verify asks for the one-file path."""
     if args.resume or args.verify or len(jobs) < 2 or not can_batch(tree):
-        return [], jobs
+        return [], jobs, None
     small = [j for j in jobs if fits(tree, j.size)]
-    return small, [j for j in jobs if not fits(tree, j.size)]
+    by_key = {}
+    for job in small:
+        key = job.src if remote_is_src else job.dest
+        job.url = str(url.with_path(key))
+        by_key[key] = job
+
+    def run_small(batch: List[_Job]):
+        items = ((j.src, j.dest, (j.atime, j.mtime)) for j in batch)
+        for key, n, error in engine(tree, items):
+            yield by_key[key], n, error
+    return small, [j for j in jobs if not fits(tree, j.size)], run_small
 
 
 def _run_jobs(args, jobs: List[_Job], label: str, one: Callable,
-              pipelined: Optional[Tuple[List[_Job], List[_Job], Callable]] = None) -> int:
+              pipelined: Tuple[List[_Job], List[_Job], Optional[Callable]]) -> int:
     """Run ``one(args, job, bar)`` for each job under one progress bar;
     ``pipelined``: (small jobs, the other jobs, a function running the
     small ones that yields ``(job, bytes, error)`` as each ends), the small
@@ -148,7 +161,7 @@ def _run_jobs(args, jobs: List[_Job], label: str, one: Callable,
     stops the command (files in flight are abandoned whole: nothing is
     renamed over a destination before it is complete) and names its file."""
     total = done = 0
-    small, rest, run_small = pipelined or ([], jobs, None)
+    small, rest, run_small = pipelined
 
     def label_for(job: _Job) -> None:
         if len(jobs) > 1:
@@ -201,18 +214,9 @@ def cmd_get(args) -> int:
         for d in dirs:
             os.makedirs(d, exist_ok=True)
         label = posixpath.basename(sources[0][0]) if len(sources) == 1 else url.share
-        small, rest = _pipelined(args, tree, jobs)
-        for job in small:
-            job.url = str(url.with_path(job.src))
-        by_src = {job.src: job for job in small}
-
-        def run_small(batch: List[_Job]):
-            items = ((j.src, j.dest, (j.atime, j.mtime)) for j in batch)
-            for src, n, error in get_files(tree, items):
-                yield by_src[src], n, error
         n = _run_jobs(args, jobs, label or url.share,
                       lambda a, job, bar: _get_one(a, tree, url, job, bar),
-                      (small, rest, run_small))
+                      _pipelined(args, tree, url, jobs, get_files, remote_is_src=True))
     log.info("get: %d bytes in %d files from %s to %s", n, len(jobs), url, dest)
     return 0
 
@@ -303,17 +307,8 @@ def cmd_put(args) -> int:
         for d in dirs:
             _remote_mkdir(tree, d)
         label = os.path.basename(os.path.normpath(sources[0])) if len(sources) == 1 else url.share
-        small, rest = _pipelined(args, tree, jobs)
-        for job in small:
-            job.url = str(url.with_path(job.dest))
-        by_dest = {job.dest: job for job in small}
-
-        def run_small(batch: List[_Job]):
-            items = ((j.src, j.dest, (j.atime, j.mtime)) for j in batch)
-            for dest, n, error in put_files(tree, items):
-                yield by_dest[dest], n, error
         n = _run_jobs(args, jobs, label, lambda a, job, bar: _put_one(a, tree, url, job, bar),
-                      (small, rest, run_small))
+                      _pipelined(args, tree, url, jobs, put_files, remote_is_src=False))
     log.info("put: %d bytes in %d files to %s", n, len(jobs), url)
     return 0
 

@@ -46,11 +46,12 @@ import threading
 import time
 from typing import Dict, Iterator, List, Mapping, Optional, Sequence
 
-from .procfs import descendants as _descendants, wait_exit_noreap as _wait_exit_noreap
-from .samba import (_free_port, _pdeathsig_argv,
-                    find_smbclient)
+from .process import find_binary, free_port, pdeathsig_argv
+from .procfs import descendants, wait_exit_noreap
+from .samba import find_smbclient
 
-__all__ = ["SambaAdDc", "find_samba", "find_samba_tool", "find_kinit", "DC_PACKAGES"]
+__all__ = ["SambaAdDc", "find_samba", "find_samba_tool", "find_kinit", "provision_available",
+           "DC_PACKAGES"]
 
 #: Debian packages the DC fixture needs.
 DC_PACKAGES = ("samba-ad-dc", "samba-ad-provision", "krb5-user")
@@ -60,31 +61,20 @@ _STOP_GRACE = 5.0
 _WINBINDD_DEFAULT_DIR = "/run/samba/winbindd"
 
 
-def _which(name: str, dirs: Sequence[str]) -> Optional[str]:
-    path = shutil.which(name)
-    if path:
-        return path
-    for d in dirs:
-        candidate = os.path.join(d, name)
-        if os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
 def find_samba() -> Optional[str]:
     """Path of the AD DC's ``samba`` binary, or None."""
-    return _which("samba", ("/usr/sbin", "/usr/local/sbin", "/sbin"))
+    return find_binary("samba", ("/usr/sbin", "/usr/local/sbin", "/sbin"))
 
 
 def find_samba_tool() -> Optional[str]:
-    return _which("samba-tool", ("/usr/bin", "/usr/local/bin"))
+    return find_binary("samba-tool", ("/usr/bin", "/usr/local/bin"))
 
 
 def find_kinit() -> Optional[str]:
-    return _which("kinit", ("/usr/bin", "/usr/local/bin"))
+    return find_binary("kinit", ("/usr/bin", "/usr/local/bin"))
 
 
-def _provision_available() -> bool:
+def provision_available() -> bool:
     """samba-tool needs the provisioning data of samba-ad-provision."""
     return os.path.isdir("/usr/share/samba/setup")
 
@@ -102,7 +92,7 @@ def _can_isolate() -> bool:
         return False
     with _ns_lock:
         if _ns_ok is None:
-            unshare = _which("unshare", ("/usr/bin", "/bin"))
+            unshare = find_binary("unshare", ("/usr/bin", "/bin"))
             ok = False
             if unshare is not None and os.geteuid() == 0:
                 try:
@@ -380,7 +370,7 @@ class SambaAdDc:
 
     def smbstatus(self, *args: str, timeout: float = 30) -> str:
         """``smbstatus`` output for this DC (e.g. ``smbstatus("-b")``)."""
-        exe = _which("smbstatus", ("/usr/bin", "/usr/sbin"))
+        exe = find_binary("smbstatus", ("/usr/bin", "/usr/sbin"))
         if exe is None:
             raise RuntimeError("smbstatus not found")
         res = subprocess.run([exe, "-s", self.conf_path, *args], stdin=subprocess.DEVNULL,
@@ -437,7 +427,7 @@ class SambaAdDc:
             if self.running:
                 return self
             samba, tool = find_samba(), find_samba_tool()
-            if samba is None or tool is None or not _provision_available():
+            if samba is None or tool is None or not provision_available():
                 raise RuntimeError("Samba AD DC not installed (apt-get install "
                                    + " ".join(DC_PACKAGES) + ")")
             ok = False
@@ -486,9 +476,9 @@ class SambaAdDc:
         if res.returncode != 0:
             raise RuntimeError(f"samba-tool domain provision failed (rc={res.returncode}): "
                                f"{res.stderr.strip()[-3000:]}")
-        self.port = _free_port(self.host)
-        self.kdc_port = _free_port(self.host)
-        self.kpasswd_port = _free_port(self.host)
+        self.port = free_port(self.host)
+        self.kdc_port = free_port(self.host)
+        self.kpasswd_port = free_port(self.host)
         for d in ("pid", "ncalrpc"):
             os.makedirs(self._path("dc", d), exist_ok=True)
         with open(self.conf_path, "w") as f:
@@ -508,10 +498,10 @@ class SambaAdDc:
             # Own mount namespace: a tmpfs over the default winbind socket
             # directory hides this DC's winbindd from the rest of the machine.
             # ``exec`` keeps the pid: the pid we stop is samba's.
-            argv = [_which("unshare", ("/usr/bin", "/bin")) or "unshare", "--mount", "--propagation", "private", "sh", "-c",
+            argv = [find_binary("unshare", ("/usr/bin", "/bin")) or "unshare", "--mount", "--propagation", "private", "sh", "-c",
                     'mount -t tmpfs -o size=1m,mode=0755 smbl-winbindd "$0" && exec "$@"',
                     _WINBINDD_DEFAULT_DIR, *argv]
-        prefix = (_pdeathsig_argv() if threading.current_thread() is threading.main_thread()
+        prefix = (pdeathsig_argv() if threading.current_thread() is threading.main_thread()
                   else [])
         self._proc = subprocess.Popen(prefix + argv, stdin=subprocess.DEVNULL,
                                       stdout=self._stdout, stderr=subprocess.STDOUT,
@@ -539,14 +529,14 @@ class SambaAdDc:
             proc = self._proc
             if proc is not None:
                 pid = proc.pid
-                others = _descendants(pid)
+                others = descendants(pid)
                 if proc.poll() is None:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGTERM)
-                    if not _wait_exit_noreap(pid, _STOP_GRACE):
+                    if not wait_exit_noreap(pid, _STOP_GRACE):
                         with contextlib.suppress(ProcessLookupError):
                             os.kill(pid, signal.SIGKILL)
-                        _wait_exit_noreap(pid, _STOP_GRACE)
+                        wait_exit_noreap(pid, _STOP_GRACE)
                     # Not reaped yet, so the group id cannot have been reused.
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.killpg(pid, signal.SIGKILL)

@@ -496,6 +496,42 @@ def _fscc(data: bytes) -> None:
         fscc.parse_volume_serial(buf)
 
 
+def _codec(data: bytes) -> None:
+    """The message codecs of the one-layout-per-message refactor (proto/
+    fileio, session, contexts, info, smb1commands): every parser that
+    applies to the reply is run on it, each may fail as documented."""
+    from ..proto import contexts, fileio, info, session, smb1commands
+    m = _MALFORMED + (SmbProtocolError,)
+    if data[:4] == smb1.PROTOCOL_ID:
+        _each(m, lambda: smb1commands.parse_nt_create_andx_response(data),
+              lambda: smb1commands.read_andx_response_data(data),
+              lambda: smb1commands.write_andx_response_count(data),
+              lambda: smb1commands.parse_oplock_break(data),
+              lambda: smb1commands.parse_find_first2_params(data[32:]),
+              lambda: smb1commands.parse_find_next2_params(data[32:]),
+              lambda: session.parse_session_setup_andx_response(data))
+        return
+
+    def create_contexts():
+        found = contexts.parse_create_contexts(commands.parse_create_response(data).contexts)
+        for value in found.values():
+            _each(m, lambda: contexts.parse_lease(value),
+                  lambda: contexts.parse_durable_v2_response(value),
+                  lambda: contexts.parse_on_disk_id(value))
+
+    def query_info():
+        out = commands.parse_query_info_response(data)
+        _each(m, lambda: info.parse_all_information(out),
+              lambda: info.parse_all_information(out, with_file_id=False),
+              lambda: info.parse_u64(out), lambda: info.parse_fs_size_information(out),
+              lambda: info.parse_fs_full_size_information(out))
+
+    _each(m, lambda: fileio.read_response_data(data), lambda: fileio.write_response_count(data),
+          lambda: fileio.parse_break_notification(data),
+          lambda: session.parse_session_setup_response(data), create_contexts, query_info,
+          lambda: negotiate.parse_validate_negotiate(commands.parse_ioctl_response(data).output))
+
+
 _MALFORMED = (MalformedMessage,)
 _FS = (SmbProtocolError, MalformedMessage)
 
@@ -530,6 +566,8 @@ def _targets() -> Dict[str, Target]:
                "security descriptor, its SDDL and smbcacls forms"),
         Target("fscc", _fscc, (SmbProtocolError,),
                "stream list, snapshots, reparse data, symlink error, volume serial"),
+        Target("codec", _codec, _MALFORMED + (SmbProtocolError,),
+               "proto/ fileio, session, contexts, info, smb1commands parsers"),
         Target("posix", _posix, (ValueError,), "SMB3 POSIX create context, info, listing"),
         Target("dfs", _dfs, _MALFORMED, "DFS referral response (proto.dfs)"),
         Target("session", _session_setup, _FS, "SESSION_SETUP / TREE_CONNECT replies"),

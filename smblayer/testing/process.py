@@ -11,20 +11,31 @@ returns the exit code or None if the child is still running.  Leaving the
 ``server_pids(server)`` lists a SambaServer's master smbd and the children
 serving connections (freeze them all to get a server that accepts TCP
 connections - the kernel completes the handshake - and never answers).
+
+The launch helpers the server fixtures (``samba.py``, ``addc.py``) share
+live here too: ``find_binary`` (PATH, then ``BIN_DIRS`` / ``SBIN_DIRS``),
+``pdeathsig_argv`` (the ``setpriv --pdeathsig TERM`` prefix that stops a
+server when the thread that started it dies) and ``free_port``.  Reading
+``/proc`` (process trees, sockets, ports) is :mod:`smblayer.testing.procfs`.
 """
 from __future__ import annotations
 
 import contextlib
 import os
 import queue
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence
 
-__all__ = ["PythonChild", "frozen", "server_pids"]
+from .procfs import proc_stat
+
+__all__ = ["PythonChild", "frozen", "server_pids", "find_binary", "BIN_DIRS", "SBIN_DIRS",
+           "pdeathsig_argv", "free_port"]
 
 
 class PythonChild:
@@ -125,11 +136,8 @@ class PythonChild:
 
 
 def _proc_state(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return "X"          # gone
+    stat = proc_stat(pid)
+    return stat[0] if stat is not None else "X"      # "X": gone
 
 
 def _wait_stopped(pids: Sequence[int], timeout: float) -> None:
@@ -163,3 +171,55 @@ def frozen(*pids: int) -> Iterator[None]:
 def server_pids(server) -> List[int]:
     """The master smbd of ``server`` (a SambaServer) and its connection children."""
     return [server.pid, *server.children()]
+
+
+# ---------------------------------------------------------------------------
+# locating binaries, /proc (Linux only), ports
+
+SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
+BIN_DIRS = ("/usr/bin", "/usr/local/bin", "/bin")
+
+
+def find_binary(name: str, extra_dirs: Iterable[str]) -> Optional[str]:
+    path = shutil.which(name)
+    if path:
+        return path
+    for d in extra_dirs:
+        candidate = os.path.join(d, name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+_pdeathsig_prefix: Optional[List[str]] = None
+
+
+def pdeathsig_argv() -> List[str]:
+    """``setpriv --pdeathsig TERM`` if util-linux supports it, else [].
+
+    It makes the kernel SIGTERM a server when the thread that started it
+    dies, so a test process killed by a timeout does not leave it running.
+    """
+    global _pdeathsig_prefix
+    if _pdeathsig_prefix is None:
+        prefix: List[str] = []
+        setpriv = find_binary("setpriv", BIN_DIRS + SBIN_DIRS)
+        if setpriv is not None:
+            try:
+                ok = subprocess.run(
+                    [setpriv, "--pdeathsig", "TERM", "true"],
+                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL, timeout=10).returncode == 0
+            except (OSError, subprocess.SubprocessError):
+                ok = False
+            if ok:
+                prefix = [setpriv, "--pdeathsig", "TERM"]
+        _pdeathsig_prefix = prefix
+    return list(_pdeathsig_prefix)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` now (a race remains: retry on EADDRINUSE)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]

@@ -238,10 +238,10 @@ def require_addc() -> None:
     """Skip (fail under CI=true) unless the AD DC packages and pyspnego's
     Kerberos support are installed."""
     from smblayer.security import kerberos_available
-    from smblayer.testing.addc import _provision_available, find_kinit, find_samba
+    from smblayer.testing.addc import provision_available, find_kinit, find_samba
     missing = [what for what, ok in (
         ("samba (samba-ad-dc)", find_samba() is not None),
-        ("samba-ad-provision", _provision_available()),
+        ("samba-ad-provision", provision_available()),
         ("kinit (krb5-user)", find_kinit() is not None),
         ("pyspnego[kerberos]", kerberos_available())) if not ok]
     if missing:

@@ -45,9 +45,11 @@ import tempfile
 import threading
 import time
 import weakref
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Union
 
 from .chroot import SambaRoot
+from .process import BIN_DIRS, SBIN_DIRS, find_binary, pdeathsig_argv
+from .process import free_port as _free_port   # a module global: tests replace it
 from .procfs import (alive as _alive, all_pids as _all_pids, descendants as _descendants,
                      local_ports_of, proc_cmdline as _proc_cmdline, proc_comm as _proc_comm,
                      proc_stat as _proc_stat, socket_inodes, tcp_connections,
@@ -85,9 +87,6 @@ DURABLE_OPTIONS = {
     "aio write size": "0",
 }
 
-_SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
-_BIN_DIRS = ("/usr/bin", "/usr/local/bin", "/bin")
-
 # Names (``/proc/<pid>/comm``) of smbd's long-lived helper processes; they are
 # children of the main smbd but do not serve a client connection.
 _HELPER_COMMS = frozenset({"smbd-notifyd", "cleanupd", "smbd-cleanupd",
@@ -103,55 +102,17 @@ _PORT_ATTEMPTS = 5
 # locating the binaries
 
 
-def _find_binary(name: str, extra_dirs: Iterable[str]) -> Optional[str]:
-    path = shutil.which(name)
-    if path:
-        return path
-    for d in extra_dirs:
-        candidate = os.path.join(d, name)
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
 def find_smbd() -> Optional[str]:
     """Path of Samba's ``smbd`` (PATH, then /usr/sbin etc.), or None."""
-    return _find_binary("smbd", _SBIN_DIRS)
+    return find_binary("smbd", SBIN_DIRS)
 
 
 def find_smbpasswd() -> Optional[str]:
-    return _find_binary("smbpasswd", _BIN_DIRS + _SBIN_DIRS)
+    return find_binary("smbpasswd", BIN_DIRS + SBIN_DIRS)
 
 
 def find_smbclient() -> Optional[str]:
-    return _find_binary("smbclient", _BIN_DIRS + _SBIN_DIRS)
-
-
-_pdeathsig_prefix: Optional[List[str]] = None
-
-
-def _pdeathsig_argv() -> List[str]:
-    """``setpriv --pdeathsig TERM`` if util-linux supports it, else [].
-
-    It makes the kernel SIGTERM smbd when the thread that started it dies, so
-    a test process killed by a timeout does not leave smbd running forever.
-    """
-    global _pdeathsig_prefix
-    if _pdeathsig_prefix is None:
-        prefix: List[str] = []
-        setpriv = _find_binary("setpriv", _BIN_DIRS + _SBIN_DIRS)
-        if setpriv is not None:
-            try:
-                ok = subprocess.run(
-                    [setpriv, "--pdeathsig", "TERM", "true"],
-                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL, timeout=10).returncode == 0
-            except (OSError, subprocess.SubprocessError):
-                ok = False
-            if ok:
-                prefix = [setpriv, "--pdeathsig", "TERM"]
-        _pdeathsig_prefix = prefix
-    return list(_pdeathsig_prefix)
+    return find_binary("smbclient", BIN_DIRS + SBIN_DIRS)
 
 
 def standalone_env() -> Dict[str, str]:
@@ -163,12 +124,6 @@ def standalone_env() -> Dict[str, str]:
     env = dict(os.environ)
     env["_NO_WINBINDD"] = "1"
     return env
-
-
-def _free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 # ---------------------------------------------------------------------------
@@ -416,7 +371,7 @@ class SambaServer:
 
     def smbstatus(self, *args: str, timeout: float = 30) -> str:
         """``smbstatus`` of this server (the root's own with ``root=``)."""
-        exe = self._program("smbstatus", lambda: _find_binary("smbstatus", _BIN_DIRS))
+        exe = self._program("smbstatus", lambda: find_binary("smbstatus", BIN_DIRS))
         res = subprocess.run(self._in_root([exe, "-s", self.conf_path] + list(args)),
                              capture_output=True, text=True, timeout=timeout,
                              env=standalone_env(), cwd=self.tempdir)
@@ -473,7 +428,7 @@ class SambaServer:
             log_size = 0
         # The parent-death signal fires when the *thread* that forked exits,
         # so only use it from the main thread (pytest fixtures run there).
-        prefix = (_pdeathsig_argv()
+        prefix = (pdeathsig_argv()
                   if threading.current_thread() is threading.main_thread()
                   else [])
         self._proc = subprocess.Popen(

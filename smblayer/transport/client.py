@@ -1,25 +1,17 @@
 """SmbClient: one shared connection to one server, and every request's
 well-defined behaviour on it.  This module keeps the client's state, its
-public API and the orchestration; each responsibility lives in its module:
-
-==================  ==========================================================
-``inflight.py``     MessageIds, the requests waiting for replies, their timers
-``send.py``         the one send primitive (single, compound, one-way, CANCEL)
-``demux.py``        the receive path: read, decrypt, place, dispatch
-``probe.py``        liveness: timer expiry, ECHO probing, keepalive, hard/soft
-``connect.py``      connect, reconnect and recovery (the connect worker)
-``credits.py``      the credit gate
-``iod.py``          smbiod: async completions, break callbacks, probes
-``task.py``         one request and the task transition table
-``compound.py``     an async compound: sent and resent whole, one Future
-==================  ==========================================================
+public API and the request paths, and builds and wires the transport's other
+modules (``_build_core``; docs/architecture.rst lists them and their
+interfaces).  Each is given what it works with and the client callables it
+needs; none reads the client's private attributes.
 
 Theory of operation
 -------------------
 Client state moves only through ``_move``, under ``_state_cond``, and the
-table below.  The connect worker makes every move but two: whoever finds a
-connection lost (demux, probe) moves ACTIVE to RECONNECTING as it reports
-it, and close() (any thread) moves to CLOSED::
+table below (the connect worker is given both).  The connect worker makes
+every move but two: whoever finds a connection lost (demux, probe) moves
+ACTIVE to RECONNECTING as it reports it, and close() (any thread) moves to
+CLOSED::
 
     CONNECTING --negotiated----------------> ACTIVE
     ACTIVE --reset/EOF/bad frame/soft timeout--> RECONNECTING
@@ -30,8 +22,9 @@ A caller's request: wait until the client can carry it (ACTIVE; a soft
 request waits at most until its deadline), take credits (FIFO), then the
 sender puts it on the wire.  ``run_task`` parks on the task's lock until
 the demux completes it; ``run_task_async`` returns a Future settled where
-the reply is read, its callbacks on smbiod (completion.py), and while the client is not ACTIVE the request waits in a list, not
-in a pool worker, so user work can never starve recovery.
+the reply is read, its callbacks on smbiod (completion.py), and while the
+client is not ACTIVE the request waits in a list, not in a pool worker, so
+user work can never starve recovery.
 
 When a connection is lost the requests in flight are requeued at once:
 sync callers wait for ACTIVE and resend, async ones wait in the list and are
@@ -49,53 +42,45 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence
 
-from .completion import SmbFuture, needs_iod
-from .compound import CompoundLost, CompoundRun
-from .connect import ConnectWorker
-from .credits import CreditGate, CreditsAborted
-from .demux import Demux, withdraw_placement
-from .inflight import InFlight
-from .probe import Liveness
-from .send import Retry, Sender, shutdown
-from .wire import wire_for
-from ..loopcheck import check_not_in_loop
 from ..config import Dialect, DialectRange, ReconnectPolicy, TimeoutPolicy
 from ..errors import (SmbCancelledError, SmbClosedError, SmbConnectionError, SmbError,
-                     SmbProtocolError, SmbTimeoutError, status_error)
-from .iod import SmbIod
+                      SmbTimeoutError, status_error)
+from ..loopcheck import check_not_in_loop
 from ..proto import smb1, smb2
 from ..proto.framing import MAX_FRAME
 from ..proto.negotiate import NegotiateResult
 from ..proto.status import NtStatus, is_error
-from .registry import _registry as _REGISTRY
+from .completion import SmbFuture, needs_iod
+from .compound import CompoundRun
+from .connect import CLOSE_WAIT, MAX_SENDS, Connection, ConnectWorker
+from .credits import CreditGate, CreditsAborted
+from .demux import Demux, withdraw_placement
+from .hooks import STAGE_HANDLE, STAGE_OTHER, STAGE_SESSION, STAGE_TREE, Hooks
+from .inflight import InFlight
+from .iod import SmbIod
+from .probe import Liveness
+from .registry import EXIT_WAIT, REGISTRY
+from .send import Retry, Sender
 from .stats import ClientStats, command_name
 from .states import CLIENT_TRANSITIONS, ClientState
-from .task import (IllegalTransition, Reply, SmbTask, TaskState,
-                   can_move, move)
+from .task import IllegalTransition, Reply, SmbTask, TaskState, move
 
 log = logging.getLogger("smblayer")
 
 _SMB1_COMMANDS = frozenset(int(c) for c in smb1.Command)
 _SMB2_LAST_COMMAND = max(smb2.Command)
 
-MAX_SENDS = 5                # a request is sent at most this often across reconnects
-CLOSE_WAIT = 2.0             # how long close() waits for threads to stop
 TEARDOWN_WAIT = 2.0          # the longest a CLOSE / TREE_DISCONNECT / LOGOFF waits
-EXIT_WAIT = 3.0              # interpreter exit: time for the exit handlers in all
 
-
-# Reconnect handler stages, run in this order (DESIGN.md "Threads").
-STAGE_SESSION = 10
-STAGE_TREE = 20
-STAGE_HANDLE = 30
-STAGE_OTHER = 50
+__all__ = ["SmbClient", "BreakNotification", "get_client", "ClientState", "CLIENT_TRANSITIONS",
+           "STAGE_SESSION", "STAGE_TREE", "STAGE_HANDLE", "STAGE_OTHER", "MAX_SENDS",
+           "CLOSE_WAIT", "TEARDOWN_WAIT", "EXIT_WAIT"]
 
 
 @dataclass
@@ -110,20 +95,6 @@ class BreakNotification:
         return self.reply.header.command
 
 
-class _Connection:
-    """One socket generation: the socket, what was negotiated, its demux."""
-
-    def __init__(self, sock: socket.socket, generation: int, negotiated: NegotiateResult):
-        self.sock = sock
-        self.generation = generation
-        self.negotiated = negotiated
-        self.wire = wire_for(negotiated)
-        self.demux: Optional[Demux] = None
-        self.lost = False
-        self.lost_error: Optional[BaseException] = None
-        self.taken_down = False   # the connect worker has closed it and requeued its tasks
-
-
 class SmbClient:
     """A shared connection to one server; see the module docstring.
 
@@ -135,6 +106,8 @@ class SmbClient:
     state: ClientState = ClientState.CONNECTING
     #: references handed out by get_client() and not yet released
     refcount: int = 0
+    #: the current connection generation (socket, negotiate result, demux), or None
+    connection: Optional[Connection] = None
 
     def __init__(self, host: str, port: int = 445, *,
                  dialects: DialectRange = DialectRange(),
@@ -166,50 +139,55 @@ class SmbClient:
         self._key = _key
         self._forked = False
 
-        self._state_cond = threading.Condition()
-        self._credits = CreditGate()
-        self._inflight = InFlight()
-        self._sender = Sender(self)
-        self._liveness = Liveness(self)
-        self._stats = ClientStats()
-
         self.state = ClientState.CONNECTING
-        self._conn: Optional[_Connection] = None
-        self._generation = 0
-        self._connect_error: Optional[BaseException] = None
-        self._reconnect_pending_error: Optional[BaseException] = None
-        self._gave_up = 0                      # bumped each time reconnecting gives up
-        self._last_conn_useful = True
-        self._waiting: List[SmbTask] = []      # async tasks waiting for ACTIVE (_state_cond)
+        self.connection = None
+        self._stats = ClientStats()
         self._teardown_stalled: Optional[tuple] = None   # (generation, last_rx) of a stall
-
-        self._reconnect_handlers: List[Tuple[int, Callable]] = []
-        self._active_handlers: List[Callable] = []
-        self._break_handlers: List[Callable] = []
+        self.hooks = Hooks()
         self._sessions: Dict[int, object] = {}      # SessionId -> session (decrypt, echo)
         self.default_security = None                # SMB1: the session that signs echoes
         self.smb1_signing = None                    # SMB1: per-connection signing state
-
-        self._exit_handlers: List[Callable] = []
         self._extensions: Dict[str, object] = {}     # under _extensions_lock (a leaf)
         self._extensions_lock = threading.Lock()
 
         self._iod = SmbIod(name=f"smbiod-{host}:{port}", max_workers=iod_workers)
-        _REGISTRY.track(self)
-        self._connector = ConnectWorker(self)
+        self._build_core()
+        REGISTRY.track(self)
         self._connector.connect_first()
         if self.state is ClientState.CLOSED:
-            error = self._connect_error or SmbClosedError("client closed")
+            error = self._connector.connect_error or SmbClosedError("client closed")
             self._iod.shutdown(wait=False)
             if error.host is None:
                 error.host, error.port = self.host, self.port
             raise error
 
+    def _build_core(self) -> None:
+        """The parts of the transport and how they are wired: each gets what
+        it works with (and the few client callables it needs) when built."""
+        self._state_cond = threading.Condition()
+        self._credits = credits = CreditGate()
+        self._inflight = inflight = InFlight()
+        self._liveness = liveness = Liveness(self, inflight, credits, self._stats,
+                                             echo_task=self._echo_task, wake=self._wake)
+        self._sender = sender = Sender(self, inflight, credits, liveness, self._stats)
+        self._connector = connector = ConnectWorker(
+            self, state_cond=self._state_cond, move=self._move,
+            inflight=inflight, credits=credits, sender=sender, liveness=liveness,
+            stats=self._stats, hooks=self.hooks, new_demux=self._new_demux,
+            wake=self._wake, resend=self._send_async)
+        liveness.attach(sender, connector.connection_lost)
+
+    def _new_demux(self, conn: Connection) -> Demux:
+        return Demux(self, conn, self._inflight, self._credits, self._liveness, self._stats,
+                     sessions=self._sessions, wake=self._wake,
+                     deliver_break=self._deliver_break,
+                     connection_lost=self._connector.connection_lost)
+
     # -- public properties ---------------------------------------------------
 
     @property
     def negotiated(self) -> Optional[NegotiateResult]:
-        conn = self._conn
+        conn = self.connection
         return conn.negotiated if conn is not None else None
 
     @property
@@ -220,7 +198,7 @@ class SmbClient:
     @property
     def generation(self) -> int:
         """Bumped by every new connection (reconnects included)."""
-        return self._generation
+        return self._connector.generation
 
     @property
     def iod(self) -> SmbIod:
@@ -230,7 +208,7 @@ class SmbClient:
     @property
     def local_address(self) -> Optional[tuple]:
         """The (host, port) of our end of the current connection, or None."""
-        conn = self._conn
+        conn = self.connection
         if conn is None:
             return None
         try:
@@ -255,7 +233,7 @@ class SmbClient:
             return self._state_cond.wait_for(lambda: self.state is state, timeout)
 
     def command_name(self, command: int) -> str:
-        conn = self._conn
+        conn = self.connection
         return command_name(conn.wire.is_smb1 if conn is not None else False, command)
 
     # -- requests -------------------------------------------------------------
@@ -278,8 +256,8 @@ class SmbClient:
                 f"{self.command_name(task.command)} not sent: the server did not answer "
                 "the previous one"), task)
         limit = None if wait is None else time.monotonic() + wait
-        task._parking = threading.Lock()
-        task._parking.acquire()
+        task.parking = threading.Lock()
+        task.parking.acquire()
         try:
             while True:
                 demux = self._send_all((task,), False, limit, fast=limit is None)
@@ -300,13 +278,13 @@ class SmbClient:
                 SmbCancelledError("request interrupted")
             if wait is not None and isinstance(exc, SmbTimeoutError) and \
                     self._is_teardown(task):
-                self._teardown_stalled = (self._generation, self._liveness.last_rx)
+                self._teardown_stalled = (self.generation, self._liveness.last_rx)
             self._abandon(task, error)
             raise self._annotate(exc, task) if isinstance(exc, SmbError) else exc
         return self._finish(task)
 
     def _is_teardown(self, task: SmbTask) -> bool:
-        conn = self._conn
+        conn = self.connection
         return conn is not None and task.command in conn.wire.teardown_commands
 
     def _teardown_budget(self) -> float:
@@ -314,7 +292,7 @@ class SmbClient:
         once one went unanswered on this connection and nothing came since
         (closing ten files on a dead server takes 2 s, not 20)."""
         stalled = self._teardown_stalled
-        if stalled is not None and stalled == (self._generation, self._liveness.last_rx):
+        if stalled is not None and stalled == (self.generation, self._liveness.last_rx):
             return 0.0
         return TEARDOWN_WAIT
 
@@ -325,7 +303,7 @@ class SmbClient:
         future = SmbFuture(self._iod)
         task.future = future
         future.add_internal_callback(lambda f, t=task: self._future_done(f, t))
-        conn = self._conn
+        conn = self.connection
         if self.state is ClientState.ACTIVE and conn is not None and not conn.lost and \
                 self._credits.available > 1:
             self._send_async(task)
@@ -346,7 +324,7 @@ class SmbClient:
     def _echo_task(self, timeouts=None) -> SmbTask:
         """An ECHO carrying a session's id (and signed by it) when one exists:
         some servers refuse an ECHO with SessionId 0 after SESSION_SETUP."""
-        conn = self._conn
+        conn = self.connection
         if conn is None:
             raise SmbClosedError("client is not connected")
         wire = conn.wire
@@ -377,24 +355,18 @@ class SmbClient:
         ``stage`` (STAGE_SESSION, then STAGE_TREE, STAGE_HANDLE,
         STAGE_OTHER), in registration order within a stage.  Their requests
         go out while the client is still RECONNECTING."""
-        self._reconnect_handlers.append((stage, fn))
+        self.hooks.reconnect.add(fn, stage)
 
     def remove_reconnect_handler(self, fn: Callable) -> None:
-        self._reconnect_handlers = [(s, f) for s, f in self._reconnect_handlers if f != fn]
-
-    def _recovery_order(self) -> List[Tuple[int, Callable]]:
-        return sorted(self._reconnect_handlers, key=lambda item: item[0])
+        self.hooks.reconnect.remove(fn)
 
     def add_active_handler(self, fn: Callable[["SmbClient"], None]) -> None:
         """``fn(client)`` runs on smbiod each time the client is ACTIVE again
         after a reconnect (after recovery)."""
-        self._active_handlers.append(fn)
+        self.hooks.active.add(fn)
 
     def remove_active_handler(self, fn: Callable) -> None:
-        try:
-            self._active_handlers.remove(fn)
-        except ValueError:
-            pass
+        self.hooks.active.remove(fn)
 
     def extension(self, key: str, factory: Callable[["SmbClient"], object]):
         """The upper layer's per-connection object for ``key``, made by
@@ -418,16 +390,14 @@ class SmbClient:
         """``fn(client)`` runs at interpreter exit, before the client closes
         (fs flushes and closes its open files); all of them together get
         EXIT_WAIT seconds, then every client closes regardless."""
-        self._exit_handlers.append(fn)
+        self.hooks.exit.add(fn)
 
     def remove_exit_handler(self, fn: Callable) -> None:
-        try:
-            self._exit_handlers.remove(fn)
-        except ValueError:
-            pass
+        self.hooks.exit.remove(fn)
 
-    def _run_exit_handlers(self) -> None:
-        for fn in list(self._exit_handlers):
+    def run_exit_handlers(self) -> None:
+        """Run the exit handlers now (the registry does, at interpreter exit)."""
+        for fn in self.hooks.exit:
             try:
                 fn(self)
             except Exception as exc:  # noqa: BLE001
@@ -435,13 +405,10 @@ class SmbClient:
 
     def add_break_handler(self, fn: Callable[[BreakNotification], None]) -> None:
         """``fn(notification)`` runs on smbiod for every oplock/lease break."""
-        self._break_handlers.append(fn)
+        self.hooks.breaks.add(fn)
 
     def remove_break_handler(self, fn: Callable) -> None:
-        try:
-            self._break_handlers.remove(fn)
-        except ValueError:
-            pass
+        self.hooks.breaks.remove(fn)
 
     def register_session(self, session_id: int, session) -> None:
         """Make ``session`` known to the client: it decrypts transform frames
@@ -453,8 +420,8 @@ class SmbClient:
 
     def stats(self) -> dict:
         """Per-command counters (mountstats style) plus a "_client" entry."""
-        conn = self._conn
-        extra = {"state": self.state.value, "generation": self._generation,
+        conn = self.connection
+        extra = {"state": self.state.value, "generation": self.generation,
                  "dialect": conn.negotiated.dialect.name if conn else None,
                  "credits": self._credits.available,
                  "in_flight": len(self._inflight.pending)}
@@ -467,7 +434,7 @@ class SmbClient:
         """Drop one reference; the last one closes the client."""
         registry = self._registry
         if registry is not None:
-            if registry.release(self):
+            if registry.release(self, self._key):
                 self.close()
             return
         self.refcount -= 1
@@ -479,32 +446,30 @@ class SmbClient:
         SmbClosedError, the threads stop, the socket closes.  Bounded: it
         never waits long for a thread stuck on a dead server."""
         if self._registry is not None:
-            self._registry.forget(self)
+            self._registry.forget(self, self._key)
+        connector = self._connector
         with self._state_cond:
-            if self.state is ClientState.CLOSED and self._conn is None:
+            if self.state is ClientState.CLOSED and self.connection is None:
                 return
             if self.state is not ClientState.CLOSED:
                 self._move(ClientState.CLOSED)
-            conn, self._conn = self._conn, None
+            conn, self.connection = self.connection, None
         self._credits.wake_all()
-        self._fail_everything(SmbClosedError("client closed"))
+        connector.fail_everything(SmbClosedError("client closed"))
         if conn is not None:
-            self._close_connection(conn, join=True)
+            connector.close_connection(conn, join=True)
         self._connector.join(CLOSE_WAIT)
         self._iod.shutdown(wait=True, timeout=CLOSE_WAIT)
 
-    def _after_fork_in_child(self) -> None:
-        """The child must not use the parent's socket or threads."""
+    def detach_after_fork(self) -> None:
+        """In a forked child (the registry calls this): the client must not
+        use the parent's socket or threads; it is CLOSED, with fresh locks."""
         self._forked = True
-        # A fresh condition first: a parent thread that no longer exists
-        # here may have held the old one at fork time.
-        self._state_cond = threading.Condition()
-        self._move_closed()
-        conn, self._conn = self._conn, None
-        self._sender = Sender(self)
-        self._inflight = InFlight()
-        self._credits = CreditGate()
-        self._waiting = []
+        # Fresh parts first (a fresh state condition among them): a parent
+        # thread that no longer exists here may have held the old locks.
+        self._build_core()
+        self._connector.move_closed()
+        conn, self.connection = self.connection, None
         if conn is not None:
             try:
                 conn.sock.detach()       # never shutdown(): that would cut the parent
@@ -514,17 +479,13 @@ class SmbClient:
     # -- state (under _state_cond) ----------------------------------------------
 
     def _move(self, new: ClientState) -> None:
-        """The one place the client state changes (caller holds _state_cond)."""
+        """The one place the client state changes (caller holds _state_cond;
+        the connect worker and close() call it)."""
         old = self.state
         if new not in CLIENT_TRANSITIONS[old]:
             raise IllegalTransition("client", old, new)
         self.state = new
         self._state_cond.notify_all()
-
-    def _move_closed(self) -> None:
-        with self._state_cond:
-            if self.state is not ClientState.CLOSED:
-                self._move(ClientState.CLOSED)
 
     # -- sending --------------------------------------------------------------
 
@@ -535,7 +496,7 @@ class SmbClient:
             if not task.state.final:
                 raise ValueError("task is already running")
             move(task, TaskState.NEW)
-        conn = self._conn
+        conn = self.connection
         limit = conn.wire.max_request if conn is not None else MAX_FRAME
         if conn is not None:
             # A command the dialect does not have makes the server hang up
@@ -554,7 +515,7 @@ class SmbClient:
             raise SmbClosedError("client belongs to the parent process (fork); "
                                  "call get_client() again in the child")
         task.reply = task.error = None
-        task._parking = None
+        task.parking = None
         task.sends = 0
         task.t_first_sent = 0.0
         task.context_client = self
@@ -566,24 +527,25 @@ class SmbClient:
         return task.timeouts or self.timeouts
 
     def _wait_sendable(self, task: SmbTask, limit: Optional[float] = None,
-                       park: bool = False) -> Optional[_Connection]:
+                       park: bool = False) -> Optional[Connection]:
         """Block until the client can carry ``task``; return the connection.
         With ``park`` (async tasks) never block: enter the waiting list and
         return None instead."""
-        conn = self._conn
+        conn = self.connection
         if self.state is ClientState.ACTIVE and conn is not None and not conn.lost and \
                 not task.state.final:
             return conn          # the common case, without the state lock
-        in_recovery = threading.get_ident() == self._connector.ident
+        connector = self._connector
+        in_recovery = threading.get_ident() == connector.ident
         with self._state_cond:
-            gave_up = self._gave_up
+            gave_up = connector.gave_up
             while True:
                 if task.state.final:
                     raise task.error or SmbCancelledError("request cancelled")
-                if self._gave_up != gave_up:
-                    raise self._reconnect_pending_error
+                if connector.gave_up != gave_up:
+                    raise connector.pending_error
                 state = self.state
-                conn = self._conn
+                conn = self.connection
                 if state is ClientState.ACTIVE and conn is not None and not conn.lost:
                     return conn
                 if state is ClientState.CLOSED:
@@ -594,57 +556,31 @@ class SmbClient:
                         return conn
                     raise SmbConnectionError(f"connection to {self.host}:{self.port} lost "
                                              "during recovery")
-                if state is ClientState.RECONNECTING and not self._connector.running:
-                    self._connector.kick()      # reconnecting gave up earlier: retry
+                if state is ClientState.RECONNECTING and not connector.running:
+                    connector.kick()            # reconnecting gave up earlier: retry
                 policy = self._effective(task)
                 deadline = limit
                 if not policy.hard:
-                    error = self._reconnect_pending_error
+                    error = connector.pending_error
                     if task.timed_out and error is not None:
                         raise error
                     bound = (task.t_first_sent or task.t_queued) + policy.soft_bound
                     deadline = bound if deadline is None else min(deadline, bound)
                 if park:
-                    if task not in self._waiting:
-                        self._waiting.append(task)
+                    connector.park(task)
                     return None
                 if deadline is None:
                     self._state_cond.wait()      # hard: wait for the server forever
                     continue
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    error = self._reconnect_pending_error
+                    error = connector.pending_error
                     raise SmbTimeoutError(
                         f"server {self.host}:{self.port} not reachable in time"
                         + (f" ({error})" if error is not None else ""))
                 self._state_cond.wait(remaining)
 
-    def _charge(self, conn: _Connection, task: SmbTask) -> int:
-        """Set the task's CreditCharge; return the credits it consumes: from
-        max(send payload, expected response) ([MS-SMB2] 3.2.4.1.5), both read
-        from the whole body whatever its split (``request_sizes``)."""
-        from ..proto.credits import credits_needed, request_sizes
-        wire = conn.wire
-        if wire.is_smb1:
-            task.credit_charge = wire.charge(task.command, 0, 0)
-        else:
-            send, expected = request_sizes(task.command, task.body, task.expected_response,
-                                           task.payload_size)
-            task.credit_charge = wire.charge(task.command, send, expected)
-        task.send_credits = credits_needed(task.credit_charge)
-        return task.send_credits
-
-    def _queue(self, conn: _Connection, tasks: Sequence[SmbTask]) -> int:
-        """Move ``tasks`` to QUEUED (a cancelled one raises) and charge them."""
-        with self._inflight.lock:
-            for task in tasks:
-                if not can_move(task, TaskState.QUEUED):
-                    raise task.error or SmbCancelledError("request cancelled")
-            for task in tasks:
-                move(task, TaskState.QUEUED)
-        return sum(self._charge(conn, task) for task in tasks)
-
-    def _take_credits(self, conn: _Connection, tasks: Sequence[SmbTask], need: int) -> None:
+    def _take_credits(self, conn: Connection, tasks: Sequence[SmbTask], need: int) -> None:
         def abort() -> bool:
             return self.state is ClientState.CLOSED or conn.lost or \
                 any(t.state.final for t in tasks)
@@ -676,7 +612,7 @@ class SmbClient:
             for task in tasks:
                 if task.sends and task.generation != conn.generation:
                     self._before_reissue(task)
-            need = self._queue(conn, tasks)
+            need = self._sender.queue(conn, tasks)
             try:
                 self._take_credits(conn, tasks, need)
                 return self._sender.transmit(conn, tasks, related, need, fast)
@@ -704,7 +640,7 @@ class SmbClient:
         try:
             self._send_all(tasks, group is not None and group.related, park=True)
         except Exception as exc:  # noqa: BLE001
-            self._fail_task(task, exc)
+            self._connector.fail_task(task, exc)
         except BaseException:
             # Ctrl-C while the caller's own thread was sending: the request
             # is cancelled and the interrupt reaches the caller.
@@ -712,71 +648,18 @@ class SmbClient:
                 self._abandon(t, SmbCancelledError("request interrupted"))
             raise
 
-    def _send_nowait(self, task: SmbTask) -> None:
-        """Send ``task`` now or not at all (keepalive): no credit wait."""
-        self._check_task(task)
-        conn = self._conn
-        if self.state is not ClientState.ACTIVE or conn is None or conn.lost:
-            return
-        need = self._queue(conn, (task,))
-        if not self._credits.try_take(need):
-            with self._inflight.lock:
-                move(task, TaskState.FAILED)
-            return
-        try:
-            self._sender.transmit(conn, (task,), False, need)
-        except (Retry, SmbError):
-            pass
-
-    def _send_probe(self) -> Optional[SmbTask]:
-        """Send one ECHO probe unless the socket is not writable (a sender is
-        stuck in sendmsg: then a probe would only queue behind it)."""
-        conn = self._conn
-        if conn is None or conn.lost or self.state is not ClientState.ACTIVE:
-            return None
-        if self._sender.lock.locked():
-            return None
-        task = self._echo_task()
-        task.is_probe = True
-        task.context_client = self
-        task.t_queued = time.monotonic()
-        task._parking = threading.Lock()
-        task._parking.acquire()
-        need = self._queue(conn, (task,))
-        if not self._credits.try_take(need):
-            return None      # no credit: counts as an unanswered probe
-        try:
-            self._sender.transmit(conn, (task,), False, need)
-        except (Retry, SmbError):
-            return None
-        return task
-
     def send_oneway(self, task: SmbTask) -> bool:
         """Send a small SMB1 request that has no reply (an oplock break
         acknowledgement) once, like NT_CANCEL: it gets a MID and is signed
         by ``task.security`` under the send lock, but is not registered in
         the MID table, has no timer, takes no credit and is never reissued.
         Returns False (nothing sent) unless the client is ACTIVE."""
-        conn = self._conn
+        conn = self.connection
         if self.state is not ClientState.ACTIVE or conn is None or conn.lost:
             return False
         if not conn.wire.is_smb1:
             raise ValueError("send_oneway is for SMB1 requests without a response")
-        if task.state.final:
-            move(task, TaskState.NEW)             # the task object is run again
-        with self._inflight.lock:
-            move(task, TaskState.QUEUED)          # a task already running is refused
-        size = self._sender.oneway(conn, task)
-        with self._inflight.lock:
-            if not size:
-                move(task, TaskState.FAILED)
-                return False
-            move(task, TaskState.SENT)
-            move(task, TaskState.DONE)            # no reply will come
-        stats = self._stats.command(conn.wire, task.command)
-        stats.ops += 1
-        stats.bytes_sent += size
-        return True
+        return self._sender.oneway(conn, task)
 
     # -- compound requests ----------------------------------------------------------
 
@@ -790,13 +673,13 @@ class SmbClient:
         tasks = list(tasks)
         if not tasks:
             raise ValueError("an empty compound")
-        conn = self._conn
+        conn = self.connection
         if conn is not None and conn.wire.is_smb1:
             raise ValueError("compound requests need SMB2 or later")
         for task in tasks:
             self._check_task(task)
-            task._parking = threading.Lock()
-            task._parking.acquire()
+            task.parking = threading.Lock()
+            task.parking.acquire()
         try:
             while True:
                 demux = self._send_all(tasks, related, fast=True)
@@ -807,7 +690,7 @@ class SmbClient:
                     finally:
                         demux.release_reader_role()
                 for task in tasks:
-                    task._parking.acquire()
+                    task.parking.acquire()
                 if not any(t.state is TaskState.REISSUE for t in tasks) and \
                         not self._renewed(tasks):
                     break
@@ -832,12 +715,14 @@ class SmbClient:
         tasks = list(tasks)
         if not tasks:
             raise ValueError("an empty compound")
-        conn = self._conn
+        conn = self.connection
         if conn is not None and conn.wire.is_smb1:
             raise ValueError("compound requests need SMB2 or later")
         for task in tasks:
             self._check_task(task)
-        run = CompoundRun(self, tasks, related)
+        run = CompoundRun(tasks, related, table_lock=self._inflight.lock,
+                          renewed=self._renewed, finish=self._finish, send=self._send_async,
+                          cancel=self.cancel_task)
         if self.state is ClientState.ACTIVE and conn is not None and not conn.lost and \
                 self._credits.available > len(tasks) + 1:
             self._send_async(tasks[0])
@@ -850,9 +735,9 @@ class SmbClient:
     def _park(self, task: SmbTask, limit: Optional[float]) -> bool:
         """Wait for the task's wake-up; False when ``limit`` passed first."""
         if limit is None:
-            task._parking.acquire()
+            task.parking.acquire()
             return True
-        return task._parking.acquire(timeout=max(0.0, limit - time.monotonic()))
+        return task.parking.acquire(timeout=max(0.0, limit - time.monotonic()))
 
     def _annotate(self, exc: SmbError, task: SmbTask) -> SmbError:
         """Give an error the context of the request it ended."""
@@ -921,18 +806,6 @@ class SmbClient:
             self.cancel_task(task)
         task.future = None          # no cycle keeps the task alive
 
-    def _fail_task(self, task: SmbTask, error: BaseException) -> None:
-        """A send failed outside the MID table: fail the task (an async
-        compound: all of it) and wake it."""
-        tasks = (task,) if task.group is None else task.group.tasks
-        with self._inflight.lock:
-            for t in tasks:
-                if not t.state.final:
-                    move(t, TaskState.FAILED)
-                    t.error = error
-        for t in tasks:
-            self._wake(t)
-
     def _wake(self, task: SmbTask) -> None:
         """Hand a task that changed state to whoever waits on it (never under
         a layer lock): a sync waiter's parking lock is released; a Future is
@@ -954,7 +827,7 @@ class SmbClient:
             except RuntimeError:          # smbiod is shut down: the client closed
                 settle(*args)
         else:
-            parking = task._parking
+            parking = task.parking
             if parking is not None and parking.locked():
                 try:
                     parking.release()
@@ -971,207 +844,55 @@ class SmbClient:
             move(task, TaskState.CANCELLED)
             task.error = error
             task.cancel_requested = True
-            conn = self._conn
+            conn = self.connection
         if was_sent and conn is not None and conn.generation == task.generation:
             self._iod.call_soon(self._sender.cancel, conn, task)
             if conn.demux is not None:
                 conn.demux.kick()           # a caller reading for it stops
         self._credits.wake_all()
         with self._state_cond:
-            if task in self._waiting:
-                self._waiting.remove(task)
+            self._connector.unpark(task)
             self._state_cond.notify_all()
         self._wake(task)
         return True
 
     def _deliver_break(self, reply: Reply) -> None:
-        note = BreakNotification(self, reply)
-        for fn in list(self._break_handlers):
-            try:
-                fn(note)
-            except Exception:  # noqa: BLE001
-                log.exception("smblayer: break handler %r failed", fn)
+        self.hooks.breaks.run(BreakNotification(self, reply))
 
-    # -- connection life (reported by demux/probes, run by the connect worker) -----
+    # -- compatibility (tests read these) --------------------------------------------
 
-    def _new_connection(self, sock: socket.socket, negotiated: NegotiateResult) -> _Connection:
-        self._generation += 1
-        return _Connection(sock, self._generation, negotiated)
+    @property
+    def _conn(self) -> Optional[Connection]:
+        return self.connection
 
-    def _install(self, conn: _Connection) -> bool:
-        """Publish a freshly negotiated connection (connect worker).  False
-        if the client was closed meanwhile."""
-        # The demux runs before the connection is published, so close() always
-        # finds a started thread to stop.
-        conn.demux = Demux(self, conn)
-        conn.demux.start()
-        with self._state_cond:
-            if self.state is ClientState.CLOSED:
-                self._close_connection(conn, join=True)
-                return False
-            old = self._conn
-            with self._sender.lock, self._inflight.lock:
-                self._conn = conn
-                self.smb1_signing = None      # SMB1 signing starts over per connection
-                self.default_security = None
-                self._inflight.reset(conn.negotiated.next_message_id)
-                self._credits.reset(conn.negotiated.credits_granted)
-            self._state_cond.notify_all()
-        if old is not None and old is not conn:
-            old.lost = True
-        return True
+    @property
+    def _reconnect_pending_error(self) -> Optional[BaseException]:
+        return self._connector.pending_error
 
-    def _go_active(self, conn: _Connection) -> bool:
-        """Recovery is done: ACTIVE, then resend what waited (connect worker)."""
-        with self._state_cond:
-            if self.state is ClientState.CLOSED or conn.lost:
-                return False
-            reconnected = self.state is ClientState.RECONNECTING
-            self._move(ClientState.ACTIVE)
-            self._reconnect_pending_error = None
-            self._liveness.soft_expired = False
-            waiting, self._waiting = self._waiting, []
-        for task in waiting:
-            if not task.state.final:
-                self._iod.call_soon(self._send_async, task)
-        if reconnected:
-            for fn in list(self._active_handlers):
-                self._iod.call_soon(fn, self)
-        return True
 
-    def _connection_lost(self, conn: _Connection, error: Optional[BaseException]) -> None:
-        """The demux (or a soft timeout) reports ``conn`` unusable: mark it,
-        requeue its requests, and hand over to the connect worker."""
-        with self._state_cond:
-            if conn.lost:
-                return
-            conn.lost = True
-            conn.lost_error = error
-            self._last_conn_useful = conn.demux is not None and conn.demux.replies > 0
-            if self.state is ClientState.ACTIVE and conn is self._conn:
-                self._move(ClientState.RECONNECTING)
-            self._state_cond.notify_all()
-        self._requeue_in_flight(conn, error)
-        self._credits.wake_all()        # senders waiting for credits see conn.lost
-        self._connector.kick()
+def get_client(host: str, port: int = 445, *,
+               dialects: Optional[DialectRange] = None,
+               timeouts: Optional[TimeoutPolicy] = None,
+               reconnect: Optional[ReconnectPolicy] = None,
+               client_class: Optional[type] = None,
+               **options) -> SmbClient:
+    """A shared, refcounted SmbClient for (host, port, options): connects and
+    negotiates on first use.  Release it with ``client.release()`` or use it
+    as a context manager.
 
-    def _mark_taken_down(self, conn: _Connection) -> bool:
-        with self._state_cond:
-            if conn.taken_down:
-                return False
-            conn.taken_down = True
-            if self.state is ClientState.ACTIVE:
-                self._move(ClientState.RECONNECTING)
-            self._state_cond.notify_all()
-        return True
-
-    def _requeue_in_flight(self, conn: _Connection, error: Optional[BaseException]) -> None:
-        """Wake every task sent on ``conn``: to be reissued, or failed when
-        it must not be repeated (protocol violation, not replayable)."""
-        woken = []
-        with self._inflight.lock:
-            for task in self._inflight.take_generation(conn.generation):
-                if task.state.final:
-                    continue
-                failure = self._reissue_refusal(task, error)
-                if failure is not None:
-                    move(task, TaskState.FAILED)
-                    task.error = failure
-                else:
-                    move(task, TaskState.REISSUE)
-                woken.append(task)
-        reissue = [t for t in woken if t.future is not None and t.state is TaskState.REISSUE]
-        if reissue:
-            with self._state_cond:
-                self._waiting.extend(reissue)
-        for task in woken:
-            self._wake(task)
-
-    def _reissue_refusal(self, task: SmbTask, error: Optional[BaseException]):
-        """Why ``task`` must not be resent after losing its connection, or None."""
-        name = self.command_name(task.command)
-        if isinstance(error, SmbProtocolError):
-            return error          # the server broke the protocol: repeating won't help
-        if task.sends >= MAX_SENDS:
-            return (SmbTimeoutError if task.timed_out else SmbConnectionError)(
-                f"{name} to {self.host}:{self.port} was sent {task.sends} times and each "
-                "time the connection was lost before the reply; giving up")
-        if not task.replayable:
-            return SmbConnectionError(
-                f"connection to {self.host}:{self.port} lost while {name} was in flight; "
-                "the request is not safe to repeat and was not reissued")
-        if task.group is not None:
-            return CompoundLost(f"{name} lost with its connection; the compound is resent")
-        if task.is_probe:
-            return SmbConnectionError("probe lost")
-        return None
-
-    def _earliest_waiting_deadline(self) -> float:
-        """The soonest soft deadline among the async requests waiting for a
-        connection (inf if none)."""
-        with self._state_cond:
-            bounds = [(t.t_first_sent or t.t_queued) + self._effective(t).soft_bound
-                      for t in self._waiting if not self._effective(t).hard]
-        return min(bounds, default=float("inf"))
-
-    def _expire_waiting(self) -> None:
-        """Fail the soft async requests waiting for a connection past their
-        deadline (connect worker, between attempts)."""
-        now = time.monotonic()
-        expired = []
-        with self._state_cond:
-            keep = []
-            for task in self._waiting:
-                policy = self._effective(task)
-                start = task.t_first_sent or task.t_queued
-                if not policy.hard and now >= start + policy.soft_bound:
-                    expired.append(task)
-                else:
-                    keep.append(task)
-            self._waiting = keep
-        for task in expired:
-            self._fail_task(task, SmbTimeoutError(
-                f"server {self.host}:{self.port} not reachable within "
-                f"{self._effective(task).soft_bound:g} s"))
-
-    def _fail_waiting(self, error: BaseException, soft_only: bool) -> None:
-        """A reconnect attempt failed: requests that already timed out (soft)
-        stop waiting; with ``soft_only`` False everyone does."""
-        with self._state_cond:
-            self._reconnect_pending_error = error
-            if not soft_only:
-                self._gave_up += 1
-            stuck = [t for t in self._waiting
-                     if not soft_only or (t.timed_out and not self._effective(t).hard)]
-            self._waiting = [t for t in self._waiting if t not in stuck]
-            self._state_cond.notify_all()
-        for task in stuck:
-            self._fail_task(task, error)
-
-    def _close_connection(self, conn: _Connection, join: bool) -> None:
-        demux = conn.demux
-        if demux is not None:
-            demux.stop()
-        shutdown(conn.sock)
-        if join and demux is not None and demux.thread.ident is not None and \
-                demux.thread is not threading.current_thread():
-            demux.thread.join(CLOSE_WAIT)
-        conn.sock.close()
-
-    def _fail_everything(self, error: BaseException) -> None:
-        with self._state_cond:
-            waiting, self._waiting = self._waiting, []
-            self._state_cond.notify_all()
-        with self._inflight.lock:
-            tasks = [t for t in self._inflight.take_all() if not t.state.final]
-            for t in waiting:             # a parked async compound: all its elements
-                group = t.group
-                tasks += [e for e in (group.tasks if group is not None else (t,))
-                          if not e.state.final]
-            for task in tasks:
-                move(task, TaskState.FAILED)
-                task.error = error
-        for task in tasks:
-            self._wake(task)
-        with self._state_cond:
-            self._state_cond.notify_all()
+    ``client_class``: an SmbClient subclass to build (a protocol package's
+    client); it is part of the sharing key, so callers asking for the same
+    class share one client."""
+    if not isinstance(host, str) or not host:
+        raise TypeError("host must be a non-empty string")
+    if not isinstance(port, int) or not 0 < port < 65536:
+        raise ValueError(f"port must be 1..65535, not {port!r}")
+    if client_class is None:
+        client_class = SmbClient
+    elif not (isinstance(client_class, type) and issubclass(client_class, SmbClient)):
+        raise TypeError("client_class must be SmbClient or a subclass")
+    return REGISTRY.get(host, port, client_class,
+                        dialects=dialects if dialects is not None else DialectRange(),
+                        timeouts=timeouts if timeouts is not None else TimeoutPolicy(),
+                        reconnect=reconnect if reconnect is not None else ReconnectPolicy(),
+                        **options)

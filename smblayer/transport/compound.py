@@ -22,12 +22,16 @@ tasks together in one CompoundRun, which owns:
 ``complete`` runs wherever a task is woken (demux, a canceller, the connect
 worker); ``settle`` on smbiod, never under a layer lock except the
 MID-table lock the state moves need.
+
+Interface: built by the client with the MID-table lock and four of its
+callables: ``renewed(tasks)``, ``finish(task)``, ``send(task)`` (the async
+send) and ``cancel(task)``.
 """
 from __future__ import annotations
 
 import threading
 from concurrent.futures import Future
-from typing import List, Sequence
+from typing import Callable, List, Sequence
 
 from ..errors import SmbConnectionError
 from .task import SmbTask, TaskState, move
@@ -41,10 +45,16 @@ class CompoundLost(SmbConnectionError):
 class CompoundRun:
     """One async compound (see the module docstring)."""
 
-    __slots__ = ("client", "tasks", "related", "future", "_lock", "_settled")
+    __slots__ = ("tasks", "related", "future", "_lock", "_settled", "_table_lock",
+                 "_renewed", "_finish", "_send", "_cancel")
 
-    def __init__(self, client, tasks: Sequence[SmbTask], related: bool):
-        self.client = client
+    def __init__(self, tasks: Sequence[SmbTask], related: bool, *, table_lock,
+                 renewed: Callable, finish: Callable, send: Callable, cancel: Callable):
+        self._table_lock = table_lock
+        self._renewed = renewed
+        self._finish = finish
+        self._send = send
+        self._cancel = cancel
         self.tasks: List[SmbTask] = list(tasks)
         self.related = related
         self.future: Future = Future()
@@ -65,34 +75,34 @@ class CompoundRun:
 
     def settle(self) -> None:
         """Every element is final (smbiod): resend, or settle the caller."""
-        future, client, tasks = self.future, self.client, self.tasks
+        future, tasks = self.future, self.tasks
         if future.done():                    # cancelled by the caller
             return self._release()
         try:
             resend = any(isinstance(t.error, CompoundLost) for t in tasks) or \
-                client._renewed(tasks)
+                self._renewed(tasks)
             if not resend:
-                replies = [client._finish(t) for t in tasks]
+                replies = [self._finish(t) for t in tasks]
         except BaseException as exc:  # noqa: BLE001
             future.set_exception(exc)
             return self._release()
         if not resend:
             future.set_result(replies)
             return self._release()
-        with client._inflight.lock:
+        with self._table_lock:
             for task in tasks:
                 if task.state.final:
                     move(task, TaskState.NEW)
                 task.reply = task.error = None
         with self._lock:
             self._settled = False
-        client._send_async(tasks[0])
+        self._send(tasks[0])
 
     def _caller_done(self, future: Future) -> None:
         if future.cancelled():
             future.set_running_or_notify_cancel()     # wakes wait() / as_completed()
             for task in self.tasks:
-                self.client.cancel_task(task)
+                self._cancel(task)
 
     def _release(self) -> None:
         """No cycle keeps the tasks alive once the caller has its answer."""

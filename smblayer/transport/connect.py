@@ -2,11 +2,24 @@
 
 Theory of operation
 -------------------
-The connect worker is the only writer of the socket and of the client state
-(``client._move`` through the client's transition table); close() from any
-thread is the one designed exception.  The demux and the probes only
-*report* a lost connection (``client._connection_lost``: the requests in
-flight are requeued at once); the worker takes it down.
+The connect worker runs a client's connection life: it publishes the
+current :class:`Connection` generation (``client.connection``), moves the
+client state (through ``move``, the client's own ``_move`` and its
+transition table, under ``state_cond``, the client state condition of the
+lock order), and owns the async requests waiting for a connection
+(``waiting``) and the give-up bookkeeping.  It is the only writer of the
+socket and of the client state; close() from any thread is the one designed
+exception (it calls ``move`` and :meth:`fail_everything`).  The demux
+and the probes only *report* a lost connection
+(:meth:`ConnectWorker.connection_lost`: the requests in flight are requeued
+at once); the worker takes it down.
+
+Its interface to the rest of the client is what it is given when built:
+the state condition, the in-flight table, the credit gate, the sender
+(whose lock it takes to publish a connection), liveness, the counters, the
+hooks, and four callables of the client: ``move(state)``,
+``new_demux(conn)``, ``wake(task)`` (hand a task that changed state to its
+waiter) and ``resend(task)`` (send an async task again, on smbiod).
 
 The first connect runs in the thread that builds the client (no thread
 start on the fast path).  Later ones run in a worker thread that exists only
@@ -28,18 +41,38 @@ import os
 import socket
 import threading
 import time
-from typing import Optional
+from typing import Callable, List, Optional
 
-from .states import ClientState
 from ..errors import (SmbConnectionError, SmbError, SmbNegotiateError, SmbTimeoutError,
-                     SmbNegotiateRefusedError, SmbProtocolError)
+                      SmbNegotiateRefusedError, SmbProtocolError)
 from ..proto import smb2
 from ..proto.framing import FrameReader, FramingError, frame_prefix
 from ..proto.negotiate import NegotiateFailed, NegotiateResult, Negotiator, Outgoing
+from .compound import CompoundLost
+from .send import shutdown
+from .states import ClientState
+from .task import SmbTask, TaskState, move
+from .wire import wire_for
 
 log = logging.getLogger("smblayer")
 
 MIN_ATTEMPT = 0.5      # the shortest connect attempt worth making (seconds)
+MAX_SENDS = 5          # a request is sent at most this often across reconnects
+CLOSE_WAIT = 2.0       # how long close() waits for threads to stop
+
+
+class Connection:
+    """One socket generation: the socket, what was negotiated, its demux."""
+
+    def __init__(self, sock: socket.socket, generation: int, negotiated: NegotiateResult):
+        self.sock = sock
+        self.generation = generation
+        self.negotiated = negotiated
+        self.wire = wire_for(negotiated)
+        self.demux = None
+        self.lost = False
+        self.lost_error: Optional[BaseException] = None
+        self.taken_down = False   # the connect worker has closed it and requeued its tasks
 
 
 def open_socket(host: str, port: int, timeout: float) -> socket.socket:
@@ -110,15 +143,36 @@ def _read_frame(sock: socket.socket, reader: FrameReader, deadline: float) -> by
 
 
 class ConnectWorker:
-    """Runs connect/reconnect attempts.  ``kick()`` starts the thread
-    (idempotent); ``connect_first()`` runs the first connect inline."""
+    """Runs connect/reconnect attempts and owns the connection life; see the
+    module docstring.  ``kick()`` starts the thread (idempotent);
+    ``connect_first()`` runs the first connect inline."""
 
-    def __init__(self, client):
+    def __init__(self, client, *, state_cond: threading.Condition,
+                 move: Callable[[ClientState], None], inflight, credits, sender, liveness,
+                 stats, hooks, new_demux: Callable, wake: Callable[[SmbTask], None],
+                 resend: Callable[[SmbTask], None]):
         self._client = client
+        self.state_cond = state_cond
+        self.move = move                       # the client's move (caller holds state_cond)
+        self._inflight = inflight
+        self._credits = credits
+        self._sender = sender
+        self._liveness = liveness
+        self._stats = stats
+        self._hooks = hooks
+        self._new_demux = new_demux
+        self._wake = wake
+        self._resend = resend
         self._lock = threading.Lock()
         self._thread: Optional[threading.Thread] = None
         self._again = False
         self.ident: Optional[int] = None       # the thread running recovery now
+        self.generation = 0                    # bumped by every new connection
+        self.waiting: List[SmbTask] = []       # async tasks waiting for ACTIVE (state_cond)
+        self.gave_up = 0                       # bumped each time reconnecting gives up
+        self.pending_error: Optional[BaseException] = None   # why reconnecting fails now
+        self.connect_error: Optional[BaseException] = None   # why the first connect failed
+        self._last_conn_useful = True
 
     @property
     def running(self) -> bool:
@@ -144,16 +198,14 @@ class ConnectWorker:
         try:
             self._connect_loop(first=True)
         except BaseException as exc:  # noqa: BLE001
-            client = self._client
-            if client._connect_error is None:
-                client._connect_error = exc if isinstance(exc, SmbError) else \
+            if self.connect_error is None:
+                self.connect_error = exc if isinstance(exc, SmbError) else \
                     SmbConnectionError(f"connect failed: {exc!r}")
-            client._move_closed()
+            self.move_closed()
             if not isinstance(exc, Exception):
                 raise
 
     def _run(self) -> None:
-        client = self._client
         try:
             while True:
                 self._connect_loop(first=False)
@@ -166,7 +218,7 @@ class ConnectWorker:
             log.exception("smblayer: connect worker failed")
             with self._lock:
                 self._thread = None
-            client._fail_everything(SmbConnectionError("connect worker failed"))
+            self.fail_everything(SmbConnectionError("connect worker failed"))
 
     # -- the loop ------------------------------------------------------------------
 
@@ -177,12 +229,12 @@ class ConnectWorker:
         delays = iter(policy.delays())
         # A connection that died before answering anything does not reset the
         # backoff: a server that accepts and drops at once is not hammered.
-        attempt = 0 if client._last_conn_useful else 1
+        attempt = 0 if self._last_conn_useful else 1
         failures = 0
         while True:
             if client.state is ClientState.CLOSED:
                 return
-            conn_now = client._conn
+            conn_now = client.connection
             if conn_now is not None and conn_now.lost:
                 self._take_down(conn_now)
             if not first and conn_now is not None and not conn_now.lost and \
@@ -198,14 +250,14 @@ class ConnectWorker:
                 client.wait_for_state(ClientState.CLOSED, delay)
                 if client.state is ClientState.CLOSED:
                     return
-            client._expire_waiting()
+            self.expire_waiting()
             attempt += 1
             try:
                 conn = self._open_connection()
             except SmbError as exc:
                 if first:
-                    client._connect_error = exc
-                    client._move_closed()
+                    self.connect_error = exc
+                    self.move_closed()
                     return
                 failures += 1
                 log.warning("smblayer: reconnect to %s:%s failed (attempt %d): %s",
@@ -222,7 +274,7 @@ class ConnectWorker:
         # An attempt never outlasts the soft deadline of a request waiting
         # for it: that request must fail then, not when the attempt ends.
         budget = min(client.timeouts.connect_timeout,
-                     max(MIN_ATTEMPT, client._earliest_waiting_deadline() - now))
+                     max(MIN_ATTEMPT, self._earliest_waiting_deadline() - now))
         deadline = now + budget
         sock = open_socket(client.host, client.port, budget)
         try:
@@ -236,21 +288,22 @@ class ConnectWorker:
             sock.close()
             raise
         sock.settimeout(None)
-        return client._new_connection(sock, negotiated)
+        self.generation += 1
+        return Connection(sock, self.generation, negotiated)
 
     def _activate(self, conn, first: bool) -> bool:
         """Install ``conn``, run recovery, go ACTIVE, reissue.  False if the
         connection broke again during recovery."""
         client = self._client
-        if not client._install(conn):
+        if not self._install(conn):
             return True                     # closed meanwhile
         if not first:
-            client._stats.reconnects += 1
+            self._stats.reconnects += 1
             log.warning("smblayer: reconnected to %s:%s (%s)", client.host, client.port,
                         conn.negotiated.dialect.name)
             if not self._recover(conn):
                 return False
-        if not client._go_active(conn):
+        if not self._go_active(conn):
             return client.state is ClientState.CLOSED
         return True
 
@@ -259,7 +312,7 @@ class ConnectWorker:
         client = self._client
         self.ident = threading.get_ident()
         try:
-            for _stage, fn in client._recovery_order():
+            for fn in self._hooks.reconnect:
                 try:
                     fn(client)
                 except Exception as exc:  # noqa: BLE001
@@ -273,29 +326,250 @@ class ConnectWorker:
     def _take_down(self, conn) -> None:
         """Leave ACTIVE, close the lost socket, requeue what was in flight."""
         client = self._client
-        if not client._mark_taken_down(conn):
+        if not self._mark_taken_down(conn):
             return
         log.warning("smblayer: connection to %s:%s lost: %s", client.host, client.port,
                     conn.lost_error or "closed")
-        client._close_connection(conn, join=True)
-        client._requeue_in_flight(conn, conn.lost_error)
-        client._credits.wake_all()
+        self.close_connection(conn, join=True)
+        self._requeue_in_flight(conn, conn.lost_error)
+        self._credits.wake_all()
 
     def _reconnect_failed(self, error: SmbError) -> None:
         """One reconnect attempt failed: soft requests that timed out stop waiting."""
         client = self._client
-        if client._liveness.soft_expired:
+        if self._liveness.soft_expired:
             error = SmbTimeoutError(
                 f"server {client.host}:{client.port} timed out and reconnecting failed: {error}")
-        client._fail_waiting(error, soft_only=True)
-        client._expire_waiting()
+        self._fail_waiting(error, soft_only=True)
+        self.expire_waiting()
 
     def _give_up(self, error: SmbError) -> None:
         """ReconnectPolicy.max_attempts reached: everyone waiting now fails
         (hard mode too); the next new request starts a fresh reconnect."""
         client = self._client
-        if client._liveness.soft_expired:
+        if self._liveness.soft_expired:
             error = SmbTimeoutError(f"server {client.host}:{client.port} timed out and "
                                     f"reconnecting failed: {error}")
-        client._fail_waiting(error, soft_only=False)
-        client._fail_everything(error)
+        self._fail_waiting(error, soft_only=False)
+        self.fail_everything(error)
+
+    # -- the client state (under state_cond) ------------------------------------------
+
+    def move_closed(self) -> None:
+        with self.state_cond:
+            if self._client.state is not ClientState.CLOSED:
+                self.move(ClientState.CLOSED)
+
+    def park(self, task: SmbTask) -> None:
+        """``task`` (async) waits for a connection (caller holds state_cond)."""
+        if task not in self.waiting:
+            self.waiting.append(task)
+
+    def unpark(self, task: SmbTask) -> None:
+        """``task`` stops waiting (caller holds state_cond)."""
+        if task in self.waiting:
+            self.waiting.remove(task)
+
+    # -- connection life (reported by demux/probes, run here) ---------------------------
+
+    def _install(self, conn: Connection) -> bool:
+        """Publish a freshly negotiated connection.  False if the client was
+        closed meanwhile."""
+        client = self._client
+        # The demux runs before the connection is published, so close() always
+        # finds a started thread to stop.
+        conn.demux = self._new_demux(conn)
+        conn.demux.start()
+        with self.state_cond:
+            if client.state is ClientState.CLOSED:
+                self.close_connection(conn, join=True)
+                return False
+            old = client.connection
+            with self._sender.lock, self._inflight.lock:
+                client.connection = conn
+                client.smb1_signing = None      # SMB1 signing starts over per connection
+                client.default_security = None
+                self._inflight.reset(conn.negotiated.next_message_id)
+                self._credits.reset(conn.negotiated.credits_granted)
+            self.state_cond.notify_all()
+        if old is not None and old is not conn:
+            old.lost = True
+        return True
+
+    def _go_active(self, conn: Connection) -> bool:
+        """Recovery is done: ACTIVE, then resend what waited."""
+        client = self._client
+        with self.state_cond:
+            if client.state is ClientState.CLOSED or conn.lost:
+                return False
+            reconnected = client.state is ClientState.RECONNECTING
+            self.move(ClientState.ACTIVE)
+            self.pending_error = None
+            self._liveness.soft_expired = False
+            waiting, self.waiting = self.waiting, []
+        iod = client.iod
+        for task in waiting:
+            if not task.state.final:
+                iod.call_soon(self._resend, task)
+        if reconnected:
+            for fn in self._hooks.active:
+                iod.call_soon(fn, client)
+        return True
+
+    def connection_lost(self, conn: Connection, error: Optional[BaseException]) -> None:
+        """The demux (or a soft timeout) reports ``conn`` unusable (any
+        thread): mark it, requeue its requests, and start the worker."""
+        client = self._client
+        with self.state_cond:
+            if conn.lost:
+                return
+            conn.lost = True
+            conn.lost_error = error
+            self._last_conn_useful = conn.demux is not None and conn.demux.replies > 0
+            if client.state is ClientState.ACTIVE and conn is client.connection:
+                self.move(ClientState.RECONNECTING)
+            self.state_cond.notify_all()
+        self._requeue_in_flight(conn, error)
+        self._credits.wake_all()        # senders waiting for credits see conn.lost
+        self.kick()
+
+    def _mark_taken_down(self, conn: Connection) -> bool:
+        with self.state_cond:
+            if conn.taken_down:
+                return False
+            conn.taken_down = True
+            if self._client.state is ClientState.ACTIVE:
+                self.move(ClientState.RECONNECTING)
+            self.state_cond.notify_all()
+        return True
+
+    def _requeue_in_flight(self, conn: Connection, error: Optional[BaseException]) -> None:
+        """Wake every task sent on ``conn``: to be reissued, or failed when
+        it must not be repeated (protocol violation, not replayable)."""
+        woken = []
+        inflight = self._inflight
+        with inflight.lock:
+            for task in inflight.take_generation(conn.generation):
+                if task.state.final:
+                    continue
+                failure = self._reissue_refusal(task, error)
+                if failure is not None:
+                    move(task, TaskState.FAILED)
+                    task.error = failure
+                else:
+                    move(task, TaskState.REISSUE)
+                woken.append(task)
+        reissue = [t for t in woken if t.future is not None and t.state is TaskState.REISSUE]
+        if reissue:
+            with self.state_cond:
+                self.waiting.extend(reissue)
+        for task in woken:
+            self._wake(task)
+
+    def _reissue_refusal(self, task: SmbTask, error: Optional[BaseException]):
+        """Why ``task`` must not be resent after losing its connection, or None."""
+        client = self._client
+        name = client.command_name(task.command)
+        if isinstance(error, SmbProtocolError):
+            return error          # the server broke the protocol: repeating won't help
+        if task.sends >= MAX_SENDS:
+            return (SmbTimeoutError if task.timed_out else SmbConnectionError)(
+                f"{name} to {client.host}:{client.port} was sent {task.sends} times and "
+                "each time the connection was lost before the reply; giving up")
+        if not task.replayable:
+            return SmbConnectionError(
+                f"connection to {client.host}:{client.port} lost while {name} was in "
+                "flight; the request is not safe to repeat and was not reissued")
+        if task.group is not None:
+            return CompoundLost(f"{name} lost with its connection; the compound is resent")
+        if task.is_probe:
+            return SmbConnectionError("probe lost")
+        return None
+
+    def _policy(self, task: SmbTask):
+        return task.timeouts or self._client.timeouts
+
+    def _earliest_waiting_deadline(self) -> float:
+        """The soonest soft deadline among the async requests waiting for a
+        connection (inf if none)."""
+        with self.state_cond:
+            bounds = [(t.t_first_sent or t.t_queued) + self._policy(t).soft_bound
+                      for t in self.waiting if not self._policy(t).hard]
+        return min(bounds, default=float("inf"))
+
+    def expire_waiting(self) -> None:
+        """Fail the soft async requests waiting for a connection past their
+        deadline (between attempts)."""
+        client = self._client
+        now = time.monotonic()
+        expired = []
+        with self.state_cond:
+            keep = []
+            for task in self.waiting:
+                policy = self._policy(task)
+                start = task.t_first_sent or task.t_queued
+                if not policy.hard and now >= start + policy.soft_bound:
+                    expired.append(task)
+                else:
+                    keep.append(task)
+            self.waiting = keep
+        for task in expired:
+            self.fail_task(task, SmbTimeoutError(
+                f"server {client.host}:{client.port} not reachable within "
+                f"{self._policy(task).soft_bound:g} s"))
+
+    def _fail_waiting(self, error: BaseException, soft_only: bool) -> None:
+        """A reconnect attempt failed: requests that already timed out (soft)
+        stop waiting; with ``soft_only`` False everyone does."""
+        with self.state_cond:
+            self.pending_error = error
+            if not soft_only:
+                self.gave_up += 1
+            stuck = [t for t in self.waiting
+                     if not soft_only or (t.timed_out and not self._policy(t).hard)]
+            self.waiting = [t for t in self.waiting if t not in stuck]
+            self.state_cond.notify_all()
+        for task in stuck:
+            self.fail_task(task, error)
+
+    def fail_task(self, task: SmbTask, error: BaseException) -> None:
+        """Fail ``task`` (an async compound: all of it) unless it already
+        ended, and wake its waiter."""
+        tasks = (task,) if task.group is None else task.group.tasks
+        with self._inflight.lock:
+            for t in tasks:
+                if not t.state.final:
+                    move(t, TaskState.FAILED)
+                    t.error = error
+        for t in tasks:
+            self._wake(t)
+
+    def close_connection(self, conn: Connection, join: bool) -> None:
+        """Stop ``conn``'s demux and close its socket (any thread)."""
+        demux = conn.demux
+        if demux is not None:
+            demux.stop()
+        shutdown(conn.sock)
+        if join and demux is not None and demux.thread.ident is not None and \
+                demux.thread is not threading.current_thread():
+            demux.thread.join(CLOSE_WAIT)
+        conn.sock.close()
+
+    def fail_everything(self, error: BaseException) -> None:
+        """Every request in flight or waiting fails with ``error`` (close, give up)."""
+        with self.state_cond:
+            waiting, self.waiting = self.waiting, []
+            self.state_cond.notify_all()
+        with self._inflight.lock:
+            tasks = [t for t in self._inflight.take_all() if not t.state.final]
+            for t in waiting:             # a parked async compound: all its elements
+                group = t.group
+                tasks += [e for e in (group.tasks if group is not None else (t,))
+                          if not e.state.final]
+            for task in tasks:
+                move(task, TaskState.FAILED)
+                task.error = error
+        for task in tasks:
+            self._wake(task)
+        with self.state_cond:
+            self.state_cond.notify_all()

@@ -24,6 +24,14 @@ frame:
 It never sends, never runs user code, and never writes client state: when
 the socket breaks (or a frame breaks the protocol) it reports the loss to
 the connect worker and exits.
+
+Interface: built per connection with the client (read: ``host``/``port``,
+``iod``), the connection, the in-flight table, the credit gate, liveness
+(``service``, ``deadline``, ``last_rx``), the counters, the sessions by id
+(decryption), and three callables: ``wake(task)`` (a task completed),
+``deliver_break(reply)`` (run on smbiod) and ``connection_lost(conn,
+error)``.  The sender uses the reader-role methods (``take_reader_role``,
+``read_for``, ``release_reader_role``, ``kick``) and ``wake``.
 """
 from __future__ import annotations
 
@@ -32,15 +40,15 @@ import select
 import socket
 import threading
 import time
-from typing import Optional
+from typing import Callable, Dict, Optional
 
 from ..errors import SmbProtocolError
-from .wire import PLACEMENT_HEAD
 from ..proto import smb2
 from ..proto.framing import FrameReader, FramingError, PlacedFrame
 from ..proto.status import is_error
 from .completion import Batch
 from .task import Reply, TaskState, move
+from .wire import PLACEMENT_HEAD
 
 log = logging.getLogger("smblayer")
 
@@ -48,9 +56,19 @@ log = logging.getLogger("smblayer")
 class Demux:
     """Receive loop for one connection generation."""
 
-    def __init__(self, client, conn):
+    def __init__(self, client, conn, inflight, credits, liveness, stats, *,
+                 sessions: Dict[int, object], wake: Callable, deliver_break: Callable,
+                 connection_lost: Callable):
         self._client = client
         self._conn = conn
+        self._inflight = inflight
+        self._credits = credits
+        self._liveness = liveness
+        self._stats = stats
+        self._sessions = sessions
+        self._wake = wake
+        self._deliver_break = deliver_break
+        self._connection_lost = connection_lost
         self._reader = FrameReader(claim=self._claim_placement, claim_head=PLACEMENT_HEAD)
         self._scratch = memoryview(b"")   # large ciphertexts land here
         self._batch = Batch()             # completed by one read (under read_lock)
@@ -94,8 +112,8 @@ class Demux:
         self.kick()
 
     def _run(self) -> None:
-        client, conn = self._client, self._conn
-        liveness = client._liveness
+        conn = self._conn
+        liveness = self._liveness
         service_timers = liveness.service
         liveness.connection_started(time.monotonic())
         poller = self._poller
@@ -125,7 +143,7 @@ class Demux:
                 self._kick_r.close()
                 self._kick_w.close()
         if not self._stopping:
-            client._connection_lost(conn, error)
+            self._connection_lost(conn, error)
 
     def _read(self) -> None:
         """One recv_into and the dispatch of every frame it completes (the
@@ -139,12 +157,12 @@ class Demux:
         if n == 0:
             raise ConnectionResetError("server closed the connection (EOF)"
                                        + (" mid-frame" if reader.pending else ""))
-        self._client._liveness.last_rx = time.monotonic()
+        self._liveness.last_rx = time.monotonic()
         try:
             for frame in reader.feed(n):
                 self._dispatch(frame)
         finally:
-            self._batch.flush(self._client._wake)   # drain all, then wake each once
+            self._batch.flush(self._wake)   # drain all, then wake each once
 
     def _as_loss(self, exc: BaseException) -> BaseException:
         client = self._client
@@ -205,7 +223,7 @@ class Demux:
             # EOF, a bad frame, or Ctrl-C in the middle of a frame: the stream
             # can't be trusted any more; the connect worker takes over.
             if consumed or not isinstance(exc, KeyboardInterrupt):
-                self._client._connection_lost(self._conn, self._as_loss(exc))
+                self._connection_lost(self._conn, self._as_loss(exc))
             if isinstance(exc, KeyboardInterrupt):
                 raise
 
@@ -236,7 +254,7 @@ class Demux:
         return self._placement_target(*found)
 
     def _placement_target(self, mid: int, data_len: int) -> Optional[memoryview]:
-        inflight = self._client._inflight
+        inflight = self._inflight
         with inflight.lock:           # withdraw_placement takes it too
             task = inflight.find(mid, self._conn.generation)
             if task is None or not task.state.in_flight:
@@ -295,12 +313,12 @@ class Demux:
         except (smb2.MalformedMessage, ValueError) as exc:
             raise SmbProtocolError(f"malformed message from server: {exc}") from None
         if mid == wire.unsolicited_id:
-            client._iod.call_soon(client._deliver_break,
+            client.iod.call_soon(self._deliver_break,
                                   Reply(wire.parse_header, message, body, status, encrypted))
             return
         now = time.monotonic()
         retired = 0
-        inflight = client._inflight
+        inflight = self._inflight
         generation = self._conn.generation
         with inflight.lock:
             if interim:
@@ -313,7 +331,7 @@ class Demux:
                         if task.long_poll:
                             inflight.disarm(task)     # may wait for hours
                         elif not task.is_probe:
-                            inflight.arm(task, client._liveness.deadline(task, now))
+                            inflight.arm(task, self._liveness.deadline(task, now))
             else:
                 task = inflight.retire(mid, generation)
                 if task is not None:
@@ -322,16 +340,16 @@ class Demux:
                     if not late:
                         move(task, TaskState.DONE)
         if granted or retired:
-            client._credits.grant(granted, retired)
+            self._credits.grant(granted, retired)
         if task is None:
-            client._stats.unmatched += 1
+            self._stats.unmatched += 1
             log.warning("smblayer: %s:%s sent a reply for unknown MessageId %d; dropped",
                         client.host, client.port, mid)
             return
         if interim:
             return
         reply = Reply(wire.parse_header, message, body, status, encrypted)
-        stats = client._stats.command(wire, task.command)
+        stats = self._stats.command(wire, task.command)
         stats.bytes_recv += len(message) + 4
         if placed is not None:
             reply.placed = placed
@@ -344,7 +362,7 @@ class Demux:
             # A late reply to an abandoned request: discard it, but let the
             # upper layer clean up (e.g. close the handle a CREATE opened).
             if task.on_late_reply is not None:
-                client._iod.call_soon(task.on_late_reply, reply)
+                client.iod.call_soon(task.on_late_reply, reply)
             return
         self.replies += 1
         task.reply = reply
@@ -390,7 +408,7 @@ class Demux:
     def _session_for(self, frame):
         from ..security.crypto import transform_session_id
         try:
-            session = self._client._sessions.get(transform_session_id(frame))
+            session = self._sessions.get(transform_session_id(frame))
         except ValueError:
             session = None
         if session is None:

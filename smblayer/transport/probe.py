@@ -24,16 +24,30 @@ due timers and decides:
   like any request, so a dead idle connection is found and handled by the
   same rules before the next call needs it.
 
-The demux never sends: probes and keepalives are sent from smbiod.
+The demux never sends: probes and keepalives are sent from smbiod, here
+(:meth:`Liveness.send_probe`, :meth:`Liveness.keepalive`), straight to the
+sender without waiting for credits: a probe that cannot go out at once
+counts as unanswered.
+
+Interface: built with the client (read: ``state``, ``connection``,
+``generation``, ``timeouts``, ``iod``, ``wait_for_state``), the in-flight
+table, the credit gate, the counters and two client callables,
+``echo_task()`` (an ECHO carrying a session when there is one) and
+``wake(task)``; then :meth:`Liveness.attach` gives it the sender and the
+connect worker's ``connection_lost``.  The demux calls :meth:`service`,
+:meth:`connection_started` and sets ``last_rx``; the sender asks
+:meth:`deadline`.
 """
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from typing import List, Optional
+from typing import Callable, List, Optional
 
-from .states import ClientState
 from ..errors import SmbError, SmbTimeoutError
+from .send import Retry
+from .states import ClientState
 from .task import SmbTask, TaskState, move
 
 log = logging.getLogger("smblayer")
@@ -42,13 +56,27 @@ NEVER = float("inf")
 
 
 class Liveness:
-    def __init__(self, client) -> None:
+    def __init__(self, client, inflight, credits, stats, *,
+                 echo_task: Callable[[], SmbTask], wake: Callable[[SmbTask], None]) -> None:
         self._client = client
+        self._inflight = inflight
+        self._credits = credits
+        self._stats = stats
+        self._echo_task = echo_task
+        self._wake = wake
+        self._sender = None
+        self._connection_lost: Optional[Callable] = None
         self._probing = False                   # under the in-flight lock
         self._keepalive_due = NEVER            # demux thread
         self.not_responding_since: Optional[float] = None
         self.soft_expired = False               # a soft timeout asked for this reconnect
         self.last_rx = time.monotonic()         # written by the demux
+
+    def attach(self, sender, connection_lost: Callable) -> None:
+        """The sender (probes go out through it) and the connect worker's
+        ``connection_lost`` (a soft timeout reports the connection)."""
+        self._sender = sender
+        self._connection_lost = connection_lost
 
     # -- timers (demux thread) -----------------------------------------------
 
@@ -70,7 +98,7 @@ class Liveness:
         """Fire due timers and the keepalive; return the seconds until the
         next one (None: nothing planned).  Demux thread."""
         client = self._client
-        inflight = client._inflight
+        inflight = self._inflight
         now = time.monotonic()
         if now < inflight.wake_at and now < self._keepalive_due:
             return self._until(inflight.wake_at, now)
@@ -103,19 +131,19 @@ class Liveness:
             if start:
                 self._probing = True
             wake_at = inflight.wake_at
-        conn = client._conn
+        conn = client.connection
         if conn is not None:
             for task in expired + failed:
-                client._stats.command(conn.wire, task.command).timeouts += 1
+                self._stats.command(conn.wire, task.command).timeouts += 1
         for task in failed:
-            client._wake(task)
+            self._wake(task)
         if start:
-            client._iod.call_soon(self.probe_loop)
+            client.iod.call_soon(self.probe_loop)
         if now >= self._keepalive_due:
             keepalive = client.timeouts.keepalive
             if now - self.last_rx >= keepalive * 0.999:
                 self._keepalive_due = now + keepalive
-                client._iod.call_soon(self.keepalive)
+                client.iod.call_soon(self.keepalive)
             else:
                 self._keepalive_due = self.last_rx + keepalive
         return self._until(wake_at, now)
@@ -131,15 +159,50 @@ class Liveness:
         if client.state is not ClientState.ACTIVE:
             return
         try:
-            task = client._echo_task()
-            client._stats.keepalives += 1
-            client._send_nowait(task)
+            self._stats.keepalives += 1
+            self._send_now(self._echo_task(), probe=False)
         except SmbError as exc:
             log.debug("smblayer: keepalive to %s:%s not sent: %s", client.host,
                       client.port, exc)
 
+    def send_probe(self) -> Optional[SmbTask]:
+        """Send one ECHO probe unless the socket is not writable (a sender is
+        stuck in sendmsg: then a probe would only queue behind it)."""
+        client = self._client
+        conn = client.connection
+        if conn is None or conn.lost or client.state is not ClientState.ACTIVE or \
+                self._sender.lock.locked():
+            return None
+        return self._send_now(self._echo_task(), probe=True)
+
+    def _send_now(self, task: SmbTask, probe: bool) -> Optional[SmbTask]:
+        """Send ``task`` now or not at all: no credit wait.  A probe has no
+        timer of its own and a parking lock to wait on; a keepalive is an
+        ordinary request.  The task, or None if it was not sent."""
+        client = self._client
+        conn = client.connection
+        if client.state is not ClientState.ACTIVE or conn is None or conn.lost:
+            return None
+        task.is_probe = probe
+        task.context_client = client
+        task.t_queued = time.monotonic()
+        if probe:
+            task.parking = threading.Lock()
+            task.parking.acquire()
+        sender = self._sender
+        need = sender.queue(conn, (task,))
+        if not self._credits.try_take(need):
+            with self._inflight.lock:
+                move(task, TaskState.FAILED)
+            return None         # no credit: a probe counts as unanswered
+        try:
+            sender.transmit(conn, (task,), False, need)
+        except (Retry, SmbError):
+            return None
+        return task
+
     def _overdue(self) -> List[SmbTask]:
-        inflight = self._client._inflight
+        inflight = self._inflight
         with inflight.lock:
             return [t for t in inflight.pending.values()
                     if t.timed_out and t.state.in_flight]
@@ -157,7 +220,7 @@ class Liveness:
                 policies = [t.timeouts or client.timeouts for t in overdue]
                 interval = min(p.echo_interval for p in policies)
                 if probe is None or probe.done or probe.generation != client.generation:
-                    probe = client._send_probe()
+                    probe = self.send_probe()
                 answered = self._wait_probe(probe, interval)
                 now = time.monotonic()
                 if answered:
@@ -175,7 +238,7 @@ class Liveness:
                     unanswered_since = None
                     probe = None
         finally:
-            inflight = client._inflight
+            inflight = self._inflight
             with inflight.lock:
                 self._probing = False
             if self._overdue() and client.state is not ClientState.CLOSED:
@@ -183,7 +246,7 @@ class Liveness:
                     restart = not self._probing
                     self._probing = True
                 if restart:
-                    client._iod.call_soon(self.probe_loop)
+                    client.iod.call_soon(self.probe_loop)
 
     def _wait_probe(self, probe: Optional[SmbTask], interval: float) -> bool:
         client = self._client
@@ -191,19 +254,19 @@ class Liveness:
             # Nothing could be sent: wait one interval (close() cuts it short).
             client.wait_for_state(ClientState.CLOSED, interval)
             return False
-        if probe._parking.acquire(timeout=interval):
+        if probe.parking.acquire(timeout=interval):
             return probe.state is TaskState.DONE
         return False
 
     def _rearm(self, tasks: List[SmbTask], now: float) -> None:
         client = self._client
-        inflight = client._inflight
+        inflight = self._inflight
         with inflight.lock:
             for task in tasks:
                 if task.timed_out and task.state.in_flight:
                     task.timed_out = False
                     inflight.arm(task, self.deadline(task, now))
-        conn = client._conn
+        conn = client.connection
         if conn is not None and conn.demux is not None:
             conn.demux.wake()
 
@@ -217,7 +280,7 @@ class Liveness:
         since = self.not_responding_since
         if since is not None:
             self.not_responding_since = None
-            self._client._stats.not_responding_time += time.monotonic() - since
+            self._stats.not_responding_time += time.monotonic() - since
             log.warning("smblayer: server %s:%s OK", self._client.host, self._client.port)
 
     def _soft_timeout(self) -> None:
@@ -227,7 +290,7 @@ class Liveness:
         log.warning("smblayer: server %s:%s soft timeout; reconnecting", client.host,
                     client.port)
         self.soft_expired = True
-        conn = client._conn
+        conn = client.connection
         if conn is not None:
-            client._connection_lost(conn, SmbTimeoutError(
+            self._connection_lost(conn, SmbTimeoutError(
                 f"server {client.host}:{client.port} did not answer within the soft timeout"))

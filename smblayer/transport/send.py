@@ -13,8 +13,16 @@ table: a task cancelled before that point is not sent (its credits go back
 and the sender gets its SmbCancelledError); one cancelled after it is on the
 wire and gets an SMB CANCEL, sent here too, after the request itself.
 
+Before that, :meth:`Sender.queue` moves the tasks to QUEUED and sets their
+CreditCharge (the credits the caller then takes from the gate).
+
 Also here: one-way SMB1 messages (an oplock break acknowledgement) and
 CANCEL, which have no reply, no MID-table entry and no timer.
+
+Interface: built with the client (read: ``connection``, the current
+generation, and ``host``/``port``), the in-flight table, the credit gate,
+liveness (``deadline``) and the counters.  ``lock`` is the send lock of the
+lock order; the connect worker takes it to publish a new connection.
 """
 from __future__ import annotations
 
@@ -26,8 +34,9 @@ from typing import List, Sequence
 
 from ..errors import SmbCancelledError
 from ..proto import smb2
+from ..proto.credits import credits_needed, request_sizes
 from ..proto.framing import frame_prefix
-from .task import SmbTask, TaskState, can_move
+from .task import SmbTask, TaskState, can_move, move
 
 log = logging.getLogger("smblayer")
 
@@ -42,9 +51,38 @@ class Retry(Exception):
 class Sender:
     """Owns the send lock; see the module docstring."""
 
-    def __init__(self, client) -> None:
+    def __init__(self, client, inflight, credits, liveness, stats) -> None:
         self._client = client
+        self._inflight = inflight
+        self._credits = credits
+        self._deadline = liveness.deadline
+        self._stats = stats
         self.lock = threading.Lock()
+
+    def queue(self, conn, tasks: Sequence[SmbTask]) -> int:
+        """Move ``tasks`` to QUEUED (a cancelled one raises) and charge them;
+        return the credits they consume."""
+        with self._inflight.lock:
+            for task in tasks:
+                if not can_move(task, TaskState.QUEUED):
+                    raise task.error or SmbCancelledError("request cancelled")
+            for task in tasks:
+                move(task, TaskState.QUEUED)
+        return sum(self._charge(conn.wire, task) for task in tasks)
+
+    @staticmethod
+    def _charge(wire, task: SmbTask) -> int:
+        """Set the task's CreditCharge; return the credits it consumes: from
+        max(send payload, expected response) ([MS-SMB2] 3.2.4.1.5), both read
+        from the whole body whatever its split (``request_sizes``)."""
+        if wire.is_smb1:
+            task.credit_charge = wire.charge(task.command, 0, 0)
+        else:
+            send, expected = request_sizes(task.command, task.body, task.expected_response,
+                                           task.payload_size)
+            task.credit_charge = wire.charge(task.command, send, expected)
+        task.send_credits = credits_needed(task.credit_charge)
+        return task.send_credits
 
     def transmit(self, conn, tasks: Sequence[SmbTask], related: bool, credits: int,
                  fast: bool = False):
@@ -56,19 +94,18 @@ class Sender:
         demux (the caller reads its own reply and releases the role); taken
         here, under the send lock, every later sender comes after it and
         hands the role back to the demux (kick).  None otherwise."""
-        client = self._client
-        inflight = client._inflight
+        inflight = self._inflight
         wire = conn.wire
         with self.lock:
-            if conn.lost or conn is not client._conn:
-                client._credits.grant(credits, credits)
+            if conn.lost or conn is not self._client.connection:
+                self._credits.grant(credits, credits)
                 raise Retry()
             now = time.monotonic()
             wake = False
             with inflight.lock:
                 cancelled = [t for t in tasks if not can_move(t, TaskState.SENT)]
                 if cancelled:
-                    client._credits.grant(credits, credits)
+                    self._credits.grant(credits, credits)
                     raise cancelled[0].error or SmbCancelledError("request cancelled")
                 reader = conn.demux if fast and not inflight.pending and \
                     conn.demux is not None and conn.demux.take_reader_role() else None
@@ -77,7 +114,7 @@ class Sender:
                     mid = inflight.allocate(smb1, task.send_credits)
                     inflight.register(task, mid, conn.generation, now)
                     if not task.is_probe:
-                        wake |= inflight.arm(task, client._liveness.deadline(task, now))
+                        wake |= inflight.arm(task, self._deadline(task, now))
             try:
                 parts = self._build(conn, tasks, related)
                 size = sum(map(len, parts))
@@ -86,7 +123,7 @@ class Sender:
                 if reader is not None:
                     reader.release_reader_role()
                 raise
-            stats = client._stats
+            stats = self._stats
             for task in tasks:
                 counters = stats.command(wire, task.command)
                 counters.ops += 1
@@ -134,7 +171,7 @@ class Sender:
     def _credit_request(self, wire, used: int) -> int:
         if wire.is_smb1:
             return 0
-        if self._client._credits.available + used < CREDIT_TARGET:
+        if self._credits.available + used < CREDIT_TARGET:
             return used + CREDIT_ASK
         return used
 
@@ -154,16 +191,35 @@ class Sender:
             shutdown(conn.sock)
             raise
 
-    def oneway(self, conn, task: SmbTask) -> int:
-        """Send a request that has no reply (SMB1 break acknowledgement) once;
-        returns the bytes sent, 0 if the connection changed."""
-        client = self._client
+    def oneway(self, conn, task: SmbTask) -> bool:
+        """Send a request that has no reply (SMB1 break acknowledgement) once,
+        through the task table (NEW, QUEUED, SENT, DONE: no reply will come);
+        False (the task FAILED) if the connection changed."""
+        inflight = self._inflight
+        if task.state.final:
+            move(task, TaskState.NEW)             # the task object is run again
+        with inflight.lock:
+            move(task, TaskState.QUEUED)          # a task already running is refused
+        size = self._oneway(conn, task)
+        with inflight.lock:
+            if not size:
+                move(task, TaskState.FAILED)
+                return False
+            move(task, TaskState.SENT)
+            move(task, TaskState.DONE)
+        counters = self._stats.command(conn.wire, task.command)
+        counters.ops += 1
+        counters.bytes_sent += size
+        return True
+
+    def _oneway(self, conn, task: SmbTask) -> int:
+        """The bytes of a one-way message sent, 0 if the connection changed."""
         wire = conn.wire
         with self.lock:
-            if conn.lost or conn is not client._conn:
+            if conn.lost or conn is not self._client.connection:
                 return 0
-            with client._inflight.lock:
-                mid = client._inflight.allocate(wire.is_smb1, 1)
+            with self._inflight.lock:
+                mid = self._inflight.allocate(wire.is_smb1, 1)
             task.message_id = mid
             task.generation = conn.generation
             header = wire.build_header(task, mid, 0)
@@ -176,19 +232,18 @@ class Sender:
 
     def cancel(self, conn, task: SmbTask) -> None:
         """Send a CANCEL for ``task`` (which was sent on ``conn``)."""
-        client = self._client
         parts = conn.wire.cancel_message(task)
         if task.security is not None and hasattr(task.security, "protect_cancel"):
             parts = task.security.protect_cancel(task, parts)
         size = sum(len(p) for p in parts)
         with self.lock:
-            if conn.lost or conn is not client._conn:
+            if conn.lost or conn is not self._client.connection:
                 return
             try:
                 sendmsg_all(conn.sock, (frame_prefix(size), *parts), size + 4)
             except OSError:
                 return
-        client._stats.command(conn.wire, task.command).cancels += 1
+        self._stats.command(conn.wire, task.command).cancels += 1
 
 
 def sendmsg_all(sock: socket.socket, parts, total: int) -> None:

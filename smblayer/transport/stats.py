@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Dict, Optional, Tuple
 
 from ..proto import smb1, smb2
+from .registry import REGISTRY
 
 
 class CommandStats:
@@ -65,9 +66,8 @@ class ClientStats:
 
 def snapshot_all() -> dict:
     """``stats()`` of every live client of this process, keyed "host:port"."""
-    from .registry import _registry
     result = {}
-    for client in _registry.clients():
+    for client in REGISTRY.clients():
         key = f"{client.host}:{client.port}"
         if key in result:
             key = f"{key}#{id(client):x}"

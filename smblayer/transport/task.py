@@ -149,7 +149,7 @@ class SmbTask:
                  "expected_response", "replayable", "timeouts", "ok_statuses", "path",
                  "priority", "credit_charge", "state", "message_id", "async_id",
                  "generation", "deadline", "sends", "reply", "error", "future",
-                 "_parking", "t_queued", "t_sent", "t_done", "cancel_requested",
+                 "parking", "t_queued", "t_sent", "t_done", "cancel_requested",
                  "timed_out", "context", "send_credits", "sign_seq",
                  "header_flags", "on_late_reply", "context_client", "is_probe", "tree",
                  "payload_size", "recv_buffer", "placement", "long_poll", "on_reissue", "timer",
@@ -188,7 +188,7 @@ class SmbTask:
         self.reply: Optional[Reply] = None
         self.error: Optional[BaseException] = None
         self.future: Optional[Future] = None
-        self._parking: Optional[threading.Lock] = None
+        self.parking: Optional[threading.Lock] = None   # a sync waiter waits on it
         self.t_queued = self.t_sent = self.t_done = 0.0
         self.cancel_requested = False
         self.timed_out = False
