@@ -41,9 +41,10 @@ class Stall:
     its buffer (``done``) or 5 s."""
 
     def __init__(self, client):
-        self.client, self.wake = client, client._wake
+        self.demux = client.connection.demux
+        self.wake = self.demux._wake
         self.event = threading.Event()
-        client._wake = self._stalled
+        self.demux._wake = self._stalled
 
     def _stalled(self, task) -> None:
         event = self.event
@@ -56,7 +57,7 @@ class Stall:
         event.set()
 
     def stop(self) -> None:
-        self.client._wake = self.wake
+        self.demux._wake = self.wake
         self.event.set()
 
 
