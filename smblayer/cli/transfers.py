@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import BinaryIO, Callable, List, Optional, Sequence, Tuple
 
 from ..fs import transfer
-from ..fs.many import can_batch, fits, get_files, put_files
 from ..fs.transfer import VerifyError
 from .args import UsageError, has_wildcard, is_url
 from .connections import SmbUrl, open_tree, parse_url, smb_path
@@ -130,13 +129,30 @@ def _get_jobs(args, tree, url: SmbUrl, sources: List[Tuple[str, object]], dest: 
     return dirs, jobs
 
 
+def _get_files(tree, items):
+    """fs.many's get_files, imported when first called (see _pipelined)."""
+    from ..fs.many import get_files
+    return get_files(tree, items)
+
+
+def _put_files(tree, items):
+    """fs.many's put_files, imported when first called (see _pipelined)."""
+    from ..fs.many import put_files
+    return put_files(tree, items)
+
+
 def _pipelined(args, tree, url: SmbUrl, jobs: List[_Job], engine: Callable,
                remote_is_src: bool) -> Tuple[List[_Job], List[_Job], Callable]:
     """(small jobs, the other jobs, a function running the small ones with
     ``engine`` -- fs.many's get_files or put_files -- that yields ``(job,
     bytes, error)``).  Small files go together unless --continue or
     --verify asks for the one-file path."""
-    if args.resume or args.verify or len(jobs) < 2 or not can_batch(tree):
+    if args.resume or args.verify or len(jobs) < 2:
+        return [], jobs, None
+    # fs.many (and fs.batch) load here: a one-file get or put never needs
+    # them (cold start, issue 20)
+    from ..fs.many import can_batch, fits
+    if not can_batch(tree):
         return [], jobs, None
     small = [j for j in jobs if fits(tree, j.size)]
     by_key = {}
@@ -216,7 +232,7 @@ def cmd_get(args) -> int:
         label = posixpath.basename(sources[0][0]) if len(sources) == 1 else url.share
         n = _run_jobs(args, jobs, label or url.share,
                       lambda a, job, bar: _get_one(a, tree, url, job, bar),
-                      _pipelined(args, tree, url, jobs, get_files, remote_is_src=True))
+                      _pipelined(args, tree, url, jobs, _get_files, remote_is_src=True))
     log.info("get: %d bytes in %d files from %s to %s", n, len(jobs), url, dest)
     return 0
 
@@ -308,7 +324,7 @@ def cmd_put(args) -> int:
             _remote_mkdir(tree, d)
         label = os.path.basename(os.path.normpath(sources[0])) if len(sources) == 1 else url.share
         n = _run_jobs(args, jobs, label, lambda a, job, bar: _put_one(a, tree, url, job, bar),
-                      _pipelined(args, tree, url, jobs, put_files, remote_is_src=False))
+                      _pipelined(args, tree, url, jobs, _put_files, remote_is_src=False))
     log.info("put: %d bytes in %d files to %s", n, len(jobs), url)
     return 0
 

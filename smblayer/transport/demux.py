@@ -52,6 +52,10 @@ from .wire import PLACEMENT_HEAD
 
 log = logging.getLogger("smblayer")
 
+#: fast-path offers declined after a fast reader was asked to hand back the
+#: role before its reply came (callers keep joining: the demux reads)
+FAST_PATH_BACKOFF = 16
+
 
 class Demux:
     """Receive loop for one connection generation."""
@@ -86,6 +90,7 @@ class Demux:
         self.fast_reader = False              # a caller holds the reader role
         self._kicked = False
         self._reader_ident: Optional[int] = None
+        self._skip_fast = 0                   # fast-path offers to decline (see read_for)
         self._kick_r, self._kick_w = socket.socketpair()
         self._kick_r.setblocking(False)
         self._kick_w.setblocking(False)
@@ -179,7 +184,12 @@ class Demux:
         to send the only request in flight takes the reader role, so it can
         read its own reply instead of waiting for this thread to wake it.
         The demux stands aside without being woken (its selector stops
-        watching the socket).  False if the role is not free."""
+        watching the socket).  False if the role is not free, or while the
+        last fast reader was asked to hand it back before its reply came
+        (``FAST_PATH_BACKOFF``: many callers join, the demux reads for them)."""
+        if self._skip_fast:
+            self._skip_fast -= 1      # callers keep joining: let the demux read for now
+            return False
         if self._poller.epoll is None or self._stopping or \
                 not self.read_lock.acquire(blocking=False):
             return False
@@ -219,6 +229,11 @@ class Demux:
                     else:
                         self._drain(self._kick_r)
                 consumed = False
+            if self._kicked and task.state.in_flight:
+                # Another caller joined before our reply came: with callers
+                # joining like this, taking the role and handing it back
+                # costs more than it saves; decline the next offers.
+                self._skip_fast = FAST_PATH_BACKOFF
         except BaseException as exc:
             # EOF, a bad frame, or Ctrl-C in the middle of a frame: the stream
             # can't be trusted any more; the connect worker takes over.
@@ -230,8 +245,9 @@ class Demux:
     def kick(self) -> None:
         """Another request joined, or the fast reader's task was cancelled:
         ask the caller reading to hand the role back to the demux."""
-        if self.fast_reader and self._reader_ident != threading.get_ident():
-            self._kicked = True
+        if self.fast_reader and not self._kicked and \
+                self._reader_ident != threading.get_ident():
+            self._kicked = True       # once per holder: one byte wakes its poll
             try:
                 self._kick_w.send(b"\0")
             except OSError:

@@ -34,7 +34,7 @@ from typing import List, Sequence
 
 from ..errors import SmbCancelledError
 from ..proto import smb2
-from ..proto.credits import credits_needed, request_sizes
+from ..proto.credits import MULTI_CREDIT_COMMANDS, credits_needed, request_sizes
 from ..proto.framing import frame_prefix
 from .task import SmbTask, TaskState, can_move, move
 
@@ -75,8 +75,8 @@ class Sender:
         """Set the task's CreditCharge; return the credits it consumes: from
         max(send payload, expected response) ([MS-SMB2] 3.2.4.1.5), both read
         from the whole body whatever its split (``request_sizes``)."""
-        if wire.is_smb1:
-            task.credit_charge = wire.charge(task.command, 0, 0)
+        if wire.is_smb1 or task.command not in MULTI_CREDIT_COMMANDS:
+            task.credit_charge = wire.charge(task.command, 0, 0)   # size-independent
         else:
             send, expected = request_sizes(task.command, task.body, task.expected_response,
                                            task.payload_size)

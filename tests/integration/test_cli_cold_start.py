@@ -40,7 +40,8 @@ CORE_PACKAGES = ("smblayer.proto", "smblayer.transport", "smblayer.security")
 # platform, a str host name brings the idna codec and unicodedata...).
 NOT_LOADED = ("shutil", "bz2", "lzma", "uuid", "platform", "ipaddress", "getpass", "termios",
               "random", "datetime", "encodings.idna", "unicodedata", "stringprep", "mmap",
-              "concurrent.futures.thread", "smblayer.fs.transfer", "smblayer.fs.dfs",
+              "concurrent.futures.thread", "smblayer.fs.transfer", "smblayer.fs.many",
+              "smblayer.fs.batch", "smblayer.fs.dfs",
               "smblayer.fs.watch", "smblayer.rpc", "smblayer.fsspec", "smblayer.aio",
               "spnego", "gssapi", "krb5")
 
@@ -86,10 +87,13 @@ def test_stat_loads_only_the_listed_modules(samba, remote_file):
     assert loaded(modules, *NOT_LOADED) == []
 
 
-def test_ls_and_get_load_nothing_they_do_not_need(samba, remote_file, tmp_path):
+def test_ls_get_and_put_load_nothing_they_do_not_need(samba, remote_file, tmp_path):
     assert loaded(modules_of_run(samba, ["ls", remote_file]), *NOT_LOADED) == []
     got = modules_of_run(samba, ["get", remote_file, str(tmp_path / "got")])
     assert (tmp_path / "got").read_bytes() == b"x" * 4096
     # get needs the copy engine (and its threads' queue), nothing else more
     needed = ("smblayer.fs.transfer", "concurrent.futures.thread", "mmap")
     assert loaded(got, *(n for n in NOT_LOADED if n not in needed)) == []
+    put = modules_of_run(samba, ["put", str(tmp_path / "got"), remote_file + ".put"])
+    assert (samba.share_path("share") / "cold-start.txt.put").read_bytes() == b"x" * 4096
+    assert loaded(put, *(n for n in NOT_LOADED if n not in needed)) == []

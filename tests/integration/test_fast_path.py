@@ -75,3 +75,36 @@ def test_async_and_sync_callers_mixed(samba):
                 t.join(30)
         assert not errors
         assert client.stats()["_client"]["unmatched_replies"] == 0
+
+
+def test_fast_path_backs_off_while_callers_keep_joining(samba):
+    """A fast reader asked to hand the role back before its reply came makes
+    the next FAST_PATH_BACKOFF offers go to the demux (no take/kick/give-back
+    per request while many callers join); then the fast path is offered again,
+    and a lone caller still reads its own replies."""
+    from smblayer.transport.demux import FAST_PATH_BACKOFF
+    client = smblayer.SmbClient(samba.host, samba.port)
+    try:
+        client.echo()
+        demux = client._conn.demux
+        assert demux.take_reader_role()
+        try:
+            future = client.echo_async()
+            task = next(iter(client._inflight.pending.values()))
+            kicker = threading.Thread(target=demux.kick)     # another caller joins
+            kicker.start()
+            kicker.join(5)
+            demux.read_for(task)          # returns at once: asked to hand back
+            assert task.state.in_flight
+        finally:
+            demux.release_reader_role()
+        assert future.result(timeout=10).status == 0      # the demux read it
+        declined = [demux.take_reader_role() for _ in range(FAST_PATH_BACKOFF)]
+        assert declined == [False] * FAST_PATH_BACKOFF
+        assert demux.take_reader_role()
+        demux.release_reader_role()
+        for _ in range(50):
+            client.echo()
+        assert client.stats()["_client"]["unmatched_replies"] == 0
+    finally:
+        client.close()

@@ -55,6 +55,17 @@ def test_ntlmv2_vectors_ms_nlmp_4_2_4():
         "c5dad2544fc9799094ce1ce90bc9d03e"                                 # 4.2.4.2.3
 
 
+def test_rc4_pure_python_fallback_matches():
+    """rc4() uses cryptography's ARC4 when it has one; the pure-Python
+    fallback (older cryptography, no legacy cipher) gives the same bytes."""
+    from smblayer.security.ntlm import _rc4_python
+    assert _rc4_python(bytes(range(16)), RANDOM_SESSION_KEY) == rc4(bytes(range(16)),
+                                                                    RANDOM_SESSION_KEY)
+    data = bytes(range(256)) * 3
+    assert _rc4_python(b"Key", data) == rc4(b"Key", data)
+    assert rc4(b"Key", b"Plaintext").hex() == "bbf316e8d940af0ad3"     # the classic vector
+
+
 def _challenge(flags=0xE28A8233, info=TARGET_INFO, challenge=SERVER_CHALLENGE) -> bytes:
     head = struct.pack("<8sIHHII8s8xHHI", b"NTLMSSP\0", 2, 0, 0, 56, flags, challenge,
                        len(info), len(info), 56)
