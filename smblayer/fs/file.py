@@ -43,7 +43,7 @@ import logging
 import threading
 import weakref
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Callable, Deque, Iterable, Optional, Set, Tuple
+from typing import Callable, Deque, Iterable, List, Optional, Set, Tuple
 
 from ..client import TEARDOWN_WAIT
 from ..errors import (SmbCancelledError, SmbConnectionError, SmbError, SmbStatusError,
@@ -439,6 +439,12 @@ class SmbRawFile(LockingFile, io.RawIOBase):
         length = len(view)
         state = [0, False]            # bytes delivered, end of file seen
         placeable = self._tree._placement_ok()
+        lent: List[SmbTask] = []      # READs offered a slice of ``view``
+
+        def lend(handle: Handle, o: int, n: int, into: memoryview) -> SmbTask:
+            task = ops.read_task(handle, o, n, into=into)
+            lent.append(task)
+            return task
 
         def items():
             for start in range(0, length, step):
@@ -447,7 +453,7 @@ class SmbRawFile(LockingFile, io.RawIOBase):
                 n = min(step, length - start)
                 into = view[start:start + n] if placeable else None
                 yield (lambda h, o=offset + start, n=n, into=into:
-                       ops.read_task(h, o, n, into=into) if into is not None
+                       lend(h, o, n, into) if into is not None
                        else ops.read_task(h, o, n)), n
 
         def consume(reply, n: int) -> None:
@@ -461,7 +467,15 @@ class SmbRawFile(LockingFile, io.RawIOBase):
             if got < n:
                 state[1] = True
 
-        self._pipeline(items(), consume)
+        try:
+            self._pipeline(items(), consume)
+        finally:
+            # The caller's buffer is its own again before we return: no READ
+            # (answered, abandoned or still arriving) writes into it or
+            # holds a view of it after this.
+            withdraw = self._client.withdraw_placement
+            for task in lent:
+                withdraw(task)
         return state[0]
 
     # -- writing -------------------------------------------------------------------

@@ -20,28 +20,13 @@ from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 from ..errors import SmbStatusError, status_error
 from ..proto.status import NtStatus
-from .ops import FileInfo
+from .ops import FileInfo, normpath, outpath  # noqa: F401 - normpath/outpath re-exported
 
 # fnmatch, shutil, concurrent.futures and .transfer are imported in the
 # methods that use them: a one-shot command (ls, stat) loads none of them
 # (cold start, issue 20).
 
 __all__ = ["TreeHelpers", "DirEntry", "normpath", "outpath", "join"]
-
-
-def normpath(path) -> str:
-    """Share-relative SMB path: backslashes, no leading/trailing or doubled
-    separators, no "." components ("" is the share root)."""
-    path = os.fspath(path)
-    if isinstance(path, bytes):
-        path = path.decode("utf-8")
-    return "\\".join(p for p in path.replace("/", "\\").split("\\") if p and p != ".")
-
-
-def outpath(path) -> str:
-    """A share-relative path as smblayer hands it out: "/" separators, no
-    leading or trailing one ("" is the share root)."""
-    return normpath(path).replace("\\", "/")
 
 
 def join(base: str, name: str) -> str:
@@ -365,7 +350,7 @@ class TreeHelpers:
         """copytree's small files, several whole-file compounds in flight
         from this thread (:mod:`smblayer.fs.many`); they leave ``by_path``.
         The failures, as ``_each`` gives them."""
-        from .many import can_batch, copy_files, fits     # many imports this module
+        from .many import can_batch, copy_files, fits     # only copytree needs it
         if not can_batch(self):
             return []
         small = [p for p, e in by_path.items() if fits(self, e.info.size)]

@@ -32,8 +32,7 @@ from typing import Iterable, Iterator, Optional, Tuple
 from ..errors import SmbStatusError
 from ..proto.status import NtStatus
 from . import batch, transfer
-from .helpers import normpath
-from .ops import ns_to_filetime, seconds_to_ns
+from .ops import normpath, ns_to_filetime, seconds_to_ns
 
 __all__ = ["can_batch", "get_files", "put_files", "copy_files", "read_files", "fits"]
 

@@ -99,6 +99,21 @@ def filetime_to_ns(ft: int) -> int:
     return (ft - _EPOCH_DELTA) * 100 if ft else 0
 
 
+def normpath(path) -> str:
+    """Share-relative SMB path: backslashes, no leading/trailing or doubled
+    separators, no "." components ("" is the share root)."""
+    path = os.fspath(path)
+    if isinstance(path, bytes):
+        path = path.decode("utf-8")
+    return "\\".join(p for p in path.replace("/", "\\").split("\\") if p and p != ".")
+
+
+def outpath(path) -> str:
+    """A share-relative path as smblayer hands it out: "/" separators, no
+    leading or trailing one ("" is the share root)."""
+    return normpath(path).replace("\\", "/")
+
+
 def seconds_to_ns(t: float) -> int:
     """Seconds -> ns without the float's rounding error on the whole value
     (1200000000.25 s is 1200000000250000000 ns exactly, as os.utime takes it)."""

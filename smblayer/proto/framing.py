@@ -90,6 +90,15 @@ class FrameReader:
         self._end += nbytes
         return self._parse()
 
+    def redirect(self, tail: memoryview) -> bool:
+        """If the frame being received goes into ``tail`` (a placement),
+        receive the rest of it into a private buffer instead: its owner
+        withdrew it.  True if it did."""
+        if self._big is None or self._big is not tail:
+            return False
+        self._big = bytearray(len(tail))
+        return True
+
     @property
     def pending(self) -> int:
         """Bytes of an incomplete frame held (0 at a frame boundary)."""

@@ -60,7 +60,7 @@ from .completion import SmbFuture, needs_iod
 from .compound import CompoundRun
 from .connect import CLOSE_WAIT, MAX_SENDS, Connection, ConnectWorker
 from .credits import CreditGate, CreditsAborted
-from .demux import Demux
+from .demux import Demux, withdraw_placement
 from .hooks import STAGE_HANDLE, STAGE_OTHER, STAGE_SESSION, STAGE_TREE, Hooks
 from .inflight import InFlight
 from .iod import SmbIod
@@ -334,6 +334,12 @@ class SmbClient:
         session = next(iter(self._sessions.values()), None)
         return SmbTask(wire.echo_command, wire.echo_body(), timeouts=timeouts, priority=True,
                        session_id=getattr(session, "session_id", 0), security=session)
+
+    def withdraw_placement(self, task: SmbTask) -> None:
+        """Take back the buffer lent as ``task.recv_buffer`` (before the
+        call that lent it returns, answered or not): nothing writes into it
+        afterwards and the layer holds no export of it."""
+        withdraw_placement(self._inflight, task)
 
     def cancel_task(self, task: SmbTask) -> bool:
         """Cancel ``task`` from any thread; its waiter gets SmbCancelledError.

@@ -271,14 +271,26 @@ class Demux:
 
     def _placement_target(self, mid: int, data_len: int) -> Optional[memoryview]:
         inflight = self._inflight
-        with inflight.lock:
+        with inflight.lock:           # withdraw_placement takes it too
             task = inflight.find(mid, self._conn.generation)
             if task is None or not task.state.in_flight:
                 return None
             buffer = task.recv_buffer
-        if buffer is None or len(buffer) < data_len:
-            return None
-        return buffer[:data_len]
+            if buffer is None or len(buffer) < data_len:
+                return None
+            target = buffer[:data_len]
+            task.placement = (self, target)
+        return target
+
+    def withdraw(self, task, target: memoryview) -> None:
+        """No byte goes into ``target`` (``task``'s placement) once this
+        returns: a frame still arriving there finishes in a private buffer.
+        Takes the reader role's lock (so waits out a recv in progress)."""
+        if task.reply is not None:
+            return                    # its frame is complete: nothing more lands there
+        self.kick()                   # a caller reading (fast path) hands the role back
+        with self.read_lock:
+            self._reader.redirect(target)
 
     # -- dispatch -----------------------------------------------------------------
 
@@ -438,6 +450,22 @@ class Demux:
                 pass
         except OSError:
             pass
+
+
+def withdraw_placement(inflight, task) -> None:
+    """The caller that lent ``task.recv_buffer`` takes it back: nothing is
+    written into it afterwards, and every view of it the layer made is
+    released (so the caller may resize or reuse the buffer at once, however
+    late the receive thread drops its references to the task)."""
+    with inflight.lock:
+        lent, task.recv_buffer = task.recv_buffer, None
+        placement, task.placement = task.placement, None
+    if placement is not None:
+        demux, target = placement
+        demux.withdraw(task, target)
+        target.release()              # also the Reply's .placed: the same view
+    if lent is not None:
+        lent.release()
 
 
 class _Poller:

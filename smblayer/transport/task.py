@@ -152,7 +152,7 @@ class SmbTask:
                  "parking", "t_queued", "t_sent", "t_done", "cancel_requested",
                  "timed_out", "context", "send_credits", "sign_seq",
                  "header_flags", "on_late_reply", "context_client", "is_probe", "tree",
-                 "payload_size", "recv_buffer", "long_poll", "on_reissue", "timer",
+                 "payload_size", "recv_buffer", "placement", "long_poll", "on_reissue", "timer",
                  "t_first_sent", "group", "__weakref__")
 
     def __init__(self, command: int, body: Sequence = (), *, tree_id: int = 0,
@@ -199,6 +199,7 @@ class SmbTask:
         self.is_probe = False             # an internal echo probe: no timer
         self.tree = tree                  # object whose .tree_id is read at send time
         self.recv_buffer: Optional[memoryview] = None   # READ data may land here directly
+        self.placement: Any = None        # (demux, view) once its data is being placed there
         self.long_poll = long_poll
         self.on_reissue = on_reissue
         self.timer: Optional[list] = None  # its live entry in the in-flight table's timer heap

@@ -36,27 +36,17 @@ MAX_LINES = 900
 # that splits them).  Empty: keep it so.
 TOO_LONG_ALLOWED: Set[str] = set()
 
-# Issue 19.2: fs/ops imports smb1ops/smb2ops inside ops_for (its caller,
-# tree.py, is to own it), and both import fs/ops: a cycle through lazy
-# (function-level) imports.  These lazy edges are left out of the check;
-# any other cycle fails it.  At module level there is no cycle and no
-# allow-list.
+# Cycles through lazy (function-level) imports that are meant: these edges
+# are left out of the check; any other cycle fails it.  At module level
+# there is no cycle and no allow-list.
 LAZY_EDGES_ALLOWED: Set[tuple] = {
-    ("smblayer.fs.ops", "smblayer.fs.smb1ops"),     # issue 19.2
-    ("smblayer.fs.ops", "smblayer.fs.smb2ops"),     # issue 19.2
     # issue 25: SMBFileSystem(asynchronous=True) builds the async twin, which
     # inherits fsspec.py's SMBPathsMixin.
     ("smblayer.fsspec", "smblayer.fsspec_async"),
-    # issue 20: Tree's copy helpers hand many small files to fs/many.py,
-    # which builds on those helpers.
-    ("smblayer.fs.helpers", "smblayer.fs.many"),
 }
 
-# Issue 19.3: DfsTree borrows Tree's helpers; Tree's path helpers become a
-# mixin that DfsTree inherits.
-PRIVATE_IMPORTS_ALLOWED: Set[str] = {
-    "smblayer.fs.dfs: from smblayer.fs.tree import _handle_of",     # issue 19.3
-}
+# Imports of another module's underscore names: none (keep it so).
+PRIVATE_IMPORTS_ALLOWED: Set[str] = set()
 
 
 def module_name(path: pathlib.Path) -> str:
