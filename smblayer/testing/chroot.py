@@ -20,12 +20,19 @@ on the host when the last process of the namespace exits: removing the
 cache directory can never reach into /tmp.  ``unshare``, ``sh`` and
 ``chroot`` each exec the next, so the pid Popen returns is smbd's own and
 the server is stopped by pid as before.
+
+The root gets an ``/etc/hosts`` naming localhost and this machine's host
+name (:meth:`SambaRoot.command` writes it when it is missing or names
+another host): debootstrap leaves none, and smbd then resolves its own
+name through DNS, which stalled every few connections for the resolver's
+5 s timeout.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 from typing import List, Optional, Sequence
 
@@ -85,6 +92,25 @@ class SambaRoot:
     def __init__(self, path: str) -> None:
         self.path = os.path.abspath(path)
         self._version: Optional[str] = None
+        self._hosts_ok = False
+
+    def _ensure_hosts(self) -> None:
+        """An /etc/hosts inside the root for localhost and this host name."""
+        if self._hosts_ok:
+            return
+        name = socket.gethostname()
+        text = (f"127.0.0.1\tlocalhost\n127.0.1.1\t{name}\n"
+                "::1\tlocalhost ip6-localhost ip6-loopback\n")
+        path = os.path.join(self.path, "etc", "hosts")
+        try:
+            with open(path) as f:
+                current = f.read()
+        except OSError:
+            current = ""
+        if current != text and os.path.isdir(os.path.dirname(path)):
+            with open(path, "w") as f:
+                f.write(text)
+        self._hosts_ok = True
 
     def program(self, name: str) -> str:
         """Path inside the root of Samba program ``name``."""
@@ -96,6 +122,7 @@ class SambaRoot:
         argv = list(argv)
         if not argv[0].startswith("/"):
             argv[0] = self.program(argv[0])
+        self._ensure_hosts()
         return [_tool("unshare"), "--mount", "--propagation", "slave", "--",
                 "/bin/sh", "-c", _ENTER, "sh", self.path] + argv
 
