@@ -134,8 +134,12 @@ def test_watch_reports_changes(rpc_samba, dialect, share, encrypt, sign):
                 assert event is not None, f"no event after {seen}"
                 seen.append(tuple(event))
             assert ("added", d + "/new.txt") in seen
-            assert ("renamed_from", d + "/new.txt") in seen
-            assert ("renamed_to", d + "/renamed.txt") in seen
+            # Samba maps inotify's IN_MOVED_FROM/TO pair to OLD_NAME/NEW_NAME
+            # when both come in one read of the inotify fd; under load they
+            # can come apart and it reports REMOVED + ADDED instead.
+            assert {("renamed_from", d + "/new.txt"), ("renamed_to", d + "/renamed.txt")} \
+                <= set(seen) or \
+                {("removed", d + "/new.txt"), ("added", d + "/renamed.txt")} <= set(seen), seen
         assert w.closed
         with pytest.raises(StopIteration):
             next(w)
