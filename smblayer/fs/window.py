@@ -17,10 +17,14 @@ the way TCP Vegas finds it, from the replies alone:
   delay and memory: growth stops, and the window shrinks back toward the
   floor while the queueing lasts.
 
-On loopback the samples of a pipelined transfer are queueing delay from the
-start, so the window stays at its floor (today's fixed count).  Bounds: never
-below ``floor``, never above ``ceiling`` (the file sets it from a memory
-budget; the client's credit gate limits further by making senders wait).
+Below ``GROW_ABOVE_RTT`` (a LAN, loopback) the floor already covers the
+bandwidth-delay product (8 MiB in 4 ms is 2 GB/s) and the window never
+grows: measured on loopback, a larger window only cost cache misses
+(15-25 % of file-object throughput).
+
+Bounds: never below ``floor``, never above ``ceiling`` (the file sets it
+from a memory budget; the client's credit gate limits further by making
+senders wait).
 
 Sans-I/O: the caller passes the samples; nothing here reads a clock.
 """
@@ -32,6 +36,8 @@ MAX_WINDOW_BYTES = 64 << 20
 _GROW_SLACK = 1.5        # a sample within 1.5 x the minimum (+ _JITTER) is "not queueing"
 _SHRINK_AT = 3.0         # a sample above 3 x the minimum (+ _JITTER) is queueing
 _JITTER = 0.0005         # seconds: scheduling noise on a quiet link
+#: round trips below this never grow the window (the floor covers the BDP)
+GROW_ABOVE_RTT = 0.004
 
 
 class IoWindow:
@@ -61,6 +67,8 @@ class IoWindow:
         if rtt < self.min_rtt:
             self.min_rtt = rtt
         base = self.min_rtt
+        if base < GROW_ABOVE_RTT:
+            return
         if rtt <= base * _GROW_SLACK + _JITTER:
             if self.count < self.ceiling:
                 self.count += 1

@@ -20,6 +20,13 @@ def test_stays_at_the_floor_when_replies_queue():
     assert w.count <= 9
 
 
+def test_never_grows_on_a_lan_or_loopback():
+    w = IoWindow(8, 64)
+    for _ in range(200):
+        w.sample(0.002)          # 2 ms, no queueing: the floor covers the BDP
+    assert w.count == 8
+
+
 def test_shrinks_back_to_the_floor_when_queueing_starts():
     w = IoWindow(8, 64)
     for _ in range(40):
