@@ -670,14 +670,8 @@ class SmbClient:
         bodies carry FileId 0xFF..FF).  If a reconnect interrupts it, the
         whole compound is sent again.  Errors raise as in run_task."""
         check_not_in_loop()
-        tasks = list(tasks)
-        if not tasks:
-            raise ValueError("an empty compound")
-        conn = self.connection
-        if conn is not None and conn.wire.is_smb1:
-            raise ValueError("compound requests need SMB2 or later")
+        tasks = self._compound_tasks(tasks)
         for task in tasks:
-            self._check_task(task)
             task.parking = threading.Lock()
             task.parking.acquire()
         try:
@@ -707,11 +701,8 @@ class SmbClient:
             raise self._annotate(exc, tasks[0]) if isinstance(exc, SmbError) else exc
         return [self._finish(task) for task in tasks]
 
-    def run_compound_async(self, tasks: Sequence[SmbTask], related: bool = True) -> Future:
-        """``run_compound`` without waiting: a Future of the replies in
-        order, settled on smbiod (the first failing element's error, in
-        order, as run_compound raises it).  Cancelling the Future cancels
-        every element.  A reconnect resends the whole compound."""
+    def _compound_tasks(self, tasks: Sequence[SmbTask]) -> List[SmbTask]:
+        """``tasks`` as a list, checked for a compound (before anything is sent)."""
         tasks = list(tasks)
         if not tasks:
             raise ValueError("an empty compound")
@@ -720,6 +711,15 @@ class SmbClient:
             raise ValueError("compound requests need SMB2 or later")
         for task in tasks:
             self._check_task(task)
+        return tasks
+
+    def run_compound_async(self, tasks: Sequence[SmbTask], related: bool = True) -> Future:
+        """``run_compound`` without waiting: a Future of the replies in
+        order, settled on smbiod (the first failing element's error, in
+        order, as run_compound raises it).  Cancelling the Future cancels
+        every element.  A reconnect resends the whole compound."""
+        tasks = self._compound_tasks(tasks)
+        conn = self.connection
         run = CompoundRun(tasks, related, table_lock=self._inflight.lock,
                           renewed=self._renewed, finish=self._finish, send=self._send_async,
                           cancel=self.cancel_task)
