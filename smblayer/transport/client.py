@@ -715,14 +715,14 @@ class SmbClient:
 
     def run_compound_async(self, tasks: Sequence[SmbTask], related: bool = True) -> Future:
         """``run_compound`` without waiting: a Future of the replies in
-        order, settled on smbiod (the first failing element's error, in
+        order, settled by the reader (the first failing element's error, in
         order, as run_compound raises it).  Cancelling the Future cancels
         every element.  A reconnect resends the whole compound."""
         tasks = self._compound_tasks(tasks)
         conn = self.connection
         run = CompoundRun(tasks, related, table_lock=self._inflight.lock,
                           renewed=self._renewed, finish=self._finish, send=self._send_async,
-                          cancel=self.cancel_task)
+                          cancel=self.cancel_task, future=SmbFuture(self._iod))
         if self.state is ClientState.ACTIVE and conn is not None and not conn.lost and \
                 self._credits.available > len(tasks) + 1:
             self._send_async(tasks[0])
@@ -818,10 +818,10 @@ class SmbClient:
                 if not needs_iod(task):
                     return self._settle_future(task)   # here: its callbacks go to smbiod
                 settle, args = self._settle_future, (task,)
-            elif group.complete():
+            elif group.settle_here_or_defer():
                 settle, args = group.settle, ()
             else:
-                return        # an async compound settles once, with its last element
+                return        # settled here, or its last element is not final yet
             try:
                 self._iod.call_soon(settle, *args)
             except RuntimeError:          # smbiod is shut down: the client closed
