@@ -31,6 +31,11 @@ Interface: built by the client with the MID-table lock and four of its
 callables: ``renewed(tasks)``, ``finish(task)``, ``send(task)`` (the async
 send) and ``cancel(task)``, and the ``future`` to settle (a plain Future if
 none is given).
+
+:class:`CompoundMixin` is the client's compound API (``run_compound``,
+``run_compound_async``): it uses the client's request path (``_send_all``,
+``_check_task``, ``_abandon``, ``_renewed``, ``_finish``, ``_annotate``,
+``_send_async``) and its MID table and credit gate.
 """
 from __future__ import annotations
 
@@ -38,9 +43,11 @@ import threading
 from concurrent.futures import Future
 from typing import Callable, List, Optional, Sequence
 
-from ..errors import SmbConnectionError
-from .completion import needs_iod
-from .task import SmbTask, TaskState, move
+from ..errors import SmbCancelledError, SmbConnectionError, SmbError
+from ..loopcheck import check_not_in_loop
+from .completion import SmbFuture, needs_iod
+from .states import ClientState
+from .task import Reply, SmbTask, TaskState, move
 
 
 class CompoundLost(SmbConnectionError):
@@ -126,3 +133,74 @@ class CompoundRun:
         for task in self.tasks:
             task.group = None
             task.future = None
+
+
+class CompoundMixin:
+    """SmbClient's compound API; see the module docstring."""
+
+    def run_compound(self, tasks: Sequence[SmbTask], related: bool = True) -> List[Reply]:
+        """Send ``tasks`` as one SMB2 compound request (one frame, one round
+        trip; [MS-SMB2] 3.2.4.1.4) and return their replies in order.  With
+        ``related`` the later requests work on the first one's handle (their
+        bodies carry FileId 0xFF..FF).  If a reconnect interrupts it, the
+        whole compound is sent again.  Errors raise as in run_task."""
+        check_not_in_loop()
+        tasks = self._compound_tasks(tasks)
+        for task in tasks:
+            task.parking = threading.Lock()
+            task.parking.acquire()
+        try:
+            while True:
+                demux = self._send_all(tasks, related, fast=True)
+                if demux is not None:          # the caller fast path, as in run_task
+                    try:
+                        for task in tasks:
+                            demux.read_for(task)
+                    finally:
+                        demux.release_reader_role()
+                for task in tasks:
+                    task.parking.acquire()
+                if not any(t.state is TaskState.REISSUE for t in tasks) and \
+                        not self._renewed(tasks):
+                    break
+                # A compound is one unit: resend the whole chain, the
+                # elements that did complete too.
+                with self._inflight.lock:
+                    for task in tasks:
+                        if task.state is TaskState.DONE:
+                            move(task, TaskState.NEW)
+                        task.reply = None
+        except BaseException as exc:
+            for task in tasks:
+                self._abandon(task, SmbCancelledError("request interrupted"))
+            raise self._annotate(exc, tasks[0]) if isinstance(exc, SmbError) else exc
+        return [self._finish(task) for task in tasks]
+
+    def _compound_tasks(self, tasks: Sequence[SmbTask]) -> List[SmbTask]:
+        """``tasks`` as a list, checked for a compound (before anything is sent)."""
+        tasks = list(tasks)
+        if not tasks:
+            raise ValueError("an empty compound")
+        conn = self.connection
+        if conn is not None and conn.wire.is_smb1:
+            raise ValueError("compound requests need SMB2 or later")
+        for task in tasks:
+            self._check_task(task)
+        return tasks
+
+    def run_compound_async(self, tasks: Sequence[SmbTask], related: bool = True) -> Future:
+        """``run_compound`` without waiting: a Future of the replies in
+        order, settled by the reader (the first failing element's error, in
+        order, as run_compound raises it).  Cancelling the Future cancels
+        every element.  A reconnect resends the whole compound."""
+        tasks = self._compound_tasks(tasks)
+        conn = self.connection
+        run = CompoundRun(tasks, related, table_lock=self._inflight.lock,
+                          renewed=self._renewed, finish=self._finish, send=self._send_async,
+                          cancel=self.cancel_task, future=SmbFuture(self._iod))
+        if self.state is ClientState.ACTIVE and conn is not None and not conn.lost and \
+                self._credits.available > len(tasks) + 1:
+            self._send_async(tasks[0])
+        else:
+            self._iod.call_soon(self._send_async, tasks[0])
+        return run.future
