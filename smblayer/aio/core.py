@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import weakref
-from concurrent.futures import Future
+from concurrent.futures import CancelledError as FutureCancelled, Future
 from typing import Any, Deque, Optional, Tuple
 
 from ..config import TimeoutPolicy
@@ -67,14 +67,14 @@ class _Inbox:
             waiter, future = items.popleft()
             if waiter.done():
                 continue
-            if future.cancelled():
+            try:
+                value = future.result()        # done: one look under its lock
+            except FutureCancelled:
                 waiter.cancel()
-                continue
-            exc = future.exception()
-            if exc is not None:
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
                 waiter.set_exception(exc)
             else:
-                waiter.set_result(future.result())
+                waiter.set_result(value)
 
 
 _inboxes: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Inbox]" = \
