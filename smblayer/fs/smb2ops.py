@@ -345,6 +345,10 @@ class Smb2FileOps(FileOps):
         return self._task(Command.CLOSE, commands.close_request(handle.fid, postquery=True),
                           handle.path)
 
+    def set_write_time_task(self, handle: Handle, mtime: int) -> SmbTask:
+        return self._set_info_task(handle, FILE_BASIC_INFORMATION,
+                                   fileinfo.basic_information(0, 0, mtime))
+
     def close_done(self, handle: Handle, reply: Reply) -> None:
         """The handle is closed; its FileInfo gets the final attributes."""
         handle.closed = True

@@ -277,8 +277,8 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin, DirCacheMixi
         generation = self.client.generation
         with breaks.opening() if breaks is not None else contextlib.nullcontext():
             handle = self.deferred_closes.reuse(
-                path, access if disposition == FILE_OPEN and not extra.get("contexts") else -1,
-                extra.get("share_access", FILE_SHARE_ALL))
+                path, access, disposition if not extra.get("contexts") else -1,
+                extra.get("share_access", FILE_SHARE_ALL), durable)
             if handle is None:
                 handle = self.ops.open(path, access=access, disposition=disposition,
                                        create_options=FILE_NON_DIRECTORY_FILE, oplock=level,
@@ -481,8 +481,10 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin, DirCacheMixi
         notify."""
         raw: Optional[SmbRawFile] = handle.file
         log.debug("smblayer: %s break on %r to 0x%x", kind, handle.path, new_level)
-        # a kept file handle or a cached directory: out before the ack, closed after it
-        parked = self.deferred_closes.take(handle) or self.dir_cache.take(handle)
+        if self.deferred_closes.on_break(kind, handle, new_level):
+            return                  # a kept file handle (fs.deferred)
+        # a cached directory: out before the ack, closed after it
+        cached = self.dir_cache.take(handle)
         if raw is not None and _write_caching(handle):
             raw._on_break()
         try:
@@ -494,7 +496,7 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin, DirCacheMixi
             handle.lease_state = new_level
         else:
             handle.oplock_level = new_level
-        if parked:
+        if cached:
             self.deferred_closes.close_taken(handle)
         callback = raw.on_break if raw is not None else None
         if callback is not None:
