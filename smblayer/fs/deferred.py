@@ -26,9 +26,14 @@ that defines compatible access:
   "x" (it must fail on the existing file), never extra create contexts.
 
 A kept handle of the path that does not serve the open is closed for real
-first (it would conflict).  A parked handle always holds read caching, so
-nobody changed the file meanwhile: the size it knows (``info.size``, set
-at park time) is the file's.
+first (it would conflict).  A parked handle holds read caching, so no
+other client changed the file without breaking it first, and every CREATE
+of this tree that may change it closes it first (``opening``): the size
+it knows (``info.size``, set at park time) is the file's.  (A break races
+with the next reuse: a write by another client that a reuse overtakes
+is seen by the reads, which go to the server, but not in the size an
+"a" open appends at -- appends from two clients without a lock are racy
+anyway.)
 
 Breaks ([MS-SMB2] 3.2.5.19.2).  The handle stays registered with the
 tree's break router while parked.  A lease break that keeps handle
@@ -41,8 +46,10 @@ when
 
 * its time is up (one reaper thread per tree while something was parked
   in the last 10 s, waiting on a Condition for the earliest deadline);
-* another open of the path on this tree cannot reuse it (above); a
-  ``remove``/``rename``/``rmdir`` at or above it (``close_under``);
+* another open of the path on this tree cannot reuse it (above), or
+  another CREATE of this tree may change the file (``write_bytes``'s
+  compound, ``remove``, ``rename``, ``rmdir`` at or above it: ``opening``
+  and ``close_under``);
 * the tree disconnects or closes, the session logs off, the client closes
   or the interpreter exits (``Tree.disconnect`` runs at exit);
 * more than :data:`MAX_PARKED` handles would be parked (the oldest goes).
@@ -63,8 +70,9 @@ from typing import Deque, List, Optional, Tuple
 
 from ..errors import SmbError, SmbStatusError
 from ..proto.status import NtStatus
-from .ops import (FILE_OPEN, FILE_OPEN_IF, FILE_OVERWRITE, FILE_OVERWRITE_IF, FILE_SHARE_ALL,
-                  LEASE_HANDLE, LEASE_READ, OPLOCK_LEASE, Handle)
+from .ops import (DELETE, FILE_APPEND_DATA, FILE_OPEN, FILE_OPEN_IF, FILE_OVERWRITE,
+                  FILE_OVERWRITE_IF, FILE_SHARE_ALL, FILE_WRITE_DATA, LEASE_HANDLE, LEASE_READ,
+                  OPLOCK_LEASE, Handle)
 from .recovery import recover_files
 
 __all__ = ["DeferredCloses", "DeferredCloseMixin", "DEFAULT_DEFERRED_CLOSE", "MAX_PARKED",
@@ -79,6 +87,7 @@ MAX_PARKED = 64
 _REAPER_IDLE = 10.0      # seconds the reaper thread waits with nothing parked
 _REUSED_AS_IS = (FILE_OPEN, FILE_OPEN_IF)
 _REUSED_TRUNCATED = (FILE_OVERWRITE, FILE_OVERWRITE_IF)
+_CHANGES = FILE_WRITE_DATA | FILE_APPEND_DATA | DELETE     # an open that may change the file
 
 _Entry = Tuple[float, Handle]       # (deadline, handle)
 
@@ -125,6 +134,11 @@ class DeferredCloses:
     def __len__(self) -> int:
         with self._cond:
             return len(self._parked)
+
+    def handles(self) -> List[Handle]:
+        """The parked handles, the next to expire first."""
+        with self._cond:
+            return [h for _d, h in self._parked]
 
     # -- parking and reuse ------------------------------------------------------------
 
@@ -179,6 +193,16 @@ class DeferredCloses:
                 raise
         self.reused += 1
         return found
+
+    def opening(self, path: str, access: int, disposition: int) -> None:
+        """A CREATE of ``path`` on this tree is about to be sent (not a
+        reuse).  If it may change the file (it writes, deletes, renames or
+        overwrites), the kept handles of the path and below it are closed
+        for real first: the break the server sends them for our own open
+        could be handled after the next reuse, which would then trust a
+        stale size."""
+        if self._parked and (access & _CHANGES or disposition not in _REUSED_AS_IS):
+            self.close_under(path)
 
     def close_under(self, path: str) -> None:
         """Close for real the parked handles of ``path`` and below it (before

@@ -257,6 +257,9 @@ class Smb2FileOps(FileOps):
         that durable handle (DH2C/DHnC)."""
         if reclaim is None:
             self._dir_cache.changing(path, access, disposition)
+            closes = getattr(self.tree, "deferred_closes", None)
+            if closes is not None:
+                closes.opening(path, access, disposition)      # fs.deferred
         if oplock == OPLOCK_LEASE and not self._leasing:
             log.debug("smblayer: server/dialect without leasing; asking a batch oplock")
             oplock = OPLOCK_BATCH

@@ -166,6 +166,23 @@ def test_another_clients_overwrite_closes_it_unacknowledged(tree, samba, tmp_pat
         assert f.read() == b"theirs"
 
 
+def test_another_create_that_changes_the_file_closes_it_first(tree, samba):
+    """write_bytes (CREATE + WRITE + CLOSE) overwrites a kept path: the
+    kept handle goes first, so the next "a" does not append at the size it
+    knew (the break our own CREATE causes could come after that reuse)."""
+    name = fresh()
+    with tree.open(name, "ab") as f:
+        f.write(b"0123456789ABCDEF")
+    assert len(tree.deferred_closes) == 1
+    tree.write_bytes(name, b"0123")
+    assert len(tree.deferred_closes) == 0
+    with tree.open(name, "ab") as f:
+        f.write(b"45")
+    assert on_disk(samba, name) == b"012345"
+    tree.read_bytes(name)                          # a reader's CREATE: the handle stays
+    assert len(tree.deferred_closes) == 1
+
+
 def test_exclusive_create_is_not_served_by_the_kept_handle(tree):
     name = fresh()
     with tree.open(name, "wb") as f:
