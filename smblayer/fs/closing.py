@@ -96,28 +96,36 @@ class ClosingMixin:
 
     def _close_deferred(self) -> None:
         """Every write on the server (and the write time set, if written),
-        then park the handle; on a failure it is closed for real."""
-        settled = False
+        then park the handle.  A failed write raises (the handle is closed
+        for real); a write time the server refused is left to a real CLOSE."""
+        keep = False
         try:
             if self._tail is not None:
-                self._write_tail_and_time()
+                keep = self._write_tail_and_time()
             else:
                 super().close()            # flush(): waits for the writes
-                if self._written:
-                    now = ns_to_filetime(time.time_ns())
-                    self._run(lambda h: self._ops.set_write_time_task(h, now))
-            settled = True
+                keep = not self._written or self._set_write_time()
         finally:
             self._drop_read_ahead()
             self._writes.clear()
-            if settled and self._open_on_server():
+            if keep and self._open_on_server():
                 self._handle.info.size = self._size     # what the next opener starts from
                 self._finish_close(None, park=True)
             else:
                 self._finish_close(None)
 
-    def _write_tail_and_time(self) -> None:
-        """WRITE the tail and set the write time in one compound."""
+    def _set_write_time(self) -> bool:
+        now = ns_to_filetime(time.time_ns())
+        try:
+            self._run(lambda h: self._ops.set_write_time_task(h, now))
+        except SmbStatusError as exc:
+            log.debug("smblayer: setting the write time of %r failed: %s", self.name, exc)
+            return False
+        return True
+
+    def _write_tail_and_time(self) -> bool:
+        """WRITE the tail and set the write time in one compound (a failed
+        WRITE raises; False: the time was not set)."""
         offset, data = self._tail
         self._tail = None
         super().close()                     # marks closed (nothing else in flight)
@@ -125,14 +133,16 @@ class ClosingMixin:
         now = ns_to_filetime(time.time_ns())
         write = self._build(lambda h: ops.write_task(h, offset, data, any_status=True))
         stamp = self._build(lambda h: ops.set_write_time_task(h, now))
+        stamp.ok_statuses = write.ok_statuses       # both replies are looked at here
         try:
             try:
-                written, _stamped = self._client.run_compound((write, stamp), related=False)
+                written, stamped = self._client.run_compound((write, stamp), related=False)
             except BaseException as exc:
                 self._raise(self._failure(exc))
             if written.status:
                 raise status_error(written.status, "WRITE", self.name)
             self._check_written(ops.parse_write(written), len(data))
+            return not stamped.status
         finally:
             self._settled(write)
             self._settled(stamp)

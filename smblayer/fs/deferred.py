@@ -222,21 +222,26 @@ class DeferredCloses:
     def on_break(self, kind: str, handle: Handle, new_level: int) -> bool:
         """A break for ``handle`` (smbiod).  False: it is not parked (the
         tree handles the break).  Else it is handled: a lease keeping handle
-        caching is acknowledged and the handle stays parked; otherwise the
-        handle is closed for real and nothing is acknowledged."""
-        entry = self._take(handle)
-        if entry is None:
-            return False
-        if kind == "lease" and new_level & LEASE_HANDLE:
-            try:
-                self.tree.ops.ack_break(handle, new_level)
-            except SmbError as exc:
-                log.warning("smblayer: acknowledging the break on %r failed: %s",
-                            handle.path, exc)
-            handle.lease_state = new_level
-            if self._repark(entry):
-                return True
-        self._close([handle])
+        caching is acknowledged and the handle stays parked (a reuse
+        meanwhile is as good: the lease keeps R and H); otherwise the
+        handle is taken out and closed for real, and nothing is
+        acknowledged."""
+        keeps = kind == "lease" and new_level & LEASE_HANDLE
+        with self._cond:
+            entry = next((e for e in self._parked if e[1] is handle), None)
+            if entry is None:
+                return False
+            if not keeps:
+                self._parked.remove(entry)
+        if not keeps:
+            self._close([handle])
+            return True
+        try:
+            self.tree.ops.ack_break(handle, new_level)
+        except SmbError as exc:
+            log.warning("smblayer: acknowledging the break on %r failed: %s",
+                        handle.path, exc)
+        handle.lease_state = new_level
         return True
 
     def _take(self, handle: Handle) -> Optional[_Entry]:

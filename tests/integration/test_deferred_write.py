@@ -14,6 +14,7 @@ import time
 import pytest
 
 from smblayer import fs
+from smblayer.fs.ops import LEASE_HANDLE, LEASE_READ
 from smblayer.testing.pytest_plugin import SERVERS, on_both
 from smblayer.testing.waiting import eventually, requests
 
@@ -135,18 +136,26 @@ def test_utime_after_close_is_not_overwritten_by_the_kept_handle(tree, samba):
 
 def test_another_client_reading_sees_exact_bytes(tree, samba, tmp_path):
     """smbclient reads a file whose written handle is kept: it gets the
-    bytes written (the server had them at close), whatever the lease
-    break does to the kept handle."""
+    bytes written (the server had them at close).  The break takes write
+    caching only (RWH to RH): it is acknowledged and the handle stays
+    kept, serving the next open with no CREATE."""
     name = fresh()
     data = os.urandom(70_000)
-    with tree.open(name, "wb") as f:
+    with tree.open(name, "w+b") as f:
         f.write(data)
+    handle = tree.deferred_closes.handles()[0]
+    acks = requests(tree, "OPLOCK_BREAK")
     out = tmp_path / "got"
     res = samba.smbclient(["-c", f"get {name} {out}"], timeout=30)
     assert res.returncode == 0, res.stdout + res.stderr
     assert out.read_bytes() == data
+    eventually(lambda: requests(tree, "OPLOCK_BREAK") == acks + 1)
+    assert handle.lease_state == LEASE_READ | LEASE_HANDLE
+    assert tree.deferred_closes.handles() == [handle]
+    creates = requests(tree, "CREATE")
     with tree.open(name, "rb") as f:
         assert f.read() == data
+    assert requests(tree, "CREATE") == creates
 
 
 def test_another_clients_overwrite_closes_it_unacknowledged(tree, samba, tmp_path):
