@@ -71,6 +71,10 @@ class Retry(Exception):
 
 #: buffers per sendmsg (IOV_MAX is 1024 on Linux)
 _MAX_BUFFERS = 512
+#: a batch holding this many bytes is written before the next request is
+#: built: a large protected frame may sit in a buffer its security reuses
+#: for the next large one (security/crypto.py, REUSE_FROM = 64 KiB)
+_FLUSH_BYTES = 32 * 1024
 
 
 class SendLock:
@@ -295,6 +299,9 @@ class Sender:
             buffers.append(frame_prefix(size))
             buffers += parts
             total += size + 4
+            if total >= _FLUSH_BYTES:
+                self._write(conn, buffers, total)
+                buffers, total = [], 0
             for task in tasks:
                 counters = stats.command(wire, task.command)
                 counters.ops += 1
