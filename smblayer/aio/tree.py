@@ -31,8 +31,8 @@ from typing import AsyncIterator, Callable, List, Optional, Tuple
 
 from ..errors import SmbStatusError, status_error
 from ..fs.ops import FILE_APPEND_DATA, FILE_NON_DIRECTORY_FILE, FILE_READ_ATTRIBUTES, \
-    FILE_READ_DATA, FILE_WRITE_ATTRIBUTES, FILE_WRITE_DATA, SYNCHRONIZE, FileInfo, \
-    ns_to_filetime
+    FILE_READ_DATA, FILE_WRITE_ATTRIBUTES, FILE_WRITE_DATA, LEASE_HANDLE, LEASE_READ, \
+    LEASE_WRITE, OPLOCK_LEASE, OPLOCK_NONE, SYNCHRONIZE, FileInfo, ns_to_filetime
 from ..fs.helpers import NOT_THERE, DirEntry, has_magic, join, normpath, outpath
 from ..fs.tree import parse_mode
 from ..proto.status import NtStatus
@@ -42,6 +42,7 @@ from .watch import AsyncWatch
 
 #: directories listed at once by walk/glob/rmtree, files removed at once by rmtree
 CONCURRENCY = 16
+LEASE_RWH = LEASE_READ | LEASE_HANDLE | LEASE_WRITE
 
 
 class AsyncTree:
@@ -326,10 +327,18 @@ class AsyncTree:
             access |= FILE_READ_DATA
         if writable:
             access |= FILE_WRITE_DATA | FILE_APPEND_DATA | FILE_WRITE_ATTRIBUTES
-        handle = await self._op("open", normpath(path), access=access, disposition=disposition,
-                                create_options=FILE_NON_DIRECTORY_FILE)
-        f = AsyncFile(self.sync, handle, mode, readable=readable, writable=writable,
-                      append=append)
+        tree = self.sync
+        # As Tree.open: a durable handle (with the lease Samba requires for
+        # one), so the file survives a reconnect (AsyncFile: reconnects).
+        durable = tree.durable and tree.ops.durable_handles
+        level = OPLOCK_LEASE if durable else OPLOCK_NONE
+        with tree.opening(level):
+            handle = await self._op("open", normpath(path), access=access,
+                                    disposition=disposition,
+                                    create_options=FILE_NON_DIRECTORY_FILE, oplock=level,
+                                    lease_state=LEASE_RWH if durable else 0, durable=durable)
+            f = AsyncFile(tree, handle, mode, readable=readable, writable=writable,
+                          append=append, level=level)
         f.on_close = self._files.discard
         self._files.add(f)
         return f

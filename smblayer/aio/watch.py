@@ -7,10 +7,10 @@
 Theory of operation.  The state machine is the blocking ``Watch``'s (one
 CHANGE_NOTIFY always outstanding, long-poll, re-armed after every reply,
 re-opened after a reconnect with a "rescan" event); a ``_LoopWatch``
-subclass only adds the way to the loop: every completion (settled on
-smbiod) also sets an ``asyncio.Event`` through ``call_soon_threadsafe``,
-and the iterator takes events without ever waiting on the Watch's
-Condition.  A reply is turned into events on the loop (parsing and
+subclass only adds the way to the loop: every completion (the Watch's
+callback, run on smbiod) also sets an ``asyncio.Event`` through
+``call_soon_threadsafe``, and the iterator takes events without ever
+waiting on the Watch's Condition.  A reply is turned into events on the loop (parsing and
 re-arming do not block); only the rare paths that open the directory again
 (a reconnect, a failed request) run in a worker thread.
 
