@@ -450,7 +450,6 @@ class ConnectWorker:
         woken = []
         inflight = self._inflight
         with inflight.lock:
-            unsent = self._sender.take_queued(conn)
             for task in inflight.take_generation(conn.generation):
                 if task.state.final:
                     continue
@@ -467,12 +466,12 @@ class ConnectWorker:
                 self.waiting.extend(reissue)
         for task in woken:
             self._wake(task)
-        self.requeue_unsent(unsent)
 
     def requeue_unsent(self, tasks: List[SmbTask]) -> None:
-        """``tasks`` were queued for a connection that went away before the
-        writer took them (never on the wire): they are sent again, an async
-        compound whole (see compound.py), from the start."""
+        """``tasks`` were queued for a connection that was lost, replaced or
+        closed before the writer took them (never on the wire; the sender
+        calls this): they are sent again, an async compound whole (see
+        compound.py), from the start."""
         woken = []
         with self._inflight.lock:
             for task in tasks:
@@ -588,8 +587,7 @@ class ConnectWorker:
             waiting, self.waiting = self.waiting, []
             self.state_cond.notify_all()
         with self._inflight.lock:
-            tasks = [t for t in self._inflight.take_all() + self._sender.take_queued(None)
-                     if not t.state.final]
+            tasks = [t for t in self._inflight.take_all() if not t.state.final]
             for t in waiting:             # a parked async compound: all its elements
                 group = t.group
                 tasks += [e for e in (group.tasks if group is not None else (t,))

@@ -2,9 +2,9 @@
 
 Theory of operation
 -------------------
-A combining writer.  A caller does not write its request itself: under the
-MID-table lock it appends it (one request, or a compound of several) to the
-outbox, then tries to take the send lock.  Whoever holds the send lock is
+A combining writer.  A caller does not write its request itself: it
+appends it (one request, or a compound of several) to the outbox (a deque:
+no lock), then tries to take the send lock.  Whoever holds the send lock is
 the writer: it drains the outbox -- under the MID-table lock each request
 gets its MessageIds, enters the in-flight table and has its timer armed;
 then, outside that lock, each gets its header built and protected (signed
@@ -26,9 +26,9 @@ that point (still in the outbox) is never sent: the writer drops it, its
 credits go back (and the other elements of its compound fail with its
 error).  One cancelled after it is a cancel of a sent request: an SMB
 CANCEL (sent here too, after the request itself), its MessageId kept for
-the late reply.  A connection lost or replaced takes the outbox's requests
-for it (``take_queued``); they go back to their callers to be sent again
-(``requeue``), never having been on the wire.
+the late reply.  A request whose connection was lost, replaced or closed
+before the writer took it goes back to be sent again (``requeue``), never
+having been on the wire; its credits went with that connection.
 
 Before that, :meth:`Sender.queue` moves the tasks to QUEUED and sets their
 CreditCharge (the credits the caller then takes from the gate).
@@ -47,11 +47,12 @@ a new connection); releasing it writes what was queued meanwhile.
 """
 from __future__ import annotations
 
+import collections
 import logging
 import socket
 import threading
 import time
-from typing import List, Sequence
+from typing import Deque, List, Sequence
 
 from ..errors import SmbCancelledError
 from ..proto import smb2
@@ -110,7 +111,7 @@ class Sender:
         self._credits = credits
         self._deadline = liveness.deadline
         self._stats = stats
-        self._outbox: list = []          # (conn, tasks, related, credits), under inflight.lock
+        self._outbox: Deque[tuple] = collections.deque()   # (conn, tasks, related, credits)
         self._requeue = self._wake = None
         self.lock = SendLock(self._flush)   # held by the writer
 
@@ -120,18 +121,6 @@ class Sender:
         they were queued) and the client's ``wake(task)``."""
         self._requeue = requeue
         self._wake = wake
-
-    def take_queued(self, conn) -> List[SmbTask]:
-        """Remove and return the queued requests for ``conn`` (every one if
-        None): its connection is gone (caller holds the MID-table lock)."""
-        keep, taken = [], []
-        for entry in self._outbox:
-            if conn is None or entry[0] is conn:
-                taken += entry[1]
-            else:
-                keep.append(entry)
-        self._outbox = keep
-        return taken
 
     def queue(self, conn, tasks: Sequence[SmbTask]) -> int:
         """Move ``tasks`` to QUEUED (a cancelled one raises) and charge them;
@@ -170,16 +159,11 @@ class Sender:
         request goes out and return the demux (the caller reads its own
         reply and releases the role); a later writer hands the role back to
         the demux (kick).  None otherwise."""
-        with self._inflight.lock:
-            if conn.lost or conn is not self._client.connection:
-                self._credits.grant(credits, credits)
-                raise Retry()
-            for task in tasks:
-                if not can_move(task, TaskState.SENT):
-                    self._credits.grant(credits, credits)
-                    raise task.error or SmbCancelledError("request cancelled")
-            entry = (conn, tasks, related, credits)
-            self._outbox.append(entry)
+        if conn.lost or conn is not self._client.connection:
+            self._credits.grant(credits, credits)
+            raise Retry()
+        entry = (conn, tasks, related, credits)
+        self._outbox.append(entry)          # a deque: no lock (the writer pops under one)
         return self._write_queued(entry if fast else None)
 
     def _flush(self) -> None:
@@ -221,13 +205,16 @@ class Sender:
         dropped: list = []
         woken: list = []
         wake = False
+        outbox = self._outbox
         with inflight.lock:
-            entries, self._outbox = self._outbox, []
+            entries = []
+            while outbox:
+                entries.append(outbox.popleft())
             now = time.monotonic()
             for entry in entries:
                 conn, tasks = entry[0], entry[1]
-                if conn is not client.connection:
-                    dropped += tasks        # replaced or closed after it queued
+                if conn.lost or conn is not client.connection:
+                    dropped += tasks        # lost, replaced or closed after it queued
                     continue
                 cancelled = [t for t in tasks if not can_move(t, TaskState.SENT)]
                 if cancelled:
