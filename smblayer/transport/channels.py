@@ -28,6 +28,13 @@ acknowledgements, and the caller fast path).  A task pinned to a channel
 (the binding legs) goes there or fails.  CANCEL goes on the request's own
 channel (``ChannelSet.cancel``).
 
+Spreading is off (``ChannelSet.spread``, False) until one defect is
+understood: against Samba 4.17 a WRITE sent on an extra channel was
+answered STATUS_FILE_CLOSED for a handle channel 0 had just opened (in some
+runs every such WRITE, in others none; every run with non-durable opens).
+Channels are bound, kept up and failed over, but requests stay on channel
+0 unless ``spread`` is set.
+
 Failover: when a channel's socket breaks (or its soft timeout fires) its
 requests in flight are requeued at once: a sync caller resends from its own
 thread, an async one is resent on smbiod; the resend picks a live channel
@@ -328,6 +335,9 @@ class ChannelSet:
     ``wake(task)``, ``deliver_break(reply)``, ``resend(task)`` (async) and
     ``before_reissue(task)``."""
 
+    #: spread READ/WRITE over the extra channels (off: see the module docstring)
+    spread = False
+
     def __init__(self, client, *, max_channels: int, table_lock, stats,
                  sessions: Dict[int, object], wake: Callable, deliver_break: Callable,
                  resend: Callable, before_reissue: Callable):
@@ -448,8 +458,9 @@ class ChannelSet:
         if task.pinned:
             return task.channel
         task.channel = None
-        if task.command not in SPREAD_COMMANDS or task.security is None or \
-                task.security is not self.session:
+        session = self.session
+        if not self.spread or task.command not in SPREAD_COMMANDS or task.security is None or \
+                task.security is not session:
             return None
         best: Optional[Channel] = None
         load = self.client.credit_load()
