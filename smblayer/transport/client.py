@@ -697,10 +697,10 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
                 if not needs_iod(task):
                     return self._settle_future(task)   # here: its callbacks go to smbiod
                 settle, args = self._settle_future, (task,)
-            elif group.complete():
+            elif group.settle_here_or_defer():
                 settle, args = group.settle, ()
             else:
-                return        # an async compound settles once, with its last element
+                return        # settled here, or its last element is not final yet
             try:
                 self._iod.call_soon(settle, *args)
             except RuntimeError:          # smbiod is shut down: the client closed
