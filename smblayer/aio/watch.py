@@ -144,13 +144,21 @@ class AsyncWatch:
             self.close_nowait()
             raise
 
-    def close_nowait(self) -> None:
-        """Close without waiting: cancel the request, send the CLOSE."""
+    def _stop(self):
+        """Closed: cancel the request; the directory handle still open on
+        the server (None if there is none, or it went with a connection)."""
         self._closed = True
         watch = self._watch
         handle = watch.stop() if watch is not None else None
         if handle is None or handle.closed or \
                 handle.generation != self._atree.client.sync.generation:
+            return None
+        return handle
+
+    def close_nowait(self) -> None:
+        """Close without waiting: cancel the request, send the CLOSE."""
+        handle = self._stop()
+        if handle is None:
             return
         tree = self._atree.sync
         handle.closed = True
@@ -159,11 +167,8 @@ class AsyncWatch:
 
     async def close(self) -> None:
         """Cancel the request and close the directory (the CLOSE awaited)."""
-        self._closed = True
-        watch = self._watch
-        handle = watch.stop() if watch is not None else None
-        if handle is None or handle.closed or \
-                handle.generation != self._atree.client.sync.generation:
+        handle = self._stop()
+        if handle is None:
             return
         ops = self._atree.sync.ops
         try:
