@@ -91,12 +91,14 @@ def open_socket(host: str, port: int, timeout: float) -> socket.socket:
 
 def negotiate(sock: socket.socket, dialects, deadline: float, *,
               require_signing: bool = False, client_guid: bytes,
-              ciphers=None, signing_algorithms=None, posix: bool = False) -> NegotiateResult:
+              ciphers=None, signing_algorithms=None, posix: bool = False,
+              multichannel: bool = False) -> NegotiateResult:
     """Run the negotiate exchange on a fresh socket (blocking, bounded by
     ``deadline``, a time.monotonic() value)."""
     negotiator = Negotiator(dialects, client_guid=client_guid, salt=os.urandom(32),
                             require_signing=require_signing, ciphers=ciphers,
-                            signing_algorithms=signing_algorithms, posix=posix)
+                            signing_algorithms=signing_algorithms, posix=posix,
+                            multichannel=multichannel)
     reader = FrameReader(65536)
     step = negotiator.start()
     try:
@@ -282,7 +284,7 @@ class ConnectWorker:
                                    require_signing=client.require_signing,
                                    ciphers=client.ciphers,
                                    signing_algorithms=client.signing_algorithms,
-                                   posix=client.posix,
+                                   posix=client.posix, multichannel=client.multichannel,
                                    client_guid=client.client_guid)
         except BaseException:
             sock.close()
