@@ -502,7 +502,7 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
                     error = connector.pending_error
                     if task.timed_out and error is not None:
                         raise error
-                    bound = (task.t_first_sent or task.t_queued) + policy.soft_bound
+                    bound = self._liveness.bound(task)
                     deadline = bound if deadline is None else min(deadline, bound)
                 if park:
                     connector.park(task)
