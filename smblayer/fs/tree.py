@@ -375,6 +375,7 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin, DirCacheMixi
     def stat(self, path="") -> os.stat_result:
         """An ``os.stat_result`` (st_mode with the type bits, st_ino the
         server's file id, st_nlink, times as floats and ``_ns``)."""
+        self._check_connected()
         serial = self._volume_serial_later()      # asked alongside the first stat
         return self.file_info(path).to_stat(dev=serial())
 
