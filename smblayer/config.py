@@ -111,7 +111,10 @@ class TimeoutPolicy:
 
     A soft request fails no later than ``soft_bound`` seconds after it was
     first sent (timeout + soft_timeout + connect_timeout), however many
-    reconnects happen in between.  Hard requests wait as long as it takes.
+    reconnects happen in between; without a reconnect, timeout +
+    soft_timeout, even while the server answers ECHO (an interim reply
+    restarts the clock once; a long-poll request the server acknowledged is
+    exempt).  Hard requests wait as long as it takes.
     """
 
     mode: str = "soft"

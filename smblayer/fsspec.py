@@ -65,6 +65,19 @@ class SMBPathsMixin:
     protocol = ("smblayer",)
     root_marker = ""
 
+    @staticmethod
+    def _local_target(lpath, outfile, is_dir: bool) -> bool:
+        """Before a download to ``lpath`` (or into ``outfile``): a directory
+        makes the local directory (False: nothing to copy); a file makes its
+        local parent directory (True: copy it)."""
+        if is_dir:
+            if outfile is None:
+                os.makedirs(lpath, exist_ok=True)
+            return False
+        if outfile is None:
+            os.makedirs(os.path.dirname(os.path.abspath(lpath)), exist_ok=True)
+        return True
+
     def _set_options(self, host: str, port, username, password, domain, encrypt, timeout,
                      auto_mkdir: bool, kwargs: Dict[str, Any]) -> Dict[str, Any]:
         """Keep the connection options; return what is left for fsspec."""
@@ -541,12 +554,8 @@ class SMBFileSystem(SMBPathsMixin, AbstractFileSystem, metaclass=_Dispatch):
             src = tree.open(rel, "rb", buffering=0) if rel else None
         except IsADirectoryError:
             src = None
-        if src is None:                      # a directory
-            if outfile is None:
-                os.makedirs(lpath, exist_ok=True)
+        if not self._local_target(lpath, outfile, src is None):
             return
-        if outfile is None:
-            os.makedirs(os.path.dirname(os.path.abspath(lpath)), exist_ok=True)
         with src:
             callback.set_size(src.handle.info.size)
             # w+b: a regular file is received straight into a mapping of it

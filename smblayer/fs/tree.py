@@ -286,9 +286,8 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin, DirCacheMixi
         if durable and level == OPLOCK_NONE and self.ops.durable_handles:
             level = OPLOCK_LEASE
         lease_state = LEASE_READ | LEASE_HANDLE | LEASE_WRITE if level == OPLOCK_LEASE else 0
-        breaks = self._break_router() if level != OPLOCK_NONE else None
         generation = self.client.generation
-        with breaks.opening() if breaks is not None else contextlib.nullcontext():
+        with self.opening(level):
             handle = self.deferred_closes.reuse(
                 path, access if disposition == FILE_OPEN and not extra.get("contexts") else -1,
                 extra.get("share_access", FILE_SHARE_ALL))
@@ -301,16 +300,31 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin, DirCacheMixi
                 self._identify(handle)
             raw = SmbRawFile(self, handle, mode.replace("t", ""), readable=readable,
                              writable=writable, append=append, on_break=on_break)
-            with self._lock:
-                self._files[id(raw)] = raw
-            if breaks is not None:
-                breaks.add(self, handle)
+            self.add_file(raw, level)
         try:
             return self._wrap(raw, buffering, readable, writable, binary, encoding, errors,
                               newline)
         except BaseException:
             raw.close()
             raise
+
+    def opening(self, level: int):
+        """The context to CREATE a file in when it asks oplock/lease ``level``:
+        a break that arrives before ``add_file`` registers the handle waits
+        for it (briefly) instead of finding no file."""
+        if level == OPLOCK_NONE:
+            return contextlib.nullcontext()
+        return self._break_router().opening()
+
+    def add_file(self, raw: SmbRawFile, level: int) -> None:
+        """Register an open file object (``Tree.open``'s, or an async file's
+        handle state, smblayer.aio): it is closed with the tree, recovered
+        after a reconnect (STAGE_HANDLE, fs/recovery.py), and the breaks of
+        its oplock/lease ``level`` are routed to it."""
+        with self._lock:
+            self._files[id(raw)] = raw
+        if level != OPLOCK_NONE:
+            self._break_router().add(self, raw.handle)
 
     def _identify(self, handle: Handle) -> None:
         """Learn the file id of a handle that can't be durable (SMB1): it
@@ -460,14 +474,17 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin, DirCacheMixi
 
     # -- open files and breaks ---------------------------------------------------------------
 
-    def _forget_file(self, raw: SmbRawFile) -> None:
-        """The file is closed (SmbRawFile.close)."""
+    def forget_file(self, raw: SmbRawFile) -> None:
+        """The file is closed (SmbRawFile.close, AsyncFile.close): undoes
+        ``add_file``."""
         with self._lock:
             self._files.pop(id(raw), None)
         if self._breaks is not None and not raw.handle.deferred:
             self._breaks.remove(raw.handle)
         if raw.mode[:1] != "r" or "+" in raw.mode:      # written: its directory changed
             self.dir_cache.invalidate(raw.handle.path)
+
+    _forget_file = forget_file          # fs.file's name for it
 
     def check_handle(self, handle: Handle) -> None:
         """Raise a clear error for a raw handle (``open_handle``) that did

@@ -119,7 +119,7 @@ class Negotiator:
 
     def __init__(self, dialects: DialectRange, *, client_guid: bytes, salt: bytes,
                  require_signing: bool = False, ciphers=None, signing_algorithms=None,
-                 posix: bool = False):
+                 posix: bool = False, multichannel: bool = False):
         if len(client_guid) != 16 or len(salt) != 32:
             raise ValueError("client_guid must be 16 bytes and salt 32 bytes")
         self.ciphers = tuple(ciphers) if ciphers else smb2.CIPHERS_PREFERRED
@@ -133,6 +133,7 @@ class Negotiator:
                 raise ValueError(f"unknown signing algorithm id {value!r}")
         self.range = dialects
         self.posix = posix          # offer the SMB3 POSIX extensions context
+        self.multichannel = multichannel    # offer SMB2_GLOBAL_CAP_MULTI_CHANNEL (3.x)
         self.client_guid = client_guid
         self.salt = salt
         self.security_mode = smb2.SecurityMode.SIGNING_ENABLED | (
@@ -193,6 +194,8 @@ class Negotiator:
             capabilities = (smb2.Capabilities.DFS | smb2.Capabilities.LEASING
                             | smb2.Capabilities.LARGE_MTU | smb2.Capabilities.ENCRYPTION
                             | smb2.Capabilities.DIRECTORY_LEASING)     # fs.dircache
+            if self.multichannel:
+                capabilities |= smb2.Capabilities.MULTI_CHANNEL
         elif max(offered) >= Dialect.SMB2_1:
             capabilities = smb2.Capabilities.DFS | smb2.Capabilities.LEASING | smb2.Capabilities.LARGE_MTU
         if Dialect.SMB3_1_1 in offered:

@@ -91,12 +91,14 @@ def open_socket(host: str, port: int, timeout: float) -> socket.socket:
 
 def negotiate(sock: socket.socket, dialects, deadline: float, *,
               require_signing: bool = False, client_guid: bytes,
-              ciphers=None, signing_algorithms=None, posix: bool = False) -> NegotiateResult:
+              ciphers=None, signing_algorithms=None, posix: bool = False,
+              multichannel: bool = False) -> NegotiateResult:
     """Run the negotiate exchange on a fresh socket (blocking, bounded by
     ``deadline``, a time.monotonic() value)."""
     negotiator = Negotiator(dialects, client_guid=client_guid, salt=os.urandom(32),
                             require_signing=require_signing, ciphers=ciphers,
-                            signing_algorithms=signing_algorithms, posix=posix)
+                            signing_algorithms=signing_algorithms, posix=posix,
+                            multichannel=multichannel)
     reader = FrameReader(65536)
     step = negotiator.start()
     try:
@@ -282,7 +284,7 @@ class ConnectWorker:
                                    require_signing=client.require_signing,
                                    ciphers=client.ciphers,
                                    signing_algorithms=client.signing_algorithms,
-                                   posix=client.posix,
+                                   posix=client.posix, multichannel=client.multichannel,
                                    client_guid=client.client_guid)
         except BaseException:
             sock.close()
@@ -493,8 +495,8 @@ class ConnectWorker:
         """The soonest soft deadline among the async requests waiting for a
         connection (inf if none)."""
         with self.state_cond:
-            bounds = [(t.t_first_sent or t.t_queued) + self._policy(t).soft_bound
-                      for t in self.waiting if not self._policy(t).hard]
+            bounds = [self._liveness.bound(t) for t in self.waiting
+                      if not self._policy(t).hard]
         return min(bounds, default=float("inf"))
 
     def expire_waiting(self) -> None:
@@ -506,9 +508,7 @@ class ConnectWorker:
         with self.state_cond:
             keep = []
             for task in self.waiting:
-                policy = self._policy(task)
-                start = task.t_first_sent or task.t_queued
-                if not policy.hard and now >= start + policy.soft_bound:
+                if not self._policy(task).hard and now >= self._liveness.bound(task):
                     expired.append(task)
                 else:
                     keep.append(task)
