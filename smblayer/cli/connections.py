@@ -265,16 +265,18 @@ class Connections:
         return tree.root if isinstance(tree, fs.DfsTree) else tree
 
     def close(self) -> None:
-        for tree in self._trees.values():
-            try:
-                tree.close()
-            except SmbError as exc:
-                log.debug("closing %r failed: %s", tree, exc)
+        # LOGOFF first: it disconnects the session's trees in the same round
+        # trip (Session.logoff); closing the trees then only drops our state.
         for session in self._sessions.values():
             try:
                 session.logoff()
             except SmbError as exc:
                 log.debug("logging off %r failed: %s", session, exc)
+        for tree in self._trees.values():
+            try:
+                tree.close()
+            except SmbError as exc:
+                log.debug("closing %r failed: %s", tree, exc)
         for client in self._clients.values():
             client.release()
         self._trees.clear()
