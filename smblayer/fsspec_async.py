@@ -256,12 +256,8 @@ class AsyncSMBFileSystem(SMBPathsMixin, AsyncFileSystem):
             src = await tree.open(rel, "rb") if rel else None
         except IsADirectoryError:
             src = None
-        if src is None:                      # a directory
-            if outfile is None:
-                os.makedirs(lpath, exist_ok=True)
+        if not self._local_target(lpath, outfile, src is None):
             return
-        if outfile is None:
-            os.makedirs(os.path.dirname(os.path.abspath(lpath)), exist_ok=True)
         async with src:
             callback.set_size(src.handle.info.size)
             out = outfile if outfile is not None else await asyncio.to_thread(open, lpath, "wb")

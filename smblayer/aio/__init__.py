@@ -13,10 +13,11 @@
 Theory of operation.  There is no second transport and no thread per call:
 every request is the same ``SmbTask`` the blocking API sends, run with
 ``client.run_task_async`` / ``client.run_compound_async``, whose Future is
-settled on smbiod and reaches the loop through ``call_soon_threadsafe``
-(``aio.wait``: ``asyncio.wrap_future`` with one wake-up per burst).
-Oplock/lease break callbacks and recovery stay on smbiod and the connect
-worker.  Cancelling a coroutine cancels its
+settled by the reader that placed the reply and reaches the loop through
+``call_soon_threadsafe`` (``aio.wait``: ``asyncio.wrap_future`` with one
+wake-up per burst, and no hop through smbiod).  Oplock/lease break
+callbacks stay on smbiod and recovery on the connect worker.  Cancelling
+a coroutine cancels its
 requests exactly as ``task.cancel()`` does (never sent if not yet on the
 wire, CANCEL otherwise); timeouts, hard/soft and reconnects are the
 client's, unchanged.

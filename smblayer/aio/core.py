@@ -1,12 +1,15 @@
 """Awaiting the transport's Futures, and the async client.
 
 Every request of the async API is an ``SmbTask`` run with
-``client.run_task_async`` or ``client.run_compound_async``: their
-``concurrent.futures.Future`` is settled on smbiod, and
-``wait`` hands the result to the loop through ``call_soon_threadsafe`` (as
-``asyncio.wrap_future`` does, but one wake-up per burst of replies).
-Nothing here waits on a lock, a Condition or a Future's ``result()``: the
-loop is never blocked.
+``client.run_task_async`` or ``client.run_compound_async``.  Their Future
+(an ``SmbFuture``) is settled by the reader that placed the reply (the
+demux thread, or a caller on the fast path; smbiod only when settling may
+block, e.g. a session to renew), and ``wait`` hands the result to the loop
+from there: the waiter is queued in the loop's inbox, and the loop is woken
+with one ``call_soon_threadsafe`` per burst of replies (as
+``asyncio.wrap_future`` does, minus its per-request wake-up and minus the
+hop through smbiod a user done-callback takes).  Nothing here waits on a
+lock, a Condition or a Future's ``result()``: the loop is never blocked.
 
 Cancelling the awaiting coroutine cancels the wrapped Future, and that
 cancels the task exactly as ``task.cancel()`` does: never sent if it was not
@@ -17,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import threading
 import weakref
 from concurrent.futures import Future
 from typing import Any, Deque, Optional, Tuple
@@ -27,26 +29,31 @@ from ..task import Reply, SmbTask
 
 
 class _Inbox:
-    """Completions on their way from smbiod to one loop: queued, and the loop
-    woken once per batch (``call_soon_threadsafe``), not once per request as
-    ``asyncio.wrap_future`` would: with many requests in flight the replies
-    come in bursts."""
+    """Completions on their way from the reader to one loop: queued, and the
+    loop woken once per batch (``call_soon_threadsafe``), not once per
+    request as ``asyncio.wrap_future`` would: with many requests in flight
+    the replies come in bursts (one recv places many, see
+    ``transport.completion.Batch``).
 
-    __slots__ = ("loop", "items", "lock", "scheduled", "__weakref__")
+    ``push`` runs in the settling thread (the reader): it takes no lock and
+    runs no user code.  ``drain`` clears ``scheduled`` before it empties the
+    queue, so an item pushed meanwhile is either drained by this pass or
+    schedules the next; two readers racing on ``scheduled`` cost at most one
+    spare (empty) drain."""
+
+    __slots__ = ("loop", "items", "scheduled", "__weakref__")
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self.loop = loop
         self.items: Deque[Tuple[asyncio.Future, Future]] = collections.deque()
-        self.lock = threading.Lock()
         self.scheduled = False
 
     def push(self, waiter: asyncio.Future, future: Future) -> None:
         """``future`` is done (any thread): hand it to ``waiter``'s loop."""
         self.items.append((waiter, future))
-        with self.lock:
-            if self.scheduled:
-                return
-            self.scheduled = True
+        if self.scheduled:
+            return
+        self.scheduled = True
         try:
             self.loop.call_soon_threadsafe(self.drain)
         except RuntimeError:            # the loop is closed: nobody waits any more
@@ -54,8 +61,7 @@ class _Inbox:
 
     def drain(self) -> None:
         """Settle every queued waiter (the loop's thread)."""
-        with self.lock:
-            self.scheduled = False
+        self.scheduled = False
         items = self.items
         while items:
             waiter, future = items.popleft()
@@ -82,7 +88,10 @@ def _waiter(future: Future) -> "asyncio.Future":
     if inbox is None:
         inbox = _inboxes[loop] = _Inbox(loop)
     waiter = loop.create_future()
-    future.add_done_callback(lambda f: inbox.push(waiter, f))
+    # Straight from the settling thread (no hop through smbiod): the push is
+    # lock-free bookkeeping plus a wake-up, no user code (see _Inbox).
+    add = getattr(future, "add_internal_callback", future.add_done_callback)
+    add(lambda f: inbox.push(waiter, f))
     return waiter
 
 

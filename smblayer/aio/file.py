@@ -20,10 +20,19 @@ blocking file uses), run with ``run_task_async`` and awaited:
 * **cancellation**: a coroutine cancelled in ``read`` cancels the READs
   it waited for and the read-ahead (never sent, or CANCEL sent); the
   position stays where it was and the file stays usable.
-* **reconnects**: the handle is not durable; after a reconnect the next call
-  (and any request that was in flight) raises ``SmbConnectionError`` naming
-  the file.  (The blocking file reclaims durable handles; this one does not
-  yet.)
+* **reconnects**: the file takes part in the blocking file's recovery, not
+  a copy of it.  Its handle state *is* an ``SmbRawFile`` (``_HandleState``)
+  that the tree registers like any open file (``Tree.add_file``): it asks
+  the same durable handle and lease, its data requests are built through
+  it (kept in its ``_tasks``, each with the builder to rebuild it), and
+  after a reconnect the tree's STAGE_HANDLE recovery reclaims the durable
+  handle (or reopens an unchanged file we only read) and gives every
+  request in flight the new FileId before it is resent: a read or a
+  write-behind across a reset completes with the exact bytes.  A file that
+  cannot be recovered raises ``SmbConnectionError`` naming it at its next
+  call (as the blocking file does) and closes quietly.  The state object
+  does no I/O of its own; its break hook (smbiod) waits for the async
+  file's WRITEs in flight before the lease break is acknowledged.
 
 One coroutine at a time per file (as with any file object).
 """
@@ -31,25 +40,59 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import io
-from typing import Deque, Optional, Tuple
+from typing import Deque, Optional, Set, Tuple
 
-from ..errors import SmbConnectionError
-from .core import run_plan, wait
+from ..client import TEARDOWN_WAIT
+from ..errors import SmbCancelledError, SmbConnectionError, SmbError, SmbStatusError
+from ..fs.file import SmbRawFile
+from ..proto.status import NtStatus
+from .core import wait
 
 MAX_IN_FLIGHT = 8
 _READ_AHEAD_AFTER = 2
+
+
+_STALE_HANDLE = frozenset({NtStatus.FILE_CLOSED, NtStatus.INVALID_HANDLE})
+
+
+class _HandleState(SmbRawFile):
+    """An async file's handle, as the tree and its recovery see it: the
+    blocking file's reclaim state and registration (see the module
+    docstring).  Only the break hook differs: the writes to wait for are
+    the async file's, whose Futures the reader settles (so smbiod may wait
+    for them, bounded)."""
+
+    def __init__(self, tree, handle, mode: str, *, readable: bool, writable: bool,
+                 append: bool):
+        super().__init__(tree, handle, mode, readable=readable, writable=writable,
+                         append=append)
+        self.writes_in_flight: Set[concurrent.futures.Future] = set()
+
+    def _on_break(self) -> None:
+        concurrent.futures.wait(list(self.writes_in_flight), timeout=TEARDOWN_WAIT)
+
+    def release(self) -> None:
+        """The async file closed: the handle is gone, the tree forgets it,
+        and the io object is marked closed (without I/O)."""
+        self._handle.closed = True
+        self._tree.forget_file(self)
+        io.RawIOBase.close(self)
 
 
 class AsyncFile:
     """Not for direct construction: ``await tree.open(path, mode)``."""
 
     def __init__(self, tree, handle, mode: str, *, readable: bool, writable: bool,
-                 append: bool):
+                 append: bool, level: int = 0):
         self._tree = tree                       # the blocking Tree (ops, client)
         self._ops = tree.ops
         self._client = tree.client
         self._handle = handle
+        self._state = _HandleState(tree, handle, mode, readable=readable, writable=writable,
+                                   append=append)
+        tree.add_file(self._state, level)
         self.name = handle.path.replace("\\", "/")
         self.mode = mode
         self._readable, self._writable = readable, writable
@@ -82,6 +125,11 @@ class AsyncFile:
     def writable(self) -> bool:
         return self._writable
 
+    @property
+    def durable(self) -> bool:
+        """Whether the server granted a durable handle (it survives a reconnect)."""
+        return self._handle.durable
+
     def _check(self, readable: bool) -> None:
         if self._closed:
             raise ValueError("I/O operation on closed file")
@@ -89,15 +137,36 @@ class AsyncFile:
             raise io.UnsupportedOperation("not readable")
         if not readable and not self._writable:
             raise io.UnsupportedOperation("not writable")
-        if self._handle.generation != self._client.generation:
-            error = SmbConnectionError(f"{self.name!r}: the connection was lost and the "
-                                       "file was not reopened")
-            error.path = self.name
-            raise error
+        self._state._check_live()           # the error of a handle a reconnect lost
 
-    def _start(self, task) -> asyncio.Future:
-        task.on_reissue = _not_after_reconnect
-        return wait(self._client.run_task_async(task))
+    def _start(self, build, write: bool = False) -> asyncio.Future:
+        """Send the request ``build(handle)`` makes, through the handle state
+        (a recovery rebuilds it with the new FileId); an awaitable reply.  A
+        WRITE is also kept in ``writes_in_flight`` until answered (a break
+        waits for it before its ack)."""
+        state = self._state
+        task = state._build(build)
+        try:
+            future = self._client.run_task_async(task)
+        except BaseException:
+            state._settled(task)
+            raise
+        if write:
+            inflight = state.writes_in_flight
+            inflight.add(future)
+            future.add_internal_callback(inflight.discard)    # bookkeeping: no lock
+        waiter = wait(future)
+        waiter.add_done_callback(lambda _w: state._settled(task))
+        return waiter
+
+    async def _reply(self, waiter: asyncio.Future):
+        """Await a request's reply; an error of a handle that did not
+        survive a reconnect is raised as the lost-handle error naming it."""
+        try:
+            return await waiter
+        except SmbError as exc:
+            state = self._state
+            state._raise(state._failure(exc))
 
     # -- reading -----------------------------------------------------------------------
 
@@ -129,7 +198,7 @@ class AsyncFile:
             while cur < end:
                 self._plan_reads(cur, end)
                 offset, length, future = self._ahead[0]
-                reply = await future
+                reply = await self._reply(future)
                 self._ahead.popleft()
                 data = self._ops.parse_read(reply)
                 need = end - cur
@@ -164,8 +233,9 @@ class AsyncFile:
             if self._ahead and offset >= size:
                 break                           # read-ahead never past the known end
             length = min(self._chunk_r, max(end - offset, 1))
-            task = self._ops.read_task(self._handle, offset, length)
-            self._ahead.append((offset, length, self._start(task)))
+            read_task = self._ops.read_task
+            self._ahead.append((offset, length, self._start(
+                lambda h, o=offset, n=length: read_task(h, o, n))))
             offset += length
 
     def _cancel_ahead(self) -> None:
@@ -190,12 +260,14 @@ class AsyncFile:
             view = memoryview(bytes(view))      # the caller may reuse its buffer
         if self._append:
             self._pos = max(self._pos, self._handle.info.size)
+        write_task = self._ops.write_task
+        self._state._written = True             # no reopen by path after a reconnect
         for start in range(0, len(view), self._chunk_w):
             chunk = view[start:start + self._chunk_w]
             while len(self._writes) >= self.max_in_flight:
                 await self._complete_write()
-            task = self._ops.write_task(self._handle, self._pos, chunk)
-            self._writes.append((self._start(task), len(chunk)))
+            self._writes.append((self._start(
+                lambda h, o=self._pos, c=chunk: write_task(h, o, c), write=True), len(chunk)))
             self._pos += len(chunk)
             if self._pos > self._handle.info.size:
                 self._handle.info.size = self._pos
@@ -204,7 +276,7 @@ class AsyncFile:
     async def _complete_write(self) -> None:
         future, n = self._writes[0]
         try:
-            written = self._ops.parse_write(await future)
+            written = self._ops.parse_write(await self._reply(future))
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # noqa: BLE001
@@ -258,9 +330,12 @@ class AsyncFile:
     # -- closing ------------------------------------------------------------------------
 
     async def close(self) -> None:
-        """Flush, then CLOSE (raises a write error after closing)."""
+        """Flush, then CLOSE (raises a write error after closing; a handle
+        lost to a reconnect closes quietly once its error was raised)."""
         if self._closed:
             return
+        state = self._state
+        reported = state._lost is not None and state._lost_reported
         self._drop_read_ahead()
         error = None
         try:
@@ -268,15 +343,20 @@ class AsyncFile:
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # noqa: BLE001
-            error = exc
+            error = None if exc is state._lost and reported else exc
         self._closed = True
-        self._tree_forget()
-        if self._handle.generation == self._client.generation and not self._handle.closed:
-            try:
-                await run_plan(self._client, ([self._ops.close_task(self._handle)],
-                                              lambda r: self._ops.close_done(self._handle, r[0])))
-            except SmbConnectionError:
-                pass
+        try:
+            if state._open_on_server():
+                reply = await self._reply(self._start(self._ops.close_task))
+                self._ops.close_done(self._handle, reply)
+        except SmbStatusError as exc:
+            if exc.status not in _STALE_HANDLE:    # else: dropped with an old connection
+                raise
+        except (SmbConnectionError, SmbCancelledError):
+            pass                        # the handle went with the connection (or is lost)
+        finally:
+            state.release()
+            self._tree_forget()
         if error is not None:
             raise error
 
@@ -301,8 +381,3 @@ class AsyncFile:
             raise StopAsyncIteration
         return data
 
-
-def _not_after_reconnect(task) -> bool:
-    """A data request of a non-durable file is not resent on a new
-    connection (its FileId died with the old one)."""
-    return False

@@ -22,7 +22,6 @@ File data is async on every dialect.
 from __future__ import annotations
 
 import asyncio
-import fnmatch
 import functools
 import os
 import time
@@ -31,9 +30,10 @@ from typing import AsyncIterator, Callable, List, Optional, Tuple
 
 from ..errors import SmbStatusError, status_error
 from ..fs.ops import FILE_APPEND_DATA, FILE_NON_DIRECTORY_FILE, FILE_READ_ATTRIBUTES, \
-    FILE_READ_DATA, FILE_WRITE_ATTRIBUTES, FILE_WRITE_DATA, SYNCHRONIZE, FileInfo, \
-    ns_to_filetime
-from ..fs.helpers import NOT_THERE, DirEntry, has_magic, join, normpath, outpath
+    FILE_READ_DATA, FILE_WRITE_ATTRIBUTES, FILE_WRITE_DATA, LEASE_HANDLE, LEASE_READ, \
+    LEASE_WRITE, OPLOCK_LEASE, OPLOCK_NONE, SYNCHRONIZE, FileInfo, ns_to_filetime
+from ..fs.helpers import NOT_THERE, DirEntry, glob_match, has_magic, join, normpath, \
+    outpath, server_pattern, split_dirs, unhidden
 from ..fs.tree import parse_mode
 from ..proto.status import NtStatus
 from .core import AsyncClient, AwaitableContext, run_plan
@@ -42,6 +42,7 @@ from .watch import AsyncWatch
 
 #: directories listed at once by walk/glob/rmtree, files removed at once by rmtree
 CONCURRENCY = 16
+LEASE_RWH = LEASE_READ | LEASE_HANDLE | LEASE_WRITE
 
 
 class AsyncTree:
@@ -236,8 +237,7 @@ class AsyncTree:
             if onerror is not None:
                 onerror(exc)
             return
-        dirs = [e for e in entries if e.is_dir()]
-        files = [e for e in entries if not e.is_dir()]
+        dirs, files = split_dirs(entries)
         if topdown:
             yield top, dirs, files
         for d in list(dirs):
@@ -276,22 +276,19 @@ class AsyncTree:
 
     async def _glob_dir(self, base: str, part: str, include_hidden: bool) -> List[DirEntry]:
         try:
-            entries = await self.scandir(base, part if "[" not in part else "*")
+            entries = await self.scandir(base, server_pattern(part))
         except SmbStatusError as exc:
             if exc.status in NOT_THERE:
                 return []
             raise
-        hidden_ok = include_hidden or part.startswith(".")
-        lowered = part.lower()
-        return [e for e in entries if fnmatch.fnmatchcase(e.name.lower(), lowered) and
-                (hidden_ok or not e.name.startswith("."))]
+        return glob_match(entries, part, include_hidden)
 
     async def _glob_deep(self, base: str, last: bool, include_hidden: bool) -> List[str]:
         out = [] if last else [base]
         async for _dirpath, dirs, files in self.walk_entries(base):
             if not include_hidden:
-                dirs[:] = [d for d in dirs if not d.name.startswith(".")]
-                files = [f for f in files if not f.name.startswith(".")]
+                dirs[:] = unhidden(dirs)
+                files = unhidden(files)
             out.extend(d.path for d in dirs)
             if last:
                 out.extend(f.path for f in files)
@@ -326,10 +323,18 @@ class AsyncTree:
             access |= FILE_READ_DATA
         if writable:
             access |= FILE_WRITE_DATA | FILE_APPEND_DATA | FILE_WRITE_ATTRIBUTES
-        handle = await self._op("open", normpath(path), access=access, disposition=disposition,
-                                create_options=FILE_NON_DIRECTORY_FILE)
-        f = AsyncFile(self.sync, handle, mode, readable=readable, writable=writable,
-                      append=append)
+        tree = self.sync
+        # As Tree.open: a durable handle (with the lease Samba requires for
+        # one), so the file survives a reconnect (AsyncFile: reconnects).
+        durable = tree.durable and tree.ops.durable_handles
+        level = OPLOCK_LEASE if durable else OPLOCK_NONE
+        with tree.opening(level):
+            handle = await self._op("open", normpath(path), access=access,
+                                    disposition=disposition,
+                                    create_options=FILE_NON_DIRECTORY_FILE, oplock=level,
+                                    lease_state=LEASE_RWH if durable else 0, durable=durable)
+            f = AsyncFile(tree, handle, mode, readable=readable, writable=writable,
+                          append=append, level=level)
         f.on_close = self._files.discard
         self._files.add(f)
         return f

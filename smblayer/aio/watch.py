@@ -7,10 +7,10 @@
 Theory of operation.  The state machine is the blocking ``Watch``'s (one
 CHANGE_NOTIFY always outstanding, long-poll, re-armed after every reply,
 re-opened after a reconnect with a "rescan" event); a ``_LoopWatch``
-subclass only adds the way to the loop: every completion (settled on
-smbiod) also sets an ``asyncio.Event`` through ``call_soon_threadsafe``,
-and the iterator takes events without ever waiting on the Watch's
-Condition.  A reply is turned into events on the loop (parsing and
+subclass only adds the way to the loop: every completion (the Watch's
+callback, run on smbiod) also sets an ``asyncio.Event`` through
+``call_soon_threadsafe``, and the iterator takes events without ever
+waiting on the Watch's Condition.  A reply is turned into events on the loop (parsing and
 re-arming do not block); only the rare paths that open the directory again
 (a reconnect, a failed request) run in a worker thread.
 
@@ -144,13 +144,21 @@ class AsyncWatch:
             self.close_nowait()
             raise
 
-    def close_nowait(self) -> None:
-        """Close without waiting: cancel the request, send the CLOSE."""
+    def _stop(self):
+        """Closed: cancel the request; the directory handle still open on
+        the server (None if there is none, or it went with a connection)."""
         self._closed = True
         watch = self._watch
         handle = watch.stop() if watch is not None else None
         if handle is None or handle.closed or \
                 handle.generation != self._atree.client.sync.generation:
+            return None
+        return handle
+
+    def close_nowait(self) -> None:
+        """Close without waiting: cancel the request, send the CLOSE."""
+        handle = self._stop()
+        if handle is None:
             return
         tree = self._atree.sync
         handle.closed = True
@@ -159,11 +167,8 @@ class AsyncWatch:
 
     async def close(self) -> None:
         """Cancel the request and close the directory (the CLOSE awaited)."""
-        self._closed = True
-        watch = self._watch
-        handle = watch.stop() if watch is not None else None
-        if handle is None or handle.closed or \
-                handle.generation != self._atree.client.sync.generation:
+        handle = self._stop()
+        if handle is None:
             return
         ops = self._atree.sync.ops
         try:

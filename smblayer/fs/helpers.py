@@ -26,7 +26,8 @@ from .ops import FileInfo, normpath, outpath  # noqa: F401 - normpath/outpath re
 # methods that use them: a one-shot command (ls, stat) loads none of them
 # (cold start, issue 20).
 
-__all__ = ["TreeHelpers", "DirEntry", "normpath", "outpath", "join"]
+__all__ = ["TreeHelpers", "DirEntry", "normpath", "outpath", "join", "split_dirs",
+           "server_pattern", "glob_match", "unhidden"]
 
 
 def join(base: str, name: str) -> str:
@@ -45,6 +46,37 @@ _MAGIC = re.compile(r"[*?[]")
 NOT_THERE = _NOT_THERE              # public spellings for smblayer.aio
 has_magic = _MAGIC.search
 _PARALLEL = 8               # threads for many small operations (rmtree, copytree)
+
+
+# The walk and glob rules, shared by Tree (below) and smblayer.aio's AsyncTree
+# (which lists concurrently): one definition of what matches.
+
+def split_dirs(entries: Sequence["DirEntry"]) -> Tuple[List["DirEntry"], List["DirEntry"]]:
+    """(directories, files) of one listing, for walk."""
+    dirs = [e for e in entries if e.is_dir()]
+    return dirs, [e for e in entries if not e.is_dir()]
+
+
+def server_pattern(part: str) -> str:
+    """What QUERY_DIRECTORY is asked for a glob component: the component
+    itself when the server can match it (``*``/``?`` only), else "*"."""
+    return part if "[" not in part else "*"
+
+
+def glob_match(entries, part: str, include_hidden: bool) -> List["DirEntry"]:
+    """The entries matching one glob component (case-insensitive, as SMB
+    is; a name starting with "." only if ``part`` does or ``include_hidden``)."""
+    import fnmatch
+    hidden_ok = include_hidden or part.startswith(".")
+    lowered = part.lower()
+    return [e for e in entries if fnmatch.fnmatchcase(e.name.lower(), lowered) and
+            (hidden_ok or not e.name.startswith("."))]
+
+
+def unhidden(entries: List["DirEntry"]) -> List["DirEntry"]:
+    """The entries whose name does not start with "." (``**`` without
+    ``include_hidden``)."""
+    return [e for e in entries if not e.name.startswith(".")]
 
 
 class DirEntry:
@@ -148,8 +180,7 @@ class TreeHelpers:
             if onerror is not None:
                 onerror(exc)
             return
-        dirs = [e for e in entries if e.is_dir()]
-        files = [e for e in entries if not e.is_dir()]
+        dirs, files = split_dirs(entries)
         if topdown:
             yield top, dirs, files
         for d in list(dirs):
@@ -204,18 +235,13 @@ class TreeHelpers:
 
     def _glob_dir(self, base: str, part: str, include_hidden: bool) -> List[DirEntry]:
         """Entries of ``base`` matching one pattern component."""
-        server_side = "[" not in part
         try:
-            entries = self.scandir(base, part if server_side else "*")
+            entries = self.scandir(base, server_pattern(part))
         except SmbStatusError as exc:
             if exc.status in _NOT_THERE:
                 return []
             raise
-        hidden_ok = include_hidden or part.startswith(".")
-        lowered = part.lower()
-        import fnmatch
-        return [e for e in entries if fnmatch.fnmatchcase(e.name.lower(), lowered) and
-                (hidden_ok or not e.name.startswith("."))]
+        return glob_match(entries, part, include_hidden)
 
     def _glob_deep(self, base: str, last: bool,
                    include_hidden: bool) -> List[Tuple[str, Optional[DirEntry]]]:
@@ -224,8 +250,8 @@ class TreeHelpers:
         out: List[Tuple[str, Optional[DirEntry]]] = [] if last else [(base, None)]
         for _dirpath, dirs, files in self.walk_entries(base):
             if not include_hidden:
-                dirs[:] = [d for d in dirs if not d.name.startswith(".")]
-                files = [f for f in files if not f.name.startswith(".")]
+                dirs[:] = unhidden(dirs)
+                files = unhidden(files)
             out.extend((d.path, d) for d in dirs)
             if last:
                 out.extend((f.path, f) for f in files)

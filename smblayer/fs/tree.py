@@ -99,6 +99,12 @@ def _write_caching(handle: Handle) -> bool:
     return handle.oplock_level in (OPLOCK_EXCLUSIVE, OPLOCK_BATCH)
 
 
+def _log_disconnect(future) -> None:
+    """A TREE_DISCONNECT not waited for: its failure is logged (smbiod)."""
+    if not future.cancelled() and future.exception() is not None:
+        log.debug("smblayer: TREE_DISCONNECT failed: %s", future.exception())
+
+
 class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin, DirCacheMixin):
     """A connected share.  Built by ``Session.tree_connect(share)``; the
     os/shutil-level helpers come from :class:`~smblayer.fs.helpers.TreeHelpers`,
@@ -169,7 +175,10 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin, DirCacheMixi
         with self._lock:
             return list(self._files.values())
 
-    def disconnect(self) -> None:
+    def disconnect(self, wait: bool = True) -> None:
+        """Close the open files and send TREE_DISCONNECT.  ``wait=False``:
+        its reply is not waited for (a failure is logged) -- a LOGOFF sent
+        next then takes the same round trip."""
         if not self.connected:
             return
         self._close_all_files()
@@ -179,14 +188,18 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin, DirCacheMixi
         self._recovery.detach()
         self.session._forget_tree(self)
         try:
-            self.client.run_task(self.ops.tree_disconnect_task())
-        except SmbError as exc:
+            if wait:
+                self.client.run_task(self.ops.tree_disconnect_task())
+            else:
+                self.client.run_task_async(self.ops.tree_disconnect_task()) \
+                    .add_done_callback(_log_disconnect)
+        except (SmbError, RuntimeError) as exc:     # RuntimeError: the client shut down
             log.debug("smblayer: TREE_DISCONNECT failed: %s", exc)
 
     def close(self) -> None:
         """Close the open files and disconnect; a tree made by fs.connect()
         also logs off and releases its client."""
-        self.disconnect()
+        self.disconnect(wait=not self._owns_session)
         breaks, self._breaks = self._breaks, None
         if breaks is not None:
             breaks.detach(self)
@@ -273,9 +286,8 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin, DirCacheMixi
         if durable and level == OPLOCK_NONE and self.ops.durable_handles:
             level = OPLOCK_LEASE
         lease_state = LEASE_READ | LEASE_HANDLE | LEASE_WRITE if level == OPLOCK_LEASE else 0
-        breaks = self._break_router() if level != OPLOCK_NONE else None
         generation = self.client.generation
-        with breaks.opening() if breaks is not None else contextlib.nullcontext():
+        with self.opening(level):
             handle = self.deferred_closes.reuse(
                 path, access, disposition if not extra.get("contexts") else -1,
                 extra.get("share_access", FILE_SHARE_ALL), durable)
@@ -288,16 +300,31 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin, DirCacheMixi
                 self._identify(handle)
             raw = SmbRawFile(self, handle, mode.replace("t", ""), readable=readable,
                              writable=writable, append=append, on_break=on_break)
-            with self._lock:
-                self._files[id(raw)] = raw
-            if breaks is not None:
-                breaks.add(self, handle)
+            self.add_file(raw, level)
         try:
             return self._wrap(raw, buffering, readable, writable, binary, encoding, errors,
                               newline)
         except BaseException:
             raw.close()
             raise
+
+    def opening(self, level: int):
+        """The context to CREATE a file in when it asks oplock/lease ``level``:
+        a break that arrives before ``add_file`` registers the handle waits
+        for it (briefly) instead of finding no file."""
+        if level == OPLOCK_NONE:
+            return contextlib.nullcontext()
+        return self._break_router().opening()
+
+    def add_file(self, raw: SmbRawFile, level: int) -> None:
+        """Register an open file object (``Tree.open``'s, or an async file's
+        handle state, smblayer.aio): it is closed with the tree, recovered
+        after a reconnect (STAGE_HANDLE, fs/recovery.py), and the breaks of
+        its oplock/lease ``level`` are routed to it."""
+        with self._lock:
+            self._files[id(raw)] = raw
+        if level != OPLOCK_NONE:
+            self._break_router().add(self, raw.handle)
 
     def _identify(self, handle: Handle) -> None:
         """Learn the file id of a handle that can't be durable (SMB1): it
@@ -362,7 +389,9 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin, DirCacheMixi
     def stat(self, path="") -> os.stat_result:
         """An ``os.stat_result`` (st_mode with the type bits, st_ino the
         server's file id, st_nlink, times as floats and ``_ns``)."""
-        return self.file_info(path).to_stat(dev=self.volume_serial)
+        self._check_connected()
+        serial = self._volume_serial_later()      # asked alongside the first stat
+        return self.file_info(path).to_stat(dev=serial())
 
     def file_info(self, path="") -> FileInfo:
         """What the server tells about ``path`` (attributes, FILETIMEs, ...)."""
@@ -445,14 +474,17 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin, DirCacheMixi
 
     # -- open files and breaks ---------------------------------------------------------------
 
-    def _forget_file(self, raw: SmbRawFile) -> None:
-        """The file is closed (SmbRawFile.close)."""
+    def forget_file(self, raw: SmbRawFile) -> None:
+        """The file is closed (SmbRawFile.close, AsyncFile.close): undoes
+        ``add_file``."""
         with self._lock:
             self._files.pop(id(raw), None)
         if self._breaks is not None and not raw.handle.deferred:
             self._breaks.remove(raw.handle)
         if raw.mode[:1] != "r" or "+" in raw.mode:      # written: its directory changed
             self.dir_cache.invalidate(raw.handle.path)
+
+    _forget_file = forget_file          # fs.file's name for it
 
     def check_handle(self, handle: Handle) -> None:
         """Raise a clear error for a raw handle (``open_handle``) that did

@@ -45,8 +45,7 @@ import os
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 from ..config import Dialect, DialectRange, ReconnectPolicy, TimeoutPolicy
 from ..errors import (SmbCancelledError, SmbClosedError, SmbConnectionError, SmbError,
@@ -56,12 +55,14 @@ from ..proto import smb1, smb2
 from ..proto.framing import MAX_FRAME
 from ..proto.negotiate import NegotiateResult
 from ..proto.status import NtStatus, is_error
+from ..records import Record
 from .completion import SmbFuture, needs_iod
-from .compound import CompoundRun
+from .compound import CompoundMixin
 from .connect import CLOSE_WAIT, MAX_SENDS, Connection, ConnectWorker
 from .credits import CreditGate, CreditsAborted
 from .demux import Demux, withdraw_placement
-from .hooks import STAGE_HANDLE, STAGE_OTHER, STAGE_SESSION, STAGE_TREE, Hooks
+from .channels import MultichannelMixin
+from .hooks import STAGE_HANDLE, STAGE_OTHER, STAGE_SESSION, STAGE_TREE, HandlersMixin, Hooks
 from .inflight import InFlight
 from .iod import SmbIod
 from .probe import Liveness
@@ -83,19 +84,21 @@ __all__ = ["SmbClient", "BreakNotification", "get_client", "ClientState", "CLIEN
            "CLOSE_WAIT", "TEARDOWN_WAIT", "EXIT_WAIT"]
 
 
-@dataclass
-class BreakNotification:
+class BreakNotification(Record):
     """An unsolicited server message (oplock or lease break) as received."""
 
-    client: "SmbClient"
-    reply: Reply
+    __slots__ = ("client", "reply")
+
+    def __init__(self, client: "SmbClient", reply: Reply) -> None:
+        self.client = client
+        self.reply = reply
 
     @property
     def command(self) -> int:
         return self.reply.header.command
 
 
-class SmbClient:
+class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
     """A shared connection to one server; see the module docstring.
 
     Build it with :func:`smblayer.get_client` (shared, refcounted) or
@@ -115,7 +118,7 @@ class SmbClient:
                  reconnect: ReconnectPolicy = ReconnectPolicy(),
                  require_signing: bool = False, ciphers: Optional[tuple] = None,
                  signing_algorithms: Optional[tuple] = None, iod_workers: int = 16,
-                 posix: bool = False,
+                 posix: bool = False, multichannel: bool = False, max_channels: int = 4,
                  _registry=None, _key=None):
         if not isinstance(dialects, DialectRange):
             raise TypeError("dialects must be a DialectRange")
@@ -133,6 +136,10 @@ class SmbClient:
         self.ciphers = tuple(ciphers) if ciphers else None
         self.signing_algorithms = tuple(signing_algorithms) if signing_algorithms else None
         self.posix = bool(posix)        # offer the SMB3 POSIX extensions (3.1.1)
+        if not isinstance(max_channels, int) or not 1 <= max_channels <= 32:
+            raise ValueError(f"max_channels must be 1..32, not {max_channels!r}")
+        self.multichannel = bool(multichannel)   # offer SMB2_GLOBAL_CAP_MULTI_CHANNEL (3.x)
+        self.max_channels = max_channels         # channel 0 included
         self.client_guid = os.urandom(16)      # stable across reconnects
         self.refcount = 1
         self._registry = _registry
@@ -346,85 +353,14 @@ class SmbClient:
         False if it had already finished."""
         return self._abandon(task, SmbCancelledError("request cancelled"))
 
-    # -- handlers -------------------------------------------------------------
-
-    def add_reconnect_handler(self, fn: Callable[["SmbClient"], None],
-                              stage: int = STAGE_OTHER) -> None:
-        """``fn(client)`` runs after every re-negotiate, in the connect
-        worker, before waiting requests are reissued.  Handlers run by
-        ``stage`` (STAGE_SESSION, then STAGE_TREE, STAGE_HANDLE,
-        STAGE_OTHER), in registration order within a stage.  Their requests
-        go out while the client is still RECONNECTING."""
-        self.hooks.reconnect.add(fn, stage)
-
-    def remove_reconnect_handler(self, fn: Callable) -> None:
-        self.hooks.reconnect.remove(fn)
-
-    def add_active_handler(self, fn: Callable[["SmbClient"], None]) -> None:
-        """``fn(client)`` runs on smbiod each time the client is ACTIVE again
-        after a reconnect (after recovery)."""
-        self.hooks.active.add(fn)
-
-    def remove_active_handler(self, fn: Callable) -> None:
-        self.hooks.active.remove(fn)
-
-    def extension(self, key: str, factory: Callable[["SmbClient"], object]):
-        """The upper layer's per-connection object for ``key``, made by
-        ``factory(client)`` on first use (fs keeps its break router here):
-        it lives and dies with this client, never in a global."""
-        with self._extensions_lock:
-            value = self._extensions.get(key)
-            if value is None:
-                value = self._extensions[key] = factory(self)
-            return value
-
-    def drop_extension(self, key: str, value: object) -> bool:
-        """Forget ``key`` if it still maps to ``value``; True if it did."""
-        with self._extensions_lock:
-            if self._extensions.get(key) is value:
-                del self._extensions[key]
-                return True
-            return False
-
-    def add_exit_handler(self, fn: Callable[["SmbClient"], None]) -> None:
-        """``fn(client)`` runs at interpreter exit, before the client closes
-        (fs flushes and closes its open files); all of them together get
-        EXIT_WAIT seconds, then every client closes regardless."""
-        self.hooks.exit.add(fn)
-
-    def remove_exit_handler(self, fn: Callable) -> None:
-        self.hooks.exit.remove(fn)
-
-    def run_exit_handlers(self) -> None:
-        """Run the exit handlers now (the registry does, at interpreter exit)."""
-        for fn in self.hooks.exit:
-            try:
-                fn(self)
-            except Exception as exc:  # noqa: BLE001
-                log.debug("smblayer: exit handler %r failed: %s", fn, exc)
-
-    def add_break_handler(self, fn: Callable[[BreakNotification], None]) -> None:
-        """``fn(notification)`` runs on smbiod for every oplock/lease break."""
-        self.hooks.breaks.add(fn)
-
-    def remove_break_handler(self, fn: Callable) -> None:
-        self.hooks.breaks.remove(fn)
-
-    def register_session(self, session_id: int, session) -> None:
-        """Make ``session`` known to the client: it decrypts transform frames
-        carrying ``session_id`` and signs the client's ECHOs."""
-        self._sessions[session_id] = session
-
-    def unregister_session(self, session_id: int) -> None:
-        self._sessions.pop(session_id, None)
-
     def stats(self) -> dict:
         """Per-command counters (mountstats style) plus a "_client" entry."""
         conn = self.connection
         extra = {"state": self.state.value, "generation": self.generation,
                  "dialect": conn.negotiated.dialect.name if conn else None,
                  "credits": self._credits.available,
-                 "in_flight": len(self._inflight.pending)}
+                 "in_flight": len(self._inflight.pending),
+                 "channels": self._channels.counters() if self._channels is not None else []}
         return self._stats.snapshot(extra, self._liveness.not_responding_since,
                                     time.monotonic())
 
@@ -455,6 +391,7 @@ class SmbClient:
                 self._move(ClientState.CLOSED)
             conn, self.connection = self.connection, None
         self._credits.wake_all()
+        self.close_channels()
         connector.fail_everything(SmbClosedError("client closed"))
         if conn is not None:
             connector.close_connection(conn, join=True)
@@ -469,6 +406,7 @@ class SmbClient:
         # thread that no longer exists here may have held the old locks.
         self._build_core()
         self._connector.move_closed()
+        self._channels = None          # the parent's channels: never touched here
         conn, self.connection = self.connection, None
         if conn is not None:
             try:
@@ -515,6 +453,8 @@ class SmbClient:
             raise SmbClosedError("client belongs to the parent process (fork); "
                                  "call get_client() again in the child")
         task.reply = task.error = None
+        if not task.pinned:
+            task.channel = None
         task.parking = None
         task.sends = 0
         task.t_first_sent = 0.0
@@ -564,7 +504,7 @@ class SmbClient:
                     error = connector.pending_error
                     if task.timed_out and error is not None:
                         raise error
-                    bound = (task.t_first_sent or task.t_queued) + policy.soft_bound
+                    bound = self._liveness.bound(task)
                     deadline = bound if deadline is None else min(deadline, bound)
                 if park:
                     connector.park(task)
@@ -612,6 +552,16 @@ class SmbClient:
             for task in tasks:
                 if task.sends and task.generation != conn.generation:
                     self._before_reissue(task)
+            channels = self._channels
+            if channels is not None and len(tasks) == 1:
+                channel = channels.route(first)        # multichannel: which one
+                if channel is not None:
+                    if first.sends and first.generation != channel.generation:
+                        self._before_reissue(first)
+                    try:
+                        return channel.send(first, lambda: self.state is ClientState.CLOSED)
+                    except Retry:
+                        continue
             need = self._sender.queue(conn, tasks)
             try:
                 self._take_credits(conn, tasks, need)
@@ -660,75 +610,6 @@ class SmbClient:
         if not conn.wire.is_smb1:
             raise ValueError("send_oneway is for SMB1 requests without a response")
         return self._sender.oneway(conn, task)
-
-    # -- compound requests ----------------------------------------------------------
-
-    def run_compound(self, tasks: Sequence[SmbTask], related: bool = True) -> List[Reply]:
-        """Send ``tasks`` as one SMB2 compound request (one frame, one round
-        trip; [MS-SMB2] 3.2.4.1.4) and return their replies in order.  With
-        ``related`` the later requests work on the first one's handle (their
-        bodies carry FileId 0xFF..FF).  If a reconnect interrupts it, the
-        whole compound is sent again.  Errors raise as in run_task."""
-        check_not_in_loop()
-        tasks = self._compound_tasks(tasks)
-        for task in tasks:
-            task.parking = threading.Lock()
-            task.parking.acquire()
-        try:
-            while True:
-                demux = self._send_all(tasks, related, fast=True)
-                if demux is not None:          # the caller fast path, as in run_task
-                    try:
-                        for task in tasks:
-                            demux.read_for(task)
-                    finally:
-                        demux.release_reader_role()
-                for task in tasks:
-                    task.parking.acquire()
-                if not any(t.state is TaskState.REISSUE for t in tasks) and \
-                        not self._renewed(tasks):
-                    break
-                # A compound is one unit: resend the whole chain, the
-                # elements that did complete too.
-                with self._inflight.lock:
-                    for task in tasks:
-                        if task.state is TaskState.DONE:
-                            move(task, TaskState.NEW)
-                        task.reply = None
-        except BaseException as exc:
-            for task in tasks:
-                self._abandon(task, SmbCancelledError("request interrupted"))
-            raise self._annotate(exc, tasks[0]) if isinstance(exc, SmbError) else exc
-        return [self._finish(task) for task in tasks]
-
-    def _compound_tasks(self, tasks: Sequence[SmbTask]) -> List[SmbTask]:
-        """``tasks`` as a list, checked for a compound (before anything is sent)."""
-        tasks = list(tasks)
-        if not tasks:
-            raise ValueError("an empty compound")
-        conn = self.connection
-        if conn is not None and conn.wire.is_smb1:
-            raise ValueError("compound requests need SMB2 or later")
-        for task in tasks:
-            self._check_task(task)
-        return tasks
-
-    def run_compound_async(self, tasks: Sequence[SmbTask], related: bool = True) -> Future:
-        """``run_compound`` without waiting: a Future of the replies in
-        order, settled on smbiod (the first failing element's error, in
-        order, as run_compound raises it).  Cancelling the Future cancels
-        every element.  A reconnect resends the whole compound."""
-        tasks = self._compound_tasks(tasks)
-        conn = self.connection
-        run = CompoundRun(tasks, related, table_lock=self._inflight.lock,
-                          renewed=self._renewed, finish=self._finish, send=self._send_async,
-                          cancel=self.cancel_task)
-        if self.state is ClientState.ACTIVE and conn is not None and not conn.lost and \
-                self._credits.available > len(tasks) + 1:
-            self._send_async(tasks[0])
-        else:
-            self._iod.call_soon(self._send_async, tasks[0])
-        return run.future
 
     # -- waiting and finishing --------------------------------------------------
 
@@ -818,10 +699,10 @@ class SmbClient:
                 if not needs_iod(task):
                     return self._settle_future(task)   # here: its callbacks go to smbiod
                 settle, args = self._settle_future, (task,)
-            elif group.complete():
+            elif group.settle_here_or_defer():
                 settle, args = group.settle, ()
             else:
-                return        # an async compound settles once, with its last element
+                return        # settled here, or its last element is not final yet
             try:
                 self._iod.call_soon(settle, *args)
             except RuntimeError:          # smbiod is shut down: the client closed
@@ -845,7 +726,10 @@ class SmbClient:
             task.error = error
             task.cancel_requested = True
             conn = self.connection
-        if was_sent and conn is not None and conn.generation == task.generation:
+        channels = self._channels
+        if was_sent and channels is not None and task.channel is not None:
+            self._iod.call_soon(channels.cancel, task)     # on the request's own channel
+        elif was_sent and conn is not None and conn.generation == task.generation:
             self._iod.call_soon(self._sender.cancel, conn, task)
             if conn.demux is not None:
                 conn.demux.kick()           # a caller reading for it stops

@@ -3,12 +3,15 @@
 Theory of operation.  ``client.run_compound_async(tasks)`` ties the element
 tasks together in one CompoundRun, which owns:
 
-* ``future``: the Future the caller gets, settled on smbiod with the list of
-  replies (or the first element's error, in order, as ``run_compound``
-  raises it) once every element is final.  The elements carry it as their
-  ``future`` (they are async tasks) and the run as their ``group``; the
-  client's ``_wake`` asks ``complete()`` and queues one ``settle`` on smbiod
-  for the whole compound, when its last element is final;
+* ``future``: the Future the caller gets (an ``SmbFuture``: its user
+  callbacks run on smbiod), settled with the list of replies (or the first
+  element's error, in order, as ``run_compound`` raises it) once every
+  element is final.  The elements carry it as their ``future`` (they are
+  async tasks) and the run as their ``group``; the client's ``_wake`` calls
+  ``settle_here_or_defer()`` for each, and the whole compound is settled
+  once, when its last element is final: right there in the reader, as a
+  single async task is, unless settling may block (a session to renew, a
+  compound to resend: then the client queues ``settle`` on smbiod);
 * the unit rule: a compound is sent, and resent, whole.  The client sends
   the group when it sends its first task, parks only the first one while it
   is not ACTIVE, and fails an element that lost its connection with
@@ -19,22 +22,32 @@ tasks together in one CompoundRun, which owns:
 * cancellation: cancelling ``future`` cancels every element (never sent if
   not yet on the wire, CANCEL otherwise, exactly as ``task.cancel()``).
 
-``complete`` runs wherever a task is woken (demux, a canceller, the connect
-worker); ``settle`` on smbiod, never under a layer lock except the
-MID-table lock the state moves need.
+``settle_here_or_defer`` runs wherever a task is woken (demux, a caller
+on the fast path, a canceller, the connect worker); ``settle`` there or on
+smbiod, never under a layer lock except the MID-table lock the state moves
+need.
 
 Interface: built by the client with the MID-table lock and four of its
 callables: ``renewed(tasks)``, ``finish(task)``, ``send(task)`` (the async
-send) and ``cancel(task)``.
+send) and ``cancel(task)``, and the ``future`` to settle (a plain Future if
+none is given).
+
+:class:`CompoundMixin` is the client's compound API (``run_compound``,
+``run_compound_async``): it uses the client's request path (``_send_all``,
+``_check_task``, ``_abandon``, ``_renewed``, ``_finish``, ``_annotate``,
+``_send_async``) and its MID table and credit gate.
 """
 from __future__ import annotations
 
 import threading
 from concurrent.futures import Future
-from typing import Callable, List, Sequence
+from typing import Callable, List, Optional, Sequence
 
-from ..errors import SmbConnectionError
-from .task import SmbTask, TaskState, move
+from ..errors import SmbCancelledError, SmbConnectionError, SmbError
+from ..loopcheck import check_not_in_loop
+from .completion import SmbFuture, needs_iod
+from .states import ClientState
+from .task import Reply, SmbTask, TaskState, move
 
 
 class CompoundLost(SmbConnectionError):
@@ -49,7 +62,8 @@ class CompoundRun:
                  "_renewed", "_finish", "_send", "_cancel")
 
     def __init__(self, tasks: Sequence[SmbTask], related: bool, *, table_lock,
-                 renewed: Callable, finish: Callable, send: Callable, cancel: Callable):
+                 renewed: Callable, finish: Callable, send: Callable, cancel: Callable,
+                 future: Optional[Future] = None):
         self._table_lock = table_lock
         self._renewed = renewed
         self._finish = finish
@@ -57,24 +71,34 @@ class CompoundRun:
         self._cancel = cancel
         self.tasks: List[SmbTask] = list(tasks)
         self.related = related
-        self.future: Future = Future()
+        self.future: Future = Future() if future is None else future
         self._lock = threading.Lock()
         self._settled = False
         for task in self.tasks:
             task.group = self
             task.future = self.future
-        self.future.add_done_callback(self._caller_done)
+        # bookkeeping, in the cancelling thread (as a single task's is)
+        getattr(self.future, "add_internal_callback", self.future.add_done_callback)(
+            self._caller_done)
 
-    def complete(self) -> bool:
-        """True exactly once per send, when every element is final."""
+    def settle_here_or_defer(self) -> bool:
+        """An element was woken (any thread, no layer lock held).  Once per
+        send, when every element is final: settle right here if that cannot
+        block (no element lost its connection, none needs its session
+        renewed), else return True: the caller runs ``settle`` on smbiod."""
+        tasks = self.tasks
         with self._lock:
-            if self._settled or not all(t.state.final for t in self.tasks):
+            if self._settled or not all(t.state.final for t in tasks):
                 return False
             self._settled = True
+        if any(isinstance(t.error, CompoundLost) or needs_iod(t) for t in tasks):
             return True
+        self.settle()
+        return False
 
     def settle(self) -> None:
-        """Every element is final (smbiod): resend, or settle the caller."""
+        """Every element is final (the reader, or smbiod when it may block):
+        resend, or settle the caller."""
         future, tasks = self.future, self.tasks
         if future.done():                    # cancelled by the caller
             return self._release()
@@ -109,3 +133,74 @@ class CompoundRun:
         for task in self.tasks:
             task.group = None
             task.future = None
+
+
+class CompoundMixin:
+    """SmbClient's compound API; see the module docstring."""
+
+    def run_compound(self, tasks: Sequence[SmbTask], related: bool = True) -> List[Reply]:
+        """Send ``tasks`` as one SMB2 compound request (one frame, one round
+        trip; [MS-SMB2] 3.2.4.1.4) and return their replies in order.  With
+        ``related`` the later requests work on the first one's handle (their
+        bodies carry FileId 0xFF..FF).  If a reconnect interrupts it, the
+        whole compound is sent again.  Errors raise as in run_task."""
+        check_not_in_loop()
+        tasks = self._compound_tasks(tasks)
+        for task in tasks:
+            task.parking = threading.Lock()
+            task.parking.acquire()
+        try:
+            while True:
+                demux = self._send_all(tasks, related, fast=True)
+                if demux is not None:          # the caller fast path, as in run_task
+                    try:
+                        for task in tasks:
+                            demux.read_for(task)
+                    finally:
+                        demux.release_reader_role()
+                for task in tasks:
+                    task.parking.acquire()
+                if not any(t.state is TaskState.REISSUE for t in tasks) and \
+                        not self._renewed(tasks):
+                    break
+                # A compound is one unit: resend the whole chain, the
+                # elements that did complete too.
+                with self._inflight.lock:
+                    for task in tasks:
+                        if task.state is TaskState.DONE:
+                            move(task, TaskState.NEW)
+                        task.reply = None
+        except BaseException as exc:
+            for task in tasks:
+                self._abandon(task, SmbCancelledError("request interrupted"))
+            raise self._annotate(exc, tasks[0]) if isinstance(exc, SmbError) else exc
+        return [self._finish(task) for task in tasks]
+
+    def _compound_tasks(self, tasks: Sequence[SmbTask]) -> List[SmbTask]:
+        """``tasks`` as a list, checked for a compound (before anything is sent)."""
+        tasks = list(tasks)
+        if not tasks:
+            raise ValueError("an empty compound")
+        conn = self.connection
+        if conn is not None and conn.wire.is_smb1:
+            raise ValueError("compound requests need SMB2 or later")
+        for task in tasks:
+            self._check_task(task)
+        return tasks
+
+    def run_compound_async(self, tasks: Sequence[SmbTask], related: bool = True) -> Future:
+        """``run_compound`` without waiting: a Future of the replies in
+        order, settled by the reader (the first failing element's error, in
+        order, as run_compound raises it).  Cancelling the Future cancels
+        every element.  A reconnect resends the whole compound."""
+        tasks = self._compound_tasks(tasks)
+        conn = self.connection
+        run = CompoundRun(tasks, related, table_lock=self._inflight.lock,
+                          renewed=self._renewed, finish=self._finish, send=self._send_async,
+                          cancel=self.cancel_task, future=SmbFuture(self._iod))
+        if self.state is ClientState.ACTIVE and conn is not None and not conn.lost and \
+                self._credits.available > len(tasks) + 1:
+            self._send_async(tasks[0])
+        else:
+            self._iod.call_soon(self._send_async, tasks[0])
+        return run.future

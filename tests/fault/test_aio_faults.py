@@ -1,7 +1,9 @@
 """smblayer.aio under faults: async compounds in flight when the serving smbd
 child is killed are resent whole after the reconnect (run_compound_async),
+async files are recovered (or fail naming the file) as blocking ones are,
 and a soft-mode request to a stopped server fails in the soft bound, from a
-coroutine, as it does from a thread.
+coroutine, as it does from a thread.  Durable handles across resets:
+tests/fault/test_durable_aio.py.
 """
 from __future__ import annotations
 
@@ -90,21 +92,32 @@ async def test_soft_timeout_from_a_coroutine(server):
             os.kill(pid, signal.SIGCONT)
 
 
-async def test_async_file_after_a_reconnect_names_the_file(server):
-    (server.share_path("share") / "f.bin").write_bytes(b"q" * 1000)
+async def test_killed_child_async_reader_reopened_writer_fails(server):
+    """Killing the serving smbd loses the opens (this server keeps no
+    durable handles): as for the blocking file, an unchanged file we only
+    read is reopened by path and reads on; a file we wrote fails naming the
+    file, and closes quietly."""
+    data = os.urandom(1 << 20)
+    (server.share_path("share") / "f.bin").write_bytes(data)
     async with _connect(server, timeouts=SOFT, reconnect=QUICK_RECONNECT) as tree:
         client = tree.client.sync
         f = await tree.open("f.bin", "r+b")
-        assert await f.read(10) == b"q" * 10
+        w = await tree.open("w.bin", "wb")
+        assert await f.read(10) == data[:10]
+        await w.write(b"w" * 1000)
+        await w.flush()
         pid = await asyncio.to_thread(server.connection_child, client.local_address[1],
                                       timeout=5.0)
         os.kill(pid, signal.SIGKILL)
         assert await tree.client.echo() > 0             # reconnected (the echo waits)
+        assert await f.read() == data[10:]               # reopened by path
         with pytest.raises(ConnectionError) as info:
-            await f.read(10)
-        assert "f.bin" in str(info.value) and info.value.path == "f.bin"
-        await f.close()                                  # quietly: nothing to close
-        assert (await tree.stat("f.bin")).st_size == 1000
+            await w.write(b"x")
+        assert "w.bin" in str(info.value) and info.value.path == "w.bin"
+        await w.close()                                  # quietly: nothing to close
+        await f.close()
+        assert (await tree.stat("w.bin")).st_size == 1000
+        assert tree.sync.open_files() == []
 
 
 async def test_client_close_fails_a_parked_async_compound(server):
