@@ -484,7 +484,7 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin, DirCacheMixi
         if raw.mode[:1] != "r" or "+" in raw.mode:      # written: its directory changed
             self.dir_cache.invalidate(raw.handle.path)
 
-    _forget_file = forget_file          # fs.file's name for it
+    _forget_file = forget_file          # fs.file and fs.closing call it so
 
     def check_handle(self, handle: Handle) -> None:
         """Raise a clear error for a raw handle (``open_handle``) that did
