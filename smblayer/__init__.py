@@ -27,6 +27,7 @@ _LAZY = {
     "SmbError": "errors", "SmbStatusError": "errors", "SmbConnectionError": "errors",
     "SmbTimeoutError": "errors", "SmbCancelledError": "errors", "SmbNegotiateError": "errors",
     "SmbAuthError": "errors", "SmbProtocolError": "errors", "SmbClosedError": "errors",
+    "SmbMultichannelError": "errors",
 }
 
 __all__ = [
@@ -34,7 +35,7 @@ __all__ = [
     "TimeoutPolicy", "ReconnectPolicy", "NegotiateResult", "NtStatus", "SmbTask", "Reply",
     "TaskState", "SmbError", "SmbStatusError", "SmbConnectionError", "SmbTimeoutError",
     "SmbCancelledError", "SmbNegotiateError", "SmbAuthError", "SmbProtocolError",
-    "SmbClosedError",
+    "SmbClosedError", "SmbMultichannelError",
 ]
 
 
@@ -63,8 +64,8 @@ if TYPE_CHECKING:       # for type checkers and IDEs: the names as if imported e
     from .transport.states import ClientState
     from .config import Dialect, DialectRange, ReconnectPolicy, TimeoutPolicy
     from .errors import (SmbAuthError, SmbCancelledError, SmbClosedError, SmbConnectionError,
-                         SmbError, SmbNegotiateError, SmbProtocolError, SmbStatusError,
-                         SmbTimeoutError)
+                         SmbError, SmbMultichannelError, SmbNegotiateError, SmbProtocolError,
+                         SmbStatusError, SmbTimeoutError)
     from .proto.negotiate import NegotiateResult
     from .proto.status import NtStatus
     from .transport.client import get_client

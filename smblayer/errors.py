@@ -56,6 +56,20 @@ class SmbProtocolError(SmbError):
     """The server sent something malformed, hostile or out of protocol."""
 
 
+class SmbMultichannelError(SmbError):
+    """A channel cannot be added to a session (multichannel, SMB 3.x):
+    ``reason`` says why ("dialect", "capability", "guest", "anonymous",
+    "address", "signing"), ``dialect`` is the connection's dialect name and
+    ``address`` the channel's address where one was chosen."""
+
+    def __init__(self, message: str, *, reason: str, dialect: Optional[str] = None,
+                 address: Optional[str] = None):
+        super().__init__(message)
+        self.reason = reason
+        self.dialect = dialect
+        self.address = address
+
+
 class SmbStatusError(SmbError, OSError):
     """The server answered with an error NTSTATUS.
 

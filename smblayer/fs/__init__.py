@@ -95,7 +95,15 @@ def connect(host: str, share: str, username: Optional[str] = None,
     tree keeps while the server's directory lease holds (default 16; 0 or
     None: off), each at most ``dir_cache_ttl`` seconds (30); only where the
     server grants directory leases (Samba 4.22); see
-    :mod:`smblayer.fs.dircache`."""
+    :mod:`smblayer.fs.dircache`.
+
+    ``multichannel=True`` (``max_channels=N``, default 4, channel 0
+    included): SMB 3.x multichannel; after the session is up, more
+    connections to the addresses the server lists are bound to it and READ
+    and WRITE spread over them; a lost channel's requests move to another
+    one.  A dialect before 3.0, a server without the capability, or a guest
+    session raises :class:`~smblayer.errors.SmbMultichannelError`.  See
+    :mod:`smblayer.transport.channels`."""
     check_not_in_loop()           # before the connect blocks: use smblayer.aio.connect
     check_auth_protocol(auth_protocol)
     cls = session_class or Session
@@ -124,6 +132,13 @@ def connect(host: str, share: str, username: Optional[str] = None,
     tree.dir_cache_size, tree.dir_cache_ttl = dir_cache, dir_cache_ttl
     if posix:
         use_posix(tree)
+    if client.multichannel and client.channel_session is None:
+        from .binding import start_multichannel
+        try:
+            start_multichannel(tree)
+        except BaseException:
+            tree.close()
+            raise
     if dfs and tree.dfs:
         from .dfs import DfsTree
         return DfsTree(tree, _target_connector(

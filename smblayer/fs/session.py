@@ -136,7 +136,7 @@ class _Smb2Auth:
             _clear_signed(header)
             return s.cipher.encrypt(parts, s.session_id)
         if s.signer is not None and (s.signing or self._must_sign(task)):
-            s.signer.sign_parts(header, parts[1:])
+            _signer_for(s, task).sign_parts(header, parts[1:])
         return parts
 
     def _must_sign(self, task: SmbTask) -> bool:
@@ -190,7 +190,7 @@ class _Smb2Auth:
                 f"unencrypted {smb2.Command(task.command).name} response on an encrypted "
                 "session; rejected")
         if reply.header.flags & smb2.Flags.SIGNED:
-            if s.signer is not None and not s.signer.verify(reply.message):
+            if s.signer is not None and not _signer_for(s, task).verify(reply.message):
                 raise SmbProtocolError(
                     f"bad signature on the {smb2.Command(task.command).name} response; rejected")
         elif s.signing and s.signer is not None and task.command != smb2.Command.SESSION_SETUP \
@@ -217,7 +217,7 @@ class _Smb2Auth:
             return s.cipher.encrypt(flat, s.session_id)
         if s.signer is not None and (s.signing or any(self._must_sign(t) for t in tasks)):
             for parts in elements:
-                s.signer.sign_parts(parts[0], parts[1:])
+                _signer_for(s, tasks[0]).sign_parts(parts[0], parts[1:])
         return flat
 
     def decrypt(self, frame) -> bytes:
@@ -225,6 +225,16 @@ class _Smb2Auth:
         if cipher is None:
             raise SmbProtocolError("encrypted frame on a session without encryption keys")
         return cipher.decrypt(frame)
+
+
+def _signer_for(session, task: SmbTask):
+    """The key that signs ``task`` and its response: its channel's (a
+    multichannel session's extra channel, [MS-SMB2] 3.2.4.1.1), else the
+    session's."""
+    channel = task.channel
+    if channel is not None and channel.signer is not None:
+        return channel.signer
+    return session.signer
 
 
 def _clear_signed(header: bytearray) -> None:
@@ -500,6 +510,12 @@ class Session:
                 self._established(auth, flags, reply, task)
             return
 
+    def authenticator(self) -> Authenticator:
+        """A fresh authenticator with this session's credentials and
+        mechanism (binding a channel authenticates again, [MS-SMB2] 3.2.4.2.3)."""
+        return authenticator(self.username, self._password, self.server_name,
+                             protocol=self._protocol_used, domain=self.domain)
+
     def renew(self, task: SmbTask) -> bool:
         """The client's hook for a reply with STATUS_NETWORK_SESSION_EXPIRED:
         re-authenticate this session in place (a new ticket from the cache or
@@ -691,12 +707,14 @@ class Session:
             return
         self._closed = True
         self.established = False
+        if getattr(self.client, "channel_session", None) is self:
+            self.client.close_channels()
         self.client.remove_reconnect_handler(self._on_reconnect)
         self.client.remove_exit_handler(self._at_exit)
         with self._trees_lock:
             trees = list(self.trees.values())
         for tree in trees:
-            tree.disconnect()
+            tree.disconnect(wait=False)          # answered with the LOGOFF: one round trip
         try:
             task = self._ops.logoff_task()
             task.security = self

@@ -99,6 +99,12 @@ def _write_caching(handle: Handle) -> bool:
     return handle.oplock_level in (OPLOCK_EXCLUSIVE, OPLOCK_BATCH)
 
 
+def _log_disconnect(future) -> None:
+    """A TREE_DISCONNECT not waited for: its failure is logged (smbiod)."""
+    if not future.cancelled() and future.exception() is not None:
+        log.debug("smblayer: TREE_DISCONNECT failed: %s", future.exception())
+
+
 class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin, DirCacheMixin):
     """A connected share.  Built by ``Session.tree_connect(share)``; the
     os/shutil-level helpers come from :class:`~smblayer.fs.helpers.TreeHelpers`,
@@ -169,7 +175,10 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin, DirCacheMixi
         with self._lock:
             return list(self._files.values())
 
-    def disconnect(self) -> None:
+    def disconnect(self, wait: bool = True) -> None:
+        """Close the open files and send TREE_DISCONNECT.  ``wait=False``:
+        its reply is not waited for (a failure is logged) -- a LOGOFF sent
+        next then takes the same round trip."""
         if not self.connected:
             return
         self._close_all_files()
@@ -179,14 +188,18 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin, DirCacheMixi
         self._recovery.detach()
         self.session._forget_tree(self)
         try:
-            self.client.run_task(self.ops.tree_disconnect_task())
-        except SmbError as exc:
+            if wait:
+                self.client.run_task(self.ops.tree_disconnect_task())
+            else:
+                self.client.run_task_async(self.ops.tree_disconnect_task()) \
+                    .add_done_callback(_log_disconnect)
+        except (SmbError, RuntimeError) as exc:     # RuntimeError: the client shut down
             log.debug("smblayer: TREE_DISCONNECT failed: %s", exc)
 
     def close(self) -> None:
         """Close the open files and disconnect; a tree made by fs.connect()
         also logs off and releases its client."""
-        self.disconnect()
+        self.disconnect(wait=not self._owns_session)
         breaks, self._breaks = self._breaks, None
         if breaks is not None:
             breaks.detach(self)
@@ -276,8 +289,8 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin, DirCacheMixi
         generation = self.client.generation
         with self.opening(level):
             handle = self.deferred_closes.reuse(
-                path, access if disposition == FILE_OPEN and not extra.get("contexts") else -1,
-                extra.get("share_access", FILE_SHARE_ALL))
+                path, access, disposition if not extra.get("contexts") else -1,
+                extra.get("share_access", FILE_SHARE_ALL), durable)
             if handle is None:
                 handle = self.ops.open(path, access=access, disposition=disposition,
                                        create_options=FILE_NON_DIRECTORY_FILE, oplock=level,
@@ -376,7 +389,9 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin, DirCacheMixi
     def stat(self, path="") -> os.stat_result:
         """An ``os.stat_result`` (st_mode with the type bits, st_ino the
         server's file id, st_nlink, times as floats and ``_ns``)."""
-        return self.file_info(path).to_stat(dev=self.volume_serial)
+        self._check_connected()
+        serial = self._volume_serial_later()      # asked alongside the first stat
+        return self.file_info(path).to_stat(dev=serial())
 
     def file_info(self, path="") -> FileInfo:
         """What the server tells about ``path`` (attributes, FILETIMEs, ...)."""
@@ -469,7 +484,7 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin, DirCacheMixi
         if raw.mode[:1] != "r" or "+" in raw.mode:      # written: its directory changed
             self.dir_cache.invalidate(raw.handle.path)
 
-    _forget_file = forget_file          # fs.file's name for it
+    _forget_file = forget_file          # fs.file and fs.closing call it so
 
     def check_handle(self, handle: Handle) -> None:
         """Raise a clear error for a raw handle (``open_handle``) that did
@@ -498,8 +513,10 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin, DirCacheMixi
         notify."""
         raw: Optional[SmbRawFile] = handle.file
         log.debug("smblayer: %s break on %r to 0x%x", kind, handle.path, new_level)
-        # a kept file handle or a cached directory: out before the ack, closed after it
-        parked = self.deferred_closes.take(handle) or self.dir_cache.take(handle)
+        if self.deferred_closes.on_break(kind, handle, new_level):
+            return                  # a kept file handle (fs.deferred)
+        # a cached directory: out before the ack, closed after it
+        cached = self.dir_cache.take(handle)
         if raw is not None and _write_caching(handle):
             raw._on_break()
         try:
@@ -511,7 +528,7 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin, DirCacheMixi
             handle.lease_state = new_level
         else:
             handle.oplock_level = new_level
-        if parked:
+        if cached:
             self.deferred_closes.close_taken(handle)
         callback = raw.on_break if raw is not None else None
         if callback is not None:

@@ -29,6 +29,7 @@ SESSION_FLAG_IS_GUEST = 0x0001
 SESSION_FLAG_IS_NULL = 0x0002
 SESSION_FLAG_ENCRYPT_DATA = 0x0004
 _SETUP_FLAGS_NONE = 0
+_SETUP_FLAG_BINDING = 0x01
 _CAP_DFS = 0x1                      # Capabilities: the client supports DFS
 _SECURITY_MODE_SIGNING_ENABLED = 1
 _SECURITY_MODE_SIGNING_REQUIRED = 2
@@ -45,13 +46,15 @@ _NATIVE = "Linux\0".encode("utf-16-le") + "smblayer\0".encode("utf-16-le")
 # --- SMB2 ------------------------------------------------------------------------------
 
 def session_setup_request(token: bytes, *, require_signing: bool,
-                          previous_session_id: int = 0) -> Tuple[bytes, bytes]:
+                          previous_session_id: int = 0,
+                          binding: bool = False) -> Tuple[bytes, bytes]:
     """SESSION_SETUP ([MS-SMB2] 2.2.5).  ``previous_session_id`` after a
     reconnect: the server drops that session (and its durable opens wait
-    for our reclaim)."""
+    for our reclaim).  ``binding``: SMB2_SESSION_FLAG_BINDING, to add this
+    connection as a channel of the existing session in the header (3.x)."""
     mode = _SECURITY_MODE_SIGNING_REQUIRED if require_signing else \
         _SECURITY_MODE_SIGNING_ENABLED
-    body = _SETUP.pack(25, _SETUP_FLAGS_NONE, mode, _CAP_DFS, 0, HEADER_SIZE + _SETUP.size,
+    body = _SETUP.pack(25, _SETUP_FLAG_BINDING if binding else _SETUP_FLAGS_NONE, mode, _CAP_DFS, 0, HEADER_SIZE + _SETUP.size,
                        len(token), previous_session_id)
     return body, token
 

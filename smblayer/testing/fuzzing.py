@@ -397,6 +397,13 @@ def _dfs(data: bytes) -> None:
     dfs.parse_referral_response(data, "\\fuzz.example\\dfs\\link\\more")
 
 
+def _netif(data: bytes) -> None:
+    """QUERY_NETWORK_INTERFACE_INFO output, then the channel choice on it."""
+    from ..proto import netif
+    interfaces = netif.parse_network_interfaces(data)
+    netif.channel_addresses(interfaces, 8, "127.0.0.1")
+
+
 def _session_setup(data: bytes) -> None:
     """The SESSION_SETUP / TREE_CONNECT reply parsers of both dialects (the
     session's and the ops tables' use of the proto codecs)."""
@@ -571,6 +578,7 @@ def _targets() -> Dict[str, Target]:
         Target("posix", _posix, (ValueError,), "SMB3 POSIX create context, info, listing"),
         Target("dfs", _dfs, _MALFORMED, "DFS referral response (proto.dfs)"),
         Target("session", _session_setup, _FS, "SESSION_SETUP / TREE_CONNECT replies"),
+        Target("netif", _netif, _MALFORMED, "QUERY_NETWORK_INTERFACE_INFO (multichannel)"),
         Target("read_write", _read_write, _FS, "READ / WRITE / break replies"),
     ]
     return {target.name: target for target in t}

@@ -45,7 +45,6 @@ import os
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass
 from typing import Dict, Optional, Sequence
 
 from ..config import Dialect, DialectRange, ReconnectPolicy, TimeoutPolicy
@@ -56,11 +55,13 @@ from ..proto import smb1, smb2
 from ..proto.framing import MAX_FRAME
 from ..proto.negotiate import NegotiateResult
 from ..proto.status import NtStatus, is_error
+from ..records import Record
 from .completion import SmbFuture, needs_iod
 from .compound import CompoundMixin
 from .connect import CLOSE_WAIT, MAX_SENDS, Connection, ConnectWorker
 from .credits import CreditGate, CreditsAborted
 from .demux import Demux, withdraw_placement
+from .channels import MultichannelMixin
 from .hooks import STAGE_HANDLE, STAGE_OTHER, STAGE_SESSION, STAGE_TREE, HandlersMixin, Hooks
 from .inflight import InFlight
 from .iod import SmbIod
@@ -83,19 +84,21 @@ __all__ = ["SmbClient", "BreakNotification", "get_client", "ClientState", "CLIEN
            "CLOSE_WAIT", "TEARDOWN_WAIT", "EXIT_WAIT"]
 
 
-@dataclass
-class BreakNotification:
+class BreakNotification(Record):
     """An unsolicited server message (oplock or lease break) as received."""
 
-    client: "SmbClient"
-    reply: Reply
+    __slots__ = ("client", "reply")
+
+    def __init__(self, client: "SmbClient", reply: Reply) -> None:
+        self.client = client
+        self.reply = reply
 
     @property
     def command(self) -> int:
         return self.reply.header.command
 
 
-class SmbClient(CompoundMixin, HandlersMixin):
+class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
     """A shared connection to one server; see the module docstring.
 
     Build it with :func:`smblayer.get_client` (shared, refcounted) or
@@ -115,7 +118,7 @@ class SmbClient(CompoundMixin, HandlersMixin):
                  reconnect: ReconnectPolicy = ReconnectPolicy(),
                  require_signing: bool = False, ciphers: Optional[tuple] = None,
                  signing_algorithms: Optional[tuple] = None, iod_workers: int = 16,
-                 posix: bool = False,
+                 posix: bool = False, multichannel: bool = False, max_channels: int = 4,
                  _registry=None, _key=None):
         if not isinstance(dialects, DialectRange):
             raise TypeError("dialects must be a DialectRange")
@@ -133,6 +136,10 @@ class SmbClient(CompoundMixin, HandlersMixin):
         self.ciphers = tuple(ciphers) if ciphers else None
         self.signing_algorithms = tuple(signing_algorithms) if signing_algorithms else None
         self.posix = bool(posix)        # offer the SMB3 POSIX extensions (3.1.1)
+        if not isinstance(max_channels, int) or not 1 <= max_channels <= 32:
+            raise ValueError(f"max_channels must be 1..32, not {max_channels!r}")
+        self.multichannel = bool(multichannel)   # offer SMB2_GLOBAL_CAP_MULTI_CHANNEL (3.x)
+        self.max_channels = max_channels         # channel 0 included
         self.client_guid = os.urandom(16)      # stable across reconnects
         self.refcount = 1
         self._registry = _registry
@@ -352,7 +359,8 @@ class SmbClient(CompoundMixin, HandlersMixin):
         extra = {"state": self.state.value, "generation": self.generation,
                  "dialect": conn.negotiated.dialect.name if conn else None,
                  "credits": self._credits.available,
-                 "in_flight": len(self._inflight.pending)}
+                 "in_flight": len(self._inflight.pending),
+                 "channels": self._channels.counters() if self._channels is not None else []}
         return self._stats.snapshot(extra, self._liveness.not_responding_since,
                                     time.monotonic())
 
@@ -383,6 +391,7 @@ class SmbClient(CompoundMixin, HandlersMixin):
                 self._move(ClientState.CLOSED)
             conn, self.connection = self.connection, None
         self._credits.wake_all()
+        self.close_channels()
         connector.fail_everything(SmbClosedError("client closed"))
         if conn is not None:
             connector.close_connection(conn, join=True)
@@ -397,6 +406,7 @@ class SmbClient(CompoundMixin, HandlersMixin):
         # thread that no longer exists here may have held the old locks.
         self._build_core()
         self._connector.move_closed()
+        self._channels = None          # the parent's channels: never touched here
         conn, self.connection = self.connection, None
         if conn is not None:
             try:
@@ -443,6 +453,8 @@ class SmbClient(CompoundMixin, HandlersMixin):
             raise SmbClosedError("client belongs to the parent process (fork); "
                                  "call get_client() again in the child")
         task.reply = task.error = None
+        if not task.pinned:
+            task.channel = None
         task.parking = None
         task.sends = 0
         task.t_first_sent = 0.0
@@ -492,7 +504,7 @@ class SmbClient(CompoundMixin, HandlersMixin):
                     error = connector.pending_error
                     if task.timed_out and error is not None:
                         raise error
-                    bound = (task.t_first_sent or task.t_queued) + policy.soft_bound
+                    bound = self._liveness.bound(task)
                     deadline = bound if deadline is None else min(deadline, bound)
                 if park:
                     connector.park(task)
@@ -540,6 +552,16 @@ class SmbClient(CompoundMixin, HandlersMixin):
             for task in tasks:
                 if task.sends and task.generation != conn.generation:
                     self._before_reissue(task)
+            channels = self._channels
+            if channels is not None and len(tasks) == 1:
+                channel = channels.route(first)        # multichannel: which one
+                if channel is not None:
+                    if first.sends and first.generation != channel.generation:
+                        self._before_reissue(first)
+                    try:
+                        return channel.send(first, lambda: self.state is ClientState.CLOSED)
+                    except Retry:
+                        continue
             need = self._sender.queue(conn, tasks)
             try:
                 self._take_credits(conn, tasks, need)
@@ -704,7 +726,10 @@ class SmbClient(CompoundMixin, HandlersMixin):
             task.error = error
             task.cancel_requested = True
             conn = self.connection
-        if was_sent and conn is not None and conn.generation == task.generation:
+        channels = self._channels
+        if was_sent and channels is not None and task.channel is not None:
+            self._iod.call_soon(channels.cancel, task)     # on the request's own channel
+        elif was_sent and conn is not None and conn.generation == task.generation:
             self._iod.call_soon(self._sender.cancel, conn, task)
             if conn.demux is not None:
                 conn.demux.kick()           # a caller reading for it stops

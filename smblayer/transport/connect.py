@@ -43,8 +43,8 @@ import threading
 import time
 from typing import Callable, List, Optional
 
-from ..errors import (SmbConnectionError, SmbError, SmbNegotiateError, SmbTimeoutError,
-                      SmbNegotiateRefusedError, SmbProtocolError)
+from ..errors import (SmbClosedError, SmbConnectionError, SmbError, SmbNegotiateError,
+                      SmbNegotiateRefusedError, SmbProtocolError, SmbTimeoutError)
 from ..proto import smb2
 from ..proto.framing import FrameReader, FramingError, frame_prefix
 from ..proto.negotiate import NegotiateFailed, NegotiateResult, Negotiator, Outgoing
@@ -91,12 +91,14 @@ def open_socket(host: str, port: int, timeout: float) -> socket.socket:
 
 def negotiate(sock: socket.socket, dialects, deadline: float, *,
               require_signing: bool = False, client_guid: bytes,
-              ciphers=None, signing_algorithms=None, posix: bool = False) -> NegotiateResult:
+              ciphers=None, signing_algorithms=None, posix: bool = False,
+              multichannel: bool = False) -> NegotiateResult:
     """Run the negotiate exchange on a fresh socket (blocking, bounded by
     ``deadline``, a time.monotonic() value)."""
     negotiator = Negotiator(dialects, client_guid=client_guid, salt=os.urandom(32),
                             require_signing=require_signing, ciphers=ciphers,
-                            signing_algorithms=signing_algorithms, posix=posix)
+                            signing_algorithms=signing_algorithms, posix=posix,
+                            multichannel=multichannel)
     reader = FrameReader(65536)
     step = negotiator.start()
     try:
@@ -173,6 +175,7 @@ class ConnectWorker:
         self.pending_error: Optional[BaseException] = None   # why reconnecting fails now
         self.connect_error: Optional[BaseException] = None   # why the first connect failed
         self._last_conn_useful = True
+        sender.attach(self.requeue_unsent, wake)
 
     @property
     def running(self) -> bool:
@@ -282,7 +285,7 @@ class ConnectWorker:
                                    require_signing=client.require_signing,
                                    ciphers=client.ciphers,
                                    signing_algorithms=client.signing_algorithms,
-                                   posix=client.posix,
+                                   posix=client.posix, multichannel=client.multichannel,
                                    client_guid=client.client_guid)
         except BaseException:
             sock.close()
@@ -466,6 +469,31 @@ class ConnectWorker:
         for task in woken:
             self._wake(task)
 
+    def requeue_unsent(self, tasks: List[SmbTask]) -> None:
+        """``tasks`` were queued for a connection that was lost, replaced or
+        closed before the writer took them (never on the wire; the sender
+        calls this): they are sent again, an async compound whole (see
+        compound.py), from the start."""
+        woken = []
+        with self._inflight.lock:
+            for task in tasks:
+                if task.state.final:
+                    continue
+                if task.group is not None:
+                    move(task, TaskState.FAILED)
+                    task.error = CompoundLost("compound not sent; it is sent again")
+                else:
+                    move(task, TaskState.REISSUE)
+                woken.append(task)
+        for task in woken:
+            if task.future is not None and task.state is TaskState.REISSUE:
+                try:
+                    self._client.iod.call_soon(self._resend, task)
+                except RuntimeError:        # smbiod is shut down: the client closed
+                    self.fail_task(task, SmbClosedError("client closed"))
+            else:
+                self._wake(task)
+
     def _reissue_refusal(self, task: SmbTask, error: Optional[BaseException]):
         """Why ``task`` must not be resent after losing its connection, or None."""
         client = self._client
@@ -493,8 +521,8 @@ class ConnectWorker:
         """The soonest soft deadline among the async requests waiting for a
         connection (inf if none)."""
         with self.state_cond:
-            bounds = [(t.t_first_sent or t.t_queued) + self._policy(t).soft_bound
-                      for t in self.waiting if not self._policy(t).hard]
+            bounds = [self._liveness.bound(t) for t in self.waiting
+                      if not self._policy(t).hard]
         return min(bounds, default=float("inf"))
 
     def expire_waiting(self) -> None:
@@ -506,9 +534,7 @@ class ConnectWorker:
         with self.state_cond:
             keep = []
             for task in self.waiting:
-                policy = self._policy(task)
-                start = task.t_first_sent or task.t_queued
-                if not policy.hard and now >= start + policy.soft_bound:
+                if not self._policy(task).hard and now >= self._liveness.bound(task):
                     expired.append(task)
                 else:
                     keep.append(task)

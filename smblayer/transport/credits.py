@@ -31,6 +31,11 @@ class CreditGate:
     def available(self) -> int:
         return self._available
 
+    @property
+    def in_flight(self) -> int:
+        """Credits taken by requests still waiting for their replies."""
+        return self._in_flight
+
     def take(self, need: int, priority: bool, abort: Callable[[], bool]) -> None:
         """Take ``need`` credits, waiting FIFO; ``abort()`` is checked on
         every wake-up and raises CreditsAborted when true."""

@@ -34,8 +34,10 @@ _COMPACT_MIN = 256
 
 
 class InFlight:
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
+    def __init__(self, lock: Optional[threading.Lock] = None) -> None:
+        # Multichannel: every channel has its own table (its own MessageIds)
+        # but they share the client's lock, the one that guards task states.
+        self.lock = lock if lock is not None else threading.Lock()
         self.pending: Dict[int, SmbTask] = {}
         self.wake_at = NEVER
         self._next_mid = 0
@@ -78,6 +80,7 @@ class InFlight:
         task.t_sent = now
         if task.sends == 1:
             task.t_first_sent = now
+            task.t_pending = 0.0
         self.pending[mid] = task
 
     def retire(self, mid: int, generation: int) -> Optional[SmbTask]:

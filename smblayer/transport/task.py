@@ -14,6 +14,7 @@ can never both win: a CANCELLED task is never sent::
         -> INTERIM (STATUS_PENDING received, still waiting)
         -> DONE (reply) | FAILED (error) | CANCELLED
     SENT/INTERIM -> REISSUE (connection lost) -> QUEUED ...
+    QUEUED -> REISSUE (its connection went away before the writer took it)
     DONE/FAILED/CANCELLED -> NEW (the task object is run again)
 """
 from __future__ import annotations
@@ -45,7 +46,7 @@ _S = TaskState
 #: state -> the states a task may move to from there
 TRANSITIONS = {
     _S.NEW: frozenset({_S.QUEUED, _S.FAILED, _S.CANCELLED}),
-    _S.QUEUED: frozenset({_S.QUEUED, _S.SENT, _S.FAILED, _S.CANCELLED}),
+    _S.QUEUED: frozenset({_S.QUEUED, _S.SENT, _S.FAILED, _S.CANCELLED, _S.REISSUE}),
     _S.SENT: frozenset({_S.INTERIM, _S.DONE, _S.FAILED, _S.CANCELLED, _S.REISSUE}),
     _S.INTERIM: frozenset({_S.INTERIM, _S.DONE, _S.FAILED, _S.CANCELLED, _S.REISSUE}),
     _S.REISSUE: frozenset({_S.QUEUED, _S.FAILED, _S.CANCELLED}),
@@ -153,7 +154,7 @@ class SmbTask:
                  "timed_out", "context", "send_credits", "sign_seq",
                  "header_flags", "on_late_reply", "context_client", "is_probe", "tree",
                  "payload_size", "recv_buffer", "placement", "long_poll", "on_reissue", "timer",
-                 "t_first_sent", "group", "__weakref__")
+                 "t_first_sent", "t_pending", "group", "channel", "pinned", "__weakref__")
 
     def __init__(self, command: int, body: Sequence = (), *, tree_id: int = 0,
                  session_id: int = 0, flags: int = 0, security: Any = None,
@@ -204,7 +205,10 @@ class SmbTask:
         self.on_reissue = on_reissue
         self.timer: Optional[list] = None  # its live entry in the in-flight table's timer heap
         self.t_first_sent = 0.0           # the first send: soft deadlines count from here
+        self.t_pending = 0.0              # the first interim reply: ...or from here
         self.group = None                 # the CompoundRun of an async compound it belongs to
+        self.channel = None               # multichannel: the extra channel it went on (None: 0)
+        self.pinned = False               # it must go on ``channel`` (session binding)
 
     @property
     def done(self) -> bool:

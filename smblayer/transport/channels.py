@@ -1,0 +1,710 @@
+"""Multichannel (SMB 3.x): one session over several TCP connections.
+
+Theory of operation
+-------------------
+Channel 0 is the client's own connection (``client.connection``), with the
+connect worker, reconnect and recovery as always.  A :class:`Channel` is one
+more TCP connection to an address the server listed
+(FSCTL_QUERY_NETWORK_INTERFACE_INFO), bound to one session
+(SESSION_SETUP with SMB2_SESSION_FLAG_BINDING, done by the upper layer's
+*binder*, see ``smblayer.fs.binding``).  Each channel has its own socket,
+demux thread, MessageId table, credit gate, sender (send lock), liveness
+(timers, ECHO probes, keepalive, soft timeout) and signing key; the session
+(its id, encryption keys, trees and opens) is shared.  The channel's tables
+share the client's MID-table lock, the one lock that guards task states, so
+a task moves the same way whichever channel carries it.
+
+A channel is the "client" its parts (Sender, Demux, Liveness) are built
+with: it offers the few public names they read (``connection``, ``state``,
+``generation``, ``host``/``port``, ``timeouts``, ``iod``,
+``command_name``, ``wait_for_state``).
+
+Sending (:meth:`ChannelSet.route`): the client's request path asks, once
+the client is ACTIVE, which channel a single request goes on.  READ and
+WRITE of the bound session are spread by outstanding credits: the channel
+(0 included) with the fewest credits in flight takes it.  Everything else
+stays on channel 0 (metadata, compounds, CREATE, locks, break
+acknowledgements, and the caller fast path).  A task pinned to a channel
+(the binding legs) goes there or fails.  CANCEL goes on the request's own
+channel (``ChannelSet.cancel``).
+
+Spreading is off (``ChannelSet.spread``, False) until one defect is
+understood: against Samba 4.17 a WRITE sent on an extra channel was
+answered STATUS_FILE_CLOSED for a handle channel 0 had just opened (in some
+runs every such WRITE, in others none; every run with non-durable opens).
+Channels are bound, kept up and failed over, but requests stay on channel
+0 unless ``spread`` is set.
+
+Failover: when a channel's socket breaks (or its soft timeout fires) its
+requests in flight are requeued at once: a sync caller resends from its own
+thread, an async one is resent on smbiod; the resend picks a live channel
+(channel 0 at worst) and carries SMB2_FLAGS_REPLAY_OPERATION (it is a
+second send).  The dead channel is re-established by the channel worker
+with the client's ReconnectPolicy back-off; the interface list is queried
+again then and every ``REQUERY_INTERVAL`` seconds, and new addresses get
+channels (up to ``max_channels``).  Losing channel 0 is today's reconnect:
+a reconnect handler drops every extra channel first (the session is set up
+anew), and after recovery the worker binds them again.
+
+Lock order: the set's ``_lock`` is a leaf (nothing else is taken under it);
+the worker runs connects and bindings with no lock held.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional
+
+from ..config import DialectRange
+from ..errors import (SmbAuthError, SmbClosedError, SmbConnectionError, SmbError,
+                      SmbMultichannelError)
+from ..proto import smb2
+from .connect import MAX_SENDS, Connection, negotiate, open_socket
+from .credits import CreditGate, CreditsAborted
+from .demux import Demux
+from .hooks import STAGE_SESSION
+from .inflight import InFlight
+from .probe import Liveness
+from .send import Retry, Sender, shutdown
+from .states import ClientState
+from .task import SmbTask, TaskState, move
+
+if TYPE_CHECKING:
+    from ..proto.netif import NetworkInterface
+
+log = logging.getLogger("smblayer")
+
+REQUERY_INTERVAL = 600.0      # seconds between interface queries (cifs.ko: 600)
+GENERATION_BASE = 1 << 40     # channel connection generations never meet channel 0's
+CLOSE_WAIT = 2.0
+#: spread over the channels; everything else stays on channel 0
+SPREAD_COMMANDS = frozenset({smb2.Command.READ, smb2.Command.WRITE})
+
+CONNECTING, BINDING, ACTIVE, DEAD, CLOSED = "connecting", "binding", "active", "dead", "closed"
+
+
+class ChannelInfo:
+    """What ``client.channels`` shows of one channel: ``index`` (0 is the
+    client's own connection), ``state`` ("active", "connecting", "binding",
+    "dead", "closed"), ``local_address`` and ``remote_address`` ((host,
+    port) or None), ``error`` (why it is dead, or None)."""
+
+    __slots__ = ("index", "state", "local_address", "remote_address", "error")
+
+    def __init__(self, index: int, state: str, local_address, remote_address, error=None):
+        self.index = index
+        self.state = state
+        self.local_address = local_address
+        self.remote_address = remote_address
+        self.error = error
+
+    def __repr__(self) -> str:
+        return (f"<Channel {self.index} {self.state} {self.local_address} -> "
+                f"{self.remote_address}>")
+
+
+class Channel:
+    """One extra connection of a multichannel session; see the module docstring."""
+
+    def __init__(self, owner: "ChannelSet", index: int, address: str):
+        client = owner.client
+        self._owner = owner
+        self._client = client
+        self.index = index
+        self.host = address               # the parts log and name threads with these
+        self.port = client.port
+        self.timeouts = client.timeouts
+        self.iod = client.iod
+        self.phase = CONNECTING
+        self.connection: Optional[Connection] = None
+        self.signer = None                # the channel's signing key (set by the binder)
+        self.error: Optional[BaseException] = None
+        self.ops = 0
+        self.bytes_sent = 0
+        self.failovers = 0                # requests moved off this channel when it died
+        self.reconnects = 0
+        self.retry_at = 0.0
+        self._delays = None
+        self._generations = 0
+        self._closed = threading.Event()
+        self.inflight = InFlight(lock=owner.table_lock)
+        self.credits = CreditGate()
+        stats = owner.stats
+        self.liveness = Liveness(self, self.inflight, self.credits, stats,
+                                 echo_task=self._echo_task, wake=owner.wake)
+        self.sender = Sender(self, self.inflight, self.credits, self.liveness, stats)
+        self.sender.attach(self._requeue_unsent, owner.wake)
+        self.liveness.attach(self.sender, self.connection_lost)
+
+    # -- what the parts read (the "client" view) --------------------------------------
+
+    @property
+    def state(self) -> ClientState:
+        if self._closed.is_set():
+            return ClientState.CLOSED
+        return ClientState.ACTIVE if self.phase in (ACTIVE, BINDING) else \
+            ClientState.RECONNECTING
+
+    @property
+    def generation(self) -> int:
+        conn = self.connection
+        return conn.generation if conn is not None else -1
+
+    def command_name(self, command: int) -> str:
+        return self._client.command_name(command)
+
+    def wait_for_state(self, state: ClientState, timeout: Optional[float] = None) -> bool:
+        if state is ClientState.CLOSED:
+            return self._closed.wait(timeout)
+        return self.state is state
+
+    @property
+    def local_address(self) -> Optional[tuple]:
+        conn = self.connection
+        try:
+            return conn.sock.getsockname()[:2] if conn is not None else None
+        except OSError:
+            return None
+
+    def info(self) -> ChannelInfo:
+        state = CLOSED if self._closed.is_set() else self.phase
+        return ChannelInfo(self.index, state, self.local_address, (self.host, self.port),
+                           self.error)
+
+    def counters(self) -> dict:
+        return {"index": self.index, "state": self.info().state, "address": self.host,
+                "ops": self.ops, "bytes_sent": self.bytes_sent,
+                "credits": self.credits.available, "in_flight": self.credits.in_flight,
+                "failovers": self.failovers, "reconnects": self.reconnects}
+
+    def _echo_task(self, timeouts=None) -> SmbTask:
+        session = self._owner.session
+        task = SmbTask(smb2.Command.ECHO, (b"\x04\x00\x00\x00",), timeouts=timeouts,
+                       priority=True, session_id=getattr(session, "session_id", 0),
+                       security=session)
+        task.channel = self
+        task.pinned = True
+        return task
+
+    # -- connection life ---------------------------------------------------------------
+
+    def open(self, deadline_budget: float) -> None:
+        """Connect and negotiate (the same dialect as channel 0), start the
+        demux; the channel is then BINDING (only pinned tasks)."""
+        client = self._client
+        main = client.negotiated
+        if main is None:
+            raise SmbConnectionError("client is not connected")
+        sock = open_socket(self.host, self.port, deadline_budget)
+        try:
+            negotiated = negotiate(sock, DialectRange(main.dialect, main.dialect),
+                                   time.monotonic() + deadline_budget,
+                                   require_signing=client.require_signing,
+                                   ciphers=client.ciphers,
+                                   signing_algorithms=client.signing_algorithms,
+                                   posix=client.posix, multichannel=True,
+                                   client_guid=client.client_guid)
+        except BaseException:
+            sock.close()
+            raise
+        if negotiated.server_guid != main.server_guid:
+            sock.close()
+            raise SmbMultichannelError(
+                f"{self.host}:{self.port} is another server (its ServerGuid differs); "
+                "no channel opened", reason="server", dialect=main.dialect.name,
+                address=self.host)
+        sock.settimeout(None)
+        self._generations += 1
+        conn = Connection(sock, GENERATION_BASE * self.index + self._generations, negotiated)
+        owner = self._owner
+        conn.demux = Demux(self, conn, self.inflight, self.credits, self.liveness, owner.stats,
+                           sessions=owner.sessions, wake=owner.wake,
+                           deliver_break=owner.deliver_break,
+                           connection_lost=self.connection_lost)
+        with self.sender.lock, self.inflight.lock:
+            self.inflight.reset(negotiated.next_message_id)
+            self.credits.reset(negotiated.credits_granted)
+            self.connection = conn
+            self.signer = None
+            self.phase = BINDING
+        conn.demux.start()
+        self.liveness.connection_started(time.monotonic())
+
+    def activated(self) -> None:
+        with self.inflight.lock:
+            self.phase = ACTIVE
+            self.error = None
+            self._delays = None
+
+    def connection_lost(self, conn: Connection, error: Optional[BaseException]) -> None:
+        """The channel's socket broke (demux) or its soft timeout fired
+        (liveness): requeue what was in flight on a live channel, and let
+        the worker bring the channel back."""
+        owner = self._owner
+        table = self.inflight
+        woken: List[SmbTask] = []
+        with table.lock:
+            if conn.lost:
+                return
+            conn.lost = True
+            conn.lost_error = error
+            if self.phase != CLOSED:
+                self.phase = DEAD
+            self.error = error
+            woken = self._hand_over(table.take_generation(conn.generation), sent=True)
+        shutdown(conn.sock)
+        self.credits.wake_all()
+        if not self._closed.is_set():
+            log.warning("smblayer: channel %d to %s:%s lost (%s); %d request(s) move to "
+                        "another channel", self.index, self.host, self.port,
+                        error or "closed", len(woken))
+        self._restart(woken)
+        owner.channel_died(self)
+
+    def _hand_over(self, tasks: List[SmbTask], sent: bool) -> List[SmbTask]:
+        """Requests of a lost connection of this channel (MID-table lock
+        held): to be resent on a live channel, or failed (a pinned one; a
+        sent one also when it must not be repeated).  Returns them."""
+        woken: List[SmbTask] = []
+        for task in tasks:
+            if task.state.final:
+                continue
+            if task.pinned or (sent and (task.sends >= MAX_SENDS or not task.replayable)):
+                move(task, TaskState.FAILED)
+                task.error = SmbConnectionError(
+                    f"channel {self.index} to {self.host}:{self.port} lost while "
+                    f"{self.command_name(task.command)} was "
+                    f"{'in flight' if sent else 'waiting to be sent'}")
+            else:
+                move(task, TaskState.REISSUE)
+                self.failovers += sent
+            woken.append(task)
+        return woken
+
+    def _restart(self, woken: List[SmbTask]) -> None:
+        owner = self._owner
+        for task in woken:
+            if task.future is not None and task.state is TaskState.REISSUE:
+                owner.iod_resend(task)
+            else:
+                owner.wake(task)
+
+    def _requeue_unsent(self, tasks: List[SmbTask]) -> None:
+        """The sender's hand-back: ``tasks`` were queued on a connection of
+        this channel that went away before its writer took them (never
+        sent): they go to a live channel as in a failover."""
+        with self.inflight.lock:
+            woken = self._hand_over(tasks, sent=False)
+        self._restart(woken)
+
+    def close(self, error: Optional[BaseException] = None) -> None:
+        """Stop for good (the set closes, or the session went away)."""
+        self._closed.set()
+        self.phase = CLOSED
+        conn = self.connection
+        if conn is not None:
+            self.connection_lost(conn, error or SmbClosedError("channel closed"))
+            demux = conn.demux
+            if demux is not None:
+                demux.stop()
+                if demux.thread.ident is not None and \
+                        demux.thread is not threading.current_thread():
+                    demux.thread.join(CLOSE_WAIT)
+            conn.sock.close()
+
+    def drop(self, error: BaseException) -> None:
+        """Take the connection down now (channel 0 reconnects, binding
+        failed); the worker may bring it back."""
+        conn = self.connection
+        if conn is not None:
+            self.connection_lost(conn, error)
+            demux = conn.demux
+            if demux is not None:
+                demux.stop()
+            conn.sock.close()
+
+    # -- sending -------------------------------------------------------------------------
+
+    def send(self, task: SmbTask, abort: Callable[[], bool]):
+        """Put ``task`` on this channel (credits, MessageId, signing); Retry
+        when the channel cannot carry it now (the caller picks again)."""
+        conn = self.connection
+        if conn is None or conn.lost or (self.phase != ACTIVE and not task.pinned):
+            if task.pinned:
+                raise SmbConnectionError(f"channel {self.index} to {self.host} is not "
+                                         "connected")
+            raise Retry()
+        need = self.sender.queue(conn, (task,))
+        try:
+            self.credits.take(need, task.priority, lambda: conn.lost or abort())
+        except CreditsAborted:
+            if task.state.final:
+                raise task.error or SmbClosedError("request ended") from None
+            raise Retry() from None
+        task.channel = self
+        self.sender.transmit(conn, (task,), False, need, False)
+        self.ops += 1
+        self.bytes_sent += task.payload_size
+        return None
+
+
+class ChannelSet:
+    """The extra channels of one client (multichannel); see the module docstring.
+
+    Built by the client with what the channels' parts need: the MID-table
+    lock, the counters, the sessions by id, and the client callables
+    ``wake(task)``, ``deliver_break(reply)``, ``resend(task)`` (async) and
+    ``before_reissue(task)``."""
+
+    #: spread READ/WRITE over the extra channels (off: see the module docstring)
+    spread = False
+
+    def __init__(self, client, *, max_channels: int, table_lock, stats,
+                 sessions: Dict[int, object], wake: Callable, deliver_break: Callable,
+                 resend: Callable, before_reissue: Callable):
+        self.client = client
+        self.max_channels = max(1, int(max_channels))
+        self.table_lock = table_lock
+        self.stats = stats
+        self.sessions = sessions
+        self.wake = wake
+        self.deliver_break = deliver_break
+        self._resend = resend
+        self.before_reissue = before_reissue
+        self.session = None               # the bound session
+        self._binder = None
+        self.interfaces: List["NetworkInterface"] = []
+        self.channels: List[Channel] = []
+        self._lock = threading.Condition()
+        self._thread: Optional[threading.Thread] = None
+        self._closed = False
+        self._requery_at = float("inf")
+        self._requery_now = False
+        self._suspended = False
+        client.add_reconnect_handler(self._before_recovery, stage=STAGE_SESSION - 1)
+        client.add_active_handler(self._after_recovery)
+
+    # -- starting -----------------------------------------------------------------------
+
+    def start(self, session, binder) -> List[ChannelInfo]:
+        """Bind channels of ``session`` (in this thread): ask the binder for
+        the interfaces, open up to ``max_channels - 1`` channels to listed
+        addresses.  A channel that cannot be bound is left dead (its
+        ``error`` says why; the worker retries it) unless the reason is a
+        refusal that no retry mends (raised)."""
+        with self._lock:
+            if self.session is not None and self.session is not session:
+                raise SmbMultichannelError("channels are bound to another session of this "
+                                           "client", reason="session")
+            self.session = session
+            self._binder = binder
+        self.interfaces = binder.query_interfaces()
+        self._requery_at = time.monotonic() + REQUERY_INTERVAL
+        for address in self._wanted():
+            channel = self._new_channel(address)
+            try:
+                self._establish(channel)
+            except SmbAuthError:
+                raise
+            except SmbError as exc:
+                log.warning("smblayer: channel %d to %s not bound: %s", channel.index,
+                            address, exc)
+        self._ensure_worker()
+        return [c.info() for c in self.channels]
+
+    def add(self, address: str) -> ChannelInfo:
+        """Open and bind one more channel to ``address`` (a listed one) now;
+        raises what prevented it (SmbMultichannelError, SmbAuthError...)."""
+        if self._binder is None:
+            raise SmbMultichannelError("multichannel is not started on this client",
+                                       reason="session")
+        if address not in {i.address for i in self.interfaces}:
+            raise SmbMultichannelError(
+                f"{address} is not among the interfaces the server listed; no channel opened",
+                reason="address", address=address)
+        channel = self._new_channel(address)
+        try:
+            self._establish(channel)
+        except BaseException:
+            with self._lock:
+                if channel in self.channels:
+                    self.channels.remove(channel)
+            channel.close()
+            raise
+        return channel.info()
+
+    def _wanted(self) -> List[str]:
+        """Addresses that should get a channel and have none yet."""
+        from ..proto.netif import channel_addresses      # only multichannel pays for it
+        have: Dict[str, int] = {}
+        for channel in self.channels:
+            have[channel.host] = have.get(channel.host, 0) + 1
+        out = []
+        for address in channel_addresses(self.interfaces, self.max_channels, self.client.host):
+            if have.get(address, 0):
+                have[address] -= 1
+            else:
+                out.append(address)
+        room = self.max_channels - 1 - len(self.channels)
+        return out[:max(0, room)]
+
+    def _new_channel(self, address: str) -> Channel:
+        with self._lock:
+            index = 1 + max((c.index for c in self.channels), default=0)
+            channel = Channel(self, index, address)
+            self.channels.append(channel)
+            return channel
+
+    def _establish(self, channel: Channel) -> None:
+        """Connect, negotiate and bind ``channel`` (no lock held)."""
+        client = self.client
+        budget = client.timeouts.connect_timeout
+        try:
+            channel.open(budget)
+            self._binder.bind(channel)
+        except BaseException as exc:
+            channel.error = exc
+            channel.drop(exc if isinstance(exc, SmbError) else
+                         SmbConnectionError(f"binding failed: {exc!r}"))
+            self.channel_died(channel)
+            raise
+        channel.activated()
+        log.info("smblayer: channel %d to %s:%s bound to session 0x%x", channel.index,
+                 channel.host, channel.port, getattr(self.session, "session_id", 0))
+
+    # -- routing (the client's request path) ----------------------------------------------
+
+    def route(self, task: SmbTask) -> Optional[Channel]:
+        """The channel ``task`` goes on, None for channel 0."""
+        if task.pinned:
+            return task.channel
+        task.channel = None
+        session = self.session
+        if not self.spread or task.command not in SPREAD_COMMANDS or task.security is None or \
+                task.security is not session:
+            return None
+        best: Optional[Channel] = None
+        load = self.client.credit_load()
+        for channel in self.channels:
+            if channel.phase != ACTIVE:
+                continue
+            used = channel.credits.in_flight
+            if used < load:
+                best, load = channel, used
+        return best
+
+    def cancel(self, task: SmbTask) -> bool:
+        """Send CANCEL for ``task`` on its own channel; False if it went on channel 0."""
+        channel = task.channel
+        if channel is None:
+            return False
+        conn = channel.connection
+        if conn is not None and conn.generation == task.generation and not conn.lost:
+            channel.sender.cancel(conn, task)
+        return True
+
+    def iod_resend(self, task: SmbTask) -> None:
+        try:
+            self.client.iod.call_soon(self._resend, task)
+        except RuntimeError:            # smbiod shut down: the client closed
+            pass
+
+    # -- the worker: bring channels back, re-query interfaces ---------------------------------
+
+    def channel_died(self, channel: Channel) -> None:
+        """Schedule ``channel``'s return (the back-off of ReconnectPolicy)."""
+        if channel.phase == CLOSED:
+            return
+        channel.phase = DEAD
+        now = time.monotonic()
+        if channel.retry_at > now:
+            return                      # already scheduled for this failure
+        if channel._delays is None:
+            channel._delays = iter(self.client.reconnect.delays())
+        delay = next(channel._delays, self.client.reconnect.max_delay)
+        channel.retry_at = now + delay
+        with self._lock:
+            self._requery_now = True
+            self._lock.notify_all()
+        self._ensure_worker()
+
+    def _ensure_worker(self) -> None:
+        with self._lock:
+            if self._thread is not None or self._closed:
+                return
+            self._thread = threading.Thread(
+                target=self._run, daemon=True,
+                name=f"smblayer-channels-{self.client.host}:{self.client.port}")
+            self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._lock:
+                    if self._closed:
+                        return
+                    now = time.monotonic()
+                    due = [c for c in self.channels if c.phase == DEAD and c.retry_at <= now]
+                    requery = self._requery_now or now >= self._requery_at
+                    if self._suspended or self.client.state is not ClientState.ACTIVE:
+                        due, requery = [], False
+                    if not due and not requery:
+                        waits = [c.retry_at for c in self.channels if c.phase == DEAD]
+                        until = min(waits + [self._requery_at]) - now
+                        self._lock.wait(max(0.05, min(until, REQUERY_INTERVAL)))
+                        continue
+                    self._requery_now = False
+                if requery:
+                    self._requery()
+                for channel in due:
+                    self._revive(channel)
+        except BaseException:  # noqa: BLE001
+            log.exception("smblayer: channel worker failed")
+        finally:
+            with self._lock:
+                self._thread = None
+
+    def _revive(self, channel: Channel) -> None:
+        if channel.phase != DEAD:
+            return
+        try:
+            self._establish(channel)
+        except (SmbAuthError, SmbMultichannelError) as exc:
+            log.warning("smblayer: channel %d to %s refused: %s; not retried",
+                        channel.index, channel.host, exc)
+            channel.phase = CLOSED
+            return
+        except BaseException as exc:  # noqa: BLE001
+            log.info("smblayer: channel %d to %s not back yet: %s", channel.index,
+                     channel.host, exc)
+            return
+        channel.reconnects += 1
+        log.warning("smblayer: channel %d to %s:%s is back", channel.index, channel.host,
+                    channel.port)
+
+    def _requery(self) -> None:
+        binder = self._binder
+        if binder is None:
+            return
+        self._requery_at = time.monotonic() + REQUERY_INTERVAL
+        try:
+            interfaces = binder.query_interfaces()
+        except SmbError as exc:
+            log.info("smblayer: interface query failed: %s", exc)
+            return
+        self.interfaces = interfaces
+        for address in self._wanted():
+            channel = self._new_channel(address)
+            try:
+                self._establish(channel)
+            except SmbAuthError:
+                channel.phase = CLOSED
+            except SmbError:
+                pass                    # dead: the worker retries it
+
+    # -- channel 0 reconnects ---------------------------------------------------------------------
+
+    def _before_recovery(self, client) -> None:
+        """Channel 0 reconnected (connect worker, before the session is set
+        up again): the extra channels belong to the old session; drop them."""
+        self._suspended = True
+        for channel in list(self.channels):
+            if channel.phase in (ACTIVE, BINDING, CONNECTING):
+                channel.drop(SmbConnectionError("channel 0 reconnected; the session is "
+                                                "set up again"))
+
+    def _after_recovery(self, client) -> None:
+        """The client is ACTIVE again (smbiod): bind the channels again, now."""
+        self._suspended = False
+        now = time.monotonic()
+        for channel in self.channels:
+            if channel.phase == DEAD:
+                channel.retry_at = now
+        with self._lock:
+            self._requery_now = True
+            self._lock.notify_all()
+        self._ensure_worker()
+
+    # -- views and the end -------------------------------------------------------------------------
+
+    def infos(self) -> List[ChannelInfo]:
+        return [c.info() for c in self.channels]
+
+    def counters(self) -> List[dict]:
+        return [c.counters() for c in self.channels]
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            channels, self.channels = self.channels, []
+            self._lock.notify_all()
+        for channel in channels:
+            channel.close()
+        client = self.client
+        client.remove_reconnect_handler(self._before_recovery)
+        client.remove_active_handler(self._after_recovery)
+
+
+class MultichannelMixin:
+    """SmbClient's multichannel API (``channels``, ``start_channels``,
+    ``add_channel``); the client keeps its ChannelSet in ``_channels``
+    (None until channels are started)."""
+
+    _channels: Optional[ChannelSet] = None
+
+    @property
+    def channels(self) -> List[ChannelInfo]:
+        """Every channel: 0 (this client's connection) first, then the extra
+        ones of a multichannel session, each with ``state``, ``local_address``
+        and ``remote_address``."""
+        conn = self.connection
+        first = ChannelInfo(0, ACTIVE if self.state is ClientState.ACTIVE else
+                            self.state.value, self.local_address,
+                            (self.host, self.port) if conn is not None else None)
+        channels = self._channels
+        return [first] + (channels.infos() if channels is not None else [])
+
+    def start_channels(self, session, binder) -> List[ChannelInfo]:
+        """Bind up to ``max_channels - 1`` more channels of ``session`` to the
+        addresses the server lists (``binder``: ``query_interfaces()`` and
+        ``bind(channel)``, see smblayer.fs.binding).  Needs ``multichannel=True``."""
+        if not self.multichannel:
+            raise SmbMultichannelError("this client was not made with multichannel=True",
+                                       reason="option")
+        with self._state_cond:
+            channels = self._channels
+            if channels is None:
+                channels = self._channels = ChannelSet(
+                    self, max_channels=self.max_channels, table_lock=self._inflight.lock,
+                    stats=self._stats, sessions=self._sessions, wake=self._wake,
+                    deliver_break=self._deliver_break, resend=self._send_async,
+                    before_reissue=self._before_reissue)
+        return channels.start(session, binder)
+
+    def add_channel(self, address: str) -> ChannelInfo:
+        """Open and bind one more channel to ``address`` (one the server
+        listed) now; raises SmbMultichannelError, SmbAuthError (the binding
+        failed, e.g. a bad signature) or SmbConnectionError.  The existing
+        channels are not affected by a failure."""
+        channels = self._channels
+        if channels is None:
+            raise SmbMultichannelError("multichannel is not started on this client",
+                                       reason="session")
+        return channels.add(address)
+
+    @property
+    def channel_session(self):
+        """The session the extra channels are bound to, or None."""
+        channels = self._channels
+        return channels.session if channels is not None else None
+
+    def close_channels(self) -> None:
+        """Close every extra channel (the bound session logs off)."""
+        channels, self._channels = self._channels, None
+        if channels is not None:
+            channels.close()
+
+    def credit_load(self) -> int:
+        """Credits in flight on channel 0 (the spreading measure)."""
+        return self._credits.in_flight

@@ -1,0 +1,189 @@
+"""Multichannel (issue 23) against a real Samba with ``server multi channel
+support``: channels bound to one session on 3.0, 3.0.2 and 3.1.1 (plain,
+signed, encrypted), failover while channels are destroyed from outside
+(``ss -K``), the fall-back to reconnect when every channel goes, and the
+refusals.  Loopback: Samba lists 127.0.0.1 only (127.0.0.2 is no address of
+``lo`` here), RSS-capable, so every channel goes to 127.0.0.1."""
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+
+import pytest
+
+from smblayer import Dialect, DialectRange, ReconnectPolicy, fs
+from smblayer.errors import SmbMultichannelError
+from smblayer.testing.guest import guest_server
+from smblayer.testing.samba import SambaServer
+
+from smblayer.testing.pytest_plugin import require_smbd
+
+pytestmark = pytest.mark.timeout(120)
+
+MULTICHANNEL = {"server multi channel support": "yes",
+                "interfaces": '"127.0.0.1;capability=RSS,speed=10000000000"'}
+DIALECTS = [Dialect.SMB3_0, Dialect.SMB3_0_2, Dialect.SMB3_1_1]
+MODES = {"plain": {}, "signed": {"require_signing": True}, "encrypted": {"encrypt": True}}
+FAST_BACKOFF = ReconnectPolicy(initial_delay=0.05, max_delay=0.5)
+
+
+@pytest.fixture(scope="module")
+def server():
+    require_smbd()
+    if shutil.which("ss") is None:
+        pytest.skip("ss (iproute2) is needed to destroy one connection")
+    with SambaServer(extra_global=MULTICHANNEL) as srv:
+        yield srv
+
+
+def connect(server, dialect=Dialect.SMB3_1_1, channels=3, **options):
+    options.setdefault("reconnect", FAST_BACKOFF)
+    return fs.connect(server.host, "share", server.username, server.password,
+                      port=server.port, dialects=DialectRange(dialect, dialect),
+                      multichannel=True, max_channels=channels, **options)
+
+
+def smbstatus(server) -> dict:
+    out = subprocess.run(["smbstatus", "-s", server.conf_path, "--json"],
+                         capture_output=True, text=True, timeout=30).stdout
+    return json.loads(out)
+
+
+def server_connections(server, pid: int) -> int:
+    """Established TCP connections to the server's port owned by smbd ``pid``."""
+    out = subprocess.run(["ss", "-tnpH", "state", "established", "sport", "=",
+                          f":{server.port}"], capture_output=True, text=True, timeout=30).stdout
+    return sum(1 for line in out.splitlines() if f"pid={pid}," in line)
+
+
+def kill_local_port(port: int) -> None:
+    subprocess.run(["ss", "-K", "src", "127.0.0.1", "sport", "=", f":{port}"],
+                   capture_output=True, timeout=30, check=True)
+
+
+def wait_channels_active(client, count: int, within: float) -> bool:
+    end = time.monotonic() + within
+    while time.monotonic() < end:
+        if sum(ch.state == "active" for ch in client.channels) == count:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def setup_ops(client) -> int:
+    return client.stats().get("SESSION_SETUP", {}).get("ops", 0)
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+@pytest.mark.parametrize("dialect", DIALECTS, ids=lambda d: d.name)
+def test_one_session_with_n_channels(server, dialect, mode):
+    with connect(server, dialect, channels=3, **MODES[mode]) as tree:
+        client = tree.session.client
+        channels = client.channels
+        assert [ch.state for ch in channels] == ["active"] * 3
+        assert len({ch.local_address for ch in channels}) == 3
+        status = smbstatus(server)
+        sessions = list(status["sessions"].values())
+        assert len(sessions) == 1
+        assert int(sessions[0]["session_id"]) == tree.session.session_id
+        # Samba hands a bound connection to the session's smbd: one process
+        # holds all three.
+        assert server_connections(server, int(sessions[0]["server_id"]["pid"])) == 3
+        data = os.urandom(4 << 20)
+        tree.write_bytes("mc.bin", data)
+        assert tree.read_bytes("mc.bin") == data
+        # each channel carried its binding (2 NTLM legs) and nothing else:
+        # spreading is off (smblayer.transport.channels, Samba 4.17 FILE_CLOSED)
+        assert [c["ops"] for c in client.stats()["_client"]["channels"]] == [2, 2]
+
+
+@pytest.mark.parametrize("dialect", DIALECTS, ids=lambda d: d.name)
+def test_io_survives_a_channel_destroyed_every_few_hundred_ms(server, dialect):
+    """I/O on the session while its extra channels are destroyed one at a
+    time: the session stays (same id, no reconnect, only binding
+    SESSION_SETUPs) and every channel is back within the back-off."""
+    with connect(server, dialect, channels=3) as tree:
+        client = tree.session.client
+        session_id = tree.session.session_id
+        setups = setup_ops(client)
+        stop = threading.Event()
+        kills = []
+
+        def killer():
+            while not stop.wait(0.3):
+                live = [ch for ch in client.channels[1:]
+                        if ch.state == "active" and ch.local_address]
+                if live:
+                    victim = live[len(kills) % len(live)]
+                    kill_local_port(victim.local_address[1])
+                    kills.append(victim.index)
+
+        thread = threading.Thread(target=killer, daemon=True)
+        data = os.urandom(24 << 20)
+        thread.start()
+        try:
+            for _ in range(2):
+                tree.write_bytes("failover.bin", data)
+                assert tree.read_bytes("failover.bin") == data
+        finally:
+            stop.set()
+            thread.join(10)
+        assert kills, "no channel was destroyed: the transfer was too short"
+        assert tree.session.session_id == session_id            # no session reconnect
+        assert client.stats()["_client"]["reconnects"] == 0
+        counters = client.stats()["_client"]["channels"]
+        # every SESSION_SETUP since was a binding (2 legs with NTLM)
+        assert setup_ops(client) - setups == 2 * sum(c["reconnects"] for c in counters)
+        assert wait_channels_active(client, 3, within=5.0), client.channels
+
+
+def test_all_channels_destroyed_reconnects_and_reclaims(server):
+    with connect(server, Dialect.SMB3_1_1, channels=3) as tree:
+        client = tree.session.client
+        data = os.urandom(8 << 20)
+        tree.write_bytes("all.bin", data)
+        with tree.open("all.bin", "rb") as f:
+            head = f.read(1 << 20)
+            for ch in client.channels:
+                kill_local_port(ch.local_address[1])
+            rest = f.read()                    # durable handle reclaimed after reconnect
+        assert head + rest == data
+        assert client.stats()["_client"]["reconnects"] >= 1
+        assert wait_channels_active(client, 3, within=10.0), client.channels
+        assert tree.read_bytes("all.bin") == data
+
+
+def test_refused_on_smb2_1(server):
+    with pytest.raises(SmbMultichannelError) as exc:
+        connect(server, Dialect.SMB2_1)
+    assert exc.value.reason == "dialect" and exc.value.dialect == "SMB2_1"
+    assert exc.value.host == server.host
+
+
+def test_refused_without_the_server_capability():
+    require_smbd()
+    with SambaServer(extra_global={"server multi channel support": "no"}) as plain:
+        with pytest.raises(SmbMultichannelError) as exc:
+            connect(plain, Dialect.SMB3_1_1)
+        assert exc.value.reason == "capability"
+
+
+def test_refused_for_a_guest_session():
+    require_smbd()
+    with guest_server("Bad User", extra_global=MULTICHANNEL) as guest:
+        with pytest.raises(SmbMultichannelError) as exc:
+            fs.connect(guest.host, "public", "no-such-user", "x", port=guest.port,
+                       multichannel=True)
+        assert exc.value.reason == "guest"
+
+
+def test_no_channel_to_an_unlisted_address(server):
+    with connect(server, channels=2) as tree:
+        client = tree.session.client
+        with pytest.raises(SmbMultichannelError) as exc:
+            client.add_channel("127.0.0.3")
+        assert exc.value.reason == "address" and exc.value.address == "127.0.0.3"
+        assert len(client.channels) == 2
+        assert tree.read_bytes is not None and tree.listdir("") is not None
