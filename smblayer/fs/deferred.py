@@ -16,7 +16,8 @@ The next ``tree.open`` of the same path takes the handle back with no
 CREATE when :func:`reusable` says it serves that open -- the one place
 that defines compatible access:
 
-* the same share access, and a durable handle if the open asks one;
+* the same share access, and a durable handle if the open asks one (or
+  one that asked it too: the server's answer would be the same);
 * the access asked is within the handle's: a handle opened for writing
   serves a later reader (cifs.ko asks the same open flags; a wider handle
   is as good on the wire, and the reader's file object only reads);
@@ -116,7 +117,8 @@ def reusable(handle: Handle, access: int, disposition: int, share_access: int,
     durable handle (see the module docstring)."""
     return (disposition in _REUSED_AS_IS or disposition in _REUSED_TRUNCATED) and \
         access & ~handle.access == 0 and handle.share_access == share_access and \
-        (not durable or handle.create_guid is not None) and _caches_handles(handle)
+        (not durable or handle.durable or handle.create_guid is not None) and \
+        _caches_handles(handle)
 
 
 class DeferredCloses:

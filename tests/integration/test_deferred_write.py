@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from smblayer import fs
+from smblayer import Dialect, DialectRange, fs
 from smblayer.fs.ops import LEASE_HANDLE, LEASE_READ
 from smblayer.testing.pytest_plugin import SERVERS, on_both
 from smblayer.testing.waiting import eventually, requests
@@ -82,9 +82,20 @@ def test_a_read_write_handle_serves_readers_and_writers(tree, samba):
     assert on_disk(samba, name) == b"First"
 
 
-def test_one_round_trip_per_small_write(tree, samba):
+@pytest.mark.parametrize("dialect,share", [
+    ("SMB2_1", "share"), ("SMB3_0_2", "share"), ("SMB3_1_1", "share"),
+    ("SMB3_0_2", "encrypted"), ("SMB3_1_1", "encrypted")])
+def test_one_round_trip_per_small_write(samba, dialect, share):
     """open (kept), write 4 KiB, close: the WRITE and the write time go as
-    one compound; a larger file is flushed, then its time is set."""
+    one compound; a larger file is flushed, then its time is set.  Leases
+    v1 (2.1, durable v1) and v2, signed and encrypted."""
+    d = getattr(Dialect, dialect)
+    with fs.connect(samba.host, share, samba.username, samba.password, port=samba.port,
+                    dialects=DialectRange(d, d)) as tree:
+        round_trips(tree, samba, share)
+
+
+def round_trips(tree, samba, share):
     name = fresh()
     tree.open(name, "w+b").close()
     sent = tree.client.stats
@@ -95,7 +106,7 @@ def test_one_round_trip_per_small_write(tree, samba):
         after = {c: sent().get(c, {}).get("ops", 0) for c in before}
         assert after == {"CREATE": before["CREATE"], "CLOSE": before["CLOSE"],
                          "SET_INFO": before["SET_INFO"] + 1}
-        assert on_disk(samba, name)[:len(data)] == data
+        assert (samba.share_path(share) / name).read_bytes()[:len(data)] == data
 
 
 def test_size_and_write_time_are_visible_at_close(tree, samba):

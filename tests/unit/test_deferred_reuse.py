@@ -37,4 +37,7 @@ def test_reusable_needs_handle_caching_same_share_and_durability():
                         FILE_SHARE_ALL, False)
     assert not reusable(kept(WRITE), WRITE, FILE_OPEN, 1, False)
     assert not reusable(kept(WRITE, durable=False), WRITE, FILE_OPEN, FILE_SHARE_ALL, True)
+    v1 = kept(WRITE, durable=False)                # durable v1 (SMB 2.x): no CreateGuid
+    v1.durable = True
+    assert reusable(v1, WRITE, FILE_OPEN, FILE_SHARE_ALL, True)
     assert reusable(kept(WRITE), WRITE, FILE_OPEN, FILE_SHARE_ALL, False)
