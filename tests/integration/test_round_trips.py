@@ -104,3 +104,19 @@ def test_put_many_sets_times_in_the_write_compound(samba, proxied, tmp_path):
         remote = samba.share_path("share") / dest
         assert remote.read_bytes() == open(src, "rb").read()
         assert os.stat(remote).st_mtime == times[1]
+
+
+def test_cli_ls_of_a_directory_url_lists_without_a_stat(samba, proxied):
+    from _cli_helpers import ok, run
+    folder = f"rt-{uuid.uuid4().hex[:8]}"
+    (samba.share_path("share") / folder).mkdir()
+    for name in ("a.txt", "b.txt"):
+        (samba.share_path("share") / folder / name).write_bytes(b"")
+    log = _tapped(proxied)
+    out = ok(run(["ls", f"//{proxied.host}:{proxied.port}/share/{folder}/"], samba))
+    proxied.tap(None)
+    assert out.decode().split() == ["a.txt", "b.txt"]
+    sent = _commands(log)
+    assert C.QUERY_INFO not in sent, sent          # no stat, no volume serial
+    assert sent.count(C.CREATE) == 1 and C.QUERY_DIRECTORY in sent
+    assert sent[-2:] == [C.TREE_DISCONNECT, C.LOGOFF]
