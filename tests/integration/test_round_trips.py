@@ -85,7 +85,7 @@ def test_close_sends_tree_disconnect_and_logoff_together(samba, proxied):
     _one_round_trip(log)
 
 
-def test_put_many_sets_times_in_the_write_compound(samba, proxied, tmp_path):
+def test_put_many_is_one_open_and_two_compounds_a_file(samba, proxied, tmp_path):
     folder = f"rt-{uuid.uuid4().hex[:8]}"
     (samba.share_path("share") / folder).mkdir()
     items = []
@@ -98,8 +98,13 @@ def test_put_many_sets_times_in_the_write_compound(samba, proxied, tmp_path):
         results = list(many.put_files(tree, items))
         proxied.tap(None)
     assert all(error is None for _k, _n, error in results)
-    # per file: CREATE+WRITE+SET_INFO(times)+CLOSE, then the rename's compound
-    assert _commands(log).count(C.CREATE) == 2 * len(items)
+    # per file: CREATE+WRITE+SET_INFO(times), then SET_INFO(rename)+CLOSE on
+    # that handle: one open a file, no separate times compound
+    sent = _commands(log)
+    assert sent.count(C.CREATE) == len(items) and sent.count(C.CLOSE) == len(items)
+    assert sent.count(C.SET_INFO) == 2 * len(items)
+    assert not [p for p in (samba.share_path("share") / folder).iterdir()
+                if p.name.startswith(".")]
     for src, dest, times in items:
         remote = samba.share_path("share") / dest
         assert remote.read_bytes() == open(src, "rb").read()
