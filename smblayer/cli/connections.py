@@ -12,29 +12,28 @@ import logging
 import os
 import re
 import sys
-from dataclasses import dataclass, field
 from typing import Dict, Iterator, Optional, Tuple
 
 from .. import fs
 from ..config import Dialect, DialectRange, TimeoutPolicy
 from ..errors import SmbAuthError, SmbError
+from ..records import FrozenRecord
 from ..registry import get_client
-from .args import UsageError
+from .words import UsageError
 
 log = logging.getLogger("smblayer")
 
 DEFAULT_PORT = 445
 
 
-@dataclass(frozen=True)
-class SmbUrl:
+class SmbUrl(FrozenRecord):
     """``//host[:port]/share/path`` split up; ``path`` uses "/" and has no
     leading slash ("" is the share root)."""
 
-    host: str
-    port: int
-    share: str
-    path: str
+    __slots__ = ("host", "port", "share", "path")
+
+    def __init__(self, host: str, port: int, share: str, path: str) -> None:
+        self._init(host, port, share, path)
 
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -73,15 +72,16 @@ def parse_url(text: str, need_share: bool = True) -> SmbUrl:
     return SmbUrl(host, port, share, "/".join(rest[1:]))
 
 
-@dataclass(frozen=True)
-class Credentials:
+class Credentials(FrozenRecord):
     """Who to authenticate as.  ``user`` "" is an anonymous session;
     ``password`` None lets Kerberos use the ticket cache (never shown)."""
 
-    user: str
-    password: Optional[str] = field(repr=False)
-    domain: Optional[str] = None
-    auth: str = "negotiate"
+    __slots__ = ("user", "password", "domain", "auth")
+    _hidden = ("password",)
+
+    def __init__(self, user: str, password: Optional[str], domain: Optional[str] = None,
+                 auth: str = "negotiate") -> None:
+        self._init(user, password, domain, auth)
 
 
 def _split_user(text: str) -> Tuple[str, Optional[str], Optional[str]]:

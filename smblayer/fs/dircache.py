@@ -34,11 +34,14 @@ handle and lease are gone).  It is dropped
 
 ``dir_cache_size = 0`` switches it off; on a server without directory
 leases nothing is asked and everything is as without the cache.
+
+An entry's FileInfo is what the listing said: no link count (``nlink``
+stays 1, as cifs.ko's for what it learned from a listing) except on a
+POSIX tree, whose listing entries carry it.
 """
 from __future__ import annotations
 
 import collections
-import dataclasses
 import logging
 import threading
 import time
@@ -46,6 +49,7 @@ from typing import List, Optional
 
 from ..errors import SmbError, status_error
 from ..proto.status import NtStatus
+from ..records import Record, replace
 from ..transport.states import ClientState
 from .ops import (DELETE, FILE_APPEND_DATA, FILE_DIRECTORY_FILE, FILE_LIST_DIRECTORY, FILE_OPEN,
                   FILE_READ_ATTRIBUTES, FILE_WRITE_ATTRIBUTES, FILE_WRITE_DATA, LEASE_HANDLE,
@@ -65,12 +69,15 @@ _CHANGES = FILE_WRITE_DATA | FILE_APPEND_DATA | FILE_WRITE_ATTRIBUTES | DELETE |
     0x00040000 | 0x00080000 | 0x00000010        # WRITE_DAC, WRITE_OWNER, FILE_WRITE_EA
 
 
-@dataclasses.dataclass
-class _Dir:
-    handle: Handle
-    entries: List[FileInfo]
-    index: dict
-    expires: float
+class _Dir(Record):
+    __slots__ = ("handle", "entries", "index", "expires")
+
+    def __init__(self, handle: Handle, entries: List[FileInfo], index: dict,
+                 expires: float) -> None:
+        self.handle = handle
+        self.entries = entries
+        self.index = index
+        self.expires = expires
 
 
 class DirCache:
@@ -120,7 +127,7 @@ class DirCache:
             entry = self._valid(path)
             if entry is not None:
                 self.hits += 1
-                return [dataclasses.replace(info) for info in entry.entries]
+                return [replace(info) for info in entry.entries]
         self._drop_stale(path)
         return self._fill(path)
 
@@ -140,7 +147,7 @@ class DirCache:
             self.hits += 1
         if info is None:
             raise status_error(NtStatus.OBJECT_NAME_NOT_FOUND, "CREATE", path)
-        return dataclasses.replace(info)
+        return replace(info)
 
     # -- filling -------------------------------------------------------------------------------
 
@@ -171,7 +178,7 @@ class DirCache:
                         while len(self._dirs) > tree.dir_cache_size:
                             evicted.append(self._dirs.popitem(last=False)[1])
                 self._close([e.handle for e in evicted] if keep else [])
-            return [dataclasses.replace(info) for info in entries]
+            return [replace(info) for info in entries]
         finally:
             if not keep:
                 self._close([handle])
