@@ -7,8 +7,9 @@ so a bad value raises before anything is sent.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, replace
 from typing import Optional
+
+from .records import FrozenRecord, replace
 
 
 class Dialect(enum.IntEnum):
@@ -69,13 +70,15 @@ _DIALECT_NAMES = {
 }
 
 
-@dataclass(frozen=True)
-class DialectRange:
+class DialectRange(FrozenRecord):
     """The dialects the caller accepts, inclusive: ``DialectRange(min, max)``;
     each bound a Dialect or a name such as "2.1" or "3.1.1"."""
 
-    min: Dialect = Dialect.SMB2_0_2
-    max: Dialect = Dialect.SMB3_1_1
+    __slots__ = ("min", "max")
+
+    def __init__(self, min: Dialect = Dialect.SMB2_0_2, max: Dialect = Dialect.SMB3_1_1) -> None:
+        self._init(min, max)
+        self.__post_init__()
 
     def __post_init__(self):
         for name in ("min", "max"):
@@ -97,8 +100,7 @@ class DialectRange:
         return [d for d in sorted(Dialect, reverse=True) if d in self and not d.is_smb1]
 
 
-@dataclass(frozen=True)
-class TimeoutPolicy:
+class TimeoutPolicy(FrozenRecord):
     """Per-request timer policy (sunrpc's rpc_timeout plus hard/soft).
 
     ``timeout``: seconds without a reply before the layer probes with ECHO.
@@ -111,15 +113,20 @@ class TimeoutPolicy:
 
     A soft request fails no later than ``soft_bound`` seconds after it was
     first sent (timeout + soft_timeout + connect_timeout), however many
-    reconnects happen in between.  Hard requests wait as long as it takes.
+    reconnects happen in between; without a reconnect, timeout +
+    soft_timeout, even while the server answers ECHO (an interim reply
+    restarts the clock once; a long-poll request the server acknowledged is
+    exempt).  Hard requests wait as long as it takes.
     """
 
-    mode: str = "soft"
-    timeout: float = 10.0
-    echo_interval: float = 2.0
-    soft_timeout: float = 30.0
-    connect_timeout: Optional[float] = None
-    keepalive: float = 60.0
+    __slots__ = ("mode", "timeout", "echo_interval", "soft_timeout", "connect_timeout",
+                 "keepalive")
+
+    def __init__(self, mode: str = "soft", timeout: float = 10.0, echo_interval: float = 2.0,
+                 soft_timeout: float = 30.0, connect_timeout: Optional[float] = None,
+                 keepalive: float = 60.0) -> None:
+        self._init(mode, timeout, echo_interval, soft_timeout, connect_timeout, keepalive)
+        self.__post_init__()
 
     def __post_init__(self):
         if self.mode not in ("hard", "soft"):
@@ -149,18 +156,19 @@ class TimeoutPolicy:
         return replace(self, **changes)
 
 
-@dataclass(frozen=True)
-class ReconnectPolicy:
+class ReconnectPolicy(FrozenRecord):
     """Backoff for the connect worker: ``initial_delay`` doubling up to
     ``max_delay``; ``max_attempts`` (None = forever) gives up after that many
     failed attempts in a row, failing the waiting requests.  ``jitter``
     spreads each delay by up to that fraction either way, so many clients
     cut off together do not come back in lock step."""
 
-    initial_delay: float = 0.1
-    max_delay: float = 30.0
-    max_attempts: Optional[int] = None
-    jitter: float = 0.1
+    __slots__ = ("initial_delay", "max_delay", "max_attempts", "jitter")
+
+    def __init__(self, initial_delay: float = 0.1, max_delay: float = 30.0,
+                 max_attempts: Optional[int] = None, jitter: float = 0.1) -> None:
+        self._init(initial_delay, max_delay, max_attempts, jitter)
+        self.__post_init__()
 
     def __post_init__(self):
         if self.initial_delay < 0 or self.max_delay < self.initial_delay:

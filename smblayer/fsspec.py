@@ -24,9 +24,11 @@ compound round trip; larger ones through pipelined reads and writes.
 from __future__ import annotations
 
 import datetime
+import logging
 import os
 import posixpath
 import threading
+import weakref
 from typing import Any, Dict, List, Optional, Tuple
 
 from fsspec.callbacks import DEFAULT_CALLBACK
@@ -40,6 +42,8 @@ from .fs.many import can_batch, get_files, put_files, read_files
 from .fs.ops import FileInfo, filetime_to_unix
 
 __all__ = ["SMBFileSystem", "SMBPathsMixin"]
+
+log = logging.getLogger("smblayer")
 
 
 def _has_magic(path: str) -> bool:
@@ -140,6 +144,27 @@ class SMBPathsMixin:
         }
 
 
+def _close_quietly(trees: List[smbfs.Tree]) -> None:
+    for tree in trees:
+        try:
+            tree.close()
+        except Exception as exc:  # noqa: BLE001 - nobody to tell: the owner is gone
+            log.debug("smblayer: closing a collected filesystem's tree: %s", exc)
+
+
+def _release_trees(trees: Dict[str, smbfs.Tree], pid: int) -> None:
+    """An SMBFileSystem was collected: close its trees on a thread of their
+    own (collection may happen on any thread, even one holding a layer
+    lock, and closing sends requests).  Never in a forked child: the trees
+    are the parent's."""
+    if os.getpid() != pid or not trees:
+        return
+    owned = list(trees.values())
+    trees.clear()
+    threading.Thread(target=_close_quietly, args=(owned,), daemon=True,
+                     name="smblayer-fsspec-release").start()
+
+
 class SMBFileSystem(SMBPathsMixin, AbstractFileSystem, metaclass=_Dispatch):
     """fsspec filesystem for SMB shares through smblayer.
 
@@ -165,6 +190,7 @@ class SMBFileSystem(SMBPathsMixin, AbstractFileSystem, metaclass=_Dispatch):
         self._trees: Dict[str, smbfs.Tree] = {}
         self._pid = os.getpid()
         self._batching = threading.local()      # get/put collecting their pairs
+        self._release_when_collected()
 
     # -- connections -----------------------------------------------------------------
 
@@ -178,6 +204,7 @@ class SMBFileSystem(SMBPathsMixin, AbstractFileSystem, metaclass=_Dispatch):
             # (and a lock may have been held by a parent thread at fork).
             self._lock, self._connect_lock = threading.Lock(), threading.Lock()
             self._trees, self._pid = {}, os.getpid()
+            self._release_when_collected()
         with self._lock:
             tree = self._trees.get(key)
         if tree is not None and tree.connected:
@@ -186,17 +213,28 @@ class SMBFileSystem(SMBPathsMixin, AbstractFileSystem, metaclass=_Dispatch):
             with self._lock:
                 tree = self._trees.get(key)
             if tree is None or not tree.connected:
-                tree = smbfs.connect(self.host, share, self.username, self.password,
-                                     **self._connect_options())
+                old, tree = tree, smbfs.connect(self.host, share, self.username,
+                                                self.password, **self._connect_options())
                 with self._lock:
                     self._trees[key] = tree
+                if old is not None:
+                    _close_quietly([old])       # its session and client reference
         return tree
+
+    def _release_when_collected(self) -> None:
+        """fsspec users rarely close a filesystem: when this instance is
+        garbage collected, its trees are closed (each holds a session and a
+        reference on the shared client; a session nobody uses would be set
+        up again at every reconnect).  Not at interpreter exit: the client's
+        own exit handling is enough then."""
+        weakref.finalize(self, _release_trees, self._trees, self._pid).atexit = False
 
     def close(self) -> None:
         """Disconnect this instance's trees (the shared client stays while
         others use it)."""
         with self._lock:
-            trees, self._trees = list(self._trees.values()), {}
+            trees = list(self._trees.values())
+            self._trees.clear()
             mine = self._pid == os.getpid()
         if mine:
             for tree in trees:
@@ -372,7 +410,9 @@ class SMBFileSystem(SMBPathsMixin, AbstractFileSystem, metaclass=_Dispatch):
         if self.auto_mkdir and "r" not in mode:
             self._ensure_parent(tree, rel)
         buffering = block_size if isinstance(block_size, int) and block_size > 1 else -1
-        return tree.open(rel, mode, buffering=buffering)
+        f = tree.open(rel, mode, buffering=buffering)
+        f.fs = self             # an open file keeps its filesystem (and trees) alive
+        return f
 
     def get(self, rpath, lpath, recursive: bool = False, callback=DEFAULT_CALLBACK,
             maxdepth: Optional[int] = None, **kwargs) -> None:

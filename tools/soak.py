@@ -40,6 +40,7 @@ import json
 import os
 import pathlib
 import random
+import re
 import signal
 import statistics
 import subprocess
@@ -134,8 +135,9 @@ class Worker:
                         tree = trees[share] = self.connect(share)
                     getattr(self, kind)(tree, share)
                     outcome = "ok"
-                except SmbError:
+                except SmbError as exc:
                     outcome = "smb_error"
+                    self.stats.error(kind, exc, time.monotonic() - started)
                 except Exception as exc:  # noqa: BLE001 - counted as broken, not swallowed
                     outcome = "broken"
                     self.stats.broken.append(f"{self.name} {kind}: {type(exc).__name__}: {exc}")
@@ -249,6 +251,19 @@ class Stats:
         self.bytes_written = 0
         self.disk_full = 0
         self.samples: List[dict] = []
+        self.growth: List[str] = []             # --tracemalloc's report
+        # "kind: ErrorClass: message head" -> count, and the seconds they took
+        self.errors: collections.Counter = collections.Counter()
+        self.error_seconds: Dict[str, float] = collections.defaultdict(float)
+
+    def error(self, kind: str, exc: BaseException, seconds: float) -> None:
+        """Classify an SmbError: which operation, which class, what it said
+        (numbers stripped, so one cause is one line)."""
+        text = re.sub(r"[0-9]+(\.[0-9]+)?", "N", str(exc).split(";")[0])[:70]
+        key = f"{kind}: {type(exc).__name__}: {text}"
+        with self.lock:
+            self.errors[key] += 1
+            self.error_seconds[key] += seconds
 
     def op(self, kind: str, outcome: str, seconds: float, bound: float) -> None:
         with self.lock:
@@ -261,7 +276,9 @@ class Stats:
         return {"ops": {k: dict(v) for k, v in self.ops.items()},
                 "max_seconds": round(self.max_seconds, 1), "outlived": self.outlived,
                 "broken": self.broken, "died": self.died, "bytes_written": self.bytes_written,
-                "disk_full": self.disk_full, "samples": self.samples}
+                "disk_full": self.disk_full, "samples": self.samples,
+                "errors": dict(self.errors), "growth": self.growth,
+                "error_seconds": {k: round(v, 1) for k, v in self.error_seconds.items()}}
 
 
 def run_workers(args, ledger: Ledger, stats: Stats, seconds: float, tag: str) -> None:
@@ -272,14 +289,49 @@ def run_workers(args, ledger: Ledger, stats: Stats, seconds: float, tag: str) ->
     for i in range(args.threads):
         worker = Worker(f"{tag}t{i}", args, MODES[i % len(MODES)], ledger, stats)
         threads.append(threading.Thread(target=worker.run, args=(deadline,), name=worker.name))
+    tracer = Tracer(seconds) if args.tracemalloc else None
     for t in threads:
         t.start()
     while any(t.is_alive() for t in threads):
         stats.samples.append(_usage())
+        if tracer is not None:
+            tracer.tick()
         for t in threads:
             t.join(timeout=max(0.1, min(args.sample, deadline - time.monotonic())) / len(threads))
     for t in threads:
         t.join()
+    if tracer is not None:
+        stats.growth = tracer.growth()
+
+
+class Tracer:
+    """``--tracemalloc``: what the process's Python heap gained between the
+    end of warm-up (15 % of the run) and the end, by allocation site."""
+
+    def __init__(self, seconds: float) -> None:
+        import tracemalloc
+        self._tm = tracemalloc
+        tracemalloc.start(8)
+        self._warm = time.monotonic() + 0.15 * seconds
+        self._first = None
+
+    def tick(self) -> None:
+        if self._first is None and time.monotonic() >= self._warm:
+            self._first = self._tm.take_snapshot()
+
+    def growth(self, top: int = 12) -> List[str]:
+        if self._first is None:
+            return []
+        last = self._tm.take_snapshot()
+        drop = (self._tm.Filter(False, self._tm.__file__),)
+        diff = last.filter_traces(drop).compare_to(self._first.filter_traces(drop),
+                                                   "traceback")
+        lines = [f"total traced {sum(s.size for s in last.statistics('filename')) >> 10} KiB"]
+        for stat in diff[:top]:
+            frames = " < ".join(f"{pathlib.Path(f.filename).name}:{f.lineno}"
+                                for f in stat.traceback[:4])
+            lines.append(f"{stat.size_diff / 1024:+9.1f} KiB {stat.count_diff:+7d} blocks  {frames}")
+        return lines
 
 
 # --- the child process --------------------------------------------------------------------
@@ -414,7 +466,8 @@ def main_run(args) -> int:
                  "--threads", str(args.child_threads), "--host", args.host,
                  "--port", str(args.port), "--user", args.user,
                  "--seed", f"{args.seed}{i}", "--op-bound", str(args.op_bound),
-                 "--sample", str(args.sample)] + (["--full"] if args.full else []),
+                 "--sample", str(args.sample)] + (["--full"] if args.full else [])
+                + (["--tracemalloc"] if args.tracemalloc else []),
                 stdout=subprocess.PIPE, text=True,
                 env=dict(os.environ, SMBLAYER_SOAK_PASSWORD=samba.password))
                 for i in range(args.processes)]
@@ -478,6 +531,22 @@ def verdict(args, seconds, stats, results, ledger, faults) -> int:
               + ("" if figures["judged"] else " (too few samples to judge a trend)"))
     for line in (ledger.lost + died + outlived + broken)[:20]:
         print("  ", line)
+    errors: collections.Counter = collections.Counter()
+    error_seconds: Dict[str, float] = collections.defaultdict(float)
+    for d in [stats.as_dict()] + results:
+        errors.update(d.get("errors", {}))
+        for key, value in d.get("error_seconds", {}).items():
+            error_seconds[key] += value
+    if errors:
+        print("SMB errors by cause (count, mean seconds):")
+        for key, count in errors.most_common(25):
+            print(f"  {count:6} {error_seconds[key] / count:6.1f} s  {key}")
+    for who, d in [("main", stats.as_dict())] + [(f"child {i}", r)
+                                                  for i, r in enumerate(results)]:
+        if d.get("growth"):
+            print(f"Python heap growth after warm-up ({who}):")
+            for line in d["growth"]:
+                print("  ", line)
     print("VERDICT:", "PASS" if passed else "FAIL")
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps({
@@ -485,6 +554,7 @@ def verdict(args, seconds, stats, results, ledger, faults) -> int:
             "total_ops": total, "faults": dict(faults.counts), "bytes_written": written,
             "verified_bytes": ledger.verified_bytes, "verified_files": ledger.verified_files,
             "lost": ledger.lost, "died": died, "outlived": outlived, "broken": broken,
+            "errors": dict(errors),
             "flat": [f for _ok, f in flats], "passed": passed}, indent=2))
     return 0 if passed else 1
 
@@ -513,6 +583,8 @@ def main(argv=None) -> int:
     p.add_argument("--seed", default="26")
     p.add_argument("--no-full", action="store_true", help="no tmpfs disk-full share")
     p.add_argument("--json")
+    p.add_argument("--tracemalloc", action="store_true",
+                   help="report Python heap growth by allocation site (slower)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--seconds", type=float, help=argparse.SUPPRESS)
     p.add_argument("--host", help=argparse.SUPPRESS)

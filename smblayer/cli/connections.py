@@ -12,12 +12,12 @@ import logging
 import os
 import re
 import sys
-from dataclasses import dataclass, field
 from typing import Dict, Iterator, Optional, Tuple
 
 from .. import fs
 from ..config import Dialect, DialectRange, TimeoutPolicy
 from ..errors import SmbAuthError, SmbError
+from ..records import FrozenRecord
 from ..registry import get_client
 from .args import UsageError
 
@@ -26,15 +26,14 @@ log = logging.getLogger("smblayer")
 DEFAULT_PORT = 445
 
 
-@dataclass(frozen=True)
-class SmbUrl:
+class SmbUrl(FrozenRecord):
     """``//host[:port]/share/path`` split up; ``path`` uses "/" and has no
     leading slash ("" is the share root)."""
 
-    host: str
-    port: int
-    share: str
-    path: str
+    __slots__ = ("host", "port", "share", "path")
+
+    def __init__(self, host: str, port: int, share: str, path: str) -> None:
+        self._init(host, port, share, path)
 
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -73,15 +72,16 @@ def parse_url(text: str, need_share: bool = True) -> SmbUrl:
     return SmbUrl(host, port, share, "/".join(rest[1:]))
 
 
-@dataclass(frozen=True)
-class Credentials:
+class Credentials(FrozenRecord):
     """Who to authenticate as.  ``user`` "" is an anonymous session;
     ``password`` None lets Kerberos use the ticket cache (never shown)."""
 
-    user: str
-    password: Optional[str] = field(repr=False)
-    domain: Optional[str] = None
-    auth: str = "negotiate"
+    __slots__ = ("user", "password", "domain", "auth")
+    _hidden = ("password",)
+
+    def __init__(self, user: str, password: Optional[str], domain: Optional[str] = None,
+                 auth: str = "negotiate") -> None:
+        self._init(user, password, domain, auth)
 
 
 def _split_user(text: str) -> Tuple[str, Optional[str], Optional[str]]:
@@ -265,16 +265,18 @@ class Connections:
         return tree.root if isinstance(tree, fs.DfsTree) else tree
 
     def close(self) -> None:
-        for tree in self._trees.values():
-            try:
-                tree.close()
-            except SmbError as exc:
-                log.debug("closing %r failed: %s", tree, exc)
+        # LOGOFF first: it disconnects the session's trees in the same round
+        # trip (Session.logoff); closing the trees then only drops our state.
         for session in self._sessions.values():
             try:
                 session.logoff()
             except SmbError as exc:
                 log.debug("logging off %r failed: %s", session, exc)
+        for tree in self._trees.values():
+            try:
+                tree.close()
+            except SmbError as exc:
+                log.debug("closing %r failed: %s", tree, exc)
         for client in self._clients.values():
             client.release()
         self._trees.clear()

@@ -118,18 +118,27 @@ def cmd_ls(args) -> int:
     url = parse_url(args.url)
     with open_tree(args, url) as tree:
         path = smb_path(url.path)
+        # (name, FileInfo or stat): a stat is made only for ``ls -l`` (2,000
+        # of them cost more than the listing's round trip at 10 ms)
+        listing: List[Tuple[str, object]]
         if has_wildcard(path):
             listing = [(posixpath.basename(p), st) for p, st in expand(tree, path, url)]
         else:
-            st = tree.stat(path) if path else None
-            if st is not None and not isdir(st):
-                listing = [(posixpath.basename(path), st)]
+            # "dir/" names a directory: listed without asking first
+            info = tree.file_info(path) if path and not url.path.endswith("/") else None
+            if info is not None and not info.is_dir:
+                listing = [(posixpath.basename(path), info)]
             else:
-                listing = [(e.name, e.stat()) for e in tree.scandir(path)
+                listing = [(e.name, e.info) for e in tree.scandir(path)
                            if args.all or not e.name.startswith(".")]
-        for name, est in sorted(listing, key=lambda e: e[0].lower()):
-            print(_long_line(name, est, getattr(tree, "posix", False)) if args.long
-                  else name + ("/" if isdir(est) else ""))
+        posix = getattr(tree, "posix", False)
+        for name, entry in sorted(listing, key=lambda e: e[0].lower()):
+            if args.long:
+                print(_long_line(name, entry.to_stat() if isinstance(entry, fs.FileInfo)
+                                 else entry, posix))
+            else:
+                kind = entry.is_dir if isinstance(entry, fs.FileInfo) else isdir(entry)
+                print(name + ("/" if kind else ""))
     return 0
 
 

@@ -15,11 +15,11 @@ import os
 import posixpath
 import stat
 import sys
-from dataclasses import dataclass
 from typing import BinaryIO, Callable, List, Optional, Sequence, Tuple
 
 from ..fs import transfer
 from ..fs.transfer import VerifyError
+from ..records import Record
 from .args import UsageError, has_wildcard, is_url
 from .connections import SmbUrl, open_tree, parse_url, smb_path
 from .files import expand, is_remote_dir, isdir, stdout, walk
@@ -53,17 +53,20 @@ def download(tree, path: str, local: BinaryIO, label: str = "",
             return transfer.receive(tree, f, local, offset=offset, progress=own.update)
 
 
-@dataclass
-class _Job:
+class _Job(Record):
     """One file to copy: ``src`` and ``dest`` paths (remote ones share-
     relative), the source's size and times."""
 
-    src: str
-    dest: str
-    size: int
-    atime: float
-    mtime: float
-    url: str = ""              # the remote end as a URL, for error messages
+    __slots__ = ("src", "dest", "size", "atime", "mtime", "url")
+
+    def __init__(self, src: str, dest: str, size: int, atime: float, mtime: float,
+                 url: str = "") -> None:
+        self.src = src
+        self.dest = dest
+        self.size = size
+        self.atime = atime
+        self.mtime = mtime
+        self.url = url    # the remote end as a URL, for error messages
 
 
 def _split_get_args(paths: Sequence[str]) -> Tuple[List[str], Optional[str]]:

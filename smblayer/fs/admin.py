@@ -34,7 +34,7 @@ import io
 import logging
 import os
 import struct
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 from ..errors import SmbProtocolError, SmbStatusError
 from ..proto.commands import (INFO_FILESYSTEM, INFO_SECURITY, parse_query_info_response,
@@ -125,6 +125,7 @@ class AdminMixin:
     """The administrators' calls of a Tree (see the module docstring)."""
 
     _volume_serial: Optional[int] = None
+    _volume_pending = None       # (Future, finish) of its compound while in flight
 
     # -- open() options -------------------------------------------------------------
 
@@ -335,22 +336,38 @@ class AdminMixin:
     def volume_serial(self) -> int:
         """The share's volume serial number (``st_dev`` of ``stat``), asked
         once (FileFsVolumeInformation); 0 if the server does not say."""
-        serial = self._volume_serial
-        if serial is None:
-            try:
-                serial = self._query_volume_serial()
-            except (SmbStatusError, SmbProtocolError) as exc:
-                log.debug("smblayer: no volume serial for %r: %s", self, exc)
-                serial = 0
-            self._volume_serial = serial
-        return serial
+        return self._volume_serial_later()()
 
-    def _query_volume_serial(self) -> int:
+    def _volume_serial_later(self) -> Callable[[], int]:
+        """A function giving ``volume_serial``.  On SMB 2+, while it is not
+        known, its compound is sent now and its reply awaited when the
+        function is called: ``stat`` sends its own compound in between, so
+        the first stat of a tree costs one round trip, not two."""
+        serial = self._volume_serial
+        if serial is not None:
+            return lambda: serial
         if self.client.dialect.is_smb1:
-            return parse_volume_serial(self.ops.query_fs(SMB_QUERY_FS_VOLUME_INFO))
-        return parse_volume_serial(self._on_handle(
-            "", FILE_READ_ATTRIBUTES | SYNCHRONIZE,
-            lambda h: self._query(h, INFO_FILESYSTEM, FILE_FS_VOLUME_INFORMATION, 0, 1024)))
+            return lambda: self._settle_serial(
+                lambda: self.ops.query_fs(SMB_QUERY_FS_VOLUME_INFO))
+        pending = self._volume_pending
+        if pending is None:
+            tasks, finish = self.ops.query_fs_plan(FILE_FS_VOLUME_INFORMATION, 1024)
+            pending = self._volume_pending = (self.client.run_compound_async(tasks), finish)
+        future, finish = pending
+        return lambda: self._settle_serial(lambda: finish(future.result()))
+
+    def _settle_serial(self, ask: Callable[[], bytes]) -> int:
+        """The serial from ``ask()`` (the FileFsVolumeInformation), kept."""
+        try:
+            serial = parse_volume_serial(ask())
+        except (SmbStatusError, SmbProtocolError) as exc:
+            log.debug("smblayer: no volume serial for %r: %s", self, exc)
+            serial = 0
+        except BaseException:
+            self._volume_pending = None      # (a lost connection): asked again next time
+            raise
+        self._volume_serial, self._volume_pending = serial, None
+        return serial
 
     @staticmethod
     def _norm(path) -> str:

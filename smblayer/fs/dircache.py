@@ -38,7 +38,6 @@ leases nothing is asked and everything is as without the cache.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import logging
 import threading
 import time
@@ -46,6 +45,7 @@ from typing import List, Optional
 
 from ..errors import SmbError, status_error
 from ..proto.status import NtStatus
+from ..records import Record, replace
 from ..transport.states import ClientState
 from .ops import (DELETE, FILE_APPEND_DATA, FILE_DIRECTORY_FILE, FILE_LIST_DIRECTORY, FILE_OPEN,
                   FILE_READ_ATTRIBUTES, FILE_WRITE_ATTRIBUTES, FILE_WRITE_DATA, LEASE_HANDLE,
@@ -65,12 +65,15 @@ _CHANGES = FILE_WRITE_DATA | FILE_APPEND_DATA | FILE_WRITE_ATTRIBUTES | DELETE |
     0x00040000 | 0x00080000 | 0x00000010        # WRITE_DAC, WRITE_OWNER, FILE_WRITE_EA
 
 
-@dataclasses.dataclass
-class _Dir:
-    handle: Handle
-    entries: List[FileInfo]
-    index: dict
-    expires: float
+class _Dir(Record):
+    __slots__ = ("handle", "entries", "index", "expires")
+
+    def __init__(self, handle: Handle, entries: List[FileInfo], index: dict,
+                 expires: float) -> None:
+        self.handle = handle
+        self.entries = entries
+        self.index = index
+        self.expires = expires
 
 
 class DirCache:
@@ -120,7 +123,7 @@ class DirCache:
             entry = self._valid(path)
             if entry is not None:
                 self.hits += 1
-                return [dataclasses.replace(info) for info in entry.entries]
+                return [replace(info) for info in entry.entries]
         self._drop_stale(path)
         return self._fill(path)
 
@@ -140,7 +143,7 @@ class DirCache:
             self.hits += 1
         if info is None:
             raise status_error(NtStatus.OBJECT_NAME_NOT_FOUND, "CREATE", path)
-        return dataclasses.replace(info)
+        return replace(info)
 
     # -- filling -------------------------------------------------------------------------------
 
@@ -171,7 +174,7 @@ class DirCache:
                         while len(self._dirs) > tree.dir_cache_size:
                             evicted.append(self._dirs.popitem(last=False)[1])
                 self._close([e.handle for e in evicted] if keep else [])
-            return [dataclasses.replace(info) for info in entries]
+            return [replace(info) for info in entries]
         finally:
             if not keep:
                 self._close([handle])

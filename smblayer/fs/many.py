@@ -9,8 +9,9 @@ thread:
 * download (:func:`get_files`): one compound CREATE + READ + CLOSE, then the
   bytes go to a local temporary name renamed over the destination
   (:func:`.transfer.local_temp`), then its times;
-* upload (:func:`put_files`): CREATE + WRITE + CLOSE of a temporary name
-  beside the destination, its times, then a rename over the destination;
+* upload (:func:`put_files`): CREATE + WRITE + SET_INFO (its times) +
+  CLOSE of a temporary name beside the destination, then a rename over
+  the destination;
   on any failure the temporary file is deleted, so the destination is whole
   or as it was;
 * share to share (:func:`copy_files`): the read of one and the write of the
@@ -92,12 +93,11 @@ def _write_job(tree, data, dest: str, filetimes: Optional[Tuple[int, int]]):
     ops = tree.ops
     temp = normpath(_temp_name(dest))
     try:
-        written = yield ops.write_whole_plan(temp, data)
+        # the times go in the write's compound: two round trips a file
+        written = yield ops.write_whole_plan(temp, data, filetimes)
         if written is None or written < len(data):
             raise SmbStatusError(NtStatus.DISK_FULL, "WRITE", dest.replace("\\", "/"),
                                  message=f"short write ({written} of {len(data)} bytes)")
-        if filetimes is not None:
-            yield ops.set_times_plan(temp, *filetimes)
         yield ops.rename_plan(temp, normpath(dest), True)
     except GeneratorExit:              # the caller stopped (Ctrl-C): no more plans
         _remove_quietly(tree, temp)

@@ -24,8 +24,9 @@ from __future__ import annotations
 import math
 import os
 import stat as stat_module
-from dataclasses import dataclass, field
 from typing import Any, Iterator, Optional, Tuple
+
+from ..records import FrozenRecord, Record
 
 # Windows FILETIME: 100 ns ticks since 1601-01-01.
 _EPOCH_DELTA = 116444736000000000
@@ -135,22 +136,29 @@ def _float_seconds(ns: int) -> float:
 StatResult = os.stat_result
 
 
-@dataclass
-class FileInfo:
+class FileInfo(Record):
     """What SMB tells about a file; ``to_stat()`` gives the os.stat_result."""
 
-    name: str = ""
-    size: int = 0
-    allocation_size: int = 0
-    attributes: int = 0
-    creation_time: int = 0       # FILETIME
-    last_access_time: int = 0
-    last_write_time: int = 0
-    change_time: int = 0
-    file_index: int = 0          # the server's file id (st_ino)
-    nlink: int = 1
-    link: bool = False           # a symbolic link itself (lstat): S_IFLNK
-    posix: Any = None            # PosixInfo (proto.posix) on a POSIX-extensions open
+    __slots__ = ("name", "size", "allocation_size", "attributes", "creation_time",
+                 "last_access_time", "last_write_time", "change_time", "file_index", "nlink",
+                 "link", "posix")
+
+    def __init__(self, name: str = "", size: int = 0, allocation_size: int = 0,
+                 attributes: int = 0, creation_time: int = 0, last_access_time: int = 0,
+                 last_write_time: int = 0, change_time: int = 0, file_index: int = 0,
+                 nlink: int = 1, link: bool = False, posix: Any = None) -> None:
+        self.name = name
+        self.size = size
+        self.allocation_size = allocation_size
+        self.attributes = attributes
+        self.creation_time = creation_time    # FILETIME
+        self.last_access_time = last_access_time
+        self.last_write_time = last_write_time
+        self.change_time = change_time
+        self.file_index = file_index    # the server's file id (st_ino)
+        self.nlink = nlink
+        self.link = link    # a symbolic link itself (lstat): S_IFLNK
+        self.posix = posix    # PosixInfo (proto.posix) on a POSIX-extensions open
 
     def update(self, state: Any) -> "FileInfo":
         """Take the times, sizes and attributes a reply reports
@@ -210,24 +218,24 @@ def _owner_ids(posix) -> Tuple[int, int]:
     return uid, gid
 
 
-@dataclass(frozen=True)
-class FsSize:
+class FsSize(FrozenRecord):
     """A volume's size in allocation units ([MS-FSCC] 2.5.4
     FileFsFullSizeInformation)."""
 
-    total_units: int
-    caller_available_units: int
-    actual_available_units: int
-    sectors_per_unit: int
-    bytes_per_sector: int
+    __slots__ = ("total_units", "caller_available_units", "actual_available_units",
+                 "sectors_per_unit", "bytes_per_sector")
+
+    def __init__(self, total_units: int, caller_available_units: int, actual_available_units: int,
+                 sectors_per_unit: int, bytes_per_sector: int) -> None:
+        self._init(total_units, caller_available_units, actual_available_units, sectors_per_unit,
+                   bytes_per_sector)
 
     @property
     def unit_size(self) -> int:
         return self.sectors_per_unit * self.bytes_per_sector
 
 
-@dataclass
-class Handle:
+class Handle(Record):
     """An open file: ``fid`` is opaque to the Tree (16 bytes on SMB2, an int
     on SMB1).
 
@@ -236,25 +244,39 @@ class Handle:
     share.  ``access``/``share_access``/``create_options`` and the oplock and
     lease state asked for are what a reclaim or a reopen sends again."""
 
-    fid: Any
-    path: str
-    info: FileInfo
-    oplock_level: int = OPLOCK_NONE
-    lease_key: Optional[bytes] = None
-    lease_state: int = 0
-    granted_access: int = 0
-    closed: bool = False
-    file: Any = field(default=None, repr=False)     # the SmbRawFile using it, for breaks
-    generation: int = 0          # the client connection generation it is valid on
-    durable: bool = False
-    persistent: bool = False
-    create_guid: Optional[bytes] = None
-    access: int = 0
-    share_access: int = FILE_SHARE_ALL
-    create_options: int = 0
-    requested_oplock: int = OPLOCK_NONE
-    requested_lease: int = 0
-    deferred: bool = False       # closed by its file, kept open (fs.deferred)
+    __slots__ = ("fid", "path", "info", "oplock_level", "lease_key", "lease_state",
+                 "granted_access", "closed", "file", "generation", "durable", "persistent",
+                 "create_guid", "access", "share_access", "create_options", "requested_oplock",
+                 "requested_lease", "deferred")
+    _hidden = ("file",)
+
+    def __init__(self, fid: Any, path: str, info: FileInfo, oplock_level: int = OPLOCK_NONE,
+                 lease_key: Optional[bytes] = None, lease_state: int = 0, granted_access: int = 0,
+                 closed: bool = False, file: Any = None, generation: int = 0,
+                 durable: bool = False, persistent: bool = False,
+                 create_guid: Optional[bytes] = None, access: int = 0,
+                 share_access: int = FILE_SHARE_ALL, create_options: int = 0,
+                 requested_oplock: int = OPLOCK_NONE, requested_lease: int = 0,
+                 deferred: bool = False) -> None:
+        self.fid = fid
+        self.path = path
+        self.info = info
+        self.oplock_level = oplock_level
+        self.lease_key = lease_key
+        self.lease_state = lease_state
+        self.granted_access = granted_access
+        self.closed = closed
+        self.file = file    # the SmbRawFile using it, for breaks
+        self.generation = generation    # the client connection generation it is valid on
+        self.durable = durable
+        self.persistent = persistent
+        self.create_guid = create_guid
+        self.access = access
+        self.share_access = share_access
+        self.create_options = create_options
+        self.requested_oplock = requested_oplock
+        self.requested_lease = requested_lease
+        self.deferred = deferred    # closed by its file, kept open (fs.deferred)
 
 
 class FileOps:

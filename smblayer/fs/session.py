@@ -714,7 +714,7 @@ class Session:
         with self._trees_lock:
             trees = list(self.trees.values())
         for tree in trees:
-            tree.disconnect()
+            tree.disconnect(wait=False)          # answered with the LOGOFF: one round trip
         try:
             task = self._ops.logoff_task()
             task.security = self

@@ -413,12 +413,22 @@ class Smb2FileOps(FileOps):
         None if the CREATE stopped on a symbolic link (open() follows it)."""
         return self.run_plan(self.write_whole_plan(path, data))
 
-    def write_whole_plan(self, path: str, data) -> "Plan":
+    def write_whole_plan(self, path: str, data,
+                         filetimes: Optional[Tuple[int, int]] = None) -> "Plan":
+        """``write_whole``'s compound; ``filetimes``: (access, write)
+        FILETIMEs set after the WRITE, in the same compound (SET_INFO
+        FileBasicInformation on the related handle)."""
+        access = FILE_WRITE_DATA | FILE_READ_ATTRIBUTES | SYNCHRONIZE
+        if filetimes is not None:
+            access |= FILE_WRITE_ATTRIBUTES
         create, _level, _key = self._create_task(
-            path, access=FILE_WRITE_DATA | FILE_READ_ATTRIBUTES | SYNCHRONIZE,
-            disposition=FILE_OVERWRITE_IF, create_options=FILE_NON_DIRECTORY_FILE)
+            path, access=access, disposition=FILE_OVERWRITE_IF,
+            create_options=FILE_NON_DIRECTORY_FILE)
         related = Handle(RELATED_FILE_ID, path, FileInfo())
         tasks = [create, self._related_close(path)]
+        if filetimes is not None:
+            tasks.insert(1, self._set_info_task(related, FILE_BASIC_INFORMATION,
+                                                fileinfo.basic_information(0, *filetimes), path))
         if len(data):
             tasks.insert(1, self.write_task(related, 0, data))
 
@@ -714,17 +724,21 @@ class Smb2FileOps(FileOps):
             self.close(handle)
 
     def fs_size(self) -> FsSize:
-        handle = self.open("", access=FILE_READ_ATTRIBUTES | SYNCHRONIZE, disposition=FILE_OPEN,
-                           create_options=FILE_DIRECTORY_FILE)
-        try:
-            request = commands.query_info_request(
-                handle.fid, INFO_FILESYSTEM, FILE_FS_FULL_SIZE_INFORMATION,
-                output_length=fileinfo.FS_FULL_SIZE_INFORMATION_SIZE)
-            reply = self._run(Command.QUERY_INFO, request, "")
-        finally:
-            self.close(handle)
-        return FsSize(*_decode(fileinfo.parse_fs_full_size_information,
-                               _decode(commands.parse_query_info_response, reply)))
+        buf = self.run_plan(self.query_fs_plan(FILE_FS_FULL_SIZE_INFORMATION,
+                                               fileinfo.FS_FULL_SIZE_INFORMATION_SIZE))
+        return FsSize(*_decode(fileinfo.parse_fs_full_size_information, buf))
+
+    def query_fs_plan(self, info_class: int, output_length: int) -> "Plan":
+        """One round trip for a volume's information: CREATE of the share
+        root, QUERY_INFO(filesystem, ``info_class``) and CLOSE as one related
+        compound; the result is the information buffer."""
+        create, _level, _key = self._create_task(
+            "", access=FILE_READ_ATTRIBUTES | SYNCHRONIZE, disposition=FILE_OPEN,
+            create_options=FILE_DIRECTORY_FILE)
+        query = self._task(Command.QUERY_INFO, commands.query_info_request(
+            RELATED_FILE_ID, INFO_FILESYSTEM, info_class, output_length=output_length), "")
+        return ([create, query, self._related_close("")],
+                lambda replies: _decode(commands.parse_query_info_response, replies[1]))
 
     def mkdir(self, path: str) -> None:
         handle = self.open(path, access=FILE_READ_ATTRIBUTES | SYNCHRONIZE,

@@ -10,9 +10,11 @@ engine moves data in large calls (:func:`chunk_size`: at least 16 MiB, or
 16 requests' worth).  What stays is to keep the local side out of the
 network's way:
 
-* a regular local file is mapped (:func:`mapping`): an upload sends straight
-  from a read-only mapping, a download into a file opened for reading and
-  writing receives straight into a shared mapping of it: no copy here;
+* a regular local file is mapped (:func:`mapped_windows`), one chunk's
+  window at a time so the resident memory stays bounded: an upload sends
+  straight from a read-only mapping, a download into a file opened for
+  reading and writing receives straight into a shared mapping of it: no
+  copy here;
 * anything else (a pipe, a terminal, stdin) goes through a
   :class:`DoubleBuffer`: one helper thread does the local I/O into one
   buffer while the caller's thread does the network I/O on the other.
@@ -50,7 +52,8 @@ log = logging.getLogger("smblayer")
 
 __all__ = ["CHUNK", "VerifyError", "chunk_size", "upload", "download", "send", "receive",
            "put_file", "get_file", "copy_remote", "read_chunks", "remote_digest",
-           "local_digest", "local_temp", "DoubleBuffer", "mapping", "write_all", "closing"]
+           "local_digest", "local_temp", "DoubleBuffer", "mapped_windows", "write_all",
+           "closing"]
 
 CHUNK = 16 * 1024 * 1024          # bytes per read()/write() call on transfers
 
@@ -126,39 +129,51 @@ class DoubleBuffer:
             yield current[:n]
 
 
-@contextlib.contextmanager
-def mapping(local, access: int) -> Iterator[Optional[memoryview]]:
-    """A memoryview of ``local`` mapped with ``access``, or None where the
-    file can't be mapped (a pipe, a terminal, an empty file)."""
+def _mappable_size(local) -> Optional[int]:
+    """The size of ``local`` if it is a regular file that can be mapped
+    (not a pipe, a terminal or an empty file), else None."""
     try:
-        fd = local.fileno()
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
-            raise OSError("not a mappable file")
-        mapped = _mmap(fd, access)
+        st = os.fstat(local.fileno())
     except (OSError, ValueError, io.UnsupportedOperation):
-        yield None
-        return
-    view = memoryview(mapped)
-    try:
-        yield view
-    finally:
-        view.release()
+        return None
+    return st.st_size if stat.S_ISREG(st.st_mode) and st.st_size else None
+
+
+def mapped_windows(local, start: int, end: int, access: int, span: int
+                   ) -> Iterator[memoryview]:
+    """Bytes ``start`` to ``end`` of the regular file ``local`` as views of
+    mappings of at most ``span`` bytes, one after the other: each window is
+    unmapped before the next is mapped, so what the copy keeps resident is
+    bounded by ``span`` (a whole 1 GiB file mapped at once was 1 GiB of
+    RSS).  Use it under ``contextlib.closing`` when leaving early."""
+    fd = local.fileno()
+    pos = start
+    while pos < end:
+        base = pos - pos % mmap.ALLOCATIONGRANULARITY
+        length = min(end, pos + span) - base
+        mapped = _mmap(fd, access, length, base)
+        view = memoryview(mapped)
         try:
-            mapped.close()
-        except BufferError:
-            pass      # a request still holds a slice: unmapped when that goes
+            yield view[pos - base:]
+        finally:
+            view.release()
+            try:
+                mapped.close()
+            except BufferError:
+                pass      # a request still holds a slice: unmapped when that goes
+        pos = base + length
 
 
-def _mmap(fd: int, access: int) -> mmap.mmap:
-    """Map the whole file.  A file to read is pre-faulted where the platform
-    can (one kernel pass instead of a fault per page); a file being filled
-    is not (pre-faulting would zero every page before the first byte
-    arrives instead of as the data comes)."""
+def _mmap(fd: int, access: int, length: int, offset: int) -> mmap.mmap:
+    """Map ``length`` bytes at ``offset``.  A window to read is pre-faulted
+    where the platform can (one kernel pass instead of a fault per page); a
+    window being filled is not (pre-faulting would zero every page before
+    the first byte arrives instead of as the data comes)."""
     populate = getattr(mmap, "MAP_POPULATE", 0)
     if populate and access == mmap.ACCESS_READ:
-        return mmap.mmap(fd, 0, flags=mmap.MAP_SHARED | populate, prot=mmap.PROT_READ)
-    return mmap.mmap(fd, 0, access=access)
+        return mmap.mmap(fd, length, flags=mmap.MAP_SHARED | populate, prot=mmap.PROT_READ,
+                         offset=offset)
+    return mmap.mmap(fd, length, access=access, offset=offset)
 
 
 def _can_map_for_write(local) -> bool:
@@ -214,15 +229,15 @@ def send(tree, local: BinaryIO, f, *, offset: int = 0, progress: Progress = None
     update = progress or _ignore
     chunk = chunk_size(tree)
     total = 0
-    with mapping(local, mmap.ACCESS_READ) as mapped:
-        if mapped is not None:
-            for start in range(offset, len(mapped), chunk):
-                part = mapped[start:start + chunk]
+    size = _mappable_size(local)
+    if size is not None:
+        with contextlib.closing(mapped_windows(local, offset, size, mmap.ACCESS_READ,
+                                               chunk)) as windows:
+            for part in windows:
                 write_all(f, part)
                 total += len(part)
                 update(len(part))
-                part.release()
-            return total
+        return total
     if offset:
         local.seek(offset)
     with DoubleBuffer(chunk) as buffers:
@@ -246,15 +261,14 @@ def receive(tree, f, local: BinaryIO, *, offset: int = 0, progress: Progress = N
     total = offset
     if size > offset and _can_map_for_write(local):
         local.truncate(size)
-        with mapping(local, mmap.ACCESS_WRITE) as mapped:
-            while total < size:
-                part = mapped[total:total + chunk]
+        with contextlib.closing(mapped_windows(local, offset, size, mmap.ACCESS_WRITE,
+                                               chunk)) as windows:
+            for part in windows:
                 n = f.readinto(part)
-                part.release()
-                if not n:
-                    break
                 total += n
                 update(n)
+                if n < len(part):
+                    break
         if total != size:             # the file shrank meanwhile
             local.truncate(total)
         return total - offset

@@ -99,6 +99,12 @@ def _write_caching(handle: Handle) -> bool:
     return handle.oplock_level in (OPLOCK_EXCLUSIVE, OPLOCK_BATCH)
 
 
+def _log_disconnect(future) -> None:
+    """A TREE_DISCONNECT not waited for: its failure is logged (smbiod)."""
+    if not future.cancelled() and future.exception() is not None:
+        log.debug("smblayer: TREE_DISCONNECT failed: %s", future.exception())
+
+
 class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin, DirCacheMixin):
     """A connected share.  Built by ``Session.tree_connect(share)``; the
     os/shutil-level helpers come from :class:`~smblayer.fs.helpers.TreeHelpers`,
@@ -169,7 +175,10 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin, DirCacheMixi
         with self._lock:
             return list(self._files.values())
 
-    def disconnect(self) -> None:
+    def disconnect(self, wait: bool = True) -> None:
+        """Close the open files and send TREE_DISCONNECT.  ``wait=False``:
+        its reply is not waited for (a failure is logged) -- a LOGOFF sent
+        next then takes the same round trip."""
         if not self.connected:
             return
         self._close_all_files()
@@ -179,14 +188,18 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin, DirCacheMixi
         self._recovery.detach()
         self.session._forget_tree(self)
         try:
-            self.client.run_task(self.ops.tree_disconnect_task())
-        except SmbError as exc:
+            if wait:
+                self.client.run_task(self.ops.tree_disconnect_task())
+            else:
+                self.client.run_task_async(self.ops.tree_disconnect_task()) \
+                    .add_done_callback(_log_disconnect)
+        except (SmbError, RuntimeError) as exc:     # RuntimeError: the client shut down
             log.debug("smblayer: TREE_DISCONNECT failed: %s", exc)
 
     def close(self) -> None:
         """Close the open files and disconnect; a tree made by fs.connect()
         also logs off and releases its client."""
-        self.disconnect()
+        self.disconnect(wait=not self._owns_session)
         breaks, self._breaks = self._breaks, None
         if breaks is not None:
             breaks.detach(self)
@@ -376,7 +389,9 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin, DirCacheMixi
     def stat(self, path="") -> os.stat_result:
         """An ``os.stat_result`` (st_mode with the type bits, st_ino the
         server's file id, st_nlink, times as floats and ``_ns``)."""
-        return self.file_info(path).to_stat(dev=self.volume_serial)
+        self._check_connected()
+        serial = self._volume_serial_later()      # asked alongside the first stat
+        return self.file_info(path).to_stat(dev=serial())
 
     def file_info(self, path="") -> FileInfo:
         """What the server tells about ``path`` (attributes, FILETIMEs, ...)."""

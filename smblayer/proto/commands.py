@@ -29,9 +29,9 @@ Nothing here does I/O.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple
 
+from ..records import Record
 from .info import FileState
 from .smb2 import HEADER_SIZE, Command, MalformedMessage
 from .status import NtStatus
@@ -202,14 +202,17 @@ def tree_connect_request(server: str, share: str) -> Tuple[bytes, bytes]:
     return _TREE_CONNECT.pack(9, 0, HEADER_SIZE + _TREE_CONNECT.size, len(path)), path
 
 
-@dataclass
-class TreeConnectResponse:
+class TreeConnectResponse(Record):
     """The fields of a TREE_CONNECT response."""
 
-    share_type: int
-    share_flags: int
-    capabilities: int
-    maximal_access: int
+    __slots__ = ("share_type", "share_flags", "capabilities", "maximal_access")
+
+    def __init__(self, share_type: int, share_flags: int, capabilities: int,
+                 maximal_access: int) -> None:
+        self.share_type = share_type
+        self.share_flags = share_flags
+        self.capabilities = capabilities
+        self.maximal_access = maximal_access
 
 
 def parse_tree_connect_response(message) -> TreeConnectResponse:
@@ -246,21 +249,28 @@ def create_request(path: str, *, desired_access: int, disposition: int,
     return (body, buffer, contexts) if contexts else (body, buffer)
 
 
-@dataclass
-class CreateResponse:
+class CreateResponse(Record):
     """The fields of a CREATE response."""
 
-    file_id: bytes
-    oplock_level: int
-    create_action: int
-    creation_time: int
-    last_access_time: int
-    last_write_time: int
-    change_time: int
-    allocation_size: int
-    end_of_file: int
-    file_attributes: int
-    contexts: bytes = b""
+    __slots__ = ("file_id", "oplock_level", "create_action", "creation_time", "last_access_time",
+                 "last_write_time", "change_time", "allocation_size", "end_of_file",
+                 "file_attributes", "contexts")
+
+    def __init__(self, file_id: bytes, oplock_level: int, create_action: int, creation_time: int,
+                 last_access_time: int, last_write_time: int, change_time: int,
+                 allocation_size: int, end_of_file: int, file_attributes: int,
+                 contexts: bytes = b"") -> None:
+        self.file_id = file_id
+        self.oplock_level = oplock_level
+        self.create_action = create_action
+        self.creation_time = creation_time
+        self.last_access_time = last_access_time
+        self.last_write_time = last_write_time
+        self.change_time = change_time
+        self.allocation_size = allocation_size
+        self.end_of_file = end_of_file
+        self.file_attributes = file_attributes
+        self.contexts = contexts
 
 
 def parse_create_response(message) -> CreateResponse:
@@ -279,11 +289,18 @@ def close_request(file_id, *, postquery: bool = False) -> Tuple[bytes]:
                         _file_id(file_id)),)
 
 
-@dataclass
 class CloseResponse(FileState):
     """With CLOSE_FLAG_POSTQUERY_ATTRIB in ``flags`` the file's final state
     (else zeros)."""
-    flags: int = 0
+
+    __slots__ = ("flags",)
+
+    def __init__(self, creation_time: int, last_access_time: int, last_write_time: int,
+                 change_time: int, allocation_size: int, end_of_file: int, file_attributes: int,
+                 flags: int = 0) -> None:
+        super().__init__(creation_time, last_access_time, last_write_time, change_time,
+              allocation_size, end_of_file, file_attributes)
+        self.flags = flags
 
 
 def parse_close_response(message) -> CloseResponse:
@@ -307,14 +324,16 @@ def ioctl_request(ctl_code: int, file_id, input: bytes = b"", *, max_output: int
     return (body, input) if input else (body,)
 
 
-@dataclass
-class IoctlResponse:
+class IoctlResponse(Record):
     """The fields of an IOCTL response."""
 
-    ctl_code: int
-    file_id: bytes
-    input: bytes
-    output: bytes
+    __slots__ = ("ctl_code", "file_id", "input", "output")
+
+    def __init__(self, ctl_code: int, file_id: bytes, input: bytes, output: bytes) -> None:
+        self.ctl_code = ctl_code
+        self.file_id = file_id
+        self.input = input
+        self.output = output
 
 
 def parse_ioctl_response(message) -> IoctlResponse:
@@ -348,16 +367,19 @@ def copychunk_input(resume_key: bytes, chunks: Sequence[Tuple[int, int, int]]) -
         for src, dst, length in chunks)
 
 
-@dataclass
-class CopyChunkResult:
+class CopyChunkResult(Record):
     """SRV_COPYCHUNK_RESPONSE: on success, what was written; with
     STATUS_INVALID_PARAMETER, the server's limits (chunks_written = max
     chunk count, chunk_bytes_written = max chunk size, total_bytes_written =
     max total size per request)."""
 
-    chunks_written: int
-    chunk_bytes_written: int
-    total_bytes_written: int
+    __slots__ = ("chunks_written", "chunk_bytes_written", "total_bytes_written")
+
+    def __init__(self, chunks_written: int, chunk_bytes_written: int,
+                 total_bytes_written: int) -> None:
+        self.chunks_written = chunks_written
+        self.chunk_bytes_written = chunk_bytes_written
+        self.total_bytes_written = total_bytes_written
 
 
 def parse_copychunk_output(output: bytes) -> CopyChunkResult:
@@ -378,12 +400,14 @@ def change_notify_request(file_id, *, completion_filter: int = FILE_NOTIFY_CHANG
                          completion_filter, 0),)
 
 
-@dataclass
-class NotifyEntry:
+class NotifyEntry(Record):
     """One entry of a CHANGE_NOTIFY response."""
 
-    action: int
-    name: str        # relative to the watched directory, with backslashes
+    __slots__ = ("action", "name")
+
+    def __init__(self, action: int, name: str) -> None:
+        self.action = action
+        self.name = name    # relative to the watched directory, with backslashes
 
 
 def parse_change_notify_response(message) -> List[NotifyEntry]:
@@ -481,17 +505,22 @@ def parse_query_directory_response(message) -> bytes:
     return bytes(_buffer(message, off, length, "QUERY_DIRECTORY output"))
 
 
-@dataclass
-class DirectoryEntry:
+class DirectoryEntry(Record):
     """One entry of a QUERY_DIRECTORY response."""
 
-    name: str
-    file_index: int
-    end_of_file: int
-    allocation_size: int
-    file_attributes: int
-    times: Tuple[int, int, int, int] = field(default=(0, 0, 0, 0))   # c, a, w, change
-    file_id: int = 0        # the on-disk id, for the FILE_ID_* classes
+    __slots__ = ("name", "file_index", "end_of_file", "allocation_size", "file_attributes",
+                 "times", "file_id")
+
+    def __init__(self, name: str, file_index: int, end_of_file: int, allocation_size: int,
+                 file_attributes: int, times: Tuple[int, int, int, int] = (0, 0, 0, 0),
+                 file_id: int = 0) -> None:
+        self.name = name
+        self.file_index = file_index
+        self.end_of_file = end_of_file
+        self.allocation_size = allocation_size
+        self.file_attributes = file_attributes
+        self.times = times    # c, a, w, change
+        self.file_id = file_id    # the on-disk id, for the FILE_ID_* classes
 
 
 _DIR_COMMON = struct.Struct("<IIQQQQQQII")     # the head shared by the directory classes

@@ -21,9 +21,9 @@ with a referral (cache it, connect its targets, fail over) is
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from typing import List
 
+from ..records import FrozenRecord, Record
 from .smb2 import MalformedMessage
 
 __all__ = ["FSCTL_DFS_GET_REFERRALS", "TRANS2_GET_DFS_REFERRAL", "MAX_REFERRAL_LEVEL",
@@ -44,30 +44,35 @@ _ROOT_TARGETS = 0x0001
 _DEFAULT_TTL = 300                              # a version 1 entry has none
 
 
-@dataclass(frozen=True)
-class ReferralTarget:
+class ReferralTarget(FrozenRecord):
     """``\\\\server\\share\\path`` of one target (``path`` may be "")."""
-    server: str
-    share: str
-    path: str = ""
+
+    __slots__ = ("server", "share", "path")
+
+    def __init__(self, server: str, share: str, path: str = "") -> None:
+        self._init(server, share, path)
 
     def __str__(self) -> str:
         tail = "\\" + self.path if self.path else ""
         return f"\\\\{self.server}\\{self.share}{tail}"
 
 
-@dataclass
-class Referral:
+class Referral(Record):
     """One referral: ``prefix`` (the DFS path it covers, ``\\\\host\\dfs\\link``),
     its targets in order, the TTL in seconds, whether it is a root referral.
     ``expires`` and ``preferred`` are its cache's bookkeeping."""
-    prefix: str
-    targets: List[ReferralTarget]
-    ttl: int
-    root: bool = False
-    expires: float = 0.0
-    preferred: int = 0                     # index of the target that worked last
-    version: int = 0
+
+    __slots__ = ("prefix", "targets", "ttl", "root", "expires", "preferred", "version")
+
+    def __init__(self, prefix: str, targets: List[ReferralTarget], ttl: int, root: bool = False,
+                 expires: float = 0.0, preferred: int = 0, version: int = 0) -> None:
+        self.prefix = prefix
+        self.targets = targets
+        self.ttl = ttl
+        self.root = root
+        self.expires = expires
+        self.preferred = preferred    # index of the target that worked last
+        self.version = version
 
     def ordered(self) -> List[ReferralTarget]:
         return self.targets[self.preferred:] + self.targets[:self.preferred]

@@ -16,8 +16,8 @@ length or offset.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 
+from ..records import Record
 from .smb2 import HEADER_SIZE, MalformedMessage
 
 __all__ = ["read_request", "read_response_data", "write_request", "write_response_count",
@@ -77,16 +77,18 @@ def flush_request(file_id: bytes) -> bytes:
     return _FLUSH.pack(24, 0, 0, file_id)
 
 
-@dataclass
-class Break:
+class Break(Record):
     """A break notification: ``kind`` "oplock" (``key`` the FileId,
     ``new_level`` the oplock level) or "lease" (``key`` the LeaseKey,
     ``new_level`` the new lease state)."""
 
-    kind: str
-    key: bytes
-    new_level: int
-    flags: int = 0
+    __slots__ = ("kind", "key", "new_level", "flags")
+
+    def __init__(self, kind: str, key: bytes, new_level: int, flags: int = 0) -> None:
+        self.kind = kind
+        self.key = key
+        self.new_level = new_level
+        self.flags = flags
 
 
 def parse_break_notification(message) -> Break:

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import re
 import struct
-from dataclasses import dataclass
 from typing import List
 
+from ..records import FrozenRecord
 from .security import MalformedSecurity
 
 
@@ -49,15 +49,15 @@ _VOLUME = struct.Struct("<QIIBx")         # CreationTime, Serial, LabelLength, O
 _GMT = re.compile(r"^@GMT-\d{4}\.\d{2}\.\d{2}-\d{2}\.\d{2}\.\d{2}$")
 
 
-@dataclass(frozen=True)
-class StreamInfo:
+class StreamInfo(FrozenRecord):
     """One data stream of a file: ``name`` as the server gives it
     ("::$DATA" for the main stream, ":name:$DATA"), its ``size`` and
     ``allocation_size``; ``stream`` is the bare name ("" for the main one)."""
 
-    name: str
-    size: int
-    allocation_size: int
+    __slots__ = ("name", "size", "allocation_size")
+
+    def __init__(self, name: str, size: int, allocation_size: int) -> None:
+        self._init(name, size, allocation_size)
 
     @property
     def stream(self) -> str:
@@ -117,17 +117,16 @@ def is_snapshot_token(token: str) -> bool:
     return isinstance(token, str) and bool(_GMT.match(token))
 
 
-@dataclass(frozen=True)
-class SymlinkTarget:
+class SymlinkTarget(FrozenRecord):
     """A symbolic link's target: ``substitute`` (what the server follows),
     ``printable`` (for display), ``relative`` (SYMLINK_FLAG_RELATIVE), and
     ``unparsed`` (for an error response: bytes of the path left after the
     link)."""
 
-    substitute: str
-    printable: str
-    relative: bool
-    unparsed: int = 0
+    __slots__ = ("substitute", "printable", "relative", "unparsed")
+
+    def __init__(self, substitute: str, printable: str, relative: bool, unparsed: int = 0) -> None:
+        self._init(substitute, printable, relative, unparsed)
 
 
 def _symlink_body(buf: bytes, pos: int, end: int) -> SymlinkTarget:

@@ -24,9 +24,9 @@ reparse data, symbolic-link errors) are in :mod:`smblayer.proto.fscc`.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from typing import Tuple
 
+from ..records import Record
 from .smb2 import MalformedMessage
 
 __all__ = ["basic_information", "FileState", "AllInformation", "parse_all_information",
@@ -57,28 +57,41 @@ def basic_information(creation: int = 0, last_access: int = 0, last_write: int =
     return _BASIC.pack(creation, last_access, last_write, change, attributes)
 
 
-@dataclass
-class FileState:
+class FileState(Record):
     """What an open, a close or a query reports about a file: its times
     (FILETIME), sizes and attributes.  (``commands.CreateResponse`` carries
     the same fields under the same names.)"""
-    creation_time: int
-    last_access_time: int
-    last_write_time: int
-    change_time: int
-    allocation_size: int
-    end_of_file: int
-    file_attributes: int
+
+    __slots__ = ("creation_time", "last_access_time", "last_write_time", "change_time",
+                 "allocation_size", "end_of_file", "file_attributes")
+
+    def __init__(self, creation_time: int, last_access_time: int, last_write_time: int,
+                 change_time: int, allocation_size: int, end_of_file: int,
+                 file_attributes: int) -> None:
+        self.creation_time = creation_time
+        self.last_access_time = last_access_time
+        self.last_write_time = last_write_time
+        self.change_time = change_time
+        self.allocation_size = allocation_size
+        self.end_of_file = end_of_file
+        self.file_attributes = file_attributes
 
 
-@dataclass
 class AllInformation(FileState):
     """FileAllInformation: the file state plus its link count and more."""
 
-    links: int = 1
-    delete_pending: bool = False
-    directory: bool = False
-    file_id: int = 0
+    __slots__ = ("links", "delete_pending", "directory", "file_id")
+
+    def __init__(self, creation_time: int, last_access_time: int, last_write_time: int,
+                 change_time: int, allocation_size: int, end_of_file: int, file_attributes: int,
+                 links: int = 1, delete_pending: bool = False, directory: bool = False,
+                 file_id: int = 0) -> None:
+        super().__init__(creation_time, last_access_time, last_write_time, change_time,
+              allocation_size, end_of_file, file_attributes)
+        self.links = links
+        self.delete_pending = delete_pending
+        self.directory = directory
+        self.file_id = file_id
 
 
 def parse_all_information(buf, with_file_id: bool = True) -> AllInformation:

@@ -28,10 +28,10 @@ from __future__ import annotations
 
 import enum
 import struct
-from dataclasses import dataclass, field
 from typing import List, Optional, Tuple, Union
 
 from ..config import Dialect, DialectRange
+from ..records import Record
 from . import smb1, smb2
 from .status import NtStatus, status_name
 
@@ -42,52 +42,71 @@ class NegotiateFailed(ValueError):
     """Negotiation cannot succeed within the bounds; carries a reason."""
 
 
-@dataclass
-class Outgoing:
+class Outgoing(Record):
     """One message to send: ``parts`` are header and body buffers."""
 
-    smb1: bool
-    message_id: int
-    parts: Tuple[bytes, ...]
+    __slots__ = ("smb1", "message_id", "parts")
+
+    def __init__(self, smb1: bool, message_id: int, parts: Tuple[bytes, ...]) -> None:
+        self.smb1 = smb1
+        self.message_id = message_id
+        self.parts = parts
 
     def to_bytes(self) -> bytes:
         return b"".join(self.parts)
 
 
-@dataclass
-class NegotiateResult:
+class NegotiateResult(Record):
     """What the server and we agreed on; stored as ``client.negotiated``."""
 
-    dialect: Dialect
-    server_guid: bytes = b""
-    security_mode: int = 0
-    capabilities: int = 0
-    max_transact_size: int = 65536
-    max_read_size: int = 65536
-    max_write_size: int = 65536
-    system_time: int = 0
-    server_start_time: int = 0
-    security_buffer: bytes = b""
-    cipher_id: int = 0
-    signing_algorithm: Optional[int] = None
-    client_guid: bytes = b""
-    # the server agreed to the SMB3 POSIX extensions (3.1.1, asked with posix=True)
-    posix: bool = False
-    # The SMB2 NEGOTIATE request and response as sent/received: the 3.1.1
-    # connection preauth hash is computed over these two.
-    negotiate_messages: List[bytes] = field(default_factory=list, repr=False)
-    credits_granted: int = 1
-    next_message_id: int = 1
-    # What our SMB2 NEGOTIATE request said (FSCTL_VALIDATE_NEGOTIATE_INFO
-    # repeats it for 3.0/3.0.2).
-    request_capabilities: int = 0
-    request_security_mode: int = 0
-    request_dialects: List[int] = field(default_factory=list)
-    # SMB1 only
-    max_mpx_count: int = 0
-    max_buffer_size: int = 0
-    smb1_session_key: int = 0
-    challenge: bytes = b""
+    __slots__ = ("dialect", "server_guid", "security_mode", "capabilities", "max_transact_size",
+                 "max_read_size", "max_write_size", "system_time", "server_start_time",
+                 "security_buffer", "cipher_id", "signing_algorithm", "client_guid", "posix",
+                 "negotiate_messages", "credits_granted", "next_message_id",
+                 "request_capabilities", "request_security_mode", "request_dialects",
+                 "max_mpx_count", "max_buffer_size", "smb1_session_key", "challenge")
+    _hidden = ("negotiate_messages",)
+
+    def __init__(self, dialect: Dialect, server_guid: bytes = b"", security_mode: int = 0,
+                 capabilities: int = 0, max_transact_size: int = 65536, max_read_size: int = 65536,
+                 max_write_size: int = 65536, system_time: int = 0, server_start_time: int = 0,
+                 security_buffer: bytes = b"", cipher_id: int = 0,
+                 signing_algorithm: Optional[int] = None, client_guid: bytes = b"",
+                 posix: bool = False, negotiate_messages: Optional[List[bytes]] = None,
+                 credits_granted: int = 1, next_message_id: int = 1, request_capabilities: int = 0,
+                 request_security_mode: int = 0, request_dialects: Optional[List[int]] = None,
+                 max_mpx_count: int = 0, max_buffer_size: int = 0, smb1_session_key: int = 0,
+                 challenge: bytes = b"") -> None:
+        self.dialect = dialect
+        self.server_guid = server_guid
+        self.security_mode = security_mode
+        self.capabilities = capabilities
+        self.max_transact_size = max_transact_size
+        self.max_read_size = max_read_size
+        self.max_write_size = max_write_size
+        self.system_time = system_time
+        self.server_start_time = server_start_time
+        self.security_buffer = security_buffer
+        self.cipher_id = cipher_id
+        self.signing_algorithm = signing_algorithm
+        self.client_guid = client_guid
+        # the server agreed to the SMB3 POSIX extensions (3.1.1, asked with posix=True)
+        self.posix = posix
+        # The SMB2 NEGOTIATE request and response as sent/received: the 3.1.1
+        # connection preauth hash is computed over these two.
+        self.negotiate_messages = [] if negotiate_messages is None else negotiate_messages
+        self.credits_granted = credits_granted
+        self.next_message_id = next_message_id
+        # What our SMB2 NEGOTIATE request said (FSCTL_VALIDATE_NEGOTIATE_INFO
+        # repeats it for 3.0/3.0.2).
+        self.request_capabilities = request_capabilities
+        self.request_security_mode = request_security_mode
+        self.request_dialects = [] if request_dialects is None else request_dialects
+        # SMB1 only
+        self.max_mpx_count = max_mpx_count
+        self.max_buffer_size = max_buffer_size
+        self.smb1_session_key = smb1_session_key
+        self.challenge = challenge
 
     @property
     def signing_required(self) -> bool:

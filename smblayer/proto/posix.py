@@ -30,9 +30,9 @@ from __future__ import annotations
 
 import stat as stat_module
 import struct
-from dataclasses import dataclass
 from typing import Iterator, Optional, Tuple
 
+from ..records import Record
 from .smb2 import POSIX_EXTENSIONS_GUID
 
 __all__ = ["POSIX_GUID", "FILE_POSIX_INFORMATION", "PosixInfo", "create_context",
@@ -104,17 +104,20 @@ def unix_id(parts: Tuple[int, ...], kind: Tuple[int, int]) -> Optional[int]:
     return None
 
 
-@dataclass
-class PosixInfo:
+class PosixInfo(Record):
     """What the POSIX extensions tell about a file beyond FileInfo."""
 
-    nlink: int
-    reparse_tag: int
-    mode: int                  # st_mode: type and permission bits
-    owner_sid: str
-    group_sid: str
-    uid: Optional[int]         # from an S-1-22-1 owner, else None
-    gid: Optional[int]         # from an S-1-22-2 group, else None
+    __slots__ = ("nlink", "reparse_tag", "mode", "owner_sid", "group_sid", "uid", "gid")
+
+    def __init__(self, nlink: int, reparse_tag: int, mode: int, owner_sid: str, group_sid: str,
+                 uid: Optional[int], gid: Optional[int]) -> None:
+        self.nlink = nlink
+        self.reparse_tag = reparse_tag
+        self.mode = mode    # st_mode: type and permission bits
+        self.owner_sid = owner_sid
+        self.group_sid = group_sid
+        self.uid = uid    # from an S-1-22-1 owner, else None
+        self.gid = gid    # from an S-1-22-2 group, else None
 
 
 def parse_create_response(data, pos: int = 0) -> Tuple[PosixInfo, int]:
@@ -134,20 +137,25 @@ def create_context(mode: int) -> Tuple[bytes, bytes]:
     return POSIX_GUID, _U32.pack(unix_to_wire(mode))
 
 
-@dataclass
-class PosixFileInfo:
+class PosixFileInfo(Record):
     """FILE_POSIX_INFORMATION: FileInfo's fields plus PosixInfo."""
 
-    creation_time: int
-    last_access_time: int
-    last_write_time: int
-    change_time: int
-    size: int
-    allocation_size: int
-    attributes: int
-    inode: int
-    device: int
-    posix: PosixInfo
+    __slots__ = ("creation_time", "last_access_time", "last_write_time", "change_time", "size",
+                 "allocation_size", "attributes", "inode", "device", "posix")
+
+    def __init__(self, creation_time: int, last_access_time: int, last_write_time: int,
+                 change_time: int, size: int, allocation_size: int, attributes: int, inode: int,
+                 device: int, posix: PosixInfo) -> None:
+        self.creation_time = creation_time
+        self.last_access_time = last_access_time
+        self.last_write_time = last_write_time
+        self.change_time = change_time
+        self.size = size
+        self.allocation_size = allocation_size
+        self.attributes = attributes
+        self.inode = inode
+        self.device = device
+        self.posix = posix
 
 
 def parse_file_info(data, pos: int = 0) -> Tuple[PosixFileInfo, int]:

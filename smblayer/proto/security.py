@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import re
 import struct
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Tuple
 
 from ..errors import SmbProtocolError
+from ..records import FrozenRecord, Record
 from .smb2 import MalformedMessage
 
 if TYPE_CHECKING:
@@ -141,13 +141,14 @@ MAX_SUB_AUTHORITIES = 15
 _SID_RE = re.compile(r"^S-1-(\d+)((?:-\d+){0,15})$", re.IGNORECASE)
 
 
-@dataclass(frozen=True)
-class Sid:
+class Sid(FrozenRecord):
     """A security identifier ([MS-DTYP] 2.4.2): ``str(sid)`` is "S-1-..."."""
 
-    authority: int
-    sub_authorities: Tuple[int, ...] = ()
-    revision: int = 1
+    __slots__ = ("authority", "sub_authorities", "revision")
+
+    def __init__(self, authority: int, sub_authorities: Tuple[int, ...] = (),
+                 revision: int = 1) -> None:
+        self._init(authority, sub_authorities, revision)
 
     @classmethod
     def parse(cls, text: str) -> "Sid":
@@ -270,21 +271,28 @@ _SDDL_SACL_CONTROL = [("P", SE_SACL_PROTECTED), ("AR", SE_SACL_AUTO_INHERIT_REQ)
                       ("AI", SE_SACL_AUTO_INHERITED)]
 
 
-@dataclass
-class Ace:
+class Ace(Record):
     """One access control entry: ``type`` (ACCESS_ALLOWED, ...), ``flags``
     (inheritance), ``mask`` (access rights) and ``sid`` (the trustee).
     Object ACEs also carry ``object_type``/``inherited_object_type`` (UUIDs),
     callback ACEs ``application_data``; an unknown type keeps its ``raw`` body."""
 
-    type: int
-    flags: int
-    mask: int
-    sid: Optional[Sid]
-    object_type: Optional[uuid.UUID] = None
-    inherited_object_type: Optional[uuid.UUID] = None
-    application_data: bytes = b""
-    raw: Optional[bytes] = None
+    __slots__ = ("type", "flags", "mask", "sid", "object_type", "inherited_object_type",
+                 "application_data", "raw")
+
+    def __init__(self, type: int, flags: int, mask: int, sid: Optional[Sid],
+                 object_type: Optional[uuid.UUID] = None,
+                 inherited_object_type: Optional[uuid.UUID] = None, application_data: bytes = b"",
+                 raw: Optional[bytes] = None) -> None:
+        self.type = type
+        self.flags = flags
+        self.mask = mask
+        self.sid = sid
+        self.object_type = object_type
+        self.inherited_object_type = inherited_object_type
+        self.application_data = application_data
+        self.raw = raw
+        self.__post_init__()
 
     def __post_init__(self) -> None:
         if isinstance(self.sid, str):
@@ -361,13 +369,15 @@ def sid_to_sddl(sid: Sid) -> str:
     return _ALIAS_OF.get(str(sid), str(sid))
 
 
-@dataclass
-class Acl:
+class Acl(Record):
     """An access control list: ``aces`` in order, ``revision`` 2 (4 with
     object ACEs).  Iterable and indexable like the list."""
 
-    aces: List[Ace] = field(default_factory=list)
-    revision: int = 2
+    __slots__ = ("aces", "revision")
+
+    def __init__(self, aces: Optional[List[Ace]] = None, revision: int = 2) -> None:
+        self.aces = [] if aces is None else aces
+        self.revision = revision
 
     @classmethod
     def unpack_from(cls, buf, offset: int) -> "Acl":
@@ -412,18 +422,23 @@ class Acl:
         return "".join(ace.to_sddl() for ace in self.aces)
 
 
-@dataclass
-class SecurityDescriptor:
+class SecurityDescriptor(Record):
     """A security descriptor: ``owner``/``group`` (Sid or None), ``dacl``/
     ``sacl`` (Acl or None: not present), ``control`` (SE_* flags; the
     PRESENT and SELF_RELATIVE bits follow the fields when written)."""
 
-    owner: Optional[Sid] = None
-    group: Optional[Sid] = None
-    dacl: Optional[Acl] = None
-    sacl: Optional[Acl] = None
-    control: int = SE_SELF_RELATIVE
-    null_dacl: bool = False        # DACL present but NULL: everyone has full access
+    __slots__ = ("owner", "group", "dacl", "sacl", "control", "null_dacl")
+
+    def __init__(self, owner: Optional[Sid] = None, group: Optional[Sid] = None,
+                 dacl: Optional[Acl] = None, sacl: Optional[Acl] = None,
+                 control: int = SE_SELF_RELATIVE, null_dacl: bool = False) -> None:
+        self.owner = owner
+        self.group = group
+        self.dacl = dacl
+        self.sacl = sacl
+        self.control = control
+        self.null_dacl = null_dacl    # DACL present but NULL: everyone has full access
+        self.__post_init__()
 
     def __post_init__(self) -> None:
         if isinstance(self.owner, str):

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import enum
 import struct
-from dataclasses import dataclass
 from typing import List, Sequence, Tuple
 
+from ..records import Record
 from .smb2 import MalformedMessage
 
 PROTOCOL_ID = b"\xffSMB"
@@ -122,19 +122,22 @@ def pack_params(words: bytes, data: bytes = b"") -> Tuple[bytes, bytes]:
     return bytes([len(words) // 2]) + words, struct.pack("<H", len(data)) + data
 
 
-@dataclass
-class Header:
+class Header(Record):
     """The fields of an SMB1 header."""
 
-    command: int
-    status: int
-    flags: int
-    flags2: int
-    tid: int
-    pid: int
-    uid: int
-    mid: int
-    signature: bytes = b""
+    __slots__ = ("command", "status", "flags", "flags2", "tid", "pid", "uid", "mid", "signature")
+
+    def __init__(self, command: int, status: int, flags: int, flags2: int, tid: int, pid: int,
+                 uid: int, mid: int, signature: bytes = b"") -> None:
+        self.command = command
+        self.status = status
+        self.flags = flags
+        self.flags2 = flags2
+        self.tid = tid
+        self.pid = pid
+        self.uid = uid
+        self.mid = mid
+        self.signature = signature
 
     @property
     def is_response(self) -> bool:
@@ -187,23 +190,31 @@ def pack_negotiate(dialects: List[str]) -> Tuple[bytes, bytes]:
 NT_NEGOTIATE_WORDS = struct.Struct("<HBHHIIIIQhB")
 
 
-@dataclass
-class NegotiateResponse:
+class NegotiateResponse(Record):
     """The fields of an SMB1 NEGOTIATE response."""
 
-    dialect_index: int
-    security_mode: int = 0
-    max_mpx_count: int = 0
-    max_number_vcs: int = 0
-    max_buffer_size: int = 0
-    max_raw_size: int = 0
-    session_key: int = 0
-    capabilities: int = 0
-    system_time: int = 0
-    server_time_zone: int = 0
-    challenge: bytes = b""
-    server_guid: bytes = b""
-    security_blob: bytes = b""
+    __slots__ = ("dialect_index", "security_mode", "max_mpx_count", "max_number_vcs",
+                 "max_buffer_size", "max_raw_size", "session_key", "capabilities", "system_time",
+                 "server_time_zone", "challenge", "server_guid", "security_blob")
+
+    def __init__(self, dialect_index: int, security_mode: int = 0, max_mpx_count: int = 0,
+                 max_number_vcs: int = 0, max_buffer_size: int = 0, max_raw_size: int = 0,
+                 session_key: int = 0, capabilities: int = 0, system_time: int = 0,
+                 server_time_zone: int = 0, challenge: bytes = b"", server_guid: bytes = b"",
+                 security_blob: bytes = b"") -> None:
+        self.dialect_index = dialect_index
+        self.security_mode = security_mode
+        self.max_mpx_count = max_mpx_count
+        self.max_number_vcs = max_number_vcs
+        self.max_buffer_size = max_buffer_size
+        self.max_raw_size = max_raw_size
+        self.session_key = session_key
+        self.capabilities = capabilities
+        self.system_time = system_time
+        self.server_time_zone = server_time_zone
+        self.challenge = challenge
+        self.server_guid = server_guid
+        self.security_blob = security_blob
 
 
 def parse_negotiate_response(message) -> NegotiateResponse:

@@ -26,7 +26,6 @@ Which requests to send, and what an answer means, is ``fs.smb1ops``'s.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
 from . import smb1
@@ -112,12 +111,19 @@ def nt_create_andx_request(path: str, *, flags: int, access: int, attributes: in
     return smb1.pack_params(words, _pad(_data_start(_NT_CREATE.size // 2)) + name)
 
 
-@dataclass
 class NtCreateResponse(FileState):
-    oplock_level: int = 0        # granted: 0 none, 1 exclusive, 2 batch, 3 level II
-    fid: int = 0
-    create_action: int = 0
-    directory: bool = False
+    __slots__ = ("oplock_level", "fid", "create_action", "directory")
+
+    def __init__(self, creation_time: int, last_access_time: int, last_write_time: int,
+                 change_time: int, allocation_size: int, end_of_file: int, file_attributes: int,
+                 oplock_level: int = 0, fid: int = 0, create_action: int = 0,
+                 directory: bool = False) -> None:
+        super().__init__(creation_time, last_access_time, last_write_time, change_time,
+              allocation_size, end_of_file, file_attributes)
+        self.oplock_level = oplock_level    # granted: 0 none, 1 exclusive, 2 batch, 3 level II
+        self.fid = fid
+        self.create_action = create_action
+        self.directory = directory
 
 
 def parse_nt_create_andx_response(message) -> NtCreateResponse:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import enum
 import struct
-from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
+from ..records import Record
 from .status import NtStatus
 
 PROTOCOL_ID = b"\xfeSMB"
@@ -126,21 +126,27 @@ def set_session_id(header: bytearray, session_id: int) -> None:
     _SESSION_ID.pack_into(header, 40, session_id)
 
 
-@dataclass
-class Header:
+class Header(Record):
     """A parsed SMB2 header (response or request)."""
 
-    command: int
-    status: int
-    flags: int
-    message_id: int
-    credit_charge: int = 0
-    credits: int = 0
-    next_command: int = 0
-    tree_id: int = 0
-    async_id: Optional[int] = None
-    session_id: int = 0
-    signature: bytes = b""
+    __slots__ = ("command", "status", "flags", "message_id", "credit_charge", "credits",
+                 "next_command", "tree_id", "async_id", "session_id", "signature")
+
+    def __init__(self, command: int, status: int, flags: int, message_id: int,
+                 credit_charge: int = 0, credits: int = 0, next_command: int = 0, tree_id: int = 0,
+                 async_id: Optional[int] = None, session_id: int = 0,
+                 signature: bytes = b"") -> None:
+        self.command = command
+        self.status = status
+        self.flags = flags
+        self.message_id = message_id
+        self.credit_charge = credit_charge
+        self.credits = credits
+        self.next_command = next_command
+        self.tree_id = tree_id
+        self.async_id = async_id
+        self.session_id = session_id
+        self.signature = signature
 
     @property
     def is_response(self) -> bool:
@@ -233,12 +239,14 @@ NEGOTIATE_RESPONSE = struct.Struct("<HHHH16sIIIIQQHHI")
 _CONTEXT_HEADER = struct.Struct("<HHI")
 
 
-@dataclass
-class NegotiateContext:
+class NegotiateContext(Record):
     """One negotiate context of a 3.1.1 NEGOTIATE (type and raw data)."""
 
-    type: int
-    data: bytes
+    __slots__ = ("type", "data")
+
+    def __init__(self, type: int, data: bytes) -> None:
+        self.type = type
+        self.data = data
 
 
 def _pad8(n: int) -> int:
@@ -294,21 +302,29 @@ def posix_context() -> NegotiateContext:
     return NegotiateContext(ContextType.POSIX_EXTENSIONS, POSIX_EXTENSIONS_GUID)
 
 
-@dataclass
-class NegotiateResponse:
+class NegotiateResponse(Record):
     """The fields of a NEGOTIATE response."""
 
-    security_mode: int
-    dialect_revision: int
-    server_guid: bytes
-    capabilities: int
-    max_transact_size: int
-    max_read_size: int
-    max_write_size: int
-    system_time: int
-    server_start_time: int
-    security_buffer: bytes
-    contexts: List[NegotiateContext] = field(default_factory=list)
+    __slots__ = ("security_mode", "dialect_revision", "server_guid", "capabilities",
+                 "max_transact_size", "max_read_size", "max_write_size", "system_time",
+                 "server_start_time", "security_buffer", "contexts")
+
+    def __init__(self, security_mode: int, dialect_revision: int, server_guid: bytes,
+                 capabilities: int, max_transact_size: int, max_read_size: int,
+                 max_write_size: int, system_time: int, server_start_time: int,
+                 security_buffer: bytes,
+                 contexts: Optional[List[NegotiateContext]] = None) -> None:
+        self.security_mode = security_mode
+        self.dialect_revision = dialect_revision
+        self.server_guid = server_guid
+        self.capabilities = capabilities
+        self.max_transact_size = max_transact_size
+        self.max_read_size = max_read_size
+        self.max_write_size = max_write_size
+        self.system_time = system_time
+        self.server_start_time = server_start_time
+        self.security_buffer = security_buffer
+        self.contexts = [] if contexts is None else contexts
 
 
 def parse_negotiate_response(message, offset: int = 0) -> NegotiateResponse:

@@ -16,11 +16,11 @@ from __future__ import annotations
 import struct
 import threading
 import uuid
-from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
 from ..errors import SmbError
 from ..proto.commands import FSCTL_PIPE_TRANSCEIVE
+from ..records import Record
 from .ndr import NDR_UUID, NDR_VERSION
 from .smb1pipe import transact_nmpipe
 
@@ -54,12 +54,14 @@ class RpcError(SmbError):
         self.status = status
 
 
-@dataclass
-class Pdu:
-    ptype: int
-    flags: int
-    call_id: int
-    body: bytes          # after the 16-byte common header (auth trailer excluded)
+class Pdu(Record):
+    __slots__ = ("ptype", "flags", "call_id", "body")
+
+    def __init__(self, ptype: int, flags: int, call_id: int, body: bytes) -> None:
+        self.ptype = ptype
+        self.flags = flags
+        self.call_id = call_id
+        self.body = body    # after the 16-byte common header (auth trailer excluded)
 
 
 def pack_pdu(ptype: int, flags: int, call_id: int, body: bytes) -> bytes:

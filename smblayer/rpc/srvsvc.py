@@ -2,9 +2,9 @@
 ``smbclient -L`` prints."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
+from ..records import FrozenRecord
 from .dcerpc import RpcError, RpcPipe
 from .ndr import NdrError, NdrReader, NdrWriter
 
@@ -24,13 +24,13 @@ _KINDS = {STYPE_DISKTREE: "Disk", STYPE_PRINTQ: "Printer", STYPE_DEVICE: "Device
           STYPE_IPC: "IPC"}
 
 
-@dataclass(frozen=True)
-class ShareInfo:
+class ShareInfo(FrozenRecord):
     """One share: ``name``, ``type`` (STYPE_* bits), ``comment``."""
 
-    name: str
-    type: int
-    comment: str
+    __slots__ = ("name", "type", "comment")
+
+    def __init__(self, name: str, type: int, comment: str) -> None:
+        self._init(name, type, comment)
 
     @property
     def kind(self) -> str:

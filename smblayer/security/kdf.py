@@ -13,8 +13,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import struct
-from dataclasses import dataclass
 from typing import Optional
+
+from ..records import FrozenRecord
 
 __all__ = ["SessionKeys", "derive_session_keys", "smb3kdf"]
 
@@ -47,8 +48,7 @@ def smb3kdf(ki: bytes, label: bytes, context: bytes, length_bits: int = 128) -> 
     return out[:length_bits // 8]
 
 
-@dataclass(frozen=True)
-class SessionKeys:
+class SessionKeys(FrozenRecord):
     """Per-session keys, named from the client's point of view.
 
     ``encryption_key`` protects client->server traffic, ``decryption_key``
@@ -56,10 +56,11 @@ class SessionKeys:
     3.1.1 without an encryption context).
     """
 
-    signing_key: bytes
-    encryption_key: Optional[bytes]
-    decryption_key: Optional[bytes]
-    application_key: bytes
+    __slots__ = ("signing_key", "encryption_key", "decryption_key", "application_key")
+
+    def __init__(self, signing_key: bytes, encryption_key: Optional[bytes],
+                 decryption_key: Optional[bytes], application_key: bytes) -> None:
+        self._init(signing_key, encryption_key, decryption_key, application_key)
 
     def __repr__(self) -> str:        # never show key material
         return "SessionKeys(<redacted>)"

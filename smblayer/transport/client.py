@@ -45,7 +45,6 @@ import os
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass
 from typing import Dict, Optional, Sequence
 
 from ..config import Dialect, DialectRange, ReconnectPolicy, TimeoutPolicy
@@ -56,6 +55,7 @@ from ..proto import smb1, smb2
 from ..proto.framing import MAX_FRAME
 from ..proto.negotiate import NegotiateResult
 from ..proto.status import NtStatus, is_error
+from ..records import Record
 from .completion import SmbFuture, needs_iod
 from .compound import CompoundMixin
 from .connect import CLOSE_WAIT, MAX_SENDS, Connection, ConnectWorker
@@ -84,12 +84,14 @@ __all__ = ["SmbClient", "BreakNotification", "get_client", "ClientState", "CLIEN
            "CLOSE_WAIT", "TEARDOWN_WAIT", "EXIT_WAIT"]
 
 
-@dataclass
-class BreakNotification:
+class BreakNotification(Record):
     """An unsolicited server message (oplock or lease break) as received."""
 
-    client: "SmbClient"
-    reply: Reply
+    __slots__ = ("client", "reply")
+
+    def __init__(self, client: "SmbClient", reply: Reply) -> None:
+        self.client = client
+        self.reply = reply
 
     @property
     def command(self) -> int:
@@ -502,7 +504,7 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
                     error = connector.pending_error
                     if task.timed_out and error is not None:
                         raise error
-                    bound = (task.t_first_sent or task.t_queued) + policy.soft_bound
+                    bound = self._liveness.bound(task)
                     deadline = bound if deadline is None else min(deadline, bound)
                 if park:
                     connector.park(task)

@@ -495,8 +495,8 @@ class ConnectWorker:
         """The soonest soft deadline among the async requests waiting for a
         connection (inf if none)."""
         with self.state_cond:
-            bounds = [(t.t_first_sent or t.t_queued) + self._policy(t).soft_bound
-                      for t in self.waiting if not self._policy(t).hard]
+            bounds = [self._liveness.bound(t) for t in self.waiting
+                      if not self._policy(t).hard]
         return min(bounds, default=float("inf"))
 
     def expire_waiting(self) -> None:
@@ -508,9 +508,7 @@ class ConnectWorker:
         with self.state_cond:
             keep = []
             for task in self.waiting:
-                policy = self._policy(task)
-                start = task.t_first_sent or task.t_queued
-                if not policy.hard and now >= start + policy.soft_bound:
+                if not self._policy(task).hard and now >= self._liveness.bound(task):
                     expired.append(task)
                 else:
                     keep.append(task)

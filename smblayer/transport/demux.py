@@ -343,9 +343,12 @@ class Demux:
                 if task is not None:
                     task.async_id = async_id
                     if task.state.in_flight:
+                        if not task.t_pending:
+                            task.t_pending = now      # its soft bound restarts (once)
                         move(task, TaskState.INTERIM)
                         if task.long_poll:
                             inflight.disarm(task)     # may wait for hours
+                            task.timed_out = False
                         elif not task.is_probe:
                             inflight.arm(task, self._liveness.deadline(task, now))
             else:

@@ -80,6 +80,7 @@ class InFlight:
         task.t_sent = now
         if task.sends == 1:
             task.t_first_sent = now
+            task.t_pending = 0.0
         self.pending[mid] = task
 
     def retire(self, mid: int, generation: int) -> Optional[SmbTask]:

@@ -3,19 +3,27 @@
 Theory of operation
 -------------------
 Every request sent gets a timer (``deadline``: ``timeout`` after the send;
-for soft requests never later than their soft bound).  The demux thread
-calls :meth:`Liveness.service` whenever its selector times out; it pops the
-due timers and decides:
+for soft requests never later than their :meth:`Liveness.bound`).  The
+demux thread calls :meth:`Liveness.service` whenever its selector times
+out; it pops the due timers and decides:
 
-* a soft request past its bound (``timeout + soft_timeout +
-  connect_timeout`` after its first send) while the server is not proven
-  alive fails with SmbTimeoutError, whatever reconnects happened;
+* a soft request past its bound fails with SmbTimeoutError, even when the
+  server answers probes (sunrpc's soft major timeout): its reply may have
+  been lost or have come with a MessageId nobody sent, which is dropped
+  ([MS-SMB2] 3.2.5.1.2).  It is abandoned like a cancelled request: CANCEL
+  sent, its MessageId kept for a late reply, whose ``on_late_reply`` closes
+  the handle of an abandoned CREATE.  The bound is ``timeout +
+  soft_timeout`` after the first send, ``+ connect_timeout`` when a
+  reconnect happened or may be coming, the clock restarted once by the
+  first interim reply;
 * any other overdue request is marked ``timed_out`` and the probe loop
   starts on smbiod (at most one): one ECHO at a time every
   ``echo_interval``.  Answered: the server is slow, not dead; overdue
   timers re-arm.  Unanswered: *hard* logs "not responding, still trying"
   once and keeps probing; *soft*, after ``soft_timeout``, reports the
-  connection lost so the connect worker reconnects.
+  connection lost so the connect worker reconnects.  A hard request
+  without a reply past the soft bound is logged once and keeps waiting
+  (killable: Ctrl-C, ``cancel()``, ``close()``).
 * Long-poll requests (``task.long_poll``) have no timer once the server
   sent an interim reply: they may wait for hours.  The connection is then
   watched by keepalive.
@@ -36,7 +44,8 @@ table, the credit gate, the counters and two client callables,
 ``wake(task)``; then :meth:`Liveness.attach` gives it the sender and the
 connect worker's ``connection_lost``.  The demux calls :meth:`service`,
 :meth:`connection_started` and sets ``last_rx``; the sender asks
-:meth:`deadline`.
+:meth:`deadline`; the client and the connect worker ask :meth:`bound` of a
+request waiting for a connection.
 """
 from __future__ import annotations
 
@@ -80,12 +89,30 @@ class Liveness:
 
     # -- timers (demux thread) -----------------------------------------------
 
+    def bound(self, task: SmbTask) -> float:
+        """When ``task`` stops waiting for its final reply in soft mode (for
+        a hard one: when "no reply yet" is logged).  The clock starts at the
+        first send (at the queueing before one) and restarts once, at the
+        first interim reply ([MS-SMB2] 3.2.5.1.5: the client extends the
+        request's timer); it runs ``timeout + soft_timeout``, plus
+        ``connect_timeout`` when a reconnect happened or may be coming (the
+        request was resent or waits for a connection, or probes go
+        unanswered).  NEVER for a long-poll request the server acknowledged
+        (CHANGE_NOTIFY, a blocking LOCK): it may wait for hours."""
+        if task.long_poll and task.state is TaskState.INTERIM:
+            return NEVER
+        policy = task.timeouts or self._client.timeouts
+        start = max(task.t_first_sent or task.t_queued, task.t_pending)
+        if task.sends == 1 and task.state.in_flight and self.not_responding_since is None:
+            return start + policy.timeout + policy.soft_timeout
+        return start + policy.soft_bound
+
     def deadline(self, task: SmbTask, now: float) -> float:
         """When ``task``'s timer fires after a send or a re-arm at ``now``."""
         policy = task.timeouts or self._client.timeouts
         deadline = now + policy.timeout
         if not policy.hard:
-            bound = task.t_first_sent + policy.soft_bound
+            bound = self.bound(task)
             if now < bound < deadline:
                 deadline = bound
         return deadline
@@ -104,28 +131,32 @@ class Liveness:
             return self._until(inflight.wake_at, now)
         expired: List[SmbTask] = []
         failed: List[SmbTask] = []
+        unanswered: List[SmbTask] = []
         with inflight.lock:
             fired, _next = inflight.expire(now)
             for task in fired:
                 if not task.state.in_flight:
                     continue
                 policy = task.timeouts or client.timeouts
-                bound = task.t_first_sent + policy.soft_bound
-                if not policy.hard and now >= bound and (
-                        task.timed_out or task.sends > 1 or
-                        self.not_responding_since is not None):
-                    move(task, TaskState.FAILED)       # the MID stays reserved
-                    task.error = SmbTimeoutError(
-                        f"{client.command_name(task.command)} to {client.host}:"
-                        f"{client.port}: no reply within the soft bound of "
-                        f"{policy.soft_bound:g} s")
-                    failed.append(task)
-                    continue
-                if task.timed_out:
-                    continue
-                task.timed_out = True
-                expired.append(task)
-                if not policy.hard and bound > now:
+                bound = self.bound(task)
+                if now >= bound:
+                    if not policy.hard:
+                        # The absolute soft bound, even if the server answers
+                        # probes (its reply may have been lost or carried a
+                        # wrong MessageId): abandoned like a cancelled request.
+                        move(task, TaskState.FAILED)       # the MID stays reserved
+                        task.error = SmbTimeoutError(
+                            f"{client.command_name(task.command)} to {client.host}:"
+                            f"{client.port}: no reply within "
+                            f"{round(bound - task.t_first_sent, 1):g} s (soft)")
+                        failed.append(task)
+                        continue
+                    if task.deadline - policy.timeout < bound:
+                        unanswered.append(task)            # hard: said once per request
+                if not task.timed_out:
+                    task.timed_out = True
+                    expired.append(task)
+                if not policy.hard and bound < NEVER:
                     inflight.arm(task, bound)
             start = bool(expired) and not self._probing
             if start:
@@ -135,8 +166,12 @@ class Liveness:
         if conn is not None:
             for task in expired + failed:
                 self._stats.command(conn.wire, task.command).timeouts += 1
-        for task in failed:
-            self._wake(task)
+        if failed:
+            self._abandon(conn, failed)
+        for task in unanswered:
+            log.warning("smblayer: %s to %s:%s: no reply after %.0f s although the server "
+                        "answers; still waiting (hard)", client.command_name(task.command),
+                        client.host, client.port, now - task.t_first_sent)
         if start:
             client.iod.call_soon(self.probe_loop)
         if now >= self._keepalive_due:
@@ -147,6 +182,19 @@ class Liveness:
             else:
                 self._keepalive_due = self.last_rx + keepalive
         return self._until(wake_at, now)
+
+    def _abandon(self, conn, failed: List[SmbTask]) -> None:
+        """Requests past their soft bound: wake their callers, tell the
+        server (CANCEL, from smbiod).  Their MessageIds stay reserved: a late
+        reply is discarded (and an abandoned CREATE's handle closed, through
+        ``on_late_reply``)."""
+        iod = self._client.iod
+        for task in failed:
+            self._wake(task)
+            if conn is not None and conn.generation == task.generation:
+                iod.call_soon(self._sender.cancel, conn, task)
+        if conn is not None and conn.demux is not None:
+            conn.demux.kick()          # a caller reading for its own reply stops
 
     def _until(self, wake_at: float, now: float) -> float:
         return max(0.0, min(wake_at, self._keepalive_due) - now)
@@ -265,7 +313,8 @@ class Liveness:
             for task in tasks:
                 if task.timed_out and task.state.in_flight:
                     task.timed_out = False
-                    inflight.arm(task, self.deadline(task, now))
+                    if self.bound(task) < NEVER:
+                        inflight.arm(task, self.deadline(task, now))
         conn = client.connection
         if conn is not None and conn.demux is not None:
             conn.demux.wake()

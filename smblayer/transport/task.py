@@ -153,7 +153,7 @@ class SmbTask:
                  "timed_out", "context", "send_credits", "sign_seq",
                  "header_flags", "on_late_reply", "context_client", "is_probe", "tree",
                  "payload_size", "recv_buffer", "placement", "long_poll", "on_reissue", "timer",
-                 "t_first_sent", "group", "channel", "pinned", "__weakref__")
+                 "t_first_sent", "t_pending", "group", "channel", "pinned", "__weakref__")
 
     def __init__(self, command: int, body: Sequence = (), *, tree_id: int = 0,
                  session_id: int = 0, flags: int = 0, security: Any = None,
@@ -204,6 +204,7 @@ class SmbTask:
         self.on_reissue = on_reissue
         self.timer: Optional[list] = None  # its live entry in the in-flight table's timer heap
         self.t_first_sent = 0.0           # the first send: soft deadlines count from here
+        self.t_pending = 0.0              # the first interim reply: ...or from here
         self.group = None                 # the CompoundRun of an async compound it belongs to
         self.channel = None               # multichannel: the extra channel it went on (None: 0)
         self.pinned = False               # it must go on ``channel`` (session binding)

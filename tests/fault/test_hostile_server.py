@@ -420,17 +420,59 @@ def test_unknown_message_id_is_dropped(servers, clients, watch):
     watch.check()
 
 
-def test_unknown_message_id_without_real_reply(servers, clients, watch):
-    """Only a stray reply comes back: it is dropped, the request keeps
-    waiting (the server answers probes), and cancelling it works."""
+def _cancels_for(srv, message_id):
+    return [h for h in srv.requests
+            if h.command == smb2.Command.CANCEL and h.message_id == message_id]
+
+
+@pytest.mark.parametrize("how", ["sync", "async"])
+def test_unknown_message_id_without_real_reply_soft(servers, clients, watch, how):
+    """Only a stray reply comes back (dropped: [MS-SMB2] 3.2.5.1.2) while the
+    server answers every probe: soft mode's bound is absolute all the same.
+    The request fails with SmbTimeoutError at timeout + soft_timeout (no
+    reconnect: the server is alive), the server gets a CANCEL, the MID stays
+    reserved, and the connection goes on."""
     srv = servers(handler=fake.unknown_message_id(times=1, then_reply=False))
     client = clients(srv)
+    bound = TP.timeout + TP.soft_timeout
+    if how == "sync":
+        _, exc, elapsed = _timed(client.echo)       # the caller fast path reads
+    else:
+        future = client.echo_async()
+        _, exc, elapsed = _timed(future.result, 10)
+    assert isinstance(exc, SmbTimeoutError), exc
+    assert bound - 0.05 <= elapsed < bound + 1.0
+    assert exc.command == "ECHO" and exc.sends == 1
+    assert client.stats()["_client"]["unmatched_replies"] == 1
+    echo = srv.requests[0]
+    assert srv.wait_for(lambda: _cancels_for(srv, echo.message_id)), "no CANCEL sent"
+    with client._inflight.lock:
+        assert echo.message_id in client._inflight.pending      # reserved for a late reply
+    client.echo()
+    stats = client.stats()
+    assert stats["ECHO"]["timeouts"] >= 1 and stats["ECHO"]["cancels"] == 1
+    assert client.state is ClientState.ACTIVE and client.generation == 1
+    assert stats["_client"]["reconnects"] == 0
+    watch.check()
+
+
+def test_unknown_message_id_without_real_reply_hard(servers, clients, watch, caplog):
+    """Hard mode keeps waiting past the soft bound (the server answers
+    probes), says so once, and stays killable: cancelling it works."""
+    caplog.set_level(logging.WARNING, logger="smblayer")
+    srv = servers(handler=fake.unknown_message_id(times=1, then_reply=False))
+    client = clients(srv, timeouts=TP.with_(mode="hard"))
     future = client.echo_async()
     assert srv.wait_requests(1)
     with pytest.raises(concurrent.futures.TimeoutError):
-        future.result(timeout=0.8)              # > timeout: probes answered, still waiting
+        future.result(timeout=TP.timeout + TP.soft_timeout + 0.8)
     assert client.stats()["_client"]["unmatched_replies"] == 1
+    waiting = [r for r in caplog.records if "still waiting (hard)" in r.getMessage()]
+    assert len(waiting) == 1, [r.getMessage() for r in caplog.records]
+    assert "not responding" not in caplog.text          # it answers probes
     assert future.cancel() or future.done()
+    echo = srv.requests[0]
+    assert srv.wait_for(lambda: _cancels_for(srv, echo.message_id)), "no CANCEL sent"
     client.echo()
     assert client.state is ClientState.ACTIVE and client.generation == 1
     watch.check()
@@ -441,8 +483,11 @@ def test_unknown_message_id_without_real_reply(servers, clients, watch):
 
 
 def test_pending_then_reply_after_timeout(servers, clients, watch):
+    """An interim reply restarts the soft clock once ([MS-SMB2] 3.2.5.1.5:
+    the client extends the request's timer): a final reply 1.2 s after it
+    is in time with timeout + soft_timeout = 1.8 s."""
     srv = servers(handler=fake.pending_then_reply(delay=1.2, times=1))
-    client = clients(srv)
+    client = clients(srv, timeouts=TP.with_(soft_timeout=1.5))
     reply, exc, elapsed = _timed(client.echo)
     assert exc is None, exc
     assert elapsed >= 1.2 - 0.05                # answered after the 0.3 s timeout
@@ -457,7 +502,7 @@ def test_pending_then_reply_after_timeout(servers, clients, watch):
 
 def test_pending_then_reply_async(servers, clients, watch):
     srv = servers(handler=fake.pending_then_reply(delay=0.8, times=1))
-    client = clients(srv)
+    client = clients(srv, timeouts=TP.with_(soft_timeout=1.5))
     future = client.echo_async()
     reply = future.result(timeout=5)
     assert reply.status == 0
@@ -465,12 +510,52 @@ def test_pending_then_reply_async(servers, clients, watch):
     watch.check()
 
 
-def test_slow_but_alive_server(servers, clients, watch):
-    srv = servers(handler=fake.delayed(1.0, times=1))
+def test_pending_without_final_reply_is_bounded(servers, clients, watch):
+    """An interim reply and then nothing (the server answers probes): the
+    soft bound, counted from the interim reply, still ends the wait."""
+    srv = servers(handler=fake.pending_then_reply(delay=30.0, times=1))
     client = clients(srv)
     _, exc, elapsed = _timed(client.echo)
-    assert exc is None
-    assert 0.95 <= elapsed < 3.0
+    assert isinstance(exc, SmbTimeoutError), exc
+    assert TP.timeout + TP.soft_timeout - 0.05 <= elapsed < TP.timeout + TP.soft_timeout + 1.0
+    echo = srv.requests[0]
+    assert srv.wait_for(lambda: _cancels_for(srv, echo.message_id)), "no CANCEL sent"
+    assert client.generation == 1
+    watch.check()
+
+
+def test_long_poll_with_interim_reply_outlives_the_bound(servers, clients, watch):
+    """A long-poll request (CHANGE_NOTIFY, a blocking LOCK) the server
+    acknowledged with an interim reply may wait for hours: the soft bound
+    (here 0.8 s, 2.8 s with a reconnect) does not fail it; its reply, 3 s
+    later, completes it."""
+    srv = servers(handler=fake.pending_then_reply(delay=3.0, times=1))
+    client = clients(srv)
+    task = SmbTask(smb2.Command.ECHO, (smb2.ECHO_BODY,), long_poll=True)
+    reply, exc, elapsed = _timed(client.run_task, task)
+    assert exc is None, exc
+    assert elapsed >= 3.0 - 0.05 and reply.status == 0
+    stats = client.stats()
+    assert stats["ECHO"]["timeouts"] == 0 and stats["_client"]["reconnects"] == 0
+    watch.check()
+
+
+@pytest.mark.parametrize("mode, soft_timeout, ok", [
+    ("soft", 1.5, True),        # slow, within timeout + soft_timeout = 1.8 s
+    ("soft", 0.5, False),       # slower than the 0.8 s bound: SmbTimeoutError
+    ("hard", 0.5, True),        # hard waits as long as it takes
+])
+def test_slow_but_alive_server(servers, clients, watch, mode, soft_timeout, ok):
+    srv = servers(handler=fake.delayed(1.0, times=1))
+    client = clients(srv, timeouts=TP.with_(mode=mode, soft_timeout=soft_timeout))
+    _, exc, elapsed = _timed(client.echo)
+    if ok:
+        assert exc is None, exc
+        assert 0.95 <= elapsed < 3.0
+    else:
+        assert isinstance(exc, SmbTimeoutError), exc
+        assert 0.75 <= elapsed < 0.95
+        client.echo()                           # the late reply was discarded
     assert client.generation == 1
     watch.check()
 

@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 STAT_MODULES = {
     "smblayer", "smblayer.client", "smblayer.config", "smblayer.errors", "smblayer.loopcheck",
-    "smblayer.registry", "smblayer.task",
+    "smblayer.records", "smblayer.registry", "smblayer.task",
     "smblayer.cli", "smblayer.cli.args", "smblayer.cli.connections", "smblayer.cli.files",
     "smblayer.cli.main", "smblayer.cli.progress", "smblayer.cli.run",
     "smblayer.fs", "smblayer.fs.admin", "smblayer.fs.deferred", "smblayer.fs.dircache", "smblayer.fs.file",
@@ -37,8 +37,11 @@ CORE_PACKAGES = ("smblayer.proto", "smblayer.transport", "smblayer.security")
 
 # Loaded by a one-shot command before, never needed by one: each costs
 # milliseconds at every start (shutil brings bz2 and lzma, uuid brings
-# platform, a str host name brings the idna codec and unicodedata...).
-NOT_LOADED = ("shutil", "bz2", "lzma", "uuid", "platform", "ipaddress", "getpass", "termios",
+# platform, a str host name brings the idna codec and unicodedata...;
+# dataclasses brings inspect, ast and dis, and each @dataclass execs
+# generated code: smblayer.records' plain classes instead).
+NOT_LOADED = ("dataclasses", "inspect", "ast", "dis",
+              "shutil", "bz2", "lzma", "uuid", "platform", "ipaddress", "getpass", "termios",
               "random", "datetime", "encodings.idna", "unicodedata", "stringprep", "mmap",
               "concurrent.futures.thread", "smblayer.fs.transfer", "smblayer.fs.many",
               "smblayer.fs.batch", "smblayer.fs.dfs",

@@ -273,3 +273,32 @@ def test_df_matches_the_volume(samba, dialect):
     assert int(used) <= usage.total and percent.endswith("%")
     human = ok(run(["df", "-h", share], samba)).decode()
     assert "GiB" in human or "TiB" in human or "MiB" in human
+
+
+def test_large_get_and_put_keep_memory_bounded(samba, remote, tmp_path):
+    """A large file is mapped one chunk's window at a time: peak RSS stays
+    far below the file's size (a whole mapping made it the file's size)."""
+    url, folder = remote
+    size = 192 << 20
+    block = os.urandom(1 << 20)
+    with open(folder / "big.bin", "wb") as f:
+        for _ in range(size >> 20):
+            f.write(block)
+    # RUSAGE_CHILDREN's peak is the largest child so far: measure in a fresh
+    # child process so earlier tests' children do not count
+    code = ("import resource, subprocess, sys; "
+            "subprocess.run(sys.argv[1:], check=True, stdin=subprocess.DEVNULL); "
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    for args, check in ((["get", f"{url}/big.bin", str(tmp_path / "got.bin")],
+                         tmp_path / "got.bin"),
+                        (["put", str(folder / "big.bin"), f"{url}/put.bin"],
+                         folder / "put.bin")):
+        proc = subprocess.run([sys.executable, "-c", code, sys.executable, "-m", "smblayer",
+                               *args], capture_output=True, env=cli_env(samba), timeout=150)
+        assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+        peak_mib = int(proc.stdout.split()[-1]) / 1024
+        assert os.path.getsize(check) == size
+        assert peak_mib < 128, f"{args[0]}: peak RSS {peak_mib:.0f} MiB for a 192 MiB file"
+    with open(tmp_path / "got.bin", "rb") as got, open(folder / "put.bin", "rb") as put:
+        for _ in range(size >> 20):
+            assert got.read(1 << 20) == block and put.read(1 << 20) == block

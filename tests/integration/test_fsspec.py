@@ -270,6 +270,37 @@ def test_one_client_per_server_across_instances(samba):
     b.close()
 
 
+def test_collected_instance_releases_its_session(samba):
+    """An instance nobody closed (skip_instance_cache=True, fsspec users
+    rarely call close()) gives back its session and its reference on the
+    shared client when it is collected: before, each one left a session
+    that every reconnect set up again (the soak's fsspec calls then timed
+    out waiting for recovery) -- while a file it opened stays usable."""
+    import gc
+    import smblayer
+    from smblayer.testing.waiting import eventually
+    keeper = make_fs(samba, skip_instance_cache=True)
+    client = keeper._tree("share").client
+    base = client.refcount
+    for i in range(5):
+        fsys = make_fs(samba, skip_instance_cache=True)
+        fsys.pipe_file(f"share/collected-{i}.bin", b"x" * i)
+        del fsys
+    f = make_fs(samba, skip_instance_cache=True).open("share/collected-4.bin", "rb")
+    gc.collect()
+    eventually(lambda: client.refcount <= base + 1)      # closed on a thread of their own
+    assert client.refcount == base + 1, f"refcount {client.refcount}, base {base} + the open file's"
+    assert f.read() == b"xxxx"                  # its filesystem lives while it is open
+    f.close()
+    del f
+    gc.collect()
+    eventually(lambda: client.refcount <= base)
+    assert client.refcount == base
+    assert client.state is smblayer.ClientState.ACTIVE
+    keeper.rm([f"share/collected-{i}.bin" for i in range(5)])
+    keeper.close()
+
+
 def test_threads_share_one_session_set_up(work, samba):
     """Eight threads using a fresh instance at once: one session is set up
     (the others wait for it) and every call succeeds."""
