@@ -286,9 +286,15 @@ class TimedLock:
 
 def time_locks(client) -> dict:
     """Replace the send lock and the MID-table lock by TimedLocks."""
-    locks = {"send lock": TimedLock(client._sender.lock),
+    send = client._sender.lock
+    inner = getattr(send, "_lock", None)       # the combining writer's SendLock
+    locks = {"send lock": TimedLock(inner if inner is not None else send),
              "MID-table lock": TimedLock(client._inflight.lock)}
-    client._sender.lock = locks["send lock"]
+    if inner is not None:
+        timed = send._lock = locks["send lock"]
+        send.acquire, send.locked = timed.acquire, timed.locked
+    else:
+        client._sender.lock = locks["send lock"]
     client._inflight.lock = locks["MID-table lock"]
     return locks
 

@@ -54,6 +54,9 @@ _AAD = struct.Struct("<16sIHHQ")
 _U64 = struct.Struct("<Q")
 _SESSION_ID_OFFSET = 44
 
+#: messages from this size on are encrypted into a per-thread reused buffer
+REUSE_FROM = 64 * 1024
+
 # cipher id -> (key length, nonce length)
 _CIPHERS = {
     AES_128_CCM: (16, 11),
@@ -127,17 +130,23 @@ class TransformCipher:
 
     def _seal_gcm(self, nonce_field: bytes, parts: Sequence[Buffer],
                   session_id: int) -> List[Buffer]:
-        """GCM without joining the parts: each is encrypted straight into a
-        buffer reused by this thread (valid until its next encrypt, i.e. the
-        caller sends it before encrypting again)."""
+        """GCM without joining the parts: each is encrypted straight into the
+        output buffer.  A message of REUSE_FROM bytes or more goes into a
+        buffer reused by this thread (valid until its next encrypt of such a
+        message: the sender writes a large frame before it builds another);
+        a smaller one gets its own (a writer may build several before it
+        sends them together)."""
         size = sum(map(len, parts))
         aad = _AAD.pack(nonce_field, size, 0, _ENCRYPTED, session_id)
         encryptor = Cipher(algorithms.AES(self._encryption_key),
                            modes.GCM(nonce_field[:self._nonce_len])).encryptor()
         encryptor.authenticate_additional_data(aad)
-        out = getattr(self._out, "buffer", None)
-        if out is None or len(out) < size + 15:        # cryptography wants 15 bytes of slack
-            out = self._out.buffer = bytearray(size + 15)
+        if size < REUSE_FROM:
+            out = bytearray(size + 15)                 # cryptography wants 15 bytes of slack
+        else:
+            out = getattr(self._out, "buffer", None)
+            if out is None or len(out) < size + 15:
+                out = self._out.buffer = bytearray(size + 15)
         view = memoryview(out)
         pos = 0
         for part in parts:

@@ -133,6 +133,7 @@ class Channel:
         self.liveness = Liveness(self, self.inflight, self.credits, stats,
                                  echo_task=self._echo_task, wake=owner.wake)
         self.sender = Sender(self, self.inflight, self.credits, self.liveness, stats)
+        self.sender.attach(self._requeue_unsent, owner.wake)
         self.liveness.attach(self.sender, self.connection_lost)
 
     # -- what the parts read (the "client" view) --------------------------------------
@@ -243,12 +244,9 @@ class Channel:
         owner = self._owner
         table = self.inflight
         woken: List[SmbTask] = []
-        if conn.lost:
-            return
-        shutdown(conn.sock)           # a sender stuck in sendmsg lets go of the send lock
-        # Under the send lock too: a sender that checked conn.lost before this
-        # cannot register its task in the table after the sweep below.
-        with self.sender.lock, table.lock:
+        # The writer registers a request only under the MID-table lock and
+        # after seeing conn.lost false there: none joins the table after this sweep.
+        with table.lock:
             if conn.lost:
                 return
             conn.lost = True
@@ -256,29 +254,51 @@ class Channel:
             if self.phase != CLOSED:
                 self.phase = DEAD
             self.error = error
-            for task in table.take_generation(conn.generation):
-                if task.state.final:
-                    continue
-                if task.pinned or task.sends >= MAX_SENDS or not task.replayable:
-                    move(task, TaskState.FAILED)
-                    task.error = SmbConnectionError(
-                        f"channel {self.index} to {self.host}:{self.port} lost while "
-                        f"{self.command_name(task.command)} was in flight")
-                else:
-                    move(task, TaskState.REISSUE)
-                    self.failovers += 1
-                woken.append(task)
+            woken = self._hand_over(table.take_generation(conn.generation), sent=True)
+        shutdown(conn.sock)
         self.credits.wake_all()
         if not self._closed.is_set():
             log.warning("smblayer: channel %d to %s:%s lost (%s); %d request(s) move to "
                         "another channel", self.index, self.host, self.port,
                         error or "closed", len(woken))
+        self._restart(woken)
+        owner.channel_died(self)
+
+    def _hand_over(self, tasks: List[SmbTask], sent: bool) -> List[SmbTask]:
+        """Requests of a lost connection of this channel (MID-table lock
+        held): to be resent on a live channel, or failed (a pinned one; a
+        sent one also when it must not be repeated).  Returns them."""
+        woken: List[SmbTask] = []
+        for task in tasks:
+            if task.state.final:
+                continue
+            if task.pinned or (sent and (task.sends >= MAX_SENDS or not task.replayable)):
+                move(task, TaskState.FAILED)
+                task.error = SmbConnectionError(
+                    f"channel {self.index} to {self.host}:{self.port} lost while "
+                    f"{self.command_name(task.command)} was "
+                    f"{'in flight' if sent else 'waiting to be sent'}")
+            else:
+                move(task, TaskState.REISSUE)
+                self.failovers += sent
+            woken.append(task)
+        return woken
+
+    def _restart(self, woken: List[SmbTask]) -> None:
+        owner = self._owner
         for task in woken:
             if task.future is not None and task.state is TaskState.REISSUE:
                 owner.iod_resend(task)
             else:
                 owner.wake(task)
-        owner.channel_died(self)
+
+    def _requeue_unsent(self, tasks: List[SmbTask]) -> None:
+        """The sender's hand-back: ``tasks`` were queued on a connection of
+        this channel that went away before its writer took them (never
+        sent): they go to a live channel as in a failover."""
+        with self.inflight.lock:
+            woken = self._hand_over(tasks, sent=False)
+        self._restart(woken)
 
     def close(self, error: Optional[BaseException] = None) -> None:
         """Stop for good (the set closes, or the session went away)."""

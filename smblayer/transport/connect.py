@@ -43,8 +43,8 @@ import threading
 import time
 from typing import Callable, List, Optional
 
-from ..errors import (SmbConnectionError, SmbError, SmbNegotiateError, SmbTimeoutError,
-                      SmbNegotiateRefusedError, SmbProtocolError)
+from ..errors import (SmbClosedError, SmbConnectionError, SmbError, SmbNegotiateError,
+                      SmbNegotiateRefusedError, SmbProtocolError, SmbTimeoutError)
 from ..proto import smb2
 from ..proto.framing import FrameReader, FramingError, frame_prefix
 from ..proto.negotiate import NegotiateFailed, NegotiateResult, Negotiator, Outgoing
@@ -175,6 +175,7 @@ class ConnectWorker:
         self.pending_error: Optional[BaseException] = None   # why reconnecting fails now
         self.connect_error: Optional[BaseException] = None   # why the first connect failed
         self._last_conn_useful = True
+        sender.attach(self.requeue_unsent, wake)
 
     @property
     def running(self) -> bool:
@@ -467,6 +468,31 @@ class ConnectWorker:
                 self.waiting.extend(reissue)
         for task in woken:
             self._wake(task)
+
+    def requeue_unsent(self, tasks: List[SmbTask]) -> None:
+        """``tasks`` were queued for a connection that was lost, replaced or
+        closed before the writer took them (never on the wire; the sender
+        calls this): they are sent again, an async compound whole (see
+        compound.py), from the start."""
+        woken = []
+        with self._inflight.lock:
+            for task in tasks:
+                if task.state.final:
+                    continue
+                if task.group is not None:
+                    move(task, TaskState.FAILED)
+                    task.error = CompoundLost("compound not sent; it is sent again")
+                else:
+                    move(task, TaskState.REISSUE)
+                woken.append(task)
+        for task in woken:
+            if task.future is not None and task.state is TaskState.REISSUE:
+                try:
+                    self._client.iod.call_soon(self._resend, task)
+                except RuntimeError:        # smbiod is shut down: the client closed
+                    self.fail_task(task, SmbClosedError("client closed"))
+            else:
+                self._wake(task)
 
     def _reissue_refusal(self, task: SmbTask, error: Optional[BaseException]):
         """Why ``task`` must not be resent after losing its connection, or None."""

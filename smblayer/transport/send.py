@@ -2,35 +2,57 @@
 
 Theory of operation
 -------------------
-Under the send lock a request (or a compound of them) gets its MessageIds,
-enters the in-flight table, has its timer armed, gets its header built and
-protected (signed or encrypted by ``task.security``), and is written with
-``sendmsg`` of separate buffers (payloads are never concatenated).  Doing all
-of it under one lock makes MessageIds reach the wire in order.
+A combining writer.  A caller does not write its request itself: it
+appends it (one request, or a compound of several) to the outbox (a deque:
+no lock), then tries to take the send lock.  Whoever holds the send lock is
+the writer: it drains the outbox -- under the MID-table lock each request
+gets its MessageIds, enters the in-flight table and has its timer armed;
+then, outside that lock, each gets its header built and protected (signed
+or encrypted by ``task.security``), and the whole batch goes out with one
+``sendmsg`` of separate buffers (payloads are never concatenated).  A
+caller that finds the send lock taken returns at once: the writer sends its
+request too (whoever releases the send lock looks at the outbox again, so
+nothing is left behind).  MessageIds, SMB1 signing sequence numbers and 3.x
+encryption nonces are so given in the order the frames reach the wire.
 
-The tasks move to SENT under the in-flight lock, through the task transition
-table: a task cancelled before that point is not sent (its credits go back
-and the sender gets its SmbCancelledError); one cancelled after it is on the
-wire and gets an SMB CANCEL, sent here too, after the request itself.
+Why: ``sendmsg`` releases the GIL.  With one lock held across each
+caller's write, the holder waited for the GIL while every other caller
+queued on the lock (a convoy: two context switches per request); the
+writer instead sends what piled up meanwhile in one system call.
+
+Cancel: the tasks move to SENT under the MID-table lock, when the writer
+takes them, through the task transition table.  A task cancelled before
+that point (still in the outbox) is never sent: the writer drops it, its
+credits go back (and the other elements of its compound fail with its
+error).  One cancelled after it is a cancel of a sent request: an SMB
+CANCEL (sent here too, after the request itself), its MessageId kept for
+the late reply.  A request whose connection was lost, replaced or closed
+before the writer took it goes back to be sent again (``requeue``), never
+having been on the wire; its credits went with that connection.
 
 Before that, :meth:`Sender.queue` moves the tasks to QUEUED and sets their
 CreditCharge (the credits the caller then takes from the gate).
 
 Also here: one-way SMB1 messages (an oplock break acknowledgement) and
-CANCEL, which have no reply, no MID-table entry and no timer.
+CANCEL, which have no reply, no MID-table entry and no timer: written by
+their caller under the send lock.
 
 Interface: built with the client (read: ``connection``, the current
-generation, and ``host``/``port``), the in-flight table, the credit gate,
-liveness (``deadline``) and the counters.  ``lock`` is the send lock of the
-lock order; the connect worker takes it to publish a new connection.
+generation, ``host``/``port`` and ``iod``), the in-flight table, the credit
+gate, liveness (``deadline``) and the counters; ``attach(requeue, wake)``
+gives the connect worker's hand-back of requests that were never sent and
+the client's wake-up.  ``lock``
+is the send lock of the lock order (the connect worker takes it to publish
+a new connection); releasing it writes what was queued meanwhile.
 """
 from __future__ import annotations
 
+import collections
 import logging
 import socket
 import threading
 import time
-from typing import List, Sequence
+from typing import Deque, List, Sequence
 
 from ..errors import SmbCancelledError
 from ..proto import smb2
@@ -48,8 +70,40 @@ class Retry(Exception):
     """The connection changed under a sender; start over."""
 
 
+#: buffers per sendmsg (IOV_MAX is 1024 on Linux)
+_MAX_BUFFERS = 512
+#: a batch holding this many bytes is written before the next request is
+#: built: a large protected frame may sit in a buffer its security reuses
+#: for the next large one (security/crypto.py, REUSE_FROM = 64 KiB)
+_FLUSH_BYTES = 32 * 1024
+
+
+class SendLock:
+    """The send lock: whoever releases it writes what was queued while it
+    was held (see the module docstring)."""
+
+    __slots__ = ("_lock", "_after", "acquire", "locked")
+
+    def __init__(self, after) -> None:
+        self._lock = lock = threading.Lock()
+        self.acquire = lock.acquire
+        self.locked = lock.locked
+        self._after = after
+
+    def release(self) -> None:
+        self._lock.release()
+        self._after()
+
+    def __enter__(self) -> "SendLock":
+        self._lock.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
 class Sender:
-    """Owns the send lock; see the module docstring."""
+    """Owns the send lock and the outbox; see the module docstring."""
 
     def __init__(self, client, inflight, credits, liveness, stats) -> None:
         self._client = client
@@ -57,7 +111,16 @@ class Sender:
         self._credits = credits
         self._deadline = liveness.deadline
         self._stats = stats
-        self.lock = threading.Lock()
+        self._outbox: Deque[tuple] = collections.deque()   # (conn, tasks, related, credits)
+        self._requeue = self._wake = None
+        self.lock = SendLock(self._flush)   # held by the writer
+
+    def attach(self, requeue, wake) -> None:
+        """The connect worker's ``requeue(tasks)`` (hand requests that were
+        never sent back to be sent again: their connection went away while
+        they were queued) and the client's ``wake(task)``."""
+        self._requeue = requeue
+        self._wake = wake
 
     def queue(self, conn, tasks: Sequence[SmbTask]) -> int:
         """Move ``tasks`` to QUEUED (a cancelled one raises) and charge them;
@@ -86,44 +149,146 @@ class Sender:
 
     def transmit(self, conn, tasks: Sequence[SmbTask], related: bool, credits: int,
                  fast: bool = False):
-        """Put one request, or a compound of several, on ``conn``.  ``credits``
-        were taken for them; they go back if nothing is sent.
+        """Queue one request, or a compound of several, for ``conn`` and
+        write the outbox unless a writer is at it (then it is sent by that
+        writer; the caller waits for the reply as usual).  ``credits`` were
+        taken for them; they go back if nothing is sent.
 
-        ``fast`` (a synchronous caller): if nothing else is in flight, take
-        the demux's reader role before the request goes out and return the
-        demux (the caller reads its own reply and releases the role); taken
-        here, under the send lock, every later sender comes after it and
-        hands the role back to the demux (kick).  None otherwise."""
+        ``fast`` (a synchronous caller): if this caller writes and nothing
+        else is in flight or queued, take the demux's reader role before the
+        request goes out and return the demux (the caller reads its own
+        reply and releases the role); a later writer hands the role back to
+        the demux (kick).  None otherwise."""
+        if conn.lost or conn is not self._client.connection:
+            self._credits.grant(credits, credits)
+            raise Retry()
+        entry = (conn, tasks, related, credits)
+        self._outbox.append(entry)          # a deque: no lock (the writer pops under one)
+        return self._write_queued(entry if fast else None)
+
+    def _flush(self) -> None:
+        """The send lock was released: write what was queued meanwhile."""
+        if self._outbox:
+            self._write_queued(None)
+
+    def _write_queued(self, mine):
+        """Be the writer while there is something to write and nobody else
+        is; the demux whose reader role ``mine``'s caller took, or None."""
+        reader = None
+        lock = self.lock._lock
+        while self._outbox:
+            if not lock.acquire(False):
+                return reader           # the writer sends it (it looks again after release)
+            try:
+                taken = self._drain(mine)
+            except BaseException:
+                lock.release()
+                if self._outbox:        # nobody may be left to write them
+                    self._client.iod.call_soon(self._flush)
+                raise
+            lock.release()
+            if taken is not None:
+                reader = taken
+            elif reader is not None:
+                # Others joined and this caller sent them: their replies
+                # come too, so the demux reads (as a kick would have it).
+                reader.release_reader_role()
+                reader = None
+        return reader
+
+    def _drain(self, mine):
+        """Send everything in the outbox (holding the send lock)."""
         inflight = self._inflight
-        wire = conn.wire
-        with self.lock:
-            if conn.lost or conn is not self._client.connection:
-                self._credits.grant(credits, credits)
-                raise Retry()
+        client = self._client
+        reader = None
+        batch = []
+        dropped: list = []
+        woken: list = []
+        wake = False
+        outbox = self._outbox
+        with inflight.lock:
+            entries = []
+            while outbox:
+                entries.append(outbox.popleft())
             now = time.monotonic()
-            wake = False
-            with inflight.lock:
+            for entry in entries:
+                conn, tasks = entry[0], entry[1]
+                if conn.lost or conn is not client.connection:
+                    dropped += tasks        # lost, replaced or closed after it queued
+                    continue
                 cancelled = [t for t in tasks if not can_move(t, TaskState.SENT)]
                 if cancelled:
-                    self._credits.grant(credits, credits)
-                    raise cancelled[0].error or SmbCancelledError("request cancelled")
-                reader = conn.demux if fast and not inflight.pending and \
-                    conn.demux is not None and conn.demux.take_reader_role() else None
-                smb1 = wire.is_smb1
+                    self._withdraw(entry, cancelled[0], woken)
+                    continue
+                if entry is mine and len(entries) == 1 and not inflight.pending and \
+                        conn.demux is not None and conn.demux.take_reader_role():
+                    reader = conn.demux
+                smb1 = conn.wire.is_smb1
                 for task in tasks:
                     mid = inflight.allocate(smb1, task.send_credits)
                     inflight.register(task, mid, conn.generation, now)
                     if not task.is_probe:
                         wake |= inflight.arm(task, self._deadline(task, now))
+                batch.append(entry)
+        for task in woken:
+            self._wake(task)
+        if dropped:
+            self._requeue(dropped)
+        if not batch:
+            return reader
+        try:
+            self._send_batch(batch, now)
+        except BaseException:
+            # Interrupted (Ctrl-C) with requests taken but maybe not written:
+            # their MessageIds can't be trusted; reconnect and reissue them.
+            shutdown(batch[0][0].sock)
+            if reader is not None:
+                reader.release_reader_role()
+            raise
+        demux = batch[0][0].demux
+        if demux is not None:
+            if wake:
+                demux.wake()
+            if demux.fast_reader and reader is None:
+                demux.kick()       # another request joined: the demux reads again
+        return reader
+
+    def _withdraw(self, entry, cancelled: SmbTask, woken: list) -> None:
+        """``entry`` was cancelled before the writer took it: it is not sent,
+        its credits go back, the rest of its compound fails with the same
+        error (under the MID-table lock; ``woken`` gets them)."""
+        self._credits.grant(entry[3], entry[3])
+        error = cancelled.error or SmbCancelledError("request cancelled")
+        for task in entry[1]:
+            if not task.state.final:
+                move(task, TaskState.FAILED)
+                task.error = error
+                woken.append(task)
+
+    def _send_batch(self, batch: list, now: float) -> None:
+        """Build every request of ``batch`` (taken, in MessageId order) and
+        write them with as few ``sendmsg`` calls as the buffers allow."""
+        conn = batch[0][0]
+        buffers: list = []
+        total = 0
+        stats = self._stats
+        wire = conn.wire
+        for _conn, tasks, related, credits in batch:
             try:
                 parts = self._build(conn, tasks, related)
-                size = sum(map(len, parts))
-                self._write(conn, parts, size)
-            except BaseException:
-                if reader is not None:
-                    reader.release_reader_role()
-                raise
-            stats = self._stats
+            except Exception as exc:  # noqa: BLE001 - that request fails, the rest go
+                self._fail_unbuilt(tasks, credits, exc)
+                continue
+            size = sum(map(len, parts))
+            if len(buffers) + len(parts) >= _MAX_BUFFERS and buffers:
+                self._write(conn, buffers, total)
+                buffers, total = [], 0
+            buffers.append(frame_prefix(size))
+            buffers += parts
+            total += size + 4
+            if total >= _FLUSH_BYTES:
+                self._write(conn, buffers, total)
+                buffers, total = [], 0
             for task in tasks:
                 counters = stats.command(wire, task.command)
                 counters.ops += 1
@@ -131,13 +296,21 @@ class Sender:
                 if task.sends > 1:
                     counters.retransmissions += 1
             stats.command(wire, tasks[0].command).bytes_sent += size + 4
-        demux = conn.demux
-        if demux is not None:
-            if wake:
-                demux.wake()
-            if demux.fast_reader and reader is None:
-                demux.kick()       # another request joined: the demux reads again
-        return reader
+        if buffers:
+            self._write(conn, buffers, total)
+
+    def _fail_unbuilt(self, tasks: Sequence[SmbTask], credits: int, error: Exception) -> None:
+        """A request could not be built or protected: it fails, unsent."""
+        inflight = self._inflight
+        self._credits.grant(credits, credits)
+        with inflight.lock:
+            for task in tasks:
+                inflight.retire(task.message_id, task.generation)
+                if not task.state.final:
+                    move(task, TaskState.FAILED)
+                    task.error = error
+        for task in tasks:
+            self._wake(task)
 
     def _build(self, conn, tasks: Sequence[SmbTask], related: bool) -> list:
         wire = conn.wire
@@ -175,10 +348,10 @@ class Sender:
             return used + CREDIT_ASK
         return used
 
-    def _write(self, conn, parts, size: int) -> None:
-        """sendmsg one frame (under the send lock)."""
+    def _write(self, conn, buffers, total: int) -> None:
+        """sendmsg framed buffers (under the send lock)."""
         try:
-            sendmsg_all(conn.sock, (frame_prefix(size), *parts), size + 4)
+            sendmsg_all(conn.sock, buffers, total)
         except OSError as exc:
             # The demux sees the broken socket; the connect worker reconnects
             # and the requests in flight are reissued.
@@ -227,7 +400,7 @@ class Sender:
             if task.security is not None:
                 parts = task.security.protect(task, header, parts)
             size = sum(map(len, parts))
-            self._write(conn, parts, size)
+            self._write(conn, (frame_prefix(size), *parts), size + 4)
         return size + 4
 
     def cancel(self, conn, task: SmbTask) -> None:

@@ -14,6 +14,7 @@ can never both win: a CANCELLED task is never sent::
         -> INTERIM (STATUS_PENDING received, still waiting)
         -> DONE (reply) | FAILED (error) | CANCELLED
     SENT/INTERIM -> REISSUE (connection lost) -> QUEUED ...
+    QUEUED -> REISSUE (its connection went away before the writer took it)
     DONE/FAILED/CANCELLED -> NEW (the task object is run again)
 """
 from __future__ import annotations
@@ -45,7 +46,7 @@ _S = TaskState
 #: state -> the states a task may move to from there
 TRANSITIONS = {
     _S.NEW: frozenset({_S.QUEUED, _S.FAILED, _S.CANCELLED}),
-    _S.QUEUED: frozenset({_S.QUEUED, _S.SENT, _S.FAILED, _S.CANCELLED}),
+    _S.QUEUED: frozenset({_S.QUEUED, _S.SENT, _S.FAILED, _S.CANCELLED, _S.REISSUE}),
     _S.SENT: frozenset({_S.INTERIM, _S.DONE, _S.FAILED, _S.CANCELLED, _S.REISSUE}),
     _S.INTERIM: frozenset({_S.INTERIM, _S.DONE, _S.FAILED, _S.CANCELLED, _S.REISSUE}),
     _S.REISSUE: frozenset({_S.QUEUED, _S.FAILED, _S.CANCELLED}),

@@ -148,11 +148,17 @@ def test_wait_for_state_after_reset(server):
 # 2. Lost cancel
 
 
-def test_task_cancelled_while_another_holds_the_send_lock_is_never_sent(server):
+# The combining writer's cancel rule (transport/send.py): a request cancelled
+# before the writer has taken it from the outbox is never sent; one cancelled
+# after that is a cancel of a sent request (CANCEL after it, its MessageId
+# kept for the late reply, an abandoned CREATE's handle closed).
+
+def test_task_cancelled_before_the_writer_takes_it_is_never_sent(server):
     """A proxy that stops reading makes an 8 MiB WRITE block in sendmsg
-    (holding the send lock: 8 MiB is more than the loopback socket buffers
-    take); an ECHO queued behind it is cancelled; when the proxy reads
-    again the WRITE completes and the ECHO must never reach the server."""
+    (its thread is the writer: 8 MiB is more than the loopback socket
+    buffers take); an ECHO queued behind it is cancelled; when the proxy
+    reads again the WRITE completes and the ECHO must never reach the
+    server."""
     hard = TimeoutPolicy(mode="hard", timeout=30.0)   # no timer fires meanwhile: no probes
     with FaultProxy(server.host, server.port) as proxy:
         tree = connect(server, proxy.port, timeouts=hard)
@@ -202,6 +208,101 @@ def test_task_cancelled_while_another_holds_the_send_lock_is_never_sent(server):
             for t in (writer, waiter):
                 if t is not None:
                     t.join(10)
+
+
+def test_task_cancelled_after_the_writer_took_it_is_cancelled_on_the_wire(server):
+    """The other side of the rule.  WRITE A (8 MiB) blocks its writer on a
+    paused proxy; WRITE B (8 MiB) and a CREATE queue behind it.  The proxy
+    then forwards A and stops at B's first bytes: the writer has taken B and
+    the CREATE (MessageIds given) and is stuck sending them.  Cancelling the
+    CREATE now returns the caller at once; on the wire the CREATE goes out,
+    then its CANCEL; its late reply is matched (never "unknown MessageId")
+    and the handle it opened is closed by the layer."""
+    hard = TimeoutPolicy(mode="hard", timeout=30.0)
+    mib = 1024 * 1024
+    with FaultProxy(server.host, server.port) as proxy:
+        tree = connect(server, proxy.port, timeouts=hard)
+        client = tree.client
+        gate = threading.Event()
+        threads = []
+        try:
+            ops = tree.ops
+            assert ops.max_write >= 8 * mib, "needs a server taking 8 MiB WRITEs"
+            handle = ops.open("big.bin", access=fsops.GENERIC_READ | fsops.GENERIC_WRITE,
+                              disposition=fsops.FILE_OVERWRITE_IF)
+            while client.stats()["_client"]["credits"] < 512:
+                client.echo()              # credits for two 8 MiB WRITEs at once
+            log = FrameLog()
+            seen = [0]
+
+            def tap(connection, direction, data):
+                log(connection, direction, data)
+                if direction == "c2s":
+                    seen[0] += len(data)
+                    if seen[0] > 8 * mib + 4096:     # B's first bytes: hold the stream
+                        gate.wait(20)
+            proxy.pause()
+            proxy.tap(tap)
+            outcome = {}
+
+            def run(name, task):
+                try:
+                    outcome[name] = client.run_task(task)
+                except BaseException as exc:  # noqa: BLE001
+                    outcome[name] = exc
+
+            def start(name, task):
+                t = threading.Thread(target=run, args=(name, task), daemon=True)
+                threads.append(t)
+                t.start()
+            start("A", ops.write_task(handle, 0, bytes(8 * mib)))
+            wait_for(lambda: client.stats()["_client"]["in_flight"] == 1, 10,
+                     "WRITE A to be on its way")
+            start("B", ops.write_task(handle, 8 * mib, bytes(8 * mib)))
+            wait_for(lambda: len(client._sender._outbox) == 1, 10, "WRITE B to queue")
+            create, _, _ = ops._create_task("late.bin", access=fsops.GENERIC_READ,
+                                            disposition=fsops.FILE_OVERWRITE_IF)
+            start("C", create)
+            wait_for(lambda: len(client._sender._outbox) == 2, 10, "the CREATE to queue")
+            proxy.resume()
+            wait_for(lambda: create.state is smblayer.TaskState.SENT, 20,
+                     "the writer to take the CREATE")
+            assert not gate.is_set() and not log.messages("c2s", smb2.Command.CREATE)[1:], \
+                "the CREATE reached the proxy before the test could cancel it"
+            assert create.cancel() is True
+            wait_for(lambda: "C" in outcome, 2, "run_task of the cancelled CREATE to return")
+            assert isinstance(outcome["C"], SmbCancelledError), repr(outcome["C"])
+            gate.set()
+            for t in threads:
+                t.join(20)
+            assert not isinstance(outcome["A"], BaseException), repr(outcome["A"])
+            assert not isinstance(outcome["B"], BaseException), repr(outcome["B"])
+            mid = create.message_id
+            wait_for(lambda: any(m.header.message_id == mid
+                                 for m in log.messages("s2c", smb2.Command.CREATE)), 10,
+                     "the CREATE's late reply")
+            wait_for(lambda: client.stats()["_client"]["in_flight"] == 0, 10,
+                     "every reply (the close of the abandoned handle's too)")
+            c2s = log.messages("c2s")
+            at = [i for i, m in enumerate(c2s) if m.header.message_id == mid and
+                  m.header.command == smb2.Command.CREATE]
+            cancels = [i for i, m in enumerate(c2s) if m.header.message_id == mid and
+                       m.header.command == smb2.Command.CANCEL]
+            assert at and cancels and cancels[0] > at[0], "no CANCEL after the CREATE"
+            reply = [m for m in log.messages("s2c", smb2.Command.CREATE)
+                     if m.header.message_id == mid][-1]
+            if reply.header.status == 0:      # it opened: the layer closes it
+                wait_for(lambda: any(i > at[0] for i, m in enumerate(log.messages("c2s"))
+                                     if m.header.command == smb2.Command.CLOSE), 10,
+                         "the abandoned CREATE's handle to be closed")
+            assert client.stats()["_client"]["unmatched_replies"] == 0
+            ops.close(handle)
+        finally:
+            gate.set()
+            proxy.resume()
+            close_quietly(tree)
+            for t in threads:
+                t.join(10)
 
 
 # ---------------------------------------------------------------------------

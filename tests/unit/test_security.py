@@ -21,6 +21,7 @@ from smblayer.security import (
     Authenticator, DecryptError, PreauthHash, Smb1Signer, Smb2Signer, TransformCipher,
     derive_session_keys, gmac_nonce, smb3kdf, transform_session_id,
 )
+from smblayer.security.crypto import REUSE_FROM
 
 
 def _vectors_path() -> Path:
@@ -425,11 +426,19 @@ def test_gcm_encrypts_parts_without_joining_into_a_per_thread_buffer(cipher_id):
     header, ciphertext = client.encrypt(parts, 7)
     first = bytes(header) + bytes(ciphertext)
     assert server.decrypt(first) == b"".join(parts)
+    # A small message gets its own buffer: the large one before it is intact
+    # (a writer builds several small frames before it sends them together).
     header2, ciphertext2 = client.encrypt([b"\xfeSMB" + bytes(60)], 7)
-    assert ciphertext2.obj is ciphertext.obj          # the thread's buffer, reused
+    assert ciphertext2.obj is not ciphertext.obj
     assert server.decrypt(bytes(header2) + bytes(ciphertext2)) == b"\xfeSMB" + bytes(60)
+    assert bytes(header) + bytes(ciphertext) == first
+    # A large one (REUSE_FROM bytes or more) reuses the thread's buffer.
+    big = [b"\xfeSMB" + bytes(60), bytes(REUSE_FROM)]
+    header3, ciphertext3 = client.encrypt(big, 7)
+    assert ciphertext3.obj is ciphertext.obj          # the thread's buffer, reused
+    assert server.decrypt(bytes(header3) + bytes(ciphertext3)) == b"".join(big)
     other = []
-    t = threading.Thread(target=lambda: other.append(client.encrypt([b"x" * 10], 7)[1]))
+    t = threading.Thread(target=lambda: other.append(client.encrypt(big, 7)[1]))
     t.start()
     t.join()
     assert other[0].obj is not ciphertext.obj         # another thread, another buffer
