@@ -16,10 +16,10 @@ from .. import fs
 from ..errors import status_error
 from ..fs.ops import filetime_to_unix
 from ..proto.status import NtStatus
-from .args import UsageError, has_wildcard
 from .connections import (Connections, SmbUrl, client_options, credentials, credentials_given,
                           open_tree, parse_url, smb_path)
 from .progress import format_bytes
+from .words import UsageError, has_wildcard
 
 
 def stdout() -> BinaryIO:

@@ -257,6 +257,9 @@ class Smb2FileOps(FileOps):
         that durable handle (DH2C/DHnC)."""
         if reclaim is None:
             self._dir_cache.changing(path, access, disposition)
+            closes = getattr(self.tree, "deferred_closes", None)
+            if closes is not None:
+                closes.opening(path, access, disposition)      # fs.deferred
         if oplock == OPLOCK_LEASE and not self._leasing:
             log.debug("smblayer: server/dialect without leasing; asking a batch oplock")
             oplock = OPLOCK_BATCH
@@ -344,6 +347,10 @@ class Smb2FileOps(FileOps):
     def close_task(self, handle: Handle) -> SmbTask:
         return self._task(Command.CLOSE, commands.close_request(handle.fid, postquery=True),
                           handle.path)
+
+    def set_write_time_task(self, handle: Handle, mtime: int) -> SmbTask:
+        return self._set_info_task(handle, FILE_BASIC_INFORMATION,
+                                   fileinfo.basic_information(0, 0, mtime))
 
     def close_done(self, handle: Handle, reply: Reply) -> None:
         """The handle is closed; its FileInfo gets the final attributes."""
