@@ -614,6 +614,13 @@ class ChannelSet:
             except SmbError:
                 pass                    # dead: the worker retries it
 
+    def requery_soon(self) -> None:
+        """Ask the worker to query the interfaces now (and add channels)."""
+        with self._lock:
+            self._requery_now = True
+            self._lock.notify_all()
+        self._ensure_worker()
+
     # -- channel 0 reconnects ---------------------------------------------------------------------
 
     def _before_recovery(self, client) -> None:
@@ -703,6 +710,14 @@ class MultichannelMixin:
             raise SmbMultichannelError("multichannel is not started on this client",
                                        reason="session")
         return channels.add(address)
+
+    def requery_interfaces(self) -> None:
+        """Query the server's interfaces again now, in the background (the
+        client does every 600 s and after losing a channel), and open
+        channels to new addresses up to ``max_channels``."""
+        channels = self._channels
+        if channels is not None:
+            channels.requery_soon()
 
     @property
     def channel_session(self):

@@ -269,3 +269,29 @@ def test_a_binding_answered_with_a_wrong_signature_is_refused(server):
             data = os.urandom(4 << 20)
             tree.write_bytes("hostile.bin", data)
             assert tree.read_bytes("hostile.bin") == data
+
+
+def test_channels_added_when_the_server_lists_more_interfaces(server):
+    """The first interface query lists nothing (a server with its interfaces
+    still coming up); once the list grows, re-querying adds the channels."""
+    from smblayer.fs.binding import Binder
+
+    class LateInterfaces(Binder):
+        calls = 0
+
+        def query_interfaces(self):
+            LateInterfaces.calls += 1
+            listed = super().query_interfaces()
+            return [] if LateInterfaces.calls == 1 else listed
+
+    tree = fs.connect(server.host, "share", server.username, server.password,
+                      port=server.port, multichannel=True, max_channels=3,
+                      reconnect=FAST_BACKOFF)
+    with tree:
+        client = tree.session.client
+        client.close_channels()
+        client.start_channels(tree.session, LateInterfaces(tree.session, tree))
+        assert [ch.index for ch in client.channels] == [0]     # nothing listed: no channel
+        client.requery_interfaces()
+        assert wait_channels_active(client, 3, within=10.0), client.channels
+        assert all(ch.remote_address[0] == "127.0.0.1" for ch in client.channels)
