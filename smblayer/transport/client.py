@@ -342,6 +342,18 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
         return SmbTask(wire.echo_command, wire.echo_body(), timeouts=timeouts, priority=True,
                        session_id=getattr(session, "session_id", 0), security=session)
 
+    def hold_sends(self) -> bool:
+        """Before sending several async requests in a row from one thread
+        (an event loop's burst): they are queued and written together, in one
+        system call, by ``release_sends()`` (call it only if this returned
+        True; never wait for a reply in between).  False: a writer is busy
+        and writes them with its batch anyway."""
+        return self._sender.hold()
+
+    def release_sends(self) -> None:
+        """End ``hold_sends``: what was queued meanwhile goes out now."""
+        self._sender.release()
+
     def withdraw_placement(self, task: SmbTask) -> None:
         """Take back the buffer lent as ``task.recv_buffer`` (before the
         call that lent it returns, answered or not): nothing writes into it
