@@ -125,7 +125,8 @@ def cmd_ls(args) -> int:
             listing = [(posixpath.basename(p), st) for p, st in expand(tree, path, url)]
         else:
             # "dir/" names a directory: listed without asking first
-            info = tree.file_info(path) if path and not url.path.endswith("/") else None
+            named_dir = args.url.replace("\\", "/").endswith("/")
+            info = tree.file_info(path) if path and not named_dir else None
             if info is not None and not info.is_dir:
                 listing = [(posixpath.basename(path), info)]
             else:
