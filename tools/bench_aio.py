@@ -11,6 +11,10 @@
   the async fsspec filesystem vs fsspec's smbprotocol-based ``smb://``
   (``fs.cat(paths)``).
 
+For the stats, the process CPU and the context switches (every thread of
+the process, /proc) per stat are printed too: on a busy machine the rates
+swing with the scheduler, these much less.
+
 Connections are made before the timing; each contender runs once per round
 (rotating order); the ratio printed is the median of the per-round ratios
 (each round's two runs are neighbours in time, which matters on a busy
@@ -36,6 +40,29 @@ import fsspec  # noqa: E402
 
 from smblayer import aio  # noqa: E402
 from smblayer import fs as smbfs  # noqa: E402
+
+
+def _switches() -> int:
+    """Context switches of every thread of this process so far."""
+    total = 0
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/status") as f:
+                total += sum(int(line.split()[1]) for line in f if "ctxt_switches" in line)
+        except OSError:
+            pass                                    # a thread that just ended
+    return total
+
+
+def _costed(costs: dict, name: str, n: int, run):
+    """``run`` wrapped to also record (CPU us, context switches) per op."""
+    def wrapped():
+        c0, x0 = time.process_time(), _switches()
+        value = run()
+        costs.setdefault(name, []).append(((time.process_time() - c0) / n * 1e6,
+                                           (_switches() - x0) / n))
+        return value
+    return wrapped
 
 
 def bench_stats(srv, loop, args, path: str) -> dict:
@@ -65,13 +92,18 @@ def bench_stats(srv, loop, args, path: str) -> dict:
 
     try:
         sync_run(), async_run()                      # warm-up
-        rates = interleave(args.rounds, {"aio (1 loop, 64 in flight)": async_run,
-                                         "sync (16 threads)": sync_run})
+        costs: dict = {}
+        rates = interleave(args.rounds, {
+            "aio (1 loop, 64 in flight)": _costed(costs, "aio", args.stats, async_run),
+            "sync (16 threads)": _costed(costs, "sync", args.stats, sync_run)})
     finally:
         pool.shutdown()
         loop.run_until_complete(atree.close())
         tree.close()
-    return _summary(rates, higher_is_better=True)
+    summary = _summary(rates, higher_is_better=True)
+    summary["cost"] = {name: (median([c for c, _x in v]), median([x for _c, x in v]))
+                       for name, v in costs.items()}
+    return summary
 
 
 def _summary(values: dict, higher_is_better: bool) -> dict:
@@ -155,6 +187,9 @@ def main() -> int:
         r = results["stat"]
         a, s = r["aio (1 loop, 64 in flight)"], r["sync (16 threads)"]
         rows.append([f"{args.stats} stats", f"{a:.0f}/s", f"{s:.0f}/s", f"{r['ratio']:.2f}x"])
+        (ac, ax), (sc, sx) = r["cost"]["aio"], r["cost"]["sync"]
+        rows.append(["  CPU per stat", f"{ac:.0f} us", f"{sc:.0f} us", f"{ac / sc:.2f}x"])
+        rows.append(["  switches per stat", f"{ax:.2f}", f"{sx:.2f}", ""])
     if "cat" in results:
         r = results["cat"]
         a, s = r["smblayer async fsspec"], r["smb:// (smbprotocol)"]

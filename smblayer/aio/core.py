@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import weakref
-from concurrent.futures import Future
+from concurrent.futures import CancelledError as FutureCancelled, Future
 from typing import Any, Deque, Optional, Tuple
 
 from ..config import TimeoutPolicy
@@ -67,31 +67,92 @@ class _Inbox:
             waiter, future = items.popleft()
             if waiter.done():
                 continue
-            if future.cancelled():
+            try:
+                value = future.result()        # done: one look under its lock
+            except FutureCancelled:
                 waiter.cancel()
-                continue
-            exc = future.exception()
-            if exc is not None:
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
                 waiter.set_exception(exc)
             else:
-                waiter.set_result(future.result())
+                waiter.set_result(value)
 
 
-_inboxes: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Inbox]" = \
+class _Outbox:
+    """The plans the coroutines of one loop iteration start, sent together.
+
+    ``run_plan`` queues its requests with the loop future it awaits, and the
+    loop runs ``flush`` once, after this iteration's callbacks (a burst of
+    replies resumes many coroutines in one iteration, and each starts its
+    next request): ``flush`` takes the client's writer role
+    (``hold_sends``) while it starts them all, so they reach the wire in one
+    ``sendmsg`` instead of one each (and the loop thread, which does that
+    system call, releases the GIL once instead of once per request).  A
+    coroutine cancelled before the flush: its request is never started."""
+
+    __slots__ = ("loop", "inbox", "items", "scheduled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, inbox: _Inbox):
+        self.loop = loop
+        self.inbox = inbox
+        self.items: list = []
+        self.scheduled = False
+
+    def add(self, client, tasks, waiter: asyncio.Future) -> None:
+        self.items.append((client, tasks, waiter))
+        if not self.scheduled:
+            self.scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self.scheduled = False
+        items, self.items = self.items, []
+        held, tried = [], set()
+        try:
+            for client, tasks, waiter in items:
+                if waiter.done():
+                    continue                # cancelled before it was sent: never sent
+                if id(client) not in tried:
+                    tried.add(id(client))
+                    if client.hold_sends():
+                        held.append(client)
+                try:
+                    future = client.run_task_async(tasks[0]) if len(tasks) == 1 else \
+                        client.run_compound_async(tasks)
+                except Exception as exc:  # noqa: BLE001 - the awaiting coroutine's error
+                    waiter.set_exception(exc)
+                    continue
+                _link(future, waiter, self.inbox)
+                waiter.add_done_callback(lambda w, f=future: w.cancelled() and f.cancel())
+        finally:
+            for client in held:
+                client.release_sends()      # the queued requests go out now
+
+
+_ports: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Outbox]" = \
     weakref.WeakKeyDictionary()
+
+
+def _port(loop: asyncio.AbstractEventLoop) -> _Outbox:
+    """The loop's outbox (and, as its ``inbox``, its inbox)."""
+    port = _ports.get(loop)
+    if port is None:
+        port = _ports[loop] = _Outbox(loop, _Inbox(loop))
+    return port
+
+
+def _link(future: Future, waiter: "asyncio.Future", inbox: _Inbox) -> None:
+    """Settle ``waiter`` from ``future`` through ``inbox``: straight from the
+    settling thread (no hop through smbiod), the push being lock-free
+    bookkeeping plus a wake-up, no user code (see _Inbox)."""
+    add = getattr(future, "add_internal_callback", future.add_done_callback)
+    add(lambda f: inbox.push(waiter, f))
 
 
 def _waiter(future: Future) -> "asyncio.Future":
     """A loop future settled from ``future`` (through the loop's inbox)."""
     loop = asyncio.get_running_loop()
-    inbox = _inboxes.get(loop)
-    if inbox is None:
-        inbox = _inboxes[loop] = _Inbox(loop)
     waiter = loop.create_future()
-    # Straight from the settling thread (no hop through smbiod): the push is
-    # lock-free bookkeeping plus a wake-up, no user code (see _Inbox).
-    add = getattr(future, "add_internal_callback", future.add_done_callback)
-    add(lambda f: inbox.push(waiter, f))
+    _link(future, waiter, _port(loop).inbox)
     return waiter
 
 
@@ -121,11 +182,15 @@ async def run_task(client, task: SmbTask) -> Reply:
 
 async def run_plan(client, plan) -> Any:
     """Run a FileOps plan ``(tasks, finish)``: one request or one compound,
-    awaited; returns ``finish(replies)``."""
+    started with the other plans of this loop iteration (``_Outbox``) and
+    awaited; returns ``finish(replies)``.  Cancelling the coroutine cancels
+    it (never sent if the outbox had not sent it yet)."""
     tasks, finish = plan
-    if len(tasks) == 1:
-        return finish([await result(client.run_task_async(tasks[0]))])
-    return finish(await result(client.run_compound_async(tasks)))
+    loop = asyncio.get_running_loop()
+    waiter = loop.create_future()
+    _port(loop).add(client, tasks, waiter)
+    replies = await waiter
+    return finish([replies] if len(tasks) == 1 else replies)
 
 
 class AsyncClient:

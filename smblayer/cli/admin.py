@@ -16,10 +16,10 @@ from typing import List, Optional, Sequence
 
 from ..fs import transfer
 from ..proto import security
-from .args import UsageError, has_wildcard
 from .connections import SmbUrl, open_tree, parse_url, smb_path
 from .files import stdout
 from .progress import new_bar
+from .words import UsageError, has_wildcard
 
 log = logging.getLogger("smblayer")
 

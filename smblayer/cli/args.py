@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import re
+
 from .. import __version__
+from .words import PROG, WILDCARD_COMMANDS, UsageError, has_wildcard, is_url
 
 TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
@@ -18,11 +20,8 @@ if TYPE_CHECKING:
 
     from ..config import Dialect
 
-PROG = "smblayer"
-
-
-class UsageError(Exception):
-    """Bad command-line input: exit status 2."""
+__all__ = ["PROG", "WILDCARD_COMMANDS", "UsageError", "has_wildcard", "is_url", "build_parser",
+           "parse", "parse_dialect", "parse_size", "guess_command", "VALUE_OPTIONS"]
 
 
 class _Formatter(argparse.HelpFormatter):
@@ -97,19 +96,6 @@ def parse_dfs_port(text: str) -> Tuple[str, int]:
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise argparse.ArgumentTypeError(f"expected HOST=PORT with a port 1-65535, got {text!r}")
     return host, int(port)
-
-
-WILDCARD_COMMANDS = ("get", "put", "ls", "rm")
-
-
-def has_wildcard(text: str) -> bool:
-    """Whether ``text`` holds ``*`` or ``?``."""
-    return "*" in text or "?" in text
-
-
-def is_url(text: str) -> bool:
-    """Whether a path argument is remote (``//``, ``smb:`` or ``\\\\``)."""
-    return text.startswith(("//", "smb:", "\\\\"))
 
 
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?$", re.IGNORECASE)

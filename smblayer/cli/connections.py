@@ -19,7 +19,7 @@ from ..config import Dialect, DialectRange, TimeoutPolicy
 from ..errors import SmbAuthError, SmbError
 from ..records import FrozenRecord
 from ..registry import get_client
-from .args import UsageError
+from .words import UsageError
 
 log = logging.getLogger("smblayer")
 

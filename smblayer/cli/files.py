@@ -16,10 +16,10 @@ from .. import fs
 from ..errors import status_error
 from ..fs.ops import filetime_to_unix
 from ..proto.status import NtStatus
-from .args import UsageError, has_wildcard
 from .connections import (Connections, SmbUrl, client_options, credentials, credentials_given,
                           open_tree, parse_url, smb_path)
 from .progress import format_bytes
+from .words import UsageError, has_wildcard
 
 
 def stdout() -> BinaryIO:
@@ -125,7 +125,8 @@ def cmd_ls(args) -> int:
             listing = [(posixpath.basename(p), st) for p, st in expand(tree, path, url)]
         else:
             # "dir/" names a directory: listed without asking first
-            info = tree.file_info(path) if path and not url.path.endswith("/") else None
+            named_dir = args.url.replace("\\", "/").endswith("/")
+            info = tree.file_info(path) if path and not named_dir else None
             if info is not None and not info.is_dir:
                 listing = [(posixpath.basename(path), info)]
             else:

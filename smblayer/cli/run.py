@@ -16,9 +16,9 @@ from typing import Iterator, Optional
 
 from ..errors import SmbAuthError, SmbError, SmbStatusError
 from ..proto.status import NtStatus, status_name
-from .args import PROG, WILDCARD_COMMANDS, UsageError, has_wildcard, is_url
 from .connections import Connections, NoPasswordError
 from .progress import StatusLine, StatusLineHandler
+from .words import PROG, WILDCARD_COMMANDS, UsageError, has_wildcard, is_url
 
 log = logging.getLogger("smblayer")
 

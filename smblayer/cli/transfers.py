@@ -20,10 +20,10 @@ from typing import BinaryIO, Callable, List, Optional, Sequence, Tuple
 from ..fs import transfer
 from ..fs.transfer import VerifyError
 from ..records import Record
-from .args import UsageError, has_wildcard, is_url
 from .connections import SmbUrl, open_tree, parse_url, smb_path
 from .files import expand, is_remote_dir, isdir, stdout, walk
 from .progress import Progress, new_bar, progress_enabled
+from .words import UsageError, has_wildcard, is_url
 
 log = logging.getLogger("smblayer")
 

@@ -26,7 +26,8 @@ sees its errors (a put deletes its temporary file); an error it lets out is
 reported for its key and the others go on.  When the consumer stops early
 (an exception, Ctrl-C, ``close()``), the plans still on the wire are
 cancelled and each job is closed (its ``finally`` runs; it may not yield
-more plans then).
+more plans then); a plan that completed meanwhile is handed to its job
+first, so the job's cleanup knows what it made.
 """
 from __future__ import annotations
 
@@ -91,9 +92,25 @@ def run(client, jobs: Iterable[Tuple[Any, Job]], window: int = DEFAULT_WINDOW
                 if ended is not None:
                     yield ended
     finally:
-        for future, (_key, job, _plan) in flying.items():
-            future.cancel()
+        for future, (_key, job, plan) in flying.items():
+            if not future.cancel() and future.done():
+                _hand_over(job, plan, future)
             job.close()
+
+
+def _hand_over(job: Job, plan: Plan, future: concurrent.futures.Future) -> None:
+    """A plan that completed as the consumer stopped: its result goes to
+    the job before it is closed, so the job knows what the plan made (a
+    handle it left open, say) and its cleanup sees it.  What the job does
+    next is not sent."""
+    ok, value = _outcome(plan, future)
+    try:
+        if ok:
+            job.send(value)
+        else:
+            job.throw(value)
+    except Exception:  # noqa: BLE001 - the job ended: nothing more to hand over
+        pass
 
 
 def _advance(client, flying: Dict, key, job: Job, step: Callable[[Job], Plan]

@@ -3,32 +3,63 @@ open for a while so that opening the same file again costs no round trip.
 
 Theory of operation
 -------------------
-When a read-only file (``tree.open(path, "rb")``) is closed while it holds
-a lease with handle caching (RH or RWH), the CLOSE is not sent: the handle
-is *parked* in its Tree's :class:`DeferredCloses` for up to
-``tree.deferred_close`` seconds (default :data:`DEFAULT_DEFERRED_CLOSE`, 5;
-0 or None: off).  The next ``tree.open`` of the same path with the same
-access takes it back (:meth:`DeferredCloses.reuse`): no CREATE is sent.
+When a file is closed while it holds a lease with handle caching (RH or
+RWH), the CLOSE is not sent: the handle is *parked* in its Tree's
+:class:`DeferredCloses` for up to ``tree.deferred_close`` seconds (default
+:data:`DEFAULT_DEFERRED_CLOSE`, 5; 0 or None: off).  That holds for files
+opened for writing too: their ``close()`` first puts every write on the
+server and sets the write time (``smblayer.fs.closing``), so nothing
+waits for the deferral.  Not parked: a file holding byte-range locks (a
+CLOSE releases them), one whose handle was lost, one of an old connection.
 
-The handle stays registered with the tree's break router while parked, so
-a lease break finds it: the tree takes it out of the park before the
-break is acknowledged and closes it for real afterwards
-(:meth:`DeferredCloses.take`).  It is also closed for real when
+The next ``tree.open`` of the same path takes the handle back with no
+CREATE when :func:`reusable` says it serves that open -- the one place
+that defines compatible access:
+
+* the same share access, and a durable handle if the open asks one (or
+  one that asked it too: the server's answer would be the same);
+* the access asked is within the handle's: a handle opened for writing
+  serves a later reader (cifs.ko asks the same open flags; a wider handle
+  is as good on the wire, and the reader's file object only reads);
+* "r", "a" (the file exists: we hold it open) and "w", which truncates
+  the kept handle (SET_INFO EndOfFile 0: one round trip instead of the
+  CREATE's; named streams are kept, as with cifs.ko's O_TRUNC); never
+  "x" (it must fail on the existing file), never extra create contexts.
+
+A kept handle of the path that does not serve the open is closed for real
+first (it would conflict).  A parked handle holds read caching, so no
+other client changed the file without breaking it first, and every CREATE
+of this tree that may change it closes it first (``opening``): the size
+it knows (``info.size``, set at park time) is the file's.  (A break races
+with the next reuse: a write by another client that a reuse overtakes
+is seen by the reads, which go to the server, but not in the size an
+"a" open appends at -- appends from two clients without a lock are racy
+anyway.)
+
+Breaks ([MS-SMB2] 3.2.5.19.2).  The handle stays registered with the
+tree's break router while parked.  A lease break that keeps handle
+caching (RWH to RH: another client opens to read) is acknowledged and the
+handle stays parked.  One that takes handle caching away closes the
+handle for real *before* anything is acknowledged, as the spec asks of a
+client's cached handles; the lease then has no open left and nothing is
+acknowledged (cifs.ko does the same).  A handle is also closed for real
+when
 
 * its time is up (one reaper thread per tree while something was parked
   in the last 10 s, waiting on a Condition for the earliest deadline);
-* another open of the same path on this tree does not reuse it (a
-  different access: a writer): it is closed first; so are those at or
-  below a path being deleted or renamed (``close_under``);
+* another open of the path on this tree cannot reuse it (above), or
+  another CREATE of this tree may change the file (``write_bytes``'s
+  compound, ``remove``, ``rename``, ``rmdir`` at or above it: ``opening``
+  and ``close_under``);
 * the tree disconnects or closes, the session logs off, the client closes
   or the interpreter exits (``Tree.disconnect`` runs at exit);
 * more than :data:`MAX_PARKED` handles would be parked (the oldest goes).
 
-A reconnect makes parked handles stale (their ``generation`` is the old
-connection's): they are never reused and are dropped without a CLOSE.
-
-Only read-only files are deferred: a written file's close must report a
-failed write, and its cached writes and times are settled by that CLOSE.
+Reconnects (:meth:`DeferredCloses.recover`, the tree's STAGE_HANDLE
+recovery): a parked durable handle is reclaimed like an open file's, and
+stays parked if its lease still caches handles (else it is closed); a
+handle that was not durable, or whose reclaim fails, died with the old
+connection and is dropped without a CLOSE.
 """
 from __future__ import annotations
 
@@ -38,10 +69,15 @@ import threading
 import time
 from typing import Deque, List, Optional, Tuple
 
-from ..errors import SmbError
-from .ops import FILE_SHARE_ALL, LEASE_HANDLE, OPLOCK_LEASE, Handle
+from ..errors import SmbError, SmbStatusError
+from ..proto.status import NtStatus
+from .ops import (DELETE, FILE_APPEND_DATA, FILE_OPEN, FILE_OPEN_IF, FILE_OVERWRITE,
+                  FILE_OVERWRITE_IF, FILE_SHARE_ALL, FILE_WRITE_DATA, LEASE_HANDLE, LEASE_READ,
+                  OPLOCK_LEASE, Handle)
+from .recovery import recover_files
 
-__all__ = ["DeferredCloses", "DeferredCloseMixin", "DEFAULT_DEFERRED_CLOSE", "MAX_PARKED"]
+__all__ = ["DeferredCloses", "DeferredCloseMixin", "DEFAULT_DEFERRED_CLOSE", "MAX_PARKED",
+           "may_park", "reusable"]
 
 log = logging.getLogger("smblayer")
 
@@ -50,6 +86,39 @@ DEFAULT_DEFERRED_CLOSE = 5.0
 #: handles parked per tree at most
 MAX_PARKED = 64
 _REAPER_IDLE = 10.0      # seconds the reaper thread waits with nothing parked
+_REUSED_AS_IS = (FILE_OPEN, FILE_OPEN_IF)
+_REUSED_TRUNCATED = (FILE_OVERWRITE, FILE_OVERWRITE_IF)
+_CHANGES = FILE_WRITE_DATA | FILE_APPEND_DATA | DELETE     # an open that may change the file
+
+_Entry = Tuple[float, Handle]       # (deadline, handle)
+
+
+def _caches_handles(handle: Handle) -> bool:
+    return handle.oplock_level == OPLOCK_LEASE and \
+        handle.lease_state & (LEASE_READ | LEASE_HANDLE) == LEASE_READ | LEASE_HANDLE
+
+
+def may_park(raw) -> bool:
+    """Whether closing ``raw`` (an SmbRawFile) should keep its handle: a
+    lease with handle caching on the live connection, a tree that defers
+    closes, no byte-range lock held."""
+    handle = raw.handle
+    if not _caches_handles(handle) or handle.closed:
+        return False
+    tree = raw.tree
+    return bool(tree.deferred_close) and handle.generation == tree.client.generation and \
+        not raw.locks
+
+
+def reusable(handle: Handle, access: int, disposition: int, share_access: int,
+             durable: bool) -> bool:
+    """Whether the kept ``handle`` serves an open of its path asking
+    ``access``, ``disposition``, ``share_access`` and (``durable``) a
+    durable handle (see the module docstring)."""
+    return (disposition in _REUSED_AS_IS or disposition in _REUSED_TRUNCATED) and \
+        access & ~handle.access == 0 and handle.share_access == share_access and \
+        (not durable or handle.durable or handle.create_guid is not None) and \
+        _caches_handles(handle)
 
 
 class DeferredCloses:
@@ -58,8 +127,8 @@ class DeferredCloses:
     def __init__(self, tree) -> None:
         self.tree = tree
         self._cond = threading.Condition()
-        # (deadline, handle) oldest first; a handle is in here or nowhere
-        self._parked: Deque[Tuple[float, Handle]] = collections.deque()
+        # (deadline, handle) by deadline; a handle is in here or nowhere
+        self._parked: Deque[_Entry] = collections.deque()
         self._reaper: Optional[threading.Thread] = None
         self._stop = False              # close_all: the reaper leaves now
         self.reused = 0                 # opens served from the park (statistics, tests)
@@ -68,16 +137,20 @@ class DeferredCloses:
         with self._cond:
             return len(self._parked)
 
+    def handles(self) -> List[Handle]:
+        """The parked handles, the next to expire first."""
+        with self._cond:
+            return [h for _d, h in self._parked]
+
     # -- parking and reuse ------------------------------------------------------------
 
     def park(self, raw) -> bool:
-        """``raw`` (an SmbRawFile) is being closed: keep its handle instead
-        of sending CLOSE?  True when parked (the caller sends nothing)."""
+        """``raw`` (an SmbRawFile, its writes on the server) is being
+        closed: keep its handle instead of sending CLOSE?  True when parked
+        (the caller sends nothing)."""
         seconds = self.tree.deferred_close
         handle = raw.handle
-        if not seconds or raw.mode not in ("rb", "r") or handle.oplock_level != OPLOCK_LEASE or \
-                not handle.lease_state & LEASE_HANDLE or \
-                handle.generation != self.tree.client.generation:
+        if not may_park(raw):
             return False
         evicted: List[Handle] = []
         with self._cond:
@@ -92,12 +165,11 @@ class DeferredCloses:
         self._close(evicted)
         return True
 
-    def reuse(self, path: str, access: int, share_access: int = FILE_SHARE_ALL
-              ) -> Optional[Handle]:
-        """A parked handle of ``path`` opened with ``access`` and
-        ``share_access`` (taken out of the park), or None; a parked handle of
-        ``path`` opened otherwise is closed for real first (it would
-        conflict)."""
+    def reuse(self, path: str, access: int, disposition: int = FILE_OPEN,
+              share_access: int = FILE_SHARE_ALL, durable: bool = False) -> Optional[Handle]:
+        """A parked handle of ``path`` that serves this open (:func:`reusable`),
+        taken out of the park (truncated for "w"), or None; a parked handle
+        of ``path`` that does not serve it is closed for real first."""
         found = None
         stale: List[Handle] = []
         with self._cond:
@@ -106,18 +178,33 @@ class DeferredCloses:
                 if handle.path != path:
                     continue
                 self._parked.remove(entry)
-                if found is None and handle.access == access and \
-                        handle.share_access == share_access and \
-                        handle.lease_state & LEASE_HANDLE and \
-                        handle.generation == self.tree.client.generation:
+                if found is None and handle.generation == self.tree.client.generation and \
+                        reusable(handle, access, disposition, share_access, durable):
                     found = handle
                 else:
                     stale.append(handle)
         self._close(stale)
-        if found is not None:
-            found.deferred = False
-            self.reused += 1
+        if found is None:
+            return None
+        found.deferred = False
+        if disposition in _REUSED_TRUNCATED and found.info.size:
+            try:
+                self.tree.ops.set_end_of_file(found, 0)
+            except SmbError:
+                self._close([found])
+                raise
+        self.reused += 1
         return found
+
+    def opening(self, path: str, access: int, disposition: int) -> None:
+        """A CREATE of ``path`` on this tree is about to be sent (not a
+        reuse).  If it may change the file (it writes, deletes, renames or
+        overwrites), the kept handles of the path and below it are closed
+        for real first: the break the server sends them for our own open
+        could be handled after the next reuse, which would then trust a
+        stale size."""
+        if self._parked and (access & _CHANGES or disposition not in _REUSED_AS_IS):
+            self.close_under(path)
 
     def close_under(self, path: str) -> None:
         """Close for real the parked handles of ``path`` and below it (before
@@ -132,18 +219,63 @@ class DeferredCloses:
                 self._parked.remove(entry)
         self._close([h for _d, h in hit])
 
-    def take(self, handle: Handle) -> bool:
-        """A break for ``handle`` (smbiod, before it is acknowledged): take
-        it out of the park.  True if it was parked (then the caller closes
-        it with :meth:`close_taken` once the break is acknowledged)."""
+    # -- breaks -----------------------------------------------------------------------------
+
+    def on_break(self, kind: str, handle: Handle, new_level: int) -> bool:
+        """A break for ``handle`` (smbiod).  False: it is not parked (the
+        tree handles the break).  Else it is handled: a lease keeping handle
+        caching is acknowledged and the handle stays parked (a reuse
+        meanwhile is as good: the lease keeps R and H); otherwise the
+        handle is taken out and closed for real, and nothing is
+        acknowledged."""
+        keeps = kind == "lease" and new_level & LEASE_HANDLE
+        with self._cond:
+            entry = next((e for e in self._parked if e[1] is handle), None)
+            if entry is None:
+                return False
+            if not keeps:
+                self._parked.remove(entry)
+        if not keeps:
+            self._close([handle])
+            return True
+        try:
+            self.tree.ops.ack_break(handle, new_level)
+        except SmbError as exc:
+            log.warning("smblayer: acknowledging the break on %r failed: %s",
+                        handle.path, exc)
+        handle.lease_state = new_level
+        return True
+
+    def _take(self, handle: Handle) -> Optional[_Entry]:
         with self._cond:
             for entry in self._parked:
                 if entry[1] is handle:
                     self._parked.remove(entry)
-                    return True
-        return False
+                    return entry
+        return None
+
+    def _repark(self, entry: _Entry) -> bool:
+        """Put ``entry`` back in deadline order (False: the park was closed
+        meanwhile, or the lease lost handle caching)."""
+        if not _caches_handles(entry[1]):
+            return False
+        with self._cond:
+            if self._stop:
+                return False
+            index = sum(1 for e in self._parked if e[0] <= entry[0])
+            self._parked.insert(index, entry)
+            entry[1].deferred = True
+            self._start_reaper()
+            self._cond.notify_all()
+        return True
+
+    def take(self, handle: Handle) -> bool:
+        """Take ``handle`` out of the park (True if it was parked)."""
+        return self._take(handle) is not None
 
     def close_taken(self, handle: Handle) -> None:
+        """Close for real a handle taken out of the park (or the directory
+        cache's, which closes its handles here too)."""
         self._close([handle])
 
     def close_all(self) -> None:
@@ -154,6 +286,36 @@ class DeferredCloses:
             self._stop = True
             self._cond.notify_all()
         self._close(handles)
+
+    # -- reconnects -------------------------------------------------------------------------
+
+    def recover(self) -> None:
+        """After a reconnect (the tree's STAGE_HANDLE recovery): reclaim the
+        parked durable handles, keep those still caching handles; drop the
+        others (the server closed them with the connection)."""
+        with self._cond:
+            if not self._parked:
+                return
+            entries = list(self._parked)
+            self._parked.clear()
+        generation = self.tree.client.generation
+        reclaims = []
+        for entry in entries:
+            handle = entry[1]
+            if handle.generation == generation:
+                self._repark(entry)
+            elif handle.durable and self.tree.ops.durable_handles:
+                reclaims.append(_Reclaim(self, entry))
+            else:
+                self._drop(handle)
+        recover_files(reclaims)
+
+    def _drop(self, handle: Handle) -> None:
+        """Forget a handle the server no longer has."""
+        handle.deferred = False
+        handle.closed = True
+        if self.tree._breaks is not None:
+            self.tree._breaks.remove(handle)
 
     # -- closing for real -------------------------------------------------------------------
 
@@ -196,11 +358,42 @@ class DeferredCloses:
             self._close(expired)
 
 
+class _Reclaim:
+    """A parked durable handle to reclaim after a reconnect (the protocol
+    of :func:`smblayer.fs.recovery.recover_files`)."""
+
+    def __init__(self, closes: DeferredCloses, entry: _Entry) -> None:
+        self.closes, self.entry = closes, entry
+
+    def _recover(self, last_try: bool = True) -> bool:
+        closes, handle = self.closes, self.entry[1]
+        tree = closes.tree
+        try:
+            new = tree.ops.reclaim(handle)
+        except SmbError as exc:
+            if not last_try and isinstance(exc, SmbStatusError) and \
+                    exc.status == NtStatus.OBJECT_NAME_NOT_FOUND:
+                return False               # the old connection's smbd may still hold it
+            log.debug("smblayer: kept handle of %r not reclaimed: %s", handle.path, exc)
+            closes._drop(handle)
+            return True
+        breaks = tree._breaks
+        if breaks is not None:
+            breaks.remove(handle)
+        handle.fid, handle.generation, handle.durable = new.fid, new.generation, new.durable
+        handle.oplock_level, handle.lease_state = new.oplock_level, new.lease_state
+        if breaks is not None:
+            breaks.add(tree, handle)
+        if not closes._repark(self.entry):
+            closes._close([handle])
+        return True
+
+
 class DeferredCloseMixin:
     """``deferred_close`` and the park of a Tree."""
 
-    #: seconds a read-only file's handle under a handle-caching lease is kept
-    #: after close for a reopen with no round trip; 0 or None: off
+    #: seconds a file's handle under a handle-caching lease is kept after
+    #: close for a reopen with no round trip; 0 or None: off
     deferred_close: Optional[float] = DEFAULT_DEFERRED_CLOSE
     _deferred_closes: Optional[DeferredCloses] = None
 

@@ -34,6 +34,10 @@ handle and lease are gone).  It is dropped
 
 ``dir_cache_size = 0`` switches it off; on a server without directory
 leases nothing is asked and everything is as without the cache.
+
+An entry's FileInfo is what the listing said: no link count (``nlink``
+stays 1, as cifs.ko's for what it learned from a listing) except on a
+POSIX tree, whose listing entries carry it.
 """
 from __future__ import annotations
 

@@ -42,14 +42,14 @@ import io
 import logging
 import threading
 import weakref
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Callable, Deque, Iterable, List, Optional, Set, Tuple
 
-from ..client import TEARDOWN_WAIT
-from ..errors import (SmbCancelledError, SmbConnectionError, SmbError, SmbStatusError,
-                      SmbTimeoutError, status_error)
+from ..errors import SmbConnectionError, SmbError, SmbStatusError
 from ..proto.status import NtStatus
-from ..task import SmbTask, TaskState
+from ..task import SmbTask
+from .closing import STALE_HANDLE as _STALE_HANDLE
+from .closing import ClosingMixin
+from .closing import on_smbiod as _on_smbiod
 from .locks import LockingBuffer, LockingFile
 from .ops import FILE_OPEN, Handle
 from .window import IoWindow
@@ -57,19 +57,13 @@ from .window import IoWindow
 log = logging.getLogger("smblayer")
 
 MAX_IN_FLIGHT = 8
-_STALE_HANDLE = frozenset({NtStatus.FILE_CLOSED, NtStatus.INVALID_HANDLE})
 _READ_AHEAD_AFTER = 2          # sequential reads before read-ahead starts
 _READ_ALLOC = 64 << 20          # read(n) allocates n bytes up to this, more only if known there
-_ON_THE_WIRE = frozenset({TaskState.SENT, TaskState.INTERIM, TaskState.DONE})
 
 Builder = Callable[[Handle], SmbTask]
 
 
-def _on_smbiod() -> bool:
-    return threading.current_thread().name.startswith("smbiod-")
-
-
-class SmbRawFile(LockingFile, io.RawIOBase):
+class SmbRawFile(ClosingMixin, LockingFile, io.RawIOBase):
     """Unbuffered binary file on a share.  Not for direct construction:
     use ``Tree.open(path, mode, buffering=0)``."""
 
@@ -627,107 +621,7 @@ class SmbRawFile(LockingFile, io.RawIOBase):
         self._drain_writes()
         return self._call(self._ops.query_info).to_stat()
 
-    # -- lifetime -------------------------------------------------------------------
-
-    def close(self) -> None:
-        """Flush (a failed write raises here), then CLOSE the handle.  With
-        writes in flight the CLOSE is sent right behind them (the server
-        completes a handle's writes before closing it): one round trip.
-        Not on SMB1: Samba 4.17's smbd crashes (close_file_smb, SIGSEGV) on
-        an SMB1 CLOSE that arrives while asynchronous writes on the handle
-        are pending."""
-        with self._close_lock:
-            if self.closed:
-                return
-            closing = None
-            try:
-                if self._tail is not None:
-                    self._close_with_tail()
-                    return
-                if self._writes and self._ops.close_behind_writes and not _on_smbiod() and \
-                        self._open_on_server() and \
-                        all(task.state in _ON_THE_WIRE for _f, task, _n in self._writes):
-                    # Every write is on the wire already, so the CLOSE follows
-                    # them (a recovery cancels it: reissues are not ordered).
-                    self._closing = self._ops.close_task
-                    closing = self._start(self._closing)
-                super().close()            # calls flush(): waits for the writes
-            finally:
-                self._drop_read_ahead()
-                self._writes.clear()
-                self._finish_close(closing)
-
-    def _close_with_tail(self) -> None:
-        """WRITE the tail and CLOSE in one compound; a failed WRITE raises
-        once the handle is closed."""
-        offset, data = self._tail
-        self._tail = None
-        super().close()                     # marks closed (nothing else in flight)
-        ops = self._ops
-        write = self._build(lambda h: ops.write_task(h, offset, data, any_status=True))
-        close = self._build(ops.close_task)
-        close.ok_statuses = write.ok_statuses       # both replies are looked at here
-        try:
-            try:
-                written, closed = self._client.run_compound((write, close), related=False)
-            except BaseException as exc:
-                self._raise(self._failure(exc))
-            if not closed.status:
-                ops.close_done(self._handle, closed)
-            if written.status:
-                raise status_error(written.status, "WRITE", self.name)
-            self._check_written(ops.parse_write(written), len(data))
-        finally:
-            self._settled(write)
-            self._settled(close)
-            self._handle.closed = True
-            self._tree._forget_file(self)
-
-    def _open_on_server(self) -> bool:
-        return self._lost is None and not self._handle.closed and self._tree.connected
-
-    def _finish_close(self, closing) -> None:
-        handle = self._handle
-        try:
-            reply = None
-            if closing is not None:
-                task, future = closing
-                try:
-                    future.result(TEARDOWN_WAIT)     # a dead server: no longer than run_task
-                except FutureTimeout:
-                    future.cancel()
-                    raise SmbTimeoutError(f"CLOSE of {handle.path!r} unanswered") from None
-                except Exception:  # noqa: BLE001 - _result raises it as it should
-                    pass
-                try:
-                    reply = self._result(task, future)
-                except (SmbCancelledError, SmbConnectionError):
-                    # cancelled by a recovery (sent again below), or the
-                    # handle was lost meanwhile
-                    if not self._open_on_server():
-                        raise
-            if reply is None and self._open_on_server():
-                if self._tree.deferred_closes.park(self):
-                    return                  # deferred close: the handle is kept open
-                reply = self._run(self._ops.close_task)
-            if reply is not None:
-                self._ops.close_done(handle, reply)
-        except SmbTimeoutError as exc:
-            # A dead or frozen server: the handle is abandoned, like a
-            # cancelled request (the server drops it with the connection).
-            log.debug("smblayer: CLOSE of %r abandoned: %s", handle.path, exc)
-        except SmbStatusError as exc:
-            # A reconnect without a reclaim raced with this close: the server
-            # dropped the handle with the old connection, as close wanted.
-            if exc.status not in _STALE_HANDLE:
-                raise
-        except (SmbConnectionError, SmbCancelledError):
-            if self._lost is None:
-                raise                      # lost while closing: nothing was pending
-        finally:
-            self._closing = None
-            handle.closed = not handle.deferred
-            self._tree._forget_file(self)
+    # -- lifetime: close() (fs.closing) --------------------------------------------
 
     def _on_break(self) -> None:
         """Before a break is acknowledged (smbiod): push the buffered

@@ -9,9 +9,9 @@ thread:
 * download (:func:`get_files`): one compound CREATE + READ + CLOSE, then the
   bytes go to a local temporary name renamed over the destination
   (:func:`.transfer.local_temp`), then its times;
-* upload (:func:`put_files`): CREATE + WRITE + SET_INFO (its times) +
-  CLOSE of a temporary name beside the destination, then a rename over
-  the destination;
+* upload (:func:`put_files`): CREATE + WRITE + SET_INFO (its times) of a
+  temporary name beside the destination, then SET_INFO (rename over the
+  destination) + CLOSE on that handle: two compounds and one open a file;
   on any failure the temporary file is deleted, so the destination is whole
   or as it was;
 * share to share (:func:`copy_files`): the read of one and the write of the
@@ -88,27 +88,45 @@ def _temp_name(path: str) -> str:
 
 def _write_job(tree, data, dest: str, filetimes: Optional[Tuple[int, int]]):
     """Write ``data`` under a temporary name, give it ``filetimes`` (access,
-    write: FILETIMEs), rename it over ``dest``; the temporary file is
-    removed on any failure."""
+    write: FILETIMEs), rename it over ``dest``: two compounds, the rename on
+    the handle the data went through; the temporary file is removed on any
+    failure."""
     ops = tree.ops
     temp = normpath(_temp_name(dest))
+    handle = None
+    renaming = False          # from here on the handle may be closed (its CLOSE sent)
     try:
-        # the times go in the write's compound: two round trips a file
-        written = yield ops.write_whole_plan(temp, data, filetimes)
-        if written is None or written < len(data):
+        handle, written, error = yield ops.write_open_plan(temp, data, filetimes)
+        if error is not None:
+            raise error
+        if written < len(data):
             raise SmbStatusError(NtStatus.DISK_FULL, "WRITE", dest.replace("\\", "/"),
                                  message=f"short write ({written} of {len(data)} bytes)")
-        yield ops.rename_plan(temp, normpath(dest), True)
+        renaming = True
+        yield ops.handle_rename_plan(handle, normpath(dest), True)
     except GeneratorExit:              # the caller stopped (Ctrl-C): no more plans
-        _remove_quietly(tree, temp)
+        _discard_quietly(tree, handle, temp)
         raise
     except BaseException:
         try:
-            yield ops.delete_plan(temp, False)
+            yield (ops.handle_delete_plan(handle) if handle is not None and not renaming
+                   else ops.delete_plan(temp, False))
         except Exception:  # noqa: BLE001 - the original error is what matters
             pass
         raise
     return len(data)
+
+
+def _discard_quietly(tree, handle, temp: str) -> None:
+    """Delete the temporary file, on ``handle`` while it may be open, else
+    by name (blocking: the batch is being closed)."""
+    if handle is not None:
+        try:
+            tree.ops.run_plan(tree.ops.handle_delete_plan(handle))
+            return
+        except Exception:  # noqa: BLE001 - closed already (its rename went): by name
+            pass
+    _remove_quietly(tree, temp)
 
 
 def _remove_quietly(tree, path: str) -> None:

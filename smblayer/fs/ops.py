@@ -334,6 +334,11 @@ class FileOps:
         """Its reply arrived: the handle is closed."""
         raise NotImplementedError
 
+    def set_write_time_task(self, handle: Handle, mtime: int):
+        """SET_INFO of the handle's write time (a FILETIME), for a
+        deferred close of a written file (fs.closing)."""
+        raise NotImplementedError
+
     @property
     def durable_handles(self) -> bool:
         """Whether this dialect has durable handles (``reclaim`` works)."""

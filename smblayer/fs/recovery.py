@@ -93,6 +93,7 @@ class TreeRecovery:
 
     def recover_handles(self, client) -> None:
         recover_files(self.tree.open_files())
+        self.tree.deferred_closes.recover()     # the handles kept after close (fs.deferred)
 
     def __repr__(self) -> str:
         return f"<TreeRecovery {self.tree!r}>"

@@ -35,7 +35,8 @@ from typing import Dict, Optional
 
 from ..client import STAGE_SESSION, SmbClient
 from ..config import Dialect
-from ..errors import SmbAuthError, SmbError, SmbNegotiateError, SmbProtocolError
+from ..errors import (SmbAuthError, SmbConnectionError, SmbError, SmbNegotiateError,
+                      SmbProtocolError)
 from ..proto import smb1, smb2
 from ..proto.commands import (FSCTL_VALIDATE_NEGOTIATE_INFO, NO_FILE_ID, ioctl_request,
                               parse_ioctl_response)
@@ -59,6 +60,17 @@ log = logging.getLogger("smblayer")
 
 _MORE = NtStatus.MORE_PROCESSING_REQUIRED
 _RENEW_LIMIT = 8          # sends of one request across session renewals
+_SETUP_TRIES = 3          # SESSION_SETUP exchanges cut short by a reconnect, then give up
+
+
+class _ConnectionChanged(Exception):
+    """A SESSION_SETUP leg was lost with its connection, or went out on a
+    newer one than the exchange began on: start over (``error``: what to
+    raise when out of tries)."""
+
+    def __init__(self, error: SmbError):
+        super().__init__(str(error))
+        self.error = error
 
 
 def _decode(parse, reply):
@@ -384,6 +396,7 @@ class Session:
         self.encrypt_verified = False
         self.is_guest = False
         self.preauth: Optional[PreauthHash] = None
+        self._setup_generation = 0          # the connection a SESSION_SETUP exchange runs on
         self.trees: Dict[int, object] = {}
         self._trees_lock = threading.Lock()
         self._closed = False
@@ -410,26 +423,41 @@ class Session:
 
     def _setup(self) -> None:
         with self._setup_lock:
-            self.established = False
-            negotiated = self.client.negotiated
-            if negotiated is None:
-                raise SmbError("client is not connected")
-            self._ops = _Smb1Auth(self) if negotiated.dialect is Dialect.SMB1 else _Smb2Auth(self)
-            if self.encrypt and not negotiated.supports_encryption:
-                raise SmbError(f"encryption requested but {negotiated.dialect.name} with this "
-                               "server does not support it")
-            self.signer = self.cipher = None
-            self.negotiate_validated = False
-            self.signing = False
-            self.encrypt_verified = False
-            self.session_id = 0
-            try:
-                self._authenticate(self.auth_protocol)
-            except NtlmWithoutIntegrity as exc:
-                log.info("smblayer: %s:%s: %s; authenticating with NTLM directly",
-                         self.client.host, self.client.port, exc)
-                self._authenticate("ntlm")
-            self.established = True
+            for attempt in range(_SETUP_TRIES):
+                try:
+                    return self._setup_once()
+                except _ConnectionChanged as changed:
+                    if attempt + 1 == _SETUP_TRIES:
+                        raise changed.error from None
+                    log.info("smblayer: %s:%s: the connection changed during SESSION_SETUP; "
+                             "starting over", self.client.host, self.client.port)
+
+    def _setup_once(self) -> None:
+        """One SESSION_SETUP exchange, all of it on one connection: on 3.1.1
+        the keys come from that connection's NEGOTIATE (the preauth hash),
+        and a SessionId lives on its connection.  A reconnect in between
+        (a leg lost with its connection, or sent on the next one) raises
+        _ConnectionChanged: ``_setup`` starts over on the new connection."""
+        self.established = False
+        negotiated = self.client.negotiated
+        if negotiated is None:
+            raise SmbError("client is not connected")
+        self._ops = _Smb1Auth(self) if negotiated.dialect is Dialect.SMB1 else _Smb2Auth(self)
+        if self.encrypt and not negotiated.supports_encryption:
+            raise SmbError(f"encryption requested but {negotiated.dialect.name} with this "
+                           "server does not support it")
+        self.signer = self.cipher = None
+        self.negotiate_validated = False
+        self.signing = False
+        self.encrypt_verified = False
+        self.session_id = 0
+        try:
+            self._authenticate(self.auth_protocol)
+        except NtlmWithoutIntegrity as exc:
+            log.info("smblayer: %s:%s: %s; authenticating with NTLM directly",
+                     self.client.host, self.client.port, exc)
+            self._authenticate("ntlm")
+        self.established = True
 
     def _authenticate(self, protocol: str, reauth: bool = False) -> None:
         """SESSION_SETUP legs until success.  ``reauth``: re-authenticate the
@@ -444,6 +472,7 @@ class Session:
 
     def _setup_legs(self, protocol: str, reauth: bool) -> None:
         ops = self._ops
+        self._setup_generation = self.client.generation    # the legs must all go here
         negotiated = self.client.negotiated
         if not reauth:
             self.preauth = None
@@ -476,12 +505,19 @@ class Session:
             except SmbAuthError:
                 raise
             except SmbError as exc:
+                if not reauth and (isinstance(exc, SmbConnectionError) or
+                                   task.generation != self._setup_generation):
+                    raise _ConnectionChanged(exc) from None
                 status = getattr(exc, "status", None)
                 if status is not None:
                     raise SmbAuthError(status, "SESSION_SETUP",
                                        message=f"{protocol} authentication as "
                                                f"{self.username!r} failed") from None
                 raise
+            if not reauth and task.generation != self._setup_generation:
+                raise _ConnectionChanged(SmbConnectionError(
+                    f"connection to {self.client.host}:{self.client.port} changed during "
+                    "SESSION_SETUP"))
             session_id, flags, in_token = ops.parse_setup(reply)
             if not reauth:
                 self.session_id = session_id

@@ -257,6 +257,9 @@ class Smb2FileOps(FileOps):
         that durable handle (DH2C/DHnC)."""
         if reclaim is None:
             self._dir_cache.changing(path, access, disposition)
+            closes = getattr(self.tree, "deferred_closes", None)
+            if closes is not None:
+                closes.opening(path, access, disposition)      # fs.deferred
         if oplock == OPLOCK_LEASE and not self._leasing:
             log.debug("smblayer: server/dialect without leasing; asking a batch oplock")
             oplock = OPLOCK_BATCH
@@ -344,6 +347,10 @@ class Smb2FileOps(FileOps):
     def close_task(self, handle: Handle) -> SmbTask:
         return self._task(Command.CLOSE, commands.close_request(handle.fid, postquery=True),
                           handle.path)
+
+    def set_write_time_task(self, handle: Handle, mtime: int) -> SmbTask:
+        return self._set_info_task(handle, FILE_BASIC_INFORMATION,
+                                   fileinfo.basic_information(0, 0, mtime))
 
     def close_done(self, handle: Handle, reply: Reply) -> None:
         """The handle is closed; its FileInfo gets the final attributes."""
@@ -437,6 +444,54 @@ class Smb2FileOps(FileOps):
                 return None
             return self.parse_write(replies[1]) if len(data) else 0
         return tasks, finish
+
+    def write_open_plan(self, path: str, data,
+                        filetimes: Optional[Tuple[int, int]] = None) -> "Plan":
+        """CREATE (overwrite) + WRITE + SET_INFO (``filetimes``: access,
+        write FILETIMEs) in one compound, the handle left open (with DELETE
+        access) for ``handle_rename_plan`` or ``handle_delete_plan``: a small
+        upload's temporary file is renamed over its destination on the handle
+        it was written through, without opening it again.  The result is
+        ``(Handle, bytes written, error)``: the WRITE's or SET_INFO's error,
+        or None (the handle is open either way); a failed CREATE raises."""
+        access = FILE_WRITE_DATA | FILE_WRITE_ATTRIBUTES | FILE_READ_ATTRIBUTES | DELETE | \
+            SYNCHRONIZE
+        create, _level, _key = self._create_task(
+            path, access=access, disposition=FILE_OVERWRITE_IF,
+            create_options=FILE_NON_DIRECTORY_FILE)
+        related = Handle(RELATED_FILE_ID, path, FileInfo())
+        tasks = [create]
+        if len(data):
+            tasks.append(self.write_task(related, 0, data, any_status=True))
+        if filetimes is not None:
+            times = self._set_info_task(related, FILE_BASIC_INFORMATION,
+                                        fileinfo.basic_information(0, *filetimes), path)
+            times.ok_statuses = _ANY_STATUS
+            tasks.append(times)
+        names = [smb2.Command(t.command).name for t in tasks]
+
+        def finish(replies: Sequence[Reply]):
+            handle = self._parse_create(replies[0], path, OPLOCK_NONE, None)
+            for name, reply in zip(names[1:], replies[1:]):
+                if reply.header.status != NtStatus.SUCCESS:
+                    return handle, 0, status_error(reply.header.status, name,
+                                                   path.replace("\\", "/"))
+            return handle, (self.parse_write(replies[1]) if len(data) else 0), None
+        return tasks, finish
+
+    def handle_rename_plan(self, handle: Handle, new_path: str, replace: bool = False) -> "Plan":
+        """SET_INFO(FileRenameInformation) + CLOSE on an open ``handle``
+        (opened with DELETE access) as one related compound."""
+        info = fileinfo.rename_information(self._wire_path(new_path), replace)
+        return ([self._set_info_task(handle, FILE_RENAME_INFORMATION, info, new_path),
+                 self._related_close(handle.path)], lambda replies: None)
+
+    def handle_delete_plan(self, handle: Handle) -> "Plan":
+        """SET_INFO(FileDispositionInformation: delete) + CLOSE on an open
+        ``handle`` (opened with DELETE access) as one related compound."""
+        return ([self._set_info_task(handle, FILE_DISPOSITION_INFORMATION,
+                                     fileinfo.DELETE_PENDING, handle.path),
+                 self._related_close(handle.path)], lambda replies: None)
 
     def _related_close(self, path: str) -> SmbTask:
         close = self._task(Command.CLOSE, commands.close_request(RELATED_FILE_ID), path)

@@ -289,8 +289,8 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin, DirCacheMixi
         generation = self.client.generation
         with self.opening(level):
             handle = self.deferred_closes.reuse(
-                path, access if disposition == FILE_OPEN and not extra.get("contexts") else -1,
-                extra.get("share_access", FILE_SHARE_ALL))
+                path, access, disposition if not extra.get("contexts") else -1,
+                extra.get("share_access", FILE_SHARE_ALL), durable)
             if handle is None:
                 handle = self.ops.open(path, access=access, disposition=disposition,
                                        create_options=FILE_NON_DIRECTORY_FILE, oplock=level,
@@ -484,7 +484,7 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin, DirCacheMixi
         if raw.mode[:1] != "r" or "+" in raw.mode:      # written: its directory changed
             self.dir_cache.invalidate(raw.handle.path)
 
-    _forget_file = forget_file          # fs.file's name for it
+    _forget_file = forget_file          # fs.file and fs.closing call it so
 
     def check_handle(self, handle: Handle) -> None:
         """Raise a clear error for a raw handle (``open_handle``) that did
@@ -513,8 +513,10 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin, DirCacheMixi
         notify."""
         raw: Optional[SmbRawFile] = handle.file
         log.debug("smblayer: %s break on %r to 0x%x", kind, handle.path, new_level)
-        # a kept file handle or a cached directory: out before the ack, closed after it
-        parked = self.deferred_closes.take(handle) or self.dir_cache.take(handle)
+        if self.deferred_closes.on_break(kind, handle, new_level):
+            return                  # a kept file handle (fs.deferred)
+        # a cached directory: out before the ack, closed after it
+        cached = self.dir_cache.take(handle)
         if raw is not None and _write_caching(handle):
             raw._on_break()
         try:
@@ -526,7 +528,7 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin, DirCacheMixi
             handle.lease_state = new_level
         else:
             handle.oplock_level = new_level
-        if parked:
+        if cached:
             self.deferred_closes.close_taken(handle)
         callback = raw.on_break if raw is not None else None
         if callback is not None:

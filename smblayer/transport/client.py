@@ -49,7 +49,7 @@ from typing import Dict, Optional, Sequence
 
 from ..config import Dialect, DialectRange, ReconnectPolicy, TimeoutPolicy
 from ..errors import (SmbCancelledError, SmbClosedError, SmbConnectionError, SmbError,
-                      SmbTimeoutError, status_error)
+                      SmbProtocolError, SmbTimeoutError, status_error)
 from ..loopcheck import check_not_in_loop
 from ..proto import smb1, smb2
 from ..proto.framing import MAX_FRAME
@@ -341,6 +341,18 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
         session = next(iter(self._sessions.values()), None)
         return SmbTask(wire.echo_command, wire.echo_body(), timeouts=timeouts, priority=True,
                        session_id=getattr(session, "session_id", 0), security=session)
+
+    def hold_sends(self) -> bool:
+        """Before sending several async requests in a row from one thread
+        (an event loop's burst): they are queued and written together, in one
+        system call, by ``release_sends()`` (call it only if this returned
+        True; never wait for a reply in between).  False: a writer is busy
+        and writes them with its batch anyway."""
+        return self._sender.hold()
+
+    def release_sends(self) -> None:
+        """End ``hold_sends``: what was queued meanwhile goes out now."""
+        self._sender.release()
 
     def withdraw_placement(self, task: SmbTask) -> None:
         """Take back the buffer lent as ``task.recv_buffer`` (before the
@@ -638,12 +650,34 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
         reply = task.reply
         security = task.security
         if security is not None:
-            security.verify(task, reply)
+            try:
+                security.verify(task, reply)
+            except SmbProtocolError as exc:
+                self._reply_rejected(task, exc)
+                raise
         status = reply.status
         if status and status not in task.ok_statuses and is_error(status):
             raise self._annotate(status_error(status, self.command_name(task.command),
                                               task.path), task)
         return reply
+
+    def _reply_rejected(self, task: SmbTask, error: SmbProtocolError) -> None:
+        """A reply failed its session's check (a bad signature, or unsigned or
+        unencrypted where the session requires it): drop the connection it
+        came on, as the demux does for a frame that fails decryption
+        ([MS-SMB2] 3.2.5.1.3 lets the client disconnect).  The stream is
+        suspect, and a CREATE it answered may have opened a handle whose
+        FileId cannot be believed: the server closes that open with the
+        connection (a durable one when its timeout runs out) instead of
+        keeping it as long as the client lives.  The caller still gets the
+        error (the request is not resent: it may have been carried out)."""
+        channel = task.channel
+        conn = channel.connection if channel is not None else self.connection
+        if conn is None or conn.lost or conn.generation != task.generation:
+            return
+        log.warning("smblayer: %s:%s: %s; dropping the connection", self.host, self.port, error)
+        lost = channel.connection_lost if channel is not None else self._connector.connection_lost
+        self._iod.call_soon(lost, conn, error)
 
     def _renewed(self, tasks: Sequence[SmbTask]) -> bool:
         """A reply says STATUS_NETWORK_SESSION_EXPIRED: the task's session

@@ -87,6 +87,8 @@ class CompoundRun:
         block (no element lost its connection, none needs its session
         renewed), else return True: the caller runs ``settle`` on smbiod."""
         tasks = self.tasks
+        if not tasks[-1].state.final:
+            return False            # the common early wake-ups: not all final, no lock
         with self._lock:
             if self._settled or not all(t.state.final for t in tasks):
                 return False

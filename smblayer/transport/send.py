@@ -170,6 +170,17 @@ class Sender:
             return self._write_queued(mine)
         return self._write_queued(mine, [entry])    # nothing queued: ours goes at once
 
+    def hold(self) -> bool:
+        """Take the writer's role if it is free, without waiting (a caller
+        about to send several requests in a row: they queue, and
+        ``release`` writes them together).  False: a writer is at work and
+        will write them anyway."""
+        return self.lock.acquire(False)
+
+    def release(self) -> None:
+        """End a ``hold``: write what was queued meanwhile."""
+        self.lock.release()
+
     def _flush(self) -> None:
         """The send lock was released: write what was queued meanwhile."""
         if self._outbox:

@@ -37,9 +37,10 @@ CALL_BOUND = 4 * (TIMEOUTS.timeout + TIMEOUTS.soft_timeout + TIMEOUTS.connect_ti
 #: A reply whose MessageId is mutated is dropped as not ours ("reply for unknown
 #: MessageId"); one whose NextCommand is mutated hides or cuts the compound
 #: elements after it.  Either way a request's reply is lost while the server
-#: answers ECHOs, and the request waits as for a slow server (the liveness
-#: design: a live server is slow, not dead), with no bound.  The mutator
-#: leaves NextCommand and MessageId (header bytes 20..31) alone.
+#: answers ECHOs: soft mode's bound (timeout + soft_timeout) ends the wait.
+#: On a plain session the mutator leaves NextCommand and MessageId (header
+#: bytes 20..31) alone: a MessageId flipped to another request's in flight
+#: would hand it a reply nothing can tell from its own.
 _ROUTING = (20, 32)
 
 
@@ -86,7 +87,7 @@ class OneMutation:
                 return None
             self.armed = False
         head = 96 if self.body_only else len(frame)
-        routing = _routing_bytes(frame)
+        routing = _routing_bytes(frame) if self.body_only else set()
         out = bytearray(frame)
         while bytes(out) == frame:
             kind = self.rng.randrange(4)
@@ -165,6 +166,7 @@ def test_mutated_replies(samba, mode):
                             reconnect=ReconnectPolicy(initial_delay=0.05, max_delay=0.2),
                             **MODES[mode][1]) as tree:
                 files: dict = {}
+                client = tree.session.client
                 # the reference state, unmutated
                 for i in range(4):
                     tree.write_bytes(f"fz{i}.bin", b"start %d" % i)
@@ -172,6 +174,7 @@ def test_mutated_replies(samba, mode):
                 for _ in range(ROUNDS):
                     kind, name, call = _calls(tree, rng, files)
                     before = proxy.total_connections
+                    dropped = client.stats()["_client"]["unmatched_replies"]
                     mutation.arm()
                     started = time.monotonic()
                     try:
@@ -184,23 +187,29 @@ def test_mutated_replies(samba, mode):
                         f"{mutation.applied[-1][:100].hex() if fired else None}"
                     assert right is not False, f"{kind} returned wrong data as success " \
                         f"after mutation {mutation.applied[-1][:80].hex() if fired else None}"
-                    reconnected = proxy.total_connections > before
+                    # a rejected reply the call did not need (a compound's
+                    # CLOSE) drops the connection after the call returned
+                    reconnected = _reconnected(proxy, before, wait=fired and right is True)
                     if right is None:
                         outcomes["error"] += 1
                     elif reconnected:
                         outcomes["reconnect"] += 1
                     else:
                         outcomes["ok"] += 1
+                    # a reply whose MessageId was mutated is dropped, unread
+                    # (its request, maybe a background CLOSE, fails at its bound)
+                    dropped = client.stats()["_client"]["unmatched_replies"] > dropped
                     if fired and mode != "plain":
-                        assert right is None or reconnected, \
+                        assert right is None or reconnected or dropped, \
                             f"{mode}: a mutated protected reply to {kind} was accepted"
                     if right is None and kind == "write":
                         _resync(tree, files, name)
                 assert tree.session.client.stats()["_client"]["in_flight"] == 0
                 for name in files:
-                    # best effort: a rejected CREATE reply leaves the server's
-                    # open behind (its FileId never reached us) until the
-                    # connection ends, and SMB1 then refuses the delete
+                    # best effort: a CREATE whose reply was lost (MessageId
+                    # mutated: dropped, the request failed at its bound)
+                    # leaves the server's open behind until the connection
+                    # ends, and SMB1 then refuses the delete
                     try:
                         tree.remove(name)
                     except SmbError:
@@ -212,6 +221,16 @@ def test_mutated_replies(samba, mode):
     print(mode, outcomes, len(mutation.applied), "mutations")
 
 
+def _reconnected(proxy, before: int, wait: bool) -> bool:
+    """Did the client open a new connection (within a second, with ``wait``)?"""
+    deadline = time.monotonic() + (1.0 if wait else 0.0)
+    while proxy.total_connections <= before:
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def _resync(tree, files: dict, name: str) -> None:
     """After a failed write the server's copy may be the old or the new
     data (or a part): read it back, unmutated (nothing is armed now)."""
@@ -219,3 +238,61 @@ def _resync(tree, files: dict, name: str) -> None:
         files[name] = tree.read_bytes(name)
     except SmbError:
         files.pop(name, None)
+
+
+class MutateCreateReply:
+    """s2c rewrite: when armed, flip one bit of the FileId in the next
+    successful SMB2 CREATE response (a signed session then rejects it)."""
+
+    def __init__(self):
+        self.armed = False
+        self.fired = 0
+        self._lock = threading.Lock()
+
+    def arm(self) -> None:
+        with self._lock:
+            self.armed = True
+
+    def __call__(self, frame: bytes) -> Optional[bytes]:
+        if frame[:4] != b"\xfeSMB" or len(frame) < 64 + 88:
+            return None
+        (status,) = struct.unpack_from("<I", frame, 8)
+        (command,) = struct.unpack_from("<H", frame, 12)
+        with self._lock:
+            if not self.armed or command != 5 or status != 0:
+                return None
+            self.armed = False
+            self.fired += 1
+        out = bytearray(frame)
+        out[64 + 64] ^= 0x01                    # FileId.Persistent, first byte
+        return bytes(out)
+
+
+@pytest.mark.parametrize("dialect", [Dialect.SMB3_1_1, Dialect.SMB2_1])
+def test_rejected_create_reply_leaves_no_open_behind(samba, dialect):
+    """A CREATE reply that fails the signature check is not believed, but
+    the server did open the file: the client drops the connection (and
+    reconnects), so the server closes that open.  Before, it stayed until
+    the client went away, and an exclusive open of the file failed with a
+    sharing violation for as long."""
+    from smblayer import ClientState, SmbProtocolError
+    from smblayer.testing.waiting import eventually
+    mutation = MutateCreateReply()
+    with FaultProxy(samba.host, samba.port) as proxy:
+        proxy.rewrite("s2c", mutation)
+        with fs.connect(samba.host, "share", samba.username, samba.password, port=proxy.port,
+                        dialects=DialectRange(dialect, dialect), timeouts=TIMEOUTS,
+                        durable=False, require_signing=True,
+                        reconnect=ReconnectPolicy(initial_delay=0.05, max_delay=0.2)) as tree:
+            tree.write_bytes("orphan.bin", b"data")
+            client = tree.client
+            generation = client.generation
+            mutation.arm()
+            with pytest.raises(SmbProtocolError, match="signature"):
+                tree.open("orphan.bin", "rb")
+            assert mutation.fired == 1
+            eventually(lambda: client.generation > generation
+                       and client.state is ClientState.ACTIVE)
+            with tree.open("orphan.bin", "rb", share="") as f:     # nobody else has it open
+                assert f.read() == b"data"
+            tree.remove("orphan.bin")

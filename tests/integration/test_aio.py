@@ -11,6 +11,7 @@ coroutine test in a fresh event loop, nothing more.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import os
 import threading
@@ -146,6 +147,48 @@ async def test_replies_reach_the_loop_without_smbiod(samba, base):
             gate.set()
         for b in busy:
             b.result(timeout=10)
+
+
+async def test_plans_of_one_iteration_are_sent_together_or_not_at_all(samba, base):
+    """The stats started by the coroutines of one loop iteration go out
+    together after it (aio's outbox): cancelled before that, none of them
+    reaches the wire (no CREATE sent, no CANCEL needed); started, all are
+    answered."""
+    async with _connect(samba) as tree:
+        client = tree.client.sync
+        assert (await tree.stat(base)).st_mode
+        creates = client.stats()["CREATE"]["ops"]
+        stats = [asyncio.ensure_future(tree.stat(base)) for _ in range(10)]
+        await asyncio.sleep(0)          # each ran up to its await: queued, not sent
+        for s in stats:
+            s.cancel()
+        done = await asyncio.gather(*stats, return_exceptions=True)
+        assert all(isinstance(r, asyncio.CancelledError) for r in done)
+        assert client.stats()["CREATE"]["ops"] == creates       # never on the wire
+        results = await asyncio.gather(*(tree.stat(base) for _ in range(50)))
+        assert all(r.st_mode for r in results)
+        assert client.stats()["CREATE"]["ops"] == creates + 50
+
+
+async def test_held_sends_go_out_on_release(samba, base):
+    """``client.hold_sends()``: async requests sent meanwhile (from any
+    thread) are queued and written together by ``release_sends()``."""
+    async with _connect(samba) as tree:
+        client = tree.client.sync
+
+        def burst():
+            assert client.hold_sends()
+            try:
+                futures = [client.echo_async() for _ in range(5)]
+                other = threading.Thread(target=lambda: futures.append(client.echo_async()))
+                other.start()
+                other.join(5)
+                done, _pending = concurrent.futures.wait(futures, timeout=0.3)
+                assert not done                         # queued, not written
+            finally:
+                client.release_sends()
+            return [f.result(timeout=10).status for f in futures]
+        assert await asyncio.to_thread(burst) == [0] * 6
 
 
 async def test_read_cancelled_mid_transfer(samba, base):

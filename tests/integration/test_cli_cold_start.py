@@ -26,10 +26,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 STAT_MODULES = {
     "smblayer", "smblayer.client", "smblayer.config", "smblayer.errors", "smblayer.loopcheck",
     "smblayer.records", "smblayer.registry", "smblayer.task",
-    "smblayer.cli", "smblayer.cli.args", "smblayer.cli.connections", "smblayer.cli.files",
-    "smblayer.cli.main", "smblayer.cli.progress", "smblayer.cli.run",
-    "smblayer.fs", "smblayer.fs.admin", "smblayer.fs.deferred", "smblayer.fs.dircache", "smblayer.fs.file",
-    "smblayer.fs.helpers", "smblayer.fs.locks", "smblayer.fs.ops", "smblayer.fs.posix",
+    "smblayer.cli", "smblayer.cli.connections", "smblayer.cli.fastparse", "smblayer.cli.files",
+    "smblayer.cli.main", "smblayer.cli.progress", "smblayer.cli.run", "smblayer.cli.words",
+    "smblayer.fs", "smblayer.fs.admin", "smblayer.fs.closing", "smblayer.fs.deferred",
+    "smblayer.fs.dircache", "smblayer.fs.file", "smblayer.fs.helpers", "smblayer.fs.locks",
+    "smblayer.fs.ops", "smblayer.fs.posix",
     "smblayer.fs.recovery", "smblayer.fs.session", "smblayer.fs.smb2ops", "smblayer.fs.tree",
     "smblayer.fs.window",
 }
@@ -39,8 +40,9 @@ CORE_PACKAGES = ("smblayer.proto", "smblayer.transport", "smblayer.security")
 # milliseconds at every start (shutil brings bz2 and lzma, uuid brings
 # platform, a str host name brings the idna codec and unicodedata...;
 # dataclasses brings inspect, ast and dis, and each @dataclass execs
-# generated code: smblayer.records' plain classes instead).
-NOT_LOADED = ("dataclasses", "inspect", "ast", "dis",
+# generated code: smblayer.records' plain classes instead; argparse brings
+# gettext and locale: cli.fastparse reads the common command lines).
+NOT_LOADED = ("dataclasses", "inspect", "ast", "dis", "argparse", "gettext", "smblayer.cli.args",
               "shutil", "bz2", "lzma", "uuid", "platform", "ipaddress", "getpass", "termios",
               "random", "datetime", "encodings.idna", "unicodedata", "stringprep", "mmap",
               "concurrent.futures.thread", "smblayer.fs.transfer", "smblayer.fs.many",

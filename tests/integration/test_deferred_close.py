@@ -1,7 +1,8 @@
-"""Deferred close (cifs.ko's closetimeo) on Samba 4.17 and 4.22: a read-only
-file closed under a handle-caching lease keeps its handle; the next open
-of the same path reuses it with no round trip; a break, a conflicting
-open, the tree's close or the process's exit close it for real."""
+"""Deferred close (cifs.ko's closetimeo) on Samba 4.17 and 4.22: a file
+closed under a handle-caching lease keeps its handle; the next open of the
+same path reuses it with no round trip; a break, a conflicting open, the
+tree's close or the process's exit close it for real.  Written files are
+in tests/integration/test_deferred_write.py."""
 import os
 import subprocess
 import sys
@@ -80,16 +81,20 @@ def test_another_clients_write_breaks_and_closes_it(tree, samba, tmp_path):
 
 
 def test_a_conflicting_open_on_the_tree_closes_it_first(tree, samba):
+    """A reader's kept handle cannot serve a writer: it is closed for real,
+    the writer opens its own (and is kept in turn)."""
     tree, name, data = tree
     with tree.open(name, "rb") as f:
         f.read()
-    closes = requests(tree, "CLOSE")
-    with tree.open(name, "wb") as f:
+    closes, creates = requests(tree, "CLOSE"), requests(tree, "CREATE")
+    with tree.open(name, "w+b") as f:
         f.write(b"rewritten")
-    assert requests(tree, "CLOSE") >= closes + 2          # the parked handle, then the writer
+    assert requests(tree, "CLOSE") == closes + 1          # the reader's kept handle
+    assert requests(tree, "CREATE") == creates + 1
     assert (samba.share_path() / name).read_bytes() == b"rewritten"
-    with tree.open(name, "rb") as f:
+    with tree.open(name, "rb") as f:                      # the writer's handle serves it
         assert f.read() == b"rewritten"
+    assert requests(tree, "CREATE") == creates + 1
 
 
 def test_tree_close_closes_it_for_real(samba):

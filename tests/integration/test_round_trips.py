@@ -85,7 +85,7 @@ def test_close_sends_tree_disconnect_and_logoff_together(samba, proxied):
     _one_round_trip(log)
 
 
-def test_put_many_sets_times_in_the_write_compound(samba, proxied, tmp_path):
+def test_put_many_is_one_open_and_two_compounds_a_file(samba, proxied, tmp_path):
     folder = f"rt-{uuid.uuid4().hex[:8]}"
     (samba.share_path("share") / folder).mkdir()
     items = []
@@ -98,9 +98,30 @@ def test_put_many_sets_times_in_the_write_compound(samba, proxied, tmp_path):
         results = list(many.put_files(tree, items))
         proxied.tap(None)
     assert all(error is None for _k, _n, error in results)
-    # per file: CREATE+WRITE+SET_INFO(times)+CLOSE, then the rename's compound
-    assert _commands(log).count(C.CREATE) == 2 * len(items)
+    # per file: CREATE+WRITE+SET_INFO(times), then SET_INFO(rename)+CLOSE on
+    # that handle: one open a file, no separate times compound
+    sent = _commands(log)
+    assert sent.count(C.CREATE) == len(items) and sent.count(C.CLOSE) == len(items)
+    assert sent.count(C.SET_INFO) == 2 * len(items)
+    assert not [p for p in (samba.share_path("share") / folder).iterdir()
+                if p.name.startswith(".")]
     for src, dest, times in items:
         remote = samba.share_path("share") / dest
         assert remote.read_bytes() == open(src, "rb").read()
         assert os.stat(remote).st_mtime == times[1]
+
+
+def test_cli_ls_of_a_directory_url_lists_without_a_stat(samba, proxied):
+    from _cli_helpers import ok, run
+    folder = f"rt-{uuid.uuid4().hex[:8]}"
+    (samba.share_path("share") / folder).mkdir()
+    for name in ("a.txt", "b.txt"):
+        (samba.share_path("share") / folder / name).write_bytes(b"")
+    log = _tapped(proxied)
+    out = ok(run(["ls", f"//{proxied.host}:{proxied.port}/share/{folder}/"], samba))
+    proxied.tap(None)
+    assert out.decode().split() == ["a.txt", "b.txt"]
+    sent = _commands(log)
+    assert C.QUERY_INFO not in sent, sent          # no stat, no volume serial
+    assert sent.count(C.CREATE) == 1 and C.QUERY_DIRECTORY in sent
+    assert sent[-2:] == [C.TREE_DISCONNECT, C.LOGOFF]

@@ -108,3 +108,65 @@ def test_usage_errors_read_as_the_whole_parser_says_them(capsys):
 def test_the_written_out_value_options_are_the_parsers():
     from smblayer.cli import args
     assert args.VALUE_OPTIONS == args._value_options()
+
+
+# The command lines fastparse answers must read exactly as argparse reads
+# them; those it is unsure of it must leave to argparse (None).
+def _fast_cases():
+    from smblayer.cli import fastparse
+    common = [["-U", "dom\\u%p"], ["--user", "u"], ["--password", "pw"], ["-A", "auth.txt"],
+              ["--authentication-file", "a"], ["--auth", "ntlm"], ["--timeout", "2.5"],
+              ["--timeout", "1e3"], ["-v"], ["-v", "--verbose"],
+              *([flag] for flag in fastparse.COMMON_FLAGS)]
+    for command, (_h, _dest, several, flags, values, _d) in fastparse.COMMANDS.items():
+        urls = ["//h/s/a", "//h/s/b", "local"] if several else ["//h/s/a"]
+        own = [[flag] for flag in flags] + [[opt, "@GMT-2020.01.01-00.00.00"] for opt in values]
+        yield [command, *urls]
+        yield [command, "-", *urls] if several else [command, "//h"]
+        for extra in own + common:
+            yield [command, *extra, *urls]
+            yield [command, *urls, *extra]
+        for extra in common:
+            yield [*extra, command, *urls]
+        yield ["-v", command, "-v", *urls]
+        yield ["-U", "a", "-k", command, "-U", "b", "--sign", *urls]
+        yield ["--hard", command, *urls, "--hard"]
+        yield ["--soft", command, *urls]
+
+
+_ARGPARSE_ONLY = [
+    [], ["--help"], ["-h", "stat", "//h/s/x"], ["--version"], ["stat"], ["stat", "-h"],
+    ["stat", "//h/s/a", "//h/s/b"], ["get", "//h/s/a", "-r", "local"], ["ls", "--lon", "//h/s"],
+    ["-vU", "u", "stat", "//h/s/x"], ["--user=u", "stat", "//h/s/x"], ["stat", "--", "//h/s/x"],
+    ["stat", "//h/s/x", "-U"], ["-U", "-x", "stat", "//h/s/x"], ["--auth", "bogus", "ls", "//h"],
+    ["--hard", "stat", "//h/s/x", "--soft"], ["--timeout", "0", "stat", "//h/s/x"],
+    ["--timeout", "nan", "stat", "//h/s/x"], ["--timeout", "inf", "stat", "//h/s/x"],
+    ["--dialect-max", "3.0", "stat", "//h/s/x"], ["echo", "-c", "3", "//h"], ["df", "//h/s"],
+    ["stat", "-1"], ["bogus", "//h/s/x"], ["-Uu", "stat", "//h/s/x"], ["ls", "-la", "//h/s"],
+]
+
+
+def test_fastparse_reads_what_argparse_reads():
+    from smblayer.cli import fastparse
+    from smblayer.cli.args import build_parser
+    answered = 0
+    for argv in _fast_cases():
+        fast = fastparse.parse(argv)
+        assert fast is not None, argv
+        assert vars(fast) == vars(build_parser().parse_args(argv)), argv
+        answered += 1
+    assert answered > 300
+
+
+def test_fastparse_leaves_the_rest_to_argparse():
+    from smblayer.cli import fastparse
+    for argv in _ARGPARSE_ONLY:
+        assert fastparse.parse(argv) is None, argv
+
+
+def test_one_shot_command_line_loads_no_argparse():
+    modules = loaded_after("""
+        from smblayer.cli import fastparse
+        assert fastparse.parse(["-U", "u%p", "get", "-r", "//h/s/d", "."]) is not None
+    """)
+    assert offenders(modules, "argparse", "gettext", "smblayer.cli.args") == []
