@@ -8,7 +8,10 @@
 
 Each refresh prints, per server and command: ops/s, KiB/s sent/received,
 average RTT and execute time over the interval, retransmissions, timeouts,
-plus reconnects and time spent "not responding".
+plus reconnects and time spent "not responding"; with multichannel, one
+line per extra channel (state, address, ops/s, KiB/s out, credits, requests
+moved off it, re-establishments).  ``--demo --multichannel`` watches a
+3-channel session.
 """
 from __future__ import annotations
 
@@ -46,6 +49,15 @@ def render(prev: dict, cur: dict, dt: float) -> str:
                      f"in_flight={client.get('in_flight')}  credits={client.get('credits')}  "
                      f"reconnects={client.get('reconnects')}  "
                      f"not_responding={client.get('not_responding_time', 0):.1f}s")
+        old_channels = {c["index"]: c for c in prev.get(server, {}).get("_client", {})
+                        .get("channels", [])}
+        for ch in client.get("channels", []):
+            o = old_channels.get(ch["index"], {})
+            lines.append(f"  channel {ch['index']} {ch['state']:<7} {ch['address']:<16}"
+                         f"ops/s={(ch['ops'] - o.get('ops', 0)) / dt:.0f}  KiB/s out="
+                         f"{(ch['bytes_sent'] - o.get('bytes_sent', 0)) / dt / 1024:.1f}  "
+                         f"credits={ch['credits']}  in_flight={ch['in_flight']}  "
+                         f"failovers={ch['failovers']}  reconnects={ch['reconnects']}")
         lines.append(f"  {'command':<16}{'ops/s':>9}{'KiB/s out':>11}{'KiB/s in':>10}"
                      f"{'rtt ms':>9}{'exec ms':>9}{'retrans':>9}{'timeouts':>9}{'errors':>8}")
         old = prev.get(server, {})
@@ -77,16 +89,21 @@ def watch(source, interval: float, count: int) -> None:
         prev, t_prev = cur, now
 
 
-def demo(interval: float, count: int) -> None:
+MULTICHANNEL = {"server multi channel support": "yes",
+                "interfaces": '"127.0.0.1;capability=RSS,speed=10000000000"'}
+
+
+def demo(interval: float, count: int, multichannel: bool = False) -> None:
     from smblayer import fs
     from smblayer.testing.samba import SambaServer
-    with SambaServer() as server:
+    with SambaServer(extra_global=MULTICHANNEL if multichannel else None) as server:
         tree = fs.connect(server.host, "share", server.username, server.password,
-                          port=server.port)
+                          port=server.port,
+                          **({"multichannel": True, "max_channels": 3} if multichannel else {}))
         stop = threading.Event()
 
         def load():
-            data = os.urandom(65536)
+            data = os.urandom((4 << 20) if multichannel else 65536)
             i = 0
             while not stop.is_set():
                 tree.client.echo()
@@ -111,11 +128,13 @@ def main() -> None:
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--pid", type=int, help="process to watch")
     group.add_argument("--demo", action="store_true", help="watch a built-in workload")
+    parser.add_argument("--multichannel", action="store_true",
+                        help="with --demo: a 3-channel session (bulk writes)")
     parser.add_argument("--interval", type=float, default=1.0)
     parser.add_argument("--count", type=int, default=5)
     args = parser.parse_args()
     if args.demo:
-        demo(args.interval, args.count)
+        demo(args.interval, args.count, args.multichannel)
     else:
         watch(lambda: read_pid(args.pid), args.interval, args.count)
 

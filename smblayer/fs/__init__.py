@@ -86,10 +86,11 @@ def connect(host: str, share: str, username: Optional[str] = None,
     tree works without (``tree.posix`` is False); see
     :mod:`smblayer.fs.posix`.
 
-    ``deferred_close``: seconds a read-only file's handle held under a
-    lease with handle caching stays open after ``close()`` for the next
-    open of that path to reuse with no round trip (0 or None: close at
-    once); see :mod:`smblayer.fs.deferred`.
+    ``deferred_close``: seconds a file's handle held under a lease with
+    handle caching stays open after ``close()`` for the next open of that
+    path to reuse with no round trip (0 or None: close at once); a written
+    file's data and write time are on the server when ``close()`` returns;
+    see :mod:`smblayer.fs.deferred`.
 
     ``dir_cache``: directories whose listing and entries' attributes the
     tree keeps while the server's directory lease holds (default 16; 0 or

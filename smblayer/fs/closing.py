@@ -83,9 +83,10 @@ class ClosingMixin:
                     return
                 if self._writes and self._ops.close_behind_writes and not on_smbiod() and \
                         self._open_on_server() and \
-                        all(task.state in _ON_THE_WIRE for _f, task, _n in self._writes):
-                    # Every write is on the wire already, so the CLOSE follows
-                    # them (a recovery cancels it: reissues are not ordered).
+                        all(t.state in _ON_THE_WIRE and t.channel is None
+                            for _f, t, _n in self._writes):
+                    # Every write is on the wire on channel 0: the CLOSE follows them
+                    # (a recovery cancels it; reissues, other channels: no order).
                     self._closing = self._ops.close_task
                     closing = self._start(self._closing)
                 super().close()            # calls flush(): waits for the writes

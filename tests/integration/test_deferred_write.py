@@ -186,6 +186,20 @@ def test_another_clients_overwrite_closes_it_unacknowledged(tree, samba, tmp_pat
         assert f.read() == b"theirs"
 
 
+def test_a_conflicting_share_mode_from_another_client_gets_in(tree, samba):
+    """Another client opens denying writers (share "r"): the server breaks
+    the kept writer's handle caching, it is closed, and the open succeeds
+    (a kept handle must never cause a sharing violation)."""
+    name = fresh()
+    with tree.open(name, "wb") as f:
+        f.write(b"kept writer")
+    assert len(tree.deferred_closes) == 1
+    with connect(samba, deferred_close=0) as other:
+        with other.open(name, "rb", share="r") as f:
+            assert f.read() == b"kept writer"
+    assert len(tree.deferred_closes) == 0
+
+
 def test_another_create_that_changes_the_file_closes_it_first(tree, samba):
     """write_bytes (CREATE + WRITE + CLOSE) overwrites a kept path: the
     kept handle goes first, so the next "a" does not append at the size it
