@@ -114,6 +114,7 @@ class Sender:
         self._outbox: Deque[tuple] = collections.deque()   # (conn, tasks, related, credits)
         self._requeue = self._wake = None
         self.lock = SendLock(self._flush)   # held by the writer
+        self._holder = None                 # the thread in hold(), if any
 
     def attach(self, requeue, wake) -> None:
         """The connect worker's ``requeue(tasks)`` (hand requests that were
@@ -171,11 +172,18 @@ class Sender:
         about to send several requests in a row: they queue, and
         ``release`` writes them together).  False: a writer is at work and
         will write them anyway."""
-        return self.lock.acquire(False)
+        if not self.lock.acquire(False):
+            return False
+        self._holder = threading.get_ident()
+        return True
 
     def release(self) -> None:
-        """End a ``hold``: write what was queued meanwhile."""
-        self.lock.release()
+        """End this thread's ``hold`` (nothing if it holds none): write what
+        was queued meanwhile.  Also called before the holder would wait for
+        credits: the replies to what it queued are what grant them."""
+        if self._holder == threading.get_ident():
+            self._holder = None
+            self.lock.release()
 
     def _flush(self) -> None:
         """The send lock was released: write what was queued meanwhile."""
