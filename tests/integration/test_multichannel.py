@@ -34,6 +34,9 @@ FAST_BACKOFF = ReconnectPolicy(initial_delay=0.05, max_delay=0.5)
 def server():
     require_smbd()
     if shutil.which("ss") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("ss (iproute2) is needed to destroy one connection (CI=true: "
+                        "a missing tool is an error)", pytrace=False)
         pytest.skip("ss (iproute2) is needed to destroy one connection")
     with SambaServer(extra_global=MULTICHANNEL) as srv:
         yield srv
