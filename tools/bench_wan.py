@@ -21,6 +21,9 @@ interleaved, round after round, on the same proxy:
 * ``ls``: a directory of ``--entries`` files listed by each CLI.
 * ``rget`` / ``rput``: ``--files`` files of 4 KiB, ``get -r`` / ``put -r``
   vs smbclient ``recurse; prompt; mget|mput *``.
+* ``cat``: fsspec ``cat`` of 100 files of 1 KiB given as one list, in-process:
+  ``fsspec.filesystem("smblayer")`` vs fsspec's own ``smb://`` (smbprotocol);
+  the ratio here is smblayer's time over smbprotocol's (connected before).
 
 Local files live on tmpfs; the figure is the median wall time; the ratio is
 smblayer's time over smbclient's (below 1 is faster).
@@ -47,7 +50,7 @@ from smblayer import fs  # noqa: E402
 from smblayer.testing.proxy import FaultProxy  # noqa: E402
 from smblayer.testing.samba import SambaServer  # noqa: E402
 
-SCENARIOS = ("connect", "ls1", "get", "put", "ls", "rget", "rput")
+SCENARIOS = ("connect", "ls1", "get", "put", "ls", "rget", "rput", "cat")
 _IO = 1 << 20
 
 
@@ -293,6 +296,38 @@ def scenario_rput(b: Bench, rounds: int, files: int) -> List[list]:
                                                                     "smbclient": theirs}))
     finally:
         shutil.rmtree(src, ignore_errors=True)
+
+
+def scenario_cat(b: Bench, rounds: int, files: int = 100) -> List[list]:
+    try:
+        import fsspec
+        from fsspec.implementations.smb import SMBFileSystem as FsspecSMB
+    except ImportError:
+        return [["fsspec cat", "skipped", "fsspec or smbprotocol not installed", ""]]
+    folder = b.root / "cat"
+    folder.mkdir(exist_ok=True)
+    for i in range(files):
+        (folder / f"c{i:04d}").write_bytes(os.urandom(1024))
+    creds = {"username": b.samba.username, "password": b.samba.password}
+    ours = fsspec.filesystem("smblayer", host=b.host, port=b.port, skip_instance_cache=True,
+                             **creds)
+    theirs = FsspecSMB(host=b.host, port=b.port, **creds)
+    paths = [f"share/cat/c{i:04d}" for i in range(files)]
+
+    def timed(fs, names) -> Callable[[], float]:
+        def run() -> float:
+            t0 = time.perf_counter()
+            out = fs.cat(names)
+            elapsed = time.perf_counter() - t0
+            assert len(out) == files and all(len(v) == 1024 for v in out.values())
+            return elapsed
+        return run
+    contenders = {"smblayer fsspec": timed(ours, paths),
+                  "smbprotocol fsspec": timed(theirs, ["/" + p for p in paths])}
+    for run in contenders.values():
+        run()                                   # warm-up: connect
+    return _pair(f"fsspec cat {files} x 1 KiB", interleave(rounds, contenders),
+                 base="smbprotocol fsspec")
 
 
 def main() -> int:

@@ -77,6 +77,12 @@ class _Inbox:
                 waiter.set_result(value)
 
 
+#: plans written together at most: then the server starts on them while the
+#: next are built (a burst of 100 small-file reads from fsspec's _cat would
+#: else leave the server idle until the last was built)
+BATCH = 16
+
+
 class _Outbox:
     """The plans the coroutines of one loop iteration start, sent together.
 
@@ -86,8 +92,9 @@ class _Outbox:
     next request): ``flush`` takes the client's writer role
     (``hold_sends``) while it starts them all, so they reach the wire in one
     ``sendmsg`` instead of one each (and the loop thread, which does that
-    system call, releases the GIL once instead of once per request).  A
-    coroutine cancelled before the flush: its request is never started."""
+    system call, releases the GIL once instead of once per request), up to
+    ``BATCH`` at a time.  A coroutine cancelled before the flush: its
+    request is never started."""
 
     __slots__ = ("loop", "inbox", "items", "scheduled")
 
@@ -108,9 +115,13 @@ class _Outbox:
         items, self.items = self.items, []
         held, tried = [], set()
         try:
-            for client, tasks, waiter in items:
+            for n, (client, tasks, waiter) in enumerate(items):
                 if waiter.done():
                     continue                # cancelled before it was sent: never sent
+                if n % BATCH == 0 and held:
+                    for c in held:          # write these, the server starts on them
+                        c.release_sends()
+                    held, tried = [], set()
                 if id(client) not in tried:
                     tried.add(id(client))
                     if client.hold_sends():

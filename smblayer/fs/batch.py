@@ -32,7 +32,8 @@ first, so the job's cleanup knows what it made.
 from __future__ import annotations
 
 import concurrent.futures
-from typing import Any, Callable, Dict, Generator, Iterable, Iterator, Optional, Sequence, Tuple
+from typing import (Any, Callable, Dict, Generator, Iterable, Iterator, List, Optional,
+                    Sequence, Tuple)
 
 Plan = Tuple[Sequence, Callable[[Sequence], Any]]
 Job = Generator[Plan, Any, Any]
@@ -67,20 +68,24 @@ def run(client, jobs: Iterable[Tuple[Any, Job]], window: int = DEFAULT_WINDOW
         raise ValueError("window must be >= 1")
     source = iter(jobs)
     flying: Dict[concurrent.futures.Future, Tuple[Any, Job, Plan]] = {}
+    ready: List[Tuple[Any, Job, Plan]] = []     # stepped, their plans not sent yet
     exhausted = False
     try:
         while True:
-            while not exhausted and len(flying) < window:
+            while not exhausted and len(flying) + len(ready) < window:
                 try:
                     key, job = next(source)
                 except StopIteration:
                     exhausted = True
                     break
-                ended = _advance(client, flying, key, job, lambda j: j.send(None))
+                ended = _step(key, job, lambda j: j.send(None), ready)
                 if ended is not None:
                     yield ended
+            yield from _launch(client, flying, ready)
             if not flying:
-                return
+                if exhausted:
+                    return
+                continue
             done, _ = concurrent.futures.wait(list(flying),
                                               return_when=concurrent.futures.FIRST_COMPLETED)
             for future in done:
@@ -88,13 +93,15 @@ def run(client, jobs: Iterable[Tuple[Any, Job]], window: int = DEFAULT_WINDOW
                 ok, value = _outcome(plan, future)
                 step = (lambda j, v=value: j.send(v)) if ok else \
                     (lambda j, v=value: j.throw(v))
-                ended = _advance(client, flying, key, job, step)
+                ended = _step(key, job, step, ready)
                 if ended is not None:
                     yield ended
     finally:
         for future, (_key, job, plan) in flying.items():
             if not future.cancel() and future.done():
                 _hand_over(job, plan, future)
+            job.close()
+        for _key, job, _plan in ready:
             job.close()
 
 
@@ -113,18 +120,41 @@ def _hand_over(job: Job, plan: Plan, future: concurrent.futures.Future) -> None:
         pass
 
 
-def _advance(client, flying: Dict, key, job: Job, step: Callable[[Job], Plan]
-             ) -> Optional[Tuple[Any, Any, Optional[BaseException]]]:
-    """Step ``job`` to its next plan and send it; the job's end if it ended."""
-    while True:
+def _step(key, job: Job, step: Callable[[Job], Plan], ready: list
+          ) -> Optional[Tuple[Any, Any, Optional[BaseException]]]:
+    """Step ``job`` to its next plan (queued in ``ready``); the job's end
+    if it ended."""
+    try:
+        ready.append((key, job, step(job)))
+    except StopIteration as stop:
+        return key, stop.value, None
+    except Exception as exc:  # noqa: BLE001 - reported for this job's key
+        return key, None, exc
+    return None
+
+
+def _launch(client, flying: Dict, ready: list
+            ) -> Iterator[Tuple[Any, Any, Optional[BaseException]]]:
+    """Send the ``ready`` plans together: the client holds its sends while
+    they are queued, so a window's worth goes out in one system call, not
+    one each (nothing here waits for a reply: the jobs were stepped before).
+    A job whose send failed (the client closed, say) gets the error and may
+    answer with another plan; the ends are yielded."""
+    hold = getattr(client, "hold_sends", None)
+    while ready:
+        batch, ready[:] = list(ready), []
+        failed = []
+        held = hold is not None and hold()
         try:
-            plan = step(job)
-        except StopIteration as stop:
-            return key, stop.value, None
-        except Exception as exc:  # noqa: BLE001 - reported for this job's key
-            return key, None, exc
-        try:
-            flying[_send(client, plan)] = (key, job, plan)
-            return None
-        except Exception as exc:  # noqa: BLE001 - e.g. the client closed: the job decides
-            step = (lambda j, e=exc: j.throw(e))
+            for key, job, plan in batch:
+                try:
+                    flying[_send(client, plan)] = (key, job, plan)
+                except Exception as exc:  # noqa: BLE001 - the job decides
+                    failed.append((key, job, exc))
+        finally:
+            if held:
+                client.release_sends()
+        for key, job, exc in failed:
+            ended = _step(key, job, lambda j, e=exc: j.throw(e), ready)
+            if ended is not None:
+                yield ended

@@ -50,13 +50,19 @@ class Command(enum.IntEnum):
     NO_ANDX_COMMAND = 0xFF
 
 
-class Flags(enum.IntFlag):
+class Flags:
+    """The header's Flags bits, as plain ints (an IntFlag class costs every start ~1 M
+    instructions to build; nothing needs the flags' names)."""
+
     CASE_INSENSITIVE = 0x08
     CANONICALIZED_PATHS = 0x10
     REPLY = 0x80
 
 
-class Flags2(enum.IntFlag):
+class Flags2:
+    """The header's Flags2 bits, as plain ints (an IntFlag class costs every start ~1 M
+    instructions to build; nothing needs the flags' names)."""
+
     LONG_NAMES = 0x0001
     EAS = 0x0002
     SMB_SECURITY_SIGNATURE = 0x0004
@@ -67,7 +73,10 @@ class Flags2(enum.IntFlag):
     UNICODE = 0x8000
 
 
-class Capabilities(enum.IntFlag):
+class Capabilities:
+    """NEGOTIATE Capabilities bits, as plain ints (an IntFlag class costs every start ~1 M
+    instructions to build; nothing needs the flags' names)."""
+
     RAW_MODE = 0x00000001
     MPX_MODE = 0x00000002
     UNICODE = 0x00000004

@@ -21,8 +21,9 @@ with: it offers the few public names they read (``connection``, ``state``,
 
 Sending (:meth:`ChannelSet.route`): the client's request path asks, once
 the client is ACTIVE, which channel a single request goes on.  READ and
-WRITE of the bound session are spread by outstanding credits: the channel
-(0 included) with the fewest credits in flight takes it.  Everything else
+WRITE of the bound session are spread by outstanding credits: once channel
+0 has ``spread_above`` credits in flight, the channel (0 included) with the
+fewest credits in flight takes it.  Everything else
 stays on channel 0 (metadata, compounds, CREATE, locks, break
 acknowledgements, and the caller fast path).  A task pinned to a channel
 (the binding legs) goes there or fails.  CANCEL goes on the request's own
@@ -363,6 +364,10 @@ class ChannelSet:
 
     #: spread READ/WRITE over the extra channels
     spread = True
+    #: ... once channel 0 has this many credits in flight (64 KiB each: 4 MiB).
+    #: Below, one connection keeps up and more threads only cost CPU (on a
+    #: 2-core loopback, spreading every request cost 10-40%; bench_multichannel)
+    spread_above = 64
 
     def __init__(self, client, *, max_channels: int, table_lock, stats,
                  sessions: Dict[int, object], wake: Callable, deliver_break: Callable,
@@ -490,6 +495,8 @@ class ChannelSet:
             return None
         best: Optional[Channel] = None
         load = self.client.credit_load()
+        if load < self.spread_above:
+            return None         # channel 0 alone carries this much without help
         for channel in self.channels:
             if channel.phase != ACTIVE:
                 continue
@@ -607,6 +614,13 @@ class ChannelSet:
             except SmbError:
                 pass                    # dead: the worker retries it
 
+    def requery_soon(self) -> None:
+        """Ask the worker to query the interfaces now (and add channels)."""
+        with self._lock:
+            self._requery_now = True
+            self._lock.notify_all()
+        self._ensure_worker()
+
     # -- channel 0 reconnects ---------------------------------------------------------------------
 
     def _before_recovery(self, client) -> None:
@@ -696,6 +710,14 @@ class MultichannelMixin:
             raise SmbMultichannelError("multichannel is not started on this client",
                                        reason="session")
         return channels.add(address)
+
+    def requery_interfaces(self) -> None:
+        """Query the server's interfaces again now, in the background (the
+        client does every 600 s and after losing a channel), and open
+        channels to new addresses up to ``max_channels``."""
+        channels = self._channels
+        if channels is not None:
+            channels.requery_soon()
 
     @property
     def channel_session(self):

@@ -346,8 +346,9 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
         """Before sending several async requests in a row from one thread
         (an event loop's burst): they are queued and written together, in one
         system call, by ``release_sends()`` (call it only if this returned
-        True; never wait for a reply in between).  False: a writer is busy
-        and writes them with its batch anyway."""
+        True; never wait for a reply in between; a send that must wait for
+        credits writes the batch first).  False: a writer is busy and writes
+        them with its batch anyway."""
         return self._sender.hold()
 
     def release_sends(self) -> None:
@@ -537,7 +538,9 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
             return self.state is ClientState.CLOSED or conn.lost or \
                 any(t.state.final for t in tasks)
         try:
-            self._credits.take(need, tasks[0].priority, abort)
+            # a held batch (hold_sends) is written before waiting: its
+            # replies are what grant the credits
+            self._credits.take(need, tasks[0].priority, abort, self._sender.release)
         except CreditsAborted:
             if self.state is ClientState.CLOSED:
                 raise SmbClosedError("client closed") from None

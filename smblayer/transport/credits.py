@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import collections
 import threading
-from typing import Callable, Deque
+from typing import Callable, Deque, Optional
 
 
 class CreditsAborted(Exception):
@@ -36,15 +36,20 @@ class CreditGate:
         """Credits taken by requests still waiting for their replies."""
         return self._in_flight
 
-    def take(self, need: int, priority: bool, abort: Callable[[], bool]) -> None:
+    def take(self, need: int, priority: bool, abort: Callable[[], bool],
+             before_wait: Optional[Callable[[], None]] = None) -> None:
         """Take ``need`` credits, waiting FIFO; ``abort()`` is checked on
-        every wake-up and raises CreditsAborted when true."""
+        every wake-up and raises CreditsAborted when true.  ``before_wait()``
+        runs (no lock held) when the caller must wait: e.g. to write the
+        requests it queued, whose replies grant the credits."""
         with self._lock:
             if (priority or not self._queue) and \
                     self._available - self._reserve(priority) >= need:
                 self._available -= need
                 self._in_flight += need
                 return
+        if before_wait is not None:
+            before_wait()
         with self._cond:
             me = object()
             self._queue.append(me)

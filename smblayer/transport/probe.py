@@ -15,7 +15,10 @@ out; it pops the due timers and decides:
   the handle of an abandoned CREATE.  The bound is ``timeout +
   soft_timeout`` after the first send, ``+ connect_timeout`` when a
   reconnect happened or may be coming, the clock restarted once by the
-  first interim reply;
+  first interim reply.  If neither the request nor its CANCEL is answered
+  within another bound (a server answers a cancelled request), its reply
+  was lost: the connection is dropped and the client reconnects, which
+  frees the MID and its credits and closes what the lost reply opened;
 * any other overdue request is marked ``timed_out`` and the probe loop
   starts on smbiod (at most one): one ECHO at a time every
   ``echo_interval``.  Answered: the server is slow, not dead; overdue
@@ -52,9 +55,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
-from ..errors import SmbError, SmbTimeoutError
+from ..errors import SmbError, SmbProtocolError, SmbTimeoutError
 from .send import Retry
 from .states import ClientState
 from .task import SmbTask, TaskState, move
@@ -77,6 +80,9 @@ class Liveness:
         self._connection_lost: Optional[Callable] = None
         self._probing = False                   # under the in-flight lock
         self._keepalive_due = NEVER            # demux thread
+        # abandoned requests whose reply may be lost: (when to look, task, conn)
+        self._cancelled: List[Tuple[float, SmbTask, object]] = []     # demux thread
+        self._cancelled_due = NEVER
         self.not_responding_since: Optional[float] = None
         self.soft_expired = False               # a soft timeout asked for this reconnect
         self.last_rx = time.monotonic()         # written by the demux
@@ -127,7 +133,7 @@ class Liveness:
         client = self._client
         inflight = self._inflight
         now = time.monotonic()
-        if now < inflight.wake_at and now < self._keepalive_due:
+        if now < inflight.wake_at and now < self._keepalive_due and now < self._cancelled_due:
             return self._until(inflight.wake_at, now)
         expired: List[SmbTask] = []
         failed: List[SmbTask] = []
@@ -167,7 +173,9 @@ class Liveness:
             for task in expired + failed:
                 self._stats.command(conn.wire, task.command).timeouts += 1
         if failed:
-            self._abandon(conn, failed)
+            self._abandon(conn, failed, now)
+        if now >= self._cancelled_due:
+            self._check_cancelled(now)
         for task in unanswered:
             log.warning("smblayer: %s to %s:%s: no reply after %.0f s although the server "
                         "answers; still waiting (hard)", client.command_name(task.command),
@@ -183,21 +191,53 @@ class Liveness:
                 self._keepalive_due = self.last_rx + keepalive
         return self._until(wake_at, now)
 
-    def _abandon(self, conn, failed: List[SmbTask]) -> None:
+    def _abandon(self, conn, failed: List[SmbTask], now: float) -> None:
         """Requests past their soft bound: wake their callers, tell the
         server (CANCEL, from smbiod).  Their MessageIds stay reserved: a late
         reply is discarded (and an abandoned CREATE's handle closed, through
-        ``on_late_reply``)."""
+        ``on_late_reply``).  One the server never acknowledged (no interim
+        reply) is looked at again one bound later (:meth:`_check_cancelled`)."""
         iod = self._client.iod
         for task in failed:
             self._wake(task)
             if conn is not None and conn.generation == task.generation:
                 iod.call_soon(self._sender.cancel, conn, task)
+                if task.async_id is None:
+                    policy = task.timeouts or self._client.timeouts
+                    again = now + policy.timeout + policy.soft_timeout
+                    self._cancelled.append((again, task, conn))
+                    self._cancelled_due = min(self._cancelled_due, again)
         if conn is not None and conn.demux is not None:
             conn.demux.kick()          # a caller reading for its own reply stops
 
+    def _check_cancelled(self, now: float) -> None:
+        """A server answers a cancelled request (its result, or
+        STATUS_CANCELLED).  One that answered neither the request nor its
+        CANCEL within another bound, while answering probes, lost its reply
+        (or sent it with a MessageId nobody sent): the connection's books are
+        off -- the reply's credits never came, a CREATE's open is unknown
+        to us -- so it is dropped and the client reconnects (the server then
+        closes what the lost reply opened; the MessageIds are free again)."""
+        due = [entry for entry in self._cancelled if entry[0] <= now]
+        self._cancelled = [entry for entry in self._cancelled if entry[0] > now]
+        self._cancelled_due = min((entry[0] for entry in self._cancelled), default=NEVER)
+        client = self._client
+        conn = client.connection
+        if conn is None or conn.lost:
+            return
+        inflight = self._inflight
+        with inflight.lock:
+            lost = [task for _when, task, on in due if on is conn and
+                    inflight.find(task.message_id, task.generation) is task]
+        if lost:
+            names = ", ".join(sorted({client.command_name(t.command) for t in lost}))
+            log.warning("smblayer: %s:%s answered neither %s nor its CANCEL: a reply was "
+                        "lost; reconnecting", client.host, client.port, names)
+            client.iod.call_soon(self._connection_lost, conn, SmbProtocolError(
+                f"{client.host}:{client.port} lost the reply to {names}"))
+
     def _until(self, wake_at: float, now: float) -> float:
-        return max(0.0, min(wake_at, self._keepalive_due) - now)
+        return max(0.0, min(wake_at, self._keepalive_due, self._cancelled_due) - now)
 
     # -- keepalive and probing (smbiod) ------------------------------------------
 

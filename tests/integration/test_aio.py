@@ -191,6 +191,42 @@ async def test_held_sends_go_out_on_release(samba, base):
         assert await asyncio.to_thread(burst) == [0] * 6
 
 
+async def test_held_burst_beyond_the_credits_does_not_deadlock(samba, base):
+    """A held burst that needs more credits than the server granted: the
+    send that must wait for credits writes the batch first (the replies to
+    it are what grant them), instead of waiting with the writer's role."""
+    (samba.share_path("share") / base / "one").write_bytes(b"x")
+    async with _connect(samba) as atree:
+        tree, client = atree.sync, atree.client.sync
+
+        def burst():
+            handle = tree.open_handle(f"{base}/one")
+            try:
+                def read(size):
+                    futures.append(client.run_task_async(tree.ops.read_task(handle, 0, size)))
+
+                futures: list = []
+                assert client.hold_sends()
+                try:
+                    # Spend the credits (a 1 MiB READ costs 16, 64 KiB one) down
+                    # to a few, then ask 16: that send must wait for credits.
+                    while client.stats()["_client"]["credits"] >= 18:
+                        read(1 << 20)
+                    while client.stats()["_client"]["credits"] > 12:
+                        read(1 << 16)
+                    read(1 << 20)
+                    for _ in range(50):
+                        read(1 << 20)
+                finally:
+                    client.release_sends()
+                done, pending = concurrent.futures.wait(futures, timeout=60)
+                assert not pending
+                return {bytes(tree.ops.parse_read(f.result())) for f in futures}
+            finally:
+                tree.close_handle(handle)
+        assert await asyncio.to_thread(burst) == {b"x"}
+
+
 async def test_read_cancelled_mid_transfer(samba, base):
     data = os.urandom(32 * 1024 * 1024)
     (samba.share_path("share") / base / "big.bin").write_bytes(data)

@@ -191,3 +191,21 @@ def test_fsspec_get_and_put_of_a_tree(samba, folder, tmp_path):
         assert not _leftovers(path) and not _leftovers(tmp_path / "down")
     finally:
         fs_.close()
+
+
+def test_a_file_that_grew_is_read_the_one_file_way_amid_the_batch(tree, folder):
+    """A job whose file does not fit one READ reads it with blocking calls
+    while the other jobs' plans are queued: the batch sends its plans only
+    after stepping the jobs (never holding the sends across a job's step),
+    so nothing waits for a request that was not sent."""
+    name, path = folder
+    small = {f"{name}/s{i:02d}": os.urandom(100 + i) for i in range(40)}
+    big = os.urandom(tree.io_read_size + 12345)
+    for rel, data in small.items():
+        (path / rel.split("/")[1]).write_bytes(data)
+    (path / "big").write_bytes(big)
+    paths = [*list(small)[:20], f"{name}/big", *list(small)[20:]]
+    got = {key: (data, error) for key, data, error in many.read_files(tree, paths, window=8)}
+    assert got[f"{name}/big"] == (big, None)
+    for rel, data in small.items():
+        assert got[rel] == (data, None)

@@ -5,6 +5,7 @@ signed, encrypted), failover while channels are destroyed from outside
 refusals.  Loopback: Samba lists 127.0.0.1 only (127.0.0.2 is no address of
 ``lo`` here), RSS-capable, so every channel goes to 127.0.0.1."""
 import json
+import struct
 import os
 import shutil
 import subprocess
@@ -33,9 +34,20 @@ FAST_BACKOFF = ReconnectPolicy(initial_delay=0.05, max_delay=0.5)
 def server():
     require_smbd()
     if shutil.which("ss") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("ss (iproute2) is needed to destroy one connection (CI=true: "
+                        "a missing tool is an error)", pytrace=False)
         pytest.skip("ss (iproute2) is needed to destroy one connection")
     with SambaServer(extra_global=MULTICHANNEL) as srv:
         yield srv
+
+
+@pytest.fixture(autouse=True)
+def spread_everything(monkeypatch):
+    """Spread from the first request (the default waits for 4 MiB in flight
+    on channel 0): these tests move little data."""
+    from smblayer.transport.channels import ChannelSet
+    monkeypatch.setattr(ChannelSet, "spread_above", 0)
 
 
 def connect(server, dialect=Dialect.SMB3_1_1, channels=3, **options):
@@ -228,3 +240,61 @@ def test_close_waits_for_writes_on_other_channels(server):
                 f.write(data)
             assert tree.stat(f"order{i}.bin").st_size == len(data)
         assert sum(c["ops"] - 2 for c in client.stats()["_client"]["channels"]) > 0
+
+
+def test_a_binding_answered_with_a_wrong_signature_is_refused(server):
+    """A hostile server (a proxy flipping a bit of the signature of the
+    final SESSION_SETUP response on new connections): SmbAuthError, the
+    channel is not added, and the existing channels keep working."""
+    from smblayer.errors import SmbAuthError
+    from smblayer.testing.proxy import FaultProxy
+
+    def forge(frame: bytes):
+        status, command = struct.unpack_from("<IH", frame, 8)
+        if frame[:4] == b"\xfeSMB" and command == 1 and status == 0:
+            forged = bytearray(frame)
+            forged[50] ^= 0x01                     # inside the Signature field
+            return bytes(forged)
+        return None
+
+    with FaultProxy(server.host, server.port) as proxy:
+        tree = fs.connect(proxy.address[0], "share",
+                          server.username, server.password, port=proxy.port,
+                          multichannel=True, max_channels=2, reconnect=FAST_BACKOFF)
+        with tree:
+            client = tree.session.client
+            assert [ch.state for ch in client.channels] == ["active", "active"]
+            proxy.rewrite("s2c", forge)            # connections accepted from now on
+            with pytest.raises(SmbAuthError) as exc:
+                client.add_channel("127.0.0.1")
+            assert "signed with the channel key" in str(exc.value)
+            assert [ch.state for ch in client.channels] == ["active", "active"]
+            data = os.urandom(4 << 20)
+            tree.write_bytes("hostile.bin", data)
+            assert tree.read_bytes("hostile.bin") == data
+
+
+def test_channels_added_when_the_server_lists_more_interfaces(server):
+    """The first interface query lists nothing (a server with its interfaces
+    still coming up); once the list grows, re-querying adds the channels."""
+    from smblayer.fs.binding import Binder
+
+    class LateInterfaces(Binder):
+        calls = 0
+
+        def query_interfaces(self):
+            LateInterfaces.calls += 1
+            listed = super().query_interfaces()
+            return [] if LateInterfaces.calls == 1 else listed
+
+    tree = fs.connect(server.host, "share", server.username, server.password,
+                      port=server.port, multichannel=True, max_channels=3,
+                      reconnect=FAST_BACKOFF)
+    with tree:
+        client = tree.session.client
+        client.close_channels()
+        client.start_channels(tree.session, LateInterfaces(tree.session, tree))
+        assert [ch.index for ch in client.channels] == [0]     # nothing listed: no channel
+        client.requery_interfaces()
+        assert wait_channels_active(client, 3, within=10.0), client.channels
+        assert all(ch.remote_address[0] == "127.0.0.1" for ch in client.channels)

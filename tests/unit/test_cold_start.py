@@ -170,3 +170,36 @@ def test_one_shot_command_line_loads_no_argparse():
         assert fastparse.parse(["-U", "u%p", "get", "-r", "//h/s/d", "."]) is not None
     """)
     assert offenders(modules, "argparse", "gettext", "smblayer.cli.args") == []
+
+
+def test_main_called_from_python_leaves_the_collector_alone():
+    # only the program (main() without argv) turns collection off while it
+    # loads and freezes what it loaded (smblayer.cli.main's doc)
+    import contextlib
+    import gc
+    import io
+    from smblayer.cli.main import main
+    frozen = gc.get_freeze_count()
+    with contextlib.redirect_stdout(io.StringIO()), pytest.raises(SystemExit):
+        main(["--version"])
+    with contextlib.redirect_stderr(io.StringIO()):
+        assert main(["stat", "//127.0.0.1:1/share/x", "--timeout", "0.5"]) == 1
+    assert gc.isenabled() and gc.get_freeze_count() == frozen
+
+
+def test_the_program_collects_while_its_command_runs():
+    script = textwrap.dedent("""
+        import gc, sys
+        from smblayer.cli import run as run_module
+        def fake_run(args):
+            print(gc.isenabled(), gc.get_freeze_count() > 1000)
+            return 0
+        run_module.run = fake_run
+        sys.argv = ["smblayer", "stat", "//h/s/x"]
+        from smblayer.cli.main import main
+        sys.exit(main())
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True", "True"]

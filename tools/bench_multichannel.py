@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""Bulk read and write over 1, 2 and 4 channels (multichannel, issue 23).
+
+    python3 tools/bench_multichannel.py [--size 256M] [--rounds 3]
+        [--channels 1,2,4] [--encrypt] [--kill-every 1.0]
+
+A private Samba with ``server multi channel support`` lists 127.0.0.1
+(RSS, 10 Gb/s); each contender is one session with N channels (1: no
+multichannel) writing a ``--size`` file from memory through ``tree.open``
+(16 MiB ``write`` calls, write-behind) and reading it back (16 MiB ``read``
+calls, read-ahead), interleaved round after round.  Prints MB/s (median) and
+the ratio to one channel, and how the requests spread over the channels.
+
+``--kill-every S``: while transferring, destroy one extra channel every S
+seconds from outside (``ss -K``): the bytes must come back exact, with no
+reconnect of the session (the issue's 256 MiB run).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _benchlib import interleave, median, table  # noqa: E402
+
+from smblayer import ReconnectPolicy, fs  # noqa: E402
+from smblayer.testing.samba import SambaServer  # noqa: E402
+
+MULTICHANNEL = {"server multi channel support": "yes",
+                "interfaces": '"127.0.0.1;capability=RSS,speed=10000000000"'}
+CHUNK = 16 << 20
+
+
+def parse_size(text: str) -> int:
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    return int(text[:-1]) * units[text[-1].upper()] if text[-1].upper() in units else int(text)
+
+
+def killer(client, every: float, stop: threading.Event, kills: list) -> None:
+    while not stop.wait(every):
+        live = [ch for ch in client.channels[1:] if ch.state == "active" and ch.local_address]
+        if live:
+            victim = live[len(kills) % len(live)]
+            subprocess.run(["ss", "-K", "src", "127.0.0.1", "sport", "=",
+                            f":{victim.local_address[1]}"], capture_output=True)
+            kills.append(victim.index)
+
+
+def run(server: SambaServer, channels: int, data: bytes, digest: str, encrypt: bool,
+        kill_every: float, spread: dict):
+    options = {"multichannel": True, "max_channels": channels} if channels > 1 else {}
+    tree = fs.connect(server.host, "share", server.username, server.password,
+                      port=server.port, encrypt=encrypt,
+                      reconnect=ReconnectPolicy(initial_delay=0.05, max_delay=1.0), **options)
+    with tree:
+        client = tree.session.client
+        session_id = tree.session.session_id
+        stop, kills = threading.Event(), []
+        thread = None
+        if kill_every and channels > 1:
+            thread = threading.Thread(target=killer, args=(client, kill_every, stop, kills),
+                                      daemon=True)
+            thread.start()
+        try:
+            start = time.perf_counter()
+            with tree.open("bench.bin", "wb") as f:
+                for offset in range(0, len(data), CHUNK):
+                    f.write(data[offset:offset + CHUNK])
+            mid = time.perf_counter()
+            sha = hashlib.sha256()
+            with tree.open("bench.bin", "rb") as f:
+                while True:
+                    block = f.read(CHUNK)
+                    if not block:
+                        break
+                    sha.update(block)
+            end = time.perf_counter()
+        finally:
+            stop.set()
+            if thread is not None:
+                thread.join(10)
+        if sha.hexdigest() != digest:
+            raise SystemExit(f"{channels} channels: the bytes read back differ")
+        counters = client.stats()["_client"]
+        if tree.session.session_id != session_id or counters["reconnects"]:
+            raise SystemExit(f"{channels} channels: the session reconnected")
+        spread[channels] = ([c["ops"] for c in counters["channels"]], len(kills),
+                            sum(c["failovers"] for c in counters["channels"]))
+    mb = len(data) / 1e6
+    return {"write": mb / (mid - start), "read": mb / (end - mid)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default="256M")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--channels", default="1,2,4")
+    parser.add_argument("--encrypt", action="store_true")
+    parser.add_argument("--kill-every", type=float, default=0.0)
+    args = parser.parse_args()
+    size = parse_size(args.size)
+    counts = [int(c) for c in args.channels.split(",")]
+    data = os.urandom(size)
+    digest = hashlib.sha256(data).hexdigest()
+    spread: dict = {}
+    with SambaServer(extra_global=MULTICHANNEL) as server:
+        print(f"# private Samba on 127.0.0.1:{server.port}; {size >> 20} MiB, "
+              f"{'encrypted' if args.encrypt else 'plain'}, {args.rounds} rounds, "
+              f"{os.cpu_count()} cores")
+        results = interleave(args.rounds, {
+            f"{n} channel{'s' if n > 1 else ''}":
+                (lambda n=n: run(server, n, data, digest, args.encrypt, args.kill_every,
+                                 spread))
+            for n in counts})
+    base = None
+    rows = []
+    for (name, values), n in zip(results.items(), counts):
+        write = median([v["write"] for v in values])
+        read = median([v["read"] for v in values])
+        if base is None:
+            base = (write, read)
+        ops, kills, failovers = spread.get(n, ([], 0, 0))
+        rows.append([name, f"{write:.0f}", f"{write / base[0]:.2f}x", f"{read:.0f}",
+                     f"{read / base[1]:.2f}x", ",".join(map(str, ops)) or "-",
+                     f"{kills}/{failovers}"])
+    print(table(rows, ["contender", "write MB/s", "ratio", "read MB/s", "ratio",
+                       "ops on extra channels", "kills/failovers"]))
+
+
+if __name__ == "__main__":
+    main()
