@@ -293,6 +293,7 @@ def time_locks(client) -> dict:
     if inner is not None:
         timed = send._lock = locks["send lock"]
         send.acquire, send.locked = timed.acquire, timed.locked
+        client._sender._raw_lock = timed
     else:
         client._sender.lock = locks["send lock"]
     client._inflight.lock = locks["MID-table lock"]

@@ -201,12 +201,12 @@ class _Smb2Auth:
             raise SmbProtocolError(
                 f"unencrypted {smb2.Command(task.command).name} response on an encrypted "
                 "session; rejected")
-        if reply.header.flags & smb2.Flags.SIGNED:
+        if smb2.flags_of(reply.message) & smb2.FLAG_SIGNED:     # no header object, no enum
             if s.signer is not None and not _signer_for(s, task).verify(reply.message):
                 raise SmbProtocolError(
                     f"bad signature on the {smb2.Command(task.command).name} response; rejected")
         elif s.signing and s.signer is not None and task.command != smb2.Command.SESSION_SETUP \
-                and reply.header.status not in _UNSIGNED_OK:
+                and reply.status not in _UNSIGNED_OK:
             raise SmbProtocolError(
                 f"unsigned {smb2.Command(task.command).name} response on a signed session; "
                 "rejected")

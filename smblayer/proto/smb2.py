@@ -198,6 +198,14 @@ def route(message, offset: int = 0) -> Tuple[int, int, int, int, int, int, int]:
     return _ROUTE.unpack_from(message, offset)
 
 
+_FLAGS = struct.Struct("<I")
+
+
+def flags_of(message, offset: int = 0) -> int:
+    """The Flags field of the SMB2 header at ``offset`` (no header object)."""
+    return _FLAGS.unpack_from(message, offset + 16)[0]
+
+
 def async_id(message, offset: int = 0) -> int:
     return _ASYNC_ID.unpack_from(message, offset + 32)[0]
 

@@ -52,7 +52,7 @@ import logging
 import socket
 import threading
 import time
-from typing import Deque, List, Sequence
+from typing import Deque, List, Optional, Sequence
 
 from ..errors import SmbCancelledError
 from ..proto import smb2
@@ -114,6 +114,7 @@ class Sender:
         self._outbox: Deque[tuple] = collections.deque()   # (conn, tasks, related, credits)
         self._requeue = self._wake = None
         self.lock = SendLock(self._flush)   # held by the writer
+        self._raw_lock = self.lock._lock
         self._holder = None                 # the thread in hold(), if any
 
     def attach(self, requeue, wake) -> None:
@@ -164,8 +165,11 @@ class Sender:
             self._credits.grant(credits, credits)
             raise Retry()
         entry = (conn, tasks, related, credits)
-        self._outbox.append(entry)          # a deque: no lock (the writer pops under one)
-        return self._write_queued(entry if fast else None)
+        mine = entry if fast else None
+        if self._outbox or not self._raw_lock.acquire(False):
+            self._outbox.append(entry)      # a deque: no lock (the writer pops under one)
+            return self._write_queued(mine)
+        return self._write_queued(mine, [entry])    # nothing queued: ours goes at once
 
     def hold(self) -> bool:
         """Take the writer's role if it is free, without waiting (a caller
@@ -190,22 +194,25 @@ class Sender:
         if self._outbox:
             self._write_queued(None)
 
-    def _write_queued(self, mine):
+    def _write_queued(self, mine, held: Optional[list] = None):
         """Be the writer while there is something to write and nobody else
-        is; the demux whose reader role ``mine``'s caller took, or None."""
+        is; the demux whose reader role ``mine``'s caller took, or None.
+        ``held``: the send lock is held already, to write these entries."""
         reader = None
-        lock = self.lock._lock
-        while self._outbox:
-            if not lock.acquire(False):
-                return reader           # the writer sends it (it looks again after release)
+        lock = self._raw_lock
+        entries = held
+        while True:
+            if entries is None and (not self._outbox or not lock.acquire(False)):
+                return reader           # a writer sends it (it looks again after release)
             try:
-                taken = self._drain(mine)
+                taken = self._drain(mine, entries)
             except BaseException:
                 lock.release()
                 if self._outbox:        # nobody may be left to write them
                     self._client.iod.call_soon(self._flush)
                 raise
             lock.release()
+            entries = None
             if taken is not None:
                 reader = taken
             elif reader is not None:
@@ -215,8 +222,9 @@ class Sender:
                 reader = None
         return reader
 
-    def _drain(self, mine):
-        """Send everything in the outbox (holding the send lock)."""
+    def _drain(self, mine, entries: Optional[list]):
+        """Send ``entries``, or everything in the outbox (holding the send
+        lock)."""
         inflight = self._inflight
         client = self._client
         reader = None
@@ -226,9 +234,10 @@ class Sender:
         wake = False
         outbox = self._outbox
         with inflight.lock:
-            entries = []
-            while outbox:
-                entries.append(outbox.popleft())
+            if entries is None:
+                entries = []
+                while outbox:
+                    entries.append(outbox.popleft())
             now = time.monotonic()
             for entry in entries:
                 conn, tasks = entry[0], entry[1]
@@ -308,13 +317,15 @@ class Sender:
             if total >= _FLUSH_BYTES:
                 self._write(conn, buffers, total)
                 buffers, total = [], 0
+            first = None
             for task in tasks:
                 counters = stats.command(wire, task.command)
                 counters.ops += 1
                 counters.queue_time += now - task.t_queued
                 if task.sends > 1:
                     counters.retransmissions += 1
-            stats.command(wire, tasks[0].command).bytes_sent += size + 4
+                first = first or counters
+            first.bytes_sent += size + 4
         if buffers:
             self._write(conn, buffers, total)
 
