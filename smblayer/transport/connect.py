@@ -192,7 +192,8 @@ class ConnectWorker:
             self._thread.start()
 
     def join(self, timeout: float) -> None:
-        thread = self._thread
+        with self._lock:            # kick() starts the thread under it
+            thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
 
