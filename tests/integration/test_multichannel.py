@@ -360,3 +360,44 @@ def test_losing_channel_0_fails_over_and_rebinds_it(server, dialect, mode):
         assert tree.read_bytes("ch0.bin") == data
         assert tree.listdir("") is not None
         assert client.echo() >= 0
+
+
+def test_cancel_goes_on_the_requests_own_channel(server):
+    """A CHANGE_NOTIFY pending on an extra channel, then cancelled: the
+    CANCEL must go on that channel (a CANCEL on another connection names a
+    MessageId the server does not have there, and the notify stays pending).
+    The server answers the cancelled notify on its channel: the channel's
+    MessageId table empties."""
+    from smblayer.errors import SmbCancelledError
+    from smblayer.proto import smb2
+    from smblayer.proto.commands import change_notify_request
+    from smblayer.task import SmbTask
+
+    with connect(server, channels=2) as tree:
+        client = tree.session.client
+        channel = client._channels.channels[0]          # channel 1
+        tree.mkdir("watched-cancel")
+        handle = tree.open_handle("watched-cancel", directory=True)
+        try:
+            task = SmbTask(smb2.Command.CHANGE_NOTIFY,
+                           change_notify_request(handle.fid, output_length=4096),
+                           security=tree.session, tree=tree, long_poll=True)
+            task.channel, task.pinned = channel, True
+            future = client.run_task_async(task)
+            end = time.monotonic() + 10
+            while not (task in channel.inflight.pending.values() and task.t_pending):
+                assert time.monotonic() < end, "the notify never went pending on channel 1"
+                time.sleep(0.01)                            # the server's interim reply
+            cancels = client.stats()["CHANGE_NOTIFY"]["cancels"]
+            assert client.cancel_task(task)
+            with pytest.raises(SmbCancelledError):
+                future.result(10)
+            end = time.monotonic() + 10
+            while channel.inflight.pending:                 # the late STATUS_CANCELLED
+                assert time.monotonic() < end, \
+                    "the server never answered the cancelled notify on its channel"
+                time.sleep(0.01)
+            assert client.stats()["CHANGE_NOTIFY"]["cancels"] == cancels + 1
+            assert not client._inflight.pending            # nothing went on channel 0
+        finally:
+            tree.close_handle(handle)
