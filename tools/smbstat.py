@@ -51,6 +51,9 @@ def render(prev: dict, cur: dict, dt: float) -> str:
                      f"not_responding={client.get('not_responding_time', 0):.1f}s")
         old_channels = {c["index"]: c for c in prev.get(server, {}).get("_client", {})
                         .get("channels", [])}
+        main = client.get("channel0")
+        if main:
+            lines.append(f"  channel 0 failovers={main['failovers']}  rebinds={main['rebinds']}")
         for ch in client.get("channels", []):
             o = old_channels.get(ch["index"], {})
             lines.append(f"  channel {ch['index']} {ch['state']:<7} {ch['address']:<16}"

@@ -404,3 +404,33 @@ def test_cancel_goes_on_the_requests_own_channel(server):
             assert not client._inflight.pending            # nothing went on channel 0
         finally:
             tree.close_handle(handle)
+
+
+def test_channel_0_not_bound_again_falls_back_to_reconnect(server, monkeypatch):
+    """Channel 0 lost, the other channels alive, but binding its new
+    connection fails: the client reconnects and recovers as without
+    multichannel (new session, durable handle reclaimed), exact bytes."""
+    from smblayer.errors import SmbConnectionError
+    from smblayer.fs.binding import Binder
+
+    real_bind = Binder.bind
+
+    def bind(self, channel):
+        if channel.index == 0:
+            raise SmbConnectionError("binding refused (injected)")
+        return real_bind(self, channel)
+
+    monkeypatch.setattr(Binder, "bind", bind)
+    with connect(server, Dialect.SMB3_1_1, channels=3) as tree:
+        client = tree.session.client
+        data = os.urandom(4 << 20)
+        tree.write_bytes("fallback.bin", data)
+        with tree.open("fallback.bin", "rb") as f:
+            head = f.read(1 << 20)
+            kill_local_port(client.channels[0].local_address[1])
+            rest = f.read()
+        assert head + rest == data
+        assert client.stats()["_client"]["reconnects"] >= 1
+        assert client.stats()["_client"]["channel0"]["rebinds"] == 0
+        assert wait_channels_active(client, 3, within=10.0), client.channels
+        assert tree.read_bytes("fallback.bin") == data
