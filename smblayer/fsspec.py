@@ -144,15 +144,25 @@ class SMBPathsMixin:
         }
 
 
-def _close_quietly(trees: List[smbfs.Tree]) -> None:
+def _close_quietly(trees: List[Any]) -> None:
     for tree in trees:
         try:
-            tree.close()
+            getattr(tree, "sync", tree).close()     # an aio AsyncTree: its blocking Tree
         except Exception as exc:  # noqa: BLE001 - nobody to tell: the owner is gone
             log.debug("smblayer: closing a collected filesystem's tree: %s", exc)
 
 
-def _release_trees(trees: Dict[str, smbfs.Tree], pid: int) -> None:
+def release_when_collected(owner: Any, trees: Dict[str, Any]) -> None:
+    """When ``owner`` (a filesystem) is garbage collected, close the trees
+    left in ``trees`` (a dict it keeps filling).  fsspec users rarely close
+    a filesystem; each tree holds a session and a reference on the shared
+    client, and a session nobody uses would be set up again at every
+    reconnect.  Not at interpreter exit: the client's own exit handling is
+    enough then."""
+    weakref.finalize(owner, _release_trees, trees, os.getpid()).atexit = False
+
+
+def _release_trees(trees: Dict[str, Any], pid: int) -> None:
     """An SMBFileSystem was collected: close its trees on a thread of their
     own (collection may happen on any thread, even one holding a layer
     lock, and closing sends requests).  Never in a forked child: the trees
@@ -190,7 +200,7 @@ class SMBFileSystem(SMBPathsMixin, AbstractFileSystem, metaclass=_Dispatch):
         self._trees: Dict[str, smbfs.Tree] = {}
         self._pid = os.getpid()
         self._batching = threading.local()      # get/put collecting their pairs
-        self._release_when_collected()
+        release_when_collected(self, self._trees)
 
     # -- connections -----------------------------------------------------------------
 
@@ -204,7 +214,7 @@ class SMBFileSystem(SMBPathsMixin, AbstractFileSystem, metaclass=_Dispatch):
             # (and a lock may have been held by a parent thread at fork).
             self._lock, self._connect_lock = threading.Lock(), threading.Lock()
             self._trees, self._pid = {}, os.getpid()
-            self._release_when_collected()
+            release_when_collected(self, self._trees)
         with self._lock:
             tree = self._trees.get(key)
         if tree is not None and tree.connected:
@@ -220,14 +230,6 @@ class SMBFileSystem(SMBPathsMixin, AbstractFileSystem, metaclass=_Dispatch):
                 if old is not None:
                     _close_quietly([old])       # its session and client reference
         return tree
-
-    def _release_when_collected(self) -> None:
-        """fsspec users rarely close a filesystem: when this instance is
-        garbage collected, its trees are closed (each holds a session and a
-        reference on the shared client; a session nobody uses would be set
-        up again at every reconnect).  Not at interpreter exit: the client's
-        own exit handling is enough then."""
-        weakref.finalize(self, _release_trees, self._trees, self._pid).atexit = False
 
     def close(self) -> None:
         """Disconnect this instance's trees (the shared client stays while

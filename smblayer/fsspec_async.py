@@ -33,7 +33,7 @@ from fsspec.utils import isfilelike
 
 from . import aio
 from .errors import SmbStatusError
-from .fsspec import SMBPathsMixin
+from .fsspec import SMBPathsMixin, release_when_collected
 
 __all__ = ["AsyncSMBFileSystem"]
 
@@ -53,6 +53,7 @@ class AsyncSMBFileSystem(SMBPathsMixin, AsyncFileSystem):
         self._trees: Dict[str, aio.AsyncTree] = {}
         self._connecting: Dict[str, asyncio.Future] = {}
         self._pid = os.getpid()
+        release_when_collected(self, self._trees)
 
     # -- connections -----------------------------------------------------------------
 
@@ -61,6 +62,7 @@ class AsyncSMBFileSystem(SMBPathsMixin, AsyncFileSystem):
         wait for the one connect)."""
         if self._pid != os.getpid():
             self._trees, self._connecting, self._pid = {}, {}, os.getpid()
+            release_when_collected(self, self._trees)
         key = share.lower()
         tree = self._trees.get(key)
         if tree is not None and tree.sync.connected:
@@ -83,7 +85,8 @@ class AsyncSMBFileSystem(SMBPathsMixin, AsyncFileSystem):
 
     async def close(self) -> None:
         """Disconnect this instance's trees."""
-        trees, self._trees = list(self._trees.values()), {}
+        trees = list(self._trees.values())
+        self._trees.clear()             # the dict the collection hook holds
         for tree in trees:
             await tree.close()
 

@@ -329,7 +329,7 @@ class Tracer:
         lines = [f"total traced {sum(s.size for s in last.statistics('filename')) >> 10} KiB"]
         for stat in diff[:top]:
             frames = " < ".join(f"{pathlib.Path(f.filename).name}:{f.lineno}"
-                                for f in stat.traceback[:4])
+                                for f in reversed(stat.traceback[-4:]))   # allocation first
             lines.append(f"{stat.size_diff / 1024:+9.1f} KiB {stat.count_diff:+7d} blocks  {frames}")
         return lines
 

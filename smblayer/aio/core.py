@@ -39,12 +39,13 @@ class _Inbox:
     runs no user code.  ``drain`` clears ``scheduled`` before it empties the
     queue, so an item pushed meanwhile is either drained by this pass or
     schedules the next; two readers racing on ``scheduled`` cost at most one
-    spare (empty) drain."""
+    spare (empty) drain.  The loop is held weakly: the inbox lives in
+    ``_ports``, keyed weakly by its loop, and must not keep it alive."""
 
     __slots__ = ("loop", "items", "scheduled", "__weakref__")
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
-        self.loop = loop
+        self.loop = weakref.ref(loop)
         self.items: Deque[Tuple[asyncio.Future, Future]] = collections.deque()
         self.scheduled = False
 
@@ -54,8 +55,11 @@ class _Inbox:
         if self.scheduled:
             return
         self.scheduled = True
+        loop = self.loop()
+        if loop is None:                # the loop is gone: nobody waits any more
+            return
         try:
-            self.loop.call_soon_threadsafe(self.drain)
+            loop.call_soon_threadsafe(self.drain)
         except RuntimeError:            # the loop is closed: nobody waits any more
             pass
 
@@ -94,12 +98,12 @@ class _Outbox:
     ``sendmsg`` instead of one each (and the loop thread, which does that
     system call, releases the GIL once instead of once per request), up to
     ``BATCH`` at a time.  A coroutine cancelled before the flush: its
-    request is never started."""
+    request is never started.  The loop is held weakly, as by the inbox."""
 
     __slots__ = ("loop", "inbox", "items", "scheduled")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, inbox: _Inbox):
-        self.loop = loop
+        self.loop = weakref.ref(loop)
         self.inbox = inbox
         self.items: list = []
         self.scheduled = False
@@ -108,7 +112,7 @@ class _Outbox:
         self.items.append((client, tasks, waiter))
         if not self.scheduled:
             self.scheduled = True
-            self.loop.call_soon(self.flush)
+            self.loop().call_soon(self.flush)         # called in the (live) loop
 
     def flush(self) -> None:
         self.scheduled = False

@@ -247,11 +247,13 @@ def _get_stream(args, tree, path: str, out: BinaryIO, label: str) -> int:
 
 
 def _put_jobs(args, tree, url: SmbUrl, sources: List[str], dest: str,
-              many: bool) -> Tuple[List[str], List[_Job]]:
-    """(remote directories to create, files to copy) for ``put``."""
-    into_dir = many or is_remote_dir(tree, dest) or url.path.endswith("/")
-    if many and not is_remote_dir(tree, dest):
+              into_dir: bool) -> Tuple[List[str], List[_Job]]:
+    """(remote directories to create, files to copy) for ``put``;
+    ``into_dir``: the destination must be a directory (several sources, or
+    a URL ending in "/")."""
+    if into_dir and not is_remote_dir(tree, dest):
         raise UsageError(f"the target {url} is not a directory")
+    into_dir = into_dir or is_remote_dir(tree, dest)
     dirs: List[str] = []
     jobs: List[_Job] = []
     for src in sources:
@@ -309,20 +311,20 @@ def cmd_put(args) -> int:
         raise UsageError("put needs a local source and a remote destination")
     texts, url_text = args.paths[:-1], args.paths[-1]
     url = parse_url(url_text)
+    into_dir = url_text.replace("\\", "/").endswith("/")      # parse_url drops the slash
     with open_tree(args, url) as tree:
         path = smb_path(url.path)
         if texts == ["-"]:
             if args.recursive or args.resume or args.verify:
                 raise UsageError("put from stdin takes no -r, --continue or --verify")
-            if not path or url.path.endswith("/") or is_remote_dir(tree, path):
+            if not path or into_dir or is_remote_dir(tree, path):
                 raise UsageError("put from stdin needs a remote file name")
             with new_bar(args, posixpath.basename(path), None) as bar:
                 n = transfer.put_file(tree, sys.stdin.buffer, path, progress=bar.update)
             log.info("put: %d bytes from stdin to %s", n, url)
             return 0
         sources = _local_sources(texts)
-        many = len(sources) > 1
-        dirs, jobs = _put_jobs(args, tree, url, sources, path, many)
+        dirs, jobs = _put_jobs(args, tree, url, sources, path, len(sources) > 1 or into_dir)
         for d in dirs:
             _remote_mkdir(tree, d)
         label = os.path.basename(os.path.normpath(sources[0])) if len(sources) == 1 else url.share

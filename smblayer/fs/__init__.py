@@ -188,10 +188,11 @@ def list_shares(host: str, username: Optional[str] = None, password: Optional[st
     srvsvc pipe is asked by RAP NetShareEnum, as smbclient does).
     A connection lost mid-call (the pipe and its binding die with it) is
     retried ``retries`` times from the bind."""
-    from ..errors import SmbConnectionError
+    from ..errors import SmbConnectionError, SmbError
     from ..rpc import open_srvsvc, share_enum
     with connect(host, "IPC$", username, password, port=port, **connect_options) as ipc:
         for attempt in range(retries + 1):
+            generation = ipc.client.generation
             try:
                 with open_srvsvc(ipc) as pipe:
                     return share_enum(pipe, "\\\\" + host)
@@ -200,8 +201,13 @@ def list_shares(host: str, username: Optional[str] = None, password: Optional[st
                     raise
                 from ..rpc.rap import rap_share_enum
                 return rap_share_enum(ipc)
-            except SmbConnectionError:
-                if attempt == retries:
+            except SmbError as exc:
+                # Lost with the connection: the transport says so, or the
+                # server answers STATUS_FILE_CLOSED to a request for the old
+                # pipe that first went out on the new connection.
+                lost = isinstance(exc, SmbConnectionError) or \
+                    ipc.client.generation != generation
+                if attempt == retries or not lost:
                     raise
     raise AssertionError("unreachable")
 

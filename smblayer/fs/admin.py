@@ -34,7 +34,7 @@ import io
 import logging
 import os
 import struct
-from typing import Callable, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple, Union
 
 from ..errors import SmbProtocolError, SmbStatusError
 from ..proto.commands import (INFO_FILESYSTEM, INFO_SECURITY, parse_query_info_response,
@@ -44,15 +44,18 @@ from ..proto.fscc import (FILE_FS_VOLUME_INFORMATION, FILE_STREAM_INFORMATION,
                           FSCTL_SRV_ENUMERATE_SNAPSHOTS, StreamInfo, is_snapshot_token,
                           parse_reparse_data, parse_snapshots, parse_stream_information,
                           parse_volume_serial, snapshot_filetime, symlink_reparse_data)
-from ..proto.security import (DACL_SECURITY_INFORMATION, GROUP_SECURITY_INFORMATION,
-                              OWNER_SECURITY_INFORMATION, SACL_SECURITY_INFORMATION,
-                              SecurityDescriptor, security_information)
 from ..proto.smb2 import Command, MalformedMessage
 from ..proto.status import NtStatus
 from ..task import SmbTask
 from .ops import (FILE_OPEN_REPARSE_POINT, FILE_READ_ATTRIBUTES, FILE_SHARE_DELETE,
                   FILE_SHARE_READ, FILE_SHARE_WRITE, FILE_WRITE_ATTRIBUTES, READ_CONTROL,
                   SYNCHRONIZE, FileInfo)
+
+if TYPE_CHECKING:
+    from ..proto.security import SecurityDescriptor
+
+# proto.security (descriptors, ACLs, SDDL) loads with the first get/set_security:
+# every Tree has these methods, few runs call them (issue 20, cold start).
 
 log = logging.getLogger("smblayer")
 
@@ -108,6 +111,8 @@ def require_smb2(tree, what: str) -> None:
 
 
 def _security_access(bits: int, write: bool) -> int:
+    from ..proto.security import (DACL_SECURITY_INFORMATION, GROUP_SECURITY_INFORMATION,
+                                  OWNER_SECURITY_INFORMATION, SACL_SECURITY_INFORMATION)
     access = SYNCHRONIZE
     if write:
         if bits & DACL_SECURITY_INFORMATION:
@@ -178,6 +183,7 @@ class AdminMixin:
         named in ``info`` ("owner", "group", "dacl", "sacl"; the SACL needs
         the SeSecurityPrivilege on the server).  QUERY_INFO (SMB1:
         NT_TRANSACT_QUERY_SECURITY_DESC)."""
+        from ..proto.security import SecurityDescriptor, security_information
         bits = security_information(info)
         self._check_connected()
 
@@ -200,6 +206,7 @@ class AdminMixin:
         """Write the parts of ``sd`` named in ``info`` (default the DACL) to
         ``path``.  ``sd`` may be a SecurityDescriptor, SDDL text or the
         self-relative bytes.  SET_INFO (SMB1: NT_TRANSACT_SET_SECURITY_DESC)."""
+        from ..proto.security import SecurityDescriptor, security_information
         bits = security_information(info)
         if isinstance(sd, str):
             sd = SecurityDescriptor.from_sddl(sd)

@@ -244,8 +244,11 @@ def _signer_for(session, task: SmbTask):
     multichannel session's extra channel, [MS-SMB2] 3.2.4.1.1), else the
     session's."""
     channel = task.channel
-    if channel is not None and channel.signer is not None:
-        return channel.signer
+    if channel is not None:
+        if channel.signer is not None:
+            return channel.signer
+    elif session.client.multichannel:
+        return session.client.channel0_signer(session) or session.signer
     return session.signer
 
 

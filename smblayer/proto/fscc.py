@@ -19,11 +19,12 @@ import re
 import struct
 from typing import List
 
+from ..errors import SmbProtocolError
 from ..records import FrozenRecord
-from .security import MalformedSecurity
+from .smb2 import MalformedMessage
 
 
-class MalformedFscc(MalformedSecurity):
+class MalformedFscc(SmbProtocolError, MalformedMessage):
     """A file-system structure from the server that cannot be parsed."""
 
 

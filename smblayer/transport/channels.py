@@ -41,9 +41,20 @@ thread, an async one is resent on smbiod; the resend picks a live channel
 second send).  The dead channel is re-established by the channel worker
 with the client's ReconnectPolicy back-off; the interface list is queried
 again then and every ``REQUERY_INTERVAL`` seconds, and new addresses get
-channels (up to ``max_channels``).  Losing channel 0 is today's reconnect:
-a reconnect handler drops every extra channel first (the session is set up
-anew), and after recovery the worker binds them again.
+channels (up to ``max_channels``).
+
+Losing channel 0 while another channel is active is a failover too: the
+connect worker (which owns the client state and ``failing_over``) keeps
+the client ACTIVE, requeues channel 0's requests, and :meth:`route` sends
+every request (compounds, CREATE, break acknowledgements...) on an active
+channel meanwhile.  The connect worker reconnects channel 0 with its usual
+back-off and, instead of recovery, asks :meth:`ChannelSet.rebind` to bind
+the new connection to the session (:class:`MainChannel`: channel 0 as the
+binder sees it; its signing key is then the binding's).  Only when no
+channel is left (:meth:`channel_died` calls ``end_failover``) or the
+binding fails is it today's reconnect: a reconnect handler drops every
+extra channel first (the session is set up anew), and after recovery the
+worker binds them again.
 
 Lock order: the set's ``_lock`` is a leaf (nothing else is taken under it);
 the worker runs connects and bindings with no lock held.
@@ -65,6 +76,7 @@ from .demux import Demux
 from .hooks import STAGE_SESSION
 from .inflight import InFlight
 from .probe import Liveness
+from .compound import CompoundLost
 from .send import Retry, Sender, shutdown
 from .states import ClientState
 from .task import SmbTask, TaskState, move
@@ -101,6 +113,32 @@ class ChannelInfo:
     def __repr__(self) -> str:
         return (f"<Channel {self.index} {self.state} {self.local_address} -> "
                 f"{self.remote_address}>")
+
+
+class MainChannel:
+    """Channel 0 (the client's own connection) as the binder sees it when
+    it is bound to the session again after a failover: ``index`` 0,
+    ``host``/``port``, ``connection`` (the client's), ``signer`` (set by
+    the binder; the connection keeps it as ``bound_signer``).  Its counters: requests moved
+    off it (``failovers``), ``rebinds`` and their ``binding_legs``."""
+
+    def __init__(self, client):
+        self._client = client
+        self.index = 0
+        self.host = client.host
+        self.port = client.port
+        self.signer = None
+        self.failovers = 0
+        self.rebinds = 0
+        self.binding_legs = 0
+
+    @property
+    def connection(self) -> Optional[Connection]:
+        return self._client.connection
+
+    def counters(self) -> dict:
+        return {"index": 0, "failovers": self.failovers, "rebinds": self.rebinds,
+                "binding_legs": self.binding_legs}
 
 
 class Channel:
@@ -273,7 +311,11 @@ class Channel:
         for task in tasks:
             if task.state.final:
                 continue
-            if task.pinned or (sent and (task.sends >= MAX_SENDS or not task.replayable)):
+            if task.group is not None:
+                move(task, TaskState.FAILED)        # the compound is resent whole
+                task.error = CompoundLost(f"{self.command_name(task.command)} lost with "
+                                          f"channel {self.index}; the compound is resent")
+            elif task.pinned or (sent and (task.sends >= MAX_SENDS or not task.replayable)):
                 move(task, TaskState.FAILED)
                 task.error = SmbConnectionError(
                     f"channel {self.index} to {self.host}:{self.port} lost while "
@@ -329,28 +371,32 @@ class Channel:
 
     # -- sending -------------------------------------------------------------------------
 
-    def send(self, task: SmbTask, abort: Callable[[], bool]):
-        """Put ``task`` on this channel (credits, MessageId, signing); Retry
-        when the channel cannot carry it now (the caller picks again)."""
+    def send(self, tasks, related: bool, abort: Callable[[], bool]):
+        """Put ``tasks`` (one, or a compound) on this channel (credits,
+        MessageId, signing); Retry when the channel cannot carry them now
+        (the caller picks again)."""
+        task = tasks[0]
         conn = self.connection
         if conn is None or conn.lost or (self.phase != ACTIVE and not task.pinned):
             if task.pinned:
                 raise SmbConnectionError(f"channel {self.index} to {self.host} is not "
                                          "connected")
             raise Retry()
-        need = self.sender.queue(conn, (task,))
+        need = self.sender.queue(conn, tasks)
         try:
             self.credits.take(need, task.priority, lambda: conn.lost or abort())
         except CreditsAborted:
-            if task.state.final:
-                raise task.error or SmbClosedError("request ended") from None
+            for t in tasks:
+                if t.state.final:
+                    raise t.error or SmbClosedError("request ended") from None
             raise Retry() from None
-        task.channel = self
-        self.sender.transmit(conn, (task,), False, need, False)
+        for t in tasks:
+            t.channel = self
+            self.bytes_sent += t.payload_size
+        self.sender.transmit(conn, tasks, related, need, False)
         if task.command == smb2.Command.SESSION_SETUP:
             self.binding_legs += 1
-        self.ops += 1
-        self.bytes_sent += task.payload_size
+        self.ops += len(tasks)
         return None
 
 
@@ -371,8 +417,10 @@ class ChannelSet:
 
     def __init__(self, client, *, max_channels: int, table_lock, stats,
                  sessions: Dict[int, object], wake: Callable, deliver_break: Callable,
-                 resend: Callable, before_reissue: Callable):
+                 resend: Callable, before_reissue: Callable, connector=None):
         self.client = client
+        self.main = MainChannel(client)
+        self._connector = connector       # its failing_over, end_failover()
         self.max_channels = max(1, int(max_channels))
         self.table_lock = table_lock
         self.stats = stats
@@ -487,8 +535,15 @@ class ChannelSet:
     def route(self, task: SmbTask) -> Optional[Channel]:
         """The channel ``task`` goes on, None for channel 0."""
         if task.pinned:
-            return task.channel
+            channel = task.channel
+            if channel is self.main:        # binding channel 0 again
+                self.main.binding_legs += task.command == smb2.Command.SESSION_SETUP
+                return None
+            return channel
         task.channel = None
+        connector = self._connector
+        if connector is not None and connector.failing_over:
+            return self._carrier()
         session = self.session
         if not self.spread or task.command not in SPREAD_COMMANDS or task.security is None or \
                 task.security is not session:
@@ -505,10 +560,52 @@ class ChannelSet:
                 best, load = channel, used
         return best
 
+    def _carrier(self) -> Optional[Channel]:
+        """Channel 0 is down: the active channel with the fewest credits in
+        flight carries the request; None (after ending the failover: the
+        client reconnects) if no channel is active."""
+        best: Optional[Channel] = None
+        for channel in self.channels:
+            if channel.phase == ACTIVE and (
+                    best is None or channel.credits.in_flight < best.credits.in_flight):
+                best = channel
+        if best is None:
+            self._connector.end_failover()
+        return best
+
+    # -- channel 0's failover (called by the connect worker) ----------------------------------
+
+    def can_take_over(self) -> bool:
+        """May the session go on without channel 0 (another channel is active)?"""
+        return self.session is not None and self._binder is not None and \
+            not self._closed and any(c.phase == ACTIVE for c in self.channels)
+
+    def moved(self, count: int) -> None:
+        """``count`` requests in flight on channel 0 move to other channels."""
+        self.main.failovers += count
+
+    def rebind(self, conn: Connection) -> bool:
+        """Bind channel 0's new connection ``conn`` (already the client's)
+        to the session, in the connect worker's thread; False if it could
+        not be bound (the caller recovers as after any reconnect)."""
+        binder = self._binder
+        if binder is None or self._closed:
+            return False
+        try:
+            binder.bind(self.main)
+        except BaseException as exc:  # noqa: BLE001
+            log.warning("smblayer: channel 0 to %s:%s not bound again: %s; the session "
+                        "is set up anew", self.client.host, self.client.port, exc)
+            self.main.signer = None
+            return False
+        self.main.rebinds += 1
+        conn.bound_signer = (self.session, self.main.signer)
+        return True
+
     def cancel(self, task: SmbTask) -> bool:
         """Send CANCEL for ``task`` on its own channel; False if it went on channel 0."""
         channel = task.channel
-        if channel is None:
+        if channel is None or channel is self.main:
             return False
         conn = channel.connection
         if conn is not None and conn.generation == task.generation and not conn.lost:
@@ -539,6 +636,10 @@ class ChannelSet:
             self._requery_now = True
             self._lock.notify_all()
         self._ensure_worker()
+        connector = self._connector
+        if connector is not None and connector.failing_over and \
+                not any(c.phase == ACTIVE for c in self.channels):
+            connector.end_failover()        # nothing carries the session: reconnect
 
     def _ensure_worker(self) -> None:
         with self._lock:
@@ -652,6 +753,7 @@ class ChannelSet:
     def counters(self) -> List[dict]:
         return [c.counters() for c in self.channels]
 
+
     def close(self) -> None:
         with self._lock:
             self._closed = True
@@ -662,6 +764,9 @@ class ChannelSet:
         client = self.client
         client.remove_reconnect_handler(self._before_recovery)
         client.remove_active_handler(self._after_recovery)
+        connector = self._connector
+        if connector is not None:
+            connector.end_failover()
 
 
 class MultichannelMixin:
@@ -677,8 +782,10 @@ class MultichannelMixin:
         ones of a multichannel session, each with ``state``, ``local_address``
         and ``remote_address``."""
         conn = self.connection
-        first = ChannelInfo(0, ACTIVE if self.state is ClientState.ACTIVE else
-                            self.state.value, self.local_address,
+        state = ACTIVE if self.state is ClientState.ACTIVE else self.state.value
+        if self._connector.failing_over:
+            state = DEAD if conn is None or conn.lost else BINDING
+        first = ChannelInfo(0, state, self.local_address,
                             (self.host, self.port) if conn is not None else None)
         channels = self._channels
         return [first] + (channels.infos() if channels is not None else [])
@@ -697,7 +804,8 @@ class MultichannelMixin:
                     self, max_channels=self.max_channels, table_lock=self._inflight.lock,
                     stats=self._stats, sessions=self._sessions, wake=self._wake,
                     deliver_break=self._deliver_break, resend=self._send_async,
-                    before_reissue=self._before_reissue)
+                    before_reissue=self._before_reissue, connector=self._connector)
+                self._connector.failover = channels
         return channels.start(session, binder)
 
     def add_channel(self, address: str) -> ChannelInfo:
@@ -729,7 +837,15 @@ class MultichannelMixin:
         """Close every extra channel (the bound session logs off)."""
         channels, self._channels = self._channels, None
         if channels is not None:
+            self._connector.failover = None
             channels.close()
+
+    def channel0_signer(self, session):
+        """The key that signs ``session``'s requests on channel 0 when it
+        was bound again after a failover, else None (the session's)."""
+        conn = self.connection
+        bound = conn.bound_signer if conn is not None else None
+        return bound[1] if bound is not None and bound[0] is session else None
 
     def credit_load(self) -> int:
         """Credits in flight on channel 0 (the spreading measure)."""

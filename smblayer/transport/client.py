@@ -373,7 +373,9 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
                  "dialect": conn.negotiated.dialect.name if conn else None,
                  "credits": self._credits.available,
                  "in_flight": len(self._inflight.pending),
-                 "channels": self._channels.counters() if self._channels is not None else []}
+                 "channels": self._channels.counters() if self._channels is not None else [],
+                 "channel0": self._channels.main.counters() if self._channels is not None
+                 else {}}
         return self._stats.snapshot(extra, self._liveness.not_responding_since,
                                     time.monotonic())
 
@@ -499,8 +501,9 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
                     raise connector.pending_error
                 state = self.state
                 conn = self.connection
-                if state is ClientState.ACTIVE and conn is not None and not conn.lost:
-                    return conn
+                if state is ClientState.ACTIVE and conn is not None and \
+                        (not conn.lost or connector.failing_over):
+                    return conn     # (channel 0 lost: another channel carries it)
                 if state is ClientState.CLOSED:
                     raise SmbClosedError("client closed")
                 if in_recovery:
@@ -568,15 +571,19 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
                 if task.sends and task.generation != conn.generation:
                     self._before_reissue(task)
             channels = self._channels
-            if channels is not None and len(tasks) == 1:
+            if channels is not None and (len(tasks) == 1 or self._connector.failing_over):
                 channel = channels.route(first)        # multichannel: which one
                 if channel is not None:
-                    if first.sends and first.generation != channel.generation:
-                        self._before_reissue(first)
+                    for task in tasks:
+                        if task.sends and task.generation != channel.generation:
+                            self._before_reissue(task)
                     try:
-                        return channel.send(first, lambda: self.state is ClientState.CLOSED)
+                        return channel.send(tasks, related,
+                                            lambda: self.state is ClientState.CLOSED)
                     except Retry:
                         continue
+                if conn.lost:
+                    continue        # channel 0 down and no channel left: reconnect
             need = self._sender.queue(conn, tasks)
             try:
                 self._take_credits(conn, tasks, need)

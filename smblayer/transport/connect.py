@@ -33,6 +33,14 @@ requests may go out while the client is still RECONNECTING.  Then the client
 is ACTIVE, the "active again" callbacks go to smbiod, and the requests that
 waited are reissued (each task's ``on_reissue`` hook may rebuild or decline
 it).  Soft requests waiting for a connection fail at their deadline.
+
+Multichannel (``failover``, the client's ChannelSet): when channel 0 is
+lost while another channel is active, the worker sets ``failing_over``
+instead of leaving ACTIVE; the requests are resent at once (the ChannelSet
+routes them to a live channel), and after reconnecting, the new connection
+is bound to the session (``failover.rebind``) instead of recovery.  When
+no channel is left (``end_failover``) or the binding fails, it is the
+reconnect and recovery above.
 """
 from __future__ import annotations
 
@@ -73,6 +81,9 @@ class Connection:
         self.lost = False
         self.lost_error: Optional[BaseException] = None
         self.taken_down = False   # the connect worker has closed it and requeued its tasks
+        #: multichannel: (session, signer) when this connection was bound to
+        #: ``session`` as its channel 0 again (its signing key is the binding's)
+        self.bound_signer: Optional[tuple] = None
 
 
 def open_socket(host: str, port: int, timeout: float) -> socket.socket:
@@ -175,6 +186,12 @@ class ConnectWorker:
         self.pending_error: Optional[BaseException] = None   # why reconnecting fails now
         self.connect_error: Optional[BaseException] = None   # why the first connect failed
         self._last_conn_useful = True
+        #: multichannel: the ChannelSet that can carry the session while
+        #: channel 0 is down (``can_take_over()``, ``rebind(conn)``), or None
+        self.failover = None
+        #: channel 0 is lost (or being bound again) while another channel of
+        #: its session carries the requests: the client stays ACTIVE (state_cond)
+        self.failing_over = False
         sender.attach(self.requeue_unsent, wake)
 
     @property
@@ -192,7 +209,8 @@ class ConnectWorker:
             self._thread.start()
 
     def join(self, timeout: float) -> None:
-        thread = self._thread
+        with self._lock:            # kick() starts the thread under it
+            thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
 
@@ -300,6 +318,11 @@ class ConnectWorker:
         client = self._client
         if not self._install(conn):
             return True                     # closed meanwhile
+        if not first and self.failing_over:
+            if self._rebound(conn):
+                return True
+            if conn.lost or client.state is ClientState.CLOSED:
+                return client.state is ClientState.CLOSED
         if not first:
             self._stats.reconnects += 1
             log.warning("smblayer: reconnected to %s:%s (%s)", client.host, client.port,
@@ -309,6 +332,46 @@ class ConnectWorker:
         if not self._go_active(conn):
             return client.state is ClientState.CLOSED
         return True
+
+    def _rebound(self, conn) -> bool:
+        """Channel 0 came back while another channel carried the session:
+        bind ``conn`` to the session (no new SESSION_SETUP, no recovery).
+        False when it could not (every channel is gone, the binding
+        failed): the caller then recovers as after any reconnect."""
+        client = self._client
+        self.ident = threading.get_ident()      # the binding legs go on ``conn``
+        try:
+            bound = self.failover.rebind(conn)
+        finally:
+            self.ident = None
+        with self.state_cond:
+            bound = bound and self.failing_over and not conn.lost and \
+                client.state is ClientState.ACTIVE
+            if not bound:
+                self._end_failover()
+                return False
+            self.failing_over = False
+        log.warning("smblayer: channel 0 to %s:%s is back, bound to the session again",
+                    client.host, client.port)
+        return self._go_active(conn)
+
+    def _end_failover(self) -> None:
+        """(state_cond held) No channel carries the session any more: leave
+        ACTIVE, reconnect and recover as usual."""
+        if self.failing_over:
+            self.failing_over = False
+            if self._client.state is ClientState.ACTIVE:
+                self.move(ClientState.RECONNECTING)
+            self.state_cond.notify_all()
+
+    def end_failover(self) -> None:
+        """The last channel that carried the session while channel 0 was
+        down is gone too (the ChannelSet says so, any thread)."""
+        with self.state_cond:
+            if not self.failing_over:
+                return
+            self._end_failover()
+        self.kick()
 
     def _recover(self, conn) -> bool:
         """Run the reconnect handlers, in stage order, in this thread."""
@@ -406,7 +469,8 @@ class ConnectWorker:
             if client.state is ClientState.CLOSED or conn.lost:
                 return False
             reconnected = client.state is ClientState.RECONNECTING
-            self.move(ClientState.ACTIVE)
+            if client.state is not ClientState.ACTIVE:     # (channel 0 bound again: it is)
+                self.move(ClientState.ACTIVE)
             self.pending_error = None
             self._liveness.soft_expired = False
             waiting, self.waiting = self.waiting, []
@@ -430,9 +494,14 @@ class ConnectWorker:
             conn.lost_error = error
             self._last_conn_useful = conn.demux is not None and conn.demux.replies > 0
             if client.state is ClientState.ACTIVE and conn is client.connection:
-                self.move(ClientState.RECONNECTING)
+                if self.failing_over or (self.failover is not None and
+                                         self.failover.can_take_over()):
+                    self.failing_over = True    # another channel carries the session
+                else:
+                    self.move(ClientState.RECONNECTING)
+            failing_over = self.failing_over
             self.state_cond.notify_all()
-        self._requeue_in_flight(conn, error)
+        self._requeue_in_flight(conn, error, failing_over)
         self._credits.wake_all()        # senders waiting for credits see conn.lost
         self.kick()
 
@@ -441,14 +510,17 @@ class ConnectWorker:
             if conn.taken_down:
                 return False
             conn.taken_down = True
-            if self._client.state is ClientState.ACTIVE:
+            if self._client.state is ClientState.ACTIVE and not self.failing_over:
                 self.move(ClientState.RECONNECTING)
             self.state_cond.notify_all()
         return True
 
-    def _requeue_in_flight(self, conn: Connection, error: Optional[BaseException]) -> None:
+    def _requeue_in_flight(self, conn: Connection, error: Optional[BaseException],
+                           failing_over: bool = False) -> None:
         """Wake every task sent on ``conn``: to be reissued, or failed when
-        it must not be repeated (protocol violation, not replayable)."""
+        it must not be repeated (protocol violation, not replayable).  When
+        ``failing_over`` another channel carries them now: async ones are
+        resent at once instead of waiting for channel 0."""
         woken = []
         inflight = self._inflight
         with inflight.lock:
@@ -463,7 +535,11 @@ class ConnectWorker:
                     move(task, TaskState.REISSUE)
                 woken.append(task)
         reissue = [t for t in woken if t.future is not None and t.state is TaskState.REISSUE]
-        if reissue:
+        if failing_over and self.failover is not None:
+            self.failover.moved(len(woken))
+            self.requeue_now(reissue)
+            woken = [t for t in woken if t not in reissue]
+        elif reissue:
             with self.state_cond:
                 self.waiting.extend(reissue)
         for task in woken:
@@ -485,14 +561,19 @@ class ConnectWorker:
                 else:
                     move(task, TaskState.REISSUE)
                 woken.append(task)
+        self.requeue_now([t for t in woken if t.future is not None and
+                          t.state is TaskState.REISSUE])
         for task in woken:
-            if task.future is not None and task.state is TaskState.REISSUE:
-                try:
-                    self._client.iod.call_soon(self._resend, task)
-                except RuntimeError:        # smbiod is shut down: the client closed
-                    self.fail_task(task, SmbClosedError("client closed"))
-            else:
+            if task.future is None or task.state is not TaskState.REISSUE:
                 self._wake(task)
+
+    def requeue_now(self, tasks: List[SmbTask]) -> None:
+        """Resend async ``tasks`` on smbiod now."""
+        for task in tasks:
+            try:
+                self._client.iod.call_soon(self._resend, task)
+            except RuntimeError:        # smbiod is shut down: the client closed
+                self.fail_task(task, SmbClosedError("client closed"))
 
     def _reissue_refusal(self, task: SmbTask, error: Optional[BaseException]):
         """Why ``task`` must not be resent after losing its connection, or None."""

@@ -88,6 +88,28 @@ def test_share_listing_retries_across_a_kill(server):
     assert kills and {"share", "IPC$"} <= {s.name for s in shares}
 
 
+def test_share_listing_retries_when_the_pipe_died_before_its_first_request(server):
+    """The kill is noticed and the client reconnected before the bind goes
+    out: the bind reaches the new connection with the old pipe's FileId
+    (STATUS_FILE_CLOSED), which is a lost pipe too, and is retried."""
+    kills = []
+
+    class KillingTree(fs.Tree):
+        def open_pipe(self, name):
+            pipe = super().open_pipe(name)
+            if not kills:
+                back = threading.Event()
+                self.client.add_active_handler(lambda client: back.set())
+                kills.append(self.client.generation)
+                kill_serving_child(server, self.client)
+                assert back.wait(15)            # reconnected, the pipe's handle is gone
+            return pipe
+
+    shares = fs.list_shares(server.host, server.username, server.password, port=server.port,
+                            tree_class=KillingTree, timeouts=POLICY, reconnect=QUICK)
+    assert kills and {"share", "IPC$"} <= {s.name for s in shares}
+
+
 def test_reconnect_hooks_run_in_the_documented_order(server):
     order = []
 

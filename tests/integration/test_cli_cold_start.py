@@ -48,6 +48,7 @@ NOT_LOADED = ("dataclasses", "inspect", "ast", "dis", "argparse", "gettext", "sm
               "concurrent.futures.thread", "smblayer.fs.transfer", "smblayer.fs.many",
               "smblayer.fs.batch", "smblayer.fs.dfs",
               "smblayer.fs.watch", "smblayer.rpc", "smblayer.fsspec", "smblayer.aio",
+              "smblayer.proto.security",
               "spnego", "gssapi", "krb5")
 
 

@@ -74,6 +74,17 @@ def test_directory_without_r_is_an_error(samba, remote, tmp_path):
     assert proc.returncode == 1 and b"put -r" in proc.stderr
 
 
+def test_put_to_a_url_ending_in_a_slash_needs_that_directory(samba, remote, tmp_path):
+    url, folder = remote
+    (tmp_path / "f.txt").write_bytes(b"data")
+    proc = run(["put", str(tmp_path / "f.txt"), f"{url}/newdir/"], samba)
+    assert proc.returncode != 0 and b"not a directory" in proc.stderr
+    assert not (folder / "newdir").exists()        # no file named after the directory
+    (folder / "newdir").mkdir()
+    ok(run(["put", str(tmp_path / "f.txt"), f"{url}/newdir/"], samba))
+    assert (folder / "newdir" / "f.txt").read_bytes() == b"data"
+
+
 def test_one_progress_bar_for_the_whole_tree(samba, remote, tmp_path):
     url, folder = remote
     make_tree(folder / "t", {f"f{i:02d}.bin": os.urandom(256 * 1024) for i in range(16)})

@@ -140,3 +140,23 @@ async def test_aiohttp_handler_streams_a_file(samba, base):
                 assert await response.read() == payload
             missing = await client.get("/files/none.bin")
             assert missing.status == 500
+
+
+async def test_collected_instance_releases_its_session(samba, base):
+    """An async filesystem nobody closed gives back its trees (session,
+    reference on the shared client) when it is collected, as the blocking
+    one does."""
+    import gc
+    from smblayer.testing.waiting import eventually
+    keeper = _fs(samba)
+    client = (await keeper._tree("share")).sync.client
+    refs = client.refcount
+    for i in range(5):
+        fs = _fs(samba)
+        await fs._pipe_file(f"share/{base}/collected-{i}", b"x" * i)
+        del fs
+    gc.collect()
+    eventually(lambda: client.refcount <= refs)          # closed on a thread of their own
+    assert client.refcount == refs, f"refcount {client.refcount}, was {refs}"
+    assert await keeper._cat_file(f"share/{base}/collected-4") == b"xxxx"
+    await keeper.close()

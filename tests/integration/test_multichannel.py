@@ -70,8 +70,12 @@ def server_connections(server, pid: int) -> int:
     return sum(1 for line in out.splitlines() if f"pid={pid}," in line)
 
 
-def kill_local_port(port: int) -> None:
-    subprocess.run(["ss", "-K", "src", "127.0.0.1", "sport", "=", f":{port}"],
+def kill_local_port(*ports: int) -> None:
+    """Destroy our connections from these local ports (one ``ss -K``: at once)."""
+    match = []
+    for port in ports:
+        match += (["or"] if match else []) + ["sport", "=", f":{port}"]
+    subprocess.run(["ss", "-K", "src", "127.0.0.1", "("] + match + [")"],
                    capture_output=True, timeout=30, check=True)
 
 
@@ -85,7 +89,10 @@ def wait_channels_active(client, count: int, within: float) -> bool:
 
 
 def binding_legs(client) -> int:
-    return sum(c["binding_legs"] for c in client.stats()["_client"]["channels"])
+    """SESSION_SETUP binding legs sent, on every channel (channel 0's rebindings too)."""
+    counters = client.stats()["_client"]
+    return sum(c["binding_legs"] for c in counters["channels"]) + \
+        counters.get("channel0", {}).get("binding_legs", 0)
 
 
 def setup_ops(client) -> int:
@@ -184,8 +191,8 @@ def test_all_channels_destroyed_reconnects_and_reclaims(server):
         tree.write_bytes("all.bin", data)
         with tree.open("all.bin", "rb") as f:
             head = f.read(1 << 20)
-            for ch in client.channels:
-                kill_local_port(ch.local_address[1])
+            # at once (one by one, channel 0 would fail over to the others)
+            kill_local_port(*(ch.local_address[1] for ch in client.channels))
             rest = f.read()                    # durable handle reclaimed after reconnect
         assert head + rest == data
         assert client.stats()["_client"]["reconnects"] >= 1
@@ -298,3 +305,102 @@ def test_channels_added_when_the_server_lists_more_interfaces(server):
         client.requery_interfaces()
         assert wait_channels_active(client, 3, within=10.0), client.channels
         assert all(ch.remote_address[0] == "127.0.0.1" for ch in client.channels)
+
+
+@pytest.mark.parametrize("dialect,mode", [(Dialect.SMB3_0_2, "signed"),
+                                          (Dialect.SMB3_1_1, "signed"),
+                                          (Dialect.SMB3_1_1, "encrypted")],
+                         ids=lambda v: getattr(v, "name", v))
+def test_losing_channel_0_fails_over_and_rebinds_it(server, dialect, mode):
+    """Channel 0 destroyed while requests are in flight on it, another
+    channel alive: its requests move to a live channel, the session stays
+    (same id, no reconnect, the only SESSION_SETUPs are bindings) and
+    channel 0 comes back by binding, within the back-off."""
+    with connect(server, dialect, channels=3, **MODES[mode]) as tree:
+        client = tree.session.client
+        session_id = tree.session.session_id
+        setups = setup_ops(client)
+        legs = binding_legs(client)
+        stop = threading.Event()
+        kills = []
+
+        def killer():
+            while not stop.wait(0.002):
+                if kills and time.monotonic() - kills[-1][1] < 0.2:
+                    continue
+                if client.credit_load() == 0 or client.channels[0].state != "active":
+                    continue            # nothing in flight on channel 0: wait
+                port = (client.channels[0].local_address or (None, None))[1]
+                if port:
+                    kill_local_port(port)
+                    kills.append((port, time.monotonic()))
+
+        data = os.urandom(16 << 20)
+        thread = threading.Thread(target=killer, daemon=True)
+        thread.start()
+        try:
+            # until a kill caught requests in flight on channel 0 (it may find
+            # them answered already: the kill comes a few ms after the look)
+            end = time.monotonic() + 30
+            while time.monotonic() < end:
+                tree.write_bytes("ch0.bin", data)
+                assert tree.read_bytes("ch0.bin") == data
+                if len(kills) >= 2 and client.stats()["_client"]["channel0"]["failovers"]:
+                    break
+        finally:
+            stop.set()
+            thread.join(10)
+        assert kills, "channel 0 was never destroyed with requests in flight"
+        assert client.stats()["_client"]["channel0"]["failovers"] > 0    # requests moved
+        assert tree.session.session_id == session_id
+        assert client.stats()["_client"]["reconnects"] == 0              # no session reconnect
+        assert wait_channels_active(client, 3, within=5.0), client.channels
+        assert client.channels[0].local_address[1] != kills[-1][0]       # a new connection
+        assert client.stats()["_client"]["channel0"]["rebinds"] >= 1
+        assert setup_ops(client) - setups == binding_legs(client) - legs, \
+            (client.stats()["SESSION_SETUP"], client.stats()["_client"]["channels"])
+        # the session works on every channel, channel 0 included
+        assert tree.read_bytes("ch0.bin") == data
+        assert tree.listdir("") is not None
+        assert client.echo() >= 0
+
+
+def test_cancel_goes_on_the_requests_own_channel(server):
+    """A CHANGE_NOTIFY pending on an extra channel, then cancelled: the
+    CANCEL must go on that channel (a CANCEL on another connection names a
+    MessageId the server does not have there, and the notify stays pending).
+    The server answers the cancelled notify on its channel: the channel's
+    MessageId table empties."""
+    from smblayer.errors import SmbCancelledError
+    from smblayer.proto import smb2
+    from smblayer.proto.commands import change_notify_request
+    from smblayer.task import SmbTask
+
+    with connect(server, channels=2) as tree:
+        client = tree.session.client
+        channel = client._channels.channels[0]          # channel 1
+        tree.mkdir("watched-cancel")
+        handle = tree.open_handle("watched-cancel", directory=True)
+        try:
+            task = SmbTask(smb2.Command.CHANGE_NOTIFY,
+                           change_notify_request(handle.fid, output_length=4096),
+                           security=tree.session, tree=tree, long_poll=True)
+            task.channel, task.pinned = channel, True
+            future = client.run_task_async(task)
+            end = time.monotonic() + 10
+            while not (task in channel.inflight.pending.values() and task.t_pending):
+                assert time.monotonic() < end, "the notify never went pending on channel 1"
+                time.sleep(0.01)                            # the server's interim reply
+            cancels = client.stats()["CHANGE_NOTIFY"]["cancels"]
+            assert client.cancel_task(task)
+            with pytest.raises(SmbCancelledError):
+                future.result(10)
+            end = time.monotonic() + 10
+            while channel.inflight.pending:                 # the late STATUS_CANCELLED
+                assert time.monotonic() < end, \
+                    "the server never answered the cancelled notify on its channel"
+                time.sleep(0.01)
+            assert client.stats()["CHANGE_NOTIFY"]["cancels"] == cancels + 1
+            assert not client._inflight.pending            # nothing went on channel 0
+        finally:
+            tree.close_handle(handle)
