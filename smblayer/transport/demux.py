@@ -16,8 +16,10 @@ frame:
 * compound responses are split; each reply finds its task in the in-flight
   table by MessageId.  An interim STATUS_PENDING reply keeps it waiting; a
   final one completes it: a sync waiter is woken, an async task's Future is
-  settled on smbiod; a late reply to an abandoned task goes to its
-  ``on_late_reply`` on smbiod;
+  settled here, by the reader (its user callbacks run on smbiod; only a
+  settling that may block goes to smbiod, see completion.py); the replies
+  of one read are all placed before anyone is woken; a late reply to an
+  abandoned task goes to its ``on_late_reply`` on smbiod;
 * unsolicited messages (oplock/lease breaks) go to the break handlers on
   smbiod.
 
