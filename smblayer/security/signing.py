@@ -4,9 +4,10 @@ Theory of operation: a signed SMB2 message carries SMB2_FLAGS_SIGNED and a
 16-byte MAC in header bytes 48..63.  The MAC covers the whole message (header
 and body, including a compound element's trailing alignment padding) with the
 signature field zeroed and the flag already set.  The algorithm depends on the
-dialect: HMAC-SHA256 truncated to 16 bytes (2.x), AES-128-CMAC (3.x) or
-AES-128-GMAC (3.1.1 signing capability), whose 12-byte nonce is the MessageId
-plus a role word that separates server messages and CANCEL requests.  All MACs
+dialect: HMAC-SHA256 truncated to 16 bytes (2.x, or 3.1.1 when negotiated),
+AES-128-CMAC (3.x) or AES-128-GMAC (3.1.1 signing capability), whose 12-byte
+nonce is the MessageId plus a role word that separates server messages and
+CANCEL requests.  cryptography is imported by the first AES signer only.  All MACs
 are computed incrementally, so a message may be given as several buffers and
 large payloads are never concatenated.
 
@@ -20,8 +21,9 @@ import hmac
 import struct
 from typing import Iterable, Union
 
-from cryptography.hazmat.primitives import cmac
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+# cryptography's AES primitives, imported by the first AES signer (see
+# _load_aes): a session signing with HMAC-SHA256 never loads cryptography.
+cmac = Cipher = algorithms = modes = None
 
 __all__ = [
     "AES_CMAC", "AES_GMAC", "HMAC_SHA256", "Smb1Signer", "Smb2Signer", "gmac_nonce",
@@ -55,6 +57,21 @@ def gmac_nonce(header: Buffer) -> bytes:
     return bytes(header[_MESSAGE_ID_OFFSET:_MESSAGE_ID_OFFSET + 8]) + _U32.pack(role)
 
 
+def _load_aes():
+    """Import cryptography's CMAC, Cipher, algorithms and modes into this
+    module (once); returns ``algorithms``.  Importing cryptography costs a
+    one-shot command several ms, so only AES-CMAC/GMAC signers do it."""
+    global cmac, Cipher, algorithms, modes
+    if algorithms is None:
+        from cryptography.hazmat.primitives import cmac as cmac_module
+        from cryptography.hazmat.primitives.ciphers import Cipher as cipher_class
+        from cryptography.hazmat.primitives.ciphers import algorithms as algorithms_module
+        from cryptography.hazmat.primitives.ciphers import modes as modes_module
+        cmac, Cipher, modes = cmac_module, cipher_class, modes_module
+        algorithms = algorithms_module
+    return algorithms
+
+
 class Smb2Signer:
     """Signs and verifies SMB2 messages with one signing key."""
 
@@ -71,7 +88,7 @@ class Smb2Signer:
             raise ValueError(f"unknown signing algorithm {algorithm!r}")
         self.algorithm = algorithm
         self._key = bytes(key)
-        self._aes = algorithms.AES(self._key) if algorithm != HMAC_SHA256 else None
+        self._aes = _load_aes().AES(self._key) if algorithm != HMAC_SHA256 else None
 
     def __repr__(self) -> str:
         return f"Smb2Signer(algorithm={self.algorithm})"
