@@ -9,7 +9,9 @@ A private Samba with ``server multi channel support`` lists 127.0.0.1
 multichannel) writing a ``--size`` file from memory through ``tree.open``
 (16 MiB ``write`` calls, write-behind) and reading it back (16 MiB ``read``
 calls, read-ahead), interleaved round after round.  Prints MB/s (median) and
-the ratio to one channel, and how the requests spread over the channels.
+the ratio to one channel, the CPU seconds per GB the client (every thread,
+hashing excluded) and the Samba processes spent (medians: on a loaded machine
+they vary far less than MB/s), and how the requests spread over the channels.
 
 ``--kill-every S``: while transferring, destroy one extra channel every S
 seconds from outside (``ss -K``): the bytes must come back exact, with no
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import resource
 import subprocess
 import sys
 import threading
@@ -35,6 +38,26 @@ from smblayer.testing.samba import SambaServer  # noqa: E402
 MULTICHANNEL = {"server multi channel support": "yes",
                 "interfaces": '"127.0.0.1;capability=RSS,speed=10000000000"'}
 CHUNK = 16 << 20
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def client_cpu() -> float:
+    """CPU seconds of this process (every thread) so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def server_cpu(server: SambaServer) -> float:
+    """CPU seconds of the private Samba's live processes (every thread)."""
+    total = 0
+    for pid in server.children(include_helpers=True):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / TICK
 
 
 def parse_size(text: str) -> int:
@@ -68,19 +91,25 @@ def run(server: SambaServer, channels: int, data: bytes, digest: str, encrypt: b
                                       daemon=True)
             thread.start()
         try:
+            cpu0, srv0 = client_cpu(), server_cpu(server)
             start = time.perf_counter()
             with tree.open("bench.bin", "wb") as f:
                 for offset in range(0, len(data), CHUNK):
                     f.write(data[offset:offset + CHUNK])
             mid = time.perf_counter()
+            cpu1, srv1 = client_cpu(), server_cpu(server)
             sha = hashlib.sha256()
+            hashing = 0.0
             with tree.open("bench.bin", "rb") as f:
                 while True:
                     block = f.read(CHUNK)
                     if not block:
                         break
+                    t0 = time.thread_time()
                     sha.update(block)
+                    hashing += time.thread_time() - t0
             end = time.perf_counter()
+            cpu2, srv2 = client_cpu() - hashing, server_cpu(server)
         finally:
             stop.set()
             if thread is not None:
@@ -92,8 +121,10 @@ def run(server: SambaServer, channels: int, data: bytes, digest: str, encrypt: b
             raise SystemExit(f"{channels} channels: the session reconnected")
         spread[channels] = ([c["ops"] for c in counters["channels"]], len(kills),
                             sum(c["failovers"] for c in counters["channels"]))
-    mb = len(data) / 1e6
-    return {"write": mb / (mid - start), "read": mb / (end - mid)}
+    mb, gb = len(data) / 1e6, len(data) / 1e9
+    return {"write": mb / (mid - start), "read": mb / (end - mid),
+            "wcpu": (cpu1 - cpu0) / gb, "rcpu": (cpu2 - cpu1) / gb,
+            "wsrv": (srv1 - srv0) / gb, "rsrv": (srv2 - srv1) / gb}
 
 
 def main() -> None:
@@ -126,11 +157,15 @@ def main() -> None:
         if base is None:
             base = (write, read)
         ops, kills, failovers = spread.get(n, ([], 0, 0))
+        cpu = "/".join(f"{median([v[k] for v in values]):.2f}"
+                       for k in ("wcpu", "wsrv", "rcpu", "rsrv"))
         rows.append([name, f"{write:.0f}", f"{write / base[0]:.2f}x", f"{read:.0f}",
-                     f"{read / base[1]:.2f}x", ",".join(map(str, ops)) or "-",
+                     f"{read / base[1]:.2f}x", cpu, ",".join(map(str, ops)) or "-",
                      f"{kills}/{failovers}"])
     print(table(rows, ["contender", "write MB/s", "ratio", "read MB/s", "ratio",
+                       "CPU s/GB w client/server, r client/server",
                        "ops on extra channels", "kills/failovers"]))
+    print(f"# load average {os.getloadavg()[0]:.2f} at the end")
 
 
 if __name__ == "__main__":

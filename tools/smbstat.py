@@ -53,14 +53,16 @@ def render(prev: dict, cur: dict, dt: float) -> str:
                         .get("channels", [])}
         main = client.get("channel0")
         if main:
-            lines.append(f"  channel 0 failovers={main['failovers']}  rebinds={main['rebinds']}")
+            lines.append(f"  channel 0 failovers={main['failovers']}  rebinds={main['rebinds']}  "
+                         f"breaks={main.get('breaks', 0)}  break_acks={main.get('break_acks', 0)}")
         for ch in client.get("channels", []):
             o = old_channels.get(ch["index"], {})
             lines.append(f"  channel {ch['index']} {ch['state']:<7} {ch['address']:<16}"
                          f"ops/s={(ch['ops'] - o.get('ops', 0)) / dt:.0f}  KiB/s out="
                          f"{(ch['bytes_sent'] - o.get('bytes_sent', 0)) / dt / 1024:.1f}  "
                          f"credits={ch['credits']}  in_flight={ch['in_flight']}  "
-                         f"failovers={ch['failovers']}  reconnects={ch['reconnects']}")
+                         f"failovers={ch['failovers']}  reconnects={ch['reconnects']}  "
+                         f"breaks={ch.get('breaks', 0)}  break_acks={ch.get('break_acks', 0)}")
         lines.append(f"  {'command':<16}{'ops/s':>9}{'KiB/s out':>11}{'KiB/s in':>10}"
                      f"{'rtt ms':>9}{'exec ms':>9}{'retrans':>9}{'timeouts':>9}{'errors':>8}")
         old = prev.get(server, {})

@@ -24,10 +24,23 @@ the client is ACTIVE, which channel a single request goes on.  READ and
 WRITE of the bound session are spread by outstanding credits: once channel
 0 has ``spread_above`` credits in flight, the channel (0 included) with the
 fewest credits in flight takes it.  Everything else
-stays on channel 0 (metadata, compounds, CREATE, locks, break
-acknowledgements, and the caller fast path).  A task pinned to a channel
-(the binding legs) goes there or fails.  CANCEL goes on the request's own
-channel (``ChannelSet.cancel``).
+stays on channel 0 (metadata, compounds, CREATE, locks, and the caller
+fast path).  A task pinned to a channel (the binding legs) goes there or
+fails.  CANCEL goes on the request's own channel (``ChannelSet.cancel``).
+
+Break acknowledgements go back on the channel the break came in on.  On
+SMB 3.x the server picks any channel of the open's session for a break
+([MS-SMB2] 3.3.4.6 and 3.3.4.7 by 3.3.4.1.6; Samba: its oldest live
+connection of the client, so an extra channel once channel 0 was bound
+again) and takes the acknowledgement on any channel bound to that
+session (3.3.5.22: the session is looked up on the receiving connection).
+The client answers where the server spoke: the channel it chose is the
+one known to work.  :meth:`ChannelSet.break_in` remembers, by FileId or
+LeaseKey (bytes 8..24 of both the notification and the acknowledgement),
+the channel of the last break; :meth:`route` sends the acknowledgement
+there while that channel is active and the open is of the bound session,
+else as any other request (channel 0, or a carrier while channel 0 fails
+over).
 
 Order: requests on different channels are not ordered with each other.
 The one place the upper layer relied on order (fs sends a CLOSE right
@@ -89,6 +102,9 @@ log = logging.getLogger("smblayer")
 REQUERY_INTERVAL = 600.0      # seconds between interface queries (cifs.ko: 600)
 GENERATION_BASE = 1 << 40     # channel connection generations never meet channel 0's
 CLOSE_WAIT = 2.0
+#: breaks whose acknowledgement channel is remembered (one per FileId/LeaseKey)
+BREAKS_REMEMBERED = 256
+_BREAK_KEY = slice(8, 24)     # FileId or LeaseKey in a break and in its acknowledgement
 #: spread over the channels; everything else stays on channel 0
 SPREAD_COMMANDS = frozenset({smb2.Command.READ, smb2.Command.WRITE})
 
@@ -131,6 +147,8 @@ class MainChannel:
         self.failovers = 0
         self.rebinds = 0
         self.binding_legs = 0
+        self.breaks = 0                   # break notifications received on channel 0
+        self.break_acks = 0               # ... and acknowledgements sent on it
 
     @property
     def connection(self) -> Optional[Connection]:
@@ -138,7 +156,8 @@ class MainChannel:
 
     def counters(self) -> dict:
         return {"index": 0, "failovers": self.failovers, "rebinds": self.rebinds,
-                "binding_legs": self.binding_legs}
+                "binding_legs": self.binding_legs, "breaks": self.breaks,
+                "break_acks": self.break_acks}
 
 
 class Channel:
@@ -161,6 +180,8 @@ class Channel:
         self.bytes_sent = 0
         self.failovers = 0                # requests moved off this channel when it died
         self.binding_legs = 0             # SESSION_SETUPs (bindings) sent on it
+        self.breaks = 0                   # break notifications received on it
+        self.break_acks = 0               # break acknowledgements sent on it
         self.reconnects = 0
         self.retry_at = 0.0
         self._delays = None
@@ -215,7 +236,8 @@ class Channel:
                 "ops": self.ops, "bytes_sent": self.bytes_sent,
                 "credits": self.credits.available, "in_flight": self.credits.in_flight,
                 "failovers": self.failovers, "reconnects": self.reconnects,
-                "binding_legs": self.binding_legs}
+                "binding_legs": self.binding_legs, "breaks": self.breaks,
+                "break_acks": self.break_acks}
 
     def _echo_task(self, timeouts=None) -> SmbTask:
         session = self._owner.session
@@ -259,7 +281,7 @@ class Channel:
         owner = self._owner
         conn.demux = Demux(self, conn, self.inflight, self.credits, self.liveness, owner.stats,
                            sessions=owner.sessions, wake=owner.wake,
-                           deliver_break=owner.deliver_break,
+                           deliver_break=self._break_in,
                            connection_lost=self.connection_lost)
         with self.sender.lock, self.inflight.lock:
             self.inflight.reset(negotiated.next_message_id)
@@ -269,6 +291,10 @@ class Channel:
             self.phase = BINDING
         conn.demux.start()
         self.liveness.connection_started(time.monotonic())
+
+    def _break_in(self, reply) -> None:
+        """A break notification came in on this channel (smbiod)."""
+        self._owner.deliver_break(reply, self)
 
     def activated(self) -> None:
         with self.inflight.lock:
@@ -396,6 +422,8 @@ class Channel:
         self.sender.transmit(conn, tasks, related, need, False)
         if task.command == smb2.Command.SESSION_SETUP:
             self.binding_legs += 1
+        elif task.command == smb2.Command.OPLOCK_BREAK:
+            self.break_acks += 1
         self.ops += len(tasks)
         return None
 
@@ -405,7 +433,7 @@ class ChannelSet:
 
     Built by the client with what the channels' parts need: the MID-table
     lock, the counters, the sessions by id, and the client callables
-    ``wake(task)``, ``deliver_break(reply)``, ``resend(task)`` (async) and
+    ``wake(task)``, ``deliver_break(reply, channel)``, ``resend(task)`` (async) and
     ``before_reissue(task)``."""
 
     #: spread READ/WRITE over the extra channels
@@ -439,6 +467,7 @@ class ChannelSet:
         self._requery_at = float("inf")
         self._requery_now = False
         self._suspended = False
+        self._break_channels: Dict[bytes, Channel] = {}    # under _lock
         client.add_reconnect_handler(self._before_recovery, stage=STAGE_SESSION - 1)
         client.add_active_handler(self._after_recovery)
 
@@ -541,6 +570,10 @@ class ChannelSet:
                 return None
             return channel
         task.channel = None
+        if task.command == smb2.Command.OPLOCK_BREAK:
+            channel = self._break_channel(task)
+            if channel is not None:
+                return channel
         connector = self._connector
         if connector is not None and connector.failing_over:
             return self._carrier()
@@ -559,6 +592,33 @@ class ChannelSet:
             if used < load:
                 best, load = channel, used
         return best
+
+    def break_in(self, reply, channel: Optional[Channel]) -> None:
+        """A break notification came in on ``channel`` (None: channel 0):
+        its acknowledgement goes back there (smbiod, before the handlers)."""
+        key = bytes(reply.body[_BREAK_KEY])
+        with self._lock:
+            remembered = self._break_channels
+            remembered.pop(key, None)
+            if channel is None:
+                self.main.breaks += 1
+                return
+            channel.breaks += 1
+            if len(remembered) >= BREAKS_REMEMBERED:      # a break that needed no ack
+                del remembered[next(iter(remembered))]
+            remembered[key] = channel
+
+    def _break_channel(self, task: SmbTask) -> Optional[Channel]:
+        """The active extra channel the break ``task`` acknowledges came in
+        on, or None (channel 0, or as any request)."""
+        key = bytes(memoryview(task.body[0])[_BREAK_KEY])
+        with self._lock:
+            channel = self._break_channels.pop(key, None)
+        if channel is not None and channel.phase == ACTIVE and task.security is self.session:
+            return channel
+        if self._connector is None or not self._connector.failing_over:
+            self.main.break_acks += 1
+        return None
 
     def _carrier(self) -> Optional[Channel]:
         """Channel 0 is down: the active channel with the fewest credits in
@@ -767,86 +827,3 @@ class ChannelSet:
         connector = self._connector
         if connector is not None:
             connector.end_failover()
-
-
-class MultichannelMixin:
-    """SmbClient's multichannel API (``channels``, ``start_channels``,
-    ``add_channel``); the client keeps its ChannelSet in ``_channels``
-    (None until channels are started)."""
-
-    _channels: Optional[ChannelSet] = None
-
-    @property
-    def channels(self) -> List[ChannelInfo]:
-        """Every channel: 0 (this client's connection) first, then the extra
-        ones of a multichannel session, each with ``state``, ``local_address``
-        and ``remote_address``."""
-        conn = self.connection
-        state = ACTIVE if self.state is ClientState.ACTIVE else self.state.value
-        if self._connector.failing_over:
-            state = DEAD if conn is None or conn.lost else BINDING
-        first = ChannelInfo(0, state, self.local_address,
-                            (self.host, self.port) if conn is not None else None)
-        channels = self._channels
-        return [first] + (channels.infos() if channels is not None else [])
-
-    def start_channels(self, session, binder) -> List[ChannelInfo]:
-        """Bind up to ``max_channels - 1`` more channels of ``session`` to the
-        addresses the server lists (``binder``: ``query_interfaces()`` and
-        ``bind(channel)``, see smblayer.fs.binding).  Needs ``multichannel=True``."""
-        if not self.multichannel:
-            raise SmbMultichannelError("this client was not made with multichannel=True",
-                                       reason="option")
-        with self._state_cond:
-            channels = self._channels
-            if channels is None:
-                channels = self._channels = ChannelSet(
-                    self, max_channels=self.max_channels, table_lock=self._inflight.lock,
-                    stats=self._stats, sessions=self._sessions, wake=self._wake,
-                    deliver_break=self._deliver_break, resend=self._send_async,
-                    before_reissue=self._before_reissue, connector=self._connector)
-                self._connector.failover = channels
-        return channels.start(session, binder)
-
-    def add_channel(self, address: str) -> ChannelInfo:
-        """Open and bind one more channel to ``address`` (one the server
-        listed) now; raises SmbMultichannelError, SmbAuthError (the binding
-        failed, e.g. a bad signature) or SmbConnectionError.  The existing
-        channels are not affected by a failure."""
-        channels = self._channels
-        if channels is None:
-            raise SmbMultichannelError("multichannel is not started on this client",
-                                       reason="session")
-        return channels.add(address)
-
-    def requery_interfaces(self) -> None:
-        """Query the server's interfaces again now, in the background (the
-        client does every 600 s and after losing a channel), and open
-        channels to new addresses up to ``max_channels``."""
-        channels = self._channels
-        if channels is not None:
-            channels.requery_soon()
-
-    @property
-    def channel_session(self):
-        """The session the extra channels are bound to, or None."""
-        channels = self._channels
-        return channels.session if channels is not None else None
-
-    def close_channels(self) -> None:
-        """Close every extra channel (the bound session logs off)."""
-        channels, self._channels = self._channels, None
-        if channels is not None:
-            self._connector.failover = None
-            channels.close()
-
-    def channel0_signer(self, session):
-        """The key that signs ``session``'s requests on channel 0 when it
-        was bound again after a failover, else None (the session's)."""
-        conn = self.connection
-        bound = conn.bound_signer if conn is not None else None
-        return bound[1] if bound is not None and bound[0] is session else None
-
-    def credit_load(self) -> int:
-        """Credits in flight on channel 0 (the spreading measure)."""
-        return self._credits.in_flight

@@ -61,7 +61,7 @@ from .compound import CompoundMixin
 from .connect import CLOSE_WAIT, MAX_SENDS, Connection, ConnectWorker
 from .credits import CreditGate, CreditsAborted
 from .demux import Demux, withdraw_placement
-from .channels import MultichannelMixin
+from .multichannel import MultichannelMixin
 from .hooks import STAGE_HANDLE, STAGE_OTHER, STAGE_SESSION, STAGE_TREE, HandlersMixin, Hooks
 from .inflight import InFlight
 from .iod import SmbIod
@@ -784,7 +784,11 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
         self._wake(task)
         return True
 
-    def _deliver_break(self, reply: Reply) -> None:
+    def _deliver_break(self, reply: Reply, channel=None) -> None:
+        """A break notification came in (smbiod) on channel 0 or ``channel``."""
+        channels = self._channels
+        if channels is not None:
+            channels.break_in(reply, channel)     # its acknowledgement goes back there
         self.hooks.breaks.run(BreakNotification(self, reply))
 
     # -- compatibility (tests read these) --------------------------------------------

@@ -2,8 +2,13 @@
 support``: channels bound to one session on 3.0, 3.0.2 and 3.1.1 (plain,
 signed, encrypted), failover while channels are destroyed from outside
 (``ss -K``), the fall-back to reconnect when every channel goes, and the
-refusals.  Loopback: Samba lists 127.0.0.1 only (127.0.0.2 is no address of
-``lo`` here), RSS-capable, so every channel goes to 127.0.0.1."""
+refusals, break acknowledgements on the channel the break came in on.
+Every test on the ``server`` fixture runs on Samba 4.17 and on Samba 4.22
+(the Debian 13 root); 4.22's ``smbstatus --json`` lists a session's
+channels, 4.17's does not (there one smbd holding the N connections, seen
+with ``ss``, is the proof).  Loopback: Samba lists 127.0.0.1 only
+(127.0.0.2 is no address of ``lo`` here), RSS-capable, so every channel
+goes to 127.0.0.1."""
 import json
 import struct
 import os
@@ -19,7 +24,7 @@ from smblayer.errors import SmbMultichannelError
 from smblayer.testing.guest import guest_server
 from smblayer.testing.samba import SambaServer
 
-from smblayer.testing.pytest_plugin import require_smbd
+from smblayer.testing.pytest_plugin import SERVERS, require_smbd
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -30,15 +35,18 @@ MODES = {"plain": {}, "signed": {"require_signing": True}, "encrypted": {"encryp
 FAST_BACKOFF = ReconnectPolicy(initial_delay=0.05, max_delay=0.5)
 
 
-@pytest.fixture(scope="module")
-def server():
+@pytest.fixture(scope="module", params=SERVERS)
+def server(request):
+    """Samba 4.17 (the host's) and Samba 4.22 (the Debian 13 root)."""
     require_smbd()
     if shutil.which("ss") is None:
         if os.environ.get("CI") == "true":
             pytest.fail("ss (iproute2) is needed to destroy one connection (CI=true: "
                         "a missing tool is an error)", pytrace=False)
         pytest.skip("ss (iproute2) is needed to destroy one connection")
-    with SambaServer(extra_global=MULTICHANNEL) as srv:
+    root = request.getfixturevalue("samba_root") if request.param == "4.22" else None
+    with SambaServer(extra_global=MULTICHANNEL, root=root) as srv:
+        srv.version = request.param
         yield srv
 
 
@@ -58,9 +66,7 @@ def connect(server, dialect=Dialect.SMB3_1_1, channels=3, **options):
 
 
 def smbstatus(server) -> dict:
-    out = subprocess.run(["smbstatus", "-s", server.conf_path, "--json"],
-                         capture_output=True, text=True, timeout=30).stdout
-    return json.loads(out)
+    return json.loads(server.smbstatus("--json"))
 
 
 def server_connections(server, pid: int) -> int:
@@ -114,6 +120,12 @@ def test_one_session_with_n_channels(server, dialect, mode):
         # Samba hands a bound connection to the session's smbd: one process
         # holds all three.
         assert server_connections(server, int(sessions[0]["server_id"]["pid"])) == 3
+        if server.version == "4.22":
+            # 4.22's smbstatus lists the session's channels (4.17's does not):
+            # ours, by the client's address and port
+            listed = sessions[0]["channels"].values()
+            assert sorted(ch["remote_address"] for ch in listed) == sorted(
+                f"ipv4:{host}:{port}" for host, port in (ch.local_address for ch in channels))
         data = os.urandom(4 << 20)
         tree.write_bytes("mc.bin", data)
         assert tree.read_bytes("mc.bin") == data
@@ -365,6 +377,46 @@ def test_losing_channel_0_fails_over_and_rebinds_it(server, dialect, mode):
         assert client.echo() >= 0
 
 
+def wait_channel0_rebound(client, within: float) -> bool:
+    end = time.monotonic() + within
+    while time.monotonic() < end:
+        if client.stats()["_client"]["channel0"]["rebinds"] and \
+                all(ch.state == "active" for ch in client.channels):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("kind", ["batch", "lease"])
+def test_a_break_is_acknowledged_on_the_channel_it_came_in_on(server, kind):
+    """On 3.x the server sends a break on a channel of the open's session of
+    its choosing ([MS-SMB2] 3.3.4.1.6); Samba takes its oldest live
+    connection of the client: channel 1 once channel 0 was lost and bound
+    again.  The acknowledgement goes back on channel 1 (it went on channel
+    0 before), and the other client's open goes through at once."""
+    with connect(server, channels=2) as tree:
+        client = tree.session.client
+        kill_local_port(client.channels[0].local_address[1])
+        assert wait_channel0_rebound(client, within=10.0), client.channels
+        path = f"break-{kind}.bin"
+        tree.write_bytes(path, b"")
+        broken = threading.Event()
+        with tree.open(path, "r+b", oplock=kind, on_break=lambda f, level: broken.set()) as fa:
+            fa.write(b"written before the break")          # in the buffer: flushed by it
+            with fs.connect(server.host, "share", server.username, server.password,
+                            port=server.port) as other:
+                start = time.monotonic()
+                with other.open(path, "rb") as fb:
+                    took = time.monotonic() - start
+                    assert fb.read() == b"written before the break"
+        assert broken.is_set()
+        assert took < 2.0, f"the other open took {took:.1f}s: the break was not acknowledged"
+        counters = client.stats()["_client"]
+        one, main = counters["channels"][0], counters["channel0"]
+        assert (one["breaks"], main["breaks"]) == (1, 0), counters
+        assert (one["break_acks"], main["break_acks"]) == (1, 0), counters
+
+
 def test_cancel_goes_on_the_requests_own_channel(server):
     """A CHANGE_NOTIFY pending on an extra channel, then cancelled: the
     CANCEL must go on that channel (a CANCEL on another connection names a
@@ -430,6 +482,11 @@ def test_channel_0_not_bound_again_falls_back_to_reconnect(server, monkeypatch):
             kill_local_port(client.channels[0].local_address[1])
             rest = f.read()
         assert head + rest == data
+        # the read may be answered (read-ahead, other channels) before the
+        # refused binding ends in the reconnect
+        end = time.monotonic() + 10.0
+        while not client.stats()["_client"]["reconnects"] and time.monotonic() < end:
+            time.sleep(0.05)
         assert client.stats()["_client"]["reconnects"] >= 1
         assert client.stats()["_client"]["channel0"]["rebinds"] == 0
         assert wait_channels_active(client, 3, within=10.0), client.channels

@@ -1,8 +1,10 @@
 """The multichannel routing policy (ChannelSet.route), without sockets:
 which channel a request goes on."""
+import struct
+
 import pytest
 
-from smblayer.proto import smb2
+from smblayer.proto import fileio, smb2
 from smblayer.transport.channels import ACTIVE, DEAD, ChannelSet
 from smblayer.transport.task import SmbTask
 
@@ -35,6 +37,7 @@ class Credits:
 class Channel:
     def __init__(self, index, in_flight, phase=ACTIVE):
         self.index, self.phase, self.credits = index, phase, Credits(in_flight)
+        self.breaks = 0
 
 
 def channel_set(load, *channels, spread_above=0):
@@ -88,3 +91,67 @@ def test_a_pinned_task_goes_to_its_channel_and_a_rerouted_one_forgets_its_last()
     moved = task(smb2.Command.WRITE, session)
     moved.channel = dead                   # it was in flight there when it died
     assert cs.route(moved) is None and moved.channel is None
+
+
+class Reply:
+    """A break notification as the demux hands it over (body after the header)."""
+
+    def __init__(self, body):
+        self.body = memoryview(body)
+
+
+def oplock_break(file_id):
+    """[MS-SMB2] 2.2.23.1: StructureSize, OplockLevel, reserved, FileId."""
+    return Reply(struct.pack("<HBBI16s", 24, 0, 0, 0, file_id))
+
+
+def lease_break(lease_key):
+    """2.2.23.2: StructureSize, NewEpoch, Flags (ACK_REQUIRED), LeaseKey, states..."""
+    return Reply(struct.pack("<HHI16sIIIII", 44, 1, 1, lease_key, 7, 1, 0, 0, 0))
+
+
+def ack(session, key, lease=False):
+    body = fileio.lease_break_ack(key, 1) if lease else fileio.oplock_break_ack(key, 0)
+    return SmbTask(smb2.Command.OPLOCK_BREAK, (body,), security=session)
+
+
+def test_a_break_acknowledgement_goes_back_on_the_channel_the_break_came_in_on():
+    """[MS-SMB2] 3.3.4.1.6: the server picks the channel of a break; the
+    acknowledgement goes back there (not by load, not on channel 0)."""
+    one, two = Channel(1, 0), Channel(2, 0)
+    cs, session = channel_set(1000, one, two)          # channel 0 loaded: no matter
+    fid, lease = b"F" * 16, b"L" * 16
+    cs.break_in(oplock_break(fid), two)
+    cs.break_in(lease_break(lease), one)
+    assert cs.route(ack(session, fid)) is two
+    assert cs.route(ack(session, lease, lease=True)) is one
+    assert (one.breaks, two.breaks) == (1, 1)
+    # once: a second acknowledgement of that key (no new break) is a plain request
+    assert cs.route(ack(session, fid)) is None
+    assert cs.main.break_acks == 1
+    # the same open's next break came in on channel 0: the ack goes there
+    cs.break_in(oplock_break(fid), two)
+    cs.break_in(oplock_break(fid), None)
+    assert cs.route(ack(session, fid)) is None and cs.main.breaks == 1
+
+
+def test_a_break_acknowledgement_avoids_a_dead_channel_and_another_sessions_open():
+    dead = Channel(1, 0, phase=DEAD)
+    cs, session = channel_set(0, dead)
+    cs.break_in(oplock_break(b"F" * 16), dead)
+    assert cs.route(ack(session, b"F" * 16)) is None          # channel 0 then
+    live = Channel(2, 0)
+    cs.channels.append(live)
+    cs.break_in(oplock_break(b"G" * 16), live)
+    # an open of a session not bound to the channels: its ack cannot go there
+    assert cs.route(ack(object(), b"G" * 16)) is None
+
+
+def test_remembered_breaks_are_bounded():
+    from smblayer.transport.channels import BREAKS_REMEMBERED
+    one = Channel(1, 0)
+    cs, session = channel_set(0, one)
+    for n in range(BREAKS_REMEMBERED + 10):        # level II -> none: never acknowledged
+        cs.break_in(oplock_break(n.to_bytes(16, "little")), one)
+    assert len(cs._break_channels) == BREAKS_REMEMBERED
+    assert cs.route(ack(session, (BREAKS_REMEMBERED + 9).to_bytes(16, "little"))) is one
