@@ -32,8 +32,6 @@ to its NT hash in ``__init__`` and not kept; nothing here logs.
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 import struct
 import sys
@@ -41,6 +39,7 @@ import time
 from typing import List, Optional, Tuple
 
 from ..errors import SmbProtocolError
+from .digests import hmac_md5
 
 __all__ = ["NtlmAuthenticator", "md4", "nt_hash", "ntowfv2", "ntlmv2_response", "rc4"]
 
@@ -158,13 +157,6 @@ def _rc4_python(key: bytes, data: bytes) -> bytes:
     return bytes(out)
 
 
-def _hmac_md5(key: bytes, *parts: bytes) -> bytes:
-    mac = hmac.new(key, digestmod=hashlib.md5)
-    for part in parts:
-        mac.update(part)
-    return mac.digest()
-
-
 def _is_hash_pair(text: str) -> bool:
     """``text`` is 32 hex digits, a colon and 32 hex digits (an ``LM:NT``
     pair; tested without a regex, whose compiling a one-shot command pays)."""
@@ -181,7 +173,7 @@ def nt_hash(password: str) -> bytes:
 
 def ntowfv2(user: str, domain: str, password_hash: bytes) -> bytes:
     """NTOWFv2 ([MS-NLMP] 3.3.2) from the NT hash."""
-    return _hmac_md5(password_hash, (user.upper() + domain).encode("utf-16-le"))
+    return hmac_md5(password_hash, (user.upper() + domain).encode("utf-16-le"))
 
 
 def ntlmv2_response(response_key: bytes, server_challenge: bytes, client_challenge: bytes,
@@ -189,13 +181,13 @@ def ntlmv2_response(response_key: bytes, server_challenge: bytes, client_challen
     """(NtChallengeResponse, SessionBaseKey) of NTLMv2 ([MS-NLMP] 3.3.2)."""
     temp = b"".join((b"\x01\x01", bytes(6), timestamp, client_challenge, bytes(4),
                      target_info, bytes(4)))
-    proof = _hmac_md5(response_key, server_challenge, temp)
-    return proof + temp, _hmac_md5(response_key, proof)
+    proof = hmac_md5(response_key, server_challenge, temp)
+    return proof + temp, hmac_md5(response_key, proof)
 
 
 def lmv2_response(response_key: bytes, server_challenge: bytes,
                   client_challenge: bytes) -> bytes:
-    return _hmac_md5(response_key, server_challenge, client_challenge) + client_challenge
+    return hmac_md5(response_key, server_challenge, client_challenge) + client_challenge
 
 
 # -- messages ---------------------------------------------------------------------
@@ -344,7 +336,7 @@ class NtlmAuthenticator:
         head += _U32.pack(flags) + _VERSION + bytes(16)
         message = head + b"".join(fields)
         if with_mic:
-            message[_MIC_AT:_MIC_AT + 16] = _hmac_md5(self._session_key, self._negotiate,
+            message[_MIC_AT:_MIC_AT + 16] = hmac_md5(self._session_key, self._negotiate,
                                                        challenge.raw, bytes(message))
         return bytes(message)
 

@@ -16,10 +16,10 @@ the 8-byte SecuritySignature field, truncated to 8 bytes.
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
 import struct
 from typing import Iterable, Union
+
+from .digests import compare_digest, hmac_sha256
 
 # cryptography's AES primitives, imported by the first AES signer (see
 # _load_aes): a session signing with HMAC-SHA256 never loads cryptography.
@@ -96,10 +96,7 @@ class Smb2Signer:
     def _mac(self, header: Buffer, parts: Iterable[Buffer]) -> bytes:
         """MAC over header followed by parts; the signature field must be zero."""
         if self.algorithm == HMAC_SHA256:
-            mac = hmac.new(self._key, header, hashlib.sha256)
-            for part in parts:
-                mac.update(part)
-            return mac.digest()[:16]
+            return hmac_sha256(self._key, (header, *parts))[:16]
         if self.algorithm == AES_CMAC:
             mac = cmac.CMAC(self._aes)
             mac.update(header)
@@ -141,7 +138,7 @@ class Smb2Signer:
             return False
         received = bytes(header[_SIG_START:_SIG_END])
         header[_SIG_START:_SIG_END] = _ZERO_SIGNATURE
-        return hmac.compare_digest(self._mac(header, (view[SMB2_HEADER_SIZE:],)), received)
+        return compare_digest(self._mac(header, (view[SMB2_HEADER_SIZE:],)), received)
 
 
 # SMB1 header offsets (message without the 4-byte NetBIOS length).
@@ -154,19 +151,21 @@ _SMB1_SIG_START, _SMB1_SIG_END = 14, 22
 class Smb1Signer:
     """SMB1 (NT LM 0.12) MD5 signing; the MAC key is session_key || response."""
 
-    __slots__ = ("_mac_key",)
+    __slots__ = ("_mac_key", "_md5")
 
     def __init__(self, session_key: bytes, response: bytes = b"") -> None:
         if not session_key:
             raise ValueError("empty SMB1 session key")
+        import hashlib                  # OpenSSL's MD5: an SMB1 signer MACs every message
         self._mac_key = bytes(session_key) + bytes(response)
+        self._md5 = hashlib.md5
 
     def __repr__(self) -> str:
         return "Smb1Signer()"
 
     def _mac(self, message: Buffer, seq: int) -> bytes:
         view = memoryview(message).cast("B")
-        md5 = hashlib.md5(self._mac_key)
+        md5 = self._md5(self._mac_key)
         md5.update(view[:_SMB1_SIG_START])
         md5.update(_U64.pack(seq))
         md5.update(view[_SMB1_SIG_END:])
@@ -185,4 +184,4 @@ class Smb1Signer:
         if len(message) < SMB1_HEADER_SIZE:
             return False
         received = bytes(message[_SMB1_SIG_START:_SMB1_SIG_END])
-        return hmac.compare_digest(self._mac(message, seq), received)
+        return compare_digest(self._mac(message, seq), received)
