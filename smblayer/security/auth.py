@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import socket
 import struct
-from typing import Optional, Tuple
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Optional, Tuple
 
 from ..proto.status import NtStatus
 

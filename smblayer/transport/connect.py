@@ -49,7 +49,9 @@ import os
 import socket
 import threading
 import time
-from typing import Callable, List, Optional
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Callable, List, Optional
 
 from ..errors import (SmbClosedError, SmbConnectionError, SmbError, SmbNegotiateError,
                       SmbNegotiateRefusedError, SmbProtocolError, SmbTimeoutError)

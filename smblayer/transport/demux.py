@@ -42,7 +42,9 @@ import select
 import socket
 import threading
 import time
-from typing import Callable, Dict, Optional
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Callable, Dict, Optional
 
 from ..errors import SmbProtocolError
 from ..proto import smb2

@@ -23,7 +23,9 @@ import atexit
 import os
 import threading
 import weakref
-from typing import Dict, Tuple
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Dict, Tuple
 
 from .states import ClientState
 

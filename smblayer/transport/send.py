@@ -52,7 +52,9 @@ import logging
 import socket
 import threading
 import time
-from typing import Deque, List, Optional, Sequence
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Deque, List, Optional, Sequence
 
 from ..errors import SmbCancelledError
 from ..proto import smb2
