@@ -82,6 +82,21 @@ def test_no_spreading_below_the_threshold():
     assert cs.route(task(smb2.Command.WRITE, session)) is idle
 
 
+def test_past_the_threshold_the_channels_are_loaded_evenly():
+    """The threshold counts the credits in flight on every channel: once
+    spreading, channel 0 gets no more than its share (holding 4 MiB of a
+    file's 8 MiB window while three channels shared the rest capped four
+    NICs at about twice one)."""
+    one, two = Channel(1, 30), Channel(2, 40)
+    cs, session = channel_set(40, one, two, spread_above=64)
+    assert cs.route(task(smb2.Command.WRITE, session)) is one       # 110 in flight in all
+    one.credits.in_flight = two.credits.in_flight = 0
+    cs.client.load = 63
+    assert cs.route(task(smb2.Command.WRITE, session)) is None      # below: channel 0 alone
+    one.credits.in_flight = 1
+    assert cs.route(task(smb2.Command.WRITE, session)) is two
+
+
 def test_a_pinned_task_goes_to_its_channel_and_a_rerouted_one_forgets_its_last():
     dead = Channel(1, 0, phase=DEAD)
     cs, session = channel_set(100, dead)
