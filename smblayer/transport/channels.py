@@ -581,7 +581,7 @@ class ChannelSet:
                 return channel
         connector = self._connector
         if connector is not None and connector.failing_over:
-            return self._carrier()
+            return self._carrier(task)
         session = self.session
         if not self.spread or task.command not in SPREAD_COMMANDS or task.security is None or \
                 task.security is not session:
@@ -627,15 +627,21 @@ class ChannelSet:
             self.main.break_acks += 1
         return None
 
-    def _carrier(self) -> Optional[Channel]:
+    def _carrier(self, task: SmbTask) -> Optional[Channel]:
         """Channel 0 is down: the active channel with the fewest credits in
         flight carries the request; None (after ending the failover: the
-        client reconnects) if no channel is active."""
+        client reconnects) if no channel is active.  A re-authentication's
+        SESSION_SETUP legs all take the first active channel: the legs of
+        one exchange go on one connection (a server takes a leg on another
+        channel for a binding, [MS-SMB2] 3.2.5.3)."""
         best: Optional[Channel] = None
+        first = task.command == smb2.Command.SESSION_SETUP
         for channel in self.channels:
             if channel.phase == ACTIVE and (
                     best is None or channel.credits.in_flight < best.credits.in_flight):
                 best = channel
+                if first:
+                    break
         if best is None:
             self._connector.end_failover()
         return best

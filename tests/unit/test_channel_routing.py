@@ -170,3 +170,27 @@ def test_remembered_breaks_are_bounded():
         cs.break_in(oplock_break(n.to_bytes(16, "little")), one)
     assert len(cs._break_channels) == BREAKS_REMEMBERED
     assert cs.route(ack(session, (BREAKS_REMEMBERED + 9).to_bytes(16, "little"))) is one
+
+
+class FailingOver:
+    """The connect worker while channel 0 fails over."""
+
+    failing_over = True
+
+    def end_failover(self):
+        self.failing_over = False
+
+
+def test_while_channel_0_fails_over_a_reauthentication_keeps_to_one_channel():
+    """Channel 0 down: requests go to the least loaded active channel, but
+    every SESSION_SETUP leg of a re-authentication to the first active one
+    (legs of one exchange on one connection, [MS-SMB2] 3.2.5.3)."""
+    dead, busy, idle = Channel(1, 0, phase=DEAD), Channel(2, 50), Channel(3, 0)
+    cs, session = channel_set(0, dead, busy, idle)
+    cs._connector = FailingOver()
+    assert cs.route(task(smb2.Command.CREATE, session)) is idle
+    for _leg in range(2):
+        assert cs.route(task(smb2.Command.SESSION_SETUP, session)) is busy
+    idle.phase = busy.phase = DEAD
+    assert cs.route(task(smb2.Command.SESSION_SETUP, session)) is None
+    assert not cs._connector.failing_over          # nothing carries it: reconnect
