@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import multiprocessing
 import os
 import resource
 import socket
@@ -72,35 +73,38 @@ def server_cpu(server: SambaServer) -> float:
 
 
 class Link:
-    """A link emulator on 127.0.0.1: each connection accepted is forwarded
-    to ``(host, port)``, each direction paced at ``rate`` bytes/s (store and
-    forward of up to 64 KiB at a time), like one NIC per connection."""
+    """A link emulator on 127.0.0.1, in a process of its own (its threads
+    must not take the client's GIL or count as its CPU): each connection
+    accepted is forwarded to ``(host, port)``, each direction paced at
+    ``rate`` bytes/s (store and forward of up to 64 KiB at a time), like
+    one NIC per connection."""
 
     def __init__(self, host: str, port: int, rate: float):
-        self.target, self.rate = (host, port), rate
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True, name="link-accept").start()
+        ours, theirs = multiprocessing.Pipe()
+        self.process = multiprocessing.Process(target=Link._serve,
+                                               args=((host, port), rate, theirs), daemon=True)
+        self.process.start()
+        self.port = ours.recv()
 
-    def _accept(self) -> None:
+    @staticmethod
+    def _serve(target, rate: float, pipe) -> None:
+        listener = socket.create_server(("127.0.0.1", 0))
+        pipe.send(listener.getsockname()[1])
         while True:
-            try:
-                near, _ = self.listener.accept()
-                far = socket.create_connection(self.target)
-            except OSError:
-                return
+            near, _ = listener.accept()
+            far = socket.create_connection(target)
             for src, dst in ((near, far), (far, near)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True,
-                                 name="link-pump").start()
+                threading.Thread(target=Link._pump, args=(src, dst, rate), daemon=True).start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket, rate: float) -> None:
         free = time.monotonic()             # when the emulated wire is free again
         try:
             while True:
                 data = src.recv(65536)
                 if not data:
                     break
-                free = max(free, time.monotonic()) + len(data) / self.rate
+                free = max(free, time.monotonic()) + len(data) / rate
                 time.sleep(max(0.0, free - time.monotonic()))     # pacing, not polling
                 dst.sendall(data)
         except OSError:
@@ -113,7 +117,8 @@ class Link:
                     pass
 
     def close(self) -> None:
-        self.listener.close()
+        self.process.terminate()
+        self.process.join(5)
 
 
 def parse_size(text: str) -> int:
