@@ -24,7 +24,15 @@ whoever did it; files a worker retires are verified before removal, and at
 the end, with the faults stopped, every file still in the ledger is read
 back through a fresh connection and compared.  RSS and open descriptors
 of every worker process are sampled; an upward trend (the last third's
-median against the first third's, after warm-up) fails.
+median against the first third's, after warm-up) fails.  The RSS judged is
+taken right after ``malloc_trim(0)``: without it RSS shows glibc's arenas'
+high-water mark (memory freed but kept for reuse), which climbs with the
+largest bursts seen so far while nothing leaks; the untrimmed RSS and the
+live Python heap blocks are reported next to it.
+
+Sessions are plain, signed, encrypted or multichannel (2 channels, both
+through the proxy), spread over the threads of this process and of the
+worker processes.
 
 The verdict: PASS only if no reported-written byte was lost, no thread
 died, no call outlived its bound, no call failed with a non-SMB error and
@@ -56,10 +64,13 @@ sys.path.insert(0, str(ROOT))
 from smblayer import (Dialect, DialectRange, ReconnectPolicy, SmbError,  # noqa: E402
                       TimeoutPolicy, fs)
 
-MODES = ("plain", "signed", "encrypted")
+MODES = ("plain", "signed", "encrypted", "multichannel")
 KINDS = ("bulk", "small", "list", "stat", "watch", "fsspec", "aio", "full")
 TIMEOUTS = TimeoutPolicy(timeout=5.0, echo_interval=1.0, soft_timeout=10.0, connect_timeout=10.0)
 RECONNECT = ReconnectPolicy(initial_delay=0.1, max_delay=2.0)
+#: Samba lists 127.0.0.1 for the multichannel sessions' second channel (through the proxy)
+MULTICHANNEL = {"server multi channel support": "yes",
+                "interfaces": '"127.0.0.1;capability=RSS,speed=10000000000"'}
 
 
 def _password() -> str:
@@ -67,13 +78,38 @@ def _password() -> str:
     return os.environ["SMBLAYER_SOAK_PASSWORD"]
 
 
-def _usage() -> Dict[str, int]:
-    rss = 0
+def _rss() -> int:
     with open("/proc/self/status") as f:
         for line in f:
             if line.startswith("VmRSS:"):
-                rss = int(line.split()[1]) * 1024
-    return {"rss": rss, "fds": len(os.listdir("/proc/self/fd"))}
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _malloc_trim():
+    """glibc's malloc_trim, or None (another libc)."""
+    try:
+        import ctypes
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+_TRIM = _malloc_trim()
+
+
+def _usage() -> Dict[str, int]:
+    """One sample.  ``rss_raw``: VmRSS as it is -- it includes what glibc's
+    per-thread arenas keep of memory already freed (their high-water mark,
+    which a burst of 4 MiB bulk buffers on a dozen threads raises);
+    ``rss``: VmRSS right after ``malloc_trim(0)`` handed those free pages
+    back, i.e. what the process really holds (the verdict judges this one);
+    ``blocks``: live Python heap blocks (``sys.getallocatedblocks``)."""
+    raw = _rss()
+    if _TRIM is not None:
+        _TRIM(0)
+    return {"rss": _rss(), "rss_raw": raw, "blocks": sys.getallocatedblocks(),
+            "fds": len(os.listdir("/proc/self/fd"))}
 
 
 class Ledger:
@@ -114,10 +150,12 @@ class Worker:
 
     def options(self) -> dict:
         extra = {"plain": {}, "signed": {"require_signing": True},
-                 "encrypted": {"encrypt": True}}[self.mode]
+                 "encrypted": {"encrypt": True},
+                 "multichannel": {"multichannel": True, "max_channels": 2}}[self.mode]
+        lowest = {"encrypted": Dialect.SMB3_1_1, "multichannel": Dialect.SMB3_0}
         return dict(port=self.args.port, timeouts=TIMEOUTS, reconnect=RECONNECT,
-                    dialects=DialectRange(Dialect.SMB3_1_1 if self.mode == "encrypted"
-                                          else Dialect.SMB2_1, Dialect.SMB3_1_1), **extra)
+                    dialects=DialectRange(lowest.get(self.mode, Dialect.SMB2_1),
+                                          Dialect.SMB3_1_1), **extra)
 
     def connect(self, share: str):
         return fs.connect(self.args.host, share, self.args.user, _password(), **self.options())
@@ -141,7 +179,8 @@ class Worker:
                 except Exception as exc:  # noqa: BLE001 - counted as broken, not swallowed
                     outcome = "broken"
                     self.stats.broken.append(f"{self.name} {kind}: {type(exc).__name__}: {exc}")
-                self.stats.op(kind, outcome, time.monotonic() - started, self.args.op_bound)
+                self.stats.op(kind, outcome, time.monotonic() - started, self.args.op_bound,
+                              self.mode)
         finally:
             for tree in trees.values():
                 try:
@@ -244,6 +283,7 @@ class Stats:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.ops: Dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+        self.modes: Dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
         self.max_seconds = 0.0
         self.outlived: List[str] = []
         self.broken: List[str] = []
@@ -265,15 +305,17 @@ class Stats:
             self.errors[key] += 1
             self.error_seconds[key] += seconds
 
-    def op(self, kind: str, outcome: str, seconds: float, bound: float) -> None:
+    def op(self, kind: str, outcome: str, seconds: float, bound: float, mode: str) -> None:
         with self.lock:
             self.ops[kind][outcome] += 1
+            self.modes[mode][outcome] += 1
             self.max_seconds = max(self.max_seconds, seconds)
             if seconds > bound:
                 self.outlived.append(f"{kind} {seconds:.1f} s")
 
     def as_dict(self) -> dict:
         return {"ops": {k: dict(v) for k, v in self.ops.items()},
+                "modes": {k: dict(v) for k, v in self.modes.items()},
                 "max_seconds": round(self.max_seconds, 1), "outlived": self.outlived,
                 "broken": self.broken, "died": self.died, "bytes_written": self.bytes_written,
                 "disk_full": self.disk_full, "samples": self.samples,
@@ -287,7 +329,8 @@ def run_workers(args, ledger: Ledger, stats: Stats, seconds: float, tag: str) ->
     deadline = time.monotonic() + seconds
     threads = []
     for i in range(args.threads):
-        worker = Worker(f"{tag}t{i}", args, MODES[i % len(MODES)], ledger, stats)
+        mode = MODES[(args.mode_offset + i) % len(MODES)]
+        worker = Worker(f"{tag}t{i}", args, mode, ledger, stats)
         threads.append(threading.Thread(target=worker.run, args=(deadline,), name=worker.name))
     tracer = Tracer(seconds) if args.tracemalloc else None
     for t in threads:
@@ -412,12 +455,18 @@ def trend(samples: List[dict], key: str) -> tuple:
 
 
 def flat(samples: List[dict]) -> tuple:
+    """Judged: RSS after malloc_trim (what the process holds) and FDs.
+    Reported too: RSS before the trim (glibc's high-water) and Python
+    heap blocks."""
     rss0, rss1 = trend(samples, "rss")
     fd0, fd1 = trend(samples, "fds")
+    raw0, raw1 = trend(samples, "rss_raw") if "rss_raw" in samples[0] else (rss0, rss1)
+    blk0, blk1 = trend(samples, "blocks") if "blocks" in samples[0] else (0, 0)
     judged = len(samples) * 85 // 100 >= MIN_SAMPLES
     ok = not judged or (rss1 <= rss0 * 1.25 + 16 * 2 ** 20 and fd1 <= fd0 + 8)
-    return ok, {"rss_mb": [round(rss0 / 2 ** 20, 1), round(rss1 / 2 ** 20, 1)],
-                "fds": [fd0, fd1], "judged": judged}
+    mb = lambda v: round(v / 2 ** 20, 1)  # noqa: E731
+    return ok, {"rss_mb": [mb(rss0), mb(rss1)], "rss_raw_mb": [mb(raw0), mb(raw1)],
+                "py_blocks": [blk0, blk1], "fds": [fd0, fd1], "judged": judged}
 
 
 def verify_all(args, files: Dict[str, tuple], ledger: Ledger) -> None:
@@ -451,7 +500,7 @@ def main_run(args) -> int:
     args.full = bool(mount)
     stop = threading.Event()
     started = time.monotonic()
-    samba = SambaServer(extra_shares=shares)
+    samba = SambaServer(extra_shares=shares, extra_global=MULTICHANNEL)
     try:
         samba.start()
         with FaultProxy(samba.host, samba.port) as proxy:
@@ -466,6 +515,7 @@ def main_run(args) -> int:
                  "--threads", str(args.child_threads), "--host", args.host,
                  "--port", str(args.port), "--user", args.user,
                  "--seed", f"{args.seed}{i}", "--op-bound", str(args.op_bound),
+                 "--mode-offset", str(args.threads + i * args.child_threads),
                  "--sample", str(args.sample)] + (["--full"] if args.full else [])
                 + (["--tracemalloc"] if args.tracemalloc else []),
                 stdout=subprocess.PIPE, text=True,
@@ -500,9 +550,12 @@ def main_run(args) -> int:
 
 def verdict(args, seconds, stats, results, ledger, faults) -> int:
     ops: Dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    modes: Dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     for d in [stats.as_dict()] + results:
         for kind, c in d.get("ops", {}).items():
             ops[kind].update(c)
+        for mode, c in d.get("modes", {}).items():
+            modes[mode].update(c)
     died = stats.died + [x for r in results for x in r.get("died", [])]
     outlived = stats.outlived + [x for r in results for x in r.get("outlived", [])]
     broken = stats.broken + [x for r in results for x in r.get("broken", [])]
@@ -519,6 +572,9 @@ def verdict(args, seconds, stats, results, ledger, faults) -> int:
         print(f"{kind:12} {c['ok']:>8} {c['smb_error']:>10} {c['broken']:>7}")
     total = sum(sum(c.values()) for c in ops.values())
     print(f"{'total':12} {total:>8}")
+    for mode in sorted(modes):
+        c = modes[mode]
+        print(f"{mode + ' session':22} {c['ok']:>8} {c['smb_error']:>10} {c['broken']:>7}")
     print("faults: " + ", ".join(f"{k} {v}" for k, v in sorted(faults.counts.items())))
     print(f"bytes written {written}, verified {ledger.verified_bytes} in "
           f"{ledger.verified_files} files, lost {len(ledger.lost)}")
@@ -526,7 +582,9 @@ def verdict(args, seconds, stats, results, ledger, faults) -> int:
           f" s (bound {args.op_bound} s), outlived {len(outlived)}, threads died {len(died)}, "
           f"non-SMB errors {len(broken)}")
     for _ok, figures in flats:
-        print(f"RSS MB {figures['rss_mb'][0]} -> {figures['rss_mb'][1]}, "
+        print(f"RSS MB {figures['rss_mb'][0]} -> {figures['rss_mb'][1]} (trimmed; "
+              f"untrimmed {figures['rss_raw_mb'][0]} -> {figures['rss_raw_mb'][1]}), "
+              f"Python blocks {figures['py_blocks'][0]} -> {figures['py_blocks'][1]}, "
               f"FDs {figures['fds'][0]} -> {figures['fds'][1]}"
               + ("" if figures["judged"] else " (too few samples to judge a trend)"))
     for line in (ledger.lost + died + outlived + broken)[:20]:
@@ -551,7 +609,8 @@ def verdict(args, seconds, stats, results, ledger, faults) -> int:
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps({
             "minutes": round(seconds / 60, 1), "ops": {k: dict(v) for k, v in ops.items()},
-            "total_ops": total, "faults": dict(faults.counts), "bytes_written": written,
+            "total_ops": total, "modes": {k: dict(v) for k, v in modes.items()},
+            "faults": dict(faults.counts), "bytes_written": written,
             "verified_bytes": ledger.verified_bytes, "verified_files": ledger.verified_files,
             "lost": ledger.lost, "died": died, "outlived": outlived, "broken": broken,
             "errors": dict(errors),
@@ -586,6 +645,7 @@ def main(argv=None) -> int:
     p.add_argument("--tracemalloc", action="store_true",
                    help="report Python heap growth by allocation site (slower)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--mode-offset", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--seconds", type=float, help=argparse.SUPPRESS)
     p.add_argument("--host", help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import threading
 import time
 from typing import List, Optional
@@ -70,7 +71,7 @@ _CHANGES = FILE_WRITE_DATA | FILE_APPEND_DATA | FILE_WRITE_ATTRIBUTES | DELETE |
 
 
 class _Dir(Record):
-    __slots__ = ("handle", "entries", "index", "expires")
+    __slots__ = ("handle", "entries", "index", "expires", "stats")
 
     def __init__(self, handle: Handle, entries: List[FileInfo], index: dict,
                  expires: float) -> None:
@@ -78,6 +79,9 @@ class _Dir(Record):
         self.entries = entries
         self.index = index
         self.expires = expires
+        # key -> os.stat_result, made on the first stat of the name: the
+        # entries are never changed in place (a change drops the directory)
+        self.stats: dict = {}
 
 
 class DirCache:
@@ -148,6 +152,30 @@ class DirCache:
         if info is None:
             raise status_error(NtStatus.OBJECT_NAME_NOT_FOUND, "CREATE", path)
         return replace(info)
+
+    def stat_result(self, path: str, dev: int) -> Optional[os.stat_result]:
+        """``lookup(path).to_stat(dev)``, made once per cached entry (a
+        ``stat`` loop over a cached directory does no more than a dict
+        lookup per name); None if the directory is not cached."""
+        if not self._dirs:
+            return None
+        parent, _sep, name = path.rpartition("\\")
+        if not name:
+            return None
+        key = self._key(name)
+        with self._lock:
+            entry = self._valid(parent)
+            if entry is None:
+                return None
+            result = entry.stats.get(key)
+            if result is None:
+                info = entry.index.get(key)
+                if info is not None:
+                    result = entry.stats[key] = info.to_stat(dev)
+            self.hits += 1
+        if result is None:
+            raise status_error(NtStatus.OBJECT_NAME_NOT_FOUND, "CREATE", path)
+        return result
 
     # -- filling -------------------------------------------------------------------------------
 

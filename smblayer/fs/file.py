@@ -273,10 +273,10 @@ class SmbRawFile(ClosingMixin, LockingFile, io.RawIOBase):
                 raise
             return fn(handle)
 
-    def _pipeline(self, items: Iterable[Tuple[Builder, int]],
-                  consume: Callable[[object, int], None]) -> None:
-        """Send the (builder, length) ``items`` with up to the window's count
-        in flight; ``consume(reply, length)`` runs for each, in order.  On
+    def _pipeline(self, items: Iterable[Tuple[Builder, object]],
+                  consume: Callable[[object, object], None]) -> None:
+        """Send the (builder, tag) ``items`` with up to the window's count
+        in flight; ``consume(reply, tag)`` runs for each, in order.  On
         an smbiod thread (break callbacks) one at a time: an smbiod worker
         must not wait for Futures that smbiod completes."""
         if _on_smbiod():
@@ -351,7 +351,7 @@ class SmbRawFile(ClosingMixin, LockingFile, io.RawIOBase):
         done, eof = self._take_read_ahead(offset, view)
         if not eof and done < len(view):
             self._drop_read_ahead()
-            n = self._read_chunks(offset + done, view[done:])
+            n = self._read_chunks(offset + done, (view[done:],))
             eof = n < len(view) - done
             done += n
         self._next_read = offset + done
@@ -426,48 +426,82 @@ class SmbRawFile(ClosingMixin, LockingFile, io.RawIOBase):
             future.cancel()
             self._settled(task)
 
-    def _read_chunks(self, offset: int, view: memoryview) -> int:
-        """READ into ``view`` from ``offset``, pipelined, until the first
-        short chunk (end of file)."""
+    def readinto_many(self, buffers: Iterable,
+                      progress: Optional[Callable[[int], object]] = None) -> int:
+        """Read on from the current position into each of ``buffers`` in
+        turn, pipelined across them: the READs of the next buffer go out
+        while those of this one are on the wire, so the window stays full
+        (a ``readinto`` per buffer drains it at the end of every call: a
+        round trip lost each time, and never more in flight than one
+        buffer holds).  ``buffers`` is taken lazily and is advanced while
+        the buffers before are still being filled (never yield one buffer
+        twice).  ``progress(n)`` runs as each READ's ``n`` bytes are in
+        place.  Stops at the end of the file; returns the bytes read."""
+        self._need(readable=True)
+        self._drain_writes()
+        self._drop_read_ahead()
+        n = self._read_chunks(self._pos, buffers, progress)
+        self._pos = self._next_read = self._pos + n
+        return n
+
+    def _read_chunks(self, offset: int, views: Iterable,
+                     progress: Optional[Callable[[int], object]] = None) -> int:
+        """READ into each of ``views`` in turn from ``offset``, pipelined
+        across them, until the first short chunk (end of file)."""
         ops, step = self._ops, self._tree.io_read_size
-        length = len(view)
         state = [0, False]            # bytes delivered, end of file seen
         placeable = self._tree._placement_ok()
-        lent: List[SmbTask] = []      # READs offered a slice of ``view``
+        lent: Set[SmbTask] = set()    # READs lent a slice of a view, not yet consumed
+        withdraw = self._client.withdraw_placement
 
-        def lend(handle: Handle, o: int, n: int, into: memoryview) -> SmbTask:
+        def lend(handle: Handle, o: int, n: int, into: memoryview, mine: list) -> SmbTask:
             task = ops.read_task(handle, o, n, into=into)
-            lent.append(task)
+            lent.add(task)
+            mine.append(task)         # a reissue builds it again: all are withdrawn
             return task
 
         def items():
-            for start in range(0, length, step):
+            pos = offset
+            for buffer in views:
+                view = memoryview(buffer).cast("B")
+                for start in range(0, len(view), step):
+                    if state[1]:
+                        return
+                    into = view[start:start + step]
+                    mine: List[SmbTask] = []
+                    yield (lambda h, o=pos + start, n=len(into), into=into, mine=mine:
+                           lend(h, o, n, into, mine) if placeable
+                           else ops.read_task(h, o, n)), (into, mine)
+                pos += len(view)
+
+        def consume(reply, item) -> None:
+            into, mine = item
+            try:
                 if state[1]:
                     return
-                n = min(step, length - start)
-                into = view[start:start + n] if placeable else None
-                yield (lambda h, o=offset + start, n=n, into=into:
-                       lend(h, o, n, into) if into is not None
-                       else ops.read_task(h, o, n)), n
-
-        def consume(reply, n: int) -> None:
-            if state[1]:
-                return
-            data = ops.parse_read(reply)
-            got = min(len(data), n)
-            if got and data.obj is not view.obj:       # not received in place: copy
-                view[state[0]:state[0] + got] = data[:got]
-            state[0] += got
-            if got < n:
-                state[1] = True
+                data = ops.parse_read(reply)
+                got = min(len(data), len(into))
+                if got and data.obj is not into.obj:       # not received in place: copy
+                    into[:got] = data[:got]
+                del data
+                state[0] += got
+                if got < len(into):
+                    state[1] = True
+                if progress is not None and got:
+                    progress(got)
+            finally:
+                # answered: nothing writes into its slice any more, and no
+                # reference to it stays (a mapped window can go)
+                for task in mine:
+                    lent.discard(task)
+                    withdraw(task)
 
         try:
             self._pipeline(items(), consume)
         finally:
-            # The caller's buffer is its own again before we return: no READ
-            # (answered, abandoned or still arriving) writes into it or
-            # holds a view of it after this.
-            withdraw = self._client.withdraw_placement
+            # The caller's buffers are its own again before we return: no
+            # READ (abandoned or still arriving) writes into them or holds
+            # a view of them after this.
             for task in lent:
                 withdraw(task)
         return state[0]

@@ -14,7 +14,11 @@ network's way:
   window at a time so the resident memory stays bounded: an upload sends
   straight from a read-only mapping, a download into a file opened for
   reading and writing receives straight into a shared mapping of it: no
-  copy here;
+  copy here.  A download reads all the windows as one pipeline
+  (``SmbRawFile.readinto_many``): the next window's READs go out while the
+  last of this one are on the wire (a call per window lost a round trip at
+  each window's end); a window is unmapped once its READs are answered,
+  so what stays mapped is the file's read window plus one chunk;
 * anything else (a pipe, a terminal, stdin) goes through a
   :class:`DoubleBuffer`: one helper thread does the local I/O into one
   buffer while the caller's thread does the network I/O on the other.
@@ -263,12 +267,8 @@ def receive(tree, f, local: BinaryIO, *, offset: int = 0, progress: Progress = N
         local.truncate(size)
         with contextlib.closing(mapped_windows(local, offset, size, mmap.ACCESS_WRITE,
                                                chunk)) as windows:
-            for part in windows:
-                n = f.readinto(part)
-                total += n
-                update(n)
-                if n < len(part):
-                    break
+            # one pipeline across the windows: no round trip lost between them
+            total += f.readinto_many(windows, progress=update)
         if total != size:             # the file shrank meanwhile
             local.truncate(total)
         return total - offset

@@ -162,6 +162,7 @@ class Negotiator:
         self._smb2_offered: List[int] = []
         self._smb2_request_fields = (0, 0)
         self._smb2_request = b""
+        self._smb2_mid = 0          # the MessageId of the SMB2 NEGOTIATE sent
 
     # -- transitions --------------------------------------------------------
 
@@ -230,6 +231,7 @@ class Negotiator:
         header = smb2.pack_header(smb2.Command.NEGOTIATE, message_id, credit_charge=0,
                                   credit_request=1 if message_id == 0 else 31)
         self._smb2_request = bytes(header) + body
+        self._smb2_mid = message_id
         self._smb2_request_fields = (capabilities, int(self.security_mode))
         self.state = State.WAIT_SMB2
         return Outgoing(False, message_id, (bytes(header), body))
@@ -264,6 +266,12 @@ class Negotiator:
         hdr = smb2.parse_header(message)
         if hdr.command != smb2.Command.NEGOTIATE or not hdr.is_response:
             raise smb2.MalformedMessage("negotiate reply is not an SMB2 NEGOTIATE response")
+        # the connection's MessageIds go on from the request's, never from
+        # what the server says (0xFFFF...FF + 1 would not fit the header)
+        sent = 0 if after_smb1 else self._smb2_mid
+        if hdr.message_id != sent:
+            raise smb2.MalformedMessage(
+                f"NEGOTIATE response for MessageId {hdr.message_id}, not {sent}")
         if hdr.status != NtStatus.SUCCESS:
             raise NegotiateFailed(f"server refused SMB2 negotiate: {status_name(hdr.status)}")
         resp = smb2.parse_negotiate_response(message)
@@ -291,7 +299,7 @@ class Negotiator:
             max_read_size=resp.max_read_size, max_write_size=resp.max_write_size,
             system_time=resp.system_time, server_start_time=resp.server_start_time,
             security_buffer=resp.security_buffer, client_guid=self.client_guid,
-            credits_granted=max(hdr.credits, 1), next_message_id=hdr.message_id + 1,
+            credits_granted=max(hdr.credits, 1), next_message_id=sent + 1,
             request_capabilities=self._smb2_request_fields[0],
             request_security_mode=self._smb2_request_fields[1],
             request_dialects=list(offered))

@@ -67,7 +67,7 @@ from .inflight import InFlight
 from .iod import SmbIod
 from .probe import Liveness
 from .registry import EXIT_WAIT, REGISTRY
-from .send import Retry, Sender
+from .send import NOT_NOW, Retry, Sender
 from .stats import ClientStats, command_name
 from .states import CLIENT_TRANSITIONS, ClientState
 from .task import IllegalTransition, Reply, SmbTask, TaskState, move
@@ -307,9 +307,8 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
         """Send ``task`` and return a Future; its callbacks run on smbiod.
         Cancelling the Future cancels the request."""
         self._check_task(task)
-        future = SmbFuture(self._iod)
+        future = SmbFuture(self._iod, _Canceller(self, task))
         task.future = future
-        future.add_internal_callback(lambda f, t=task: self._future_done(f, t))
         conn = self.connection
         if self.state is ClientState.ACTIVE and conn is not None and not conn.lost and \
                 self._credits.available > 1:
@@ -563,6 +562,15 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
         with ``fast`` the demux whose reader role the caller now holds (the
         sender took it, see Sender.transmit), else None."""
         first = tasks[0]
+        conn = self.connection
+        if self._channels is None and len(tasks) == 1 and not first.sends and \
+                self.state is ClientState.ACTIVE and conn is not None:
+            try:
+                sent = self._sender.send_now(conn, first, fast)
+            except Retry:
+                sent = NOT_NOW
+            if sent is not NOT_NOW:
+                return sent
         while True:
             conn = self._wait_sendable(first, limit, park)
             if conn is None:
@@ -724,11 +732,7 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
             future.set_exception(exc)
         else:
             future.set_result(result)
-
-    def _future_done(self, future: Future, task: SmbTask) -> None:
-        if future.cancelled():
-            future.set_running_or_notify_cancel()   # wakes wait() / as_completed()
-            self.cancel_task(task)
+        future.forget_cancel()
         task.future = None          # no cycle keeps the task alive
 
     def _wake(self, task: SmbTask) -> None:
@@ -800,6 +804,20 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
     @property
     def _reconnect_pending_error(self) -> Optional[BaseException]:
         return self._connector.pending_error
+
+
+class _Canceller:
+    """An async request's ``SmbFuture.cancel`` hook: cancel the request."""
+
+    __slots__ = ("client", "task")
+
+    def __init__(self, client: SmbClient, task: SmbTask) -> None:
+        self.client, self.task = client, task
+
+    def __call__(self) -> None:
+        task = self.task
+        self.client.cancel_task(task)
+        task.future = None          # no cycle keeps the task alive
 
 
 def get_client(host: str, port: int = 445, *,

@@ -42,12 +42,8 @@ class CreditGate:
         every wake-up and raises CreditsAborted when true.  ``before_wait()``
         runs (no lock held) when the caller must wait: e.g. to write the
         requests it queued, whose replies grant the credits."""
-        with self._lock:
-            if (priority or not self._queue) and \
-                    self._available - self._reserve(priority) >= need:
-                self._available -= need
-                self._in_flight += need
-                return
+        if self.take_now(need, priority):
+            return
         if before_wait is not None:
             before_wait()
         with self._cond:
@@ -67,6 +63,17 @@ class CreditGate:
                 self._queue.remove(me)
                 if self._queue:
                     self._cond.notify_all()
+
+    def take_now(self, need: int, priority: bool) -> bool:
+        """Take ``need`` credits if ``take`` would without waiting (first
+        come first served, the reserve kept); False, nothing taken, if not."""
+        with self._lock:
+            if (priority or not self._queue) and \
+                    self._available - (0 if priority or not self._in_flight else 1) >= need:
+                self._available -= need
+                self._in_flight += need
+                return True
+        return False
 
     def try_take(self, need: int) -> bool:
         """Take ``need`` credits now (priority: may use the reserve) or not at all."""

@@ -14,17 +14,19 @@ replays.  ``ROUNDS`` calls per mode keep the test bounded (tens of seconds);
 """
 from __future__ import annotations
 
+import collections
 import random
 import struct
 import threading
 import time
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 import pytest
 
 from smblayer import (Dialect, DialectRange, ReconnectPolicy, SmbError, TimeoutPolicy, fs)
 from smblayer.testing import fuzzing
 from smblayer.testing.proxy import FaultProxy
+from smblayer.testing.waiting import eventually
 
 pytestmark = [pytest.mark.fault, pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -38,38 +40,64 @@ CALL_BOUND = 4 * (TIMEOUTS.timeout + TIMEOUTS.soft_timeout + TIMEOUTS.connect_ti
 #: MessageId"); one whose NextCommand is mutated hides or cuts the compound
 #: elements after it.  Either way a request's reply is lost while the server
 #: answers ECHOs: soft mode's bound (timeout + soft_timeout) ends the wait.
-#: On a plain session the mutator leaves NextCommand and MessageId (header
-#: bytes 20..31) alone: a MessageId flipped to another request's in flight
-#: would hand it a reply nothing can tell from its own.
-_ROUTING = (20, 32)
+#: On a plain session nothing can tell a reply whose MessageId was flipped
+#: onto another request in flight from that request's own reply, so there a
+#: mutation is kept only if every MessageId the client would route the frame
+#: by is one the frame carried or one that cannot be in flight: not in the
+#: client's MID table, and below the highest MessageId in it (already given
+#: out: SMB2 never gives one twice on a connection) or at least
+#: ``_MID_MARGIN`` above it (more than this test ever gives out).
+_MID_MARGIN = 1 << 16
+_BREAK_MID = 0xFFFFFFFFFFFFFFFF
 
 
-def _routing_bytes(frame: bytes) -> set:
-    """Offsets of NextCommand and MessageId of every header of a compound
-    (SMB1: the MID)."""
-    if frame[:1] == b"\xff":
-        return {30, 31}
-    out, offset = set(), 0
-    while frame[:1] == b"\xfe" and offset + 64 <= len(frame):
-        out.update(range(offset + _ROUTING[0], offset + _ROUTING[1]))
+def _elements(frame: bytes):
+    """(offset, length, MessageId) of each SMB2 header the client would route
+    ``frame``'s elements by, following NextCommand as ``split_compound`` does
+    (it stops where the client would fail the frame)."""
+    out, offset = [], 0
+    while len(frame) - offset >= 64 and frame[offset:offset + 4] == b"\xfeSMB":
         (nxt,) = struct.unpack_from("<I", frame, offset + 20)
-        if not nxt:
+        (mid,) = struct.unpack_from("<Q", frame, offset + 24)
+        last = nxt == 0 or nxt < 64 or nxt % 8 or offset + nxt > len(frame)
+        out.append((offset, len(frame) - offset if last else nxt, mid))
+        if last:
             break
         offset += nxt
     return out
+
+
+def _collides(frame: bytes, out: bytes, in_flight: set) -> bool:
+    """Would the client route ``out`` to a request in flight that ``frame``
+    did not answer?  See _MID_MARGIN."""
+    before = {(offset, mid) for offset, _, mid in _elements(frame)}
+    high = max(in_flight | {mid for _, mid in before})
+    return any(mid in in_flight or high <= mid < high + _MID_MARGIN
+               for offset, _, mid in _elements(out) if (offset, mid) not in before)
 
 
 class OneMutation:
     """s2c rewrite: when armed, the next SMB reply is mutated once (bit
     flips, an interesting integer, truncation or extension).  ``body_only``
     (plain sessions): only the header and the first 32 body bytes change,
-    never a payload, which nothing could protect without signing."""
+    never a payload, which nothing could protect without signing.
+    ``routing``: only a MessageId or a NextCommand of an SMB2 reply (see
+    :meth:`_routing`).  ``in_flight`` (plain sessions): returns the
+    MessageIds in the client's MID table; a mutation that would collide
+    with one is not used (see _MID_MARGIN).  ``kinds`` counts what was
+    mutated ("message_id", "next_command", "other")."""
 
-    def __init__(self, rng: random.Random, body_only: bool):
+    def __init__(self, rng: random.Random, body_only: bool, routing: bool = False,
+                 in_flight: Optional[Callable[[], set]] = None):
         self.rng = rng
         self.body_only = body_only
+        self.routing = routing
+        self.in_flight = in_flight
         self.armed = False
         self.applied: List[bytes] = []
+        self.kinds: collections.Counter = collections.Counter()
+        self.last_kind = ""
+        self.last_mids: set = set()            # the MessageIds a mutation made up
         self._lock = threading.Lock()
 
     def arm(self) -> None:
@@ -85,31 +113,81 @@ class OneMutation:
         with self._lock:
             if not self.armed or frame[:4] not in (b"\xfeSMB", b"\xfdSMB", b"\xffSMB"):
                 return None
+            if self.routing and frame[:4] != b"\xfeSMB":
+                return None
+            for _ in range(200):
+                out = self._routing(frame) if self.routing else self._any(frame)
+                if out == frame:
+                    continue
+                if self.in_flight is not None and frame[:4] == b"\xfeSMB" and \
+                        _collides(frame, out, self.in_flight()):
+                    continue
+                break
+            else:
+                return None                     # nothing safe: the next reply then
             self.armed = False
+            self.last_kind = self._kind(frame, out)
+            before = {(offset, mid) for offset, _, mid in _elements(frame)}
+            self.last_mids = {mid for offset, _, mid in _elements(out)
+                              if (offset, mid) not in before}
+            self.kinds[self.last_kind] += 1
+        self.applied.append(out)
+        return out
+
+    def _any(self, frame: bytes) -> bytes:
         head = 96 if self.body_only else len(frame)
-        routing = _routing_bytes(frame) if self.body_only else set()
         out = bytearray(frame)
-        while bytes(out) == frame:
-            kind = self.rng.randrange(4)
-            pos = self.rng.randrange(4, min(head, len(out)))
-            if routing & set(range(pos, pos + 4)):
-                continue            # see _ROUTING
-            if kind == 0:
-                out[pos] ^= 1 << self.rng.randrange(8)
-            elif kind == 1:
-                value = self.rng.choice((0, 1, 0xFF, 0xFFFF, 0x7FFFFFFF, 0xFFFFFFFF))
-                if pos + 4 <= len(out):
-                    struct.pack_into("<I", out, pos, value)
-            elif kind == 2 and not self.body_only:
-                del out[pos:]
-            elif kind == 3 and not self.body_only:
-                out += bytes(self.rng.randrange(1, 64))
-        self.applied.append(bytes(out))
+        kind = self.rng.randrange(4)
+        pos = self.rng.randrange(4, min(head, len(out)))
+        if kind == 0:
+            out[pos] ^= 1 << self.rng.randrange(8)
+        elif kind == 1:
+            value = self.rng.choice((0, 1, 0xFF, 0xFFFF, 0x7FFFFFFF, 0xFFFFFFFF))
+            if pos + 4 <= len(out):
+                struct.pack_into("<I", out, pos, value)
+        elif kind == 2 and not self.body_only:
+            del out[pos:]
+        elif kind == 3 and not self.body_only:
+            out += bytes(self.rng.randrange(1, 64))
         return bytes(out)
+
+    def _routing(self, frame: bytes) -> bytes:
+        """A MessageId (a bit flipped, a neighbour, 0, the break id, a random
+        one) or a NextCommand (0: the elements after it are hidden in it; a
+        shorter length: it is cut and what follows is no header; another
+        element's offset: those between are skipped; past the end; a bit
+        flipped) of one element."""
+        rng, out = self.rng, bytearray(frame)
+        elements = _elements(frame)
+        offset, length, mid = rng.choice(elements)
+        if rng.random() < 0.5:
+            value = rng.choice((mid ^ (1 << rng.randrange(64)), mid - 1, mid + 1, 0,
+                                _BREAK_MID, rng.getrandbits(64))) & _BREAK_MID
+            struct.pack_into("<Q", out, offset + 24, value)
+            return bytes(out)
+        later = [o - offset for o, _, _ in elements if o > offset]
+        (nxt,) = struct.unpack_from("<I", frame, offset + 20)
+        value = rng.choice([0, 64 + 8 * rng.randrange(max(1, (length - 64) // 8)),
+                            len(frame) - offset + 8, nxt ^ (1 << rng.randrange(32))] + later)
+        struct.pack_into("<I", out, offset + 20, value)
+        return bytes(out)
+
+    @staticmethod
+    def _kind(frame: bytes, out: bytes) -> str:
+        if frame[:4] != b"\xfeSMB" or len(out) != len(frame):
+            return "other"
+        changed = {i for i in range(len(frame)) if frame[i] != out[i]}
+        heads = [o for o, _, _ in _elements(frame)]
+        if any(o + 24 <= i < o + 32 for o in heads for i in changed):
+            return "message_id"
+        if any(o + 20 <= i < o + 24 for o in heads for i in changed):
+            return "next_command"
+        return "other"
 
 
 MODES = {
     "plain": (Dialect.SMB3_1_1, dict(require_signing=False)),
+    "plain-routing": (Dialect.SMB3_1_1, dict(require_signing=False)),  # MessageId, NextCommand
     "signed": (Dialect.SMB3_1_1, dict(require_signing=True)),          # AES-GMAC
     "encrypted": (Dialect.SMB3_1_1, dict(encrypt=True)),               # AES-GCM
     "signed-2.1": (Dialect.SMB2_1, dict(require_signing=True)),        # HMAC-SHA256
@@ -152,7 +230,9 @@ def _calls(tree, rng: random.Random, files: dict):
 def test_mutated_replies(samba, mode):
     seed = fuzzing.environment_seed()
     rng = random.Random(f"{seed}:{mode}")
-    mutation = OneMutation(random.Random(f"{seed}:{mode}:m"), body_only=(mode == "plain"))
+    plain = mode.startswith("plain")
+    mutation = OneMutation(random.Random(f"{seed}:{mode}:m"), body_only=plain,
+                           routing=(mode == "plain-routing"))
     died: List[BaseException] = []
     previous_hook = threading.excepthook
     threading.excepthook = lambda args: died.append(args.exc_value)
@@ -167,6 +247,8 @@ def test_mutated_replies(samba, mode):
                             **MODES[mode][1]) as tree:
                 files: dict = {}
                 client = tree.session.client
+                if plain:
+                    mutation.in_flight = _mid_table(client)
                 # the reference state, unmutated
                 for i in range(4):
                     tree.write_bytes(f"fz{i}.bin", b"start %d" % i)
@@ -174,7 +256,7 @@ def test_mutated_replies(samba, mode):
                 for _ in range(ROUNDS):
                     kind, name, call = _calls(tree, rng, files)
                     before = proxy.total_connections
-                    dropped = client.stats()["_client"]["unmatched_replies"]
+                    dropped = unmatched = client.stats()["_client"]["unmatched_replies"]
                     mutation.arm()
                     started = time.monotonic()
                     try:
@@ -199,12 +281,19 @@ def test_mutated_replies(samba, mode):
                     # a reply whose MessageId was mutated is dropped, unread
                     # (its request, maybe a background CLOSE, fails at its bound)
                     dropped = client.stats()["_client"]["unmatched_replies"] > dropped
-                    if fired and mode != "plain":
+                    if fired and not plain:
                         assert right is None or reconnected or dropped, \
                             f"{mode}: a mutated protected reply to {kind} was accepted"
+                    if fired and mutation.last_mids - {_BREAK_MID}:
+                        # a made-up MessageId: the reply is dropped as not ours
+                        # (the reply may be an ECHO's the call did not wait for)
+                        eventually(lambda: client.stats()["_client"]["unmatched_replies"]
+                                   > unmatched or proxy.total_connections > before, timeout=3)
                     if right is None and kind == "write":
                         _resync(tree, files, name)
-                assert tree.session.client.stats()["_client"]["in_flight"] == 0
+                # no waiter left: a request whose reply was lost ends by its bound
+                eventually(lambda: client.stats()["_client"]["in_flight"] == 0,
+                           timeout=TIMEOUTS.timeout + TIMEOUTS.soft_timeout + 2)
                 for name in files:
                     # best effort: a CREATE whose reply was lost (MessageId
                     # mutated: dropped, the request failed at its bound)
@@ -218,7 +307,20 @@ def test_mutated_replies(samba, mode):
         threading.excepthook = previous_hook
     assert not died, f"threads died: {died!r}"
     assert len(mutation.applied) >= ROUNDS // 2
-    print(mode, outcomes, len(mutation.applied), "mutations")
+    if plain:
+        # the routing fields are mutated on plain sessions too
+        assert mutation.kinds["message_id"] + mutation.kinds["next_command"] > 0
+    print(mode, outcomes, len(mutation.applied), "mutations", dict(mutation.kinds))
+
+
+def _mid_table(client) -> Callable[[], set]:
+    """The MessageIds in ``client``'s MID table (its requests in flight)."""
+    table = client._inflight
+
+    def in_flight() -> set:
+        with table.lock:
+            return set(table.pending)
+    return in_flight
 
 
 def _reconnected(proxy, before: int, wait: bool) -> bool:
@@ -296,3 +398,51 @@ def test_rejected_create_reply_leaves_no_open_behind(samba, dialect):
             with tree.open("orphan.bin", "rb", share="") as f:     # nobody else has it open
                 assert f.read() == b"data"
             tree.remove("orphan.bin")
+
+
+class MutateNegotiateReply:
+    """s2c rewrite: when armed, set the MessageId of the next NEGOTIATE
+    response to ``value``."""
+
+    def __init__(self, value: int):
+        self.value = value
+        self.armed = False
+        self.fired = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, frame: bytes) -> Optional[bytes]:
+        if frame[:4] != b"\xfeSMB" or len(frame) < 64 or struct.unpack_from("<H", frame, 12)[0]:
+            return None
+        with self._lock:
+            if not self.armed:
+                return None
+            self.armed = False
+            self.fired += 1
+        out = bytearray(frame)
+        struct.pack_into("<Q", out, 24, self.value)
+        return bytes(out)
+
+
+def test_reconnect_negotiate_reply_with_another_message_id(samba):
+    """The NEGOTIATE response of a reconnect carries a MessageId that is not
+    the request's: that attempt fails (malformed) and the next one works;
+    the call waiting for the reconnect gets its answer within its bound.
+    Before, the connection numbered its requests from the server's
+    MessageId: 0xFFFF...FF + 1 fit no header, every send of the recovery
+    failed with struct.error, and the call waited 60 s for credits."""
+    mutation = MutateNegotiateReply(_BREAK_MID)
+    with FaultProxy(samba.host, samba.port) as proxy:
+        proxy.rewrite("s2c", mutation)
+        with fs.connect(samba.host, "share", samba.username, samba.password, port=proxy.port,
+                        dialects=DialectRange(Dialect.SMB3_1_1, Dialect.SMB3_1_1),
+                        timeouts=TIMEOUTS, durable=False,
+                        reconnect=ReconnectPolicy(initial_delay=0.05, max_delay=0.2)) as tree:
+            tree.write_bytes("negmid.bin", b"before")
+            mutation.armed = True
+            proxy.reset()
+            started = time.monotonic()
+            tree.write_bytes("negmid.bin", b"after")
+            assert time.monotonic() - started < CALL_BOUND
+            assert mutation.fired == 1
+            assert tree.read_bytes("negmid.bin") == b"after"
+            tree.remove("negmid.bin")

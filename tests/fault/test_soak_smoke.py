@@ -20,7 +20,7 @@ def test_soak_smoke(tmp_path):
     require_smbd()
     out = tmp_path / "soak.json"
     proc = subprocess.run([sys.executable, str(SOAK), "--minutes", "0.15", "--threads", "2",
-                           "--processes", "1", "--child-threads", "1", "--fault-gap", "2",
+                           "--processes", "1", "--child-threads", "2", "--fault-gap", "2",
                            "--op-bound", "60", "--sample", "1", "--json", str(out)],
                           capture_output=True, text=True, timeout=110)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -29,3 +29,6 @@ def test_soak_smoke(tmp_path):
     assert result["total_ops"] > 0
     assert result["faults"].get("samba_restart") == 1
     assert result["verified_bytes"] > 0
+    # plain and signed in this process, encrypted and multichannel in the worker process
+    assert set(result["modes"]) == {"plain", "signed", "encrypted", "multichannel"}
+    assert result["modes"]["multichannel"].get("ok", 0) > 0

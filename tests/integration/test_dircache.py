@@ -67,6 +67,9 @@ def test_answers_come_from_the_cache_and_match_the_disk(cached):
 @pytest.mark.parametrize("change", ["create", "remove", "rename", "grow"])
 def test_another_clients_change_is_seen_after_the_break(cached, samba_422, tmp_path, change):
     tree, base, disk = cached
+    tree.volume_serial
+    sizes = {name: tree.stat(f"{base}/{name}").st_size for name in os.listdir(disk)}
+    assert tree.stat(f"{base}/f3") is tree.stat(f"{base}/f3")      # made once per entry
     src = tmp_path / "data"
     src.write_bytes(b"y" * 1000)
     command = {"create": f"put {src} {base}/new", "remove": f"del {base}/f1",
@@ -80,6 +83,8 @@ def test_another_clients_change_is_seen_after_the_break(cached, samba_422, tmp_p
         if (disk / name).is_file():
             assert tree.stat(f"{base}/{name}").st_size == os.stat(disk / name).st_size
     assert tree.exists(f"{base}/new") == (change == "create")
+    if change == "grow":
+        assert tree.stat(f"{base}/f3").st_size == 1000 != sizes["f3"]
     assert tree.exists(f"{base}/f1") == (change != "remove")
 
 

@@ -38,9 +38,10 @@ def tree(request, samba):
 class Stall:
     """Hold the thread that completes a READ right after it woke the caller
     (as a preempted receive thread would be), until the caller is done with
-    its buffer (``done``) or 5 s."""
+    its buffer (``done``) or ``hold`` seconds."""
 
-    def __init__(self, client):
+    def __init__(self, client, hold: float = 5.0):
+        self.hold = hold
         self.demux = client.connection.demux
         self.wake = self.demux._wake
         self.event = threading.Event()
@@ -50,7 +51,7 @@ class Stall:
         event = self.event
         self.wake(task)
         if task.command == Command.READ and threading.current_thread() is not threading.main_thread():
-            event.wait(5)
+            event.wait(self.hold)
 
     def done(self) -> None:
         event, self.event = self.event, threading.Event()
@@ -91,6 +92,35 @@ def test_buffer_is_free_when_the_read_returns(tree, how):
                 f.seek(0)
         finally:
             stall.stop()
+
+
+def test_readinto_many_fills_each_buffer_and_frees_them(tree):
+    """Several buffers read as one pipeline: each gets its bytes (the file
+    ends inside the last: the count says where), ``progress`` adds up, and
+    once the call returns none of them is held (all can be resized)."""
+    tree, base = tree
+    path = f"{base}/many.bin"
+    step = tree.io_read_size
+    data = bytes(range(256)) * ((3 * step + step // 2 + 9) // 256)
+    with tree.open(path, "wb") as f:
+        f.write(data)
+    with tree.open(path, "rb", buffering=0) as f:
+        stall = Stall(tree.client, hold=0.05)      # each READ's completion held back
+        try:
+            sizes = [step + 5, step // 3, 2 * step, 3 * step]       # more than the file holds
+            bufs = [bytearray(n) for n in sizes]
+            seen = []
+            n = f.readinto_many(iter(bufs), progress=seen.append)
+            stall.done()
+        finally:
+            stall.stop()
+        assert n == len(data) == sum(seen) and f.tell() == n
+        got = bytearray()
+        for buf in bufs:
+            buf.extend(b"!")                 # resizing needs no export left
+            got += buf[:-1]
+        assert bytes(got[:n]) == data and not any(got[n:])
+        assert f.readinto_many([bytearray(10)]) == 0          # at the end: nothing
 
 
 def test_withdrawn_placement_is_never_written(samba):

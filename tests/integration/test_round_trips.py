@@ -125,3 +125,26 @@ def test_cli_ls_of_a_directory_url_lists_without_a_stat(samba, proxied):
     assert C.QUERY_INFO not in sent, sent          # no stat, no volume serial
     assert sent.count(C.CREATE) == 1 and C.QUERY_DIRECTORY in sent
     assert sent[-2:] == [C.TREE_DISCONNECT, C.LOGOFF]
+
+
+def test_download_keeps_its_reads_in_flight_across_the_mapped_windows(samba, proxied, tmp_path,
+                                                                     monkeypatch):
+    """The copy engine maps the local file a window at a time; the READs of
+    the next window go out with those of this one (a readinto per window
+    drained the pipeline at each window's end: a round trip each)."""
+    from smblayer.fs import transfer
+    name = f"rt-{uuid.uuid4().hex[:8]}.bin"
+    with _connect(samba, proxied) as tree:
+        step = tree.io_read_size
+        data = os.urandom(8 * step)                    # the window's floor: 8 READs
+        (samba.share_path("share") / name).write_bytes(data)
+        monkeypatch.setattr(transfer, "chunk_size", lambda _tree: 2 * step)   # 4 windows
+        proxied.delay(0.05)
+        log = _tapped(proxied)
+        n = transfer.get_file(tree, name, str(tmp_path / "got.bin"))
+        proxied.tap(None)
+        proxied.delay(0)
+    assert n == len(data) and (tmp_path / "got.bin").read_bytes() == data
+    reads, replies = log.messages("c2s", C.READ), log.messages("s2c", C.READ)
+    assert len(reads) == 8
+    assert max(m.time for m in reads) <= min(m.time for m in replies)

@@ -821,3 +821,23 @@ def test_frame_reader_declined_claim_falls_back_to_own_buffer():
         pos += n
         frames += reader.feed(n)
     assert len(frames) == 1 and bytes(frames[0]) == body
+
+
+@pytest.mark.parametrize("mid", [1, 5, 0xFFFFFFFFFFFFFFFF])
+def test_negotiate_response_for_another_message_id_is_malformed(mid):
+    """The connection's MessageIds go on from the NEGOTIATE request's, never
+    from the server's: a reply carrying MessageId 0xFFFF...FF made the next
+    one 2**64, which no header can carry (struct.error on every send of a
+    reconnect, found by the client-level fuzzer)."""
+    neg = _negotiator(D.SMB2_1, D.SMB3_1_1)
+    neg.start()
+    with pytest.raises(smb2.MalformedMessage, match="MessageId"):
+        neg.receive(smb2_negotiate_response(0x0311, mid=mid, credits=31))
+
+
+def test_negotiate_after_smb1_expects_message_id_1():
+    neg = _negotiator(D.SMB1, D.SMB3_1_1)
+    neg.start()
+    neg.receive(smb2_negotiate_response(0x02FF, mid=0, credits=1))
+    with pytest.raises(smb2.MalformedMessage, match="MessageId"):
+        neg.receive(smb2_negotiate_response(0x0311, mid=0, credits=31))
