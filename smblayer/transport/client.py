@@ -537,6 +537,20 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
                         + (f" ({error})" if error is not None else ""))
                 self._state_cond.wait(remaining)
 
+    def _credits_starved(self, left: int) -> None:
+        """The credit gate's first waiter needs more than ``left`` and no
+        reply is coming to grant it: ask for credits with an ECHO (its
+        header asks for more when few are left), or with none left drop the
+        connection (the reconnect starts the credits over)."""
+        log.warning("smblayer: %s:%s left the client %d credit(s) and nothing in flight; %s",
+                    self.host, self.port, left, "asking for more" if left else "reconnecting")
+        conn = self.connection
+        if left:
+            self._iod.call_soon(self._liveness.keepalive)
+        elif conn is not None:
+            self._connector.connection_lost(conn, SmbProtocolError(
+                f"{self.host}:{self.port} left the client no credits"))
+
     def _take_credits(self, conn: Connection, tasks: Sequence[SmbTask], need: int) -> None:
         def abort() -> bool:
             return self.state is ClientState.CLOSED or conn.lost or \
@@ -544,7 +558,8 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
         try:
             # a held batch (hold_sends) is written before waiting: its
             # replies are what grant the credits
-            self._credits.take(need, tasks[0].priority, abort, self._sender.release)
+            self._credits.take(need, tasks[0].priority, abort, self._sender.release,
+                               self._credits_starved)
         except CreditsAborted:
             if self.state is ClientState.CLOSED:
                 raise SmbClosedError("client closed") from None
