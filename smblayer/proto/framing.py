@@ -24,6 +24,7 @@ from typing import List, Union
 
 MAX_FRAME = 0xFFFFFF
 _LENGTH = struct.Struct(">I")
+_LENGTH_AT = _LENGTH.unpack_from
 
 Buffer = Union[bytes, bytearray, memoryview]
 
@@ -109,18 +110,23 @@ class FrameReader:
     def _parse(self) -> List[Buffer]:
         frames: List[Buffer] = []
         buf = self._buf
-        while self._end - self._start >= 4:
-            start = self._start
+        view = self._view
+        start = self._start
+        end = self._end
+        while end - start >= 4:
             if buf[start] != 0:
+                self._start = start
                 raise FramingError(f"bad direct-TCP frame type 0x{buf[start]:02x}")
-            (length,) = _LENGTH.unpack_from(buf, start)
-            if length == 0:
-                raise FramingError("zero-length frame")
+            length = _LENGTH_AT(buf, start)[0]
             body = start + 4
-            if body + length <= self._end:
-                frames.append(bytes(self._view[body:body + length]))
-                self._start = body + length
+            if body + length <= end:
+                if length == 0:
+                    self._start = start
+                    raise FramingError("zero-length frame")
+                frames.append(bytes(view[body:body + length]))
+                start = body + length
                 continue
+            self._start = start
             if length > len(buf) // 2:
                 have = self._end - body
                 head = self._claim_head
@@ -133,17 +139,19 @@ class FrameReader:
                         self._big = tail
                         self._big_filled = have - head
                         self._start = self._end = 0
-                        break
+                        return frames
                 elif self._claim is not None and have < head:
-                    break     # wait for the head before deciding
+                    return frames     # wait for the head before deciding
                 # Large frame: give it its own buffer and move what we have.
                 self._big = bytearray(length)
                 self._big[:have] = self._view[body:self._end]
                 self._big_filled = have
                 self._start = self._end = 0
-            break
-        if self._start == self._end:
+            return frames
+        if start == end:
             self._start = self._end = 0
+        else:
+            self._start = start
         return frames
 
     def _compact(self) -> None:

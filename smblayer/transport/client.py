@@ -67,7 +67,7 @@ from .inflight import InFlight
 from .iod import SmbIod
 from .probe import Liveness
 from .registry import EXIT_WAIT, REGISTRY
-from .send import Retry, Sender
+from .send import NOT_NOW, Retry, Sender
 from .stats import ClientStats, command_name
 from .states import CLIENT_TRANSITIONS, ClientState
 from .task import IllegalTransition, Reply, SmbTask, TaskState, move
@@ -307,9 +307,8 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
         """Send ``task`` and return a Future; its callbacks run on smbiod.
         Cancelling the Future cancels the request."""
         self._check_task(task)
-        future = SmbFuture(self._iod)
+        future = SmbFuture(self._iod, _Canceller(self, task))
         task.future = future
-        future.add_internal_callback(lambda f, t=task: self._future_done(f, t))
         conn = self.connection
         if self.state is ClientState.ACTIVE and conn is not None and not conn.lost and \
                 self._credits.available > 1:
@@ -536,6 +535,20 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
                         + (f" ({error})" if error is not None else ""))
                 self._state_cond.wait(remaining)
 
+    def _credits_starved(self, left: int) -> None:
+        """The credit gate's first waiter needs more than ``left`` and no
+        reply is coming to grant it: ask for credits with an ECHO (its
+        header asks for more when few are left), or with none left drop the
+        connection (the reconnect starts the credits over)."""
+        log.warning("smblayer: %s:%s left the client %d credit(s) and nothing in flight; %s",
+                    self.host, self.port, left, "asking for more" if left else "reconnecting")
+        conn = self.connection
+        if left:
+            self._iod.call_soon(self._liveness.keepalive)
+        elif conn is not None:
+            self._connector.connection_lost(conn, SmbProtocolError(
+                f"{self.host}:{self.port} left the client no credits"))
+
     def _take_credits(self, conn: Connection, tasks: Sequence[SmbTask], need: int) -> None:
         def abort() -> bool:
             return self.state is ClientState.CLOSED or conn.lost or \
@@ -543,7 +556,8 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
         try:
             # a held batch (hold_sends) is written before waiting: its
             # replies are what grant the credits
-            self._credits.take(need, tasks[0].priority, abort, self._sender.release)
+            self._credits.take(need, tasks[0].priority, abort, self._sender.release,
+                               self._credits_starved)
         except CreditsAborted:
             if self.state is ClientState.CLOSED:
                 raise SmbClosedError("client closed") from None
@@ -563,6 +577,15 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
         with ``fast`` the demux whose reader role the caller now holds (the
         sender took it, see Sender.transmit), else None."""
         first = tasks[0]
+        conn = self.connection
+        if self._channels is None and len(tasks) == 1 and not first.sends and \
+                self.state is ClientState.ACTIVE and conn is not None:
+            try:
+                sent = self._sender.send_now(conn, first, fast)
+            except Retry:
+                sent = NOT_NOW
+            if sent is not NOT_NOW:
+                return sent
         while True:
             conn = self._wait_sendable(first, limit, park)
             if conn is None:
@@ -724,11 +747,7 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
             future.set_exception(exc)
         else:
             future.set_result(result)
-
-    def _future_done(self, future: Future, task: SmbTask) -> None:
-        if future.cancelled():
-            future.set_running_or_notify_cancel()   # wakes wait() / as_completed()
-            self.cancel_task(task)
+        future.forget_cancel()
         task.future = None          # no cycle keeps the task alive
 
     def _wake(self, task: SmbTask) -> None:
@@ -800,6 +819,20 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
     @property
     def _reconnect_pending_error(self) -> Optional[BaseException]:
         return self._connector.pending_error
+
+
+class _Canceller:
+    """An async request's ``SmbFuture.cancel`` hook: cancel the request."""
+
+    __slots__ = ("client", "task")
+
+    def __init__(self, client: SmbClient, task: SmbTask) -> None:
+        self.client, self.task = client, task
+
+    def __call__(self) -> None:
+        task = self.task
+        self.client.cancel_task(task)
+        task.future = None          # no cycle keeps the task alive
 
 
 def get_client(host: str, port: int = 445, *,

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import Future
-from typing import Callable, List
+from typing import Callable, List, Optional
 
 from ..proto.status import NtStatus
 
@@ -42,9 +42,28 @@ class SmbFuture(Future):
     """A Future whose user callbacks run on smbiod, never in the thread that
     settles it (the demux).  ``iod`` is the client's smbiod pool."""
 
-    def __init__(self, iod) -> None:
+    def __init__(self, iod, on_cancel: Optional[Callable[[], object]] = None) -> None:
         super().__init__()
         self._iod = iod
+        self._on_cancel = on_cancel
+
+    def cancel(self) -> bool:
+        """Cancel as concurrent.futures does; the call that cancels a pending
+        Future also marks it notified (``wait()`` and ``as_completed()`` see
+        it at once) and runs ``on_cancel`` (the layer cancels the request):
+        in the cancelling thread, no lock held, once."""
+        if not super().cancel():
+            return False
+        with self._condition:
+            on_cancel, self._on_cancel = self._on_cancel, None
+        if on_cancel is not None:
+            self.set_running_or_notify_cancel()
+            on_cancel()
+        return True
+
+    def forget_cancel(self) -> None:
+        """The request is over: drop ``on_cancel`` (and what it holds)."""
+        self._on_cancel = None
 
     def add_done_callback(self, fn: Callable[[Future], object]) -> None:
         with self._condition:          # an RLock: done() may take it again
@@ -86,19 +105,23 @@ def needs_iod(task) -> bool:
 class Batch:
     """Tasks completed by one read, woken together after it (see above)."""
 
-    __slots__ = ("_tasks",)
+    __slots__ = ("_tasks", "add")
 
     def __init__(self) -> None:
         self._tasks: List[object] = []
-
-    def add(self, task) -> None:
-        self._tasks.append(task)
+        #: add(task): collect a completed task (a bound list.append: no call frame)
+        self.add = self._tasks.append
 
     def flush(self, wake: Callable[[object], None]) -> None:
         """``wake`` every task collected, each once (no lock held)."""
         tasks = self._tasks
         if not tasks:
             return
-        self._tasks = []
-        for task in tasks:
+        if len(tasks) == 1:
+            task = tasks.pop()
+            wake(task)
+            return
+        done = tasks[:]
+        tasks.clear()
+        for task in done:
             wake(task)

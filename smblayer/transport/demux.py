@@ -78,7 +78,9 @@ class Demux:
         self._reader = FrameReader(claim=self._claim_placement, claim_head=PLACEMENT_HEAD)
         self._scratch = memoryview(b"")   # large ciphertexts land here
         self._batch = Batch()             # completed by one read (under read_lock)
+        self._complete = self._batch.add
         self.replies = 0                  # did this connection ever answer?
+        self._now = 0.0                   # when the read being dispatched came
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -164,7 +166,7 @@ class Demux:
         if n == 0:
             raise ConnectionResetError("server closed the connection (EOF)"
                                        + (" mid-frame" if reader.pending else ""))
-        self._liveness.last_rx = time.monotonic()
+        self._liveness.last_rx = self._now = time.monotonic()
         try:
             for frame in reader.feed(n):
                 self._dispatch(frame)
@@ -325,52 +327,34 @@ class Demux:
 
     def _dispatch_one(self, wire, message, encrypted: bool,
                       placed: Optional[memoryview] = None) -> None:
-        client = self._client
         try:
             mid, status, granted, interim, async_id, body = wire.route(message)
         except (smb2.MalformedMessage, ValueError) as exc:
             raise SmbProtocolError(f"malformed message from server: {exc}") from None
         if mid == wire.unsolicited_id:
-            client.iod.call_soon(self._deliver_break,
-                                  Reply(wire.parse_header, message, body, status, encrypted))
-            return
-        now = time.monotonic()
-        retired = 0
-        inflight = self._inflight
-        generation = self._conn.generation
-        with inflight.lock:
-            if interim:
-                # STATUS_PENDING: the server is alive and working on it.
-                task = inflight.find(mid, generation)
-                if task is not None:
-                    task.async_id = async_id
-                    if task.state.in_flight:
-                        if not task.t_pending:
-                            task.t_pending = now      # its soft bound restarts (once)
-                        move(task, TaskState.INTERIM)
-                        if task.long_poll:
-                            inflight.disarm(task)     # may wait for hours
-                            task.timed_out = False
-                        elif not task.is_probe:
-                            inflight.arm(task, self._liveness.deadline(task, now))
-            else:
-                task = inflight.retire(mid, generation)
-                if task is not None:
-                    retired = task.send_credits
-                    late = task.state.final
-                    if not late:
-                        move(task, TaskState.DONE)
-        if granted or retired:
-            self._credits.grant(granted, retired)
-        if task is None:
-            self._stats.unmatched += 1
-            log.warning("smblayer: %s:%s sent a reply for unknown MessageId %d; dropped",
-                        client.host, client.port, mid)
+            self._client.iod.call_soon(self._deliver_break,
+                                       Reply(wire.parse_header, message, body, status, encrypted))
             return
         if interim:
+            self._interim(mid, granted, async_id)
             return
+        inflight = self._inflight
+        with inflight.lock:
+            task = inflight.retire(mid, self._conn.generation)
+            if task is not None:
+                retired = task.send_credits
+                late = task.state.final
+                if not late:
+                    move(task, TaskState.DONE)
+        if task is None:
+            if granted:
+                self._credits.grant(granted, 0)
+            self._unmatched(mid)
+            return
+        self._credits.grant(granted, retired)
+        now = self._now                     # this read's time
         reply = Reply(wire.parse_header, message, body, status, encrypted)
-        stats = self._stats.command(wire, task.command)
+        stats = task.counters or self._stats.command(wire, task.command)
         stats.bytes_recv += len(message) + 4
         if placed is not None:
             reply.placed = placed
@@ -383,12 +367,40 @@ class Demux:
             # A late reply to an abandoned request: discard it, but let the
             # upper layer clean up (e.g. close the handle a CREATE opened).
             if task.on_late_reply is not None:
-                client.iod.call_soon(task.on_late_reply, reply)
+                self._client.iod.call_soon(task.on_late_reply, reply)
             return
         self.replies += 1
         task.reply = reply
         task.t_done = now
-        self._batch.add(task)
+        self._complete(task)
+
+    def _interim(self, mid: int, granted: int, async_id: Optional[int]) -> None:
+        """STATUS_PENDING for ``mid``: the server is alive and working on it."""
+        now = self._now
+        inflight = self._inflight
+        with inflight.lock:
+            task = inflight.find(mid, self._conn.generation)
+            if task is not None:
+                task.async_id = async_id
+                if task.state.in_flight:
+                    if not task.t_pending:
+                        task.t_pending = now      # its soft bound restarts (once)
+                    move(task, TaskState.INTERIM)
+                    if task.long_poll:
+                        inflight.disarm(task)     # may wait for hours
+                        task.timed_out = False
+                    elif not task.is_probe:
+                        inflight.arm(task, self._liveness.deadline(task, now))
+        if granted:
+            self._credits.grant(granted, 0)
+        if task is None:
+            self._unmatched(mid)
+
+    def _unmatched(self, mid: int) -> None:
+        client = self._client
+        self._stats.unmatched += 1
+        log.warning("smblayer: %s:%s sent a reply for unknown MessageId %d; dropped",
+                    client.host, client.port, mid)
 
     # -- decryption ---------------------------------------------------------------
 

@@ -120,7 +120,8 @@ class InFlight:
 
     def arm(self, task: SmbTask, deadline: float) -> bool:
         """(Re)start ``task``'s timer; True if ``wake_at`` moved earlier."""
-        self.disarm(task)
+        if task.timer is not None:
+            self.disarm(task)
         task.deadline = deadline
         entry = [deadline, next(self._seq), task]
         task.timer = entry

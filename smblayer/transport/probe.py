@@ -117,7 +117,9 @@ class Liveness:
         """When ``task``'s timer fires after a send or a re-arm at ``now``."""
         policy = task.timeouts or self._client.timeouts
         deadline = now + policy.timeout
-        if not policy.hard:
+        # (sent for the first time right now: its soft bound, counted from
+        # now, ends soft_timeout after this deadline)
+        if task.t_first_sent != now and not policy.hard:
             bound = self.bound(task)
             if now < bound < deadline:
                 deadline = bound

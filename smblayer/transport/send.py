@@ -70,6 +70,11 @@ class Retry(Exception):
     """The connection changed under a sender; start over."""
 
 
+#: ``Sender.send_now`` did nothing: take the general path
+NOT_NOW = object()
+_QUEUED = TaskState.QUEUED.bit
+
+
 #: buffers per sendmsg (IOV_MAX is 1024 on Linux)
 _MAX_BUFFERS = 512
 #: a batch holding this many bytes is written before the next request is
@@ -170,6 +175,68 @@ class Sender:
             self._outbox.append(entry)      # a deque: no lock (the writer pops under one)
             return self._write_queued(mine)
         return self._write_queued(mine, [entry])    # nothing queued: ours goes at once
+
+    def send_now(self, conn, task: SmbTask, fast: bool = False):
+        """The common request's short path: one request, nothing queued,
+        the send lock free and the credits at hand.  It is queued, charged,
+        numbered and written with one hold of the send lock and of the
+        MID-table lock (``queue``, the credit gate and ``transmit`` take
+        three steps and six lock holds for it).  Returns what ``transmit``
+        returns, or ``NOT_NOW`` when nothing was done (a writer is at work,
+        something is queued, or the credits are short: use the general
+        path)."""
+        if conn.lost or conn is not self._client.connection:
+            raise Retry()
+        lock = self._raw_lock
+        if self._outbox or not lock.acquire(False):
+            return NOT_NOW
+        try:
+            reader = self._send_one(conn, task, fast)
+        except BaseException:
+            lock.release()
+            if self._outbox:            # nobody may be left to write them
+                self._client.iod.call_soon(self._flush)
+            raise
+        lock.release()
+        if self._outbox:                # queued while we held the lock
+            if reader is not None and reader is not NOT_NOW:
+                reader.release_reader_role()   # their replies come too: the demux reads
+                reader = None
+            self._write_queued(None)
+        return reader
+
+    def _send_one(self, conn, task: SmbTask, fast: bool):
+        """``send_now`` under the send lock."""
+        reader = None
+        inflight = self._inflight
+        with inflight.lock:
+            if not task.state.allowed & _QUEUED:
+                raise task.error or SmbCancelledError("request cancelled")
+            need = self._charge(conn.wire, task)
+            if not self._credits.take_now(need, task.priority):
+                return NOT_NOW
+            task.state = TaskState.QUEUED
+            demux = conn.demux
+            if fast and not inflight.pending and demux is not None and \
+                    demux.take_reader_role():
+                reader = demux
+            now = time.monotonic()
+            inflight.register(task, inflight.allocate(conn.wire.is_smb1, need),
+                              conn.generation, now)
+            wake = not task.is_probe and inflight.arm(task, self._deadline(task, now))
+        try:
+            self._send_single(conn, task, need, now)
+        except BaseException:
+            shutdown(conn.sock)         # as in _drain: the MessageIds can't be trusted
+            if reader is not None:
+                reader.release_reader_role()
+            raise
+        if demux is not None:
+            if wake:
+                demux.wake()
+            if reader is None and demux.fast_reader:
+                demux.kick()            # another request joined: the demux reads again
+        return reader
 
     def hold(self) -> bool:
         """Take the writer's role if it is free, without waiting (a caller
@@ -299,7 +366,6 @@ class Sender:
         conn = batch[0][0]
         buffers: list = []
         total = 0
-        stats = self._stats
         wire = conn.wire
         for _conn, tasks, related, credits in batch:
             try:
@@ -317,17 +383,33 @@ class Sender:
             if total >= _FLUSH_BYTES:
                 self._write(conn, buffers, total)
                 buffers, total = [], 0
-            first = None
-            for task in tasks:
-                counters = stats.command(wire, task.command)
-                counters.ops += 1
-                counters.queue_time += now - task.t_queued
-                if task.sends > 1:
-                    counters.retransmissions += 1
-                first = first or counters
-            first.bytes_sent += size + 4
+            self._count(wire, tasks, size + 4, now)
         if buffers:
             self._write(conn, buffers, total)
+
+    def _send_single(self, conn, task: SmbTask, credits: int, now: float) -> None:
+        """``_send_batch`` of one request that is not a compound."""
+        try:
+            parts = self._build(conn, (task,), False)
+        except Exception as exc:  # noqa: BLE001 - it fails, unsent
+            self._fail_unbuilt((task,), credits, exc)
+            return
+        size = sum(map(len, parts)) + 4
+        self._count(conn.wire, (task,), size, now)
+        self._write(conn, (frame_prefix(size - 4), *parts), size)
+
+    def _count(self, wire, tasks: Sequence[SmbTask], size: int, now: float) -> None:
+        """The send-side counters of a request (or compound) of ``size`` bytes."""
+        first = None
+        command = self._stats.command
+        for task in tasks:
+            task.counters = counters = command(wire, task.command)
+            counters.ops += 1
+            counters.queue_time += now - task.t_queued
+            if task.sends > 1:
+                counters.retransmissions += 1
+            first = first or counters
+        first.bytes_sent += size
 
     def _fail_unbuilt(self, tasks: Sequence[SmbTask], credits: int, error: Exception) -> None:
         """A request could not be built or protected: it fails, unsent."""

@@ -39,16 +39,20 @@ def command_name(is_smb1: bool, command: int) -> str:
 class ClientStats:
     def __init__(self):
         self._commands: Dict[Tuple[bool, int], CommandStats] = {}
+        self._smb1: Dict[int, CommandStats] = {}     # the same, by family
+        self._smb2: Dict[int, CommandStats] = {}
         self.reconnects = 0
         self.keepalives = 0
         self.unmatched = 0
         self.not_responding_time = 0.0
 
     def command(self, wire, command: int) -> CommandStats:
-        key = (wire.is_smb1, command)
-        stats = self._commands.get(key)
+        family = self._smb1 if wire.is_smb1 else self._smb2    # no key tuple per request
+        stats = family.get(command)
         if stats is None:
+            key = (wire.is_smb1, command)
             stats = self._commands.setdefault(key, CommandStats(command_name(*key)))
+            family[command] = stats
         return stats
 
     def snapshot(self, extra: dict, not_responding_since: Optional[float], now: float) -> dict:

@@ -400,18 +400,19 @@ def test_rejected_create_reply_leaves_no_open_behind(samba, dialect):
             tree.remove("orphan.bin")
 
 
-class MutateNegotiateReply:
-    """s2c rewrite: when armed, set the MessageId of the next NEGOTIATE
-    response to ``value``."""
+class MutateReply:
+    """s2c rewrite: when armed, pack ``value`` (struct ``fmt``) at ``offset``
+    of the next SMB2 reply to ``command``."""
 
-    def __init__(self, value: int):
-        self.value = value
+    def __init__(self, command: int, offset: int, fmt: str, value: int):
+        self.command, self.offset, self.fmt, self.value = command, offset, fmt, value
         self.armed = False
         self.fired = 0
         self._lock = threading.Lock()
 
     def __call__(self, frame: bytes) -> Optional[bytes]:
-        if frame[:4] != b"\xfeSMB" or len(frame) < 64 or struct.unpack_from("<H", frame, 12)[0]:
+        if frame[:4] != b"\xfeSMB" or len(frame) < 64 or \
+                struct.unpack_from("<H", frame, 12)[0] != self.command:
             return None
         with self._lock:
             if not self.armed:
@@ -419,8 +420,30 @@ class MutateNegotiateReply:
             self.armed = False
             self.fired += 1
         out = bytearray(frame)
-        struct.pack_into("<Q", out, 24, self.value)
+        struct.pack_into(self.fmt, out, self.offset, self.value)
         return bytes(out)
+
+
+def _reconnect_with(samba, mutation: MutateReply, check) -> None:
+    """Connect through a proxy, arm ``mutation``, reset the connection and
+    make a call; ``check(tree, took)`` judges it."""
+    with FaultProxy(samba.host, samba.port) as proxy:
+        proxy.rewrite("s2c", mutation)
+        with fs.connect(samba.host, "share", samba.username, samba.password, port=proxy.port,
+                        dialects=DialectRange(Dialect.SMB3_1_1, Dialect.SMB3_1_1),
+                        timeouts=TIMEOUTS, durable=False,
+                        reconnect=ReconnectPolicy(initial_delay=0.05, max_delay=0.2)) as tree:
+            tree.write_bytes("recon.bin", b"before")
+            mutation.armed = True
+            proxy.reset()
+            started = time.monotonic()
+            try:
+                tree.write_bytes("recon.bin", b"after")
+                error = None
+            except SmbError as exc:
+                error = exc
+            check(tree, time.monotonic() - started, error)
+            assert mutation.fired == 1
 
 
 def test_reconnect_negotiate_reply_with_another_message_id(samba):
@@ -430,19 +453,21 @@ def test_reconnect_negotiate_reply_with_another_message_id(samba):
     Before, the connection numbered its requests from the server's
     MessageId: 0xFFFF...FF + 1 fit no header, every send of the recovery
     failed with struct.error, and the call waited 60 s for credits."""
-    mutation = MutateNegotiateReply(_BREAK_MID)
-    with FaultProxy(samba.host, samba.port) as proxy:
-        proxy.rewrite("s2c", mutation)
-        with fs.connect(samba.host, "share", samba.username, samba.password, port=proxy.port,
-                        dialects=DialectRange(Dialect.SMB3_1_1, Dialect.SMB3_1_1),
-                        timeouts=TIMEOUTS, durable=False,
-                        reconnect=ReconnectPolicy(initial_delay=0.05, max_delay=0.2)) as tree:
-            tree.write_bytes("negmid.bin", b"before")
-            mutation.armed = True
-            proxy.reset()
-            started = time.monotonic()
-            tree.write_bytes("negmid.bin", b"after")
-            assert time.monotonic() - started < CALL_BOUND
-            assert mutation.fired == 1
-            assert tree.read_bytes("negmid.bin") == b"after"
-            tree.remove("negmid.bin")
+    def check(tree, took, error):
+        assert error is None and took < CALL_BOUND
+        assert tree.read_bytes("recon.bin") == b"after"
+        tree.remove("recon.bin")
+    _reconnect_with(samba, MutateReply(0, 24, "<Q", _BREAK_MID), check)
+
+
+def test_reconnect_session_setup_reply_with_another_session_id(samba):
+    """The first SESSION_SETUP response of a reconnect carries a wrong
+    SessionId: the second leg fails (STATUS_USER_SESSION_DELETED) and
+    grants no credits, which leaves the connection one credit and nothing
+    in flight.  The waiting write (a three-credit compound) asks for credits
+    with an ECHO and gets its answer at once (SmbError: the session was not
+    set up again).  Before, it waited for credits no reply would grant,
+    until Samba dropped the idle connection 60 s later."""
+    def check(tree, took, error):
+        assert took < CALL_BOUND, f"the write took {took:.1f} s"
+    _reconnect_with(samba, MutateReply(1, 44, "<I", 0xFFFFFFFF), check)
