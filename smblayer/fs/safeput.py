@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import os
 import posixpath
-from typing import Any, Generator, Optional, Tuple
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Any, Generator, Optional, Tuple
 
 from ..errors import SmbStatusError
 from ..proto.status import NtStatus
