@@ -31,7 +31,8 @@ from .ops import normpath, ns_to_filetime, seconds_to_ns
 
 __all__ = ["has_plans", "filetimes", "temp_name", "write_job", "run_one"]
 
-Job = Generator[Any, Any, Any]
+if TYPE_CHECKING:
+    Job = Generator[Any, Any, Any]
 
 
 def has_plans(tree) -> bool:
