@@ -12,13 +12,16 @@ import logging
 import os
 import re
 import sys
-from typing import Dict, Iterator, Optional, Tuple
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Dict, Iterator, Optional, Tuple
 
 from .. import fs
 from ..config import Dialect, DialectRange, TimeoutPolicy
 from ..errors import SmbAuthError, SmbError
 from ..records import FrozenRecord
 from ..registry import get_client
+from ..security.signing import HMAC_SHA256
 from .words import UsageError
 
 log = logging.getLogger("smblayer")
@@ -182,7 +185,13 @@ def client_options(args) -> dict:
                                  echo_interval=min(2.0, t))
     else:
         timeouts = TimeoutPolicy(mode=mode)
-    return {"dialects": DialectRange(lo, hi), "timeouts": timeouts}
+    options = {"dialects": DialectRange(lo, hi), "timeouts": timeouts}
+    if not (args.sign or args.encrypt):
+        # Signing is then only the session's last SESSION_SETUP response and
+        # TREE_CONNECT (unless the server requires more): HMAC-SHA256 (hashlib)
+        # there spares a one-shot command importing cryptography for AES-GMAC.
+        options["signing_algorithms"] = (HMAC_SHA256,)
+    return options
 
 
 class NoPasswordError(SmbAuthError):

@@ -42,7 +42,9 @@ import io
 import logging
 import threading
 import weakref
-from typing import Callable, Deque, Iterable, List, Optional, Set, Tuple
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Callable, Deque, Iterable, List, Optional, Set, Tuple
 
 from ..errors import SmbConnectionError, SmbError, SmbStatusError
 from ..proto.status import NtStatus
@@ -60,7 +62,8 @@ MAX_IN_FLIGHT = 8
 _READ_AHEAD_AFTER = 2          # sequential reads before read-ahead starts
 _READ_ALLOC = 64 << 20          # read(n) allocates n bytes up to this, more only if known there
 
-Builder = Callable[[Handle], SmbTask]
+if TYPE_CHECKING:
+    Builder = Callable[[Handle], SmbTask]
 
 
 class SmbRawFile(ClosingMixin, LockingFile, io.RawIOBase):
@@ -469,9 +472,12 @@ class SmbRawFile(ClosingMixin, LockingFile, io.RawIOBase):
                         return
                     into = view[start:start + step]
                     mine: List[SmbTask] = []
-                    yield (lambda h, o=pos + start, n=len(into), into=into, mine=mine:
-                           lend(h, o, n, into, mine) if placeable
-                           else ops.read_task(h, o, n)), (into, mine)
+                    # (only a READ lent the slice refers to it: a task the
+                    # receive thread drops late must not hold the buffer)
+                    yield ((lambda h, o=pos + start, n=len(into), into=into, mine=mine:
+                            lend(h, o, n, into, mine)) if placeable
+                           else (lambda h, o=pos + start, n=len(into): ops.read_task(h, o, n))
+                           ), (into, mine)
                 pos += len(view)
 
         def consume(reply, item) -> None:

@@ -16,6 +16,10 @@ the unused nonce tail, so it is never rebuilt on receive).  A nonce must never
 repeat under one key, so each TransformCipher draws nonces from its own
 64-bit counter followed by a random salt; share one TransformCipher between
 all channels of a session.  Encrypted messages are not signed.
+
+A TransformCipher is made for every 3.x session whose server offers
+encryption, used or not; it imports cryptography (several ms of a one-shot
+command) and keys its AEADs on its first message only.
 """
 from __future__ import annotations
 
@@ -23,18 +27,21 @@ import itertools
 import os
 import struct
 import threading
-from typing import List, Optional, Sequence, Union
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import List, Optional, Sequence, Union
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM
+# cryptography's names, imported when a session first encrypts or decrypts
+# (see _load_cryptography): a session that never does never loads it.
+InvalidTag = Cipher = algorithms = modes = AESCCM = AESGCM = None
 
 __all__ = [
     "AES_128_CCM", "AES_128_GCM", "AES_256_CCM", "AES_256_GCM", "DecryptError",
     "TRANSFORM_HEADER_SIZE", "TransformCipher", "transform_session_id",
 ]
 
-Buffer = Union[bytes, bytearray, memoryview]
+if TYPE_CHECKING:
+    Buffer = Union[bytes, bytearray, memoryview]
 
 # Cipher ids of the 3.1.1 SMB2_ENCRYPTION_CAPABILITIES context.
 AES_128_CCM = 1
@@ -70,7 +77,20 @@ class DecryptError(ValueError):
     """A transformed message is malformed or fails authentication."""
 
 
+def _load_cryptography() -> None:
+    """Import the cryptography names this module uses (once)."""
+    global InvalidTag, Cipher, algorithms, modes, AESCCM, AESGCM
+    if AESGCM is None:
+        from cryptography import exceptions
+        from cryptography.hazmat.primitives import ciphers
+        from cryptography.hazmat.primitives.ciphers import aead
+        InvalidTag, Cipher = exceptions.InvalidTag, ciphers.Cipher
+        algorithms, modes = ciphers.algorithms, ciphers.modes
+        AESCCM, AESGCM = aead.AESCCM, aead.AESGCM
+
+
 def _aead(cipher_id: int, key: bytes) -> Union[AESCCM, AESGCM]:
+    _load_cryptography()
     key_len = _CIPHERS[cipher_id][0]
     if len(key) != key_len:
         raise ValueError(f"cipher {cipher_id} needs a {key_len}-byte key, got {len(key)}")
@@ -102,8 +122,11 @@ class TransformCipher:
             raise ValueError("SMB 3.0/3.0.2 only support AES-128-CCM")
         self.cipher_id = cipher_id
         self.dialect = dialect
-        self._encryptor = _aead(cipher_id, encryption_key)
-        self._decryptor = _aead(cipher_id, decryption_key)
+        key_len = _CIPHERS[cipher_id][0]
+        for key in (encryption_key, decryption_key):
+            if len(key) != key_len:
+                raise ValueError(f"cipher {cipher_id} needs a {key_len}-byte key, got {len(key)}")
+        self._encryptor = self._decryptor = None     # AEADs keyed on first use (_keyed)
         self._decryption_key = decryption_key
         self._encryption_key = bytes(encryption_key)
         self._out = threading.local()       # per sending thread: a reusable output buffer
@@ -113,6 +136,11 @@ class TransformCipher:
 
     def __repr__(self) -> str:
         return f"TransformCipher(cipher_id={self.cipher_id}, dialect=0x{self.dialect:04x})"
+
+    def _keyed(self) -> None:
+        """Import cryptography and key the AEADs (a cipher's first message)."""
+        self._encryptor = _aead(self.cipher_id, self._encryption_key)
+        self._decryptor = _aead(self.cipher_id, self._decryption_key)
 
     def encrypt(self, message_parts: Sequence[Buffer], session_id: int) -> List[Buffer]:
         """Encrypt the concatenation of ``message_parts``.
@@ -136,6 +164,8 @@ class TransformCipher:
         message: the sender writes a large frame before it builds another);
         a smaller one gets its own (a writer may build several before it
         sends them together)."""
+        if self._encryptor is None:
+            self._keyed()
         size = sum(map(len, parts))
         aad = _AAD.pack(nonce_field, size, 0, _ENCRYPTED, session_id)
         encryptor = Cipher(algorithms.AES(self._encryption_key),
@@ -159,6 +189,8 @@ class TransformCipher:
         return [PROTOCOL_ID + encryptor.tag + aad, view[:size]]
 
     def _seal(self, nonce_field: bytes, plaintext: bytes, session_id: int) -> List[Buffer]:
+        if self._encryptor is None:
+            self._keyed()
         aad = _AAD.pack(nonce_field, len(plaintext), 0, _ENCRYPTED, session_id)
         sealed = self._encryptor.encrypt(nonce_field[:self._nonce_len], plaintext, aad)
         ciphertext = memoryview(sealed)[:-TAG_SIZE]
@@ -169,6 +201,8 @@ class TransformCipher:
         view = memoryview(frame).cast("B")
         tag, nonce = self._check_header(view, view.nbytes - TRANSFORM_HEADER_SIZE)
         ciphertext = view[TRANSFORM_HEADER_SIZE:]
+        if self._decryptor is None:
+            self._keyed()
         try:
             return self._decryptor.decrypt(nonce[:self._nonce_len], b"".join((ciphertext, tag)),
                                            view[_AAD_START:TRANSFORM_HEADER_SIZE])
@@ -198,6 +232,8 @@ class TransformCipher:
             return None
         view = memoryview(header).cast("B")[:TRANSFORM_HEADER_SIZE]
         tag, nonce = self._check_header(view, ciphertext_size)
+        if self._decryptor is None:
+            self._keyed()
         decryptor = Cipher(algorithms.AES(self._decryption_key),
                            modes.GCM(nonce[:self._nonce_len], tag)).decryptor()
         decryptor.authenticate_additional_data(view[_AAD_START:TRANSFORM_HEADER_SIZE])

@@ -10,12 +10,13 @@ has no KDF: the session key signs directly.
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
 import struct
-from typing import Optional
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Optional
 
 from ..records import FrozenRecord
+from .digests import hmac_digest, sha256
 
 __all__ = ["SessionKeys", "derive_session_keys", "smb3kdf"]
 
@@ -43,7 +44,7 @@ def smb3kdf(ki: bytes, label: bytes, context: bytes, length_bits: int = 128) -> 
     out = b""
     counter = 1
     while len(out) * 8 < length_bits:
-        out += hmac.new(ki, _U32BE.pack(counter) + label + tail, hashlib.sha256).digest()
+        out += hmac_digest(ki, (_U32BE.pack(counter), label, tail), sha256)
         counter += 1
     return out[:length_bits // 8]
 

@@ -32,15 +32,16 @@ to its NT hash in ``__init__`` and not kept; nothing here logs.
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
-import re
 import struct
+import sys
 import time
-from typing import List, Optional, Tuple
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import List, Optional, Tuple
 
 from ..errors import SmbProtocolError
+from .digests import hmac_md5
 
 __all__ = ["NtlmAuthenticator", "md4", "nt_hash", "ntowfv2", "ntlmv2_response", "rc4"]
 
@@ -79,7 +80,7 @@ _U64 = struct.Struct("<Q")
 _AUTH_PAYLOAD = 88                                       # head, 6 fields, flags, version, MIC
 _MIC_AT = 72
 _EPOCH_AS_FILETIME = 116444736000000000
-_HASHES = re.compile(r"^[0-9a-fA-F]{32}:[0-9a-fA-F]{32}$")
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 
 
 # -- primitives -------------------------------------------------------------------
@@ -124,9 +125,15 @@ def md4(data: bytes) -> bytes:
 
 
 def rc4(key: bytes, data: bytes) -> bytes:
-    """RC4 of ``data`` under ``key`` (one message: a fresh key schedule):
-    cryptography's when it has one (a pure-Python RC4 costs ~0.3 ms per
-    session setup), else :func:`_rc4_python`."""
+    """RC4 of ``data`` under ``key`` (one message: a fresh key schedule).
+
+    NTLM uses it once per session setup, on a 16-byte key: the pure-Python
+    :func:`_rc4_python` takes ~0.1 ms there, while importing cryptography
+    for it would cost a one-shot command several ms (a session that signs
+    with HMAC-SHA256 and does not encrypt needs nothing else of it).  So
+    cryptography's RC4 is used only when cryptography is loaded already."""
+    if "cryptography.hazmat.primitives.ciphers" not in sys.modules:
+        return _rc4_python(key, data)
     try:
         from cryptography.hazmat.decrepit.ciphers.algorithms import ARC4
         from cryptography.hazmat.primitives.ciphers import Cipher
@@ -152,24 +159,23 @@ def _rc4_python(key: bytes, data: bytes) -> bytes:
     return bytes(out)
 
 
-def _hmac_md5(key: bytes, *parts: bytes) -> bytes:
-    mac = hmac.new(key, digestmod=hashlib.md5)
-    for part in parts:
-        mac.update(part)
-    return mac.digest()
+def _is_hash_pair(text: str) -> bool:
+    """``text`` is 32 hex digits, a colon and 32 hex digits (an ``LM:NT``
+    pair; tested without a regex, whose compiling a one-shot command pays)."""
+    return len(text) == 65 and text[32] == ":" and _HEX_DIGITS.issuperset(text[:32] + text[33:])
 
 
 def nt_hash(password: str) -> bytes:
     """NTOWFv1: MD4 of the UTF-16LE password; an ``LM:NT`` pair of hex hashes
     is taken as the hashes themselves (pass-the-hash, as pyspnego allows)."""
-    if _HASHES.match(password):
+    if _is_hash_pair(password):
         return bytes.fromhex(password.split(":")[1])
     return md4(password.encode("utf-16-le"))
 
 
 def ntowfv2(user: str, domain: str, password_hash: bytes) -> bytes:
     """NTOWFv2 ([MS-NLMP] 3.3.2) from the NT hash."""
-    return _hmac_md5(password_hash, (user.upper() + domain).encode("utf-16-le"))
+    return hmac_md5(password_hash, (user.upper() + domain).encode("utf-16-le"))
 
 
 def ntlmv2_response(response_key: bytes, server_challenge: bytes, client_challenge: bytes,
@@ -177,13 +183,13 @@ def ntlmv2_response(response_key: bytes, server_challenge: bytes, client_challen
     """(NtChallengeResponse, SessionBaseKey) of NTLMv2 ([MS-NLMP] 3.3.2)."""
     temp = b"".join((b"\x01\x01", bytes(6), timestamp, client_challenge, bytes(4),
                      target_info, bytes(4)))
-    proof = _hmac_md5(response_key, server_challenge, temp)
-    return proof + temp, _hmac_md5(response_key, proof)
+    proof = hmac_md5(response_key, server_challenge, temp)
+    return proof + temp, hmac_md5(response_key, proof)
 
 
 def lmv2_response(response_key: bytes, server_challenge: bytes,
                   client_challenge: bytes) -> bytes:
-    return _hmac_md5(response_key, server_challenge, client_challenge) + client_challenge
+    return hmac_md5(response_key, server_challenge, client_challenge) + client_challenge
 
 
 # -- messages ---------------------------------------------------------------------
@@ -332,7 +338,7 @@ class NtlmAuthenticator:
         head += _U32.pack(flags) + _VERSION + bytes(16)
         message = head + b"".join(fields)
         if with_mic:
-            message[_MIC_AT:_MIC_AT + 16] = _hmac_md5(self._session_key, self._negotiate,
+            message[_MIC_AT:_MIC_AT + 16] = hmac_md5(self._session_key, self._negotiate,
                                                        challenge.raw, bytes(message))
         return bytes(message)
 

@@ -9,12 +9,16 @@ context of the 3.1.1 session keys, binding them to the whole exchange.
 """
 from __future__ import annotations
 
-import hashlib
-from typing import Sequence, Union
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Sequence, Union
+
+from .digests import sha512
 
 __all__ = ["PREAUTH_HASH_SIZE", "PreauthHash"]
 
-Buffer = Union[bytes, bytearray, memoryview]
+if TYPE_CHECKING:
+    Buffer = Union[bytes, bytearray, memoryview]
 PREAUTH_HASH_SIZE = 64
 
 
@@ -30,7 +34,7 @@ class PreauthHash:
 
     def update(self, message: Union[Buffer, Sequence[Buffer]]) -> None:
         """Absorb one complete message, given as one buffer or a list of buffers."""
-        sha = hashlib.sha512(self._value)
+        sha = sha512(self._value)
         if isinstance(message, (list, tuple)):
             for part in message:
                 sha.update(part)

@@ -4,9 +4,10 @@ Theory of operation: a signed SMB2 message carries SMB2_FLAGS_SIGNED and a
 16-byte MAC in header bytes 48..63.  The MAC covers the whole message (header
 and body, including a compound element's trailing alignment padding) with the
 signature field zeroed and the flag already set.  The algorithm depends on the
-dialect: HMAC-SHA256 truncated to 16 bytes (2.x), AES-128-CMAC (3.x) or
-AES-128-GMAC (3.1.1 signing capability), whose 12-byte nonce is the MessageId
-plus a role word that separates server messages and CANCEL requests.  All MACs
+dialect: HMAC-SHA256 truncated to 16 bytes (2.x, or 3.1.1 when negotiated),
+AES-128-CMAC (3.x) or AES-128-GMAC (3.1.1 signing capability), whose 12-byte
+nonce is the MessageId plus a role word that separates server messages and
+CANCEL requests.  cryptography is imported by the first AES signer only.  All MACs
 are computed incrementally, so a message may be given as several buffers and
 large payloads are never concatenated.
 
@@ -15,19 +16,23 @@ the 8-byte SecuritySignature field, truncated to 8 bytes.
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
 import struct
-from typing import Iterable, Union
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Iterable, Union
 
-from cryptography.hazmat.primitives import cmac
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from .digests import compare_digest, hmac_sha256
+
+# cryptography's AES primitives, imported by the first AES signer (see
+# _load_aes): a session signing with HMAC-SHA256 never loads cryptography.
+cmac = Cipher = algorithms = modes = None
 
 __all__ = [
     "AES_CMAC", "AES_GMAC", "HMAC_SHA256", "Smb1Signer", "Smb2Signer", "gmac_nonce",
 ]
 
-Buffer = Union[bytes, bytearray, memoryview]
+if TYPE_CHECKING:
+    Buffer = Union[bytes, bytearray, memoryview]
 
 # SigningAlgorithmId values of the 3.1.1 SMB2_SIGNING_CAPABILITIES context.
 HMAC_SHA256 = 0
@@ -55,6 +60,21 @@ def gmac_nonce(header: Buffer) -> bytes:
     return bytes(header[_MESSAGE_ID_OFFSET:_MESSAGE_ID_OFFSET + 8]) + _U32.pack(role)
 
 
+def _load_aes():
+    """Import cryptography's CMAC, Cipher, algorithms and modes into this
+    module (once); returns ``algorithms``.  Importing cryptography costs a
+    one-shot command several ms, so only AES-CMAC/GMAC signers do it."""
+    global cmac, Cipher, algorithms, modes
+    if algorithms is None:
+        from cryptography.hazmat.primitives import cmac as cmac_module
+        from cryptography.hazmat.primitives.ciphers import Cipher as cipher_class
+        from cryptography.hazmat.primitives.ciphers import algorithms as algorithms_module
+        from cryptography.hazmat.primitives.ciphers import modes as modes_module
+        cmac, Cipher, modes = cmac_module, cipher_class, modes_module
+        algorithms = algorithms_module
+    return algorithms
+
+
 class Smb2Signer:
     """Signs and verifies SMB2 messages with one signing key."""
 
@@ -71,7 +91,7 @@ class Smb2Signer:
             raise ValueError(f"unknown signing algorithm {algorithm!r}")
         self.algorithm = algorithm
         self._key = bytes(key)
-        self._aes = algorithms.AES(self._key) if algorithm != HMAC_SHA256 else None
+        self._aes = _load_aes().AES(self._key) if algorithm != HMAC_SHA256 else None
 
     def __repr__(self) -> str:
         return f"Smb2Signer(algorithm={self.algorithm})"
@@ -79,10 +99,7 @@ class Smb2Signer:
     def _mac(self, header: Buffer, parts: Iterable[Buffer]) -> bytes:
         """MAC over header followed by parts; the signature field must be zero."""
         if self.algorithm == HMAC_SHA256:
-            mac = hmac.new(self._key, header, hashlib.sha256)
-            for part in parts:
-                mac.update(part)
-            return mac.digest()[:16]
+            return hmac_sha256(self._key, (header, *parts))[:16]
         if self.algorithm == AES_CMAC:
             mac = cmac.CMAC(self._aes)
             mac.update(header)
@@ -124,7 +141,7 @@ class Smb2Signer:
             return False
         received = bytes(header[_SIG_START:_SIG_END])
         header[_SIG_START:_SIG_END] = _ZERO_SIGNATURE
-        return hmac.compare_digest(self._mac(header, (view[SMB2_HEADER_SIZE:],)), received)
+        return compare_digest(self._mac(header, (view[SMB2_HEADER_SIZE:],)), received)
 
 
 # SMB1 header offsets (message without the 4-byte NetBIOS length).
@@ -137,19 +154,21 @@ _SMB1_SIG_START, _SMB1_SIG_END = 14, 22
 class Smb1Signer:
     """SMB1 (NT LM 0.12) MD5 signing; the MAC key is session_key || response."""
 
-    __slots__ = ("_mac_key",)
+    __slots__ = ("_mac_key", "_md5")
 
     def __init__(self, session_key: bytes, response: bytes = b"") -> None:
         if not session_key:
             raise ValueError("empty SMB1 session key")
+        import hashlib                  # OpenSSL's MD5: an SMB1 signer MACs every message
         self._mac_key = bytes(session_key) + bytes(response)
+        self._md5 = hashlib.md5
 
     def __repr__(self) -> str:
         return "Smb1Signer()"
 
     def _mac(self, message: Buffer, seq: int) -> bytes:
         view = memoryview(message).cast("B")
-        md5 = hashlib.md5(self._mac_key)
+        md5 = self._md5(self._mac_key)
         md5.update(view[:_SMB1_SIG_START])
         md5.update(_U64.pack(seq))
         md5.update(view[_SMB1_SIG_END:])
@@ -168,4 +187,4 @@ class Smb1Signer:
         if len(message) < SMB1_HEADER_SIZE:
             return False
         received = bytes(message[_SMB1_SIG_START:_SMB1_SIG_END])
-        return hmac.compare_digest(self._mac(message, seq), received)
+        return compare_digest(self._mac(message, seq), received)

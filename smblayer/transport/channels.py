@@ -21,9 +21,10 @@ with: it offers the few public names they read (``connection``, ``state``,
 
 Sending (:meth:`ChannelSet.route`): the client's request path asks, once
 the client is ACTIVE, which channel a single request goes on.  READ and
-WRITE of the bound session are spread by outstanding credits: once channel
-0 has ``spread_above`` credits in flight, the channel (0 included) with the
-fewest credits in flight takes it.  Everything else
+WRITE of the bound session are spread by outstanding credits: once the
+channels have ``spread_above`` credits in flight together, the channel (0
+included) with the fewest credits in flight takes it, so that a transfer
+keeps the channels evenly loaded.  Everything else
 stays on channel 0 (metadata, compounds, CREATE, locks, and the caller
 fast path).  A task pinned to a channel (the binding legs) goes there or
 fails.  CANCEL goes on the request's own channel (``ChannelSet.cancel``).
@@ -77,7 +78,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Callable, Dict, List, Optional
 
 from ..config import DialectRange
 from ..errors import (SmbAuthError, SmbClosedError, SmbConnectionError, SmbError,
@@ -438,9 +441,13 @@ class ChannelSet:
 
     #: spread READ/WRITE over the extra channels
     spread = True
-    #: ... once channel 0 has this many credits in flight (64 KiB each: 4 MiB).
-    #: Below, one connection keeps up and more threads only cost CPU (on a
-    #: 2-core loopback, spreading every request cost 10-40%; bench_multichannel)
+    #: ... once the session's channels have this many credits in flight
+    #: together (64 KiB each: 4 MiB), then evenly (the least loaded takes
+    #: the request).  Below, one connection keeps up and small I/O stays on
+    #: channel 0.  Even, not "channel 0 first": with one NIC per channel a
+    #: file's window is drained by all of them alike (bench_multichannel
+    #: --link: channel 0 holding 4 MiB of an 8 MiB window capped 4 channels
+    #: at 2.2x one).
     spread_above = 64
 
     def __init__(self, client, *, max_channels: int, table_lock, stats,
@@ -576,21 +583,23 @@ class ChannelSet:
                 return channel
         connector = self._connector
         if connector is not None and connector.failing_over:
-            return self._carrier()
+            return self._carrier(task)
         session = self.session
         if not self.spread or task.command not in SPREAD_COMMANDS or task.security is None or \
                 task.security is not session:
             return None
         best: Optional[Channel] = None
         load = self.client.credit_load()
-        if load < self.spread_above:
-            return None         # channel 0 alone carries this much without help
+        total = load
         for channel in self.channels:
             if channel.phase != ACTIVE:
                 continue
             used = channel.credits.in_flight
+            total += used
             if used < load:
                 best, load = channel, used
+        if total < self.spread_above:
+            return None         # channel 0 alone carries this much without help
         return best
 
     def break_in(self, reply, channel: Optional[Channel]) -> None:
@@ -620,15 +629,21 @@ class ChannelSet:
             self.main.break_acks += 1
         return None
 
-    def _carrier(self) -> Optional[Channel]:
+    def _carrier(self, task: SmbTask) -> Optional[Channel]:
         """Channel 0 is down: the active channel with the fewest credits in
         flight carries the request; None (after ending the failover: the
-        client reconnects) if no channel is active."""
+        client reconnects) if no channel is active.  A re-authentication's
+        SESSION_SETUP legs all take the first active channel: the legs of
+        one exchange go on one connection (a server takes a leg on another
+        channel for a binding, [MS-SMB2] 3.2.5.3)."""
         best: Optional[Channel] = None
+        first = task.command == smb2.Command.SESSION_SETUP
         for channel in self.channels:
             if channel.phase == ACTIVE and (
                     best is None or channel.credits.in_flight < best.credits.in_flight):
                 best = channel
+                if first:
+                    break
         if best is None:
             self._connector.end_failover()
         return best

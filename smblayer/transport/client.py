@@ -45,7 +45,9 @@ import os
 import threading
 import time
 from concurrent.futures import Future
-from typing import Dict, Optional, Sequence
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Dict, Optional, Sequence
 
 from ..config import Dialect, DialectRange, ReconnectPolicy, TimeoutPolicy
 from ..errors import (SmbCancelledError, SmbClosedError, SmbConnectionError, SmbError,
@@ -149,6 +151,7 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
 
         self.state = ClientState.CONNECTING
         self.connection = None
+        self._last_dialect: Optional[Dialect] = None    # what a closed client spoke
         self._stats = ClientStats()
         self._teardown_stalled: Optional[tuple] = None   # (generation, last_rx) of a stall
         self.hooks = Hooks()
@@ -201,7 +204,9 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
     @property
     def dialect(self) -> Optional[Dialect]:
         negotiated = self.negotiated
-        return negotiated.dialect if negotiated is not None else None
+        # closed: the dialect it spoke (the fs layer picks SMB1 or SMB2 code
+        # by it; the call then fails with SmbClosedError, not AttributeError)
+        return negotiated.dialect if negotiated is not None else self._last_dialect
 
     @property
     def generation(self) -> int:
@@ -321,8 +326,16 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
             self._send_async(task)
         else:
             # Not connected or short of credits: never block the caller.
-            self._iod.call_soon(self._send_async, task)
+            self._later(self._send_async, task)
         return future
+
+    def _later(self, fn, *args) -> None:
+        """Run ``fn(*args)`` on smbiod; a closed client's is shut down:
+        SmbClosedError (not smbiod's RuntimeError)."""
+        try:
+            self._iod.call_soon(fn, *args)
+        except RuntimeError:
+            raise SmbClosedError("client closed") from None
 
     def echo(self, timeouts: Optional[TimeoutPolicy] = None) -> float:
         """One ECHO round trip; returns the round-trip time in seconds."""
@@ -410,6 +423,8 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
             if self.state is not ClientState.CLOSED:
                 self._move(ClientState.CLOSED)
             conn, self.connection = self.connection, None
+            if conn is not None:
+                self._last_dialect = conn.negotiated.dialect
         self._credits.wake_all()
         self.close_channels()
         connector.fail_everything(SmbClosedError("client closed"))
@@ -544,6 +559,23 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
                         + (f" ({error})" if error is not None else ""))
                 self._state_cond.wait(remaining)
 
+    def _credits_starved(self, left: int) -> None:
+        """The credit gate's first waiter needs more than ``left`` and no
+        reply is coming to grant it: ask for credits with an ECHO (its
+        header asks for more when few are left), or with none left drop the
+        connection (the reconnect starts the credits over)."""
+        log.warning("smblayer: %s:%s left the client %d credit(s) and nothing in flight; %s",
+                    self.host, self.port, left, "asking for more" if left else "reconnecting")
+        conn = self.connection
+        if left:
+            try:
+                self._later(self._liveness.keepalive)
+            except SmbClosedError:
+                pass                    # the waiter's abort() sees it
+        elif conn is not None:
+            self._connector.connection_lost(conn, SmbProtocolError(
+                f"{self.host}:{self.port} left the client no credits"))
+
     def _take_credits(self, conn: Connection, tasks: Sequence[SmbTask], need: int) -> None:
         def abort() -> bool:
             return self.state is ClientState.CLOSED or conn.lost or \
@@ -551,7 +583,8 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
         try:
             # a held batch (hold_sends) is written before waiting: its
             # replies are what grant the credits
-            self._credits.take(need, tasks[0].priority, abort, self._sender.release)
+            self._credits.take(need, tasks[0].priority, abort, self._sender.release,
+                               self._credits_starved)
         except CreditsAborted:
             if self.state is ClientState.CLOSED:
                 raise SmbClosedError("client closed") from None

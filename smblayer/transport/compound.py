@@ -41,7 +41,9 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import Future
-from typing import Callable, List, Optional, Sequence
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Callable, List, Optional, Sequence
 
 from ..errors import SmbCancelledError, SmbConnectionError, SmbError
 from ..loopcheck import check_not_in_loop
@@ -204,5 +206,5 @@ class CompoundMixin:
                 self._credits.available > len(tasks) + 1:
             self._send_async(tasks[0])
         else:
-            self._iod.call_soon(self._send_async, tasks[0])
+            self._later(self._send_async, tasks[0])
         return run.future

@@ -7,12 +7,22 @@ is kept back for priority requests (echo probes, break acknowledgements),
 which also skip the queue, so a client that has spent its window can still
 prove the server alive and answer a break.  With nothing in flight the last
 credit may go to anyone: right after NEGOTIATE the server grants just one.
+
+Starved: the first waiter needs more than is left and nothing is in flight,
+so no reply is coming to grant more ([MS-SMB2] 3.3.1.2 tells a server never
+to leave a client so, but an error reply granting nothing after a few
+one-credit requests does: a failed SESSION_SETUP of a reconnect left one
+credit for a three-credit compound).  The waiter then calls ``starved(left)``
+(outside the lock), once per wake-up: the client asks the server for
+credits with an ECHO, or reconnects when none is left (cifs.ko: EDEADLK).
 """
 from __future__ import annotations
 
 import collections
 import threading
-from typing import Callable, Deque, Optional
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Callable, Deque, Optional
 
 
 class CreditsAborted(Exception):
@@ -37,11 +47,14 @@ class CreditGate:
         return self._in_flight
 
     def take(self, need: int, priority: bool, abort: Callable[[], bool],
-             before_wait: Optional[Callable[[], None]] = None) -> None:
+             before_wait: Optional[Callable[[], None]] = None,
+             starved: Optional[Callable[[int], None]] = None) -> None:
         """Take ``need`` credits, waiting FIFO; ``abort()`` is checked on
         every wake-up and raises CreditsAborted when true.  ``before_wait()``
         runs (no lock held) when the caller must wait: e.g. to write the
-        requests it queued, whose replies grant the credits."""
+        requests it queued, whose replies grant the credits.
+        ``starved(left)`` runs (no lock held) when the gate is starved (see
+        the module's docstring)."""
         if self.take_now(need, priority):
             return
         if before_wait is not None:
@@ -49,6 +62,7 @@ class CreditGate:
         with self._cond:
             me = object()
             self._queue.append(me)
+            asked = False
             try:
                 while True:
                     if abort():
@@ -58,7 +72,18 @@ class CreditGate:
                         self._available -= need
                         self._in_flight += need
                         return
+                    if starved is not None and not asked and not self._in_flight and \
+                            self._queue[0] is me:
+                        asked = True
+                        left = self._available
+                        self._lock.release()
+                        try:
+                            starved(left)
+                        finally:
+                            self._lock.acquire()
+                        continue        # a grant may have come meanwhile
                     self._cond.wait()
+                    asked = False
             finally:
                 self._queue.remove(me)
                 if self._queue:

@@ -49,7 +49,11 @@ NOT_LOADED = ("dataclasses", "inspect", "ast", "dis", "argparse", "gettext", "sm
               "smblayer.fs.batch", "smblayer.fs.dfs",
               "smblayer.fs.watch", "smblayer.rpc", "smblayer.fsspec", "smblayer.aio",
               "smblayer.proto.security",
-              "spnego", "gssapi", "krb5")
+              "spnego", "gssapi", "krb5",
+              "cryptography",     # HMAC-SHA256 signing, no encryption: no AES
+              "hashlib", "hmac", "_hashlib",   # security.digests: no OpenSSL either
+              "typing",           # type names are imported under TYPE_CHECKING only
+              "socket")           # transport.sockets: _socket, no enum conversions
 
 
 def modules_of_run(samba, argv) -> set:

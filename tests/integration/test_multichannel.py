@@ -417,6 +417,34 @@ def test_a_break_is_acknowledged_on_the_channel_it_came_in_on(server, kind):
         assert (one["break_acks"], main["break_acks"]) == (1, 0), counters
 
 
+@pytest.mark.parametrize("dialect", [Dialect.SMB3_0, Dialect.SMB3_1_1], ids=lambda d: d.name)
+def test_reauthentication_keeps_the_session_and_every_channel_key(server, dialect):
+    """Re-authenticating a session with channels ([MS-SMB2] 3.2.4.2.3.1):
+    the legs go on channel 0 (the session's own connection: a SESSION_SETUP
+    answered on another channel is a binding, 3.2.5.3), the keys are not
+    derived again (3.2.5.3.2), so every channel's signing key stays valid:
+    signed I/O spread over all channels goes on, same session, no binding."""
+    with connect(server, dialect, channels=3, require_signing=True) as tree:
+        client = tree.session.client
+        session_id = tree.session.session_id
+        data = os.urandom(4 << 20)
+        tree.write_bytes("reauth.bin", data)
+        legs = binding_legs(client)
+        ops = [c["ops"] for c in client.stats()["_client"]["channels"]]
+        setups = setup_ops(client)
+        tree.session.reauthenticate()
+        assert setup_ops(client) > setups                      # it went out...
+        assert [c["ops"] for c in client.stats()["_client"]["channels"]] == ops   # ...on channel 0
+        for _round in range(3):
+            assert tree.read_bytes("reauth.bin") == data
+            tree.write_bytes("reauth.bin", data)
+        counters = client.stats()["_client"]
+        assert all(c["ops"] > o for c, o in zip(counters["channels"], ops)), counters
+        assert tree.session.session_id == session_id and counters["reconnects"] == 0
+        assert binding_legs(client) == legs
+        assert [ch.state for ch in client.channels] == ["active"] * 3
+
+
 def test_cancel_goes_on_the_requests_own_channel(server):
     """A CHANGE_NOTIFY pending on an extra channel, then cancelled: the
     CANCEL must go on that channel (a CANCEL on another connection names a

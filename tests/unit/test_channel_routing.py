@@ -82,6 +82,21 @@ def test_no_spreading_below_the_threshold():
     assert cs.route(task(smb2.Command.WRITE, session)) is idle
 
 
+def test_past_the_threshold_the_channels_are_loaded_evenly():
+    """The threshold counts the credits in flight on every channel: once
+    spreading, channel 0 gets no more than its share (holding 4 MiB of a
+    file's 8 MiB window while three channels shared the rest capped four
+    NICs at about twice one)."""
+    one, two = Channel(1, 30), Channel(2, 40)
+    cs, session = channel_set(40, one, two, spread_above=64)
+    assert cs.route(task(smb2.Command.WRITE, session)) is one       # 110 in flight in all
+    one.credits.in_flight = two.credits.in_flight = 0
+    cs.client.load = 63
+    assert cs.route(task(smb2.Command.WRITE, session)) is None      # below: channel 0 alone
+    one.credits.in_flight = 1
+    assert cs.route(task(smb2.Command.WRITE, session)) is two
+
+
 def test_a_pinned_task_goes_to_its_channel_and_a_rerouted_one_forgets_its_last():
     dead = Channel(1, 0, phase=DEAD)
     cs, session = channel_set(100, dead)
@@ -155,3 +170,27 @@ def test_remembered_breaks_are_bounded():
         cs.break_in(oplock_break(n.to_bytes(16, "little")), one)
     assert len(cs._break_channels) == BREAKS_REMEMBERED
     assert cs.route(ack(session, (BREAKS_REMEMBERED + 9).to_bytes(16, "little"))) is one
+
+
+class FailingOver:
+    """The connect worker while channel 0 fails over."""
+
+    failing_over = True
+
+    def end_failover(self):
+        self.failing_over = False
+
+
+def test_while_channel_0_fails_over_a_reauthentication_keeps_to_one_channel():
+    """Channel 0 down: requests go to the least loaded active channel, but
+    every SESSION_SETUP leg of a re-authentication to the first active one
+    (legs of one exchange on one connection, [MS-SMB2] 3.2.5.3)."""
+    dead, busy, idle = Channel(1, 0, phase=DEAD), Channel(2, 50), Channel(3, 0)
+    cs, session = channel_set(0, dead, busy, idle)
+    cs._connector = FailingOver()
+    assert cs.route(task(smb2.Command.CREATE, session)) is idle
+    for _leg in range(2):
+        assert cs.route(task(smb2.Command.SESSION_SETUP, session)) is busy
+    idle.phase = busy.phase = DEAD
+    assert cs.route(task(smb2.Command.SESSION_SETUP, session)) is None
+    assert not cs._connector.failing_over          # nothing carries it: reconnect

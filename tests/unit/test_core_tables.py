@@ -177,6 +177,46 @@ def test_credit_gate_keeps_one_for_priority_while_in_flight():
     assert got == [1]
 
 
+def test_a_starved_credit_gate_asks_for_credits():
+    """One credit left, three needed, nothing in flight: no reply will grant
+    more, so the waiter calls ``starved(left)`` (once per wake-up, outside
+    the gate's lock) -- the client then asks the server for credits -- and
+    takes its credits when they come."""
+    gate = CreditGate()
+    gate.reset(1)
+    calls, got = [], []
+
+    def starved(left):
+        calls.append(left)
+        assert gate.try_take(1)          # the ECHO asking for credits: no deadlock
+    waiter = threading.Thread(target=lambda: (gate.take(3, False, lambda: False, None, starved),
+                                              got.append(3)))
+    waiter.start()
+    waiter.join(0.2)
+    assert waiter.is_alive() and calls == [1] and not got    # the ECHO is in flight
+    gate.grant(8, 1)                     # its reply grants 8
+    waiter.join(2)
+    assert got == [3] and gate.available == 5
+
+
+def test_a_credit_gate_with_requests_in_flight_is_not_starved():
+    gate = CreditGate()
+    gate.reset(2)
+    gate.take(2, False, lambda: False)   # their replies will grant more
+    calls = []
+    waiter = threading.Thread(target=gate.take, args=(3, False, lambda: False, None,
+                                                      calls.append))
+    waiter.start()
+    waiter.join(0.2)
+    assert waiter.is_alive() and calls == []
+    gate.grant(1, 2)                     # replies granted little: now it is starved
+    waiter.join(0.2)
+    assert calls == [1]
+    gate.grant(5)
+    waiter.join(2)
+    assert not waiter.is_alive()
+
+
 def test_credit_gate_is_fifo_and_abortable():
     gate = CreditGate()
     gate.reset(0)
