@@ -7,7 +7,9 @@ so a bad value raises before anything is sent.
 from __future__ import annotations
 
 import enum
-from typing import Optional
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Optional
 
 from .records import FrozenRecord, replace
 

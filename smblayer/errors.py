@@ -8,7 +8,9 @@ parse messages.  File errors also derive from the matching builtin, so
 from __future__ import annotations
 
 import errno
-from typing import Optional
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Optional
 
 from .proto.status import NtStatus, status_name
 

@@ -23,7 +23,9 @@ frozen dataclass does.
 """
 from __future__ import annotations
 
-from typing import Any, Tuple
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Any, Tuple
 
 __all__ = ["Record", "FrozenRecord", "replace"]
 

@@ -12,7 +12,9 @@ import logging
 import os
 import re
 import sys
-from typing import Dict, Iterator, Optional, Tuple
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Dict, Iterator, Optional, Tuple
 
 from .. import fs
 from ..config import Dialect, DialectRange, TimeoutPolicy

@@ -10,7 +10,9 @@ import posixpath
 import stat
 import sys
 import time
-from typing import BinaryIO, Dict, Iterator, List, Tuple
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import BinaryIO, Dict, Iterator, List, Tuple
 
 from .. import fs
 from ..errors import status_error

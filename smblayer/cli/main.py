@@ -14,7 +14,8 @@ interpreter exit, cost a one-shot ``stat`` about an eighth of its
 instructions (callgrind: 275 M -> 242 M).  So collection is off while the
 command's code loads; then those objects are frozen (``gc.freeze``: out of
 the collector's sight, still freed by reference counting) and collection
-runs as usual for the command itself; at exit what is left is frozen too.
+runs as usual for the command itself; at exit what is left is frozen too,
+and the process ends without the interpreter's teardown (:func:`_exit_now`).
 ``main(argv)`` called from Python leaves the collector alone.
 """
 from __future__ import annotations
@@ -46,6 +47,33 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     gc.freeze()
     gc.enable()
     try:
-        return run(args)
+        status = run(args)
     finally:
         gc.freeze()
+    _exit_now(status)
+    return status
+
+
+def _exit_now(status: int) -> None:
+    """End the program now with ``status``, as the interpreter's exit
+    would: the atexit handlers run (logging's flush, the client registry's)
+    and stdout and stderr are flushed, then the process ends without the
+    interpreter's teardown (freeing every module, class and object one by
+    one: ~3 % of a one-shot command's instructions).  Nothing is skipped
+    that the command needs: it closed its connections and files.  Where
+    that cannot be said -- a thread that is no daemon still runs, a flush
+    fails -- this returns, and the interpreter exits the usual way."""
+    import atexit
+    import os
+    import sys
+    import threading
+    me = threading.current_thread()
+    if any(t is not me and not t.daemon and t.is_alive() for t in threading.enumerate()):
+        return
+    atexit._run_exitfuncs()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        return
+    os._exit(status or 0)

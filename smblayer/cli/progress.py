@@ -15,7 +15,9 @@ import logging
 import sys
 import threading
 import time
-from typing import Optional, TextIO
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Optional, TextIO
 
 _WIDTH = 20          # characters of the bar itself
 _INTERVAL = 0.1      # seconds between redraws

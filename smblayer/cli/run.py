@@ -12,7 +12,9 @@ import os
 import signal
 import sys
 import threading
-from typing import Iterator, Optional
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Iterator, Optional
 
 from ..errors import SmbAuthError, SmbError, SmbStatusError
 from ..proto.status import NtStatus, status_name

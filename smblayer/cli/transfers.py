@@ -15,7 +15,9 @@ import os
 import posixpath
 import stat
 import sys
-from typing import BinaryIO, Callable, List, Optional, Sequence, Tuple
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import BinaryIO, Callable, List, Optional, Sequence, Tuple
 
 from ..fs import transfer
 from ..fs.transfer import VerifyError

@@ -7,7 +7,9 @@
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Mapping, Optional
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Mapping, Optional
 
 from ..config import TimeoutPolicy
 from ..loopcheck import check_not_in_loop

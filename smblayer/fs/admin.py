@@ -34,7 +34,9 @@ import io
 import logging
 import os
 import struct
-from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple, Union
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 from ..errors import SmbProtocolError, SmbStatusError
 from ..proto.commands import (INFO_FILESYSTEM, INFO_SECURITY, parse_query_info_response,

@@ -67,7 +67,9 @@ import collections
 import logging
 import threading
 import time
-from typing import Deque, List, Optional, Tuple
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Deque, List, Optional, Tuple
 
 from ..errors import SmbError, SmbStatusError
 from ..proto.status import NtStatus
@@ -90,7 +92,8 @@ _REUSED_AS_IS = (FILE_OPEN, FILE_OPEN_IF)
 _REUSED_TRUNCATED = (FILE_OVERWRITE, FILE_OVERWRITE_IF)
 _CHANGES = FILE_WRITE_DATA | FILE_APPEND_DATA | DELETE     # an open that may change the file
 
-_Entry = Tuple[float, Handle]       # (deadline, handle)
+if TYPE_CHECKING:
+    _Entry = Tuple[float, Handle]       # (deadline, handle)
 
 
 def _caches_handles(handle: Handle) -> bool:

@@ -46,7 +46,9 @@ import logging
 import os
 import threading
 import time
-from typing import List, Optional
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import List, Optional
 
 from ..errors import SmbError, status_error
 from ..proto.status import NtStatus

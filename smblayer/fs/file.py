@@ -42,7 +42,9 @@ import io
 import logging
 import threading
 import weakref
-from typing import Callable, Deque, Iterable, List, Optional, Set, Tuple
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Callable, Deque, Iterable, List, Optional, Set, Tuple
 
 from ..errors import SmbConnectionError, SmbError, SmbStatusError
 from ..proto.status import NtStatus
@@ -60,7 +62,8 @@ MAX_IN_FLIGHT = 8
 _READ_AHEAD_AFTER = 2          # sequential reads before read-ahead starts
 _READ_ALLOC = 64 << 20          # read(n) allocates n bytes up to this, more only if known there
 
-Builder = Callable[[Handle], SmbTask]
+if TYPE_CHECKING:
+    Builder = Callable[[Handle], SmbTask]
 
 
 class SmbRawFile(ClosingMixin, LockingFile, io.RawIOBase):

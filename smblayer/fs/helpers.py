@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Callable, Iterator, List, Optional, Sequence, Tuple
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 from ..errors import SmbStatusError, status_error
 from ..proto.status import NtStatus

@@ -37,7 +37,9 @@ import io
 import logging
 import math
 import threading
-from typing import List, Optional, Tuple, Union
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import List, Optional, Tuple, Union
 
 from ..errors import (SmbCancelledError, SmbConnectionError, SmbError, SmbStatusError,
                       SmbTimeoutError)

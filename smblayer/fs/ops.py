@@ -24,7 +24,9 @@ from __future__ import annotations
 import math
 import os
 import stat as stat_module
-from typing import Any, Iterator, Optional, Tuple
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Any, Iterator, Optional, Tuple
 
 from ..records import FrozenRecord, Record
 

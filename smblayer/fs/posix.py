@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import io
 import warnings
-from typing import Optional
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Optional
 
 from ..errors import SmbProtocolError
 from ..proto import posix as wire

@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Iterable
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Iterable
 
 from ..client import STAGE_HANDLE, STAGE_TREE
 

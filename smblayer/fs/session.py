@@ -31,7 +31,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Dict, Optional
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Dict, Optional
 
 from ..client import STAGE_SESSION, SmbClient
 from ..config import Dialect

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Callable, Iterator, List, Optional, Sequence, Tuple, TypeVar
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Callable, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
 from ..config import Dialect
 from ..errors import SmbError, SmbProtocolError, SmbStatusError, status_error
@@ -47,7 +49,8 @@ from .dircache import NO_DIR_CACHE
 from .posix import POSIX_DIR_MODE, POSIX_FILE_MODE, apply_posix_info, posix_file_info
 
 log = logging.getLogger("smblayer")
-R = TypeVar("R")
+if TYPE_CHECKING:
+    R = TypeVar("R")
 
 Command = smb2.Command
 SHARE_CAP_CONTINUOUS_AVAILABILITY = 0x10
@@ -74,7 +77,8 @@ _NOT_ERRORS_DIR = frozenset({0, NtStatus.NO_MORE_FILES, NtStatus.NO_SUCH_FILE})
 
 
 #: (tasks to send: one request or a compound, finish(replies) -> the result)
-Plan = Tuple[List[SmbTask], Callable[[Sequence[Reply]], object]]
+if TYPE_CHECKING:
+    Plan = Tuple[List[SmbTask], Callable[[Sequence[Reply]], object]]
 
 
 def _decode(parse: Callable[..., R], *args) -> R:

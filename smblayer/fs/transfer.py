@@ -48,7 +48,9 @@ import os
 import posixpath
 import stat
 from concurrent.futures import ThreadPoolExecutor
-from typing import BinaryIO, Callable, Iterator, Optional, Tuple
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import BinaryIO, Callable, Iterator, Optional, Tuple
 
 from ..errors import SmbError
 
@@ -61,7 +63,8 @@ __all__ = ["CHUNK", "VerifyError", "chunk_size", "upload", "download", "send", "
 
 CHUNK = 16 * 1024 * 1024          # bytes per read()/write() call on transfers
 
-Progress = Optional[Callable[[int], object]]
+if TYPE_CHECKING:
+    Progress = Optional[Callable[[int], object]]
 
 
 def _ignore(_n: int) -> None:

@@ -30,7 +30,9 @@ import os
 import threading
 import time
 import weakref
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 from ..errors import SmbAuthError, SmbConnectionError, SmbError, SmbStatusError
 from ..proto.commands import (FILE_NOTIFY_CHANGE_ALL, NO_FILE_ID, ioctl_request,

@@ -29,7 +29,9 @@ Nothing here does I/O.
 from __future__ import annotations
 
 import struct
-from typing import List, Optional, Sequence, Tuple
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import List, Optional, Sequence, Tuple
 
 from ..records import Record
 from .info import FileState

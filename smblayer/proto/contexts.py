@@ -22,7 +22,9 @@ the chain is skipped, not an error (the open itself succeeded).
 from __future__ import annotations
 
 import struct
-from typing import Dict, Optional, Sequence, Tuple
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Dict, Optional, Sequence, Tuple
 
 __all__ = ["LEASE", "DURABLE_V1_REQUEST", "DURABLE_V1_RECONNECT", "DURABLE_V2_REQUEST",
            "DURABLE_V2_RECONNECT", "QUERY_ON_DISK_ID", "DH2_FLAG_PERSISTENT",

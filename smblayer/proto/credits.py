@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import struct
-from typing import Sequence, Tuple
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Sequence, Tuple
 
 #: Commands that may charge more than one credit: READ WRITE IOCTL
 #: QUERY_DIRECTORY CHANGE_NOTIFY QUERY_INFO SET_INFO.

@@ -20,13 +20,16 @@ out as a ``PlacedFrame``: no allocation, no copy.
 from __future__ import annotations
 
 import struct
-from typing import List, Union
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import List, Union
 
 MAX_FRAME = 0xFFFFFF
 _LENGTH = struct.Struct(">I")
 _LENGTH_AT = _LENGTH.unpack_from
 
-Buffer = Union[bytes, bytearray, memoryview]
+if TYPE_CHECKING:
+    Buffer = Union[bytes, bytearray, memoryview]
 
 
 class FramingError(ValueError):

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import re
 import struct
-from typing import List
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import List
 
 from ..errors import SmbProtocolError
 from ..records import FrozenRecord

@@ -24,7 +24,9 @@ reparse data, symbolic-link errors) are in :mod:`smblayer.proto.fscc`.
 from __future__ import annotations
 
 import struct
-from typing import Tuple
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Tuple
 
 from ..records import Record
 from .smb2 import MalformedMessage

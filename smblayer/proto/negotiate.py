@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import enum
 import struct
-from typing import List, Optional, Tuple, Union
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import List, Optional, Tuple, Union
 
 from ..config import Dialect, DialectRange
 from ..records import Record

@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import stat as stat_module
 import struct
-from typing import Iterator, Optional, Tuple
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Iterator, Optional, Tuple
 
 from ..records import Record
 from .smb2 import POSIX_EXTENSIONS_GUID

@@ -15,7 +15,9 @@ raises :class:`MalformedMessage`.
 from __future__ import annotations
 
 import struct
-from typing import Tuple
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Tuple
 
 from . import smb1
 from .smb2 import HEADER_SIZE, MalformedMessage

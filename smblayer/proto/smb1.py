@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import enum
 import struct
-from typing import List, Sequence, Tuple
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import List, Sequence, Tuple
 
 from ..records import Record
 from .smb2 import MalformedMessage

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import enum
 import struct
-from typing import List, Optional, Tuple
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import List, Optional, Tuple
 
 from ..records import Record
 from .status import NtStatus

@@ -21,9 +21,11 @@ session layer to authenticate again with raw NTLMSSP (see fs.session).
 """
 from __future__ import annotations
 
-import socket
+import _socket
 import struct
-from typing import Optional, Tuple
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Optional, Tuple
 
 from ..proto.status import NtStatus
 
@@ -39,9 +41,9 @@ def _is_ip_literal(host: str) -> bool:
     # inet_pton, not the ipaddress module: that import cost every connect
     # ~1.5 ms (cold start, issue 20); an IPv6 scope ("%eth0") is allowed
     address = host.strip("[]").split("%", 1)[0]
-    for family in (socket.AF_INET, socket.AF_INET6):
+    for family in (_socket.AF_INET, _socket.AF_INET6):
         try:
-            socket.inet_pton(family, address)
+            _socket.inet_pton(family, address)
         except (OSError, ValueError):
             continue
         return True

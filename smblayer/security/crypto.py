@@ -27,7 +27,9 @@ import itertools
 import os
 import struct
 import threading
-from typing import List, Optional, Sequence, Union
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import List, Optional, Sequence, Union
 
 # cryptography's names, imported when a session first encrypts or decrypts
 # (see _load_cryptography): a session that never does never loads it.
@@ -38,7 +40,8 @@ __all__ = [
     "TRANSFORM_HEADER_SIZE", "TransformCipher", "transform_session_id",
 ]
 
-Buffer = Union[bytes, bytearray, memoryview]
+if TYPE_CHECKING:
+    Buffer = Union[bytes, bytearray, memoryview]
 
 # Cipher ids of the 3.1.1 SMB2_ENCRYPTION_CAPABILITIES context.
 AES_128_CCM = 1

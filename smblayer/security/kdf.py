@@ -11,7 +11,9 @@ has no KDF: the session key signs directly.
 from __future__ import annotations
 
 import struct
-from typing import Optional
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Optional
 
 from ..records import FrozenRecord
 from .digests import hmac_digest, sha256

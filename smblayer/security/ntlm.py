@@ -36,7 +36,9 @@ import os
 import struct
 import sys
 import time
-from typing import List, Optional, Tuple
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import List, Optional, Tuple
 
 from ..errors import SmbProtocolError
 from .digests import hmac_md5

@@ -9,13 +9,16 @@ context of the 3.1.1 session keys, binding them to the whole exchange.
 """
 from __future__ import annotations
 
-from typing import Sequence, Union
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Sequence, Union
 
 from .digests import sha512
 
 __all__ = ["PREAUTH_HASH_SIZE", "PreauthHash"]
 
-Buffer = Union[bytes, bytearray, memoryview]
+if TYPE_CHECKING:
+    Buffer = Union[bytes, bytearray, memoryview]
 PREAUTH_HASH_SIZE = 64
 
 

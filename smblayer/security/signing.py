@@ -17,7 +17,9 @@ the 8-byte SecuritySignature field, truncated to 8 bytes.
 from __future__ import annotations
 
 import struct
-from typing import Iterable, Union
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Iterable, Union
 
 from .digests import compare_digest, hmac_sha256
 
@@ -29,7 +31,8 @@ __all__ = [
     "AES_CMAC", "AES_GMAC", "HMAC_SHA256", "Smb1Signer", "Smb2Signer", "gmac_nonce",
 ]
 
-Buffer = Union[bytes, bytearray, memoryview]
+if TYPE_CHECKING:
+    Buffer = Union[bytes, bytearray, memoryview]
 
 # SigningAlgorithmId values of the 3.1.1 SMB2_SIGNING_CAPABILITIES context.
 HMAC_SHA256 = 0

@@ -78,7 +78,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Callable, Dict, List, Optional
 
 from ..config import DialectRange
 from ..errors import (SmbAuthError, SmbClosedError, SmbConnectionError, SmbError,

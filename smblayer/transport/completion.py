@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import Future
-from typing import Callable, List, Optional
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Callable, List, Optional
 
 from ..proto.status import NtStatus
 

@@ -41,7 +41,9 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import Future
-from typing import Callable, List, Optional, Sequence
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Callable, List, Optional, Sequence
 
 from ..errors import SmbCancelledError, SmbConnectionError, SmbError
 from ..loopcheck import check_not_in_loop

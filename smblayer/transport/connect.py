@@ -44,12 +44,14 @@ reconnect and recovery above.
 """
 from __future__ import annotations
 
+import _socket
 import logging
 import os
-import socket
 import threading
 import time
-from typing import Callable, List, Optional
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Callable, List, Optional
 
 from ..errors import (SmbClosedError, SmbConnectionError, SmbError, SmbNegotiateError,
                       SmbNegotiateRefusedError, SmbProtocolError, SmbTimeoutError)
@@ -58,6 +60,7 @@ from ..proto.framing import FrameReader, FramingError, frame_prefix
 from ..proto.negotiate import NegotiateFailed, NegotiateResult, Negotiator, Outgoing
 from .compound import CompoundLost
 from .send import shutdown
+from .sockets import Socket, create_connection
 from .states import ClientState
 from .task import SmbTask, TaskState, move
 from .wire import wire_for
@@ -72,7 +75,7 @@ CLOSE_WAIT = 2.0       # how long close() waits for threads to stop
 class Connection:
     """One socket generation: the socket, what was negotiated, its demux."""
 
-    def __init__(self, sock: socket.socket, generation: int, negotiated: NegotiateResult):
+    def __init__(self, sock: Socket, generation: int, negotiated: NegotiateResult):
         self.sock = sock
         self.generation = generation
         self.negotiated = negotiated
@@ -86,21 +89,21 @@ class Connection:
         self.bound_signer: Optional[tuple] = None
 
 
-def open_socket(host: str, port: int, timeout: float) -> socket.socket:
+def open_socket(host: str, port: int, timeout: float) -> Socket:
     """A connected TCP socket with Nagle off and keepalive on."""
     try:
         # An ASCII name goes as bytes: a str makes getaddrinfo load the idna
         # codec (and unicodedata), a cost every one-shot command paid.
         name = host.encode("ascii") if host.isascii() else host
-        sock = socket.create_connection((name, port), timeout=timeout)
+        sock = create_connection(name, port, timeout)
     except OSError as exc:
         raise SmbConnectionError(f"cannot connect to {host}:{port}: {exc}") from exc
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+    sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_KEEPALIVE, 1)
     return sock
 
 
-def negotiate(sock: socket.socket, dialects, deadline: float, *,
+def negotiate(sock: Socket, dialects, deadline: float, *,
               require_signing: bool = False, client_guid: bytes,
               ciphers=None, signing_algorithms=None, posix: bool = False,
               multichannel: bool = False) -> NegotiateResult:
@@ -130,19 +133,19 @@ def negotiate(sock: socket.socket, dialects, deadline: float, *,
         raise SmbNegotiateError(str(exc)) from None
     except (smb2.MalformedMessage, FramingError) as exc:
         raise SmbProtocolError(f"malformed negotiate response: {exc}") from None
-    except socket.timeout:
+    except _socket.timeout:
         raise SmbConnectionError("timed out waiting for the negotiate response") from None
     except OSError as exc:
         raise SmbConnectionError(f"negotiate failed: {exc}") from exc
 
 
-def _send_outgoing(sock: socket.socket, out: Outgoing, deadline: float) -> None:
+def _send_outgoing(sock: Socket, out: Outgoing, deadline: float) -> None:
     data = out.to_bytes()
     sock.settimeout(max(0.001, deadline - time.monotonic()))
     sock.sendall(frame_prefix(len(data)) + data)
 
 
-def _read_frame(sock: socket.socket, reader: FrameReader, deadline: float) -> bytes:
+def _read_frame(sock: Socket, reader: FrameReader, deadline: float) -> bytes:
     while True:
         sock.settimeout(max(0.001, deadline - time.monotonic()))
         n = sock.recv_into(reader.buffer())

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import collections
 import threading
-from typing import Callable, Deque, Optional
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Callable, Deque, Optional
 
 
 class CreditsAborted(Exception):

@@ -37,18 +37,21 @@ error)``.  The sender uses the reader-role methods (``take_reader_role``,
 """
 from __future__ import annotations
 
+import _socket
 import logging
 import select
-import socket
 import threading
 import time
-from typing import Callable, Dict, Optional
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Callable, Dict, Optional
 
 from ..errors import SmbProtocolError
 from ..proto import smb2
 from ..proto.framing import FrameReader, FramingError, PlacedFrame
 from ..proto.status import is_error
 from .completion import Batch
+from .sockets import Socket, socketpair
 from .task import Reply, TaskState, move
 from .wire import PLACEMENT_HEAD
 
@@ -81,7 +84,7 @@ class Demux:
         self._complete = self._batch.add
         self.replies = 0                  # did this connection ever answer?
         self._now = 0.0                   # when the read being dispatched came
-        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r, self._wake_w = socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._wake_pending = False
@@ -95,7 +98,7 @@ class Demux:
         self._kicked = False
         self._reader_ident: Optional[int] = None
         self._skip_fast = 0                   # fast-path offers to decline (see read_for)
-        self._kick_r, self._kick_w = socket.socketpair()
+        self._kick_r, self._kick_w = socketpair()
         self._kick_r.setblocking(False)
         self._kick_w.setblocking(False)
         self._caller_poll = None
@@ -160,7 +163,7 @@ class Demux:
         that breaks the protocol."""
         reader = self._reader
         try:
-            n = self._conn.sock.recv_into(reader.buffer(), 0, socket.MSG_DONTWAIT)
+            n = self._conn.sock.recv_into(reader.buffer(), 0, _socket.MSG_DONTWAIT)
         except (BlockingIOError, InterruptedError):
             return
         if n == 0:
@@ -461,7 +464,7 @@ class Demux:
         self._drain(self._wake_r)
 
     @staticmethod
-    def _drain(sock: socket.socket) -> None:
+    def _drain(sock: Socket) -> None:
         try:
             while sock.recv(64):
                 pass

@@ -28,7 +28,9 @@ runs under a layer lock.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Iterator, List, Tuple
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Any, Callable, Iterator, List, Tuple
 
 log = logging.getLogger("smblayer")
 

@@ -17,11 +17,14 @@ import collections
 import logging
 import threading
 from concurrent.futures import Future
-from typing import Callable, Deque, Optional, Tuple
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Callable, Deque, Optional, Tuple
 
 log = logging.getLogger("smblayer")
 
-_Item = Tuple[Optional[Future], Callable, tuple]
+if TYPE_CHECKING:
+    _Item = Tuple[Optional[Future], Callable, tuple]
 
 
 class SmbIod:

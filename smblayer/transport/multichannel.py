@@ -13,7 +13,9 @@ failover, the worker) live in ``smblayer.transport.channels``.
 """
 from __future__ import annotations
 
-from typing import List, Optional
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import List, Optional
 
 from ..errors import SmbMultichannelError
 from .channels import ACTIVE, BINDING, DEAD, ChannelInfo, ChannelSet

@@ -55,7 +55,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable, List, Optional, Tuple
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Callable, List, Optional, Tuple
 
 from ..errors import SmbError, SmbProtocolError, SmbTimeoutError
 from .send import Retry

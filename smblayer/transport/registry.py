@@ -23,7 +23,9 @@ import atexit
 import os
 import threading
 import weakref
-from typing import Dict, Tuple
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Dict, Tuple
 
 from .states import ClientState
 
@@ -92,10 +94,15 @@ class Registry:
         clients = list(self._all)
         if not clients:
             return
-        worker = threading.Thread(target=lambda: [c.run_exit_handlers() for c in clients],
-                                  name="smblayer-exit", daemon=True)
-        worker.start()
-        worker.join(EXIT_WAIT)
+        # the exit handlers (a session's: its files' deferred work) run on a
+        # thread of their own, bounded by EXIT_WAIT; a program that closed its
+        # sessions left none, and spares that thread (a one-shot command)
+        handled = [c for c in clients if c.hooks.exit]
+        if handled:
+            worker = threading.Thread(target=lambda: [c.run_exit_handlers() for c in handled],
+                                      name="smblayer-exit", daemon=True)
+            worker.start()
+            worker.join(EXIT_WAIT)
         for client in clients:
             client.close()
 

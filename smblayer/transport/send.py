@@ -47,17 +47,20 @@ a new connection); releasing it writes what was queued meanwhile.
 """
 from __future__ import annotations
 
+import _socket
 import collections
 import logging
-import socket
 import threading
 import time
-from typing import Deque, List, Optional, Sequence
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Deque, List, Optional, Sequence
 
 from ..errors import SmbCancelledError
 from ..proto import smb2
 from ..proto.credits import MULTI_CREDIT_COMMANDS, credits_needed, request_sizes
 from ..proto.framing import frame_prefix
+from .sockets import Socket
 from .task import SmbTask, TaskState, can_move, move
 
 log = logging.getLogger("smblayer")
@@ -531,7 +534,7 @@ class Sender:
         self._stats.command(conn.wire, task.command).cancels += 1
 
 
-def sendmsg_all(sock: socket.socket, parts, total: int) -> None:
+def sendmsg_all(sock: Socket, parts, total: int) -> None:
     """sendmsg every buffer, resuming after partial sends, without joining."""
     sent = sock.sendmsg(parts)
     if sent == total:
@@ -551,8 +554,8 @@ def sendmsg_all(sock: socket.socket, parts, total: int) -> None:
         sent = sock.sendmsg(views)
 
 
-def shutdown(sock: socket.socket) -> None:
+def shutdown(sock: Socket) -> None:
     try:
-        sock.shutdown(socket.SHUT_RDWR)
+        sock.shutdown(_socket.SHUT_RDWR)
     except OSError:
         pass

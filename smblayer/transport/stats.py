@@ -5,7 +5,9 @@ ones by the demux thread alone, so no extra lock is taken on the hot path.
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Dict, Optional, Tuple
 
 from ..proto import smb1, smb2
 from .registry import REGISTRY

@@ -22,7 +22,9 @@ from __future__ import annotations
 import enum
 import threading
 from concurrent.futures import Future
-from typing import Any, Callable, Optional, Sequence
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Any, Callable, Optional, Sequence
 
 from ..config import TimeoutPolicy
 

@@ -9,7 +9,9 @@ elsewhere in the hot path.
 from __future__ import annotations
 
 import struct
-from typing import Optional, Tuple
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Optional, Tuple
 
 from ..config import Dialect
 from ..proto import credits as credit_math
@@ -30,7 +32,8 @@ _SMB2_HEADER = smb2.HEADER_SIZE
 _SMB1_REPLY = int(smb1.Flags.REPLY)
 
 # Routed reply: (message_id, status, credits granted, is_interim, async_id, body offset)
-Route = Tuple[int, int, int, bool, Optional[int], int]
+if TYPE_CHECKING:
+    Route = Tuple[int, int, int, bool, Optional[int], int]
 
 
 class Smb2Wire:

@@ -51,7 +51,9 @@ NOT_LOADED = ("dataclasses", "inspect", "ast", "dis", "argparse", "gettext", "sm
               "smblayer.proto.security",
               "spnego", "gssapi", "krb5",
               "cryptography",     # HMAC-SHA256 signing, no encryption: no AES
-              "hashlib", "hmac", "_hashlib")   # security.digests: no OpenSSL either
+              "hashlib", "hmac", "_hashlib",   # security.digests: no OpenSSL either
+              "typing",           # type names are imported under TYPE_CHECKING only
+              "socket")           # transport.sockets: _socket, no enum conversions
 
 
 def modules_of_run(samba, argv) -> set:
