@@ -308,6 +308,18 @@ def _remote_mkdir(tree, path: str) -> None:
             raise
 
 
+def _remote_mkdirs(tree, dirs: List[str]) -> None:
+    """Make the remote directories of ``put -r`` (parents first): those of
+    one depth together where the tree has plans (fs.many, loaded here)."""
+    if len(dirs) > 1:
+        from ..fs.many import can_batch, make_dirs
+        if can_batch(tree):
+            make_dirs(tree, dirs)
+            return
+    for d in dirs:
+        _remote_mkdir(tree, d)
+
+
 def cmd_put(args) -> int:
     if len(args.paths) < 2:
         raise UsageError("put needs a local source and a remote destination")
@@ -327,8 +339,7 @@ def cmd_put(args) -> int:
             return 0
         sources = _local_sources(texts)
         dirs, jobs = _put_jobs(args, tree, url, sources, path, len(sources) > 1 or into_dir)
-        for d in dirs:
-            _remote_mkdir(tree, d)
+        _remote_mkdirs(tree, dirs)
         label = os.path.basename(os.path.normpath(sources[0])) if len(sources) == 1 else url.share
         n = _run_jobs(args, jobs, label, lambda a, job, bar: _put_one(a, tree, url, job, bar),
                       _pipelined(args, tree, url, jobs, _put_files, remote_is_src=False))

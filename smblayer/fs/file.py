@@ -472,9 +472,12 @@ class SmbRawFile(ClosingMixin, LockingFile, io.RawIOBase):
                         return
                     into = view[start:start + step]
                     mine: List[SmbTask] = []
-                    yield (lambda h, o=pos + start, n=len(into), into=into, mine=mine:
-                           lend(h, o, n, into, mine) if placeable
-                           else ops.read_task(h, o, n)), (into, mine)
+                    # (only a READ lent the slice refers to it: a task the
+                    # receive thread drops late must not hold the buffer)
+                    yield ((lambda h, o=pos + start, n=len(into), into=into, mine=mine:
+                            lend(h, o, n, into, mine)) if placeable
+                           else (lambda h, o=pos + start, n=len(into): ops.read_task(h, o, n))
+                           ), (into, mine)
                 pos += len(view)
 
         def consume(reply, item) -> None:

@@ -9,11 +9,11 @@ thread:
 * download (:func:`get_files`): one compound CREATE + READ + CLOSE, then the
   bytes go to a local temporary name renamed over the destination
   (:func:`.transfer.local_temp`), then its times;
-* upload (:func:`put_files`): CREATE + WRITE + SET_INFO (its times) of a
-  temporary name beside the destination, then SET_INFO (rename over the
-  destination) + CLOSE on that handle: two compounds and one open a file;
-  on any failure the temporary file is deleted, so the destination is whole
-  or as it was;
+* upload (:func:`put_files`): :func:`.safeput.write_job` -- CREATE + WRITE
+  + SET_INFO (its times) of a temporary name beside the destination, then
+  SET_INFO (rename over the destination) + CLOSE on that handle: two
+  compounds and one open a file; on any failure the temporary file is
+  deleted, so the destination is whole or as it was;
 * share to share (:func:`copy_files`): the read of one and the write of the
   other, with the source's times.
 
@@ -27,15 +27,13 @@ Only SMB 2+ trees that are not DFS namespaces have plans
 from __future__ import annotations
 
 import os
-import posixpath
 from typing import Iterable, Iterator, Optional, Tuple
 
-from ..errors import SmbStatusError
-from ..proto.status import NtStatus
-from . import batch, transfer
-from .ops import normpath, ns_to_filetime, seconds_to_ns
+from . import batch, safeput, transfer
+from .ops import normpath
 
-__all__ = ["can_batch", "get_files", "put_files", "copy_files", "read_files", "fits"]
+__all__ = ["can_batch", "get_files", "put_files", "copy_files", "read_files", "fits",
+           "make_dirs"]
 
 Times = Optional[Tuple[float, float]]
 Result = Tuple[object, int, Optional[BaseException]]
@@ -49,10 +47,6 @@ def can_batch(tree) -> bool:
 def fits(tree, size: Optional[int]) -> bool:
     """True if a file of ``size`` bytes goes in one READ and one WRITE."""
     return size is not None and size <= min(tree.io_read_size, tree.io_write_size)
-
-
-def _filetimes(times: Tuple[float, float]) -> Tuple[int, int]:
-    return ns_to_filetime(seconds_to_ns(times[0])), ns_to_filetime(seconds_to_ns(times[1]))
 
 
 def _read_job(tree, path: str):
@@ -81,66 +75,12 @@ def _get_job(tree, src: str, dest: str, times: Times, dirs: bool = False):
     return len(data)
 
 
-def _temp_name(path: str) -> str:
-    folder, name = posixpath.split(path)
-    return posixpath.join(folder, f".{name}.smblayer-{os.urandom(4).hex()}")
-
-
-def _write_job(tree, data, dest: str, filetimes: Optional[Tuple[int, int]]):
-    """Write ``data`` under a temporary name, give it ``filetimes`` (access,
-    write: FILETIMEs), rename it over ``dest``: two compounds, the rename on
-    the handle the data went through; the temporary file is removed on any
-    failure."""
-    ops = tree.ops
-    temp = normpath(_temp_name(dest))
-    handle = None
-    renaming = False          # from here on the handle may be closed (its CLOSE sent)
-    try:
-        handle, written, error = yield ops.write_open_plan(temp, data, filetimes)
-        if error is not None:
-            raise error
-        if written < len(data):
-            raise SmbStatusError(NtStatus.DISK_FULL, "WRITE", dest.replace("\\", "/"),
-                                 message=f"short write ({written} of {len(data)} bytes)")
-        renaming = True
-        yield ops.handle_rename_plan(handle, normpath(dest), True)
-    except GeneratorExit:              # the caller stopped (Ctrl-C): no more plans
-        _discard_quietly(tree, handle, temp)
-        raise
-    except BaseException:
-        try:
-            yield (ops.handle_delete_plan(handle) if handle is not None and not renaming
-                   else ops.delete_plan(temp, False))
-        except Exception:  # noqa: BLE001 - the original error is what matters
-            pass
-        raise
-    return len(data)
-
-
-def _discard_quietly(tree, handle, temp: str) -> None:
-    """Delete the temporary file, on ``handle`` while it may be open, else
-    by name (blocking: the batch is being closed)."""
-    if handle is not None:
-        try:
-            tree.ops.run_plan(tree.ops.handle_delete_plan(handle))
-            return
-        except Exception:  # noqa: BLE001 - closed already (its rename went): by name
-            pass
-    _remove_quietly(tree, temp)
-
-
-def _remove_quietly(tree, path: str) -> None:
-    try:
-        tree.remove(path.replace("\\", "/"))
-    except Exception:  # noqa: BLE001 - best effort on the way out
-        pass
-
-
 def _put_job(tree, local_path: str, dest: str, times: Times):
     with open(local_path, "rb") as local:
         data = local.read()
-    return (yield from _write_job(tree, data, dest,
-                                  _filetimes(times) if times is not None else None))
+    return (yield from safeput.write_job(tree, data, dest,
+                                         safeput.filetimes(times) if times is not None
+                                         else None))
 
 
 def _copy_job(src_tree, src: str, dst_tree, dst: str, filetimes: Optional[Tuple[int, int]]):
@@ -150,7 +90,7 @@ def _copy_job(src_tree, src: str, dst_tree, dst: str, filetimes: Optional[Tuple[
         if filetimes is not None:
             dst_tree.ops.set_times(normpath(dst), *filetimes)
         return n
-    return (yield from _write_job(dst_tree, data, dst, filetimes))
+    return (yield from safeput.write_job(dst_tree, data, dst, filetimes))
 
 
 def read_files(tree, paths: Iterable[str], *,
@@ -186,6 +126,30 @@ def copy_files(src_tree, dst_tree, items: Iterable[Tuple[str, str, Optional[Tupl
     the copy, or None.  Yields ``(src, bytes, error)``."""
     return _results(src_tree.client, ((src, _copy_job(src_tree, src, dst_tree, dst, ft))
                                       for src, dst, ft in items), window)
+
+
+def _mkdir_job(tree, path: str):
+    try:
+        yield tree.ops.mkdir_plan(normpath(path))
+    except FileExistsError:
+        if not tree.isdir(path):
+            raise
+
+
+def make_dirs(tree, paths: Iterable[str], *, window: int = batch.DEFAULT_WINDOW) -> None:
+    """Create the directories ``paths`` (their parents exist or are among
+    them; one that exists already is fine): all those of one depth at once,
+    a round trip a depth, not one or two a directory.  The first failure
+    raises (FileExistsError naming a path that is not a directory)."""
+    levels: dict = {}
+    for path in paths:
+        if path:
+            levels.setdefault(normpath(path).count("\\"), []).append(path)
+    for depth in sorted(levels):
+        jobs = ((p, _mkdir_job(tree, p)) for p in levels[depth])
+        for _path, _result, error in batch.run(tree.client, jobs, window):
+            if error is not None:
+                raise error
 
 
 def _results(client, jobs, window: int) -> Iterator[Result]:

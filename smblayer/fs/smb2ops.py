@@ -625,11 +625,23 @@ class Smb2FileOps(FileOps):
                                            fileinfo.DELETE_PENDING, path),)
             if directory else ())
 
-    def rename_plan(self, path: str, new_path: str, replace: bool = False) -> "Plan":
+    def rename_plan(self, path: str, new_path: str, replace: bool = False,
+                    filetimes: Optional[Tuple[int, int]] = None) -> "Plan":
+        """CREATE + SET_INFO(rename) + CLOSE; with ``filetimes`` (access,
+        write FILETIMEs) a SET_INFO of them before the rename."""
         info = fileinfo.rename_information(self._wire_path(new_path), replace)
-        return self._with_handle(
-            path, DELETE | FILE_READ_ATTRIBUTES, 0,
-            lambda h: (self._set_info_task(h, FILE_RENAME_INFORMATION, info, new_path),))
+        access = DELETE | FILE_READ_ATTRIBUTES
+
+        def middle(h: Handle) -> Tuple[SmbTask, ...]:
+            rename = self._set_info_task(h, FILE_RENAME_INFORMATION, info, new_path)
+            if filetimes is None:
+                return (rename,)
+            times = self._set_info_task(h, FILE_BASIC_INFORMATION,
+                                        fileinfo.basic_information(0, *filetimes), path)
+            return times, rename
+        if filetimes is not None:
+            access |= FILE_WRITE_ATTRIBUTES
+        return self._with_handle(path, access, 0, middle)
 
     def set_times_plan(self, path: str, atime: int, mtime: int) -> "Plan":
         return self._with_handle(
@@ -757,11 +769,25 @@ class Smb2FileOps(FileOps):
                        fileinfo.end_of_file_information(size))
         handle.info.size = size
 
-    def rename(self, path: str, new_path: str, replace: bool = False) -> None:
+    def rename(self, path: str, new_path: str, replace: bool = False,
+               filetimes: Optional[Tuple[int, int]] = None) -> None:
+        """One compound (``rename_plan``); ``filetimes``: (access, write)
+        FILETIMEs set first, on the same handle.  A symbolic link on the way
+        stops the compound: then ``open`` follows it."""
         self._close_deferred(path, new_path)
-        handle = self.open(path, access=DELETE | FILE_READ_ATTRIBUTES | SYNCHRONIZE,
+        try:
+            self.run_plan(self.rename_plan(path, new_path, replace, filetimes))
+            return
+        except SmbStatusError as exc:
+            if exc.status != NtStatus.STOPPED_ON_SYMLINK:
+                raise
+        access = DELETE | FILE_READ_ATTRIBUTES | SYNCHRONIZE
+        handle = self.open(path, access=access | (FILE_WRITE_ATTRIBUTES if filetimes else 0),
                            disposition=FILE_OPEN)
         try:
+            if filetimes is not None:
+                self._set_info(handle, FILE_BASIC_INFORMATION,
+                               fileinfo.basic_information(0, *filetimes), path)
             self._set_info(handle, FILE_RENAME_INFORMATION,
                            fileinfo.rename_information(self._wire_path(new_path), replace),
                            new_path)
@@ -800,6 +826,11 @@ class Smb2FileOps(FileOps):
                 lambda replies: _decode(commands.parse_query_info_response, replies[1]))
 
     def mkdir(self, path: str) -> None:
+        try:
+            return self.run_plan(self.mkdir_plan(path))       # one compound
+        except SmbStatusError as exc:
+            if exc.status != NtStatus.STOPPED_ON_SYMLINK:
+                raise
         handle = self.open(path, access=FILE_READ_ATTRIBUTES | SYNCHRONIZE,
                            disposition=FILE_CREATE, create_options=FILE_DIRECTORY_FILE,
                            attributes=FILE_ATTRIBUTE_DIRECTORY)

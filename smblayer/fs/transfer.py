@@ -52,7 +52,10 @@ TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     from typing import BinaryIO, Callable, Iterator, Optional, Tuple
 
-from ..errors import SmbError
+from ..errors import SmbError, SmbStatusError
+from ..proto.status import NtStatus
+from . import safeput
+from .ops import normpath
 
 log = logging.getLogger("smblayer")
 
@@ -467,8 +470,23 @@ def put_file(tree, local: BinaryIO, path: str, *, size: Optional[int] = None,
     file is deleted and ``path`` stays as it was (rsync's way).  With
     ``resume`` the temporary name is ``.NAME.smblayer-partial``, resumed
     from its size and kept on failure.  ``size``: the local size if known
-    (a small file then goes in one round trip).  Returns the bytes moved."""
+    (a small file then goes in two compounds: write and times, then the
+    rename on that handle).  Returns the bytes moved."""
     update = progress or _ignore
+    plans = safeput.has_plans(tree)
+    if plans and not resume and not verify and size is not None and \
+            size <= tree.io_write_size:
+        # two compounds: write + times, then the rename on that handle
+        data = local.read()
+        try:
+            n = safeput.run_one(tree, safeput.write_job(
+                tree, data, path, safeput.filetimes(times) if times is not None else None))
+            update(n)
+            return n
+        except SmbStatusError as exc:       # a link on the way: the open() path follows it
+            if exc.status != NtStatus.STOPPED_ON_SYMLINK:
+                raise
+        local = io.BytesIO(data)
     folder, name = posixpath.split(path)
     if resume:
         temp = posixpath.join(folder, f".{name}.smblayer-partial")
@@ -476,7 +494,7 @@ def put_file(tree, local: BinaryIO, path: str, *, size: Optional[int] = None,
         if size is not None and offset > size:
             offset = 0
     else:
-        temp, offset = posixpath.join(folder, f".{name}.smblayer-{os.urandom(4).hex()}"), 0
+        temp, offset = safeput.temp_name(path), 0
     try:
         if not offset and size is not None and size <= tree.io_write_size:
             n = tree.write_bytes(temp, local.read())    # one round trip where it can
@@ -485,9 +503,13 @@ def put_file(tree, local: BinaryIO, path: str, *, size: Optional[int] = None,
             n = upload(tree, local, temp, offset=offset, progress=update)
         if verify and local_digest(local) != remote_digest(tree, temp):
             raise VerifyError(getattr(local, "name", "stdin"), path)
-        if times is not None:
-            tree.utime(temp, times)
-        tree.replace(temp, path)
+        if plans:           # the times and the rename: one compound
+            tree.ops.rename(normpath(temp), normpath(path), True,
+                            safeput.filetimes(times) if times is not None else None)
+        else:
+            if times is not None:
+                tree.utime(temp, times)
+            tree.replace(temp, path)
     except BaseException as exc:
         if not resume or isinstance(exc, VerifyError):
             try:

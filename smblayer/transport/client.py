@@ -150,6 +150,7 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
 
         self.state = ClientState.CONNECTING
         self.connection = None
+        self._last_dialect: Optional[Dialect] = None    # what a closed client spoke
         self._stats = ClientStats()
         self._teardown_stalled: Optional[tuple] = None   # (generation, last_rx) of a stall
         self.hooks = Hooks()
@@ -202,7 +203,9 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
     @property
     def dialect(self) -> Optional[Dialect]:
         negotiated = self.negotiated
-        return negotiated.dialect if negotiated is not None else None
+        # closed: the dialect it spoke (the fs layer picks SMB1 or SMB2 code
+        # by it; the call then fails with SmbClosedError, not AttributeError)
+        return negotiated.dialect if negotiated is not None else self._last_dialect
 
     @property
     def generation(self) -> int:
@@ -317,8 +320,16 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
             self._send_async(task)
         else:
             # Not connected or short of credits: never block the caller.
-            self._iod.call_soon(self._send_async, task)
+            self._later(self._send_async, task)
         return future
+
+    def _later(self, fn, *args) -> None:
+        """Run ``fn(*args)`` on smbiod; a closed client's is shut down:
+        SmbClosedError (not smbiod's RuntimeError)."""
+        try:
+            self._iod.call_soon(fn, *args)
+        except RuntimeError:
+            raise SmbClosedError("client closed") from None
 
     def echo(self, timeouts: Optional[TimeoutPolicy] = None) -> float:
         """One ECHO round trip; returns the round-trip time in seconds."""
@@ -406,6 +417,8 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
             if self.state is not ClientState.CLOSED:
                 self._move(ClientState.CLOSED)
             conn, self.connection = self.connection, None
+            if conn is not None:
+                self._last_dialect = conn.negotiated.dialect
         self._credits.wake_all()
         self.close_channels()
         connector.fail_everything(SmbClosedError("client closed"))
@@ -546,7 +559,10 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
                     self.host, self.port, left, "asking for more" if left else "reconnecting")
         conn = self.connection
         if left:
-            self._iod.call_soon(self._liveness.keepalive)
+            try:
+                self._later(self._liveness.keepalive)
+            except SmbClosedError:
+                pass                    # the waiter's abort() sees it
         elif conn is not None:
             self._connector.connection_lost(conn, SmbProtocolError(
                 f"{self.host}:{self.port} left the client no credits"))

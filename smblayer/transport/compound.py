@@ -206,5 +206,5 @@ class CompoundMixin:
                 self._credits.available > len(tasks) + 1:
             self._send_async(tasks[0])
         else:
-            self._iod.call_soon(self._send_async, tasks[0])
+            self._later(self._send_async, tasks[0])
         return run.future

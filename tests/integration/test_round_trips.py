@@ -22,7 +22,11 @@ C = smb2.Command
 
 @pytest.fixture
 def proxied(samba):
+    """A proxy with 10 ms each way: what is sent together is read by the
+    proxy before any of its replies even when the machine is loaded (on
+    bare loopback a reply can beat the next request out)."""
     with FaultProxy(samba.host, samba.port) as proxy:
+        proxy.delay(0.01)
         yield proxy
 
 
@@ -143,8 +147,92 @@ def test_download_keeps_its_reads_in_flight_across_the_mapped_windows(samba, pro
         log = _tapped(proxied)
         n = transfer.get_file(tree, name, str(tmp_path / "got.bin"))
         proxied.tap(None)
-        proxied.delay(0)
     assert n == len(data) and (tmp_path / "got.bin").read_bytes() == data
     reads, replies = log.messages("c2s", C.READ), log.messages("s2c", C.READ)
     assert len(reads) == 8
     assert max(m.time for m in reads) <= min(m.time for m in replies)
+
+
+def _flights(log: FrameLog, command=None):
+    """For each request sent (of ``command``), how many replies the proxy
+    had read before it: requests of one round trip share the number."""
+    msgs = log.messages()
+    out, answered = [], 0
+    for m in msgs:
+        if m.direction == "s2c":
+            answered += 1
+        elif command is None or m.header.command == command:
+            out.append(answered)
+    return out
+
+
+def test_small_put_is_two_compounds(samba, proxied, tmp_path):
+    """transfer.put_file of a file that fits one WRITE: CREATE of the
+    temporary name + WRITE + SET_INFO (times), then SET_INFO (rename) +
+    CLOSE on that handle (it was five round trips: write, times, a rename
+    of three)."""
+    from smblayer.fs import transfer
+    folder = f"rt-{uuid.uuid4().hex[:8]}"
+    (samba.share_path("share") / folder).mkdir()
+    (tmp_path / "f").write_bytes(b"small" * 100)
+    with _connect(samba, proxied) as tree:
+        log = _tapped(proxied)
+        with open(tmp_path / "f", "rb") as local:
+            assert transfer.put_file(tree, local, f"{folder}/f", size=500,
+                                     times=(1_500_000_000.0, 1_500_000_001.0)) == 500
+        proxied.tap(None)
+    assert _commands(log) == [C.CREATE, C.WRITE, C.SET_INFO, C.SET_INFO, C.CLOSE]
+    assert len(set(_flights(log))) == 2
+    remote = samba.share_path("share") / folder / "f"
+    assert remote.read_bytes() == b"small" * 100 and os.stat(remote).st_mtime == 1_500_000_001
+    assert [p.name for p in remote.parent.iterdir()] == ["f"]
+
+
+def test_large_put_ends_with_times_and_rename_in_one_compound(samba, proxied, tmp_path):
+    """After the data of a large put: the times and the rename go as one
+    compound (utime, then a rename of three round trips, before)."""
+    from smblayer.fs import transfer
+    folder = f"rt-{uuid.uuid4().hex[:8]}"
+    (samba.share_path("share") / folder).mkdir()
+    with _connect(samba, proxied) as tree:
+        data = os.urandom(2 * tree.io_write_size + 5)
+        (tmp_path / "big").write_bytes(data)
+        log = _tapped(proxied)
+        with open(tmp_path / "big", "rb") as local:
+            transfer.put_file(tree, local, f"{folder}/big", size=len(data),
+                              times=(1_500_000_000.0, 1_500_000_002.0))
+        proxied.tap(None)
+    sent = _commands(log)
+    tail = sent[len(sent) - 1 - sent[::-1].index(C.WRITE) + 1:]
+    assert tail[-4:] == [C.CREATE, C.SET_INFO, C.SET_INFO, C.CLOSE], sent
+    assert len(tail) <= 6, tail          # the parked handle: its write time and CLOSE
+    remote = samba.share_path("share") / folder / "big"
+    assert remote.read_bytes() == data and os.stat(remote).st_mtime == 1_500_000_002
+    assert [p.name for p in remote.parent.iterdir()] == ["big"]
+
+
+def test_make_dirs_is_a_round_trip_a_depth(samba, proxied):
+    """put -r's directories: all those of one depth at once, each a
+    compound CREATE + CLOSE (it was CREATE, then CLOSE, a directory at a
+    time); an existing one is fine, a file in the way is an error."""
+    top = f"rt-{uuid.uuid4().hex[:8]}"
+    dirs = [top, f"{top}/a", f"{top}/b", f"{top}/c", f"{top}/a/x", f"{top}/b/y"]
+    with _connect(samba, proxied) as tree:
+        log = _tapped(proxied)
+        many.make_dirs(tree, dirs)
+        proxied.tap(None)
+        assert _commands(log).count(C.CREATE) == len(dirs)
+        assert len(set(_flights(log, C.CREATE))) == 3
+        many.make_dirs(tree, dirs[:3])                   # they exist already: fine
+        for d in dirs:
+            assert tree.isdir(d)
+        tree.write_bytes(f"{top}/file", b"x")
+        with pytest.raises(FileExistsError):
+            many.make_dirs(tree, [top, f"{top}/file"])
+        log = _tapped(proxied)
+        tree.mkdir(f"{top}/one")
+        tree.rename(f"{top}/one", f"{top}/two")
+        proxied.tap(None)
+        assert tree.isdir(f"{top}/two") and not tree.exists(f"{top}/one")
+    assert _commands(log) == [C.CREATE, C.CLOSE, C.CREATE, C.SET_INFO, C.CLOSE]
+    assert len(set(_flights(log))) == 2                  # mkdir, rename: one each
