@@ -110,8 +110,10 @@ def setup_ops(client) -> int:
 def test_one_session_with_n_channels(server, dialect, mode):
     with connect(server, dialect, channels=3, **MODES[mode]) as tree:
         client = tree.session.client
+        # a binding that timed out on a loaded machine is bound again by
+        # the worker within the back-off
+        assert wait_channels_active(client, 3, within=10.0), client.channels
         channels = client.channels
-        assert [ch.state for ch in channels] == ["active"] * 3
         assert len({ch.local_address for ch in channels}) == 3
         status = smbstatus(server)
         sessions = list(status["sessions"].values())
