@@ -58,7 +58,7 @@ from ..proto.framing import MAX_FRAME
 from ..proto.negotiate import NegotiateResult
 from ..proto.status import NtStatus, is_error
 from ..records import Record
-from .completion import SmbFuture, needs_iod
+from .completion import CancelRequest, SmbFuture, needs_iod
 from .compound import CompoundMixin
 from .connect import CLOSE_WAIT, MAX_SENDS, Connection, ConnectWorker
 from .credits import CreditGate, CreditsAborted
@@ -318,7 +318,7 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
         """Send ``task`` and return a Future; its callbacks run on smbiod.
         Cancelling the Future cancels the request."""
         self._check_task(task)
-        future = SmbFuture(self._iod, _Canceller(self, task))
+        future = SmbFuture(self._iod, CancelRequest(self, task))
         task.future = future
         conn = self.connection
         if self.state is ClientState.ACTIVE and conn is not None and not conn.lost and \
@@ -739,6 +739,19 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
         lost = channel.connection_lost if channel is not None else self._connector.connection_lost
         self._iod.call_soon(lost, conn, error)
 
+    def _resend_needed(self, tasks: Sequence[SmbTask]) -> bool:
+        """After the wait: must ``tasks`` (one, or a compound) go out again?
+        Yes when one lost its connection (REISSUE) or its session expired
+        and was renewed (see ``_renewed``)."""
+        expired = False
+        for task in tasks:
+            if task.state is TaskState.REISSUE:
+                return True
+            reply = task.reply
+            if reply is not None and reply.status == _SESSION_EXPIRED:
+                expired = True
+        return expired and self._renewed(tasks)
+
     def _renewed(self, tasks: Sequence[SmbTask]) -> bool:
         """A reply says STATUS_NETWORK_SESSION_EXPIRED: the task's session
         re-authenticates in place (``security.renew(task)``, blocking; raises
@@ -846,20 +859,6 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
     @property
     def _reconnect_pending_error(self) -> Optional[BaseException]:
         return self._connector.pending_error
-
-
-class _Canceller:
-    """An async request's ``SmbFuture.cancel`` hook: cancel the request."""
-
-    __slots__ = ("client", "task")
-
-    def __init__(self, client: SmbClient, task: SmbTask) -> None:
-        self.client, self.task = client, task
-
-    def __call__(self) -> None:
-        task = self.task
-        self.client.cancel_task(task)
-        task.future = None          # no cycle keeps the task alive
 
 
 def get_client(host: str, port: int = 445, *,
