@@ -61,7 +61,10 @@ Losing channel 0 while another channel is active is a failover too: the
 connect worker (which owns the client state and ``failing_over``) keeps
 the client ACTIVE, requeues channel 0's requests, and :meth:`route` sends
 every request (compounds, CREATE, break acknowledgements...) on an active
-channel meanwhile.  The connect worker reconnects channel 0 with its usual
+channel meanwhile (the least loaded; a re-authentication's SESSION_SETUP
+legs all on the first active one: one exchange, one connection; keys are
+not derived again on re-authentication, so the channels' keys hold).  The
+connect worker reconnects channel 0 with its usual
 back-off and, instead of recovery, asks :meth:`ChannelSet.rebind` to bind
 the new connection to the session (:class:`MainChannel`: channel 0 as the
 binder sees it; its signing key is then the binding's).  Only when no
