@@ -46,6 +46,7 @@ from _benchlib import interleave, median, table  # noqa: E402
 
 from smblayer import ReconnectPolicy, fs  # noqa: E402
 from smblayer.testing.samba import SambaServer  # noqa: E402
+from smblayer.transport.channels import ChannelSet  # noqa: E402
 
 MULTICHANNEL = {"server multi channel support": "yes",
                 "interfaces": '"127.0.0.1;capability=RSS,speed=10000000000"'}
@@ -201,7 +202,12 @@ def main() -> None:
     parser.add_argument("--kill-every", type=float, default=0.0)
     parser.add_argument("--link", type=float, default=0.0, metavar="MBPS",
                         help="pace each connection at MBPS MB/s per direction")
+    parser.add_argument("--spread-above", type=int, default=None, metavar="CREDITS",
+                        help="ChannelSet.spread_above for the run (default %d)"
+                             % ChannelSet.spread_above)
     args = parser.parse_args()
+    if args.spread_above is not None:
+        ChannelSet.spread_above = args.spread_above
     size = parse_size(args.size)
     counts = [int(c) for c in args.channels.split(",")]
     data = os.urandom(size)
@@ -213,7 +219,8 @@ def main() -> None:
         print(f"# private Samba on 127.0.0.1:{server.port}; {size >> 20} MiB, "
               f"{'encrypted' if args.encrypt else 'plain'}, {args.rounds} rounds, "
               f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the start"
-              + (f", each connection paced at {args.link:g} MB/s" if link else ""))
+              + (f", each connection paced at {args.link:g} MB/s" if link else "")
+              + f", spread_above {ChannelSet.spread_above}")
         results = interleave(args.rounds, {
             f"{n} channel{'s' if n > 1 else ''}":
                 (lambda n=n: run(server, port, n, data, digest, args.encrypt,

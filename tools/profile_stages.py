@@ -41,6 +41,12 @@ RULES = {
     ("send.py", "_build"): "encode", ("send.py", "_credit_request"): "encode",
     ("send.py", "transmit"): "MID table", ("send.py", "_drain"): "MID table",
     ("send.py", "take_queued"): "MID table", ("send.py", "_withdraw"): "MID table",
+    ("send.py", "send_now"): "MID table", ("send.py", "_send_now"): "MID table",
+    ("send.py", "_send_single"): "encode", ("send.py", "_count"): "encode",
+    ("send.py", "queue"): "credit gate", ("send.py", "_charge"): "credit gate",
+    ("demux.py", "_interim"): "decode", ("demux.py", "_unmatched"): "decode",
+    ("demux.py", "take_reader_role"): "demux read",
+    ("demux.py", "release_reader_role"): "demux read", ("demux.py", "modify"): "demux read",
     ("send.py", "_send_batch"): "encode", ("send.py", "_write_queued"): "send",
     ("send.py", "_flush"): "send", ("send.py", "release"): "send",
     ("send.py", "__enter__"): "send", ("send.py", "__exit__"): "send",
@@ -67,7 +73,11 @@ RULES = {
     ("client.py", "*"): "return",
     ("_base.py", "wait"): "caller/bench", ("_base.py", "result"): "return",
     ("_base.py", "*"): "future settle",
-    ("bench_percost.py", "*"): "caller/bench",
+    ("bench_percost.py", "*"): "caller/bench", ("profile_opcodes.py", "*"): "caller/bench",
+    ("probe.py", "deadline"): "MID table", ("probe.py", "bound"): "MID table",
+    ("config.py", "hard"): "MID table", ("config.py", "soft_bound"): "MID table",
+    ("loopcheck.py", "check_not_in_loop"): "task creation",
+    ("send.py", "<genexpr>"): "credit gate", ("send.py", "<listcomp>"): "MID table",
 }
 # Builtins by name (pstats shows them as "{method 'x' of 'y' objects}").
 BUILTINS = {"sendmsg": "send", "sendall": "send", "recv_into": "demux read",
@@ -89,7 +99,8 @@ def classify_function(path: str, func: str, caller_stage: str = "other") -> str:
     if base == "threading.py":
         return "wake-up"
     rule = RULES.get((base, func)) or RULES.get((base, "*"))
-    if rule is not None and ("smblayer" in path or base in ("_base.py", "bench_percost.py")):
+    if rule is not None and ("smblayer" in path or
+                             base in ("_base.py", "bench_percost.py", "profile_opcodes.py")):
         return rule
     return caller_stage
 

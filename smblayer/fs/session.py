@@ -194,12 +194,11 @@ class _Smb2Auth:
                                     "tampered with; connection closed")
 
     def verify(self, task: SmbTask, reply: Reply) -> None:
-        s = self.s
-        must_encrypt = s.cipher is not None and (
-            s.encrypt or (task.tree is not None and task.tree.encrypt))
         if reply.encrypted:
             return
-        if must_encrypt and s.encrypt_verified:
+        s = self.s
+        if s.cipher is not None and s.encrypt_verified and (
+                s.encrypt or (task.tree is not None and task.tree.encrypt)):
             raise SmbProtocolError(
                 f"unencrypted {smb2.Command(task.command).name} response on an encrypted "
                 "session; rejected")
@@ -221,18 +220,35 @@ class _Smb2Auth:
         """Sign each element of a compound over its own bytes (padding
         included), or encrypt the whole chain as one message."""
         s = self.s
+        session_id = s.session_id
+        flat: list = []
         for parts in elements:
-            smb2.set_session_id(parts[0], s.session_id)
-        flat = [p for parts in elements for p in parts]
-        if s.cipher is not None and any(s.encrypt or (t.tree is not None and t.tree.encrypt)
-                                        for t in tasks):
+            smb2.set_session_id(parts[0], session_id)
+            flat += parts
+        if s.cipher is not None and self._encrypts(tasks):
             for parts in elements:
                 _clear_signed(parts[0])
             return s.cipher.encrypt(flat, s.session_id)
-        if s.signer is not None and (s.signing or any(self._must_sign(t) for t in tasks)):
+        if s.signer is not None and (s.signing or self._signs(tasks)):
             for parts in elements:
                 _signer_for(s, tasks[0]).sign_parts(parts[0], parts[1:])
         return flat
+
+    def _encrypts(self, tasks) -> bool:
+        """Does any element of a compound go encrypted?"""
+        if self.s.encrypt:
+            return True
+        for task in tasks:
+            if task.tree is not None and task.tree.encrypt:
+                return True
+        return False
+
+    def _signs(self, tasks) -> bool:
+        """Must a compound be signed on a session that does not sign?"""
+        for task in tasks:
+            if self._must_sign(task):
+                return True
+        return False
 
     def decrypt(self, frame) -> bytes:
         cipher = self.s.cipher

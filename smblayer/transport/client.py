@@ -58,7 +58,7 @@ from ..proto.framing import MAX_FRAME
 from ..proto.negotiate import NegotiateResult
 from ..proto.status import NtStatus, is_error
 from ..records import Record
-from .completion import SmbFuture, needs_iod
+from .completion import CancelRequest, SmbFuture, needs_iod
 from .compound import CompoundMixin
 from .connect import CLOSE_WAIT, MAX_SENDS, Connection, ConnectWorker
 from .credits import CreditGate, CreditsAborted
@@ -77,7 +77,8 @@ from .task import IllegalTransition, Reply, SmbTask, TaskState, move
 log = logging.getLogger("smblayer")
 
 _SMB1_COMMANDS = frozenset(int(c) for c in smb1.Command)
-_SMB2_LAST_COMMAND = max(smb2.Command)
+_SMB2_LAST_COMMAND = int(max(smb2.Command))
+_SESSION_EXPIRED = int(NtStatus.NETWORK_SESSION_EXPIRED)
 
 TEARDOWN_WAIT = 2.0          # the longest a CLOSE / TREE_DISCONNECT / LOGOFF waits
 
@@ -278,11 +279,16 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
                         demux.read_for(task)
                     finally:
                         demux.release_reader_role()
-                if not self._park(task, limit):
+                if limit is None:
+                    task.parking.acquire()
+                elif not self._park(task, limit):
                     raise SmbTimeoutError(f"{self.command_name(task.command)}: no reply "
                                           f"within {wait:g} s; abandoned")
-                if task.state is not TaskState.REISSUE and not self._renewed((task,)):
-                    break
+                if task.state is not TaskState.REISSUE:
+                    reply = task.reply
+                    if reply is None or reply.status != _SESSION_EXPIRED or \
+                            not self._renewed((task,)):
+                        break
         except BaseException as exc:
             # Ctrl-C, a bounded wait ran out, or an error while waiting: stop
             # waiting, keep the MID reserved for the late reply, tell the server.
@@ -312,7 +318,7 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
         """Send ``task`` and return a Future; its callbacks run on smbiod.
         Cancelling the Future cancels the request."""
         self._check_task(task)
-        future = SmbFuture(self._iod, _Canceller(self, task))
+        future = SmbFuture(self._iod, CancelRequest(self, task))
         task.future = future
         conn = self.connection
         if self.state is ClientState.ACTIVE and conn is not None and not conn.lost and \
@@ -459,32 +465,35 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
     def _check_task(self, task: SmbTask) -> None:
         if not isinstance(task, SmbTask):
             raise TypeError(f"expected an SmbTask, not {type(task).__name__}")
-        if task.state is not TaskState.NEW:
-            if not task.state.final:
+        state = task.state
+        if state is not TaskState.NEW:
+            if not state.final:
                 raise ValueError("task is already running")
             move(task, TaskState.NEW)
         conn = self.connection
-        limit = conn.wire.max_request if conn is not None else MAX_FRAME
         if conn is not None:
+            wire = conn.wire
+            limit = wire.max_request
             # A command the dialect does not have makes the server hang up
             # (and the request would be resent after every reconnect).
-            if conn.wire.is_smb1:
+            if wire.is_smb1:
                 if task.command not in _SMB1_COMMANDS:
                     raise ValueError(f"command 0x{task.command:02x} is not an SMB1 command "
                                      "this client speaks (the connection is SMB1)")
             elif task.command > _SMB2_LAST_COMMAND:
                 raise ValueError(f"command 0x{task.command:02x} does not exist in "
                                  f"{conn.negotiated.dialect.name}")
+        else:
+            limit = MAX_FRAME
         if task.payload_size + 256 > limit:
             raise ValueError(f"request of {task.payload_size} bytes exceeds the "
                              f"{limit}-byte frame limit of this dialect")
         if self._forked:
             raise SmbClosedError("client belongs to the parent process (fork); "
                                  "call get_client() again in the child")
-        task.reply = task.error = None
+        task.reply = task.error = task.parking = None
         if not task.pinned:
             task.channel = None
-        task.parking = None
         task.sends = 0
         task.t_first_sent = 0.0
         task.context_client = self
@@ -596,10 +605,10 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
         sender took it, see Sender.transmit), else None."""
         first = tasks[0]
         conn = self.connection
-        if self._channels is None and len(tasks) == 1 and not first.sends and \
+        if self._channels is None and not first.sends and \
                 self.state is ClientState.ACTIVE and conn is not None:
             try:
-                sent = self._sender.send_now(conn, first, fast)
+                sent = self._sender.send_now(conn, tasks, related, fast)
             except Retry:
                 sent = NOT_NOW
             if sent is not NOT_NOW:
@@ -730,6 +739,19 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
         lost = channel.connection_lost if channel is not None else self._connector.connection_lost
         self._iod.call_soon(lost, conn, error)
 
+    def _resend_needed(self, tasks: Sequence[SmbTask]) -> bool:
+        """After the wait: must ``tasks`` (one, or a compound) go out again?
+        Yes when one lost its connection (REISSUE) or its session expired
+        and was renewed (see ``_renewed``)."""
+        expired = False
+        for task in tasks:
+            if task.state is TaskState.REISSUE:
+                return True
+            reply = task.reply
+            if reply is not None and reply.status == _SESSION_EXPIRED:
+                expired = True
+        return expired and self._renewed(tasks)
+
     def _renewed(self, tasks: Sequence[SmbTask]) -> bool:
         """A reply says STATUS_NETWORK_SESSION_EXPIRED: the task's session
         re-authenticates in place (``security.renew(task)``, blocking; raises
@@ -837,20 +859,6 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
     @property
     def _reconnect_pending_error(self) -> Optional[BaseException]:
         return self._connector.pending_error
-
-
-class _Canceller:
-    """An async request's ``SmbFuture.cancel`` hook: cancel the request."""
-
-    __slots__ = ("client", "task")
-
-    def __init__(self, client: SmbClient, task: SmbTask) -> None:
-        self.client, self.task = client, task
-
-    def __call__(self) -> None:
-        task = self.task
-        self.client.cancel_task(task)
-        task.future = None          # no cycle keeps the task alive
 
 
 def get_client(host: str, port: int = 445, *,

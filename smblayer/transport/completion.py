@@ -16,7 +16,10 @@ adding thread, as concurrent.futures does).  The layer's own bookkeeping
 callback (:meth:`SmbFuture.add_internal_callback`) runs in the settling
 thread: it takes no lock and runs no user code.  So the demux settles a
 Future itself, and only a reply that needs a blocking step still goes to
-smbiod (``needs_iod``).
+smbiod (``needs_iod``).  Cancelling the Future cancels its request through
+the hook the client gives it (:class:`CancelRequest`), in the cancelling
+thread: no bookkeeping callback is added to every Future and run at every
+settle.
 
 :class:`Batch` is the drain-many half: the frames of one ``recv`` complete
 their tasks into a batch, and only when every frame of that read is
@@ -81,6 +84,21 @@ class SmbFuture(Future):
         """A layer callback that runs in the settling thread (no lock, no
         user code, no blocking)."""
         super().add_done_callback(fn)
+
+
+class CancelRequest:
+    """An async request's ``SmbFuture`` cancel hook: the client cancels the
+    request (never sent, or CANCEL sent and its MessageId kept)."""
+
+    __slots__ = ("client", "task")
+
+    def __init__(self, client, task) -> None:
+        self.client, self.task = client, task
+
+    def __call__(self) -> None:
+        task = self.task
+        self.client.cancel_task(task)
+        task.future = None          # no cycle keeps the task alive
 
 
 class _OnIod:

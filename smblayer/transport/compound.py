@@ -34,8 +34,8 @@ none is given).
 
 :class:`CompoundMixin` is the client's compound API (``run_compound``,
 ``run_compound_async``): it uses the client's request path (``_send_all``,
-``_check_task``, ``_abandon``, ``_renewed``, ``_finish``, ``_annotate``,
-``_send_async``) and its MID table and credit gate.
+``_check_task``, ``_abandon``, ``_resend_needed``, ``_renewed``, ``_finish``,
+``_annotate``, ``_send_async``) and its MID table and credit gate.
 """
 from __future__ import annotations
 
@@ -164,8 +164,7 @@ class CompoundMixin:
                         demux.release_reader_role()
                 for task in tasks:
                     task.parking.acquire()
-                if not any(t.state is TaskState.REISSUE for t in tasks) and \
-                        not self._renewed(tasks):
+                if not self._resend_needed(tasks):
                     break
                 # A compound is one unit: resend the whole chain, the
                 # elements that did complete too.

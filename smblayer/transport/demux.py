@@ -40,6 +40,7 @@ from __future__ import annotations
 import _socket
 import logging
 import select
+import struct
 import threading
 import time
 TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
@@ -56,6 +57,8 @@ from .task import Reply, TaskState, move
 from .wire import PLACEMENT_HEAD
 
 log = logging.getLogger("smblayer")
+
+_U32_AT = struct.Struct("<I").unpack_from
 
 #: fast-path offers declined after a fast reader was asked to hand back the
 #: role before its reply came (callers keep joining: the demux reads)
@@ -84,6 +87,7 @@ class Demux:
         self._complete = self._batch.add
         self.replies = 0                  # did this connection ever answer?
         self._now = 0.0                   # when the read being dispatched came
+        self._granted = self._retired = 0   # credits of this read's replies (one grant)
         self._wake_r, self._wake_w = socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -174,7 +178,13 @@ class Demux:
             for frame in reader.feed(n):
                 self._dispatch(frame)
         finally:
-            self._batch.flush(self._wake)   # drain all, then wake each once
+            # the credits of every reply of this read in one grant, then
+            # each task completed is woken once
+            if self._granted or self._retired:
+                granted, retired, self._granted, self._retired = \
+                    self._granted, self._retired, 0, 0
+                self._credits.grant(granted, retired)
+            self._batch.flush(self._wake)
 
     def _as_loss(self, exc: BaseException) -> BaseException:
         client = self._client
@@ -316,8 +326,7 @@ class Demux:
         elif message[0] == 0xFD:             # b"\xfdSMB": a transform header
             message = self._decrypt(message)
             encrypted = True
-        if not wire.is_smb1 and len(message) >= 24 and (
-                message[20] or message[21] or message[22] or message[23]):
+        if not wire.is_smb1 and len(message) >= 24 and _U32_AT(message, 20)[0]:   # NextCommand
             try:
                 parts = smb2.split_compound(message)
             except smb2.MalformedMessage as exc:
@@ -349,12 +358,11 @@ class Demux:
                 late = task.state.final
                 if not late:
                     move(task, TaskState.DONE)
+        self._granted += granted
         if task is None:
-            if granted:
-                self._credits.grant(granted, 0)
             self._unmatched(mid)
             return
-        self._credits.grant(granted, retired)
+        self._retired += retired
         now = self._now                     # this read's time
         reply = Reply(wire.parse_header, message, body, status, encrypted)
         stats = task.counters or self._stats.command(wire, task.command)
@@ -394,8 +402,7 @@ class Demux:
                         task.timed_out = False
                     elif not task.is_probe:
                         inflight.arm(task, self._liveness.deadline(task, now))
-        if granted:
-            self._credits.grant(granted, 0)
+        self._granted += granted
         if task is None:
             self._unmatched(mid)
 

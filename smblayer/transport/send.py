@@ -179,22 +179,22 @@ class Sender:
             return self._write_queued(mine)
         return self._write_queued(mine, [entry])    # nothing queued: ours goes at once
 
-    def send_now(self, conn, task: SmbTask, fast: bool = False):
-        """The common request's short path: one request, nothing queued,
-        the send lock free and the credits at hand.  It is queued, charged,
-        numbered and written with one hold of the send lock and of the
-        MID-table lock (``queue``, the credit gate and ``transmit`` take
-        three steps and six lock holds for it).  Returns what ``transmit``
-        returns, or ``NOT_NOW`` when nothing was done (a writer is at work,
-        something is queued, or the credits are short: use the general
-        path)."""
+    def send_now(self, conn, tasks: Sequence[SmbTask], related: bool, fast: bool = False):
+        """The common request's short path: nothing queued, the send lock
+        free and the credits at hand.  The request (one, or a compound) is
+        queued, charged, numbered and written with one hold of the send lock
+        and of the MID-table lock (``queue``, the credit gate and
+        ``transmit`` take three steps and six lock holds for it).  Returns
+        what ``transmit`` returns, or ``NOT_NOW`` when nothing was done (a
+        writer is at work, something is queued, or the credits are short:
+        use the general path)."""
         if conn.lost or conn is not self._client.connection:
             raise Retry()
         lock = self._raw_lock
         if self._outbox or not lock.acquire(False):
             return NOT_NOW
         try:
-            reader = self._send_one(conn, task, fast)
+            reader = self._send_now(conn, tasks, related, fast)
         except BaseException:
             lock.release()
             if self._outbox:            # nobody may be left to write them
@@ -208,27 +208,37 @@ class Sender:
             self._write_queued(None)
         return reader
 
-    def _send_one(self, conn, task: SmbTask, fast: bool):
+    def _send_now(self, conn, tasks: Sequence[SmbTask], related: bool, fast: bool):
         """``send_now`` under the send lock."""
         reader = None
         inflight = self._inflight
+        wire = conn.wire
+        single = len(tasks) == 1
         with inflight.lock:
-            if not task.state.allowed & _QUEUED:
-                raise task.error or SmbCancelledError("request cancelled")
-            need = self._charge(conn.wire, task)
-            if not self._credits.take_now(need, task.priority):
+            need = 0
+            for task in tasks:
+                if not task.state.allowed & _QUEUED:
+                    raise task.error or SmbCancelledError("request cancelled")
+                need += self._charge(wire, task)
+            if not self._credits.take_now(need, tasks[0].priority):
                 return NOT_NOW
-            task.state = TaskState.QUEUED
             demux = conn.demux
             if fast and not inflight.pending and demux is not None and \
                     demux.take_reader_role():
                 reader = demux
             now = time.monotonic()
-            inflight.register(task, inflight.allocate(conn.wire.is_smb1, need),
-                              conn.generation, now)
-            wake = not task.is_probe and inflight.arm(task, self._deadline(task, now))
+            wake = False
+            for task in tasks:
+                task.state = TaskState.QUEUED
+                inflight.register(task, inflight.allocate(wire.is_smb1, task.send_credits),
+                                  conn.generation, now)
+                if not task.is_probe and inflight.arm(task, self._deadline(task, now)):
+                    wake = True
         try:
-            self._send_single(conn, task, need, now)
+            if single:
+                self._send_single(conn, tasks[0], need, now)
+            else:
+                self._send_batch(((conn, tasks, related, need),), now)
         except BaseException:
             shutdown(conn.sock)         # as in _drain: the MessageIds can't be trusted
             if reader is not None:
@@ -398,7 +408,12 @@ class Sender:
             self._fail_unbuilt((task,), credits, exc)
             return
         size = sum(map(len, parts)) + 4
-        self._count(conn.wire, (task,), size, now)
+        task.counters = counters = self._stats.command(conn.wire, task.command)
+        counters.ops += 1
+        counters.queue_time += now - task.t_queued
+        if task.sends > 1:
+            counters.retransmissions += 1
+        counters.bytes_sent += size
         self._write(conn, (frame_prefix(size - 4), *parts), size)
 
     def _count(self, wire, tasks: Sequence[SmbTask], size: int, now: float) -> None:

@@ -30,6 +30,9 @@ _SERVER_TO_REDIR = smb2.FLAG_SERVER_TO_REDIR
 _ASYNC_COMMAND = smb2.FLAG_ASYNC_COMMAND
 _SMB2_HEADER = smb2.HEADER_SIZE
 _SMB1_REPLY = int(smb1.Flags.REPLY)
+# smb2.route's fields, unpacked here without the extra call (one per reply):
+# CreditCharge, Status, Command, Credits, Flags, NextCommand, MessageId
+_ROUTE = struct.Struct("<4x2xHIHHIIQ").unpack_from
 
 # Routed reply: (message_id, status, credits granted, is_interim, async_id, body offset)
 if TYPE_CHECKING:
@@ -72,7 +75,9 @@ class Smb2Wire:
 
     @staticmethod
     def route(message, offset: int = 0) -> Route:
-        charge, status, command, credits, flags, nxt, mid = smb2.route(message, offset)
+        if len(message) - offset < _SMB2_HEADER or message[offset:offset + 4] != _SMB2_ID:
+            raise smb2.MalformedMessage("not an SMB2 message")
+        charge, status, command, credits, flags, nxt, mid = _ROUTE(message, offset)
         if not flags & _SERVER_TO_REDIR:
             raise smb2.MalformedMessage(f"request (not response) for MessageId {mid}")
         if flags & _ASYNC_COMMAND:

@@ -243,3 +243,28 @@ def test_credit_gate_is_fifo_and_abortable():
     big.join(2)
     small.join(2)
     assert sorted(order) == ["big-aborted", "small-aborted"]    # nobody jumped the line
+
+
+def test_credit_gate_take_now_never_jumps_the_line_nor_the_reserve():
+    """take_now (the one-step send path's credit check) takes only what
+    take would take without waiting: never past a waiter, never the last
+    credit while requests are in flight (unless priority)."""
+    gate = CreditGate()
+    gate.reset(2)
+    assert gate.take_now(1, False)                  # 1 in flight, 1 left
+    assert not gate.take_now(1, False)              # the last one is the reserve
+    assert gate.take_now(1, True)                   # a probe may use it
+    assert (gate.available, gate.in_flight) == (0, 2)
+    gate.grant(1, 2)                                # nothing in flight: all usable
+    assert gate.take_now(1, False)
+    gate.reset(0)
+    waiter = threading.Thread(target=gate.take, args=(2, False, lambda: False))
+    waiter.start()
+    while not gate._queue:
+        threading.Event().wait(0.01)
+    gate.grant(1)
+    assert not gate.take_now(1, False)              # the waiter is first in line
+    assert gate.available == 1
+    gate.grant(1)
+    waiter.join(2)
+    assert not waiter.is_alive() and gate.available == 0
