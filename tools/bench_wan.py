@@ -21,6 +21,9 @@ interleaved, round after round, on the same proxy:
 * ``ls``: a directory of ``--entries`` files listed by each CLI.
 * ``rget`` / ``rput``: ``--files`` files of 4 KiB, ``get -r`` / ``put -r``
   vs smbclient ``recurse; prompt; mget|mput *``.
+* ``--baseline DIR``: the CLI scenarios also run the CLI of another source
+  tree (``smblayer CLI (base)``), interleaved with the rest: before/after
+  figures from one run.
 * ``cat``: fsspec ``cat`` of 100 files of 1 KiB given as one list, in-process:
   ``fsspec.filesystem("smblayer")`` vs fsspec's own ``smb://`` (smbprotocol);
   the ratio here is smblayer's time over smbprotocol's (connected before).
@@ -65,7 +68,8 @@ def parse_size(text: str) -> int:
 class Bench:
     """One Samba, one delay proxy, the contenders' command lines."""
 
-    def __init__(self, samba: SambaServer, proxy: FaultProxy, work: str):
+    def __init__(self, samba: SambaServer, proxy: FaultProxy, work: str,
+                 baseline: str = None):
         self.samba, self.proxy, self.work = samba, proxy, work
         self.root = samba.share_path("share")
         self.host, self.port = proxy.host, proxy.port
@@ -75,16 +79,33 @@ class Bench:
                         PYTHONPATH=os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."),
                         PYTHONPYCACHEPREFIX=os.path.join(work, "pycache"))
         self.env.pop("PYTHONDONTWRITEBYTECODE", None)
-        subprocess.run([sys.executable, "-c", "import compileall, smblayer; "
-                        "compileall.compile_dir(smblayer.__path__[0], quiet=1)"],
-                       env=self.env, check=True)
+        # --baseline: the same CLI from another source tree (say, main before
+        # a change), a contender of its own in the CLI scenarios
+        self.base_env = None
+        if baseline:
+            self.base_env = dict(self.env, PYTHONPATH=os.path.abspath(baseline),
+                                 PYTHONPYCACHEPREFIX=os.path.join(work, "pycache-base"))
+        for env in filter(None, (self.env, self.base_env)):
+            subprocess.run([sys.executable, "-c", "import compileall, smblayer; "
+                            "compileall.compile_dir(smblayer.__path__[0], quiet=1)"],
+                           env=env, check=True)
 
     def url(self, path: str = "") -> str:
         return f"//{self.host}:{self.port}/share/{path}".rstrip("/")
 
-    def smblayer(self, *args: str) -> float:
-        return time_process([sys.executable, "-m", "smblayer", *args], env=self.env,
-                            cwd=self.work)
+    def smblayer(self, *args: str, base: bool = False) -> float:
+        return time_process([sys.executable, "-m", "smblayer", *args],
+                            env=self.base_env if base else self.env, cwd=self.work)
+
+    def with_base(self, contenders: dict, name: str, run: Callable[..., float]) -> dict:
+        """``contenders`` with ``name`` (``run()``) and, given --baseline,
+        ``name + " (base)"`` (``run(base=True)``) right after it."""
+        out = {}
+        for key, fn in contenders.items():
+            out[key] = fn
+            if key == name and self.base_env is not None:
+                out[f"{name} (base)"] = lambda: run(base=True)
+        return out
 
     def smbclient(self, command: str, *extra: str, cwd: str = None) -> float:
         argv = self.samba.smbclient_command([*extra, "-c", command], port=self.port)
@@ -162,8 +183,11 @@ def _pair(name: str, res: Dict[str, list], base: str = "smbclient") -> List[list
 
 def scenario_ls1(b: Bench, rounds: int) -> List[list]:
     (b.root / "one-file").write_bytes(b"x" * 100)
-    res = interleave(rounds, {"smblayer": lambda: b.smblayer("ls", b.url("one-file")),
-                              "smbclient": lambda: b.smbclient("ls one-file")})
+    def ours(base: bool = False) -> float:
+        return b.smblayer("ls", b.url("one-file"), base=base)
+    res = interleave(rounds, b.with_base({"smblayer": ours,
+                                          "smbclient": lambda: b.smbclient("ls one-file")},
+                                         "smblayer", ours))
     return _pair("ls one file (CLI)", res)
 
 
@@ -179,9 +203,11 @@ def scenario_get(b: Bench, rounds: int, size: int) -> List[list]:
                 pass
         return time.perf_counter() - t0
 
-    contenders = {"smblayer CLI": lambda: b.smblayer("get", b.url("big.bin"), dest),
-                  "smbclient": lambda: b.smbclient(f"get big.bin {dest}"),
-                  "smblayer API": api}
+    def cli(base: bool = False) -> float:
+        return b.smblayer("get", b.url("big.bin"), dest, base=base)
+    contenders = b.with_base({"smblayer CLI": cli,
+                              "smbclient": lambda: b.smbclient(f"get big.bin {dest}"),
+                              "smblayer API": api}, "smblayer CLI", cli)
     spc = _smbprotocol(b)
     if spc is not None:
         def protocol() -> float:
@@ -213,9 +239,11 @@ def scenario_put(b: Bench, rounds: int, size: int) -> List[list]:
                 f.write(chunk)
         return time.perf_counter() - t0
 
-    contenders = {"smblayer CLI": lambda: b.smblayer("put", src, b.url("up-cli.bin")),
-                  "smbclient": lambda: b.smbclient(f"put {src} up-c.bin"),
-                  "smblayer API": api}
+    def cli(base: bool = False) -> float:
+        return b.smblayer("put", src, b.url("up-cli.bin"), base=base)
+    contenders = b.with_base({"smblayer CLI": cli,
+                              "smbclient": lambda: b.smbclient(f"put {src} up-c.bin"),
+                              "smblayer API": api}, "smblayer CLI", cli)
     spc = _smbprotocol(b)
     if spc is not None:
         def protocol() -> float:
@@ -237,8 +265,11 @@ def scenario_ls(b: Bench, rounds: int, entries: int) -> List[list]:
     d.mkdir(exist_ok=True)
     for i in range(entries):
         (d / f"entry-{i:05d}.txt").write_bytes(b"")
-    res = interleave(rounds, {"smblayer": lambda: b.smblayer("ls", b.url("many/")),
-                              "smbclient": lambda: b.smbclient("ls many/*")})
+    def ours(base: bool = False) -> float:
+        return b.smblayer("ls", b.url("many/"), base=base)
+    res = interleave(rounds, b.with_base({"smblayer": ours,
+                                          "smbclient": lambda: b.smbclient("ls many/*")},
+                                         "smblayer", ours))
     return _pair(f"ls {entries} entries (CLI)", res)
 
 
@@ -260,17 +291,17 @@ def scenario_rget(b: Bench, rounds: int, files: int) -> List[list]:
         os.makedirs(base)
         return base
 
-    def ours() -> float:
+    def ours(base: bool = False) -> float:
         dest = fresh()
-        return b.smblayer("get", "-r", b.url("small"), os.path.join(dest, "small"))
+        return b.smblayer("get", "-r", b.url("small"), os.path.join(dest, "small"), base=base)
 
     def theirs() -> float:
         dest = fresh()
         return b.smbclient("recurse; prompt; mget small", cwd=dest)
 
     try:
-        return _pair(f"get -r {files} x 4 KiB", interleave(rounds, {"smblayer": ours,
-                                                                    "smbclient": theirs}))
+        return _pair(f"get -r {files} x 4 KiB", interleave(rounds, b.with_base(
+            {"smblayer": ours, "smbclient": theirs}, "smblayer", ours)))
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
@@ -282,9 +313,9 @@ def scenario_rput(b: Bench, rounds: int, files: int) -> List[list]:
     def clean(name: str) -> None:
         shutil.rmtree(b.root / name, ignore_errors=True)
 
-    def ours() -> float:
+    def ours(base: bool = False) -> float:
         clean("up-l")
-        return b.smblayer("put", "-r", os.path.join(src, "up"), b.url("up-l"))
+        return b.smblayer("put", "-r", os.path.join(src, "up"), b.url("up-l"), base=base)
 
     def theirs() -> float:
         clean("up")
@@ -292,8 +323,8 @@ def scenario_rput(b: Bench, rounds: int, files: int) -> List[list]:
         return b.smbclient("recurse; prompt; mput up", cwd=src)
 
     try:
-        return _pair(f"put -r {files} x 4 KiB", interleave(rounds, {"smblayer": ours,
-                                                                    "smbclient": theirs}))
+        return _pair(f"put -r {files} x 4 KiB", interleave(rounds, b.with_base(
+            {"smblayer": ours, "smbclient": theirs}, "smblayer", ours)))
     finally:
         shutil.rmtree(src, ignore_errors=True)
 
@@ -338,6 +369,9 @@ def main() -> int:
     p.add_argument("--entries", type=int, default=2000)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--only", default=",".join(SCENARIOS))
+    p.add_argument("--baseline", metavar="DIR",
+                   help="also run the CLI of the smblayer source tree in DIR (e.g. an "
+                        "export of main before a change), interleaved: before/after")
     args = p.parse_args()
     only = [s for s in args.only.split(",") if s]
     for s in only:
@@ -351,7 +385,7 @@ def main() -> int:
             for rtt in args.rtt or [10.0]:
                 with FaultProxy(samba.host, samba.port) as proxy:
                     proxy.delay(rtt / 2000.0)
-                    b = Bench(samba, proxy, work)
+                    b = Bench(samba, proxy, work, args.baseline)
                     print(f"# RTT {rtt:g} ms through 127.0.0.1:{proxy.port}", file=sys.stderr)
                     for s in only:
                         fn = globals()[f"scenario_{s}"]

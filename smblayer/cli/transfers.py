@@ -1,6 +1,6 @@
 """get and put: local <-> remote copies of files and trees, on the one
-copy engine (:mod:`smblayer.fs.transfer`: large pipelined calls, mmap or
-double buffering, temporary name and rename, resume, verify), with one
+copy engine (:mod:`smblayer.fs.transfer`: one pipeline a file, reused
+buffers, temporary name and rename, resume, verify), with one
 progress bar per command.  Many small files go through the engine's
 pipelined path (:mod:`smblayer.fs.many`: several whole-file compounds in
 flight from this thread), the large ones after them one at a time.  Also :func:`upload` and :func:`download`, the

@@ -430,7 +430,7 @@ class SmbRawFile(ClosingMixin, LockingFile, io.RawIOBase):
             self._settled(task)
 
     def readinto_many(self, buffers: Iterable,
-                      progress: Optional[Callable[[int], object]] = None) -> int:
+                      done: Optional[Callable[[object, int], object]] = None) -> int:
         """Read on from the current position into each of ``buffers`` in
         turn, pipelined across them: the READs of the next buffer go out
         while those of this one are on the wire, so the window stays full
@@ -438,17 +438,19 @@ class SmbRawFile(ClosingMixin, LockingFile, io.RawIOBase):
         round trip lost each time, and never more in flight than one
         buffer holds).  ``buffers`` is taken lazily and is advanced while
         the buffers before are still being filled (never yield one buffer
-        twice).  ``progress(n)`` runs as each READ's ``n`` bytes are in
-        place.  Stops at the end of the file; returns the bytes read."""
+        twice before it is done).  ``done(buffer, n)`` runs, in order, as
+        each buffer is complete (``n`` bytes in it, fewer only where the
+        file ends): the buffer is the caller's again (nothing writes into
+        it).  Stops at the end of the file; returns the bytes read."""
         self._need(readable=True)
         self._drain_writes()
         self._drop_read_ahead()
-        n = self._read_chunks(self._pos, buffers, progress)
+        n = self._read_chunks(self._pos, buffers, done)
         self._pos = self._next_read = self._pos + n
         return n
 
     def _read_chunks(self, offset: int, views: Iterable,
-                     progress: Optional[Callable[[int], object]] = None) -> int:
+                     done: Optional[Callable[[object, int], object]] = None) -> int:
         """READ into each of ``views`` in turn from ``offset``, pipelined
         across them, until the first short chunk (end of file)."""
         ops, step = self._ops, self._tree.io_read_size
@@ -467,21 +469,23 @@ class SmbRawFile(ClosingMixin, LockingFile, io.RawIOBase):
             pos = offset
             for buffer in views:
                 view = memoryview(buffer).cast("B")
+                record = [buffer, 0]             # the buffer, bytes in it so far
                 for start in range(0, len(view), step):
                     if state[1]:
                         return
                     into = view[start:start + step]
                     mine: List[SmbTask] = []
+                    last = start + step >= len(view)
                     # (only a READ lent the slice refers to it: a task the
                     # receive thread drops late must not hold the buffer)
                     yield ((lambda h, o=pos + start, n=len(into), into=into, mine=mine:
                             lend(h, o, n, into, mine)) if placeable
                            else (lambda h, o=pos + start, n=len(into): ops.read_task(h, o, n))
-                           ), (into, mine)
+                           ), (into, mine, record, last)
                 pos += len(view)
 
         def consume(reply, item) -> None:
-            into, mine = item
+            into, mine, record, last = item
             try:
                 if state[1]:
                     return
@@ -491,16 +495,18 @@ class SmbRawFile(ClosingMixin, LockingFile, io.RawIOBase):
                     into[:got] = data[:got]
                 del data
                 state[0] += got
+                record[1] += got
                 if got < len(into):
                     state[1] = True
-                if progress is not None and got:
-                    progress(got)
+                complete = last or state[1]
             finally:
                 # answered: nothing writes into its slice any more, and no
-                # reference to it stays (a mapped window can go)
+                # reference to it stays
                 for task in mine:
                     lent.discard(task)
                     withdraw(task)
+            if complete and done is not None:
+                done(record[0], record[1])
 
         try:
             self._pipeline(items(), consume)

@@ -4,24 +4,27 @@ from share to share (the CLI, :mod:`smblayer.fsspec` and
 
 Theory of operation
 -------------------
-A Tree pipelines one ``read``/``write`` call on an unbuffered file
-(``open(..., buffering=0)``) as many READ/WRITE requests in flight, so the
-engine moves data in large calls (:func:`chunk_size`: at least 16 MiB, or
-16 requests' worth).  What stays is to keep the local side out of the
-network's way:
+A Tree pipelines the READ/WRITE requests of an unbuffered file
+(``open(..., buffering=0)``); the engine keeps that pipeline full for the
+whole file and the local side out of the network's way:
 
-* a regular local file is mapped (:func:`mapped_windows`), one chunk's
-  window at a time so the resident memory stays bounded: an upload sends
-  straight from a read-only mapping, a download into a file opened for
-  reading and writing receives straight into a shared mapping of it: no
-  copy here.  A download reads all the windows as one pipeline
-  (``SmbRawFile.readinto_many``): the next window's READs go out while the
-  last of this one are on the wire (a call per window lost a round trip at
-  each window's end); a window is unmapped once its READs are answered,
-  so what stays mapped is the file's read window plus one chunk;
-* anything else (a pipe, a terminal, stdin) goes through a
-  :class:`DoubleBuffer`: one helper thread does the local I/O into one
-  buffer while the caller's thread does the network I/O on the other.
+* download (:func:`receive`): one ``SmbRawFile.readinto_many`` call for
+  the whole file, into buffers of one READ each; as each completes (in
+  order) it is written to the local file and reused for a later READ,
+  while the READs after it are on the wire.  No round trip is lost between
+  chunks (a ``readinto`` per chunk drained the pipeline at each chunk's
+  end), and the memory is the READs in flight (the file's window, at most
+  ``window.MAX_WINDOW_BYTES``) plus one buffer;
+* upload (:func:`send`): a regular local file is read with ``os.pread``,
+  a WRITE's worth at a time; those bytes go to the write-behind as they
+  are (it keeps them, no copy) and at most the window is in flight.
+  Measured on tmpfs, both cost half the CPU of a shared mapping of the
+  local file (its page faults, page tables and, for an upload, a copy):
+  0.16-0.22 s against 0.34-0.43 s per 256 MiB received, 0.07-0.20 s
+  against 0.25-0.36 s per 256 MiB sent;
+* from anything else (a pipe, stdin) an upload goes through a
+  :class:`DoubleBuffer`: one helper thread reads into one buffer while
+  the caller's thread sends the other.
 
 A file that fits one request goes in one round trip (``Tree.read_bytes`` /
 ``write_bytes``: one compound CREATE + READ/WRITE + CLOSE where the
@@ -155,7 +158,8 @@ def mapped_windows(local, start: int, end: int, access: int, span: int
     mappings of at most ``span`` bytes, one after the other: each window is
     unmapped before the next is mapped, so what the copy keeps resident is
     bounded by ``span`` (a whole 1 GiB file mapped at once was 1 GiB of
-    RSS).  Use it under ``contextlib.closing`` when leaving early."""
+    RSS).  Use it under ``contextlib.closing`` when leaving early.  (The
+    engine itself no longer maps: see the module doc; kept for callers.)"""
     fd = local.fileno()
     pos = start
     while pos < end:
@@ -184,14 +188,6 @@ def _mmap(fd: int, access: int, length: int, offset: int) -> mmap.mmap:
         return mmap.mmap(fd, length, flags=mmap.MAP_SHARED | populate, prot=mmap.PROT_READ,
                          offset=offset)
     return mmap.mmap(fd, length, access=access, offset=offset)
-
-
-def _can_map_for_write(local) -> bool:
-    try:
-        return stat.S_ISREG(os.fstat(local.fileno()).st_mode) and local.readable() and \
-            local.writable() and local.seekable()
-    except (OSError, ValueError, io.UnsupportedOperation):
-        return False
 
 
 def _fill(read_into: Callable, view: memoryview) -> int:
@@ -237,20 +233,24 @@ def send(tree, local: BinaryIO, f, *, offset: int = 0, progress: Progress = None
     """Write ``local`` (from ``offset``) to the open remote file ``f`` (at
     ``offset``); return the bytes sent."""
     update = progress or _ignore
-    chunk = chunk_size(tree)
     total = 0
     size = _mappable_size(local)
     if size is not None:
-        with contextlib.closing(mapped_windows(local, offset, size, mmap.ACCESS_READ,
-                                               chunk)) as windows:
-            for part in windows:
-                write_all(f, part)
-                total += len(part)
-                update(len(part))
+        # A regular file: os.pread gives bytes, which the write-behind keeps
+        # as they are (one copy; a mapping cost page-table work and a copy)
+        fd, step = local.fileno(), tree.io_write_size
+        while offset < size:
+            data = os.pread(fd, min(step, size - offset), offset)
+            if not data:
+                break
+            write_all(f, data)
+            offset += len(data)
+            total += len(data)
+            update(len(data))
         return total
     if offset:
         local.seek(offset)
-    with DoubleBuffer(chunk) as buffers:
+    with DoubleBuffer(chunk_size(tree)) as buffers:
         for view in buffers.produced(lambda buf: _fill(local.readinto, buf)):
             write_all(f, view)
             total += len(view)
@@ -259,41 +259,32 @@ def send(tree, local: BinaryIO, f, *, offset: int = 0, progress: Progress = None
 
 
 def receive(tree, f, local: BinaryIO, *, offset: int = 0, progress: Progress = None) -> int:
-    """Read the open remote file ``f`` (its size as at open, and on to its
-    end if it grew) into ``local``; the first ``offset`` bytes are there
-    already.  Return the bytes received."""
+    """Read the open remote file ``f`` (its size as at open) into
+    ``local``; the first ``offset`` bytes are there already.  Return the
+    bytes received (fewer if it shrank meanwhile)."""
     update = progress or _ignore
-    chunk = chunk_size(tree)
     size = f.handle.info.size
     if offset:
         offset = min(offset, size)
         f.seek(offset)
-    total = offset
-    if size > offset and _can_map_for_write(local):
-        local.truncate(size)
-        with contextlib.closing(mapped_windows(local, offset, size, mmap.ACCESS_WRITE,
-                                               chunk)) as windows:
-            # one pipeline across the windows: no round trip lost between them
-            total += f.readinto_many(windows, progress=update)
-        if total != size:             # the file shrank meanwhile
-            local.truncate(total)
-        return total - offset
-    if offset:
         local.seek(offset)
         local.truncate(offset)
-    with DoubleBuffer(chunk) as buffers:
-        while True:
-            buf = buffers.free()
-            # Near the end ask for one request's worth only, so EOF is
-            # confirmed without a burst of READs past it.
-            ask = min(chunk, max(size - total, tree.io_read_size))
-            n = f.readinto(buf[:ask])
-            if not n:
-                buffers.drain()
-                return total - offset
-            buffers.consume(buf[:n], local.write)
-            total += n
-            update(n)
+    step = tree.io_read_size
+    free: list = []                   # buffers written out, for the next READs
+
+    def buffers(want: int) -> Iterator[memoryview]:
+        while want > 0:
+            yield memoryview(free.pop() if free else bytearray(step))[:min(step, want)]
+            want -= step
+
+    def done(view: memoryview, n: int) -> None:
+        write_all(local, view[:n])    # the network goes on meanwhile
+        free.append(view.obj)
+        update(n)
+
+    # One pipeline of READs, each received into a buffer written out as it
+    # completes; the size as at open, no READ past it.
+    return f.readinto_many(buffers(size - offset), done)
 
 
 def upload(tree, local: BinaryIO, path: str, *, offset: int = 0,

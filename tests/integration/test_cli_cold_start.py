@@ -25,6 +25,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 STAT_MODULES = {
     "smblayer", "smblayer.client", "smblayer.config", "smblayer.errors", "smblayer.loopcheck",
+    "smblayer.namedint",
     "smblayer.records", "smblayer.registry", "smblayer.task",
     "smblayer.cli", "smblayer.cli.connections", "smblayer.cli.fastparse", "smblayer.cli.files",
     "smblayer.cli.main", "smblayer.cli.progress", "smblayer.cli.run", "smblayer.cli.words",

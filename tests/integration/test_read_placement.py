@@ -96,8 +96,9 @@ def test_buffer_is_free_when_the_read_returns(tree, how):
 
 def test_readinto_many_fills_each_buffer_and_frees_them(tree):
     """Several buffers read as one pipeline: each gets its bytes (the file
-    ends inside the last: the count says where), ``progress`` adds up, and
-    once the call returns none of them is held (all can be resized)."""
+    ends inside the third: the counts say where), ``done(buffer, n)`` runs
+    in order for each up to the end, each buffer free by then (it can be
+    resized), and none is held once the call returns."""
     tree, base = tree
     path = f"{base}/many.bin"
     step = tree.io_read_size
@@ -107,19 +108,23 @@ def test_readinto_many_fills_each_buffer_and_frees_them(tree):
     with tree.open(path, "rb", buffering=0) as f:
         stall = Stall(tree.client, hold=0.05)      # each READ's completion held back
         try:
-            sizes = [step + 5, step // 3, 2 * step, 3 * step]       # more than the file holds
+            sizes = [step + 5, step // 3, 3 * step, 2 * step]       # more than the file holds
             bufs = [bytearray(n) for n in sizes]
             seen = []
-            n = f.readinto_many(iter(bufs), progress=seen.append)
+
+            def done(buf, n):
+                seen.append((bufs.index(buf), n))
+                buf.extend(b"!")                 # resizing needs no export left
+            n = f.readinto_many(iter(bufs), done)
             stall.done()
         finally:
             stall.stop()
-        assert n == len(data) == sum(seen) and f.tell() == n
-        got = bytearray()
-        for buf in bufs:
-            buf.extend(b"!")                 # resizing needs no export left
-            got += buf[:-1]
-        assert bytes(got[:n]) == data and not any(got[n:])
+        assert n == len(data) == sum(k for _i, k in seen) and f.tell() == n
+        assert [i for i, _k in seen] == [0, 1, 2]
+        assert [k for _i, k in seen][:2] == sizes[:2]
+        got = b"".join(bytes(b[:k]) for b, (_i, k) in zip(bufs, seen))
+        assert got == data and bufs[3] == bytes(2 * step)
+        bufs[3].extend(b"!")                     # never written, not held either
         assert f.readinto_many([bytearray(10)]) == 0          # at the end: nothing
 
 

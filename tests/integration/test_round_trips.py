@@ -131,18 +131,18 @@ def test_cli_ls_of_a_directory_url_lists_without_a_stat(samba, proxied):
     assert sent[-2:] == [C.TREE_DISCONNECT, C.LOGOFF]
 
 
-def test_download_keeps_its_reads_in_flight_across_the_mapped_windows(samba, proxied, tmp_path,
-                                                                     monkeypatch):
-    """The copy engine maps the local file a window at a time; the READs of
-    the next window go out with those of this one (a readinto per window
-    drained the pipeline at each window's end: a round trip each)."""
+def test_download_keeps_its_reads_in_flight_across_its_chunks(samba, proxied, tmp_path):
+    """The copy engine receives a file as one pipeline (one READ's worth a
+    buffer, each written out as it completes): every READ goes out before
+    the first reply, none past the end.  A
+    readinto per 16 MiB window drained the pipeline at each window's end,
+    and read ahead past it."""
     from smblayer.fs import transfer
     name = f"rt-{uuid.uuid4().hex[:8]}.bin"
     with _connect(samba, proxied) as tree:
         step = tree.io_read_size
-        data = os.urandom(8 * step)                    # the window's floor: 8 READs
+        data = os.urandom(7 * step + 5)          # 8 READs
         (samba.share_path("share") / name).write_bytes(data)
-        monkeypatch.setattr(transfer, "chunk_size", lambda _tree: 2 * step)   # 4 windows
         proxied.delay(0.05)
         log = _tapped(proxied)
         n = transfer.get_file(tree, name, str(tmp_path / "got.bin"))
