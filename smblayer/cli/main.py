@@ -23,6 +23,7 @@ from __future__ import annotations
 import gc
 
 from . import fastparse
+from .words import PROG
 
 TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
@@ -37,6 +38,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if program:
         gc.disable()
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv == ["--version"]:               # argparse's answer, without argparse
+        from .. import __version__
+        print(f"{PROG} {__version__}")
+        raise SystemExit(0)
     args = fastparse.parse(argv)            # the common command lines, without argparse
     if args is None:
         from .args import parse

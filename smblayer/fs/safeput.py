@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import os
 import posixpath
-from typing import Any, Generator, Optional, Tuple
+TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Any, Generator, Optional, Tuple
 
 from ..errors import SmbStatusError
 from ..proto.status import NtStatus
@@ -29,7 +31,8 @@ from .ops import normpath, ns_to_filetime, seconds_to_ns
 
 __all__ = ["has_plans", "filetimes", "temp_name", "write_job", "run_one"]
 
-Job = Generator[Any, Any, Any]
+if TYPE_CHECKING:
+    Job = Generator[Any, Any, Any]
 
 
 def has_plans(tree) -> bool:

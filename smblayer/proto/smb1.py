@@ -6,12 +6,12 @@ bytes.  ``pack_message`` builds the three parts as separate buffers.
 """
 from __future__ import annotations
 
-import enum
 import struct
 TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     from typing import List, Sequence, Tuple
 
+from ..namedint import NamedInt, named_ints
 from ..records import Record
 from .smb2 import MalformedMessage
 
@@ -26,7 +26,8 @@ _MID = struct.Struct("<H")
 _UID = struct.Struct("<H")
 
 
-class Command(enum.IntEnum):
+@named_ints
+class Command(NamedInt):
     CREATE_DIRECTORY = 0x00
     DELETE_DIRECTORY = 0x01
     CLOSE = 0x04

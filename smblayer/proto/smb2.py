@@ -7,12 +7,12 @@ is never concatenated; responses are parsed from one buffer with
 """
 from __future__ import annotations
 
-import enum
 import struct
 TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     from typing import List, Optional, Tuple
 
+from ..namedint import NamedInt, named_ints
 from ..records import Record
 from .status import NtStatus
 
@@ -23,7 +23,8 @@ HEADER_SIZE = 64
 UNSOLICITED_MESSAGE_ID = 0xFFFFFFFFFFFFFFFF
 
 
-class Command(enum.IntEnum):
+@named_ints
+class Command(NamedInt):
     NEGOTIATE = 0x00
     SESSION_SETUP = 0x01
     LOGOFF = 0x02
@@ -238,7 +239,8 @@ def split_compound(message) -> List[Tuple[int, int]]:
 
 # --- NEGOTIATE ([MS-SMB2] 2.2.3, 2.2.4) -------------------------------------
 
-class ContextType(enum.IntEnum):
+@named_ints
+class ContextType(NamedInt):
     PREAUTH_INTEGRITY_CAPABILITIES = 0x0001
     ENCRYPTION_CAPABILITIES = 0x0002
     COMPRESSION_CAPABILITIES = 0x0003

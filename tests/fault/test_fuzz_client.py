@@ -23,7 +23,8 @@ from typing import Callable, List, Optional
 
 import pytest
 
-from smblayer import (Dialect, DialectRange, ReconnectPolicy, SmbError, TimeoutPolicy, fs)
+from smblayer import (ClientState, Dialect, DialectRange, ReconnectPolicy, SmbError,
+                      TimeoutPolicy, fs)
 from smblayer.testing import fuzzing
 from smblayer.testing.proxy import FaultProxy
 from smblayer.testing.waiting import eventually
@@ -76,6 +77,15 @@ def _collides(frame: bytes, out: bytes, in_flight: set) -> bool:
                for offset, _, mid in _elements(out) if (offset, mid) not in before)
 
 
+def _reply_mid(frame: bytes) -> Optional[int]:
+    """The MessageId (SMB1: MID) of ``frame``'s first reply; None if encrypted."""
+    if frame[:4] == b"\xfeSMB" and len(frame) >= 32:
+        return struct.unpack_from("<Q", frame, 24)[0]
+    if frame[:4] == b"\xffSMB" and len(frame) >= 32:
+        return struct.unpack_from("<H", frame, 30)[0]
+    return None
+
+
 def _protected(frame: bytes) -> bool:
     """Is ``frame`` covered by its session's signature or encryption?  A
     NEGOTIATE response and the SESSION_SETUP legs before the session key
@@ -106,6 +116,7 @@ class OneMutation:
         self.body_only = body_only
         self.routing = routing
         self.in_flight = in_flight
+        self.awaited: Optional[Callable[[], set]] = None
         self.armed = False
         self.applied: List[bytes] = []
         self.kinds: collections.Counter = collections.Counter()
@@ -142,7 +153,10 @@ class OneMutation:
                 return None                     # nothing safe: the next reply then
             self.armed = False
             self.last_kind = self._kind(frame, out)
-            self.last_protected = _protected(frame)
+            # a late reply to an abandoned request is dropped, whatever it says
+            mid = _reply_mid(frame)
+            self.last_protected = _protected(frame) and (
+                mid is None or self.awaited is None or mid in self.awaited())
             self.last_change = (len(frame), len(out),
                                 [i for i in range(min(len(frame), len(out)))
                                  if frame[i] != out[i]][:8])
@@ -255,24 +269,37 @@ def test_mutated_replies(samba, mode):
     died: List[BaseException] = []
     previous_hook = threading.excepthook
     threading.excepthook = lambda args: died.append(args.exc_value)
-    outcomes = {"ok": 0, "error": 0, "reconnect": 0}
+    outcomes = {"ok": 0, "error": 0, "reconnect": 0, "reopened": 0}
     try:
         with FaultProxy(samba.host, samba.port) as proxy:
             proxy.rewrite("s2c", mutation)
-            with fs.connect(samba.host, "share", samba.username, samba.password, port=proxy.port,
-                            dialects=DialectRange(MODES[mode][0], MODES[mode][0]),
-                            timeouts=TIMEOUTS, durable=False,
-                            reconnect=ReconnectPolicy(initial_delay=0.05, max_delay=0.2),
-                            **MODES[mode][1]) as tree:
-                files: dict = {}
+
+            def open_tree():
+                tree = fs.connect(samba.host, "share", samba.username, samba.password,
+                                  port=proxy.port, timeouts=TIMEOUTS, durable=False,
+                                  dialects=DialectRange(MODES[mode][0], MODES[mode][0]),
+                                  reconnect=ReconnectPolicy(initial_delay=0.05, max_delay=0.2),
+                                  **MODES[mode][1])
                 client = tree.session.client
+                mutation.awaited = _awaited(client)
                 if plain:
                     mutation.in_flight = _mid_table(client)
+                return tree, client
+
+            tree, client = open_tree()
+            try:
+                files: dict = {}
                 # the reference state, unmutated
                 for i in range(4):
                     tree.write_bytes(f"fz{i}.bin", b"start %d" % i)
                     files[f"fz{i}.bin"] = b"start %d" % i
                 for _ in range(ROUNDS):
+                    if client.state is ClientState.CLOSED:
+                        # a mutated NEGOTIATE response that VALIDATE_NEGOTIATE_INFO
+                        # caught closes the client (tampering): start again
+                        tree.close()
+                        tree, client = open_tree()
+                        outcomes["reopened"] += 1
                     kind, name, call = _calls(tree, rng, files)
                     before = proxy.total_connections
                     dropped = unmatched = client.stats()["_client"]["unmatched_replies"]
@@ -325,6 +352,8 @@ def test_mutated_replies(samba, mode):
                         tree.remove(name)
                     except SmbError:
                         pass
+            finally:
+                tree.close()
     finally:
         threading.excepthook = previous_hook
     assert not died, f"threads died: {died!r}"
@@ -335,6 +364,17 @@ def test_mutated_replies(samba, mode):
         # the routing fields are mutated on plain sessions too
         assert mutation.kinds["message_id"] + mutation.kinds["next_command"] > 0
     print(mode, outcomes, len(mutation.applied), "mutations", dict(mutation.kinds))
+
+
+def _awaited(client) -> Callable[[], set]:
+    """The MessageIds of ``client``'s requests still awaited (not those of
+    abandoned requests, whose MessageId is kept for a late reply)."""
+    table = client._inflight
+
+    def awaited() -> set:
+        with table.lock:
+            return {mid for mid, task in table.pending.items() if not task.state.final}
+    return awaited
 
 
 def _mid_table(client) -> Callable[[], set]:
@@ -401,7 +441,7 @@ def test_rejected_create_reply_leaves_no_open_behind(samba, dialect):
     reconnects), so the server closes that open.  Before, it stayed until
     the client went away, and an exclusive open of the file failed with a
     sharing violation for as long."""
-    from smblayer import ClientState, SmbProtocolError
+    from smblayer import SmbProtocolError
     from smblayer.testing.waiting import eventually
     mutation = MutateCreateReply()
     with FaultProxy(samba.host, samba.port) as proxy:

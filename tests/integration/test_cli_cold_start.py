@@ -25,6 +25,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 STAT_MODULES = {
     "smblayer", "smblayer.client", "smblayer.config", "smblayer.errors", "smblayer.loopcheck",
+    "smblayer.namedint",
     "smblayer.records", "smblayer.registry", "smblayer.task",
     "smblayer.cli", "smblayer.cli.connections", "smblayer.cli.fastparse", "smblayer.cli.files",
     "smblayer.cli.main", "smblayer.cli.progress", "smblayer.cli.run", "smblayer.cli.words",
@@ -53,7 +54,8 @@ NOT_LOADED = ("dataclasses", "inspect", "ast", "dis", "argparse", "gettext", "sm
               "cryptography",     # HMAC-SHA256 signing, no encryption: no AES
               "hashlib", "hmac", "_hashlib",   # security.digests: no OpenSSL either
               "typing",           # type names are imported under TYPE_CHECKING only
-              "socket")           # transport.sockets: _socket, no enum conversions
+              "socket",           # transport.sockets: _socket, no enum conversions
+              "signal")           # cli.run: _signal for Ctrl-C, no enum conversions
 
 
 def modules_of_run(samba, argv) -> set:

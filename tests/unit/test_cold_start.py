@@ -203,3 +203,16 @@ def test_the_program_collects_while_its_command_runs():
                           timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["True", "True"]
+
+
+def test_version_answers_as_argparse_does(capsys):
+    # main() answers a lone --version itself (no argparse): the same line
+    from smblayer.cli.args import build_parser
+    from smblayer.cli.main import main
+    with pytest.raises(SystemExit) as fast:
+        main(["--version"])
+    ours = capsys.readouterr().out
+    with pytest.raises(SystemExit) as slow:
+        build_parser().parse_args(["--version"])
+    assert fast.value.code == slow.value.code == 0
+    assert ours == capsys.readouterr().out
