@@ -157,16 +157,11 @@ def main() -> int:
     if args.child:
         child(args)
         return 0
-    sys.path.insert(0, ROOT)
-    from smblayer import fs
-    from smblayer.testing.samba import SambaServer
+    sys.path.insert(0, HERE)
+    from profile_stages import percost_samba
     trees = dict(t.split("=", 1) for t in args.tree) if args.tree else {"this": ROOT}
     results = {}
-    with SambaServer() as samba:
-        with fs.connect(samba.host, "share", samba.username, samba.password,
-                        port=samba.port) as tree:
-            with tree.open("percost.txt", "wb") as f:
-                f.write(b"x" * 100)
+    with percost_samba() as samba:
         for name, path in trees.items():
             argv = [sys.executable, os.path.abspath(__file__), "--child", "--host", samba.host,
                     "--port", str(samba.port), "--share", "share", "--user", samba.username,

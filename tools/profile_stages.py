@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import os
 import subprocess
@@ -42,6 +43,7 @@ RULES = {
     ("send.py", "transmit"): "MID table", ("send.py", "_drain"): "MID table",
     ("send.py", "take_queued"): "MID table", ("send.py", "_withdraw"): "MID table",
     ("send.py", "send_now"): "MID table", ("send.py", "_send_now"): "MID table",
+    ("send.py", "_as_writer"): "send",
     ("send.py", "_send_single"): "encode", ("send.py", "_count"): "encode",
     ("send.py", "queue"): "credit gate", ("send.py", "_charge"): "credit gate",
     ("demux.py", "_interim"): "decode", ("demux.py", "_unmatched"): "decode",
@@ -144,6 +146,20 @@ def profile(tree: str, figure: str, args, samba) -> dict:
             "stages": {s: seconds[s] / requests * 1e6 * scale for s in STAGES}}
 
 
+@contextlib.contextmanager
+def percost_samba():
+    """A private Samba whose share holds the workloads' ``percost.txt``."""
+    sys.path.insert(0, ROOT)
+    from smblayer import fs
+    from smblayer.testing.samba import SambaServer
+    with SambaServer() as samba:
+        with fs.connect(samba.host, "share", samba.username, samba.password,
+                        port=samba.port) as tree:
+            with tree.open("percost.txt", "wb") as f:
+                f.write(b"x" * 100)
+        yield samba
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--tree", action="append", help="NAME=PATH (default: this tree)")
@@ -152,17 +168,10 @@ def main() -> int:
     p.add_argument("--json", action="store_true")
     p.add_argument("--leaves", type=int, default=0, help="print the N hottest functions")
     args = p.parse_args()
-    sys.path.insert(0, ROOT)
-    from smblayer import fs
-    from smblayer.testing.samba import SambaServer
     trees = dict(t.split("=", 1) for t in args.tree) if args.tree else {"this": ROOT}
     figures = args.figures.split(",")
     results = {}
-    with SambaServer() as samba:
-        with fs.connect(samba.host, "share", samba.username, samba.password,
-                        port=samba.port) as tree:
-            with tree.open("percost.txt", "wb") as f:
-                f.write(b"x" * 100)
+    with percost_samba() as samba:
         for figure in figures:              # trees interleaved within each figure
             for name, path in trees.items():
                 results[(figure, name)] = profile(path, figure, args, samba)

@@ -5,11 +5,11 @@ status: 0 success, 1 an SMB or I/O error, 2 a usage error, 130 interrupted.
 """
 from __future__ import annotations
 
+import _signal                 # signal.py's enum conversions cost every start ~4 M instructions
 import contextlib
 import importlib
 import logging
 import os
-import signal
 import sys
 import threading
 TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
@@ -110,11 +110,11 @@ def _watch_interrupts() -> Iterator[threading.Event]:
         interrupted.set()
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    previous = _signal.signal(_signal.SIGINT, on_sigint)
     try:
         yield interrupted
     finally:
-        signal.signal(signal.SIGINT, previous)
+        _signal.signal(_signal.SIGINT, previous)
 
 
 def handler_of(args):

@@ -33,6 +33,15 @@ having been on the wire; its credits went with that connection.
 Before that, :meth:`Sender.queue` moves the tasks to QUEUED and sets their
 CreditCharge (the credits the caller then takes from the gate).
 
+The one-step path (:meth:`Sender.send_now`): when nothing is queued, the
+send lock is free and the credits are at hand without waiting, a request
+(or compound) is queued, charged, numbered, armed and written in one step,
+under one hold of the send lock and of the MID-table lock -- the same moves
+in the same order, without the outbox, the second lock hold and the credit
+gate's closure.  Anything else returns ``NOT_NOW`` having done nothing, and
+the caller takes the general path above (a held writer, ``hold_sends``,
+is never bypassed).
+
 Also here: one-way SMB1 messages (an oplock break acknowledgement) and
 CANCEL, which have no reply, no MID-table entry and no timer: written by
 their caller under the send lock.
@@ -193,14 +202,7 @@ class Sender:
         lock = self._raw_lock
         if self._outbox or not lock.acquire(False):
             return NOT_NOW
-        try:
-            reader = self._send_now(conn, tasks, related, fast)
-        except BaseException:
-            lock.release()
-            if self._outbox:            # nobody may be left to write them
-                self._client.iod.call_soon(self._flush)
-            raise
-        lock.release()
+        reader = self._as_writer(self._send_now, conn, tasks, related, fast)
         if self._outbox:                # queued while we held the lock
             if reader is not None and reader is not NOT_NOW:
                 reader.release_reader_role()   # their replies come too: the demux reads
@@ -284,14 +286,7 @@ class Sender:
         while True:
             if entries is None and (not self._outbox or not lock.acquire(False)):
                 return reader           # a writer sends it (it looks again after release)
-            try:
-                taken = self._drain(mine, entries)
-            except BaseException:
-                lock.release()
-                if self._outbox:        # nobody may be left to write them
-                    self._client.iod.call_soon(self._flush)
-                raise
-            lock.release()
+            taken = self._as_writer(self._drain, mine, entries)
             entries = None
             if taken is not None:
                 reader = taken
@@ -301,6 +296,20 @@ class Sender:
                 reader.release_reader_role()
                 reader = None
         return reader
+
+    def _as_writer(self, write, *args):
+        """``write(*args)`` with the send lock the caller took, then release
+        it; if that fails, what was queued meanwhile is still written."""
+        lock = self._raw_lock
+        try:
+            result = write(*args)
+        except BaseException:
+            lock.release()
+            if self._outbox:            # nobody may be left to write them
+                self._client.iod.call_soon(self._flush)
+            raise
+        lock.release()
+        return result
 
     def _drain(self, mine, entries: Optional[list]):
         """Send ``entries``, or everything in the outbox (holding the send

@@ -54,7 +54,8 @@ NOT_LOADED = ("dataclasses", "inspect", "ast", "dis", "argparse", "gettext", "sm
               "cryptography",     # HMAC-SHA256 signing, no encryption: no AES
               "hashlib", "hmac", "_hashlib",   # security.digests: no OpenSSL either
               "typing",           # type names are imported under TYPE_CHECKING only
-              "socket")           # transport.sockets: _socket, no enum conversions
+              "socket",           # transport.sockets: _socket, no enum conversions
+              "signal")           # cli.run: _signal for Ctrl-C, no enum conversions
 
 
 def modules_of_run(samba, argv) -> set:
