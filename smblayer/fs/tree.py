@@ -102,7 +102,8 @@ def _write_caching(handle: Handle) -> bool:
 
 
 def _log_disconnect(future) -> None:
-    """A TREE_DISCONNECT not waited for: its failure is logged (smbiod)."""
+    """A TREE_DISCONNECT not waited for: its failure is logged (in the
+    thread that reads the reply)."""
     if not future.cancelled() and future.exception() is not None:
         log.debug("smblayer: TREE_DISCONNECT failed: %s", future.exception())
 
@@ -193,8 +194,10 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin, DirCacheMixi
             if wait:
                 self.client.run_task(self.ops.tree_disconnect_task())
             else:
+                # _log_disconnect only logs: it runs where the reply is read,
+                # sparing smbiod a thread (one-shot commands end here)
                 self.client.run_task_async(self.ops.tree_disconnect_task()) \
-                    .add_done_callback(_log_disconnect)
+                    .add_internal_callback(_log_disconnect)
         except (SmbError, RuntimeError) as exc:     # RuntimeError: the client shut down
             log.debug("smblayer: TREE_DISCONNECT failed: %s", exc)
 
