@@ -158,13 +158,13 @@ class Sender:
         max(send payload, expected response) ([MS-SMB2] 3.2.4.1.5), both read
         from the whole body whatever its split (``request_sizes``)."""
         if wire.is_smb1 or task.command not in MULTI_CREDIT_COMMANDS:
-            task.credit_charge = wire.charge(task.command, 0, 0)   # size-independent
+            task.credit_charge = charge = wire.flat_charge       # size-independent
         else:
             send, expected = request_sizes(task.command, task.body, task.expected_response,
                                            task.payload_size)
-            task.credit_charge = wire.charge(task.command, send, expected)
-        task.send_credits = credits_needed(task.credit_charge)
-        return task.send_credits
+            task.credit_charge = charge = wire.charge(task.command, send, expected)
+        task.send_credits = credits = credits_needed(charge)
+        return credits
 
     def transmit(self, conn, tasks: Sequence[SmbTask], related: bool, credits: int,
                  fast: bool = False):

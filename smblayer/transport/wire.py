@@ -54,6 +54,9 @@ class Smb2Wire:
         self.dialect = negotiated.dialect
         self.multi_credit = negotiated.multi_credit
         self.replay_flag = smb2.FLAG_REPLAY_OPERATION if self.dialect.is_smb3 else 0
+        #: CreditCharge of a request whose size does not count (not READ,
+        #: WRITE, IOCTL, QUERY_DIRECTORY, CHANGE_NOTIFY, QUERY/SET_INFO)
+        self.flat_charge = 1 if self.multi_credit else 0
 
     def charge(self, command: int, payload: int, expected: int) -> int:
         """(CreditCharge in the header, credits consumed)."""
@@ -130,6 +133,7 @@ class Smb1Wire:
                                    smb1.Command.LOGOFF_ANDX})
     replay_flag = 0
     multi_credit = False
+    flat_charge = 1
 
     def __init__(self, negotiated: NegotiateResult):
         self.dialect = Dialect.SMB1
