@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 from ..client import STAGE_SESSION, SmbClient
 from ..config import Dialect
 from ..errors import (SmbAuthError, SmbConnectionError, SmbError, SmbNegotiateError,
-                      SmbProtocolError)
+                      SmbProtocolError, SmbStatusError)
 from ..proto import smb1, smb2
 from ..proto.commands import (FSCTL_VALIDATE_NEGOTIATE_INFO, NO_FILE_ID, ioctl_request,
                               parse_ioctl_response)
@@ -278,6 +278,13 @@ def _clear_signed(header: bytearray) -> None:
 
 
 # Responses a server may send unsigned even on a signed session.
+#: a SESSION_SETUP refused for these: the credentials are wrong (trying
+#: again on a new connection would not help)
+_CREDENTIALS_REFUSED = frozenset({
+    NtStatus.LOGON_FAILURE, NtStatus.WRONG_PASSWORD, NtStatus.NO_SUCH_USER,
+    NtStatus.ACCOUNT_DISABLED, NtStatus.ACCOUNT_LOCKED_OUT, NtStatus.ACCOUNT_EXPIRED,
+    NtStatus.ACCOUNT_RESTRICTION, NtStatus.PASSWORD_EXPIRED, NtStatus.PASSWORD_MUST_CHANGE,
+    NtStatus.INVALID_ACCOUNT_NAME})
 _UNSIGNED_OK = frozenset({NtStatus.PENDING, NtStatus.USER_SESSION_DELETED,
                           NtStatus.NETWORK_SESSION_EXPIRED})
 
@@ -741,6 +748,15 @@ class Session:
         self.previous_session_id = old
         try:
             self._setup()
+        except SmbStatusError as exc:
+            if exc.status in _CREDENTIALS_REFUSED:
+                raise
+            # Not the credentials (Samba answers e.g. OBJECT_NAME_NOT_FOUND
+            # while it cleans up a killed smbd's sessions): without a session
+            # nothing on this connection works -- the connect worker starts
+            # over with a new connection after its back-off.
+            raise SmbConnectionError(f"re-establishing the session on {client.host}:"
+                                     f"{client.port} failed: {exc}") from exc
         finally:
             self.previous_session_id = 0
         log.info("smblayer: session re-established on %s:%s (0x%x -> 0x%x)",

@@ -384,6 +384,14 @@ class ConnectWorker:
             for fn in self._hooks.reconnect:
                 try:
                     fn(client)
+                except SmbConnectionError as exc:
+                    # The connection broke, or a handler needs a new one (a
+                    # session the server would not set up again): this
+                    # attempt failed; a new connection and a whole recovery
+                    # follow, after the back-off.
+                    log.warning("smblayer: reconnect handler %r failed: %s", fn, exc)
+                    self.connection_lost(conn, exc)
+                    return False
                 except Exception as exc:  # noqa: BLE001
                     log.warning("smblayer: reconnect handler %r failed: %s", fn, exc)
                 if conn.lost or client.state is ClientState.CLOSED:

@@ -90,7 +90,10 @@ class HandlersMixin:
         worker, before waiting requests are reissued.  Handlers run by
         ``stage`` (STAGE_SESSION, then STAGE_TREE, STAGE_HANDLE,
         STAGE_OTHER), in registration order within a stage.  Their requests
-        go out while the client is still RECONNECTING."""
+        go out while the client is still RECONNECTING.  A handler that
+        raises SmbConnectionError ends this attempt: the connection is
+        dropped and the worker starts over after its back-off (any other
+        exception is logged and recovery goes on)."""
         self.hooks.reconnect.add(fn, stage)
 
     def remove_reconnect_handler(self, fn: Callable) -> None:

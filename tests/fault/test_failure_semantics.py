@@ -394,3 +394,78 @@ def test_a_tampered_late_create_reply_closes_nothing(server):
             assert tree.read_bytes("late.bin") == b"x"
         finally:
             tree.close()
+
+
+
+@pytest.mark.parametrize("status", [0xC000009A, 0xC0000034])   # INSUFFICIENT_RESOURCES, NAME_NOT_FOUND
+def test_recovery_whose_session_setup_fails_starts_over(server, status):
+    """A reconnect whose SESSION_SETUP the server refuses for a reason that
+    is not the credentials (Samba answered STATUS_OBJECT_NAME_NOT_FOUND in
+    the issue-26 soak, around a killed smbd): that attempt failed -- a new
+    connection and a whole recovery after the back-off -- instead of going
+    ACTIVE with no session (every call then failed with
+    STATUS_USER_SESSION_DELETED until the next reconnect)."""
+    armed = threading.Event()
+
+    def refuse(frame: bytes):
+        if armed.is_set() and frame[:4] == b"\xfeSMB" and frame[12] == 1 and \
+                int.from_bytes(frame[8:12], "little") == 0xC0000016:
+            armed.clear()
+            return frame[:8] + status.to_bytes(4, "little") + frame[12:64] + \
+                bytes([9, 0, 0, 0, 0, 0, 0, 0, 0])
+        return None
+
+    with FaultProxy(server.host, server.port) as proxy:
+        proxy.rewrite("s2c", refuse)
+        tree = fs.connect(server.host, "share", server.username, server.password,
+                          port=proxy.port, timeouts=FAST_SOFT.with_(timeout=5.0, soft_timeout=5.0),
+                          reconnect=QUICK_RECONNECT)
+        try:
+            client = tree.client
+            tree.write_bytes("r.bin", b"refused once")
+            armed.set()
+            proxy.reset()
+            wait_for(lambda: not armed.is_set(), 10, "the refused SESSION_SETUP")
+            wait_for(lambda: client.stats()["_client"]["reconnects"] >= 2 and
+                     client.state is ClientState.ACTIVE, 20, "a second, whole recovery")
+            assert tree.read_bytes("r.bin") == b"refused once"
+            tree.write_bytes("r2.bin", b"after")
+        finally:
+            tree.close()
+
+
+def test_recovery_whose_session_setup_times_out_starts_over(server):
+    """The server freezes while a reconnect sets the session up again: that
+    attempt failed -- a new connection and a whole recovery after the
+    back-off -- instead of going ACTIVE with a session the server never
+    set up (every call then failed with STATUS_USER_SESSION_DELETED until
+    the next reconnect: the issue-26 soak's largest error group)."""
+    from smblayer.client import STAGE_SESSION
+    tree = connect(server, timeouts=FAST_SOFT, reconnect=QUICK_RECONNECT)
+    client = tree.client
+    frozen = []
+
+    def freeze_once(c) -> None:          # runs before the session's own handler
+        if not frozen:
+            pid = server.connection_child(c.local_address[1], timeout=5.0)
+            os.kill(pid, signal.SIGSTOP)
+            frozen.append(pid)
+            threading.Timer(4.0, os.kill, (pid, signal.SIGCONT)).start()
+
+    try:
+        tree.write_bytes("s.bin", b"session")
+        client.add_reconnect_handler(freeze_once, stage=STAGE_SESSION - 1)
+        os.kill(serving_child(server, client), signal.SIGKILL)
+        wait_for(lambda: frozen, 10, "the reconnect")
+        wait_for(lambda: client.stats()["_client"]["reconnects"] >= 2 and
+                 client.state is ClientState.ACTIVE, 20, "a second, whole recovery")
+        assert tree.read_bytes("s.bin") == b"session"
+        tree.write_bytes("s2.bin", b"after")
+        assert tree.listdir("") is not None
+    finally:
+        for pid in frozen:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        tree.close()
