@@ -376,8 +376,14 @@ class Demux:
             stats.errors += 1
         if late:
             # A late reply to an abandoned request: discard it, but let the
-            # upper layer clean up (e.g. close the handle a CREATE opened).
+            # upper layer clean up (e.g. close the handle a CREATE opened) --
+            # once the reply passes its session's check: a tampered FileId
+            # must not close another open.  One that fails drops the
+            # connection, as a frame that fails decryption does (the server
+            # then closes whatever the CREATE opened).
             if task.on_late_reply is not None:
+                if task.security is not None:
+                    task.security.verify(task, reply)       # SmbProtocolError
                 self._client.iod.call_soon(task.on_late_reply, reply)
             return
         self.replies += 1

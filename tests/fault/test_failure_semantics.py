@@ -347,3 +347,50 @@ def test_compound_requests_survive_a_reconnect(server):
             t.join(10)
     assert not errors, errors
     tree.close()
+
+
+def test_a_tampered_late_create_reply_closes_nothing(server):
+    """The late reply of an abandoned CREATE closes the handle it names --
+    only if it passes the session's check.  On a signed session, a reply
+    whose FileId was changed on the way (its signature no longer matches)
+    must not make the client CLOSE that FileId (another open of the
+    session): the connection is dropped instead, which closes the real
+    open on the server, and the client reconnects."""
+    armed = threading.Event()
+    tampered = []
+
+    def tamper(frame: bytes):
+        # the CREATE response (command 5) of the abandoned open: flip a FileId byte
+        if armed.is_set() and frame[:4] == b"\xfeSMB" and frame[12] == 5 and \
+                not int.from_bytes(frame[8:12], "little") and len(frame) >= 64 + 88:
+            armed.clear()
+            tampered.append(frame)
+            return frame[:64 + 64] + bytes([frame[64 + 64] ^ 0x55]) + frame[64 + 65:]
+        return None
+
+    with FaultProxy(server.host, server.port) as proxy:
+        proxy.rewrite("s2c", tamper)
+        tree = fs.connect(server.host, "share", server.username, server.password,
+                          port=proxy.port, require_signing=True, timeouts=FAST_HARD,
+                          reconnect=QUICK_RECONNECT)
+        try:
+            client = tree.client
+            tree.write_bytes("late.bin", b"x")
+            closes = client.stats()["CLOSE"]["ops"]
+            proxy.pause()
+            armed.set()
+            timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+            timer.start()
+            with pytest.raises(KeyboardInterrupt):
+                tree.open("late.bin", "rb")
+            timer.join()
+            proxy.resume()
+            wait_for(lambda: tampered, 10, "the late CREATE reply")
+            wait_for(lambda: client.stats()["_client"]["reconnects"] == 1 or
+                     client.stats()["CLOSE"]["ops"] != closes, 10, "the late reply handled")
+            assert client.stats()["CLOSE"]["ops"] == closes       # no CLOSE of a forged FileId
+            assert client.stats()["_client"]["reconnects"] == 1   # the connection dropped
+            wait_for(lambda: client.state is ClientState.ACTIVE, 10, "recovery")
+            assert tree.read_bytes("late.bin") == b"x"
+        finally:
+            tree.close()
