@@ -342,9 +342,10 @@ class ConnectWorker:
         False when it could not (every channel is gone, the binding
         failed): the caller then recovers as after any reconnect."""
         client = self._client
+        failover = self.failover                # None once the channels closed (logoff)
         self.ident = threading.get_ident()      # the binding legs go on ``conn``
         try:
-            bound = self.failover.rebind(conn)
+            bound = failover is not None and failover.rebind(conn)
         finally:
             self.ident = None
         with self.state_cond:
