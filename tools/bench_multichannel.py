@@ -202,12 +202,12 @@ def main() -> None:
     parser.add_argument("--kill-every", type=float, default=0.0)
     parser.add_argument("--link", type=float, default=0.0, metavar="MBPS",
                         help="pace each connection at MBPS MB/s per direction")
-    parser.add_argument("--spread-above", type=int, default=None, metavar="CREDITS",
-                        help="ChannelSet.spread_above for the run (default %d)"
-                             % ChannelSet.spread_above)
+    parser.add_argument("--spill-delay", type=float, default=None, metavar="MS",
+                        help="ChannelSet.spill_delay for the run in ms (default %g; "
+                             "0: spread every request by load)" % (ChannelSet.spill_delay * 1e3))
     args = parser.parse_args()
-    if args.spread_above is not None:
-        ChannelSet.spread_above = args.spread_above
+    if args.spill_delay is not None:
+        ChannelSet.spill_delay = args.spill_delay / 1e3
     size = parse_size(args.size)
     counts = [int(c) for c in args.channels.split(",")]
     data = os.urandom(size)
@@ -220,7 +220,7 @@ def main() -> None:
               f"{'encrypted' if args.encrypt else 'plain'}, {args.rounds} rounds, "
               f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the start"
               + (f", each connection paced at {args.link:g} MB/s" if link else "")
-              + f", spread_above {ChannelSet.spread_above}")
+              + f", spill_delay {ChannelSet.spill_delay * 1e3:g} ms")
         results = interleave(args.rounds, {
             f"{n} channel{'s' if n > 1 else ''}":
                 (lambda n=n: run(server, port, n, data, digest, args.encrypt,
