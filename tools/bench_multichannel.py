@@ -12,7 +12,9 @@ calls, read-ahead), interleaved round after round.  Prints MB/s (median) and
 the ratio to one channel, the CPU seconds per GB the client (every thread,
 hashing excluded) and the Samba processes spent (medians: on a loaded machine
 they vary far less than MB/s), and the share of the READs and WRITEs each
-channel carried (0 first).
+channel carried over all rounds (0 first).  ``--spill-delay MS`` sets the
+routing policy's ``ChannelSet.spill_delay`` (0: spread every request by
+load, as before the spill-over policy).
 
 ``--kill-every S``: while transferring, destroy one extra channel every S
 seconds from outside (``ss -K``): the bytes must come back exact, with no
@@ -185,8 +187,9 @@ def run(server: SambaServer, port: int, channels: int, data: bytes, digest: str,
         data_ops = sum(stats.get(name, {}).get("ops", 0) for name in ("READ", "WRITE"))
         extra = [c["ops"] - c["binding_legs"] for c in counters["channels"]]
         shares = [data_ops - sum(extra)] + extra if extra else []
-        spread[channels] = ([f"{100 * n / max(1, data_ops):.0f}%" for n in shares], len(kills),
-                            sum(c["failovers"] for c in counters["channels"]))
+        ops, killed, failed = spread.get(channels, ([0] * len(shares), 0, 0))
+        spread[channels] = ([a + b for a, b in zip(ops, shares)], killed + len(kills),
+                            failed + sum(c["failovers"] for c in counters["channels"]))
     mb, gb = len(data) / 1e6, len(data) / 1e9
     return {"write": mb / (mid - start), "read": mb / (end - mid),
             "wcpu": (cpu1 - cpu0) / gb, "rcpu": (cpu2 - cpu1) / gb,
@@ -238,6 +241,7 @@ def main() -> None:
         paired = {k: median([v[k] / b[k] for v, b in zip(values, base)])
                   for k in ("write", "read")}
         ops, kills, failovers = spread.get(n, ([], 0, 0))
+        ops = [f"{100 * k / max(1, sum(ops)):.0f}%" for k in ops]
         cpu = "/".join(f"{median([v[k] for v in values]):.2f}"
                        for k in ("wcpu", "wsrv", "rcpu", "rsrv"))
         rows.append([name, f"{write:.0f}", f"{paired['write']:.2f}x", f"{read:.0f}",
@@ -245,7 +249,7 @@ def main() -> None:
                      f"{kills}/{failovers}"])
     print(table(rows, ["contender", "write MB/s", "paired", "read MB/s", "paired",
                        "CPU s/GB w client/server, r client/server",
-                       "READ/WRITE per channel", "kills/failovers"]))
+                       "READ/WRITE per channel (all rounds)", "kills/failovers"]))
     print(f"# load average {os.getloadavg()[0]:.2f} at the end")
 
 

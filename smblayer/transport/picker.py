@@ -8,8 +8,8 @@ TCP connection's window over a long link).  Where the CPUs are -- on a
 every channel of a session -- spreading a transfer over N channels gives
 nothing and costs: N demux threads woken for the replies instead of one
 (voluntary context switches per MiB 1.2 -> 1.9 with 4 channels, client
-CPU per GB up 5-20 %), and Samba's writes to one file, coming in on N
-connections at once, contend for its inode lock.  Measured with a file's
+CPU per GB up 5-20 %; Samba's writes to one file, coming in on N
+connections at once, spin on its inode lock twice as long).  Measured with a file's
 whole window on one channel: data round trips of 1-2 ms on loopback
 (p10 0.5-1.3 ms, p90 3.5-11 ms on a machine busy with other work), of
 115-150 ms (never under 26 ms) over one 40 MB/s link.  So:
@@ -18,14 +18,16 @@ whole window on one channel: data round trips of 1-2 ms on loopback
   then the extra channels in order) that is not *congested*: a transfer
   uses as few channels as carry it.
 * **Congested**: the channel holds a standing queue -- its round trips
-  all stayed at or above ``spill_delay`` (10 ms) over the last
+  all stayed at or above ``spill_delay`` (20 ms) over the last
   ``INTERVAL`` (100 ms).  The estimate is the smallest sample of the
   current and the previous interval (CoDel's measure of a standing
   queue): the head of a burst the client queued itself, or one request
   between two scheduling stalls of a busy machine, is enough to show
-  there is none; a slow link never gives one.  10 ms, not CoDel's 5: the
-  samples include our own scheduling delays, which reach 5-8 ms for
-  100 ms on this busy 2-core machine.
+  there is none.  20 ms, not CoDel's 5: the samples include our own
+  scheduling delays, which on this 2-core machine at load 4 stay above
+  10 ms for 200 ms at a time.  Yet below what any link that a second
+  channel helps shows: one 1 MiB request over 40 MB/s takes 26 ms, a
+  file's 8 MiB window queued on a 1 GbE NIC 67 ms.
 * **No estimate** (no sample for ``STALE``: a transfer starting, a pause,
   a channel skipped because it was congested): the age of the channel's
   oldest timed request in flight stands in (0 when idle), so a transfer
@@ -58,7 +60,7 @@ if TYPE_CHECKING:
     from typing import Deque, Dict, Sequence, Tuple
 
 #: a standing queue of this many seconds makes a channel congested
-SPILL_DELAY = 0.010
+SPILL_DELAY = 0.020
 #: seconds over which the smallest round trip is the estimate (CoDel: 100 ms)
 INTERVAL = 0.1
 #: an estimate with no sample for this many seconds is forgotten

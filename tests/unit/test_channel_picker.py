@@ -96,7 +96,7 @@ def test_before_the_first_reply_the_oldest_request_in_flight_decides():
     tasks = []
     assert send(picker, [(0, 0), (1, 0)], 100.0, tasks) == 0
     assert send(picker, [(0, 16), (1, 0)], 100.0 + SPILL_DELAY / 2, tasks) == 0
-    assert send(picker, [(0, 32), (1, 0)], 100.0 + SPILL_DELAY, tasks) == 1
+    assert send(picker, [(0, 32), (1, 0)], 100.0 + SPILL_DELAY + MS, tasks) == 1
 
 
 def test_a_congested_channel_that_got_no_traffic_is_tried_again():
