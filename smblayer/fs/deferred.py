@@ -76,6 +76,7 @@ from ..proto.status import NtStatus
 from .ops import (DELETE, FILE_APPEND_DATA, FILE_OPEN, FILE_OPEN_IF, FILE_OVERWRITE,
                   FILE_OVERWRITE_IF, FILE_SHARE_ALL, FILE_WRITE_DATA, LEASE_HANDLE, LEASE_READ,
                   OPLOCK_LEASE, Handle)
+from .readcache import READ_CACHE, READ_CACHE_PARKED, cached_bytes
 from .recovery import recover_files
 
 __all__ = ["DeferredCloses", "DeferredCloseMixin", "DEFAULT_DEFERRED_CLOSE", "MAX_PARKED",
@@ -157,6 +158,9 @@ class DeferredCloses:
             return False
         evicted: List[Handle] = []
         with self._cond:
+            if handle.data is not None and cached_bytes(handle) + sum(
+                    cached_bytes(h) for _d, h in self._parked) > READ_CACHE_PARKED:
+                handle.data = None          # the tree-wide bound of kept bytes
             handle.deferred = True
             handle.file = None
             self._stop = False
@@ -190,6 +194,8 @@ class DeferredCloses:
         if found is None:
             return None
         found.deferred = False
+        if disposition in _REUSED_TRUNCATED:
+            found.data = None
         if disposition in _REUSED_TRUNCATED and found.info.size:
             try:
                 self.tree.ops.set_end_of_file(found, 0)
@@ -301,6 +307,8 @@ class DeferredCloses:
                 return
             entries = list(self._parked)
             self._parked.clear()
+        for entry in entries:
+            entry[1].data = None          # the lease may have been lost meanwhile
         generation = self.tree.client.generation
         reclaims = []
         for entry in entries:
@@ -316,6 +324,7 @@ class DeferredCloses:
     def _drop(self, handle: Handle) -> None:
         """Forget a handle the server no longer has."""
         handle.deferred = False
+        handle.data = None
         handle.closed = True
         if self.tree._breaks is not None:
             self.tree._breaks.remove(handle)
@@ -326,6 +335,7 @@ class DeferredCloses:
         tree = self.tree
         for handle in handles:
             handle.deferred = False
+            handle.data = None
             if tree._breaks is not None:
                 tree._breaks.remove(handle)
             if handle.generation != tree.client.generation or not tree.connected:
@@ -398,6 +408,9 @@ class DeferredCloseMixin:
     #: seconds a file's handle under a handle-caching lease is kept after
     #: close for a reopen with no round trip; 0 or None: off
     deferred_close: Optional[float] = DEFAULT_DEFERRED_CLOSE
+    #: bytes a file's handle keeps of what was last read from it while it
+    #: holds a read lease, served again with no READ (0 or None: off)
+    read_cache: Optional[int] = READ_CACHE
     _deferred_closes: Optional[DeferredCloses] = None
 
     @property

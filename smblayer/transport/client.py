@@ -40,6 +40,7 @@ read_lock aside); user callbacks run on smbiod.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import threading
@@ -72,7 +73,7 @@ from .registry import EXIT_WAIT, REGISTRY
 from .send import NOT_NOW, Retry, Sender
 from .stats import ClientStats, command_name
 from .states import CLIENT_TRANSITIONS, ClientState
-from .task import IllegalTransition, Reply, SmbTask, TaskState, move
+from .task import CHANGING_COMMANDS, IllegalTransition, Reply, SmbTask, TaskState, move
 
 log = logging.getLogger("smblayer")
 
@@ -148,6 +149,11 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
         self._registry = _registry
         self._key = _key
         self._forked = False
+        self._changes = itertools.count(1)
+        #: a value that moves whenever a request that may change a file on the
+        #: server (CHANGING_COMMANDS) is sent or answered, or a break comes
+        #: in: what cached file data is checked against (fs.readcache)
+        self.change_mark = 0
 
         self.state = ClientState.CONNECTING
         self.connection = None
@@ -191,8 +197,13 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
     def _new_demux(self, conn: Connection) -> Demux:
         return Demux(self, conn, self._inflight, self._credits, self._liveness, self._stats,
                      sessions=self._sessions, wake=self._wake,
-                     deliver_break=self._deliver_break,
+                     deliver_break=self._deliver_break, note_change=self.note_change,
                      connection_lost=self._connector.connection_lost)
+
+    def note_change(self) -> None:
+        """Move ``change_mark`` to a value it never had (any thread: the
+        counter's ``next`` is atomic)."""
+        self.change_mark = next(self._changes)
 
     # -- public properties ---------------------------------------------------
 
@@ -492,6 +503,8 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
             raise SmbClosedError("client belongs to the parent process (fork); "
                                  "call get_client() again in the child")
         task.reply = task.error = task.parking = None
+        if task.command in CHANGING_COMMANDS:
+            self.note_change()
         if not task.pinned:
             task.channel = None
         task.sends = 0

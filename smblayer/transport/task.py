@@ -41,6 +41,9 @@ class TaskState(enum.Enum):
 
 
 _OK_ONLY = frozenset({0})
+#: SMB2 commands that may change a file's data or size on the server (a
+#: reply to one, or its sending, moves ``SmbClient.change_mark``)
+CHANGING_COMMANDS = frozenset({0x05, 0x09, 0x0B, 0x11})   # CREATE WRITE IOCTL SET_INFO
 FINAL_STATES = frozenset({TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED})
 IN_FLIGHT = frozenset({TaskState.SENT, TaskState.INTERIM})
 
