@@ -55,6 +55,45 @@ when
   or the interpreter exits (``Tree.disconnect`` runs at exit);
 * more than :data:`MAX_PARKED` handles would be parked (the oldest goes).
 
+Kept bytes (:mod:`smblayer.fs.readcache`, ``tree.read_cache``, default
+64 KiB, 0 or None: off).  cifs.ko serves reads from the page cache while
+it holds a read lease; so do we, for the bytes last read from a handle: a
+file object open for reading only, on a handle holding a lease with read
+caching, keeps what one read call got from the server (up to
+``read_cache`` bytes, and whether the file ended there) on the Handle
+(``Handle.data``); a later read of a range it holds through that handle
+-- typically by the next opener reusing the parked handle -- is answered
+from it with no round trip.  The parked handles of a tree keep at most
+:data:`~smblayer.fs.readcache.READ_CACHE_PARKED` bytes (1 MiB) in all.
+Coherence:
+
+* through this client (any handle, any tree, any session): the client's
+  ``change_mark`` takes a new value whenever a request that may change a
+  file (CREATE, WRITE, IOCTL, SET_INFO) is sent *and* when it is
+  answered (a late reply too), and when a break comes in (in the receive
+  thread, before the break is handled).  Kept bytes carry the mark taken
+  before their READs were sent; they are kept only if it did not move
+  until the reply was in, and served only while it has not moved since.
+  So our own write, truncate or set-size of the file, on another handle
+  or tree, drops them before its reply reaches its caller (the server's
+  break to our other lease may come later than that reply; we do not
+  wait for it).  Conservative: any such request of the client, for any
+  file, drops every handle's kept bytes;
+* another client: it cannot change the file without breaking our read
+  lease first.  The break drops the bytes before anything else happens
+  (``Tree._on_break``: before the kept handle is closed or the break
+  acknowledged), and bytes are served only while the handle's lease
+  still has read caching: the next read after the break goes to the
+  server;
+* a reconnect: bytes carry the connection generation they were read on;
+  a reclaimed kept handle drops them (its lease may have been broken
+  meanwhile);
+* a kept handle closed for real (its time, the tree's or client's close,
+  a conflicting open, eviction) drops them; so does a "w" reuse (the
+  truncation) and a file's real close.
+
+A file object open for writing never reads from, nor fills, kept bytes.
+
 Reconnects (:meth:`DeferredCloses.recover`, the tree's STAGE_HANDLE
 recovery): a parked durable handle is reclaimed like an open file's, and
 stays parked if its lease still caches handles (else it is closed); a
