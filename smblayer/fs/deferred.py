@@ -68,7 +68,7 @@ from it with no round trip.  The parked handles of a tree keep at most
 Coherence:
 
 * through this client (any handle, any tree, any session): the client's
-  ``change_mark`` takes a new value whenever a request that may change a
+  ``changes.value`` takes a new value whenever a request that may change a
   file (CREATE, WRITE, IOCTL, SET_INFO) is sent *and* when it is
   answered (a late reply too), and when a break comes in (in the receive
   thread, before the break is handled).  Kept bytes carry the mark taken

@@ -30,7 +30,7 @@ def stamp(raw) -> Optional[int]:
     """The client's change mark before a READ of ``raw`` (an SmbRawFile)
     whose bytes may be kept, or None (they are not: a file open for
     writing, no read lease, the cache off)."""
-    return raw._tree.client.change_mark if _reads_cached(raw) else None
+    return raw._tree.client.changes.value if _reads_cached(raw) else None
 
 
 def keep(raw, mark: int, offset: int, data: memoryview, eof: bool) -> None:
@@ -40,7 +40,7 @@ def keep(raw, mark: int, offset: int, data: memoryview, eof: bool) -> None:
     the handle still holds its read lease on the live connection."""
     handle = raw._handle
     client = raw._tree.client
-    if client.change_mark == mark and len(data) <= raw._tree.read_cache and \
+    if client.changes.value == mark and len(data) <= raw._tree.read_cache and \
             handle.generation == client.generation and _reads_cached(raw):
         handle.data = (mark, handle.generation, offset, bytes(data), eof)
     else:
@@ -57,7 +57,7 @@ def serve(raw, offset: int, view: memoryview) -> int:
         return -1
     mark, generation, start, data, eof = kept
     client = raw._tree.client
-    if mark != client.change_mark or generation != client.generation or \
+    if mark != client.changes.value or generation != client.generation or \
             not _reads_cached(raw):
         handle.data = None
         return -1

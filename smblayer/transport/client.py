@@ -40,7 +40,6 @@ read_lock aside); user callbacks run on smbiod.
 """
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import threading
@@ -73,7 +72,8 @@ from .registry import EXIT_WAIT, REGISTRY
 from .send import NOT_NOW, Retry, Sender
 from .stats import ClientStats, command_name
 from .states import CLIENT_TRANSITIONS, ClientState
-from .task import CHANGING_COMMANDS, IllegalTransition, Reply, SmbTask, TaskState, move
+from .task import (CHANGING_COMMANDS, ChangeMark, IllegalTransition, Reply, SmbTask,
+                   TaskState, move)
 
 log = logging.getLogger("smblayer")
 
@@ -149,11 +149,7 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
         self._registry = _registry
         self._key = _key
         self._forked = False
-        self._changes = itertools.count(1)
-        #: a value that moves whenever a request that may change a file on the
-        #: server (CHANGING_COMMANDS) is sent or answered, or a break comes
-        #: in: what cached file data is checked against (fs.readcache)
-        self.change_mark = 0
+        self.changes = ChangeMark()         # moves with every possible change
 
         self.state = ClientState.CONNECTING
         self.connection = None
@@ -197,13 +193,8 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
     def _new_demux(self, conn: Connection) -> Demux:
         return Demux(self, conn, self._inflight, self._credits, self._liveness, self._stats,
                      sessions=self._sessions, wake=self._wake,
-                     deliver_break=self._deliver_break, note_change=self.note_change,
+                     deliver_break=self._deliver_break, note_change=self.changes.note,
                      connection_lost=self._connector.connection_lost)
-
-    def note_change(self) -> None:
-        """Move ``change_mark`` to a value it never had (any thread: the
-        counter's ``next`` is atomic)."""
-        self.change_mark = next(self._changes)
 
     # -- public properties ---------------------------------------------------
 
@@ -504,7 +495,7 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
                                  "call get_client() again in the child")
         task.reply = task.error = task.parking = None
         if task.command in CHANGING_COMMANDS:
-            self.note_change()
+            self.changes.note()
         if not task.pinned:
             task.channel = None
         task.sends = 0
