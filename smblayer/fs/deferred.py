@@ -52,7 +52,8 @@ when
   compound, ``remove``, ``rename``, ``rmdir`` at or above it: ``opening``
   and ``close_under``);
 * the tree disconnects or closes, the session logs off, the client closes
-  or the interpreter exits (``Tree.disconnect`` runs at exit);
+  or the interpreter exits (``Tree.disconnect`` runs at exit; before a
+  LOGOFF the CLOSEs are not waited for: they share its round trip);
 * more than :data:`MAX_PARKED` handles would be parked (the oldest goes).
 
 Kept bytes (:mod:`smblayer.fs.readcache`, ``tree.read_cache``, default
@@ -144,9 +145,10 @@ def _caches_handles(handle: Handle) -> bool:
 def may_park(raw) -> bool:
     """Whether closing ``raw`` (an SmbRawFile) should keep its handle: a
     lease with handle caching on the live connection, a tree that defers
-    closes, no byte-range lock held."""
+    closes, no byte-range lock held, and the file does not refuse it
+    (``keep_handle``)."""
     handle = raw.handle
-    if not _caches_handles(handle) or handle.closed:
+    if not raw.keep_handle or not _caches_handles(handle) or handle.closed:
         return False
     tree = raw.tree
     return bool(tree.deferred_close) and handle.generation == tree.client.generation and \
@@ -162,6 +164,12 @@ def reusable(handle: Handle, access: int, disposition: int, share_access: int,
         access & ~handle.access == 0 and handle.share_access == share_access and \
         (not durable or handle.durable or handle.create_guid is not None) and \
         _caches_handles(handle)
+
+
+def _log_close(future) -> None:
+    """A CLOSE not waited for: its failure is logged (where the reply is read)."""
+    if not future.cancelled() and future.exception() is not None:
+        log.debug("smblayer: deferred CLOSE failed: %s", future.exception())
 
 
 class DeferredCloses:
@@ -326,14 +334,16 @@ class DeferredCloses:
         cache's, which closes its handles here too)."""
         self._close([handle])
 
-    def close_all(self) -> None:
-        """Close every parked handle for real (tree disconnect, exit)."""
+    def close_all(self, wait: bool = True) -> None:
+        """Close every parked handle for real (tree disconnect, exit).
+        ``wait=False``: their CLOSEs are sent and not waited for (a
+        TREE_DISCONNECT and LOGOFF sent next take the same round trip)."""
         with self._cond:
             handles = [h for _d, h in self._parked]
             self._parked.clear()
             self._stop = True
             self._cond.notify_all()
-        self._close(handles)
+        self._close(handles, wait)
 
     # -- reconnects -------------------------------------------------------------------------
 
@@ -370,7 +380,7 @@ class DeferredCloses:
 
     # -- closing for real -------------------------------------------------------------------
 
-    def _close(self, handles: List[Handle]) -> None:
+    def _close(self, handles: List[Handle], wait: bool = True) -> None:
         tree = self.tree
         for handle in handles:
             handle.deferred = False
@@ -381,8 +391,13 @@ class DeferredCloses:
                 handle.closed = True        # gone with the old connection
                 continue
             try:
-                tree.ops.close(handle)
-            except SmbError as exc:
+                if wait:
+                    tree.ops.close(handle)
+                else:
+                    handle.closed = True
+                    tree.client.run_task_async(tree.ops.close_task(handle)) \
+                        .add_internal_callback(_log_close)
+            except (SmbError, RuntimeError) as exc:     # RuntimeError: the client shut down
                 log.debug("smblayer: deferred CLOSE of %r failed: %s", handle.path, exc)
 
     def _start_reaper(self) -> None:

@@ -75,6 +75,10 @@ class SmbRawFile(ClosingMixin, LockingFile, io.RawIOBase):
     #: sequential reads start read-ahead (off for a named pipe: a READ sent
     #: ahead would take the next message)
     read_ahead = True
+    #: ``close()`` may keep the handle open for the next open of the path
+    #: (deferred close, :mod:`smblayer.fs.deferred`); False on a file that
+    #: no one opens again (an upload's temporary file, renamed next)
+    keep_handle = True
 
     def __init__(self, tree, handle: Handle, mode: str, *, readable: bool, writable: bool,
                  append: bool = False,

@@ -185,7 +185,7 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin, DirCacheMixi
         if not self.connected:
             return
         self._close_all_files()
-        self.deferred_closes.close_all()
+        self.deferred_closes.close_all(wait)
         self.dir_cache.clear()
         self.connected = False
         self._recovery.detach()
