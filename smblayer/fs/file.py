@@ -53,6 +53,7 @@ from .closing import STALE_HANDLE as _STALE_HANDLE
 from .closing import ClosingMixin
 from .closing import on_smbiod as _on_smbiod
 from .locks import LockingBuffer, LockingFile
+from . import readcache
 from .ops import FILE_OPEN, Handle
 from .window import IoWindow
 
@@ -74,6 +75,10 @@ class SmbRawFile(ClosingMixin, LockingFile, io.RawIOBase):
     #: sequential reads start read-ahead (off for a named pipe: a READ sent
     #: ahead would take the next message)
     read_ahead = True
+    #: ``close()`` may keep the handle open for the next open of the path
+    #: (deferred close, :mod:`smblayer.fs.deferred`); False on a file that
+    #: no one opens again (an upload's temporary file, renamed next)
+    keep_handle = True
 
     def __init__(self, tree, handle: Handle, mode: str, *, readable: bool, writable: bool,
                  append: bool = False,
@@ -351,12 +356,20 @@ class SmbRawFile(ClosingMixin, LockingFile, io.RawIOBase):
         else:
             self._sequential = 0
             self._drop_read_ahead()
+        if self._handle.data is not None and not self._ahead and self._leftover is None:
+            done = readcache.serve(self, offset, view)     # kept bytes (fs.readcache)
+            if done >= 0:
+                self._next_read = offset + done
+                return done
         done, eof = self._take_read_ahead(offset, view)
         if not eof and done < len(view):
             self._drop_read_ahead()
+            mark = readcache.stamp(self) if not done else None
             n = self._read_chunks(offset + done, (view[done:],))
             eof = n < len(view) - done
             done += n
+            if mark is not None:
+                readcache.keep(self, mark, offset, view[:n], eof)
         self._next_read = offset + done
         # Read ahead for sequential calls too small to fill the pipeline
         # themselves (a big call pipelines its own chunks, placed in its buffer).

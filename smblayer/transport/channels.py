@@ -290,6 +290,7 @@ class Channel:
         conn.demux = Demux(self, conn, self.inflight, self.credits, self.liveness, owner.stats,
                            sessions=owner.sessions, wake=owner.wake,
                            deliver_break=self._break_in,
+                           note_change=self._client.changes.note,
                            connection_lost=self.connection_lost)
         with self.sender.lock, self.inflight.lock:
             self.inflight.reset(negotiated.next_message_id)

@@ -72,7 +72,8 @@ from .registry import EXIT_WAIT, REGISTRY
 from .send import NOT_NOW, Retry, Sender
 from .stats import ClientStats, command_name
 from .states import CLIENT_TRANSITIONS, ClientState
-from .task import IllegalTransition, Reply, SmbTask, TaskState, move
+from .task import (CHANGING_COMMANDS, ChangeMark, IllegalTransition, Reply, SmbTask,
+                   TaskState, move)
 
 log = logging.getLogger("smblayer")
 
@@ -148,6 +149,7 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
         self._registry = _registry
         self._key = _key
         self._forked = False
+        self.changes = ChangeMark()         # moves with every possible change
 
         self.state = ClientState.CONNECTING
         self.connection = None
@@ -191,7 +193,7 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
     def _new_demux(self, conn: Connection) -> Demux:
         return Demux(self, conn, self._inflight, self._credits, self._liveness, self._stats,
                      sessions=self._sessions, wake=self._wake,
-                     deliver_break=self._deliver_break,
+                     deliver_break=self._deliver_break, note_change=self.changes.note,
                      connection_lost=self._connector.connection_lost)
 
     # -- public properties ---------------------------------------------------
@@ -492,6 +494,8 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
             raise SmbClosedError("client belongs to the parent process (fork); "
                                  "call get_client() again in the child")
         task.reply = task.error = task.parking = None
+        if task.command in CHANGING_COMMANDS:
+            self.changes.note()
         if not task.pinned:
             task.channel = None
         task.sends = 0
