@@ -42,8 +42,9 @@ class TaskState(enum.Enum):
 
 
 _OK_ONLY = frozenset({0})
-#: SMB2 commands that may change a file's data or size on the server
-CHANGING_COMMANDS = frozenset({0x05, 0x09, 0x0B, 0x11})   # CREATE WRITE IOCTL SET_INFO
+#: SMB2 commands that may change what a READ of a file returns (its data,
+#: its size, a byte-range lock on it)
+CHANGING_COMMANDS = frozenset({0x05, 0x09, 0x0A, 0x0B, 0x11})  # CREATE WRITE LOCK IOCTL SET_INFO
 
 
 class ChangeMark:

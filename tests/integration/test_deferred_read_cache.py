@@ -171,3 +171,4 @@ def test_the_parked_handles_keep_a_bounded_amount(tree):
     for n in names:                             # the dropped ones read from the server
         assert read(tree, n, len(big)) == big
     assert requests(tree, "READ") > reads
+
