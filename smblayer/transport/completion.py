@@ -40,7 +40,7 @@ from ..proto.status import NtStatus
 log = logging.getLogger("smblayer")
 
 #: statuses whose completion blocks (re-authentication): settled on smbiod
-_BLOCKING_STATUSES = frozenset({NtStatus.NETWORK_SESSION_EXPIRED})
+BLOCKING_STATUSES = frozenset({NtStatus.NETWORK_SESSION_EXPIRED})
 
 
 class SmbFuture(Future):
@@ -119,7 +119,7 @@ class _OnIod:
 def needs_iod(task) -> bool:
     """True when settling ``task``'s Future may block: hand it to smbiod."""
     reply = task.reply
-    return reply is not None and reply.status in _BLOCKING_STATUSES
+    return reply is not None and reply.status in BLOCKING_STATUSES
 
 
 class Batch:

@@ -56,6 +56,9 @@ from .sockets import Socket, socketpair
 from .task import Reply, TaskState, move
 from .wire import PLACEMENT_HEAD
 
+# Enum members as module constants (see task.py: the hot path's enum cost)
+_DONE, _INTERIM = TaskState.DONE, TaskState.INTERIM
+
 log = logging.getLogger("smblayer")
 
 _U32_AT = struct.Struct("<I").unpack_from
@@ -357,7 +360,7 @@ class Demux:
                 retired = task.send_credits
                 late = task.state.final
                 if not late:
-                    move(task, TaskState.DONE)
+                    move(task, _DONE)
         self._granted += granted
         if task is None:
             self._unmatched(mid)
@@ -402,7 +405,7 @@ class Demux:
                 if task.state.in_flight:
                     if not task.t_pending:
                         task.t_pending = now      # its soft bound restarts (once)
-                    move(task, TaskState.INTERIM)
+                    move(task, _INTERIM)
                     if task.long_poll:
                         inflight.disarm(task)     # may wait for hours
                         task.timed_out = False
