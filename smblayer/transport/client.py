@@ -58,7 +58,7 @@ from ..proto.framing import MAX_FRAME
 from ..proto.negotiate import NegotiateResult
 from ..proto.status import NtStatus, is_error
 from ..records import Record
-from .completion import BLOCKING_STATUSES, CancelRequest, SmbFuture
+from .completion import BLOCKING_STATUSES, SmbFuture
 from .compound import CompoundMixin
 from .connect import CLOSE_WAIT, MAX_SENDS, Connection, ConnectWorker
 from .credits import CreditGate, CreditsAborted
@@ -321,7 +321,7 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
         """Send ``task`` and return a Future; its callbacks run on smbiod.
         Cancelling the Future cancels the request."""
         self._check_task(task)
-        future = SmbFuture(self._iod, CancelRequest(self, task))
+        future = SmbFuture(self._iod, self, task)
         task.future = future
         conn = self.connection
         if self.state is _ACTIVE and conn is not None and not conn.lost and \
