@@ -508,15 +508,11 @@ class _Poller:
     """The smallest readable-fd poller: epoll where there is one, else poll."""
 
     def __init__(self):
-        self._epoll = getattr(select, "epoll", None)
-        self._p = self._epoll() if self._epoll else select.poll()
-
-    @property
-    def epoll(self):
-        return self._epoll
+        self.epoll = getattr(select, "epoll", None)
+        self._p = self.epoll() if self.epoll else select.poll()
 
     def register(self, fd: int) -> None:
-        self._p.register(fd, select.EPOLLIN if self._epoll else select.POLLIN)
+        self._p.register(fd, select.EPOLLIN if self.epoll else select.POLLIN)
 
     def modify(self, fd: int, watch: bool) -> bool:
         """Start or stop watching ``fd`` (epoll only: safe from another
@@ -528,12 +524,12 @@ class _Poller:
             return False
 
     def poll(self, timeout):
-        if self._epoll:
+        if self.epoll:
             events = self._p.poll(-1 if timeout is None else timeout)
         else:
             events = self._p.poll(None if timeout is None else timeout * 1000.0)
         return [fd for fd, _mask in events]
 
     def close(self) -> None:
-        if self._epoll:
+        if self.epoll:
             self._p.close()
