@@ -505,9 +505,6 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
         if task.cancel_requested:
             raise SmbCancelledError("request cancelled before it was sent")
 
-    def _effective(self, task: SmbTask) -> TimeoutPolicy:
-        return task.timeouts or self.timeouts
-
     def _wait_sendable(self, task: SmbTask, limit: Optional[float] = None,
                        park: bool = False) -> Optional[Connection]:
         """Block until the client can carry ``task``; return the connection.
@@ -541,7 +538,7 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
                                              "during recovery")
                 if state is ClientState.RECONNECTING and not connector.running:
                     connector.kick()            # reconnecting gave up earlier: retry
-                policy = self._effective(task)
+                policy = task.timeouts or self.timeouts
                 deadline = limit
                 if not policy.hard:
                     error = connector.pending_error
@@ -581,6 +578,9 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
                 f"{self.host}:{self.port} left the client no credits"))
 
     def _take_credits(self, conn: Connection, tasks: Sequence[SmbTask], need: int) -> None:
+        if self._credits.take_now(need, tasks[0].priority):
+            return                    # at hand: no closure, no waiting
+
         def abort() -> bool:
             return self.state is _CLOSED or conn.lost or \
                 any(t.state.final for t in tasks)
