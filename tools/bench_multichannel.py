@@ -12,7 +12,9 @@ calls, read-ahead), interleaved round after round.  Prints MB/s (median) and
 the ratio to one channel, the CPU seconds per GB the client (every thread,
 hashing excluded) and the Samba processes spent (medians: on a loaded machine
 they vary far less than MB/s), and the share of the READs and WRITEs each
-channel carried (0 first).
+channel carried over all rounds (0 first).  ``--spill-delay MS`` sets the
+routing policy's ``ChannelSet.spill_delay`` (0: spread every request by
+load, as before the spill-over policy).
 
 ``--kill-every S``: while transferring, destroy one extra channel every S
 seconds from outside (``ss -K``): the bytes must come back exact, with no
@@ -185,8 +187,9 @@ def run(server: SambaServer, port: int, channels: int, data: bytes, digest: str,
         data_ops = sum(stats.get(name, {}).get("ops", 0) for name in ("READ", "WRITE"))
         extra = [c["ops"] - c["binding_legs"] for c in counters["channels"]]
         shares = [data_ops - sum(extra)] + extra if extra else []
-        spread[channels] = ([f"{100 * n / max(1, data_ops):.0f}%" for n in shares], len(kills),
-                            sum(c["failovers"] for c in counters["channels"]))
+        ops, killed, failed = spread.get(channels, ([0] * len(shares), 0, 0))
+        spread[channels] = ([a + b for a, b in zip(ops, shares)], killed + len(kills),
+                            failed + sum(c["failovers"] for c in counters["channels"]))
     mb, gb = len(data) / 1e6, len(data) / 1e9
     return {"write": mb / (mid - start), "read": mb / (end - mid),
             "wcpu": (cpu1 - cpu0) / gb, "rcpu": (cpu2 - cpu1) / gb,
@@ -202,12 +205,12 @@ def main() -> None:
     parser.add_argument("--kill-every", type=float, default=0.0)
     parser.add_argument("--link", type=float, default=0.0, metavar="MBPS",
                         help="pace each connection at MBPS MB/s per direction")
-    parser.add_argument("--spread-above", type=int, default=None, metavar="CREDITS",
-                        help="ChannelSet.spread_above for the run (default %d)"
-                             % ChannelSet.spread_above)
+    parser.add_argument("--spill-delay", type=float, default=None, metavar="MS",
+                        help="ChannelSet.spill_delay for the run in ms (default %g; "
+                             "0: spread every request by load)" % (ChannelSet.spill_delay * 1e3))
     args = parser.parse_args()
-    if args.spread_above is not None:
-        ChannelSet.spread_above = args.spread_above
+    if args.spill_delay is not None:
+        ChannelSet.spill_delay = args.spill_delay / 1e3
     size = parse_size(args.size)
     counts = [int(c) for c in args.channels.split(",")]
     data = os.urandom(size)
@@ -220,7 +223,7 @@ def main() -> None:
               f"{'encrypted' if args.encrypt else 'plain'}, {args.rounds} rounds, "
               f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the start"
               + (f", each connection paced at {args.link:g} MB/s" if link else "")
-              + f", spread_above {ChannelSet.spread_above}")
+              + f", spill_delay {ChannelSet.spill_delay * 1e3:g} ms")
         results = interleave(args.rounds, {
             f"{n} channel{'s' if n > 1 else ''}":
                 (lambda n=n: run(server, port, n, data, digest, args.encrypt,
@@ -238,6 +241,7 @@ def main() -> None:
         paired = {k: median([v[k] / b[k] for v, b in zip(values, base)])
                   for k in ("write", "read")}
         ops, kills, failovers = spread.get(n, ([], 0, 0))
+        ops = [f"{100 * k / max(1, sum(ops)):.0f}%" for k in ops]
         cpu = "/".join(f"{median([v[k] for v in values]):.2f}"
                        for k in ("wcpu", "wsrv", "rcpu", "rsrv"))
         rows.append([name, f"{write:.0f}", f"{paired['write']:.2f}x", f"{read:.0f}",
@@ -245,7 +249,7 @@ def main() -> None:
                      f"{kills}/{failovers}"])
     print(table(rows, ["contender", "write MB/s", "paired", "read MB/s", "paired",
                        "CPU s/GB w client/server, r client/server",
-                       "READ/WRITE per channel", "kills/failovers"]))
+                       "READ/WRITE per channel (all rounds)", "kills/failovers"]))
     print(f"# load average {os.getloadavg()[0]:.2f} at the end")
 
 

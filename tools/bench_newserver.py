@@ -5,7 +5,8 @@
 
 * deferred close: open, read 4 KiB and close the same file
   ``--iterations`` times on one tree, ``tree.deferred_close`` 5 s (the
-  handle kept after close is reused: no CREATE or CLOSE) against 0; and
+  handle kept after close is reused: no CREATE or CLOSE; with the bytes
+  kept under the read lease, ``tree.read_cache``, on and off) against 0; and
   open ("wb"), write 4 KiB, close the same way (the kept writer's handle
   is truncated instead of a CREATE; its write and write time go as one
   compound instead of the WRITE + CLOSE compound);
@@ -31,12 +32,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _benchlib import interleave, median, table  # noqa: E402
 
 from smblayer import fs  # noqa: E402
+from smblayer.fs.readcache import READ_CACHE  # noqa: E402
 from smblayer.testing.chroot import default_root, root_problem  # noqa: E402
 from smblayer.testing.samba import SambaServer  # noqa: E402
 
 
-def open_read_close(tree, name: str, iterations: int, deferred: float) -> float:
+def open_read_close(tree, name: str, iterations: int, deferred: float,
+                    read_cache: int = 0) -> float:
     tree.deferred_close = deferred
+    tree.read_cache = read_cache
     tree.deferred_closes.close_all()
     t0 = time.perf_counter()
     for _ in range(iterations):
@@ -110,8 +114,12 @@ def main() -> int:
                         port=samba.port) as tree:
             tree.write_bytes("bench.bin", os.urandom(4096))
             results = interleave(args.rounds, {
-                "deferred": lambda: open_read_close(tree, "bench.bin", args.iterations, 5.0),
-                "closed": lambda: open_read_close(tree, "bench.bin", args.iterations, 0),
+                "deferred": lambda: open_read_close(tree, "bench.bin", args.iterations, 5.0,
+                                                    READ_CACHE),
+                "deferred, no kept bytes": lambda: open_read_close(
+                    tree, "bench.bin", args.iterations, 5.0),
+                "closed": lambda: open_read_close(tree, "bench.bin", args.iterations, 0,
+                                                  READ_CACHE),
             })
             writes = interleave(args.rounds, {
                 "deferred": lambda: open_write_close(tree, "bench-w.bin", args.iterations, 5.0),
@@ -128,8 +136,11 @@ def main() -> int:
             trips = {"dir lease": fsspec_round_trips(samba, 16),
                      "no cache": fsspec_round_trips(samba, 0)}
     on, off = median(results["deferred"]), median(results["closed"])
-    print(table([["deferred close", f"{on:.0f}"], ["closed at once", f"{off:.0f}"],
-                 ["ratio", f"{on / off:.2f}x"]],
+    bare = median(results["deferred, no kept bytes"])
+    print(table([["deferred close", f"{on:.0f}"],
+                 ["deferred close, read_cache 0", f"{bare:.0f}"],
+                 ["closed at once", f"{off:.0f}"],
+                 ["ratio", f"{on / off:.2f}x"], ["ratio, read_cache 0", f"{bare / off:.2f}x"]],
                 [f"open + read 4 KiB + close x{args.iterations}", "ops/s"]))
     on, off = median(writes["deferred"]), median(writes["closed"])
     print(table([["deferred close", f"{on:.0f}"], ["closed at once", f"{off:.0f}"],

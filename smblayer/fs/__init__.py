@@ -18,6 +18,7 @@ from ..security.auth import check_auth_protocol
 from .file import SmbRawFile
 from .ops import FileInfo, StatResult
 from .deferred import DEFAULT_DEFERRED_CLOSE, DeferredCloses
+from .readcache import READ_CACHE
 from .dircache import DEFAULT_DIR_CACHE_SIZE, DEFAULT_DIR_CACHE_TTL, DirCache
 from .posix import PosixMixin, PosixUnavailableWarning, use_posix
 from .session import Session
@@ -53,6 +54,7 @@ def connect(host: str, share: str, username: Optional[str] = None,
             dfs: bool = True, dfs_ports: Optional[Mapping[str, int]] = None,
             dfs_hosts: Optional[Mapping[str, str]] = None, posix: bool = False,
             deferred_close: Optional[float] = DEFAULT_DEFERRED_CLOSE,
+            read_cache: Optional[int] = READ_CACHE,
             dir_cache: Optional[int] = DEFAULT_DIR_CACHE_SIZE,
             dir_cache_ttl: float = DEFAULT_DIR_CACHE_TTL, **client_options) -> Tree:
     """Get a (shared) client, set up a session and connect to ``share``.
@@ -94,6 +96,13 @@ def connect(host: str, share: str, username: Optional[str] = None,
     file's data and write time are on the server when ``close()`` returns;
     see :mod:`smblayer.fs.deferred`.
 
+    ``read_cache``: bytes of a file (default 64 KiB) a handle holding a
+    read lease keeps of what was last read from it; a read of that range
+    through the handle (a kept one reused after ``close()`` too) is served
+    with no round trip while the lease holds and nothing that may change
+    a file went through this client (0 or None: off); see
+    :mod:`smblayer.fs.deferred`.
+
     ``dir_cache``: directories whose listing and entries' attributes the
     tree keeps while the server's directory lease holds (default 16; 0 or
     None: off), each at most ``dir_cache_ttl`` seconds (30); only where the
@@ -132,6 +141,7 @@ def connect(host: str, share: str, username: Optional[str] = None,
     tree._owns_session = True
     tree.durable = durable
     tree.deferred_close = deferred_close
+    tree.read_cache = read_cache
     tree.dir_cache_size, tree.dir_cache_ttl = dir_cache, dir_cache_ttl
     if posix:
         use_posix(tree)
@@ -147,7 +157,7 @@ def connect(host: str, share: str, username: Optional[str] = None,
         return DfsTree(tree, _target_connector(
             username, password, encrypt=encrypt, domain=domain, require_signing=require_signing,
             auth_protocol=auth_protocol, allow_guest=allow_guest, durable=durable,
-            deferred_close=deferred_close, posix=posix, dir_cache=dir_cache,
+            deferred_close=deferred_close, read_cache=read_cache, posix=posix, dir_cache=dir_cache,
             dir_cache_ttl=dir_cache_ttl, session_class=session_class,
             tree_class=tree_class, **client_options), ports=dfs_ports, hosts=dfs_hosts)
     return tree

@@ -220,4 +220,6 @@ class ClosingMixin:
         finally:
             self._closing = None
             handle.closed = not handle.deferred
+            if handle.closed:
+                handle.data = None
             self._tree._forget_file(self)

@@ -52,8 +52,49 @@ when
   compound, ``remove``, ``rename``, ``rmdir`` at or above it: ``opening``
   and ``close_under``);
 * the tree disconnects or closes, the session logs off, the client closes
-  or the interpreter exits (``Tree.disconnect`` runs at exit);
+  or the interpreter exits (``Tree.disconnect`` runs at exit; before a
+  LOGOFF the CLOSEs are not waited for: they share its round trip);
 * more than :data:`MAX_PARKED` handles would be parked (the oldest goes).
+
+Kept bytes (:mod:`smblayer.fs.readcache`, ``tree.read_cache``, default
+64 KiB, 0 or None: off).  cifs.ko serves reads from the page cache while
+it holds a read lease; so do we, for the bytes last read from a handle: a
+file object open for reading only, on a handle holding a lease with read
+caching, keeps what one read call got from the server (up to
+``read_cache`` bytes, and whether the file ended there) on the Handle
+(``Handle.data``); a later read of a range it holds through that handle
+-- typically by the next opener reusing the parked handle -- is answered
+from it with no round trip.  The parked handles of a tree keep at most
+:data:`~smblayer.fs.readcache.READ_CACHE_PARKED` bytes (1 MiB) in all.
+Coherence:
+
+* through this client (any handle, any tree, any session): the client's
+  ``changes.value`` takes a new value whenever a request that may change
+  what a READ returns (CREATE, WRITE, LOCK, IOCTL, SET_INFO) is sent *and*
+  when it is answered (a late reply too), and when a break comes in (in
+  the receive thread, before the break is handled). Kept bytes carry the
+  mark taken before their READs were sent; they are kept only if it did
+  not move until the reply was in, and served only while it has not moved
+  since. So our own write, truncate or set-size of the file, on another
+  handle or tree, drops them before its reply reaches its caller (the
+  server's break to our other lease may come later than that reply; we do
+  not wait for it). Conservative: any such request of the client, for any
+  file, drops every handle's kept bytes;
+* another client (another SmbClient of this process too: its own
+  connection): it cannot change the file, nor lock a range of it, without
+  breaking our read lease first. The break drops the bytes before anything
+  else happens (``Tree._on_break``: before the kept handle is closed or
+  the break acknowledged), and bytes are served only while the handle's
+  lease still has read caching: the next read after the break goes to the
+  server;
+* a reconnect: bytes carry the connection generation they were read on;
+  a reclaimed kept handle drops them (its lease may have been broken
+  meanwhile);
+* a kept handle closed for real (its time, the tree's or client's close,
+  a conflicting open, eviction) drops them; so does a "w" reuse (the
+  truncation) and a file's real close.
+
+A file object open for writing never reads from, nor fills, kept bytes.
 
 Reconnects (:meth:`DeferredCloses.recover`, the tree's STAGE_HANDLE
 recovery): a parked durable handle is reclaimed like an open file's, and
@@ -76,6 +117,7 @@ from ..proto.status import NtStatus
 from .ops import (DELETE, FILE_APPEND_DATA, FILE_OPEN, FILE_OPEN_IF, FILE_OVERWRITE,
                   FILE_OVERWRITE_IF, FILE_SHARE_ALL, FILE_WRITE_DATA, LEASE_HANDLE, LEASE_READ,
                   OPLOCK_LEASE, Handle)
+from .readcache import READ_CACHE, READ_CACHE_PARKED, cached_bytes
 from .recovery import recover_files
 
 __all__ = ["DeferredCloses", "DeferredCloseMixin", "DEFAULT_DEFERRED_CLOSE", "MAX_PARKED",
@@ -104,9 +146,10 @@ def _caches_handles(handle: Handle) -> bool:
 def may_park(raw) -> bool:
     """Whether closing ``raw`` (an SmbRawFile) should keep its handle: a
     lease with handle caching on the live connection, a tree that defers
-    closes, no byte-range lock held."""
+    closes, no byte-range lock held, and the file does not refuse it
+    (``keep_handle``)."""
     handle = raw.handle
-    if not _caches_handles(handle) or handle.closed:
+    if not raw.keep_handle or not _caches_handles(handle) or handle.closed:
         return False
     tree = raw.tree
     return bool(tree.deferred_close) and handle.generation == tree.client.generation and \
@@ -122,6 +165,12 @@ def reusable(handle: Handle, access: int, disposition: int, share_access: int,
         access & ~handle.access == 0 and handle.share_access == share_access and \
         (not durable or handle.durable or handle.create_guid is not None) and \
         _caches_handles(handle)
+
+
+def _log_close(future) -> None:
+    """A CLOSE not waited for: its failure is logged (where the reply is read)."""
+    if not future.cancelled() and future.exception() is not None:
+        log.debug("smblayer: deferred CLOSE failed: %s", future.exception())
 
 
 class DeferredCloses:
@@ -157,6 +206,9 @@ class DeferredCloses:
             return False
         evicted: List[Handle] = []
         with self._cond:
+            if handle.data is not None and cached_bytes(handle) + sum(
+                    cached_bytes(h) for _d, h in self._parked) > READ_CACHE_PARKED:
+                handle.data = None          # the tree-wide bound of kept bytes
             handle.deferred = True
             handle.file = None
             self._stop = False
@@ -190,6 +242,8 @@ class DeferredCloses:
         if found is None:
             return None
         found.deferred = False
+        if disposition in _REUSED_TRUNCATED:
+            found.data = None
         if disposition in _REUSED_TRUNCATED and found.info.size:
             try:
                 self.tree.ops.set_end_of_file(found, 0)
@@ -281,14 +335,16 @@ class DeferredCloses:
         cache's, which closes its handles here too)."""
         self._close([handle])
 
-    def close_all(self) -> None:
-        """Close every parked handle for real (tree disconnect, exit)."""
+    def close_all(self, wait: bool = True) -> None:
+        """Close every parked handle for real (tree disconnect, exit).
+        ``wait=False``: their CLOSEs are sent and not waited for (a
+        TREE_DISCONNECT and LOGOFF sent next take the same round trip)."""
         with self._cond:
             handles = [h for _d, h in self._parked]
             self._parked.clear()
             self._stop = True
             self._cond.notify_all()
-        self._close(handles)
+        self._close(handles, wait)
 
     # -- reconnects -------------------------------------------------------------------------
 
@@ -301,6 +357,8 @@ class DeferredCloses:
                 return
             entries = list(self._parked)
             self._parked.clear()
+        for entry in entries:
+            entry[1].data = None          # the lease may have been lost meanwhile
         generation = self.tree.client.generation
         reclaims = []
         for entry in entries:
@@ -316,24 +374,31 @@ class DeferredCloses:
     def _drop(self, handle: Handle) -> None:
         """Forget a handle the server no longer has."""
         handle.deferred = False
+        handle.data = None
         handle.closed = True
         if self.tree._breaks is not None:
             self.tree._breaks.remove(handle)
 
     # -- closing for real -------------------------------------------------------------------
 
-    def _close(self, handles: List[Handle]) -> None:
+    def _close(self, handles: List[Handle], wait: bool = True) -> None:
         tree = self.tree
         for handle in handles:
             handle.deferred = False
+            handle.data = None
             if tree._breaks is not None:
                 tree._breaks.remove(handle)
             if handle.generation != tree.client.generation or not tree.connected:
                 handle.closed = True        # gone with the old connection
                 continue
             try:
-                tree.ops.close(handle)
-            except SmbError as exc:
+                if wait:
+                    tree.ops.close(handle)
+                else:
+                    handle.closed = True
+                    tree.client.run_task_async(tree.ops.close_task(handle)) \
+                        .add_internal_callback(_log_close)
+            except (SmbError, RuntimeError) as exc:     # RuntimeError: the client shut down
                 log.debug("smblayer: deferred CLOSE of %r failed: %s", handle.path, exc)
 
     def _start_reaper(self) -> None:
@@ -398,6 +463,9 @@ class DeferredCloseMixin:
     #: seconds a file's handle under a handle-caching lease is kept after
     #: close for a reopen with no round trip; 0 or None: off
     deferred_close: Optional[float] = DEFAULT_DEFERRED_CLOSE
+    #: bytes a file's handle keeps of what was last read from it while it
+    #: holds a read lease, served again with no READ (0 or None: off)
+    read_cache: Optional[int] = READ_CACHE
     _deferred_closes: Optional[DeferredCloses] = None
 
     @property

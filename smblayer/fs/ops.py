@@ -249,8 +249,8 @@ class Handle(Record):
     __slots__ = ("fid", "path", "info", "oplock_level", "lease_key", "lease_state",
                  "granted_access", "closed", "file", "generation", "durable", "persistent",
                  "create_guid", "access", "share_access", "create_options", "requested_oplock",
-                 "requested_lease", "deferred")
-    _hidden = ("file",)
+                 "requested_lease", "deferred", "data")
+    _hidden = ("file", "data")
 
     def __init__(self, fid: Any, path: str, info: FileInfo, oplock_level: int = OPLOCK_NONE,
                  lease_key: Optional[bytes] = None, lease_state: int = 0, granted_access: int = 0,
@@ -279,6 +279,7 @@ class Handle(Record):
         self.requested_oplock = requested_oplock
         self.requested_lease = requested_lease
         self.deferred = deferred    # closed by its file, kept open (fs.deferred)
+        self.data = None            # bytes read under a read lease (fs.readcache)
 
 
 class FileOps:

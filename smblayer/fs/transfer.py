@@ -288,11 +288,14 @@ def receive(tree, f, local: BinaryIO, *, offset: int = 0, progress: Progress = N
 
 
 def upload(tree, local: BinaryIO, path: str, *, offset: int = 0,
-           progress: Progress = None) -> int:
+           progress: Progress = None, keep_handle: bool = True) -> int:
     """Copy ``local`` to the remote ``path`` in large pipelined writes;
     return the bytes.  ``offset`` > 0 resumes: the remote file keeps its
-    first ``offset`` bytes and ``local`` is read from there."""
+    first ``offset`` bytes and ``local`` is read from there.
+    ``keep_handle=False``: no deferred close (a file renamed next: its
+    CLOSE goes right behind the writes, with no write time set first)."""
     with closing(tree.open(path, "r+b" if offset else "wb", buffering=0)) as f:
+        f.keep_handle = keep_handle
         if offset:
             f.seek(offset)
             f.truncate(offset)
@@ -491,7 +494,7 @@ def put_file(tree, local: BinaryIO, path: str, *, size: Optional[int] = None,
             n = tree.write_bytes(temp, local.read())    # one round trip where it can
             update(n)
         else:
-            n = upload(tree, local, temp, offset=offset, progress=update)
+            n = upload(tree, local, temp, offset=offset, progress=update, keep_handle=False)
         if verify and local_digest(local) != remote_digest(tree, temp):
             raise VerifyError(getattr(local, "name", "stdin"), path)
         if plans:           # the times and the rename: one compound

@@ -185,7 +185,7 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin, DirCacheMixi
         if not self.connected:
             return
         self._close_all_files()
-        self.deferred_closes.close_all()
+        self.deferred_closes.close_all(wait)
         self.dir_cache.clear()
         self.connected = False
         self._recovery.detach()
@@ -520,6 +520,7 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin, DirCacheMixi
     def _on_break(self, kind: str, handle: Handle, new_level: int) -> None:
         """A break for one of this tree's files (smbiod): flush, acknowledge,
         notify."""
+        handle.data = None              # before anything else (fs.readcache)
         raw: Optional[SmbRawFile] = handle.file
         log.debug("smblayer: %s break on %r to 0x%x", kind, handle.path, new_level)
         if self.deferred_closes.on_break(kind, handle, new_level):

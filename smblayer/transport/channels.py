@@ -21,10 +21,11 @@ with: it offers the few public names they read (``connection``, ``state``,
 
 Sending (:meth:`ChannelSet.route`): the client's request path asks, once
 the client is ACTIVE, which channel a single request goes on.  READ and
-WRITE of the bound session are spread by outstanding credits: once the
-channels have ``spread_above`` credits in flight together, the channel (0
-included) with the fewest credits in flight takes it, so that a transfer
-keeps the channels evenly loaded.  Everything else
+WRITE of the bound session go where the :class:`ChannelPicker` says
+(``smblayer.transport.picker``, the one routing policy): channel 0 while
+it carries them without a standing queue, spilling over to the next
+channels only when it does (a slow link), the least loaded when every
+channel queues.  Everything else
 stays on channel 0 (metadata, compounds, CREATE, locks, and the caller
 fast path).  A task pinned to a channel (the binding legs) goes there or
 fails.  CANCEL goes on the request's own channel (``ChannelSet.cancel``).
@@ -94,6 +95,7 @@ from .credits import CreditGate, CreditsAborted
 from .demux import Demux
 from .hooks import STAGE_SESSION
 from .inflight import InFlight
+from .picker import SPILL_DELAY, ChannelPicker
 from .probe import Liveness
 from .compound import CompoundLost
 from .send import Retry, Sender, shutdown
@@ -288,6 +290,7 @@ class Channel:
         conn.demux = Demux(self, conn, self.inflight, self.credits, self.liveness, owner.stats,
                            sessions=owner.sessions, wake=owner.wake,
                            deliver_break=self._break_in,
+                           note_change=self._client.changes.note,
                            connection_lost=self.connection_lost)
         with self.sender.lock, self.inflight.lock:
             self.inflight.reset(negotiated.next_message_id)
@@ -444,16 +447,10 @@ class ChannelSet:
 
     #: spread READ/WRITE over the extra channels
     spread = True
-    #: ... once the session's channels have this many credits in flight
-    #: together (64 KiB each: 1 MiB), then evenly (the least loaded takes
-    #: the request).  Below, small I/O stays on channel 0.  Even, not
-    #: "channel 0 first": with one NIC per channel a file's window is
-    #: drained by all of them alike (bench_multichannel --link 40, 4
-    #: channels: channel 0 holding 4 MiB of an 8 MiB window wrote 2.2x one
-    #: channel, the even split 3.8x; a threshold of 4 MiB kept the first
-    #: READs of each read call on channel 0: 2.4x, 1 MiB: 3.4x).  On the
-    #: 2-core loopback the CPU per GB is the same with 1 MiB as with 4 MiB.
-    spread_above = 16
+    #: ... onto a channel past channel 0 only when the ones before it hold a
+    #: standing queue of this many seconds (smblayer.transport.picker); 0:
+    #: always, to the channel with the fewest credits in flight
+    spill_delay = SPILL_DELAY
 
     def __init__(self, client, *, max_channels: int, table_lock, stats,
                  sessions: Dict[int, object], wake: Callable, deliver_break: Callable,
@@ -480,6 +477,7 @@ class ChannelSet:
         self._requery_now = False
         self._suspended = False
         self._break_channels: Dict[bytes, Channel] = {}    # under _lock
+        self.picker = ChannelPicker(self.spill_delay)
         client.add_reconnect_handler(self._before_recovery, stage=STAGE_SESSION - 1)
         client.add_active_handler(self._after_recovery)
 
@@ -593,19 +591,18 @@ class ChannelSet:
         if not self.spread or task.command not in SPREAD_COMMANDS or task.security is None or \
                 task.security is not session:
             return None
-        best: Optional[Channel] = None
-        load = self.client.credit_load()
-        total = load
-        for channel in self.channels:
-            if channel.phase != ACTIVE:
-                continue
-            used = channel.credits.in_flight
-            total += used
-            if used < load:
-                best, load = channel, used
-        if total < self.spread_above:
-            return None         # channel 0 alone carries this much without help
-        return best
+        active = [c for c in self.channels if c.phase == ACTIVE]
+        if not active:
+            return None
+        candidates = [(0, self.client.credit_load())]
+        candidates += [(c.index, c.credits.in_flight) for c in active]
+        index = self.picker.pick(task, candidates, time.monotonic())
+        if index == 0:
+            return None
+        for channel in active:
+            if channel.index == index:
+                return channel
+        return None
 
     def break_in(self, reply, channel: Optional[Channel]) -> None:
         """A break notification came in on ``channel`` (None: channel 0):

@@ -72,7 +72,8 @@ from .registry import EXIT_WAIT, REGISTRY
 from .send import NOT_NOW, Retry, Sender
 from .stats import ClientStats, command_name
 from .states import CLIENT_TRANSITIONS, ClientState
-from .task import IllegalTransition, Reply, SmbTask, TaskState, move
+from .task import (CHANGING_COMMANDS, ChangeMark, IllegalTransition, Reply, SmbTask,
+                   TaskState, move)
 
 log = logging.getLogger("smblayer")
 
@@ -151,6 +152,7 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
         self._registry = _registry
         self._key = _key
         self._forked = False
+        self.changes = ChangeMark()         # moves with every possible change
 
         self.state = ClientState.CONNECTING
         self.connection = None
@@ -194,7 +196,7 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
     def _new_demux(self, conn: Connection) -> Demux:
         return Demux(self, conn, self._inflight, self._credits, self._liveness, self._stats,
                      sessions=self._sessions, wake=self._wake,
-                     deliver_break=self._deliver_break,
+                     deliver_break=self._deliver_break, note_change=self.changes.note,
                      connection_lost=self._connector.connection_lost)
 
     # -- public properties ---------------------------------------------------
@@ -500,6 +502,8 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
         if self._forked:
             raise SmbClosedError("client belongs to the parent process (fork); "
                                  "call get_client() again in the child")
+        if task.command in CHANGING_COMMANDS:
+            self.changes.note()
         task.context_client = self
         task.t_queued = time.monotonic()
         if task.cancel_requested:
@@ -596,11 +600,6 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
                 if task.state.final:
                     raise task.error or SmbCancelledError("request cancelled") from None
             raise Retry() from None
-
-    def _send(self, task: SmbTask, limit: Optional[float] = None, park: bool = False) -> bool:
-        """Wait until sendable, take credits and put ``task`` on the wire.
-        False if it was parked in the waiting list (``park``)."""
-        return self._send_all((task,), False, limit, park) is not False
 
     def _send_all(self, tasks: Sequence[SmbTask], related: bool,
                   limit: Optional[float] = None, park: bool = False, fast: bool = False):

@@ -53,7 +53,7 @@ from ..proto.framing import FrameReader, FramingError, PlacedFrame
 from ..proto.status import is_error
 from .completion import Batch
 from .sockets import Socket, socketpair
-from .task import Reply, TaskState, move
+from .task import CHANGING_COMMANDS, Reply, TaskState, move
 from .wire import PLACEMENT_HEAD
 
 # Enum members as module constants (see task.py: the hot path's enum cost)
@@ -73,7 +73,7 @@ class Demux:
 
     def __init__(self, client, conn, inflight, credits, liveness, stats, *,
                  sessions: Dict[int, object], wake: Callable, deliver_break: Callable,
-                 connection_lost: Callable):
+                 note_change: Callable, connection_lost: Callable):
         self._client = client
         self._conn = conn
         self._inflight = inflight
@@ -83,6 +83,7 @@ class Demux:
         self._sessions = sessions
         self._wake = wake
         self._deliver_break = deliver_break
+        self._note_change = note_change   # a change may have happened (client.changes)
         self._connection_lost = connection_lost
         self._reader = FrameReader(claim=self._claim_placement, claim_head=PLACEMENT_HEAD)
         self._scratch = memoryview(b"")   # large ciphertexts land here
@@ -347,6 +348,7 @@ class Demux:
         except (smb2.MalformedMessage, ValueError) as exc:
             raise SmbProtocolError(f"malformed message from server: {exc}") from None
         if mid == wire.unsolicited_id:
+            self._note_change()                 # at once: cached data is stale from here
             self._client.iod.call_soon(self._deliver_break,
                                        Reply(wire.parse_header, message, body, status, encrypted))
             return
@@ -365,6 +367,8 @@ class Demux:
         if task is None:
             self._unmatched(mid)
             return
+        if task.command in CHANGING_COMMANDS:
+            self._note_change()                 # done (a late reply too): as at sending
         self._retired += retired
         now = self._now                     # this read's time
         reply = Reply(wire.parse_header, message, body, status, encrypted)

@@ -52,10 +52,11 @@ def server(request):
 
 @pytest.fixture(autouse=True)
 def spread_everything(monkeypatch):
-    """Spread from the first request (the default waits for 4 MiB in flight
-    on channel 0): these tests move little data."""
+    """Spread from the first request, by load (the default keeps a transfer
+    on channel 0 until it queues, which loopback never does): these tests
+    need requests on every channel."""
     from smblayer.transport.channels import ChannelSet
-    monkeypatch.setattr(ChannelSet, "spread_above", 0)
+    monkeypatch.setattr(ChannelSet, "spill_delay", 0)
 
 
 def connect(server, dialect=Dialect.SMB3_1_1, channels=3, **options):

@@ -1,0 +1,174 @@
+"""Bytes kept under a read lease (``tree.read_cache``, fs.readcache) on
+Samba 4.17 and 4.22: a kept handle reused for the same read answers it
+with no round trip; a write, truncate or set-size through this client (any
+handle, any tree), a break that takes read caching away, a reconnect and
+the tree's close drop the kept bytes before anything else."""
+import os
+import threading
+
+import pytest
+
+from smblayer import fs
+from smblayer.fs.readcache import READ_CACHE_PARKED
+from smblayer.testing.pytest_plugin import SERVERS, on_both
+from smblayer.testing.waiting import eventually, requests
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+
+@pytest.fixture(scope="module", params=SERVERS)
+def samba(request, samba):
+    return on_both(request, samba, "samba_422")
+
+
+def connect(samba, **kw):
+    return fs.connect(samba.host, "share", samba.username, samba.password, port=samba.port,
+                      **kw)
+
+
+@pytest.fixture
+def tree(samba):
+    with connect(samba) as tree:
+        name = f"rc-{os.urandom(4).hex()}.bin"
+        data = os.urandom(4096)
+        tree.write_bytes(name, data)
+        yield tree, name, data
+
+
+def read(tree, name, n=4096):
+    with tree.open(name, "rb") as f:
+        return f.read(n)
+
+
+def test_a_reused_handle_reads_the_kept_bytes_with_no_round_trip(tree):
+    tree, name, data = tree
+    assert read(tree, name) == data
+    reads, creates = requests(tree, "READ"), requests(tree, "CREATE")
+    for _ in range(5):
+        assert read(tree, name) == data
+        assert read(tree, name, 100) == data[:100]
+    with tree.open(name, "rb") as f:            # a range within, and the end of the file
+        f.seek(4000)
+        assert f.read(500) == data[4000:]
+        assert f.read(10) == b""
+    assert requests(tree, "READ") == reads and requests(tree, "CREATE") == creates
+
+
+def test_off_and_too_big_read_from_the_server(tree):
+    tree, name, data = tree
+    tree.read_cache = 0
+    read(tree, name)
+    reads = requests(tree, "READ")
+    assert read(tree, name) == data and requests(tree, "READ") == reads + 1
+    tree.read_cache = 1024                      # 4 KiB read: more than kept
+    read(tree, name)
+    assert read(tree, name) == data and requests(tree, "READ") == reads + 3
+    assert tree.deferred_closes.handles()[0].data is None
+
+
+def test_a_write_through_another_open_file_is_seen_at_once(tree):
+    # The writer's handle was opened before the bytes were kept: its WRITE
+    # breaks the reader's lease, but the break may come after the write's
+    # reply.  The next read must see the write all the same.
+    tree, name, data = tree
+    with tree.open(name, "r+b") as w:
+        for i in range(20):
+            assert read(tree, name) == (data if i == 0 else bytes([i - 1]) * 4096)
+            w.seek(0)
+            w.write(bytes([i]) * 4096)
+            w.flush()
+            assert read(tree, name) == bytes([i]) * 4096
+
+
+def test_a_truncate_through_another_open_file_is_seen_at_once(tree):
+    tree, name, data = tree
+    with tree.open(name, "r+b") as w:
+        assert read(tree, name) == data
+        w.truncate(10)
+        assert read(tree, name) == data[:10]
+
+
+def test_a_write_through_another_tree_of_this_client_is_seen_at_once(tree):
+    tree, name, data = tree
+    other = tree.session.tree_connect("share")
+    try:
+        for i in range(10):
+            assert read(tree, name) == (data if i == 0 else bytes([i - 1]) * 4096)
+            other.write_bytes(name, bytes([i]) * 4096)
+            assert read(tree, name) == bytes([i]) * 4096
+    finally:
+        other.disconnect()
+
+
+def test_another_clients_write_is_seen_after_the_break(tree, samba):
+    # a second client (its own connection) writes in place: the break takes
+    # read caching away from the kept handle, which keeps handle caching
+    tree, name, data = tree
+    with connect(samba, timeout=31, deferred_close=0) as writer:
+        assert writer.client is not tree.client
+        with writer.open(name, "r+b", oplock=None, durable=False) as w:
+            for i in range(5):
+                assert read(tree, name) == (data if i == 0 else bytes([i - 1]) * 4096)
+                kept = tree.deferred_closes.handles()
+                w.seek(0)
+                w.write(bytes([i]) * 4096)
+                w.flush()
+                eventually(lambda: not kept or kept[0].data is None)
+                assert read(tree, name) == bytes([i]) * 4096
+
+
+def test_smbclients_write_is_seen_after_the_break(tree, samba, tmp_path):
+    tree, name, data = tree
+    assert read(tree, name) == data
+    new = tmp_path / "new"
+    new.write_bytes(b"written by smbclient")
+    res = samba.smbclient(["-c", f"put {new} {name}"], timeout=30)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert read(tree, name) == b"written by smbclient"
+
+
+def test_a_break_drops_the_bytes_before_it_is_acknowledged(tree, samba):
+    tree, name, data = tree
+    assert read(tree, name) == data
+    handle = tree.deferred_closes.handles()[0]
+    assert handle.data is not None
+    seen = []
+    acked = threading.Event()
+    ack = tree.ops.ack_break
+
+    def ack_break(h, level):
+        seen.append(h.data)
+        acked.set()
+        return ack(h, level)
+
+    tree.ops.ack_break = ack_break
+    with connect(samba, timeout=31, deferred_close=0) as other:
+        with other.open(name, "r+b", oplock=None, durable=False):   # breaks W: acked
+            assert acked.wait(10)
+    assert seen == [None]
+
+
+def test_the_tree_close_drops_the_bytes(samba):
+    with connect(samba) as tree:
+        tree.write_bytes("rc-close.bin", b"abc")
+        assert read(tree, "rc-close.bin") == b"abc"
+        handle = tree.deferred_closes.handles()[0]
+        assert handle.data is not None
+    assert handle.data is None and handle.closed
+
+
+def test_the_parked_handles_keep_a_bounded_amount(tree):
+    tree, name, _data = tree
+    big = os.urandom(60 * 1024)
+    names = [f"{name}-{i}" for i in range(READ_CACHE_PARKED // len(big) + 3)]
+    for n in names:
+        tree.write_bytes(n, big)
+    for n in names:
+        assert read(tree, n, len(big)) == big
+    kept = sum(len(h.data[3]) for h in tree.deferred_closes.handles() if h.data is not None)
+    assert 0 < kept <= READ_CACHE_PARKED
+    reads = requests(tree, "READ")
+    for n in names:                             # the dropped ones read from the server
+        assert read(tree, n, len(big)) == big
+    assert requests(tree, "READ") > reads
+
