@@ -164,7 +164,7 @@ class Smb2FileOps(FileOps):
             task.ok_statuses = _CREATE_OK
             generation = self.client.generation
             reply = self.client.run_task(task)
-            if reply.header.status != NtStatus.STOPPED_ON_SYMLINK:
+            if reply.status != NtStatus.STOPPED_ON_SYMLINK:
                 break
             path = self._follow(asked, path, reply)
         else:
@@ -200,7 +200,7 @@ class Smb2FileOps(FileOps):
         generation = self.client.generation
 
         def finish(replies: Sequence[Reply]) -> Handle:
-            if replies[0].header.status == NtStatus.STOPPED_ON_SYMLINK:
+            if replies[0].status == NtStatus.STOPPED_ON_SYMLINK:
                 raise status_error(NtStatus.STOPPED_ON_SYMLINK, "CREATE",
                                    path.replace("\\", "/"), message="a symbolic link")
             return self._opened(replies[0], path, oplock, lease_key, generation, access,
@@ -332,7 +332,7 @@ class Smb2FileOps(FileOps):
 
     def _close_late_create(self, reply: Reply) -> None:
         """A CREATE we stopped waiting for succeeded late: close the handle."""
-        if reply.header.status == 0:
+        if reply.status == 0:
             try:
                 fid = commands.parse_create_response(reply).file_id
             except smb2.MalformedMessage:
@@ -379,7 +379,7 @@ class Smb2FileOps(FileOps):
     def parse_read(self, reply: Reply) -> memoryview:
         if reply.placed is not None:
             return reply.placed
-        if reply.header.status == NtStatus.END_OF_FILE:
+        if reply.status == NtStatus.END_OF_FILE:
             return memoryview(b"")
         return _decode(fileio.read_response_data, reply)
 
@@ -394,7 +394,7 @@ class Smb2FileOps(FileOps):
 
         def finish(replies: Sequence[Reply]) -> Optional[bytes]:
             created, data, _closed = replies
-            if created.header.status == NtStatus.STOPPED_ON_SYMLINK:
+            if created.status == NtStatus.STOPPED_ON_SYMLINK:
                 return None                 # a link the server did not follow: open() does
             if self._parse_create(created, path, OPLOCK_NONE, None).info.size > limit:
                 return None
@@ -406,7 +406,7 @@ class Smb2FileOps(FileOps):
         file) from ``offset``: CREATE + READ + CLOSE as one compound.  None
         if the CREATE stopped on a symbolic link (open() follows it)."""
         def finish(replies: Sequence[Reply]) -> Optional[bytes]:
-            if replies[0].header.status == NtStatus.STOPPED_ON_SYMLINK:
+            if replies[0].status == NtStatus.STOPPED_ON_SYMLINK:
                 return None
             return bytes(self.parse_read(replies[1]))
         return self._read_compound(path, offset, length), finish
@@ -444,7 +444,7 @@ class Smb2FileOps(FileOps):
             tasks.insert(1, self.write_task(related, 0, data))
 
         def finish(replies: Sequence[Reply]) -> Optional[int]:
-            if replies[0].header.status == NtStatus.STOPPED_ON_SYMLINK:
+            if replies[0].status == NtStatus.STOPPED_ON_SYMLINK:
                 return None
             return self.parse_write(replies[1]) if len(data) else 0
         return tasks, finish
@@ -477,8 +477,8 @@ class Smb2FileOps(FileOps):
         def finish(replies: Sequence[Reply]):
             handle = self._parse_create(replies[0], path, OPLOCK_NONE, None)
             for name, reply in zip(names[1:], replies[1:]):
-                if reply.header.status != NtStatus.SUCCESS:
-                    return handle, 0, status_error(reply.header.status, name,
+                if reply.status != NtStatus.SUCCESS:
+                    return handle, 0, status_error(reply.status, name,
                                                    path.replace("\\", "/"))
             return handle, (self.parse_write(replies[1]) if len(data) else 0), None
         return tasks, finish
@@ -581,7 +581,7 @@ class Smb2FileOps(FileOps):
             if getattr(exc, "status", 0) == _REPARSE_TAG_NOT_HANDLED and not create_options:
                 return self.stat(path, FILE_OPEN_REPARSE_POINT)
             raise
-        if replies[0].header.status == NtStatus.STOPPED_ON_SYMLINK and not create_options:
+        if replies[0].status == NtStatus.STOPPED_ON_SYMLINK and not create_options:
             return self.stat(path, FILE_OPEN_REPARSE_POINT)
         return finish(replies)
 
@@ -730,7 +730,7 @@ class Smb2FileOps(FileOps):
 
         def finish(replies: Sequence[Reply]) -> Optional[List[FileInfo]]:
             reply = replies[0]
-            if reply.header.status in (NtStatus.NO_MORE_FILES, NtStatus.NO_SUCH_FILE):
+            if reply.status in (NtStatus.NO_MORE_FILES, NtStatus.NO_SUCH_FILE):
                 return None
             buf = _decode(commands.parse_query_directory_response, reply)
             return self._dir_entries(buf) if buf else None

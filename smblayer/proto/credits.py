@@ -25,13 +25,14 @@ def credit_charge(send_payload: int, expected_response: int, multi_credit: bool)
     (max(send, expected) - 1) // 65536 + 1."""
     if not multi_credit:
         return 0
-    size = max(send_payload, expected_response)
+    # (conditionals, not max(): this runs for every request)
+    size = send_payload if send_payload > expected_response else expected_response
     return 1 if size <= 0 else (size - 1) // CREDIT_UNIT + 1
 
 
 def credits_needed(charge: int) -> int:
     """Credits (and MessageIds) a request consumes: at least one."""
-    return max(1, charge)
+    return charge if charge > 1 else 1
 
 
 def request_sizes(command: int, body: Sequence, expected_response: int = 0,
@@ -51,12 +52,16 @@ def request_sizes(command: int, body: Sequence, expected_response: int = 0,
         return 0, expected_response
     first = body[0]
     if len(first) < 2:
-        return max(0, payload_size - len(first)), expected_response
-    fixed = _U16(first, 0)[0] & ~1
-    send = max(0, payload_size - fixed)
+        send = payload_size - len(first)
+        return (send if send > 0 else 0), expected_response
+    send = payload_size - (_U16(first, 0)[0] & ~1)
+    if send < 0:
+        send = 0
     at = _EXPECTED_AT.get(command)
     if at is not None and len(first) >= at + 4:
-        expected_response = max(expected_response, _U32(first, at)[0])
+        asked = _U32(first, at)[0]
     elif command == _IOCTL and len(first) >= 48:
-        expected_response = max(expected_response, _U32(first, 32)[0] + _U32(first, 44)[0])
-    return send, expected_response
+        asked = _U32(first, 32)[0] + _U32(first, 44)[0]
+    else:
+        return send, expected_response
+    return send, (asked if asked > expected_response else expected_response)

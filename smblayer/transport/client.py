@@ -44,7 +44,7 @@ import logging
 import os
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     from typing import Dict, Optional, Sequence
@@ -58,7 +58,7 @@ from ..proto.framing import MAX_FRAME
 from ..proto.negotiate import NegotiateResult
 from ..proto.status import NtStatus, is_error
 from ..records import Record
-from .completion import CancelRequest, SmbFuture, needs_iod
+from .completion import BLOCKING_STATUSES, SmbFuture
 from .compound import CompoundMixin
 from .connect import CLOSE_WAIT, MAX_SENDS, Connection, ConnectWorker
 from .credits import CreditGate, CreditsAborted
@@ -77,6 +77,9 @@ from .task import (CHANGING_COMMANDS, ChangeMark, IllegalTransition, Reply, SmbT
 
 log = logging.getLogger("smblayer")
 
+# Enum members as module constants (see task.py: the hot path's enum cost)
+_ACTIVE, _CLOSED = ClientState.ACTIVE, ClientState.CLOSED
+_DONE, _NEW, _REISSUE = TaskState.DONE, TaskState.NEW, TaskState.REISSUE
 _SMB1_COMMANDS = frozenset(int(c) for c in smb1.Command)
 _SMB2_LAST_COMMAND = int(max(smb2.Command))
 _SESSION_EXPIRED = int(NtStatus.NETWORK_SESSION_EXPIRED)
@@ -167,7 +170,7 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
         self._build_core()
         REGISTRY.track(self)
         self._connector.connect_first()
-        if self.state is ClientState.CLOSED:
+        if self.state is _CLOSED:
             error = self._connector.connect_error or SmbClosedError("client closed")
             self._iod.shutdown(wait=False)
             if error.host is None:
@@ -286,7 +289,7 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
                 elif not self._park(task, limit):
                     raise SmbTimeoutError(f"{self.command_name(task.command)}: no reply "
                                           f"within {wait:g} s; abandoned")
-                if task.state is not TaskState.REISSUE:
+                if task.state is not _REISSUE:
                     reply = task.reply
                     if reply is None or reply.status != _SESSION_EXPIRED or \
                             not self._renewed((task,)):
@@ -320,10 +323,10 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
         """Send ``task`` and return a Future; its callbacks run on smbiod.
         Cancelling the Future cancels the request."""
         self._check_task(task)
-        future = SmbFuture(self._iod, CancelRequest(self, task))
+        future = SmbFuture(self._iod, self, task)
         task.future = future
         conn = self.connection
-        if self.state is ClientState.ACTIVE and conn is not None and not conn.lost and \
+        if self.state is _ACTIVE and conn is not None and not conn.lost and \
                 self._credits.available > 1:
             self._send_async(task)
         else:
@@ -420,10 +423,10 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
             self._registry.forget(self, self._key)
         connector = self._connector
         with self._state_cond:
-            if self.state is ClientState.CLOSED and self.connection is None:
+            if self.state is _CLOSED and self.connection is None:
                 return
-            if self.state is not ClientState.CLOSED:
-                self._move(ClientState.CLOSED)
+            if self.state is not _CLOSED:
+                self._move(_CLOSED)
             conn, self.connection = self.connection, None
             if conn is not None:
                 self._last_dialect = conn.negotiated.dialect
@@ -468,10 +471,16 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
         if not isinstance(task, SmbTask):
             raise TypeError(f"expected an SmbTask, not {type(task).__name__}")
         state = task.state
-        if state is not TaskState.NEW:
+        if state is not _NEW:
             if not state.final:
                 raise ValueError("task is already running")
-            move(task, TaskState.NEW)
+            move(task, _NEW)
+            # run again: nothing of the last run stays (a new task has none)
+            task.reply = task.error = task.parking = None
+            if not task.pinned:
+                task.channel = None
+            task.sends = 0
+            task.t_first_sent = 0.0
         conn = self.connection
         if conn is not None:
             wire = conn.wire
@@ -493,20 +502,12 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
         if self._forked:
             raise SmbClosedError("client belongs to the parent process (fork); "
                                  "call get_client() again in the child")
-        task.reply = task.error = task.parking = None
         if task.command in CHANGING_COMMANDS:
             self.changes.note()
-        if not task.pinned:
-            task.channel = None
-        task.sends = 0
-        task.t_first_sent = 0.0
         task.context_client = self
         task.t_queued = time.monotonic()
         if task.cancel_requested:
             raise SmbCancelledError("request cancelled before it was sent")
-
-    def _effective(self, task: SmbTask) -> TimeoutPolicy:
-        return task.timeouts or self.timeouts
 
     def _wait_sendable(self, task: SmbTask, limit: Optional[float] = None,
                        park: bool = False) -> Optional[Connection]:
@@ -514,7 +515,7 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
         With ``park`` (async tasks) never block: enter the waiting list and
         return None instead."""
         conn = self.connection
-        if self.state is ClientState.ACTIVE and conn is not None and not conn.lost and \
+        if self.state is _ACTIVE and conn is not None and not conn.lost and \
                 not task.state.final:
             return conn          # the common case, without the state lock
         connector = self._connector
@@ -528,10 +529,10 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
                     raise connector.pending_error
                 state = self.state
                 conn = self.connection
-                if state is ClientState.ACTIVE and conn is not None and \
+                if state is _ACTIVE and conn is not None and \
                         (not conn.lost or connector.failing_over):
                     return conn     # (channel 0 lost: another channel carries it)
-                if state is ClientState.CLOSED:
+                if state is _CLOSED:
                     raise SmbClosedError("client closed")
                 if in_recovery:
                     # Recovery's own requests (SESSION_SETUP, TREE_CONNECT...).
@@ -541,7 +542,7 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
                                              "during recovery")
                 if state is ClientState.RECONNECTING and not connector.running:
                     connector.kick()            # reconnecting gave up earlier: retry
-                policy = self._effective(task)
+                policy = task.timeouts or self.timeouts
                 deadline = limit
                 if not policy.hard:
                     error = connector.pending_error
@@ -581,8 +582,11 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
                 f"{self.host}:{self.port} left the client no credits"))
 
     def _take_credits(self, conn: Connection, tasks: Sequence[SmbTask], need: int) -> None:
+        if self._credits.take_now(need, tasks[0].priority):
+            return                    # at hand: no closure, no waiting
+
         def abort() -> bool:
-            return self.state is ClientState.CLOSED or conn.lost or \
+            return self.state is _CLOSED or conn.lost or \
                 any(t.state.final for t in tasks)
         try:
             # a held batch (hold_sends) is written before waiting: its
@@ -590,17 +594,12 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
             self._credits.take(need, tasks[0].priority, abort, self._sender.release,
                                self._credits_starved)
         except CreditsAborted:
-            if self.state is ClientState.CLOSED:
+            if self.state is _CLOSED:
                 raise SmbClosedError("client closed") from None
             for task in tasks:
                 if task.state.final:
                     raise task.error or SmbCancelledError("request cancelled") from None
             raise Retry() from None
-
-    def _send(self, task: SmbTask, limit: Optional[float] = None, park: bool = False) -> bool:
-        """Wait until sendable, take credits and put ``task`` on the wire.
-        False if it was parked in the waiting list (``park``)."""
-        return self._send_all((task,), False, limit, park) is not False
 
     def _send_all(self, tasks: Sequence[SmbTask], related: bool,
                   limit: Optional[float] = None, park: bool = False, fast: bool = False):
@@ -610,7 +609,7 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
         first = tasks[0]
         conn = self.connection
         if self._channels is None and not first.sends and \
-                self.state is ClientState.ACTIVE and conn is not None:
+                self.state is _ACTIVE and conn is not None:
             try:
                 sent = self._sender.send_now(conn, tasks, related, fast)
             except Retry:
@@ -633,7 +632,7 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
                             self._before_reissue(task)
                     try:
                         return channel.send(tasks, related,
-                                            lambda: self.state is ClientState.CLOSED)
+                                            lambda: self.state is _CLOSED)
                     except Retry:
                         continue
                 if conn.lost:
@@ -681,7 +680,7 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
         the MID table, has no timer, takes no credit and is never reissued.
         Returns False (nothing sent) unless the client is ACTIVE."""
         conn = self.connection
-        if self.state is not ClientState.ACTIVE or conn is None or conn.lost:
+        if self.state is not _ACTIVE or conn is None or conn.lost:
             return False
         if not conn.wire.is_smb1:
             raise ValueError("send_oneway is for SMB1 requests without a response")
@@ -709,7 +708,7 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
         return exc
 
     def _finish(self, task: SmbTask) -> Reply:
-        if task.state is not TaskState.DONE:
+        if task.state is not _DONE:
             raise self._annotate(task.error or SmbCancelledError("request cancelled"), task)
         reply = task.reply
         security = task.security
@@ -749,7 +748,7 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
         and was renewed (see ``_renewed``)."""
         expired = False
         for task in tasks:
-            if task.state is TaskState.REISSUE:
+            if task.state is _REISSUE:
                 return True
             reply = task.reply
             if reply is not None and reply.status == _SESSION_EXPIRED:
@@ -763,15 +762,15 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
         whole compound) must be sent again."""
         for task in tasks:
             reply = task.reply
-            if task.state is TaskState.DONE and reply is not None and \
+            if task.state is _DONE and reply is not None and \
                     reply.status == NtStatus.NETWORK_SESSION_EXPIRED:
                 renew = getattr(task.security, "renew", None)
                 if renew is None or not renew(task):
                     return False
                 with self._inflight.lock:
                     for t in tasks:
-                        if t.state is TaskState.DONE:
-                            move(t, TaskState.NEW)
+                        if t.state is _DONE:
+                            move(t, _NEW)
                         t.reply = None
                 return True
         return False
@@ -780,17 +779,23 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
         """Settle an async task's Future (the one place that does): where it
         completed, or on smbiod when that may block (see completion.py)."""
         future = task.future
-        if future is None or future.done():
+        if future is None:
             return
+        reply = task.reply
         try:
-            if self._renewed((task,)):
+            if reply is not None and reply.status == _SESSION_EXPIRED and \
+                    self._renewed((task,)):
                 self._send_async(task)
                 return
             result = self._finish(task)
         except BaseException as exc:  # noqa: BLE001
-            future.set_exception(exc)
+            settle, result = future.set_exception, exc
         else:
-            future.set_result(result)
+            settle = future.set_result
+        try:
+            settle(result)
+        except InvalidStateError:   # the caller cancelled it meanwhile
+            pass
         future.forget_cancel()
         task.future = None          # no cycle keeps the task alive
 
@@ -799,11 +804,12 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
         a layer lock): a sync waiter's parking lock is released; a Future is
         settled here (its user callbacks go to smbiod) unless that may block."""
         if task.future is not None:
-            if task.state is TaskState.REISSUE:
+            if task.state is _REISSUE:
                 return        # it waits in the list; the connect worker resends it
             group = task.group
             if group is None:
-                if not needs_iod(task):
+                reply = task.reply
+                if reply is None or reply.status not in BLOCKING_STATUSES:   # not needs_iod()
                     return self._settle_future(task)   # here: its callbacks go to smbiod
                 settle, args = self._settle_future, (task,)
             elif group.settle_here_or_defer():

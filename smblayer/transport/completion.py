@@ -17,9 +17,8 @@ callback (:meth:`SmbFuture.add_internal_callback`) runs in the settling
 thread: it takes no lock and runs no user code.  So the demux settles a
 Future itself, and only a reply that needs a blocking step still goes to
 smbiod (``needs_iod``).  Cancelling the Future cancels its request through
-the hook the client gives it (:class:`CancelRequest`), in the cancelling
-thread: no bookkeeping callback is added to every Future and run at every
-settle.
+the client and task it was built with, in the cancelling thread: no
+bookkeeping callback is added to every Future and run at every settle.
 
 :class:`Batch` is the drain-many half: the frames of one ``recv`` complete
 their tasks into a batch, and only when every frame of that read is
@@ -33,42 +32,45 @@ import logging
 from concurrent.futures import Future
 TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
-    from typing import Callable, List, Optional
+    from typing import Callable, List
 
 from ..proto.status import NtStatus
 
 log = logging.getLogger("smblayer")
 
 #: statuses whose completion blocks (re-authentication): settled on smbiod
-_BLOCKING_STATUSES = frozenset({NtStatus.NETWORK_SESSION_EXPIRED})
+BLOCKING_STATUSES = frozenset({NtStatus.NETWORK_SESSION_EXPIRED})
 
 
 class SmbFuture(Future):
     """A Future whose user callbacks run on smbiod, never in the thread that
-    settles it (the demux).  ``iod`` is the client's smbiod pool."""
+    settles it (the demux).  ``iod`` is the client's smbiod pool; cancelling
+    it cancels ``task`` on ``client`` (when given: an async request)."""
 
-    def __init__(self, iod, on_cancel: Optional[Callable[[], object]] = None) -> None:
-        super().__init__()
+    def __init__(self, iod, client=None, task=None) -> None:
+        Future.__init__(self)          # (no super() object per request)
         self._iod = iod
-        self._on_cancel = on_cancel
+        self._client, self._task = client, task
 
     def cancel(self) -> bool:
         """Cancel as concurrent.futures does; the call that cancels a pending
         Future also marks it notified (``wait()`` and ``as_completed()`` see
-        it at once) and runs ``on_cancel`` (the layer cancels the request):
-        in the cancelling thread, no lock held, once."""
+        it at once) and cancels the request (never sent, or CANCEL sent and
+        its MessageId kept): in the cancelling thread, no lock held, once."""
         if not super().cancel():
             return False
         with self._condition:
-            on_cancel, self._on_cancel = self._on_cancel, None
-        if on_cancel is not None:
+            client, self._client = self._client, None
+            task, self._task = self._task, None
+        if client is not None:
             self.set_running_or_notify_cancel()
-            on_cancel()
+            client.cancel_task(task)
+            task.future = None          # no cycle keeps the task alive
         return True
 
     def forget_cancel(self) -> None:
-        """The request is over: drop ``on_cancel`` (and what it holds)."""
-        self._on_cancel = None
+        """The request is over: drop the client and task a cancel would use."""
+        self._client = self._task = None
 
     def add_done_callback(self, fn: Callable[[Future], object]) -> None:
         with self._condition:          # an RLock: done() may take it again
@@ -84,21 +86,6 @@ class SmbFuture(Future):
         """A layer callback that runs in the settling thread (no lock, no
         user code, no blocking)."""
         super().add_done_callback(fn)
-
-
-class CancelRequest:
-    """An async request's ``SmbFuture`` cancel hook: the client cancels the
-    request (never sent, or CANCEL sent and its MessageId kept)."""
-
-    __slots__ = ("client", "task")
-
-    def __init__(self, client, task) -> None:
-        self.client, self.task = client, task
-
-    def __call__(self) -> None:
-        task = self.task
-        self.client.cancel_task(task)
-        task.future = None          # no cycle keeps the task alive
 
 
 class _OnIod:
@@ -119,7 +106,7 @@ class _OnIod:
 def needs_iod(task) -> bool:
     """True when settling ``task``'s Future may block: hand it to smbiod."""
     reply = task.reply
-    return reply is not None and reply.status in _BLOCKING_STATUSES
+    return reply is not None and reply.status in BLOCKING_STATUSES
 
 
 class Batch:

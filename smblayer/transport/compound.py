@@ -51,6 +51,9 @@ from .completion import SmbFuture, needs_iod
 from .states import ClientState
 from .task import Reply, SmbTask, TaskState, move
 
+# Enum members as module constants (see task.py: the hot path's enum cost)
+_ACTIVE, _DONE, _NEW = ClientState.ACTIVE, TaskState.DONE, TaskState.NEW
+
 
 class CompoundLost(SmbConnectionError):
     """An element of an async compound lost its connection: the whole
@@ -120,7 +123,7 @@ class CompoundRun:
         with self._table_lock:
             for task in tasks:
                 if task.state.final:
-                    move(task, TaskState.NEW)
+                    move(task, _NEW)
                 task.reply = task.error = None
         with self._lock:
             self._settled = False
@@ -170,8 +173,8 @@ class CompoundMixin:
                 # elements that did complete too.
                 with self._inflight.lock:
                     for task in tasks:
-                        if task.state is TaskState.DONE:
-                            move(task, TaskState.NEW)
+                        if task.state is _DONE:
+                            move(task, _NEW)
                         task.reply = None
         except BaseException as exc:
             for task in tasks:
@@ -201,7 +204,7 @@ class CompoundMixin:
         run = CompoundRun(tasks, related, table_lock=self._inflight.lock,
                           renewed=self._renewed, finish=self._finish, send=self._send_async,
                           cancel=self.cancel_task, future=SmbFuture(self._iod))
-        if self.state is ClientState.ACTIVE and conn is not None and not conn.lost and \
+        if self.state is _ACTIVE and conn is not None and not conn.lost and \
                 self._credits.available > len(tasks) + 1:
             self._send_async(tasks[0])
         else:

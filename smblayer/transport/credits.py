@@ -33,18 +33,12 @@ class CreditGate:
     def __init__(self):
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
-        self._available = 0
-        self._in_flight = 0
+        #: credits at hand, and taken by requests still waiting for their
+        #: replies (plain attributes, read without the lock; only the gate
+        #: writes them)
+        self.available = 0
+        self.in_flight = 0
         self._queue: Deque[object] = collections.deque()
-
-    @property
-    def available(self) -> int:
-        return self._available
-
-    @property
-    def in_flight(self) -> int:
-        """Credits taken by requests still waiting for their replies."""
-        return self._in_flight
 
     def take(self, need: int, priority: bool, abort: Callable[[], bool],
              before_wait: Optional[Callable[[], None]] = None,
@@ -68,14 +62,14 @@ class CreditGate:
                     if abort():
                         raise CreditsAborted()
                     if (priority or self._queue[0] is me) and \
-                            self._available - self._reserve(priority) >= need:
-                        self._available -= need
-                        self._in_flight += need
+                            self.available - self._reserve(priority) >= need:
+                        self.available -= need
+                        self.in_flight += need
                         return
-                    if starved is not None and not asked and not self._in_flight and \
+                    if starved is not None and not asked and not self.in_flight and \
                             self._queue[0] is me:
                         asked = True
-                        left = self._available
+                        left = self.available
                         self._lock.release()
                         try:
                             starved(left)
@@ -94,38 +88,39 @@ class CreditGate:
         come first served, the reserve kept); False, nothing taken, if not."""
         with self._lock:
             if (priority or not self._queue) and \
-                    self._available - (0 if priority or not self._in_flight else 1) >= need:
-                self._available -= need
-                self._in_flight += need
+                    self.available - (0 if priority or not self.in_flight else 1) >= need:
+                self.available -= need
+                self.in_flight += need
                 return True
         return False
 
     def try_take(self, need: int) -> bool:
         """Take ``need`` credits now (priority: may use the reserve) or not at all."""
         with self._lock:
-            if self._available >= need:
-                self._available -= need
-                self._in_flight += need
+            if self.available >= need:
+                self.available -= need
+                self.in_flight += need
                 return True
             return False
 
     def _reserve(self, priority: bool) -> int:
-        return 0 if priority or not self._in_flight else 1
+        return 0 if priority or not self.in_flight else 1
 
     def grant(self, count: int, retired: int = 0) -> None:
         """A reply granted ``count`` credits and completed a request that had
         taken ``retired``."""
         with self._lock:
-            self._available += count
-            self._in_flight = max(0, self._in_flight - retired)
+            self.available += count
+            left = self.in_flight - retired
+            self.in_flight = left if left > 0 else 0      # (no max(): a C call)
             if self._queue:
                 self._cond.notify_all()
 
     def reset(self, count: int) -> None:
         """A new connection generation starts with what NEGOTIATE granted."""
         with self._cond:
-            self._available = count
-            self._in_flight = 0
+            self.available = count
+            self.in_flight = 0
             self._cond.notify_all()
 
     def wake_all(self) -> None:

@@ -56,6 +56,9 @@ from .sockets import Socket, socketpair
 from .task import CHANGING_COMMANDS, Reply, TaskState, move
 from .wire import PLACEMENT_HEAD
 
+# Enum members as module constants (see task.py: the hot path's enum cost)
+_DONE, _INTERIM = TaskState.DONE, TaskState.INTERIM
+
 log = logging.getLogger("smblayer")
 
 _U32_AT = struct.Struct("<I").unpack_from
@@ -359,7 +362,7 @@ class Demux:
                 retired = task.send_credits
                 late = task.state.final
                 if not late:
-                    move(task, TaskState.DONE)
+                    move(task, _DONE)
         self._granted += granted
         if task is None:
             self._unmatched(mid)
@@ -406,7 +409,7 @@ class Demux:
                 if task.state.in_flight:
                     if not task.t_pending:
                         task.t_pending = now      # its soft bound restarts (once)
-                    move(task, TaskState.INTERIM)
+                    move(task, _INTERIM)
                     if task.long_poll:
                         inflight.disarm(task)     # may wait for hours
                         task.timed_out = False
@@ -509,15 +512,11 @@ class _Poller:
     """The smallest readable-fd poller: epoll where there is one, else poll."""
 
     def __init__(self):
-        self._epoll = getattr(select, "epoll", None)
-        self._p = self._epoll() if self._epoll else select.poll()
-
-    @property
-    def epoll(self):
-        return self._epoll
+        self.epoll = getattr(select, "epoll", None)
+        self._p = self.epoll() if self.epoll else select.poll()
 
     def register(self, fd: int) -> None:
-        self._p.register(fd, select.EPOLLIN if self._epoll else select.POLLIN)
+        self._p.register(fd, select.EPOLLIN if self.epoll else select.POLLIN)
 
     def modify(self, fd: int, watch: bool) -> bool:
         """Start or stop watching ``fd`` (epoll only: safe from another
@@ -529,12 +528,12 @@ class _Poller:
             return False
 
     def poll(self, timeout):
-        if self._epoll:
+        if self.epoll:
             events = self._p.poll(-1 if timeout is None else timeout)
         else:
             events = self._p.poll(None if timeout is None else timeout * 1000.0)
         return [fd for fd, _mask in events]
 
     def close(self) -> None:
-        if self._epoll:
+        if self.epoll:
             self._p.close()

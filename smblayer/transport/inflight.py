@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 
 from .task import SmbTask, TaskState, move
 
+# Enum members as module constants (see task.py: the hot path's enum cost)
+_INTERIM, _SENT = TaskState.INTERIM, TaskState.SENT
+
 NEVER = float("inf")
 _COMPACT_MIN = 256
 
@@ -73,7 +76,7 @@ class InFlight:
     def register(self, task: SmbTask, mid: int, generation: int, now: float) -> None:
         """Enter ``task`` as sent with ``mid``; raises IllegalTransition when
         it may not be sent (cancelled meanwhile)."""
-        move(task, TaskState.SENT)
+        move(task, _SENT)
         task.message_id = mid
         task.generation = generation
         task.async_id = None
@@ -171,4 +174,4 @@ class InFlight:
 
     def in_flight(self) -> List[SmbTask]:
         return [t for t in self.pending.values()
-                if t.state in (TaskState.SENT, TaskState.INTERIM)]
+                if t.state in (_SENT, _INTERIM)]

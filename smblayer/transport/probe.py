@@ -64,6 +64,10 @@ from .send import Retry
 from .states import ClientState
 from .task import SmbTask, TaskState, move
 
+# Enum members as module constants (see task.py: the hot path's enum cost)
+_ACTIVE, _CLOSED, _DONE, _FAILED, _INTERIM = \
+    ClientState.ACTIVE, ClientState.CLOSED, TaskState.DONE, TaskState.FAILED, TaskState.INTERIM
+
 log = logging.getLogger("smblayer")
 
 NEVER = float("inf")
@@ -107,7 +111,7 @@ class Liveness:
         request was resent or waits for a connection, or probes go
         unanswered).  NEVER for a long-poll request the server acknowledged
         (CHANGE_NOTIFY, a blocking LOCK): it may wait for hours."""
-        if task.long_poll and task.state is TaskState.INTERIM:
+        if task.long_poll and task.state is _INTERIM:
             return NEVER
         policy = task.timeouts or self._client.timeouts
         start = max(task.t_first_sent or task.t_queued, task.t_pending)
@@ -154,7 +158,7 @@ class Liveness:
                         # The absolute soft bound, even if the server answers
                         # probes (its reply may have been lost or carried a
                         # wrong MessageId): abandoned like a cancelled request.
-                        move(task, TaskState.FAILED)       # the MID stays reserved
+                        move(task, _FAILED)       # the MID stays reserved
                         task.error = SmbTimeoutError(
                             f"{client.command_name(task.command)} to {client.host}:"
                             f"{client.port}: no reply within "
@@ -248,7 +252,7 @@ class Liveness:
     def keepalive(self) -> None:
         """Send one ECHO on an idle connection (smbiod); its timer does the rest."""
         client = self._client
-        if client.state is not ClientState.ACTIVE:
+        if client.state is not _ACTIVE:
             return
         try:
             self._stats.keepalives += 1
@@ -262,7 +266,7 @@ class Liveness:
         stuck in sendmsg: then a probe would only queue behind it)."""
         client = self._client
         conn = client.connection
-        if conn is None or conn.lost or client.state is not ClientState.ACTIVE or \
+        if conn is None or conn.lost or client.state is not _ACTIVE or \
                 self._sender.lock.locked():
             return None
         return self._send_now(self._echo_task(), probe=True)
@@ -273,7 +277,7 @@ class Liveness:
         ordinary request.  The task, or None if it was not sent."""
         client = self._client
         conn = client.connection
-        if client.state is not ClientState.ACTIVE or conn is None or conn.lost:
+        if client.state is not _ACTIVE or conn is None or conn.lost:
             return None
         task.is_probe = probe
         task.context_client = client
@@ -285,7 +289,7 @@ class Liveness:
         need = sender.queue(conn, (task,))
         if not self._credits.try_take(need):
             with self._inflight.lock:
-                move(task, TaskState.FAILED)
+                move(task, _FAILED)
             return None         # no credit: a probe counts as unanswered
         try:
             sender.transmit(conn, (task,), False, need)
@@ -305,7 +309,7 @@ class Liveness:
         unanswered_since: Optional[float] = None
         probe: Optional[SmbTask] = None
         try:
-            while client.state is not ClientState.CLOSED:
+            while client.state is not _CLOSED:
                 overdue = self._overdue()
                 if not overdue:
                     return
@@ -333,7 +337,7 @@ class Liveness:
             inflight = self._inflight
             with inflight.lock:
                 self._probing = False
-            if self._overdue() and client.state is not ClientState.CLOSED:
+            if self._overdue() and client.state is not _CLOSED:
                 with inflight.lock:
                     restart = not self._probing
                     self._probing = True
@@ -344,10 +348,10 @@ class Liveness:
         client = self._client
         if probe is None:
             # Nothing could be sent: wait one interval (close() cuts it short).
-            client.wait_for_state(ClientState.CLOSED, interval)
+            client.wait_for_state(_CLOSED, interval)
             return False
         if probe.parking.acquire(timeout=interval):
-            return probe.state is TaskState.DONE
+            return probe.state is _DONE
         return False
 
     def _rearm(self, tasks: List[SmbTask], now: float) -> None:

@@ -72,6 +72,10 @@ from ..proto.framing import frame_prefix
 from .sockets import Socket
 from .task import SmbTask, TaskState, can_move, move
 
+# Enum members as module constants (see task.py: the hot path's enum cost)
+_DONE, _FAILED, _NEW, _QUEUED, _SENT = \
+    TaskState.DONE, TaskState.FAILED, TaskState.NEW, TaskState.QUEUED, TaskState.SENT
+
 log = logging.getLogger("smblayer")
 
 CREDIT_TARGET = 2048         # credits we try to hold (SMB2): a 64 MiB window of 1 MiB I/O
@@ -84,7 +88,7 @@ class Retry(Exception):
 
 #: ``Sender.send_now`` did nothing: take the general path
 NOT_NOW = object()
-_QUEUED = TaskState.QUEUED.bit
+_QUEUED_BIT = _QUEUED.bit
 
 
 #: buffers per sendmsg (IOV_MAX is 1024 on Linux)
@@ -146,10 +150,10 @@ class Sender:
         return the credits they consume."""
         with self._inflight.lock:
             for task in tasks:
-                if not can_move(task, TaskState.QUEUED):
+                if not can_move(task, _QUEUED):
                     raise task.error or SmbCancelledError("request cancelled")
             for task in tasks:
-                move(task, TaskState.QUEUED)
+                move(task, _QUEUED)
         return sum(self._charge(conn.wire, task) for task in tasks)
 
     @staticmethod
@@ -219,7 +223,7 @@ class Sender:
         with inflight.lock:
             need = 0
             for task in tasks:
-                if not task.state.allowed & _QUEUED:
+                if not task.state.allowed & _QUEUED_BIT:
                     raise task.error or SmbCancelledError("request cancelled")
                 need += self._charge(wire, task)
             if not self._credits.take_now(need, tasks[0].priority):
@@ -231,7 +235,7 @@ class Sender:
             now = time.monotonic()
             wake = False
             for task in tasks:
-                task.state = TaskState.QUEUED
+                task.state = _QUEUED
                 inflight.register(task, inflight.allocate(wire.is_smb1, task.send_credits),
                                   conn.generation, now)
                 if not task.is_probe and inflight.arm(task, self._deadline(task, now)):
@@ -333,7 +337,7 @@ class Sender:
                 if conn.lost or conn is not client.connection:
                     dropped += tasks        # lost, replaced or closed after it queued
                     continue
-                cancelled = [t for t in tasks if not can_move(t, TaskState.SENT)]
+                cancelled = [t for t in tasks if not can_move(t, _SENT)]
                 if cancelled:
                     self._withdraw(entry, cancelled[0], woken)
                     continue
@@ -378,7 +382,7 @@ class Sender:
         error = cancelled.error or SmbCancelledError("request cancelled")
         for task in entry[1]:
             if not task.state.final:
-                move(task, TaskState.FAILED)
+                move(task, _FAILED)
                 task.error = error
                 woken.append(task)
 
@@ -446,7 +450,7 @@ class Sender:
             for task in tasks:
                 inflight.retire(task.message_id, task.generation)
                 if not task.state.final:
-                    move(task, TaskState.FAILED)
+                    move(task, _FAILED)
                     task.error = error
         for task in tasks:
             self._wake(task)
@@ -509,16 +513,16 @@ class Sender:
         False (the task FAILED) if the connection changed."""
         inflight = self._inflight
         if task.state.final:
-            move(task, TaskState.NEW)             # the task object is run again
+            move(task, _NEW)                      # the task object is run again
         with inflight.lock:
-            move(task, TaskState.QUEUED)          # a task already running is refused
+            move(task, _QUEUED)                   # a task already running is refused
         size = self._oneway(conn, task)
         with inflight.lock:
             if not size:
-                move(task, TaskState.FAILED)
+                move(task, _FAILED)
                 return False
-            move(task, TaskState.SENT)
-            move(task, TaskState.DONE)
+            move(task, _SENT)
+            move(task, _DONE)
         counters = self._stats.command(conn.wire, task.command)
         counters.ops += 1
         counters.bytes_sent += size

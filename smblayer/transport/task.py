@@ -98,6 +98,12 @@ for _state, _targets in TRANSITIONS.items():
     _state.final = _state in FINAL_STATES
 del _i, _state, _targets
 
+# The hot path reads members through module constants (``_NEW = TaskState.NEW``
+# in each module that needs them): on Python 3.11 ``TaskState.NEW`` runs
+# EnumType.__getattr__'s hook on every access (~300 instructions, and the
+# lookup is never specialised); a module global is one specialised load.
+_NEW = TaskState.NEW
+
 
 def move(task: "SmbTask", new: TaskState) -> None:
     """Move ``task`` to ``new`` or raise IllegalTransition (the client holds
@@ -204,7 +210,7 @@ class SmbTask:
         self.on_late_reply = on_late_reply  # called with the reply of an abandoned task
         self.credit_charge = 0
         self.send_credits = 0
-        self.state = TaskState.NEW
+        self.state = _NEW
         self.message_id = -1
         self.async_id: Optional[int] = None
         self.generation = -1

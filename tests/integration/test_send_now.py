@@ -146,3 +146,48 @@ def _buffered(sock, size: int) -> int:
         return len(sock.recv(size, socket.MSG_PEEK | socket.MSG_DONTWAIT))
     except BlockingIOError:
         return 0
+
+
+def test_a_task_run_again_after_a_refused_run_starts_clean(samba):
+    """Running a finished task again clears what its last run left (reply,
+    sends) as it moves back to NEW, before anything can refuse the new run:
+    a run refused by the check (a body over the frame limit) and then
+    fixed is a first send (one send, a fresh reply), not a resend."""
+    from smblayer.proto import smb2
+    from smblayer.transport.task import SmbTask, TaskState
+    client = _client(samba)
+    try:
+        task = SmbTask(smb2.Command.ECHO, (smb2.ECHO_BODY,), priority=True)
+        first = client.run_task(task)
+        assert task.sends == 1
+        body, size = task.body, task.payload_size
+        task.payload_size = 1 << 30            # refused by the check
+        with pytest.raises(ValueError):
+            client.run_task(task)
+        assert task.state is TaskState.NEW
+        assert task.reply is None and task.sends == 0
+        task.body, task.payload_size = body, size
+        second = client.run_task(task)
+        assert second is not first and second.status == 0
+        assert task.sends == 1                 # a first send, not a replay
+    finally:
+        client.close()
+
+
+def test_a_future_cancelled_as_its_reply_is_settled_stays_cancelled(samba):
+    """The settling thread sets a Future's result without asking done()
+    first: one the caller cancelled meanwhile stays cancelled, and the
+    settle raises nothing (the reply is dropped)."""
+    from smblayer.transport.completion import SmbFuture
+    from smblayer.transport.task import TaskState
+    client = _client(samba)
+    try:
+        reply = client.echo_async().result(timeout=10)
+        task = client._echo_task()
+        late = SmbFuture(client.iod, client, task)
+        late.cancel()                            # the caller's cancel won
+        task.future, task.reply, task.state = late, reply, TaskState.DONE
+        client._settle_future(task)              # no InvalidStateError
+        assert late.cancelled() and task.future is None
+    finally:
+        client.close()
