@@ -608,14 +608,21 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
         sender took it, see Sender.transmit), else None."""
         first = tasks[0]
         conn = self.connection
-        if self._channels is None and not first.sends and \
-                self.state is _ACTIVE and conn is not None:
+        if not first.sends and self.state is _ACTIVE and conn is not None and not conn.lost:
+            # The common case: routed once, then the one-step send (a
+            # request routed to channel 0 of a multichannel client too).
+            channels = self._channels
             try:
+                if channels is not None and (len(tasks) == 1 or self._connector.failing_over):
+                    channel = channels.route(first)        # multichannel: which one
+                    if channel is not None:
+                        return channel.send(tasks, related, self._closed)
                 sent = self._sender.send_now(conn, tasks, related, fast)
+                if sent is not NOT_NOW:
+                    return sent
+                return self._send_main(conn, tasks, related, fast)
             except Retry:
-                sent = NOT_NOW
-            if sent is not NOT_NOW:
-                return sent
+                pass                    # the connection went: wait, route again
         while True:
             conn = self._wait_sendable(first, limit, park)
             if conn is None:
@@ -631,18 +638,26 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
                         if task.sends and task.generation != channel.generation:
                             self._before_reissue(task)
                     try:
-                        return channel.send(tasks, related,
-                                            lambda: self.state is _CLOSED)
+                        return channel.send(tasks, related, self._closed)
                     except Retry:
                         continue
                 if conn.lost:
                     continue        # channel 0 down and no channel left: reconnect
-            need = self._sender.queue(conn, tasks)
             try:
-                self._take_credits(conn, tasks, need)
-                return self._sender.transmit(conn, tasks, related, need, fast)
+                return self._send_main(conn, tasks, related, fast)
             except Retry:
                 continue
+
+    def _send_main(self, conn: Connection, tasks: Sequence[SmbTask], related: bool,
+                   fast: bool):
+        """The general path on channel 0: queue, credits (waiting for them
+        if short), then the sender's outbox.  Retry: ``conn`` went."""
+        need = self._sender.queue(conn, tasks)
+        self._take_credits(conn, tasks, need)
+        return self._sender.transmit(conn, tasks, related, need, fast)
+
+    def _closed(self) -> bool:
+        return self.state is _CLOSED
 
     def _before_reissue(self, task: SmbTask) -> None:
         """Give the task's ``on_reissue`` hook its say before a resend."""
