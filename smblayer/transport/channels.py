@@ -591,12 +591,16 @@ class ChannelSet:
         if not self.spread or task.command not in SPREAD_COMMANDS or task.security is None or \
                 task.security is not session:
             return None
+        now = time.monotonic()
+        picker = self.picker
+        if picker.keep(task, now):
+            return None                     # channel 0 carries it without a queue
         active = [c for c in self.channels if c.phase == ACTIVE]
         if not active:
             return None
         candidates = [(0, self.client.credit_load())]
         candidates += [(c.index, c.credits.in_flight) for c in active]
-        index = self.picker.pick(task, candidates, time.monotonic())
+        index = picker.pick(task, candidates, now)
         if index == 0:
             return None
         for channel in active:

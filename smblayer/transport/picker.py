@@ -135,6 +135,24 @@ class ChannelPicker:
         self._lanes: Dict[int, Lane] = {}
         self._lock = threading.Lock()
 
+    def keep(self, task, now: float) -> bool:
+        """Fill first, the common case: True (``task`` timed on channel 0)
+        when channel 0 is not congested; else False and nothing done
+        (``pick`` decides).  The same answer as ``pick`` with channel 0
+        first, without building the candidates."""
+        spill = self.spill_delay
+        if spill <= 0:
+            return False
+        with self._lock:
+            lane = self._lanes.get(0)
+            if lane is None:
+                lane = self._lanes[0] = Lane()
+            lane.harvest()
+            if lane.delay(now) >= spill:
+                return False
+            lane.time(task)
+        return True
+
     def pick(self, task, candidates: Sequence[Tuple[int, int]], now: float) -> int:
         """The index of the channel ``task`` goes on, from ``candidates``:
         (index, credits in flight) of each channel that can take it, in

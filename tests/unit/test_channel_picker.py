@@ -126,3 +126,26 @@ def test_spill_delay_0_routes_by_load_from_the_first_request():
     picker = ChannelPicker(spill_delay=0)
     assert picker.pick(request(), [(0, 5), (1, 3), (2, 4)], 100.0) == 1
     assert picker.pick(request(), [(0, 3), (1, 3), (2, 4)], 100.0) == 0   # ties: lower
+
+
+def test_keep_answers_as_pick_does_for_channel_0():
+    """``keep`` (route's shortcut) keeps a request on channel 0 exactly when
+    ``pick`` would choose channel 0 first, and times it there alike."""
+    for spill in (SPILL_DELAY, 0.0):
+        shortcut, full = ChannelPicker(spill), ChannelPicker(spill)
+        candidates = [(0, 8), (1, 0)]
+        at, seen, alive = 100.0, set(), []
+        for rtt in (2 * MS, 40 * MS, 2 * MS):
+            for _ in range(300):
+                a, b = request(), request()
+                alive += a, b
+                kept = shortcut.keep(a, at)
+                if not kept:
+                    shortcut.pick(a, candidates, at)
+                assert kept == (full.pick(b, candidates, at) == 0)
+                seen.add(kept)
+                for t in (a, b):
+                    t.sends, t.t_sent = 1, at
+                    answer(t, at + rtt)
+                at += 2 * MS
+        assert seen == ({True, False} if spill else {False})
