@@ -608,55 +608,40 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
         sender took it, see Sender.transmit), else None."""
         first = tasks[0]
         conn = self.connection
-        if not first.sends and self.state is _ACTIVE and conn is not None and not conn.lost:
-            # The common case: routed once, then the one-step send (a
-            # request routed to channel 0 of a multichannel client too).
+        # The common case skips the wait: routed, then the one-step send (a
+        # request routed to channel 0 of a multichannel client too).
+        quick = not first.sends and self.state is _ACTIVE and conn is not None and \
+            not conn.lost
+        while True:
+            if not quick:
+                conn = self._wait_sendable(first, limit, park)
+                if conn is None:
+                    return False
+                for task in tasks:
+                    if task.sends and task.generation != conn.generation:
+                        self._before_reissue(task)
             channels = self._channels
             try:
                 if channels is not None and (len(tasks) == 1 or self._connector.failing_over):
                     channel = channels.route(first)        # multichannel: which one
                     if channel is not None:
-                        return channel.send(tasks, related, self._closed)
-                sent = self._sender.send_now(conn, tasks, related, fast)
-                if sent is not NOT_NOW:
-                    return sent
-                return self._send_main(conn, tasks, related, fast)
+                        for task in tasks:
+                            if task.sends and task.generation != channel.generation:
+                                self._before_reissue(task)
+                        return channel.send(tasks, related, self._is_closed)
+                    if conn.lost:
+                        raise Retry()   # channel 0 down and no channel left: reconnect
+                if quick:
+                    sent = self._sender.send_now(conn, tasks, related, fast)
+                    if sent is not NOT_NOW:
+                        return sent
+                need = self._sender.queue(conn, tasks)
+                self._take_credits(conn, tasks, need)
+                return self._sender.transmit(conn, tasks, related, need, fast)
             except Retry:
-                pass                    # the connection went: wait, route again
-        while True:
-            conn = self._wait_sendable(first, limit, park)
-            if conn is None:
-                return False
-            for task in tasks:
-                if task.sends and task.generation != conn.generation:
-                    self._before_reissue(task)
-            channels = self._channels
-            if channels is not None and (len(tasks) == 1 or self._connector.failing_over):
-                channel = channels.route(first)        # multichannel: which one
-                if channel is not None:
-                    for task in tasks:
-                        if task.sends and task.generation != channel.generation:
-                            self._before_reissue(task)
-                    try:
-                        return channel.send(tasks, related, self._closed)
-                    except Retry:
-                        continue
-                if conn.lost:
-                    continue        # channel 0 down and no channel left: reconnect
-            try:
-                return self._send_main(conn, tasks, related, fast)
-            except Retry:
-                continue
+                quick = False           # wait until the client can carry them
 
-    def _send_main(self, conn: Connection, tasks: Sequence[SmbTask], related: bool,
-                   fast: bool):
-        """The general path on channel 0: queue, credits (waiting for them
-        if short), then the sender's outbox.  Retry: ``conn`` went."""
-        need = self._sender.queue(conn, tasks)
-        self._take_credits(conn, tasks, need)
-        return self._sender.transmit(conn, tasks, related, need, fast)
-
-    def _closed(self) -> bool:
+    def _is_closed(self) -> bool:
         return self.state is _CLOSED
 
     def _before_reissue(self, task: SmbTask) -> None:
