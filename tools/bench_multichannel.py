@@ -18,7 +18,9 @@ load, as before the spill-over policy).
 
 ``--kill-every S``: while transferring, destroy one extra channel every S
 seconds from outside (``ss -K``): the bytes must come back exact, with no
-reconnect of the session (the issue's 256 MiB run).
+reconnect of the session (the issue's 256 MiB run).  On loopback a transfer
+stays on channel 0 (see smblayer.transport.picker): add ``--spill-delay 0``
+to have requests in flight on the channels that are destroyed.
 
 ``--link MBPS``: every TCP connection goes through a link emulator that
 paces each direction of each connection at MBPS MB/s (:class:`Link`):

@@ -66,12 +66,26 @@ def test_off_and_too_big_read_from_the_server(tree):
     assert tree.deferred_closes.handles()[0].data is None
 
 
-def test_a_write_through_another_open_file_is_seen_at_once(tree):
+@pytest.fixture(params=["this tree", "another tree"])
+def writer_tree(request, tree):
+    """The tree a write goes through: the reader's, or another tree of the
+    same session (and client)."""
+    if request.param == "this tree":
+        yield tree[0]
+        return
+    other = tree[0].session.tree_connect("share")
+    try:
+        yield other
+    finally:
+        other.disconnect()
+
+
+def test_a_write_through_another_open_file_is_seen_at_once(tree, writer_tree):
     # The writer's handle was opened before the bytes were kept: its WRITE
     # breaks the reader's lease, but the break may come after the write's
     # reply.  The next read must see the write all the same.
     tree, name, data = tree
-    with tree.open(name, "r+b") as w:
+    with writer_tree.open(name, "r+b") as w:
         for i in range(20):
             assert read(tree, name) == (data if i == 0 else bytes([i - 1]) * 4096)
             w.seek(0)
@@ -80,12 +94,14 @@ def test_a_write_through_another_open_file_is_seen_at_once(tree):
             assert read(tree, name) == bytes([i]) * 4096
 
 
-def test_a_truncate_through_another_open_file_is_seen_at_once(tree):
+def test_a_truncate_through_another_open_file_is_seen_at_once(tree, writer_tree):
     tree, name, data = tree
-    with tree.open(name, "r+b") as w:
+    with writer_tree.open(name, "r+b") as w:
         assert read(tree, name) == data
         w.truncate(10)
         assert read(tree, name) == data[:10]
+        w.truncate(4096)
+        assert read(tree, name) == data[:10] + bytes(4086)
 
 
 def test_a_write_through_another_tree_of_this_client_is_seen_at_once(tree):
