@@ -61,10 +61,12 @@ Kept bytes (:mod:`smblayer.fs.readcache`, ``tree.read_cache``, default
 it holds a read lease; so do we, for the bytes last read from a handle: a
 file object open for reading only, on a handle holding a lease with read
 caching, keeps what one read call got from the server (up to
-``read_cache`` bytes, and whether the file ended there) on the Handle
+``read_cache`` bytes, and whether the file ended there; a read right
+after it with nothing changed between them adds to it) on the Handle
 (``Handle.data``); a later read of a range it holds through that handle
 -- typically by the next opener reusing the parked handle -- is answered
-from it with no round trip.  The parked handles of a tree keep at most
+from it with no round trip, and so is a ``read()`` to the end when the
+bytes reach it (no size asked either).  The parked handles of a tree keep at most
 :data:`~smblayer.fs.readcache.READ_CACHE_PARKED` bytes (1 MiB) in all.
 Coherence:
 

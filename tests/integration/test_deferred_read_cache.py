@@ -188,3 +188,21 @@ def test_the_parked_handles_keep_a_bounded_amount(tree):
         assert read(tree, n, len(big)) == big
     assert requests(tree, "READ") > reads
 
+
+
+def test_read_to_the_end_asks_nothing_once_kept(tree):
+    # readall: the size (QUERY_INFO) and the data, then neither
+    tree, name, data = tree
+    with tree.open(name, "rb") as f:
+        assert f.read() == data
+    queries, reads = requests(tree, "QUERY_INFO"), requests(tree, "READ")
+    for _ in range(3):
+        with tree.open(name, "rb") as f:
+            assert f.read() == data
+        with tree.open(name, "rb") as f:
+            f.seek(1000)
+            assert f.read() == data[1000:]
+    assert requests(tree, "QUERY_INFO") == queries and requests(tree, "READ") == reads
+    with tree.open(name, "r+b") as w:           # and the next one after a write sees it
+        w.write(b"new")
+    assert read(tree, name) == b"new" + data[3:]
