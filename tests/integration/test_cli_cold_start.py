@@ -31,7 +31,7 @@ STAT_MODULES = {
     "smblayer.cli.main", "smblayer.cli.progress", "smblayer.cli.run", "smblayer.cli.words",
     "smblayer.fs", "smblayer.fs.admin", "smblayer.fs.closing", "smblayer.fs.deferred",
     "smblayer.fs.dircache", "smblayer.fs.file", "smblayer.fs.helpers", "smblayer.fs.locks",
-    "smblayer.fs.ops", "smblayer.fs.posix",
+    "smblayer.fs.ops", "smblayer.fs.posix", "smblayer.fs.readcache",
     "smblayer.fs.recovery", "smblayer.fs.session", "smblayer.fs.smb2ops", "smblayer.fs.tree",
     "smblayer.fs.window",
 }
