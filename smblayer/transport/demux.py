@@ -143,7 +143,7 @@ class Demux:
         error = None
         try:
             while not self._stopping:
-                for fd in poller.poll(service_timers()):
+                for fd, _mask in poller.poll(service_timers()):
                     if fd != sock_fd:
                         self._drain_wake()
                         continue
@@ -528,11 +528,10 @@ class _Poller:
             return False
 
     def poll(self, timeout):
+        """The (fd, event mask) pairs ready within ``timeout`` seconds."""
         if self.epoll:
-            events = self._p.poll(-1 if timeout is None else timeout)
-        else:
-            events = self._p.poll(None if timeout is None else timeout * 1000.0)
-        return [fd for fd, _mask in events]
+            return self._p.poll(-1 if timeout is None else timeout)
+        return self._p.poll(None if timeout is None else timeout * 1000.0)
 
     def close(self) -> None:
         if self.epoll:
