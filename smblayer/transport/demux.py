@@ -83,7 +83,7 @@ class Demux:
         self._sessions = sessions
         self._wake = wake
         self._deliver_break = deliver_break
-        self._note_change = note_change   # a change may have happened (client.changes)
+        self._note_change = note_change   # a change may have happened (REGISTRY.changes)
         self._connection_lost = connection_lost
         self._reader = FrameReader(claim=self._claim_placement, claim_head=PLACEMENT_HEAD)
         self._scratch = memoryview(b"")   # large ciphertexts land here
