@@ -147,7 +147,7 @@ class Demux:
                     if fd != sock_fd:
                         self._drain_wake()
                         continue
-                    if not read_lock.acquire(blocking=False):
+                    if not read_lock.acquire(False):
                         continue        # a caller reads (fast path); it disabled us
                     try:
                         read()
@@ -212,7 +212,7 @@ class Demux:
             self._skip_fast -= 1      # callers keep joining: let the demux read for now
             return False
         if self._poller.epoll is None or self._stopping or \
-                not self.read_lock.acquire(blocking=False):
+                not self.read_lock.acquire(False):
             return False
         if not self._poller.modify(self._sock_fd, False):
             self.read_lock.release()
