@@ -61,32 +61,35 @@ Kept bytes (:mod:`smblayer.fs.readcache`, ``tree.read_cache``, default
 it holds a read lease; so do we, for the bytes last read from a handle: a
 file object open for reading only, on a handle holding a lease with read
 caching, keeps what one read call got from the server (up to
-``read_cache`` bytes, and whether the file ended there) on the Handle
+``read_cache`` bytes, and whether the file ended there; a read right
+after it with nothing changed between them adds to it) on the Handle
 (``Handle.data``); a later read of a range it holds through that handle
 -- typically by the next opener reusing the parked handle -- is answered
-from it with no round trip.  The parked handles of a tree keep at most
-:data:`~smblayer.fs.readcache.READ_CACHE_PARKED` bytes (1 MiB) in all.
-Coherence:
+from it with no round trip, and so is a ``read()`` to the end when the
+bytes reach it (no size asked either).  The parked handles of a tree keep
+at most :data:`~smblayer.fs.readcache.READ_CACHE_PARKED` bytes (1 MiB) in
+all.  Coherence:
 
-* through this client (any handle, any tree, any session): the client's
-  ``changes.value`` takes a new value whenever a request that may change
-  what a READ returns (CREATE, WRITE, LOCK, IOCTL, SET_INFO) is sent *and*
-  when it is answered (a late reply too), and when a break comes in (in
-  the receive thread, before the break is handled). Kept bytes carry the
-  mark taken before their READs were sent; they are kept only if it did
-  not move until the reply was in, and served only while it has not moved
-  since. So our own write, truncate or set-size of the file, on another
-  handle or tree, drops them before its reply reaches its caller (the
-  server's break to our other lease may come later than that reply; we do
-  not wait for it). Conservative: any such request of the client, for any
-  file, drops every handle's kept bytes;
-* another client (another SmbClient of this process too: its own
-  connection): it cannot change the file, nor lock a range of it, without
-  breaking our read lease first. The break drops the bytes before anything
-  else happens (``Tree._on_break``: before the kept handle is closed or
-  the break acknowledged), and bytes are served only while the handle's
-  lease still has read caching: the next read after the break goes to the
-  server;
+* through this process (any client, session, tree or handle): the
+  ``changes.value`` its clients share (``REGISTRY.changes``) takes a new
+  value whenever a request that may change what a READ returns (CREATE,
+  WRITE, LOCK, IOCTL, SET_INFO) is sent *and* when it is answered (a late
+  reply too), and when a break comes in (in the receive thread, before the
+  break is handled). Kept bytes carry the mark taken before their READs
+  were sent; they are kept only if it did not move until the reply was in,
+  and served only while it has not moved since. So our own write, truncate
+  or set-size of the file, through another handle, tree or client of the
+  process, drops them before its reply reaches its caller (the server's
+  break to our other lease may come later than that reply; we do not wait
+  for it). Conservative: any such request, for any file, drops every
+  handle's kept bytes;
+* another process or machine: it cannot change the file, nor lock a range
+  of it, without breaking our read lease first. The break drops the bytes
+  before anything else happens (``Tree._on_break``: before the kept handle
+  is closed or the break acknowledged), and bytes are served only while
+  the handle's lease still has read caching: the next read after the break
+  goes to the server (as with cifs.ko's page cache, a read before the
+  break has arrived is answered from the kept bytes);
 * a reconnect: bytes carry the connection generation they were read on;
   a reclaimed kept handle drops them (its lease may have been broken
   meanwhile);

@@ -333,6 +333,11 @@ class SmbRawFile(ClosingMixin, LockingFile, io.RawIOBase):
     def readall(self) -> bytes:
         self._need(readable=True)
         self._drain_writes()
+        if self._handle.data is not None and not self._ahead and self._leftover is None:
+            kept = readcache.rest(self, self._pos)      # all of it kept (fs.readcache)
+            if kept is not None:
+                self._pos += len(kept)
+                return kept
         size = self._call(self._ops.query_info).size
         parts = []
         want = max(size - self._pos, 0)

@@ -12,7 +12,8 @@ if TYPE_CHECKING:
 
 from .ops import LEASE_READ, OPLOCK_LEASE
 
-__all__ = ["READ_CACHE", "READ_CACHE_PARKED", "stamp", "keep", "serve", "cached_bytes"]
+__all__ = ["READ_CACHE", "READ_CACHE_PARKED", "stamp", "keep", "serve", "rest",
+           "cached_bytes"]
 
 #: default ``tree.read_cache``: bytes of a file kept per handle (0: off)
 READ_CACHE = 64 * 1024
@@ -40,33 +41,59 @@ def keep(raw, mark: int, offset: int, data: memoryview, eof: bool) -> None:
     the handle still holds its read lease on the live connection."""
     handle = raw._handle
     client = raw._tree.client
-    if client.changes.value == mark and len(data) <= raw._tree.read_cache and \
-            handle.generation == client.generation and _reads_cached(raw):
-        handle.data = (mark, handle.generation, offset, bytes(data), eof)
-    else:
+    limit = raw._tree.read_cache
+    if client.changes.value != mark or len(data) > limit or \
+            handle.generation != client.generation or not _reads_cached(raw):
         handle.data = None
+        return
+    before = handle.data
+    if before is not None and before[0] == mark and before[1] == handle.generation and \
+            before[2] + len(before[3]) == offset and len(before[3]) + len(data) <= limit:
+        # read right after them with nothing changed since: one snapshot
+        # (readall's READ of the size it asked, then the empty one at the end)
+        handle.data = (mark, handle.generation, before[2], before[3] + bytes(data), eof)
+    else:
+        handle.data = (mark, handle.generation, offset, bytes(data), eof)
+
+
+def _valid(raw):
+    """``raw``'s handle's kept bytes if they may be served, else None
+    (stale ones are dropped)."""
+    handle = raw._handle
+    kept = handle.data
+    if kept is None or raw._writable:
+        return None
+    client = raw._tree.client
+    if kept[0] != client.changes.value or kept[1] != client.generation or \
+            not _reads_cached(raw):
+        handle.data = None
+        return None
+    return kept
 
 
 def serve(raw, offset: int, view: memoryview) -> int:
     """Fill ``view`` from ``offset`` with kept bytes: how many (fewer only
     at the end of the file), or -1 when they do not serve it (then what
     was kept is dropped if it is stale)."""
-    handle = raw._handle
-    kept = handle.data
-    if kept is None or raw._writable:
+    kept = _valid(raw)
+    if kept is None:
         return -1
-    mark, generation, start, data, eof = kept
-    client = raw._tree.client
-    if mark != client.changes.value or generation != client.generation or \
-            not _reads_cached(raw):
-        handle.data = None
-        return -1
+    _mark, _generation, start, data, eof = kept
     end = start + len(data)
     if offset < start or (offset + len(view) > end and not eof):
         return -1
     n = max(0, min(len(view), end - offset))
     view[:n] = data[offset - start:offset - start + n]
     return n
+
+
+def rest(raw, offset: int) -> Optional[bytes]:
+    """The file from ``offset`` to its end if kept bytes hold all of it
+    (``readall`` then asks neither the size nor the data), else None."""
+    kept = _valid(raw)
+    if kept is None or not kept[4] or offset < kept[2]:
+        return None
+    return kept[3][offset - kept[2]:]
 
 
 def cached_bytes(handle) -> int:

@@ -72,8 +72,7 @@ from .registry import EXIT_WAIT, REGISTRY
 from .send import NOT_NOW, Retry, Sender
 from .stats import ClientStats, command_name
 from .states import CLIENT_TRANSITIONS, ClientState
-from .task import (CHANGING_COMMANDS, ChangeMark, IllegalTransition, Reply, SmbTask,
-                   TaskState, move)
+from .task import CHANGING_COMMANDS, IllegalTransition, Reply, SmbTask, TaskState, move
 
 log = logging.getLogger("smblayer")
 
@@ -152,7 +151,7 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
         self._registry = _registry
         self._key = _key
         self._forked = False
-        self.changes = ChangeMark()         # moves with every possible change
+        self.changes = REGISTRY.changes     # moves with every possible change
 
         self.state = ClientState.CONNECTING
         self.connection = None

@@ -83,7 +83,7 @@ class Demux:
         self._sessions = sessions
         self._wake = wake
         self._deliver_break = deliver_break
-        self._note_change = note_change   # a change may have happened (client.changes)
+        self._note_change = note_change   # a change may have happened (REGISTRY.changes)
         self._connection_lost = connection_lost
         self._reader = FrameReader(claim=self._claim_placement, claim_head=PLACEMENT_HEAD)
         self._scratch = memoryview(b"")   # large ciphertexts land here
@@ -143,11 +143,11 @@ class Demux:
         error = None
         try:
             while not self._stopping:
-                for fd in poller.poll(service_timers()):
+                for fd, _mask in poller.poll(service_timers()):
                     if fd != sock_fd:
                         self._drain_wake()
                         continue
-                    if not read_lock.acquire(blocking=False):
+                    if not read_lock.acquire(False):
                         continue        # a caller reads (fast path); it disabled us
                     try:
                         read()
@@ -212,7 +212,7 @@ class Demux:
             self._skip_fast -= 1      # callers keep joining: let the demux read for now
             return False
         if self._poller.epoll is None or self._stopping or \
-                not self.read_lock.acquire(blocking=False):
+                not self.read_lock.acquire(False):
             return False
         if not self._poller.modify(self._sock_fd, False):
             self.read_lock.release()
@@ -528,11 +528,10 @@ class _Poller:
             return False
 
     def poll(self, timeout):
+        """The (fd, event mask) pairs ready within ``timeout`` seconds."""
         if self.epoll:
-            events = self._p.poll(-1 if timeout is None else timeout)
-        else:
-            events = self._p.poll(None if timeout is None else timeout * 1000.0)
-        return [fd for fd, _mask in events]
+            return self._p.poll(-1 if timeout is None else timeout)
+        return self._p.poll(None if timeout is None else timeout * 1000.0)
 
     def close(self) -> None:
         if self.epoll:

@@ -245,7 +245,13 @@ class Liveness:
                 f"{client.host}:{client.port} lost the reply to {names}"))
 
     def _until(self, wake_at: float, now: float) -> float:
-        return max(0.0, min(wake_at, self._keepalive_due, self._cancelled_due) - now)
+        # (conditionals, not min()/max(): the demux asks at every wake-up)
+        due = self._keepalive_due
+        if wake_at < due:
+            due = wake_at
+        if self._cancelled_due < due:
+            due = self._cancelled_due
+        return due - now if due > now else 0.0
 
     # -- keepalive and probing (smbiod) ------------------------------------------
 

@@ -20,6 +20,7 @@ SmbClient (client.py), which builds clients and hands them to
 from __future__ import annotations
 
 import atexit
+import itertools
 import os
 import threading
 import weakref
@@ -32,11 +33,32 @@ from .states import ClientState
 EXIT_WAIT = 3.0              # interpreter exit: time for the exit handlers in all
 
 
+class ChangeMark:
+    """``value`` moves to a value it never had whenever a request that may
+    change what a READ returns (task.CHANGING_COMMANDS) is sent or answered
+    by any client of this process, or a break comes in to any of them
+    (``REGISTRY.changes``, each client's ``changes``): what bytes kept
+    from a read are checked against (smblayer.fs.readcache).  Process-wide:
+    two clients of this process writing and reading one file see each
+    other's writes at once, as one client's handles do."""
+
+    __slots__ = ("value", "_count")
+
+    def __init__(self) -> None:
+        self.value = 0
+        self._count = itertools.count(1)
+
+    def note(self) -> None:
+        """A change may have happened (any thread: ``next`` is atomic)."""
+        self.value = next(self._count)
+
+
 class Registry:
     def __init__(self):
         self._lock = threading.Lock()
         self._clients: Dict[Tuple, object] = {}
         self._all = weakref.WeakSet()
+        self.changes = ChangeMark()         # shared by every client of the process
 
     def get(self, host: str, port: int, client_class: type, **options):
         """The live client of ``client_class`` for (host, port, options) with

@@ -154,7 +154,10 @@ class Sender:
                     raise task.error or SmbCancelledError("request cancelled")
             for task in tasks:
                 move(task, _QUEUED)
-        return sum(self._charge(conn.wire, task) for task in tasks)
+        wire, need = conn.wire, 0
+        for task in tasks:              # (a loop: no generator per request)
+            need += self._charge(wire, task)
+        return need
 
     @staticmethod
     def _charge(wire, task: SmbTask) -> int:
@@ -337,9 +340,13 @@ class Sender:
                 if conn.lost or conn is not client.connection:
                     dropped += tasks        # lost, replaced or closed after it queued
                     continue
-                cancelled = [t for t in tasks if not can_move(t, _SENT)]
-                if cancelled:
-                    self._withdraw(entry, cancelled[0], woken)
+                cancelled = None
+                for task in tasks:      # (a loop: no list per request)
+                    if not can_move(task, _SENT):
+                        cancelled = task
+                        break
+                if cancelled is not None:
+                    self._withdraw(entry, cancelled, woken)
                     continue
                 if entry is mine and len(entries) == 1 and not inflight.pending and \
                         conn.demux is not None and conn.demux.take_reader_role():

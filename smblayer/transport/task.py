@@ -20,7 +20,6 @@ can never both win: a CANCELLED task is never sent::
 from __future__ import annotations
 
 import enum
-import itertools
 import threading
 from concurrent.futures import Future
 TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
@@ -46,22 +45,6 @@ _OK_ONLY = frozenset({0})
 #: its size, a byte-range lock on it)
 CHANGING_COMMANDS = frozenset({0x05, 0x09, 0x0A, 0x0B, 0x11})  # CREATE WRITE LOCK IOCTL SET_INFO
 
-
-class ChangeMark:
-    """``value`` moves to a value it never had whenever a request that may
-    change a file on the server (CHANGING_COMMANDS) is sent or answered, or
-    a break comes in (``SmbClient.changes``): what bytes kept from a read
-    are checked against (smblayer.fs.readcache)."""
-
-    __slots__ = ("value", "_count")
-
-    def __init__(self) -> None:
-        self.value = 0
-        self._count = itertools.count(1)
-
-    def note(self) -> None:
-        """A change may have happened (any thread: ``next`` is atomic)."""
-        self.value = next(self._count)
 FINAL_STATES = frozenset({TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED})
 IN_FLIGHT = frozenset({TaskState.SENT, TaskState.INTERIM})
 

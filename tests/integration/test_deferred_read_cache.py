@@ -1,9 +1,12 @@
 """Bytes kept under a read lease (``tree.read_cache``, fs.readcache) on
 Samba 4.17 and 4.22: a kept handle reused for the same read answers it
-with no round trip; a write, truncate or set-size through this client (any
-handle, any tree), a break that takes read caching away, a reconnect and
-the tree's close drop the kept bytes before anything else."""
+with no round trip; a write, truncate or set-size through this process
+(any client, tree or handle), a break that takes read caching away (another
+process's write), a reconnect and the tree's close drop the kept bytes
+before anything else."""
 import os
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -116,21 +119,46 @@ def test_a_write_through_another_tree_of_this_client_is_seen_at_once(tree):
         other.disconnect()
 
 
-def test_another_clients_write_is_seen_after_the_break(tree, samba):
-    # a second client (its own connection) writes in place: the break takes
-    # read caching away from the kept handle, which keeps handle caching
+def test_a_write_through_another_client_of_this_process_is_seen_at_once(tree, samba):
+    # a second client (its own connection): the change mark is the process's
     tree, name, data = tree
     with connect(samba, timeout=31, deferred_close=0) as writer:
         assert writer.client is not tree.client
         with writer.open(name, "r+b", oplock=None, durable=False) as w:
-            for i in range(5):
-                assert read(tree, name) == (data if i == 0 else bytes([i - 1]) * 4096)
-                kept = tree.deferred_closes.handles()
-                w.seek(0)
-                w.write(bytes([i]) * 4096)
-                w.flush()
-                eventually(lambda: not kept or kept[0].data is None)
-                assert read(tree, name) == bytes([i]) * 4096
+            with tree.open(name, "rb") as f:            # an open file re-reading too
+                for i in range(20):
+                    assert read(tree, name) == (data if i == 0 else bytes([i - 1]) * 4096)
+                    f.seek(0)
+                    assert f.read(4096) == (data if i == 0 else bytes([i - 1]) * 4096)
+                    w.seek(0)
+                    w.write(bytes([i]) * 4096)
+                    w.flush()
+                    assert read(tree, name) == bytes([i]) * 4096
+                    f.seek(0)
+                    assert f.read(4096) == bytes([i]) * 4096
+
+
+WRITE_IN_PLACE = """
+import sys
+from smblayer import fs
+host, port, user, password, name = sys.argv[1:]
+with fs.connect(host, "share", user, password, port=int(port), deferred_close=0) as tree:
+    with tree.open(name, "r+b", oplock=None, durable=False) as f:
+        f.write(b"another process")
+"""
+
+
+def test_another_processs_write_is_seen_after_the_break(tree, samba):
+    # in place (no truncation): the break takes read caching away (and the
+    # kept handle is closed if handle caching goes too)
+    tree, name, data = tree
+    assert read(tree, name) == data
+    kept = tree.deferred_closes.handles()[0]
+    assert kept.data is not None
+    subprocess.run([sys.executable, "-c", WRITE_IN_PLACE, samba.host, str(samba.port),
+                    samba.username, samba.password, name], check=True, timeout=30)
+    eventually(lambda: kept.data is None)       # the break came
+    assert read(tree, name) == b"another process" + data[15:]
 
 
 def test_smbclients_write_is_seen_after_the_break(tree, samba, tmp_path):
@@ -188,3 +216,21 @@ def test_the_parked_handles_keep_a_bounded_amount(tree):
         assert read(tree, n, len(big)) == big
     assert requests(tree, "READ") > reads
 
+
+
+def test_read_to_the_end_asks_nothing_once_kept(tree):
+    # readall: the size (QUERY_INFO) and the data, then neither
+    tree, name, data = tree
+    with tree.open(name, "rb") as f:
+        assert f.read() == data
+    queries, reads = requests(tree, "QUERY_INFO"), requests(tree, "READ")
+    for _ in range(3):
+        with tree.open(name, "rb") as f:
+            assert f.read() == data
+        with tree.open(name, "rb") as f:
+            f.seek(1000)
+            assert f.read() == data[1000:]
+    assert requests(tree, "QUERY_INFO") == queries and requests(tree, "READ") == reads
+    with tree.open(name, "r+b") as w:           # and the next one after a write sees it
+        w.write(b"new")
+    assert read(tree, name) == b"new" + data[3:]
