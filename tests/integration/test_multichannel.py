@@ -584,3 +584,42 @@ def test_channel_0_not_bound_again_falls_back_to_reconnect(server, monkeypatch):
         assert client.stats()["_client"]["channel0"]["rebinds"] == 0
         assert wait_channels_active(client, 3, within=10.0), client.channels
         assert tree.read_bytes("fallback.bin") == data
+
+
+def _calls_per_request(request, count: int = 200) -> float:
+    """Python calls the calling thread makes per ``request()`` (the send
+    path and, on the caller fast path, reading its own reply)."""
+    import sys
+    for _ in range(20):
+        request()                                  # warm: credits granted, caches filled
+    calls = [0]
+
+    def profile(frame, event, arg):
+        if event == "call":
+            calls[0] += 1
+    sys.setprofile(profile)
+    try:
+        for _ in range(count):
+            request()
+    finally:
+        sys.setprofile(None)
+    return calls[0] / count
+
+
+def test_a_request_on_channel_0_costs_what_a_single_channel_clients_does(server):
+    """Idle bound channels cost a request that stays on channel 0 nothing
+    but the routing decision: it takes the one-step send and the caller
+    fast path as a single-channel client's does (it took the general send
+    path before: 67 Python calls an ECHO on the caller's thread against 55
+    on one channel; 56 now, the route)."""
+    single = fs.connect(server.host, "share", server.username, server.password,
+                        port=server.port, dialects=DialectRange(Dialect.SMB3_1_1,
+                                                                Dialect.SMB3_1_1))
+    with single, connect(server, channels=4) as tree:
+        client = tree.session.client
+        assert wait_channels_active(client, 4, within=10.0), client.channels
+        for name, one, multi in (
+                ("echo", single.session.client.echo, client.echo),
+                ("stat", lambda: single.exists("nothing"), lambda: tree.exists("nothing"))):
+            base, cost = _calls_per_request(one), _calls_per_request(multi)
+            assert cost <= base + 5, (name, base, cost)
