@@ -10,30 +10,16 @@ import textwrap
 
 import pytest
 
-from smblayer import fs
-from smblayer.testing.pytest_plugin import SERVERS, on_both
 from smblayer.testing.waiting import eventually, requests
+from _deferred_helpers import connect, new_file, samba  # noqa: F401 (samba: a fixture)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
-
-
-@pytest.fixture(scope="module", params=SERVERS)
-def samba(request, samba):
-    return on_both(request, samba, "samba_422")
-
-
-def connect(samba, **kw):
-    return fs.connect(samba.host, "share", samba.username, samba.password, port=samba.port,
-                      **kw)
 
 
 @pytest.fixture
 def tree(samba):
     with connect(samba) as tree:
-        name = f"dc-{os.urandom(4).hex()}.bin"
-        data = os.urandom(4096)
-        tree.write_bytes(name, data)
-        yield tree, name, data
+        yield (tree, *new_file(tree, "dc"))
 
 
 def test_reopen_reuses_the_handle_with_no_round_trip(tree):

@@ -15,20 +15,10 @@ import pytest
 
 from smblayer import Dialect, DialectRange, fs
 from smblayer.fs.ops import LEASE_HANDLE, LEASE_READ
-from smblayer.testing.pytest_plugin import SERVERS, on_both
 from smblayer.testing.waiting import eventually, requests
+from _deferred_helpers import connect, samba  # noqa: F401 (samba: a fixture)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
-
-
-@pytest.fixture(scope="module", params=SERVERS)
-def samba(request, samba):
-    return on_both(request, samba, "samba_422")
-
-
-def connect(samba, **kw):
-    return fs.connect(samba.host, "share", samba.username, samba.password, port=samba.port,
-                      **kw)
 
 
 @pytest.fixture
