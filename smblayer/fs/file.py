@@ -395,9 +395,13 @@ class SmbRawFile(ClosingMixin, LockingFile, io.RawIOBase):
         hand-off to the demux thread and back) and copied (what is left
         of the file is small): 19% fewer instructions per open + read 4 KiB
         + close of a kept handle than the pipeline's Future and placement."""
-        ops = self._ops
-        data = ops.parse_read(self._run(lambda h: ops.read_task(h, offset, len(view))))
-        n = min(len(data), len(view))
+        ops, size = self._ops, len(view)
+        # the builder must not refer to ``view``: the task keeps its builder
+        # (a reissue builds it again) and may outlive this call a little (a
+        # receive thread's last reference), which would keep the caller's
+        # buffer exported (``del buf[n:]`` in read() raised BufferError)
+        data = ops.parse_read(self._run(lambda h: ops.read_task(h, offset, size)))
+        n = min(len(data), size)
         view[:n] = data[:n]
         return n
 

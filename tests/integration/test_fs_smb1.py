@@ -9,6 +9,7 @@ each runs against ``samba`` (NT1..SMB3_11 server) and ``samba_nt1``.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import errno
 import os
 import shutil
@@ -116,6 +117,23 @@ def test_dialect_and_sizes(work):
     assert work.ops.max_read == LARGE_READ
     assert work.ops.max_write == LARGE_WRITE
     assert work.ops.max_write + 64 <= 0x1FFFF
+
+
+def test_read_of_a_small_file_leaves_no_export_of_its_buffer(work):
+    """A read of the small rest of a file (one READ, waited for by the
+    caller) must not leave the caller's buffer exported: read() trims its
+    buffer right after (BufferError when the READ's builder kept it)."""
+    name = f"{work.base}/small.txt"
+    work.tree.write_bytes(name, b"ab")
+
+    def reads(_):
+        # several threads: the replies are read by the receive thread,
+        # whose last reference to a task outlives the caller's wait
+        for _ in range(25):
+            with work.tree.open(name, "rb", buffering=0) as f:
+                assert f.read(100) == b"ab"
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        list(pool.map(reads, range(4)))
 
 
 def test_roundtrip_3mib(work, tmp_path):
