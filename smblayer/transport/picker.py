@@ -144,10 +144,7 @@ class ChannelPicker:
         if spill <= 0:
             return False
         with self._lock:
-            lane = self._lanes.get(0)
-            if lane is None:
-                lane = self._lanes[0] = Lane()
-            lane.harvest()
+            lane = self._harvested(0)
             if lane.delay(now) >= spill:
                 return False
             lane.time(task)
@@ -159,13 +156,9 @@ class ChannelPicker:
         order of preference (channel 0 first); ``now``: time.monotonic()."""
         spill = self.spill_delay
         with self._lock:
-            lanes = self._lanes
             chosen = least = None
             for index, in_flight in candidates:
-                lane = lanes.get(index)
-                if lane is None:
-                    lane = lanes[index] = Lane()
-                lane.harvest()
+                lane = self._harvested(index)
                 if spill > 0 and lane.delay(now) < spill:
                     chosen = index, lane        # the first one not congested
                     break
@@ -174,3 +167,11 @@ class ChannelPicker:
             index, lane = chosen
             lane.time(task)
         return index
+
+    def _harvested(self, index: int) -> Lane:
+        """Under _lock: channel ``index``'s lane, its answered requests sampled."""
+        lane = self._lanes.get(index)
+        if lane is None:
+            lane = self._lanes[index] = Lane()
+        lane.harvest()
+        return lane
