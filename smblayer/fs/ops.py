@@ -30,6 +30,17 @@ if TYPE_CHECKING:
 
 from ..records import FrozenRecord, Record
 
+
+class _AnyStatus:
+    """ok_statuses that accept everything: e.g. the CLOSE of a compound stat
+    fails whenever its CREATE did, and the CREATE's status is what counts."""
+
+    def __contains__(self, status: object) -> bool:
+        return True
+
+
+ANY_STATUS = _AnyStatus()
+
 # Windows FILETIME: 100 ns ticks since 1601-01-01.
 _EPOCH_DELTA = 116444736000000000
 
