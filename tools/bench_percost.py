@@ -15,7 +15,12 @@ the child imports smblayer from).  Every child measures, on the same Samba:
 * ``threads16``: 16 threads sharing one client, ``echo()`` (echoes/s);
 * ``async16``: ``echo_async()`` with 16 in flight from one thread (echoes/s);
 * ``stat16``: 16 threads calling ``tree.stat()`` on one session (stats/s);
-* ``smbprotocol16``: 16 threads on one smbprotocol connection (if installed).
+* ``smbprotocol16``: 16 threads on one smbprotocol connection (if installed);
+* ``skeleton_async16`` / ``skeleton_threads16``: the ceiling of the design
+  itself, the least a threaded Python client does per request (a receive
+  thread, a MessageId table, a ``concurrent.futures.Future`` per request;
+  no credits, timers, states, counters or signing), driven exactly as
+  ``async16`` and ``threads16`` are.
 
 Each figure also carries the CPU µs per request of the child process (all
 threads).  The table gives medians over the rounds and the ratios to the raw
@@ -38,6 +43,61 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 THREADS = 16
 IN_FLIGHT = 16
+
+
+class Skeleton:
+    """The design's ceiling (see the module docstring): the ECHO frame and
+    MessageIds of a ``Raw`` connection, a receive thread that settles one
+    Future per reply, and nothing else."""
+
+    def __init__(self, raw: Raw):
+        self.sock, self.frame, self.mid = raw.sock, bytes(raw.frame), raw.mid
+        self.pending: dict = {}
+        self.lock = threading.Lock()
+        threading.Thread(target=self._receive, daemon=True).start()
+
+    def echo_async(self):
+        from concurrent.futures import Future
+        future = Future()
+        frame = bytearray(self.frame)
+        with self.lock:
+            mid = self.mid
+            self.mid += 1
+            self.pending[mid] = future
+            struct.pack_into("<Q", frame, 28, mid)
+            self.sock.sendall(frame)
+        return future
+
+    def echo(self) -> None:
+        self.echo_async().result()
+
+    def _receive(self) -> None:
+        buf = bytearray(1 << 16)
+        view = memoryview(buf)
+        have = 0
+        length_at, mid_at = struct.Struct(">I").unpack_from, struct.Struct("<Q").unpack_from
+        while True:
+            try:
+                n = self.sock.recv_into(view[have:])
+            except OSError:
+                return
+            if not n:
+                return
+            have += n
+            pos = 0
+            done = []
+            while have - pos >= 4:
+                length = length_at(buf, pos)[0]
+                if have - pos < length + 4:
+                    break
+                with self.lock:
+                    future = self.pending.pop(mid_at(buf, pos + 28)[0])
+                done.append((future, bytes(view[pos + 4:pos + 4 + length])))
+                pos += length + 4
+            buf[:have - pos] = buf[pos:have]
+            have -= pos
+            for future, message in done:
+                future.set_result(message)
 
 
 # -- the child: runs against whichever smblayer PYTHONPATH gives ------------------------------
@@ -351,6 +411,15 @@ def child(args) -> None:
         rate("async16", _async, client, IN_FLIGHT, d)
     if want("stat16"):
         rate("stat16", _threads, lambda: tree.stat(args.file), THREADS, d)
+    if want("skeleton_async16") or want("skeleton_threads16"):
+        skeleton = Skeleton(Raw(host, port))
+        for _ in range(200):
+            skeleton.echo()
+        if want("skeleton_async16"):
+            rate("skeleton_async16", _async, skeleton, IN_FLIGHT, d)
+        if want("skeleton_threads16"):
+            rate("skeleton_threads16", _threads, skeleton.echo, THREADS, d)
+        skeleton.sock.close()
     if want("smbprotocol16") and args.smbprotocol:
         try:
             import uuid
@@ -431,10 +500,10 @@ def report(results) -> None:
         return statistics.median(vals) if vals else float("nan")
 
     keys = ["raw_loop", "raw_pipelined", "sync", "threads16", "async16", "stat16",
-            "smbprotocol16"]
+            "smbprotocol16", "skeleton_async16", "skeleton_threads16"]
     print("medians; cpu: CPU µs per request (all threads); sw: voluntary context switches "
           "per request (hand-offs)")
-    print(f"{'figure':<15}" + "".join(f"{n:>26}" for n in results))
+    print(f"{'figure':<19}" + "".join(f"{n:>26}" for n in results))
     for key in keys:
         cells = []
         for name in results:
@@ -445,7 +514,7 @@ def report(results) -> None:
             unit = "µs" if field == "us" else "/s"
             cells.append(f"{med(name, key, field):>9,.0f}{unit} {med(name, key, 'cpu_us'):>4.0f}cpu "
                          f"{med(name, key, 'switches'):>4.1f}sw")
-        print(f"{key:<15}" + "".join(cells))
+        print(f"{key:<19}" + "".join(cells))
     print()
     for name in results:
         floor = med(name, "raw_pipelined", "per_s")
@@ -453,6 +522,10 @@ def report(results) -> None:
         print(f"{name}: sync/raw loop {med(name, 'sync', 'us') / loop:.2f} (<=1.3); "
               f"threads16/floor {med(name, 'threads16', 'per_s') / floor:.2f} (>=0.3); "
               f"async16/floor {med(name, 'async16', 'per_s') / floor:.2f} (>=0.5)")
+        if any("skeleton_async16" in r for r in results[name]):
+            print(f"{name}: the design's ceiling (skeleton): threads16/floor "
+                  f"{med(name, 'skeleton_threads16', 'per_s') / floor:.2f}, async16/floor "
+                  f"{med(name, 'skeleton_async16', 'per_s') / floor:.2f}")
     names = list(results)
     if len(names) > 1:
         a, b = names[0], names[-1]

@@ -203,7 +203,8 @@ class _Smb2Auth:
                 f"unencrypted {smb2.Command(task.command).name} response on an encrypted "
                 "session; rejected")
         if smb2.flags_of(reply.message) & smb2.FLAG_SIGNED:     # no header object, no enum
-            if s.signer is not None and not _signer_for(s, task).verify(reply.message):
+            if s.signer is not None and reply.status != _SESSION_DELETED and \
+                    not _signer_for(s, task).verify(reply.message):
                 raise SmbProtocolError(
                     f"bad signature on the {smb2.Command(task.command).name} response; rejected")
         elif s.signing and s.signer is not None and task.command != smb2.Command.SESSION_SETUP \
@@ -287,6 +288,12 @@ _CREDENTIALS_REFUSED = frozenset({
     NtStatus.INVALID_ACCOUNT_NAME})
 _UNSIGNED_OK = frozenset({NtStatus.PENDING, NtStatus.USER_SESSION_DELETED,
                           NtStatus.NETWORK_SESSION_EXPIRED})
+#: ... and STATUS_USER_SESSION_DELETED is not checked even when signed: the
+#: server no longer has the session's key (Samba signs it with another key;
+#: smbXcli_base.c skips the check too), and it is taken unsigned anyway, so
+#: the signature proves nothing; failing it would drop a connection that
+#: other sessions' requests are on
+_SESSION_DELETED = int(NtStatus.USER_SESSION_DELETED)
 
 
 class _Smb1Signing:

@@ -61,10 +61,11 @@ channels (up to ``max_channels``).
 Losing channel 0 while another channel is active is a failover too: the
 connect worker (which owns the client state and ``failing_over``) keeps
 the client ACTIVE, requeues channel 0's requests, and :meth:`route` sends
-every request (compounds, CREATE, break acknowledgements...) on an active
-channel meanwhile (the least loaded; a re-authentication's SESSION_SETUP
-legs all on the first active one: one exchange, one connection; keys are
-not derived again on re-authentication, so the channels' keys hold).  The
+every request of the bound session (compounds, CREATE, break
+acknowledgements...) on an active channel meanwhile (the least loaded; a
+re-authentication's SESSION_SETUP legs all on the first active one: one
+exchange, one connection; keys are not derived again on re-authentication,
+so the channels' keys hold).  The
 connect worker reconnects channel 0 with its usual
 back-off and, instead of recovery, asks :meth:`ChannelSet.rebind` to bind
 the new connection to the session (:class:`MainChannel`: channel 0 as the
@@ -73,6 +74,16 @@ channel is left (:meth:`channel_died` calls ``end_failover``) or the
 binding fails is it today's reconnect: a reconnect handler drops every
 extra channel first (the session is set up anew), and after recovery the
 worker binds them again.
+
+Other sessions of the client are on channel 0 alone (:meth:`carries`): the
+server knows a session on the connections it was set up or bound on, and
+an extra channel signs with the bound session's key.  So a request of
+another session never goes on an extra channel: during a failover it waits
+for channel 0 (the client's ``_wait_sendable`` asks the connect worker's
+``carries``), e.g. a new session's SESSION_SETUP.  And losing channel 0
+while another session is set up is no failover (:meth:`can_take_over`):
+the server logged that session off with its only connection, so it is the
+reconnect and recovery, which set every session up again.
 
 Lock order: the set's ``_lock`` is a leaf (nothing else is taken under it);
 the worker runs connects and bindings with no lock held.
@@ -586,6 +597,8 @@ class ChannelSet:
                 return channel
         connector = self._connector
         if connector is not None and connector.failing_over:
+            if not self.carries(task):
+                return None                 # another session's: it waits for channel 0
             return self._carrier(task)
         session = self.session
         if not self.spread or task.command not in SPREAD_COMMANDS or task.security is None or \
@@ -607,6 +620,16 @@ class ChannelSet:
             if channel.index == index:
                 return channel
         return None
+
+    def carries(self, task: SmbTask) -> bool:
+        """May an extra channel carry ``task``?  Only a request of the bound
+        session (or of none): another session of this client exists on
+        channel 0's connection alone, the server knows it on no other
+        ([MS-SMB2] 3.3.5.2.9), and an extra channel's signing key is the
+        bound session's (Samba answers such a request STATUS_USER_SESSION_DELETED,
+        signed with neither key)."""
+        security = task.security
+        return security is None or security is self.session
 
     def break_in(self, reply, channel: Optional[Channel]) -> None:
         """A break notification came in on ``channel`` (None: channel 0):
@@ -657,9 +680,17 @@ class ChannelSet:
     # -- channel 0's failover (called by the connect worker) ----------------------------------
 
     def can_take_over(self) -> bool:
-        """May the session go on without channel 0 (another channel is active)?"""
-        return self.session is not None and self._binder is not None and \
-            not self._closed and any(c.phase == ACTIVE for c in self.channels)
+        """May the session go on without channel 0 (another channel is
+        active)?  Not while another session of the client is set up: it
+        lived on channel 0's connection alone, so the server logged it off
+        with it; only a reconnect and recovery set it up again."""
+        session = self.session
+        if session is None or self._binder is None or self._closed:
+            return False
+        for other in list(self.sessions.values()):
+            if other is not session:
+                return False
+        return any(c.phase == ACTIVE for c in self.channels)
 
     def moved(self, count: int) -> None:
         """``count`` requests in flight on channel 0 move to other channels."""

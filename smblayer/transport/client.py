@@ -529,7 +529,7 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
                 state = self.state
                 conn = self.connection
                 if state is _ACTIVE and conn is not None and \
-                        (not conn.lost or connector.failing_over):
+                        (not conn.lost or connector.carries(task)):
                     return conn     # (channel 0 lost: another channel carries it)
                 if state is _CLOSED:
                     raise SmbClosedError("client closed")

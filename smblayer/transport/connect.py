@@ -40,7 +40,9 @@ instead of leaving ACTIVE; the requests are resent at once (the ChannelSet
 routes them to a live channel), and after reconnecting, the new connection
 is bound to the session (``failover.rebind``) instead of recovery.  When
 no channel is left (``end_failover``) or the binding fails, it is the
-reconnect and recovery above.
+reconnect and recovery above.  A request the other channels do not carry
+(another session's, :meth:`ConnectWorker.carries`) waits for channel 0
+meanwhile.
 """
 from __future__ import annotations
 
@@ -358,6 +360,12 @@ class ConnectWorker:
         log.warning("smblayer: channel 0 to %s:%s is back, bound to the session again",
                     client.host, client.port)
         return self._go_active(conn)
+
+    def carries(self, task: SmbTask) -> bool:
+        """Channel 0 is down: does another channel carry ``task`` (a request
+        of the bound session; another session's waits for channel 0)?"""
+        failover = self.failover
+        return self.failing_over and failover is not None and failover.carries(task)
 
     def _end_failover(self) -> None:
         """(state_cond held) No channel carries the session any more: leave

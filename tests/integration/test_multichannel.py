@@ -14,6 +14,7 @@ transfer stays on channel 0, and a slow channel 0 spills over, with a
 relay paced at 10 MB/s on 127.0.0.2 (all of 127.0.0.0/8 is local on Linux;
 Samba listens on 127.0.0.1 alone) in front of channel 0 only."""
 import json
+import logging
 import struct
 import os
 import shutil
@@ -652,6 +653,133 @@ def test_channel_0_not_bound_again_falls_back_to_reconnect(server, monkeypatch):
         assert client.stats()["_client"]["channel0"]["rebinds"] == 0
         assert wait_channels_active(client, 3, within=10.0), client.channels
         assert tree.read_bytes("fallback.bin") == data
+
+
+def signature_warnings(caplog) -> list:
+    return [r.getMessage() for r in caplog.records if "signature" in r.getMessage()]
+
+
+def wait_lost(conn, within: float) -> bool:
+    """Until the client saw ``conn`` (channel 0's) break."""
+    end = time.monotonic() + within
+    while not conn.lost and time.monotonic() < end:
+        time.sleep(0.01)
+    return conn.lost
+
+
+@pytest.mark.parametrize("dialect", [Dialect.SMB3_0_2, Dialect.SMB3_1_1], ids=lambda d: d.name)
+def test_another_sessions_requests_stay_off_the_bound_sessions_channels(server, dialect,
+                                                                         caplog):
+    """Defect (a soak's LOGOFF and TREE_CONNECT responses with bad
+    signatures): a second session of a multichannel client lives on channel
+    0's connection alone.  With channel 0 lost, its requests went on the
+    bound session's channels, signed and checked with their key; Samba
+    answered STATUS_USER_SESSION_DELETED signed with a key the client has
+    not ("bad signature", and that channel was dropped too); and had channel
+    0 been bound again, the session was gone with its connection.  Now
+    losing channel 0 while another session is set up is a reconnect: both
+    sessions are set up again, TREE_CONNECT and LOGOFF included."""
+    caplog.set_level(logging.WARNING, logger="smblayer")
+    with connect(server, dialect, channels=3, require_signing=True) as tree:
+        client = tree.session.client
+        assert wait_channels_active(client, 3, within=10.0), client.channels
+        other = connect(server, dialect, channels=3, require_signing=True)
+        try:
+            assert other.session.client is client and client.channel_session is tree.session
+            conn = client.connection
+            kill_local_port(client.channels[0].local_address[1])
+            assert wait_lost(conn, within=5.0)
+            assert other.listdir("") is not None
+            second = other.session.tree_connect("share")
+            assert second.listdir("") is not None
+            second.disconnect()
+        finally:
+            other.close()                                      # LOGOFF
+        assert client.stats()["_client"]["channel0"]["rebinds"] == 0
+        assert client.stats()["_client"]["reconnects"] >= 1
+        assert wait_channels_active(client, 3, within=10.0), client.channels
+        data = os.urandom(4 << 20)
+        tree.write_bytes("other.bin", data)
+        assert tree.read_bytes("other.bin") == data
+    assert signature_warnings(caplog) == []
+
+
+def test_a_session_set_up_while_channel_0_fails_over_goes_on_channel_0(server, monkeypatch,
+                                                                         caplog):
+    """A session set up while the bound session's channels carry it (channel
+    0 lost, its binding held back) waits for channel 0: its SESSION_SETUP
+    went on another channel (the session then lived on that connection,
+    and its next requests went elsewhere).  The bound session keeps its
+    failover (no reconnect), the new one works before and after channel 0
+    is bound again, TREE_CONNECT and LOGOFF included."""
+    from smblayer.fs.binding import Binder
+
+    caplog.set_level(logging.WARNING, logger="smblayer")
+    release = threading.Event()
+    real_bind = Binder.bind
+
+    def bind(self, channel):
+        if channel.index == 0:
+            release.wait(10)         # channel 0 stays down until the test lets it bind
+        return real_bind(self, channel)
+
+    monkeypatch.setattr(Binder, "bind", bind)
+    with connect(server, Dialect.SMB3_1_1, channels=3, require_signing=True) as tree:
+        client = tree.session.client
+        assert wait_channels_active(client, 3, within=10.0), client.channels
+        try:
+            conn = client.connection
+            kill_local_port(client.channels[0].local_address[1])
+            assert wait_lost(conn, within=5.0)
+            other = connect(server, Dialect.SMB3_1_1, channels=3, require_signing=True)
+            try:
+                assert other.session.client is client
+                assert other.listdir("") is not None
+                assert client.channels[0].state != "active"      # still failing over
+            finally:
+                release.set()
+            assert wait_channel0_rebound(client, within=10.0), client.channels
+            assert other.listdir("") is not None
+            second = other.session.tree_connect("share")
+            assert second.listdir("") is not None
+            second.disconnect()
+            other.close()                                      # LOGOFF
+        finally:
+            release.set()
+        assert client.stats()["_client"]["reconnects"] == 0
+        assert tree.listdir("") is not None
+    assert signature_warnings(caplog) == []
+
+
+def test_a_signed_user_session_deleted_keeps_the_connection(server, caplog):
+    """A request of a session the server no longer has: Samba answers
+    STATUS_USER_SESSION_DELETED signed with a key that is no session's (it
+    has none left for it).  The client accepts that status unsigned, so the
+    signature proves nothing: the caller gets the status, and the
+    connection, which the bound session's requests share, stays (it was
+    dropped as for a bad signature)."""
+    from smblayer.errors import SmbStatusError
+    from smblayer.proto.status import NtStatus
+
+    caplog.set_level(logging.WARNING, logger="smblayer")
+    with connect(server, Dialect.SMB3_1_1, channels=2, require_signing=True) as tree:
+        client = tree.session.client
+        assert wait_channels_active(client, 2, within=10.0), client.channels
+        other = connect(server, Dialect.SMB3_1_1, channels=2, require_signing=True)
+        try:
+            conn = client.connection
+            logoff = other.session._ops.logoff_task()           # behind the session's back
+            logoff.security = other.session
+            client.run_task(logoff)
+            with pytest.raises(SmbStatusError) as exc:
+                other.listdir("")
+            assert exc.value.status == NtStatus.USER_SESSION_DELETED
+            assert client.connection is conn and not conn.lost
+        finally:
+            other.close()
+        assert tree.listdir("") is not None
+        assert client.stats()["_client"]["reconnects"] == 0
+    assert signature_warnings(caplog) == []
 
 
 def _calls_per_request(request, count: int = 200) -> float:

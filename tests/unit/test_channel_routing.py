@@ -195,3 +195,36 @@ def test_while_channel_0_fails_over_a_reauthentication_keeps_to_one_channel():
     idle.phase = busy.phase = DEAD
     assert cs.route(task(smb2.Command.SESSION_SETUP, session)) is None
     assert not cs._connector.failing_over          # nothing carries it: reconnect
+
+
+def test_while_channel_0_fails_over_another_sessions_requests_wait_for_it():
+    """Channel 0 down: only the bound session's requests (and session-less
+    ones) go on the other channels; another session's (a SESSION_SETUP of a
+    new one too) wait for channel 0 (route None, the failover goes on): the
+    server knows that session on channel 0's connection alone, and the
+    channels sign with the bound session's keys."""
+    idle = Channel(1, 0)
+    cs, session = channel_set(0, idle)
+    cs._connector = FailingOver()
+    other = object()
+    for command in (smb2.Command.TREE_CONNECT, smb2.Command.LOGOFF, smb2.Command.READ,
+                    smb2.Command.SESSION_SETUP):
+        assert cs.route(task(command, other)) is None
+        assert cs.route(task(command, session)) is idle
+    assert cs.route(task(smb2.Command.ECHO, None)) is idle
+    assert cs._connector.failing_over
+
+
+def test_channel_0_lost_with_another_session_set_up_is_no_failover():
+    """The bound session goes on without channel 0 only if no other session
+    of the client lived on it (the server logged that one off with its
+    connection: a reconnect sets it up again)."""
+    cs, session = channel_set(0, Channel(1, 0))
+    cs._binder = object()
+    cs.sessions = {1: session}
+    assert cs.can_take_over()
+    cs.sessions[2] = object()
+    assert not cs.can_take_over()
+    del cs.sessions[2]
+    cs.channels[0].phase = DEAD
+    assert not cs.can_take_over()
