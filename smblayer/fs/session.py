@@ -7,7 +7,10 @@ A ``Session`` is the ``security`` object of the tasks it sends.  The client
 calls ``protect(task, header, parts)`` under its send lock once the
 MessageId is in the header (so signatures and SMB1 sequence numbers follow
 wire order) and ``verify(task, reply)`` in the waiting thread; the demux
-calls ``decrypt(frame)`` for transform frames.
+calls ``decrypt(frame)`` for transform frames.  An SMB2 response is checked
+with the key its request was signed with (``task.signer``: the key of the
+connection both went on, a multichannel channel's own), whatever became of
+that channel since.
 
 Setup: pyspnego produces tokens; each leg is a SESSION_SETUP task that
 is *not* replayable (a reconnect mid-setup fails it; the reconnect handler
@@ -150,7 +153,8 @@ class _Smb2Auth:
             _clear_signed(header)
             return s.cipher.encrypt(parts, s.session_id)
         if s.signer is not None and (s.signing or self._must_sign(task)):
-            _signer_for(s, task).sign_parts(header, parts[1:])
+            signer = task.signer = _signer_for(s, task)
+            signer.sign_parts(header, parts[1:])
         return parts
 
     def _must_sign(self, task: SmbTask) -> bool:
@@ -204,7 +208,7 @@ class _Smb2Auth:
                 "session; rejected")
         if smb2.flags_of(reply.message) & smb2.FLAG_SIGNED:     # no header object, no enum
             if s.signer is not None and reply.status != _SESSION_DELETED and \
-                    not _signer_for(s, task).verify(reply.message):
+                    not (task.signer or _signer_for(s, task)).verify(reply.message):
                 raise SmbProtocolError(
                     f"bad signature on the {smb2.Command(task.command).name} response; rejected")
         elif s.signing and s.signer is not None and task.command != smb2.Command.SESSION_SETUP \
@@ -231,8 +235,10 @@ class _Smb2Auth:
                 _clear_signed(parts[0])
             return s.cipher.encrypt(flat, s.session_id)
         if s.signer is not None and (s.signing or self._signs(tasks)):
-            for parts in elements:
-                _signer_for(s, tasks[0]).sign_parts(parts[0], parts[1:])
+            signer = _signer_for(s, tasks[0])
+            for task, parts in zip(tasks, elements):
+                task.signer = signer
+                signer.sign_parts(parts[0], parts[1:])
         return flat
 
     def _encrypts(self, tasks) -> bool:
@@ -261,7 +267,11 @@ class _Smb2Auth:
 def _signer_for(session, task: SmbTask):
     """The key that signs ``task`` and its response: its channel's (a
     multichannel session's extra channel, [MS-SMB2] 3.2.4.1.1), else the
-    session's."""
+    session's.  Asked when the request is signed (under the send lock: the
+    key of the connection it goes on), and kept as ``task.signer``: the
+    response comes on that connection, signed with that key, and is checked
+    with it even if the channel was lost and bound again (a new key) before
+    the waiting thread got to it."""
     channel = task.channel
     if channel is not None:
         if channel.signer is not None:

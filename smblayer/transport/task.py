@@ -167,7 +167,7 @@ class SmbTask:
                  "header_flags", "on_late_reply", "context_client", "is_probe", "tree",
                  "payload_size", "recv_buffer", "placement", "long_poll", "on_reissue", "timer",
                  "t_first_sent", "t_pending", "group", "channel", "pinned", "counters",
-                 "__weakref__")
+                 "signer", "__weakref__")
 
     def __init__(self, command: int, body: Sequence = (), *, tree_id: int = 0,
                  session_id: int = 0, flags: int = 0, security: Any = None,
@@ -223,6 +223,7 @@ class SmbTask:
         self.channel = None               # multichannel: the extra channel it went on (None: 0)
         self.pinned = False               # it must go on ``channel`` (session binding)
         self.counters = None              # its command's CommandStats, set when it is sent
+        self.signer = None                # the key that signed its last send (its reply's)
 
     @property
     def done(self) -> bool:

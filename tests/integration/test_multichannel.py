@@ -782,6 +782,73 @@ def test_a_signed_user_session_deleted_keeps_the_connection(server, caplog):
     assert signature_warnings(caplog) == []
 
 
+@pytest.mark.parametrize("index", [0, 1], ids=lambda i: f"channel{i}")
+@pytest.mark.parametrize("dialect", [Dialect.SMB3_0_2, Dialect.SMB3_1_1], ids=lambda d: d.name)
+def test_a_reply_checked_after_its_channel_was_bound_again_keeps_its_key(
+        server, monkeypatch, caplog, dialect, index):
+    """Defect: a response was checked with its channel's key as of when the
+    waiting thread got to it, not with the key its request was signed with
+    (the key of the connection it came on): a reply received just before
+    its channel was lost, checked once the channel was bound again (a new
+    connection, a new key), was a "bad signature" (and the new connection
+    was dropped).  Here the waiting thread is held between the reply and its
+    check while the channel is destroyed and bound again."""
+    from smblayer.proto import smb2
+    from smblayer.task import SmbTask
+    from smblayer.transport.client import SmbClient
+
+    caplog.set_level(logging.WARNING, logger="smblayer")
+    received, bound_again = threading.Event(), threading.Event()
+    held = []
+    real_finish = SmbClient._finish
+
+    def finish(self, task):
+        if held and task is held[0]:
+            received.set()
+            bound_again.wait(20)            # the reply is in; its check waits
+        return real_finish(self, task)
+
+    monkeypatch.setattr(SmbClient, "_finish", finish)
+    with connect(server, dialect, channels=2, require_signing=True) as tree:
+        client = tree.session.client
+        assert wait_channels_active(client, 2, within=10.0), client.channels
+        channels = client._channels
+        task = SmbTask(smb2.Command.ECHO, (b"\x04\x00\x00\x00",), security=tree.session)
+        task.channel = channels.main if index == 0 else channels.channels[0]
+        task.pinned = True
+        held.append(task)
+        outcome = {}
+
+        def run():
+            try:
+                outcome["status"] = client.run_task(task).status
+            except Exception as exc:  # noqa: BLE001 - the test reports it
+                outcome["error"] = exc
+
+        thread = threading.Thread(target=run, daemon=True)
+        try:
+            thread.start()
+            assert received.wait(10), "the ECHO was not answered"
+            port = client.channels[index].local_address[1]
+            kill_local_port(port)
+            end = time.monotonic() + 10
+            while time.monotonic() < end:
+                channel = client.channels[index]
+                if channel.state == "active" and channel.local_address and \
+                        channel.local_address[1] != port:
+                    break
+                time.sleep(0.02)
+            assert client.channels[index].local_address[1] != port, client.channels
+        finally:
+            bound_again.set()
+            thread.join(10)
+        assert outcome == {"status": 0}, outcome
+        assert client.stats()["_client"]["reconnects"] == 0
+        assert wait_channels_active(client, 2, within=10.0), client.channels
+        assert tree.listdir("") is not None
+    assert signature_warnings(caplog) == []
+
+
 def _calls_per_request(request, count: int = 200) -> float:
     """Python calls the calling thread makes per ``request()`` (the send
     path and, on the caller fast path, reading its own reply)."""
