@@ -23,7 +23,9 @@ stays on channel 0 (see smblayer.transport.picker): add ``--spill-delay 0``
 to have requests in flight on the channels that are destroyed.
 
 ``--link MBPS``: every TCP connection goes through a link emulator that
-paces each direction of each connection at MBPS MB/s (:class:`Link`):
+paces each direction of each connection at MBPS MB/s
+(:class:`smblayer.testing.link.LinkProcess`: in a process of its own, so
+its threads take neither the client's GIL nor count as its CPU):
 on loopback, one NIC of that speed per channel -- what the design gives
 where the network, not the CPU, is the bottleneck.
 
@@ -35,10 +37,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import multiprocessing
 import os
 import resource
-import socket
 import subprocess
 import sys
 import threading
@@ -49,6 +49,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _benchlib import interleave, median, table  # noqa: E402
 
 from smblayer import ReconnectPolicy, fs  # noqa: E402
+from smblayer.testing.link import LinkProcess  # noqa: E402
 from smblayer.testing.samba import SambaServer  # noqa: E402
 from smblayer.transport.channels import ChannelSet  # noqa: E402
 
@@ -75,55 +76,6 @@ def server_cpu(server: SambaServer) -> float:
             continue
         total += int(fields[11]) + int(fields[12])
     return total / TICK
-
-
-class Link:
-    """A link emulator on 127.0.0.1, in a process of its own (its threads
-    must not take the client's GIL or count as its CPU): each connection
-    accepted is forwarded to ``(host, port)``, each direction paced at
-    ``rate`` bytes/s (store and forward of up to 64 KiB at a time), like
-    one NIC per connection."""
-
-    def __init__(self, host: str, port: int, rate: float):
-        ours, theirs = multiprocessing.Pipe()
-        self.process = multiprocessing.Process(target=Link._serve,
-                                               args=((host, port), rate, theirs), daemon=True)
-        self.process.start()
-        self.port = ours.recv()
-
-    @staticmethod
-    def _serve(target, rate: float, pipe) -> None:
-        listener = socket.create_server(("127.0.0.1", 0))
-        pipe.send(listener.getsockname()[1])
-        while True:
-            near, _ = listener.accept()
-            far = socket.create_connection(target)
-            for src, dst in ((near, far), (far, near)):
-                threading.Thread(target=Link._pump, args=(src, dst, rate), daemon=True).start()
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket, rate: float) -> None:
-        free = time.monotonic()             # when the emulated wire is free again
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                free = max(free, time.monotonic()) + len(data) / rate
-                time.sleep(max(0.0, free - time.monotonic()))     # pacing, not polling
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (src, dst):
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        self.process.terminate()
-        self.process.join(5)
 
 
 def parse_size(text: str) -> int:
@@ -219,7 +171,7 @@ def main() -> None:
     digest = hashlib.sha256(data).hexdigest()
     spread: dict = {}
     with SambaServer(extra_global=MULTICHANNEL) as server:
-        link = Link(server.host, server.port, args.link * 1e6) if args.link else None
+        link = LinkProcess((server.host, server.port), args.link * 1e6) if args.link else None
         port = link.port if link is not None else server.port
         print(f"# private Samba on 127.0.0.1:{server.port}; {size >> 20} MiB, "
               f"{'encrypted' if args.encrypt else 'plain'}, {args.rounds} rounds, "

@@ -30,6 +30,17 @@ if TYPE_CHECKING:
 
 from ..records import FrozenRecord, Record
 
+
+class _AnyStatus:
+    """ok_statuses that accept everything: e.g. the CLOSE of a compound stat
+    fails whenever its CREATE did, and the CREATE's status is what counts."""
+
+    def __contains__(self, status: object) -> bool:
+        return True
+
+
+ANY_STATUS = _AnyStatus()
+
 # Windows FILETIME: 100 ns ticks since 1601-01-01.
 _EPOCH_DELTA = 116444736000000000
 
@@ -105,10 +116,17 @@ def filetime_to_ns(ft: int) -> int:
 def normpath(path) -> str:
     """Share-relative SMB path: backslashes, no leading/trailing or doubled
     separators, no "." components ("" is the share root)."""
-    path = os.fspath(path)
-    if isinstance(path, bytes):
-        path = path.decode("utf-8")
-    return "\\".join(p for p in path.replace("/", "\\").split("\\") if p and p != ".")
+    if path.__class__ is not str:
+        path = os.fspath(path)
+        if isinstance(path, bytes):
+            path = path.decode("utf-8")
+    path = path.replace("/", "\\")
+    if "\\" not in path:
+        return "" if path == "." else path          # one name: the common case
+    parts = path.split("\\")
+    if "" in parts or "." in parts:
+        return "\\".join(p for p in parts if p and p != ".")
+    return path
 
 
 def outpath(path) -> str:
@@ -128,11 +146,9 @@ def ns_to_filetime(ns: int) -> int:
     return ns // 100 + _EPOCH_DELTA
 
 
-def _float_seconds(ns: int) -> float:
-    """As os.stat makes st_mtime from st_mtime_ns (seconds + fraction, so
-    1200000000.25 s stays exactly that)."""
-    return ns // 10**9 + (ns % 10**9) * 1e-9
-
+_LINK_MODE = stat_module.S_IFLNK | 0o777
+_DIR_MODE = stat_module.S_IFDIR | 0o755
+_FILE_MODE = stat_module.S_IFREG | 0o644
 
 # Tree.stat() returns a plain os.stat_result (kept as a name for old callers).
 StatResult = os.stat_result
@@ -182,9 +198,10 @@ class FileInfo(Record):
         if self.posix is not None:
             return self.posix.mode
         if self.link:
-            return stat_module.S_IFLNK | 0o777
-        mode = (stat_module.S_IFDIR | 0o755) if self.is_dir else (stat_module.S_IFREG | 0o644)
-        if self.attributes & FILE_ATTRIBUTE_READONLY:
+            return _LINK_MODE
+        attributes = self.attributes
+        mode = _DIR_MODE if attributes & FILE_ATTRIBUTE_DIRECTORY else _FILE_MODE
+        if attributes & FILE_ATTRIBUTE_READONLY:
             mode &= ~0o222
         return mode
 
@@ -194,19 +211,53 @@ class FileInfo(Record):
         as int seconds (by index), floats (by name) and ``_ns``; st_ctime
         is the change time; where the platform has them, st_birthtime and
         st_file_attributes too."""
-        atime = filetime_to_ns(self.last_access_time)
-        mtime = filetime_to_ns(self.last_write_time)
-        ctime = filetime_to_ns(self.change_time or self.last_write_time)
-        uid, gid = _owner_ids(self.posix)
-        return os.stat_result(
-            (self.mode, self.file_index, dev, self.nlink, uid, gid, self.size,
-             atime // 10**9, mtime // 10**9, ctime // 10**9),
-            {"st_atime": _float_seconds(atime), "st_mtime": _float_seconds(mtime),
-             "st_ctime": _float_seconds(ctime),
-             "st_atime_ns": atime, "st_mtime_ns": mtime, "st_ctime_ns": ctime,
-             "st_blksize": 4096, "st_blocks": (self.allocation_size + 511) // 512,
-             "st_rdev": 0, "st_birthtime": _float_seconds(filetime_to_ns(self.creation_time)),
-             "st_file_attributes": self.attributes})
+        # filetime_to_ns written out; the float seconds as os.stat makes st_mtime from
+        # st_mtime_ns (seconds + fraction: 1200000000.25 s stays exactly that)
+        ft = self.last_access_time
+        atime = (ft - _EPOCH_DELTA) * 100 if ft else 0
+        ft = self.last_write_time
+        mtime = (ft - _EPOCH_DELTA) * 100 if ft else 0
+        ft = self.change_time or ft
+        ctime = (ft - _EPOCH_DELTA) * 100 if ft else 0
+        ft = self.creation_time
+        btime = (ft - _EPOCH_DELTA) * 100 if ft else 0
+        a_s, a_ns = divmod(atime, 1000000000)
+        m_s, m_ns = divmod(mtime, 1000000000)
+        c_s, c_ns = divmod(ctime, 1000000000)
+        b_s, b_ns = divmod(btime, 1000000000)
+        posix = self.posix
+        uid, gid = (0, 0) if posix is None else _owner_ids(posix)
+        head = (self.mode, self.file_index, dev, self.nlink, uid, gid, self.size, a_s, m_s, c_s,
+                a_s + a_ns * 1e-9, m_s + m_ns * 1e-9, c_s + c_ns * 1e-9, atime, mtime, ctime)
+        tail = {"st_blksize": 4096, "st_blocks": (self.allocation_size + 511) // 512,
+                "st_rdev": 0, "st_birthtime": b_s + b_ns * 1e-9,
+                "st_file_attributes": self.attributes}
+        if _STAT_TAIL is None:
+            return os.stat_result(head[:10], dict(zip(_STAT_NAMED, head[10:]), **tail))
+        # the whole sequence: a dict costs os.stat_result a string per field it looks up
+        return os.stat_result(head + tuple(map(tail.get, _STAT_TAIL)))
+
+
+#: os.stat_result's named fields that follow the ten of its tuple: the six
+#: times every platform has, then those of this platform (_STAT_TAIL).
+_STAT_NAMED = ("st_atime", "st_mtime", "st_ctime", "st_atime_ns", "st_mtime_ns", "st_ctime_ns")
+
+
+def _stat_tail() -> Optional[Tuple[str, ...]]:
+    """The names of os.stat_result's fields after st_ctime_ns, in order (as
+    CPython lists its members), checked on a made-up result; None where
+    that cannot be known."""
+    n = os.stat_result.n_fields
+    members = [name for name, value in vars(os.stat_result).items()
+               if type(value).__name__ == "member_descriptor"]
+    probe = os.stat_result(range(n))
+    if members[7:13] != list(_STAT_NAMED) or \
+            [getattr(probe, name) for name in members[7:]] != list(range(10, n)):
+        return None
+    return tuple(members[13:])
+
+
+_STAT_TAIL = _stat_tail()
 
 
 def _owner_ids(posix) -> Tuple[int, int]:

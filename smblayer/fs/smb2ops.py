@@ -43,8 +43,8 @@ from .ops import (DELETE, FILE_ATTRIBUTE_DIRECTORY, FILE_CREATE, FILE_DELETE_ON_
                   FILE_OPEN_REPARSE_POINT,
                   FILE_OVERWRITE_IF, FILE_READ_ATTRIBUTES, FILE_READ_DATA, FILE_WRITE_ATTRIBUTES,
                   FILE_WRITE_DATA, FILE_SHARE_ALL, LEASE_HANDLE, LEASE_WRITE, OPLOCK_BATCH,
-                  OPLOCK_LEASE, OPLOCK_LEVEL_II, OPLOCK_NONE, SYNCHRONIZE, FileInfo, FileOps,
-                  FsSize, Handle)
+                  OPLOCK_LEASE, OPLOCK_LEVEL_II, OPLOCK_NONE, SYNCHRONIZE, ANY_STATUS, FileInfo,
+                  FileOps, FsSize, Handle)
 from .dircache import NO_DIR_CACHE
 from .posix import POSIX_DIR_MODE, POSIX_FILE_MODE, apply_posix_info, posix_file_info
 
@@ -57,16 +57,12 @@ SHARE_CAP_CONTINUOUS_AVAILABILITY = 0x10
 DURABLE_TIMEOUT_MS = 60000                    # what we ask for (Linux cifs' default)
 
 
-class _AnyStatus:
-    """ok_statuses that accept everything: the CLOSE of a compound stat
-    fails whenever its CREATE did, and the CREATE's status is what counts."""
-
-    def __contains__(self, status: object) -> bool:
-        return True
-
-
-_ANY_STATUS = _AnyStatus()
 _QUERY_INFO_BUFFER = 4096
+# stat: a CREATE that reads attributes, QUERY_INFO and CLOSE of its handle (constant)
+_STAT_ACCESS = FILE_READ_ATTRIBUTES | SYNCHRONIZE
+_STAT_QUERY = commands.query_info_request(RELATED_FILE_ID, INFO_FILE, FILE_ALL_INFORMATION,
+                                          output_length=_QUERY_INFO_BUFFER)
+_RELATED_CLOSE = commands.close_request(RELATED_FILE_ID)
 # A CREATE may stop on a symbolic link: its error response says where to go.
 _CREATE_OK = frozenset({0, NtStatus.STOPPED_ON_SYMLINK})
 MAX_SYMLINK_HOPS = 32            # then ELOOP-like: STOPPED_ON_SYMLINK raised
@@ -79,6 +75,17 @@ _NOT_ERRORS_DIR = frozenset({0, NtStatus.NO_MORE_FILES, NtStatus.NO_SUCH_FILE})
 #: (tasks to send: one request or a compound, finish(replies) -> the result)
 if TYPE_CHECKING:
     Plan = Tuple[List[SmbTask], Callable[[Sequence[Reply]], object]]
+
+
+def _all_information(reply: Reply, name: str) -> FileInfo:
+    """The FileInfo of ``name`` from a QUERY_INFO FileAllInformation reply."""
+    try:
+        (ctime, atime, wtime, chtime, attributes, allocation, eof, links, _delete, _dir,
+         file_id) = fileinfo.unpack_all_information(commands.query_info_output(reply))
+    except smb2.MalformedMessage as exc:
+        raise SmbProtocolError(str(exc)) from None
+    return FileInfo(name, eof, allocation, attributes, ctime, atime, wtime, chtime, file_id,
+                    links)
 
 
 def _decode(parse: Callable[..., R], *args) -> R:
@@ -470,7 +477,7 @@ class Smb2FileOps(FileOps):
         if filetimes is not None:
             times = self._set_info_task(related, FILE_BASIC_INFORMATION,
                                         fileinfo.basic_information(0, *filetimes), path)
-            times.ok_statuses = _ANY_STATUS
+            times.ok_statuses = ANY_STATUS
             tasks.append(times)
         names = [smb2.Command(t.command).name for t in tasks]
 
@@ -499,7 +506,7 @@ class Smb2FileOps(FileOps):
 
     def _related_close(self, path: str) -> SmbTask:
         close = self._task(Command.CLOSE, commands.close_request(RELATED_FILE_ID), path)
-        close.ok_statuses = _ANY_STATUS
+        close.ok_statuses = ANY_STATUS
         return close
 
     def write_task(self, handle: Handle, offset: int, data,
@@ -510,7 +517,7 @@ class Smb2FileOps(FileOps):
                           (fileio.write_request(handle.fid, offset, len(data)), data),
                           handle.path)
         if any_status:
-            task.ok_statuses = _ANY_STATUS
+            task.ok_statuses = ANY_STATUS
         return task
 
     def parse_write(self, reply: Reply) -> int:
@@ -588,12 +595,23 @@ class Smb2FileOps(FileOps):
     def stat_plan(self, path: str, create_options: int = 0) -> "Plan":
         """``stat``'s compound, without its POSIX retries (AsyncTree does
         not use plans on a POSIX tree)."""
-        create, _level, _key = self._create_task(
-            path, access=FILE_READ_ATTRIBUTES | SYNCHRONIZE, disposition=FILE_OPEN,
-            create_options=create_options)
-        related = Handle(RELATED_FILE_ID, path, FileInfo(path.rpartition("\\")[2]))
-        return ([create, self._query_info_task(related), self._related_close(path)],
-                lambda replies: self._parse_all_info(replies[1], related.info))
+        if self.posix:
+            create, _level, _key = self._create_task(
+                path, access=_STAT_ACCESS, disposition=FILE_OPEN, create_options=create_options)
+            related = Handle(RELATED_FILE_ID, path, FileInfo(path.rpartition("\\")[2]))
+            return ([create, self._query_info_task(related), self._related_close(path)],
+                    lambda replies: self._parse_all_info(replies[1], related.info))
+        # This CREATE changes nothing: the dir cache and fs.deferred need not know
+        session, tree = self.session, self.tree
+        create = SmbTask(Command.CREATE, commands.create_request(
+            path, desired_access=_STAT_ACCESS, disposition=FILE_OPEN,
+            create_options=create_options), security=session, tree=tree, path=path,
+            on_late_reply=self._close_late_create)
+        close = SmbTask(Command.CLOSE, _RELATED_CLOSE, security=session, tree=tree, path=path)
+        close.ok_statuses = ANY_STATUS
+        query = SmbTask(Command.QUERY_INFO, _STAT_QUERY, security=session, tree=tree, path=path)
+        name = path.rpartition("\\")[2]
+        return [create, query, close], lambda replies: _all_information(replies[1], name)
 
     def close_plan(self, handle: Handle) -> "Plan":
         """CLOSE (the handle's info gets the final attributes)."""

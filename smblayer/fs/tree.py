@@ -395,12 +395,15 @@ class Tree(AdminMixin, TreeHelpers, PosixMixin, DeferredCloseMixin, DirCacheMixi
         """An ``os.stat_result`` (st_mode with the type bits, st_ino the
         server's file id, st_nlink, times as floats and ``_ns``)."""
         self._check_connected()
-        if self._volume_serial is not None:
-            known = self.dir_cache.stat_result(normpath(path), self._volume_serial)
+        path = normpath(path)
+        serial = self._volume_serial
+        if serial is not None:
+            known = self.dir_cache.stat_result(path, serial)
             if known is not None:
                 return known                    # a cached directory's entry
-        serial = self._volume_serial_later()      # asked alongside the first stat
-        return self.file_info(path).to_stat(dev=serial())
+            return self.ops.stat(path).to_stat(dev=serial)
+        later = self._volume_serial_later()      # asked alongside the first stat
+        return self.ops.stat(path).to_stat(dev=later())
 
     def file_info(self, path="") -> FileInfo:
         """What the server tells about ``path`` (attributes, FILETIMEs, ...)."""

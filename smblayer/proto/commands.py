@@ -458,9 +458,14 @@ def query_info_request(file_id, info_type: int, info_class: int, *,
 
 def parse_query_info_response(message) -> bytes:
     """The OutputBuffer of a QUERY_INFO response."""
+    return bytes(query_info_output(message))
+
+
+def query_info_output(message) -> memoryview:
+    """The OutputBuffer of a QUERY_INFO response as a view (no copy)."""
     message = _message(message)
     _s, off, length = _fixed(message, _QUERY_INFO_RESP, "QUERY_INFO")
-    return bytes(_buffer(message, off, length, "QUERY_INFO output"))
+    return _buffer(message, off, length, "QUERY_INFO output")
 
 
 def set_info_request(file_id, info_type: int, info_class: int, data: bytes, *,

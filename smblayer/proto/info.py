@@ -32,12 +32,14 @@ from ..records import Record
 from .smb2 import MalformedMessage
 
 __all__ = ["basic_information", "FileState", "AllInformation", "parse_all_information",
+           "unpack_all_information",
            "rename_information", "end_of_file_information", "parse_u64",
            "parse_fs_size_information", "parse_fs_full_size_information",
            "FS_FULL_SIZE_INFORMATION_SIZE", "DELETE_PENDING"]
 
 _BASIC = struct.Struct("<QQQQI4x")                  # times, attributes (2.4.7)
 _BASIC_STANDARD = struct.Struct("<QQQQI4xQQIBB2x")  # + allocation, EOF, links, flags (2.4.41)
+_BASIC_STANDARD_ID = struct.Struct("<QQQQI4xQQIBB2xQ")    # + the file id (2.4.20)
 _U64 = struct.Struct("<Q")
 _RENAME64 = struct.Struct("<B7xQI")                 # ReplaceIfExists, RootDirectory, NameLength
 _RENAME32 = struct.Struct("<B3xII")
@@ -99,13 +101,27 @@ class AllInformation(FileState):
 def parse_all_information(buf, with_file_id: bool = True) -> AllInformation:
     """FileAllInformation (or SMB1's SMB_QUERY_FILE_ALL_INFO with
     ``with_file_id=False``: its bytes after the first 64 are no file id)."""
-    size = _BASIC_STANDARD.size + (_U64.size if with_file_id else 0)
-    _check(buf, size, "FileAllInformation")
-    (ctime, atime, wtime, chtime, attrs, alloc, eof, links, delete,
-     directory) = _BASIC_STANDARD.unpack_from(buf)
-    file_id = _U64.unpack_from(buf, _BASIC_STANDARD.size)[0] if with_file_id else 0
+    if with_file_id:
+        (ctime, atime, wtime, chtime, attrs, alloc, eof, links, delete, directory,
+         file_id) = unpack_all_information(buf)
+    else:
+        _check(buf, _BASIC_STANDARD.size, "FileAllInformation")
+        (ctime, atime, wtime, chtime, attrs, alloc, eof, links, delete,
+         directory) = _BASIC_STANDARD.unpack_from(buf)
+        file_id = 0
     return AllInformation(ctime, atime, wtime, chtime, alloc, eof, attrs, links, bool(delete),
                           bool(directory), file_id)
+
+
+def unpack_all_information(buf) -> Tuple[int, ...]:
+    """The fields of FileAllInformation that say what a file is, unpacked in
+    one go (no record): (creation, last access, last write, change time,
+    attributes, allocation size, end of file, links, delete pending,
+    directory, file id)."""
+    if len(buf) < _BASIC_STANDARD_ID.size:
+        raise MalformedMessage(f"FileAllInformation truncated ({len(buf)} of "
+                               f"{_BASIC_STANDARD_ID.size} bytes)")
+    return _BASIC_STANDARD_ID.unpack_from(buf)
 
 
 def rename_information(new_name: str, replace: bool, wide: bool = True) -> bytes:

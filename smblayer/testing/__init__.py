@@ -6,6 +6,8 @@
 * :class:`~smblayer.testing.proxy.FaultProxy` - a fault-injecting TCP proxy
 * :class:`~smblayer.testing.capture.FrameLog` - records the SMB headers a
   FaultProxy forwards (``proxy.tap(log)``)
+* :class:`~smblayer.testing.link.Link` - a link emulator: a TCP relay that
+  paces each connection (``LinkProcess``: the same in a child process)
 * :class:`~smblayer.testing.process.PythonChild` - a bounded Python
   subprocess; :func:`~smblayer.testing.process.frozen` - SIGSTOP/SIGCONT
 * :mod:`smblayer.testing.pytest_plugin` - fixtures ``samba``, ``samba_nt1``,
@@ -16,7 +18,7 @@ pull in pytest.
 """
 
 __all__ = ["SambaServer", "SambaAdDc", "FaultProxy", "find_smbd", "FrameLog", "PythonChild",
-           "frozen"]
+           "frozen", "Link", "LinkProcess"]
 
 _LAZY = {
     "SambaServer": ("smblayer.testing.samba", "SambaServer"),
@@ -26,6 +28,8 @@ _LAZY = {
     "FrameLog": ("smblayer.testing.capture", "FrameLog"),
     "PythonChild": ("smblayer.testing.process", "PythonChild"),
     "frozen": ("smblayer.testing.process", "frozen"),
+    "Link": ("smblayer.testing.link", "Link"),
+    "LinkProcess": ("smblayer.testing.link", "LinkProcess"),
 }
 
 

@@ -8,7 +8,11 @@ Every test on the ``server`` fixture runs on Samba 4.17 and on Samba 4.22
 channels, 4.17's does not (there one smbd holding the N connections, seen
 with ``ss``, is the proof).  Loopback: Samba lists 127.0.0.1 only
 (127.0.0.2 is no address of ``lo`` here), RSS-capable, so every channel
-goes to 127.0.0.1."""
+goes to 127.0.0.1.  The routing policy's fill first and spill over is
+off (spill_delay 0: spread by load) in every test but two: a loopback
+transfer stays on channel 0, and a slow channel 0 spills over, with a
+relay paced at 10 MB/s on 127.0.0.2 (all of 127.0.0.0/8 is local on Linux;
+Samba listens on 127.0.0.1 alone) in front of channel 0 only."""
 import json
 import logging
 import struct
@@ -287,6 +291,70 @@ def test_a_loopback_transfer_stays_on_channel_0(server, monkeypatch):
         ops = sum(stats[name]["ops"] for name in ("READ", "WRITE"))
         elsewhere = sum(c["ops"] - c["binding_legs"] for c in stats["_client"]["channels"])
         assert ops >= 128 and elsewhere <= ops // 3, (ops, elsewhere)
+
+
+#: channel 0's link in the spill-over test, bytes/s each way: one 1 MiB
+#: request takes 105 ms on it (the picker spills at a standing 20 ms)
+SLOW_LINK = 10e6
+
+
+def connect_through(link, server):
+    """A session of two channels: channel 0 through ``link`` (it listens on
+    127.0.0.2, at the server's port: an address the server does not list),
+    channel 1 straight to 127.0.0.1 (the one it lists: a channel goes to a
+    listed address, at channel 0's port)."""
+    return fs.connect(link.host, "share", server.username, server.password,
+                      port=server.port, multichannel=True, max_channels=2,
+                      reconnect=FAST_BACKOFF)
+
+
+def on_channel_1(client, command: str):
+    """(requests of ``command``, how many went on channel 1, bytes channel 1 sent)."""
+    stats = client.stats()
+    one = stats["_client"]["channels"][0]
+    return stats[command]["ops"], one["ops"] - one["binding_legs"], one["bytes_sent"]
+
+
+def test_a_slow_channel_0_spills_over_to_the_fast_channel(server, monkeypatch):
+    """The default routing (smblayer.transport.picker) against the server,
+    channel 0 slow for real: it goes through a link emulator paced at
+    10 MB/s each way (smblayer.testing.link), channel 1 straight over
+    loopback.  A 32 MiB write, then its read (each a new session: the
+    picker starts from nothing), fill channel 0 first and spill over once
+    its first request has waited 20 ms.  Measured: channel 1 carried 56-88 %
+    of the WRITEs (channel 0 takes a burst of about 4 each time it drained;
+    the file's pipeline waits for replies in order, so while the oldest is
+    on channel 0 the transfer waits for it too) and 80 % of the READs
+    (channel 0 the first read-ahead window); 0.5-2 s each way, with a
+    CPU-bound process beside it too.  With spilling off (spill_delay huge)
+    channel 1 carried none and each way took 3.5 s.  Without the slow link
+    a transfer stays on channel 0 (test_a_loopback_transfer_stays_on_channel_0;
+    so it did through this relay unpaced, on a quiet machine)."""
+    from smblayer.testing.link import Link
+    from smblayer.transport.channels import ChannelSet
+    from smblayer.transport.picker import SPILL_DELAY
+    monkeypatch.setattr(ChannelSet, "spill_delay", SPILL_DELAY)
+    data, chunk = os.urandom(32 << 20), 16 << 20
+    with Link((server.host, server.port), SLOW_LINK, listen_host="127.0.0.2",
+              listen_port=server.port) as link:
+        with connect_through(link, server) as tree:
+            client = tree.session.client
+            assert [(c.state, c.remote_address) for c in client.channels] == [
+                ("active", ("127.0.0.2", server.port)), ("active", ("127.0.0.1", server.port))]
+            with tree.open("spill.bin", "wb") as f:
+                for offset in range(0, len(data), chunk):
+                    f.write(data[offset:offset + chunk])
+            writes, fast, fast_bytes = on_channel_1(client, "WRITE")
+        # a third of the WRITEs, and of the bytes written, on channel 1
+        assert writes >= 32 and fast >= writes // 3 and fast_bytes >= len(data) // 3, \
+            (writes, fast, fast_bytes)
+        with connect_through(link, server) as tree:
+            client = tree.session.client
+            with tree.open("spill.bin", "rb") as f:
+                assert b"".join(iter(lambda: f.read(chunk), b"")) == data
+            reads, fast, _ = on_channel_1(client, "READ")
+        assert reads >= 32 and fast >= reads // 3, (reads, fast)
+        assert link.connections == 2          # channel 0 of each session, nothing else
 
 
 def test_a_binding_answered_with_a_wrong_signature_is_refused(server):

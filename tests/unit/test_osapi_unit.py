@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import pathlib
 import pickle
 import stat
 
@@ -11,7 +12,7 @@ import pytest
 
 from smblayer import Dialect, DialectRange, SmbError, SmbStatusError
 from smblayer.errors import status_error
-from smblayer.fs.ops import FileInfo, unix_to_filetime
+from smblayer.fs.ops import FileInfo, normpath, unix_to_filetime
 from smblayer.fs.tree import outpath
 from smblayer.proto.status import NtStatus
 
@@ -68,11 +69,45 @@ def test_file_info_to_stat():
     assert ro_dir.st_mtime == 0 and ro_dir.st_mtime_ns == 0      # "not set" stays 0
 
 
+def test_to_stat_by_sequence_is_to_stat_by_names(monkeypatch):
+    """to_stat gives os.stat_result its whole sequence (the fields after the
+    tenth in this platform's order); by names it is the same result."""
+    from smblayer.fs import ops
+    assert ops._STAT_TAIL is not None                   # CPython: its members say the order
+    t = unix_to_filetime(1_700_000_000.125)
+    infos = [FileInfo("f", 1234, 4096, 0x21, t - 7, t, t + 1, t + 2, 99, 3),
+             FileInfo("d", attributes=0x10, creation_time=t), FileInfo("l", link=True)]
+    fast = [info.to_stat(dev=5) for info in infos]
+    monkeypatch.setattr(ops, "_STAT_TAIL", None)
+    slow = [info.to_stat(dev=5) for info in infos]
+    names = [n for n in dir(os.stat_result) if n.startswith("st_")]
+    for a, b in zip(fast, slow):
+        assert a == b and [getattr(a, n) for n in names] == [getattr(b, n) for n in names]
+    assert fast[0].st_blocks == 8 and fast[0].st_blksize == 4096 and fast[0].st_rdev == 0
+    assert fast[0].st_atime_ns == 1_700_000_000_125_000_000 and fast[0].st_dev == 5
+
+
 def test_dialect_names():
     assert Dialect.parse("3.1.1") is Dialect("3.11") is Dialect.SMB3_1_1
     assert DialectRange("NT1", "2.1") == DialectRange(Dialect.SMB1, Dialect.SMB2_1)
     with pytest.raises(ValueError):
         Dialect.parse("4.0")
+
+
+def test_normpath_is_the_joined_components():
+    """Its shortcuts (one name; nothing to drop) give what joining the
+    non-empty, non-"." components gives, for every short path of these parts."""
+    import itertools
+
+    def joined(path):
+        return "\\".join(p for p in path.replace("/", "\\").split("\\") if p and p != ".")
+
+    for k in range(5):
+        for parts in itertools.product(["a", ".", "..", "/", "\\", "b.c", ""], repeat=k):
+            path = "".join(parts)
+            assert normpath(path) == normpath(path.encode()) == joined(path), path
+    assert normpath(pathlib.PurePosixPath("a/./b")) == "a\\b"
+    assert type(normpath(type("S", (str,), {})("a"))) is str
 
 
 def test_paths_out():
@@ -94,3 +129,41 @@ def test_fsspec_paths():
     assert fs.unstrip_protocol("share/x") == "smblayer://192.0.2.1:445/share/x"
     with pytest.raises(ValueError):
         fs.info("")
+
+
+def test_stat_plan_offline():
+    """stat's compound (CREATE, QUERY_INFO FileAllInformation, CLOSE on the
+    related handle) and its finish on a crafted reply; a short reply is an
+    SmbProtocolError."""
+    import struct
+    import types
+
+    from smblayer.errors import SmbProtocolError
+    from smblayer.fs.smb2ops import Smb2FileOps
+    from smblayer.proto import commands, smb2
+    from smblayer.task import Reply
+
+    ops = object.__new__(Smb2FileOps)
+    ops.tree, ops.session, ops.client = types.SimpleNamespace(posix=False), object(), None
+    tasks, finish = ops.stat_plan("d\\f.txt")
+    assert [t.command for t in tasks] == [smb2.Command.CREATE, smb2.Command.QUERY_INFO,
+                                          smb2.Command.CLOSE]
+    assert tasks[1].body == commands.query_info_request(commands.RELATED_FILE_ID,
+                                                        commands.INFO_FILE,
+                                                        commands.FILE_ALL_INFORMATION)
+    assert tasks[2].body == commands.close_request(commands.RELATED_FILE_ID)
+    assert NtStatus.OBJECT_NAME_NOT_FOUND in tasks[2].ok_statuses
+    assert NtStatus.OBJECT_NAME_NOT_FOUND not in tasks[0].ok_statuses
+    assert all(t.security is ops.session and t.tree is ops.tree and t.path == "d\\f.txt"
+               for t in tasks)
+    t = unix_to_filetime(1_700_000_000.5)
+    all_info = struct.pack("<QQQQI4xQQIBB2xQ", t, t + 1, t + 2, t + 3, 0x20, 4096, 100, 2, 0,
+                           0, 42) + bytes(28)
+    reply = bytes(64) + struct.pack("<HHI", 9, 72, len(all_info)) + all_info
+    got = finish([None, Reply(None, reply, 64, 0), None])
+    assert (got.name, got.size, got.allocation_size, got.attributes, got.nlink,
+            got.file_index) == ("f.txt", 100, 4096, 0x20, 2, 42)
+    assert (got.creation_time, got.last_access_time, got.last_write_time,
+            got.change_time) == (t, t + 1, t + 2, t + 3)
+    with pytest.raises(SmbProtocolError):
+        finish([None, Reply(None, reply[:64 + 8 + 71], 64, 0), None])

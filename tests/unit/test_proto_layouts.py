@@ -139,6 +139,17 @@ def test_information_classes():
     assert info.parse_all_information(all_info[:64], with_file_id=False).file_id == 0
     with pytest.raises(smb2.MalformedMessage):
         info.parse_all_information(all_info[:64])
+    assert info.unpack_all_information(all_info + b"more") == (1, 2, 3, 4, 0x10, 8, 7, 2, 0, 1,
+                                                                42)
+    with pytest.raises(smb2.MalformedMessage):
+        info.unpack_all_information(all_info[:71])
+    # QUERY_INFO's output as a view of the reply, bounds checked
+    reply = bytes(64) + struct.pack("<HHI", 9, 72, len(all_info)) + all_info
+    view = commands.query_info_output(reply)
+    assert isinstance(view, memoryview) and view == all_info
+    assert commands.parse_query_info_response(reply) == all_info
+    with pytest.raises(smb2.MalformedMessage):
+        commands.query_info_output(reply[:-1])
     name = "b".encode("utf-16-le")
     assert info.rename_information("b", True) == struct.pack("<B7xQI", 1, 0, 2) + name
     assert info.rename_information("b", False, wide=False) == struct.pack("<B3xII", 0, 0, 2) \
