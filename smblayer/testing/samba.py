@@ -627,9 +627,13 @@ class SambaServer:
         pids = _descendants(self._proc.pid)
         if include_helpers:
             return pids
-        return [p for p in pids if _proc_comm(p) not in _HELPER_COMMS
-                and _proc_stat(p) is not None
-                and _proc_stat(p)[1] == self._proc.pid]
+        parent = self._proc.pid
+        children = []
+        for pid in pids:
+            stat = _proc_stat(pid)        # read once: the process may exit meanwhile
+            if stat is not None and stat[1] == parent and _proc_comm(pid) not in _HELPER_COMMS:
+                children.append(pid)
+        return children
 
     def connection_child(self, local_port: int,
                          timeout: float = 2.0) -> Optional[int]:

@@ -20,7 +20,8 @@ with: it offers the few public names they read (``connection``, ``state``,
 ``command_name``, ``wait_for_state``).
 
 Sending (:meth:`ChannelSet.route`): the client's request path asks, once
-the client is ACTIVE, which channel a single request goes on.  READ and
+the client is ACTIVE, which channel a single request goes on
+(:meth:`route_compound` for a compound: channel 0 but in a failover).  READ and
 WRITE of the bound session go where the :class:`ChannelPicker` says
 (``smblayer.transport.picker``, the one routing policy): channel 0 while
 it carries them without a standing queue, spilling over to the next
@@ -619,6 +620,21 @@ class ChannelSet:
         for channel in active:
             if channel.index == index:
                 return channel
+        return None
+
+    def route_compound(self, tasks) -> Optional[Channel]:
+        """:meth:`route` for a compound: channel 0 (None) unless channel 0
+        fails over.  Every element forgets the channel it last went on: one
+        sent on a carrier during a failover and sent again on channel 0
+        (a reconnect, the compound resent whole) was signed, and its reply
+        checked, with that channel's key (``task.channel``'s), and its
+        CANCEL went there."""
+        for task in tasks:
+            if not task.pinned:
+                task.channel = None
+        connector = self._connector
+        if connector is not None and connector.failing_over:
+            return self.route(tasks[0])
         return None
 
     def carries(self, task: SmbTask) -> bool:

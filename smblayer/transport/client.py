@@ -621,8 +621,9 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
                         self._before_reissue(task)
             channels = self._channels
             try:
-                if channels is not None and (len(tasks) == 1 or self._connector.failing_over):
-                    channel = channels.route(first)        # multichannel: which one
+                if channels is not None:                   # multichannel: which one
+                    channel = channels.route(first) if len(tasks) == 1 else \
+                        channels.route_compound(tasks)
                     if channel is not None:
                         for task in tasks:
                             if task.sends and task.generation != channel.generation:

@@ -342,7 +342,10 @@ class ConnectWorker:
         """Channel 0 came back while another channel carried the session:
         bind ``conn`` to the session (no new SESSION_SETUP, no recovery).
         False when it could not (every channel is gone, the binding
-        failed): the caller then recovers as after any reconnect."""
+        failed): the caller then recovers as after any reconnect, on
+        ``conn``: a binding made but not taken into use is forgotten (the
+        session set up anew there signs with its own new key, not the
+        binding's)."""
         client = self._client
         failover = self.failover                # None once the channels closed (logoff)
         self.ident = threading.get_ident()      # the binding legs go on ``conn``
@@ -354,6 +357,7 @@ class ConnectWorker:
             bound = bound and self.failing_over and not conn.lost and \
                 client.state is ClientState.ACTIVE
             if not bound:
+                conn.bound_signer = None
                 self._end_failover()
                 return False
             self.failing_over = False

@@ -228,3 +228,18 @@ def test_channel_0_lost_with_another_session_set_up_is_no_failover():
     del cs.sessions[2]
     cs.channels[0].phase = DEAD
     assert not cs.can_take_over()
+
+
+def test_a_compound_goes_on_channel_0_and_forgets_its_last_channel():
+    """A compound stays on channel 0 unless channel 0 fails over; either way
+    its elements forget the channel they last went on (a compound resent on
+    channel 0 after a failover was signed with that channel's key)."""
+    one = Channel(1, 0)
+    cs, session = channel_set(100, one)
+    tasks = [task(smb2.Command.CREATE, session), task(smb2.Command.CLOSE, session)]
+    for t in tasks:
+        t.channel = one                      # where they went during a failover
+    assert cs.route_compound(tasks) is None
+    assert [t.channel for t in tasks] == [None, None]
+    cs._connector = FailingOver()
+    assert cs.route_compound(tasks) is one

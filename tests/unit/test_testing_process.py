@@ -50,3 +50,25 @@ def test_frozen_stops_and_always_continues():
                     child.wait_line("got b", 0.3)       # stopped: no answer
                 raise RuntimeError("the block failed")
         child.wait_line("got b", 10)                    # continued after the failure
+
+
+
+def test_samba_children_survive_a_child_exiting_while_listed(monkeypatch):
+    """SambaServer.children() reads each process's /proc stat once: a child
+    that exits between two reads (None the second time) killed the soak's
+    fault thread with a TypeError."""
+    import types
+
+    from smblayer.testing import samba
+
+    server = samba.SambaServer.__new__(samba.SambaServer)
+    server._proc = types.SimpleNamespace(pid=4242, poll=lambda: None)
+    reads = []
+
+    def stat_then_gone(pid):
+        reads.append(pid)
+        return ("S", 4242) if len(reads) == 1 else None     # it exits after the first read
+
+    monkeypatch.setattr(samba, "_descendants", lambda pid: [4243])
+    monkeypatch.setattr(samba, "_proc_stat", stat_then_gone)
+    assert server.children() == [4243]
