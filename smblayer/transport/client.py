@@ -266,7 +266,8 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
         BlockingInLoopError (use smblayer.aio there)."""
         check_not_in_loop()
         self._check_task(task)
-        if wait is None and self._is_teardown(task):
+        conn = self.connection          # (_is_teardown, without the call)
+        if wait is None and conn is not None and task.command in conn.wire.teardown_commands:
             wait = self._teardown_budget()
         if wait is not None and wait <= 0:
             raise self._annotate(SmbTimeoutError(

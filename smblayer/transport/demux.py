@@ -53,11 +53,12 @@ from ..proto.framing import FrameReader, FramingError, PlacedFrame
 from ..proto.status import is_error
 from .completion import Batch
 from .sockets import Socket, socketpair
-from .task import CHANGING_COMMANDS, Reply, TaskState, move
+from .task import CHANGING_COMMANDS, IllegalTransition, Reply, TaskState, move
 from .wire import PLACEMENT_HEAD
 
 # Enum members as module constants (see task.py: the hot path's enum cost)
 _DONE, _INTERIM = TaskState.DONE, TaskState.INTERIM
+_DONE_BIT = _DONE.bit
 
 log = logging.getLogger("smblayer")
 
@@ -360,9 +361,12 @@ class Demux:
             task = inflight.retire(mid, self._conn.generation)
             if task is not None:
                 retired = task.send_credits
-                late = task.state.final
-                if not late:
-                    move(task, _DONE)
+                old = task.state
+                late = old.final
+                if not late:                    # move(task, _DONE), without the call
+                    if not old.allowed & _DONE_BIT:
+                        raise IllegalTransition("task", old, _DONE)
+                    task.state = _DONE
         self._granted += granted
         if task is None:
             self._unmatched(mid)

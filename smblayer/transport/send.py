@@ -68,7 +68,7 @@ if TYPE_CHECKING:
 from ..errors import SmbCancelledError
 from ..proto import smb2
 from ..proto.credits import MULTI_CREDIT_COMMANDS, credits_needed, request_sizes
-from ..proto.framing import frame_prefix
+from ..proto.framing import MAX_FRAME, frame_prefix, pack_length
 from .sockets import Socket
 from .task import SmbTask, TaskState, can_move, move
 
@@ -89,6 +89,7 @@ class Retry(Exception):
 #: ``Sender.send_now`` did nothing: take the general path
 NOT_NOW = object()
 _QUEUED_BIT = _QUEUED.bit
+_PACK_LENGTH = pack_length
 
 
 #: buffers per sendmsg (IOV_MAX is 1024 on Linux)
@@ -209,7 +210,14 @@ class Sender:
         lock = self._raw_lock
         if self._outbox or not lock.acquire(False):
             return NOT_NOW
-        reader = self._as_writer(self._send_now, conn, tasks, related, fast)
+        try:                            # (``_as_writer``, spelled out: no bound method,
+            reader = self._send_now(conn, tasks, related, fast)   # no argument tuple)
+        except BaseException:
+            lock.release()
+            if self._outbox:            # nobody may be left to write them
+                self._client.iod.call_soon(self._flush)
+            raise
+        lock.release()
         if self._outbox:                # queued while we held the lock
             if reader is not None and reader is not NOT_NOW:
                 reader.release_reader_role()   # their replies come too: the demux reads
@@ -421,20 +429,48 @@ class Sender:
             self._write(conn, buffers, total)
 
     def _send_single(self, conn, task: SmbTask, credits: int, now: float) -> None:
-        """``_send_batch`` of one request that is not a compound."""
+        """``_send_batch`` of one request that is not a compound (``_build``,
+        ``_credit_request``, ``frame_prefix`` and ``_write`` spelled out: four
+        calls and two buffer lists fewer per request)."""
+        wire = conn.wire
+        used = task.send_credits
+        if wire.is_smb1:
+            asked = 0
+        elif self._credits.available + used < CREDIT_TARGET:
+            asked = used + CREDIT_ASK
+        else:
+            asked = used
+        security = task.security
         try:
-            parts = self._build(conn, (task,), False)
+            header = wire.build_header(task, task.message_id, asked)
+            if security is not None:
+                parts = security.protect(task, header, [header, *task.body])
+                size = sum(map(len, parts))
+            else:
+                parts = None
+                size = len(header) + sum(map(len, task.body))
         except Exception as exc:  # noqa: BLE001 - it fails, unsent
             self._fail_unbuilt((task,), credits, exc)
             return
-        size = sum(map(len, parts)) + 4
-        task.counters = counters = self._stats.command(conn.wire, task.command)
+        task.counters = counters = self._stats.command(wire, task.command)
         counters.ops += 1
         counters.queue_time += now - task.t_queued
         if task.sends > 1:
             counters.retransmissions += 1
-        counters.bytes_sent += size
-        self._write(conn, (frame_prefix(size - 4), *parts), size)
+        counters.bytes_sent += size + 4
+        if not 0 < size <= MAX_FRAME:
+            frame_prefix(size)          # raises FramingError
+        buffers = (_PACK_LENGTH(size), *parts) if parts is not None else \
+            (_PACK_LENGTH(size), header, *task.body)
+        try:
+            sendmsg_all(conn.sock, buffers, size + 4)
+        except OSError as exc:
+            log.debug("smblayer: send failed on %s:%s: %s", self._client.host,
+                      self._client.port, exc)
+            shutdown(conn.sock)         # as in _write
+        except BaseException:
+            shutdown(conn.sock)
+            raise
 
     def _count(self, wire, tasks: Sequence[SmbTask], size: int, now: float) -> None:
         """The send-side counters of a request (or compound) of ``size`` bytes."""

@@ -32,7 +32,9 @@ _SMB2_HEADER = smb2.HEADER_SIZE
 _SMB1_REPLY = int(smb1.Flags.REPLY)
 # smb2.route's fields, unpacked here without the extra call (one per reply):
 # CreditCharge, Status, Command, Credits, Flags, NextCommand, MessageId
-_ROUTE = struct.Struct("<4x2xHIHHIIQ").unpack_from
+# (the ProtocolId read as a number: no slice of the message to compare)
+_ROUTE = struct.Struct("<I2xHIHHIIQ").unpack_from
+_SMB2_ID_U32 = _U32.unpack(_SMB2_ID)[0]
 
 # Routed reply: (message_id, status, credits granted, is_interim, async_id, body offset)
 if TYPE_CHECKING:
@@ -45,7 +47,7 @@ class Smb2Wire:
     is_smb1 = False
     max_request = MAX_FRAME
     unsolicited_id = smb2.UNSOLICITED_MESSAGE_ID
-    echo_command = smb2.Command.ECHO
+    echo_command = int(smb2.Command.ECHO)   # (a plain int: hashed and packed per echo)
     # closing a handle, a tree or a session: bounded waits on a dead server
     teardown_commands = frozenset({smb2.Command.CLOSE, smb2.Command.TREE_DISCONNECT,
                                    smb2.Command.LOGOFF})
@@ -78,9 +80,11 @@ class Smb2Wire:
 
     @staticmethod
     def route(message, offset: int = 0) -> Route:
-        if len(message) - offset < _SMB2_HEADER or message[offset:offset + 4] != _SMB2_ID:
+        if len(message) - offset < _SMB2_HEADER:
             raise smb2.MalformedMessage("not an SMB2 message")
-        charge, status, command, credits, flags, nxt, mid = _ROUTE(message, offset)
+        pid, charge, status, command, credits, flags, nxt, mid = _ROUTE(message, offset)
+        if pid != _SMB2_ID_U32:
+            raise smb2.MalformedMessage("not an SMB2 message")
         if not flags & _SERVER_TO_REDIR:
             raise smb2.MalformedMessage(f"request (not response) for MessageId {mid}")
         if flags & _ASYNC_COMMAND:
@@ -128,7 +132,7 @@ class Smb1Wire:
     # Samba (and Windows) read an SMB1 request length in 17 bits.
     max_request = 0x1FFFF
     unsolicited_id = 0xFFFF
-    echo_command = smb1.Command.ECHO
+    echo_command = int(smb1.Command.ECHO)
     teardown_commands = frozenset({smb1.Command.CLOSE, smb1.Command.TREE_DISCONNECT,
                                    smb1.Command.LOGOFF_ANDX})
     replay_flag = 0
