@@ -351,7 +351,7 @@ class Demux:
         if mid == wire.unsolicited_id:
             self._note_change()                 # at once: cached data is stale from here
             self._client.iod.call_soon(self._deliver_break,
-                                       Reply(wire.parse_header, message, body, status, encrypted))
+                                       Reply(wire.header_parser, message, body, status, encrypted))
             return
         if interim:
             self._interim(mid, granted, async_id)
@@ -375,7 +375,7 @@ class Demux:
             self._note_change()                 # done (a late reply too): as at sending
         self._retired += retired
         now = self._now                     # this read's time
-        reply = Reply(wire.parse_header, message, body, status, encrypted)
+        reply = Reply(wire.header_parser, message, body, status, encrypted)
         stats = task.counters or self._stats.command(wire, task.command)
         stats.bytes_recv += len(message) + 4
         if placed is not None:

@@ -100,6 +100,21 @@ _MAX_BUFFERS = 512
 _FLUSH_BYTES = 32 * 1024
 
 
+def charge_task(wire, task: SmbTask) -> int:
+    """Set the task's CreditCharge; return the credits it consumes: from
+    max(send payload, expected response) ([MS-SMB2] 3.2.4.1.5), both read
+    from the whole body whatever its split (``request_sizes``).  (A function:
+    CPython 3.11 does not specialise a staticmethod called through ``self``.)"""
+    if wire.is_smb1 or task.command not in MULTI_CREDIT_COMMANDS:
+        task.credit_charge = charge = wire.flat_charge       # size-independent
+    else:
+        send, expected = request_sizes(task.command, task.body, task.expected_response,
+                                       task.payload_size)
+        task.credit_charge = charge = wire.charge(task.command, send, expected)
+    task.send_credits = credits = credits_needed(charge)
+    return credits
+
+
 class SendLock:
     """The send lock: whoever releases it writes what was queued while it
     was held (see the module docstring)."""
@@ -131,7 +146,7 @@ class Sender:
         self._client = client
         self._inflight = inflight
         self._credits = credits
-        self._deadline = liveness.deadline
+        self._liveness = liveness
         self._stats = stats
         self._outbox: Deque[tuple] = collections.deque()   # (conn, tasks, related, credits)
         self._requeue = self._wake = None
@@ -157,22 +172,10 @@ class Sender:
                 move(task, _QUEUED)
         wire, need = conn.wire, 0
         for task in tasks:              # (a loop: no generator per request)
-            need += self._charge(wire, task)
+            need += charge_task(wire, task)
         return need
 
-    @staticmethod
-    def _charge(wire, task: SmbTask) -> int:
-        """Set the task's CreditCharge; return the credits it consumes: from
-        max(send payload, expected response) ([MS-SMB2] 3.2.4.1.5), both read
-        from the whole body whatever its split (``request_sizes``)."""
-        if wire.is_smb1 or task.command not in MULTI_CREDIT_COMMANDS:
-            task.credit_charge = charge = wire.flat_charge       # size-independent
-        else:
-            send, expected = request_sizes(task.command, task.body, task.expected_response,
-                                           task.payload_size)
-            task.credit_charge = charge = wire.charge(task.command, send, expected)
-        task.send_credits = credits = credits_needed(charge)
-        return credits
+    _charge = staticmethod(charge_task)
 
     def transmit(self, conn, tasks: Sequence[SmbTask], related: bool, credits: int,
                  fast: bool = False):
@@ -236,7 +239,7 @@ class Sender:
             for task in tasks:
                 if not task.state.allowed & _QUEUED_BIT:
                     raise task.error or SmbCancelledError("request cancelled")
-                need += self._charge(wire, task)
+                need += charge_task(wire, task)
             if not self._credits.take_now(need, tasks[0].priority):
                 return NOT_NOW
             demux = conn.demux
@@ -249,7 +252,7 @@ class Sender:
                 task.state = _QUEUED
                 inflight.register(task, inflight.allocate(wire.is_smb1, task.send_credits),
                                   conn.generation, now)
-                if not task.is_probe and inflight.arm(task, self._deadline(task, now)):
+                if not task.is_probe and inflight.arm(task, self._liveness.deadline(task, now)):
                     wake = True
         try:
             if single:
@@ -364,7 +367,7 @@ class Sender:
                     mid = inflight.allocate(smb1, task.send_credits)
                     inflight.register(task, mid, conn.generation, now)
                     if not task.is_probe:
-                        wake |= inflight.arm(task, self._deadline(task, now))
+                        wake |= inflight.arm(task, self._liveness.deadline(task, now))
                 batch.append(entry)
         for task in woken:
             self._wake(task)
