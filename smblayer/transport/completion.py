@@ -63,6 +63,17 @@ class _FutureCondition(threading.Condition):
     _release_save = property(attrgetter("_lock._release_save"))
     _acquire_restore = property(attrgetter("_lock._acquire_restore"))
     _is_owned = property(attrgetter("_lock._is_owned"))
+    # ``with`` looks these up on the type and binds them: the RLock's own C
+    # methods, not Condition's Python __enter__/__exit__ (two frames a ``with``,
+    # two ``with`` blocks an async request: set_result() and result())
+    __enter__ = property(attrgetter("_lock.__enter__"))
+    __exit__ = property(attrgetter("_lock.__exit__"))
+
+    def notify_all(self) -> None:
+        """Condition.notify_all, at no cost when nobody waits (a Future's
+        waiters are usually ``wait()``'s, not this Condition's)."""
+        if self._waiters:
+            self.notify(len(self._waiters))
 
 
 class SmbFuture(Future):
