@@ -57,7 +57,8 @@ class MultichannelMixin:
             if channels is None:
                 channels = self._channels = ChannelSet(
                     self, max_channels=self.max_channels, table_lock=self._inflight.lock,
-                    stats=self._stats, sessions=self._sessions, wake=self._wake,
+                    stats=self._stats, sessions=self._sessions,
+                    sessions_up=self._sessions_up, wake=self._wake,
                     deliver_break=self._deliver_break, resend=self._send_async,
                     before_reissue=self._before_reissue, connector=self._connector)
                 self._connector.failover = channels
