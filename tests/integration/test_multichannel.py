@@ -1047,7 +1047,7 @@ def test_a_compound_sent_during_a_failover_is_sent_again_with_channel_0s_key(
         end = time.monotonic() + 10
         # pending on the new connection (async_id: its interim reply there;
         # t_pending stays from the first send, before the server has it)
-        while not (client.stats()["_client"]["reconnects"] and notify.t_pending and
+        while not (client.stats()["_client"]["reconnects"] and notify.async_id is not None and
                    notify.generation == client.connection.generation) and \
                 not future.done():
             assert time.monotonic() < end, "the compound was not sent again"
