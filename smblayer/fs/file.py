@@ -327,8 +327,9 @@ class SmbRawFile(ClosingMixin, LockingFile, io.RawIOBase):
         # most what is known to be there (a short read is fine for raw I/O)
         buf = bytearray(min(size, max(self._size - self._pos, _READ_ALLOC)))
         n = self.readinto(buf)
-        del buf[n:]
-        return bytes(buf)
+        # copied out, never resized: a task the receive thread drops late may
+        # still hold a view of it (BufferError)
+        return bytes(buf) if n == len(buf) else bytes(memoryview(buf)[:n])
 
     def readall(self) -> bytes:
         self._need(readable=True)
@@ -346,8 +347,7 @@ class SmbRawFile(ClosingMixin, LockingFile, io.RawIOBase):
             buf = bytearray(ask)
             n = self._read_into(self._pos, memoryview(buf))
             if n:
-                del buf[n:]
-                parts.append(buf)
+                parts.append(buf if n == ask else memoryview(buf)[:n])     # as in read()
                 self._pos += n
             if n < ask:
                 break

@@ -219,19 +219,19 @@ class FileInfo(Record):
         mtime = (ft - _EPOCH_DELTA) * 100 if ft else 0
         ft = self.change_time or ft
         ctime = (ft - _EPOCH_DELTA) * 100 if ft else 0
-        ft = self.creation_time
-        btime = (ft - _EPOCH_DELTA) * 100 if ft else 0
         a_s, a_ns = divmod(atime, 1000000000)
         m_s, m_ns = divmod(mtime, 1000000000)
         c_s, c_ns = divmod(ctime, 1000000000)
-        b_s, b_ns = divmod(btime, 1000000000)
         posix = self.posix
         uid, gid = (0, 0) if posix is None else _owner_ids(posix)
         head = (self.mode, self.file_index, dev, self.nlink, uid, gid, self.size, a_s, m_s, c_s,
                 a_s + a_ns * 1e-9, m_s + m_ns * 1e-9, c_s + c_ns * 1e-9, atime, mtime, ctime)
         tail = {"st_blksize": 4096, "st_blocks": (self.allocation_size + 511) // 512,
-                "st_rdev": 0, "st_birthtime": b_s + b_ns * 1e-9,
-                "st_file_attributes": self.attributes}
+                "st_rdev": 0, "st_file_attributes": self.attributes}
+        if _BIRTHTIME:                      # not on Linux
+            ft = self.creation_time
+            b_s, b_ns = divmod((ft - _EPOCH_DELTA) * 100 if ft else 0, 1000000000)
+            tail["st_birthtime"] = b_s + b_ns * 1e-9
         if _STAT_TAIL is None:
             return os.stat_result(head[:10], dict(zip(_STAT_NAMED, head[10:]), **tail))
         # the whole sequence: a dict costs os.stat_result a string per field it looks up
@@ -258,6 +258,7 @@ def _stat_tail() -> Optional[Tuple[str, ...]]:
 
 
 _STAT_TAIL = _stat_tail()
+_BIRTHTIME = _STAT_TAIL is None or "st_birthtime" in _STAT_TAIL
 
 
 def _owner_ids(posix) -> Tuple[int, int]:

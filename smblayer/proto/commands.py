@@ -29,6 +29,7 @@ Nothing here does I/O.
 from __future__ import annotations
 
 import struct
+from codecs import utf_16_le_encode
 TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     from typing import List, Optional, Sequence, Tuple
@@ -238,7 +239,7 @@ def create_request(path: str, *, desired_access: int, disposition: int,
     """CREATE ([MS-SMB2] 2.2.13).  ``path`` is share-relative with
     backslashes ("" is the share root; a pipe name on IPC$).  ``contexts``:
     already packed create contexts (8-byte aligned chain)."""
-    name = path.encode("utf-16-le")
+    name = utf_16_le_encode(path)[0]      # str.encode looks the codec up by name each time
     name_off = HEADER_SIZE + _CREATE.size
     buffer = name or b"\0"
     ctx_off = 0

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 MAX_FRAME = 0xFFFFFF
 _LENGTH = struct.Struct(">I")
 _LENGTH_AT = _LENGTH.unpack_from
+#: the prefix of a length known to be in 1..MAX_FRAME (no check: see frame_prefix)
+pack_length = _LENGTH.pack
 
 if TYPE_CHECKING:
     Buffer = Union[bytes, bytearray, memoryview]
@@ -91,31 +93,12 @@ class FrameReader:
                 head, self._placed_head = self._placed_head, b""
                 return [PlacedFrame(head, frame)]
             return [frame]
-        self._end += nbytes
-        return self._parse()
-
-    def redirect(self, tail: memoryview) -> bool:
-        """If the frame being received goes into ``tail`` (a placement),
-        receive the rest of it into a private buffer instead: its owner
-        withdrew it.  True if it did."""
-        if self._big is None or self._big is not tail:
-            return False
-        self._big = bytearray(len(tail))
-        return True
-
-    @property
-    def pending(self) -> int:
-        """Bytes of an incomplete frame held (0 at a frame boundary)."""
-        if self._big is not None:
-            return 4 + self._big_filled
-        return self._end - self._start
-
-    def _parse(self) -> List[Buffer]:
+        # (the parse, in here: one call per read, not two)
+        self._end = end = self._end + nbytes
         frames: List[Buffer] = []
         buf = self._buf
         view = self._view
         start = self._start
-        end = self._end
         while end - start >= 4:
             if buf[start] != 0:
                 self._start = start
@@ -156,6 +139,22 @@ class FrameReader:
         else:
             self._start = start
         return frames
+
+    def redirect(self, tail: memoryview) -> bool:
+        """If the frame being received goes into ``tail`` (a placement),
+        receive the rest of it into a private buffer instead: its owner
+        withdrew it.  True if it did."""
+        if self._big is None or self._big is not tail:
+            return False
+        self._big = bytearray(len(tail))
+        return True
+
+    @property
+    def pending(self) -> int:
+        """Bytes of an incomplete frame held (0 at a frame boundary)."""
+        if self._big is not None:
+            return 4 + self._big_filled
+        return self._end - self._start
 
     def _compact(self) -> None:
         live = self._end - self._start

@@ -112,7 +112,7 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
     """
 
     #: ClientState: CONNECTING, ACTIVE, RECONNECTING or CLOSED
-    state: ClientState = ClientState.CONNECTING
+    state: ClientState
     #: references handed out by get_client() and not yet released
     refcount: int = 0
     #: the current connection generation (socket, negotiate result, demux), or None
@@ -153,8 +153,9 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
         self._forked = False
         self.changes = REGISTRY.changes     # moves with every possible change
 
-        self.state = ClientState.CONNECTING
-        self.connection = None
+        self.state = ClientState.CONNECTING     # (instance attributes, no Enum class
+        self.connection = None                  # default: CPython 3.11 specialises
+        self._channels = None                   # their reads then)
         self._last_dialect: Optional[Dialect] = None    # what a closed client spoke
         self._stats = ClientStats()
         self._teardown_stalled: Optional[tuple] = None   # (generation, last_rx) of a stall
@@ -267,7 +268,8 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
         BlockingInLoopError (use smblayer.aio there)."""
         check_not_in_loop()
         self._check_task(task)
-        if wait is None and self._is_teardown(task):
+        conn = self.connection          # (a teardown request: a bounded wait)
+        if wait is None and conn is not None and task.command in conn.wire.teardown_commands:
             wait = self._teardown_budget()
         if wait is not None and wait <= 0:
             raise self._annotate(SmbTimeoutError(
@@ -299,16 +301,13 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
             # waiting, keep the MID reserved for the late reply, tell the server.
             error = exc if isinstance(exc, SmbTimeoutError) else \
                 SmbCancelledError("request interrupted")
-            if wait is not None and isinstance(exc, SmbTimeoutError) and \
-                    self._is_teardown(task):
+            conn = self.connection
+            if wait is not None and isinstance(exc, SmbTimeoutError) and conn is not None \
+                    and task.command in conn.wire.teardown_commands:
                 self._teardown_stalled = (self.generation, self._liveness.last_rx)
             self._abandon(task, error)
             raise self._annotate(exc, task) if isinstance(exc, SmbError) else exc
         return self._finish(task)
-
-    def _is_teardown(self, task: SmbTask) -> bool:
-        conn = self.connection
-        return conn is not None and task.command in conn.wire.teardown_commands
 
     def _teardown_budget(self) -> float:
         """How long a teardown request may wait: TEARDOWN_WAIT, or nothing
@@ -358,12 +357,14 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
         if conn is None:
             raise SmbClosedError("client is not connected")
         wire = conn.wire
+        task = SmbTask(wire.echo_command, wire.echo_parts)   # (keywords: a dict, ~2 k instr.)
+        task.timeouts, task.priority = timeouts, True
         if wire.is_smb1:
-            return SmbTask(wire.echo_command, wire.echo_body(), timeouts=timeouts,
-                           priority=True, security=self.default_security)
-        session = next(iter(self._sessions.values()), None)
-        return SmbTask(wire.echo_command, wire.echo_body(), timeouts=timeouts, priority=True,
-                       session_id=getattr(session, "session_id", 0), security=session)
+            task.security = self.default_security
+        else:
+            task.security = session = next(iter(self._sessions.values()), None)
+            task.session_id = getattr(session, "session_id", 0)
+        return task
 
     def hold_sends(self) -> bool:
         """Before sending several async requests in a row from one thread

@@ -53,11 +53,12 @@ from ..proto.framing import FrameReader, FramingError, PlacedFrame
 from ..proto.status import is_error
 from .completion import Batch
 from .sockets import Socket, socketpair
-from .task import CHANGING_COMMANDS, Reply, TaskState, move
+from .task import CHANGING_COMMANDS, IllegalTransition, Reply, TaskState, move
 from .wire import PLACEMENT_HEAD
 
 # Enum members as module constants (see task.py: the hot path's enum cost)
 _DONE, _INTERIM = TaskState.DONE, TaskState.INTERIM
+_DONE_BIT = _DONE.bit
 
 log = logging.getLogger("smblayer")
 
@@ -350,7 +351,7 @@ class Demux:
         if mid == wire.unsolicited_id:
             self._note_change()                 # at once: cached data is stale from here
             self._client.iod.call_soon(self._deliver_break,
-                                       Reply(wire.parse_header, message, body, status, encrypted))
+                                       Reply(wire.header_parser, message, body, status, encrypted))
             return
         if interim:
             self._interim(mid, granted, async_id)
@@ -360,9 +361,12 @@ class Demux:
             task = inflight.retire(mid, self._conn.generation)
             if task is not None:
                 retired = task.send_credits
-                late = task.state.final
-                if not late:
-                    move(task, _DONE)
+                old = task.state
+                late = old.final
+                if not late:                    # move(task, _DONE), without the call
+                    if not old.allowed & _DONE_BIT:
+                        raise IllegalTransition("task", old, _DONE)
+                    task.state = _DONE
         self._granted += granted
         if task is None:
             self._unmatched(mid)
@@ -371,7 +375,7 @@ class Demux:
             self._note_change()                 # done (a late reply too): as at sending
         self._retired += retired
         now = self._now                     # this read's time
-        reply = Reply(wire.parse_header, message, body, status, encrypted)
+        reply = Reply(wire.header_parser, message, body, status, encrypted)
         stats = task.counters or self._stats.command(wire, task.command)
         stats.bytes_recv += len(message) + 4
         if placed is not None:

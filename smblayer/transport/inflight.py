@@ -29,10 +29,11 @@ TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     from typing import Dict, List, Optional, Tuple
 
-from .task import SmbTask, TaskState, move
+from .task import IllegalTransition, SmbTask, TaskState
 
 # Enum members as module constants (see task.py: the hot path's enum cost)
 _INTERIM, _SENT = TaskState.INTERIM, TaskState.SENT
+_SENT_BIT = _SENT.bit
 
 NEVER = float("inf")
 _COMPACT_MIN = 256
@@ -76,7 +77,10 @@ class InFlight:
     def register(self, task: SmbTask, mid: int, generation: int, now: float) -> None:
         """Enter ``task`` as sent with ``mid``; raises IllegalTransition when
         it may not be sent (cancelled meanwhile)."""
-        move(task, _SENT)
+        old = task.state
+        if not old.allowed & _SENT_BIT:         # move(task, _SENT), without the call
+            raise IllegalTransition("task", old, _SENT)
+        task.state = _SENT
         task.message_id = mid
         task.generation = generation
         task.async_id = None
@@ -95,7 +99,13 @@ class InFlight:
         if task is None or task.generation != generation:
             return None
         del self.pending[mid]
-        self.disarm(task)
+        entry = task.timer
+        if entry is not None:           # disarm(task), without the call
+            entry[2] = None
+            task.timer = None
+            self._dead += 1
+            if self._dead > _COMPACT_MIN and self._dead * 2 > len(self._heap):
+                self._compact()
         return task
 
     def find(self, mid: int, generation: int) -> Optional[SmbTask]:
@@ -143,9 +153,13 @@ class InFlight:
             task.timer = None
             self._dead += 1
             if self._dead > _COMPACT_MIN and self._dead * 2 > len(self._heap):
-                self._heap = [e for e in self._heap if e[2] is not None]
-                heapq.heapify(self._heap)
-                self._dead = 0
+                self._compact()
+
+    def _compact(self) -> None:
+        """Drop the dead timer entries (they outnumber the live ones)."""
+        self._heap = [e for e in self._heap if e[2] is not None]
+        heapq.heapify(self._heap)
+        self._dead = 0
 
     def expire(self, now: float) -> Tuple[List[SmbTask], float]:
         """Pop every timer due at ``now``; return their tasks and the next

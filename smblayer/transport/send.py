@@ -68,7 +68,7 @@ if TYPE_CHECKING:
 from ..errors import SmbCancelledError
 from ..proto import smb2
 from ..proto.credits import MULTI_CREDIT_COMMANDS, credits_needed, request_sizes
-from ..proto.framing import frame_prefix
+from ..proto.framing import MAX_FRAME, frame_prefix, pack_length
 from .sockets import Socket
 from .task import SmbTask, TaskState, can_move, move
 
@@ -89,6 +89,7 @@ class Retry(Exception):
 #: ``Sender.send_now`` did nothing: take the general path
 NOT_NOW = object()
 _QUEUED_BIT = _QUEUED.bit
+_PACK_LENGTH = pack_length
 
 
 #: buffers per sendmsg (IOV_MAX is 1024 on Linux)
@@ -97,6 +98,21 @@ _MAX_BUFFERS = 512
 #: built: a large protected frame may sit in a buffer its security reuses
 #: for the next large one (security/crypto.py, REUSE_FROM = 64 KiB)
 _FLUSH_BYTES = 32 * 1024
+
+
+def charge_task(wire, task: SmbTask) -> int:
+    """Set the task's CreditCharge; return the credits it consumes: from
+    max(send payload, expected response) ([MS-SMB2] 3.2.4.1.5), both read
+    from the whole body whatever its split (``request_sizes``).  (A function:
+    CPython 3.11 does not specialise a staticmethod called through ``self``.)"""
+    if wire.is_smb1 or task.command not in MULTI_CREDIT_COMMANDS:
+        task.credit_charge = charge = wire.flat_charge       # size-independent
+    else:
+        send, expected = request_sizes(task.command, task.body, task.expected_response,
+                                       task.payload_size)
+        task.credit_charge = charge = wire.charge(task.command, send, expected)
+    task.send_credits = credits = credits_needed(charge)
+    return credits
 
 
 class SendLock:
@@ -130,7 +146,7 @@ class Sender:
         self._client = client
         self._inflight = inflight
         self._credits = credits
-        self._deadline = liveness.deadline
+        self._liveness = liveness
         self._stats = stats
         self._outbox: Deque[tuple] = collections.deque()   # (conn, tasks, related, credits)
         self._requeue = self._wake = None
@@ -156,22 +172,10 @@ class Sender:
                 move(task, _QUEUED)
         wire, need = conn.wire, 0
         for task in tasks:              # (a loop: no generator per request)
-            need += self._charge(wire, task)
+            need += charge_task(wire, task)
         return need
 
-    @staticmethod
-    def _charge(wire, task: SmbTask) -> int:
-        """Set the task's CreditCharge; return the credits it consumes: from
-        max(send payload, expected response) ([MS-SMB2] 3.2.4.1.5), both read
-        from the whole body whatever its split (``request_sizes``)."""
-        if wire.is_smb1 or task.command not in MULTI_CREDIT_COMMANDS:
-            task.credit_charge = charge = wire.flat_charge       # size-independent
-        else:
-            send, expected = request_sizes(task.command, task.body, task.expected_response,
-                                           task.payload_size)
-            task.credit_charge = charge = wire.charge(task.command, send, expected)
-        task.send_credits = credits = credits_needed(charge)
-        return credits
+    _charge = staticmethod(charge_task)
 
     def transmit(self, conn, tasks: Sequence[SmbTask], related: bool, credits: int,
                  fast: bool = False):
@@ -209,7 +213,14 @@ class Sender:
         lock = self._raw_lock
         if self._outbox or not lock.acquire(False):
             return NOT_NOW
-        reader = self._as_writer(self._send_now, conn, tasks, related, fast)
+        try:                            # (``_as_writer``, spelled out: no bound method,
+            reader = self._send_now(conn, tasks, related, fast)   # no argument tuple)
+        except BaseException:
+            lock.release()
+            if self._outbox:            # nobody may be left to write them
+                self._client.iod.call_soon(self._flush)
+            raise
+        lock.release()
         if self._outbox:                # queued while we held the lock
             if reader is not None and reader is not NOT_NOW:
                 reader.release_reader_role()   # their replies come too: the demux reads
@@ -228,7 +239,7 @@ class Sender:
             for task in tasks:
                 if not task.state.allowed & _QUEUED_BIT:
                     raise task.error or SmbCancelledError("request cancelled")
-                need += self._charge(wire, task)
+                need += charge_task(wire, task)
             if not self._credits.take_now(need, tasks[0].priority):
                 return NOT_NOW
             demux = conn.demux
@@ -241,7 +252,7 @@ class Sender:
                 task.state = _QUEUED
                 inflight.register(task, inflight.allocate(wire.is_smb1, task.send_credits),
                                   conn.generation, now)
-                if not task.is_probe and inflight.arm(task, self._deadline(task, now)):
+                if not task.is_probe and inflight.arm(task, self._liveness.deadline(task, now)):
                     wake = True
         try:
             if single:
@@ -356,7 +367,7 @@ class Sender:
                     mid = inflight.allocate(smb1, task.send_credits)
                     inflight.register(task, mid, conn.generation, now)
                     if not task.is_probe:
-                        wake |= inflight.arm(task, self._deadline(task, now))
+                        wake |= inflight.arm(task, self._liveness.deadline(task, now))
                 batch.append(entry)
         for task in woken:
             self._wake(task)
@@ -421,20 +432,48 @@ class Sender:
             self._write(conn, buffers, total)
 
     def _send_single(self, conn, task: SmbTask, credits: int, now: float) -> None:
-        """``_send_batch`` of one request that is not a compound."""
+        """``_send_batch`` of one request that is not a compound (``_build``,
+        ``_credit_request``, ``frame_prefix`` and ``_write`` spelled out: four
+        calls and two buffer lists fewer per request)."""
+        wire = conn.wire
+        used = task.send_credits
+        if wire.is_smb1:
+            asked = 0
+        elif self._credits.available + used < CREDIT_TARGET:
+            asked = used + CREDIT_ASK
+        else:
+            asked = used
+        security = task.security
         try:
-            parts = self._build(conn, (task,), False)
+            header = wire.build_header(task, task.message_id, asked)
+            if security is not None:
+                parts = security.protect(task, header, [header, *task.body])
+                size = sum(map(len, parts))
+            else:
+                parts = None
+                size = len(header) + sum(map(len, task.body))
         except Exception as exc:  # noqa: BLE001 - it fails, unsent
             self._fail_unbuilt((task,), credits, exc)
             return
-        size = sum(map(len, parts)) + 4
-        task.counters = counters = self._stats.command(conn.wire, task.command)
+        task.counters = counters = self._stats.command(wire, task.command)
         counters.ops += 1
         counters.queue_time += now - task.t_queued
         if task.sends > 1:
             counters.retransmissions += 1
-        counters.bytes_sent += size
-        self._write(conn, (frame_prefix(size - 4), *parts), size)
+        counters.bytes_sent += size + 4
+        if not 0 < size <= MAX_FRAME:
+            frame_prefix(size)          # raises FramingError
+        buffers = (_PACK_LENGTH(size), *parts) if parts is not None else \
+            (_PACK_LENGTH(size), header, *task.body)
+        try:
+            sendmsg_all(conn.sock, buffers, size + 4)
+        except OSError as exc:
+            log.debug("smblayer: send failed on %s:%s: %s", self._client.host,
+                      self._client.port, exc)
+            shutdown(conn.sock)         # as in _write
+        except BaseException:
+            shutdown(conn.sock)
+            raise
 
     def _count(self, wire, tasks: Sequence[SmbTask], size: int, now: float) -> None:
         """The send-side counters of a request (or compound) of ``size`` bytes."""

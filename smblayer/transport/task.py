@@ -7,8 +7,10 @@ the task's parking lock, an async task's completion goes to smbiod.
 
 Life cycle: every move goes through :func:`move`, which checks it against
 ``TRANSITIONS`` (the h11 way) and raises :class:`IllegalTransition` for any
-other.  The client calls it under its MID-table lock, so a cancel and a send
-can never both win: a CANCELLED task is never sent::
+other (the per-request moves -- QUEUED in ``Sender._send_now``, SENT in
+``InFlight.register``, DONE in ``Demux._dispatch_one`` -- spell the same
+check on the members' bit masks inline, without the call).  The client
+calls it under its MID-table lock, so a cancel and a send can never both win: a CANCELLED task is never sent::
 
     NEW -> QUEUED (waiting for credits / an ACTIVE client) -> SENT
         -> INTERIM (STATUS_PENDING received, still waiting)
@@ -41,6 +43,7 @@ class TaskState(enum.Enum):
 
 
 _OK_ONLY = frozenset({0})
+_OK_DEFAULT = (0,)      # ok_statuses' default: told apart by identity first
 #: SMB2 commands that may change what a READ of a file returns (its data,
 #: its size, a byte-range lock on it)
 CHANGING_COMMANDS = frozenset({0x05, 0x09, 0x0A, 0x0B, 0x11})  # CREATE WRITE LOCK IOCTL SET_INFO
@@ -173,13 +176,16 @@ class SmbTask:
                  session_id: int = 0, flags: int = 0, security: Any = None,
                  expected_response: int = 0, replayable: bool = True,
                  timeouts: Optional[TimeoutPolicy] = None,
-                 ok_statuses: Sequence[int] = (0,), path: Optional[str] = None,
+                 ok_statuses: Sequence[int] = _OK_DEFAULT, path: Optional[str] = None,
                  priority: bool = False, on_late_reply: Any = None, tree: Any = None,
                  long_poll: bool = False,
                  on_reissue: Optional[Callable[["SmbTask"], bool]] = None):
         self.command = command
         self.body = body = tuple(body)
-        self.payload_size = sum(map(len, body))
+        size = 0
+        for part in body:               # (a loop: cheaper than sum(map()) for 1-3 parts)
+            size += len(part)
+        self.payload_size = size
         self.tree_id = tree_id
         self.session_id = session_id
         self.flags = flags
@@ -187,7 +193,8 @@ class SmbTask:
         self.expected_response = expected_response
         self.replayable = replayable
         self.timeouts = timeouts
-        self.ok_statuses = _OK_ONLY if ok_statuses == (0,) else frozenset(ok_statuses)
+        self.ok_statuses = _OK_ONLY if ok_statuses is _OK_DEFAULT or ok_statuses == (0,) \
+            else frozenset(ok_statuses)
         self.path = path
         self.priority = priority          # may use the reserved credit (echo, break ack)
         self.on_late_reply = on_late_reply  # called with the reply of an abandoned task

@@ -21,6 +21,7 @@ from smblayer.fs import ops as O
 from smblayer.fs.ops import ops_for
 from smblayer.proto import smb1
 from smblayer.task import SmbTask, TaskState
+from smblayer.transport.states import ClientState
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -57,7 +58,7 @@ class TracedClient(SmbClient):
 
     @property
     def state(self):
-        return self.__dict__.get("_traced_state", SmbClient.state)
+        return self.__dict__.get("_traced_state", ClientState.CONNECTING)
 
     @state.setter
     def state(self, new):
