@@ -476,7 +476,7 @@ class ChannelSet:
         self.table_lock = table_lock
         self.stats = stats
         self.sessions = sessions          # by id, with keys: the demuxes decrypt with them
-        self.sessions_up = sessions_up    # every session set up (client.session_up)
+        self.sessions_up = sessions_up    # every session set up (connector's)
         self.wake = wake
         self.deliver_break = deliver_break
         self._resend = resend

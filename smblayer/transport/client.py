@@ -47,7 +47,7 @@ import time
 from concurrent.futures import Future, InvalidStateError
 TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
-    from typing import Dict, Optional, Sequence, Set
+    from typing import Dict, Optional, Sequence
 
 from ..config import Dialect, DialectRange, ReconnectPolicy, TimeoutPolicy
 from ..errors import (SmbCancelledError, SmbClosedError, SmbConnectionError, SmbError,
@@ -161,7 +161,6 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
         self._teardown_stalled: Optional[tuple] = None   # (generation, last_rx) of a stall
         self.hooks = Hooks()
         self._sessions: Dict[int, object] = {}      # SessionId -> session (decrypt, echo)
-        self._sessions_up: Set[object] = set()       # every session set up (hooks.py)
         self.default_security = None                # SMB1: the session that signs echoes
         self.smb1_signing = None                    # SMB1: per-connection signing state
         self._extensions: Dict[str, object] = {}     # under _extensions_lock (a leaf)

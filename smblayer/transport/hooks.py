@@ -18,12 +18,9 @@ callbacks):
 :class:`HandlersMixin` is the client's public face of them (``add_*`` /
 ``remove_*``), plus the two other registries the upper layers keep on a
 client: its extensions (one object per key, e.g. fs's break router) and
-its sessions: by id, those with keys (for decryption and ECHO signing),
-and every one set up, guest and anonymous ones too (``session_up``: what
-multichannel's failover decision counts).  It works on the client's
-``hooks``, ``_extensions`` (under ``_extensions_lock``, a leaf lock),
-``_sessions`` and ``_sessions_up`` (under ``_state_cond``, with
-``connection``), which the client creates.
+its sessions by id (for decryption and ECHO signing).  It works on the
+client's ``hooks``, ``_extensions`` (under ``_extensions_lock``, a leaf
+lock) and ``_sessions``, which the client creates.
 
 A failing callback is logged and does not stop the others.  None of them
 runs under a layer lock.
@@ -159,24 +156,3 @@ class HandlersMixin:
 
     def unregister_session(self, session_id: int) -> None:
         self._sessions.pop(session_id, None)
-
-    def session_up(self, session, generation: int) -> bool:
-        """``session`` (any kind: signed, guest, anonymous) has just been set
-        up on connection ``generation``: it is one of the client's sessions
-        until :meth:`session_down`.  False, and it is not, when that
-        connection was lost meanwhile: the server logged the session off
-        with it, and a multichannel failover decided then did not count it
-        (the caller sets it up again).  Under the state lock that decision
-        takes (``ConnectWorker.connection_lost``), so a session is counted
-        either before it or not at all."""
-        with self._state_cond:
-            conn = self.connection
-            if conn is None or conn.generation != generation or conn.lost:
-                return False
-            self._sessions_up.add(session)
-            return True
-
-    def session_down(self, session) -> None:
-        """``session`` is logged off: no longer one of the client's sessions."""
-        with self._state_cond:
-            self._sessions_up.discard(session)
