@@ -51,7 +51,7 @@ def _record_wakes(client, record):
     """Count the reader's wake-ups (the demux's wake callable, or the
     client's where the demux calls that)."""
     demux = client._conn.demux
-    owner = demux if "_wake" in vars(demux) else client
+    owner = demux if hasattr(demux, "_wake") else client
     real = owner._wake
 
     def wake(task):

@@ -122,7 +122,7 @@ def test_credits_of_one_read_are_granted_before_the_first_wake(samba):
             assert time.monotonic() < deadline, "the replies never arrived"
             select.select([sock], [], [], 0.05)
         seen = []
-        owner = demux if "_wake" in vars(demux) else client
+        owner = demux if hasattr(demux, "_wake") else client
         real = owner._wake
 
         def wake(task):
