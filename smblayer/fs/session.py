@@ -17,7 +17,12 @@ is *not* replayable (a reconnect mid-setup fails it; the reconnect handler
 starts over).  For 3.1.1 the preauth hash runs from the connection's
 NEGOTIATE hash over every SESSION_SETUP request and every non-final
 response; the keys come from the hash before the final response, which is
-then verified with the new signing key.
+then verified with the new signing key.  All legs go on one connection,
+and the hash starts from that connection's NEGOTIATE.  Once set up, a
+session (guest and anonymous ones too) is one of the client's
+(``client.session_up``, until logoff: multichannel's failover counts them);
+one whose connection was lost before that is set up again.  A session with
+keys is also registered by id (``register_session``: decryption, ECHO).
 
 Per-dialect differences live in two small operation tables,
 ``_Smb2Auth`` and ``_Smb1Auth``; Session itself never branches on the dialect.
@@ -71,11 +76,14 @@ _SETUP_TRIES = 3          # SESSION_SETUP exchanges cut short by a reconnect, th
 class _ConnectionChanged(Exception):
     """A SESSION_SETUP leg was lost with its connection, or went out on a
     newer one than the exchange began on: start over (``error``: what to
-    raise when out of tries)."""
+    raise when out of tries).  ``counts``: False when the exchange ended
+    but its connection was lost before the session was counted (no try
+    lost: the next one waits for a connection)."""
 
-    def __init__(self, error: SmbError):
+    def __init__(self, error: SmbError, counts: bool = True):
         super().__init__(str(error))
         self.error = error
+        self.counts = counts
 
 
 def _decode(parse, reply):
@@ -468,11 +476,13 @@ class Session:
 
     def _setup(self) -> None:
         with self._setup_lock:
-            for attempt in range(_SETUP_TRIES):
+            tries = 0
+            while True:
                 try:
                     return self._setup_once()
                 except _ConnectionChanged as changed:
-                    if attempt + 1 == _SETUP_TRIES:
+                    tries += changed.counts
+                    if tries == _SETUP_TRIES:
                         raise changed.error from None
                     log.info("smblayer: %s:%s: the connection changed during SESSION_SETUP; "
                              "starting over", self.client.host, self.client.port)
@@ -482,7 +492,12 @@ class Session:
         the keys come from that connection's NEGOTIATE (the preauth hash),
         and a SessionId lives on its connection.  A reconnect in between
         (a leg lost with its connection, or sent on the next one) raises
-        _ConnectionChanged: ``_setup`` starts over on the new connection."""
+        _ConnectionChanged: ``_setup`` starts over on the new connection.
+        So does that connection's loss before the session is one of the
+        client's (``client.session_up``): the server logged it off with
+        the connection, and a multichannel failover decided meanwhile did
+        not count it (the bound session then binds channel 0's next
+        connection instead of a reconnect that would set this one up again)."""
         self.established = False
         negotiated = self.client.negotiated
         if negotiated is None:
@@ -502,6 +517,11 @@ class Session:
             log.info("smblayer: %s:%s: %s; authenticating with NTLM directly",
                      self.client.host, self.client.port, exc)
             self._authenticate("ntlm")
+        if not self.client.session_up(self, self._setup_generation):
+            self.client.unregister_session(self.session_id)
+            raise _ConnectionChanged(SmbConnectionError(
+                f"connection to {self.client.host}:{self.client.port} lost as SESSION_SETUP "
+                "ended"), counts=False)
         self.established = True
 
     def _authenticate(self, protocol: str, reauth: bool = False) -> None:
@@ -517,8 +537,14 @@ class Session:
 
     def _setup_legs(self, protocol: str, reauth: bool) -> None:
         ops = self._ops
-        self._setup_generation = self.client.generation    # the legs must all go here
-        negotiated = self.client.negotiated
+        # The legs must all go on this connection, and on 3.1.1 its NEGOTIATE
+        # starts the preauth hash: both from one Connection (the connect
+        # worker numbers a new connection before it is the client's).
+        conn = self.client.connection
+        if conn is None:
+            raise SmbError("client is not connected")
+        self._setup_generation = conn.generation
+        negotiated = conn.negotiated
         if not reauth:
             self.preauth = None
             if negotiated.dialect is Dialect.SMB3_1_1:
@@ -813,6 +839,7 @@ class Session:
             log.debug("smblayer: LOGOFF failed: %s", exc)
         finally:
             self.client.unregister_session(self.session_id)
+            self.client.session_down(self)
             if self.client.default_security is self:
                 self.client.default_security = None
 

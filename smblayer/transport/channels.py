@@ -84,7 +84,9 @@ for channel 0 (the client's ``_wait_sendable`` asks the connect worker's
 ``carries``), e.g. a new session's SESSION_SETUP.  And losing channel 0
 while another session is set up is no failover (:meth:`can_take_over`):
 the server logged that session off with its only connection, so it is the
-reconnect and recovery, which set every session up again.
+reconnect and recovery, which set every session up again.  Every session
+counts, guest and anonymous too (``sessions_up``: the client's
+``session_up``, under the state lock the decision is taken under).
 
 Lock order: the set's ``_lock`` is a leaf (nothing else is taken under it);
 the worker runs connects and bindings with no lock held.
@@ -466,14 +468,15 @@ class ChannelSet:
 
     def __init__(self, client, *, max_channels: int, table_lock, stats,
                  sessions: Dict[int, object], wake: Callable, deliver_break: Callable,
-                 resend: Callable, before_reissue: Callable, connector=None):
+                 resend: Callable, before_reissue: Callable, connector=None, sessions_up=()):
         self.client = client
         self.main = MainChannel(client)
         self._connector = connector       # its failing_over, end_failover()
         self.max_channels = max(1, int(max_channels))
         self.table_lock = table_lock
         self.stats = stats
-        self.sessions = sessions
+        self.sessions = sessions          # by id, with keys: the demuxes decrypt with them
+        self.sessions_up = sessions_up    # every session set up (connector's)
         self.wake = wake
         self.deliver_break = deliver_break
         self._resend = resend
@@ -696,16 +699,14 @@ class ChannelSet:
     # -- channel 0's failover (called by the connect worker) ----------------------------------
 
     def can_take_over(self) -> bool:
-        """May the session go on without channel 0 (another channel is
-        active)?  Not while another session of the client is set up: it
-        lived on channel 0's connection alone, so the server logged it off
-        with it; only a reconnect and recovery set it up again."""
+        """(state lock held) May the session go on without channel 0 (another
+        channel is active)?  Not while another session is set up (``sessions_up``,
+        guest ones too): it lived on channel 0's connection alone, so the server
+        logged it off with it; only a reconnect and recovery set it up again."""
         session = self.session
-        if session is None or self._binder is None or self._closed:
+        if session is None or self._binder is None or self._closed or \
+                any(other is not session for other in self.sessions_up):
             return False
-        for other in list(self.sessions.values()):
-            if other is not session:
-                return False
         return any(c.phase == ACTIVE for c in self.channels)
 
     def moved(self, count: int) -> None:

@@ -53,7 +53,7 @@ import threading
 import time
 TYPE_CHECKING = False          # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
-    from typing import Callable, List, Optional
+    from typing import Callable, List, Optional, Set
 
 from ..errors import (SmbClosedError, SmbConnectionError, SmbError, SmbNegotiateError,
                       SmbNegotiateRefusedError, SmbProtocolError, SmbTimeoutError)
@@ -197,6 +197,9 @@ class ConnectWorker:
         #: channel 0 is lost (or being bound again) while another channel of
         #: its session carries the requests: the client stays ACTIVE (state_cond)
         self.failing_over = False
+        #: every session set up on the client, guest and anonymous ones too
+        #: (state_cond; ``client.session_up``): what ``can_take_over`` counts
+        self.sessions_up: Set[object] = set()
         sender.attach(self.requeue_unsent, wake)
 
     @property

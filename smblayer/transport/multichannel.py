@@ -8,7 +8,11 @@ on the first ``start_channels`` (the fs layer's binder then binds the
 channels), shows every channel as a :class:`ChannelInfo` (channel 0, the
 client's own connection, first), and gives the request path and the
 channel-0 rebinding the two facts they ask of it (``credit_load``,
-``channel0_signer``).  The channels themselves (connections, routing,
+``channel0_signer``).  The fs layer tells it which sessions are set up
+(``session_up``/``session_down``, every kind, guest and anonymous too:
+the sessions by id, ``register_session``, are only those with keys), in
+the connect worker's ``sessions_up`` under the state lock, for channel 0's
+failover decision.  The channels themselves (connections, routing,
 failover, the worker) live in ``smblayer.transport.channels``.
 """
 from __future__ import annotations
@@ -57,7 +61,8 @@ class MultichannelMixin:
             if channels is None:
                 channels = self._channels = ChannelSet(
                     self, max_channels=self.max_channels, table_lock=self._inflight.lock,
-                    stats=self._stats, sessions=self._sessions, wake=self._wake,
+                    stats=self._stats, sessions=self._sessions,
+                    sessions_up=self._connector.sessions_up, wake=self._wake,
                     deliver_break=self._deliver_break, resend=self._send_async,
                     before_reissue=self._before_reissue, connector=self._connector)
                 self._connector.failover = channels
@@ -101,6 +106,30 @@ class MultichannelMixin:
         conn = self.connection
         bound = conn.bound_signer if conn is not None else None
         return bound[1] if bound is not None and bound[0] is session else None
+
+    def session_up(self, session, generation: int) -> bool:
+        """``session`` (any kind: signed, guest, anonymous) has just been set
+        up on connection ``generation``: it is one of the client's sessions
+        until :meth:`session_down`, which channel 0's failover decision
+        counts (``ChannelSet.can_take_over``).  False, and it is not, when
+        that connection was lost meanwhile: the server logged the session
+        off with it, and a failover decided then did not count it (the
+        caller sets it up again).  Under the state lock the decision is
+        taken under (``ConnectWorker.connection_lost``), so a session is
+        counted either before it or not at all."""
+        connector = self._connector
+        with connector.state_cond:
+            conn = self.connection
+            if conn is None or conn.generation != generation or conn.lost:
+                return False
+            connector.sessions_up.add(session)
+            return True
+
+    def session_down(self, session) -> None:
+        """``session`` is logged off: no longer one of the client's sessions."""
+        connector = self._connector
+        with connector.state_cond:
+            connector.sessions_up.discard(session)
 
     def credit_load(self) -> int:
         """Credits in flight on channel 0 (the spreading measure)."""

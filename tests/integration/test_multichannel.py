@@ -26,7 +26,7 @@ import pytest
 
 from smblayer import Dialect, DialectRange, ReconnectPolicy, fs
 from smblayer.errors import SmbMultichannelError
-from smblayer.testing.guest import guest_server
+from smblayer.testing.guest import PUBLIC_FILE, guest_server
 from smblayer.testing.samba import SambaServer
 
 from smblayer.testing.pytest_plugin import SERVERS, require_smbd
@@ -40,17 +40,32 @@ MODES = {"plain": {}, "signed": {"require_signing": True}, "encrypted": {"encryp
 FAST_BACKOFF = ReconnectPolicy(initial_delay=0.05, max_delay=0.5)
 
 
-@pytest.fixture(scope="module", params=SERVERS)
-def server(request):
-    """Samba 4.17 (the host's) and Samba 4.22 (the Debian 13 root)."""
+def require_ss() -> None:
     require_smbd()
     if shutil.which("ss") is None:
         if os.environ.get("CI") == "true":
             pytest.fail("ss (iproute2) is needed to destroy one connection (CI=true: "
                         "a missing tool is an error)", pytrace=False)
         pytest.skip("ss (iproute2) is needed to destroy one connection")
+
+
+@pytest.fixture(scope="module", params=SERVERS)
+def server(request):
+    """Samba 4.17 (the host's) and Samba 4.22 (the Debian 13 root)."""
+    require_ss()
     root = request.getfixturevalue("samba_root") if request.param == "4.22" else None
     with SambaServer(extra_global=MULTICHANNEL, root=root) as srv:
+        srv.version = request.param
+        yield srv
+
+
+@pytest.fixture(scope="module", params=SERVERS)
+def guest_mc_server(request):
+    """The multichannel Samba (4.17 and 4.22) mapping unknown users to guest,
+    with the guest-readable share "public" (smblayer.testing.guest)."""
+    require_ss()
+    root = request.getfixturevalue("samba_root") if request.param == "4.22" else None
+    with guest_server("Bad User", extra_global=MULTICHANNEL, root=root) as srv:
         srv.version = request.param
         yield srv
 
@@ -756,6 +771,88 @@ def test_a_session_set_up_while_channel_0_fails_over_goes_on_channel_0(server, m
     assert signature_warnings(caplog) == []
 
 
+@pytest.mark.parametrize("who", ["guest", "anonymous"])
+def test_a_guest_session_sharing_the_client_makes_losing_channel_0_a_reconnect(
+        guest_mc_server, caplog, who):
+    """Defect: a guest or anonymous session has no key, so it was never
+    registered with the client (registration is for decryption and ECHO
+    signing), and the failover decision, which counted the registered
+    sessions, did not see it: channel 0 lost, the bound session failed over
+    and bound channel 0 again, and the guest session, which lived on channel
+    0's connection alone, was gone on the server (its next request:
+    STATUS_USER_SESSION_DELETED).  Now every session set up counts: losing
+    channel 0 is a reconnect, and both sessions are set up again."""
+    srv = guest_mc_server
+    caplog.set_level(logging.WARNING, logger="smblayer")
+    with connect(srv, Dialect.SMB3_1_1, channels=3, require_signing=True) as tree:
+        client = tree.session.client
+        assert wait_channels_active(client, 3, within=10.0), client.channels
+        user, password = ("no-such-user", "x") if who == "guest" else ("", "")
+        public = fs.connect(srv.host, "public", user, password, port=srv.port,
+                            dialects=DialectRange(Dialect.SMB3_1_1, Dialect.SMB3_1_1),
+                            multichannel=True, max_channels=3, reconnect=FAST_BACKOFF)
+        try:
+            assert public.session.client is client and public.session.is_guest
+            assert public.read_bytes(PUBLIC_FILE[0]) == PUBLIC_FILE[1]
+            conn = client.connection
+            kill_local_port(client.channels[0].local_address[1])
+            assert wait_lost(conn, within=5.0)
+            assert public.read_bytes(PUBLIC_FILE[0]) == PUBLIC_FILE[1]
+            assert public.listdir("") is not None
+        finally:
+            public.close()                                     # LOGOFF
+        assert client.stats()["_client"]["channel0"]["rebinds"] == 0
+        assert client.stats()["_client"]["reconnects"] >= 1
+        assert wait_channels_active(client, 3, within=10.0), client.channels
+        assert tree.listdir("") is not None
+    assert signature_warnings(caplog) == []
+
+
+def test_a_session_set_up_as_channel_0_is_lost_is_set_up_again(server, monkeypatch, caplog):
+    """Defect (a race): a session whose SESSION_SETUP finished on channel 0
+    just before channel 0 was lost became one of the client's sessions
+    after the failover decision had counted them: the bound session failed
+    over and bound channel 0 again, and the new session was gone with its
+    connection (STATUS_USER_SESSION_DELETED).  Here channel 0 is destroyed,
+    and the decision taken, between the last SESSION_SETUP response and the
+    session's counting.  Now a session set up on a connection lost before it
+    was counted is set up again (on channel 0's next connection); the bound
+    session keeps its failover."""
+    from smblayer.fs.session import _Smb2Auth
+
+    caplog.set_level(logging.WARNING, logger="smblayer")
+    real_check = _Smb2Auth.check_final_response
+    armed = []
+
+    def check_final_response(self, reply, task):
+        real_check(self, reply, task)           # the session's last response is in
+        if armed:
+            client = armed.pop()                # once: channel 0 dies now
+            conn = client.connection
+            kill_local_port(client.channels[0].local_address[1])
+            assert wait_lost(conn, within=5.0)
+            assert client._connector.failing_over         # the decision: a failover
+
+    monkeypatch.setattr(_Smb2Auth, "check_final_response", check_final_response)
+    with connect(server, Dialect.SMB3_1_1, channels=3, require_signing=True) as tree:
+        client = tree.session.client
+        assert wait_channels_active(client, 3, within=10.0), client.channels
+        armed.append(client)
+        other = connect(server, Dialect.SMB3_1_1, channels=3, require_signing=True)
+        try:
+            assert not armed and other.session.client is client
+            assert wait_channel0_rebound(client, within=10.0), client.channels
+            assert other.listdir("") is not None
+            second = other.session.tree_connect("share")
+            assert second.listdir("") is not None
+            second.disconnect()
+        finally:
+            other.close()                                      # LOGOFF
+        assert client.stats()["_client"]["reconnects"] == 0
+        assert tree.listdir("") is not None
+    assert signature_warnings(caplog) == []
+
+
 def test_a_signed_user_session_deleted_keeps_the_connection(server, caplog):
     """A request of a session the server no longer has: Samba answers
     STATUS_USER_SESSION_DELETED signed with a key that is no session's (it
@@ -948,7 +1045,9 @@ def test_a_compound_sent_during_a_failover_is_sent_again_with_channel_0s_key(
         finally:
             release.set()
         end = time.monotonic() + 10
-        while not (client.stats()["_client"]["reconnects"] and notify.t_pending and
+        # pending on the new connection (async_id: its interim reply there;
+        # t_pending stays from the first send, before the server has it)
+        while not (client.stats()["_client"]["reconnects"] and notify.async_id is not None and
                    notify.generation == client.connection.generation) and \
                 not future.done():
             assert time.monotonic() < end, "the compound was not sent again"

@@ -230,3 +230,71 @@ def test_guest_and_anonymous_sessions_where_allowed(guest_samba, dialect, who):
     with pytest.raises(SmbAuthError):
         fs.connect(guest_samba.host, "public", user, password, port=guest_samba.port,
                    dialects=DialectRange(dialect, dialect), require_signing=True)
+
+
+def test_a_session_set_up_while_a_new_connection_is_installed_hashes_its_negotiate(
+        samba, monkeypatch):
+    """Defect: a SESSION_SETUP exchange took the connection its legs must go
+    on from the connect worker's numbering (``client.generation``, counted
+    when a new connection is negotiated) but the NEGOTIATE its 3.1.1
+    preauth hash starts from from the client's current connection, the
+    lost one until the new one is installed.  Begun in between, its legs
+    went on the new connection, passed the one-connection check, and the
+    keys came from the wrong hash: "bad signature on the server's final
+    SESSION_SETUP response".  Now both come from one connection (the lost
+    one: the exchange starts over on the new one)."""
+    import socket
+    import threading
+
+    from smblayer.fs.session import Session
+    from smblayer.transport.connect import ConnectWorker
+
+    installing, release, leg_waits = threading.Event(), threading.Event(), threading.Event()
+    armed = []
+    real_install = ConnectWorker._install
+
+    def install(self, conn):
+        if armed:
+            armed.pop()
+            installing.set()                     # negotiated and numbered, not installed
+            release.wait(10)
+        return real_install(self, conn)
+
+    monkeypatch.setattr(ConnectWorker, "_install", install)
+    with connect(samba, reconnect=ReconnectPolicy(initial_delay=0.05, max_delay=0.2)) as tree:
+        client = tree.session.client
+        real_run_task = client.run_task
+
+        def run_task(task, **kwargs):
+            if task.command == smb2.Command.SESSION_SETUP:
+                leg_waits.set()                  # the exchange took its connection
+            return real_run_task(task, **kwargs)
+
+        client.run_task = run_task
+        armed.append(client)
+        client.connection.sock.shutdown(socket.SHUT_RDWR)     # lost: a reconnect
+        result = {}
+        try:
+            assert installing.wait(10)
+            assert client.generation != client.connection.generation
+
+            def set_up():
+                try:
+                    result["session"] = Session(client, samba.username, samba.password)
+                except BaseException as exc:  # noqa: BLE001 - reported below
+                    result["error"] = exc
+
+            thread = threading.Thread(target=set_up, daemon=True)
+            thread.start()
+            assert leg_waits.wait(10)
+        finally:
+            release.set()
+        thread.join(30)
+        assert "error" not in result, result
+        session = result["session"]
+        try:
+            other = session.tree_connect("share")
+            assert other.listdir("") is not None
+        finally:
+            session.logoff()
+        assert tree.listdir("") is not None

@@ -218,14 +218,18 @@ def test_while_channel_0_fails_over_another_sessions_requests_wait_for_it():
 def test_channel_0_lost_with_another_session_set_up_is_no_failover():
     """The bound session goes on without channel 0 only if no other session
     of the client lived on it (the server logged that one off with its
-    connection: a reconnect sets it up again)."""
+    connection: a reconnect sets it up again): every session set up counts
+    (``sessions_up``), a guest or anonymous one too, which has no key and
+    so is not among the sessions by id (decryption, ECHO)."""
     cs, session = channel_set(0, Channel(1, 0))
     cs._binder = object()
     cs.sessions = {1: session}
+    cs.sessions_up = {session}
     assert cs.can_take_over()
-    cs.sessions[2] = object()
+    guest = object()                    # set up, but not by id
+    cs.sessions_up.add(guest)
     assert not cs.can_take_over()
-    del cs.sessions[2]
+    cs.sessions_up.discard(guest)
     cs.channels[0].phase = DEAD
     assert not cs.can_take_over()
 
