@@ -63,6 +63,7 @@ _DONE_BIT = _DONE.bit
 log = logging.getLogger("smblayer")
 
 _U32_AT = struct.Struct("<I").unpack_from
+_EPOLLIN = getattr(select, "EPOLLIN", 1)
 
 #: fast-path offers declined after a fast reader was asked to hand back the
 #: role before its reply came (callers keep joining: the demux reads)
@@ -226,7 +227,9 @@ class Demux:
         if self._poller.epoll is None or self._stopping or \
                 not self.read_lock.acquire(False):
             return False
-        if not self._poller.modify(self._sock_fd, False):
+        try:                            # (_Poller.modify, without the call)
+            self._poller.epoll_modify(self._sock_fd, 0)
+        except (OSError, ValueError):
             self.read_lock.release()
             return False
         self._kicked = False
@@ -237,7 +240,10 @@ class Demux:
     def release_reader_role(self) -> None:
         self.fast_reader = False
         self._reader_ident = None
-        self._poller.modify(self._sock_fd, True)
+        try:
+            self._poller.epoll_modify(self._sock_fd, _EPOLLIN)   # (epoll: see take_reader_role)
+        except (OSError, ValueError):
+            pass
         self.read_lock.release()
 
     def read_for(self, task) -> None:
@@ -529,6 +535,8 @@ class _Poller:
     def __init__(self):
         self.epoll = getattr(select, "epoll", None)
         self._p = self.epoll() if self.epoll else select.poll()
+        #: the epoll object's modify (None without epoll: the fast path is off)
+        self.epoll_modify = self._p.modify if self.epoll else None
 
     def register(self, fd: int) -> None:
         self._p.register(fd, select.EPOLLIN if self.epoll else select.POLLIN)

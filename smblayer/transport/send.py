@@ -466,7 +466,10 @@ class Sender:
         buffers = (_PACK_LENGTH(size), *parts) if parts is not None else \
             (_PACK_LENGTH(size), header, *task.body)
         try:
-            sendmsg_all(conn.sock, buffers, size + 4)
+            sock = conn.sock
+            sent = sock.sendmsg(buffers)        # (sendmsg_all's first step, without the call)
+            if sent != size + 4:
+                sendmsg_all(sock, buffers, size + 4, sent)
         except OSError as exc:
             log.debug("smblayer: send failed on %s:%s: %s", self._client.host,
                       self._client.port, exc)
@@ -608,9 +611,11 @@ class Sender:
         self._stats.command(conn.wire, task.command).cancels += 1
 
 
-def sendmsg_all(sock: Socket, parts, total: int) -> None:
-    """sendmsg every buffer, resuming after partial sends, without joining."""
-    sent = sock.sendmsg(parts)
+def sendmsg_all(sock: Socket, parts, total: int, sent: Optional[int] = None) -> None:
+    """sendmsg every buffer, resuming after partial sends, without joining
+    (``sent``: the bytes a first sendmsg of ``parts`` already sent)."""
+    if sent is None:
+        sent = sock.sendmsg(parts)
     if sent == total:
         return
     views = [memoryview(p).cast("B") for p in parts]
