@@ -111,8 +111,8 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
     directly (private, refcount 1).
     """
 
-    #: ClientState: CONNECTING, ACTIVE, RECONNECTING or CLOSED
-    state: ClientState
+    #: ``state``: CONNECTING, ACTIVE, RECONNECTING or CLOSED (a ClientState; a slot: on
+    __slots__ = ("state",)  # 3.11 a class default would keep every read of it unspecialised)
     #: references handed out by get_client() and not yet released
     refcount: int = 0
     #: the current connection generation (socket, negotiate result, demux), or None
