@@ -789,9 +789,9 @@ class SmbClient(CompoundMixin, HandlersMixin, MultichannelMixin):
                 self._send_async(task)
                 return
             result = self._finish(task)
-        except BaseException as exc:  # noqa: BLE001
-            settle, result = future.set_exception, exc
-        else:
+        except BaseException as exc:  # noqa: BLE001 - no traceback kept (task.error too):
+            settle, result = future.set_exception, exc.with_traceback(None)  # its frames
+        else:                               # would keep a canceller's buffers exported
             settle = future.set_result
         try:
             settle(result)
