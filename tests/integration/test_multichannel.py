@@ -115,6 +115,22 @@ def wait_channels_active(client, count: int, within: float) -> bool:
     return False
 
 
+def hold_channel0_binding(monkeypatch) -> threading.Event:
+    """Channel 0, once lost, stays down (its binding waits, at most 10 s)
+    until the returned Event is set."""
+    from smblayer.fs.binding import Binder
+    release = threading.Event()
+    real_bind = Binder.bind
+
+    def bind(self, channel):
+        if channel.index == 0:
+            release.wait(10)
+        return real_bind(self, channel)
+
+    monkeypatch.setattr(Binder, "bind", bind)
+    return release
+
+
 def binding_legs(client) -> int:
     """SESSION_SETUP binding legs sent, on every channel (channel 0's rebindings too)."""
     counters = client.stats()["_client"]
@@ -565,17 +581,7 @@ def test_reauthentication_while_channel_0_fails_over(server, monkeypatch):
     """Channel 0 lost, its binding held back: a re-authentication meanwhile
     goes on one active channel, both legs (NTLM) on the same one, and the
     session, its keys and channel 0's return are untouched."""
-    from smblayer.fs.binding import Binder
-
-    release = threading.Event()
-    real_bind = Binder.bind
-
-    def bind(self, channel):
-        if channel.index == 0:
-            release.wait(10)         # channel 0 stays down until the test lets it bind
-        return real_bind(self, channel)
-
-    monkeypatch.setattr(Binder, "bind", bind)
+    release = hold_channel0_binding(monkeypatch)
     with connect(server, Dialect.SMB3_1_1, channels=3, require_signing=True) as tree:
         client = tree.session.client
         session_id = tree.session.session_id
@@ -732,18 +738,9 @@ def test_a_session_set_up_while_channel_0_fails_over_goes_on_channel_0(server, m
     and its next requests went elsewhere).  The bound session keeps its
     failover (no reconnect), the new one works before and after channel 0
     is bound again, TREE_CONNECT and LOGOFF included."""
-    from smblayer.fs.binding import Binder
 
     caplog.set_level(logging.WARNING, logger="smblayer")
-    release = threading.Event()
-    real_bind = Binder.bind
-
-    def bind(self, channel):
-        if channel.index == 0:
-            release.wait(10)         # channel 0 stays down until the test lets it bind
-        return real_bind(self, channel)
-
-    monkeypatch.setattr(Binder, "bind", bind)
+    release = hold_channel0_binding(monkeypatch)
     with connect(server, Dialect.SMB3_1_1, channels=3, require_signing=True) as tree:
         client = tree.session.client
         assert wait_channels_active(client, 3, within=10.0), client.channels
@@ -1005,22 +1002,13 @@ def test_a_compound_sent_during_a_failover_is_sent_again_with_channel_0s_key(
     signature.  Here a CREATE + CHANGE_NOTIFY compound pends on channel 1
     (channel 0 lost, its binding held back), channel 1 is destroyed too,
     and after the reconnect the compound is sent again and completes."""
-    from smblayer.fs.binding import Binder
     from smblayer.proto import smb2
     from smblayer.proto.commands import (RELATED_FILE_ID, change_notify_request,
                                          create_request)
     from smblayer.task import SmbTask
 
     caplog.set_level(logging.WARNING, logger="smblayer")
-    release = threading.Event()
-    real_bind = Binder.bind
-
-    def bind(self, channel):
-        if channel.index == 0:
-            release.wait(10)         # channel 0 stays down until the test lets it bind
-        return real_bind(self, channel)
-
-    monkeypatch.setattr(Binder, "bind", bind)
+    release = hold_channel0_binding(monkeypatch)
     with connect(server, Dialect.SMB3_1_1, channels=2, require_signing=True) as tree:
         client = tree.session.client
         assert wait_channels_active(client, 2, within=10.0), client.channels
