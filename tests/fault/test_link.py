@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from _echo_server import echo_server
 from smblayer.testing.link import Link, LinkProcess
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(60)]
@@ -19,37 +20,8 @@ RATE = 4e6          # bytes/s each way
 
 @pytest.fixture
 def echo():
-    """An echo server on 127.0.0.1 (one thread per connection, bounded)."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.2)
-    stop = threading.Event()
-
-    def handle(sock):
-        sock.settimeout(20)
-        with sock:
-            try:
-                while True:
-                    data = sock.recv(65536)
-                    if not data:
-                        return
-                    sock.sendall(data)
-            except OSError:
-                return
-
-    def serve():
-        while not stop.is_set():
-            try:
-                sock, _ = listener.accept()
-            except OSError:
-                continue
-            threading.Thread(target=handle, args=(sock,), daemon=True).start()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield listener.getsockname()[:2]
-    stop.set()
-    thread.join(5)
-    listener.close()
+    with echo_server() as address:
+        yield address
 
 
 def round_trip(address, data: bytes) -> float:

@@ -8,23 +8,10 @@ import time
 
 import pytest
 
+from _echo_server import echo_server, serve as _serve, stop as _stop
 from smblayer.testing.proxy import FaultProxy
 
 pytestmark = pytest.mark.fault
-
-
-class _EchoHandler(socketserver.BaseRequestHandler):
-    def handle(self):
-        sock = self.request
-        sock.settimeout(20)  # bounded: a stuck test cannot pin the thread
-        try:
-            while True:
-                data = sock.recv(65536)
-                if not data:
-                    return
-                sock.sendall(data)
-        except OSError:
-            return
 
 
 class _SinkHandler(socketserver.BaseRequestHandler):
@@ -34,35 +21,10 @@ class _SinkHandler(socketserver.BaseRequestHandler):
         self.server.stop_event.wait(20)
 
 
-class _Server(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    block_on_close = False
-
-
-def _serve(handler):
-    srv = _Server(("127.0.0.1", 0), handler)
-    srv.stop_event = threading.Event()
-    t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05},
-                         name="test-%s" % handler.__name__, daemon=True)
-    t.start()
-    return srv, t
-
-
-def _stop(srv, t):
-    srv.stop_event.set()
-    srv.shutdown()
-    srv.server_close()
-    t.join(5)
-
-
 @pytest.fixture
 def echo():
-    srv, t = _serve(_EchoHandler)
-    try:
-        yield srv.server_address
-    finally:
-        _stop(srv, t)
+    with echo_server() as address:
+        yield address
 
 
 @pytest.fixture
