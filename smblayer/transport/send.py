@@ -216,9 +216,7 @@ class Sender:
         try:                            # (``_as_writer``, spelled out: no bound method,
             reader = self._send_now(conn, tasks, related, fast)   # no argument tuple)
         except BaseException:
-            lock.release()
-            if self._outbox:            # nobody may be left to write them
-                self._client.iod.call_soon(self._flush)
+            self._writer_failed()
             raise
         lock.release()
         if self._outbox:                # queued while we held the lock
@@ -318,16 +316,20 @@ class Sender:
     def _as_writer(self, write, *args):
         """``write(*args)`` with the send lock the caller took, then release
         it; if that fails, what was queued meanwhile is still written."""
-        lock = self._raw_lock
         try:
             result = write(*args)
         except BaseException:
-            lock.release()
-            if self._outbox:            # nobody may be left to write them
-                self._client.iod.call_soon(self._flush)
+            self._writer_failed()
             raise
-        lock.release()
+        self._raw_lock.release()
         return result
+
+    def _writer_failed(self) -> None:
+        """The writer's write raised: release the send lock; what was queued
+        meanwhile is still written (by smbiod: nobody may be left to)."""
+        self._raw_lock.release()
+        if self._outbox:
+            self._client.iod.call_soon(self._flush)
 
     def _drain(self, mine, entries: Optional[list]):
         """Send ``entries``, or everything in the outbox (holding the send
