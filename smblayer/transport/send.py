@@ -175,8 +175,6 @@ class Sender:
             need += charge_task(wire, task)
         return need
 
-    _charge = staticmethod(charge_task)
-
     def transmit(self, conn, tasks: Sequence[SmbTask], related: bool, credits: int,
                  fast: bool = False):
         """Queue one request, or a compound of several, for ``conn`` and
@@ -435,19 +433,13 @@ class Sender:
 
     def _send_single(self, conn, task: SmbTask, credits: int, now: float) -> None:
         """``_send_batch`` of one request that is not a compound (``_build``,
-        ``_credit_request``, ``frame_prefix`` and ``_write`` spelled out: four
-        calls and two buffer lists fewer per request)."""
+        ``frame_prefix`` and ``_write`` spelled out: three calls and two
+        buffer lists fewer per request)."""
         wire = conn.wire
-        used = task.send_credits
-        if wire.is_smb1:
-            asked = 0
-        elif self._credits.available + used < CREDIT_TARGET:
-            asked = used + CREDIT_ASK
-        else:
-            asked = used
         security = task.security
         try:
-            header = wire.build_header(task, task.message_id, asked)
+            header = wire.build_header(task, task.message_id,
+                                       self._credit_request(wire, task.send_credits))
             if security is not None:
                 parts = security.protect(task, header, [header, *task.body])
                 size = sum(map(len, parts))

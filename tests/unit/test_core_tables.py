@@ -271,14 +271,14 @@ def test_credit_gate_take_now_never_jumps_the_line_nor_the_reserve():
 
 
 def test_flat_credit_charge_is_what_the_wire_charges():
-    """Sender._charge's shortcut for size-independent commands gives the
+    """charge_task's shortcut for size-independent commands gives the
     CreditCharge (and credits) Smb2Wire/Smb1Wire.charge would, every
     dialect, every such command."""
     import types
     from smblayer.config import Dialect
     from smblayer.proto import smb1, smb2
     from smblayer.proto.credits import MULTI_CREDIT_COMMANDS
-    from smblayer.transport.send import Sender
+    from smblayer.transport.send import charge_task
     from smblayer.transport.task import SmbTask
     from smblayer.transport.wire import Smb1Wire, Smb2Wire
     wires = [Smb2Wire(types.SimpleNamespace(dialect=d, multi_credit=d >= Dialect.SMB2_1))
@@ -290,6 +290,6 @@ def test_flat_credit_charge_is_what_the_wire_charges():
             if not wire.is_smb1 and command in MULTI_CREDIT_COMMANDS:
                 continue
             task = SmbTask(command, (b"\0" * 4,))
-            credits = Sender._charge(wire, task)
+            credits = charge_task(wire, task)
             assert task.credit_charge == wire.charge(command, 0, 0), (wire.dialect, command)
             assert credits == max(1, wire.charge(command, 0, 0))
