@@ -227,7 +227,7 @@ class Demux:
         if self._poller.epoll is None or self._stopping or \
                 not self.read_lock.acquire(False):
             return False
-        try:                            # (_Poller.modify, without the call)
+        try:                            # stop watching: we read (see _Poller)
             self._poller.epoll_modify(self._sock_fd, 0)
         except (OSError, ValueError):
             self.read_lock.release()
@@ -535,20 +535,13 @@ class _Poller:
     def __init__(self):
         self.epoll = getattr(select, "epoll", None)
         self._p = self.epoll() if self.epoll else select.poll()
-        #: the epoll object's modify (None without epoll: the fast path is off)
+        #: the epoll object's modify(fd, mask): start or stop watching ``fd``,
+        #: safe from another thread while the owner waits (None without
+        #: epoll: the caller fast path is off)
         self.epoll_modify = self._p.modify if self.epoll else None
 
     def register(self, fd: int) -> None:
         self._p.register(fd, select.EPOLLIN if self.epoll else select.POLLIN)
-
-    def modify(self, fd: int, watch: bool) -> bool:
-        """Start or stop watching ``fd`` (epoll only: safe from another
-        thread while the owner waits).  False if that is not possible."""
-        try:
-            self._p.modify(fd, select.EPOLLIN if watch else 0)
-            return True
-        except (OSError, ValueError):
-            return False
 
     def poll(self, timeout):
         """The (fd, event mask) pairs ready within ``timeout`` seconds."""

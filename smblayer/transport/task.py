@@ -10,7 +10,8 @@ Life cycle: every move goes through :func:`move`, which checks it against
 other (the per-request moves -- QUEUED in ``Sender._send_now``, SENT in
 ``InFlight.register``, DONE in ``Demux._dispatch_one`` -- spell the same
 check on the members' bit masks inline, without the call).  The client
-calls it under its MID-table lock, so a cancel and a send can never both win: a CANCELLED task is never sent::
+calls it under its MID-table lock, so a cancel and a send can never both
+win: a CANCELLED task is never sent::
 
     NEW -> QUEUED (waiting for credits / an ACTIVE client) -> SENT
         -> INTERIM (STATUS_PENDING received, still waiting)
